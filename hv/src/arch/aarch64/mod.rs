@@ -1,0 +1,1 @@
+//! The real arch layer (aarch64-unknown-none only).

@@ -1,0 +1,1 @@
+//! Recording, hostile fake of [`super::Arch`] for host tests.

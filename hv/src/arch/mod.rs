@@ -1,0 +1,188 @@
+//! The contract between hv's portable logic and the CPU.
+//!
+//! Everything that needs `asm!`, a system-register access or a raw pointer to
+//! physical memory sits behind the [`Arch`] and [`PhysMem`] traits. Two
+//! implementations exist:
+//! - `aarch64` (only on `aarch64-unknown-none`): the real one;
+//! - `fake` (host tests): records every call and is deliberately hostile
+//!   (2 list registers, a 2-bit VMID space, scripted guest exits).
+//!
+//! Portable code *decides* (which TLB plan, which exit handler, which vCPU)
+//! and calls these hooks to *do*.
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod aarch64;
+#[cfg(any(test, feature = "fake-arch"))]
+pub mod fake;
+
+use pv_tlb::{PhysAddr, TlbOp};
+
+/// Which vector a guest exit came through.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ExitVector {
+    /// Synchronous exception from a lower EL (ESR_EL2 describes it).
+    Sync,
+    /// Physical IRQ taken while the guest ran.
+    Irq,
+    /// Physical FIQ taken while the guest ran.
+    Fiq,
+    /// SError taken while the guest ran.
+    SError,
+}
+
+/// Raw register values captured at a guest exit; decoded by `trap::ExitReason::decode`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RawExit {
+    /// The vector taken.
+    pub vector: ExitVector,
+    /// `ESR_EL2` at the exit.
+    pub esr: u64,
+    /// `FAR_EL2` at the exit.
+    pub far: u64,
+    /// `HPFAR_EL2` at the exit.
+    pub hpfar: u64,
+}
+
+/// A vCPU's general-purpose state: what the trap path saves and restores on
+/// every exit. Layout is shared with the assembly in `arch/aarch64/entry.S`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct GuestGprs {
+    /// x0..x30.
+    pub x: [u64; 31],
+    /// The guest's return address (`ELR_EL2`).
+    pub pc: u64,
+    /// The guest's PSTATE (`SPSR_EL2`).
+    pub pstate: u64,
+    /// `SP_EL0`.
+    pub sp_el0: u64,
+}
+
+/// EL1 system registers of a vCPU that hv keeps on the CPU between
+/// [`Arch::vcpu_load`] and [`Arch::vcpu_put`] (deferred save/restore, as KVM does on VHE).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+#[repr(usize)]
+#[allow(missing_docs)]
+pub enum El1Reg {
+    SctlrEl1,
+    Ttbr0El1,
+    Ttbr1El1,
+    TcrEl1,
+    MairEl1,
+    AmairEl1,
+    VbarEl1,
+    ElrEl1,
+    SpsrEl1,
+    EsrEl1,
+    FarEl1,
+    SpEl1,
+    ContextidrEl1,
+    TpidrEl1,
+    TpidrEl0,
+    TpidrroEl0,
+    CpacrEl1,
+    Afsr0El1,
+    Afsr1El1,
+    ParEl1,
+    CntkctlEl1,
+    CntvCtlEl0,
+    CntvCvalEl0,
+    MdscrEl1,
+}
+
+impl El1Reg {
+    /// Number of registers in [`El1Sysregs`].
+    pub const COUNT: usize = El1Reg::MdscrEl1 as usize + 1;
+}
+
+/// Saved EL1 system-register state of a vCPU, indexed by [`El1Reg`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct El1Sysregs {
+    /// Values indexed by `El1Reg as usize`.
+    pub regs: [u64; El1Reg::COUNT],
+}
+
+impl Default for El1Sysregs {
+    fn default() -> Self {
+        let mut regs = [0; El1Reg::COUNT];
+        // SCTLR_EL1 reset value with the RES1 bits set and the MMU off.
+        regs[El1Reg::SctlrEl1 as usize] = 0x30d0_0800;
+        Self { regs }
+    }
+}
+
+impl El1Sysregs {
+    /// Value of `reg`.
+    #[must_use]
+    pub fn get(&self, reg: El1Reg) -> u64 {
+        self.regs[reg as usize]
+    }
+    /// Set `reg` to `val`.
+    pub fn set(&mut self, reg: El1Reg, val: u64) {
+        self.regs[reg as usize] = val;
+    }
+}
+
+/// What the CPU needs to translate a domain's IPAs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Stage2Regs {
+    /// `VTTBR_EL2`: VMID in bits [63:48] (or [55:48]) and the root table address.
+    pub vttbr: u64,
+    /// `VTCR_EL2`.
+    pub vtcr: u64,
+}
+
+/// The per-pCPU hooks portable code calls. One value exists per physical CPU.
+pub trait Arch {
+    /// Index of this physical CPU (0 = boot CPU).
+    fn cpu_index(&self) -> usize;
+
+    /// Make `sysregs`, `stage2` and `vmpidr` current on this CPU for a vCPU
+    /// that is about to run here. Called only when another context had the CPU
+    /// (lazy switching: a vCPU that comes back after idle is not reloaded).
+    fn vcpu_load(&mut self, sysregs: &El1Sysregs, stage2: Stage2Regs, vmpidr: u64);
+
+    /// Save the loaded vCPU's EL1 state into `sysregs` because another context takes the CPU.
+    fn vcpu_put(&mut self, sysregs: &mut El1Sysregs);
+
+    /// Read an EL1 register of the loaded vCPU (only between load and put).
+    fn read_el1(&self, reg: El1Reg) -> u64;
+
+    /// Write an EL1 register of the loaded vCPU (only between load and put).
+    fn write_el1(&mut self, reg: El1Reg, val: u64);
+
+    /// Run the loaded vCPU with `gprs` until its next exit; `gprs` holds the
+    /// guest's state at that exit when this returns.
+    fn run_vcpu(&mut self, gprs: &mut GuestGprs) -> RawExit;
+
+    /// Execute one TLB maintenance operation or barrier exactly as named.
+    fn tlb_op(&mut self, op: TlbOp);
+
+    /// The virtual counter (`CNTVCT_EL0`, with hv's own offset of 0).
+    fn counter(&self) -> u64;
+
+    /// The counter frequency in Hz (`CNTFRQ_EL0`).
+    fn counter_frequency(&self) -> u64;
+
+    /// VMID width this CPU supports (8 or 16; the fake says 2).
+    fn vmid_bits(&self) -> u8;
+
+    /// Stage-2 input size hv uses: PARange capped at 48 bits.
+    fn ipa_bits(&self) -> u8;
+
+    /// Power the machine off (PSCI SYSTEM_OFF through the DTB's conduit).
+    fn system_off(&mut self) -> !;
+}
+
+/// Byte access to host physical memory (RAM only). hv reaches guest memory
+/// only through `guest::GuestMemory`, which translates IPAs through the
+/// domain's stage-2 tables first and then calls this.
+pub trait PhysMem {
+    /// Copy `buf.len()` bytes from `pa` into `buf`. `pa..pa+len` must lie in
+    /// one RAM frame owned by hv or a domain; callers split at page bounds.
+    fn read(&self, pa: PhysAddr, buf: &mut [u8]);
+    /// Copy `buf` to `pa` (same rules as [`PhysMem::read`]).
+    fn write(&mut self, pa: PhysAddr, buf: &[u8]);
+    /// Zero one 4 KiB frame.
+    fn zero_frame(&mut self, pa: PhysAddr);
+}

@@ -1,0 +1,10 @@
+//! hv: a Type-1 hypervisor for arm64 that runs Xen guests.
+//!
+//! The crate is a library of portable logic (unit-tested on the host against
+//! `arch::fake`) plus, on `aarch64-unknown-none`, the arch layer in
+//! `arch::aarch64` and the binary in `main.rs`.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod arch;

@@ -1,0 +1,8 @@
+//! EL1 test guest (built for aarch64-unknown-none).
+#![cfg_attr(all(target_arch = "aarch64", target_os = "none"), no_std, no_main)]
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+fn main() {
+    eprintln!("guest-hello is a guest payload: build it with --target aarch64-unknown-none");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! Host-side runners for hv's QEMU and nested-rig tests.
