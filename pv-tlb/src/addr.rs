@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn addresses_print_as_fixed_width_hex() {
         assert_eq!(format!("{}", Ipa(0x4000_0000)), "0x0000000040000000");
-        assert_eq!(format!("{:?}", PhysAddr(0x1000)), "PhysAddr(0x0000000000001000)");
+        assert_eq!(
+            format!("{:?}", PhysAddr(0x1000)),
+            "PhysAddr(0x0000000000001000)"
+        );
     }
 
     #[test]

@@ -7,8 +7,12 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub mod addr;
+pub mod inval;
 pub mod op;
 
 pub use addr::{Ipa, PhysAddr, VirtAddr, Vmid, PAGE_SHIFT, PAGE_SIZE};
+pub use inval::{pages_per_entry, InvalidationSet, IpaRange};
 pub use op::{TlbCounters, TlbOp, TlbOpKind};

@@ -1,0 +1,187 @@
+//! Invalidation sets: *what* changed in one stage-2 table.
+//!
+//! A set belongs to one stage-2 translation regime (one domain, one VMID).
+//! It does not carry the VMID itself: VMIDs are assigned by hv and can be
+//! recycled on rollover independently of the tables, so the VMID is supplied
+//! when a set is planned ([`crate::plan::plan`]) or gathered
+//! ([`crate::deferred::DeferredFlush`]).
+//!
+//! Each entry is a run of IPA pages whose stage-2 leaf entries were removed
+//! or weakened, with the level of those leaf entries (1 = 1 GiB block,
+//! 2 = 2 MiB block, 3 = 4 KiB page). The level is the FEAT_TTL hint and also
+//! tells the planner how many IPA-based TLBIs a run needs: one per leaf entry.
+
+use alloc::vec::Vec;
+
+use crate::addr::{Ipa, PAGE_SHIFT};
+
+/// Number of 4 KiB pages covered by one leaf entry at `level` (1..=3) with a 4 KiB granule.
+///
+/// Returns 0 for any other level.
+#[must_use]
+pub const fn pages_per_entry(level: u8) -> u64 {
+    match level {
+        1 => 1 << 18,
+        2 => 1 << 9,
+        3 => 1,
+        _ => 0,
+    }
+}
+
+/// A run of IPA pages whose leaf entries, all at one level, changed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct IpaRange {
+    /// Page-aligned first IPA (aligned to the leaf size of `level`).
+    pub base: Ipa,
+    /// Number of 4 KiB pages (a multiple of [`pages_per_entry`]`(level)`).
+    pub pages: u64,
+    /// Level (1..=3) of the leaf entries that were removed or weakened.
+    pub level: u8,
+}
+
+impl IpaRange {
+    /// One past the last IPA of the run (saturating).
+    #[must_use]
+    pub fn end(&self) -> Ipa {
+        Ipa(self
+            .base
+            .0
+            .saturating_add(self.pages.saturating_mul(1 << PAGE_SHIFT)))
+    }
+
+    /// True if `ipa` lies in the run.
+    #[must_use]
+    pub fn contains(&self, ipa: Ipa) -> bool {
+        ipa >= self.base && ipa < self.end()
+    }
+
+    /// Number of leaf entries (one IPA-based TLBI each).
+    #[must_use]
+    pub fn entries(&self) -> u64 {
+        match pages_per_entry(self.level) {
+            0 => self.pages,
+            n => self.pages.div_ceil(n),
+        }
+    }
+}
+
+/// What changed in one stage-2 table and must be invalidated before the
+/// change can be relied on.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct InvalidationSet {
+    ranges: Vec<IpaRange>,
+    stage1: bool,
+}
+
+impl InvalidationSet {
+    /// An empty set.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            ranges: Vec::new(),
+            stage1: false,
+        }
+    }
+
+    /// Record that `pages` pages from `base`, mapped by leaf entries at
+    /// `level`, changed. Extends the last run when contiguous at the same level.
+    /// A zero-page record is ignored. Any stage-2 removal also needs the
+    /// VMID's combined stage-1+2 entries dropped, so this sets
+    /// [`needs_stage1`](Self::needs_stage1).
+    pub fn add(&mut self, base: Ipa, pages: u64, level: u8) {
+        if pages == 0 {
+            return;
+        }
+        self.stage1 = true;
+        if let Some(last) = self.ranges.last_mut() {
+            if last.level == level && last.end() == base {
+                last.pages = last.pages.saturating_add(pages);
+                return;
+            }
+        }
+        self.ranges.push(IpaRange { base, pages, level });
+    }
+
+    /// Record that only stage-1 (combined) entries of this VMID must go
+    /// (e.g. after a guest-visible change that does not touch stage-2 leaves).
+    pub fn add_stage1(&mut self) {
+        self.stage1 = true;
+    }
+
+    /// Add every run of `other` to `self`.
+    pub fn merge(&mut self, other: &InvalidationSet) {
+        for r in &other.ranges {
+            self.add(r.base, r.pages, r.level);
+        }
+        self.stage1 |= other.stage1;
+    }
+
+    /// The runs, in the order they were recorded.
+    #[must_use]
+    pub fn ranges(&self) -> &[IpaRange] {
+        &self.ranges
+    }
+
+    /// True if the VMID's stage-1 (combined stage-1+2) entries must be dropped.
+    #[must_use]
+    pub fn needs_stage1(&self) -> bool {
+        self.stage1
+    }
+
+    /// True if nothing needs invalidating.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty() && !self.stage1
+    }
+
+    /// Total 4 KiB pages covered.
+    #[must_use]
+    pub fn pages(&self) -> u64 {
+        self.ranges
+            .iter()
+            .fold(0u64, |a, r| a.saturating_add(r.pages))
+    }
+
+    /// Total leaf entries covered (what a per-entry IPA-TLBI plan issues).
+    #[must_use]
+    pub fn entries(&self) -> u64 {
+        self.ranges
+            .iter()
+            .fold(0u64, |a, r| a.saturating_add(r.entries()))
+    }
+
+    /// True if the page containing `ipa` is in the set.
+    #[must_use]
+    pub fn contains(&self, ipa: Ipa) -> bool {
+        self.ranges.iter().any(|r| r.contains(ipa))
+    }
+
+    /// Forget everything.
+    pub fn clear(&mut self) {
+        self.ranges.clear();
+        self.stage1 = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguous_same_level_runs_merge() {
+        let mut s = InvalidationSet::new();
+        s.add(Ipa(0x4000_0000), 1, 3);
+        s.add(Ipa(0x4000_1000), 2, 3);
+        s.add(Ipa(0x4000_3000), 0, 3);
+        assert_eq!(s.ranges().len(), 1);
+        assert_eq!(s.pages(), 3);
+        assert!(s.needs_stage1());
+        s.add(Ipa(0x4000_4000), 512, 2);
+        assert_eq!(s.ranges().len(), 2);
+        assert_eq!(s.entries(), 4);
+        assert!(s.contains(Ipa(0x4000_2fff)));
+        assert!(!s.contains(Ipa(0x4020_4000)));
+        s.clear();
+        assert!(s.is_empty());
+    }
+}
