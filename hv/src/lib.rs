@@ -8,3 +8,5 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod tlb;
+pub mod trap;
