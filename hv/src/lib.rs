@@ -8,5 +8,9 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod bootinfo;
+pub mod logger;
+pub mod mm;
+pub mod options;
 pub mod tlb;
 pub mod trap;

@@ -1,0 +1,595 @@
+//! What hv learns from the device tree at boot.
+//!
+//! [`BootInfo::parse`] runs before the heap exists (with the MMU still off on
+//! the boot CPU), so everything is kept in fixed-capacity arrays
+//! ([`FixedVec`]) and strings borrow the DTB. It never panics on a malformed
+//! DTB: the `fdt` crate's panicking conveniences (`chosen()`, `memory()`,
+//! `cpus()`, `bootargs()`) are avoided and `reg` cells are decoded here.
+//!
+//! Boot modules follow Xen's binding (docs/misc/arm/device-tree/booting.txt):
+//! `/chosen/module@ADDR` nodes with `compatible = "multiboot,kernel"` /
+//! `"multiboot,ramdisk"` / `"multiboot,module"`, `reg = <addr size>` in
+//! `/chosen`'s cells and an optional `bootargs`. Xen's dom0less `/chosen/domU*`
+//! sub-nodes are not read.
+
+use crate::mm::MemRange;
+use fdt::node::FdtNode;
+use fdt::Fdt;
+use pv_tlb::PhysAddr;
+
+/// Maximum RAM ranges kept (more are ignored and counted).
+pub const MAX_MEMORY: usize = 8;
+/// Maximum reserved ranges (`/memreserve/` plus `/reserved-memory`); more is an error.
+pub const MAX_RESERVED: usize = 16;
+/// Maximum CPUs kept (more are ignored and counted).
+pub const MAX_CPUS: usize = 8;
+/// Maximum boot modules; more is an error.
+pub const MAX_MODULES: usize = 8;
+/// Maximum GICv3 redistributor regions.
+pub const MAX_REDIST: usize = 4;
+
+/// A vector with a fixed capacity `N` that lives on the stack.
+#[derive(Clone, Copy, Debug)]
+pub struct FixedVec<T: Copy + Default, const N: usize> {
+    items: [T; N],
+    len: usize,
+}
+
+impl<T: Copy + Default, const N: usize> Default for FixedVec<T, N> {
+    fn default() -> Self {
+        Self {
+            items: [T::default(); N],
+            len: 0,
+        }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> FixedVec<T, N> {
+    /// Append `item`; gives it back if the vector is full.
+    ///
+    /// # Errors
+    /// `Err(item)` when the vector already holds `N` items.
+    pub fn push(&mut self, item: T) -> Result<(), T> {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = item;
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(item),
+        }
+    }
+    /// The items pushed so far.
+    #[must_use]
+    pub fn as_slice(&self) -> &[T] {
+        &self.items[..self.len]
+    }
+    /// Number of items.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True if empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<T: Copy + Default + PartialEq, const N: usize> PartialEq for FixedVec<T, N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+/// How PSCI calls reach the firmware (`/psci` `method`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PsciConduit {
+    /// `HVC #0` (hv runs nested: the host hypervisor implements PSCI).
+    Hvc,
+    /// `SMC #0` (EL3 firmware implements PSCI).
+    Smc,
+}
+
+/// What kind of boot module a `/chosen/module@` node is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ModuleKind {
+    /// `multiboot,kernel` (also Xen's legacy `xen,linux-zimage`).
+    #[default]
+    Kernel,
+    /// `multiboot,ramdisk` (also Xen's legacy `xen,linux-initrd`).
+    Ramdisk,
+    /// Only the generic `multiboot,module`.
+    Module,
+}
+
+/// One boot module, in Xen's `/chosen/module@ADDR` binding.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct BootModule<'a> {
+    /// Physical address of the first byte.
+    pub pa: PhysAddr,
+    /// Size in bytes.
+    pub size: u64,
+    /// What the module is.
+    pub kind: ModuleKind,
+    /// The module's own `bootargs`, if any.
+    pub bootargs: Option<&'a str>,
+}
+
+/// The GICv3 found in the DTB (`arm,gic-v3`).
+#[derive(Clone, Copy, PartialEq, Debug, Default)]
+pub struct GicV3Info {
+    /// Distributor (`GICD`) registers.
+    pub dist: MemRange,
+    /// Redistributor (`GICR`) regions.
+    pub redist: FixedVec<MemRange, MAX_REDIST>,
+}
+
+/// The architected timer's interrupts (`arm,armv8-timer`), as GIC INTIDs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct TimerInfo {
+    /// Secure EL1 physical timer.
+    pub sec_phys: u32,
+    /// Non-secure EL1 physical timer.
+    pub phys: u32,
+    /// EL1 virtual timer.
+    pub virt: u32,
+    /// EL2 physical timer.
+    pub hyp_phys: u32,
+    /// EL2 virtual timer (FEAT_VHE), if listed.
+    pub hyp_virt: Option<u32>,
+}
+
+/// Why the DTB could not be used.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BootInfoError {
+    /// The blob is not a flattened device tree (bad magic or truncated).
+    NotADtb,
+    /// No `device_type = "memory"` node with a usable `reg`.
+    NoMemory,
+    /// A node's `reg` could not be decoded.
+    BadReg(&'static str),
+    /// More entries than hv has room for, where dropping some would be unsafe.
+    TooMany {
+        /// What overflowed.
+        what: &'static str,
+        /// The capacity.
+        capacity: usize,
+    },
+}
+
+impl core::fmt::Display for BootInfoError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BootInfoError::NotADtb => write!(f, "not a flattened device tree"),
+            BootInfoError::NoMemory => write!(f, "no memory node"),
+            BootInfoError::BadReg(what) => write!(f, "cannot decode reg of {what}"),
+            BootInfoError::TooMany { what, capacity } => {
+                write!(f, "more than {capacity} {what}")
+            }
+        }
+    }
+}
+
+/// Everything hv needs from the DTB.
+#[derive(Clone, Copy, Debug)]
+pub struct BootInfo<'a> {
+    /// Size of the DTB blob in bytes (`totalsize`).
+    pub dtb_size: usize,
+    /// RAM ranges (`device_type = "memory"`).
+    pub memory: FixedVec<MemRange, MAX_MEMORY>,
+    /// RAM ranges that did not fit in [`BootInfo::memory`] (ignored).
+    pub memory_ignored: usize,
+    /// `/memreserve/` entries and `/reserved-memory` children with a `reg`.
+    pub reserved: FixedVec<MemRange, MAX_RESERVED>,
+    /// The PL011 console: `/chosen` `stdout-path`, else the first `arm,pl011`.
+    pub uart: Option<MemRange>,
+    /// The GICv3.
+    pub gic: Option<GicV3Info>,
+    /// The architected timer.
+    pub timer: Option<TimerInfo>,
+    /// The PSCI conduit.
+    pub psci: Option<PsciConduit>,
+    /// MPIDR affinity values of the CPUs (`/cpus/cpu@*` `reg`), in DTB order.
+    pub cpus: FixedVec<u64, MAX_CPUS>,
+    /// CPUs that did not fit in [`BootInfo::cpus`] (not started).
+    pub cpus_ignored: usize,
+    /// hv's command line: `/chosen/xen,xen-bootargs`, else `/chosen/bootargs`, else "".
+    pub cmdline: &'a str,
+    /// Boot modules, in DTB order.
+    pub modules: FixedVec<BootModule<'a>, MAX_MODULES>,
+}
+
+/// Decode one `reg` cell group (1 or 2 big-endian 32-bit cells).
+fn cells(bytes: &[u8]) -> Option<u64> {
+    match bytes.len() {
+        0 => Some(0),
+        4 => Some(u64::from(u32::from_be_bytes(bytes.try_into().ok()?))),
+        8 => Some(u64::from_be_bytes(bytes.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// `#address-cells` / `#size-cells` a node gives its children (defaults 2 and 1).
+#[derive(Clone, Copy, Debug)]
+struct Cells {
+    address: usize,
+    size: usize,
+}
+
+const ROOT_DEFAULT_CELLS: Cells = Cells {
+    address: 2,
+    size: 1,
+};
+
+fn child_cells(node: FdtNode<'_, '_>) -> Cells {
+    let get = |name, default| {
+        node.property(name)
+            .and_then(|p| p.value.try_into().ok())
+            .map_or(default, |b: [u8; 4]| u32::from_be_bytes(b) as usize)
+    };
+    Cells {
+        address: get("#address-cells", 2),
+        size: get("#size-cells", 1),
+    }
+}
+
+/// All `(base, size)` pairs of `node`'s `reg`, decoded with its parent's `cells`.
+fn regs<'a>(
+    node: FdtNode<'_, 'a>,
+    cells_of_parent: Cells,
+    what: &'static str,
+) -> Result<impl Iterator<Item = Result<MemRange, BootInfoError>> + 'a, BootInfoError> {
+    let (ac, sc) = (cells_of_parent.address, cells_of_parent.size);
+    if ac > 2 || sc > 2 || ac == 0 {
+        return Err(BootInfoError::BadReg(what));
+    }
+    let value = node.property("reg").map_or(&[][..], |p| p.value);
+    let stride = (ac + sc) * 4;
+    if value.len() % stride != 0 {
+        return Err(BootInfoError::BadReg(what));
+    }
+    Ok(value.chunks_exact(stride).map(move |c| {
+        let (a, s) = c.split_at(ac * 4);
+        match (cells(a), cells(s)) {
+            (Some(base), Some(size)) => Ok(MemRange::new(base, size)),
+            _ => Err(BootInfoError::BadReg(what)),
+        }
+    }))
+}
+
+fn first_reg(
+    node: FdtNode<'_, '_>,
+    cells_of_parent: Cells,
+    what: &'static str,
+) -> Result<MemRange, BootInfoError> {
+    regs(node, cells_of_parent, what)?
+        .next()
+        .unwrap_or(Err(BootInfoError::BadReg(what)))
+}
+
+/// Depth-first walk calling `f(node, cells of its parent)`; depth-limited so a
+/// hostile DTB cannot exhaust the boot stack.
+fn walk<'b, 'a>(
+    node: FdtNode<'b, 'a>,
+    parent: Cells,
+    depth: usize,
+    f: &mut dyn FnMut(FdtNode<'b, 'a>, Cells) -> Result<(), BootInfoError>,
+) -> Result<(), BootInfoError> {
+    f(node, parent)?;
+    if depth < 16 {
+        let mine = child_cells(node);
+        for c in node.children() {
+            walk(c, mine, depth + 1, f)?;
+        }
+    }
+    Ok(())
+}
+
+/// A string property without its trailing NUL (empty properties give "").
+fn str_prop<'a>(node: FdtNode<'_, 'a>, name: &str) -> Option<&'a str> {
+    let v = node.property(name)?.value;
+    let v = v.strip_suffix(&[0]).unwrap_or(v);
+    core::str::from_utf8(v).ok()
+}
+
+fn has_compatible(node: FdtNode<'_, '_>, c: &str) -> bool {
+    node.compatible().is_some_and(|cs| cs.all().any(|x| x == c))
+}
+
+fn is_disabled(node: FdtNode<'_, '_>) -> bool {
+    matches!(str_prop(node, "status"), Some(s) if s != "okay" && s != "ok")
+}
+
+impl<'a> BootInfo<'a> {
+    /// Parse the flattened device tree `dtb`.
+    ///
+    /// # Errors
+    /// [`BootInfoError::NotADtb`] for a blob that is not an FDT,
+    /// [`BootInfoError::NoMemory`] without RAM, [`BootInfoError::BadReg`] for a
+    /// `reg` hv needs but cannot decode, [`BootInfoError::TooMany`] when reserved
+    /// ranges or boot modules exceed hv's fixed capacity.
+    pub fn parse(dtb: &'a [u8]) -> Result<BootInfo<'a>, BootInfoError> {
+        let fdt = Fdt::new(dtb).map_err(|_| BootInfoError::NotADtb)?;
+        let mut info = BootInfo {
+            dtb_size: fdt.total_size(),
+            memory: FixedVec::default(),
+            memory_ignored: 0,
+            reserved: FixedVec::default(),
+            uart: None,
+            gic: None,
+            timer: None,
+            psci: None,
+            cpus: FixedVec::default(),
+            cpus_ignored: 0,
+            cmdline: "",
+            modules: FixedVec::default(),
+        };
+        let too_many = |what, capacity| BootInfoError::TooMany { what, capacity };
+
+        for r in fdt.memory_reservations() {
+            let r = MemRange::new(r.address() as u64, r.size() as u64);
+            info.reserved
+                .push(r)
+                .map_err(|_| too_many("reserved ranges", MAX_RESERVED))?;
+        }
+
+        if let Some(rm) = fdt.find_node("/reserved-memory") {
+            let rm_cells = child_cells(rm);
+            for child in rm.children() {
+                if is_disabled(child) || child.property("reg").is_none() {
+                    continue; // dynamically placed (size/alloc-ranges): nothing claimed yet
+                }
+                for r in regs(child, rm_cells, "reserved-memory")? {
+                    info.reserved
+                        .push(r?)
+                        .map_err(|_| too_many("reserved ranges", MAX_RESERVED))?;
+                }
+            }
+        }
+
+        if let Some(cpus) = fdt.find_node("/cpus") {
+            for cpu in cpus.children() {
+                if str_prop(cpu, "device_type") != Some("cpu") || is_disabled(cpu) {
+                    continue;
+                }
+                let Some(reg) = cpu.property("reg") else {
+                    continue;
+                };
+                let Some(mpidr) = cells(reg.value) else {
+                    return Err(BootInfoError::BadReg("cpu"));
+                };
+                if info.cpus.push(mpidr).is_err() {
+                    info.cpus_ignored += 1;
+                }
+            }
+        }
+
+        if let Some(psci) = fdt.find_node("/psci") {
+            info.psci = match str_prop(psci, "method") {
+                Some("hvc") => Some(PsciConduit::Hvc),
+                Some("smc") => Some(PsciConduit::Smc),
+                _ => None,
+            };
+        }
+
+        let chosen = fdt.find_node("/chosen");
+        let mut stdout: Option<&str> = None;
+        if let Some(chosen) = chosen {
+            info.cmdline = str_prop(chosen, "xen,xen-bootargs")
+                .or_else(|| str_prop(chosen, "bootargs"))
+                .unwrap_or("");
+            if let Some(path) = str_prop(chosen, "stdout-path") {
+                let path = path.split(':').next().unwrap_or(path);
+                stdout = fdt.find_node(path).map(|n| n.name);
+            }
+            let chosen_cells = child_cells(chosen);
+            for m in chosen.children() {
+                let kind = if has_compatible(m, "multiboot,kernel")
+                    || has_compatible(m, "xen,linux-zimage")
+                {
+                    ModuleKind::Kernel
+                } else if has_compatible(m, "multiboot,ramdisk")
+                    || has_compatible(m, "xen,linux-initrd")
+                {
+                    ModuleKind::Ramdisk
+                } else if has_compatible(m, "multiboot,module") {
+                    ModuleKind::Module
+                } else {
+                    continue;
+                };
+                let r = first_reg(m, chosen_cells, "boot module")?;
+                info.modules
+                    .push(BootModule {
+                        pa: r.base,
+                        size: r.size,
+                        kind,
+                        bootargs: str_prop(m, "bootargs"),
+                    })
+                    .map_err(|_| too_many("boot modules", MAX_MODULES))?;
+            }
+        }
+
+        let root = fdt.find_node("/").ok_or(BootInfoError::NotADtb)?;
+        let mut first_pl011 = None;
+        walk(root, ROOT_DEFAULT_CELLS, 0, &mut |node, cells_of_parent| {
+            if is_disabled(node) {
+                return Ok(());
+            }
+            if str_prop(node, "device_type") == Some("memory") {
+                for r in regs(node, cells_of_parent, "memory")? {
+                    let r = r?;
+                    if r.size != 0 && info.memory.push(r).is_err() {
+                        info.memory_ignored += 1;
+                    }
+                }
+            } else if has_compatible(node, "arm,pl011") {
+                let r = first_reg(node, cells_of_parent, "pl011")?;
+                if stdout == Some(node.name) {
+                    info.uart = Some(r);
+                } else if first_pl011.is_none() {
+                    first_pl011 = Some(r);
+                }
+            } else if info.gic.is_none() && has_compatible(node, "arm,gic-v3") {
+                let nredist = node
+                    .property("#redistributor-regions")
+                    .and_then(|p| p.as_usize())
+                    .unwrap_or(1);
+                let mut gic = GicV3Info::default();
+                let mut it = regs(node, cells_of_parent, "gic-v3")?;
+                gic.dist = it.next().unwrap_or(Err(BootInfoError::BadReg("gic-v3")))?;
+                for r in it.take(nredist) {
+                    gic.redist
+                        .push(r?)
+                        .map_err(|_| too_many("GICv3 redistributor regions", MAX_REDIST))?;
+                }
+                info.gic = Some(gic);
+            } else if info.timer.is_none() && has_compatible(node, "arm,armv8-timer") {
+                info.timer = timer_info(node);
+            }
+            Ok(())
+        })?;
+        if info.memory.is_empty() {
+            return Err(BootInfoError::NoMemory);
+        }
+        if info.uart.is_none() {
+            info.uart = first_pl011;
+        }
+        Ok(info)
+    }
+
+    /// The boot modules.
+    #[must_use]
+    pub fn modules(&self) -> &[BootModule<'a>] {
+        self.modules.as_slice()
+    }
+}
+
+/// Decode the timer's `interrupts` (3-cell GIC specifiers: type, number, flags).
+fn timer_info(node: FdtNode<'_, '_>) -> Option<TimerInfo> {
+    let v = node.property("interrupts")?.value;
+    let mut ids = v.chunks_exact(12).map(|c| {
+        let ty = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        let num = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
+        // GIC binding: type 0 = SPI (INTID 32 + n), 1 = PPI (INTID 16 + n).
+        if ty == 1 {
+            16 + num
+        } else {
+            32 + num
+        }
+    });
+    Some(TimerInfo {
+        sec_phys: ids.next()?,
+        phys: ids.next()?,
+        virt: ids.next()?,
+        hyp_phys: ids.next()?,
+        hyp_virt: ids.next(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VIRT: &[u8] = include_bytes!("../tests/fixtures/qemu-virt-gicv3-smp2.dtb");
+    const MODULES: &[u8] = include_bytes!("../tests/fixtures/qemu-virt-gicv3-smp2-modules.dtb");
+
+    #[test]
+    fn qemu_virt_dtb() {
+        let b = BootInfo::parse(VIRT).unwrap();
+        assert_eq!(b.dtb_size, VIRT.len());
+        assert_eq!(
+            b.memory.as_slice(),
+            [MemRange::new(0x4000_0000, 0x4000_0000)]
+        );
+        assert_eq!(b.memory_ignored, 0);
+        assert!(b.reserved.is_empty());
+        assert_eq!(b.uart, Some(MemRange::new(0x0900_0000, 0x1000)));
+        let gic = b.gic.unwrap();
+        assert_eq!(gic.dist, MemRange::new(0x0800_0000, 0x1_0000));
+        assert_eq!(
+            gic.redist.as_slice(),
+            [MemRange::new(0x080a_0000, 0xf6_0000)]
+        );
+        assert_eq!(
+            b.timer,
+            Some(TimerInfo {
+                sec_phys: 29,
+                phys: 30,
+                virt: 27,
+                hyp_phys: 26,
+                hyp_virt: Some(28)
+            })
+        );
+        assert_eq!(b.psci, Some(PsciConduit::Smc));
+        assert_eq!(b.cpus.as_slice(), [0, 1]);
+        assert_eq!(b.cmdline, "");
+        assert!(b.modules().is_empty());
+    }
+
+    #[test]
+    fn modules_bootargs_and_reservations() {
+        let b = BootInfo::parse(MODULES).unwrap();
+        assert_eq!(
+            b.cmdline,
+            "loglvl=debug tlb=targeted nested=off console=dtuart"
+        );
+        assert_eq!(
+            b.modules(),
+            [
+                BootModule {
+                    pa: PhysAddr(0x4700_0000),
+                    size: 0x1_0000,
+                    kind: ModuleKind::Kernel,
+                    bootargs: Some("console=hvc0 hello"),
+                },
+                BootModule {
+                    pa: PhysAddr(0x4710_0000),
+                    size: 0x2000,
+                    kind: ModuleKind::Ramdisk,
+                    bootargs: None,
+                },
+                BootModule {
+                    pa: PhysAddr(0x4720_0000),
+                    size: 0x3000,
+                    kind: ModuleKind::Module,
+                    bootargs: None,
+                },
+            ]
+        );
+        // /memreserve/ first, then /reserved-memory children with a reg.
+        assert_eq!(
+            b.reserved.as_slice(),
+            [
+                MemRange::new(0x7f00_0000, 0x1_0000),
+                MemRange::new(0x7e00_0000, 0x20_0000),
+            ]
+        );
+        assert_eq!(b.uart, Some(MemRange::new(0x0900_0000, 0x1000)));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert_eq!(
+            BootInfo::parse(&[0u8; 64]).unwrap_err(),
+            BootInfoError::NotADtb
+        );
+        assert_eq!(
+            BootInfo::parse(&VIRT[..100]).unwrap_err(),
+            BootInfoError::NotADtb
+        );
+        // Every truncation of a valid header must fail cleanly.
+        for len in 0..64 {
+            assert!(BootInfo::parse(&VIRT[..len]).is_err());
+        }
+    }
+
+    #[test]
+    fn fixed_vec_capacity() {
+        let mut v: FixedVec<u64, 2> = FixedVec::default();
+        assert!(v.push(1).is_ok());
+        assert!(v.push(2).is_ok());
+        assert_eq!(v.push(3), Err(3));
+        assert_eq!(v.as_slice(), [1, 2]);
+    }
+}

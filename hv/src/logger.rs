@@ -1,0 +1,145 @@
+//! hv's `log` backend and console.
+//!
+//! Every line goes out as `hv: <msg>`; warnings and errors as `hv: WARN: <msg>`
+//! and `hv: ERROR: <msg>`. The console sink (the PL011 on the target) is
+//! registered once at boot with [`init`]; one `spin::Mutex` serialises whole
+//! lines between CPUs. [`print`] writes raw text (guest console output) under
+//! the same lock.
+
+use core::fmt::{self, Write};
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use spin::Mutex;
+
+/// Where console bytes go.
+pub trait ConsoleSink: Sync {
+    /// Write `bytes` (the sink turns `\n` into what the device needs).
+    fn write_bytes(&self, bytes: &[u8]);
+}
+
+static CONSOLE: Mutex<Option<&'static dyn ConsoleSink>> = Mutex::new(None);
+static LOGGER: Logger = Logger;
+
+struct Logger;
+
+struct SinkWriter<'s>(&'s dyn ConsoleSink);
+
+impl Write for SinkWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Format one log line (with its trailing newline) into `w`.
+///
+/// # Errors
+/// Whatever `w` returns.
+pub fn write_line(w: &mut impl Write, level: Level, args: fmt::Arguments<'_>) -> fmt::Result {
+    let tag = match level {
+        Level::Error => "ERROR: ",
+        Level::Warn => "WARN: ",
+        _ => "",
+    };
+    w.write_fmt(format_args!("hv: {tag}{args}\n"))
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let guard = CONSOLE.lock();
+        if let Some(sink) = *guard {
+            let _ = write_line(&mut SinkWriter(sink), record.level(), *record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Register `sink` as the console and install the logger at `level`.
+/// Called once by the boot CPU; later calls only replace the sink and level.
+pub fn init(sink: &'static dyn ConsoleSink, level: LevelFilter) {
+    *CONSOLE.lock() = Some(sink);
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
+
+/// Change the maximum log level.
+pub fn set_level(level: LevelFilter) {
+    log::set_max_level(level);
+}
+
+/// Write raw text to the console (no prefix), atomically with respect to log lines.
+pub fn print(args: fmt::Arguments<'_>) {
+    let guard = CONSOLE.lock();
+    if let Some(sink) = *guard {
+        let _ = SinkWriter(sink).write_fmt(args);
+    }
+}
+
+/// Write to the console from a panic or fault handler: like [`print`], but
+/// gives up after a bounded spin instead of deadlocking on a lock whose holder died.
+pub fn emergency_print(args: fmt::Arguments<'_>) {
+    for _ in 0..1_000_000 {
+        if let Some(guard) = CONSOLE.try_lock() {
+            if let Some(sink) = *guard {
+                let _ = SinkWriter(sink).write_fmt(args);
+            }
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    // The lock stayed taken (its holder died mid-line): the report is lost
+    // rather than racing another CPU's writes.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::String;
+    use std::sync::Mutex as StdMutex;
+    use std::vec::Vec;
+
+    fn line(level: Level, args: fmt::Arguments<'_>) -> String {
+        let mut s = String::new();
+        write_line(&mut s, level, args).unwrap();
+        s
+    }
+
+    #[test]
+    fn line_format() {
+        assert_eq!(
+            line(Level::Info, format_args!("CPU{} online", 1)),
+            "hv: CPU1 online\n"
+        );
+        assert_eq!(line(Level::Debug, format_args!("x")), "hv: x\n");
+        assert_eq!(line(Level::Warn, format_args!("odd")), "hv: WARN: odd\n");
+        assert_eq!(line(Level::Error, format_args!("bad")), "hv: ERROR: bad\n");
+    }
+
+    struct Capture(StdMutex<Vec<u8>>);
+    impl ConsoleSink for Capture {
+        fn write_bytes(&self, bytes: &[u8]) {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+        }
+    }
+
+    #[test]
+    fn logger_filters_by_level_and_prints_raw() {
+        let cap: &'static Capture =
+            std::boxed::Box::leak(std::boxed::Box::new(Capture(StdMutex::new(Vec::new()))));
+        init(cap, LevelFilter::Warn);
+        log::info!("hidden");
+        log::warn!("shown {}", 1);
+        print(format_args!("(d1) hello\n"));
+        set_level(LevelFilter::Debug);
+        log::debug!("now shown");
+        let out = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out, "hv: WARN: shown 1\n(d1) hello\nhv: now shown\n");
+    }
+}

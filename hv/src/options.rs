@@ -1,0 +1,201 @@
+//! hv's own command line.
+//!
+//! The command line comes from `/chosen/xen,xen-bootargs` (else `/chosen/bootargs`),
+//! see [`crate::bootinfo::BootInfo::cmdline`]. It is a list of `key=value` words
+//! separated by spaces:
+//!
+//! | word | values | default |
+//! |---|---|---|
+//! | `loglvl=` | `none`, `error`, `warn`, `info`, `debug`, `trace` (`all` = `trace`) | `info` |
+//! | `tlb=` | `xen-compat`, `targeted`, `auto` | `auto` |
+//! | `nested=` | `auto`, `on`, `off` | `auto` |
+//!
+//! Unknown words and bad values are reported through a callback (the boot code
+//! logs them as warnings) and never stop the boot.
+
+use log::LevelFilter;
+
+/// Which TLB invalidation policy hv uses (see the `pv-tlb` crate).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum TlbPolicyChoice {
+    /// Flush like upstream Xen: a full stage-2 flush per p2m operation.
+    XenCompat,
+    /// Invalidate only what changed (IPA / range TLBIs).
+    Targeted,
+    /// Let hv choose from what it detects at boot (nested or not).
+    #[default]
+    Auto,
+}
+
+/// Whether hv assumes it runs nested under another hypervisor.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum NestedChoice {
+    /// Decide from the evidence gathered at boot (`nested-detect`).
+    #[default]
+    Auto,
+    /// Assume hv runs nested.
+    On,
+    /// Assume hv runs on bare metal.
+    Off,
+}
+
+/// The parsed command line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HvOptions {
+    /// Maximum log level (`loglvl=`).
+    pub log_level: LevelFilter,
+    /// TLB policy (`tlb=`).
+    pub tlb: TlbPolicyChoice,
+    /// Nested-virtualization assumption (`nested=`).
+    pub nested: NestedChoice,
+}
+
+impl Default for HvOptions {
+    fn default() -> Self {
+        Self {
+            log_level: LevelFilter::Info,
+            tlb: TlbPolicyChoice::Auto,
+            nested: NestedChoice::Auto,
+        }
+    }
+}
+
+/// Something in the command line hv did not understand; reported, never fatal.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OptionWarning<'a> {
+    /// A word hv does not know (it may be meant for Xen or someone else).
+    UnknownWord(&'a str),
+    /// A known key with a value hv does not accept.
+    BadValue {
+        /// The key (`loglvl`, `tlb`, `nested`).
+        key: &'a str,
+        /// The rejected value.
+        value: &'a str,
+    },
+}
+
+impl core::fmt::Display for OptionWarning<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            OptionWarning::UnknownWord(w) => write!(f, "ignoring unknown option '{w}'"),
+            OptionWarning::BadValue { key, value } => {
+                write!(f, "ignoring bad value '{value}' for option '{key}'")
+            }
+        }
+    }
+}
+
+impl HvOptions {
+    /// Parse `cmdline`, calling `warn` for every word that is not understood.
+    /// Later words override earlier ones.
+    pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(OptionWarning<'a>)) -> Self {
+        let mut opts = Self::default();
+        for word in cmdline.split_ascii_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                warn(OptionWarning::UnknownWord(word));
+                continue;
+            };
+            let ok = match key {
+                "loglvl" => parse_level(value).map(|l| opts.log_level = l),
+                "tlb" => match value {
+                    "xen-compat" => Some(TlbPolicyChoice::XenCompat),
+                    "targeted" => Some(TlbPolicyChoice::Targeted),
+                    "auto" => Some(TlbPolicyChoice::Auto),
+                    _ => None,
+                }
+                .map(|t| opts.tlb = t),
+                "nested" => match value {
+                    "auto" => Some(NestedChoice::Auto),
+                    "on" => Some(NestedChoice::On),
+                    "off" => Some(NestedChoice::Off),
+                    _ => None,
+                }
+                .map(|n| opts.nested = n),
+                _ => {
+                    warn(OptionWarning::UnknownWord(word));
+                    continue;
+                }
+            };
+            if ok.is_none() {
+                warn(OptionWarning::BadValue { key, value });
+            }
+        }
+        opts
+    }
+}
+
+fn parse_level(value: &str) -> Option<LevelFilter> {
+    Some(match value {
+        "none" | "off" => LevelFilter::Off,
+        "error" => LevelFilter::Error,
+        "warn" | "warning" => LevelFilter::Warn,
+        "info" => LevelFilter::Info,
+        "debug" => LevelFilter::Debug,
+        "trace" | "all" => LevelFilter::Trace,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn parse(s: &str) -> (HvOptions, Vec<OptionWarning<'_>>) {
+        let mut w = Vec::new();
+        let o = HvOptions::parse(s, |x| w.push(x));
+        (o, w)
+    }
+
+    #[test]
+    fn empty_gives_defaults() {
+        let (o, w) = parse("");
+        assert_eq!(o, HvOptions::default());
+        assert_eq!(o.log_level, LevelFilter::Info);
+        assert_eq!(o.tlb, TlbPolicyChoice::Auto);
+        assert_eq!(o.nested, NestedChoice::Auto);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn all_known_words() {
+        let (o, w) = parse("  loglvl=debug   tlb=targeted nested=off ");
+        assert!(w.is_empty());
+        assert_eq!(o.log_level, LevelFilter::Debug);
+        assert_eq!(o.tlb, TlbPolicyChoice::Targeted);
+        assert_eq!(o.nested, NestedChoice::Off);
+        let (o, _) = parse("tlb=xen-compat nested=on loglvl=all");
+        assert_eq!(o.tlb, TlbPolicyChoice::XenCompat);
+        assert_eq!(o.nested, NestedChoice::On);
+        assert_eq!(o.log_level, LevelFilter::Trace);
+    }
+
+    #[test]
+    fn later_words_win() {
+        let (o, _) = parse("loglvl=error loglvl=warn");
+        assert_eq!(o.log_level, LevelFilter::Warn);
+    }
+
+    #[test]
+    fn unknown_words_warn_but_do_not_fail() {
+        let (o, w) = parse("console=dtuart dom0_mem=512M noreboot tlb=sometimes loglvl=trace");
+        assert_eq!(o.log_level, LevelFilter::Trace);
+        assert_eq!(o.tlb, TlbPolicyChoice::Auto);
+        assert_eq!(
+            w,
+            [
+                OptionWarning::UnknownWord("console=dtuart"),
+                OptionWarning::UnknownWord("dom0_mem=512M"),
+                OptionWarning::UnknownWord("noreboot"),
+                OptionWarning::BadValue {
+                    key: "tlb",
+                    value: "sometimes"
+                },
+            ]
+        );
+        assert_eq!(
+            std::format!("{}", w[3]),
+            "ignoring bad value 'sometimes' for option 'tlb'"
+        );
+    }
+}
