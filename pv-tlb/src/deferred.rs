@@ -1,0 +1,370 @@
+//! Deferred flush gathering.
+//!
+//! # Why deferring is safe
+//! After a stage-2 leaf is removed, a stale TLB entry lets the domain that
+//! had the mapping keep reaching the *old page* through the *old IPA* until
+//! the flush runs. That is harmless as long as:
+//! 1. the old page is not reused: not freed to the allocator, not scrubbed,
+//!    not given to another domain. [`DeferredFlush`] therefore *holds* the
+//!    reference of every page whose mapping is pending and hands it back
+//!    ([`Flush::released`]) only in the same [`Flush`] as the plan that
+//!    invalidates it; the caller executes the plan first, then drops the
+//!    references (memops refcounts). An allocator that runs dry calls
+//!    [`DeferredFlush::flush_all`] to get held pages back.
+//! 2. the old IPA is not mapped again: a new entry for an IPA with a stale
+//!    cached translation could be ignored by the TLB (or conflict with it).
+//!    Every map must first call [`DeferredFlush::before_map`], which flushes
+//!    the VMID if the range overlaps its pending set.
+//! 3. the VMID is not handed to another domain before it is flushed
+//!    ([`DeferredFlush::flush_vmid`] on destroy / VMID recycling).
+//!
+//! Nothing else is observable: the page still belongs to the same owners
+//! and still holds what the domain last wrote, exactly as if its access had
+//! happened before the unmap. This is the same reasoning as Xen's p2m, which
+//! defers its flush to `p2m_write_unlock` and keeps freed pages on a list
+//! until then, and Linux's `mmu_gather`. So the *latest* point a pending
+//! invalidation must run is the first of: a map overlapping it, the release
+//! of one of its pages, the VMID's reuse. hv adds two bounds of its own:
+//! the end of any hypercall of that domain that is not a coalescable single
+//! `XENMEM_remove_from_physmap` (so a whole batch hypercall is one plan and
+//! back-to-back single removes are one plan), and a cap on held pages
+//! ([`DeferredFlush::set_max_pending_pages`]).
+//!
+//! Operations whose caller relies on the effect at once (a permission
+//! reduction for dirty tracking, a grant unmap the granter waits for) call
+//! [`DeferredFlush::flush_vmid`] themselves.
+//!
+//! # xen-compat
+//! Under [`Policy::XenCompat`] nothing is deferred: every
+//! [`record`](DeferredFlush::record) (one p2m operation) returns its full
+//! flush at once, as upstream Xen flushes at the end of every p2m operation.
+
+use alloc::vec::Vec;
+
+use crate::addr::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
+use crate::inval::InvalidationSet;
+use crate::plan::{plan, Plan, Policy};
+
+/// A plan to execute, then the pages whose references may be dropped.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[must_use = "the plan must be executed and the pages released"]
+pub struct Flush {
+    /// Execute first.
+    pub plan: Plan,
+    /// Then drop one reference on each of these frames.
+    pub released: Vec<PhysAddr>,
+}
+
+impl Flush {
+    /// True if there is nothing to execute and nothing to release.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.plan.is_empty() && self.released.is_empty()
+    }
+
+    /// Append `other` (its plan runs after `self`'s).
+    pub fn append(&mut self, other: Flush) {
+        self.plan.append(other.plan);
+        self.released.extend(other.released);
+    }
+}
+
+/// Why pending invalidations were flushed (for counters).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct DeferredStats {
+    /// Non-empty sets recorded (p2m operations that needed an invalidation).
+    pub recorded: u64,
+    /// Plans produced (each one invalidation sequence).
+    pub plans: u64,
+    /// Flushes forced by a map overlapping a pending IPA.
+    pub forced_by_map: u64,
+    /// Flushes forced by the held-page cap.
+    pub forced_by_cap: u64,
+    /// Flushes at the end of a hypercall.
+    pub at_hypercall_end: u64,
+    /// Explicit flushes ([`DeferredFlush::flush_vmid`] / [`DeferredFlush::flush_all`]).
+    pub explicit: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    vmid: Vmid,
+    set: InvalidationSet,
+    held: Vec<PhysAddr>,
+}
+
+/// Gathers invalidations across p2m operations and hypercalls.
+#[derive(Clone, Debug)]
+pub struct DeferredFlush {
+    policy: Policy,
+    pending: Vec<Pending>,
+    max_pending_pages: u64,
+    stats: DeferredStats,
+}
+
+/// Default cap on pages held by pending invalidations (256 MiB).
+pub const DEFAULT_MAX_PENDING_PAGES: u64 = 65536;
+
+impl DeferredFlush {
+    /// An empty gatherer planning under `policy`.
+    #[must_use]
+    pub const fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            pending: Vec::new(),
+            max_pending_pages: DEFAULT_MAX_PENDING_PAGES,
+            stats: DeferredStats {
+                recorded: 0,
+                plans: 0,
+                forced_by_map: 0,
+                forced_by_cap: 0,
+                at_hypercall_end: 0,
+                explicit: 0,
+            },
+        }
+    }
+
+    /// The policy plans are made under.
+    #[must_use]
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> DeferredStats {
+        self.stats
+    }
+
+    /// Flush a VMID once the pages it holds exceed `n`.
+    pub fn set_max_pending_pages(&mut self, n: u64) {
+        self.max_pending_pages = n;
+    }
+
+    fn take(&mut self, vmid: Vmid) -> Flush {
+        let Some(i) = self.pending.iter().position(|p| p.vmid == vmid) else {
+            return Flush::default();
+        };
+        let p = self.pending.swap_remove(i);
+        let pl = plan(vmid, &p.set, &self.policy);
+        if !pl.is_empty() {
+            self.stats.plans += 1;
+        }
+        Flush {
+            plan: pl,
+            released: p.held,
+        }
+    }
+
+    /// Record the invalidation one p2m operation of `vmid` needs, handing
+    /// over one reference on each frame of `held` (pages that must not be
+    /// reused before the invalidation ran).
+    ///
+    /// Xen-compat: returns the full flush at once (with `held` released).
+    /// Targeted: gathers; returns a flush only when the held-page cap is hit.
+    pub fn record(&mut self, vmid: Vmid, set: &InvalidationSet, held: &[PhysAddr]) -> Flush {
+        if !set.is_empty() {
+            self.stats.recorded += 1;
+        }
+        if self.policy.is_xen_compat() {
+            let pl = plan(vmid, set, &self.policy);
+            if !pl.is_empty() {
+                self.stats.plans += 1;
+            }
+            return Flush {
+                plan: pl,
+                released: held.to_vec(),
+            };
+        }
+        if set.is_empty() && held.is_empty() {
+            return Flush::default();
+        }
+        let p = match self.pending.iter_mut().position(|p| p.vmid == vmid) {
+            Some(i) => &mut self.pending[i],
+            None => {
+                self.pending.push(Pending {
+                    vmid,
+                    set: InvalidationSet::new(),
+                    held: Vec::new(),
+                });
+                let n = self.pending.len() - 1;
+                &mut self.pending[n]
+            }
+        };
+        p.set.merge(set);
+        p.held.extend_from_slice(held);
+        if p.held.len() as u64 > self.max_pending_pages || p.set.pages() > self.max_pending_pages {
+            self.stats.forced_by_cap += 1;
+            return self.take(vmid);
+        }
+        Flush::default()
+    }
+
+    /// The hypercall of `vmid` that recorded invalidations ends. `coalescable`
+    /// is true only for a single `XENMEM_remove_from_physmap`, whose
+    /// invalidation may stay pending for the next one.
+    pub fn end_hypercall(&mut self, vmid: Vmid, coalescable: bool) -> Flush {
+        if coalescable && !self.policy.is_xen_compat() {
+            return Flush::default();
+        }
+        let f = self.take(vmid);
+        if !f.is_empty() {
+            self.stats.at_hypercall_end += 1;
+        }
+        f
+    }
+
+    /// Must be called before mapping `size` bytes at `ipa` in `vmid`'s
+    /// stage-2: flushes the VMID's pending invalidations if they overlap.
+    pub fn before_map(&mut self, vmid: Vmid, ipa: Ipa, size: u64) -> Flush {
+        let end = ipa.0.saturating_add(size.max(PAGE_SIZE));
+        let overlaps = self.pending.iter().any(|p| {
+            p.vmid == vmid
+                && p.set
+                    .ranges()
+                    .iter()
+                    .any(|r| r.base.0 < end && r.end().0 > ipa.0)
+        });
+        if !overlaps {
+            return Flush::default();
+        }
+        self.stats.forced_by_map += 1;
+        self.take(vmid)
+    }
+
+    /// Flush everything pending for `vmid` now.
+    pub fn flush_vmid(&mut self, vmid: Vmid) -> Flush {
+        let f = self.take(vmid);
+        if !f.is_empty() {
+            self.stats.explicit += 1;
+        }
+        f
+    }
+
+    /// Flush everything pending for every VMID now (allocator pressure, idle).
+    pub fn flush_all(&mut self) -> Flush {
+        let mut out = Flush::default();
+        while let Some(v) = self.pending.first().map(|p| p.vmid) {
+            out.append(self.take(v));
+            self.stats.explicit += 1;
+        }
+        out
+    }
+
+    /// True if an invalidation of the page containing `ipa` in `vmid` is pending.
+    #[must_use]
+    pub fn is_pending(&self, vmid: Vmid, ipa: Ipa) -> bool {
+        self.pending
+            .iter()
+            .any(|p| p.vmid == vmid && p.set.contains(ipa))
+    }
+
+    /// True if `pa` is held by a pending invalidation.
+    #[must_use]
+    pub fn holds(&self, pa: PhysAddr) -> bool {
+        self.pending.iter().any(|p| p.held.contains(&pa))
+    }
+
+    /// Pages held by pending invalidations (all VMIDs).
+    #[must_use]
+    pub fn held_pages(&self) -> u64 {
+        self.pending.iter().map(|p| p.held.len() as u64).sum()
+    }
+
+    /// True if nothing is pending.
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::TlbOpKind;
+
+    const T: Policy = Policy::Targeted {
+        has_range: true,
+        nested: true,
+    };
+
+    fn page(ipa: u64) -> InvalidationSet {
+        let mut s = InvalidationSet::new();
+        s.add(Ipa(ipa), 1, 3);
+        s
+    }
+
+    #[test]
+    fn xen_compat_flushes_every_record() {
+        let mut d = DeferredFlush::new(Policy::XenCompat);
+        let mut n = 0;
+        for i in 0..10u64 {
+            let f = d.record(
+                Vmid(1),
+                &page(0x4000_0000 + i * PAGE_SIZE),
+                &[PhysAddr(i << 12)],
+            );
+            n += f.plan.count(TlbOpKind::Vmalls12e1is);
+            assert_eq!(f.released, [PhysAddr(i << 12)]);
+            assert!(d.end_hypercall(Vmid(1), true).is_empty());
+        }
+        assert_eq!(n, 10);
+        assert!(d.is_idle());
+    }
+
+    #[test]
+    fn targeted_coalesces_back_to_back_singles() {
+        let mut d = DeferredFlush::new(T);
+        for i in 0..1000u64 {
+            let f = d.record(
+                Vmid(1),
+                &page(0x4000_0000 + i * PAGE_SIZE),
+                &[PhysAddr(i << 12)],
+            );
+            assert!(f.is_empty());
+            assert!(d.end_hypercall(Vmid(1), true).is_empty());
+        }
+        assert!(d.holds(PhysAddr(999 << 12)));
+        assert!(d.is_pending(Vmid(1), Ipa(0x4000_0000)));
+        assert!(!d.is_pending(Vmid(2), Ipa(0x4000_0000)));
+        assert_eq!(d.held_pages(), 1000);
+        // Unrelated map: no flush. Overlapping map: flush.
+        assert!(d
+            .before_map(Vmid(1), Ipa(0x5000_0000), PAGE_SIZE)
+            .is_empty());
+        assert!(d
+            .before_map(Vmid(2), Ipa(0x4000_0000), PAGE_SIZE)
+            .is_empty());
+        let f = d.before_map(Vmid(1), Ipa(0x4000_0000 + 10 * PAGE_SIZE), PAGE_SIZE);
+        assert_eq!(f.released.len(), 1000);
+        assert_eq!(f.plan.count(TlbOpKind::Vmalls12e1is), 0);
+        assert!(f.plan.tlbis() <= 1 + 4, "{:?}", f.plan);
+        assert!(d.is_idle());
+        assert_eq!(d.stats().forced_by_map, 1);
+        assert_eq!(d.stats().recorded, 1000);
+        assert_eq!(d.stats().plans, 1);
+    }
+
+    #[test]
+    fn non_coalescable_hypercall_end_flushes_and_cap_bounds_held_pages() {
+        let mut d = DeferredFlush::new(T);
+        let _ = d.record(Vmid(1), &page(0x1000), &[PhysAddr(0x1000)]);
+        let _ = d.record(Vmid(2), &page(0x1000), &[PhysAddr(0x2000)]);
+        let f = d.end_hypercall(Vmid(1), false);
+        assert_eq!(f.released, [PhysAddr(0x1000)]);
+        assert!(!d.is_idle());
+        let f = d.flush_all();
+        assert_eq!(f.released, [PhysAddr(0x2000)]);
+        d.set_max_pending_pages(4);
+        let mut flushed = 0;
+        for i in 0..10u64 {
+            let f = d.record(Vmid(1), &page(i << 12), &[PhysAddr(i << 12)]);
+            if !f.is_empty() {
+                flushed += 1;
+                assert_eq!(f.released.len(), 5);
+            }
+        }
+        assert_eq!(flushed, 2);
+        assert_eq!(d.stats().forced_by_cap, 2);
+    }
+}

@@ -1,0 +1,502 @@
+//! Policies and plans: *how* to invalidate an [`InvalidationSet`].
+//!
+//! # Policies
+//! - [`Policy::XenCompat`] reproduces upstream Xen on Arm: every p2m
+//!   operation that removed or changed a live entry ends with
+//!   `DSB ISHST; TLBI VMALLS12E1IS; DSB ISH; ISB` (Xen's
+//!   `p2m_force_tlb_flush_sync` / `flush_guest_tlb`), whatever its size.
+//!   Kept for good so that every figure can be measured side by side.
+//! - [`Policy::Targeted`] invalidates only what changed, in the Arm ARM order
+//!   for removing stage-2 entries, as Linux KVM's `__kvm_tlb_flush_vmid_ipa`
+//!   (`arch/arm64/kvm/hyp/vhe/tlb.c`) and `__kvm_tlb_flush_vmid_range` do:
+//!   `DSB ISHST` (table stores visible to the walkers), `TLBI IPAS2E1IS` per
+//!   leaf entry with its level as the FEAT_TTL hint or `TLBI RIPAS2E1IS`
+//!   ranges (FEAT_TLBIRANGE), `DSB ISH` (stage-2 invalidation complete),
+//!   `TLBI VMALLE1IS` (IPA-based TLBIs do not remove combined stage-1+2
+//!   entries), `DSB ISH`, `ISB`. Above a per-environment threshold of TLBI
+//!   instructions one `VMALLS12E1IS` replaces them (see [`Policy::threshold`]).
+
+use alloc::vec::Vec;
+
+use crate::addr::{Ipa, Vmid, PAGE_SIZE};
+use crate::inval::{pages_per_entry, InvalidationSet, IpaRange};
+use crate::op::{TlbOp, TlbOpKind};
+
+/// What the command line asked for (`tlb=xen-compat|targeted|auto`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum PolicyChoice {
+    /// `tlb=xen-compat`.
+    XenCompat,
+    /// `tlb=targeted`.
+    Targeted,
+    /// `tlb=auto` (the default).
+    #[default]
+    Auto,
+}
+
+impl PolicyChoice {
+    /// Parse the value of `tlb=`; `None` for anything else.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<PolicyChoice> {
+        match s {
+            "xen-compat" => Some(PolicyChoice::XenCompat),
+            "targeted" => Some(PolicyChoice::Targeted),
+            "auto" => Some(PolicyChoice::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// How invalidation sets are turned into plans.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Policy {
+    /// Upstream Xen: one full VMID flush per p2m operation, no gathering.
+    XenCompat,
+    /// Per-page / per-range invalidation with gathering across hypercalls.
+    Targeted {
+        /// FEAT_TLBIRANGE is implemented (`ID_AA64ISAR0_EL1.TLB == 0b0010`).
+        has_range: bool,
+        /// hv runs as a guest hypervisor (nested verdict): full flushes are
+        /// emulated by L0 with a walk of the whole IPA space.
+        nested: bool,
+    },
+}
+
+/// Threshold (TLBI instructions per plan) on bare metal.
+///
+/// On bare metal a full flush is cheap to issue: measured 1.6 us for
+/// `TLBI VMALLS12E1IS; DSB ISH` against 2.2 us for one targeted
+/// `IPAS2E1IS; DSB; VMALLE1IS; DSB` (`shared/nested-rig.md`), so its cost is
+/// the refill of the whole VMID's TLB entries rather than the instruction.
+/// 512 is Linux's `MAX_DVM_OPS` (`PTRS_PER_PTE`, `arch/arm64/include/asm/tlbflush.h`):
+/// beyond one last-level table worth of per-page TLBIs the broadcast DVM
+/// traffic costs more than refilling after a full flush.
+pub const BARE_THRESHOLD: u64 = 512;
+
+/// Threshold (TLBI instructions per plan) when nested under KVM.
+///
+/// Nested, L0 emulates `VMALLS12E1IS` by unmapping the whole shadow stage-2
+/// in 1 GiB steps: measured about 2 s per full flush at an L1 IPA limit of
+/// 48 bits (33 s at 52 bits) against about 120 us for a whole targeted
+/// sequence (`IPAS2E1IS; DSB; VMALLE1IS; DSB`), i.e. well under 60 us per extra
+/// IPA TLBI since the `VMALLE1IS` is paid once per plan. Break-even is thus at
+/// least 2 s / 60 us = 33 000 TLBIs; 16384 keeps a factor-2 margin (and with
+/// FEAT_TLBIRANGE a plan rarely has more than a few dozen instructions).
+pub const NESTED_THRESHOLD: u64 = 16384;
+
+impl Policy {
+    /// Number of range/page TLBI instructions above which a targeted plan
+    /// is replaced by one full VMID flush. `u64::MAX` for xen-compat (not used).
+    #[must_use]
+    pub const fn threshold(&self) -> u64 {
+        match self {
+            Policy::XenCompat => u64::MAX,
+            Policy::Targeted { nested: true, .. } => NESTED_THRESHOLD,
+            Policy::Targeted { nested: false, .. } => BARE_THRESHOLD,
+        }
+    }
+
+    /// True for [`Policy::XenCompat`].
+    #[must_use]
+    pub const fn is_xen_compat(&self) -> bool {
+        matches!(self, Policy::XenCompat)
+    }
+}
+
+/// Turn the command-line choice and the boot-time evidence into a policy.
+///
+/// `tlb=xen-compat` is always honoured. `tlb=targeted` and `tlb=auto` both
+/// give [`Policy::Targeted`] tuned to the environment (threshold from the
+/// nested verdict, ranges if the CPU has them): the targeted policy with its
+/// full-flush fall-back is never worse than xen-compat in TLBI count, and the
+/// threshold already encodes the bare-metal/nested difference. `auto` exists
+/// so the default can follow future evidence without changing the meaning of
+/// an explicit `targeted`.
+#[must_use]
+pub fn resolve(choice: PolicyChoice, nested_verdict_is_nested: bool, has_range: bool) -> Policy {
+    match choice {
+        PolicyChoice::XenCompat => Policy::XenCompat,
+        PolicyChoice::Targeted | PolicyChoice::Auto => Policy::Targeted {
+            has_range,
+            nested: nested_verdict_is_nested,
+        },
+    }
+}
+
+/// Largest `NUM` field a range TLBI plan emits (the architecture allows 0..=31;
+/// Linux uses at most 30 so that `NUM + 1` fits its scale arithmetic; we do the same).
+pub const RANGE_MAX_NUM: u64 = 30;
+/// Largest `SCALE` field.
+pub const RANGE_MAX_SCALE: u32 = 3;
+
+/// Pages covered by a range TLBI with `num` and `scale`:
+/// `(NUM + 1) << (5 * SCALE + 1)`.
+#[must_use]
+pub const fn range_pages(num: u64, scale: u32) -> u64 {
+    (num + 1) << (5 * scale + 1)
+}
+
+/// Decompose `pages` into counts that a `RIPAS2E1IS` can express exactly,
+/// largest first; a final odd page is returned separately (needs a single
+/// `IPAS2E1IS`). Returns (range page counts, trailing single page?).
+fn split_range(mut pages: u64, out: &mut Vec<u64>) -> bool {
+    while pages >= 2 {
+        let mut done = false;
+        for scale in (0..=RANGE_MAX_SCALE).rev() {
+            let unit = 1u64 << (5 * scale + 1);
+            if pages >= unit {
+                let n = (pages / unit).min(RANGE_MAX_NUM + 1);
+                out.push(n * unit);
+                pages -= n * unit;
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            break;
+        }
+    }
+    pages == 1
+}
+
+/// An ordered list of operations for the arch layer to execute.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Plan {
+    ops: Vec<TlbOp>,
+}
+
+impl Plan {
+    /// An empty plan.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self { ops: Vec::new() }
+    }
+
+    /// A plan of exactly these operations (for tests and for callers that
+    /// need a fixed sequence).
+    #[must_use]
+    pub fn from_ops(ops: Vec<TlbOp>) -> Self {
+        Self { ops }
+    }
+
+    /// The operations, in execution order.
+    #[must_use]
+    pub fn ops(&self) -> &[TlbOp] {
+        &self.ops
+    }
+
+    /// True if there is nothing to execute.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Number of operations of `kind`.
+    #[must_use]
+    pub fn count(&self, kind: TlbOpKind) -> u64 {
+        self.ops.iter().filter(|o| o.kind() == Some(kind)).count() as u64
+    }
+
+    /// Number of TLBI instructions (barriers and `IC IALLU` excluded).
+    #[must_use]
+    pub fn tlbis(&self) -> u64 {
+        self.ops
+            .iter()
+            .filter(|o| matches!(o.kind(), Some(k) if k != TlbOpKind::IcIallu))
+            .count() as u64
+    }
+
+    /// Append `other` after `self`.
+    pub fn append(&mut self, other: Plan) {
+        self.ops.extend(other.ops);
+    }
+
+    fn push(&mut self, op: TlbOp) {
+        self.ops.push(op);
+    }
+}
+
+fn full_flush(vmid: Vmid) -> Plan {
+    Plan::from_ops(alloc::vec![
+        // Table stores visible to all walkers before the invalidation.
+        TlbOp::DsbIshst,
+        TlbOp::Vmalls12e1is { vmid },
+        // Invalidation complete everywhere before anyone relies on it.
+        TlbOp::DsbIsh,
+        TlbOp::Isb,
+    ])
+}
+
+/// The per-run IPA TLBIs of a targeted plan.
+fn run_ops(vmid: Vmid, r: &IpaRange, has_range: bool, out: &mut Plan) {
+    let per = pages_per_entry(r.level);
+    let ttl = if per == 0 { None } else { Some(r.level) };
+    let entries = r.entries();
+    // Blocks: one IPAS2E1IS per block entry (any address inside a block
+    // invalidates it) is usually fewer than ranges; choose the smaller.
+    let mut ranges = Vec::new();
+    let single_tail = has_range && split_range(r.pages, &mut ranges);
+    let range_ops = ranges.len() as u64 + u64::from(single_tail);
+    if has_range && range_ops < entries {
+        let mut base = r.base.0;
+        for pages in ranges {
+            out.push(TlbOp::Ripas2e1is {
+                vmid,
+                base: Ipa(base),
+                pages,
+                ttl,
+            });
+            base += pages * PAGE_SIZE;
+        }
+        if single_tail {
+            out.push(TlbOp::Ipas2e1is {
+                vmid,
+                ipa: Ipa(base),
+                ttl,
+            });
+        }
+    } else {
+        let step = if per == 0 { 1 } else { per } * PAGE_SIZE;
+        for i in 0..entries {
+            out.push(TlbOp::Ipas2e1is {
+                vmid,
+                ipa: Ipa(r.base.0 + i * step),
+                ttl,
+            });
+        }
+    }
+}
+
+/// Number of IPA TLBI instructions a targeted plan of `set` would issue.
+#[must_use]
+pub fn targeted_tlbis(set: &InvalidationSet, has_range: bool) -> u64 {
+    set.ranges()
+        .iter()
+        .map(|r| {
+            let entries = r.entries();
+            if !has_range {
+                return entries;
+            }
+            let mut v = Vec::new();
+            let tail = split_range(r.pages, &mut v);
+            entries.min(v.len() as u64 + u64::from(tail))
+        })
+        .sum()
+}
+
+/// The plan that invalidates `set` for `vmid` under `policy`.
+///
+/// An empty set gives an empty plan. Xen-compat: one full flush.
+/// Targeted: IPA TLBIs then the stage-1 flush, or one full flush when the IPA
+/// TLBIs would exceed [`Policy::threshold`].
+#[must_use]
+pub fn plan(vmid: Vmid, set: &InvalidationSet, policy: &Policy) -> Plan {
+    if set.is_empty() {
+        return Plan::new();
+    }
+    match *policy {
+        Policy::XenCompat => full_flush(vmid),
+        Policy::Targeted { has_range, .. } => {
+            if targeted_tlbis(set, has_range) > policy.threshold() {
+                return full_flush(vmid);
+            }
+            let mut p = Plan::new();
+            // Table stores (the invalid entries) visible to the walkers first.
+            p.push(TlbOp::DsbIshst);
+            for r in set.ranges() {
+                run_ops(vmid, r, has_range, &mut p);
+            }
+            // Stage-2 invalidation complete before dropping combined entries
+            // (which could otherwise be refilled from stale stage-2 entries).
+            p.push(TlbOp::DsbIsh);
+            if set.needs_stage1() {
+                p.push(TlbOp::Vmalle1is { vmid });
+                p.push(TlbOp::DsbIsh);
+            }
+            p.push(TlbOp::Isb);
+            p
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(runs: &[(u64, u64, u8)]) -> InvalidationSet {
+        let mut s = InvalidationSet::new();
+        for &(b, p, l) in runs {
+            s.add(Ipa(b), p, l);
+        }
+        s
+    }
+
+    const T: Policy = Policy::Targeted {
+        has_range: false,
+        nested: true,
+    };
+    const TR: Policy = Policy::Targeted {
+        has_range: true,
+        nested: true,
+    };
+
+    #[test]
+    fn xen_compat_is_one_full_flush() {
+        let p = plan(Vmid(3), &set(&[(0x4000_0000, 7, 3)]), &Policy::XenCompat);
+        assert_eq!(
+            p.ops(),
+            &[
+                TlbOp::DsbIshst,
+                TlbOp::Vmalls12e1is { vmid: Vmid(3) },
+                TlbOp::DsbIsh,
+                TlbOp::Isb
+            ]
+        );
+        assert!(plan(Vmid(3), &InvalidationSet::new(), &Policy::XenCompat).is_empty());
+    }
+
+    #[test]
+    fn targeted_single_page_is_kvm_order() {
+        let p = plan(Vmid(1), &set(&[(0x4000_1000, 1, 3)]), &TR);
+        assert_eq!(
+            p.ops(),
+            &[
+                TlbOp::DsbIshst,
+                TlbOp::Ipas2e1is {
+                    vmid: Vmid(1),
+                    ipa: Ipa(0x4000_1000),
+                    ttl: Some(3)
+                },
+                TlbOp::DsbIsh,
+                TlbOp::Vmalle1is { vmid: Vmid(1) },
+                TlbOp::DsbIsh,
+                TlbOp::Isb
+            ]
+        );
+    }
+
+    #[test]
+    fn blocks_take_one_tlbi_per_entry() {
+        let p = plan(Vmid(1), &set(&[(0x4000_0000, 1024, 2)]), &T);
+        assert_eq!(p.count(TlbOpKind::Ipas2e1is), 2);
+        assert_eq!(
+            p.ops()[2],
+            TlbOp::Ipas2e1is {
+                vmid: Vmid(1),
+                ipa: Ipa(0x4020_0000),
+                ttl: Some(2)
+            }
+        );
+    }
+
+    #[test]
+    fn ranges_are_exactly_expressible_and_cover_the_run() {
+        for pages in [
+            2u64, 3, 31, 32, 33, 62, 63, 64, 65, 511, 1000, 11_900, 2_031_616, 5_000_000,
+        ] {
+            let p = plan(Vmid(2), &set(&[(0x8000_0000, pages, 3)]), &TR);
+            let mut next = 0x8000_0000u64;
+            let mut covered = 0;
+            for op in p.ops() {
+                match *op {
+                    TlbOp::Ripas2e1is {
+                        base,
+                        pages: n,
+                        ttl,
+                        ..
+                    } => {
+                        assert_eq!(base.0, next);
+                        assert_eq!(ttl, Some(3));
+                        let ok = (0..=RANGE_MAX_SCALE)
+                            .any(|s| (0..=RANGE_MAX_NUM).any(|num| range_pages(num, s) == n));
+                        assert!(ok, "{n} pages not expressible");
+                        next += n * PAGE_SIZE;
+                        covered += n;
+                    }
+                    TlbOp::Ipas2e1is { ipa, .. } => {
+                        assert_eq!(ipa.0, next);
+                        next += PAGE_SIZE;
+                        covered += 1;
+                    }
+                    _ => {}
+                }
+            }
+            assert_eq!(covered, pages, "pages {pages}");
+            assert!(
+                p.tlbis() <= pages / range_pages(30, 3) + 5,
+                "{pages}: {}",
+                p.tlbis()
+            );
+        }
+    }
+
+    #[test]
+    fn threshold_falls_back_to_one_full_flush() {
+        let bare = Policy::Targeted {
+            has_range: false,
+            nested: false,
+        };
+        let s = set(&[(0, BARE_THRESHOLD, 3)]);
+        assert_eq!(plan(Vmid(1), &s, &bare).count(TlbOpKind::Vmalls12e1is), 0);
+        let s = set(&[(0, BARE_THRESHOLD + 1, 3)]);
+        assert_eq!(plan(Vmid(1), &s, &bare).count(TlbOpKind::Vmalls12e1is), 1);
+        assert_eq!(plan(Vmid(1), &s, &T).count(TlbOpKind::Vmalls12e1is), 0);
+        assert_eq!(
+            plan(Vmid(1), &s, &T).count(TlbOpKind::Ipas2e1is),
+            BARE_THRESHOLD + 1
+        );
+        let s = set(&[(0, NESTED_THRESHOLD + 1, 3)]);
+        assert_eq!(plan(Vmid(1), &s, &T).count(TlbOpKind::Vmalls12e1is), 1);
+        // With ranges the same set is a handful of instructions.
+        assert!(plan(Vmid(1), &s, &TR).tlbis() <= 4);
+    }
+
+    #[test]
+    fn every_plan_has_its_barriers() {
+        use crate::model::check_barriers;
+        let sets = [
+            set(&[(0x4000_1000, 1, 3)]),
+            set(&[(0x4000_0000, 1024, 2), (0x9000_0000, 77, 3)]),
+            set(&[(0, NESTED_THRESHOLD + 1, 3)]),
+        ];
+        for pol in [Policy::XenCompat, T, TR] {
+            for s in &sets {
+                let p = plan(Vmid(9), s, &pol);
+                assert!(check_barriers(p.ops()), "{pol:?} {p:?}");
+            }
+            let mut l = crate::switch::LastRan::new();
+            let _ = l.switch_to(Vmid(1), 0, &pol);
+            let p = l.switch_to(Vmid(1), 1, &pol);
+            assert!(!p.is_empty() && check_barriers(p.ops()));
+        }
+    }
+
+    #[test]
+    fn resolve_and_parse() {
+        assert_eq!(PolicyChoice::parse("auto"), Some(PolicyChoice::Auto));
+        assert_eq!(
+            PolicyChoice::parse("xen-compat"),
+            Some(PolicyChoice::XenCompat)
+        );
+        assert_eq!(
+            PolicyChoice::parse("targeted"),
+            Some(PolicyChoice::Targeted)
+        );
+        assert_eq!(PolicyChoice::parse("fast"), None);
+        assert_eq!(
+            resolve(PolicyChoice::XenCompat, true, true),
+            Policy::XenCompat
+        );
+        assert_eq!(
+            resolve(PolicyChoice::Auto, true, false),
+            Policy::Targeted {
+                has_range: false,
+                nested: true
+            }
+        );
+        assert_eq!(
+            resolve(PolicyChoice::Targeted, false, true).threshold(),
+            BARE_THRESHOLD
+        );
+    }
+}
