@@ -95,11 +95,27 @@ impl El1Reg {
     pub const COUNT: usize = El1Reg::MdscrEl1 as usize + 1;
 }
 
+/// A vCPU's FP/SIMD state. The real arch layer saves it at every guest exit
+/// (hv's own code uses SIMD registers) and moves it in and out of
+/// [`El1Sysregs`] in [`Arch::vcpu_load`] / [`Arch::vcpu_put`]; the fake ignores it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct FpState {
+    /// V0..V31.
+    pub v: [u128; 32],
+    /// `FPSR`.
+    pub fpsr: u64,
+    /// `FPCR`.
+    pub fpcr: u64,
+}
+
 /// Saved EL1 system-register state of a vCPU, indexed by [`El1Reg`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct El1Sysregs {
     /// Values indexed by `El1Reg as usize`.
     pub regs: [u64; El1Reg::COUNT],
+    /// FP/SIMD registers (saved and restored with the EL1 state).
+    pub fp: FpState,
 }
 
 impl Default for El1Sysregs {
@@ -107,7 +123,10 @@ impl Default for El1Sysregs {
         let mut regs = [0; El1Reg::COUNT];
         // SCTLR_EL1 reset value with the RES1 bits set and the MMU off.
         regs[El1Reg::SctlrEl1 as usize] = 0x30d0_0800;
-        Self { regs }
+        Self {
+            regs,
+            fp: FpState::default(),
+        }
     }
 }
 
