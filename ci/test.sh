@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# hv's CI: every step runs (none is skipped), each is reported, and the last
+# line is "ci: N passed, M failed". Exits non-zero when any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+passed=0
+failed=0
+results=()
+
+step() {
+    local name="$1"
+    shift
+    echo
+    echo "==> ci: $name: $*"
+    local t0=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1))
+        results+=("PASS $name ($((SECONDS - t0))s)")
+        echo "<== ci: PASS $name ($((SECONDS - t0))s)"
+    else
+        failed=$((failed + 1))
+        results+=("FAIL $name ($((SECONDS - t0))s)")
+        echo "<== ci: FAIL $name ($((SECONDS - t0))s)"
+    fi
+}
+
+echo "ci: $(cargo --version), $(qemu-system-aarch64 --version | head -n1), $(dtc --version | head -n1)"
+
+AARCH64_PKGS=(-p hv -p guest-rt -p guest-hello -p guest-fault)
+
+step fmt cargo fmt --all -- --check
+step clippy-host cargo clippy --workspace --all-targets -- -D warnings
+step clippy-aarch64 cargo clippy --target aarch64-unknown-none "${AARCH64_PKGS[@]}" -- -D warnings
+step test-host cargo test --workspace
+# hvrun build = cargo build --release --target aarch64-unknown-none -p hv
+# -p guest-hello -p guest-fault, then llvm-objcopy to flat Images.
+step build-aarch64 cargo run -q -p tests-nested --bin hvrun -- build
+step smoke-smp1 bash ci/qemu-smoke.sh 1 --no-build --timeout 180
+step smoke-smp2 bash ci/qemu-smoke.sh 2 --no-build --timeout 180
+
+echo
+for r in "${results[@]}"; do
+    echo "ci:   $r"
+done
+echo "ci: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
