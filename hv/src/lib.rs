@@ -9,8 +9,12 @@ extern crate alloc;
 
 pub mod arch;
 pub mod bootinfo;
+pub mod domain;
 pub mod logger;
 pub mod mm;
 pub mod options;
 pub mod tlb;
+pub mod guest;
 pub mod trap;
+pub mod vcpu;
+pub mod xen;

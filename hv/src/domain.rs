@@ -1,0 +1,601 @@
+//! Domains: id, VMID, stage-2 table, RAM, kernel loading and teardown.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use memops::{S2Attrs, Stage2, TableMem};
+use pv_tlb::{Ipa, PhysAddr, TlbOp, Vmid, PAGE_SIZE};
+
+use crate::arch::{Arch, PhysMem, Stage2Regs};
+use crate::guest::{GuestMemError, GuestMemory};
+use crate::xen::console::ConsoleLine;
+
+/// Start of guest RAM bank 0 (Xen's `GUEST_RAM0_BASE`, public/arch-arm.h).
+pub const GUEST_RAM0_BASE: u64 = 0x4000_0000;
+/// Size of guest RAM bank 0 (Xen's `GUEST_RAM0_SIZE`: 3 GiB).
+pub const GUEST_RAM0_SIZE: u64 = 0xc000_0000;
+/// RAM a domain gets unless told otherwise.
+pub const DEFAULT_RAM_BYTES: u64 = 16 << 20;
+/// Smallest RAM hv builds a domain with.
+pub const MIN_RAM_BYTES: u64 = 1 << 20;
+
+/// Where a domain's RAM frames come from (hv's frame allocator, or a fake).
+pub trait FrameSource {
+    /// `count` contiguous frames whose first frame number is a multiple of
+    /// `align_pages`, not zeroed; `None` when no such run is free.
+    fn alloc_frames(&mut self, count: u64, align_pages: u64) -> Option<PhysAddr>;
+    /// Give back `count` frames from [`FrameSource::alloc_frames`].
+    fn free_frames(&mut self, pa: PhysAddr, count: u64);
+}
+
+/// A domain id (`d<N>` in logs; 0 is reserved for a control domain).
+pub type DomId = u16;
+
+/// Why building a domain failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DomainError {
+    /// Every VMID is in use.
+    NoVmid,
+    /// Not enough frames for the domain's RAM.
+    OutOfMemory {
+        /// Bytes requested.
+        bytes: u64,
+    },
+    /// The requested RAM size is unusable (too small, not page-multiple, above bank 0).
+    BadRamSize {
+        /// Bytes requested.
+        bytes: u64,
+    },
+    /// Building the stage-2 table failed.
+    Stage2(memops::Error),
+    /// The kernel does not fit in the domain's RAM.
+    KernelTooBig {
+        /// Bytes the kernel needs from the RAM base (text_offset + size).
+        needed: u64,
+        /// RAM size.
+        ram: u64,
+    },
+    /// Copying the kernel into guest memory failed.
+    Copy(GuestMemError),
+}
+
+impl fmt::Display for DomainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DomainError::NoVmid => write!(f, "no free VMID"),
+            DomainError::OutOfMemory { bytes } => {
+                write!(f, "out of memory for {bytes:#x} bytes of RAM")
+            }
+            DomainError::BadRamSize { bytes } => write!(f, "unusable RAM size {bytes:#x}"),
+            DomainError::Stage2(e) => write!(f, "stage-2: {e}"),
+            DomainError::KernelTooBig { needed, ram } => {
+                write!(
+                    f,
+                    "kernel needs {needed:#x} bytes from the RAM base, RAM is {ram:#x}"
+                )
+            }
+            DomainError::Copy(e) => write!(f, "copying the kernel: {e}"),
+        }
+    }
+}
+
+/// VMID allocator over the CPU's VMID width.
+///
+/// VMID 0 is never handed out. Allocation searches round-robin from the last
+/// VMID handed out (rolling over from the top of the space back to 1), so a
+/// freed VMID is reused as late as possible; when every VMID is in use,
+/// [`VmidAllocator::alloc`] fails instead of stealing one. A domain's VMID is
+/// flushed ([`Domain::destroy`]) before it is freed, so a reused VMID never
+/// finds stale translations.
+pub struct VmidAllocator {
+    used: Vec<bool>,
+    next: usize,
+}
+
+impl VmidAllocator {
+    /// An allocator for `bits`-wide VMIDs (2..=16).
+    #[must_use]
+    pub fn new(bits: u8) -> Self {
+        let n = 1usize << bits.clamp(1, 16);
+        let mut used = alloc::vec![false; n];
+        used[0] = true;
+        Self { used, next: 1 }
+    }
+
+    /// A free VMID.
+    ///
+    /// # Errors
+    /// [`DomainError::NoVmid`] when every VMID is in use.
+    pub fn alloc(&mut self) -> Result<Vmid, DomainError> {
+        let n = self.used.len();
+        for i in 0..n {
+            let v = (self.next + i) % n;
+            if !self.used[v] {
+                self.used[v] = true;
+                self.next = (v + 1) % n;
+                return Ok(Vmid(v as u16));
+            }
+        }
+        Err(DomainError::NoVmid)
+    }
+
+    /// Give back `vmid` (its TLB entries must already be gone).
+    pub fn free(&mut self, vmid: Vmid) {
+        if let Some(u) = self.used.get_mut(usize::from(vmid.0)) {
+            if vmid.0 != 0 {
+                *u = false;
+            }
+        }
+    }
+
+    /// VMIDs in use (0 not counted).
+    #[must_use]
+    pub fn in_use(&self) -> usize {
+        self.used.iter().filter(|u| **u).count() - 1
+    }
+}
+
+/// How a domain ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EndReason {
+    /// `SCHEDOP_shutdown` with a reason.
+    Shutdown(crate::xen::ShutdownReason),
+    /// PSCI `SYSTEM_OFF` from the guest.
+    PsciSystemOff,
+    /// PSCI `SYSTEM_RESET` from the guest (hv does not restart domains).
+    PsciSystemReset,
+    /// Every vCPU called PSCI `CPU_OFF`.
+    AllVcpusOff,
+    /// A stage-2 fault outside the domain's memory.
+    Stage2Fault {
+        /// The faulting IPA.
+        ipa: Ipa,
+    },
+    /// An exit hv cannot handle.
+    UnhandledExit {
+        /// `ESR_EL2.EC`.
+        ec: u8,
+    },
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::Shutdown(r) => write!(f, "{r}"),
+            EndReason::PsciSystemOff => write!(f, "PSCI SYSTEM_OFF"),
+            EndReason::PsciSystemReset => write!(f, "PSCI SYSTEM_RESET"),
+            EndReason::AllVcpusOff => write!(f, "all vCPUs off"),
+            EndReason::Stage2Fault { ipa } => write!(f, "stage-2 fault at IPA {ipa}"),
+            EndReason::UnhandledExit { ec } => write!(f, "unhandled exit, EC {ec:#04x}"),
+        }
+    }
+}
+
+/// One contiguous piece of a domain's RAM.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RamChunk {
+    /// Guest address.
+    pub ipa: Ipa,
+    /// Host address.
+    pub pa: PhysAddr,
+    /// Number of 4 KiB frames.
+    pub pages: u64,
+}
+
+/// A domain: address space, RAM and bookkeeping (vCPUs live in the scheduler).
+pub struct Domain {
+    /// The domain id.
+    pub id: DomId,
+    vmid: Vmid,
+    stage2: Stage2,
+    ram: Vec<RamChunk>,
+    ram_bytes: u64,
+    /// Xen's `xen_domain_handle_t` (a UUID; hv derives it from the id).
+    pub handle: [u8; 16],
+    /// A privileged (control) domain.
+    pub privileged: bool,
+    /// The partial console line.
+    pub console: ConsoleLine,
+    /// Set once the domain is ending; its vCPUs stop at their next exit.
+    pub ending: Option<EndReason>,
+}
+
+/// The arm64 `Image` header magic (`ARM\x64` at offset 56), Linux's
+/// Documentation/arch/arm64/booting.rst.
+pub const ARM64_IMAGE_MAGIC: u32 = 0x644d_5241;
+
+/// Where a kernel goes: offset from the RAM base of the load address.
+/// An arm64 `Image` (magic at 56) loads at `text_offset` (bytes 8..16);
+/// anything else is a raw binary loaded at the RAM base.
+#[must_use]
+pub fn kernel_load_offset(header: &[u8]) -> u64 {
+    let word = |at: usize, n: usize| -> Option<u64> {
+        let b = header.get(at..at + n)?;
+        let mut v = [0u8; 8];
+        v[..n].copy_from_slice(b);
+        Some(u64::from_le_bytes(v))
+    };
+    match (word(56, 4), word(8, 8)) {
+        (Some(m), Some(text_offset)) if m == u64::from(ARM64_IMAGE_MAGIC) => text_offset,
+        _ => 0,
+    }
+}
+
+impl Domain {
+    /// Build a domain: a VMID, an empty stage-2 table of `ipa_bits`, and
+    /// `ram_bytes` of zeroed RAM mapped at [`GUEST_RAM0_BASE`] (2 MiB runs
+    /// where the frame allocator has them, so stage-2 can use blocks).
+    ///
+    /// # Errors
+    /// [`DomainError`]; everything taken so far is given back.
+    pub fn create<M: PhysMem + TableMem>(
+        id: DomId,
+        ram_bytes: u64,
+        ipa_bits: u8,
+        vmids: &mut VmidAllocator,
+        mem: &mut M,
+        frames: &mut dyn FrameSource,
+    ) -> Result<Domain, DomainError> {
+        if ram_bytes < MIN_RAM_BYTES
+            || !ram_bytes.is_multiple_of(PAGE_SIZE)
+            || ram_bytes > GUEST_RAM0_SIZE
+        {
+            return Err(DomainError::BadRamSize { bytes: ram_bytes });
+        }
+        let vmid = vmids.alloc()?;
+        let stage2 = match Stage2::new(mem, ipa_bits) {
+            Ok(s) => s,
+            Err(e) => {
+                vmids.free(vmid);
+                return Err(DomainError::Stage2(e));
+            }
+        };
+        let mut handle = [0u8; 16];
+        handle[14..16].copy_from_slice(&id.to_be_bytes());
+        let mut d = Domain {
+            id,
+            vmid,
+            stage2,
+            ram: Vec::new(),
+            ram_bytes,
+            handle,
+            privileged: false,
+            console: ConsoleLine::default(),
+            ending: None,
+        };
+        if let Err(e) = d.populate(mem, frames) {
+            d.release(mem, frames, vmids);
+            return Err(e);
+        }
+        Ok(d)
+    }
+
+    fn populate<M: PhysMem + TableMem>(
+        &mut self,
+        mem: &mut M,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(), DomainError> {
+        const BLOCK: u64 = 512;
+        let mut left = self.ram_bytes / PAGE_SIZE;
+        let mut ipa = Ipa(GUEST_RAM0_BASE);
+        while left > 0 {
+            let (pa, pages) = match (left >= BLOCK)
+                .then(|| frames.alloc_frames(BLOCK, BLOCK))
+                .flatten()
+            {
+                Some(pa) => (pa, BLOCK),
+                None => {
+                    let n = left.min(BLOCK);
+                    match frames.alloc_frames(n, 1) {
+                        Some(pa) => (pa, n),
+                        None => (
+                            frames.alloc_frames(1, 1).ok_or(DomainError::OutOfMemory {
+                                bytes: self.ram_bytes,
+                            })?,
+                            1,
+                        ),
+                    }
+                }
+            };
+            // Record first so a failure below gives the frames back.
+            self.ram.push(RamChunk { ipa, pa, pages });
+            for i in 0..pages {
+                mem.zero_frame(PhysAddr(pa.0 + i * PAGE_SIZE));
+            }
+            // A fresh mapping of never-mapped IPAs leaves nothing to invalidate.
+            self.stage2
+                .map(mem, ipa, pa, pages * PAGE_SIZE, S2Attrs::RAM)
+                .map_err(DomainError::Stage2)?;
+            ipa = Ipa(ipa.0 + pages * PAGE_SIZE);
+            left -= pages;
+        }
+        Ok(())
+    }
+
+    /// Copy a kernel into RAM and return its entry IPA. `image` reads the
+    /// kernel's bytes `[off, off + buf.len())` (e.g. from a boot module in host RAM).
+    ///
+    /// # Errors
+    /// [`DomainError::KernelTooBig`] if text_offset + size passes the end of RAM;
+    /// [`DomainError::Copy`] if the copy fails.
+    pub fn load_kernel<M: PhysMem + TableMem>(
+        &mut self,
+        mem: &mut M,
+        size: u64,
+        image: &mut dyn FnMut(&M, u64, &mut [u8]),
+    ) -> Result<Ipa, DomainError> {
+        let mut header = [0u8; 64];
+        let hlen = size.min(64) as usize;
+        image(mem, 0, &mut header[..hlen]);
+        let offset = kernel_load_offset(&header[..hlen]);
+        let needed = offset.saturating_add(size);
+        if needed > self.ram_bytes {
+            return Err(DomainError::KernelTooBig {
+                needed,
+                ram: self.ram_bytes,
+            });
+        }
+        let load = Ipa(GUEST_RAM0_BASE + offset);
+        let mut buf = [0u8; PAGE_SIZE as usize];
+        let mut done = 0u64;
+        while done < size {
+            let n = (size - done).min(PAGE_SIZE) as usize;
+            image(mem, done, &mut buf[..n]);
+            let mut gm = GuestMemory::new(&self.stage2, mem);
+            gm.copy_to_guest(Ipa(load.0 + done), &buf[..n])
+                .map_err(DomainError::Copy)?;
+            done += n as u64;
+        }
+        Ok(load)
+    }
+
+    /// This domain's memory as seen through its stage-2 table.
+    pub fn guest_memory<'a, M: PhysMem + TableMem>(&'a self, mem: &'a mut M) -> GuestMemory<'a, M> {
+        GuestMemory::new(&self.stage2, mem)
+    }
+
+    /// The domain's VMID.
+    #[must_use]
+    pub fn vmid(&self) -> Vmid {
+        self.vmid
+    }
+
+    /// The domain's stage-2 table.
+    #[must_use]
+    pub fn stage2(&self) -> &Stage2 {
+        &self.stage2
+    }
+
+    /// The domain's stage-2 table, for memory operations.
+    pub fn stage2_mut(&mut self) -> &mut Stage2 {
+        &mut self.stage2
+    }
+
+    /// RAM size in bytes.
+    #[must_use]
+    pub fn ram_bytes(&self) -> u64 {
+        self.ram_bytes
+    }
+
+    /// The RAM chunks (IPA order).
+    #[must_use]
+    pub fn ram(&self) -> &[RamChunk] {
+        &self.ram
+    }
+
+    /// `IPA` is inside this domain's RAM.
+    #[must_use]
+    pub fn is_ram(&self, ipa: Ipa) -> bool {
+        ipa.0 >= GUEST_RAM0_BASE && ipa.0 - GUEST_RAM0_BASE < self.ram_bytes
+    }
+
+    /// `VTTBR_EL2`/`VTCR_EL2` for this domain (the arch layer adds PS, VS and RES1 bits to VTCR).
+    #[must_use]
+    pub fn stage2_regs(&self) -> Stage2Regs {
+        Stage2Regs {
+            vttbr: (u64::from(self.vmid.0) << 48) | self.stage2.root().0,
+            vtcr: self.stage2.vtcr_bits(),
+        }
+    }
+
+    /// Tear the domain down once none of its vCPUs can run: one full flush of
+    /// its VMID (stage-1 and stage-2, inner shareable), then its RAM frames,
+    /// table frames and VMID go back.
+    pub fn destroy<M: PhysMem + TableMem>(
+        self,
+        arch: &mut dyn Arch,
+        mem: &mut M,
+        frames: &mut dyn FrameSource,
+        vmids: &mut VmidAllocator,
+    ) {
+        let vmid = self.vmid;
+        crate::tlb::execute_ops(
+            &[
+                // Make the domain's last table stores visible before invalidating.
+                TlbOp::DsbIshst,
+                // Drop every stage-1 and stage-2 entry of the VMID on all CPUs.
+                TlbOp::Vmalls12e1is { vmid },
+                // Wait for the invalidation to finish before frames are reused.
+                TlbOp::DsbIsh,
+            ],
+            arch,
+        );
+        self.release(mem, frames, vmids);
+    }
+
+    fn release<M: PhysMem + TableMem>(
+        self,
+        mem: &mut M,
+        frames: &mut dyn FrameSource,
+        vmids: &mut VmidAllocator,
+    ) {
+        for c in &self.ram {
+            frames.free_frames(c.pa, c.pages);
+        }
+        self.stage2.destroy(mem);
+        vmids.free(self.vmid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::fake::{FakeArch, FakeMachine, FakeMem, Kind};
+
+    fn fake_mem() -> FakeMem {
+        FakeMem::new(0x8000_0000, 0x400_0000)
+    }
+
+    #[test]
+    fn vmid_exhaustion_reuse_and_rollover_with_2_bits() {
+        let mut v = VmidAllocator::new(2);
+        assert_eq!(v.alloc(), Ok(Vmid(1)));
+        assert_eq!(v.alloc(), Ok(Vmid(2)));
+        assert_eq!(v.alloc(), Ok(Vmid(3)));
+        assert_eq!(v.alloc(), Err(DomainError::NoVmid));
+        assert_eq!(v.in_use(), 3);
+        v.free(Vmid(2));
+        // Rolls over past the top, skips VMID 0, finds the freed one.
+        assert_eq!(v.alloc(), Ok(Vmid(2)));
+        v.free(Vmid(1));
+        v.free(Vmid(3));
+        // Round-robin: 3 is after the last handed out (2).
+        assert_eq!(v.alloc(), Ok(Vmid(3)));
+        assert_eq!(v.alloc(), Ok(Vmid(1)));
+        v.free(Vmid(0));
+        assert_eq!(v.in_use(), 3);
+    }
+
+    #[test]
+    fn image_header_text_offset() {
+        let mut h = [0u8; 64];
+        h[8..16].copy_from_slice(&0x8_0000u64.to_le_bytes());
+        assert_eq!(kernel_load_offset(&h), 0, "no magic: raw binary");
+        h[56..60].copy_from_slice(b"ARM\x64");
+        assert_eq!(kernel_load_offset(&h), 0x8_0000);
+        assert_eq!(kernel_load_offset(&h[..40]), 0, "short file: raw");
+    }
+
+    #[test]
+    fn kernel_image_lands_at_text_offset_and_ram_is_zeroed() {
+        let mut mem = fake_mem();
+        let mut vmids = VmidAllocator::new(2);
+        let mut d = create_in(&mut mem, &mut vmids, 1, 4 << 20).unwrap();
+        assert_eq!(mem.allocated(Kind::Ram), 1024);
+        assert_eq!(d.ram()[0].ipa, Ipa(GUEST_RAM0_BASE));
+        // An Image with text_offset 0x80000.
+        let mut image = alloc::vec![0u8; 0x2345];
+        image[8..16].copy_from_slice(&0x8_0000u64.to_le_bytes());
+        image[56..60].copy_from_slice(b"ARM\x64");
+        image[0x2344] = 0x77;
+        let img = image.clone();
+        let entry = d
+            .load_kernel(
+                &mut mem,
+                image.len() as u64,
+                &mut |_m: &FakeMem, off, buf: &mut [u8]| {
+                    buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
+                },
+            )
+            .unwrap();
+        assert_eq!(entry, Ipa(0x4008_0000));
+        let mut back = alloc::vec![0u8; image.len()];
+        d.guest_memory(&mut mem)
+            .copy_from_guest(entry, &mut back)
+            .unwrap();
+        assert_eq!(back, image);
+        // RAM the kernel does not cover reads as zero (no host data leaks in).
+        let mut z = [0xffu8; 16];
+        d.guest_memory(&mut mem)
+            .copy_from_guest(Ipa(GUEST_RAM0_BASE + 0x3f_fff0), &mut z)
+            .unwrap();
+        assert_eq!(z, [0; 16]);
+        // Past the end of RAM: not mapped.
+        assert!(d
+            .guest_memory(&mut mem)
+            .copy_from_guest(Ipa(GUEST_RAM0_BASE + (4 << 20)), &mut z)
+            .is_err());
+        // A raw binary loads at the RAM base; one too big is refused.
+        let raw = [0x11u8; 100];
+        let entry = d
+            .load_kernel(&mut mem, 100, &mut |_m: &FakeMem, off, buf: &mut [u8]| {
+                buf.copy_from_slice(&raw[off as usize..off as usize + buf.len()]);
+            })
+            .unwrap();
+        assert_eq!(entry, Ipa(GUEST_RAM0_BASE));
+        assert_eq!(
+            d.load_kernel(
+                &mut mem,
+                5 << 20,
+                &mut |_m: &FakeMem, _off, buf: &mut [u8]| buf.fill(0)
+            ),
+            Err(DomainError::KernelTooBig {
+                needed: 5 << 20,
+                ram: 4 << 20
+            })
+        );
+        let regs = d.stage2_regs();
+        assert_eq!(regs.vttbr >> 48, 1);
+        assert_eq!(regs.vttbr & 0xffff_ffff_ffff, d.stage2().root().0);
+
+        // Destroy: one full flush of the VMID, then frames and VMID come back.
+        let machine = FakeMachine::new_shared();
+        let mut arch = FakeArch::new(0, machine.clone());
+        destroy_in(d, &mut arch, &mut mem, &mut vmids);
+        assert_eq!(
+            machine.lock().tlb_ops(),
+            alloc::vec![
+                TlbOp::DsbIshst,
+                TlbOp::Vmalls12e1is { vmid: Vmid(1) },
+                TlbOp::DsbIsh
+            ]
+        );
+        assert_eq!(mem.allocated(Kind::Ram), 0);
+        assert_eq!(mem.allocated(Kind::Table), 0);
+        assert_eq!(vmids.in_use(), 0);
+    }
+
+    #[test]
+    fn out_of_frames_and_vmids_fail_cleanly() {
+        let mut mem = FakeMem::new(0x8000_0000, 0x20_0000);
+        let mut vmids = VmidAllocator::new(2);
+        // 2 MiB of host RAM cannot hold 4 MiB of guest RAM.
+        assert_eq!(
+            create_in(&mut mem, &mut vmids, 1, 4 << 20).err(),
+            Some(DomainError::OutOfMemory { bytes: 4 << 20 })
+        );
+        assert_eq!(mem.allocated(Kind::Ram), 0);
+        assert_eq!(mem.allocated(Kind::Table), 0);
+        assert_eq!(vmids.in_use(), 0);
+        assert_eq!(
+            create_in(&mut mem, &mut vmids, 1, 12345).err(),
+            Some(DomainError::BadRamSize { bytes: 12345 })
+        );
+        let mut mem = fake_mem();
+        let ds: Vec<Domain> = (1..=3)
+            .map(|i| create_in(&mut mem, &mut vmids, i, 1 << 20).unwrap())
+            .collect();
+        assert_eq!(
+            create_in(&mut mem, &mut vmids, 4, 1 << 20).err(),
+            Some(DomainError::NoVmid)
+        );
+        // The failed first attempt used VMID 1: round-robin continues after it.
+        assert_eq!(ds.iter().map(|d| d.vmid().0).collect::<Vec<_>>(), [2, 3, 1]);
+    }
+
+    /// Create with `mem` serving as table memory, physical memory and frame source.
+    pub(crate) fn create_in(
+        mem: &mut FakeMem,
+        vmids: &mut VmidAllocator,
+        id: DomId,
+        bytes: u64,
+    ) -> Result<Domain, DomainError> {
+        let mut f = mem.frames();
+        Domain::create(id, bytes, 40, vmids, mem, &mut f)
+    }
+
+    fn destroy_in(d: Domain, arch: &mut FakeArch, mem: &mut FakeMem, vmids: &mut VmidAllocator) {
+        let mut f = mem.frames();
+        d.destroy(arch, mem, &mut f, vmids);
+    }
+}

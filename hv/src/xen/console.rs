@@ -1,0 +1,115 @@
+//! `console_io`: guest text to hv's console, one `(d<N>) <text>` line at a time.
+//!
+//! As Xen's `guest_console_write` (xen/drivers/char/console.c), the buffer is
+//! copied in chunks of at most 128 bytes through the checked accessor and
+//! kept per domain until a newline (or a full line). Unlike Xen, which strips
+//! non-printable bytes, hv escapes them as `\xNN` so a log shows what came.
+
+use memops::TableMem;
+
+use super::{ConsoleIo, Errno, HypercallCtx};
+use crate::arch::PhysMem;
+use pv_tlb::Ipa;
+
+/// Longest line hv prints for a guest before breaking it.
+pub const LINE_MAX: usize = 128;
+/// Bytes copied from the guest per step.
+const CHUNK: usize = 128;
+
+/// Where complete guest console lines go.
+pub trait ConsoleSink {
+    /// Print one line of domain `domid` (without the newline); hv's console
+    /// shows it as `(d<domid>) <line>`.
+    fn guest_line(&mut self, domid: u16, line: &str);
+}
+
+/// A domain's partial console line.
+pub struct ConsoleLine {
+    buf: [u8; LINE_MAX],
+    len: usize,
+}
+
+impl Default for ConsoleLine {
+    fn default() -> Self {
+        Self {
+            buf: [0; LINE_MAX],
+            len: 0,
+        }
+    }
+}
+
+impl ConsoleLine {
+    /// Append guest bytes, handing each complete line to `sink`.
+    pub fn push(&mut self, domid: u16, bytes: &[u8], sink: &mut dyn ConsoleSink) {
+        for &b in bytes {
+            match b {
+                b'\n' => self.flush(domid, sink),
+                b'\r' => {}
+                0x20..=0x7e => self.put(domid, &[b], sink),
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    let esc = [
+                        b'\\',
+                        b'x',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 0xf)],
+                    ];
+                    self.put(domid, &esc, sink);
+                }
+            }
+        }
+    }
+
+    fn put(&mut self, domid: u16, s: &[u8], sink: &mut dyn ConsoleSink) {
+        if self.len + s.len() > LINE_MAX {
+            self.flush(domid, sink);
+        }
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s);
+        self.len += s.len();
+    }
+
+    /// Hand the partial line (if any) to `sink`.
+    pub fn flush(&mut self, domid: u16, sink: &mut dyn ConsoleSink) {
+        // Only printable ASCII is ever stored, so this is valid UTF-8.
+        let text = core::str::from_utf8(&self.buf[..self.len]).unwrap_or("");
+        sink.guest_line(domid, text);
+        self.len = 0;
+    }
+
+    /// True if no partial line is buffered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Handle `console_io`.
+///
+/// # Errors
+/// `-EFAULT` if the buffer is not readable guest RAM (whatever was copied
+/// before the fault has been printed, as in Xen).
+pub fn console_io<M: PhysMem + TableMem>(
+    op: ConsoleIo,
+    ctx: &mut HypercallCtx<'_, M>,
+) -> Result<u64, Errno> {
+    match op {
+        ConsoleIo::Write { count, buf } => {
+            let mut left = u64::from(count);
+            let mut ipa = buf.ipa();
+            let mut chunk = [0u8; CHUNK];
+            while left > 0 {
+                let n = left.min(CHUNK as u64) as usize;
+                if let Err(e) = ctx.mem.copy_from_guest(ipa, &mut chunk[..n]) {
+                    log::debug!("d{}: console_io write: {e}", ctx.domid);
+                    return Err(e.errno());
+                }
+                ctx.line.push(ctx.domid, &chunk[..n], ctx.sink);
+                left -= n as u64;
+                ipa = Ipa(ipa.0.wrapping_add(n as u64));
+            }
+            Ok(0)
+        }
+        // hv has no console input for guests: no characters.
+        ConsoleIo::Read { .. } => Ok(0),
+    }
+}

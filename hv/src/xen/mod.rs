@@ -1,0 +1,372 @@
+//! Xen's hypercall ABI on Arm: decoding and dispatch.
+//!
+//! A guest calls `HVC #0xEA1` with the hypercall number in x16 and arguments
+//! in x0..x4; the result goes back in x0 (negative Xen errno on failure).
+//! [`Hypercall::decode`] turns the raw registers into a typed call (or a
+//! [`DecodeError`]); [`dispatch`] runs its handler against a
+//! [`HypercallCtx`] (the calling domain's view of the world) and says what
+//! the run loop must do next ([`Action`]).
+//!
+//! Every handler checks guest values and answers with an errno; nothing here
+//! panics on guest input.
+
+pub mod abi;
+pub mod console;
+pub mod errno;
+pub mod memory;
+pub mod sched;
+pub mod version;
+
+use core::fmt;
+
+use memops::TableMem;
+
+use crate::arch::PhysMem;
+use crate::guest::{GuestHandle, GuestMemory};
+use abi::{consoleio, nr, schedop, xenver, XEN_HYPERCALL_TAG};
+pub use console::{ConsoleLine, ConsoleSink};
+pub use errno::Errno;
+pub use sched::ShutdownReason;
+
+/// A `console_io` sub-command.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ConsoleIo {
+    /// `CONSOLEIO_write`: `count` bytes at `buf`.
+    Write {
+        /// Number of bytes.
+        count: u32,
+        /// The guest buffer.
+        buf: GuestHandle<u8>,
+    },
+    /// `CONSOLEIO_read`: up to `count` bytes into `buf`.
+    Read {
+        /// Capacity of the buffer.
+        count: u32,
+        /// The guest buffer.
+        buf: GuestHandle<u8>,
+    },
+}
+
+/// A `xen_version` sub-command with its argument.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum XenVersion {
+    /// `XENVER_version`: returns `major << 16 | minor`.
+    Version,
+    /// `XENVER_extraversion`: `char[16]` out.
+    ExtraVersion(GuestHandle<[u8; xenver::EXTRAVERSION_LEN]>),
+    /// `XENVER_compile_info`: `struct xen_compile_info` out.
+    CompileInfo(GuestHandle<[u8; xenver::COMPILE_INFO_LEN]>),
+    /// `XENVER_capabilities`: `char[1024]` out.
+    Capabilities(GuestHandle<[u8; xenver::CAPABILITIES_LEN]>),
+    /// `XENVER_changeset`: `char[64]` out.
+    Changeset(GuestHandle<[u8; xenver::CHANGESET_LEN]>),
+    /// `XENVER_platform_parameters`: `struct xen_platform_parameters` out.
+    PlatformParameters(GuestHandle<u64>),
+    /// `XENVER_get_features`: `struct xen_feature_info` in/out.
+    GetFeatures(GuestHandle<u64>),
+    /// `XENVER_pagesize`: the argument must be NULL.
+    PageSize {
+        /// The raw argument (non-NULL is `-EINVAL`).
+        arg: u64,
+    },
+    /// `XENVER_guest_handle`: `xen_domain_handle_t` out.
+    GuestHandle(GuestHandle<[u8; xenver::DOMAIN_HANDLE_LEN]>),
+    /// `XENVER_commandline`: `char[1024]` out.
+    Commandline(GuestHandle<[u8; xenver::COMMANDLINE_LEN]>),
+}
+
+/// A `sched_op` sub-command.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SchedOp {
+    /// `SCHEDOP_yield`.
+    Yield,
+    /// `SCHEDOP_block` (until an event is pending; hv has no event channels yet, so it yields).
+    Block,
+    /// `SCHEDOP_shutdown`: `struct sched_shutdown { unsigned int reason; }` at the handle.
+    Shutdown(GuestHandle<u32>),
+}
+
+/// A decoded Xen hypercall.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Hypercall {
+    /// `__HYPERVISOR_console_io` (18).
+    ConsoleIo(ConsoleIo),
+    /// `__HYPERVISOR_xen_version` (17).
+    XenVersion(XenVersion),
+    /// `__HYPERVISOR_sched_op` (29).
+    SchedOp(SchedOp),
+    /// `__HYPERVISOR_memory_op` (12): `cmd` and its argument, decoded by [`memory`].
+    MemoryOp {
+        /// `XENMEM_*` command (Xen's `unsigned long cmd`: low bits command, high bits continuation).
+        cmd: u64,
+        /// Guest handle of the command's argument.
+        arg: u64,
+    },
+}
+
+/// Why a guest `HVC` is not a call hv handles.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DecodeError {
+    /// The immediate is not `0xEA1`: not a Xen hypercall. The run loop
+    /// injects an undefined-instruction exception (as Xen's `do_trap_hypercall`).
+    NotXen {
+        /// The immediate used.
+        imm16: u16,
+    },
+    /// A hypercall number Xen does not define, or one hv does not implement.
+    UnknownHypercall {
+        /// x16.
+        nr: u64,
+    },
+    /// A sub-command hv does not implement.
+    UnknownCommand {
+        /// x16.
+        nr: u64,
+        /// The sub-command (x0).
+        cmd: u64,
+    },
+}
+
+impl DecodeError {
+    /// The errno the guest gets in x0, or `None` when it gets an exception instead.
+    #[must_use]
+    pub const fn errno(self) -> Option<Errno> {
+        match self {
+            DecodeError::NotXen { .. } => None,
+            DecodeError::UnknownHypercall { .. } | DecodeError::UnknownCommand { .. } => {
+                Some(Errno::ENOSYS)
+            }
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DecodeError::NotXen { imm16 } => write!(f, "HVC #{imm16:#x} is not a Xen hypercall"),
+            DecodeError::UnknownHypercall { nr } => match abi::hypercall_name(nr) {
+                Some(name) => write!(f, "hypercall {nr} ({name}) not implemented"),
+                None => write!(f, "unknown hypercall {nr}"),
+            },
+            DecodeError::UnknownCommand { nr, cmd } => {
+                write!(
+                    f,
+                    "hypercall {nr} ({}) command {cmd} not implemented",
+                    abi::hypercall_name(nr).unwrap_or("?")
+                )
+            }
+        }
+    }
+}
+
+/// Xen's C prototypes take `int`/`unsigned int` commands; on Arm the upper
+/// half of the register is dropped (C conversion), so hv does the same.
+const fn low32(v: u64) -> u32 {
+    v as u32
+}
+
+impl Hypercall {
+    /// Decode a guest `HVC #imm16` with x16 = `x16` and x0..x4 = `args`.
+    ///
+    /// # Errors
+    /// [`DecodeError::NotXen`] for another immediate; [`DecodeError::UnknownHypercall`]
+    /// and [`DecodeError::UnknownCommand`] (both `-ENOSYS`) for what hv does not implement.
+    pub fn decode(imm16: u16, x16: u64, args: &[u64; 5]) -> Result<Hypercall, DecodeError> {
+        if imm16 != XEN_HYPERCALL_TAG {
+            return Err(DecodeError::NotXen { imm16 });
+        }
+        let unknown_cmd = DecodeError::UnknownCommand {
+            nr: x16,
+            cmd: args[0],
+        };
+        Ok(match x16 {
+            nr::CONSOLE_IO => {
+                // do_console_io(unsigned int cmd, unsigned int count, char *buffer)
+                let count = low32(args[1]);
+                let buf = GuestHandle::new(args[2]);
+                Hypercall::ConsoleIo(match low32(args[0]) {
+                    consoleio::WRITE => ConsoleIo::Write { count, buf },
+                    consoleio::READ => ConsoleIo::Read { count, buf },
+                    _ => return Err(unknown_cmd),
+                })
+            }
+            nr::XEN_VERSION => {
+                // do_xen_version(int cmd, void *arg)
+                let a = args[1];
+                Hypercall::XenVersion(match low32(args[0]) {
+                    xenver::VERSION => XenVersion::Version,
+                    xenver::EXTRAVERSION => XenVersion::ExtraVersion(GuestHandle::new(a)),
+                    xenver::COMPILE_INFO => XenVersion::CompileInfo(GuestHandle::new(a)),
+                    xenver::CAPABILITIES => XenVersion::Capabilities(GuestHandle::new(a)),
+                    xenver::CHANGESET => XenVersion::Changeset(GuestHandle::new(a)),
+                    xenver::PLATFORM_PARAMETERS => {
+                        XenVersion::PlatformParameters(GuestHandle::new(a))
+                    }
+                    xenver::GET_FEATURES => XenVersion::GetFeatures(GuestHandle::new(a)),
+                    xenver::PAGESIZE => XenVersion::PageSize { arg: a },
+                    xenver::GUEST_HANDLE => XenVersion::GuestHandle(GuestHandle::new(a)),
+                    xenver::COMMANDLINE => XenVersion::Commandline(GuestHandle::new(a)),
+                    _ => return Err(unknown_cmd),
+                })
+            }
+            nr::SCHED_OP => {
+                // do_sched_op(int cmd, void *arg)
+                Hypercall::SchedOp(match low32(args[0]) {
+                    schedop::YIELD => SchedOp::Yield,
+                    schedop::BLOCK => SchedOp::Block,
+                    schedop::SHUTDOWN => SchedOp::Shutdown(GuestHandle::new(args[1])),
+                    _ => return Err(unknown_cmd),
+                })
+            }
+            nr::MEMORY_OP => Hypercall::MemoryOp {
+                cmd: args[0],
+                arg: args[1],
+            },
+            nr => return Err(DecodeError::UnknownHypercall { nr }),
+        })
+    }
+}
+
+/// What the run loop does after a hypercall returned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Action {
+    /// Resume the vCPU.
+    Continue,
+    /// Let other vCPUs run first, then resume.
+    Yield,
+    /// The domain asked to shut down: end it.
+    Shutdown(ShutdownReason),
+}
+
+/// The result of one hypercall: x0 and what happens next.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Outcome {
+    /// The value for x0 (a negative errno on failure).
+    pub ret: u64,
+    /// What the run loop does next.
+    pub action: Action,
+}
+
+impl Outcome {
+    fn ret(r: Result<u64, Errno>) -> Self {
+        Outcome {
+            ret: r.unwrap_or_else(Errno::to_x0),
+            action: Action::Continue,
+        }
+    }
+}
+
+/// The calling domain's view of the world during one hypercall.
+pub struct HypercallCtx<'a, M: PhysMem + TableMem> {
+    /// The calling domain's id.
+    pub domid: u16,
+    /// The domain is privileged (a control domain).
+    pub privileged: bool,
+    /// The domain's handle (`xen_domain_handle_t`, a UUID).
+    pub handle: [u8; 16],
+    /// The calling domain's memory.
+    pub mem: GuestMemory<'a, M>,
+    /// The domain's partial console line.
+    pub line: &'a mut ConsoleLine,
+    /// Where complete console lines go.
+    pub sink: &'a mut dyn ConsoleSink,
+}
+
+/// Run the handler of `call` for the calling domain.
+pub fn dispatch<M: PhysMem + TableMem>(call: &Hypercall, ctx: &mut HypercallCtx<'_, M>) -> Outcome {
+    match *call {
+        Hypercall::ConsoleIo(op) => Outcome::ret(console::console_io(op, ctx)),
+        Hypercall::XenVersion(op) => Outcome::ret(version::xen_version(op, ctx)),
+        Hypercall::SchedOp(op) => sched::sched_op(op, ctx),
+        Hypercall::MemoryOp { cmd, arg } => Outcome::ret(memory::memory_op(cmd, arg, ctx)),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_known_calls() {
+        let a = |x0: u64, x1: u64, x2: u64| [x0, x1, x2, 0, 0];
+        assert_eq!(
+            Hypercall::decode(0xea1, 18, &a(0, 5, 0x4000_0100)),
+            Ok(Hypercall::ConsoleIo(ConsoleIo::Write {
+                count: 5,
+                buf: GuestHandle::new(0x4000_0100)
+            }))
+        );
+        assert_eq!(
+            Hypercall::decode(0xea1, 18, &a(1, 5, 0x4000_0100)),
+            Ok(Hypercall::ConsoleIo(ConsoleIo::Read {
+                count: 5,
+                buf: GuestHandle::new(0x4000_0100)
+            }))
+        );
+        assert_eq!(
+            Hypercall::decode(0xea1, 17, &a(0, 0, 0)),
+            Ok(Hypercall::XenVersion(XenVersion::Version))
+        );
+        // Xen takes `int cmd`: the upper half of x0 is ignored.
+        assert_eq!(
+            Hypercall::decode(0xea1, 17, &a(0xffff_ffff_0000_0006, 0x4000_0000, 0)),
+            Ok(Hypercall::XenVersion(XenVersion::GetFeatures(
+                GuestHandle::new(0x4000_0000)
+            )))
+        );
+        assert_eq!(
+            Hypercall::decode(0xea1, 17, &a(7, 0, 0)),
+            Ok(Hypercall::XenVersion(XenVersion::PageSize { arg: 0 }))
+        );
+        assert_eq!(
+            Hypercall::decode(0xea1, 29, &a(0, 0, 0)),
+            Ok(Hypercall::SchedOp(SchedOp::Yield))
+        );
+        assert_eq!(
+            Hypercall::decode(0xea1, 29, &a(2, 0x4000_0800, 0)),
+            Ok(Hypercall::SchedOp(SchedOp::Shutdown(GuestHandle::new(
+                0x4000_0800
+            ))))
+        );
+        assert_eq!(
+            Hypercall::decode(0xea1, 12, &a(6, 0x4000_0000, 0)),
+            Ok(Hypercall::MemoryOp {
+                cmd: 6,
+                arg: 0x4000_0000
+            })
+        );
+    }
+
+    #[test]
+    fn decode_errors() {
+        let z = [0u64; 5];
+        // Wrong immediate: not Xen, whatever x16 says; no errno (an exception instead).
+        let e = Hypercall::decode(0, 17, &z).unwrap_err();
+        assert_eq!(e, DecodeError::NotXen { imm16: 0 });
+        assert_eq!(e.errno(), None);
+        assert_eq!(
+            Hypercall::decode(0xea0, 18, &z),
+            Err(DecodeError::NotXen { imm16: 0xea0 })
+        );
+        // Unknown and unimplemented numbers: -ENOSYS.
+        for nr in [11, 43, 99, 0xffff_ffff_ffff_ffff, 20, 36] {
+            let e = Hypercall::decode(0xea1, nr, &z).unwrap_err();
+            assert_eq!(e, DecodeError::UnknownHypercall { nr });
+            assert_eq!(e.errno(), Some(Errno::ENOSYS));
+        }
+        assert_eq!(
+            std::format!("{}", DecodeError::UnknownHypercall { nr: 20 }),
+            "hypercall 20 (grant_table_op) not implemented"
+        );
+        assert_eq!(
+            std::format!("{}", DecodeError::UnknownHypercall { nr: 99 }),
+            "unknown hypercall 99"
+        );
+        // Unknown sub-commands: -ENOSYS as Xen's handlers answer.
+        for (nr, cmd) in [(18, 2), (17, 10), (17, 0x1_0000_0000 + 99), (29, 3)] {
+            let e = Hypercall::decode(0xea1, nr, &[cmd, 0, 0, 0, 0]).unwrap_err();
+            assert_eq!(e, DecodeError::UnknownCommand { nr, cmd });
+            assert_eq!(e.errno(), Some(Errno::ENOSYS));
+        }
+    }
+}
