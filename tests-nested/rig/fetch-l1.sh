@@ -99,7 +99,7 @@ if [ -f "$kfile" ] && [ "$(sha_of "$kfile")" = "$KERNEL_SHA256" ]; then
     kernel_deb=$kfile
 else
     apt_update
-    if "${CACHE[@]}" show "$KERNEL_PKG=$KERNEL_VER" >/dev/null 2>&1; then
+    if "${CACHE[@]}" show "$KERNEL_PKG=$KERNEL_VER" 2>/dev/null | grep -q '^Package:'; then
         kernel_deb=$(fetch "$KERNEL_PKG" "$KERNEL_VER" "$KERNEL_SHA256")
     else
         # Backports keep only the newest version: take the newest linux-binary-7.*-arm64 there.
