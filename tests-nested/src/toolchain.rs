@@ -162,6 +162,14 @@ pub fn check_tools() -> Result<(), String> {
 pub fn build(paths: &Paths) -> Result<(), String> {
     std::fs::create_dir_all(&paths.out)
         .map_err(|e| format!("cannot create {}: {e}", paths.out.display()))?;
+    // A failed build must not leave older images behind for `--no-build`.
+    for bin in std::iter::once("hv").chain(PAYLOADS) {
+        let flat = paths.flat(bin);
+        if flat.exists() {
+            std::fs::remove_file(&flat)
+                .map_err(|e| format!("cannot remove stale {}: {e}", flat.display()))?;
+        }
+    }
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&paths.repo)
         .env("CARGO_TARGET_DIR", &paths.target)

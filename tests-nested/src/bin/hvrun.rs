@@ -40,8 +40,12 @@ fn main() -> ExitCode {
 
 /// Reads a kernel image and checks its arm64 Image header.
 fn image(path: &Path, what: &str) -> Result<(ImageHeader, u64), String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read {what} {}: {e} (did `hvrun build` succeed?)",
+            path.display()
+        )
+    })?;
     let h = ImageHeader::parse(&bytes).map_err(|e| format!("{what} {}: {e}", path.display()))?;
     Ok((h, bytes.len() as u64))
 }
