@@ -115,8 +115,12 @@ pub mod errno {
     pub const EINVAL: i64 = 22;
     /// Function not implemented.
     pub const ENOSYS: i64 = 38;
-    /// No data available (used by Xen for "not mapped" in some paths).
+    /// No such entry (Xen's answer for an unmapped gpfn in remove_from_physmap).
     pub const ENOENT: i64 = 2;
+    /// Out of domain (bad continuation index).
+    pub const EDOM: i64 = 33;
+    /// Operation not supported.
+    pub const EOPNOTSUPP: i64 = 95;
 }
 
 impl Error {

@@ -14,12 +14,18 @@
 extern crate alloc;
 
 pub mod error;
+pub mod frames;
+pub mod physmap;
 pub mod sim;
 pub mod stage2;
+pub mod xen;
 
 pub use error::Error;
+pub use frames::{Frame, FrameTable};
+pub use physmap::{P2mEntry, P2mKind, Physmap, Removed, Teardown};
 pub use pv_tlb::{InvalidationSet, Ipa, IpaRange, PhysAddr, Vmid, PAGE_SIZE};
 pub use stage2::{is_bbm_required, level_size, MemType, S2Attrs, Stage2, TableMem};
+pub use xen::{GuestCopy, MemCtx, MemEnv, MemOpOutcome, MemOpRet};
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,886 @@
+//! Xen `memory_op` (hypercall 12) semantics over memops' physmaps.
+//!
+//! Numbers and layouts follow Xen's `xen/include/public/memory.h` (as of
+//! xen-project/xen c447b73, 2026-08) for arm64, where every guest handle is a
+//! 64-bit, 8-byte aligned field (`arch-arm.h`: `__guest_handle_64_*`,
+//! `xen_pfn_t` and `xen_ulong_t` are `uint64_t`). The continuation encoding
+//! is Xen's (`xen/include/xen/hypercall.h`): `cmd[5:0]` is the operation,
+//! `cmd[63:6]` the extent to resume at.
+//!
+//! Supported: `XENMEM_decrease_reservation` (1), `XENMEM_populate_physmap`
+//! (6), `XENMEM_add_to_physmap` (7; spaces `shared_info` only, like Xen on
+//! Arm every other space of the single call is `-ENOSYS`, `gmfn_foreign`
+//! included), `XENMEM_remove_from_physmap` (15), `XENMEM_add_to_physmap_batch`
+//! (23; `gmfn_foreign` and `shared_info`), and hv's
+//! [`XENMEM_REMOVE_FROM_PHYSMAP_BATCH`] (63).
+//!
+//! Handlers never issue TLB maintenance: each returns a [`MemOpOutcome`]
+//! whose [`Flush`] hv executes (plan first, then [`crate::FrameTable::release`]
+//! of the released frames). Guest memory is reached only through
+//! [`GuestCopy`], the domains through [`MemEnv`]. Guest-controlled values are
+//! checked and answered with Xen errnos; nothing here panics on them.
+
+use pv_tlb::{DeferredFlush, Flush, Vmid};
+
+use crate::error::errno;
+use crate::frames::FrameTable;
+use crate::physmap::{P2mKind, Physmap, Removed};
+use crate::stage2::{MemType, S2Attrs, TableMem};
+use crate::{Error, Ipa, PhysAddr, PAGE_SIZE};
+
+/// `XENMEM_decrease_reservation`.
+pub const XENMEM_DECREASE_RESERVATION: u64 = 1;
+/// `XENMEM_populate_physmap`.
+pub const XENMEM_POPULATE_PHYSMAP: u64 = 6;
+/// `XENMEM_add_to_physmap`.
+pub const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
+/// `XENMEM_remove_from_physmap`.
+pub const XENMEM_REMOVE_FROM_PHYSMAP: u64 = 15;
+/// `XENMEM_add_to_physmap_batch`.
+pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u64 = 23;
+
+/// hv's `XENMEM_remove_from_physmap_batch`: **63**.
+///
+/// Xen's memory_op numbers in use today are 0..=28 (`XENMEM_acquire_resource`
+/// = 28 is the highest); new ones are allocated upwards. The command field is
+/// only 6 bits wide (`MEMOP_CMD_MASK`), so 63, the largest encodable command,
+/// is the number least likely ever to collide.
+///
+/// In the style of `public/memory.h`:
+///
+/// ```c
+/// /*
+///  * Unmaps the pages appearing at a list of GPFNs from the specified guest's
+///  * physical address space (translated guests only): a batched
+///  * XENMEM_remove_from_physmap. Entries are independent: an entry that fails
+///  * stores its error in errs[] and the rest of the batch is still done.
+///  * The TLB invalidation of the whole batch is done once, before the call
+///  * returns (or before any removed page is reused).
+///  * Preemptible: Xen-style continuation with the next index in cmd[63:6].
+///  * arg == addr of xen_remove_from_physmap_batch_t.
+///  * Returns 0, or -EFAULT / -ESRCH / -EPERM / -EINVAL for the whole call.
+///  */
+/// #define XENMEM_remove_from_physmap_batch 63
+/// struct xen_remove_from_physmap_batch {
+///     /* IN */
+///     domid_t domid;      /* offset 0: which domain (DOMID_SELF ok)      */
+///     uint16_t res0;      /* offset 2: must be zero                      */
+///     uint32_t size;      /* offset 4: number of entries                 */
+///     /* GPFNs of the current mappings to remove. */
+///     XEN_GUEST_HANDLE(xen_pfn_t) gpfns;  /* offset 8                    */
+///     /* OUT */
+///     /* Per entry error code: 0, -ENOENT (not mapped), -EINVAL (gpfn out
+///      * of the domain's physical address space). */
+///     XEN_GUEST_HANDLE(int) errs;         /* offset 16                   */
+/// };                                      /* sizeof: 24                  */
+/// typedef struct xen_remove_from_physmap_batch xen_remove_from_physmap_batch_t;
+/// DEFINE_XEN_GUEST_HANDLE(xen_remove_from_physmap_batch_t);
+/// ```
+pub const XENMEM_REMOVE_FROM_PHYSMAP_BATCH: u64 = 63;
+
+/// `MEMOP_EXTENT_SHIFT`: the resume index lives in `cmd[63:6]`.
+pub const MEMOP_EXTENT_SHIFT: u32 = 6;
+/// `MEMOP_CMD_MASK`.
+pub const MEMOP_CMD_MASK: u64 = (1 << MEMOP_EXTENT_SHIFT) - 1;
+
+/// `XENMAPSPACE_shared_info`.
+pub const XENMAPSPACE_SHARED_INFO: u32 = 0;
+/// `XENMAPSPACE_grant_table`.
+pub const XENMAPSPACE_GRANT_TABLE: u32 = 1;
+/// `XENMAPSPACE_gmfn`.
+pub const XENMAPSPACE_GMFN: u32 = 2;
+/// `XENMAPSPACE_gmfn_range`.
+pub const XENMAPSPACE_GMFN_RANGE: u32 = 3;
+/// `XENMAPSPACE_gmfn_foreign`.
+pub const XENMAPSPACE_GMFN_FOREIGN: u32 = 4;
+/// `XENMAPSPACE_dev_mmio`.
+pub const XENMAPSPACE_DEV_MMIO: u32 = 5;
+
+/// `DOMID_SELF` (`public/xen.h`).
+pub const DOMID_SELF: u16 = 0x7FF0;
+
+/// Largest extent order a domain may ask for (Xen's default `domu_max_order`
+/// is 9 on Arm: 2 MiB).
+pub const MAX_EXTENT_ORDER: u32 = 9;
+
+/// Stage-2 attributes of a foreign mapping (Xen's `p2m_map_foreign_rw`:
+/// read/write, never executable).
+pub const FOREIGN_ATTRS: S2Attrs = S2Attrs {
+    read: true,
+    write: true,
+    exec: false,
+    mem: MemType::NormalWb,
+};
+
+/// Read/write access to the calling vCPU's guest memory (hv plugs in its
+/// checked, stage-2-translating accessors).
+pub trait GuestCopy {
+    /// Copy `buf.len()` bytes from guest address `ipa`.
+    ///
+    /// # Errors
+    /// [`Error::Fault`] if any byte is not guest RAM of the caller.
+    fn copy_from(&mut self, ipa: Ipa, buf: &mut [u8]) -> Result<(), Error>;
+    /// Copy `buf` to guest address `ipa`.
+    ///
+    /// # Errors
+    /// [`Error::Fault`] if any byte is not writable guest RAM of the caller.
+    fn copy_to(&mut self, ipa: Ipa, buf: &[u8]) -> Result<(), Error>;
+}
+
+/// The domains, as memops needs them.
+pub trait MemEnv {
+    /// A domain's physmap.
+    fn physmap(&self, domid: u16) -> Option<&Physmap>;
+    /// A domain's physmap, mutable.
+    fn physmap_mut(&mut self, domid: u16) -> Option<&mut Physmap>;
+    /// True for the control domain (may act on others, map foreign pages).
+    fn is_privileged(&self, domid: u16) -> bool;
+    /// The domain's current VMID, or `None` if it never had one (then no
+    /// TLB can hold its translations and nothing needs invalidating).
+    fn vmid(&self, domid: u16) -> Option<Vmid>;
+    /// hv's shared-info frame of the domain.
+    fn shared_info(&self, domid: u16) -> Option<PhysAddr>;
+    /// Zero `pa` (4 KiB) before a domain can see it.
+    fn scrub(&mut self, pa: PhysAddr);
+}
+
+/// What a handler needs, borrowed separately so they can be used together.
+pub struct MemCtx<'a, E: MemEnv, T: TableMem> {
+    /// The domains.
+    pub env: &'a mut E,
+    /// Table memory.
+    pub tables: &'a mut T,
+    /// The frame pool.
+    pub frames: &'a mut FrameTable,
+    /// The flush gatherer (holds the policy).
+    pub flush: &'a mut DeferredFlush,
+    /// Entries processed per invocation before a batch is preempted with a
+    /// continuation (Xen checks `hypercall_preempt_check()` per entry; hv
+    /// uses a fixed, deterministic budget).
+    pub budget: u64,
+}
+
+/// What the hypercall returns.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MemOpRet {
+    /// Finished: this goes to x0.
+    Done(i64),
+    /// Preempted: re-issue `memory_op(cmd, arg)` (Xen's
+    /// `hypercall_create_continuation`: x0 = `cmd`, PC back on the `HVC`).
+    Continue {
+        /// The command with the resume index in `cmd[63:6]`.
+        cmd: u64,
+    },
+}
+
+/// A handler's result: the return value and the TLB work (plan, then releases).
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[must_use = "the flush must be executed and its pages released"]
+pub struct MemOpOutcome {
+    /// For the guest.
+    pub ret: MemOpRet,
+    /// Execute `flush.plan`, then release `flush.released`.
+    pub flush: Flush,
+}
+
+const fn err(e: i64) -> MemOpRet {
+    MemOpRet::Done(-e)
+}
+
+fn rd_u16(b: &[u8], o: usize) -> u16 {
+    let mut a = [0u8; 2];
+    if let Some(s) = b.get(o..o + 2) {
+        a.copy_from_slice(s);
+    }
+    u16::from_le_bytes(a)
+}
+fn rd_u32(b: &[u8], o: usize) -> u32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(o..o + 4) {
+        a.copy_from_slice(s);
+    }
+    u32::from_le_bytes(a)
+}
+fn rd_u64(b: &[u8], o: usize) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(o..o + 8) {
+        a.copy_from_slice(s);
+    }
+    u64::from_le_bytes(a)
+}
+
+/// `struct xen_memory_reservation` (arm64: 32 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MemoryReservation {
+    /// offset 0: `XEN_GUEST_HANDLE(xen_pfn_t) extent_start`.
+    pub extent_start: u64,
+    /// offset 8: `xen_ulong_t nr_extents`.
+    pub nr_extents: u64,
+    /// offset 16: `unsigned int extent_order`.
+    pub extent_order: u32,
+    /// offset 20: `unsigned int mem_flags` (XENMEMF_*; ignored by hv).
+    pub mem_flags: u32,
+    /// offset 24: `domid_t domid`.
+    pub domid: u16,
+}
+impl MemoryReservation {
+    /// `sizeof(struct xen_memory_reservation)`.
+    pub const SIZE: usize = 32;
+    /// Decode from guest bytes.
+    #[must_use]
+    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
+        Self {
+            extent_start: rd_u64(b, 0),
+            nr_extents: rd_u64(b, 8),
+            extent_order: rd_u32(b, 16),
+            mem_flags: rd_u32(b, 20),
+            domid: rd_u16(b, 24),
+        }
+    }
+}
+
+/// `struct xen_add_to_physmap` (arm64: 24 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AddToPhysmap {
+    /// offset 0: `domid_t domid`.
+    pub domid: u16,
+    /// offset 2: `uint16_t size` (gmfn_range only).
+    pub size: u16,
+    /// offset 4: `unsigned int space`.
+    pub space: u32,
+    /// offset 8: `xen_ulong_t idx`.
+    pub idx: u64,
+    /// offset 16: `xen_pfn_t gpfn`.
+    pub gpfn: u64,
+}
+impl AddToPhysmap {
+    /// `sizeof(struct xen_add_to_physmap)`.
+    pub const SIZE: usize = 24;
+    /// Decode from guest bytes.
+    #[must_use]
+    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
+        Self {
+            domid: rd_u16(b, 0),
+            size: rd_u16(b, 2),
+            space: rd_u32(b, 4),
+            idx: rd_u64(b, 8),
+            gpfn: rd_u64(b, 16),
+        }
+    }
+}
+
+/// `struct xen_add_to_physmap_batch` (arm64: 32 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AddToPhysmapBatch {
+    /// offset 0: `domid_t domid`.
+    pub domid: u16,
+    /// offset 2: `uint16_t space`.
+    pub space: u16,
+    /// offset 4: `uint16_t size`.
+    pub size: u16,
+    /// offset 6: `u.foreign_domid` (gmfn_foreign) / `u.res0`.
+    pub foreign_domid: u16,
+    /// offset 8: `XEN_GUEST_HANDLE(xen_ulong_t) idxs`.
+    pub idxs: u64,
+    /// offset 16: `XEN_GUEST_HANDLE(xen_pfn_t) gpfns`.
+    pub gpfns: u64,
+    /// offset 24: `XEN_GUEST_HANDLE(int) errs`.
+    pub errs: u64,
+}
+impl AddToPhysmapBatch {
+    /// `sizeof(struct xen_add_to_physmap_batch)`.
+    pub const SIZE: usize = 32;
+    /// Decode from guest bytes.
+    #[must_use]
+    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
+        Self {
+            domid: rd_u16(b, 0),
+            space: rd_u16(b, 2),
+            size: rd_u16(b, 4),
+            foreign_domid: rd_u16(b, 6),
+            idxs: rd_u64(b, 8),
+            gpfns: rd_u64(b, 16),
+            errs: rd_u64(b, 24),
+        }
+    }
+}
+
+/// `struct xen_remove_from_physmap` (arm64: 16 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RemoveFromPhysmap {
+    /// offset 0: `domid_t domid`.
+    pub domid: u16,
+    /// offset 8: `xen_pfn_t gpfn`.
+    pub gpfn: u64,
+}
+impl RemoveFromPhysmap {
+    /// `sizeof(struct xen_remove_from_physmap)`.
+    pub const SIZE: usize = 16;
+    /// Decode from guest bytes.
+    #[must_use]
+    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
+        Self {
+            domid: rd_u16(b, 0),
+            gpfn: rd_u64(b, 8),
+        }
+    }
+}
+
+/// `struct xen_remove_from_physmap_batch` (hv; 24 bytes; see
+/// [`XENMEM_REMOVE_FROM_PHYSMAP_BATCH`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RemoveFromPhysmapBatch {
+    /// offset 0: `domid_t domid`.
+    pub domid: u16,
+    /// offset 2: `uint16_t res0` (must be 0).
+    pub res0: u16,
+    /// offset 4: `uint32_t size`.
+    pub size: u32,
+    /// offset 8: `XEN_GUEST_HANDLE(xen_pfn_t) gpfns`.
+    pub gpfns: u64,
+    /// offset 16: `XEN_GUEST_HANDLE(int) errs`.
+    pub errs: u64,
+}
+impl RemoveFromPhysmapBatch {
+    /// `sizeof(struct xen_remove_from_physmap_batch)`.
+    pub const SIZE: usize = 24;
+    /// Decode from guest bytes.
+    #[must_use]
+    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
+        Self {
+            domid: rd_u16(b, 0),
+            res0: rd_u16(b, 2),
+            size: rd_u32(b, 4),
+            gpfns: rd_u64(b, 8),
+            errs: rd_u64(b, 16),
+        }
+    }
+}
+
+fn read_struct<const N: usize>(g: &mut impl GuestCopy, arg: u64) -> Result<[u8; N], Error> {
+    let mut b = [0u8; N];
+    g.copy_from(Ipa(arg), &mut b)?;
+    Ok(b)
+}
+
+/// Element `i` of a guest array of `size`-byte elements at `handle`.
+fn elem(handle: u64, i: u64, size: u64) -> Result<Ipa, Error> {
+    i.checked_mul(size)
+        .and_then(|o| handle.checked_add(o))
+        .map(Ipa)
+        .ok_or(Error::Fault { ipa: Ipa(handle) })
+}
+
+fn read_u64_at(g: &mut impl GuestCopy, handle: u64, i: u64) -> Result<u64, Error> {
+    let mut b = [0u8; 8];
+    g.copy_from(elem(handle, i, 8)?, &mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn write_i32_at(g: &mut impl GuestCopy, handle: u64, i: u64, v: i32) -> Result<(), Error> {
+    g.copy_to(elem(handle, i, 4)?, &v.to_le_bytes())
+}
+
+impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
+    /// Resolve `DOMID_SELF` and check that `caller` may act on `domid`.
+    fn target(&self, caller: u16, domid: u16) -> Result<u16, i64> {
+        let d = if domid == DOMID_SELF { caller } else { domid };
+        if self.env.physmap(d).is_none() {
+            return Err(errno::ESRCH);
+        }
+        if d != caller && !self.env.is_privileged(caller) {
+            return Err(errno::EPERM);
+        }
+        Ok(d)
+    }
+
+    /// Hand an invalidation of `domid` and the references it covers to the gatherer.
+    fn record(
+        &mut self,
+        domid: u16,
+        inv: &pv_tlb::InvalidationSet,
+        held: &[PhysAddr],
+        out: &mut Flush,
+    ) {
+        match self.env.vmid(domid) {
+            Some(v) => out.append(self.flush.record(v, inv, held)),
+            // Never ran with a VMID: no TLB holds its translations.
+            None => out.released.extend_from_slice(held),
+        }
+    }
+
+    fn before_map(&mut self, domid: u16, gfn: u64, pages: u64, out: &mut Flush) {
+        if let Some(v) = self.env.vmid(domid) {
+            out.append(self.flush.before_map(
+                v,
+                Ipa::from_page_number(gfn),
+                pages.saturating_mul(PAGE_SIZE),
+            ));
+        }
+    }
+
+    fn end(&mut self, domid: u16, coalescable: bool, out: &mut Flush) {
+        if let Some(v) = self.env.vmid(domid) {
+            out.append(self.flush.end_hypercall(v, coalescable));
+        }
+    }
+
+    /// Remove whatever `gfn` of `d` maps (give_back: own RAM leaves the domain).
+    fn remove_one(
+        &mut self,
+        d: u16,
+        gfn: u64,
+        give_back: bool,
+        out: &mut Flush,
+    ) -> Result<(), Error> {
+        let pm = self
+            .env
+            .physmap_mut(d)
+            .ok_or(Error::NoSuchDomain { domid: d })?;
+        if !pm.gfn_in_range(gfn) {
+            return Err(Error::Invalid {
+                what: "gpfn outside the domain",
+            });
+        }
+        let (inv, r) = pm.remove(self.tables, gfn, give_back)?;
+        let held: &[PhysAddr] = match &r {
+            Removed::Release(pa) => core::slice::from_ref(pa),
+            Removed::Orphaned(_) | Removed::Nothing => &[],
+        };
+        self.record(d, &inv, held, out);
+        Ok(())
+    }
+
+    /// Map `pages` frames at `gfn` of `d`, removing what was there first.
+    #[allow(clippy::too_many_arguments)]
+    fn map_at(
+        &mut self,
+        d: u16,
+        gfn: u64,
+        pa: PhysAddr,
+        pages: u64,
+        kind: P2mKind,
+        attrs: S2Attrs,
+        out: &mut Flush,
+    ) -> Result<(), Error> {
+        {
+            let pm = self
+                .env
+                .physmap(d)
+                .ok_or(Error::NoSuchDomain { domid: d })?;
+            if gfn
+                .checked_add(pages)
+                .is_none_or(|e| e == 0 || !pm.gfn_in_range(e - 1))
+            {
+                return Err(Error::Invalid {
+                    what: "gpfn outside the domain",
+                });
+            }
+        }
+        for g in gfn..gfn + pages {
+            let mapped = self.env.physmap(d).and_then(|pm| pm.lookup(g)).is_some();
+            if mapped {
+                self.remove_one(d, g, false, out)?;
+            }
+        }
+        self.before_map(d, gfn, pages, out);
+        let pm = self
+            .env
+            .physmap_mut(d)
+            .ok_or(Error::NoSuchDomain { domid: d })?;
+        let inv = pm.insert(self.tables, gfn, pa, pages, kind, attrs)?;
+        self.record(d, &inv, &[], out);
+        Ok(())
+    }
+
+    /// `memory_op(cmd, arg)` issued by `caller`.
+    pub fn memory_op(
+        &mut self,
+        caller: u16,
+        guest: &mut impl GuestCopy,
+        cmd: u64,
+        arg: u64,
+    ) -> MemOpOutcome {
+        let op = cmd & MEMOP_CMD_MASK;
+        let start = cmd >> MEMOP_EXTENT_SHIFT;
+        let mut out = Flush::default();
+        let ret = match op {
+            XENMEM_POPULATE_PHYSMAP | XENMEM_DECREASE_RESERVATION => {
+                self.reservation(caller, guest, op, start, arg, &mut out)
+            }
+            XENMEM_ADD_TO_PHYSMAP => self.add_to_physmap(caller, guest, start, arg, &mut out),
+            XENMEM_ADD_TO_PHYSMAP_BATCH => {
+                self.add_to_physmap_batch(caller, guest, start, arg, &mut out)
+            }
+            XENMEM_REMOVE_FROM_PHYSMAP => {
+                self.remove_from_physmap(caller, guest, start, arg, &mut out)
+            }
+            XENMEM_REMOVE_FROM_PHYSMAP_BATCH => {
+                self.remove_from_physmap_batch(caller, guest, start, arg, &mut out)
+            }
+            _ => err(errno::ENOSYS),
+        };
+        MemOpOutcome { ret, flush: out }
+    }
+
+    fn reservation(
+        &mut self,
+        caller: u16,
+        guest: &mut impl GuestCopy,
+        op: u64,
+        start: u64,
+        arg: u64,
+        out: &mut Flush,
+    ) -> MemOpRet {
+        let r = match read_struct::<{ MemoryReservation::SIZE }>(guest, arg) {
+            Ok(b) => MemoryReservation::parse(&b),
+            Err(_) => return err(errno::EFAULT),
+        };
+        let d = match self.target(caller, r.domid) {
+            Ok(d) => d,
+            Err(e) => return err(e),
+        };
+        if start > r.nr_extents {
+            return err(errno::EINVAL);
+        }
+        if r.extent_order > MAX_EXTENT_ORDER {
+            return MemOpRet::Done(start as i64);
+        }
+        let pages = 1u64 << r.extent_order;
+        let mut i = start;
+        while i < r.nr_extents {
+            if i - start >= self.budget {
+                self.end(d, true, out);
+                return MemOpRet::Continue {
+                    cmd: op | (i << MEMOP_EXTENT_SHIFT),
+                };
+            }
+            let gfn = match read_u64_at(guest, r.extent_start, i) {
+                Ok(g) => g,
+                Err(_) if i == 0 => return err(errno::EFAULT),
+                Err(_) => break,
+            };
+            let ok = if op == XENMEM_POPULATE_PHYSMAP {
+                self.populate_one(d, gfn, r.extent_order, out).is_ok()
+            } else {
+                (0..pages).all(|j| {
+                    gfn.checked_add(j)
+                        .is_some_and(|g| self.remove_one(d, g, true, out).is_ok())
+                })
+            };
+            if !ok {
+                break;
+            }
+            i += 1;
+        }
+        self.end(d, false, out);
+        MemOpRet::Done(i as i64)
+    }
+
+    fn populate_one(&mut self, d: u16, gfn: u64, order: u32, out: &mut Flush) -> Result<(), Error> {
+        let pages = 1u64 << order;
+        let pm = self
+            .env
+            .physmap(d)
+            .ok_or(Error::NoSuchDomain { domid: d })?;
+        if !gfn.is_multiple_of(pages) {
+            return Err(Error::Invalid {
+                what: "unaligned extent",
+            });
+        }
+        if pm.tot_pages().saturating_add(pages) > pm.max_pages() {
+            return Err(Error::Invalid {
+                what: "over reservation",
+            });
+        }
+        if (gfn..gfn.saturating_add(pages)).any(|g| pm.lookup(g).is_some()) {
+            return Err(Error::Busy {
+                pa: PhysAddr::from_page_number(gfn),
+            });
+        }
+        if gfn
+            .checked_add(pages)
+            .is_none_or(|e| !pm.gfn_in_range(e - 1))
+        {
+            return Err(Error::Invalid {
+                what: "gpfn outside the domain",
+            });
+        }
+        let pa = self.alloc_frames(d, order, out)?;
+        for k in 0..pages {
+            self.env.scrub(PhysAddr(pa.0 + k * PAGE_SIZE));
+        }
+        match self.map_at(d, gfn, pa, pages, P2mKind::Ram, S2Attrs::RAM, out) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                for k in 0..pages {
+                    let _ = self.frames.put(PhysAddr(pa.0 + k * PAGE_SIZE));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Allocate, flushing pending invalidations to get held frames back if needed.
+    fn alloc_frames(&mut self, d: u16, order: u32, out: &mut Flush) -> Result<PhysAddr, Error> {
+        match self.frames.alloc(d, order) {
+            Err(Error::OutOfMemory) if !self.flush.is_idle() => {
+                // Held frames come back only after their flush ran: the
+                // plan is appended to `out` (executed before the caller
+                // releases) so they cannot be reused here; report ENOMEM
+                // for this extent and let the next call find them free.
+                out.append(self.flush.flush_all());
+                Err(Error::OutOfMemory)
+            }
+            r => r,
+        }
+    }
+
+    fn add_to_physmap(
+        &mut self,
+        caller: u16,
+        guest: &mut impl GuestCopy,
+        start: u64,
+        arg: u64,
+        out: &mut Flush,
+    ) -> MemOpRet {
+        let x = match read_struct::<{ AddToPhysmap::SIZE }>(guest, arg) {
+            Ok(b) => AddToPhysmap::parse(&b),
+            Err(_) => return err(errno::EFAULT),
+        };
+        if start != 0 {
+            return err(errno::EINVAL);
+        }
+        if x.space == XENMAPSPACE_GMFN_FOREIGN {
+            // Foreign mapping is only possible via add_to_physmap_batch.
+            return err(errno::ENOSYS);
+        }
+        let d = match self.target(caller, x.domid) {
+            Ok(d) => d,
+            Err(e) => return err(e),
+        };
+        let r = self.add_one(caller, d, x.space, 0, x.idx, x.gpfn, out);
+        self.end(d, false, out);
+        MemOpRet::Done(r)
+    }
+
+    /// One add_to_physmap entry; returns 0 or a negative errno.
+    #[allow(clippy::too_many_arguments)]
+    fn add_one(
+        &mut self,
+        caller: u16,
+        d: u16,
+        space: u32,
+        fd: u16,
+        idx: u64,
+        gpfn: u64,
+        out: &mut Flush,
+    ) -> i64 {
+        match space {
+            XENMAPSPACE_SHARED_INFO => {
+                if idx != 0 {
+                    return -errno::EINVAL;
+                }
+                let Some(pa) = self.env.shared_info(d) else {
+                    return -errno::EINVAL;
+                };
+                match self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out) {
+                    Ok(()) => 0,
+                    Err(e) => e.xen_errno(),
+                }
+            }
+            XENMAPSPACE_GMFN_FOREIGN => {
+                if !self.env.is_privileged(caller) {
+                    return -errno::EPERM;
+                }
+                if fd == d || fd == DOMID_SELF {
+                    return -errno::EINVAL;
+                }
+                let Some(src) = self.env.physmap(fd) else {
+                    return -errno::ESRCH;
+                };
+                let pa = match src.lookup(idx) {
+                    Some(e) if e.kind == P2mKind::Ram => e.pa,
+                    _ => return -errno::EINVAL,
+                };
+                if self.frames.get(pa).is_err() {
+                    return -errno::EINVAL;
+                }
+                match self.map_at(
+                    d,
+                    gpfn,
+                    pa,
+                    1,
+                    P2mKind::Foreign { owner: fd },
+                    FOREIGN_ATTRS,
+                    out,
+                ) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        let _ = self.frames.put(pa);
+                        e.xen_errno()
+                    }
+                }
+            }
+            _ => -errno::ENOSYS,
+        }
+    }
+
+    fn add_to_physmap_batch(
+        &mut self,
+        caller: u16,
+        guest: &mut impl GuestCopy,
+        start: u64,
+        arg: u64,
+        out: &mut Flush,
+    ) -> MemOpRet {
+        let x = match read_struct::<{ AddToPhysmapBatch::SIZE }>(guest, arg) {
+            Ok(b) => AddToPhysmapBatch::parse(&b),
+            Err(_) => return err(errno::EFAULT),
+        };
+        if start > u64::from(x.size) {
+            return err(errno::EDOM);
+        }
+        let space = u32::from(x.space);
+        if space == XENMAPSPACE_GMFN_RANGE {
+            return err(errno::EOPNOTSUPP);
+        }
+        let d = match self.target(caller, x.domid) {
+            Ok(d) => d,
+            Err(e) => return err(e),
+        };
+        if space == XENMAPSPACE_GMFN_FOREIGN && !self.env.is_privileged(caller) {
+            // Every entry would fail the same way: answer for the whole call.
+            return err(errno::EPERM);
+        }
+        let mut i = start;
+        while i < u64::from(x.size) {
+            if i - start >= self.budget {
+                self.end(d, true, out);
+                return MemOpRet::Continue {
+                    cmd: XENMEM_ADD_TO_PHYSMAP_BATCH | (i << MEMOP_EXTENT_SHIFT),
+                };
+            }
+            let (idx, gpfn) = match (
+                read_u64_at(guest, x.idxs, i),
+                read_u64_at(guest, x.gpfns, i),
+            ) {
+                (Ok(a), Ok(b)) => (a, b),
+                _ => {
+                    self.end(d, false, out);
+                    return err(errno::EFAULT);
+                }
+            };
+            let rc = self.add_one(caller, d, space, x.foreign_domid, idx, gpfn, out);
+            if write_i32_at(guest, x.errs, i, rc as i32).is_err() {
+                self.end(d, false, out);
+                return err(errno::EFAULT);
+            }
+            i += 1;
+        }
+        self.end(d, false, out);
+        MemOpRet::Done(0)
+    }
+
+    fn remove_from_physmap(
+        &mut self,
+        caller: u16,
+        guest: &mut impl GuestCopy,
+        start: u64,
+        arg: u64,
+        out: &mut Flush,
+    ) -> MemOpRet {
+        if start != 0 {
+            return err(errno::EINVAL);
+        }
+        let x = match read_struct::<{ RemoveFromPhysmap::SIZE }>(guest, arg) {
+            Ok(b) => RemoveFromPhysmap::parse(&b),
+            Err(_) => return err(errno::EFAULT),
+        };
+        let d = match self.target(caller, x.domid) {
+            Ok(d) => d,
+            Err(e) => return err(e),
+        };
+        let rc = match self.remove_one(d, x.gpfn, false, out) {
+            Ok(()) => 0,
+            Err(e) => e.xen_errno(),
+        };
+        // Back-to-back single removes (unmodified dom0 kernels unmap one
+        // page per call) stay pending and collapse into one plan.
+        self.end(d, true, out);
+        MemOpRet::Done(rc)
+    }
+
+    fn remove_from_physmap_batch(
+        &mut self,
+        caller: u16,
+        guest: &mut impl GuestCopy,
+        start: u64,
+        arg: u64,
+        out: &mut Flush,
+    ) -> MemOpRet {
+        let x = match read_struct::<{ RemoveFromPhysmapBatch::SIZE }>(guest, arg) {
+            Ok(b) => RemoveFromPhysmapBatch::parse(&b),
+            Err(_) => return err(errno::EFAULT),
+        };
+        if x.res0 != 0 || start > u64::from(x.size) {
+            return err(errno::EINVAL);
+        }
+        let d = match self.target(caller, x.domid) {
+            Ok(d) => d,
+            Err(e) => return err(e),
+        };
+        let mut i = start;
+        while i < u64::from(x.size) {
+            if i - start >= self.budget {
+                // Pending invalidations (and the pages they hold) carry over
+                // to the continuation: the batch stays one plan.
+                self.end(d, true, out);
+                return MemOpRet::Continue {
+                    cmd: XENMEM_REMOVE_FROM_PHYSMAP_BATCH | (i << MEMOP_EXTENT_SHIFT),
+                };
+            }
+            let gfn = match read_u64_at(guest, x.gpfns, i) {
+                Ok(g) => g,
+                Err(_) => {
+                    self.end(d, false, out);
+                    return err(errno::EFAULT);
+                }
+            };
+            let rc = match self.remove_one(d, gfn, false, out) {
+                Ok(()) => 0,
+                Err(e) => e.xen_errno(),
+            };
+            if write_i32_at(guest, x.errs, i, rc as i32).is_err() {
+                self.end(d, false, out);
+                return err(errno::EFAULT);
+            }
+            i += 1;
+        }
+        self.end(d, false, out);
+        MemOpRet::Done(0)
+    }
+
+    /// Tear a dying domain's physmap down: one invalidation for the whole
+    /// domain (flushed at once: at most one full flush, none under targeted
+    /// with ranges), every reference it held released after it. The caller
+    /// executes `flush`, releases its frames, then calls
+    /// [`crate::Teardown::finish`] on the returned value to free the tables,
+    /// and must not reuse the VMID before a plan for it ran.
+    pub fn teardown(
+        &mut self,
+        pm: Physmap,
+        vmid: Option<Vmid>,
+    ) -> (Flush, crate::physmap::Teardown) {
+        let t = pm.teardown(self.tables);
+        let mut out = Flush::default();
+        match vmid {
+            Some(v) => {
+                out.append(self.flush.record(v, &t.inval, &t.held));
+                out.append(self.flush.flush_vmid(v));
+            }
+            None => out.released.extend_from_slice(&t.held),
+        }
+        (out, t)
+    }
+}
