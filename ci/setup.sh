@@ -35,9 +35,11 @@ qemu_major() {
 
 # --- apt: bookworm-backports, qemu, dtc ---------------------------------------
 if command -v apt-get >/dev/null 2>&1; then
-    BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
-    if grep -rqs --include='*.list' --include='*.sources' 'bookworm-backports' \
-        /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then
+    # (APT_ETC may point elsewhere to try this part out without touching /etc/apt.)
+    APT_ETC="${APT_ETC:-/etc/apt}"
+    BACKPORTS="$APT_ETC/sources.list.d/bookworm-backports.sources"
+    if grep -rqsE --include='*.list' --include='*.sources' '^[^#]*bookworm-backports' \
+        "$APT_ETC/sources.list" "$APT_ETC/sources.list.d/" 2>/dev/null; then
         log "apt source bookworm-backports: present"
     else
         log "apt source bookworm-backports: adding $BACKPORTS"
