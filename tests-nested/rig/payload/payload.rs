@@ -20,9 +20,9 @@ global_asm!(
     "_start:",
     "    b 1f",
     "    .long 0",
-    "    .quad 0x80000",           // text_offset
-    "    .quad _end - _start",     // image_size
-    "    .quad 0xa",               // flags: LE, 4K pages, anywhere
+    "    .quad 0x80000",       // text_offset
+    "    .quad _end - _start", // image_size
+    "    .quad 0xa",           // flags: LE, 4K pages, anywhere
     "    .quad 0, 0, 0",
     "    .ascii \"ARM\\x64\"",
     "    .long 0",
@@ -42,7 +42,7 @@ global_asm!(
     "    msr cptr_el2, x2",
     "3:  adr x1, vectors",
     "    msr vbar_el2, x1",
-    "    isb",                     // the new CPTR/VBAR apply to what follows
+    "    isb", // the new CPTR/VBAR apply to what follows
     "    mov x0, x19",
     "    bl probe_main",
     "4:  wfi",
@@ -63,9 +63,9 @@ global_asm!(
     "    adr x10, OWN_ESR",
     "    str x9, [x10]",
     "    lsr x9, x9, #26",
-    "    cmp x9, #0x16",           // HVC64: ELR_EL2 already points past the HVC
+    "    cmp x9, #0x16", // HVC64: ELR_EL2 already points past the HVC
     "    b.eq 5f",
-    "    mrs x10, elr_el2",        // anything else (SMC trap, UNDEF): skip the instruction
+    "    mrs x10, elr_el2", // anything else (SMC trap, UNDEF): skip the instruction
     "    add x10, x10, #4",
     "    msr elr_el2, x10",
     "5:  ldp x9, x10, [sp], #16",
@@ -254,8 +254,11 @@ fn dt_hints(dtb: usize) {
                             *c = if b == 0 { b',' } else { b };
                         }
                         let s = core::str::from_utf8(&line[..k]).unwrap_or("?");
-                        probe!("dt: {}={}", core::str::from_utf8(p).unwrap_or("?"),
-                               s.trim_end_matches(','));
+                        probe!(
+                            "dt: {}={}",
+                            core::str::from_utf8(p).unwrap_or("?"),
+                            s.trim_end_matches(',')
+                        );
                     }
                 }
                 off += (len + 3) & !3;
@@ -274,7 +277,12 @@ fn dt_hints(dtb: usize) {
 extern "C" fn probe_main(dtb: usize) -> ! {
     let el = (mrs!("currentel") >> 2) & 3;
     let hcr = mrs!("hcr_el2");
-    probe!("start CurrentEL={} HCR_EL2.E2H={} dtb={:#x}", el, (hcr >> 34) & 1, dtb);
+    probe!(
+        "start CurrentEL={} HCR_EL2.E2H={} dtb={:#x}",
+        el,
+        (hcr >> 34) & 1,
+        dtb
+    );
     probe!("MIDR_EL1={:#018x}", mrs!("midr_el1"));
     probe!("ID_AA64MMFR0_EL1={:#018x}", mrs!("id_aa64mmfr0_el1"));
     probe!("ID_AA64MMFR1_EL1={:#018x}", mrs!("id_aa64mmfr1_el1"));
@@ -284,14 +292,27 @@ extern "C" fn probe_main(dtb: usize) -> ! {
     dt_hints(dtb);
     for (name, smc) in [("HVC", false), ("SMC", true)] {
         let (r, esr) = smccc(0x8600_ff01, smc);
-        probe!("{} 0x8600ff01 x0={:#010x} x1={:#010x} x2={:#010x} x3={:#010x} own_esr={:#x}",
-               name, r[0] as u32, r[1] as u32, r[2] as u32, r[3] as u32, esr);
+        probe!(
+            "{} 0x8600ff01 x0={:#010x} x1={:#010x} x2={:#010x} x3={:#010x} own_esr={:#x}",
+            name,
+            r[0] as u32,
+            r[1] as u32,
+            r[2] as u32,
+            r[3] as u32,
+            esr
+        );
     }
     let freq = mrs!("cntfrq_el0");
     let (idreg, local, hvc) = (time_idreg(), time_local(), time_hvc());
     let ns = |t: u64| t.saturating_mul(1_000_000_000) / freq.max(1) / ITERS;
-    probe!("timing cntfrq={} iters={} idreg_ns={} local_ns={} hvc_ns={}",
-           freq, ITERS, ns(idreg), ns(local), ns(hvc));
+    probe!(
+        "timing cntfrq={} iters={} idreg_ns={} local_ns={} hvc_ns={}",
+        freq,
+        ITERS,
+        ns(idreg),
+        ns(local),
+        ns(hvc)
+    );
     probe!("SYSTEM_OFF");
     // SAFETY: PSCI SYSTEM_OFF (0x8400_0008) does not return on success.
     let _ = smccc(0x8400_0008, true);

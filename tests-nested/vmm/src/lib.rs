@@ -333,6 +333,9 @@ fn build_dtb_inner(c: &Config, l: &Layout, mem_size: u64) -> Result<Vec<u8>, vm_
     f.property_string("compatible", "arm,gic-v3")?;
     f.property_u32("#interrupt-cells", 3)?;
     f.property_null("interrupt-controller")?;
+    f.property_u32("#address-cells", 2)?;
+    f.property_u32("#size-cells", 2)?;
+    f.property_null("ranges")?;
     f.property_u32("#redistributor-regions", 1)?;
     f.property_array_u64(
         "reg",
