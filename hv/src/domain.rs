@@ -423,6 +423,21 @@ impl Domain {
         self.release(mem, frames, vmids);
     }
 
+    /// Give back a domain that never ran (no TLB entry can exist for its VMID).
+    pub fn discard<M: PhysMem + TableMem>(
+        self,
+        mem: &mut M,
+        frames: &mut dyn FrameSource,
+        vmids: &mut VmidAllocator,
+    ) {
+        self.release(mem, frames, vmids);
+    }
+
+    /// The stage-2 table and the console line, borrowed together for a hypercall.
+    pub fn hypercall_parts(&mut self) -> (&Stage2, &mut ConsoleLine) {
+        (&self.stage2, &mut self.console)
+    }
+
     fn release<M: PhysMem + TableMem>(
         self,
         mem: &mut M,

@@ -15,6 +15,7 @@ pub mod mm;
 pub mod options;
 pub mod tlb;
 pub mod guest;
+pub mod start;
 pub mod trap;
 pub mod vcpu;
 pub mod xen;

@@ -21,6 +21,22 @@ pub trait ConsoleSink {
     /// Print one line of domain `domid` (without the newline); hv's console
     /// shows it as `(d<domid>) <line>`.
     fn guest_line(&mut self, domid: u16, line: &str);
+
+    /// Print one of hv's own status lines (`hv: <text>` on the console);
+    /// the default sends it to the `log` backend at info level.
+    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
+        log::info!("{args}");
+    }
+}
+
+/// The console sink hv uses on the target: guest lines go out raw through
+/// the logger's console (`(d<N>) <text>`), hv's lines through `log`.
+pub struct LogConsole;
+
+impl ConsoleSink for LogConsole {
+    fn guest_line(&mut self, domid: u16, line: &str) {
+        crate::logger::print(format_args!("(d{domid}) {line}\n"));
+    }
 }
 
 /// A domain's partial console line.

@@ -1,0 +1,608 @@
+//! The portable boot flow and run loop.
+//!
+//! [`run_primary`] builds one domain per kernel boot module, publishes the
+//! [`System`] for the other CPUs and runs; [`run_secondary`] waits for it and
+//! runs too. Scheduling is cooperative over one FIFO run queue shared by all
+//! pCPUs (so vCPUs are dealt out round-robin): a pCPU runs a vCPU until it
+//! yields (`SCHEDOP_yield`/`block`, WFI/WFE), ends, or its domain ends; a
+//! vCPU that yields with nobody else waiting keeps its pCPU and is not
+//! reloaded. Exits are decoded ([`ExitReason`]) and handled here: Xen
+//! hypercalls, PSCI (SMC, or `HVC #0` as Xen's SMCCC path), undefined
+//! instruction injection, stage-2 faults (which end the domain only).
+//!
+//! Locks: `shared` (memory, domains, VMIDs, frames, console) and `runq` are
+//! never held at the same time. No lock is held while a guest runs.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use memops::TableMem;
+use pv_tlb::{PhysAddr, PAGE_SIZE};
+use spin::{Mutex, Once};
+
+use crate::arch::{Arch, PhysMem, RawExit};
+use crate::bootinfo::{BootModule, ModuleKind};
+use crate::domain::{
+    DomId, Domain, DomainError, EndReason, FrameSource, VmidAllocator, DEFAULT_RAM_BYTES,
+};
+use crate::options::HvOptions;
+use crate::trap::{esr_ec, ExitReason};
+use crate::vcpu::{Vcpu, VcpuState};
+use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx};
+
+/// PSCI function ids hv answers for guests (Arm DEN0022, SMC32 and SMC64 calling conventions).
+pub mod psci {
+    /// `PSCI_VERSION`.
+    pub const VERSION: u32 = 0x8400_0000;
+    /// `CPU_OFF`.
+    pub const CPU_OFF: u32 = 0x8400_0002;
+    /// `SYSTEM_OFF`.
+    pub const SYSTEM_OFF: u32 = 0x8400_0008;
+    /// `SYSTEM_RESET`.
+    pub const SYSTEM_RESET: u32 = 0x8400_0009;
+    /// `PSCI_FEATURES`.
+    pub const FEATURES: u32 = 0x8400_000a;
+    /// Version 1.1 (major << 16 | minor).
+    pub const V1_1: u64 = 0x0001_0001;
+    /// `NOT_SUPPORTED` (-1).
+    pub const NOT_SUPPORTED: u64 = (-1i64) as u64;
+}
+
+/// Host frames through hv's global frame allocator (`mm::frame::frames()`).
+pub struct GlobalFrames;
+
+impl FrameSource for GlobalFrames {
+    fn alloc_frames(&mut self, count: u64, align_pages: u64) -> Option<PhysAddr> {
+        let count = usize::try_from(count).ok()?;
+        let align = usize::try_from(align_pages).ok()?;
+        crate::mm::frame::frames().lock().alloc(count, align)
+    }
+
+    fn free_frames(&mut self, pa: PhysAddr, count: u64) {
+        if let Ok(count) = usize::try_from(count) {
+            crate::mm::frame::frames().lock().free(pa, count);
+        }
+    }
+}
+
+/// How a pCPU left [`System::run_cpu`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CpuExit {
+    /// This CPU ended the last domain and printed the power-off line: call `system_off`.
+    PowerOff,
+    /// Every domain has ended (another CPU powers off).
+    AllEnded,
+}
+
+/// What happens to a vCPU after one exit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Next {
+    Resume,
+    Yield,
+    VcpuOff,
+    EndDomain(EndReason),
+}
+
+struct DomainEntry {
+    dom: Domain,
+    live_vcpus: u32,
+}
+
+/// State behind the `shared` lock.
+struct Shared<M> {
+    mem: M,
+    domains: Vec<DomainEntry>,
+    vmids: VmidAllocator,
+    frames: Box<dyn FrameSource + Send>,
+    sink: Box<dyn ConsoleSink + Send>,
+}
+
+impl<M> Shared<M> {
+    fn entry(&mut self, id: DomId) -> Option<&mut DomainEntry> {
+        self.domains.iter_mut().find(|e| e.dom.id == id)
+    }
+}
+
+/// Domains, vCPUs and host memory: everything the pCPUs share.
+pub struct System<M> {
+    shared: Mutex<Shared<M>>,
+    runq: Mutex<VecDeque<Box<Vcpu>>>,
+    live_domains: AtomicUsize,
+    ipa_bits: u8,
+    next_domid: AtomicUsize,
+}
+
+/// Parse a `mem=<n>[K|M|G]` option from a module's bootargs.
+#[must_use]
+pub fn parse_mem(bootargs: &str) -> Option<u64> {
+    let v = bootargs
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("mem="))?;
+    let (num, shift) = match v.as_bytes().last()? {
+        b'K' | b'k' => (&v[..v.len() - 1], 10),
+        b'M' | b'm' => (&v[..v.len() - 1], 20),
+        b'G' | b'g' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    num.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+fn pause() {
+    #[cfg(test)]
+    std::thread::yield_now();
+    core::hint::spin_loop();
+}
+
+impl<M: PhysMem + TableMem + Send> System<M> {
+    /// An empty system over `mem` (host RAM and table memory) and `frames`.
+    pub fn new(
+        mem: M,
+        frames: Box<dyn FrameSource + Send>,
+        sink: Box<dyn ConsoleSink + Send>,
+        vmid_bits: u8,
+        ipa_bits: u8,
+    ) -> Self {
+        Self {
+            shared: Mutex::new(Shared {
+                mem,
+                domains: Vec::new(),
+                vmids: VmidAllocator::new(vmid_bits),
+                frames,
+                sink,
+            }),
+            runq: Mutex::new(VecDeque::new()),
+            live_domains: AtomicUsize::new(0),
+            ipa_bits,
+            next_domid: AtomicUsize::new(1),
+        }
+    }
+
+    /// Build domain d<N> (N counting from 1) with `ram_bytes` of RAM and a
+    /// kernel read by `image(mem, offset, buf)`; queue its boot vCPU.
+    ///
+    /// # Errors
+    /// [`DomainError`] if the domain cannot be built (nothing is left behind).
+    pub fn add_domain(
+        &self,
+        ram_bytes: u64,
+        kernel_size: u64,
+        image: &mut dyn FnMut(&M, u64, &mut [u8]),
+    ) -> Result<DomId, DomainError> {
+        let id = self.next_domid.fetch_add(1, Ordering::Relaxed) as DomId;
+        let mut sh = self.shared.lock();
+        let Shared {
+            mem,
+            vmids,
+            frames,
+            sink,
+            ..
+        } = &mut *sh;
+        let mut dom = Domain::create(id, ram_bytes, self.ipa_bits, vmids, mem, frames.as_mut())?;
+        let entry = match dom.load_kernel(mem, kernel_size, image) {
+            Ok(e) => e,
+            Err(e) => {
+                dom.discard(mem, frames.as_mut(), vmids);
+                return Err(e);
+            }
+        };
+        sink.hv_line(format_args!(
+            "d{id}: {} MiB RAM at {:#x}, VMID {}, kernel {kernel_size:#x} bytes entry {}",
+            ram_bytes >> 20,
+            crate::domain::GUEST_RAM0_BASE,
+            dom.vmid().0,
+            entry
+        ));
+        sh.domains.push(DomainEntry { dom, live_vcpus: 1 });
+        drop(sh);
+        self.live_domains.fetch_add(1, Ordering::SeqCst);
+        // x0 = 0: no DTB for guests yet.
+        self.runq
+            .lock()
+            .push_back(Box::new(Vcpu::new(id, 0, entry.0, 0)));
+        Ok(id)
+    }
+
+    /// Build one domain per kernel module (`mem=` in its bootargs sets the RAM size).
+    pub fn add_module_domains(&self, modules: &[BootModule<'_>]) {
+        for m in modules.iter().filter(|m| m.kind == ModuleKind::Kernel) {
+            let ram = m.bootargs.and_then(parse_mem).unwrap_or(DEFAULT_RAM_BYTES);
+            let base = m.pa;
+            let r = self.add_domain(ram, m.size, &mut |mem: &M, off, buf: &mut [u8]| {
+                read_host(mem, PhysAddr(base.0 + off), buf);
+            });
+            if let Err(e) = r {
+                log::error!("module at {base}: domain not built: {e}");
+            }
+        }
+    }
+
+    /// Number of domains not yet ended.
+    #[must_use]
+    pub fn live_domains(&self) -> usize {
+        self.live_domains.load(Ordering::SeqCst)
+    }
+
+    /// Run `f` on domain `id`'s memory (tests and debugging).
+    pub fn with_guest_memory<R>(
+        &self,
+        id: DomId,
+        f: impl FnOnce(&mut crate::guest::GuestMemory<'_, M>) -> R,
+    ) -> Option<R> {
+        let mut sh = self.shared.lock();
+        let Shared { mem, domains, .. } = &mut *sh;
+        let e = domains.iter().find(|e| e.dom.id == id)?;
+        let mut gm = e.dom.guest_memory(mem);
+        Some(f(&mut gm))
+    }
+
+    /// Run `f` on host memory, frames and VMIDs (tests).
+    pub fn with_mem<R>(&self, f: impl FnOnce(&mut M, usize) -> R) -> R {
+        let mut sh = self.shared.lock();
+        let vmids = sh.vmids.in_use();
+        f(&mut sh.mem, vmids)
+    }
+
+    /// Run vCPUs on this pCPU until every domain has ended.
+    pub fn run_cpu(&self, arch: &mut dyn Arch) -> CpuExit {
+        let mut current: Option<Box<Vcpu>> = None;
+        loop {
+            if self.live_domains.load(Ordering::SeqCst) == 0 {
+                if let Some(mut c) = current.take() {
+                    arch.vcpu_put(&mut c.sysregs);
+                }
+                return CpuExit::AllEnded;
+            }
+            let next = self.runq.lock().pop_front();
+            let mut v = match (current.take(), next) {
+                (Some(mut c), Some(n)) => {
+                    // Another vCPU waits: save this one fully before anyone can take it.
+                    arch.vcpu_put(&mut c.sysregs);
+                    self.runq.lock().push_back(c);
+                    if !self.load(arch, &n) {
+                        self.drop_vcpu(arch, n, None);
+                        continue;
+                    }
+                    n
+                }
+                (Some(c), None) => c,
+                (None, Some(n)) => {
+                    if !self.load(arch, &n) {
+                        self.drop_vcpu(arch, n, None);
+                        continue;
+                    }
+                    n
+                }
+                (None, None) => {
+                    pause();
+                    continue;
+                }
+            };
+            if let Some(reason) = self.ending(v.domid) {
+                arch.vcpu_put(&mut v.sysregs);
+                if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
+                    return exit;
+                }
+                continue;
+            }
+            match self.run_until_yield(arch, &mut v) {
+                Next::Yield | Next::Resume => current = Some(v),
+                Next::VcpuOff => {
+                    arch.vcpu_put(&mut v.sysregs);
+                    v.state = VcpuState::Off;
+                    if let Some(exit) = self.drop_vcpu(arch, v, None) {
+                        return exit;
+                    }
+                }
+                Next::EndDomain(reason) => {
+                    arch.vcpu_put(&mut v.sysregs);
+                    if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
+                        return exit;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Load `v` on this CPU; false if its domain is gone.
+    fn load(&self, arch: &mut dyn Arch, v: &Vcpu) -> bool {
+        let mut sh = self.shared.lock();
+        let Some(e) = sh.entry(v.domid) else {
+            return false;
+        };
+        let regs = e.dom.stage2_regs();
+        drop(sh);
+        arch.vcpu_load(&v.sysregs, regs, v.vmpidr());
+        true
+    }
+
+    fn ending(&self, id: DomId) -> Option<EndReason> {
+        self.shared.lock().entry(id).and_then(|e| e.dom.ending)
+    }
+
+    /// A vCPU (already put) leaves for good; ends its domain with `reason`
+    /// (if not ending yet) and destroys it when no vCPU is left.
+    fn drop_vcpu(
+        &self,
+        arch: &mut dyn Arch,
+        v: Box<Vcpu>,
+        reason: Option<EndReason>,
+    ) -> Option<CpuExit> {
+        let mut sh = self.shared.lock();
+        let Shared {
+            mem,
+            domains,
+            vmids,
+            frames,
+            sink,
+        } = &mut *sh;
+        let idx = domains.iter().position(|e| e.dom.id == v.domid)?;
+        let e = &mut domains[idx];
+        if let Some(r) = reason {
+            if e.dom.ending.is_none() {
+                e.dom.ending = Some(r);
+            }
+        }
+        e.live_vcpus = e.live_vcpus.saturating_sub(1);
+        if e.live_vcpus > 0 {
+            return None;
+        }
+        let entry = domains.swap_remove(idx);
+        let mut dom = entry.dom;
+        let why = dom.ending.unwrap_or(EndReason::AllVcpusOff);
+        if !dom.console.is_empty() {
+            dom.console.flush(dom.id, sink.as_mut());
+        }
+        let id = dom.id;
+        dom.destroy(arch, mem, frames.as_mut(), vmids);
+        sink.hv_line(format_args!("d{id} ended ({why})"));
+        if self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1 {
+            sink.hv_line(format_args!("all domains ended, powering off"));
+            return Some(CpuExit::PowerOff);
+        }
+        None
+    }
+
+    /// Run `v` (loaded) until it yields, stops or its domain ends.
+    fn run_until_yield(&self, arch: &mut dyn Arch, v: &mut Vcpu) -> Next {
+        loop {
+            let raw = arch.run_vcpu(&mut v.gprs);
+            match self.handle_exit(arch, v, &raw) {
+                Next::Resume => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn handle_exit(&self, arch: &mut dyn Arch, v: &mut Vcpu, raw: &RawExit) -> Next {
+        let (d, n) = (v.domid, v.id);
+        match ExitReason::decode(raw) {
+            ExitReason::Hvc { imm16: 0 } => self.psci(v),
+            ExitReason::Hvc { imm16 } => {
+                let x = &v.gprs.x;
+                match Hypercall::decode(imm16, x[16], &[x[0], x[1], x[2], x[3], x[4]]) {
+                    Ok(call) => self.hypercall(v, &call),
+                    Err(e @ DecodeError::NotXen { .. }) => {
+                        log::warn!(
+                            "d{d}v{n}: {e} at pc {:#x}: injecting undefined instruction",
+                            v.gprs.pc.wrapping_sub(4)
+                        );
+                        // The return address is past the HVC; report the HVC itself.
+                        let elr = v.gprs.pc.wrapping_sub(4);
+                        v.inject_undef(arch, elr);
+                        Next::Resume
+                    }
+                    Err(e) => {
+                        log::debug!("d{d}v{n}: {e}: -ENOSYS");
+                        v.gprs.x[0] = e.errno().unwrap_or(xen::Errno::ENOSYS).to_x0();
+                        Next::Resume
+                    }
+                }
+            }
+            ExitReason::Smc { .. } => {
+                // A trapped SMC returns to itself: step over it.
+                v.gprs.pc = v.gprs.pc.wrapping_add(4);
+                self.psci(v)
+            }
+            ExitReason::DataAbortLower(a) => {
+                let access = match a.access {
+                    Some(s) => alloc::format!(", {} bytes via x{}", s.sas.bytes(), s.srt),
+                    None => alloc::string::String::new(),
+                };
+                log::error!(
+                    "d{d}v{n}: stage-2 data abort at IPA {} ({}, {}{access}), ESR {:#x}, FAR {:#x}, HPFAR {:#x}, pc {:#x}, ending d{d}",
+                    a.ipa,
+                    a.fsc,
+                    if a.wnr { "write" } else { "read" },
+                    raw.esr,
+                    raw.far,
+                    raw.hpfar,
+                    v.gprs.pc
+                );
+                Next::EndDomain(EndReason::Stage2Fault { ipa: a.ipa })
+            }
+            ExitReason::InstrAbortLower(a) => {
+                log::error!(
+                    "d{d}v{n}: stage-2 instruction abort at IPA {} ({}), ESR {:#x}, FAR {:#x}, HPFAR {:#x}, ending d{d}",
+                    a.ipa,
+                    a.fsc,
+                    raw.esr,
+                    raw.far,
+                    raw.hpfar
+                );
+                Next::EndDomain(EndReason::Stage2Fault { ipa: a.ipa })
+            }
+            ExitReason::SysReg(acc) => {
+                log::warn!(
+                    "d{d}v{n}: trapped {acc} at pc {:#x}: injecting undefined instruction",
+                    v.gprs.pc
+                );
+                // ELR_EL2 points at the trapped instruction.
+                let elr = v.gprs.pc;
+                v.inject_undef(arch, elr);
+                Next::Resume
+            }
+            ExitReason::Wfx { .. } => {
+                // A trapped WFI/WFE returns to itself: step over it, let others run.
+                v.gprs.pc = v.gprs.pc.wrapping_add(4);
+                Next::Yield
+            }
+            ExitReason::Irq | ExitReason::Fiq => Next::Yield,
+            ExitReason::SError => {
+                log::error!("d{d}v{n}: SError, ESR {:#x}, ending d{d}", raw.esr);
+                Next::EndDomain(EndReason::UnhandledExit {
+                    ec: esr_ec(raw.esr),
+                })
+            }
+            ExitReason::Unknown { ec } => {
+                log::error!(
+                    "d{d}v{n}: unhandled exit EC {ec:#04x}, ESR {:#x}, pc {:#x}, ending d{d}",
+                    raw.esr,
+                    v.gprs.pc
+                );
+                Next::EndDomain(EndReason::UnhandledExit { ec })
+            }
+        }
+    }
+
+    fn hypercall(&self, v: &mut Vcpu, call: &Hypercall) -> Next {
+        let mut sh = self.shared.lock();
+        let Shared {
+            mem, domains, sink, ..
+        } = &mut *sh;
+        let Some(e) = domains.iter_mut().find(|e| e.dom.id == v.domid) else {
+            return Next::EndDomain(EndReason::UnhandledExit { ec: 0x16 });
+        };
+        let (privileged, handle) = (e.dom.privileged, e.dom.handle);
+        let (stage2, line) = e.dom.hypercall_parts();
+        let mut ctx = HypercallCtx {
+            domid: v.domid,
+            privileged,
+            handle,
+            mem: crate::guest::GuestMemory::new(stage2, mem),
+            line,
+            sink: sink.as_mut(),
+        };
+        let out = xen::dispatch(call, &mut ctx);
+        v.gprs.x[0] = out.ret;
+        match out.action {
+            Action::Continue => Next::Resume,
+            Action::Yield => Next::Yield,
+            Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
+        }
+    }
+
+    /// PSCI for the guest (function id in w0); the pc is already past the call.
+    fn psci(&self, v: &mut Vcpu) -> Next {
+        let fid = v.gprs.x[0] as u32;
+        match fid {
+            psci::VERSION => v.gprs.x[0] = psci::V1_1,
+            psci::SYSTEM_OFF => return Next::EndDomain(EndReason::PsciSystemOff),
+            psci::SYSTEM_RESET => return Next::EndDomain(EndReason::PsciSystemReset),
+            psci::CPU_OFF => return Next::VcpuOff,
+            psci::FEATURES => {
+                let q = v.gprs.x[1] as u32;
+                let known = matches!(
+                    q,
+                    psci::VERSION
+                        | psci::SYSTEM_OFF
+                        | psci::SYSTEM_RESET
+                        | psci::CPU_OFF
+                        | psci::FEATURES
+                );
+                v.gprs.x[0] = if known { 0 } else { psci::NOT_SUPPORTED };
+            }
+            other => {
+                log::debug!(
+                    "d{}v{}: PSCI/SMCCC function {other:#x} not supported",
+                    v.domid,
+                    v.id
+                );
+                v.gprs.x[0] = psci::NOT_SUPPORTED;
+            }
+        }
+        Next::Resume
+    }
+}
+
+/// Copy host memory at `pa` into `buf`, split at page boundaries as [`PhysMem`] requires.
+pub fn read_host<M: PhysMem + ?Sized>(mem: &M, pa: PhysAddr, buf: &mut [u8]) {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = PhysAddr(pa.0 + done as u64);
+        let n = ((PAGE_SIZE - at.page_offset()) as usize).min(buf.len() - done);
+        mem.read(at, &mut buf[done..done + n]);
+        done += n;
+    }
+}
+
+/// What secondaries run: a [`System`] of any memory type.
+pub trait CpuRunner: Sync {
+    /// See [`System::run_cpu`].
+    fn run_cpu(&self, arch: &mut dyn Arch) -> CpuExit;
+}
+
+impl<M: PhysMem + TableMem + Send> CpuRunner for System<M> {
+    fn run_cpu(&self, arch: &mut dyn Arch) -> CpuExit {
+        System::run_cpu(self, arch)
+    }
+}
+
+static RUNNER: Once<&'static dyn CpuRunner> = Once::new();
+
+fn finish(arch: &mut dyn Arch, exit: CpuExit) -> ! {
+    match exit {
+        CpuExit::PowerOff => arch.system_off(),
+        CpuExit::AllEnded => loop {
+            pause();
+        },
+    }
+}
+
+/// The boot CPU's last step: build a domain per kernel module, let the
+/// secondaries in, and run until every domain has ended; then power off.
+pub fn run_primary<A: Arch, M: PhysMem + TableMem + Send + 'static>(
+    mut arch: A,
+    mem: M,
+    modules: &[BootModule<'_>],
+    options: &HvOptions,
+) -> ! {
+    log::debug!(
+        "run_primary: tlb policy {:?}, nested {:?}",
+        options.tlb,
+        options.nested
+    );
+    let system = System::new(
+        mem,
+        Box::new(GlobalFrames),
+        Box::new(xen::console::LogConsole),
+        arch.vmid_bits(),
+        arch.ipa_bits(),
+    );
+    let system: &'static System<M> = Box::leak(Box::new(system));
+    system.add_module_domains(modules);
+    if system.live_domains() == 0 {
+        log::info!("no domain to run");
+        log::info!("all domains ended, powering off");
+        arch.system_off();
+    }
+    RUNNER.call_once(|| system);
+    let exit = system.run_cpu(&mut arch);
+    finish(&mut arch, exit)
+}
+
+/// A secondary CPU's last step: wait for the boot CPU's [`System`], then run vCPUs.
+pub fn run_secondary<A: Arch>(mut arch: A) -> ! {
+    let runner = loop {
+        if let Some(r) = RUNNER.get() {
+            break *r;
+        }
+        pause();
+    };
+    let exit = runner.run_cpu(&mut arch);
+    finish(&mut arch, exit)
+}
+
+#[cfg(test)]
+mod tests;

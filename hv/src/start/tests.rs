@@ -1,0 +1,430 @@
+//! Whole run-loop scenarios driven through the fake arch.
+
+use super::*;
+use crate::arch::fake::{Event, FakeArch, FakeMachine, FakeMem, Kind, SharedMachine, Step};
+use crate::arch::{El1Reg, GuestGprs};
+use crate::domain::GUEST_RAM0_BASE;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec;
+use pv_tlb::{Ipa, TlbOp};
+use std::format;
+
+const RAM: u64 = 2 << 20;
+const NOSYS: u64 = (-38i64) as u64;
+const EFAULT: u64 = (-14i64) as u64;
+const EINVAL: u64 = (-22i64) as u64;
+
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl ConsoleSink for Lines {
+    fn guest_line(&mut self, domid: u16, line: &str) {
+        self.0.lock().push(format!("(d{domid}) {line}"));
+    }
+    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
+        self.0.lock().push(format!("hv: {args}"));
+    }
+}
+
+impl Lines {
+    fn all(&self) -> Vec<String> {
+        self.0.lock().clone()
+    }
+    fn has(&self, s: &str) -> bool {
+        self.0.lock().iter().any(|l| l == s)
+    }
+}
+
+struct Rig {
+    sys: System<FakeMem>,
+    lines: Lines,
+    machine: SharedMachine,
+}
+
+fn rig() -> Rig {
+    let mem = FakeMem::new(0x8000_0000, 0x400_0000);
+    let frames = mem.frames();
+    let lines = Lines::default();
+    let sys = System::new(mem, Box::new(frames), Box::new(lines.clone()), 2, 40);
+    Rig {
+        sys,
+        lines,
+        machine: FakeMachine::new_shared(),
+    }
+}
+
+/// A raw kernel (no Image header) of 0x1000 bytes with `text` at offset 0x100
+/// and a zero word (SHUTDOWN_poweroff) at 0x200.
+fn kernel(text: &[u8]) -> Vec<u8> {
+    let mut k = vec![0u8; 0x1000];
+    k[0x100..0x100 + text.len()].copy_from_slice(text);
+    k[0x204..0x208].copy_from_slice(&7u32.to_le_bytes());
+    k
+}
+
+impl Rig {
+    fn add(&self, image: &[u8]) -> DomId {
+        let img = image.to_vec();
+        self.sys
+            .add_domain(
+                RAM,
+                img.len() as u64,
+                &mut |_m: &FakeMem, off, buf: &mut [u8]| {
+                    buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
+                },
+            )
+            .unwrap()
+    }
+    fn script(&self, vmid: u16, steps: impl IntoIterator<Item = Step>) {
+        self.machine.lock().script(vmid, 0, steps);
+    }
+    fn run(&self, cpu: usize) -> CpuExit {
+        let mut arch = FakeArch::new(cpu, self.machine.clone());
+        self.sys.run_cpu(&mut arch)
+    }
+    fn entries(&self, vmid: u16) -> Vec<GuestGprs> {
+        self.machine.lock().entries(vmid, 0)
+    }
+}
+
+fn shutdown(reason_ipa: u64) -> Step {
+    Step::hypercall(29, &[2, reason_ipa])
+}
+
+#[test]
+fn hypercalls_answer_in_x0_and_the_domain_powers_off() {
+    let r = rig();
+    assert_eq!(r.add(&kernel(b"hello\x01\nsecond")), 1);
+    r.script(
+        1,
+        [
+            Step::hypercall(17, &[0]),
+            Step::hypercall(18, &[0, 13, GUEST_RAM0_BASE + 0x100]),
+            Step::hypercall(99, &[1, 2, 3]),
+            Step::hypercall(20, &[]),
+            Step::hypercall(17, &[10]),
+            Step::hypercall(18, &[0, 16, 0x1000_0000]),
+            Step::hypercall(18, &[1, 16, GUEST_RAM0_BASE]),
+            Step::hypercall(12, &[6, 0]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(e.len(), 9);
+    assert_eq!(e[0].pc, GUEST_RAM0_BASE, "raw binary entry at the RAM base");
+    assert_eq!(e[0].pstate, 0x3c5, "EL1h, DAIF masked");
+    assert_eq!(e[0].x[0], 0, "x0 = 0 (no DTB yet)");
+    assert_eq!(e[1].x[0], (4 << 16) | 20, "XENVER_version");
+    assert_eq!(e[1].pc, GUEST_RAM0_BASE + 4, "pc stays past the HVC");
+    assert_eq!(e[2].x[0], 0, "CONSOLEIO_write returns 0");
+    assert_eq!(e[3].x[0], NOSYS, "unknown hypercall");
+    assert_eq!(e[4].x[0], NOSYS, "unimplemented hypercall");
+    assert_eq!(e[5].x[0], NOSYS, "unknown xen_version command");
+    assert_eq!(e[6].x[0], EFAULT, "console buffer outside RAM");
+    assert_eq!(e[7].x[0], 0, "CONSOLEIO_read: no input");
+    assert_eq!(e[8].x[0], NOSYS, "memory_op not wired yet");
+    let lines = r.lines.all();
+    assert!(lines.contains(&"(d1) hello\\x01".to_string()), "{lines:?}");
+    // The unterminated "second" is flushed when the domain ends, before the end line.
+    let i = lines
+        .iter()
+        .position(|l| l == "(d1) second")
+        .expect("partial line flushed");
+    let j = lines
+        .iter()
+        .position(|l| l == "hv: d1 ended (poweroff)")
+        .expect("end line");
+    assert!(i < j);
+    assert_eq!(lines.last().unwrap(), "hv: all domains ended, powering off");
+    assert_eq!(r.sys.live_domains(), 0);
+    // Everything given back after one VMID flush.
+    let ops = r.machine.lock().tlb_ops();
+    assert_eq!(
+        ops,
+        vec![
+            TlbOp::DsbIshst,
+            TlbOp::Vmalls12e1is {
+                vmid: pv_tlb::Vmid(1)
+            },
+            TlbOp::DsbIsh
+        ]
+    );
+    r.sys.with_mem(|m, vmids| {
+        assert_eq!(m.allocated(Kind::Ram), 0);
+        assert_eq!(m.allocated(Kind::Table), 0);
+        assert_eq!(vmids, 0);
+    });
+}
+
+#[test]
+fn wrong_immediate_injects_undefined_instruction_at_el1() {
+    let r = rig();
+    r.add(&kernel(b""));
+    r.script(
+        1,
+        [
+            Step::hypercall(17, &[0]),
+            Step::hvc(1, 17, &[0]),
+            Step::hypercall(17, &[0]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    // VBAR_EL1 is 0 (reset value): the vector is at 0x200.
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    let hvc_pc = GUEST_RAM0_BASE + 4;
+    // Undefined instruction: current EL with SP_ELx sync vector, EL1h, DAIF masked; x0 untouched.
+    assert_eq!(e[2].pc, 0x200);
+    assert_eq!(e[2].pstate, 0x3c5);
+    assert_eq!(e[2].x[0], 0, "x0 not written by an injected exception");
+    let w = r.machine.lock().el1_writes();
+    assert_eq!(
+        w,
+        vec![
+            (El1Reg::ElrEl1, hvc_pc),
+            (El1Reg::SpsrEl1, 0x3c5),
+            (El1Reg::EsrEl1, 1 << 25)
+        ]
+    );
+}
+
+#[test]
+fn undef_vector_follows_the_guest_mode() {
+    use crate::arch::Arch;
+    use crate::vcpu::Vcpu;
+    let machine = FakeMachine::new_shared();
+    let mut arch = FakeArch::new(0, machine.clone());
+    let mut sysregs = crate::arch::El1Sysregs::default();
+    sysregs.set(El1Reg::VbarEl1, 0x4000_8000);
+    let regs = crate::arch::Stage2Regs {
+        vttbr: 1 << 48,
+        vtcr: 0,
+    };
+    for (pstate, vec) in [(0x3c5u64, 0x200u64), (0x3c4, 0x000), (0x000, 0x400)] {
+        let mut v = Vcpu::new(1, 0, 0x4000_0000, 0);
+        v.gprs.pstate = pstate;
+        arch.vcpu_load(&sysregs, regs, v.vmpidr());
+        v.inject_undef(&mut arch, 0x4000_1234);
+        assert_eq!(v.gprs.pc, 0x4000_8000 + vec, "pstate {pstate:#x}");
+        assert_eq!(v.gprs.pstate, 0x3c5);
+        assert_eq!(arch.read_el1(El1Reg::SpsrEl1), pstate);
+        assert_eq!(arch.read_el1(El1Reg::ElrEl1), 0x4000_1234);
+        assert_eq!(arch.read_el1(El1Reg::EsrEl1), 0x0200_0000);
+        let mut back = sysregs;
+        arch.vcpu_put(&mut back);
+    }
+}
+
+#[test]
+fn stage2_fault_ends_only_that_domain() {
+    let r = rig();
+    assert_eq!(r.add(&kernel(b"")), 1);
+    assert_eq!(r.add(&kernel(b"d2 alive\n")), 2);
+    r.script(1, [Step::data_abort(0x1000_0000, false)]);
+    r.script(
+        2,
+        [
+            Step::hypercall(29, &[0]),
+            Step::hypercall(18, &[0, 9, GUEST_RAM0_BASE + 0x100]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let lines = r.lines.all();
+    assert!(
+        r.lines
+            .has("hv: d1 ended (stage-2 fault at IPA 0x0000000010000000)"),
+        "{lines:?}"
+    );
+    assert!(r.lines.has("(d2) d2 alive"), "{lines:?}");
+    assert!(r.lines.has("hv: d2 ended (poweroff)"), "{lines:?}");
+    assert_eq!(lines.last().unwrap(), "hv: all domains ended, powering off");
+    assert_eq!(
+        r.machine.lock().system_offs(),
+        0,
+        "run_cpu leaves system_off to its caller"
+    );
+    let full: Vec<_> = r
+        .machine
+        .lock()
+        .tlb_ops()
+        .into_iter()
+        .filter(|o| matches!(o, TlbOp::Vmalls12e1is { .. }))
+        .collect();
+    assert_eq!(
+        full,
+        vec![
+            TlbOp::Vmalls12e1is {
+                vmid: pv_tlb::Vmid(1)
+            },
+            TlbOp::Vmalls12e1is {
+                vmid: pv_tlb::Vmid(2)
+            }
+        ]
+    );
+}
+
+#[test]
+fn yields_round_robin_and_lazy_reload() {
+    let r = rig();
+    r.add(&kernel(b""));
+    r.add(&kernel(b""));
+    r.script(
+        1,
+        [
+            Step::wfx(false),
+            Step::hypercall(29, &[0]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    r.script(
+        2,
+        [
+            Step::wfx(true),
+            Step::irq(),
+            Step::hypercall(29, &[0]),
+            Step::hypercall(29, &[0]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let m = r.machine.lock();
+    let order: Vec<u16> = m
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Enter { vmid, .. } => Some(vmid.0),
+            _ => None,
+        })
+        .collect();
+    // Alternate while both run; d2 then runs alone.
+    assert_eq!(order, vec![1, 2, 1, 2, 1, 2, 2, 2]);
+    let loads = m
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Load { .. }))
+        .count();
+    // 1,2,1,2,1,2: six loads; d2's last two entries reuse the loaded context.
+    assert_eq!(loads, 6);
+    drop(m);
+    // WFI/WFE are stepped over.
+    let e = r.entries(1);
+    assert_eq!(e[1].pc, GUEST_RAM0_BASE + 4);
+}
+
+#[test]
+fn psci_from_the_guest() {
+    let r = rig();
+    r.add(&kernel(b""));
+    r.add(&kernel(b""));
+    r.script(
+        1,
+        [
+            Step::smc(&[u64::from(psci::VERSION)]),
+            Step::smc(&[0xc400_0003]),
+            Step::smc(&[u64::from(psci::FEATURES), u64::from(psci::SYSTEM_OFF)]),
+            Step::hvc(0, 0, &[u64::from(psci::VERSION)]),
+            Step::smc(&[u64::from(psci::SYSTEM_OFF)]),
+        ],
+    );
+    r.script(2, [Step::smc(&[u64::from(psci::CPU_OFF)])]);
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(e[1].x[0], psci::V1_1);
+    assert_eq!(e[1].pc, GUEST_RAM0_BASE + 4, "SMC stepped over");
+    assert_eq!(e[2].x[0], psci::NOT_SUPPORTED, "CPU_ON not supported yet");
+    assert_eq!(e[3].x[0], 0, "SYSTEM_OFF is a feature");
+    assert_eq!(e[4].x[0], psci::V1_1, "HVC #0 is the SMCCC conduit");
+    assert_eq!(e[4].pc, GUEST_RAM0_BASE + 16, "HVC not stepped twice");
+    assert!(r.lines.has("hv: d1 ended (PSCI SYSTEM_OFF)"));
+    assert!(r.lines.has("hv: d2 ended (all vCPUs off)"));
+}
+
+#[test]
+fn sysreg_trap_injects_undef_at_the_instruction() {
+    let r = rig();
+    r.add(&kernel(b""));
+    // MRS x3, CTR_EL0.
+    r.script(
+        1,
+        [
+            Step::hypercall(17, &[0]),
+            Step::sysreg(0x32c061),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    r.run(0);
+    let w = r.machine.lock().el1_writes();
+    assert_eq!(
+        w[0],
+        (El1Reg::ElrEl1, GUEST_RAM0_BASE + 4),
+        "ELR = the trapped instruction"
+    );
+    assert_eq!(r.entries(1)[2].pc, 0x200);
+}
+
+#[test]
+fn bad_shutdown_arguments_are_refused_and_the_guest_runs_on() {
+    let r = rig();
+    r.add(&kernel(b""));
+    r.script(
+        1,
+        [
+            shutdown(0x1000_0000),
+            shutdown(GUEST_RAM0_BASE + 0x204),
+            Step::hypercall(29, &[99]),
+            Step::hypercall(29, &[2, GUEST_RAM0_BASE + 0x200]),
+        ],
+    );
+    r.run(0);
+    let e = r.entries(1);
+    assert_eq!(e[1].x[0], EFAULT);
+    assert_eq!(e[2].x[0], EINVAL, "reason 7 > SHUTDOWN_MAX");
+    assert_eq!(e[3].x[0], NOSYS);
+    assert!(r.lines.has("hv: d1 ended (poweroff)"));
+}
+
+#[test]
+fn xen_version_structures_are_copied_out() {
+    let r = rig();
+    r.add(&kernel(b""));
+    let b = GUEST_RAM0_BASE;
+    // get_features argument: submap_idx 0 at +0x800, submap_idx 1 at +0x808.
+    r.sys
+        .with_guest_memory(1, |gm| {
+            gm.copy_to_guest(Ipa(b + 0x800), &[0; 8]).unwrap();
+            gm.copy_to_guest(Ipa(b + 0x808), &[1, 0, 0, 0, 0, 0, 0, 0])
+                .unwrap();
+        })
+        .unwrap();
+    r.script(
+        1,
+        [
+            Step::hypercall(17, &[1, b + 0x400]),
+            Step::hypercall(17, &[6, b + 0x800]),
+            Step::hypercall(17, &[6, b + 0x808]),
+            Step::hypercall(17, &[7, 0]),
+            Step::hypercall(17, &[7, b]),
+            Step::hypercall(17, &[3, b + 0x1000]),
+            Step::hypercall(17, &[3, b + RAM - 0x10]),
+            Step::hypercall(17, &[8, b + 0x900]),
+            Step::hypercall(17, &[2, b + 0xa00]),
+            Step::hypercall(17, &[4, 0x1000_0000]),
+        ],
+    );
+    r.script(1, [shutdown(b + 0x200)]);
+    r.run(0);
+    let e = r.entries(1);
+    assert_eq!(e[1].x[0], 0, "extraversion");
+    assert_eq!(e[2].x[0], 0, "get_features submap 0");
+    assert_eq!(e[3].x[0], EINVAL, "get_features submap 1");
+    assert_eq!(e[4].x[0], 4096, "pagesize");
+    assert_eq!(e[5].x[0], EINVAL, "pagesize with an argument");
+    assert_eq!(e[6].x[0], 0, "capabilities");
+    assert_eq!(e[7].x[0], EFAULT, "capabilities crossing the end of RAM");
+    assert_eq!(e[8].x[0], 0, "guest_handle");
+    assert_eq!(e[9].x[0], 0, "compile_info");
+    assert_eq!(e[10].x[0], EFAULT, "changeset outside RAM");
+}
