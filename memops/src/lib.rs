@@ -29,3 +29,5 @@ pub use xen::{GuestCopy, MemCtx, MemEnv, MemOpOutcome, MemOpRet};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod xen_tests;

@@ -1,0 +1,593 @@
+//! Host tests of the memory_op handlers: ABI, ownership, errors, counts.
+
+extern crate std;
+
+use std::vec;
+use std::vec::Vec;
+
+use pv_tlb::{plan, DeferredFlush, Flush, Policy, TlbCounters, TlbOpKind, Vmid};
+
+use crate::error::errno;
+use crate::sim::SimTableMem;
+use crate::xen::*;
+use crate::*;
+
+/// The caller's scratch RAM in the fake guest: [BASE, BASE + LEN).
+const BASE: u64 = 0x4000_0000;
+
+struct FakeGuest {
+    mem: Vec<u8>,
+}
+
+impl FakeGuest {
+    fn new(len: usize) -> Self {
+        Self { mem: vec![0; len] }
+    }
+    fn range(&self, ipa: Ipa, len: usize) -> Result<core::ops::Range<usize>, Error> {
+        let off = ipa.0.checked_sub(BASE).ok_or(Error::Fault { ipa })? as usize;
+        let end = off.checked_add(len).ok_or(Error::Fault { ipa })?;
+        if end > self.mem.len() {
+            return Err(Error::Fault { ipa });
+        }
+        Ok(off..end)
+    }
+    fn put_u64s(&mut self, at: u64, v: &[u64]) {
+        for (i, x) in v.iter().enumerate() {
+            let o = (at - BASE) as usize + 8 * i;
+            self.mem[o..o + 8].copy_from_slice(&x.to_le_bytes());
+        }
+    }
+    fn put(&mut self, at: u64, b: &[u8]) {
+        let o = (at - BASE) as usize;
+        self.mem[o..o + b.len()].copy_from_slice(b);
+    }
+    fn i32s(&self, at: u64, n: usize) -> Vec<i32> {
+        (0..n)
+            .map(|i| {
+                let o = (at - BASE) as usize + 4 * i;
+                i32::from_le_bytes(self.mem[o..o + 4].try_into().unwrap())
+            })
+            .collect()
+    }
+}
+
+impl GuestCopy for FakeGuest {
+    fn copy_from(&mut self, ipa: Ipa, buf: &mut [u8]) -> Result<(), Error> {
+        let r = self.range(ipa, buf.len())?;
+        buf.copy_from_slice(&self.mem[r]);
+        Ok(())
+    }
+    fn copy_to(&mut self, ipa: Ipa, buf: &[u8]) -> Result<(), Error> {
+        let r = self.range(ipa, buf.len())?;
+        self.mem[r].copy_from_slice(buf);
+        Ok(())
+    }
+}
+
+struct Dom {
+    pm: Physmap,
+    privileged: bool,
+    vmid: Option<Vmid>,
+}
+
+#[derive(Default)]
+struct Env {
+    doms: Vec<(u16, Dom)>,
+    scrubbed: u64,
+}
+
+impl Env {
+    fn add(&mut self, m: &mut SimTableMem, domid: u16, privileged: bool, max: u64) {
+        let pm = Physmap::new(m, domid, 40, max).unwrap();
+        self.doms.push((
+            domid,
+            Dom {
+                pm,
+                privileged,
+                vmid: Some(Vmid(domid + 1)),
+            },
+        ));
+    }
+    fn take(&mut self, domid: u16) -> Dom {
+        let i = self.doms.iter().position(|d| d.0 == domid).unwrap();
+        self.doms.remove(i).1
+    }
+}
+
+impl MemEnv for Env {
+    fn physmap(&self, domid: u16) -> Option<&Physmap> {
+        self.doms.iter().find(|d| d.0 == domid).map(|d| &d.1.pm)
+    }
+    fn physmap_mut(&mut self, domid: u16) -> Option<&mut Physmap> {
+        self.doms
+            .iter_mut()
+            .find(|d| d.0 == domid)
+            .map(|d| &mut d.1.pm)
+    }
+    fn is_privileged(&self, domid: u16) -> bool {
+        self.doms.iter().any(|d| d.0 == domid && d.1.privileged)
+    }
+    fn vmid(&self, domid: u16) -> Option<Vmid> {
+        self.doms
+            .iter()
+            .find(|d| d.0 == domid)
+            .and_then(|d| d.1.vmid)
+    }
+    fn shared_info(&self, domid: u16) -> Option<PhysAddr> {
+        Some(PhysAddr(0x7000_0000 + u64::from(domid) * PAGE_SIZE))
+    }
+    fn scrub(&mut self, _pa: PhysAddr) {
+        self.scrubbed += 1;
+    }
+}
+
+struct World {
+    env: Env,
+    tables: SimTableMem,
+    frames: FrameTable,
+    flush: DeferredFlush,
+    counters: TlbCounters,
+    guest: FakeGuest,
+    budget: u64,
+}
+
+const DOM0: u16 = 0;
+const DOMU: u16 = 1;
+const POOL: PhysAddr = PhysAddr(0x1_0000_0000);
+
+impl World {
+    fn new(policy: Policy, pool_frames: u64) -> Self {
+        let mut tables = SimTableMem::new();
+        let mut env = Env::default();
+        env.add(&mut tables, DOM0, true, 1 << 20);
+        env.add(&mut tables, DOMU, false, 1 << 20);
+        Self {
+            env,
+            tables,
+            frames: FrameTable::new(POOL, pool_frames),
+            flush: DeferredFlush::new(policy),
+            counters: TlbCounters::default(),
+            guest: FakeGuest::new(16 << 20),
+            budget: 4096,
+        }
+    }
+
+    /// Execute a flush as hv does: BBM flushes that happened synchronously,
+    /// then the plan, then the releases.
+    fn exec(&mut self, f: Flush) {
+        for s in core::mem::take(&mut self.tables.sync_invalidations) {
+            for op in plan(Vmid(0), &s, &self.flush.policy()).ops() {
+                self.counters.record(op);
+            }
+        }
+        for op in f.plan.ops() {
+            self.counters.record(op);
+        }
+        self.frames.release(&f.released).unwrap();
+    }
+
+    /// memory_op, re-issuing continuations until done; returns (ret, invocations).
+    fn op(&mut self, caller: u16, cmd: u64, arg: u64) -> (i64, u32) {
+        let mut cmd = cmd;
+        let mut n = 0;
+        loop {
+            n += 1;
+            let out = MemCtx {
+                env: &mut self.env,
+                tables: &mut self.tables,
+                frames: &mut self.frames,
+                flush: &mut self.flush,
+                budget: self.budget,
+            }
+            .memory_op(caller, &mut self.guest, cmd, arg);
+            self.exec(out.flush);
+            match out.ret {
+                MemOpRet::Done(r) => return (r, n),
+                MemOpRet::Continue { cmd: c } => {
+                    assert_eq!(c & MEMOP_CMD_MASK, cmd & MEMOP_CMD_MASK);
+                    assert!(c >> MEMOP_EXTENT_SHIFT > cmd >> MEMOP_EXTENT_SHIFT);
+                    cmd = c;
+                }
+            }
+        }
+    }
+
+    fn populate(&mut self, caller: u16, domid: u16, gfns: &[u64], order: u32) -> i64 {
+        let list = BASE + 0x10_0000;
+        self.guest.put_u64s(list, gfns);
+        let mut s = [0u8; MemoryReservation::SIZE];
+        s[0..8].copy_from_slice(&list.to_le_bytes());
+        s[8..16].copy_from_slice(&(gfns.len() as u64).to_le_bytes());
+        s[16..20].copy_from_slice(&order.to_le_bytes());
+        s[24..26].copy_from_slice(&domid.to_le_bytes());
+        self.guest.put(BASE, &s);
+        self.op(caller, XENMEM_POPULATE_PHYSMAP, BASE).0
+    }
+
+    fn decrease(&mut self, caller: u16, domid: u16, gfns: &[u64]) -> i64 {
+        let list = BASE + 0x10_0000;
+        self.guest.put_u64s(list, gfns);
+        let mut s = [0u8; MemoryReservation::SIZE];
+        s[0..8].copy_from_slice(&list.to_le_bytes());
+        s[8..16].copy_from_slice(&(gfns.len() as u64).to_le_bytes());
+        s[24..26].copy_from_slice(&domid.to_le_bytes());
+        self.guest.put(BASE, &s);
+        self.op(caller, XENMEM_DECREASE_RESERVATION, BASE).0
+    }
+
+    /// add_to_physmap_batch gmfn_foreign: map `idxs` of `fd` at `gpfns` of the caller.
+    fn map_foreign(
+        &mut self,
+        caller: u16,
+        fd: u16,
+        idxs: &[u64],
+        gpfns: &[u64],
+    ) -> (i64, Vec<i32>) {
+        let (ia, ga, ea) = (BASE + 0x10_0000, BASE + 0x50_0000, BASE + 0x90_0000);
+        self.guest.put_u64s(ia, idxs);
+        self.guest.put_u64s(ga, gpfns);
+        let mut s = [0u8; AddToPhysmapBatch::SIZE];
+        s[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+        s[2..4].copy_from_slice(&(XENMAPSPACE_GMFN_FOREIGN as u16).to_le_bytes());
+        s[4..6].copy_from_slice(&(idxs.len() as u16).to_le_bytes());
+        s[6..8].copy_from_slice(&fd.to_le_bytes());
+        s[8..16].copy_from_slice(&ia.to_le_bytes());
+        s[16..24].copy_from_slice(&ga.to_le_bytes());
+        s[24..32].copy_from_slice(&ea.to_le_bytes());
+        self.guest.put(BASE, &s);
+        let r = self.op(caller, XENMEM_ADD_TO_PHYSMAP_BATCH, BASE).0;
+        (r, self.guest.i32s(ea, idxs.len()))
+    }
+
+    fn remove_single(&mut self, caller: u16, gpfn: u64) -> i64 {
+        let mut s = [0u8; RemoveFromPhysmap::SIZE];
+        s[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+        s[8..16].copy_from_slice(&gpfn.to_le_bytes());
+        self.guest.put(BASE, &s);
+        self.op(caller, XENMEM_REMOVE_FROM_PHYSMAP, BASE).0
+    }
+
+    fn remove_batch(&mut self, caller: u16, gpfns: &[u64]) -> (i64, Vec<i32>, u32) {
+        let (ga, ea) = (BASE + 0x10_0000, BASE + 0xa0_0000);
+        self.guest.put_u64s(ga, gpfns);
+        let mut s = [0u8; RemoveFromPhysmapBatch::SIZE];
+        s[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+        s[4..8].copy_from_slice(&(gpfns.len() as u32).to_le_bytes());
+        s[8..16].copy_from_slice(&ga.to_le_bytes());
+        s[16..24].copy_from_slice(&ea.to_le_bytes());
+        self.guest.put(BASE, &s);
+        let (r, n) = self.op(caller, XENMEM_REMOVE_FROM_PHYSMAP_BATCH, BASE);
+        (r, self.guest.i32s(ea, gpfns.len()), n)
+    }
+
+    fn refs(&self, domid: u16, gfn: u64) -> u32 {
+        let pa = self.env.physmap(domid).unwrap().lookup(gfn).unwrap().pa;
+        self.frames.frame(pa).unwrap().refs
+    }
+}
+
+const TARGETED: Policy = Policy::Targeted {
+    has_range: true,
+    nested: true,
+};
+/// domU RAM starts at GUEST_RAM0_BASE.
+const RAM0: u64 = 0x4_0000;
+/// Where dom0 maps foreign pages (an unpopulated region of its physmap).
+const FMAP: u64 = 0x10_0000;
+
+#[test]
+fn struct_layouts_match_xen_arm64() {
+    let mut b = [0u8; 32];
+    for (i, x) in b.iter_mut().enumerate() {
+        *x = i as u8;
+    }
+    let r = MemoryReservation::parse(&b);
+    assert_eq!(r.extent_start, u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]));
+    assert_eq!(r.extent_order, u32::from_le_bytes([16, 17, 18, 19]));
+    assert_eq!(r.domid, u16::from_le_bytes([24, 25]));
+    let a = AddToPhysmapBatch::parse(&b);
+    assert_eq!(a.size, u16::from_le_bytes([4, 5]));
+    assert_eq!(a.foreign_domid, u16::from_le_bytes([6, 7]));
+    assert_eq!(a.errs, u64::from_le_bytes([24, 25, 26, 27, 28, 29, 30, 31]));
+    let x = AddToPhysmap::parse(&b[..24].try_into().unwrap());
+    assert_eq!(x.space, u32::from_le_bytes([4, 5, 6, 7]));
+    assert_eq!(x.gpfn, u64::from_le_bytes([16, 17, 18, 19, 20, 21, 22, 23]));
+    let rm = RemoveFromPhysmap::parse(&b[..16].try_into().unwrap());
+    assert_eq!(rm.gpfn, u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]));
+    let rb = RemoveFromPhysmapBatch::parse(&b[..24].try_into().unwrap());
+    assert_eq!(rb.size, u32::from_le_bytes([4, 5, 6, 7]));
+    assert_eq!(rb.gpfns, u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]));
+    assert_eq!(XENMEM_REMOVE_FROM_PHYSMAP_BATCH & MEMOP_CMD_MASK, 63);
+}
+
+#[test]
+fn populate_and_decrease_reservation() {
+    let mut w = World::new(TARGETED, 4096);
+    // Two 2 MiB extents and three 4 KiB ones.
+    assert_eq!(w.populate(DOMU, DOMID_SELF, &[RAM0, RAM0 + 512], 9), 2);
+    assert_eq!(
+        w.populate(
+            DOMU,
+            DOMID_SELF,
+            &[RAM0 + 1024, RAM0 + 1025, RAM0 + 2000],
+            0
+        ),
+        3
+    );
+    let pm = w.env.physmap(DOMU).unwrap();
+    assert_eq!(pm.tot_pages(), 1027);
+    assert_eq!(w.env.scrubbed, 1027);
+    assert_eq!(w.frames.free_frames(), 4096 - 1027);
+    // The 2 MiB extents became block mappings.
+    let (pa, _) = pm
+        .stage2()
+        .lookup(&w.tables, Ipa::from_page_number(RAM0 + 3))
+        .unwrap();
+    assert_eq!(pa, PhysAddr(pm.lookup(RAM0).unwrap().pa.0 + 3 * PAGE_SIZE));
+    // Unaligned 2 MiB extent and an already populated gfn stop the list.
+    assert_eq!(w.populate(DOMU, DOMID_SELF, &[RAM0 + 4096 + 1], 9), 0);
+    assert_eq!(
+        w.populate(DOMU, DOMID_SELF, &[RAM0 + 3000, RAM0 + 1024], 0),
+        1
+    );
+    // An unprivileged domain cannot populate another domain.
+    assert_eq!(w.populate(DOMU, DOM0, &[RAM0], 0), -errno::EPERM);
+    assert_eq!(w.populate(DOMU, 77, &[RAM0], 0), -errno::ESRCH);
+    // Give back 3 pages: freed only after their flush ran (end of hypercall).
+    assert_eq!(
+        w.decrease(DOMU, DOMID_SELF, &[RAM0 + 1024, RAM0 + 5, RAM0 + 3000]),
+        3
+    );
+    assert_eq!(w.frames.free_frames(), 4096 - 1028 + 3);
+    assert!(w.flush.is_idle());
+    assert_eq!(w.counters.full_stage2(), 0);
+    // Splitting the 2 MiB block needed one break-before-make flush.
+    assert!(w.counters.get(TlbOpKind::Ipas2e1is) >= 2);
+    // Not mapped: stops.
+    assert_eq!(w.decrease(DOMU, DOMID_SELF, &[RAM0 + 5]), 0);
+}
+
+#[test]
+fn reservation_limit_and_out_of_memory_stop_populate() {
+    let mut w = World::new(TARGETED, 16);
+    w.env.physmap_mut(DOMU).unwrap().set_max_pages(8);
+    let gfns: Vec<u64> = (0..10).map(|i| RAM0 + i).collect();
+    assert_eq!(w.populate(DOMU, DOMID_SELF, &gfns, 0), 8);
+    w.env.physmap_mut(DOMU).unwrap().set_max_pages(100);
+    assert_eq!(w.populate(DOMU, DOMID_SELF, &gfns[8..], 0), 2);
+    let more: Vec<u64> = (100..110).map(|i| RAM0 + i).collect();
+    assert_eq!(w.populate(DOMU, DOMID_SELF, &more, 0), 6, "pool of 16");
+    assert_eq!(w.frames.free_frames(), 0);
+}
+
+#[test]
+fn foreign_map_holds_a_reference_until_the_flush_ran() {
+    let mut w = World::new(TARGETED, 4096);
+    let gfns: Vec<u64> = (0..64).map(|i| RAM0 + i).collect();
+    assert_eq!(w.populate(DOMU, DOMID_SELF, &gfns, 0), 64);
+    let dst: Vec<u64> = (0..64).map(|i| FMAP + i).collect();
+    let (r, errs) = w.map_foreign(DOM0, DOMU, &gfns, &dst);
+    assert_eq!(r, 0);
+    assert!(errs.iter().all(|e| *e == 0), "{errs:?}");
+    assert_eq!(w.refs(DOMU, RAM0), 2);
+    let e = w.env.physmap(DOM0).unwrap().lookup(FMAP).unwrap();
+    assert_eq!(e.kind, P2mKind::Foreign { owner: DOMU });
+    assert_eq!(e.pa, w.env.physmap(DOMU).unwrap().lookup(RAM0).unwrap().pa);
+    // Single removes coalesce: the reference stays until the flush.
+    for g in &dst[..10] {
+        assert_eq!(w.remove_single(DOM0, *g), 0);
+    }
+    assert_eq!(w.refs(DOMU, RAM0), 2, "held by the pending flush");
+    assert!(w.flush.holds(e.pa));
+    assert_eq!(w.counters.total_tlbi(), 0);
+    // Re-mapping a pending gfn forces the flush first.
+    let (r, errs) = w.map_foreign(DOM0, DOMU, &gfns[..1], &dst[..1]);
+    assert_eq!((r, errs[0]), (0, 0));
+    assert_eq!(w.refs(DOMU, RAM0), 2, "old ref released, new one taken");
+    assert_eq!(w.refs(DOMU, RAM0 + 1), 1);
+    assert!(w.flush.is_idle());
+    assert_eq!(w.counters.full_stage2(), 0);
+    assert_eq!(w.counters.get(TlbOpKind::Vmalle1is), 1);
+    // Removing an unmapped gpfn: -ENOENT.
+    assert_eq!(w.remove_single(DOM0, FMAP + 5), -errno::ENOENT);
+}
+
+#[test]
+fn negative_cases() {
+    let mut w = World::new(TARGETED, 4096);
+    let gfns: Vec<u64> = (0..4).map(|i| RAM0 + i).collect();
+    assert_eq!(w.populate(DOMU, DOMID_SELF, &gfns, 0), 4);
+    // Foreign map from an unprivileged domain.
+    let (r, _) = w.map_foreign(DOMU, DOM0, &[0], &[FMAP]);
+    assert_eq!(r, -errno::EPERM);
+    // gpfn outside the (40-bit) domain, and a foreign gfn that is not RAM.
+    let (r, errs) = w.map_foreign(
+        DOM0,
+        DOMU,
+        &[RAM0, RAM0 + 99, RAM0 + 1],
+        &[1 << 30, FMAP, FMAP + 1],
+    );
+    assert_eq!(r, 0);
+    assert_eq!(errs, [-22, -22, 0]);
+    // Handle outside guest RAM.
+    assert_eq!(
+        w.op(DOM0, XENMEM_REMOVE_FROM_PHYSMAP_BATCH, 0x10).0,
+        -errno::EFAULT
+    );
+    let mut s = [0u8; RemoveFromPhysmapBatch::SIZE];
+    s[4..8].copy_from_slice(&3u32.to_le_bytes());
+    s[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    s[8..16].copy_from_slice(&0x1234u64.to_le_bytes());
+    w.guest.put(BASE, &s);
+    assert_eq!(
+        w.op(DOM0, XENMEM_REMOVE_FROM_PHYSMAP_BATCH, BASE).0,
+        -errno::EFAULT
+    );
+    // Foreign via the single call: -ENOSYS, as Xen.
+    let mut a = [0u8; AddToPhysmap::SIZE];
+    a[4..8].copy_from_slice(&XENMAPSPACE_GMFN_FOREIGN.to_le_bytes());
+    w.guest.put(BASE, &a);
+    assert_eq!(w.op(DOM0, XENMEM_ADD_TO_PHYSMAP, BASE).0, -errno::ENOSYS);
+    // Shared info through add_to_physmap.
+    a[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    a[4..8].copy_from_slice(&XENMAPSPACE_SHARED_INFO.to_le_bytes());
+    a[16..24].copy_from_slice(&0x3_9000u64.to_le_bytes());
+    w.guest.put(BASE, &a);
+    assert_eq!(w.op(DOMU, XENMEM_ADD_TO_PHYSMAP, BASE).0, 0);
+    assert_eq!(
+        w.env.physmap(DOMU).unwrap().lookup(0x3_9000).unwrap().kind,
+        P2mKind::SharedInfo
+    );
+    // Unknown memory_op.
+    assert_eq!(w.op(DOM0, 40, BASE).0, -errno::ENOSYS);
+    // Batch: unmapped entries get -ENOENT, the others are removed.
+    let (r, errs) = w.map_foreign(DOM0, DOMU, &[RAM0 + 2], &[FMAP + 2]);
+    assert_eq!((r, errs[0]), (0, 0));
+    let (r, errs, _) = w.remove_batch(DOM0, &[FMAP + 7, FMAP + 1, FMAP + 2, 1 << 40]);
+    assert_eq!(r, 0);
+    assert_eq!(errs, [-2, 0, 0, -22]);
+    assert_eq!(w.env.physmap(DOM0).unwrap().mapped(), 0);
+    assert_eq!(w.refs(DOMU, RAM0 + 1), 1);
+}
+
+#[test]
+fn million_entry_batch_is_preempted() {
+    let mut w = World::new(TARGETED, 4096);
+    w.budget = 1000;
+    let gpfns: Vec<u64> = (0..1_000_000u64).map(|i| FMAP + i).collect();
+    // 8 MB of gpfns at +1 MiB, 4 MB of errs at +10 MiB: fits in 16 MiB.
+    let (r, errs, invocations) = w.remove_batch(DOM0, &gpfns);
+    assert_eq!(r, 0);
+    assert_eq!(invocations, 1000, "one continuation per 1000 entries");
+    assert!(errs.iter().all(|e| *e == -errno::ENOENT as i32));
+}
+
+/// Build a domU of `pages` pages, map them all into dom0 in batches of 512
+/// (add_to_physmap_batch + gmfn_foreign), then unmap them all, as the
+/// toolstack does. Returns the counters of the unmap phase.
+fn build(policy: Policy, pages: u64, batched: bool) -> TlbCounters {
+    let mut w = World::new(policy, pages + 1024);
+    let gfns: Vec<u64> = (0..pages).map(|i| RAM0 + i).collect();
+    for c in gfns.chunks(512) {
+        assert_eq!(w.populate(DOMU, DOMID_SELF, c, 0), c.len() as i64);
+    }
+    let dst: Vec<u64> = (0..pages).map(|i| FMAP + i).collect();
+    for (s, d) in gfns.chunks(512).zip(dst.chunks(512)) {
+        let (r, errs) = w.map_foreign(DOM0, DOMU, s, d);
+        assert_eq!(r, 0);
+        assert!(errs.iter().all(|e| *e == 0));
+    }
+    assert_eq!(
+        w.counters.total_tlbi(),
+        0,
+        "mapping into holes needs no flush"
+    );
+    if batched {
+        for c in dst.chunks(4096) {
+            let (r, errs, _) = w.remove_batch(DOM0, c);
+            assert_eq!(r, 0);
+            assert!(errs.iter().all(|e| *e == 0));
+        }
+    } else {
+        for g in &dst {
+            assert_eq!(w.remove_single(DOM0, *g), 0);
+        }
+        // The next toolstack step (here: unpause, modelled by a flush of
+        // everything pending) runs the coalesced plan.
+        let f = w.flush.flush_all();
+        w.exec(f);
+    }
+    std::eprintln!(
+        "{policy:?} pages={pages} batched={batched}: tlbi={} full={} ipas2={} ripas2={} vmalle1is={}",
+        w.counters.total_tlbi(),
+        w.counters.full_stage2(),
+        w.counters.get(TlbOpKind::Ipas2e1is),
+        w.counters.get(TlbOpKind::Ripas2e1is),
+        w.counters.get(TlbOpKind::Vmalle1is)
+    );
+    // Every foreign reference is back.
+    for g in gfns.iter().step_by(97) {
+        assert_eq!(w.refs(DOMU, *g), 1);
+    }
+    w.counters
+}
+
+/// The realistic workload's page count (48 MB kernel Image + initrd).
+const REALISTIC: u64 = 11_900;
+
+#[test]
+fn count_xen_compat_unbatched_is_one_full_flush_per_page() {
+    let c = build(Policy::XenCompat, REALISTIC, false);
+    assert_eq!(c.get(TlbOpKind::Vmalls12e1is), REALISTIC);
+    assert_eq!(c.total_tlbi(), REALISTIC);
+}
+
+#[test]
+fn count_targeted_batched_no_full_flush_few_tlbis() {
+    for has_range in [true, false] {
+        let pol = Policy::Targeted {
+            has_range,
+            nested: true,
+        };
+        let c = build(pol, REALISTIC, true);
+        assert_eq!(c.full_stage2(), 0);
+        if has_range {
+            assert!(c.total_tlbi() <= REALISTIC / 512 + 16, "{c:?}");
+        } else {
+            // One IPAS2E1IS per page, one VMALLE1IS per batch hypercall.
+            assert_eq!(c.get(TlbOpKind::Ipas2e1is), REALISTIC);
+            assert_eq!(c.get(TlbOpKind::Vmalle1is), REALISTIC.div_ceil(4096));
+        }
+    }
+}
+
+#[test]
+fn count_targeted_coalesced_singles() {
+    let c = build(TARGETED, REALISTIC, false);
+    assert_eq!(c.full_stage2(), 0);
+    assert!(c.total_tlbi() <= 64, "{c:?}");
+    // xen-compat with the batch call still flushes per p2m operation.
+    let c = build(Policy::XenCompat, 1024, true);
+    assert_eq!(c.get(TlbOpKind::Vmalls12e1is), 1024);
+}
+
+#[test]
+fn create_destroy_100_domains_returns_every_frame_and_table() {
+    let mut w = World::new(TARGETED, 8192);
+    let free0 = w.frames.free_frames();
+    // dom0's tables for FMAP stay once created: create them first.
+    assert_eq!(w.populate(DOM0, DOMID_SELF, &[FMAP], 0), 1);
+    assert_eq!(w.decrease(DOM0, DOMID_SELF, &[FMAP]), 1);
+    let tables0 = w.tables.live_tables();
+    let mut full = 0;
+    for round in 0..100u16 {
+        let d = 10 + round;
+        w.env.add(&mut w.tables, d, false, 1 << 20);
+        let gfns: Vec<u64> = (0..8).map(|i| RAM0 + i * 512).collect();
+        assert_eq!(w.populate(DOM0, d, &gfns, 9), 8);
+        // dom0 keeps one foreign mapping across the destroy.
+        let (r, _) = w.map_foreign(DOM0, d, &[RAM0 + 3], &[FMAP]);
+        assert_eq!(r, 0);
+        let dom = w.env.take(d);
+        let before = w.counters.full_stage2();
+        let (f, t) = MemCtx {
+            env: &mut w.env,
+            tables: &mut w.tables,
+            frames: &mut w.frames,
+            flush: &mut w.flush,
+            budget: 4096,
+        }
+        .teardown(dom.pm, dom.vmid);
+        w.exec(f);
+        t.finish(&mut w.tables);
+        full += w.counters.full_stage2() - before;
+        // The page dom0 still maps is not free yet.
+        assert_eq!(w.frames.free_frames(), free0 - 1);
+        assert_eq!(w.remove_single(DOM0, FMAP), 0);
+        let f = w.flush.flush_all();
+        w.exec(f);
+        assert_eq!(w.frames.free_frames(), free0);
+        assert_eq!(w.tables.live_tables(), tables0, "round {round}");
+    }
+    assert_eq!(full, 0, "targeted with ranges: destroy needs no full flush");
+}
