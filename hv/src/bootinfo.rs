@@ -246,7 +246,7 @@ fn regs<'a>(
     }
     let value = node.property("reg").map_or(&[][..], |p| p.value);
     let stride = (ac + sc) * 4;
-    if value.len() % stride != 0 {
+    if !value.len().is_multiple_of(stride) {
         return Err(BootInfoError::BadReg(what));
     }
     Ok(value.chunks_exact(stride).map(move |c| {

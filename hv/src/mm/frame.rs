@@ -184,7 +184,7 @@ impl FrameAllocator {
                 let mut j = 0;
                 while j < count {
                     let i = start + j;
-                    if i % 64 == 0 && count - j >= 64 && self.free[i / 64] == u64::MAX {
+                    if i.is_multiple_of(64) && count - j >= 64 && self.free[i / 64] == u64::MAX {
                         j += 64;
                         continue;
                     }

@@ -1,1 +1,162 @@
 //! The real arch layer (aarch64-unknown-none only).
+//!
+//! # Boot and arch layer
+//!
+//! **Image.** `head.rs` starts with a 64-byte arm64 Image header (Linux's
+//! `Documentation/arch/arm64/booting.rst`): `text_offset = 0x200000`,
+//! `image_size` from the linker script (stacks included), flags = 4 KiB pages,
+//! little-endian, base near the start of DRAM. hv is linked at `0x4020_0000`
+//! (`linker.ld`), which is where QEMU virt (`-kernel`) and U-Boot `booti` put an
+//! Image with that header on a machine whose RAM starts at `0x4000_0000`. The
+//! first instructions compare the run address with the link address and park
+//! the CPU if they differ (hv does not relocate itself; rebuild with another
+//! base in `linker.ld` for other boards). Build: `cargo build -p hv --release
+//! --target aarch64-unknown-none`, then `llvm-objcopy -O binary
+//! target/aarch64-unknown-none/release/hv hv.bin`.
+//!
+//! **What runs when (boot CPU).** `hv_primary_entry` (asm, MMU off): mask
+//! interrupts, check EL2 and the load address, `hv_el2_early` (set
+//! `HCR_EL2.E2H` if `ID_AA64MMFR1_EL1.VH != 0`, untrap FP/SIMD, `SCTLR_EL2`
+//! with the MMU off, `VBAR_EL2`), zero `.bss`, take CPU0's stack and call
+//! `boot::hv_boot_primary(dtb, vh)` (Rust, still MMU off, no atomics used):
+//! parse the DTB ([`crate::bootinfo`]); without FEAT_VHE print
+//! "hv requires FEAT_VHE" on the DTB's PL011 and power off with PSCI
+//! SYSTEM_OFF (hv only supports `E2H = 1`: under KVM's NV2 that is the only
+//! mode a guest hypervisor gets); build the identity map and switch the MMU on
+//! (`hv_mmu_enable`). Then: console + logger, the banner
+//! `hv: hv <version> booting at EL2 (VHE)`, the command line
+//! ([`crate::options`]), the frame allocator ([`crate::mm::frame`]) over RAM
+//! minus the image, the DTB, reserved ranges, boot modules and its own
+//! bitmaps, a heap of [`HEAP_PAGES`] frames (`linked_list_allocator`, the
+//! global allocator), `TPIDR_EL2` → per-CPU data, [`cpu::Cpu::init_el2`]
+//! (`HCR_EL2` for guests, timers, `VPIDR_EL2`, `ICC_SRE_EL2`), "hv: CPU0
+//! online", then PSCI CPU_ON of every other DTB CPU in turn (each waited for,
+//! so the "online" lines come in order) and finally portable code
+//! (`hv::start`).
+//!
+//! **Secondary CPUs.** `hv_secondary_entry` (x0 = CPU index): the same
+//! `hv_el2_early`, the boot CPU's MMU registers from `mmu::HV_MMU_CONFIG`
+//! (written with the MMU off, so readable before this CPU's MMU is on), the
+//! CPU's stack, then `hv_boot_secondary`: `TPIDR_EL2`, `init_el2`, "hv:
+//! CPU<n> online", portable code.
+//!
+//! **Memory map.** EL2&0 regime (`E2H = 1`, `TGE = 0`), `TTBR0_EL2`, 4 KiB
+//! granule, 48-bit VA, identity map: every DTB RAM range Normal WB inner
+//! shareable (EL2 RWX, EL0 no access); the PL011 and the GICv3 distributor and
+//! redistributors Device-nGnRE, execute-never. Tables come from a static pool
+//! in `.bss`. Image layout: `.text.head` (header) at `0x4020_0000`, `.text`,
+//! `.rodata`, `.data`, `.bss`, then [`STACK_SIZE`] bytes of stack per CPU for
+//! up to [`crate::bootinfo::MAX_CPUS`] CPUs.
+//!
+//! **Why E2H = 1.** With VHE the EL1 register names at EL2 reach EL2's own
+//! registers and the guest's EL1 state is reached through the `*_EL12` /
+//! `*_EL02` encodings (`cpu.rs`); `TCR_EL2` has the EL1 layout. `HCR_EL2.TGE`
+//! stays 0 all the time, so `TLBI *E1*` at EL2 target the guest regime of the
+//! VMID in `VTTBR_EL2`.
+//!
+//! **Exceptions.** `VBAR_EL2` = `hv_vectors`. Exceptions from EL2 itself save
+//! a full [`head::TrapFrame`] and print ESR/ELR/FAR, then park that CPU.
+//! Exceptions from EL1/EL0 are guest exits: `hv_guest_exit` saves the
+//! guest's x0..x30, PC, PSTATE, SP_EL0 and FP/SIMD registers, restores hv's
+//! callee-saved registers and returns from `hv_guest_enter` (i.e. from
+//! [`crate::arch::Arch::run_vcpu`]) with ESR/FAR/HPFAR and the vector.
+//!
+//! **Not done.** SVE/SME state is not switched (guests trap on SVE use);
+//! debug and PMU registers are not trapped or switched (`MDCR_EL2` is left as
+//! firmware set it); no self-relocation.
+
+pub mod boot;
+pub mod cpu;
+pub mod head;
+pub mod mmu;
+pub mod percpu;
+pub mod pl011;
+pub mod psci;
+pub mod sysreg;
+
+pub use cpu::{Cpu, HostMem};
+
+use crate::bootinfo::BootInfo;
+use crate::options::HvOptions;
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+use linked_list_allocator::Heap;
+
+/// Bytes of stack per CPU (`linker.ld` has the same value).
+pub const STACK_SIZE: usize = 0x1_0000;
+/// Frames given to the heap at boot (4 MiB).
+pub const HEAP_PAGES: usize = 1024;
+
+/// hv's heap: a first-fit list allocator behind a spin lock.
+pub struct HvHeap(spin::Mutex<Heap>);
+
+impl HvHeap {
+    /// Lock the heap (boot code initialises it through this).
+    pub fn lock(&self) -> spin::MutexGuard<'_, Heap> {
+        self.0.lock()
+    }
+}
+
+// SAFETY: allocation and deallocation go through linked_list_allocator's
+// first-fit list under one lock; a failed allocation returns null.
+unsafe impl GlobalAlloc for HvHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate_first_fit(layout)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc` with `layout`.
+            unsafe { self.0.lock().deallocate(p, layout) };
+        }
+    }
+}
+
+#[global_allocator]
+static HEAP: HvHeap = HvHeap(spin::Mutex::new(Heap::empty()));
+
+/// What the guest-exit path stores for `run_vcpu` (layout used by `head.rs`).
+#[repr(C)]
+#[derive(Default, Debug)]
+pub struct ExitRecord {
+    /// 0 sync, 1 IRQ, 2 FIQ, 3 SError.
+    pub vector: u64,
+    /// `ESR_EL2`.
+    pub esr: u64,
+    /// `FAR_EL2`.
+    pub far: u64,
+    /// `HPFAR_EL2`.
+    pub hpfar: u64,
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    crate::logger::emergency_print(format_args!(
+        "hv: ERROR: panic on CPU{}: {info}\n",
+        percpu::index()
+    ));
+    // SAFETY: parking masks interrupts and waits forever.
+    unsafe { head::hv_park() }
+}
+
+/// Hand the boot CPU to portable code.
+fn enter_primary(
+    cpu: &mut Cpu,
+    _mem: &mut HostMem,
+    _info: &'static BootInfo<'static>,
+    _options: &HvOptions,
+) -> ! {
+    log::info!("no start module yet");
+    crate::arch::Arch::system_off(cpu)
+}
+
+/// Hand a secondary CPU to portable code.
+fn enter_secondary(_cpu: &mut Cpu) -> ! {
+    loop {
+        // SAFETY: WFE only waits for an event.
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+    }
+}

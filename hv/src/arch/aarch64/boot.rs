@@ -1,0 +1,290 @@
+//! The boot flow in Rust: from `hv_boot_primary` / `hv_boot_secondary`
+//! (called by `head.rs` with a stack, E2H and VBAR set) to portable code.
+
+use super::cpu::{Cpu, HostMem};
+use super::head::{
+    __image_end, __image_start, hv_mmu_enable, hv_park, hv_secondary_entry, TrapFrame,
+};
+use super::mmu::{self, Builder};
+use super::pl011::Pl011;
+use super::sysreg::{read_sysreg, write_sysreg};
+use super::{percpu, psci, HEAP, HEAP_PAGES};
+use crate::bootinfo::{BootInfo, FixedVec, MAX_CPUS};
+use crate::logger::{self, ConsoleSink};
+use crate::mm::frame::{self, FrameAllocator};
+use crate::mm::MemRange;
+use crate::options::HvOptions;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use pv_tlb::PAGE_SIZE;
+use spin::Once;
+
+/// hv's version, as printed in the banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+static BOOT: Once<BootInfo<'static>> = Once::new();
+static UART: Once<Pl011> = Once::new();
+static OPTIONS: Once<HvOptions> = Once::new();
+static ONLINE: AtomicUsize = AtomicUsize::new(0);
+
+/// The DTB's boot information (after the boot CPU parsed it).
+#[must_use]
+pub fn boot_info() -> Option<&'static BootInfo<'static>> {
+    BOOT.get()
+}
+
+fn park() -> ! {
+    // SAFETY: parking masks interrupts and waits forever; no memory is touched.
+    unsafe { hv_park() }
+}
+
+/// The DTB blob at `pa`, sized by its header (at most 2 MiB, as booting.rst allows).
+///
+/// # Safety
+/// `pa` is the address the boot protocol gave in x0.
+unsafe fn dtb_slice(pa: u64) -> Option<&'static [u8]> {
+    if pa == 0 || !pa.is_multiple_of(8) {
+        return None;
+    }
+    let hdr = pa as *const u32;
+    // SAFETY: booting.rst: x0 holds the DTB's address in RAM, 8-byte aligned;
+    // its header is readable (identity / MMU off).
+    let magic = unsafe { hdr.read_volatile() };
+    // SAFETY: as above (the second header word, `totalsize`).
+    let size = unsafe { hdr.wrapping_add(1).read_volatile() };
+    let size = u32::from_be(size) as usize;
+    if u32::from_be(magic) != 0xd00d_feed || !(40..=(2 << 20)).contains(&size) {
+        return None;
+    }
+    // SAFETY: the whole blob is in RAM that hv never hands out (it is excluded
+    // from the frame allocator) and never writes.
+    Some(unsafe { core::slice::from_raw_parts(pa as *const u8, size) })
+}
+
+/// Print `msg` on the console found in the DTB with the MMU still off (no
+/// locks: only the boot CPU runs), then power off.
+fn early_fail(info: &BootInfo<'_>, msg: &str) -> ! {
+    if let Some(uart) = info.uart {
+        // SAFETY: the DTB names this PL011; with the MMU off every access is
+        // Device-nGnRnE, and no other CPU runs yet.
+        let u = unsafe { Pl011::new(uart.base.raw()) };
+        u.write_bytes(b"hv: ERROR: ");
+        u.write_bytes(msg.as_bytes());
+        u.write_bytes(b"\n");
+    }
+    psci::system_off(info.psci)
+}
+
+fn image_range() -> MemRange {
+    let start = core::ptr::addr_of!(__image_start) as u64;
+    let end = core::ptr::addr_of!(__image_end) as u64;
+    MemRange::new(start, end - start)
+}
+
+/// Boot CPU, called from `head.rs` with `dtb_pa` from x0 and `vh` =
+/// `ID_AA64MMFR1_EL1.VH`; the MMU is off.
+#[no_mangle]
+extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
+    // SAFETY: dtb_pa is x0 at entry (boot protocol).
+    let Some(dtb) = (unsafe { dtb_slice(dtb_pa) }) else {
+        park() // no DTB, so no console to complain on
+    };
+    let Ok(info) = BootInfo::parse(dtb) else {
+        park()
+    };
+    if vh == 0 {
+        early_fail(
+            &info,
+            "hv requires FEAT_VHE (ID_AA64MMFR1_EL1.VH == 0): it runs with HCR_EL2.E2H = 1; powering off",
+        );
+    }
+
+    // hv's identity map: RAM Normal WB, the devices hv drives Device-nGnRE.
+    // SAFETY: boot CPU, MMU off, no other CPU running.
+    let mut b = unsafe { Builder::new() };
+    let mut ok = true;
+    for m in info.memory.as_slice() {
+        ok &= b.map(m.base.raw(), m.end(), mmu::RAM).is_ok();
+    }
+    ok &= b.map(dtb_pa, dtb_pa + dtb.len() as u64, mmu::RAM).is_ok();
+    let img = image_range();
+    ok &= b.map(img.base.raw(), img.end(), mmu::RAM).is_ok();
+    let mut devices: FixedVec<MemRange, 8> = FixedVec::default();
+    let _ = info.uart.map(|u| devices.push(u));
+    if let Some(gic) = &info.gic {
+        let _ = devices.push(gic.dist);
+        for r in gic.redist.as_slice() {
+            let _ = devices.push(*r);
+        }
+    }
+    for d in devices.as_slice() {
+        ok &= b.map(d.base.raw(), d.end(), mmu::DEVICE).is_ok();
+    }
+    if !ok {
+        early_fail(&info, "out of boot page tables");
+    }
+    let cfg = b.finish();
+    // SAFETY: cfg describes an identity map of everything hv touches (its image,
+    // stack, the DTB, RAM, the console and GIC), so execution continues at the
+    // same addresses; the invalidated range is hv's own image.
+    unsafe { hv_mmu_enable(&cfg, img.base.raw() as usize, img.end() as usize) };
+
+    // From here on: MMU and caches on, atomics usable.
+    let info = BOOT.call_once(|| info);
+    if let Some(u) = info.uart {
+        // SAFETY: the DTB's PL011, identity-mapped as Device memory above;
+        // all later output goes through the logger's lock.
+        let uart = UART.call_once(|| unsafe { Pl011::new(u.base.raw()) });
+        let level = HvOptions::parse(info.cmdline, |_| {}).log_level;
+        logger::init(uart, level);
+    }
+    logger::print(format_args!("hv: hv {VERSION} booting at EL2 (VHE)\n"));
+    let options =
+        OPTIONS.call_once(|| HvOptions::parse(info.cmdline, |w| log::warn!("command line: {w}")));
+    log::info!("command line: \"{}\"", info.cmdline);
+    if info.memory_ignored != 0 || info.cpus_ignored != 0 {
+        log::warn!(
+            "DTB: ignoring {} memory ranges and {} CPUs beyond hv's limits",
+            info.memory_ignored,
+            info.cpus_ignored
+        );
+    }
+
+    init_frames(info, dtb_pa);
+    init_heap();
+
+    // SAFETY: CPU 0 is the caller.
+    let me = unsafe { percpu::prepare(0, read_sysreg!("mpidr_el1") & 0xff_00ff_ffff) };
+    // SAFETY: TPIDR_EL2 is hv's own per-CPU pointer register.
+    unsafe { write_sysreg!("tpidr_el2", me as u64) };
+    // SAFETY: once, on the boot CPU, before any guest.
+    unsafe { Cpu::init_el2() };
+    logger::print(format_args!("hv: CPU0 online\n"));
+    ONLINE.fetch_add(1, Ordering::SeqCst);
+    start_secondaries(info);
+
+    let mut cpu = Cpu::new(0, info.psci);
+    let mut mem = HostMem::new(info.memory);
+    super::enter_primary(&mut cpu, &mut mem, info, options)
+}
+
+fn init_frames(info: &BootInfo<'static>, dtb_pa: u64) {
+    let mut exclude: FixedVec<MemRange, 32> = FixedVec::default();
+    let mut ok = exclude.push(image_range()).is_ok();
+    ok &= exclude
+        .push(MemRange::new(dtb_pa, info.dtb_size as u64))
+        .is_ok();
+    for r in info.reserved.as_slice() {
+        ok &= exclude.push(*r).is_ok();
+    }
+    for m in info.modules() {
+        ok &= exclude.push(MemRange::new(m.pa.raw(), m.size)).is_ok();
+    }
+    let ram = info.memory.as_slice();
+    let words = FrameAllocator::storage_words(ram);
+    let bytes = (words * 8) as u64;
+    let Some(at) = FrameAllocator::find_storage(ram, exclude.as_slice(), bytes) else {
+        panic!("no room for the frame allocator's bitmaps ({bytes} bytes)");
+    };
+    ok &= exclude.push(MemRange::new(at.raw(), bytes)).is_ok();
+    assert!(ok, "too many excluded ranges for the frame allocator");
+    // SAFETY: `at..at+bytes` is RAM (identity-mapped Normal) that overlaps
+    // nothing in use (find_storage) and is excluded from the pool, so this is
+    // the only reference to it, for hv's lifetime.
+    let storage = unsafe { core::slice::from_raw_parts_mut(at.raw() as *mut u64, words) };
+    match FrameAllocator::new(ram, exclude.as_slice(), storage) {
+        Ok(fa) => {
+            log::info!(
+                "frames: {} free of {} MiB RAM",
+                fa.free_count(),
+                ram.iter().map(|r| r.size).sum::<u64>() >> 20
+            );
+            frame::init(fa);
+        }
+        Err(e) => panic!("frame allocator: {e:?}"),
+    }
+}
+
+fn init_heap() {
+    let Some(pa) = frame::frames().lock().alloc(HEAP_PAGES, 1) else {
+        panic!("no memory for the heap");
+    };
+    let size = HEAP_PAGES * PAGE_SIZE as usize;
+    // SAFETY: the frames were just allocated for the heap alone and are
+    // identity-mapped RAM; the heap is initialised once, before any allocation.
+    unsafe { HEAP.lock().init(pa.raw() as *mut u8, size) };
+    log::debug!("heap: {size:#x} bytes at {pa}");
+}
+
+fn start_secondaries(info: &BootInfo<'static>) {
+    let me = read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
+    let Some(conduit) = info.psci else {
+        if info.cpus.len() > 1 {
+            log::warn!("no /psci node: secondary CPUs stay off");
+        }
+        return;
+    };
+    let freq = read_sysreg!("cntfrq_el0").max(1);
+    let mut next = 1;
+    for &mpidr in info.cpus.as_slice() {
+        if mpidr == me || next >= MAX_CPUS {
+            continue;
+        }
+        // SAFETY: CPU `next` has not been started.
+        unsafe { percpu::prepare(next, mpidr) };
+        let entry = hv_secondary_entry as *const () as u64;
+        let ret = psci::call(conduit, psci::CPU_ON_64, mpidr, entry, next as u64);
+        if ret != 0 {
+            log::warn!("PSCI CPU_ON({mpidr:#x}) failed: {ret}");
+            continue;
+        }
+        let start = read_sysreg!("cntpct_el0");
+        while ONLINE.load(Ordering::SeqCst) <= next {
+            if read_sysreg!("cntpct_el0").wrapping_sub(start) > freq {
+                log::warn!("CPU{next} (MPIDR {mpidr:#x}) did not come online within 1 s");
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        next += 1;
+    }
+}
+
+/// Secondary CPUs, from `head.rs` with the MMU on and a stack.
+#[no_mangle]
+extern "C" fn hv_boot_secondary(index: usize) -> ! {
+    // SAFETY: the boot CPU prepared entry `index` before CPU_ON; this CPU owns it now.
+    let me = unsafe { percpu::prepare(index, read_sysreg!("mpidr_el1") & 0xff_00ff_ffff) };
+    // SAFETY: TPIDR_EL2 is hv's own per-CPU pointer register.
+    unsafe { write_sysreg!("tpidr_el2", me as u64) };
+    // SAFETY: once on this CPU, before any guest.
+    unsafe { Cpu::init_el2() };
+    logger::print(format_args!("hv: CPU{index} online\n"));
+    ONLINE.fetch_add(1, Ordering::SeqCst);
+    let psci = BOOT.get().and_then(|b| b.psci);
+    let mut cpu = Cpu::new(index, psci);
+    super::enter_secondary(&mut cpu)
+}
+
+/// hv took an exception at EL2 itself: report it and stop this CPU.
+#[no_mangle]
+extern "C" fn hv_el2_exception(frame: &TrapFrame, kind: u64) -> ! {
+    let what = ["synchronous", "IRQ", "FIQ", "SError"]
+        .get(kind as usize)
+        .copied()
+        .unwrap_or("?");
+    logger::emergency_print(format_args!(
+        "hv: ERROR: unexpected {what} exception at EL2 on CPU{}: ESR_EL2={:#x} (EC {:#x}) ELR_EL2={:#x} FAR_EL2={:#x} SPSR_EL2={:#x} SP={:#x}\n",
+        percpu::index(),
+        frame.esr,
+        frame.esr >> 26,
+        frame.elr,
+        frame.far,
+        frame.spsr,
+        frame.sp
+    ));
+    for (i, pair) in frame.x.chunks(4).enumerate() {
+        logger::emergency_print(format_args!("hv:   x{:<2}: {:#018x?}\n", i * 4, pair));
+    }
+    logger::emergency_print(format_args!("hv: CPU{} halted\n", percpu::index()));
+    park()
+}

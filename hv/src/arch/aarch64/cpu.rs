@@ -1,0 +1,446 @@
+//! The real [`Arch`] and [`PhysMem`] implementations.
+
+use super::head::hv_guest_enter;
+use super::percpu;
+use super::sysreg::{isb, read_sysreg, write_sysreg};
+use super::{psci, ExitRecord};
+use crate::arch::{Arch, El1Reg, El1Sysregs, ExitVector, GuestGprs, PhysMem, RawExit, Stage2Regs};
+use crate::bootinfo::{FixedVec, PsciConduit, MAX_MEMORY};
+use crate::mm::tlbi::{ipas2_operand, range_steps, RangeStep};
+use crate::mm::MemRange;
+use pv_tlb::{PhysAddr, TlbOp, Vmid, PAGE_SIZE};
+
+/// `HCR_EL2` while hv runs and while guests run (hv keeps TGE = 0 throughout,
+/// so `TLBI *E1*` at EL2 always target the EL1&0 regime of the current VMID).
+pub const HCR_GUEST: u64 = (1 << 0)   // VM: stage-2 translation
+    | (1 << 1)                        // SWIO: set/way invalidate -> clean+invalidate
+    | (1 << 2)                        // PTW: protected table walk
+    | (1 << 3)                        // FMO: FIQs to EL2
+    | (1 << 4)                        // IMO: IRQs to EL2
+    | (1 << 5)                        // AMO: SErrors to EL2
+    | (1 << 9)                        // FB: broadcast TLB/IC maintenance
+    | (1 << 10)                       // BSU = inner shareable
+    | (1 << 13)                       // TWI: trap WFI
+    | (1 << 19)                       // TSC: trap SMC
+    | (1 << 20)                       // TIDCP: trap IMPDEF sysregs
+    | (1 << 21)                       // TACR: trap ACTLR_EL1
+    | (1 << 22)                       // TSW: trap set/way cache maintenance
+    | (1 << 31)                       // RW: EL1 is AArch64
+    | (1 << 34)                       // E2H: VHE (set at boot, kept)
+    | (1 << 40)                       // APK: pointer-auth key registers not trapped
+    | (1 << 41); // API: pointer-auth instructions not trapped
+
+/// One physical CPU's view of the hardware.
+pub struct Cpu {
+    index: usize,
+    conduit: Option<PsciConduit>,
+    parange: u8,
+    vmid16: bool,
+    tlbirange: bool,
+    ttl: bool,
+    loaded: bool,
+}
+
+impl Cpu {
+    /// Per-CPU EL2 state hv needs before running guests: guest `HCR_EL2`,
+    /// timers, `VPIDR_EL2`, the GIC system-register interface.
+    ///
+    /// # Safety
+    /// Once per CPU at boot, at EL2 with `E2H = 1`, before any guest runs here.
+    pub unsafe fn init_el2() {
+        let midr = read_sysreg!("midr_el1");
+        let pfr0 = read_sysreg!("id_aa64pfr0_el1");
+        // SAFETY (each write below): EL2 configuration registers that only
+        // affect guests (EL1&0); no guest runs yet on this CPU and hv keeps
+        // TGE = 0, so its own EL2&0 execution is unaffected.
+        // SAFETY: see above.
+        unsafe { write_sysreg!("hcr_el2", HCR_GUEST) };
+        // SAFETY: see above.
+        unsafe { write_sysreg!("vpidr_el2", midr) };
+        // SAFETY: see above.
+        unsafe { write_sysreg!("cntvoff_el2", 0) };
+        // CNTHCTL_EL2 (E2H = 1 layout): EL1PCTEN = 1 (guests read the
+        // physical counter), EL1PCEN = 0 (physical timer accesses trap).
+        // SAFETY: see above.
+        unsafe { write_sysreg!("cnthctl_el2", 1u64 << 10) };
+        // SAFETY: see above.
+        unsafe { write_sysreg!("vttbr_el2", 0) };
+        if (pfr0 >> 24) & 0xf != 0 {
+            // ICC_SRE_EL2: SRE | DFB | DIB | Enable (EL1 may use the system interface).
+            // SAFETY: see above; the GIC CPU interface is a system-register one (PFR0.GIC).
+            unsafe { write_sysreg!("S3_4_C12_C9_5", 0xfu64) };
+        }
+        isb(); // the new EL2 controls apply from here on
+    }
+
+    /// This CPU's [`Arch`] handle.
+    #[must_use]
+    pub fn new(index: usize, conduit: Option<PsciConduit>) -> Self {
+        let mmfr0 = read_sysreg!("id_aa64mmfr0_el1");
+        let mmfr1 = read_sysreg!("id_aa64mmfr1_el1");
+        let mmfr2 = read_sysreg!("id_aa64mmfr2_el1");
+        let isar0 = read_sysreg!("id_aa64isar0_el1");
+        Self {
+            index,
+            conduit,
+            parange: (mmfr0 & 0xf) as u8,
+            vmid16: (mmfr1 >> 4) & 0xf == 2,
+            tlbirange: (isar0 >> 56) & 0xf == 2,
+            ttl: (mmfr2 >> 48) & 0xf != 0,
+            loaded: false,
+        }
+    }
+
+    /// True if the CPU has FEAT_TLBIRANGE (range TLBIs are executed as such).
+    #[must_use]
+    pub fn has_tlbi_range(&self) -> bool {
+        self.tlbirange
+    }
+
+    /// Run `f` with `vmid` in `VTTBR_EL2.VMID`, switching temporarily if it is
+    /// not the current one: VMID-scoped TLBIs use the VMID current when they execute.
+    fn with_vmid(&mut self, vmid: Vmid, f: impl FnOnce()) {
+        let cur = read_sysreg!("vttbr_el2");
+        let shift = 48;
+        let want = (cur & !(0xffff << shift)) | (u64::from(vmid.0) << shift);
+        if want == cur {
+            f();
+            return;
+        }
+        // SAFETY: hv runs at EL2 with TGE = 0 and no guest executing on this
+        // CPU; VTTBR_EL2 only affects EL1&0 translation and TLBI scoping.
+        unsafe { write_sysreg!("vttbr_el2", want) };
+        isb(); // the TLBI below must see the new VMID (context synchronisation)
+        f();
+        // SAFETY: as above; restores the loaded vCPU's VTTBR.
+        unsafe { write_sysreg!("vttbr_el2", cur) };
+        isb(); // later EL1&0 accesses (and TLBIs) see the restored VMID
+    }
+
+    fn vtcr_fixup(&self, vtcr: u64) -> u64 {
+        let ps = u64::from(self.parange.min(5));
+        let mut v = (vtcr & !(0b111 << 16)) | (ps << 16); // PS: the CPU's PA size (max 48 bits)
+        if self.vmid16 {
+            v |= 1 << 19; // VS: 16-bit VMIDs
+        }
+        v
+    }
+}
+
+macro_rules! el1_regs {
+    ($m:ident) => {
+        $m!(SctlrEl1, "S3_5_C1_C0_0"); // SCTLR_EL12
+        $m!(CpacrEl1, "S3_5_C1_C0_2"); // CPACR_EL12
+        $m!(Ttbr0El1, "S3_5_C2_C0_0"); // TTBR0_EL12
+        $m!(Ttbr1El1, "S3_5_C2_C0_1"); // TTBR1_EL12
+        $m!(TcrEl1, "S3_5_C2_C0_2"); // TCR_EL12
+        $m!(SpsrEl1, "S3_5_C4_C0_0"); // SPSR_EL12
+        $m!(ElrEl1, "S3_5_C4_C0_1"); // ELR_EL12
+        $m!(Afsr0El1, "S3_5_C5_C1_0"); // AFSR0_EL12
+        $m!(Afsr1El1, "S3_5_C5_C1_1"); // AFSR1_EL12
+        $m!(EsrEl1, "S3_5_C5_C2_0"); // ESR_EL12
+        $m!(FarEl1, "S3_5_C6_C0_0"); // FAR_EL12
+        $m!(MairEl1, "S3_5_C10_C2_0"); // MAIR_EL12
+        $m!(AmairEl1, "S3_5_C10_C3_0"); // AMAIR_EL12
+        $m!(VbarEl1, "S3_5_C12_C0_0"); // VBAR_EL12
+        $m!(ContextidrEl1, "S3_5_C13_C0_1"); // CONTEXTIDR_EL12
+        $m!(CntkctlEl1, "S3_5_C14_C1_0"); // CNTKCTL_EL12
+        $m!(CntvCtlEl0, "S3_5_C14_C3_1"); // CNTV_CTL_EL02
+        $m!(CntvCvalEl0, "S3_5_C14_C3_2"); // CNTV_CVAL_EL02
+                                           // Not redirected by E2H: the EL1/EL0 names reach the guest's copy.
+        $m!(SpEl1, "sp_el1");
+        $m!(TpidrEl1, "tpidr_el1");
+        $m!(TpidrEl0, "tpidr_el0");
+        $m!(TpidrroEl0, "tpidrro_el0");
+        $m!(ParEl1, "par_el1");
+        $m!(MdscrEl1, "mdscr_el1");
+    };
+}
+
+fn read_el1_reg(reg: El1Reg) -> u64 {
+    macro_rules! arm {
+        ($r:ident, $n:tt) => {
+            if reg == El1Reg::$r {
+                return read_sysreg!($n);
+            }
+        };
+    }
+    el1_regs!(arm);
+    unreachable!("every El1Reg is listed in el1_regs!")
+}
+
+/// # Safety
+/// Only with a vCPU loaded (these are the guest's registers).
+unsafe fn write_el1_reg(reg: El1Reg, val: u64) {
+    macro_rules! arm {
+        ($r:ident, $n:tt) => {
+            if reg == El1Reg::$r {
+                // SAFETY: with E2H = 1 these encodings reach the guest's EL1
+                // state, which does not affect hv's EL2&0 regime.
+                unsafe { write_sysreg!($n, val) };
+                return;
+            }
+        };
+    }
+    el1_regs!(arm);
+}
+
+const ALL_EL1: [El1Reg; El1Reg::COUNT] = [
+    El1Reg::SctlrEl1,
+    El1Reg::Ttbr0El1,
+    El1Reg::Ttbr1El1,
+    El1Reg::TcrEl1,
+    El1Reg::MairEl1,
+    El1Reg::AmairEl1,
+    El1Reg::VbarEl1,
+    El1Reg::ElrEl1,
+    El1Reg::SpsrEl1,
+    El1Reg::EsrEl1,
+    El1Reg::FarEl1,
+    El1Reg::SpEl1,
+    El1Reg::ContextidrEl1,
+    El1Reg::TpidrEl1,
+    El1Reg::TpidrEl0,
+    El1Reg::TpidrroEl0,
+    El1Reg::CpacrEl1,
+    El1Reg::Afsr0El1,
+    El1Reg::Afsr1El1,
+    El1Reg::ParEl1,
+    El1Reg::CntkctlEl1,
+    El1Reg::CntvCtlEl0,
+    El1Reg::CntvCvalEl0,
+    El1Reg::MdscrEl1,
+];
+
+macro_rules! tlbi {
+    ($op:literal) => {
+        // SAFETY: TLB maintenance only drops cached translations; hv's own
+        // EL2&0 entries are not EL1&0 entries and are unaffected.
+        unsafe { core::arch::asm!(concat!("tlbi ", $op), options(nostack, preserves_flags)) }
+    };
+    ($op:literal, $x:expr) => {
+        // SAFETY: as above.
+        unsafe { core::arch::asm!(concat!("tlbi ", $op, ", {0}"), in(reg) $x, options(nostack, preserves_flags)) }
+    };
+}
+
+impl Arch for Cpu {
+    fn cpu_index(&self) -> usize {
+        self.index
+    }
+
+    fn vcpu_load(&mut self, sysregs: &El1Sysregs, stage2: Stage2Regs, vmpidr: u64) {
+        for r in ALL_EL1 {
+            // SAFETY: the vCPU is being loaded: these registers now hold its state.
+            unsafe { write_el1_reg(r, sysregs.get(r)) };
+        }
+        let vtcr = self.vtcr_fixup(stage2.vtcr);
+        // SAFETY: stage-2 and VMPIDR registers only affect EL1&0, where no
+        // code runs until run_vcpu; stage2 comes from memops' tables.
+        unsafe { write_sysreg!("vtcr_el2", vtcr) };
+        // SAFETY: as above.
+        unsafe { write_sysreg!("vttbr_el2", stage2.vttbr) };
+        // SAFETY: as above.
+        unsafe { write_sysreg!("vmpidr_el2", vmpidr) };
+        isb(); // new stage-2 context before TLBIs or the guest use it
+               // SAFETY: TPIDR_EL2 points at this CPU's PerCpu; only this CPU uses its fp.
+        unsafe { (*percpu::this()).fp = sysregs.fp };
+        self.loaded = true;
+    }
+
+    fn vcpu_put(&mut self, sysregs: &mut El1Sysregs) {
+        for r in ALL_EL1 {
+            sysregs.set(r, read_el1_reg(r));
+        }
+        // SAFETY: as in vcpu_load.
+        sysregs.fp = unsafe { (*percpu::this()).fp };
+        self.loaded = false;
+    }
+
+    fn read_el1(&self, reg: El1Reg) -> u64 {
+        read_el1_reg(reg)
+    }
+
+    fn write_el1(&mut self, reg: El1Reg, val: u64) {
+        if !self.loaded {
+            log::error!("write_el1({reg:?}) with no vCPU loaded: ignored");
+            return;
+        }
+        // SAFETY: a vCPU is loaded (checked above).
+        unsafe { write_el1_reg(reg, val) };
+    }
+
+    fn run_vcpu(&mut self, gprs: &mut GuestGprs) -> RawExit {
+        let mut exit = ExitRecord::default();
+        // SAFETY: a vCPU is loaded (VTTBR/VTCR/EL1 state set by vcpu_load);
+        // hv_guest_enter saves hv's callee-saved state, erets to the guest,
+        // and returns here after the guest's next exception to EL2 with
+        // `gprs` and `exit` filled in (both live for the whole call).
+        unsafe { hv_guest_enter(gprs, &mut exit) };
+        let vector = match exit.vector {
+            0 => ExitVector::Sync,
+            1 => ExitVector::Irq,
+            2 => ExitVector::Fiq,
+            _ => ExitVector::SError,
+        };
+        RawExit {
+            vector,
+            esr: exit.esr,
+            far: exit.far,
+            hpfar: exit.hpfar,
+        }
+    }
+
+    fn tlb_op(&mut self, op: TlbOp) {
+        match op {
+            // Order page-table stores before the TLBIs that follow.
+            TlbOp::DsbIshst => {
+                // SAFETY: a barrier only orders memory accesses.
+                unsafe { core::arch::asm!("dsb ishst", options(nostack)) }
+            }
+            // Wait for broadcast TLB maintenance to complete.
+            TlbOp::DsbIsh => {
+                // SAFETY: a barrier only orders memory accesses.
+                unsafe { core::arch::asm!("dsb ish", options(nostack)) }
+            }
+            // Wait for local TLB maintenance to complete.
+            TlbOp::DsbNsh => {
+                // SAFETY: a barrier only orders memory accesses.
+                unsafe { core::arch::asm!("dsb nsh", options(nostack)) }
+            }
+            // Resynchronise this PE's context.
+            TlbOp::Isb => isb(),
+            TlbOp::Ipas2e1is { vmid, ipa, ttl } => {
+                let x = ipas2_operand(ipa, ttl, self.ttl);
+                self.with_vmid(vmid, || tlbi!("ipas2e1is", x));
+            }
+            TlbOp::Ripas2e1is {
+                vmid,
+                base,
+                pages,
+                ttl,
+            } => {
+                let (range, feat_ttl) = (self.tlbirange, self.ttl);
+                self.with_vmid(vmid, || {
+                    if !range {
+                        // No FEAT_TLBIRANGE: the same pages one by one.
+                        for p in 0..pages {
+                            let x = ipas2_operand(
+                                pv_tlb::Ipa(base.raw() + p * PAGE_SIZE),
+                                ttl,
+                                feat_ttl,
+                            );
+                            tlbi!("ipas2e1is", x);
+                        }
+                        return;
+                    }
+                    for step in range_steps(base, pages, ttl, feat_ttl) {
+                        match step {
+                            // TLBI RIPAS2E1IS = SYS #4, C8, C0, #2 (spelled out: the
+                            // base target has no FEAT_TLBIRANGE mnemonics).
+                            // SAFETY: as for the other TLBIs.
+                            RangeStep::Range { xt, .. } => unsafe {
+                                core::arch::asm!("sys #4, c8, c0, #2, {0}", in(reg) xt,
+                                    options(nostack, preserves_flags));
+                            },
+                            RangeStep::Single { xt, .. } => tlbi!("ipas2e1is", xt),
+                        }
+                    }
+                });
+            }
+            TlbOp::Vmalle1is { vmid } => self.with_vmid(vmid, || tlbi!("vmalle1is")),
+            TlbOp::Vmalle1 { vmid } => self.with_vmid(vmid, || tlbi!("vmalle1")),
+            TlbOp::Vmalls12e1is { vmid } => self.with_vmid(vmid, || tlbi!("vmalls12e1is")),
+            TlbOp::Vmalls12e1 { vmid } => self.with_vmid(vmid, || tlbi!("vmalls12e1")),
+            TlbOp::Alle1is => tlbi!("alle1is"),
+            // SAFETY: invalidating the instruction cache only costs refetches.
+            TlbOp::IcIallu => unsafe { core::arch::asm!("ic iallu", options(nostack)) },
+        }
+    }
+
+    fn counter(&self) -> u64 {
+        isb(); // do not read the counter early (out of order)
+        read_sysreg!("cntvct_el0")
+    }
+
+    fn counter_frequency(&self) -> u64 {
+        read_sysreg!("cntfrq_el0")
+    }
+
+    fn vmid_bits(&self) -> u8 {
+        if self.vmid16 {
+            16
+        } else {
+            8
+        }
+    }
+
+    fn ipa_bits(&self) -> u8 {
+        match self.parange {
+            0 => 32,
+            1 => 36,
+            2 => 40,
+            3 => 42,
+            4 => 44,
+            _ => 48,
+        }
+    }
+
+    fn system_off(&mut self) -> ! {
+        psci::system_off(self.conduit)
+    }
+}
+
+/// hv's access to host RAM through the identity map.
+#[derive(Clone, Copy)]
+pub struct HostMem {
+    ram: FixedVec<MemRange, MAX_MEMORY>,
+}
+
+impl HostMem {
+    /// Access to the RAM ranges `ram` (all identity-mapped Normal WB).
+    #[must_use]
+    pub fn new(ram: FixedVec<MemRange, MAX_MEMORY>) -> Self {
+        Self { ram }
+    }
+
+    fn check(&self, pa: PhysAddr, len: usize) -> bool {
+        let r = MemRange::new(pa.raw(), len as u64);
+        let ok =
+            self.ram.as_slice().iter().any(|m| {
+                r.base.raw() >= m.base.raw() && r.end() <= m.end() && r.end() >= r.base.raw()
+            });
+        if !ok {
+            log::error!("PhysMem access outside RAM: {pa} + {len:#x} (ignored)");
+        }
+        ok
+    }
+}
+
+impl PhysMem for HostMem {
+    fn read(&self, pa: PhysAddr, buf: &mut [u8]) {
+        if self.check(pa, buf.len()) {
+            // SAFETY: the range lies in RAM (checked), which hv identity-maps
+            // as Normal memory for its whole lifetime.
+            unsafe {
+                core::ptr::copy_nonoverlapping(pa.raw() as *const u8, buf.as_mut_ptr(), buf.len())
+            };
+        } else {
+            buf.fill(0);
+        }
+    }
+
+    fn write(&mut self, pa: PhysAddr, buf: &[u8]) {
+        if self.check(pa, buf.len()) {
+            // SAFETY: as in read; callers only pass frames hv or a domain owns.
+            unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), pa.raw() as *mut u8, buf.len()) };
+        }
+    }
+
+    fn zero_frame(&mut self, pa: PhysAddr) {
+        if pa.is_aligned(PAGE_SIZE) && self.check(pa, PAGE_SIZE as usize) {
+            // SAFETY: one whole RAM frame, identity-mapped (checked above).
+            unsafe { core::ptr::write_bytes(pa.raw() as *mut u8, 0, PAGE_SIZE as usize) };
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Assembly: the arm64 Image header, the primary and secondary entry points,
+//! the MMU switch-on, the EL2 vector table and the guest entry/exit path.
+
+use super::percpu::PerCpu;
+use super::{ExitRecord, STACK_SIZE};
+
+use crate::arch::{FpState, GuestGprs};
+use core::mem::offset_of;
+
+// The Image header follows Linux's Documentation/arch/arm64/booting.rst:
+// code0/code1, text_offset, image_size, flags, res2..res4, magic, res5.
+// flags = 0b0010: little-endian (bit 0 = 0), 4K pages (bits 2:1 = 01), and
+// bit 3 = 0: the 2 MiB aligned base must be as close as possible to the start
+// of DRAM, which together with text_offset = 0x200000 puts hv at its link
+// address on QEMU virt (and under U-Boot `booti`).
+core::arch::global_asm!(
+    r#"
+    .section .text.head, "ax"
+    .global _start
+_start:
+    b       hv_primary_entry            // code0
+    .long   0                           // code1
+    .quad   0x200000                    // text_offset
+    .quad   __image_size                // image_size (from the linker script)
+    .quad   0x2                         // flags
+    .quad   0                           // res2
+    .quad   0                           // res3
+    .quad   0                           // res4
+    .byte   0x41, 0x52, 0x4d, 0x64      // magic "ARM\x64"
+    .long   0                           // res5
+
+    .text
+    .balign 8
+hv_primary_entry:
+    msr     daifset, #0xf
+    mov     x19, x0                     // DTB physical address (booting.rst: x0)
+    mrs     x1, CurrentEL
+    cmp     x1, #(2 << 2)
+    b.ne    hv_park                     // not entered at EL2: nothing sane to do
+    adr     x1, _start
+    ldr     x2, 9f
+    cmp     x1, x2
+    b.ne    hv_park                     // not loaded at the link address (see mod.rs)
+    bl      hv_el2_early
+    mov     x20, x0                     // ID_AA64MMFR1_EL1.VH
+    adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+1:  cmp     x1, x2
+    b.hs    2f
+    str     xzr, [x1], #8
+    b       1b
+2:  adrp    x1, __stacks_start
+    add     x1, x1, :lo12:__stacks_start
+    mov     x2, #{stack_size}
+    add     x1, x1, x2
+    mov     sp, x1
+    mov     x0, x19
+    mov     x1, x20
+    bl      hv_boot_primary
+    b       hv_park
+    .balign 8
+9:  .quad   _start
+
+    // Secondary CPUs arrive here from PSCI CPU_ON with the MMU off and
+    // x0 = context_id = hv's CPU index.
+    .global hv_secondary_entry
+hv_secondary_entry:
+    msr     daifset, #0xf
+    mov     x19, x0
+    bl      hv_el2_early
+    adrp    x1, {mmu_config}
+    add     x1, x1, :lo12:{mmu_config}
+    ldp     x2, x3, [x1]
+    ldp     x4, x5, [x1, #16]
+    msr     mair_el2, x2
+    msr     tcr_el2, x3
+    msr     ttbr0_el2, x4
+    isb                                 // translation registers in place before the flush
+    tlbi    alle2                       // nothing stale from firmware for the EL2&0 regime
+    dsb     nsh                         // ... completed on this PE
+    isb
+    msr     sctlr_el2, x5
+    isb                                 // MMU on for what follows
+    adrp    x1, __stacks_start
+    add     x1, x1, :lo12:__stacks_start
+    mov     x2, #{stack_size}
+    madd    x1, x19, x2, x1
+    add     x1, x1, x2
+    mov     sp, x1
+    mov     x0, x19
+    bl      hv_boot_secondary
+    b       hv_park
+
+    // Per-CPU EL2 set-up that must precede any Rust code: HCR_EL2.E2H (VHE)
+    // if the CPU has FEAT_VHE, FP/SIMD untrapped, SCTLR_EL2 with the MMU off,
+    // and VBAR_EL2. Returns ID_AA64MMFR1_EL1.VH in x0. Clobbers x1.
+hv_el2_early:
+    mrs     x0, ID_AA64MMFR1_EL1
+    ubfx    x0, x0, #8, #4
+    cbz     x0, 1f
+    mov     x1, #(1 << 31)              // HCR_EL2.RW: EL1 is AArch64
+    orr     x1, x1, #(1 << 34)          // HCR_EL2.E2H: VHE, before the MMU
+    msr     hcr_el2, x1
+    isb                                 // E2H changes the layout of CPTR/SCTLR/TCR_EL2
+    mov     x1, #(3 << 20)              // CPTR_EL2 (CPACR layout): FPEN = 0b11
+    msr     cptr_el2, x1
+    b       2f
+1:  mov     x1, #0x33ff                 // CPTR_EL2 (E2H = 0 layout): RES1, TFP = 0
+    msr     cptr_el2, x1
+2:  movz    x1, #0x0830
+    movk    x1, #0x30c5, lsl #16        // SCTLR_EL2: RES1 bits, MMU and caches off, LE
+    msr     sctlr_el2, x1
+    adrp    x1, hv_vectors
+    add     x1, x1, :lo12:hv_vectors
+    msr     vbar_el2, x1
+    isb
+    ret
+
+    // hv_mmu_enable(cfg: *const [u64; 4] = [mair, tcr, ttbr0, sctlr], inv_start, inv_end)
+    .global hv_mmu_enable
+hv_mmu_enable:
+    // hv wrote its image (bss, stacks, page tables) with the D-cache off:
+    // drop any stale line over it so the cached view matches memory.
+    mrs     x3, ctr_el0
+    ubfx    x3, x3, #16, #4
+    mov     x4, #4
+    lsl     x4, x4, x3                  // D-cache line size in bytes
+    sub     x5, x4, #1
+    bic     x1, x1, x5
+1:  dc      ivac, x1
+    add     x1, x1, x4
+    cmp     x1, x2
+    b.lo    1b
+    dsb     sy                          // invalidation complete before the MMU uses the tables
+    ldp     x2, x3, [x0]
+    ldp     x4, x5, [x0, #16]
+    msr     mair_el2, x2
+    msr     tcr_el2, x3
+    msr     ttbr0_el2, x4
+    isb                                 // translation registers in place before the flush
+    tlbi    alle2                       // nothing stale from firmware for the EL2&0 regime
+    dsb     nsh                         // ... completed on this PE
+    isb
+    msr     sctlr_el2, x5
+    isb                                 // MMU on for what follows
+    ret
+
+    .global hv_park
+hv_park:
+    msr     daifset, #0xf
+1:  wfe
+    b       1b
+
+    // ---- Exception vectors -------------------------------------------------
+    // Current EL (hv's own faults): build a TrapFrame and report.
+    .macro  HV_FAULT kind
+    .balign 0x80
+    sub     sp, sp, #{frame_size}
+    stp     x0, x1, [sp]
+    mov     x1, #\kind
+    b       hv_el2_fault
+    .endm
+    // Lower EL (guest exits): save the guest and return from hv_guest_enter.
+    .macro  HV_EXIT kind
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x1, #\kind
+    b       hv_guest_exit
+    .endm
+
+    .balign 0x800
+    .global hv_vectors
+hv_vectors:
+    HV_FAULT 0      // current EL, SP_EL0: sync
+    HV_FAULT 1      //   irq
+    HV_FAULT 2      //   fiq
+    HV_FAULT 3      //   serror
+    HV_FAULT 0      // current EL, SP_ELx: sync
+    HV_FAULT 1
+    HV_FAULT 2
+    HV_FAULT 3
+    HV_EXIT 0       // lower EL, AArch64: sync
+    HV_EXIT 1       //   irq
+    HV_EXIT 2       //   fiq
+    HV_EXIT 3       //   serror
+    HV_EXIT 0       // lower EL, AArch32
+    HV_EXIT 1
+    HV_EXIT 2
+    HV_EXIT 3
+
+hv_el2_fault:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    add     x2, sp, #{frame_size}
+    stp     x30, x2, [sp, #240]         // x30, sp before the exception
+    mrs     x2, elr_el2
+    mrs     x3, spsr_el2
+    stp     x2, x3, [sp, #256]
+    mrs     x2, esr_el2
+    mrs     x3, far_el2
+    stp     x2, x3, [sp, #272]
+    mov     x0, sp
+    bl      hv_el2_exception            // never returns
+    b       hv_park
+
+    // hv_guest_enter(gprs: *mut GuestGprs, exit: *mut ExitRecord)
+    .global hv_guest_enter
+hv_guest_enter:
+    sub     sp, sp, #160
+    stp     x19, x20, [sp, #0]
+    stp     x21, x22, [sp, #16]
+    stp     x23, x24, [sp, #32]
+    stp     x25, x26, [sp, #48]
+    stp     x27, x28, [sp, #64]
+    stp     x29, x30, [sp, #80]
+    stp     d8, d9, [sp, #96]
+    stp     d10, d11, [sp, #112]
+    stp     d12, d13, [sp, #128]
+    stp     d14, d15, [sp, #144]
+    mrs     x2, tpidr_el2
+    str     x0, [x2, #{pc_gprs}]
+    str     x1, [x2, #{pc_exit}]
+    add     x3, x2, #{pc_fp}            // the loaded vCPU's FP/SIMD state
+    ldp     q0, q1, [x3, #0]
+    ldp     q2, q3, [x3, #32]
+    ldp     q4, q5, [x3, #64]
+    ldp     q6, q7, [x3, #96]
+    ldp     q8, q9, [x3, #128]
+    ldp     q10, q11, [x3, #160]
+    ldp     q12, q13, [x3, #192]
+    ldp     q14, q15, [x3, #224]
+    ldp     q16, q17, [x3, #256]
+    ldp     q18, q19, [x3, #288]
+    ldp     q20, q21, [x3, #320]
+    ldp     q22, q23, [x3, #352]
+    ldp     q24, q25, [x3, #384]
+    ldp     q26, q27, [x3, #416]
+    ldp     q28, q29, [x3, #448]
+    ldp     q30, q31, [x3, #480]
+    add     x3, x3, #512
+    ldp     x4, x5, [x3]                // fpsr, fpcr
+    msr     fpsr, x4
+    msr     fpcr, x5
+    ldp     x2, x3, [x0, #{g_pc}]
+    msr     elr_el2, x2
+    msr     spsr_el2, x3
+    ldr     x2, [x0, #{g_sp_el0}]
+    msr     sp_el0, x2
+    ldp     x2, x3, [x0, #16]
+    ldp     x4, x5, [x0, #32]
+    ldp     x6, x7, [x0, #48]
+    ldp     x8, x9, [x0, #64]
+    ldp     x10, x11, [x0, #80]
+    ldp     x12, x13, [x0, #96]
+    ldp     x14, x15, [x0, #112]
+    ldp     x16, x17, [x0, #128]
+    ldp     x18, x19, [x0, #144]
+    ldp     x20, x21, [x0, #160]
+    ldp     x22, x23, [x0, #176]
+    ldp     x24, x25, [x0, #192]
+    ldp     x26, x27, [x0, #208]
+    ldp     x28, x29, [x0, #224]
+    ldr     x30, [x0, #240]
+    ldp     x0, x1, [x0, #0]
+    eret
+    dsb     nsh                         // no speculation past the eret
+    isb
+
+hv_guest_exit:
+    // sp = hv's stack as hv_guest_enter left it, guest x0/x1 pushed on it.
+    mrs     x0, tpidr_el2
+    ldr     x0, [x0, #{pc_gprs}]
+    stp     x2, x3, [x0, #16]
+    stp     x4, x5, [x0, #32]
+    stp     x6, x7, [x0, #48]
+    stp     x8, x9, [x0, #64]
+    stp     x10, x11, [x0, #80]
+    stp     x12, x13, [x0, #96]
+    stp     x14, x15, [x0, #112]
+    stp     x16, x17, [x0, #128]
+    stp     x18, x19, [x0, #144]
+    stp     x20, x21, [x0, #160]
+    stp     x22, x23, [x0, #176]
+    stp     x24, x25, [x0, #192]
+    stp     x26, x27, [x0, #208]
+    stp     x28, x29, [x0, #224]
+    str     x30, [x0, #240]
+    ldp     x2, x3, [sp], #16
+    stp     x2, x3, [x0, #0]
+    mrs     x2, elr_el2
+    mrs     x3, spsr_el2
+    stp     x2, x3, [x0, #{g_pc}]
+    mrs     x2, sp_el0
+    str     x2, [x0, #{g_sp_el0}]
+    mrs     x5, tpidr_el2
+    ldr     x0, [x5, #{pc_exit}]
+    mrs     x2, esr_el2
+    mrs     x3, far_el2
+    mrs     x4, hpfar_el2
+    stp     x1, x2, [x0, #0]            // vector, esr
+    stp     x3, x4, [x0, #16]           // far, hpfar
+    add     x3, x5, #{pc_fp}
+    stp     q0, q1, [x3, #0]
+    stp     q2, q3, [x3, #32]
+    stp     q4, q5, [x3, #64]
+    stp     q6, q7, [x3, #96]
+    stp     q8, q9, [x3, #128]
+    stp     q10, q11, [x3, #160]
+    stp     q12, q13, [x3, #192]
+    stp     q14, q15, [x3, #224]
+    stp     q16, q17, [x3, #256]
+    stp     q18, q19, [x3, #288]
+    stp     q20, q21, [x3, #320]
+    stp     q22, q23, [x3, #352]
+    stp     q24, q25, [x3, #384]
+    stp     q26, q27, [x3, #416]
+    stp     q28, q29, [x3, #448]
+    stp     q30, q31, [x3, #480]
+    mrs     x4, fpsr
+    mrs     x5, fpcr
+    add     x3, x3, #512
+    stp     x4, x5, [x3]                // fpsr, fpcr
+    ldp     x19, x20, [sp, #0]
+    ldp     x21, x22, [sp, #16]
+    ldp     x23, x24, [sp, #32]
+    ldp     x25, x26, [sp, #48]
+    ldp     x27, x28, [sp, #64]
+    ldp     x29, x30, [sp, #80]
+    ldp     d8, d9, [sp, #96]
+    ldp     d10, d11, [sp, #112]
+    ldp     d12, d13, [sp, #128]
+    ldp     d14, d15, [sp, #144]
+    add     sp, sp, #160
+    ret
+"#,
+    stack_size = const STACK_SIZE,
+    frame_size = const core::mem::size_of::<TrapFrame>(),
+    mmu_config = sym super::mmu::HV_MMU_CONFIG,
+    pc_gprs = const offset_of!(PerCpu, gprs),
+    pc_exit = const offset_of!(PerCpu, exit),
+    pc_fp = const offset_of!(PerCpu, fp),
+    g_pc = const offset_of!(GuestGprs, pc),
+    g_sp_el0 = const offset_of!(GuestGprs, sp_el0),
+);
+
+// The assembly above hard-codes these layouts.
+const _: () = {
+    assert!(offset_of!(GuestGprs, x) == 0);
+    assert!(offset_of!(GuestGprs, pstate) == offset_of!(GuestGprs, pc) + 8);
+    assert!(offset_of!(FpState, fpsr) == 512);
+    assert!(offset_of!(FpState, fpcr) == 520);
+    assert!(offset_of!(ExitRecord, vector) == 0);
+    assert!(offset_of!(ExitRecord, esr) == 8);
+    assert!(offset_of!(ExitRecord, far) == 16);
+    assert!(offset_of!(ExitRecord, hpfar) == 24);
+    assert!(offset_of!(PerCpu, fp) % 16 == 0);
+    assert!(core::mem::size_of::<TrapFrame>() == 288);
+};
+
+/// What `hv_el2_fault` saves for an exception hv takes at EL2 itself.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    /// x0..x30.
+    pub x: [u64; 31],
+    /// `SP` before the exception.
+    pub sp: u64,
+    /// `ELR_EL2`.
+    pub elr: u64,
+    /// `SPSR_EL2`.
+    pub spsr: u64,
+    /// `ESR_EL2`.
+    pub esr: u64,
+    /// `FAR_EL2`.
+    pub far: u64,
+}
+
+extern "C" {
+    /// Turn the EL2 MMU on with `cfg = [mair, tcr, ttbr0, sctlr]` after
+    /// invalidating the data cache over `[inv_start, inv_end)`.
+    pub fn hv_mmu_enable(cfg: *const [u64; 4], inv_start: usize, inv_end: usize);
+    /// Run the guest described by `gprs` until its next exception to EL2.
+    pub fn hv_guest_enter(gprs: *mut GuestGprs, exit: *mut ExitRecord);
+    /// Entry point for secondary CPUs (PSCI CPU_ON).
+    pub fn hv_secondary_entry();
+    /// Mask all interrupts and wait forever.
+    pub fn hv_park() -> !;
+    /// First byte of hv's image (linker script).
+    pub static __image_start: u8;
+    /// One past hv's image, stacks included (linker script).
+    pub static __image_end: u8;
+}
