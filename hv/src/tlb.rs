@@ -127,3 +127,49 @@ fn representative(kind: TlbOpKind) -> TlbOp {
         TlbOpKind::IcIallu => TlbOp::IcIallu,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::fake::{FakeArch, FakeMachine};
+
+    #[test]
+    fn executes_in_order_and_counts_by_kind() {
+        let machine = FakeMachine::new_shared();
+        let mut arch = FakeArch::new(1, machine.clone());
+        let stats = TlbStats::new();
+        let vmid = Vmid(2);
+        let ops = [
+            TlbOp::DsbIshst,
+            TlbOp::Ipas2e1is {
+                vmid,
+                ipa: Ipa(0x4000_0000),
+                ttl: Some(3),
+            },
+            TlbOp::Ipas2e1is {
+                vmid,
+                ipa: Ipa(0x4000_1000),
+                ttl: Some(3),
+            },
+            TlbOp::DsbIsh,
+            TlbOp::Vmalle1is { vmid },
+            TlbOp::DsbIsh,
+            TlbOp::Isb,
+        ];
+        execute_ops_counted(&ops, &mut arch, &stats);
+        assert_eq!(machine.lock().tlb_ops(), ops.to_vec());
+        assert_eq!(stats.count(TlbOpKind::Ipas2e1is), 2);
+        assert_eq!(stats.count(TlbOpKind::Vmalle1is), 1);
+        assert_eq!(stats.count(TlbOpKind::Vmalls12e1is), 0);
+        assert_eq!(stats.barriers(), 4);
+        let snap = stats.snapshot();
+        assert_eq!(snap.total_tlbi(), 3);
+        assert_eq!(snap.full_stage2(), 0);
+        assert_eq!(snap.get(TlbOpKind::Ipas2e1is), 2);
+        // The global counters see plans run through `execute`.
+        let before = STATS.count(TlbOpKind::Alle1is);
+        execute([TlbOp::Alle1is, TlbOp::DsbIsh], &mut arch);
+        assert!(STATS.count(TlbOpKind::Alle1is) > before);
+        assert!(snapshot().get(TlbOpKind::Alle1is) > before);
+    }
+}

@@ -428,3 +428,122 @@ fn xen_version_structures_are_copied_out() {
     assert_eq!(e[9].x[0], 0, "compile_info");
     assert_eq!(e[10].x[0], EFAULT, "changeset outside RAM");
 }
+
+#[test]
+fn two_pcpus_share_the_domains_and_exactly_one_powers_off() {
+    let r = rig();
+    for _ in 0..3 {
+        r.add(&kernel(b"x\n"));
+    }
+    for vmid in 1..=3 {
+        let mut steps: Vec<Step> = (0..50).map(|_| Step::hypercall(29, &[0])).collect();
+        steps.push(Step::hypercall(18, &[0, 2, GUEST_RAM0_BASE + 0x100]));
+        steps.push(shutdown(GUEST_RAM0_BASE + 0x200));
+        r.script(vmid, steps);
+    }
+    let exits: Vec<CpuExit> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|cpu| {
+                s.spawn({
+                    let r = &r;
+                    move || r.run(cpu)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        exits.iter().filter(|e| **e == CpuExit::PowerOff).count(),
+        1,
+        "{exits:?}"
+    );
+    for d in 1..=3 {
+        assert!(r.lines.has(&format!("hv: d{d} ended (poweroff)")));
+        assert_eq!(r.entries(d as u16).len(), 52);
+        assert_eq!(r.machine.lock().remaining(d as u16, 0), 0);
+    }
+    assert_eq!(
+        r.lines
+            .all()
+            .iter()
+            .filter(|l| *l == "(d1) x" || *l == "(d2) x" || *l == "(d3) x")
+            .count(),
+        3
+    );
+    assert_eq!(
+        r.lines.all().last().unwrap(),
+        "hv: all domains ended, powering off"
+    );
+    r.sys.with_mem(|m, vmids| {
+        assert_eq!(m.allocated(Kind::Ram) + m.allocated(Kind::Table), 0);
+        assert_eq!(vmids, 0);
+    });
+}
+
+#[test]
+fn mem_option_and_module_reading() {
+    assert_eq!(parse_mem("console=hvc0 mem=64M"), Some(64 << 20));
+    assert_eq!(parse_mem("mem=512k"), Some(512 << 10));
+    assert_eq!(parse_mem("mem=1G quiet"), Some(1 << 30));
+    assert_eq!(parse_mem("mem=4096"), Some(4096));
+    assert_eq!(parse_mem("mem=abc"), None);
+    assert_eq!(parse_mem("mem=99999999999999G"), None);
+    assert_eq!(parse_mem("quiet"), None);
+    // Domains from boot modules: a module in host RAM, read across a page boundary.
+    let r = rig();
+    let mut img = kernel(b"from module\n");
+    img.resize(0x1800, 0x33);
+    let pa = 0x8000_0800u64;
+    r.sys.with_mem(|m, _| {
+        let mut off = 0;
+        while off < img.len() {
+            let at = pa + off as u64;
+            let n = (0x1000 - (at & 0xfff) as usize).min(img.len() - off);
+            m.write(PhysAddr(at), &img[off..off + n]);
+            off += n;
+        }
+    });
+    let modules = [
+        BootModule {
+            pa: PhysAddr(pa),
+            size: img.len() as u64,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("mem=3M"),
+        },
+        BootModule {
+            pa: PhysAddr(pa),
+            size: 16,
+            kind: ModuleKind::Ramdisk,
+            bootargs: None,
+        },
+        // Too big for its RAM: refused, nothing leaks.
+        BootModule {
+            pa: PhysAddr(pa),
+            size: 2 << 20,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("mem=1M"),
+        },
+    ];
+    r.sys.add_module_domains(&modules);
+    assert_eq!(r.sys.live_domains(), 1);
+    let back = r
+        .sys
+        .with_guest_memory(1, |gm| {
+            let mut b = vec![0u8; img.len()];
+            gm.copy_from_guest(Ipa(GUEST_RAM0_BASE), &mut b).unwrap();
+            b
+        })
+        .unwrap();
+    assert_eq!(back, img);
+    assert!(
+        r.lines.has(
+            "hv: d1: 3 MiB RAM at 0x40000000, VMID 1, kernel 0x1800 bytes entry 0x0000000040000000"
+        ),
+        "{:?}",
+        r.lines.all()
+    );
+    r.sys.with_mem(|m, vmids| {
+        assert_eq!(m.allocated(Kind::Ram), 768);
+        assert_eq!(vmids, 1);
+    });
+}

@@ -370,3 +370,145 @@ pub(crate) mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod handler_tests {
+    use super::*;
+    use crate::arch::fake::FakeMem;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use memops::{S2Attrs, Stage2};
+    use pv_tlb::{Ipa, PhysAddr};
+
+    #[derive(Default)]
+    struct Lines(Vec<String>);
+    impl ConsoleSink for Lines {
+        fn guest_line(&mut self, domid: u16, line: &str) {
+            self.0.push(std::format!("(d{domid}) {line}"));
+        }
+    }
+
+    const B: u64 = 0x4000_0000;
+
+    fn with_ctx(privileged: bool, f: impl FnOnce(&mut HypercallCtx<'_, FakeMem>)) -> Lines {
+        let mut mem = FakeMem::new(0x8000_0000, 0x100_0000);
+        let mut s2 = Stage2::new(&mut mem, 40).unwrap();
+        s2.map(
+            &mut mem,
+            Ipa(B),
+            PhysAddr(0x8010_0000),
+            0x2000,
+            S2Attrs::RAM,
+        )
+        .unwrap();
+        s2.map(
+            &mut mem,
+            Ipa(B + 0x2000),
+            PhysAddr(0x8020_0000),
+            0x1000,
+            S2Attrs::RAM_RO,
+        )
+        .unwrap();
+        let mut line = ConsoleLine::default();
+        let mut sink = Lines::default();
+        let mut ctx = HypercallCtx {
+            domid: 3,
+            privileged,
+            handle: [9; 16],
+            mem: GuestMemory::new(&s2, &mut mem),
+            line: &mut line,
+            sink: &mut sink,
+        };
+        f(&mut ctx);
+        sink
+    }
+
+    fn call(ctx: &mut HypercallCtx<'_, FakeMem>, nr: u64, args: [u64; 5]) -> u64 {
+        dispatch(&Hypercall::decode(0xea1, nr, &args).unwrap(), ctx).ret
+    }
+
+    #[test]
+    fn xen_version_layouts() {
+        with_ctx(false, |ctx| {
+            assert_eq!(call(ctx, 17, [1, B, 0, 0, 0]), 0);
+            let mut ev = [0xffu8; 16];
+            ctx.mem.copy_from_guest(Ipa(B), &mut ev).unwrap();
+            assert_eq!(&ev[..4], b"-hv\0");
+            assert!(ev[4..].iter().all(|b| *b == 0), "NUL padded");
+            // get_features: submap_idx in, submap out (second u32).
+            ctx.mem.copy_to_guest(Ipa(B + 0x100), &[0; 8]).unwrap();
+            assert_eq!(call(ctx, 17, [6, B + 0x100, 0, 0, 0]), 0);
+            let fi: u64 = ctx.mem.read(GuestHandle::new(B + 0x100)).unwrap();
+            assert_eq!(fi & 0xffff_ffff, 0);
+            let submap = (fi >> 32) as u32;
+            assert_eq!(submap, (1 << 0) | (1 << 2) | (1 << 14) | (1 << 16));
+            assert_eq!(submap & (1 << 11), 0, "not dom0");
+            // A read-only output page is -EFAULT, and stays untouched.
+            assert_eq!(
+                call(ctx, 17, [3, B + 0x2000, 0, 0, 0]),
+                Errno::EFAULT.to_x0()
+            );
+            // capabilities: char[1024] across a page boundary.
+            assert_eq!(call(ctx, 17, [3, B + 0xf00, 0, 0, 0]), 0);
+            let mut cap = [0u8; 1024];
+            ctx.mem.copy_from_guest(Ipa(B + 0xf00), &mut cap).unwrap();
+            assert!(cap.starts_with(b"xen-3.0-aarch64 \0"));
+            // guest_handle is the domain's handle; compile_info is 144 bytes.
+            ctx.mem.copy_to_guest(Ipa(B + 0x400), &[0xee; 200]).unwrap();
+            assert_eq!(call(ctx, 17, [2, B + 0x400, 0, 0, 0]), 0);
+            let mut ci = [0u8; 145];
+            ctx.mem.copy_from_guest(Ipa(B + 0x400), &mut ci).unwrap();
+            assert!(ci.starts_with(b"rustc\0"));
+            assert_eq!(&ci[64..67], b"hv\0");
+            assert_eq!(ci[144], 0xee, "nothing written past the struct");
+            assert_eq!(call(ctx, 17, [8, B + 0x600, 0, 0, 0]), 0);
+            let h: [u8; 16] = ctx.mem.read(GuestHandle::new(B + 0x600)).unwrap();
+            assert_eq!(h, [9; 16]);
+            assert_eq!(call(ctx, 17, [9, B + 0x600, 0, 0, 0]), 0);
+            let cl: [u8; 9] = ctx.mem.read(GuestHandle::new(B + 0x600)).unwrap();
+            assert_eq!(&cl, b"<denied>\0");
+        });
+        with_ctx(true, |ctx| {
+            ctx.mem.copy_to_guest(Ipa(B), &[0; 8]).unwrap();
+            assert_eq!(call(ctx, 17, [6, B, 0, 0, 0]), 0);
+            let fi: u64 = ctx.mem.read(GuestHandle::new(B)).unwrap();
+            assert_ne!(
+                (fi >> 32) & (1 << 11),
+                0,
+                "dom0 feature for a privileged domain"
+            );
+        });
+    }
+
+    #[test]
+    fn console_lines_escape_and_break() {
+        let long = [b'a'; 300];
+        let sink = with_ctx(false, |ctx| {
+            ctx.mem
+                .copy_to_guest(Ipa(B), b"tab\there\r\nnext\n")
+                .unwrap();
+            assert_eq!(call(ctx, 18, [0, 15, B, 0, 0]), 0);
+            ctx.mem.copy_to_guest(Ipa(B + 0x100), &long).unwrap();
+            assert_eq!(call(ctx, 18, [0, 300, B + 0x100, 0, 0]), 0);
+            // A buffer running off the end of RAM: the readable part prints, then -EFAULT.
+            ctx.mem
+                .copy_to_guest(Ipa(B + 0x1ff0), b"0123456789abcdef")
+                .unwrap();
+            assert_eq!(call(ctx, 18, [0, 0x20, B + 0x1ff0, 0, 0]), 0);
+            assert_eq!(
+                call(ctx, 18, [0, 0x20, B + 0x3ff0, 0, 0]),
+                Errno::EFAULT.to_x0()
+            );
+            assert!(!ctx.line.is_empty());
+        });
+        assert_eq!(sink.0[0], "(d3) tab\\x09here");
+        assert_eq!(sink.0[1], "(d3) next");
+        assert_eq!(sink.0[2], std::format!("(d3) {}", "a".repeat(128)));
+        assert_eq!(sink.0[3], std::format!("(d3) {}", "a".repeat(128)));
+        assert_eq!(
+            sink.0.len(),
+            4,
+            "44 a's and the rest stay buffered until a newline"
+        );
+    }
+}
