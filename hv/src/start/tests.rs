@@ -547,3 +547,54 @@ fn mem_option_and_module_reading() {
         assert_eq!(vmids, 1);
     });
 }
+
+/// The only test that uses the globals (`mm::frame`, the secondary runner):
+/// run_primary builds d1 from a boot module, runs it and powers off.
+#[test]
+fn run_primary_runs_module_domains_and_powers_off() {
+    use crate::arch::fake::SystemOff;
+    use crate::mm::frame::{self, FrameAllocator};
+    use crate::mm::MemRange;
+    let ram = [MemRange::new(0x9000_0000, 0x400_0000)];
+    let storage: &'static mut [u64] =
+        Box::leak(vec![0u64; FrameAllocator::storage_words(&ram)].into_boxed_slice());
+    frame::init(FrameAllocator::new(&ram, &[], storage).unwrap());
+    let free_before = frame::frames().lock().free_count();
+
+    let mut mem = FakeMem::new(0x8000_0000, 0x2000_0000);
+    let img = kernel(b"via run_primary\n");
+    mem.write(PhysAddr(0x8000_0000), &img[..0x1000]);
+    let machine = FakeMachine::new_shared();
+    machine.lock().script(
+        1,
+        0,
+        [
+            Step::hypercall(18, &[0, 16, GUEST_RAM0_BASE + 0x100]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    let arch = FakeArch::new(0, machine.clone());
+    let modules = [BootModule {
+        pa: PhysAddr(0x8000_0000),
+        size: 0x1000,
+        kind: ModuleKind::Kernel,
+        bootargs: None,
+    }];
+    let opts = HvOptions::default();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_primary(arch, mem, &modules, &opts)
+    }));
+    let payload = r.expect_err("run_primary returned");
+    assert_eq!(
+        payload.downcast_ref::<SystemOff>(),
+        Some(&SystemOff { cpu: 0 })
+    );
+    let m = machine.lock();
+    assert_eq!(m.system_offs(), 1);
+    assert_eq!(m.remaining(1, 0), 0);
+    assert_eq!(m.entries(1, 0)[1].x[0], 0, "console_io answered");
+    drop(m);
+    // 16 MiB of guest RAM came from the global allocator and went back.
+    assert_eq!(frame::frames().lock().free_count(), free_before);
+    assert!(RUNNER.get().is_some(), "secondaries can find the system");
+}
