@@ -162,9 +162,9 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
     ONLINE.fetch_add(1, Ordering::SeqCst);
     start_secondaries(info);
 
-    let mut cpu = Cpu::new(0, info.psci);
-    let mut mem = HostMem::new(info.memory);
-    super::enter_primary(&mut cpu, &mut mem, info, options)
+    let cpu = Cpu::new(0, info.psci);
+    let mem = HostMem::new(info.memory);
+    super::enter_primary(cpu, mem, info, options)
 }
 
 fn init_frames(info: &BootInfo<'static>, dtb_pa: u64) {
@@ -261,8 +261,7 @@ extern "C" fn hv_boot_secondary(index: usize) -> ! {
     logger::print(format_args!("hv: CPU{index} online\n"));
     ONLINE.fetch_add(1, Ordering::SeqCst);
     let psci = BOOT.get().and_then(|b| b.psci);
-    let mut cpu = Cpu::new(index, psci);
-    super::enter_secondary(&mut cpu)
+    super::enter_secondary(Cpu::new(index, psci))
 }
 
 /// hv took an exception at EL2 itself: report it and stop this CPU.

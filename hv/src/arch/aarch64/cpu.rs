@@ -8,6 +8,8 @@ use crate::arch::{Arch, El1Reg, El1Sysregs, ExitVector, GuestGprs, PhysMem, RawE
 use crate::bootinfo::{FixedVec, PsciConduit, MAX_MEMORY};
 use crate::mm::tlbi::{ipas2_operand, range_steps, RangeStep};
 use crate::mm::MemRange;
+use memops::TableMem;
+use pv_tlb::inval::InvalidationSet;
 use pv_tlb::{PhysAddr, TlbOp, Vmid, PAGE_SIZE};
 
 /// `HCR_EL2` while hv runs and while guests run (hv keeps TGE = 0 throughout,
@@ -441,6 +443,66 @@ impl PhysMem for HostMem {
         if pa.is_aligned(PAGE_SIZE) && self.check(pa, PAGE_SIZE as usize) {
             // SAFETY: one whole RAM frame, identity-mapped (checked above).
             unsafe { core::ptr::write_bytes(pa.raw() as *mut u8, 0, PAGE_SIZE as usize) };
+        }
+    }
+}
+
+/// Stage-2 tables in host RAM, reached through hv's identity map with
+/// volatile 64-bit accesses (single-copy atomic for aligned doublewords).
+impl TableMem for HostMem {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        let pa = crate::mm::frame::frames().lock().alloc(1, 1)?;
+        self.zero_frame(pa);
+        Some(pa)
+    }
+
+    fn free_table(&mut self, pa: PhysAddr) {
+        crate::mm::frame::frames().lock().free(pa, 1);
+    }
+
+    fn read_entry(&self, table: PhysAddr, index: usize) -> u64 {
+        let at = table.raw() + 8 * (index as u64 & 511);
+        if index >= 512 || !table.is_aligned(PAGE_SIZE) || !self.check(table, PAGE_SIZE as usize) {
+            log::error!("read_entry({table}, {index}): not a table slot");
+            return 0;
+        }
+        // SAFETY: an aligned doubleword inside a RAM frame (checked above),
+        // identity-mapped Normal memory; table frames belong to memops.
+        unsafe { (at as *const u64).read_volatile() }
+    }
+
+    fn write_entry(&mut self, table: PhysAddr, index: usize, value: u64) {
+        let at = table.raw() + 8 * (index as u64 & 511);
+        if index >= 512 || !table.is_aligned(PAGE_SIZE) || !self.check(table, PAGE_SIZE as usize) {
+            log::error!("write_entry({table}, {index}): not a table slot");
+            return;
+        }
+        // SAFETY: as in read_entry; a single 64-bit store, so a walker sees
+        // the old or the new descriptor, never a mix.
+        unsafe { (at as *mut u64).write_volatile(value) };
+        // SAFETY: a barrier only orders memory accesses.
+        // Make the descriptor visible to the inner-shareable table walkers
+        // before anything later (a TLBI or a guest entry) depends on it.
+        unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+    }
+
+    fn invalidate_now(&mut self, set: &InvalidationSet) {
+        if set.is_empty() {
+            return;
+        }
+        // TableMem does not say which VMID the tables belong to, so this
+        // break-before-make flush is the conservative one: every EL1&0 entry
+        // of every VMID. It only runs when a live mapping changes its output
+        // address, size or type (rare).
+        // SAFETY: barriers and TLB maintenance only; hv's EL2&0 entries stay.
+        unsafe {
+            core::arch::asm!(
+                "dsb ishst", // table stores visible before the invalidation
+                "tlbi alle1is",
+                "dsb ish", // invalidation complete everywhere before the "make"
+                "isb",
+                options(nostack, preserves_flags)
+            );
         }
     }
 }

@@ -144,19 +144,15 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 
 /// Hand the boot CPU to portable code.
 fn enter_primary(
-    cpu: &mut Cpu,
-    _mem: &mut HostMem,
-    _info: &'static BootInfo<'static>,
-    _options: &HvOptions,
+    cpu: Cpu,
+    mem: HostMem,
+    info: &'static BootInfo<'static>,
+    options: &HvOptions,
 ) -> ! {
-    log::info!("no start module yet");
-    crate::arch::Arch::system_off(cpu)
+    crate::start::run_primary(cpu, mem, info.modules(), options)
 }
 
 /// Hand a secondary CPU to portable code.
-fn enter_secondary(_cpu: &mut Cpu) -> ! {
-    loop {
-        // SAFETY: WFE only waits for an event.
-        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
-    }
+fn enter_secondary(cpu: Cpu) -> ! {
+    crate::start::run_secondary(cpu)
 }
