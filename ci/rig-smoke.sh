@@ -34,6 +34,14 @@ t=$(now)
     --expect 'PROBE: SYSTEM_OFF' \
     --expect 'VMM: vCPU0: PSCI SYSTEM_OFF' >/dev/null
 stage "nested rig probe (IPA limit 48)" "$t"
+
+t=$(now)
+"$RIG/run.sh" --guest "$OUT/probe.bin" --ipa-limit 48 --smp 2 --vm-cpus 2 --timeout 300 \
+    --log "$OUT/smoke-rig48-smp2.log" \
+    --expect 'PROBE: cpu1 up CurrentEL=2' \
+    --expect 'PROBE: CPU_ON(1) -> 0, cpu1 seen=1' \
+    --expect 'VMM: vCPU0: PSCI SYSTEM_OFF' >/dev/null
+stage "nested rig, 2 CPUs, 2 vCPUs" "$t"
 grep -E 'PROBE: (SMC|timing)' "$OUT/smoke-bare.log" | sed 's/^/[rig-smoke] bare: /' >&2
 grep -E 'PROBE: (SMC|timing)' "$OUT/smoke-rig48.log" | sed 's/^.*PROBE/[rig-smoke] rig:  PROBE/' >&2
 stage "total" "$T0"

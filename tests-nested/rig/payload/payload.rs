@@ -48,6 +48,29 @@ global_asm!(
     "4:  wfi",
     "    b 4b",
     "",
+    // Secondary CPUs (PSCI CPU_ON entry, x0 = context): own stack, same setup, then Rust.
+    ".global secondary_entry",
+    "secondary_entry:",
+    "    mov x19, x0",
+    "    ldr x1, =__stack2_top",
+    "    mov sp, x1",
+    "    mrs x1, hcr_el2",
+    "    tbz x1, #34, 6f",
+    "    mrs x2, cptr_el2",
+    "    orr x2, x2, #(3 << 20)",
+    "    msr cptr_el2, x2",
+    "    b 7f",
+    "6:  mrs x2, cptr_el2",
+    "    bic x2, x2, #(1 << 10)",
+    "    msr cptr_el2, x2",
+    "7:  adr x1, vectors",
+    "    msr vbar_el2, x1",
+    "    isb", // the new CPTR/VBAR apply to what follows
+    "    mov x0, x19",
+    "    bl secondary_main",
+    "8:  wfi",
+    "    b 8b",
+    "",
     // Vectors: any synchronous exception taken to our own EL2 (an HVC on bare metal, an
     // SMC trapped by HCR_EL2.TSC, an UNDEF) records its ESR and returns with
     // x0 = 0xffff_ffff_ffff_ffff ("not handled by anyone above us").
@@ -78,7 +101,11 @@ global_asm!(
 
 extern "C" {
     static mut OWN_ESR: u64;
+    fn secondary_entry();
 }
+
+/// Set by CPU 1 when it runs (0 = not yet).
+static CPU1_UP: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 const UART: usize = 0x0900_0000;
 const UART_DR: usize = 0x00;
@@ -151,6 +178,52 @@ fn smccc(func: u64, smc: bool) -> ([u64; 4], u64) {
     // SAFETY: OWN_ESR is only written by our vector on this single CPU.
     let esr = unsafe { core::ptr::read_volatile(&raw const OWN_ESR) };
     ([r0, r1, r2, r3], esr)
+}
+
+/// An SMCCC call with arguments through SMC; returns x0.
+fn smc3(func: u64, a1: u64, a2: u64, a3: u64) -> u64 {
+    let mut r0 = func;
+    // SAFETY: SMCCC calls preserve x18..x30 and sp; everything else is declared clobbered.
+    unsafe {
+        asm!("smc #0", inout("x0") r0, inout("x1") a1 => _, inout("x2") a2 => _,
+             inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+             out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+             out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _);
+    }
+    r0
+}
+
+#[no_mangle]
+extern "C" fn secondary_main(ctx: u64) -> ! {
+    let el = (mrs!("currentel") >> 2) & 3;
+    let mpidr = mrs!("mpidr_el1");
+    probe!(
+        "cpu1 up CurrentEL={} MPIDR_EL1={:#x} ctx={:#x}",
+        el,
+        mpidr,
+        ctx
+    );
+    CPU1_UP.store(1, core::sync::atomic::Ordering::SeqCst);
+    // PSCI CPU_OFF: does not return on success.
+    let r = smc3(0x8400_0002, 0, 0, 0);
+    probe!("cpu1 CPU_OFF returned {:#x}", r);
+    loop {
+        // SAFETY: WFI has no memory effects.
+        unsafe { asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+/// PSCI CPU_ON for MPIDR 1; waits up to a second for it to report.
+fn start_cpu1() {
+    let r = smc3(0xc400_0003, 1, secondary_entry as *const () as u64, 0x5ec0);
+    let freq = mrs!("cntfrq_el0");
+    let t0 = counter();
+    while CPU1_UP.load(core::sync::atomic::Ordering::SeqCst) == 0 && counter() - t0 < freq {}
+    probe!(
+        "CPU_ON(1) -> {}, cpu1 seen={}",
+        r as i64,
+        CPU1_UP.load(core::sync::atomic::Ordering::SeqCst)
+    );
 }
 
 fn counter() -> u64 {
@@ -302,6 +375,7 @@ extern "C" fn probe_main(dtb: usize) -> ! {
             esr
         );
     }
+    start_cpu1();
     let freq = mrs!("cntfrq_el0");
     let (idreg, local, hvc) = (time_idreg(), time_local(), time_hvc());
     let ns = |t: u64| t.saturating_mul(1_000_000_000) / freq.max(1) / ITERS;
