@@ -198,6 +198,8 @@ pub struct Domain {
     pub console: ConsoleLine,
     /// Set once the domain is ending; its vCPUs stop at their next exit.
     pub ending: Option<EndReason>,
+    /// vCPUs not yet stopped (the domain is destroyed when this reaches 0).
+    pub live_vcpus: u32,
 }
 
 /// The arm64 `Image` header magic (`ARM\x64` at offset 56), Linux's
@@ -262,6 +264,7 @@ impl Domain {
             privileged: false,
             console: ConsoleLine::default(),
             ending: None,
+            live_vcpus: 0,
         };
         if let Err(e) = d.populate(mem, frames) {
             d.release(mem, frames, vmids);

@@ -30,7 +30,8 @@ use crate::domain::{
 use crate::options::HvOptions;
 use crate::trap::{esr_ec, ExitReason};
 use crate::vcpu::{Vcpu, VcpuState};
-use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx};
+use crate::xen::memory::MemoryOpCtx;
+use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx, Outcome};
 
 /// PSCI function ids hv answers for guests (Arm DEN0022, SMC32 and SMC64 calling conventions).
 pub mod psci {
@@ -85,23 +86,18 @@ enum Next {
     EndDomain(EndReason),
 }
 
-struct DomainEntry {
-    dom: Domain,
-    live_vcpus: u32,
-}
-
 /// State behind the `shared` lock.
 struct Shared<M> {
     mem: M,
-    domains: Vec<DomainEntry>,
+    domains: Vec<Domain>,
     vmids: VmidAllocator,
     frames: Box<dyn FrameSource + Send>,
     sink: Box<dyn ConsoleSink + Send>,
 }
 
 impl<M> Shared<M> {
-    fn entry(&mut self, id: DomId) -> Option<&mut DomainEntry> {
-        self.domains.iter_mut().find(|e| e.dom.id == id)
+    fn entry(&mut self, id: DomId) -> Option<&mut Domain> {
+        self.domains.iter_mut().find(|d| d.id == id)
     }
 }
 
@@ -194,7 +190,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             dom.vmid().0,
             entry
         ));
-        sh.domains.push(DomainEntry { dom, live_vcpus: 1 });
+        dom.live_vcpus = 1;
+        sh.domains.push(dom);
         drop(sh);
         self.live_domains.fetch_add(1, Ordering::SeqCst);
         // x0 = 0: no DTB for guests yet.
@@ -232,8 +229,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     ) -> Option<R> {
         let mut sh = self.shared.lock();
         let Shared { mem, domains, .. } = &mut *sh;
-        let e = domains.iter().find(|e| e.dom.id == id)?;
-        let mut gm = e.dom.guest_memory(mem);
+        let d = domains.iter().find(|d| d.id == id)?;
+        let mut gm = d.guest_memory(mem);
         Some(f(&mut gm))
     }
 
@@ -311,14 +308,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let Some(e) = sh.entry(v.domid) else {
             return false;
         };
-        let regs = e.dom.stage2_regs();
+        let regs = e.stage2_regs();
         drop(sh);
         arch.vcpu_load(&v.sysregs, regs, v.vmpidr());
         true
     }
 
     fn ending(&self, id: DomId) -> Option<EndReason> {
-        self.shared.lock().entry(id).and_then(|e| e.dom.ending)
+        self.shared.lock().entry(id).and_then(|d| d.ending)
     }
 
     /// A vCPU (already put) leaves for good; ends its domain with `reason`
@@ -337,19 +334,18 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             frames,
             sink,
         } = &mut *sh;
-        let idx = domains.iter().position(|e| e.dom.id == v.domid)?;
+        let idx = domains.iter().position(|d| d.id == v.domid)?;
         let e = &mut domains[idx];
         if let Some(r) = reason {
-            if e.dom.ending.is_none() {
-                e.dom.ending = Some(r);
+            if e.ending.is_none() {
+                e.ending = Some(r);
             }
         }
         e.live_vcpus = e.live_vcpus.saturating_sub(1);
         if e.live_vcpus > 0 {
             return None;
         }
-        let entry = domains.swap_remove(idx);
-        let mut dom = entry.dom;
+        let mut dom = domains.swap_remove(idx);
         let why = dom.ending.unwrap_or(EndReason::AllVcpusOff);
         if !dom.console.is_empty() {
             dom.console.flush(dom.id, sink.as_mut());
@@ -382,7 +378,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             ExitReason::Hvc { imm16 } => {
                 let x = &v.gprs.x;
                 match Hypercall::decode(imm16, x[16], &[x[0], x[1], x[2], x[3], x[4]]) {
-                    Ok(call) => self.hypercall(v, &call),
+                    Ok(call) => self.hypercall(arch, v, &call),
                     Err(e @ DecodeError::NotXen { .. }) => {
                         log::warn!(
                             "d{d}v{n}: {e} at pc {:#x}: injecting undefined instruction",
@@ -466,16 +462,32 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         }
     }
 
-    fn hypercall(&self, v: &mut Vcpu, call: &Hypercall) -> Next {
+    fn hypercall(&self, arch: &mut dyn Arch, v: &mut Vcpu, call: &Hypercall) -> Next {
         let mut sh = self.shared.lock();
         let Shared {
-            mem, domains, sink, ..
+            mem,
+            domains,
+            sink,
+            frames,
+            ..
         } = &mut *sh;
-        let Some(e) = domains.iter_mut().find(|e| e.dom.id == v.domid) else {
+        if let Hypercall::MemoryOp { cmd, arg } = *call {
+            // The one dispatch point of memory operations (see xen::memory).
+            let mut ctx = MemoryOpCtx {
+                caller: v.domid,
+                mem,
+                domains,
+                frames: frames.as_mut(),
+                arch,
+            };
+            v.gprs.x[0] = Outcome::ret(xen::memory::memory_op(cmd, arg, &mut ctx)).ret;
+            return Next::Resume;
+        }
+        let Some(e) = domains.iter_mut().find(|d| d.id == v.domid) else {
             return Next::EndDomain(EndReason::UnhandledExit { ec: 0x16 });
         };
-        let (privileged, handle) = (e.dom.privileged, e.dom.handle);
-        let (stage2, line) = e.dom.hypercall_parts();
+        let (privileged, handle) = (e.privileged, e.handle);
+        let (stage2, line) = e.hypercall_parts();
         let mut ctx = HypercallCtx {
             domid: v.domid,
             privileged,
