@@ -226,6 +226,19 @@ pub const fn is_bbm_required(old: u64, new: u64) -> bool {
     old & TYPE_BITS != new & TYPE_BITS
 }
 
+/// A leaf entry found by [`Stage2::walk`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Leaf {
+    /// First IPA the leaf translates.
+    pub base: Ipa,
+    /// Level (1 = 1 GiB block, 2 = 2 MiB block, 3 = page).
+    pub level: u8,
+    /// Output address of `base`.
+    pub pa: PhysAddr,
+    /// Attributes.
+    pub attrs: S2Attrs,
+}
+
 /// One domain's stage-2 translation table.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Stage2 {
@@ -619,6 +632,20 @@ impl Stage2 {
             table = PhysAddr(d & OA_MASK);
             level += 1;
         }
+    }
+
+    /// The leaf entry translating `ipa`: its first IPA, level, output
+    /// address and attributes (what a table walk would cache).
+    #[must_use]
+    pub fn walk(&self, mem: &impl TableMem, ipa: Ipa) -> Option<Leaf> {
+        let (level, d) = self.leaf(mem, ipa)?;
+        let lsize = level_size(level);
+        Some(Leaf {
+            base: ipa.align_down(lsize),
+            level,
+            pa: PhysAddr(d & OA_MASK & !(lsize - 1)),
+            attrs: S2Attrs::from_descriptor(d),
+        })
     }
 
     /// Translate `ipa` (any byte address): the output address including the

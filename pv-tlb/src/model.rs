@@ -116,6 +116,23 @@ impl ModelTlb {
         }
     }
 
+    /// Cache a combined entry only (a walk that used a cached stage-2 entry
+    /// translating `ipa` to `pa`).
+    pub fn fill_combined(&mut self, cpu: usize, vmid: Vmid, vcpu: u32, ipa: Ipa, pa: PhysAddr) {
+        let Some(c) = self.cpus.get_mut(cpu) else {
+            return;
+        };
+        let ce = CombinedEntry {
+            vmid,
+            vcpu,
+            va: ipa.align_down(PAGE_SIZE),
+            pa: pa.align_down(PAGE_SIZE),
+        };
+        if !c.comb.contains(&ce) {
+            c.comb.push(ce);
+        }
+    }
+
     /// Every cached translation of `ipa` for `vmid` on `cpu` that an access
     /// could use (combined entries first, as a TLB would prefer them).
     #[must_use]
