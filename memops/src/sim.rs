@@ -23,6 +23,8 @@ pub struct SimTableMem {
     pub limit: Option<usize>,
     /// Every `invalidate_now` call, in order.
     pub sync_invalidations: Vec<InvalidationSet>,
+    /// The stage-2 root named by each `invalidate_now_for` call, in order.
+    pub sync_roots: Vec<PhysAddr>,
     /// Frames freed so far.
     pub freed: usize,
     /// Writes of a non-zero value over a valid entry with a different valid
@@ -81,5 +83,10 @@ impl TableMem for SimTableMem {
 
     fn invalidate_now(&mut self, set: &InvalidationSet) {
         self.sync_invalidations.push(set.clone());
+    }
+
+    fn invalidate_now_for(&mut self, root: PhysAddr, set: &InvalidationSet) {
+        self.sync_roots.push(root);
+        self.invalidate_now(set);
     }
 }

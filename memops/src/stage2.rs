@@ -72,6 +72,14 @@ pub trait TableMem {
     /// returning* (e.g. execute `pv_tlb::plan` of it). Called with the broken
     /// entry already invalid and before the replacing entry is written.
     fn invalidate_now(&mut self, set: &InvalidationSet);
+    /// As [`invalidate_now`](Self::invalidate_now), naming the stage-2 the set
+    /// belongs to by its root table (what [`Stage2`] calls), so an
+    /// implementation can find the VMID and issue a targeted plan instead of
+    /// a flush of every VMID. Defaults to `invalidate_now(set)`.
+    fn invalidate_now_for(&mut self, root: PhysAddr, set: &InvalidationSet) {
+        let _ = root;
+        self.invalidate_now(set);
+    }
 }
 
 /// Memory type of a stage-2 leaf (stage-2 `MemAttr[3:0]`, FEAT_S2FWB off).
@@ -374,7 +382,7 @@ impl Stage2 {
             Ok(()) => Ok(inv),
             Err(e) => {
                 if !inv.is_empty() {
-                    mem.invalidate_now(&inv);
+                    mem.invalidate_now_for(self.root, &inv);
                 }
                 Err(e)
             }
@@ -441,7 +449,7 @@ impl Stage2 {
             mem.write_entry(table, idx, 0);
             let mut now = InvalidationSet::new();
             now.add(entry_ipa, pages_per_entry(level), level);
-            mem.invalidate_now(&now);
+            mem.invalidate_now_for(self.root, &now);
             mem.write_entry(table, idx, new);
         } else {
             mem.write_entry(table, idx, new);
@@ -482,7 +490,7 @@ impl Stage2 {
             mem.write_entry(table, idx, 0);
             let mut now = InvalidationSet::new();
             now.add(entry_ipa, pages_per_entry(level), level);
-            mem.invalidate_now(&now);
+            mem.invalidate_now_for(self.root, &now);
         }
         mem.write_entry(table, idx, desc);
         Ok(next)
@@ -519,7 +527,7 @@ impl Stage2 {
             Ok(()) => Ok(inv),
             Err(e) => {
                 if !inv.is_empty() {
-                    mem.invalidate_now(&inv);
+                    mem.invalidate_now_for(self.root, &inv);
                 }
                 Err(e)
             }
@@ -600,7 +608,7 @@ impl Stage2 {
                         Ok(s) => inv.merge(&s),
                         Err(e) => {
                             if !inv.is_empty() {
-                                mem.invalidate_now(&inv);
+                                mem.invalidate_now_for(self.root, &inv);
                             }
                             return Err(e);
                         }

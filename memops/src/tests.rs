@@ -151,6 +151,7 @@ fn partial_unmap_splits_block_with_break_before_make() {
         }]
     );
     assert_eq!(m.bbm_violations, 0);
+    assert_eq!(m.sync_roots, [s.root()]);
     assert_eq!(inv.ranges().len(), 1);
     assert_eq!(inv.ranges()[0].level, 3);
     assert_eq!(s.lookup(&m, Ipa(0x4000_5000)), None);
