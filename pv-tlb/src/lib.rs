@@ -4,7 +4,7 @@
 //! - [`InvalidationSet`] ([`inval`]): *what* changed in one stage-2 table
 //!   (IPA runs with the level of their leaf entries, plus "stage-1 of this
 //!   VMID needed"). memops returns one from every operation.
-//! - [`plan()`] ([`plan`] module): *how* to invalidate it under a [`Policy`]
+//! - [`plan()`] ([`mod@plan`] module): *how* to invalidate it under a [`Policy`]
 //!   (`xen-compat`: one full VMID flush per p2m operation, as upstream Xen;
 //!   `targeted`: IPA/range TLBIs in the Arm ARM order of KVM's
 //!   `__kvm_tlb_flush_vmid_ipa`, with a full-flush fall-back above a
