@@ -11,6 +11,12 @@
 //! `"multiboot,ramdisk"` / `"multiboot,module"`, `reg = <addr size>` in
 //! `/chosen`'s cells and an optional `bootargs`. Xen's dom0less `/chosen/domU*`
 //! sub-nodes are not read.
+//!
+//! The `fdt` crate (0.1.5) mis-parses `FDT_NOP` tokens between properties,
+//! which libfdt leaves behind when firmware (QEMU among them) edits a DTB in
+//! place: [`strip_nops`] compacts the structure block first (the boot code
+//! does that on the real DTB), and [`BootInfo::parse`] refuses a blob that
+//! still has NOPs or a malformed token stream instead of reading garbage.
 
 use crate::mm::MemRange;
 use fdt::node::FdtNode;
@@ -149,6 +155,8 @@ pub enum BootInfoError {
     NoMemory,
     /// A node's `reg` could not be decoded.
     BadReg(&'static str),
+    /// The structure block still holds `FDT_NOP` tokens: call [`strip_nops`] first.
+    HasNops,
     /// More entries than hv has room for, where dropping some would be unsafe.
     TooMany {
         /// What overflowed.
@@ -163,6 +171,7 @@ impl core::fmt::Display for BootInfoError {
         match self {
             BootInfoError::NotADtb => write!(f, "not a flattened device tree"),
             BootInfoError::NoMemory => write!(f, "no memory node"),
+            BootInfoError::HasNops => write!(f, "FDT_NOP tokens left in the DTB"),
             BootInfoError::BadReg(what) => write!(f, "cannot decode reg of {what}"),
             BootInfoError::TooMany { what, capacity } => {
                 write!(f, "more than {capacity} {what}")
@@ -200,6 +209,87 @@ pub struct BootInfo<'a> {
     pub modules: FixedVec<BootModule<'a>, MAX_MODULES>,
 }
 
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+const FDT_END: u32 = 9;
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+/// The token at `at` (before `end`) and its length including its payload.
+fn token_at(dtb: &[u8], at: usize, end: usize) -> Result<(u32, usize), BootInfoError> {
+    let bad = BootInfoError::NotADtb;
+    let tok = be32(dtb, at).filter(|_| at < end).ok_or(bad)?;
+    let len = match tok {
+        FDT_BEGIN_NODE => {
+            let name = dtb.get(at + 4..end).ok_or(bad)?;
+            let n = name.iter().position(|&c| c == 0).ok_or(bad)?;
+            4 + (n + 1).next_multiple_of(4)
+        }
+        FDT_END_NODE | FDT_NOP | FDT_END => 4,
+        FDT_PROP => 12 + (be32(dtb, at + 4).ok_or(bad)? as usize).next_multiple_of(4),
+        _ => return Err(bad),
+    };
+    if at.checked_add(len).is_none_or(|e| e > end) {
+        return Err(bad);
+    }
+    Ok((tok, len))
+}
+
+/// Walk the structure block's tokens, calling `f(is_nop)` for each one;
+/// checks the framing of the token stream (not the nesting). Returns the
+/// block's offset.
+fn scan_tokens(dtb: &[u8], mut f: impl FnMut(bool)) -> Result<usize, BootInfoError> {
+    let bad = BootInfoError::NotADtb;
+    let off = be32(dtb, 8).ok_or(bad)? as usize;
+    let size = be32(dtb, 36).ok_or(bad)? as usize;
+    let end = off
+        .checked_add(size)
+        .filter(|&e| e <= dtb.len())
+        .ok_or(bad)?;
+    let mut at = off;
+    loop {
+        let (tok, len) = token_at(dtb, at, end)?;
+        f(tok == FDT_NOP);
+        at += len;
+        if tok == FDT_END {
+            return Ok(off);
+        }
+    }
+}
+
+/// Remove every `FDT_NOP` token from the DTB's structure block in place
+/// (shrinking `size_dt_struct`); returns how many were removed.
+///
+/// # Errors
+/// [`BootInfoError::NotADtb`] if the header or the token stream is malformed
+/// (nothing is changed then).
+pub fn strip_nops(dtb: &mut [u8]) -> Result<usize, BootInfoError> {
+    let off = scan_tokens(dtb, |_| {})?; // validates everything the loop below reads
+    let (mut at, mut write, mut removed) = (off, off, 0);
+    loop {
+        let (tok, len) = token_at(dtb, at, dtb.len())?;
+        if tok == FDT_NOP {
+            removed += 1;
+        } else {
+            dtb.copy_within(at..at + len, write);
+            write += len;
+        }
+        at += len;
+        if tok == FDT_END {
+            break;
+        }
+    }
+    let size = u32::try_from(write - off).map_err(|_| BootInfoError::NotADtb)?;
+    dtb[36..40].copy_from_slice(&size.to_be_bytes());
+    Ok(removed)
+}
+
 /// Decode one `reg` cell group (1 or 2 big-endian 32-bit cells).
 fn cells(bytes: &[u8]) -> Option<u64> {
     match bytes.len() {
@@ -222,15 +312,18 @@ const ROOT_DEFAULT_CELLS: Cells = Cells {
     size: 1,
 };
 
-fn child_cells(node: FdtNode<'_, '_>) -> Cells {
+/// The cells `node` gives its children: its own `#address-cells` /
+/// `#size-cells`, else those it inherited (`inherited`), as Linux's
+/// `of_n_addr_cells` and Xen's `dt_n_addr_cells` walk up the tree.
+fn child_cells(node: FdtNode<'_, '_>, inherited: Cells) -> Cells {
     let get = |name, default| {
         node.property(name)
             .and_then(|p| p.value.try_into().ok())
             .map_or(default, |b: [u8; 4]| u32::from_be_bytes(b) as usize)
     };
     Cells {
-        address: get("#address-cells", 2),
-        size: get("#size-cells", 1),
+        address: get("#address-cells", inherited.address),
+        size: get("#size-cells", inherited.size),
     }
 }
 
@@ -278,7 +371,7 @@ fn walk<'b, 'a>(
 ) -> Result<(), BootInfoError> {
     f(node, parent)?;
     if depth < 16 {
-        let mine = child_cells(node);
+        let mine = child_cells(node, parent);
         for c in node.children() {
             walk(c, mine, depth + 1, f)?;
         }
@@ -311,6 +404,11 @@ impl<'a> BootInfo<'a> {
     /// ranges or boot modules exceed hv's fixed capacity.
     pub fn parse(dtb: &'a [u8]) -> Result<BootInfo<'a>, BootInfoError> {
         let fdt = Fdt::new(dtb).map_err(|_| BootInfoError::NotADtb)?;
+        let mut nops = 0;
+        scan_tokens(dtb, |nop| nops += usize::from(nop))?;
+        if nops != 0 {
+            return Err(BootInfoError::HasNops);
+        }
         let mut info = BootInfo {
             dtb_size: fdt.total_size(),
             memory: FixedVec::default(),
@@ -326,6 +424,8 @@ impl<'a> BootInfo<'a> {
             modules: FixedVec::default(),
         };
         let too_many = |what, capacity| BootInfoError::TooMany { what, capacity };
+        let root = fdt.find_node("/").ok_or(BootInfoError::NotADtb)?;
+        let root_cells = child_cells(root, ROOT_DEFAULT_CELLS);
 
         for r in fdt.memory_reservations() {
             let r = MemRange::new(r.address() as u64, r.size() as u64);
@@ -335,7 +435,7 @@ impl<'a> BootInfo<'a> {
         }
 
         if let Some(rm) = fdt.find_node("/reserved-memory") {
-            let rm_cells = child_cells(rm);
+            let rm_cells = child_cells(rm, root_cells);
             for child in rm.children() {
                 if is_disabled(child) || child.property("reg").is_none() {
                     continue; // dynamically placed (size/alloc-ranges): nothing claimed yet
@@ -383,7 +483,7 @@ impl<'a> BootInfo<'a> {
                 let path = path.split(':').next().unwrap_or(path);
                 stdout = fdt.find_node(path).map(|n| n.name);
             }
-            let chosen_cells = child_cells(chosen);
+            let chosen_cells = child_cells(chosen, root_cells);
             for m in chosen.children() {
                 let kind = if has_compatible(m, "multiboot,kernel")
                     || has_compatible(m, "xen,linux-zimage")
@@ -410,7 +510,6 @@ impl<'a> BootInfo<'a> {
             }
         }
 
-        let root = fdt.find_node("/").ok_or(BootInfoError::NotADtb)?;
         let mut first_pl011 = None;
         walk(root, ROOT_DEFAULT_CELLS, 0, &mut |node, cells_of_parent| {
             if is_disabled(node) {
@@ -566,6 +665,33 @@ mod tests {
             ]
         );
         assert_eq!(b.uart, Some(MemRange::new(0x0900_0000, 0x1000)));
+    }
+
+    const AS_LOADED: &[u8] =
+        include_bytes!("../tests/fixtures/qemu-virt-gicv3-smp2-modules-as-loaded.dtb");
+
+    #[test]
+    fn nops_left_by_qemu_are_refused_then_stripped() {
+        assert_eq!(
+            BootInfo::parse(AS_LOADED).unwrap_err(),
+            BootInfoError::HasNops
+        );
+        let mut blob = AS_LOADED.to_vec();
+        let removed = strip_nops(&mut blob).unwrap();
+        assert_eq!(removed, 54, "QEMU 10.0.2 leaves 54 NOP tokens in this DTB");
+        assert_eq!(strip_nops(&mut blob).unwrap(), 0);
+        let b = BootInfo::parse(&blob).unwrap();
+        assert_eq!(b.cpus.as_slice(), [0, 1]);
+        assert_eq!(
+            b.cmdline,
+            "loglvl=debug tlb=targeted nested=off console=dtuart"
+        );
+        assert_eq!(b.modules().len(), 3);
+        assert_eq!(b.psci, Some(PsciConduit::Smc));
+        // A clean DTB is left alone.
+        let mut clean = VIRT.to_vec();
+        assert_eq!(strip_nops(&mut clean).unwrap(), 0);
+        assert_eq!(clean, VIRT);
     }
 
     #[test]

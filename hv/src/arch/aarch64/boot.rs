@@ -9,7 +9,7 @@ use super::mmu::{self, Builder};
 use super::pl011::Pl011;
 use super::sysreg::{read_sysreg, write_sysreg};
 use super::{percpu, psci, HEAP, HEAP_PAGES};
-use crate::bootinfo::{BootInfo, FixedVec, MAX_CPUS};
+use crate::bootinfo::{strip_nops, BootInfo, FixedVec, MAX_CPUS};
 use crate::logger::{self, ConsoleSink};
 use crate::mm::frame::{self, FrameAllocator};
 use crate::mm::MemRange;
@@ -37,7 +37,8 @@ fn park() -> ! {
     unsafe { hv_park() }
 }
 
-/// The DTB blob at `pa`, sized by its header (at most 2 MiB, as booting.rst allows).
+/// The DTB blob at `pa`, sized by its header (at most 2 MiB, as booting.rst
+/// allows), with its `FDT_NOP` tokens removed in place ([`strip_nops`]).
 ///
 /// # Safety
 /// `pa` is the address the boot protocol gave in x0.
@@ -55,9 +56,12 @@ unsafe fn dtb_slice(pa: u64) -> Option<&'static [u8]> {
     if u32::from_be(magic) != 0xd00d_feed || !(40..=(2 << 20)).contains(&size) {
         return None;
     }
-    // SAFETY: the whole blob is in RAM that hv never hands out (it is excluded
-    // from the frame allocator) and never writes.
-    Some(unsafe { core::slice::from_raw_parts(pa as *const u8, size) })
+    // SAFETY: the whole blob is in RAM that the boot protocol hands to hv and
+    // that hv never hands out (it is excluded from the frame allocator); this
+    // is the only reference while the NOPs are stripped.
+    let blob = unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, size) };
+    strip_nops(blob).ok()?;
+    Some(blob)
 }
 
 /// Print `msg` on the console found in the DTB with the MMU still off (no
