@@ -34,6 +34,11 @@
 //! reduction for dirty tracking, a grant unmap the granter waits for) call
 //! [`DeferredFlush::flush_vmid`] themselves.
 //!
+//! # Sharing
+//! hv keeps one gatherer for the whole machine (behind its lock): pending
+//! invalidations are per VMID, and every plan it returns uses broadcast
+//! (inner-shareable) operations, so it may run on any pCPU.
+//!
 //! # xen-compat
 //! Under [`Policy::XenCompat`] nothing is deferred: every
 //! [`record`](DeferredFlush::record) (one p2m operation) returns its full
