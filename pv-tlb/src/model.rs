@@ -422,3 +422,67 @@ mod tests {
         assert!(!check_barriers(&[Vmalle1 { vmid: v }, IcIallu, Isb]));
     }
 }
+
+#[cfg(test)]
+mod plan_props {
+    use super::*;
+    use crate::inval::{pages_per_entry, InvalidationSet};
+    use crate::plan::{plan, Policy};
+    use proptest::prelude::*;
+
+    const POLICIES: [Policy; 5] = [
+        Policy::XenCompat,
+        Policy::Targeted {
+            has_range: true,
+            nested: true,
+        },
+        Policy::Targeted {
+            has_range: false,
+            nested: true,
+        },
+        Policy::Targeted {
+            has_range: true,
+            nested: false,
+        },
+        Policy::Targeted {
+            has_range: false,
+            nested: false,
+        },
+    ];
+
+    proptest! {
+        /// Any plan drops every cached entry of the set (at its level) and
+        /// every combined entry of the VMID, and nothing of another VMID.
+        #[test]
+        fn plans_cover_their_set_and_spare_other_vmids(
+            runs in prop::collection::vec((0u64..64, 1u64..40, 2u8..=3), 1..8),
+            p in 0..POLICIES.len(),
+        ) {
+            let mut set = InvalidationSet::new();
+            let mut m = ModelTlb::new(2);
+            for &(slot, n, level) in &runs {
+                let per = pages_per_entry(level);
+                // Level 3: n pages from slot*512 (+7); level 2: n blocks.
+                let (base, pages) = if level == 3 {
+                    (slot * 512 + 7, n * 13)
+                } else {
+                    (slot * 512, n.min(4) * per)
+                };
+                set.add(Ipa(base << 12), pages, level);
+                for e in 0..pages / per {
+                    let b = Ipa((base + e * per) << 12);
+                    for (vm, cpu) in [(1u16, 0usize), (2, 1)] {
+                        m.fill(cpu, 0, b, S2Entry { vmid: Vmid(vm), base: b, level, pa: PhysAddr(b.0 + 0x1_0000_0000) });
+                    }
+                }
+            }
+            let pl = plan(Vmid(1), &set, &POLICIES[p]);
+            prop_assert!(check_barriers(pl.ops()));
+            m.execute_all(0, pl.ops());
+            for (_, v, base, _, _) in m.entries() {
+                prop_assert_eq!(v, Vmid(2), "entry {:?} of VMID 1 survived {:?}", base, POLICIES[p]);
+            }
+            prop_assert!(!m.entries().is_empty());
+        }
+    }
+}
