@@ -31,8 +31,10 @@ t=$(now)
     --expect 'VMM: vCPU0 PSTATE 0x3c9 (EL2)' \
     --expect 'PROBE: start CurrentEL=2 HCR_EL2.E2H=1' \
     --expect 'PROBE: SMC 0x8600ff01 x0=0xb66fb428 x1=0xe911c52e x2=0x564bcaa9 x3=0x743a004d' \
+    --expect 'PROBE: exits around 256 ID reg reads: ' \
     --expect 'PROBE: SYSTEM_OFF' \
-    --expect 'VMM: vCPU0: PSCI SYSTEM_OFF' >/dev/null
+    --expect 'VMM: vCPU0: PSCI SYSTEM_OFF' \
+    --expect 'VMM: vCPU0 KVM stats: exits=' >/dev/null
 stage "nested rig probe (IPA limit 48)" "$t"
 
 t=$(now)
@@ -43,6 +45,6 @@ t=$(now)
     --expect 'VMM: vCPU0: PSCI SYSTEM_OFF' >/dev/null
 stage "nested rig, 2 CPUs, 2 vCPUs" "$t"
 grep -E 'PROBE: (SMC|timing)' "$OUT/smoke-bare.log" | sed 's/^/[rig-smoke] bare: /' >&2
-grep -E 'PROBE: (SMC|timing)' "$OUT/smoke-rig48.log" | sed 's/^.*PROBE/[rig-smoke] rig:  PROBE/' >&2
+grep -E 'PROBE: (SMC|timing|exits)|KVM stats' "$OUT/smoke-rig48.log" | sed 's/^.*PROBE/[rig-smoke] rig:  PROBE/' >&2
 stage "total" "$T0"
 echo "[rig-smoke] OK" >&2

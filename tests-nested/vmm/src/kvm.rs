@@ -90,7 +90,40 @@ const REG_X0: usize = 0;
 const REG_PC: usize = 32 * 8;
 const REG_PSTATE: usize = 33 * 8;
 
+/// KVM_GET_STATS_FD = _IO(KVMIO, 0xce) (include/uapi/linux/kvm.h).
+const KVM_GET_STATS_FD: libc::c_ulong = 0xae00 | 0xce;
+
+/// Opens the binary stats file of a vCPU.
+fn stats_fd(v: &VcpuFd) -> Result<std::fs::File, Error> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: KVM_GET_STATS_FD takes no argument and returns a new fd (or -1).
+    let fd = unsafe { libc::ioctl(v.as_raw_fd(), KVM_GET_STATS_FD as _) };
+    if fd < 0 {
+        return Err(Error(format!(
+            "KVM_GET_STATS_FD: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// Reads all single-valued stats of one vCPU.
+fn read_stats(f: &std::fs::File) -> Vec<vmm::Stat> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    match f.read_at(&mut buf, 0) {
+        Ok(n) => vmm::parse_kvm_stats(&buf[..n]).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn stat(stats: &[vmm::Stat], name: &str) -> u64 {
+    stats.iter().find(|s| s.name == name).map_or(0, |s| s.value)
+}
+
 struct Shared {
+    stats: Vec<std::fs::File>,
     uart: Mutex<Pl011>,
     stamp: Stamp,
     unknown_mmio: std::sync::atomic::AtomicU64,
@@ -104,12 +137,13 @@ fn out(sh: &Shared, text: &str) {
 /// Builds and runs the VM; returns the process exit status.
 pub fn run(c: &Config) -> Result<u8, Error> {
     let stamp = Stamp(Instant::now());
-    let sh = Arc::new(Shared {
+    let mut sh = Shared {
+        stats: Vec::new(),
         uart: Mutex::new(Pl011::default()),
         stamp,
         unknown_mmio: 0.into(),
         done: AtomicBool::new(false),
-    });
+    };
     let kvm = Kvm::new().map_err(kerr("open /dev/kvm"))?;
     let limit = kvm.get_host_ipa_limit();
     let el2 = kvm.check_extension_raw(KVM_CAP_ARM_EL2);
@@ -220,6 +254,10 @@ pub fn run(c: &Config) -> Result<u8, Error> {
             .map_err(kerr("KVM_ARM_VCPU_INIT (HAS_EL2)"))?;
         vcpus.push(v);
     }
+    for v in &vcpus {
+        sh.stats.push(stats_fd(v)?);
+    }
+    let sh = Arc::new(sh);
     let init = kvm_device_attr {
         group: KVM_DEV_ARM_VGIC_GRP_CTRL,
         attr: u64::from(KVM_DEV_ARM_VGIC_CTRL_INIT),
@@ -267,6 +305,24 @@ pub fn run(c: &Config) -> Result<u8, Error> {
     }
     let code = rx.recv().unwrap_or(1);
     sh.done.store(true, Ordering::SeqCst);
+    for (i, f) in sh.stats.iter().enumerate() {
+        let s = read_stats(f);
+        let pick = [
+            "exits",
+            "hvc_exit_stat",
+            "wfe_exit_stat",
+            "wfi_exit_stat",
+            "mmio_exit_user",
+            "mmio_exit_kernel",
+            "signal_exits",
+            "halt_wakeup",
+        ];
+        let line: Vec<String> = pick
+            .iter()
+            .map(|n| format!("{n}={}", stat(&s, n)))
+            .collect();
+        out(&sh, &format!("VMM: vCPU{i} KVM stats: {}", line.join(" ")));
+    }
     let pending = std::mem::take(&mut sh.uart.lock().map_err(|_| Error("uart lock".into()))?.line);
     if !pending.is_empty() {
         out(&sh, &String::from_utf8_lossy(&pending));
@@ -303,15 +359,21 @@ fn vcpu_loop(i: usize, mut v: VcpuFd, sh: &Shared) -> u8 {
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 let val = if (vmm::UART_BASE..vmm::UART_BASE + vmm::UART_SIZE).contains(&addr) {
-                    sh.uart
-                        .lock()
-                        .map(|u| u.read(addr - vmm::UART_BASE))
-                        .unwrap_or(0)
+                    u64::from(
+                        sh.uart
+                            .lock()
+                            .map(|u| u.read(addr - vmm::UART_BASE))
+                            .unwrap_or(0),
+                    )
+                } else if addr == vmm::EXITS_BASE {
+                    sh.stats.iter().map(|f| stat(&read_stats(f), "exits")).sum()
+                } else if addr == vmm::EXITS_BASE + 8 {
+                    sh.stats.get(i).map_or(0, |f| stat(&read_stats(f), "exits"))
                 } else {
                     unknown_mmio(sh, i, "read", addr);
                     0
                 };
-                let b = u64::from(val).to_le_bytes();
+                let b = val.to_le_bytes();
                 let n = data.len().min(8);
                 data[..n].copy_from_slice(&b[..n]);
             }
@@ -331,6 +393,17 @@ fn vcpu_loop(i: usize, mut v: VcpuFd, sh: &Shared) -> u8 {
             }
             Ok(other) => {
                 out(sh, &format!("VMM: vCPU{i}: unexpected exit {other:?}"));
+                dump(&v, sh, i);
+                return 1;
+            }
+            Err(e) if e.errno() == libc::ENOSYS => {
+                out(
+                    sh,
+                    &format!(
+                        "VMM: vCPU{i}: KVM_RUN: ENOSYS: MMIO by an instruction without a valid \
+                     syndrome (ISV = 0, e.g. ldp/stp or writeback); use plain ldr/str"
+                    ),
+                );
                 dump(&v, sh, i);
                 return 1;
             }

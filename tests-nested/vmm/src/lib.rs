@@ -21,6 +21,12 @@ pub const GICR_STRIDE: u64 = 0x2_0000;
 pub const UART_BASE: u64 = 0x0900_0000;
 /// Size of the PL011's MMIO window.
 pub const UART_SIZE: u64 = 0x1000;
+/// The exit-counter device: a 64-bit read at offset 0 returns the sum of KVM's `exits` stat
+/// over all vCPUs, at offset 8 the calling vCPU's (each read is itself one exit). Lets a
+/// guest hypervisor count its traps to L0 around a piece of work.
+pub const EXITS_BASE: u64 = 0x0b00_0000;
+/// Size of the exit-counter window.
+pub const EXITS_SIZE: u64 = 0x1000;
 /// 2 MiB, the arm64 Image and module alignment.
 pub const ALIGN_2M: u64 = 0x20_0000;
 
@@ -382,6 +388,11 @@ fn build_dtb_inner(c: &Config, l: &Layout, mem_size: u64) -> Result<Vec<u8>, vm_
     f.property_string_list("clock-names", vec!["uartclk".into(), "apb_pclk".into()])?;
     f.end_node(uart)?;
 
+    let exits = f.begin_node(&format!("exit-counter@{EXITS_BASE:x}"))?;
+    f.property_string("compatible", "hv-rig,kvm-exit-counter")?;
+    f.property_array_u64("reg", &[EXITS_BASE, EXITS_SIZE])?;
+    f.end_node(exits)?;
+
     f.end_node(root)?;
     f.finish()
 }
@@ -446,6 +457,61 @@ impl Pl011 {
             _ => None,
         }
     }
+}
+
+/// One statistic read from a KVM binary stats fd (Documentation/virt/kvm/api.rst,
+/// KVM_GET_STATS_FD).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Its name, e.g. `exits`.
+    pub name: String,
+    /// Its first value.
+    pub value: u64,
+}
+
+/// Parses a KVM binary stats file (header, descriptors, data) into its single-valued
+/// statistics.
+///
+/// # Errors
+/// A truncated or inconsistent file.
+pub fn parse_kvm_stats(buf: &[u8]) -> Result<Vec<Stat>, Error> {
+    let u32_at = |o: usize| -> Result<u32, Error> {
+        let b = buf.get(o..o + 4).ok_or(Error("stats: truncated".into()))?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    // struct kvm_stats_header { flags, name_size, num_desc, id_offset, desc_offset, data_offset }
+    let name_size = u32_at(4)? as usize;
+    let num_desc = u32_at(8)? as usize;
+    let desc_offset = u32_at(16)? as usize;
+    let data_offset = u32_at(20)? as usize;
+    // struct kvm_stats_desc { u32 flags; s16 exponent; u16 size; u32 offset; u32 bucket_size; char name[name_size]; }
+    let desc_len = 16 + name_size;
+    let mut out = Vec::new();
+    for i in 0..num_desc {
+        let d = desc_offset + i * desc_len;
+        let size = u32_at(d + 4)? >> 16;
+        let offset = u32_at(d + 8)? as usize;
+        let name_bytes = buf
+            .get(d + 16..d + desc_len)
+            .ok_or(Error("stats: truncated".into()))?;
+        let end = name_bytes
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(name_bytes.len());
+        let name = String::from_utf8_lossy(&name_bytes[..end]).into_owned();
+        if size != 1 {
+            continue; // histograms
+        }
+        let v = data_offset + offset;
+        let b = buf.get(v..v + 8).ok_or(Error("stats: truncated".into()))?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        out.push(Stat {
+            name,
+            value: u64::from_le_bytes(a),
+        });
+    }
+    Ok(out)
 }
 
 /// Prefixes serial lines with seconds since the VMM started.
@@ -585,10 +651,44 @@ mod tests {
             b"smc",
             b"cpu@1",
             b"arm,armv8-timer",
+            b"hv-rig,kvm-exit-counter",
         ] {
             assert!(has(s), "missing {:?}", String::from_utf8_lossy(s));
         }
         assert!(!has(b"cpu@2"));
+    }
+
+    #[test]
+    fn kvm_stats_parse() {
+        // Header, two descriptors (name_size 8): "exits" (1 value), "hist" (2 values).
+        let mut b = Vec::new();
+        for v in [0u32, 8, 2, 24, 24, 24 + 2 * 24] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        let desc = |b: &mut Vec<u8>, size: u16, off: u32, name: &[u8]| {
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&0i16.to_le_bytes());
+            b.extend_from_slice(&size.to_le_bytes());
+            b.extend_from_slice(&off.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            let mut n = [0u8; 8];
+            n[..name.len()].copy_from_slice(name);
+            b.extend_from_slice(&n);
+        };
+        desc(&mut b, 1, 0, b"exits");
+        desc(&mut b, 2, 8, b"hist");
+        for v in [12345u64, 1, 2] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        let s = parse_kvm_stats(&b).unwrap();
+        assert_eq!(
+            s,
+            vec![Stat {
+                name: "exits".into(),
+                value: 12345
+            }]
+        );
+        assert!(parse_kvm_stats(&b[..50]).is_err());
     }
 
     #[test]
