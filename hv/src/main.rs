@@ -7,6 +7,8 @@ use hv as _;
 
 #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
 fn main() {
-    eprintln!("hv is a bare-metal image: build it with --target aarch64-unknown-none (see README.md)");
+    eprintln!(
+        "hv is a bare-metal image: build it with --target aarch64-unknown-none (see README.md)"
+    );
     std::process::exit(2);
 }
