@@ -77,6 +77,27 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// Builds the probe result from generic-timer ticks: `trapped_ticks` and `local_ticks`
+    /// for `iters` iterations each, with the counter at `cntfrq` Hz (CNTFRQ_EL0). `None`
+    /// when `iters` or `cntfrq` is 0.
+    pub fn from_ticks(
+        trapped_ticks: u64,
+        local_ticks: u64,
+        iters: u64,
+        cntfrq: u64,
+    ) -> Option<Self> {
+        if iters == 0 || cntfrq == 0 {
+            return None;
+        }
+        let ns = |t: u64| {
+            (u128::from(t) * 1_000_000_000 / u128::from(cntfrq) / u128::from(iters)) as u64
+        };
+        Some(Timing {
+            trapped_ns_per_op: ns(trapped_ticks),
+            local_ns_per_op: ns(local_ticks),
+        })
+    }
+
     /// trapped / local, with local clamped to at least 1 ns.
     pub fn ratio(&self) -> u64 {
         self.trapped_ns_per_op / self.local_ns_per_op.max(1)
@@ -114,6 +135,39 @@ pub fn uid_from_smccc(x0: u64, x1: u64, x2: u64, x3: u64) -> Option<[u32; 4]> {
         return None;
     }
     Some(w)
+}
+
+impl fmt::Display for Evidence {
+    /// One line for hv's boot log, e.g.
+    /// `hyp-uid=b66fb428-e911c52e-564bcaa9-743a004d midr=0xf0510 mmfr0=0x... ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.smccc_hyp_uid {
+            Some(u) => write!(
+                f,
+                "hyp-uid={:08x}-{:08x}-{:08x}-{:08x}",
+                u[0], u[1], u[2], u[3]
+            )?,
+            None => f.write_str("hyp-uid=none")?,
+        }
+        write!(
+            f,
+            " midr={:#x} mmfr0={:#x} mmfr1={:#x} mmfr2={:#x} mmfr4={:#x}",
+            self.midr, self.mmfr0, self.mmfr1, self.mmfr2, self.mmfr4
+        )?;
+        match self.timing {
+            Some(t) => write!(
+                f,
+                " idreg={}ns local={}ns",
+                t.trapped_ns_per_op, t.local_ns_per_op
+            )?,
+            None => f.write_str(" timing=none")?,
+        }
+        write!(
+            f,
+            " dt-hyp-node={} dt-virt={}",
+            self.dt.hypervisor_node as u8, self.dt.virtual_platform as u8
+        )
+    }
 }
 
 fn field(reg: u64, lsb: u32) -> u64 {
@@ -424,6 +478,71 @@ mod tests {
             ..e
         };
         assert!(!bare.kvm_mmfr4() && !bare.kvm_mmfr2() && !bare.parange_48());
+    }
+
+    #[test]
+    fn timing_from_ticks() {
+        // 256 iterations, 1 GHz counter: 42398 ticks/iter -> 42398 ns.
+        let t = Timing::from_ticks(42_398 * 256, 64 * 256, 256, 1_000_000_000).unwrap();
+        assert_eq!(
+            t,
+            Timing {
+                trapped_ns_per_op: 42_398,
+                local_ns_per_op: 64
+            }
+        );
+        assert_eq!(t.ratio(), 662);
+        // 62.5 MHz counter (16 ns per tick), 100 iterations of 3 ticks -> 48 ns.
+        let t = Timing::from_ticks(300, 100, 100, 62_500_000).unwrap();
+        assert_eq!((t.trapped_ns_per_op, t.local_ns_per_op), (48, 16));
+        assert_eq!(Timing::from_ticks(1, 1, 0, 1), None);
+        assert_eq!(Timing::from_ticks(1, 1, 1, 0), None);
+        // No overflow for large tick counts.
+        assert!(Timing::from_ticks(u64::MAX, 1, 1, 1).is_some());
+    }
+
+    #[test]
+    fn evidence_display() {
+        let e = Evidence {
+            smccc_hyp_uid: Some(KVM_UID),
+            timing: Some(Timing {
+                trapped_ns_per_op: 5,
+                local_ns_per_op: 1,
+            }),
+            ..kvm_regs()
+        };
+        let mut buf = [0u8; 256];
+        let mut w = Buf { b: &mut buf, n: 0 };
+        core::fmt::write(&mut w, format_args!("{e}")).unwrap();
+        let n = w.n;
+        let s = core::str::from_utf8(&buf[..n]).unwrap();
+        assert!(
+            s.starts_with(
+                "hyp-uid=b66fb428-e911c52e-564bcaa9-743a004d midr=0x0 mmfr0=0x1100022200100125"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.ends_with("mmfr4=0xe100000 idreg=5ns local=1ns dt-hyp-node=0 dt-virt=0"),
+            "{s}"
+        );
+    }
+
+    struct Buf<'a> {
+        b: &'a mut [u8],
+        n: usize,
+    }
+
+    impl core::fmt::Write for Buf<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let end = self.n + s.len();
+            self.b
+                .get_mut(self.n..end)
+                .ok_or(core::fmt::Error)?
+                .copy_from_slice(s.as_bytes());
+            self.n = end;
+            Ok(())
+        }
     }
 
     #[test]
