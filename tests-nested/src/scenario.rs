@@ -10,6 +10,9 @@ pub const ALL_ENDED: &str = "hv: all domains ended, powering off";
 
 /// The line guest-fault prints before its faulting load.
 pub const FAULT_GUEST_LINE: &str = "guest-fault: reading IPA 0x10000000 outside guest RAM";
+/// hv's log of the fault, with ESR/FAR/HPFAR decoded (start.rs logs it as an
+/// error: "d1v0: stage-2 data abort at IPA <ipa> (...), ESR .., FAR .., HPFAR ..").
+pub const FAULT_HV_LOG: &str = "hv: *d1v0: stage-2 data abort at IPA *10000000*ESR*FAR*HPFAR";
 /// hv's end of d1: the reason names the stage-2 fault and the faulting IPA
 /// (hv's `EndReason::Stage2Fault` prints "stage-2 fault at IPA <ipa>").
 pub const FAULT_HV_LINE: &str = "hv: d1 ended (stage-2 fault at IPA *10000000";
@@ -67,6 +70,7 @@ pub fn smoke(smp: u32) -> Expectations {
     let mut chains = cpus(smp);
     chains.push(vec![
         format!("(d1) {FAULT_GUEST_LINE}"),
+        FAULT_HV_LOG.to_string(),
         FAULT_HV_LINE.to_string(),
     ]);
     chains.push(hello_chain(2));
@@ -94,7 +98,7 @@ mod tests {
             "(d1) guest-fault: reading IPA 0x10000000 outside guest RAM",
             "hv: CPU1 online",
             "(d2) hello from guest-hello",
-            "hv: d1 stage-2 data abort: IPA 0x0000000010000000 ESR 0x93c08007 FAR 0x10000000 HPFAR 0x100000",
+            "hv: ERROR: d1v0: stage-2 data abort at IPA 0x0000000010000000 (translation fault level 1, read, 8 bytes via x8), ESR 0x93c08007, FAR 0x10000000, HPFAR 0x100000, pc 0x40080a10, ending d1",
             "hv: d1 ended (stage-2 fault at IPA 0x0000000010000000)",
             "(d2) xen_version = 4.20",
             "(d2) PASS unknown hypercall -> -ENOSYS",
