@@ -285,8 +285,16 @@ extern "C" fn hv_el2_exception(frame: &TrapFrame, kind: u64) -> ! {
         frame.spsr,
         frame.sp
     ));
-    for (i, pair) in frame.x.chunks(4).enumerate() {
-        logger::emergency_print(format_args!("hv:   x{:<2}: {:#018x?}\n", i * 4, pair));
+    for (i, regs) in frame.x.chunks(4).enumerate() {
+        let r = |k: usize| regs.get(k).copied().unwrap_or(0);
+        logger::emergency_print(format_args!(
+            "hv:   x{:<2} {:#018x} {:#018x} {:#018x} {:#018x}\n",
+            i * 4,
+            r(0),
+            r(1),
+            r(2),
+            r(3)
+        ));
     }
     logger::emergency_print(format_args!("hv: CPU{} halted\n", percpu::index()));
     park()
