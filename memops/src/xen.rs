@@ -142,6 +142,12 @@ pub trait MemEnv {
     fn shared_info(&self, domid: u16) -> Option<PhysAddr>;
     /// Zero `pa` (4 KiB) before a domain can see it.
     fn scrub(&mut self, pa: PhysAddr);
+    /// Execute `plan` now, before returning (hv's arch executor, which
+    /// counts every op). Handlers call this only where the order matters:
+    /// before a gfn whose invalidation is pending is mapped again, and to
+    /// get held frames back when the pool is empty. Everything else is
+    /// returned in [`MemOpOutcome::flush`].
+    fn execute(&mut self, plan: &pv_tlb::Plan);
 }
 
 /// What a handler needs, borrowed separately so they can be used together.
@@ -409,6 +415,19 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         }
     }
 
+    /// Run everything gathered in `out` so far (plan, then releases).
+    fn sync(&mut self, out: &mut Flush) {
+        let f = core::mem::take(out);
+        if !f.plan.is_empty() {
+            self.env.execute(&f.plan);
+        }
+        let r = self.frames.release(&f.released);
+        debug_assert!(r.is_ok(), "release of held frames: {r:?}");
+    }
+
+    /// Before mapping at `gfn`: a pending invalidation of it (deferred, or a
+    /// xen-compat flush of a mapping removed earlier in this hypercall) must
+    /// have *run*, not merely been planned (break-before-make).
     fn before_map(&mut self, domid: u16, gfn: u64, pages: u64, out: &mut Flush) {
         if let Some(v) = self.env.vmid(domid) {
             out.append(self.flush.before_map(
@@ -416,6 +435,9 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                 Ipa::from_page_number(gfn),
                 pages.saturating_mul(PAGE_SIZE),
             ));
+        }
+        if !out.plan.is_empty() {
+            self.sync(out);
         }
     }
 
@@ -624,13 +646,12 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
     /// Allocate, flushing pending invalidations to get held frames back if needed.
     fn alloc_frames(&mut self, d: u16, order: u32, out: &mut Flush) -> Result<PhysAddr, Error> {
         match self.frames.alloc(d, order) {
-            Err(Error::OutOfMemory) if !self.flush.is_idle() => {
-                // Held frames come back only after their flush ran: the
-                // plan is appended to `out` (executed before the caller
-                // releases) so they cannot be reused here; report ENOMEM
-                // for this extent and let the next call find them free.
+            Err(Error::OutOfMemory) if !self.flush.is_idle() || !out.released.is_empty() => {
+                // Held frames come back only after their flush ran: run
+                // every pending plan now, release, and try again.
                 out.append(self.flush.flush_all());
-                Err(Error::OutOfMemory)
+                self.sync(out);
+                self.frames.alloc(d, order)
             }
             r => r,
         }

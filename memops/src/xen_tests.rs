@@ -74,6 +74,12 @@ struct Dom {
 struct Env {
     doms: Vec<(u16, Dom)>,
     scrubbed: u64,
+    /// Every op executed (synchronously through `execute`, or by `World::exec`).
+    counters: TlbCounters,
+    /// Plans executed synchronously.
+    sync_plans: u64,
+    /// What dom0's gfn `FMAP` mapped each time a plan ran synchronously.
+    fmap_at_sync: Vec<Option<P2mEntry>>,
 }
 
 impl Env {
@@ -119,6 +125,14 @@ impl MemEnv for Env {
     fn scrub(&mut self, _pa: PhysAddr) {
         self.scrubbed += 1;
     }
+    fn execute(&mut self, plan: &pv_tlb::Plan) {
+        self.sync_plans += 1;
+        let seen = self.physmap(DOM0).and_then(|p| p.lookup(FMAP));
+        self.fmap_at_sync.push(seen);
+        for op in plan.ops() {
+            self.counters.record(op);
+        }
+    }
 }
 
 struct World {
@@ -126,7 +140,6 @@ struct World {
     tables: SimTableMem,
     frames: FrameTable,
     flush: DeferredFlush,
-    counters: TlbCounters,
     guest: FakeGuest,
     budget: u64,
 }
@@ -146,7 +159,6 @@ impl World {
             tables,
             frames: FrameTable::new(POOL, pool_frames),
             flush: DeferredFlush::new(policy),
-            counters: TlbCounters::default(),
             guest: FakeGuest::new(16 << 20),
             budget: 4096,
         }
@@ -157,11 +169,11 @@ impl World {
     fn exec(&mut self, f: Flush) {
         for s in core::mem::take(&mut self.tables.sync_invalidations) {
             for op in plan(Vmid(0), &s, &self.flush.policy()).ops() {
-                self.counters.record(op);
+                self.env.counters.record(op);
             }
         }
         for op in f.plan.ops() {
-            self.counters.record(op);
+            self.env.counters.record(op);
         }
         self.frames.release(&f.released).unwrap();
     }
@@ -340,9 +352,9 @@ fn populate_and_decrease_reservation() {
     );
     assert_eq!(w.frames.free_frames(), 4096 - 1028 + 3);
     assert!(w.flush.is_idle());
-    assert_eq!(w.counters.full_stage2(), 0);
+    assert_eq!(w.env.counters.full_stage2(), 0);
     // Splitting the 2 MiB block needed one break-before-make flush.
-    assert!(w.counters.get(TlbOpKind::Ipas2e1is) >= 2);
+    assert!(w.env.counters.get(TlbOpKind::Ipas2e1is) >= 2);
     // Not mapped: stops.
     assert_eq!(w.decrease(DOMU, DOMID_SELF, &[RAM0 + 5]), 0);
 }
@@ -379,15 +391,15 @@ fn foreign_map_holds_a_reference_until_the_flush_ran() {
     }
     assert_eq!(w.refs(DOMU, RAM0), 2, "held by the pending flush");
     assert!(w.flush.holds(e.pa));
-    assert_eq!(w.counters.total_tlbi(), 0);
+    assert_eq!(w.env.counters.total_tlbi(), 0);
     // Re-mapping a pending gfn forces the flush first.
     let (r, errs) = w.map_foreign(DOM0, DOMU, &gfns[..1], &dst[..1]);
     assert_eq!((r, errs[0]), (0, 0));
     assert_eq!(w.refs(DOMU, RAM0), 2, "old ref released, new one taken");
     assert_eq!(w.refs(DOMU, RAM0 + 1), 1);
     assert!(w.flush.is_idle());
-    assert_eq!(w.counters.full_stage2(), 0);
-    assert_eq!(w.counters.get(TlbOpKind::Vmalle1is), 1);
+    assert_eq!(w.env.counters.full_stage2(), 0);
+    assert_eq!(w.env.counters.get(TlbOpKind::Vmalle1is), 1);
     // Removing an unmapped gpfn: -ENOENT.
     assert_eq!(w.remove_single(DOM0, FMAP + 5), -errno::ENOENT);
 }
@@ -478,7 +490,7 @@ fn build(policy: Policy, pages: u64, batched: bool) -> TlbCounters {
         assert!(errs.iter().all(|e| *e == 0));
     }
     assert_eq!(
-        w.counters.total_tlbi(),
+        w.env.counters.total_tlbi(),
         0,
         "mapping into holes needs no flush"
     );
@@ -499,17 +511,17 @@ fn build(policy: Policy, pages: u64, batched: bool) -> TlbCounters {
     }
     std::eprintln!(
         "{policy:?} pages={pages} batched={batched}: tlbi={} full={} ipas2={} ripas2={} vmalle1is={}",
-        w.counters.total_tlbi(),
-        w.counters.full_stage2(),
-        w.counters.get(TlbOpKind::Ipas2e1is),
-        w.counters.get(TlbOpKind::Ripas2e1is),
-        w.counters.get(TlbOpKind::Vmalle1is)
+        w.env.counters.total_tlbi(),
+        w.env.counters.full_stage2(),
+        w.env.counters.get(TlbOpKind::Ipas2e1is),
+        w.env.counters.get(TlbOpKind::Ripas2e1is),
+        w.env.counters.get(TlbOpKind::Vmalle1is)
     );
     // Every foreign reference is back.
     for g in gfns.iter().step_by(97) {
         assert_eq!(w.refs(DOMU, *g), 1);
     }
-    w.counters
+    w.env.counters
 }
 
 /// The realistic workload's page count (48 MB kernel Image + initrd).
@@ -569,7 +581,7 @@ fn create_destroy_100_domains_returns_every_frame_and_table() {
         let (r, _) = w.map_foreign(DOM0, d, &[RAM0 + 3], &[FMAP]);
         assert_eq!(r, 0);
         let dom = w.env.take(d);
-        let before = w.counters.full_stage2();
+        let before = w.env.counters.full_stage2();
         let (f, t) = MemCtx {
             env: &mut w.env,
             tables: &mut w.tables,
@@ -580,7 +592,7 @@ fn create_destroy_100_domains_returns_every_frame_and_table() {
         .teardown(dom.pm, dom.vmid);
         w.exec(f);
         t.finish(&mut w.tables);
-        full += w.counters.full_stage2() - before;
+        full += w.env.counters.full_stage2() - before;
         // The page dom0 still maps is not free yet.
         assert_eq!(w.frames.free_frames(), free0 - 1);
         assert_eq!(w.remove_single(DOM0, FMAP), 0);
@@ -590,4 +602,67 @@ fn create_destroy_100_domains_returns_every_frame_and_table() {
         assert_eq!(w.tables.live_tables(), tables0, "round {round}");
     }
     assert_eq!(full, 0, "targeted with ranges: destroy needs no full flush");
+}
+
+#[test]
+fn remapping_runs_the_old_mappings_flush_before_the_new_mapping_exists() {
+    for policy in [TARGETED, Policy::XenCompat] {
+        let mut w = World::new(policy, 4096);
+        assert_eq!(w.populate(DOMU, DOMID_SELF, &[RAM0, RAM0 + 1], 0), 2);
+        let (r, _) = w.map_foreign(DOM0, DOMU, &[RAM0], &[FMAP]);
+        assert_eq!(r, 0);
+        if policy == TARGETED {
+            // Pending after a single remove; the remap must run it first.
+            assert_eq!(w.remove_single(DOM0, FMAP), 0);
+            assert!(w
+                .flush
+                .is_pending(Vmid(DOM0 + 1), Ipa::from_page_number(FMAP)));
+        }
+        // Map another page over FMAP (xen-compat: replaces the live mapping).
+        let (r, errs) = w.map_foreign(DOM0, DOMU, &[RAM0 + 1], &[FMAP]);
+        assert_eq!((r, errs[0]), (0, 0));
+        assert_eq!(w.env.sync_plans, 1, "{policy:?}");
+        assert_eq!(
+            w.env.fmap_at_sync,
+            [None],
+            "{policy:?}: flush ran between break and make"
+        );
+        let now = w.env.physmap(DOM0).unwrap().lookup(FMAP).unwrap();
+        assert_eq!(
+            now.pa,
+            w.env.physmap(DOMU).unwrap().lookup(RAM0 + 1).unwrap().pa
+        );
+        assert_eq!(
+            w.refs(DOMU, RAM0),
+            1,
+            "{policy:?}: old foreign reference released"
+        );
+        assert!(w.env.counters.total_tlbi() > 0);
+    }
+}
+
+#[test]
+fn an_empty_pool_gets_held_frames_back_by_flushing() {
+    let mut w = World::new(TARGETED, 8);
+    let gfns: Vec<u64> = (0..8).map(|i| RAM0 + i).collect();
+    assert_eq!(w.populate(DOMU, DOMID_SELF, &gfns, 0), 8);
+    // dom0 maps all of them (each frame now has 2 references).
+    let dst: Vec<u64> = (0..8).map(|i| FMAP + i).collect();
+    let (r, _) = w.map_foreign(DOM0, DOMU, &gfns, &dst);
+    assert_eq!(r, 0);
+    // domU gives its pages back: they stay referenced by dom0's mappings.
+    assert_eq!(w.decrease(DOMU, DOMID_SELF, &gfns), 8);
+    assert_eq!(w.frames.free_frames(), 0);
+    // dom0 unmaps with single removes: the references are now held by the
+    // pending (coalesced) flush, the pool is still empty.
+    for g in &dst {
+        assert_eq!(w.remove_single(DOM0, *g), 0);
+    }
+    assert_eq!(w.frames.free_frames(), 0);
+    assert_eq!(w.flush.held_pages(), 8);
+    // A populate now runs the pending flush synchronously and succeeds.
+    assert_eq!(w.populate(DOMU, DOMID_SELF, &[RAM0 + 100], 0), 1);
+    assert_eq!(w.env.sync_plans, 1);
+    assert!(w.flush.is_idle());
+    assert_eq!(w.frames.free_frames(), 7);
 }
