@@ -7,9 +7,9 @@
 
 use pv_tlb::Ipa;
 
-/// `Xt` for `TLBI IPAS2E1IS` with a 4 KiB granule: `IPA[47:12]` in bits
-/// [35:0]; with FEAT_TTL and a known leaf `level` (1..=3), TTL in bits
-/// [47:44] = `0b01` (4 KiB) : level. Without FEAT_TTL the field is RES0.
+/// `Xt` for `TLBI IPAS2E1IS` with a 4 KiB granule: `IPA\[47:12\]` in bits
+/// \[35:0\]; with FEAT_TTL and a known leaf `level` (1..=3), TTL in bits
+/// \[47:44\] = `0b01` (4 KiB) : level. Without FEAT_TTL the field is RES0.
 #[must_use]
 pub fn ipas2_operand(ipa: Ipa, level: Option<u8>, feat_ttl: bool) -> u64 {
     let mut x = (ipa.raw() >> 12) & ((1 << 36) - 1);
@@ -47,8 +47,8 @@ pub const fn range_pages(num: u64, scale: u32) -> u64 {
 }
 
 /// `Xt` for `TLBI RIPAS2E1IS`, 4 KiB granule: BaseADDR = `IPA >> 12` in
-/// [36:0], TTL (0 = any level, else the level 1..=3) in [38:37], NUM in
-/// [43:39], SCALE in [45:44], TG = 0b01 (4 KiB) in [47:46].
+/// \[36:0\], TTL (0 = any level, else the level 1..=3) in \[38:37\], NUM in
+/// \[43:39\], SCALE in \[45:44\], TG = 0b01 (4 KiB) in \[47:46\].
 #[must_use]
 pub fn ripas2_operand(base: Ipa, num: u64, scale: u32, level: Option<u8>) -> u64 {
     let ttl = match level {

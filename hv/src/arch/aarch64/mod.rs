@@ -19,7 +19,8 @@
 //! `HCR_EL2.E2H` if `ID_AA64MMFR1_EL1.VH != 0`, untrap FP/SIMD, `SCTLR_EL2`
 //! with the MMU off, `VBAR_EL2`), zero `.bss`, take CPU0's stack and call
 //! `boot::hv_boot_primary(dtb, vh)` (Rust, still MMU off, no atomics used):
-//! parse the DTB ([`crate::bootinfo`]); without FEAT_VHE print
+//! strip the `FDT_NOP` tokens QEMU leaves in the DTB and parse it
+//! ([`crate::bootinfo`]); without FEAT_VHE print
 //! "hv requires FEAT_VHE" on the DTB's PL011 and power off with PSCI
 //! SYSTEM_OFF (hv only supports `E2H = 1`: under KVM's NV2 that is the only
 //! mode a guest hypervisor gets); build the identity map and switch the MMU on
@@ -37,8 +38,8 @@
 //! **Secondary CPUs.** `hv_secondary_entry` (x0 = CPU index): the same
 //! `hv_el2_early`, the boot CPU's MMU registers from `mmu::HV_MMU_CONFIG`
 //! (written with the MMU off, so readable before this CPU's MMU is on), the
-//! CPU's stack, then `hv_boot_secondary`: `TPIDR_EL2`, `init_el2`, "hv:
-//! CPU<n> online", portable code.
+//! CPU's stack, then `hv_boot_secondary`: `TPIDR_EL2`, `init_el2`,
+//! `hv: CPU<n> online`, portable code.
 //!
 //! **Memory map.** EL2&0 regime (`E2H = 1`, `TGE = 0`), `TTBR0_EL2`, 4 KiB
 //! granule, 48-bit VA, identity map: every DTB RAM range Normal WB inner
@@ -60,6 +61,22 @@
 //! guest's x0..x30, PC, PSTATE, SP_EL0 and FP/SIMD registers, restores hv's
 //! callee-saved registers and returns from `hv_guest_enter` (i.e. from
 //! [`crate::arch::Arch::run_vcpu`]) with ESR/FAR/HPFAR and the vector.
+//!
+//! **Guest state.** [`cpu::Cpu`] implements [`crate::arch::Arch`]: `vcpu_load` /
+//! `vcpu_put` move the EL1 registers through the `*_EL12`/`*_EL02` encodings
+//! (SP_EL1, TPIDR*, PAR_EL1, MDSCR_EL1 directly: E2H does not redirect them),
+//! set `VTCR_EL2` (PS from PARange capped at 48 bits, VS with 16-bit VMIDs),
+//! `VTTBR_EL2` and `VMPIDR_EL2`, and move the vCPU's FP/SIMD registers
+//! ([`crate::arch::FpState`]) into the per-CPU save area that the exit path
+//! fills and the entry path reloads. `HCR_EL2` is set once per CPU
+//! ([`cpu::HCR_GUEST`]). `tlb_op` executes exactly the named operation,
+//! switching `VTTBR_EL2.VMID` around VMID-scoped TLBIs when needed;
+//! `RIPAS2E1IS` operands come from [`crate::mm::tlbi`] (exact SCALE/NUM
+//! pieces, single-page `IPAS2E1IS` for the rest, per-page fallback without
+//! FEAT_TLBIRANGE). [`cpu::HostMem`] implements `PhysMem` and
+//! `memops::TableMem` over the identity map; `TableMem::invalidate_now` does
+//! not know the VMID, so it flushes with `TLBI ALLE1IS` (only on
+//! break-before-make).
 //!
 //! **Not done.** SVE/SME state is not switched (guests trap on SVE use);
 //! debug and PMU registers are not trapped or switched (`MDCR_EL2` is left as
