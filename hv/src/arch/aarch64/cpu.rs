@@ -419,6 +419,45 @@ impl HostMem {
     }
 }
 
+/// Make `[pa, pa + len)` (just written through hv's cacheable mapping)
+/// visible to a guest that reads it with its MMU off (non-cacheable) and to
+/// its instruction fetches: clean the data cache to the point of coherency
+/// and invalidate the instruction cache for those lines, as Xen does when it
+/// loads a kernel (`copy_to_guest_phys_flush_dcache`) and KVM when it maps a
+/// page without FEAT_S2FWB.
+fn sync_for_guest(pa: u64, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let ctr = read_sysreg!("ctr_el0");
+    let dline = 4u64 << ((ctr >> 16) & 0xf);
+    let iline = 4u64 << (ctr & 0xf);
+    let end = pa + len as u64;
+    let mut a = pa & !(dline - 1);
+    while a < end {
+        // SAFETY: cache maintenance by VA of identity-mapped RAM; it changes no data.
+        unsafe { core::arch::asm!("dc cvac, {0}", in(reg) a, options(nostack, preserves_flags)) };
+        a += dline;
+    }
+    // SAFETY: a barrier only orders memory accesses.
+    // The cleans complete before the I-cache invalidation and before the guest runs.
+    unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+    if (ctr >> 29) & 1 == 0 {
+        // CTR_EL0.DIC = 0: instruction-cache invalidation is required for coherence.
+        let mut a = pa & !(iline - 1);
+        while a < end {
+            // SAFETY: as above (instruction cache, by VA).
+            unsafe {
+                core::arch::asm!("ic ivau, {0}", in(reg) a, options(nostack, preserves_flags))
+            };
+            a += iline;
+        }
+        // SAFETY: a barrier only orders memory accesses.
+        // The invalidations complete before the guest fetches from these lines.
+        unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+    }
+}
+
 impl PhysMem for HostMem {
     fn read(&self, pa: PhysAddr, buf: &mut [u8]) {
         if self.check(pa, buf.len()) {
@@ -436,6 +475,7 @@ impl PhysMem for HostMem {
         if self.check(pa, buf.len()) {
             // SAFETY: as in read; callers only pass frames hv or a domain owns.
             unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), pa.raw() as *mut u8, buf.len()) };
+            sync_for_guest(pa.raw(), buf.len());
         }
     }
 
@@ -443,6 +483,7 @@ impl PhysMem for HostMem {
         if pa.is_aligned(PAGE_SIZE) && self.check(pa, PAGE_SIZE as usize) {
             // SAFETY: one whole RAM frame, identity-mapped (checked above).
             unsafe { core::ptr::write_bytes(pa.raw() as *mut u8, 0, PAGE_SIZE as usize) };
+            sync_for_guest(pa.raw(), PAGE_SIZE as usize);
         }
     }
 }

@@ -74,7 +74,9 @@
 //! `RIPAS2E1IS` operands come from [`crate::mm::tlbi`] (exact SCALE/NUM
 //! pieces, single-page `IPAS2E1IS` for the rest, per-page fallback without
 //! FEAT_TLBIRANGE). [`cpu::HostMem`] implements `PhysMem` and
-//! `memops::TableMem` over the identity map; `TableMem::invalidate_now` does
+//! `memops::TableMem` over the identity map (every write to host RAM is
+//! cleaned to the point of coherency and its I-cache lines invalidated, so a
+//! guest with its MMU off sees it); `TableMem::invalidate_now` does
 //! not know the VMID, so it flushes with `TLBI ALLE1IS` (only on
 //! break-before-make).
 //!
