@@ -10,7 +10,9 @@
 //!   `include/linux/arm-smccc.h` (`ARM_SMCCC_VENDOR_HYP_UID_KVM_REG_0..3`,
 //!   UUID 28b46fb6-2ec5-11e9-a9ca-4b564d003a74). Firmware at EL3 answers NOT_SUPPORTED.
 //!   Decisive when answered. (`HVC` from vEL2 is *not* usable: KVM reflects it to vEL2's own
-//!   vector, as an HVC at EL2 targets EL2.)
+//!   vector, as an HVC at EL2 targets EL2.) Guard it with `SMC` SMCCC_VERSION (0x8000_0000)
+//!   first and skip the query (UID `None`) below 1.1: measured, KVM answers 0x10001 and QEMU's
+//!   bare-metal PSCI emulation NOT_SUPPORTED; this keeps broken EL3 firmware out of the path.
 //! - **Timing probe**: the cost of an ID register read (trapped to L0 by HCR_EL2.TID3 when
 //!   hv is a guest hypervisor) against a never-trapped one (`CurrentEL`). Decisive either way
 //!   when present: >= [`TRAP_RATIO_NESTED`] means an L0 handles our ID register reads.

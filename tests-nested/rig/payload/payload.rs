@@ -370,6 +370,13 @@ extern "C" fn probe_main(dtb: usize) -> ! {
     probe!("ID_AA64MMFR4_EL1={:#018x}", mrs!("s3_0_c0_c7_4"));
     probe!("ID_AA64PFR0_EL1={:#018x}", mrs!("id_aa64pfr0_el1"));
     dt_hints(dtb);
+    // SMCCC_VERSION (0x8000_0000) and PSCI_FEATURES(SMCCC_VERSION): whether the SMC conduit
+    // implements SMCCC >= 1.1 at all (a guard before vendor-specific queries).
+    probe!(
+        "SMC SMCCC_VERSION -> {:#x}; PSCI_FEATURES(SMCCC_VERSION) -> {}",
+        smc3(0x8000_0000, 0, 0, 0) as u32,
+        smc3(0x8400_000a, 0x8000_0000, 0, 0) as i32
+    );
     for (name, smc) in [("HVC", false), ("SMC", true)] {
         let (r, esr) = smccc(0x8600_ff01, smc);
         probe!(
