@@ -207,6 +207,10 @@ pub struct BootInfo<'a> {
     pub cmdline: &'a str,
     /// Boot modules, in DTB order.
     pub modules: FixedVec<BootModule<'a>, MAX_MODULES>,
+    /// The root node's raw `compatible` (NUL-separated), for `nested-detect`'s DT hints.
+    pub root_compatible: &'a [u8],
+    /// A `/hypervisor` node exists (Xen's guest binding).
+    pub hypervisor_node: bool,
 }
 
 const FDT_BEGIN_NODE: u32 = 1;
@@ -422,10 +426,13 @@ impl<'a> BootInfo<'a> {
             cpus_ignored: 0,
             cmdline: "",
             modules: FixedVec::default(),
+            root_compatible: &[],
+            hypervisor_node: fdt.find_node("/hypervisor").is_some(),
         };
         let too_many = |what, capacity| BootInfoError::TooMany { what, capacity };
         let root = fdt.find_node("/").ok_or(BootInfoError::NotADtb)?;
         let root_cells = child_cells(root, ROOT_DEFAULT_CELLS);
+        info.root_compatible = root.property("compatible").map_or(&[][..], |p| p.value);
 
         for r in fdt.memory_reservations() {
             let r = MemRange::new(r.address() as u64, r.size() as u64);
@@ -624,6 +631,8 @@ mod tests {
         assert_eq!(b.cpus.as_slice(), [0, 1]);
         assert_eq!(b.cmdline, "");
         assert!(b.modules().is_empty());
+        assert_eq!(b.root_compatible, b"linux,dummy-virt\0");
+        assert!(!b.hypervisor_node);
     }
 
     #[test]

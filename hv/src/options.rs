@@ -14,6 +14,9 @@
 //! logs them as warnings) and never stop the boot.
 
 use log::LevelFilter;
+use nested_detect::{Decision, Override};
+use pv_tlb::plan::{Policy, PolicyChoice};
+use spin::Once;
 
 /// Which TLB invalidation policy hv uses (see the `pv-tlb` crate).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -124,6 +127,65 @@ impl HvOptions {
     }
 }
 
+impl NestedChoice {
+    /// The `nested-detect` override this choice stands for.
+    #[must_use]
+    pub fn as_override(self) -> Override {
+        match self {
+            NestedChoice::Auto => Override::Auto,
+            NestedChoice::On => Override::On,
+            NestedChoice::Off => Override::Off,
+        }
+    }
+}
+
+impl TlbPolicyChoice {
+    /// The `pv-tlb` choice this stands for.
+    #[must_use]
+    pub fn as_pv_tlb(self) -> PolicyChoice {
+        match self {
+            TlbPolicyChoice::XenCompat => PolicyChoice::XenCompat,
+            TlbPolicyChoice::Targeted => PolicyChoice::Targeted,
+            TlbPolicyChoice::Auto => PolicyChoice::Auto,
+        }
+    }
+}
+
+/// What the boot CPU found out about the platform; set once by the arch
+/// layer ([`set_boot_facts`]) before portable code runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootFacts {
+    /// The nesting verdict (`nested-detect`, with `nested=` applied).
+    pub nested: Decision,
+    /// FEAT_TLBIRANGE (`ID_AA64ISAR0_EL1.TLB == 0b0010`).
+    pub has_tlbi_range: bool,
+}
+
+static BOOT_FACTS: Once<BootFacts> = Once::new();
+
+/// Record the boot facts (first call wins).
+pub fn set_boot_facts(facts: BootFacts) {
+    BOOT_FACTS.call_once(|| facts);
+}
+
+/// The boot facts, once the arch layer has set them (never on the host).
+#[must_use]
+pub fn boot_facts() -> Option<&'static BootFacts> {
+    BOOT_FACTS.get()
+}
+
+impl HvOptions {
+    /// The TLB policy for `tlb=` given what boot found out (`pv_tlb::plan::resolve`).
+    /// Without facts (host tests): not nested, no range TLBIs.
+    #[must_use]
+    pub fn tlb_policy(&self, facts: Option<&BootFacts>) -> Policy {
+        let (nested, range) = facts.map_or((false, false), |f| {
+            (f.nested.verdict.is_nested(), f.has_tlbi_range)
+        });
+        pv_tlb::plan::resolve(self.tlb.as_pv_tlb(), nested, range)
+    }
+}
+
 fn parse_level(value: &str) -> Option<LevelFilter> {
     Some(match value {
         "none" | "off" => LevelFilter::Off,
@@ -168,6 +230,46 @@ mod tests {
         assert_eq!(o.tlb, TlbPolicyChoice::XenCompat);
         assert_eq!(o.nested, NestedChoice::On);
         assert_eq!(o.log_level, LevelFilter::Trace);
+    }
+
+    #[test]
+    fn policy_follows_choice_and_facts() {
+        use nested_detect::{decide, Evidence};
+        let bare = BootFacts {
+            nested: decide(&Evidence::default(), Override::Off),
+            has_tlbi_range: true,
+        };
+        let nested = BootFacts {
+            nested: decide(&Evidence::default(), Override::On),
+            has_tlbi_range: false,
+        };
+        assert!(nested.nested.verdict.is_nested());
+        assert!(!bare.nested.verdict.is_nested());
+        let (o, _) = parse("tlb=xen-compat");
+        assert_eq!(o.tlb_policy(Some(&nested)), Policy::XenCompat);
+        let (o, _) = parse("tlb=auto");
+        assert_eq!(
+            o.tlb_policy(Some(&nested)),
+            Policy::Targeted {
+                has_range: false,
+                nested: true
+            }
+        );
+        assert_eq!(
+            o.tlb_policy(Some(&bare)),
+            Policy::Targeted {
+                has_range: true,
+                nested: false
+            }
+        );
+        assert_eq!(
+            o.tlb_policy(None),
+            Policy::Targeted {
+                has_range: false,
+                nested: false
+            }
+        );
+        assert_eq!(NestedChoice::Off.as_override(), Override::Off);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::bootinfo::{strip_nops, BootInfo, FixedVec, MAX_CPUS};
 use crate::logger::{self, ConsoleSink};
 use crate::mm::frame::{self, FrameAllocator};
 use crate::mm::MemRange;
-use crate::options::HvOptions;
+use crate::options::{boot_facts, set_boot_facts, BootFacts, HvOptions};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use pv_tlb::PAGE_SIZE;
 use spin::Once;
@@ -155,6 +155,22 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
 
     init_frames(info, dtb_pa);
     init_heap();
+
+    // Nesting verdict, from evidence gathered before HCR_EL2 is set for guests.
+    let evidence = super::nested::gather(info);
+    let decision = nested_detect::decide(&evidence, options.nested.as_override());
+    logger::print(format_args!("hv: platform: {decision}\n"));
+    log::info!("nested-detect evidence: {evidence}");
+    let has_tlbi_range = (read_sysreg!("id_aa64isar0_el1") >> 56) & 0xf == 2;
+    set_boot_facts(BootFacts {
+        nested: decision,
+        has_tlbi_range,
+    });
+    log::info!(
+        "tlb policy: {:?} (tlb={:?})",
+        options.tlb_policy(boot_facts()),
+        options.tlb
+    );
 
     // SAFETY: CPU 0 is the caller.
     let me = unsafe { percpu::prepare(0, read_sysreg!("mpidr_el1") & 0xff_00ff_ffff) };

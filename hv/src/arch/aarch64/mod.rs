@@ -88,6 +88,7 @@ pub mod boot;
 pub mod cpu;
 pub mod head;
 pub mod mmu;
+pub mod nested;
 pub mod percpu;
 pub mod pl011;
 pub mod psci;
