@@ -26,6 +26,12 @@ static UART: Once<Pl011> = Once::new();
 static OPTIONS: Once<HvOptions> = Once::new();
 static ONLINE: AtomicUsize = AtomicUsize::new(0);
 
+/// hv's command-line options (defaults before the boot CPU parsed them).
+#[must_use]
+pub fn options() -> HvOptions {
+    OPTIONS.get().copied().unwrap_or_default()
+}
+
 /// The DTB's boot information (after the boot CPU parsed it).
 #[must_use]
 pub fn boot_info() -> Option<&'static BootInfo<'static>> {

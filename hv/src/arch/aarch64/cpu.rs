@@ -8,9 +8,12 @@ use crate::arch::{Arch, El1Reg, El1Sysregs, ExitVector, GuestGprs, PhysMem, RawE
 use crate::bootinfo::{FixedVec, PsciConduit, MAX_MEMORY};
 use crate::mm::tlbi::{ipas2_operand, range_steps, RangeStep};
 use crate::mm::MemRange;
+use alloc::collections::BTreeMap;
 use memops::TableMem;
 use pv_tlb::inval::InvalidationSet;
+use pv_tlb::plan::plan;
 use pv_tlb::{PhysAddr, TlbOp, Vmid, PAGE_SIZE};
+use spin::Mutex;
 
 /// `HCR_EL2` while hv runs and while guests run (hv keeps TGE = 0 throughout,
 /// so `TLBI *E1*` at EL2 always target the EL1&0 regime of the current VMID).
@@ -31,6 +34,15 @@ pub const HCR_GUEST: u64 = (1 << 0)   // VM: stage-2 translation
     | (1 << 34)                       // E2H: VHE (set at boot, kept)
     | (1 << 40)                       // APK: pointer-auth key registers not trapped
     | (1 << 41); // API: pointer-auth instructions not trapped
+
+/// `VTTBR_EL2.BADDR` (bits 47:1; bit 0 is CnP).
+const BADDR_MASK: u64 = 0x0000_ffff_ffff_fffe;
+
+/// The VMID each stage-2 root was last loaded with ([`Arch::vcpu_load`]), so
+/// that `TableMem::invalidate_now_for(root, ..)` can issue a plan for the
+/// right VMID. A root that was never loaded has never been walked, so no TLB
+/// holds its translations.
+static STAGE2_VMIDS: Mutex<BTreeMap<u64, Vmid>> = Mutex::new(BTreeMap::new());
 
 /// One physical CPU's view of the hardware.
 pub struct Cpu {
@@ -245,7 +257,10 @@ impl Arch for Cpu {
         // SAFETY: as above.
         unsafe { write_sysreg!("vmpidr_el2", vmpidr) };
         isb(); // new stage-2 context before TLBIs or the guest use it
-               // SAFETY: TPIDR_EL2 points at this CPU's PerCpu; only this CPU uses its fp.
+        STAGE2_VMIDS
+            .lock()
+            .insert(stage2.vttbr & BADDR_MASK, Vmid((stage2.vttbr >> 48) as u16));
+        // SAFETY: TPIDR_EL2 points at this CPU's PerCpu; only this CPU uses its fp.
         unsafe { (*percpu::this()).fp = sysregs.fp };
         self.loaded = true;
     }
@@ -531,19 +546,27 @@ impl TableMem for HostMem {
         if set.is_empty() {
             return;
         }
-        // TableMem does not say which VMID the tables belong to, so this
-        // break-before-make flush is the conservative one: every EL1&0 entry
-        // of every VMID. It only runs when a live mapping changes its output
-        // address, size or type (rare).
-        // SAFETY: barriers and TLB maintenance only; hv's EL2&0 entries stay.
-        unsafe {
-            core::arch::asm!(
-                "dsb ishst", // table stores visible before the invalidation
-                "tlbi alle1is",
-                "dsb ish", // invalidation complete everywhere before the "make"
-                "isb",
-                options(nostack, preserves_flags)
-            );
+        // Without the stage-2's root the VMID is unknown: flush every VMID's
+        // EL1&0 entries (counted like every other TLB operation).
+        log::debug!("invalidate_now without a root: ALLE1IS");
+        let ops = [TlbOp::DsbIshst, TlbOp::Alle1is, TlbOp::DsbIsh, TlbOp::Isb];
+        crate::tlb::execute_ops(&ops, &mut Cpu::new(percpu::index(), None));
+    }
+
+    fn invalidate_now_for(&mut self, root: PhysAddr, set: &InvalidationSet) {
+        if set.is_empty() {
+            return;
+        }
+        let vmid = STAGE2_VMIDS.lock().get(&(root.raw() & BADDR_MASK)).copied();
+        let mut cpu = Cpu::new(percpu::index(), None);
+        match vmid {
+            Some(vmid) => {
+                let policy = super::boot::options().tlb_policy(crate::options::boot_facts());
+                crate::tlb::execute_ops(plan(vmid, set, &policy).ops(), &mut cpu);
+            }
+            // Never loaded: no TLB entry can hold its translations; only
+            // publish the broken entry before the caller writes the new one.
+            None => crate::tlb::execute_ops(&[TlbOp::DsbIshst], &mut cpu),
         }
     }
 }

@@ -76,9 +76,11 @@
 //! FEAT_TLBIRANGE). [`cpu::HostMem`] implements `PhysMem` and
 //! `memops::TableMem` over the identity map (every write to host RAM is
 //! cleaned to the point of coherency and its I-cache lines invalidated, so a
-//! guest with its MMU off sees it); `TableMem::invalidate_now` does
-//! not know the VMID, so it flushes with `TLBI ALLE1IS` (only on
-//! break-before-make).
+//! guest with its MMU off sees it); `TableMem::invalidate_now_for(root, set)`
+//! executes `pv_tlb::plan` of the set for the VMID that root was last loaded
+//! with (hv's policy from `tlb=` and the nesting verdict), counted in
+//! `hv::tlb::STATS`; a root never loaded needs no TLBI; the root-less
+//! `invalidate_now` falls back to a counted `TLBI ALLE1IS`.
 //!
 //! **Not done.** SVE/SME state is not switched (guests trap on SVE use);
 //! debug and PMU registers are not trapped or switched (`MDCR_EL2` is left as
