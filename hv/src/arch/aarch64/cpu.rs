@@ -90,10 +90,17 @@ impl Cpu {
     /// This CPU's [`Arch`] handle.
     #[must_use]
     pub fn new(index: usize, conduit: Option<PsciConduit>) -> Self {
-        let mmfr0 = read_sysreg!("id_aa64mmfr0_el1");
-        let mmfr1 = read_sysreg!("id_aa64mmfr1_el1");
-        let mmfr2 = read_sysreg!("id_aa64mmfr2_el1");
-        let isar0 = read_sysreg!("id_aa64isar0_el1");
+        // ID registers are read once (they trap to L0 when hv runs nested,
+        // and hv assumes symmetric CPUs).
+        static IDS: spin::Once<[u64; 4]> = spin::Once::new();
+        let [mmfr0, mmfr1, mmfr2, isar0] = *IDS.call_once(|| {
+            [
+                read_sysreg!("id_aa64mmfr0_el1"),
+                read_sysreg!("id_aa64mmfr1_el1"),
+                read_sysreg!("id_aa64mmfr2_el1"),
+                read_sysreg!("id_aa64isar0_el1"),
+            ]
+        });
         Self {
             index,
             conduit,
