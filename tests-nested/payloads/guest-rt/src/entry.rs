@@ -6,6 +6,7 @@
 //! endian, 4 KiB pages, placed at exactly RAM base + text_offset.
 
 use crate::{hypercall, println, xen};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 core::arch::global_asm!(
     r#"
@@ -42,10 +43,15 @@ _start:
     str     xzr, [x1], #8
     b       2b
 3:
+    // x0 is still the value the guest was entered with: keep it for boot_x0().
+    adrp    x1, {boot_x0}
+    add     x1, x1, :lo12:{boot_x0}
+    str     x0, [x1]
     bl      {main}
     b       .
 "#,
     main = sym rt_main,
+    boot_x0 = sym BOOT_X0,
 );
 
 extern "C" {
@@ -59,6 +65,16 @@ extern "C" fn rt_main() -> ! {
     // `extern "C" fn()` with no preconditions; the stack and .bss are ready.
     unsafe { guest_main() };
     hypercall::shutdown_forever(xen::SHUTDOWN_POWEROFF)
+}
+
+/// x0 as the guest was entered with it (Xen/hv put the DTB's IPA there),
+/// saved by `_start` before anything else runs.
+static BOOT_X0: AtomicU64 = AtomicU64::new(0);
+
+/// The value of x0 at `_start` (the DTB address hv passes, for payloads that
+/// read it). Zero if the entry code has not run.
+pub fn boot_x0() -> u64 {
+    BOOT_X0.load(Ordering::Relaxed)
 }
 
 #[panic_handler]

@@ -21,6 +21,8 @@ pub mod console;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod entry;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use entry::boot_x0;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod hypercall;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod vectors;
