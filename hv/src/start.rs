@@ -110,6 +110,26 @@ pub struct System<M> {
     next_domid: AtomicUsize,
 }
 
+/// What a domain is built with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DomainSpec {
+    /// RAM in bytes.
+    pub ram_bytes: u64,
+    /// The control domain: gets domid 0 and may use privileged calls.
+    pub privileged: bool,
+}
+
+impl DomainSpec {
+    /// An unprivileged domain with `ram_bytes` of RAM.
+    #[must_use]
+    pub const fn domu(ram_bytes: u64) -> Self {
+        Self {
+            ram_bytes,
+            privileged: false,
+        }
+    }
+}
+
 /// Parse a `mem=<n>[K|M|G]` option from a module's bootargs.
 #[must_use]
 pub fn parse_mem(bootargs: &str) -> Option<u64> {
@@ -155,19 +175,28 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         }
     }
 
-    /// Build domain d<N> (N counting from 1) with `ram_bytes` of RAM and a
-    /// kernel read by `image(mem, offset, buf)`; queue its boot vCPU.
+    /// Build a domain (d0 if privileged, else d<N> with N counting from 1)
+    /// with a kernel read by `image(mem, offset, buf)`; queue its boot vCPU.
     ///
     /// # Errors
     /// [`DomainError`] if the domain cannot be built (nothing is left behind).
     pub fn add_domain(
         &self,
-        ram_bytes: u64,
+        spec: DomainSpec,
         kernel_size: u64,
         image: &mut dyn FnMut(&M, u64, &mut [u8]),
     ) -> Result<DomId, DomainError> {
-        let id = self.next_domid.fetch_add(1, Ordering::Relaxed) as DomId;
+        let ram_bytes = spec.ram_bytes;
         let mut sh = self.shared.lock();
+        let privileged = spec.privileged && !sh.domains.iter().any(|d| d.id == 0);
+        if spec.privileged && !privileged {
+            log::warn!("a control domain (d0) exists already: this one is unprivileged");
+        }
+        let id = if privileged {
+            0
+        } else {
+            self.next_domid.fetch_add(1, Ordering::Relaxed) as DomId
+        };
         let Shared {
             mem,
             vmids,
@@ -183,12 +212,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 return Err(e);
             }
         };
+        dom.privileged = privileged;
         sink.hv_line(format_args!(
-            "d{id}: {} MiB RAM at {:#x}, VMID {}, kernel {kernel_size:#x} bytes entry {}",
+            "d{id}: {} MiB RAM at {:#x}, VMID {}, kernel {kernel_size:#x} bytes entry {}{}",
             ram_bytes >> 20,
             crate::domain::GUEST_RAM0_BASE,
             dom.vmid().0,
-            entry
+            entry,
+            if privileged { " (control domain)" } else { "" }
         ));
         dom.live_vcpus = 1;
         sh.domains.push(dom);
@@ -201,12 +232,18 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         Ok(id)
     }
 
-    /// Build one domain per kernel module (`mem=` in its bootargs sets the RAM size).
+    /// Build one domain per kernel module: `mem=` in its bootargs sets the
+    /// RAM size, the word `dom0` makes it the privileged control domain d0.
     pub fn add_module_domains(&self, modules: &[BootModule<'_>]) {
         for m in modules.iter().filter(|m| m.kind == ModuleKind::Kernel) {
-            let ram = m.bootargs.and_then(parse_mem).unwrap_or(DEFAULT_RAM_BYTES);
+            let spec = DomainSpec {
+                ram_bytes: m.bootargs.and_then(parse_mem).unwrap_or(DEFAULT_RAM_BYTES),
+                privileged: m
+                    .bootargs
+                    .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0")),
+            };
             let base = m.pa;
-            let r = self.add_domain(ram, m.size, &mut |mem: &M, off, buf: &mut [u8]| {
+            let r = self.add_domain(spec, m.size, &mut |mem: &M, off, buf: &mut [u8]| {
                 read_host(mem, PhysAddr(base.0 + off), buf);
             });
             if let Err(e) = r {
@@ -364,6 +401,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     fn run_until_yield(&self, arch: &mut dyn Arch, v: &mut Vcpu) -> Next {
         loop {
             let raw = arch.run_vcpu(&mut v.gprs);
+            xen::hvop::GUEST_EXITS.fetch_add(1, Ordering::Relaxed);
             match self.handle_exit(arch, v, &raw) {
                 Next::Resume => {}
                 other => return other,
@@ -376,6 +414,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         match ExitReason::decode(raw) {
             ExitReason::Hvc { imm16: 0 } => self.psci(v),
             ExitReason::Hvc { imm16 } => {
+                if imm16 == xen::abi::XEN_HYPERCALL_TAG {
+                    xen::hvop::HYPERCALLS.fetch_add(1, Ordering::Relaxed);
+                }
                 let x = &v.gprs.x;
                 match Hypercall::decode(imm16, x[16], &[x[0], x[1], x[2], x[3], x[4]]) {
                     Ok(call) => self.hypercall(arch, v, &call),

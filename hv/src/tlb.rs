@@ -17,6 +17,7 @@ const KINDS: usize = TlbOpKind::ALL.len();
 pub struct TlbStats {
     counts: [AtomicU64; KINDS],
     barriers: AtomicU64,
+    plans: AtomicU64,
 }
 
 impl Default for TlbStats {
@@ -32,7 +33,23 @@ impl TlbStats {
         Self {
             counts: [const { AtomicU64::new(0) }; KINDS],
             barriers: AtomicU64::new(0),
+            plans: AtomicU64::new(0),
         }
+    }
+
+    /// How many plans (calls of the `execute*` functions) ran.
+    #[must_use]
+    pub fn plans(&self) -> u64 {
+        self.plans.load(Ordering::Relaxed)
+    }
+
+    /// Zero every counter.
+    pub fn reset(&self) {
+        for c in &self.counts {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.barriers.store(0, Ordering::Relaxed);
+        self.plans.store(0, Ordering::Relaxed);
     }
 
     fn record(&self, op: &TlbOp) {
@@ -75,6 +92,7 @@ pub static STATS: TlbStats = TlbStats::new();
 
 /// Execute `ops` one by one, in order, on this CPU, counting each in `stats`.
 pub fn execute_ops_counted(ops: &[TlbOp], arch: &mut (impl Arch + ?Sized), stats: &TlbStats) {
+    stats.plans.fetch_add(1, Ordering::Relaxed);
     for op in ops {
         arch.tlb_op(*op);
         stats.record(op);
@@ -92,6 +110,7 @@ pub fn execute<I>(plan: I, arch: &mut (impl Arch + ?Sized))
 where
     I: IntoIterator<Item = TlbOp>,
 {
+    STATS.plans.fetch_add(1, Ordering::Relaxed);
     for op in plan {
         arch.tlb_op(op);
         STATS.record(&op);

@@ -68,7 +68,7 @@ impl Rig {
         let img = image.to_vec();
         self.sys
             .add_domain(
-                RAM,
+                DomainSpec::domu(RAM),
                 img.len() as u64,
                 &mut |_m: &FakeMem, off, buf: &mut [u8]| {
                     buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
@@ -597,4 +597,84 @@ fn run_primary_runs_module_domains_and_powers_off() {
     // 16 MiB of guest RAM came from the global allocator and went back.
     assert_eq!(frame::frames().lock().free_count(), free_before);
     assert!(RUNNER.get().is_some(), "secondaries can find the system");
+}
+
+#[test]
+fn dom0_module_is_privileged_and_reads_counters_through_hv_op() {
+    let r = rig();
+    let img = kernel(b"");
+    let pa = 0x8000_0000u64;
+    r.sys.with_mem(|m, _| m.write(PhysAddr(pa), &img[..0x1000]));
+    let modules = [
+        BootModule {
+            pa: PhysAddr(pa),
+            size: 0x1000,
+            kind: ModuleKind::Kernel,
+            bootargs: None,
+        },
+        BootModule {
+            pa: PhysAddr(pa),
+            size: 0x1000,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("console=hvc0 dom0 mem=2M"),
+        },
+    ];
+    r.sys.add_module_domains(&modules);
+    assert!(r.lines.has("hv: d0: 2 MiB RAM at 0x40000000, VMID 2, kernel 0x1000 bytes entry 0x0000000040000000 (control domain)"), "{:?}", r.lines.all());
+    assert!(r
+        .lines
+        .all()
+        .iter()
+        .any(|l| l.starts_with("hv: d1: 16 MiB RAM")));
+    // d1 (VMID 1) is refused hv_op; d0 (VMID 2) reads the counters.
+    r.script(
+        1,
+        [
+            Step::hypercall(49, &[1, GUEST_RAM0_BASE + 0x800]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    r.script(
+        2,
+        [
+            Step::hypercall(49, &[1, GUEST_RAM0_BASE + 0x800]),
+            Step::hypercall(49, &[1, 0x1000_0000]),
+            Step::hypercall(49, &[7, 0]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    // Read d0's copy of the counters at its last exit, before it is torn down.
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e1 = r.entries(1);
+    assert_eq!(e1[1].x[0], (-1i64) as u64, "-EPERM for d1");
+    let e0 = r.entries(2);
+    assert_eq!(e0[1].x[0], 0, "get_counters for d0");
+    assert_eq!(e0[2].x[0], EFAULT);
+    assert_eq!(e0[3].x[0], NOSYS);
+    assert!(r.lines.has("hv: d0 ended (poweroff)"));
+}
+
+#[test]
+fn hv_counters_layout() {
+    // Counters are global (other tests run in parallel): check the layout and that they move.
+    let before = crate::xen::hvop::counters();
+    let r = rig();
+    r.add(&kernel(b""));
+    r.script(
+        1,
+        [
+            Step::hypercall(17, &[0]),
+            Step::hypercall(17, &[0]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    r.run(0);
+    let after = crate::xen::hvop::counters();
+    assert!(after[10] >= before[10] + 3, "guest_exits");
+    assert!(after[11] >= before[11] + 3, "hypercalls");
+    assert!(
+        after[4] > before[4],
+        "VMALLS12E1IS (index 4) from the destroy flush"
+    );
+    assert!(after[9] > before[9], "plans");
 }

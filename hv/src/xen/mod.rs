@@ -13,6 +13,7 @@
 pub mod abi;
 pub mod console;
 pub mod errno;
+pub mod hvop;
 pub mod memory;
 pub mod sched;
 pub mod version;
@@ -95,6 +96,13 @@ pub enum Hypercall {
     XenVersion(XenVersion),
     /// `__HYPERVISOR_sched_op` (29).
     SchedOp(SchedOp),
+    /// hv's own `hv_op` (49, see [`hvop`]).
+    HvOp {
+        /// Sub-op (x0).
+        op: u32,
+        /// Argument handle (x1).
+        arg: GuestHandle<[u8; hvop::HV_COUNTERS_LEN]>,
+    },
     /// `__HYPERVISOR_memory_op` (12): `cmd` and its argument, decoded by [`memory`].
     MemoryOp {
         /// `XENMEM_*` command (Xen's `unsigned long cmd`: low bits command, high bits continuation).
@@ -222,6 +230,10 @@ impl Hypercall {
                 cmd: args[0],
                 arg: args[1],
             },
+            hvop::HYPERVISOR_HV_OP => Hypercall::HvOp {
+                op: low32(args[0]),
+                arg: GuestHandle::new(args[1]),
+            },
             nr => return Err(DecodeError::UnknownHypercall { nr }),
         })
     }
@@ -284,6 +296,7 @@ pub fn dispatch<M: PhysMem + TableMem>(call: &Hypercall, ctx: &mut HypercallCtx<
         Hypercall::ConsoleIo(op) => Outcome::ret(console::console_io(op, ctx)),
         Hypercall::XenVersion(op) => Outcome::ret(version::xen_version(op, ctx)),
         Hypercall::SchedOp(op) => sched::sched_op(op, ctx),
+        Hypercall::HvOp { op, arg } => Outcome::ret(hvop::hv_op(op, arg, ctx)),
         Hypercall::MemoryOp { .. } => Outcome::ret(Err(Errno::ENOSYS)),
     }
 }
