@@ -1,5 +1,7 @@
 //! Domains: id, VMID, stage-2 table, RAM, kernel loading and teardown.
 
+pub mod dtb;
+
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -57,6 +59,13 @@ pub enum DomainError {
     },
     /// Copying the kernel into guest memory failed.
     Copy(GuestMemError),
+    /// The DTB and ramdisk do not fit between the kernel and the end of RAM.
+    NoRoomForBootData {
+        /// First free IPA after the kernel.
+        kernel_end: Ipa,
+        /// Bytes of ramdisk.
+        ramdisk: u64,
+    },
 }
 
 impl fmt::Display for DomainError {
@@ -74,7 +83,13 @@ impl fmt::Display for DomainError {
                     "kernel needs {needed:#x} bytes from the RAM base, RAM is {ram:#x}"
                 )
             }
-            DomainError::Copy(e) => write!(f, "copying the kernel: {e}"),
+            DomainError::Copy(e) => write!(f, "copying into guest RAM: {e}"),
+            DomainError::NoRoomForBootData {
+                kernel_end,
+                ramdisk,
+            } => {
+                write!(f, "no room for the DTB and a {ramdisk:#x}-byte ramdisk above the kernel (ends at {kernel_end})")
+            }
         }
     }
 }
@@ -206,6 +221,24 @@ pub struct Domain {
 /// Documentation/arch/arm64/booting.rst.
 pub const ARM64_IMAGE_MAGIC: u32 = 0x644d_5241;
 
+/// Reads bytes `[off, off + buf.len())` of a boot image into `buf`.
+pub type ImageReader<'r, M> = &'r mut dyn FnMut(&M, u64, &mut [u8]);
+
+/// Where a loaded kernel sits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct KernelPlacement {
+    /// The entry point (the load address).
+    pub entry: Ipa,
+    /// First IPA after the kernel (its `image_size` for an Image, BSS included).
+    pub end: Ipa,
+}
+
+/// True if `header` carries the arm64 `Image` magic.
+#[must_use]
+pub fn is_arm64_image(header: &[u8]) -> bool {
+    header.get(56..60) == Some(&ARM64_IMAGE_MAGIC.to_le_bytes()[..])
+}
+
 /// Where a kernel goes: offset from the RAM base of the load address.
 /// An arm64 `Image` (magic at 56) loads at `text_offset` (bytes 8..16);
 /// anything else is a raw binary loaded at the RAM base.
@@ -315,8 +348,38 @@ impl Domain {
         Ok(())
     }
 
-    /// Copy a kernel into RAM and return its entry IPA. `image` reads the
-    /// kernel's bytes `[off, off + buf.len())` (e.g. from a boot module in host RAM).
+    /// Copy `size` bytes read by `image(mem, offset, buf)` into guest RAM at `ipa`.
+    ///
+    /// # Errors
+    /// [`DomainError::Copy`] if the range is not writable guest RAM.
+    pub fn copy_in<M: PhysMem + TableMem>(
+        &mut self,
+        mem: &mut M,
+        ipa: Ipa,
+        size: u64,
+        image: &mut dyn FnMut(&M, u64, &mut [u8]),
+    ) -> Result<(), DomainError> {
+        let mut buf = [0u8; PAGE_SIZE as usize];
+        let mut done = 0u64;
+        while done < size {
+            let n = (size - done).min(PAGE_SIZE) as usize;
+            image(mem, done, &mut buf[..n]);
+            let at = ipa
+                .checked_add(done)
+                .ok_or(DomainError::Copy(GuestMemError::Overflow {
+                    ipa,
+                    len: size,
+                }))?;
+            let mut gm = GuestMemory::new(&self.stage2, mem);
+            gm.copy_to_guest(at, &buf[..n]).map_err(DomainError::Copy)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Copy a kernel into RAM: an arm64 `Image` at RAM base + `text_offset`,
+    /// anything else at the RAM base. `image` reads the kernel's bytes
+    /// `[off, off + buf.len())` (e.g. from a boot module in host RAM).
     ///
     /// # Errors
     /// [`DomainError::KernelTooBig`] if text_offset + size passes the end of RAM;
@@ -326,12 +389,19 @@ impl Domain {
         mem: &mut M,
         size: u64,
         image: &mut dyn FnMut(&M, u64, &mut [u8]),
-    ) -> Result<Ipa, DomainError> {
+    ) -> Result<KernelPlacement, DomainError> {
         let mut header = [0u8; 64];
         let hlen = size.min(64) as usize;
         image(mem, 0, &mut header[..hlen]);
         let offset = kernel_load_offset(&header[..hlen]);
-        let needed = offset.saturating_add(size);
+        // An Image's `image_size` (bytes 16..24) covers its BSS too.
+        let image_size = if offset != 0 || is_arm64_image(&header[..hlen]) {
+            u64::from_le_bytes(header[16..24].try_into().unwrap_or([0; 8]))
+        } else {
+            0
+        };
+        let span = size.max(image_size);
+        let needed = offset.saturating_add(span);
         if needed > self.ram_bytes {
             return Err(DomainError::KernelTooBig {
                 needed,
@@ -339,17 +409,62 @@ impl Domain {
             });
         }
         let load = Ipa(GUEST_RAM0_BASE + offset);
-        let mut buf = [0u8; PAGE_SIZE as usize];
-        let mut done = 0u64;
-        while done < size {
-            let n = (size - done).min(PAGE_SIZE) as usize;
-            image(mem, done, &mut buf[..n]);
-            let mut gm = GuestMemory::new(&self.stage2, mem);
-            gm.copy_to_guest(Ipa(load.0 + done), &buf[..n])
-                .map_err(DomainError::Copy)?;
-            done += n as u64;
+        self.copy_in(mem, load, size, image)?;
+        Ok(KernelPlacement {
+            entry: load,
+            end: Ipa(load.0 + span),
+        })
+    }
+
+    /// Place the boot data a module-booted guest gets (as Xen does for dom0):
+    /// a ramdisk (if any) and the guest DTB ([`dtb::GuestDtb`]: memory,
+    /// bootargs, initrd range) at the top of RAM, above the kernel. The DTB
+    /// starts the last 2 MiB of RAM (the last 64 KiB below 4 MiB of RAM); the
+    /// ramdisk ends just below it, page aligned. Returns the DTB's IPA (x0).
+    ///
+    /// # Errors
+    /// [`DomainError::NoRoomForBootData`] if they would overlap the kernel;
+    /// [`DomainError::Copy`] if a copy fails.
+    pub fn load_boot_data<M: PhysMem + TableMem>(
+        &mut self,
+        mem: &mut M,
+        kernel_end: Ipa,
+        bootargs: Option<&str>,
+        ramdisk: Option<(u64, ImageReader<'_, M>)>,
+    ) -> Result<Ipa, DomainError> {
+        let ram_end = GUEST_RAM0_BASE + self.ram_bytes;
+        let dtb_ipa = if self.ram_bytes >= 4 << 20 {
+            ram_end - (2 << 20)
+        } else {
+            ram_end - (64 << 10)
+        };
+        let rd_size = ramdisk.as_ref().map_or(0, |r| r.0);
+        let no_room = DomainError::NoRoomForBootData {
+            kernel_end,
+            ramdisk: rd_size,
+        };
+        let rd_start = dtb_ipa.checked_sub(rd_size).ok_or(no_room)? & !(PAGE_SIZE - 1);
+        if rd_start < kernel_end.0 || dtb_ipa < kernel_end.0 {
+            return Err(no_room);
         }
-        Ok(load)
+        let initrd = match ramdisk {
+            Some((size, read)) => {
+                self.copy_in(mem, Ipa(rd_start), size, read)?;
+                Some((rd_start, rd_start + size))
+            }
+            None => None,
+        };
+        let blob = dtb::GuestDtb {
+            ram_base: GUEST_RAM0_BASE,
+            ram_size: self.ram_bytes,
+            bootargs,
+            initrd,
+        }
+        .build();
+        let mut gm = GuestMemory::new(&self.stage2, mem);
+        gm.copy_to_guest(Ipa(dtb_ipa), &blob)
+            .map_err(DomainError::Copy)?;
+        Ok(Ipa(dtb_ipa))
     }
 
     /// This domain's memory as seen through its stage-2 table.
@@ -504,10 +619,11 @@ mod tests {
         // An Image with text_offset 0x80000.
         let mut image = alloc::vec![0u8; 0x2345];
         image[8..16].copy_from_slice(&0x8_0000u64.to_le_bytes());
+        image[16..24].copy_from_slice(&0x10_0000u64.to_le_bytes());
         image[56..60].copy_from_slice(b"ARM\x64");
         image[0x2344] = 0x77;
         let img = image.clone();
-        let entry = d
+        let placed = d
             .load_kernel(
                 &mut mem,
                 image.len() as u64,
@@ -516,7 +632,9 @@ mod tests {
                 },
             )
             .unwrap();
+        let entry = placed.entry;
         assert_eq!(entry, Ipa(0x4008_0000));
+        assert_eq!(placed.end, Ipa(0x4018_0000), "image_size (BSS) counts");
         let mut back = alloc::vec![0u8; image.len()];
         d.guest_memory(&mut mem)
             .copy_from_guest(entry, &mut back)
@@ -540,7 +658,13 @@ mod tests {
                 buf.copy_from_slice(&raw[off as usize..off as usize + buf.len()]);
             })
             .unwrap();
-        assert_eq!(entry, Ipa(GUEST_RAM0_BASE));
+        assert_eq!(
+            entry,
+            KernelPlacement {
+                entry: Ipa(GUEST_RAM0_BASE),
+                end: Ipa(GUEST_RAM0_BASE + 100)
+            }
+        );
         assert_eq!(
             d.load_kernel(
                 &mut mem,
@@ -571,6 +695,64 @@ mod tests {
         assert_eq!(mem.allocated(Kind::Ram), 0);
         assert_eq!(mem.allocated(Kind::Table), 0);
         assert_eq!(vmids.in_use(), 0);
+    }
+
+    #[test]
+    fn boot_data_dtb_and_ramdisk_at_the_top_of_ram() {
+        let mut mem = fake_mem();
+        let mut vmids = VmidAllocator::new(2);
+        let mut d = create_in(&mut mem, &mut vmids, 1, 8 << 20).unwrap();
+        let rd = [0x5au8; 0x1234];
+        let dtb = d
+            .load_boot_data(
+                &mut mem,
+                Ipa(GUEST_RAM0_BASE + 0x10_0000),
+                Some("console=hvc0"),
+                Some((rd.len() as u64, &mut |_m: &FakeMem, off, buf: &mut [u8]| {
+                    buf.copy_from_slice(&rd[off as usize..off as usize + buf.len()]);
+                })),
+            )
+            .unwrap();
+        assert_eq!(dtb, Ipa(GUEST_RAM0_BASE + (6 << 20)));
+        let mut blob = alloc::vec![0u8; 4096];
+        d.guest_memory(&mut mem)
+            .copy_from_guest(dtb, &mut blob)
+            .unwrap();
+        let fdt = fdt::Fdt::new(&blob).expect("a DTB at x0");
+        let chosen = fdt.find_node("/chosen").unwrap();
+        assert_eq!(
+            chosen.property("bootargs").and_then(|p| p.as_str()),
+            Some("console=hvc0")
+        );
+        let start = chosen
+            .property("linux,initrd-start")
+            .and_then(|p| p.as_usize())
+            .unwrap() as u64;
+        let end = chosen
+            .property("linux,initrd-end")
+            .and_then(|p| p.as_usize())
+            .unwrap() as u64;
+        assert_eq!(start, dtb.0 - 0x2000);
+        assert_eq!(end - start, 0x1234);
+        let mut back = [0u8; 0x1234];
+        d.guest_memory(&mut mem)
+            .copy_from_guest(Ipa(start), &mut back)
+            .unwrap();
+        assert_eq!(back, rd);
+        // A kernel reaching into the boot data area is refused.
+        assert_eq!(
+            d.load_boot_data(&mut mem, Ipa(GUEST_RAM0_BASE + (7 << 20)), None, None),
+            Err(DomainError::NoRoomForBootData {
+                kernel_end: Ipa(GUEST_RAM0_BASE + (7 << 20)),
+                ramdisk: 0
+            })
+        );
+        // Small RAM: the DTB sits in the last 64 KiB.
+        let mut small = create_in(&mut mem, &mut vmids, 2, 1 << 20).unwrap();
+        let dtb = small
+            .load_boot_data(&mut mem, Ipa(GUEST_RAM0_BASE + 0x1000), None, None)
+            .unwrap();
+        assert_eq!(dtb, Ipa(GUEST_RAM0_BASE + (1 << 20) - (64 << 10)));
     }
 
     #[test]

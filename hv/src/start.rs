@@ -112,22 +112,36 @@ pub struct System<M> {
 
 /// What a domain is built with.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct DomainSpec {
+pub struct DomainSpec<'a> {
     /// RAM in bytes.
     pub ram_bytes: u64,
     /// The control domain: gets domid 0 and may use privileged calls.
     pub privileged: bool,
+    /// Its command line (`/chosen/bootargs` of its DTB).
+    pub bootargs: Option<&'a str>,
+    /// Give it a DTB (and its ramdisk) with the address in x0; else x0 = 0.
+    pub dtb: bool,
 }
 
-impl DomainSpec {
-    /// An unprivileged domain with `ram_bytes` of RAM.
+impl DomainSpec<'_> {
+    /// An unprivileged domain with `ram_bytes` of RAM and no DTB.
     #[must_use]
     pub const fn domu(ram_bytes: u64) -> Self {
         Self {
             ram_bytes,
             privileged: false,
+            bootargs: None,
+            dtb: false,
         }
     }
+}
+
+/// A boot image (kernel or ramdisk): its size and how to read it.
+pub struct BootImage<'r, M> {
+    /// Size in bytes.
+    pub size: u64,
+    /// Reads bytes `[off, off + buf.len())` of the image into `buf`.
+    pub read: &'r mut dyn FnMut(&M, u64, &mut [u8]),
 }
 
 /// Parse a `mem=<n>[K|M|G]` option from a module's bootargs.
@@ -175,16 +189,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         }
     }
 
-    /// Build a domain (d0 if privileged, else d<N> with N counting from 1)
-    /// with a kernel read by `image(mem, offset, buf)`; queue its boot vCPU.
+    /// Build a domain (d0 if privileged, else d<N> with N counting from 1):
+    /// RAM, the kernel, and (for [`DomainSpec::dtb`]) the ramdisk and a guest
+    /// DTB whose address goes in x0; then queue its boot vCPU.
     ///
     /// # Errors
     /// [`DomainError`] if the domain cannot be built (nothing is left behind).
     pub fn add_domain(
         &self,
-        spec: DomainSpec,
-        kernel_size: u64,
-        image: &mut dyn FnMut(&M, u64, &mut [u8]),
+        spec: DomainSpec<'_>,
+        kernel: BootImage<'_, M>,
+        ramdisk: Option<BootImage<'_, M>>,
     ) -> Result<DomId, DomainError> {
         let ram_bytes = spec.ram_bytes;
         let mut sh = self.shared.lock();
@@ -205,8 +220,19 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             ..
         } = &mut *sh;
         let mut dom = Domain::create(id, ram_bytes, self.ipa_bits, vmids, mem, frames.as_mut())?;
-        let entry = match dom.load_kernel(mem, kernel_size, image) {
-            Ok(e) => e,
+        let placed = dom
+            .load_kernel(mem, kernel.size, kernel.read)
+            .and_then(|k| {
+                let x0 = if spec.dtb {
+                    let rd = ramdisk.map(|r| (r.size, r.read));
+                    dom.load_boot_data(mem, k.end, spec.bootargs, rd)?.0
+                } else {
+                    0
+                };
+                Ok((k, x0))
+            });
+        let (k, x0) = match placed {
+            Ok(p) => p,
             Err(e) => {
                 dom.discard(mem, frames.as_mut(), vmids);
                 return Err(e);
@@ -214,38 +240,63 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         };
         dom.privileged = privileged;
         sink.hv_line(format_args!(
-            "d{id}: {} MiB RAM at {:#x}, VMID {}, kernel {kernel_size:#x} bytes entry {}{}",
+            "d{id}: {} MiB RAM at {:#x}, VMID {}, kernel {:#x} bytes entry {}, DTB {x0:#x}{}",
             ram_bytes >> 20,
             crate::domain::GUEST_RAM0_BASE,
             dom.vmid().0,
-            entry,
+            kernel.size,
+            k.entry,
             if privileged { " (control domain)" } else { "" }
         ));
         dom.live_vcpus = 1;
         sh.domains.push(dom);
         drop(sh);
         self.live_domains.fetch_add(1, Ordering::SeqCst);
-        // x0 = 0: no DTB for guests yet.
         self.runq
             .lock()
-            .push_back(Box::new(Vcpu::new(id, 0, entry.0, 0)));
+            .push_back(Box::new(Vcpu::new(id, 0, k.entry.0, x0)));
         Ok(id)
     }
 
-    /// Build one domain per kernel module: `mem=` in its bootargs sets the
-    /// RAM size, the word `dom0` makes it the privileged control domain d0.
+    /// Build one domain per kernel module (Xen's `/chosen/module@` binding):
+    /// `mem=` in its bootargs sets the RAM size, the word `dom0` makes it the
+    /// privileged control domain d0, a `multiboot,ramdisk` module right after
+    /// it becomes its initrd; each gets a DTB in x0 with its bootargs.
     pub fn add_module_domains(&self, modules: &[BootModule<'_>]) {
-        for m in modules.iter().filter(|m| m.kind == ModuleKind::Kernel) {
+        for (i, m) in modules
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.kind == ModuleKind::Kernel)
+        {
             let spec = DomainSpec {
                 ram_bytes: m.bootargs.and_then(parse_mem).unwrap_or(DEFAULT_RAM_BYTES),
                 privileged: m
                     .bootargs
                     .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0")),
+                bootargs: m.bootargs,
+                dtb: true,
             };
             let base = m.pa;
-            let r = self.add_domain(spec, m.size, &mut |mem: &M, off, buf: &mut [u8]| {
-                read_host(mem, PhysAddr(base.0 + off), buf);
-            });
+            let mut read_kernel =
+                |mem: &M, off: u64, buf: &mut [u8]| read_host(mem, PhysAddr(base.0 + off), buf);
+            let rd = modules
+                .get(i + 1)
+                .filter(|r| r.kind == ModuleKind::Ramdisk)
+                .copied();
+            let rd_base = rd.map_or(PhysAddr(0), |r| r.pa);
+            let mut read_rd =
+                |mem: &M, off: u64, buf: &mut [u8]| read_host(mem, PhysAddr(rd_base.0 + off), buf);
+            let r = self.add_domain(
+                spec,
+                BootImage {
+                    size: m.size,
+                    read: &mut read_kernel,
+                },
+                rd.map(|r| BootImage {
+                    size: r.size,
+                    read: &mut read_rd,
+                }),
+            );
             if let Err(e) = r {
                 log::error!("module at {base}: domain not built: {e}");
             }

@@ -69,10 +69,13 @@ impl Rig {
         self.sys
             .add_domain(
                 DomainSpec::domu(RAM),
-                img.len() as u64,
-                &mut |_m: &FakeMem, off, buf: &mut [u8]| {
-                    buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
+                BootImage {
+                    size: img.len() as u64,
+                    read: &mut |_m: &FakeMem, off, buf: &mut [u8]| {
+                        buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
+                    },
                 },
+                None,
             )
             .unwrap()
     }
@@ -537,11 +540,38 @@ fn mem_option_and_module_reading() {
     assert_eq!(back, img);
     assert!(
         r.lines.has(
-            "hv: d1: 3 MiB RAM at 0x40000000, VMID 1, kernel 0x1800 bytes entry 0x0000000040000000"
+            "hv: d1: 3 MiB RAM at 0x40000000, VMID 1, kernel 0x1800 bytes entry 0x0000000040000000, DTB 0x402f0000"
         ),
         "{:?}",
         r.lines.all()
     );
+    // Its DTB (x0) names its bootargs and the ramdisk module that follows it.
+    let (args, rd) = r
+        .sys
+        .with_guest_memory(1, |gm| {
+            let mut blob = vec![0u8; 4096];
+            gm.copy_from_guest(Ipa(0x402f_0000), &mut blob).unwrap();
+            let fdt = fdt::Fdt::new(&blob).unwrap();
+            let chosen = fdt.find_node("/chosen").unwrap();
+            let args = chosen
+                .property("bootargs")
+                .and_then(|p| p.as_str())
+                .map(String::from);
+            let s = chosen
+                .property("linux,initrd-start")
+                .and_then(|p| p.as_usize())
+                .unwrap() as u64;
+            let e = chosen
+                .property("linux,initrd-end")
+                .and_then(|p| p.as_usize())
+                .unwrap() as u64;
+            let mut rd = vec![0u8; (e - s) as usize];
+            gm.copy_from_guest(Ipa(s), &mut rd).unwrap();
+            (args, rd)
+        })
+        .unwrap();
+    assert_eq!(args.as_deref(), Some("mem=3M"));
+    assert_eq!(rd, img[..16].to_vec());
     r.sys.with_mem(|m, vmids| {
         assert_eq!(m.allocated(Kind::Ram), 768);
         assert_eq!(vmids, 1);
@@ -620,7 +650,7 @@ fn dom0_module_is_privileged_and_reads_counters_through_hv_op() {
         },
     ];
     r.sys.add_module_domains(&modules);
-    assert!(r.lines.has("hv: d0: 2 MiB RAM at 0x40000000, VMID 2, kernel 0x1000 bytes entry 0x0000000040000000 (control domain)"), "{:?}", r.lines.all());
+    assert!(r.lines.has("hv: d0: 2 MiB RAM at 0x40000000, VMID 2, kernel 0x1000 bytes entry 0x0000000040000000, DTB 0x401f0000 (control domain)"), "{:?}", r.lines.all());
     assert!(r
         .lines
         .all()
