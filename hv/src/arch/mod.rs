@@ -116,6 +116,9 @@ pub struct El1Sysregs {
     pub regs: [u64; El1Reg::COUNT],
     /// FP/SIMD registers (saved and restored with the EL1 state).
     pub fp: FpState,
+    /// Pointer-authentication keys (APIA, APIB, APDA, APDB, APGA; Lo then Hi),
+    /// switched by the real arch layer when the CPU has FEAT_PAuth.
+    pub pauth_keys: [u64; 10],
 }
 
 impl Default for El1Sysregs {
@@ -126,6 +129,7 @@ impl Default for El1Sysregs {
         Self {
             regs,
             fp: FpState::default(),
+            pauth_keys: [0; 10],
         }
     }
 }

@@ -206,6 +206,37 @@ unsafe fn write_el1_reg(reg: El1Reg, val: u64) {
     el1_regs!(arm);
 }
 
+/// Move the pointer-authentication keys (FEAT_PAuth): `$m!(index, encoding)`.
+/// E2H does not redirect them; hv itself does not use pointer authentication.
+macro_rules! pauth_keys {
+    ($m:ident) => {
+        $m!(0, "S3_0_C2_C1_0"); // APIAKeyLo_EL1
+        $m!(1, "S3_0_C2_C1_1"); // APIAKeyHi_EL1
+        $m!(2, "S3_0_C2_C1_2"); // APIBKeyLo_EL1
+        $m!(3, "S3_0_C2_C1_3"); // APIBKeyHi_EL1
+        $m!(4, "S3_0_C2_C2_0"); // APDAKeyLo_EL1
+        $m!(5, "S3_0_C2_C2_1"); // APDAKeyHi_EL1
+        $m!(6, "S3_0_C2_C2_2"); // APDBKeyLo_EL1
+        $m!(7, "S3_0_C2_C2_3"); // APDBKeyHi_EL1
+        $m!(8, "S3_0_C2_C3_0"); // APGAKeyLo_EL1
+        $m!(9, "S3_0_C2_C3_1"); // APGAKeyHi_EL1
+    };
+}
+
+/// FEAT_PAuth is implemented (ID_AA64ISAR1_EL1.{APA,API,GPA,GPI} or
+/// ID_AA64ISAR2_EL1.{APA3,GPA3} non-zero), read once.
+fn has_pauth() -> bool {
+    static PAUTH: spin::Once<bool> = spin::Once::new();
+    *PAUTH.call_once(|| {
+        let isar1 = read_sysreg!("id_aa64isar1_el1");
+        let isar2 = read_sysreg!("S3_0_C0_C6_2"); // ID_AA64ISAR2_EL1
+        (isar1 >> 4) & 0xff != 0          // APA, API
+            || (isar1 >> 24) & 0xff != 0  // GPA, GPI
+            || (isar2 >> 8) & 0xf != 0    // GPA3
+            || (isar2 >> 12) & 0xf != 0 // APA3
+    })
+}
+
 const ALL_EL1: [El1Reg; El1Reg::COUNT] = [
     El1Reg::SctlrEl1,
     El1Reg::Ttbr0El1,
@@ -269,6 +300,16 @@ impl Arch for Cpu {
             .insert(stage2.vttbr & BADDR_MASK, Vmid((stage2.vttbr >> 48) as u16));
         // SAFETY: TPIDR_EL2 points at this CPU's PerCpu; only this CPU uses its fp.
         unsafe { (*percpu::this()).fp = sysregs.fp };
+        if has_pauth() {
+            macro_rules! load {
+                ($i:literal, $n:tt) => {
+                    // SAFETY: the guest's pointer-authentication keys; hv's own
+                    // code does not use pointer authentication.
+                    unsafe { write_sysreg!($n, sysregs.pauth_keys[$i]) };
+                };
+            }
+            pauth_keys!(load);
+        }
         self.loaded = true;
     }
 
@@ -278,6 +319,14 @@ impl Arch for Cpu {
         }
         // SAFETY: as in vcpu_load.
         sysregs.fp = unsafe { (*percpu::this()).fp };
+        if has_pauth() {
+            macro_rules! save {
+                ($i:literal, $n:tt) => {
+                    sysregs.pauth_keys[$i] = read_sysreg!($n);
+                };
+            }
+            pauth_keys!(save);
+        }
         self.loaded = false;
     }
 

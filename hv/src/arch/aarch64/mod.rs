@@ -66,7 +66,9 @@
 //! `vcpu_put` move the EL1 registers through the `*_EL12`/`*_EL02` encodings
 //! (SP_EL1, TPIDR*, PAR_EL1, MDSCR_EL1 directly: E2H does not redirect them),
 //! set `VTCR_EL2` (PS from PARange capped at 48 bits, VS with 16-bit VMIDs),
-//! `VTTBR_EL2` and `VMPIDR_EL2`, and move the vCPU's FP/SIMD registers
+//! `VTTBR_EL2` and `VMPIDR_EL2`, switch the pointer-authentication keys
+//! (FEAT_PAuth; `HCR_EL2.{API,APK}` let guests use them untrapped), and move
+//! the vCPU's FP/SIMD registers
 //! ([`crate::arch::FpState`]) into the per-CPU save area that the exit path
 //! fills and the entry path reloads. `HCR_EL2` is set once per CPU
 //! ([`cpu::HCR_GUEST`]). `tlb_op` executes exactly the named operation,
@@ -82,7 +84,10 @@
 //! `hv::tlb::STATS`; a root never loaded needs no TLBI; the root-less
 //! `invalidate_now` falls back to a counted `TLBI ALLE1IS`.
 //!
-//! **Not done.** SVE/SME state is not switched (guests trap on SVE use);
+//! **Not done.** ID registers are not trapped or sanitised (no
+//! `HCR_EL2.TID3`): guests see every CPU feature, and EL1 state of features
+//! hv does not switch (SVE/SME, FEAT_S1PIE/S1POE, TCR2_EL1, ...) is shared
+//! between vCPUs on one CPU; SVE/SME use traps (CPTR_EL2);
 //! debug and PMU registers are not trapped or switched (`MDCR_EL2` is left as
 //! firmware set it); no self-relocation.
 
