@@ -3,12 +3,13 @@
 
 use super::cpu::{Cpu, HostMem};
 use super::head::{
-    __image_end, __image_start, hv_mmu_enable, hv_park, hv_secondary_entry, TrapFrame,
+    __image_end, __image_start, __stacks_start, hv_mmu_enable, hv_park, hv_secondary_entry,
+    TrapFrame,
 };
 use super::mmu::{self, Builder};
 use super::pl011::Pl011;
 use super::sysreg::{read_sysreg, write_sysreg};
-use super::{percpu, psci, HEAP, HEAP_PAGES};
+use super::{percpu, psci, GUARD_SIZE, HEAP, HEAP_PAGES, STACK_SIZE};
 use crate::bootinfo::{strip_nops, BootInfo, FixedVec, MAX_CPUS};
 use crate::logger::{self, ConsoleSink};
 use crate::mm::frame::{self, FrameAllocator};
@@ -84,6 +85,29 @@ fn early_fail(info: &BootInfo<'_>, msg: &str) -> ! {
     psci::system_off(info.psci)
 }
 
+/// The guard page of each CPU's stack (kept unmapped).
+fn guard_pages() -> [u64; MAX_CPUS] {
+    let base = core::ptr::addr_of!(__stacks_start) as u64;
+    core::array::from_fn(|i| base + (i * STACK_SIZE) as u64)
+}
+
+/// Map `[start, end)` as RAM except the (sorted, page-sized) `holes`.
+fn map_except(
+    b: &mut Builder,
+    start: u64,
+    end: u64,
+    holes: &[u64],
+) -> Result<(), mmu::OutOfTables> {
+    let mut at = start;
+    for &h in holes {
+        if h >= at && h < end {
+            b.map(at, h, mmu::RAM)?;
+            at = h + GUARD_SIZE as u64;
+        }
+    }
+    b.map(at, end, mmu::RAM)
+}
+
 fn image_range() -> MemRange {
     let start = core::ptr::addr_of!(__image_start) as u64;
     let end = core::ptr::addr_of!(__image_end) as u64;
@@ -112,12 +136,13 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
     // SAFETY: boot CPU, MMU off, no other CPU running.
     let mut b = unsafe { Builder::new() };
     let mut ok = true;
-    for m in info.memory.as_slice() {
-        ok &= b.map(m.base.raw(), m.end(), mmu::RAM).is_ok();
-    }
-    ok &= b.map(dtb_pa, dtb_pa + dtb.len() as u64, mmu::RAM).is_ok();
+    let guards = guard_pages();
     let img = image_range();
-    ok &= b.map(img.base.raw(), img.end(), mmu::RAM).is_ok();
+    for m in info.memory.as_slice() {
+        ok &= map_except(&mut b, m.base.raw(), m.end(), &guards).is_ok();
+    }
+    ok &= map_except(&mut b, dtb_pa, dtb_pa + dtb.len() as u64, &guards).is_ok();
+    ok &= map_except(&mut b, img.base.raw(), img.end(), &guards).is_ok();
     let mut devices: FixedVec<MemRange, 8> = FixedVec::default();
     let _ = info.uart.map(|u| devices.push(u));
     if let Some(gic) = &info.gic {
@@ -297,6 +322,15 @@ extern "C" fn hv_el2_exception(frame: &TrapFrame, kind: u64) -> ! {
         .get(kind as usize)
         .copied()
         .unwrap_or("?");
+    if let Some(cpu) = guard_pages()
+        .iter()
+        .position(|&g| frame.far >= g && frame.far < g + GUARD_SIZE as u64)
+    {
+        logger::emergency_print(format_args!(
+            "hv: ERROR: stack overflow on CPU{cpu} (guard page hit at {:#x})\n",
+            frame.far
+        ));
+    }
     logger::emergency_print(format_args!(
         "hv: ERROR: unexpected {what} exception at EL2 on CPU{}: ESR_EL2={:#x} (EC {:#x}) ELR_EL2={:#x} FAR_EL2={:#x} SPSR_EL2={:#x} SP={:#x}\n",
         percpu::index(),

@@ -155,8 +155,21 @@ hv_park:
 
     // ---- Exception vectors -------------------------------------------------
     // Current EL (hv's own faults): build a TrapFrame and report.
+    // If the frame would land in the stack's guard page (a stack overflow),
+    // switch to the emergency stack first. SP_EL0 is free scratch while hv
+    // runs (the guest's value lives in GuestGprs).
     .macro  HV_FAULT kind
     .balign 0x80
+    msr     sp_el0, x0
+    mov     x0, sp
+    sub     x0, x0, #{frame_size}
+    and     x0, x0, #({stack_size} - 1)
+    cmp     x0, #{guard}
+    b.hs    1f
+    adrp    x0, __emergency_stack_top
+    add     x0, x0, :lo12:__emergency_stack_top
+    mov     sp, x0
+1:  mrs     x0, sp_el0
     sub     sp, sp, #{frame_size}
     stp     x0, x1, [sp]
     mov     x1, #\kind
@@ -348,6 +361,7 @@ hv_guest_exit:
     ret
 "#,
     stack_size = const STACK_SIZE,
+    guard = const super::GUARD_SIZE,
     frame_size = const core::mem::size_of::<TrapFrame>(),
     mmu_config = sym super::mmu::HV_MMU_CONFIG,
     pc_gprs = const offset_of!(PerCpu, gprs),
@@ -403,4 +417,6 @@ extern "C" {
     pub static __image_start: u8;
     /// One past hv's image, stacks included (linker script).
     pub static __image_end: u8;
+    /// CPU 0's stack (each CPU's is [`STACK_SIZE`] above the previous; linker script).
+    pub static __stacks_start: u8;
 }

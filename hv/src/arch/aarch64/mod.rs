@@ -47,7 +47,9 @@
 //! redistributors Device-nGnRE, execute-never. Tables come from a static pool
 //! in `.bss`. Image layout: `.text.head` (header) at `0x4020_0000`, `.text`,
 //! `.rodata`, `.data`, `.bss`, then [`STACK_SIZE`] bytes of stack per CPU for
-//! up to [`crate::bootinfo::MAX_CPUS`] CPUs.
+//! up to [`crate::bootinfo::MAX_CPUS`] CPUs, the lowest page of each left
+//! unmapped as a guard ([`GUARD_SIZE`]): a stack overflow faults, and the
+//! fault vector moves to a small emergency stack to report it.
 //!
 //! **Why E2H = 1.** With VHE the EL1 register names at EL2 reach EL2's own
 //! registers and the guest's EL1 state is reached through the `*_EL12` /
@@ -111,6 +113,8 @@ use linked_list_allocator::Heap;
 
 /// Bytes of stack per CPU (`linker.ld` has the same value).
 pub const STACK_SIZE: usize = 0x1_0000;
+/// The unmapped guard page at the bottom of each CPU's stack.
+pub const GUARD_SIZE: usize = 0x1000;
 /// Frames given to the heap at boot (4 MiB).
 pub const HEAP_PAGES: usize = 1024;
 
