@@ -46,7 +46,9 @@ pub use error::Error;
 pub use frames::{Frame, FrameTable};
 pub use physmap::{P2mEntry, P2mKind, Physmap, Removed, Teardown};
 pub use pv_tlb::{InvalidationSet, Ipa, IpaRange, PhysAddr, Vmid, PAGE_SIZE};
-pub use stage2::{is_bbm_required, level_size, Leaf, MemType, S2Attrs, Stage2, TableMem};
+pub use stage2::{
+    is_bbm_required, level_size, Leaf, MemType, S2Attrs, Stage2, Stage2View, TableMem,
+};
 pub use xen::{GuestCopy, MemCtx, MemEnv, MemOpOutcome, MemOpRet};
 
 #[cfg(test)]

@@ -720,3 +720,40 @@ impl Stage2 {
         mem.free_table(table);
     }
 }
+
+/// A read-only handle on a [`Stage2`] (added for hv's guest-memory
+/// accessors): it can translate while the owning `Stage2` is borrowed
+/// mutably elsewhere (e.g. inside a `memory_op` that reads guest handles
+/// of the caller while changing physmaps). It never frees or changes anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage2View {
+    root: PhysAddr,
+    ipa_bits: u8,
+    start_level: u8,
+}
+
+impl Stage2 {
+    /// A read-only view of this table.
+    #[must_use]
+    pub fn view(&self) -> Stage2View {
+        Stage2View {
+            root: self.root,
+            ipa_bits: self.ipa_bits,
+            start_level: self.start_level,
+        }
+    }
+}
+
+impl Stage2View {
+    /// As [`Stage2::lookup`].
+    #[must_use]
+    pub fn lookup(&self, mem: &impl TableMem, ipa: Ipa) -> Option<(PhysAddr, S2Attrs)> {
+        // Stage2 has no Drop: this temporary only borrows the same tables.
+        Stage2 {
+            root: self.root,
+            ipa_bits: self.ipa_bits,
+            start_level: self.start_level,
+        }
+        .lookup(mem, ipa)
+    }
+}
