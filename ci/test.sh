@@ -29,7 +29,12 @@ step() {
 
 echo "ci: $(cargo --version), $(qemu-system-aarch64 --version | head -n1), $(dtc --version | head -n1)"
 
-AARCH64_PKGS=(-p hv -p guest-rt -p guest-hello -p guest-fault)
+# hv and every guest payload crate (tests-nested/payloads/*) build for aarch64-unknown-none.
+AARCH64_PKGS=(-p hv)
+for manifest in tests-nested/payloads/*/Cargo.toml; do
+    name="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -n1)"
+    [ -n "$name" ] && AARCH64_PKGS+=(-p "$name")
+done
 
 step fmt cargo fmt --all -- --check
 step clippy-host cargo clippy --workspace --all-targets -- -D warnings
