@@ -115,6 +115,7 @@ hv_el2_early:
     adrp    x1, hv_vectors
     add     x1, x1, :lo12:hv_vectors
     msr     vbar_el2, x1
+    msr     tpidr_el2, xzr              // no per-CPU data yet (reset value is UNKNOWN)
     isb
     ret
 
