@@ -44,7 +44,7 @@ pub struct RawExit {
 }
 
 /// A vCPU's general-purpose state: what the trap path saves and restores on
-/// every exit. Layout is shared with the assembly in `arch/aarch64/entry.S`.
+/// every exit. Layout is shared with the assembly in `arch/aarch64/head.rs`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
 pub struct GuestGprs {
