@@ -1,0 +1,725 @@
+//! Xen's toolstack ABI as the control domain uses it: numbers, and encoders /
+//! decoders of the structures, as little-endian byte images with the arm64
+//! layout (every offset below is checked by a unit test).
+//!
+//! Sources (xen-project/xen, tag RELEASE-4.21.2; the 4.20 layouts of the same
+//! structures are binary compatible, both use `XEN_DOMCTL_INTERFACE_VERSION`
+//! 0x17):
+//! - `xen/include/public/xen.h`: hypercall numbers, `DOMID_SELF`, `domid_t`.
+//! - `xen/include/public/domctl.h`: `struct xen_domctl` and the sub-ops
+//!   `createdomain` (1), `destroydomain` (2), `unpausedomain` (4),
+//!   `getdomaininfo` (5), `max_mem` (11), `setvcpucontext` (12),
+//!   `max_vcpus` (15).
+//! - `xen/include/public/arch-arm.h`: `struct xen_arch_domainconfig`,
+//!   `struct vcpu_guest_context` / `vcpu_guest_core_regs`, `PSR_*`,
+//!   `SCTLR_GUEST_INIT`, the guest address map; guest handles are 8 bytes,
+//!   8-byte aligned, `xen_pfn_t` / `xen_ulong_t` are `uint64_t`.
+//! - `xen/include/public/memory.h`: `XENMEM_populate_physmap` (6) with
+//!   `struct xen_memory_reservation`, `XENMEM_remove_from_physmap` (15),
+//!   `XENMEM_add_to_physmap_batch` (23) with `XENMAPSPACE_gmfn_foreign` (4).
+//! - `xen/include/public/sysctl.h`: `struct xen_sysctl`, `XEN_SYSCTL_physinfo` (3).
+//! - `xen/include/public/sched.h`: `SCHEDOP_yield` (0).
+//! - `xen/include/public/errno.h`: errno values.
+//! - hv (`DESIGN.md`, `memops/src/xen.rs`): `XENMEM_remove_from_physmap_batch`
+//!   (63) and `hv_op` (49) with `HVOP_get_counters` / `HVOP_reset_counters`.
+
+/// `__HYPERVISOR_memory_op`.
+pub const HYPERVISOR_MEMORY_OP: u64 = 12;
+/// `__HYPERVISOR_sched_op`.
+pub const HYPERVISOR_SCHED_OP: u64 = 29;
+/// `__HYPERVISOR_sysctl`.
+pub const HYPERVISOR_SYSCTL: u64 = 35;
+/// `__HYPERVISOR_domctl`.
+pub const HYPERVISOR_DOMCTL: u64 = 36;
+/// hv's `hv_op` (`__HYPERVISOR_arch_1`).
+pub const HYPERVISOR_HV_OP: u64 = 49;
+
+/// `SCHEDOP_yield`.
+pub const SCHEDOP_YIELD: u64 = 0;
+
+/// `XENMEM_populate_physmap`.
+pub const XENMEM_POPULATE_PHYSMAP: u64 = 6;
+/// `XENMEM_remove_from_physmap`.
+pub const XENMEM_REMOVE_FROM_PHYSMAP: u64 = 15;
+/// `XENMEM_add_to_physmap_batch`.
+pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u64 = 23;
+/// hv's `XENMEM_remove_from_physmap_batch`.
+pub const XENMEM_REMOVE_FROM_PHYSMAP_BATCH: u64 = 63;
+/// `XENMAPSPACE_gmfn_foreign`.
+pub const XENMAPSPACE_GMFN_FOREIGN: u16 = 4;
+
+/// `DOMID_SELF`.
+pub const DOMID_SELF: u16 = 0x7FF0;
+
+/// `XEN_DOMCTL_INTERFACE_VERSION` of Xen 4.20 and 4.21.
+pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x17;
+/// `XEN_SYSCTL_INTERFACE_VERSION` of Xen 4.21.
+pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x16;
+
+/// `XEN_DOMCTL_createdomain`.
+pub const XEN_DOMCTL_CREATEDOMAIN: u32 = 1;
+/// `XEN_DOMCTL_destroydomain`.
+pub const XEN_DOMCTL_DESTROYDOMAIN: u32 = 2;
+/// `XEN_DOMCTL_unpausedomain`.
+pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
+/// `XEN_DOMCTL_getdomaininfo`.
+pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
+/// `XEN_DOMCTL_max_mem`.
+pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
+/// `XEN_DOMCTL_setvcpucontext`.
+pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = 12;
+/// `XEN_DOMCTL_max_vcpus`.
+pub const XEN_DOMCTL_MAX_VCPUS: u32 = 15;
+
+/// `XEN_SYSCTL_physinfo`.
+pub const XEN_SYSCTL_PHYSINFO: u32 = 3;
+
+/// `XEN_DOMCTL_CDF_hvm` (required on Arm).
+pub const XEN_DOMCTL_CDF_HVM: u32 = 1 << 0;
+/// `XEN_DOMCTL_CDF_hap` (required on Arm).
+pub const XEN_DOMCTL_CDF_HAP: u32 = 1 << 1;
+/// `XEN_DOMCTL_CONFIG_GIC_V3`.
+pub const XEN_DOMCTL_CONFIG_GIC_V3: u8 = 2;
+/// `XEN_DOMCTL_CONFIG_TEE_NONE`.
+pub const XEN_DOMCTL_CONFIG_TEE_NONE: u16 = 0;
+
+/// `XEN_DOMINF_dying`.
+pub const XEN_DOMINF_DYING: u32 = 1 << 0;
+/// `XEN_DOMINF_shutdown`.
+pub const XEN_DOMINF_SHUTDOWN: u32 = 1 << 2;
+/// `XEN_DOMINF_shutdownshift`: the guest's `SHUTDOWN_*` code, 8 bits.
+pub const XEN_DOMINF_SHUTDOWNSHIFT: u32 = 16;
+
+/// `VGCF_online`.
+pub const VGCF_ONLINE: u32 = 1;
+/// `PSR_DBG_MASK | PSR_ABT_MASK | PSR_FIQ_MASK | PSR_IRQ_MASK | PSR_MODE_EL1h`:
+/// EL1h with D, A, I and F masked (Xen 4.22's `PSR_GUEST64_INIT`; 4.21 leaves D
+/// unmasked).
+pub const PSR_GUEST64_INIT: u64 = (1 << 9) | (1 << 8) | (1 << 6) | (1 << 7) | 0x5;
+/// `SCTLR_GUEST_INIT`: MMU and caches off, the reset value Xen gives a vCPU.
+pub const SCTLR_GUEST_INIT: u64 = 0x00c5_0078;
+
+/// hv_op sub-op: copy `struct hv_counters` to the handle in x1.
+pub const HVOP_GET_COUNTERS: u64 = 1;
+/// hv_op sub-op: zero hv's counters.
+pub const HVOP_RESET_COUNTERS: u64 = 2;
+
+/// Xen's errno values (`public/errno.h`); hypercalls return their negation.
+pub mod errno {
+    #![allow(missing_docs)]
+    pub const EPERM: i64 = 1;
+    pub const ENOENT: i64 = 2;
+    pub const ESRCH: i64 = 3;
+    pub const EAGAIN: i64 = 11;
+    pub const ENOMEM: i64 = 12;
+    pub const EFAULT: i64 = 14;
+    pub const EBUSY: i64 = 16;
+    pub const EINVAL: i64 = 22;
+    pub const ENOSYS: i64 = 38;
+}
+
+/// Guest address map (`public/arch-arm.h`).
+pub mod guest {
+    #![allow(missing_docs)]
+    pub const RAM0_BASE: u64 = 0x4000_0000;
+    pub const RAM0_SIZE: u64 = 0xc000_0000;
+    pub const GICV3_GICD_BASE: u64 = 0x0300_1000;
+    pub const GICV3_GICD_SIZE: u64 = 0x0001_0000;
+    pub const GICV3_GICR0_BASE: u64 = 0x0302_0000;
+    pub const GICV3_RDIST_STRIDE: u64 = 0x0002_0000;
+    pub const GNTTAB_BASE: u64 = 0x3800_0000;
+    pub const GNTTAB_SIZE: u64 = 0x0100_0000;
+    pub const TIMER_VIRT_PPI: u32 = 27;
+    pub const TIMER_PHYS_S_PPI: u32 = 29;
+    pub const TIMER_PHYS_NS_PPI: u32 = 30;
+    pub const EVTCHN_PPI: u32 = 31;
+}
+
+fn put16(b: &mut [u8], o: usize, v: u16) {
+    if let Some(s) = b.get_mut(o..o + 2) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+fn put32(b: &mut [u8], o: usize, v: u32) {
+    if let Some(s) = b.get_mut(o..o + 4) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+fn put64(b: &mut [u8], o: usize, v: u64) {
+    if let Some(s) = b.get_mut(o..o + 8) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+fn get16(b: &[u8], o: usize) -> u16 {
+    let mut a = [0; 2];
+    if let Some(s) = b.get(o..o + 2) {
+        a.copy_from_slice(s);
+    }
+    u16::from_le_bytes(a)
+}
+fn get32(b: &[u8], o: usize) -> u32 {
+    let mut a = [0; 4];
+    if let Some(s) = b.get(o..o + 4) {
+        a.copy_from_slice(s);
+    }
+    u32::from_le_bytes(a)
+}
+fn get64(b: &[u8], o: usize) -> u64 {
+    let mut a = [0; 8];
+    if let Some(s) = b.get(o..o + 8) {
+        a.copy_from_slice(s);
+    }
+    u64::from_le_bytes(a)
+}
+
+/// An 8-byte aligned byte image of a structure handed to hv by address.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(C, align(8))]
+pub struct Buf<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Buf<N> {
+    /// All zero.
+    #[must_use]
+    pub const fn zeroed() -> Self {
+        Self([0; N])
+    }
+}
+
+/// `sizeof(struct xen_domctl)`: cmd, interface_version, domain, `_pad[3]`,
+/// then the 128-byte union at offset 16.
+pub const DOMCTL_SIZE: usize = 144;
+/// Offset of `xen_domctl.u`.
+pub const DOMCTL_U: usize = 16;
+
+/// A `struct xen_domctl` image.
+pub type Domctl = Buf<DOMCTL_SIZE>;
+
+/// Domain creation parameters (`struct xen_domctl_createdomain`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CreateDomain {
+    /// `flags` (`XEN_DOMCTL_CDF_*`).
+    pub flags: u32,
+    /// `max_vcpus`.
+    pub max_vcpus: u32,
+    /// `max_evtchn_port`.
+    pub max_evtchn_port: u32,
+    /// `max_grant_frames` (< 0: hypervisor default).
+    pub max_grant_frames: i32,
+    /// `max_maptrack_frames` (< 0: hypervisor default).
+    pub max_maptrack_frames: i32,
+    /// `grant_opts` (`XEN_DOMCTL_GRANT_version(v)` in bits 3:0).
+    pub grant_opts: u32,
+    /// `arch.gic_version`.
+    pub gic_version: u8,
+    /// `arch.tee_type`.
+    pub tee_type: u16,
+    /// `arch.nr_spis`.
+    pub nr_spis: u32,
+}
+
+impl CreateDomain {
+    /// What `xl create` asks for a 1-vCPU Arm domU without devices.
+    #[must_use]
+    pub const fn xl_default(max_vcpus: u32) -> Self {
+        Self {
+            flags: XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP,
+            max_vcpus,
+            max_evtchn_port: 1023,
+            max_grant_frames: -1,
+            max_maptrack_frames: -1,
+            grant_opts: 1,
+            gic_version: XEN_DOMCTL_CONFIG_GIC_V3,
+            tee_type: XEN_DOMCTL_CONFIG_TEE_NONE,
+            nr_spis: 0,
+        }
+    }
+}
+
+/// Offsets inside `xen_domctl.u.createdomain` (76 bytes on arm64).
+pub mod createdomain_off {
+    #![allow(missing_docs)]
+    pub const SSIDREF: usize = 0;
+    pub const HANDLE: usize = 4;
+    pub const FLAGS: usize = 20;
+    pub const IOMMU_OPTS: usize = 24;
+    pub const MAX_VCPUS: usize = 28;
+    pub const MAX_EVTCHN_PORT: usize = 32;
+    pub const MAX_GRANT_FRAMES: usize = 36;
+    pub const MAX_MAPTRACK_FRAMES: usize = 40;
+    pub const GRANT_OPTS: usize = 44;
+    pub const ALTP2M_OPTS: usize = 48;
+    pub const ALTP2M_NR: usize = 50;
+    pub const VMTRACE_SIZE: usize = 52;
+    pub const CPUPOOL_ID: usize = 56;
+    /// `struct xen_arch_domainconfig`: gic_version u8 +0, sve_vl u8 +1,
+    /// tee_type u16 +2, nr_spis u32 +4, clock_frequency u32 +8 (OUT),
+    /// arm_sci_type u8 +12; 16 bytes.
+    pub const ARCH: usize = 60;
+    pub const SIZE: usize = 76;
+}
+
+/// A domctl header for `cmd` on `domain`.
+#[must_use]
+pub fn domctl(cmd: u32, domain: u16) -> Domctl {
+    let mut d = Domctl::zeroed();
+    put32(&mut d.0, 0, cmd);
+    put32(&mut d.0, 4, XEN_DOMCTL_INTERFACE_VERSION);
+    put16(&mut d.0, 8, domain);
+    d
+}
+
+/// `XEN_DOMCTL_createdomain` (domain 0 asks hv to pick the domid).
+#[must_use]
+pub fn domctl_createdomain(c: &CreateDomain) -> Domctl {
+    use createdomain_off as o;
+    let mut d = domctl(XEN_DOMCTL_CREATEDOMAIN, 0);
+    let u = &mut d.0[DOMCTL_U..];
+    put32(u, o::FLAGS, c.flags);
+    put32(u, o::MAX_VCPUS, c.max_vcpus);
+    put32(u, o::MAX_EVTCHN_PORT, c.max_evtchn_port);
+    put32(u, o::MAX_GRANT_FRAMES, c.max_grant_frames as u32);
+    put32(u, o::MAX_MAPTRACK_FRAMES, c.max_maptrack_frames as u32);
+    put32(u, o::GRANT_OPTS, c.grant_opts);
+    if let Some(b) = u.get_mut(o::ARCH) {
+        *b = c.gic_version;
+    }
+    put16(u, o::ARCH + 2, c.tee_type);
+    put32(u, o::ARCH + 4, c.nr_spis);
+    d
+}
+
+/// `xen_domctl.domain` (IN/OUT: createdomain returns the new domid here).
+#[must_use]
+pub fn domctl_domain(d: &Domctl) -> u16 {
+    get16(&d.0, 8)
+}
+
+/// `XEN_DOMCTL_max_vcpus`: `u.max_vcpus.max` (u32 at 0).
+#[must_use]
+pub fn domctl_max_vcpus(domain: u16, max: u32) -> Domctl {
+    let mut d = domctl(XEN_DOMCTL_MAX_VCPUS, domain);
+    put32(&mut d.0, DOMCTL_U, max);
+    d
+}
+
+/// `XEN_DOMCTL_max_mem`: `u.max_mem.max_memkb` (u64 at 0).
+#[must_use]
+pub fn domctl_max_mem(domain: u16, max_memkb: u64) -> Domctl {
+    let mut d = domctl(XEN_DOMCTL_MAX_MEM, domain);
+    put64(&mut d.0, DOMCTL_U, max_memkb);
+    d
+}
+
+/// `XEN_DOMCTL_setvcpucontext`: `u.vcpucontext` = { u32 vcpu at 0,
+/// `XEN_GUEST_HANDLE_64(vcpu_guest_context_t) ctxt` at 8 }.
+#[must_use]
+pub fn domctl_setvcpucontext(domain: u16, vcpu: u32, ctxt: u64) -> Domctl {
+    let mut d = domctl(XEN_DOMCTL_SETVCPUCONTEXT, domain);
+    put32(&mut d.0, DOMCTL_U, vcpu);
+    put64(&mut d.0, DOMCTL_U + 8, ctxt);
+    d
+}
+
+/// Offsets inside `xen_domctl.u.getdomaininfo`.
+pub mod getdomaininfo_off {
+    #![allow(missing_docs)]
+    pub const DOMAIN: usize = 0;
+    pub const FLAGS: usize = 4;
+    pub const TOT_PAGES: usize = 8;
+    pub const MAX_PAGES: usize = 16;
+    pub const OUTSTANDING_PAGES: usize = 24;
+    pub const SHR_PAGES: usize = 32;
+    pub const PAGED_PAGES: usize = 40;
+    pub const SHARED_INFO_FRAME: usize = 48;
+    pub const CPU_TIME: usize = 56;
+    pub const NR_ONLINE_VCPUS: usize = 64;
+    pub const MAX_VCPU_ID: usize = 68;
+    pub const SSIDREF: usize = 72;
+    pub const HANDLE: usize = 76;
+    pub const CPUPOOL: usize = 92;
+    pub const GPADDR_BITS: usize = 96;
+    pub const ARCH_CONFIG: usize = 104;
+    pub const SIZE: usize = 120;
+}
+
+/// The fields of `struct xen_domctl_getdomaininfo` the builder uses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DomainInfo {
+    /// `domain`.
+    pub domain: u16,
+    /// `flags` (`XEN_DOMINF_*`).
+    pub flags: u32,
+    /// `tot_pages`.
+    pub tot_pages: u64,
+    /// `max_pages`.
+    pub max_pages: u64,
+    /// `nr_online_vcpus`.
+    pub nr_online_vcpus: u32,
+}
+
+impl DomainInfo {
+    /// Decode `xen_domctl.u.getdomaininfo` from an answered domctl.
+    #[must_use]
+    pub fn decode(d: &Domctl) -> Self {
+        use getdomaininfo_off as o;
+        let u = &d.0[DOMCTL_U..];
+        Self {
+            domain: get16(u, o::DOMAIN),
+            flags: get32(u, o::FLAGS),
+            tot_pages: get64(u, o::TOT_PAGES),
+            max_pages: get64(u, o::MAX_PAGES),
+            nr_online_vcpus: get32(u, o::NR_ONLINE_VCPUS),
+        }
+    }
+
+    /// The guest's `SHUTDOWN_*` code, once it has shut down.
+    #[must_use]
+    pub fn shutdown_code(&self) -> Option<u8> {
+        if self.flags & XEN_DOMINF_SHUTDOWN != 0 {
+            Some((self.flags >> XEN_DOMINF_SHUTDOWNSHIFT) as u8)
+        } else {
+            None
+        }
+    }
+}
+
+/// `sizeof(struct vcpu_guest_context)` on arm64.
+pub const VCPU_GUEST_CONTEXT_SIZE: usize = 352;
+
+/// Offsets inside `struct vcpu_guest_context` (arm64): `flags` u32 at 0,
+/// `user_regs` (`struct vcpu_guest_core_regs`, 312 bytes) at 8, then
+/// `sctlr`, `ttbcr`, `ttbr0`, `ttbr1`.
+pub mod vcpu_ctx_off {
+    #![allow(missing_docs)]
+    pub const FLAGS: usize = 0;
+    pub const USER_REGS: usize = 8;
+    /// x0..x30: `USER_REGS + 8 * n`.
+    pub const X0: usize = USER_REGS;
+    pub const PC64: usize = USER_REGS + 248;
+    pub const CPSR: usize = USER_REGS + 256;
+    pub const SPSR_EL1: usize = USER_REGS + 264;
+    pub const SP_EL0: usize = USER_REGS + 288;
+    pub const SP_EL1: usize = USER_REGS + 296;
+    pub const ELR_EL1: usize = USER_REGS + 304;
+    pub const SCTLR: usize = 320;
+    pub const TTBCR: usize = 328;
+    pub const TTBR0: usize = 336;
+    pub const TTBR1: usize = 344;
+}
+
+/// The boot vCPU context the toolstack gives an arm64 kernel (Xen's
+/// `tools/libs/guest/xg_dom_arm.c`): PC at the entry, x0 = DTB address,
+/// EL1h with DAIF masked, MMU off, online.
+#[must_use]
+pub fn vcpu_boot_context(pc: u64, dtb: u64) -> Buf<VCPU_GUEST_CONTEXT_SIZE> {
+    use vcpu_ctx_off as o;
+    let mut c = Buf::<VCPU_GUEST_CONTEXT_SIZE>::zeroed();
+    put32(&mut c.0, o::FLAGS, VGCF_ONLINE);
+    put64(&mut c.0, o::X0, dtb);
+    put64(&mut c.0, o::PC64, pc);
+    put64(&mut c.0, o::CPSR, PSR_GUEST64_INIT);
+    put64(&mut c.0, o::SCTLR, SCTLR_GUEST_INIT);
+    c
+}
+
+/// `sizeof(struct xen_memory_reservation)` on arm64.
+pub const MEMORY_RESERVATION_SIZE: usize = 32;
+
+/// `struct xen_memory_reservation`: extent_start handle at 0, nr_extents
+/// at 8, extent_order at 16, mem_flags at 20, domid at 24.
+#[must_use]
+pub fn memory_reservation(
+    extent_start: u64,
+    nr_extents: u64,
+    extent_order: u32,
+    domid: u16,
+) -> Buf<MEMORY_RESERVATION_SIZE> {
+    let mut b = Buf::zeroed();
+    put64(&mut b.0, 0, extent_start);
+    put64(&mut b.0, 8, nr_extents);
+    put32(&mut b.0, 16, extent_order);
+    put16(&mut b.0, 24, domid);
+    b
+}
+
+/// `sizeof(struct xen_add_to_physmap_batch)` on arm64.
+pub const ADD_TO_PHYSMAP_BATCH_SIZE: usize = 32;
+
+/// `struct xen_add_to_physmap_batch`: domid at 0, space at 2, size at 4,
+/// `u.foreign_domid` at 6, idxs at 8, gpfns at 16, errs at 24.
+#[must_use]
+pub fn add_to_physmap_batch(
+    domid: u16,
+    space: u16,
+    size: u16,
+    foreign_domid: u16,
+    idxs: u64,
+    gpfns: u64,
+    errs: u64,
+) -> Buf<ADD_TO_PHYSMAP_BATCH_SIZE> {
+    let mut b = Buf::zeroed();
+    put16(&mut b.0, 0, domid);
+    put16(&mut b.0, 2, space);
+    put16(&mut b.0, 4, size);
+    put16(&mut b.0, 6, foreign_domid);
+    put64(&mut b.0, 8, idxs);
+    put64(&mut b.0, 16, gpfns);
+    put64(&mut b.0, 24, errs);
+    b
+}
+
+/// `sizeof(struct xen_remove_from_physmap)` on arm64.
+pub const REMOVE_FROM_PHYSMAP_SIZE: usize = 16;
+
+/// `struct xen_remove_from_physmap`: domid at 0, gpfn at 8.
+#[must_use]
+pub fn remove_from_physmap(domid: u16, gpfn: u64) -> Buf<REMOVE_FROM_PHYSMAP_SIZE> {
+    let mut b = Buf::zeroed();
+    put16(&mut b.0, 0, domid);
+    put64(&mut b.0, 8, gpfn);
+    b
+}
+
+/// `sizeof(struct xen_remove_from_physmap_batch)` (hv).
+pub const REMOVE_FROM_PHYSMAP_BATCH_SIZE: usize = 24;
+
+/// hv's `struct xen_remove_from_physmap_batch`: domid at 0, res0 at 2
+/// (zero), size (u32) at 4, gpfns at 8, errs at 16.
+#[must_use]
+pub fn remove_from_physmap_batch(
+    domid: u16,
+    size: u32,
+    gpfns: u64,
+    errs: u64,
+) -> Buf<REMOVE_FROM_PHYSMAP_BATCH_SIZE> {
+    let mut b = Buf::zeroed();
+    put16(&mut b.0, 0, domid);
+    put32(&mut b.0, 4, size);
+    put64(&mut b.0, 8, gpfns);
+    put64(&mut b.0, 16, errs);
+    b
+}
+
+/// `sizeof(struct xen_sysctl)`: cmd, interface_version, then the 128-byte
+/// union at offset 8.
+pub const SYSCTL_SIZE: usize = 136;
+/// Offset of `xen_sysctl.u`.
+pub const SYSCTL_U: usize = 8;
+
+/// `XEN_SYSCTL_physinfo` request.
+#[must_use]
+pub fn sysctl_physinfo() -> Buf<SYSCTL_SIZE> {
+    let mut b = Buf::zeroed();
+    put32(&mut b.0, 0, XEN_SYSCTL_PHYSINFO);
+    put32(&mut b.0, 4, XEN_SYSCTL_INTERFACE_VERSION);
+    b
+}
+
+/// The page counts of `struct xen_sysctl_physinfo` (ten u32, then
+/// total_pages at 40, free_pages at 48, scrub_pages at 56, outstanding at 64).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PhysInfo {
+    /// `total_pages`.
+    pub total_pages: u64,
+    /// `free_pages`.
+    pub free_pages: u64,
+    /// `scrub_pages`.
+    pub scrub_pages: u64,
+}
+
+impl PhysInfo {
+    /// Decode an answered `XEN_SYSCTL_physinfo`.
+    #[must_use]
+    pub fn decode(b: &Buf<SYSCTL_SIZE>) -> Self {
+        let u = &b.0[SYSCTL_U..];
+        Self {
+            total_pages: get64(u, 40),
+            free_pages: get64(u, 48),
+            scrub_pages: get64(u, 56),
+        }
+    }
+}
+
+/// The TLB operation kinds of `struct hv_counters.tlbi[8]`, in
+/// `pv_tlb::TlbOpKind::ALL` order (DESIGN.md).
+pub const TLBI_KINDS: [&str; 8] = [
+    "IPAS2E1IS",
+    "RIPAS2E1IS",
+    "VMALLE1IS",
+    "VMALLE1",
+    "VMALLS12E1IS",
+    "VMALLS12E1",
+    "ALLE1IS",
+    "IC_IALLU",
+];
+
+/// `sizeof(struct hv_counters)`: 12 u64.
+pub const HV_COUNTERS_SIZE: usize = 96;
+
+/// hv's `struct hv_counters` (DESIGN.md, "hv_op").
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct HvCounters {
+    /// TLB operations executed, by [`TLBI_KINDS`].
+    pub tlbi: [u64; 8],
+    /// Stage-2 operations recorded.
+    pub p2m_ops: u64,
+    /// Flush plans executed.
+    pub plans: u64,
+    /// Guest exits.
+    pub guest_exits: u64,
+    /// Hypercalls.
+    pub hypercalls: u64,
+}
+
+impl HvCounters {
+    /// Decode the 96 bytes `HVOP_get_counters` wrote.
+    #[must_use]
+    pub fn decode(b: &Buf<HV_COUNTERS_SIZE>) -> Self {
+        let mut c = Self::default();
+        for (i, t) in c.tlbi.iter_mut().enumerate() {
+            *t = get64(&b.0, 8 * i);
+        }
+        c.p2m_ops = get64(&b.0, 64);
+        c.plans = get64(&b.0, 72);
+        c.guest_exits = get64(&b.0, 80);
+        c.hypercalls = get64(&b.0, 88);
+        c
+    }
+
+    /// TLB invalidations executed (every kind but `IC_IALLU`).
+    #[must_use]
+    pub fn tlbi_total(&self) -> u64 {
+        self.tlbi[..7].iter().sum()
+    }
+
+    /// Full stage-2 (VMID-wide) and whole-TLB flushes: VMALLS12E1*, ALLE1IS.
+    #[must_use]
+    pub fn full_flushes(&self) -> u64 {
+        self.tlbi[4] + self.tlbi[5] + self.tlbi[6]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domctl_header_and_createdomain_layout() {
+        let d = domctl_createdomain(&CreateDomain::xl_default(1));
+        assert_eq!(get32(&d.0, 0), 1);
+        assert_eq!(get32(&d.0, 4), 0x17);
+        assert_eq!(get16(&d.0, 8), 0);
+        let u = &d.0[16..];
+        assert_eq!(get32(u, 20), XEN_DOMCTL_CDF_HVM | XEN_DOMCTL_CDF_HAP);
+        assert_eq!(get32(u, 28), 1);
+        assert_eq!(get32(u, 32), 1023);
+        assert_eq!(get32(u, 36), u32::MAX);
+        assert_eq!(get32(u, 44), 1);
+        assert_eq!(u[60], 2, "gic_version = GIC_V3");
+        assert_eq!(get16(u, 62), 0, "tee_type");
+        assert_eq!(get32(u, 64), 0, "nr_spis");
+        // The createdomain struct and the union fit the 144-byte domctl.
+        const { assert!(DOMCTL_U + createdomain_off::SIZE <= DOMCTL_SIZE) };
+        const { assert!(DOMCTL_U + getdomaininfo_off::SIZE <= DOMCTL_SIZE) };
+        assert_eq!(core::mem::align_of::<Domctl>(), 8);
+    }
+
+    #[test]
+    fn small_domctls() {
+        let d = domctl_max_mem(7, 16384);
+        assert_eq!((get32(&d.0, 0), get16(&d.0, 8)), (11, 7));
+        assert_eq!(get64(&d.0, 16), 16384);
+        let d = domctl_max_vcpus(7, 1);
+        assert_eq!((get32(&d.0, 0), get32(&d.0, 16)), (15, 1));
+        let d = domctl_setvcpucontext(7, 0, 0x4012_3000);
+        assert_eq!(get32(&d.0, 0), 12);
+        assert_eq!(get32(&d.0, 16), 0);
+        assert_eq!(get64(&d.0, 24), 0x4012_3000);
+        assert_eq!(get32(&domctl(XEN_DOMCTL_UNPAUSEDOMAIN, 3).0, 0), 4);
+        assert_eq!(get32(&domctl(XEN_DOMCTL_DESTROYDOMAIN, 3).0, 0), 2);
+    }
+
+    #[test]
+    fn getdomaininfo_decodes_shutdown_code() {
+        let mut d = domctl(XEN_DOMCTL_GETDOMAININFO, 5);
+        put16(&mut d.0, 16, 5);
+        put32(&mut d.0, 16 + 4, XEN_DOMINF_SHUTDOWN | (3 << 16));
+        put64(&mut d.0, 16 + 8, 4096);
+        put64(&mut d.0, 16 + 16, 4352);
+        put32(&mut d.0, 16 + 64, 1);
+        let i = DomainInfo::decode(&d);
+        assert_eq!(i.domain, 5);
+        assert_eq!(i.tot_pages, 4096);
+        assert_eq!(i.max_pages, 4352);
+        assert_eq!(i.nr_online_vcpus, 1);
+        assert_eq!(i.shutdown_code(), Some(3));
+        put32(&mut d.0, 16 + 4, 0);
+        assert_eq!(DomainInfo::decode(&d).shutdown_code(), None);
+    }
+
+    #[test]
+    fn vcpu_context_layout() {
+        let c = vcpu_boot_context(0x4008_0000, 0x47e0_0000);
+        assert_eq!(get32(&c.0, 0), VGCF_ONLINE);
+        assert_eq!(get64(&c.0, 8), 0x47e0_0000, "x0 first in user_regs");
+        assert_eq!(get64(&c.0, 8 + 31 * 8), 0x4008_0000, "pc64 after x30");
+        assert_eq!(get64(&c.0, 264), 0x3c5, "cpsr: EL1h, DAIF masked");
+        assert_eq!(get64(&c.0, 320), 0x00c5_0078, "sctlr: MMU off");
+        assert_eq!(vcpu_ctx_off::TTBR1 + 8, VCPU_GUEST_CONTEXT_SIZE);
+        // Everything else is zero (SP, ELR, TTBRs).
+        let nonzero = c.0.iter().filter(|b| **b != 0).count();
+        assert!(nonzero <= 4 + 4 + 4 + 2 + 4, "{nonzero}");
+    }
+
+    #[test]
+    fn memory_structs_match_memops_layout() {
+        let r = memory_reservation(0x4100_0000, 8, 9, 3);
+        assert_eq!(get64(&r.0, 0), 0x4100_0000);
+        assert_eq!(get64(&r.0, 8), 8);
+        assert_eq!(get32(&r.0, 16), 9);
+        assert_eq!(get16(&r.0, 24), 3);
+        let a = add_to_physmap_batch(DOMID_SELF, 4, 100, 3, 1, 2, 3);
+        assert_eq!(
+            (
+                get16(&a.0, 0),
+                get16(&a.0, 2),
+                get16(&a.0, 4),
+                get16(&a.0, 6)
+            ),
+            (0x7ff0, 4, 100, 3)
+        );
+        assert_eq!(
+            (get64(&a.0, 8), get64(&a.0, 16), get64(&a.0, 24)),
+            (1, 2, 3)
+        );
+        let x = remove_from_physmap(DOMID_SELF, 0x10_0000);
+        assert_eq!((get16(&x.0, 0), get64(&x.0, 8)), (0x7ff0, 0x10_0000));
+        let b = remove_from_physmap_batch(DOMID_SELF, 1_000_000, 0x10, 0x20);
+        assert_eq!(get16(&b.0, 2), 0, "res0");
+        assert_eq!(get32(&b.0, 4), 1_000_000);
+        assert_eq!((get64(&b.0, 8), get64(&b.0, 16)), (0x10, 0x20));
+    }
+
+    #[test]
+    fn physinfo_and_counters_decode() {
+        let mut s = sysctl_physinfo();
+        assert_eq!((get32(&s.0, 0), get32(&s.0, 4)), (3, 0x16));
+        put64(&mut s.0, 8 + 40, 100);
+        put64(&mut s.0, 8 + 48, 60);
+        let p = PhysInfo::decode(&s);
+        assert_eq!((p.total_pages, p.free_pages), (100, 60));
+
+        let mut b = Buf::<HV_COUNTERS_SIZE>::zeroed();
+        for i in 0..12 {
+            put64(&mut b.0, 8 * i, i as u64 + 1);
+        }
+        let c = HvCounters::decode(&b);
+        assert_eq!(c.tlbi, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            (c.p2m_ops, c.plans, c.guest_exits, c.hypercalls),
+            (9, 10, 11, 12)
+        );
+        assert_eq!(c.tlbi_total(), 28, "IC_IALLU is not a TLBI");
+        assert_eq!(c.full_flushes(), 5 + 6 + 7);
+    }
+}
