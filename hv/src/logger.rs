@@ -10,10 +10,14 @@ use core::fmt::{self, Write};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
 
-/// Where console bytes go.
+/// Where console bytes go (and, for debug keys, come from).
 pub trait ConsoleSink: Sync {
     /// Write `bytes` (the sink turns `\n` into what the device needs).
     fn write_bytes(&self, bytes: &[u8]);
+    /// One received byte, if the device has one (polled; never blocks).
+    fn read_byte(&self) -> Option<u8> {
+        None
+    }
 }
 
 static CONSOLE: Mutex<Option<&'static dyn ConsoleSink>> = Mutex::new(None);
@@ -82,6 +86,14 @@ pub fn print(args: fmt::Arguments<'_>) {
     }
 }
 
+/// A byte typed on the console, if any (for debug keys; polled, never
+/// blocks, and gives up if another CPU is printing).
+#[must_use]
+pub fn poll_input() -> Option<u8> {
+    let guard = CONSOLE.try_lock()?;
+    guard.and_then(|sink| sink.read_byte())
+}
+
 /// Write to the console from a panic or fault handler: like [`print`], but
 /// gives up after a bounded spin instead of deadlocking on a lock whose holder died.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
@@ -127,6 +139,10 @@ mod tests {
         fn write_bytes(&self, bytes: &[u8]) {
             self.0.lock().unwrap().extend_from_slice(bytes);
         }
+        fn read_byte(&self) -> Option<u8> {
+            // Echo-free scripted input: the last byte written, once.
+            self.0.lock().unwrap().pop().filter(|b| *b == b'T')
+        }
     }
 
     #[test]
@@ -141,5 +157,9 @@ mod tests {
         log::debug!("now shown");
         let out = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
         assert_eq!(out, "hv: WARN: shown 1\n(d1) hello\nhv: now shown\n");
+        assert_eq!(poll_input(), None, "last byte is a newline, not input");
+        print(format_args!("T"));
+        assert_eq!(poll_input(), Some(b'T'));
+        assert_eq!(poll_input(), None);
     }
 }

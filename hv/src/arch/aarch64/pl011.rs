@@ -10,6 +10,8 @@ register_bitfields![u32,
     FR [
         /// Transmit FIFO full.
         TXFF OFFSET(5) NUMBITS(1) [],
+        /// Receive FIFO empty.
+        RXFE OFFSET(4) NUMBITS(1) [],
         /// UART busy transmitting.
         BUSY OFFSET(3) NUMBITS(1) []
     ],
@@ -79,6 +81,14 @@ impl ConsoleSink for Pl011 {
                 self.put(b'\r');
             }
             self.put(b);
+        }
+    }
+
+    fn read_byte(&self) -> Option<u8> {
+        if self.regs.fr.is_set(FR::RXFE) {
+            None
+        } else {
+            Some((self.regs.dr.get() & 0xff) as u8)
         }
     }
 }
