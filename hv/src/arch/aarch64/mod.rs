@@ -29,7 +29,11 @@
 //! ([`crate::options`]), the frame allocator ([`crate::mm::frame`]) over RAM
 //! minus the image, the DTB, reserved ranges, boot modules and its own
 //! bitmaps, a heap of [`HEAP_PAGES`] frames (`linked_list_allocator`, the
-//! global allocator), `TPIDR_EL2` → per-CPU data, [`cpu::Cpu::init_el2`]
+//! global allocator), the nesting verdict (`nested.rs` gathers
+//! `nested-detect`'s evidence at EL2: the SMCCC hypervisor UID through SMC,
+//! ID-register fingerprints, DT hints, an ID-register-read timing probe;
+//! printed as `hv: platform: <verdict> (<reasons>)` and published with
+//! [`crate::options::set_boot_facts`]), `TPIDR_EL2` → per-CPU data, [`cpu::Cpu::init_el2`]
 //! (`HCR_EL2` for guests, timers, `VPIDR_EL2`, `ICC_SRE_EL2`), "hv: CPU0
 //! online", then PSCI CPU_ON of every other DTB CPU in turn (each waited for,
 //! so the "online" lines come in order) and finally portable code
