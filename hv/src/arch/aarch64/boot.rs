@@ -114,6 +114,23 @@ fn image_range() -> MemRange {
     MemRange::new(start, end - start)
 }
 
+/// Entered at EL1 (e.g. QEMU without `virtualization=on`): say so on the
+/// DTB's console and power off. MMU off, only this CPU runs.
+#[no_mangle]
+extern "C" fn hv_boot_wrong_el(dtb_pa: u64) -> ! {
+    // SAFETY: dtb_pa is x0 at entry (boot protocol).
+    let Some(dtb) = (unsafe { dtb_slice(dtb_pa) }) else {
+        park()
+    };
+    let Ok(info) = BootInfo::parse(dtb) else {
+        park()
+    };
+    early_fail(
+        &info,
+        "hv was entered at EL1: it must be started at EL2 (QEMU: -M virt,virtualization=on); powering off",
+    )
+}
+
 /// Boot CPU, called from `head.rs` with `dtb_pa` from x0 and `vh` =
 /// `ID_AA64MMFR1_EL1.VH`; the MMU is off.
 #[no_mangle]

@@ -34,16 +34,24 @@ _start:
 hv_primary_entry:
     msr     daifset, #0xf
     mov     x19, x0                     // DTB physical address (booting.rst: x0)
-    mrs     x1, CurrentEL
-    cmp     x1, #(2 << 2)
-    b.ne    hv_park                     // not entered at EL2: nothing sane to do
     adr     x1, _start
     ldr     x2, 9f
     cmp     x1, x2
     b.ne    hv_park                     // not loaded at the link address (see mod.rs)
-    bl      hv_el2_early
+    mov     x21, #0                     // 0: EL2 boot, 1: entered at EL1 (report and stop)
+    mrs     x1, CurrentEL
+    cmp     x1, #(2 << 2)
+    b.eq    3f
+    cmp     x1, #(1 << 2)
+    b.ne    hv_park                     // EL3 (or EL0): nothing sane to do
+    mov     x21, #1
+    mov     x1, #(3 << 20)              // CPACR_EL1.FPEN: Rust code uses FP/SIMD registers
+    msr     cpacr_el1, x1
+    isb
+    b       4f
+3:  bl      hv_el2_early
     mov     x20, x0                     // ID_AA64MMFR1_EL1.VH
-    adrp    x1, __bss_start
+4:  adrp    x1, __bss_start
     add     x1, x1, :lo12:__bss_start
     adrp    x2, __bss_end
     add     x2, x2, :lo12:__bss_end
@@ -57,8 +65,11 @@ hv_primary_entry:
     add     x1, x1, x2
     mov     sp, x1
     mov     x0, x19
+    cbnz    x21, 5f
     mov     x1, x20
     bl      hv_boot_primary
+    b       hv_park
+5:  bl      hv_boot_wrong_el
     b       hv_park
     .balign 8
 9:  .quad   _start

@@ -15,7 +15,8 @@
 //! target/aarch64-unknown-none/release/hv hv.bin`.
 //!
 //! **What runs when (boot CPU).** `hv_primary_entry` (asm, MMU off): mask
-//! interrupts, check EL2 and the load address, `hv_el2_early` (set
+//! interrupts, check the load address and the EL (entered at EL1, hv prints
+//! that it must be started at EL2 and powers off), `hv_el2_early` (set
 //! `HCR_EL2.E2H` if `ID_AA64MMFR1_EL1.VH != 0`, untrap FP/SIMD, `SCTLR_EL2`
 //! with the MMU off, `VBAR_EL2`), zero `.bss`, take CPU0's stack and call
 //! `boot::hv_boot_primary(dtb, vh)` (Rust, still MMU off, no atomics used):
