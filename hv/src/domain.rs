@@ -5,8 +5,12 @@ pub mod dtb;
 use alloc::vec::Vec;
 use core::fmt;
 
-use memops::{S2Attrs, Stage2, TableMem};
-use pv_tlb::{Ipa, PhysAddr, TlbOp, Vmid, PAGE_SIZE};
+use memops::physmap::P2mKind;
+use memops::{FrameTable, Physmap, S2Attrs, Stage2, TableMem};
+use pv_tlb::DeferredFlush;
+#[cfg(test)]
+use pv_tlb::TlbOp;
+use pv_tlb::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
 
 use crate::arch::{Arch, PhysMem, Stage2Regs};
 use crate::guest::{GuestMemError, GuestMemory};
@@ -21,7 +25,8 @@ pub const DEFAULT_RAM_BYTES: u64 = 16 << 20;
 /// Smallest RAM hv builds a domain with.
 pub const MIN_RAM_BYTES: u64 = 1 << 20;
 
-/// Where a domain's RAM frames come from (hv's frame allocator, or a fake).
+/// Where host frames come from (hv's frame allocator, or a fake): hv
+/// carves the guest page pool ([`FrameTable`]) out of it at boot.
 pub trait FrameSource {
     /// `count` contiguous frames whose first frame number is a multiple of
     /// `align_pages`, not zeroed; `None` when no such run is free.
@@ -202,7 +207,7 @@ pub struct Domain {
     /// The domain id.
     pub id: DomId,
     vmid: Vmid,
-    stage2: Stage2,
+    physmap: Physmap,
     ram: Vec<RamChunk>,
     ram_bytes: u64,
     /// Xen's `xen_domain_handle_t` (a UUID; hv derives it from the id).
@@ -257,9 +262,10 @@ pub fn kernel_load_offset(header: &[u8]) -> u64 {
 }
 
 impl Domain {
-    /// Build a domain: a VMID, an empty stage-2 table of `ipa_bits`, and
-    /// `ram_bytes` of zeroed RAM mapped at [`GUEST_RAM0_BASE`] (2 MiB runs
-    /// where the frame allocator has them, so stage-2 can use blocks).
+    /// Build a domain: a VMID, an empty physmap (stage-2 table of
+    /// `ipa_bits`), and `ram_bytes` of zeroed RAM from the guest page pool
+    /// mapped at [`GUEST_RAM0_BASE`] (2 MiB runs where the pool has them, so
+    /// stage-2 uses blocks). The reservation limit is the initial RAM.
     ///
     /// # Errors
     /// [`DomainError`]; everything taken so far is given back.
@@ -269,7 +275,7 @@ impl Domain {
         ipa_bits: u8,
         vmids: &mut VmidAllocator,
         mem: &mut M,
-        frames: &mut dyn FrameSource,
+        pool: &mut FrameTable,
     ) -> Result<Domain, DomainError> {
         if ram_bytes < MIN_RAM_BYTES
             || !ram_bytes.is_multiple_of(PAGE_SIZE)
@@ -278,8 +284,8 @@ impl Domain {
             return Err(DomainError::BadRamSize { bytes: ram_bytes });
         }
         let vmid = vmids.alloc()?;
-        let stage2 = match Stage2::new(mem, ipa_bits) {
-            Ok(s) => s,
+        let physmap = match Physmap::new(mem, id, ipa_bits, ram_bytes / PAGE_SIZE) {
+            Ok(p) => p,
             Err(e) => {
                 vmids.free(vmid);
                 return Err(DomainError::Stage2(e));
@@ -290,7 +296,7 @@ impl Domain {
         let mut d = Domain {
             id,
             vmid,
-            stage2,
+            physmap,
             ram: Vec::new(),
             ram_bytes,
             handle,
@@ -299,8 +305,8 @@ impl Domain {
             ending: None,
             live_vcpus: 0,
         };
-        if let Err(e) = d.populate(mem, frames) {
-            d.release(mem, frames, vmids);
+        if let Err(e) = d.populate(mem, pool) {
+            d.discard(mem, pool, vmids);
             return Err(e);
         }
         Ok(d)
@@ -309,40 +315,43 @@ impl Domain {
     fn populate<M: PhysMem + TableMem>(
         &mut self,
         mem: &mut M,
-        frames: &mut dyn FrameSource,
+        pool: &mut FrameTable,
     ) -> Result<(), DomainError> {
-        const BLOCK: u64 = 512;
+        const BLOCK_ORDER: u32 = 9;
+        const BLOCK: u64 = 1 << BLOCK_ORDER;
+        let oom = DomainError::OutOfMemory {
+            bytes: self.ram_bytes,
+        };
         let mut left = self.ram_bytes / PAGE_SIZE;
-        let mut ipa = Ipa(GUEST_RAM0_BASE);
+        let mut gfn = GUEST_RAM0_BASE / PAGE_SIZE;
         while left > 0 {
             let (pa, pages) = match (left >= BLOCK)
-                .then(|| frames.alloc_frames(BLOCK, BLOCK))
+                .then(|| pool.alloc(self.id, BLOCK_ORDER).ok())
                 .flatten()
             {
                 Some(pa) => (pa, BLOCK),
-                None => {
-                    let n = left.min(BLOCK);
-                    match frames.alloc_frames(n, 1) {
-                        Some(pa) => (pa, n),
-                        None => (
-                            frames.alloc_frames(1, 1).ok_or(DomainError::OutOfMemory {
-                                bytes: self.ram_bytes,
-                            })?,
-                            1,
-                        ),
-                    }
-                }
+                None => (pool.alloc(self.id, 0).map_err(|_| oom)?, 1),
             };
-            // Record first so a failure below gives the frames back.
-            self.ram.push(RamChunk { ipa, pa, pages });
             for i in 0..pages {
                 mem.zero_frame(PhysAddr(pa.0 + i * PAGE_SIZE));
             }
             // A fresh mapping of never-mapped IPAs leaves nothing to invalidate.
-            self.stage2
-                .map(mem, ipa, pa, pages * PAGE_SIZE, S2Attrs::RAM)
-                .map_err(DomainError::Stage2)?;
-            ipa = Ipa(ipa.0 + pages * PAGE_SIZE);
+            if let Err(e) = self
+                .physmap
+                .insert(mem, gfn, pa, pages, P2mKind::Ram, S2Attrs::RAM)
+            {
+                // Not recorded in the physmap: give the frames back here.
+                for i in 0..pages {
+                    let _ = pool.put(PhysAddr(pa.0 + i * PAGE_SIZE));
+                }
+                return Err(DomainError::Stage2(e));
+            }
+            self.ram.push(RamChunk {
+                ipa: Ipa::from_page_number(gfn),
+                pa,
+                pages,
+            });
+            gfn += pages;
             left -= pages;
         }
         Ok(())
@@ -370,7 +379,7 @@ impl Domain {
                     ipa,
                     len: size,
                 }))?;
-            let mut gm = GuestMemory::new(&self.stage2, mem);
+            let mut gm = GuestMemory::new(self.physmap.stage2(), mem);
             gm.copy_to_guest(at, &buf[..n]).map_err(DomainError::Copy)?;
             done += n as u64;
         }
@@ -461,7 +470,7 @@ impl Domain {
             initrd,
         }
         .build();
-        let mut gm = GuestMemory::new(&self.stage2, mem);
+        let mut gm = GuestMemory::new(self.physmap.stage2(), mem);
         gm.copy_to_guest(Ipa(dtb_ipa), &blob)
             .map_err(DomainError::Copy)?;
         Ok(Ipa(dtb_ipa))
@@ -469,7 +478,7 @@ impl Domain {
 
     /// This domain's memory as seen through its stage-2 table.
     pub fn guest_memory<'a, M: PhysMem + TableMem>(&'a self, mem: &'a mut M) -> GuestMemory<'a, M> {
-        GuestMemory::new(&self.stage2, mem)
+        GuestMemory::new(self.physmap.stage2(), mem)
     }
 
     /// The domain's VMID.
@@ -481,12 +490,18 @@ impl Domain {
     /// The domain's stage-2 table.
     #[must_use]
     pub fn stage2(&self) -> &Stage2 {
-        &self.stage2
+        self.physmap.stage2()
     }
 
-    /// The domain's stage-2 table, for memory operations.
-    pub fn stage2_mut(&mut self) -> &mut Stage2 {
-        &mut self.stage2
+    /// The domain's physmap (stage-2 plus what each gfn maps).
+    #[must_use]
+    pub fn physmap(&self) -> &Physmap {
+        &self.physmap
+    }
+
+    /// The domain's physmap, for memory operations.
+    pub fn physmap_mut(&mut self) -> &mut Physmap {
+        &mut self.physmap
     }
 
     /// RAM size in bytes.
@@ -511,62 +526,54 @@ impl Domain {
     #[must_use]
     pub fn stage2_regs(&self) -> Stage2Regs {
         Stage2Regs {
-            vttbr: (u64::from(self.vmid.0) << 48) | self.stage2.root().0,
-            vtcr: self.stage2.vtcr_bits(),
+            vttbr: (u64::from(self.vmid.0) << 48) | self.physmap.stage2().root().0,
+            vtcr: self.physmap.stage2().vtcr_bits(),
         }
     }
 
-    /// Tear the domain down once none of its vCPUs can run: one full flush of
-    /// its VMID (stage-1 and stage-2, inner shareable), then its RAM frames,
-    /// table frames and VMID go back.
+    /// Tear the domain down once none of its vCPUs can run: its physmap
+    /// goes, the invalidation of everything it mapped is planned through
+    /// `flush` (under the boot policy: at most one full flush for the whole
+    /// domain) and executed on `arch`; only then do its pages go back to the
+    /// pool, its tables to `mem` and its VMID to `vmids`.
     pub fn destroy<M: PhysMem + TableMem>(
         self,
         arch: &mut dyn Arch,
         mem: &mut M,
-        frames: &mut dyn FrameSource,
+        pool: &mut FrameTable,
+        flush: &mut DeferredFlush,
         vmids: &mut VmidAllocator,
     ) {
         let vmid = self.vmid;
-        crate::tlb::execute_ops(
-            &[
-                // Make the domain's last table stores visible before invalidating.
-                TlbOp::DsbIshst,
-                // Drop every stage-1 and stage-2 entry of the VMID on all CPUs.
-                TlbOp::Vmalls12e1is { vmid },
-                // Wait for the invalidation to finish before frames are reused.
-                TlbOp::DsbIsh,
-            ],
-            arch,
-        );
-        self.release(mem, frames, vmids);
+        let t = self.physmap.teardown(mem);
+        let mut f = flush.record(vmid, &t.inval, &t.held);
+        f.append(flush.flush_vmid(vmid));
+        crate::tlb::execute_ops(f.plan.ops(), arch);
+        if let Err(e) = pool.release(&f.released) {
+            log::error!("d{}: releasing its pages: {e}", self.id);
+        }
+        t.finish(mem);
+        vmids.free(vmid);
     }
 
     /// Give back a domain that never ran (no TLB entry can exist for its VMID).
     pub fn discard<M: PhysMem + TableMem>(
         self,
         mem: &mut M,
-        frames: &mut dyn FrameSource,
+        pool: &mut FrameTable,
         vmids: &mut VmidAllocator,
     ) {
-        self.release(mem, frames, vmids);
+        let t = self.physmap.teardown(mem);
+        if let Err(e) = pool.release(&t.held) {
+            log::error!("d{}: releasing its pages: {e}", self.id);
+        }
+        t.finish(mem);
+        vmids.free(self.vmid);
     }
 
     /// The stage-2 table and the console line, borrowed together for a hypercall.
     pub fn hypercall_parts(&mut self) -> (&Stage2, &mut ConsoleLine) {
-        (&self.stage2, &mut self.console)
-    }
-
-    fn release<M: PhysMem + TableMem>(
-        self,
-        mem: &mut M,
-        frames: &mut dyn FrameSource,
-        vmids: &mut VmidAllocator,
-    ) {
-        for c in &self.ram {
-            frames.free_frames(c.pa, c.pages);
-        }
-        self.stage2.destroy(mem);
-        vmids.free(self.vmid);
+        (self.physmap.stage2(), &mut self.console)
     }
 }
 
@@ -577,6 +584,11 @@ mod tests {
 
     fn fake_mem() -> FakeMem {
         FakeMem::new(0x8000_0000, 0x400_0000)
+    }
+
+    /// 48 MiB of guest pages at the bottom of [`fake_mem`] (tables come from its top).
+    fn guest_pool() -> FrameTable {
+        FrameTable::new(PhysAddr(0x8000_0000), 0x3000)
     }
 
     #[test]
@@ -612,9 +624,10 @@ mod tests {
     #[test]
     fn kernel_image_lands_at_text_offset_and_ram_is_zeroed() {
         let mut mem = fake_mem();
+        let mut pool = guest_pool();
         let mut vmids = VmidAllocator::new(2);
-        let mut d = create_in(&mut mem, &mut vmids, 1, 4 << 20).unwrap();
-        assert_eq!(mem.allocated(Kind::Ram), 1024);
+        let mut d = create_in(&mut mem, &mut pool, &mut vmids, 1, 4 << 20).unwrap();
+        assert_eq!(pool.free_frames(), 0x3000 - 1024);
         assert_eq!(d.ram()[0].ipa, Ipa(GUEST_RAM0_BASE));
         // An Image with text_offset 0x80000.
         let mut image = alloc::vec![0u8; 0x2345];
@@ -683,16 +696,20 @@ mod tests {
         // Destroy: one full flush of the VMID, then frames and VMID come back.
         let machine = FakeMachine::new_shared();
         let mut arch = FakeArch::new(0, machine.clone());
-        destroy_in(d, &mut arch, &mut mem, &mut vmids);
-        assert_eq!(
-            machine.lock().tlb_ops(),
-            alloc::vec![
-                TlbOp::DsbIshst,
-                TlbOp::Vmalls12e1is { vmid: Vmid(1) },
-                TlbOp::DsbIsh
-            ]
+        destroy_in(d, &mut arch, &mut mem, &mut pool, &mut vmids);
+        // Under xen-compat: exactly one full flush of VMID 1 (plus barriers).
+        let ops = machine.lock().tlb_ops();
+        let full = ops
+            .iter()
+            .filter(|o| **o == TlbOp::Vmalls12e1is { vmid: Vmid(1) })
+            .count();
+        assert_eq!(full, 1, "{ops:?}");
+        assert!(
+            ops.iter()
+                .all(|o| o.kind().is_none() || o.kind() == Some(pv_tlb::TlbOpKind::Vmalls12e1is)),
+            "{ops:?}"
         );
-        assert_eq!(mem.allocated(Kind::Ram), 0);
+        assert_eq!(pool.free_frames(), 0x3000);
         assert_eq!(mem.allocated(Kind::Table), 0);
         assert_eq!(vmids.in_use(), 0);
     }
@@ -700,8 +717,9 @@ mod tests {
     #[test]
     fn boot_data_dtb_and_ramdisk_at_the_top_of_ram() {
         let mut mem = fake_mem();
+        let mut pool = guest_pool();
         let mut vmids = VmidAllocator::new(2);
-        let mut d = create_in(&mut mem, &mut vmids, 1, 8 << 20).unwrap();
+        let mut d = create_in(&mut mem, &mut pool, &mut vmids, 1, 8 << 20).unwrap();
         let rd = [0x5au8; 0x1234];
         let dtb = d
             .load_boot_data(
@@ -748,7 +766,7 @@ mod tests {
             })
         );
         // Small RAM: the DTB sits in the last 64 KiB.
-        let mut small = create_in(&mut mem, &mut vmids, 2, 1 << 20).unwrap();
+        let mut small = create_in(&mut mem, &mut pool, &mut vmids, 2, 1 << 20).unwrap();
         let dtb = small
             .load_boot_data(&mut mem, Ipa(GUEST_RAM0_BASE + 0x1000), None, None)
             .unwrap();
@@ -758,25 +776,27 @@ mod tests {
     #[test]
     fn out_of_frames_and_vmids_fail_cleanly() {
         let mut mem = FakeMem::new(0x8000_0000, 0x20_0000);
+        let mut pool = FrameTable::new(PhysAddr(0x8000_0000), 256);
         let mut vmids = VmidAllocator::new(2);
         // 2 MiB of host RAM cannot hold 4 MiB of guest RAM.
         assert_eq!(
-            create_in(&mut mem, &mut vmids, 1, 4 << 20).err(),
+            create_in(&mut mem, &mut pool, &mut vmids, 1, 4 << 20).err(),
             Some(DomainError::OutOfMemory { bytes: 4 << 20 })
         );
-        assert_eq!(mem.allocated(Kind::Ram), 0);
+        assert_eq!(pool.free_frames(), 256);
         assert_eq!(mem.allocated(Kind::Table), 0);
         assert_eq!(vmids.in_use(), 0);
         assert_eq!(
-            create_in(&mut mem, &mut vmids, 1, 12345).err(),
+            create_in(&mut mem, &mut pool, &mut vmids, 1, 12345).err(),
             Some(DomainError::BadRamSize { bytes: 12345 })
         );
         let mut mem = fake_mem();
+        let mut pool = guest_pool();
         let ds: Vec<Domain> = (1..=3)
-            .map(|i| create_in(&mut mem, &mut vmids, i, 1 << 20).unwrap())
+            .map(|i| create_in(&mut mem, &mut pool, &mut vmids, i, 1 << 20).unwrap())
             .collect();
         assert_eq!(
-            create_in(&mut mem, &mut vmids, 4, 1 << 20).err(),
+            create_in(&mut mem, &mut pool, &mut vmids, 4, 1 << 20).err(),
             Some(DomainError::NoVmid)
         );
         // The failed first attempt used VMID 1: round-robin continues after it.
@@ -786,16 +806,22 @@ mod tests {
     /// Create with `mem` serving as table memory, physical memory and frame source.
     pub(crate) fn create_in(
         mem: &mut FakeMem,
+        pool: &mut FrameTable,
         vmids: &mut VmidAllocator,
         id: DomId,
         bytes: u64,
     ) -> Result<Domain, DomainError> {
-        let mut f = mem.frames();
-        Domain::create(id, bytes, 40, vmids, mem, &mut f)
+        Domain::create(id, bytes, 40, vmids, mem, pool)
     }
 
-    fn destroy_in(d: Domain, arch: &mut FakeArch, mem: &mut FakeMem, vmids: &mut VmidAllocator) {
-        let mut f = mem.frames();
-        d.destroy(arch, mem, &mut f, vmids);
+    fn destroy_in(
+        d: Domain,
+        arch: &mut FakeArch,
+        mem: &mut FakeMem,
+        pool: &mut FrameTable,
+        vmids: &mut VmidAllocator,
+    ) {
+        let mut flush = DeferredFlush::new(pv_tlb::Policy::XenCompat);
+        d.destroy(arch, mem, pool, &mut flush, vmids);
     }
 }

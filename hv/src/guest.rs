@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::marker::PhantomData;
 
-use memops::{MemType, Stage2, TableMem};
+use memops::{MemType, Stage2, Stage2View, TableMem};
 use pv_tlb::{Ipa, PhysAddr, PAGE_SIZE};
 
 use crate::arch::PhysMem;
@@ -171,7 +171,7 @@ impl<T: GuestType> GuestHandle<T> {
 
 /// A view of one domain's memory: its stage-2 table plus host RAM.
 pub struct GuestMemory<'a, M: PhysMem + TableMem> {
-    stage2: &'a Stage2,
+    stage2: Stage2View,
     mem: &'a mut M,
 }
 
@@ -183,7 +183,15 @@ struct Chunk {
 
 impl<'a, M: PhysMem + TableMem> GuestMemory<'a, M> {
     /// A view through `stage2` over `mem`.
-    pub fn new(stage2: &'a Stage2, mem: &'a mut M) -> Self {
+    pub fn new(stage2: &Stage2, mem: &'a mut M) -> Self {
+        Self {
+            stage2: stage2.view(),
+            mem,
+        }
+    }
+
+    /// A view through a [`Stage2View`] over `mem`.
+    pub fn from_view(stage2: Stage2View, mem: &'a mut M) -> Self {
         Self { stage2, mem }
     }
 

@@ -18,7 +18,8 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use memops::TableMem;
+use memops::{FrameTable, TableMem};
+use pv_tlb::{DeferredFlush, Policy};
 use pv_tlb::{PhysAddr, PAGE_SIZE};
 use spin::{Mutex, Once};
 
@@ -30,8 +31,8 @@ use crate::domain::{
 use crate::options::HvOptions;
 use crate::trap::{esr_ec, ExitReason};
 use crate::vcpu::{Vcpu, VcpuState};
-use crate::xen::memory::MemoryOpCtx;
-use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx, Outcome};
+use crate::xen::memory::{MemoryOpCtx, MemoryOpResult};
+use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx};
 
 /// PSCI function ids hv answers for guests (Arm DEN0022, SMC32 and SMC64 calling conventions).
 pub mod psci {
@@ -68,6 +69,24 @@ impl FrameSource for GlobalFrames {
     }
 }
 
+/// Frames left to hv's own allocator when the guest page pool is carved
+/// (stage-2 tables, hv's heap): 32 MiB.
+pub const POOL_RESERVE_FRAMES: u64 = 8192;
+
+/// Carve the guest page pool out of `frames`: the largest 2 MiB-aligned
+/// contiguous run (halving from `free - POOL_RESERVE_FRAMES`) it can give.
+/// An empty pool if even 2 MiB is not available.
+pub fn carve_pool(frames: &mut dyn FrameSource, free: u64) -> FrameTable {
+    let mut want = free.saturating_sub(POOL_RESERVE_FRAMES) & !511;
+    while want >= 512 {
+        if let Some(pa) = frames.alloc_frames(want, 512) {
+            return FrameTable::new(pa, want);
+        }
+        want = (want / 2) & !511;
+    }
+    FrameTable::new(PhysAddr(0), 0)
+}
+
 /// How a pCPU left [`System::run_cpu`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum CpuExit {
@@ -91,7 +110,8 @@ struct Shared<M> {
     mem: M,
     domains: Vec<Domain>,
     vmids: VmidAllocator,
-    frames: Box<dyn FrameSource + Send>,
+    pool: FrameTable,
+    flush: DeferredFlush,
     sink: Box<dyn ConsoleSink + Send>,
 }
 
@@ -166,10 +186,12 @@ fn pause() {
 }
 
 impl<M: PhysMem + TableMem + Send> System<M> {
-    /// An empty system over `mem` (host RAM and table memory) and `frames`.
+    /// An empty system over `mem` (host RAM and table memory), with domain
+    /// pages from `pool` and TLB maintenance planned under `policy`.
     pub fn new(
         mem: M,
-        frames: Box<dyn FrameSource + Send>,
+        pool: FrameTable,
+        policy: Policy,
         sink: Box<dyn ConsoleSink + Send>,
         vmid_bits: u8,
         ipa_bits: u8,
@@ -179,7 +201,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 mem,
                 domains: Vec::new(),
                 vmids: VmidAllocator::new(vmid_bits),
-                frames,
+                pool,
+                flush: DeferredFlush::new(policy),
                 sink,
             }),
             runq: Mutex::new(VecDeque::new()),
@@ -215,11 +238,11 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let Shared {
             mem,
             vmids,
-            frames,
+            pool,
             sink,
             ..
         } = &mut *sh;
-        let mut dom = Domain::create(id, ram_bytes, self.ipa_bits, vmids, mem, frames.as_mut())?;
+        let mut dom = Domain::create(id, ram_bytes, self.ipa_bits, vmids, mem, pool)?;
         let placed = dom
             .load_kernel(mem, kernel.size, kernel.read)
             .and_then(|k| {
@@ -234,7 +257,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let (k, x0) = match placed {
             Ok(p) => p,
             Err(e) => {
-                dom.discard(mem, frames.as_mut(), vmids);
+                dom.discard(mem, pool, vmids);
                 return Err(e);
             }
         };
@@ -322,11 +345,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         Some(f(&mut gm))
     }
 
-    /// Run `f` on host memory, frames and VMIDs (tests).
+    /// Run `f` on host memory and the VMIDs in use (tests).
     pub fn with_mem<R>(&self, f: impl FnOnce(&mut M, usize) -> R) -> R {
         let mut sh = self.shared.lock();
         let vmids = sh.vmids.in_use();
         f(&mut sh.mem, vmids)
+    }
+
+    /// Free frames in the guest page pool.
+    #[must_use]
+    pub fn pool_free(&self) -> u64 {
+        self.shared.lock().pool.free_frames()
     }
 
     /// Run vCPUs on this pCPU until every domain has ended.
@@ -419,7 +448,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             mem,
             domains,
             vmids,
-            frames,
+            pool,
+            flush,
             sink,
         } = &mut *sh;
         let idx = domains.iter().position(|d| d.id == v.domid)?;
@@ -439,7 +469,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             dom.console.flush(dom.id, sink.as_mut());
         }
         let id = dom.id;
-        dom.destroy(arch, mem, frames.as_mut(), vmids);
+        dom.destroy(arch, mem, pool, flush, vmids);
         sink.hv_line(format_args!("d{id} ended ({why})"));
         if self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1 {
             sink.hv_line(format_args!("all domains ended, powering off"));
@@ -560,7 +590,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             mem,
             domains,
             sink,
-            frames,
+            pool,
+            flush,
             ..
         } = &mut *sh;
         if let Hypercall::MemoryOp { cmd, arg } = *call {
@@ -569,11 +600,22 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 caller: v.domid,
                 mem,
                 domains,
-                frames: frames.as_mut(),
+                pool,
+                flush,
                 arch,
             };
-            v.gprs.x[0] = Outcome::ret(xen::memory::memory_op(cmd, arg, &mut ctx)).ret;
-            return Next::Resume;
+            return match xen::memory::memory_op(cmd, arg, &mut ctx) {
+                MemoryOpResult::Done(x0) => {
+                    v.gprs.x[0] = x0;
+                    Next::Resume
+                }
+                MemoryOpResult::Continue { cmd } => {
+                    // Re-issue the HVC with the resume index; let others run first.
+                    v.gprs.x[0] = cmd;
+                    v.gprs.pc = v.gprs.pc.wrapping_sub(4);
+                    Next::Yield
+                }
+            };
         }
         let Some(e) = domains.iter_mut().find(|d| d.id == v.domid) else {
             return Next::EndDomain(EndReason::UnhandledExit { ec: 0x16 });
@@ -677,9 +719,14 @@ pub fn run_primary<A: Arch, M: PhysMem + TableMem + Send + 'static>(
         options.tlb,
         options.nested
     );
+    let free = crate::mm::frame::frames().lock().free_count() as u64;
+    let pool = carve_pool(&mut GlobalFrames, free);
+    log::info!("guest page pool: {} MiB", pool.total_frames() >> 8);
+    let policy = options.tlb_policy(crate::options::boot_facts());
     let system = System::new(
         mem,
-        Box::new(GlobalFrames),
+        pool,
+        policy,
         Box::new(xen::console::LogConsole),
         arch.vmid_bits(),
         arch.ipa_bits(),

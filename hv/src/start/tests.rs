@@ -7,10 +7,15 @@ use crate::domain::GUEST_RAM0_BASE;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec;
+use memops::FrameTable;
 use pv_tlb::{Ipa, TlbOp};
 use std::format;
 
 const RAM: u64 = 2 << 20;
+/// Frames of the guest page pool in [`rig`] (48 MiB).
+const POOL_FRAMES: u64 = 0x3000;
+/// Where tests put boot modules in the rig's host RAM (above the pool).
+const MODULES: u64 = 0x8380_0000;
 const NOSYS: u64 = (-38i64) as u64;
 const EFAULT: u64 = (-14i64) as u64;
 const EINVAL: u64 = (-22i64) as u64;
@@ -44,9 +49,11 @@ struct Rig {
 
 fn rig() -> Rig {
     let mem = FakeMem::new(0x8000_0000, 0x400_0000);
-    let frames = mem.frames();
+    // Guest pages: the bottom 48 MiB; table frames come from the fake's top;
+    // test modules sit at MODULES in between.
+    let pool = FrameTable::new(PhysAddr(0x8000_0000), POOL_FRAMES);
     let lines = Lines::default();
-    let sys = System::new(mem, Box::new(frames), Box::new(lines.clone()), 2, 40);
+    let sys = System::new(mem, pool, Policy::XenCompat, Box::new(lines.clone()), 2, 40);
     Rig {
         sys,
         lines,
@@ -127,7 +134,7 @@ fn hypercalls_answer_in_x0_and_the_domain_powers_off() {
     assert_eq!(e[5].x[0], NOSYS, "unknown xen_version command");
     assert_eq!(e[6].x[0], EFAULT, "console buffer outside RAM");
     assert_eq!(e[7].x[0], 0, "CONSOLEIO_read: no input");
-    assert_eq!(e[8].x[0], NOSYS, "memory_op not wired yet");
+    assert_eq!(e[8].x[0], EFAULT, "populate_physmap with a NULL argument");
     let lines = r.lines.all();
     assert!(lines.contains(&"(d1) hello\\x01".to_string()), "{lines:?}");
     // The unterminated "second" is flushed when the domain ends, before the end line.
@@ -142,20 +149,18 @@ fn hypercalls_answer_in_x0_and_the_domain_powers_off() {
     assert!(i < j);
     assert_eq!(lines.last().unwrap(), "hv: all domains ended, powering off");
     assert_eq!(r.sys.live_domains(), 0);
-    // Everything given back after one VMID flush.
+    // Everything given back after one VMID flush (xen-compat policy in the rig).
     let ops = r.machine.lock().tlb_ops();
+    let tlbis: Vec<_> = ops.iter().filter(|o| o.kind().is_some()).collect();
     assert_eq!(
-        ops,
-        vec![
-            TlbOp::DsbIshst,
-            TlbOp::Vmalls12e1is {
-                vmid: pv_tlb::Vmid(1)
-            },
-            TlbOp::DsbIsh
-        ]
+        tlbis,
+        vec![&TlbOp::Vmalls12e1is {
+            vmid: pv_tlb::Vmid(1)
+        }],
+        "{ops:?}"
     );
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES);
     r.sys.with_mem(|m, vmids| {
-        assert_eq!(m.allocated(Kind::Ram), 0);
         assert_eq!(m.allocated(Kind::Table), 0);
         assert_eq!(vmids, 0);
     });
@@ -477,8 +482,9 @@ fn two_pcpus_share_the_domains_and_exactly_one_powers_off() {
         r.lines.all().last().unwrap(),
         "hv: all domains ended, powering off"
     );
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES);
     r.sys.with_mem(|m, vmids| {
-        assert_eq!(m.allocated(Kind::Ram) + m.allocated(Kind::Table), 0);
+        assert_eq!(m.allocated(Kind::Table), 0);
         assert_eq!(vmids, 0);
     });
 }
@@ -496,7 +502,7 @@ fn mem_option_and_module_reading() {
     let r = rig();
     let mut img = kernel(b"from module\n");
     img.resize(0x1800, 0x33);
-    let pa = 0x8000_0800u64;
+    let pa = MODULES + 0x800;
     r.sys.with_mem(|m, _| {
         let mut off = 0;
         while off < img.len() {
@@ -572,10 +578,8 @@ fn mem_option_and_module_reading() {
         .unwrap();
     assert_eq!(args.as_deref(), Some("mem=3M"));
     assert_eq!(rd, img[..16].to_vec());
-    r.sys.with_mem(|m, vmids| {
-        assert_eq!(m.allocated(Kind::Ram), 768);
-        assert_eq!(vmids, 1);
-    });
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES - 768);
+    r.sys.with_mem(|_, vmids| assert_eq!(vmids, 1));
 }
 
 /// The only test that uses the globals (`mm::frame`, the secondary runner):
@@ -624,8 +628,10 @@ fn run_primary_runs_module_domains_and_powers_off() {
     assert_eq!(m.remaining(1, 0), 0);
     assert_eq!(m.entries(1, 0)[1].x[0], 0, "console_io answered");
     drop(m);
-    // 16 MiB of guest RAM came from the global allocator and went back.
-    assert_eq!(frame::frames().lock().free_count(), free_before);
+    // The guest page pool was carved from the global allocator, leaving the reserve.
+    let free_after = frame::frames().lock().free_count() as u64;
+    assert_eq!(free_after, POOL_RESERVE_FRAMES);
+    assert!(free_before as u64 > free_after);
     assert!(RUNNER.get().is_some(), "secondaries can find the system");
 }
 
@@ -633,7 +639,7 @@ fn run_primary_runs_module_domains_and_powers_off() {
 fn dom0_module_is_privileged_and_reads_counters_through_hv_op() {
     let r = rig();
     let img = kernel(b"");
-    let pa = 0x8000_0000u64;
+    let pa = MODULES;
     r.sys.with_mem(|m, _| m.write(PhysAddr(pa), &img[..0x1000]));
     let modules = [
         BootModule {
@@ -747,4 +753,50 @@ mod props {
             let _ = ExitReason::decode(&raw);
         }
     }
+}
+
+#[test]
+fn memory_op_goes_through_memops_with_planned_flushes() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let mut k = kernel(b"");
+    // struct xen_memory_reservation at +0x300: extent_start = +0x400, 1 extent,
+    // order 0, DOMID_SELF; the extent list names gfn of IPA +0x10_0000.
+    k[0x300..0x308].copy_from_slice(&(b + 0x400).to_le_bytes());
+    k[0x308..0x310].copy_from_slice(&1u64.to_le_bytes());
+    k[0x318..0x31a].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    k[0x400..0x408].copy_from_slice(&((b + 0x10_0000) >> 12).to_le_bytes());
+    r.add(&k);
+    r.sys
+        .with_guest_memory(1, |gm| {
+            gm.copy_to_guest(Ipa(b + 0x10_0000), b"old data").unwrap()
+        })
+        .unwrap();
+    r.script(
+        1,
+        [
+            Step::hypercall(12, &[1, b + 0x300]),
+            Step::hypercall(12, &[6, b + 0x300]),
+            Step::hypercall(12, &[63, 0x1000_0000]),
+        ],
+    );
+    r.script(1, [shutdown(b + 0x200)]);
+    let before = r.sys.pool_free();
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(e[1].x[0], 1, "decrease_reservation: 1 extent");
+    assert_eq!(e[2].x[0], 1, "populate_physmap: 1 extent");
+    assert_eq!(
+        e[3].x[0], EFAULT,
+        "remove_from_physmap_batch with a bad handle"
+    );
+    let ops = r.machine.lock().tlb_ops();
+    let full = ops
+        .iter()
+        .filter(|o| matches!(o, TlbOp::Vmalls12e1is { .. }))
+        .count();
+    // xen-compat: one full flush for the decrease, one for the destroy.
+    assert_eq!(full, 2, "{ops:?}");
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES);
+    assert_eq!(before, POOL_FRAMES - 512);
 }

@@ -1,19 +1,33 @@
 //! `memory_op` (hypercall 12): the single entry point for `XENMEM_*` commands.
 //!
 //! Memory operations need more than the caller's view ([`super::HypercallCtx`]):
-//! other domains (foreign mappings), the frame allocator and the CPU (to
+//! other domains (foreign mappings), the guest page pool and the CPU (to
 //! execute the TLB plan of what changed). The run loop therefore calls
-//! [`memory_op`] with a [`MemoryOpCtx`] over the whole system.
+//! [`memory_op`] with a [`MemoryOpCtx`] over the whole system, and this
+//! module forwards to `memops::MemCtx::memory_op` (Xen's semantics and
+//! layouts live there), then executes the returned flush: the plan through
+//! [`crate::tlb`], then the page releases into the pool.
 //!
-//! The handlers (populate_physmap, add_to_physmap(_batch),
-//! remove_from_physmap(_batch), ...) come from `memops`; until they are wired
-//! in here every command answers `-ENOSYS`, as Xen does for unknown commands.
+//! Host memory is shared by three users during one call (memops' table
+//! accesses, the caller's guest-handle copies and page scrubbing); they take
+//! turns through a `RefCell`, one short borrow per access.
 
-use memops::TableMem;
+use core::cell::RefCell;
+use core::sync::atomic::Ordering;
+
+use memops::{
+    FrameTable, GuestCopy, InvalidationSet, MemCtx, MemEnv, MemOpRet, Physmap, Stage2View, TableMem,
+};
+use pv_tlb::{DeferredFlush, Ipa, PhysAddr, Plan, Vmid};
 
 use super::Errno;
 use crate::arch::{Arch, PhysMem};
-use crate::domain::{DomId, Domain, FrameSource};
+use crate::domain::{DomId, Domain};
+use crate::guest::GuestMemory;
+
+/// Entries of a batch processed per invocation before a continuation (the
+/// pCPU is never held for a whole large batch).
+pub const BATCH_BUDGET: u64 = 512;
 
 /// Everything a memory operation may touch.
 pub struct MemoryOpCtx<'a, M: PhysMem + TableMem> {
@@ -23,32 +37,158 @@ pub struct MemoryOpCtx<'a, M: PhysMem + TableMem> {
     pub mem: &'a mut M,
     /// Every live domain (the caller included).
     pub domains: &'a mut [Domain],
-    /// hv's frame allocator.
-    pub frames: &'a mut dyn FrameSource,
-    /// This CPU, to execute TLB plans (`crate::tlb::execute`).
+    /// The guest page pool.
+    pub pool: &'a mut FrameTable,
+    /// The flush gatherer (holds the TLB policy).
+    pub flush: &'a mut DeferredFlush,
+    /// This CPU, to execute TLB plans.
     pub arch: &'a mut dyn Arch,
 }
 
-impl<M: PhysMem + TableMem> MemoryOpCtx<'_, M> {
-    /// The calling domain.
-    pub fn caller(&mut self) -> Option<&mut Domain> {
-        let id = self.caller;
-        self.domains.iter_mut().find(|d| d.id == id)
+/// What the run loop does with the vCPU after `memory_op`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MemoryOpResult {
+    /// Finished: this value goes to x0.
+    Done(u64),
+    /// Preempted (Xen's hypercall continuation): x0 = `cmd` and the pc goes
+    /// back onto the `HVC`, so the guest re-issues the call where it stopped.
+    Continue {
+        /// The command with the resume index.
+        cmd: u64,
+    },
+}
+
+/// memops' table accesses through the shared host memory.
+struct Tables<'c, 'm, M>(&'c RefCell<&'m mut M>);
+
+impl<M: TableMem> TableMem for Tables<'_, '_, M> {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        self.0.borrow_mut().alloc_table()
+    }
+    fn free_table(&mut self, pa: PhysAddr) {
+        self.0.borrow_mut().free_table(pa);
+    }
+    fn read_entry(&self, table: PhysAddr, index: usize) -> u64 {
+        self.0.borrow().read_entry(table, index)
+    }
+    fn write_entry(&mut self, table: PhysAddr, index: usize, value: u64) {
+        self.0.borrow_mut().write_entry(table, index, value);
+    }
+    fn invalidate_now(&mut self, set: &InvalidationSet) {
+        self.0.borrow_mut().invalidate_now(set);
+    }
+    fn invalidate_now_for(&mut self, root: PhysAddr, set: &InvalidationSet) {
+        self.0.borrow_mut().invalidate_now_for(root, set);
     }
 }
 
-/// Handle `memory_op(cmd, arg)` for the calling domain.
-///
-/// # Errors
-/// `-ENOSYS` for every command (memops handlers are not wired in yet).
+/// The caller's guest handles, translated through its stage-2.
+struct Caller<'c, 'm, M> {
+    view: Stage2View,
+    mem: &'c RefCell<&'m mut M>,
+}
+
+impl<M: PhysMem + TableMem> GuestCopy for Caller<'_, '_, M> {
+    fn copy_from(&mut self, ipa: Ipa, buf: &mut [u8]) -> Result<(), memops::Error> {
+        let mut m = self.mem.borrow_mut();
+        GuestMemory::from_view(self.view, &mut **m)
+            .copy_from_guest(ipa, buf)
+            .map_err(|_| memops::Error::Fault { ipa })
+    }
+    fn copy_to(&mut self, ipa: Ipa, buf: &[u8]) -> Result<(), memops::Error> {
+        let mut m = self.mem.borrow_mut();
+        GuestMemory::from_view(self.view, &mut **m)
+            .copy_to_guest(ipa, buf)
+            .map_err(|_| memops::Error::Fault { ipa })
+    }
+}
+
+/// The domains as memops sees them.
+struct Env<'d, 'c, 'm, M> {
+    domains: &'d mut [Domain],
+    mem: &'c RefCell<&'m mut M>,
+    arch: &'d mut dyn Arch,
+}
+
+impl<M: PhysMem + TableMem> MemEnv for Env<'_, '_, '_, M> {
+    fn physmap(&self, domid: u16) -> Option<&Physmap> {
+        self.domains
+            .iter()
+            .find(|d| d.id == domid)
+            .map(Domain::physmap)
+    }
+    fn physmap_mut(&mut self, domid: u16) -> Option<&mut Physmap> {
+        self.domains
+            .iter_mut()
+            .find(|d| d.id == domid)
+            .map(Domain::physmap_mut)
+    }
+    fn is_privileged(&self, domid: u16) -> bool {
+        self.domains.iter().any(|d| d.id == domid && d.privileged)
+    }
+    fn vmid(&self, domid: u16) -> Option<Vmid> {
+        self.domains
+            .iter()
+            .find(|d| d.id == domid)
+            .map(Domain::vmid)
+    }
+    fn shared_info(&self, _domid: u16) -> Option<PhysAddr> {
+        // Shared-info pages come with event channels (issue 5).
+        None
+    }
+    fn scrub(&mut self, pa: PhysAddr) {
+        self.mem.borrow_mut().zero_frame(pa);
+    }
+    fn execute(&mut self, plan: &Plan) {
+        crate::tlb::execute_ops(plan.ops(), self.arch);
+    }
+}
+
+/// Handle `memory_op(cmd, arg)` for the calling domain: memops decides,
+/// hv executes the flush it returns (plan, then page releases).
 pub fn memory_op<M: PhysMem + TableMem>(
     cmd: u64,
     arg: u64,
     ctx: &mut MemoryOpCtx<'_, M>,
-) -> Result<u64, Errno> {
-    log::debug!(
-        "d{}: memory_op cmd {cmd} arg {arg:#x}: not implemented",
-        ctx.caller
-    );
-    Err(Errno::ENOSYS)
+) -> MemoryOpResult {
+    let Some(view) = ctx
+        .domains
+        .iter()
+        .find(|d| d.id == ctx.caller)
+        .map(|d| d.stage2().view())
+    else {
+        return MemoryOpResult::Done(Errno::ESRCH.to_x0());
+    };
+    let recorded = ctx.flush.stats().recorded;
+    let cell = RefCell::new(&mut *ctx.mem);
+    let mut tables = Tables(&cell);
+    let mut guest = Caller { view, mem: &cell };
+    let mut env = Env {
+        domains: &mut *ctx.domains,
+        mem: &cell,
+        arch: &mut *ctx.arch,
+    };
+    let out = MemCtx {
+        env: &mut env,
+        tables: &mut tables,
+        frames: &mut *ctx.pool,
+        flush: &mut *ctx.flush,
+        budget: BATCH_BUDGET,
+    }
+    .memory_op(ctx.caller, &mut guest, cmd, arg);
+    crate::tlb::execute_ops(out.flush.plan.ops(), env.arch);
+    if let Err(e) = ctx.pool.release(&out.flush.released) {
+        log::error!("d{}: memory_op: releasing pages: {e}", ctx.caller);
+    }
+    let delta = ctx.flush.stats().recorded.saturating_sub(recorded);
+    super::hvop::P2M_OPS.fetch_add(delta, Ordering::Relaxed);
+    match out.ret {
+        MemOpRet::Done(v) => {
+            if v < 0 {
+                log::debug!("d{}: memory_op cmd {cmd:#x} arg {arg:#x}: {v}", ctx.caller);
+            }
+            MemoryOpResult::Done(v as u64)
+        }
+        MemOpRet::Continue { cmd } => MemoryOpResult::Continue { cmd },
+    }
 }
