@@ -472,6 +472,16 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         dom.destroy(arch, mem, pool, flush, vmids);
         sink.hv_line(format_args!("d{id} ended ({why})"));
         if self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let c = xen::hvop::counters();
+            let mut tlbi = alloc::string::String::new();
+            for (k, n) in pv_tlb::TlbOpKind::ALL.iter().zip(c.iter()) {
+                let _ =
+                    core::fmt::Write::write_fmt(&mut tlbi, format_args!(" {}={n}", k.mnemonic()));
+            }
+            sink.hv_line(format_args!(
+                "counters:{tlbi} p2m_ops={} plans={} guest_exits={} hypercalls={}",
+                c[8], c[9], c[10], c[11]
+            ));
             sink.hv_line(format_args!("all domains ended, powering off"));
             return Some(CpuExit::PowerOff);
         }

@@ -149,6 +149,15 @@ fn hypercalls_answer_in_x0_and_the_domain_powers_off() {
     assert!(i < j);
     assert_eq!(lines.last().unwrap(), "hv: all domains ended, powering off");
     assert_eq!(r.sys.live_domains(), 0);
+    let counters = &lines[lines.len() - 2];
+    assert!(
+        counters.starts_with("hv: counters: IPAS2E1IS="),
+        "{counters}"
+    );
+    assert!(
+        counters.contains(" VMALLS12E1IS=") && counters.contains(" hypercalls="),
+        "{counters}"
+    );
     // Everything given back after one VMID flush (xen-compat policy in the rig).
     let ops = r.machine.lock().tlb_ops();
     let tlbis: Vec<_> = ops.iter().filter(|o| o.kind().is_some()).collect();
