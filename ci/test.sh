@@ -29,12 +29,16 @@ step() {
 
 echo "ci: $(cargo --version), $(qemu-system-aarch64 --version | head -n1), $(dtc --version | head -n1)"
 
-# hv and every guest payload crate (tests-nested/payloads/*) build for aarch64-unknown-none.
+# hv and every guest payload crate that is a workspace member
+# (tests-nested/payloads/*) build for aarch64-unknown-none.
 AARCH64_PKGS=(-p hv)
 for manifest in tests-nested/payloads/*/Cargo.toml; do
+    dir="${manifest%/Cargo.toml}"
+    grep -q "\"$dir\"" Cargo.toml || continue
     name="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -n1)"
     [ -n "$name" ] && AARCH64_PKGS+=(-p "$name")
 done
+echo "ci: aarch64 crates: ${AARCH64_PKGS[*]}"
 
 step fmt cargo fmt --all -- --check
 step clippy-host cargo clippy --workspace --all-targets -- -D warnings
