@@ -35,6 +35,8 @@ pub struct Options {
 
 /// hv's default command line for runs.
 pub const DEFAULT_BOOTARGS: &str = "loglvl=info";
+/// CPUs for the demo when `--smp` is not given (shows secondary bring-up).
+pub const DEMO_SMP: u32 = 2;
 /// Default QEMU timeout.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
 /// The most CPUs a run may ask for.
@@ -53,7 +55,7 @@ commands:
                         guest-hello as d2 and check the markers (CI runs this)
 
 options (demo, smoke):
-  --smp N               CPUs (1..=8; default 1, smoke requires it)
+  --smp N               CPUs (1..=8; demo default 2, smoke requires it)
   --module PATH         demo only: a kernel Image to boot instead of
                         guest-hello (repeat for d2, d3, ...)
   --bootargs STR        hv's command line (default \"loglvl=info\"), e.g.
@@ -79,7 +81,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     };
     let mut o = Options {
         action,
-        smp: 1,
+        smp: DEMO_SMP,
         modules: Vec::new(),
         bootargs: DEFAULT_BOOTARGS.into(),
         timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
@@ -139,7 +141,7 @@ mod tests {
     fn demo_defaults() {
         let o = p("demo").unwrap();
         assert_eq!(o.action, Action::Demo);
-        assert_eq!(o.smp, 1);
+        assert_eq!(o.smp, DEMO_SMP);
         assert!(o.modules.is_empty());
         assert_eq!(o.bootargs, "loglvl=info");
         assert!(!o.no_build);
