@@ -4,7 +4,7 @@
 //! `dom0`, `variant=single|batch|both|none`, `domu-mem=<n>[K|M|G]`,
 //! `pages=<n>`, `map-chunk=<n>`, `unmap-chunk=<n>`, `noboot`, `xen-node`,
 //! `timeout-ms=<n>`, `negative-tests`, `stale-test=single|batch`,
-//! `destroy-loop=<n>`, and `--` after which everything is the domU's
+//! `destroy-loop=<n>`, `foreign-domid=<n>`, and `--` after which everything is the domU's
 //! bootargs. `mem=` is hv's (the control domain's own RAM) and ignored here.
 
 /// How the builder unmaps the domU pages from its own physmap.
@@ -72,6 +72,9 @@ pub struct Config<'a> {
     pub stale_test: Option<Variant>,
     /// Create and destroy this many domUs.
     pub destroy_loop: u32,
+    /// Run the negative and stale-TLB checks against this existing domain
+    /// (e.g. a boot-module domU) instead of a 2 MiB domU of their own.
+    pub foreign_domid: Option<u16>,
     /// The domU's `/chosen/bootargs`.
     pub domu_args: &'a str,
 }
@@ -91,6 +94,7 @@ impl Default for Config<'_> {
             negative_tests: false,
             stale_test: None,
             destroy_loop: 0,
+            foreign_domid: None,
             domu_args: "",
         }
     }
@@ -180,6 +184,14 @@ impl<'a> Config<'a> {
                         .and_then(|n| u32::try_from(n).ok())
                         .ok_or(bad("expected a number"))?;
                 }
+                ("foreign-domid", v) => {
+                    c.foreign_domid = Some(
+                        num(v)
+                            .and_then(|n| u16::try_from(n).ok())
+                            .filter(|n| *n != 0 && *n < 0x7ff0)
+                            .ok_or(bad("expected a domid 1..0x7fef"))?,
+                    );
+                }
                 _ => unknown(word),
             }
         }
@@ -220,6 +232,7 @@ mod tests {
         let (c, u) = parse(
             "dom0 variant=batch domu-mem=128M pages=40 map-chunk=512 unmap-chunk=100 noboot \
              xen-node timeout-ms=5 negative-tests stale-test=single destroy-loop=100 foo \
+             foreign-domid=1 \
              -- console=hvc0 earlycon=xenboot root=/dev/ram0",
         );
         assert_eq!(u, vec!["foo"]);
@@ -230,6 +243,7 @@ mod tests {
         assert_eq!(c.timeout_ms, 5);
         assert_eq!(c.stale_test, Some(Variant::Single));
         assert_eq!(c.destroy_loop, 100);
+        assert_eq!(c.foreign_domid, Some(1));
         assert_eq!(c.domu_args, "console=hvc0 earlycon=xenboot root=/dev/ram0");
         let (c, _) = parse("variant=none --");
         assert_eq!(c.variants().count(), 0);
@@ -250,6 +264,8 @@ mod tests {
             "stale-test=maybe",
             "destroy-loop=-1",
             "pages",
+            "foreign-domid=0",
+            "foreign-domid=32752",
         ] {
             let e = Config::parse(w, |_| {}).unwrap_err();
             assert_eq!(e.word, w);

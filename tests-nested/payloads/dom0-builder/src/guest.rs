@@ -481,7 +481,25 @@ fn run_variant(c: &mut Ctx, v: Variant) {
     }
 }
 
-/// A 2 MiB domU with RAM only, for the checks.
+/// A 2 MiB domU with RAM only, for the checks (or the existing domain of
+/// `foreign-domid=`).
+fn check_domu(c: &mut Ctx) -> Result<u16, Fail> {
+    if let Some(d) = c.cfg.foreign_domid {
+        return Ok(d);
+    }
+    small_domu(c)
+}
+
+/// Gives back a domain from [`check_domu`] (destroys it unless it was borrowed).
+fn release_check_domu(c: &Ctx, d: u16) -> i64 {
+    if c.cfg.foreign_domid == Some(d) {
+        0
+    } else {
+        destroy_domain(d)
+    }
+}
+
+/// A 2 MiB domU with RAM only.
 fn small_domu(c: &mut Ctx) -> Result<u16, Fail> {
     let d = create_domain(2 << 20)?;
     if let Err(f) = populate(&mut c.a, d, 2 << 20) {
@@ -496,14 +514,8 @@ const OUTSIDE_RAM: u64 = 0x1000_0000;
 /// A gfn far above any IPA size.
 const HUGE_GFN: u64 = 1 << 52;
 
-fn negative_tests(c: &mut Ctx) {
-    let d = match small_domu(c) {
-        Ok(d) => d,
-        Err(f) => return c.report_fail("negative-tests setup", f),
-    };
-    let ram_gfn = abi::guest::RAM0_BASE / PAGE;
-    let window = FOREIGN_WINDOW_GFN;
-
+/// The checks that need no domU.
+fn negative_tests_self(c: &mut Ctx) {
     let rc = remove_single(HUGE_GFN);
     c.check(
         "remove_from_physmap gpfn outside the domain -> -EINVAL",
@@ -511,6 +523,62 @@ fn negative_tests(c: &mut Ctx) {
         rc,
         -errno::EINVAL,
     );
+
+    // SAFETY: the argument lies outside guest RAM: no Rust object.
+    let rc = unsafe {
+        hc::raw(
+            abi::HYPERVISOR_MEMORY_OP,
+            abi::XENMEM_REMOVE_FROM_PHYSMAP,
+            OUTSIDE_RAM,
+        )
+    };
+    c.check(
+        "memory_op argument outside guest RAM -> -EFAULT",
+        rc == -errno::EFAULT,
+        rc,
+        -errno::EFAULT,
+    );
+    // SAFETY: the gpfns handle lies outside guest RAM; errs is live scratch.
+    let rc = unsafe { remove_batch_raw(OUTSIDE_RAM, c.a.errs.as_mut_ptr() as u64, 4) };
+    c.check(
+        "remove batch gpfns handle outside guest RAM -> -EFAULT",
+        rc == -errno::EFAULT,
+        rc,
+        -errno::EFAULT,
+    );
+    // SAFETY: the domctl handle lies outside guest RAM.
+    let rc = unsafe { hc::raw(abi::HYPERVISOR_DOMCTL, OUTSIDE_RAM, 0) };
+    c.check(
+        "domctl handle outside guest RAM -> -EFAULT",
+        rc == -errno::EFAULT,
+        rc,
+        -errno::EFAULT,
+    );
+
+    let rc = domain_info(0x7000).err().unwrap_or(0);
+    c.check(
+        "getdomaininfo of a missing domain -> -ESRCH",
+        rc == -errno::ESRCH,
+        rc,
+        -errno::ESRCH,
+    );
+    let rc = hc::hv_op_plain(0x7777);
+    c.check(
+        "hv_op unknown sub-op -> -ENOSYS",
+        rc == -errno::ENOSYS,
+        rc,
+        -errno::ENOSYS,
+    );
+}
+
+fn negative_tests(c: &mut Ctx) {
+    negative_tests_self(c);
+    let d = match check_domu(c) {
+        Ok(d) => d,
+        Err(f) => return c.report_fail("negative-tests setup", f),
+    };
+    let ram_gfn = abi::guest::RAM0_BASE / PAGE;
+    let window = FOREIGN_WINDOW_GFN;
 
     // One foreign map to a gpfn outside the caller's IPA space.
     c.a.idxs[0] = ram_gfn;
@@ -567,37 +635,6 @@ fn negative_tests(c: &mut Ctx) {
         0,
     );
 
-    // SAFETY: the argument lies outside guest RAM: no Rust object.
-    let rc = unsafe {
-        hc::raw(
-            abi::HYPERVISOR_MEMORY_OP,
-            abi::XENMEM_REMOVE_FROM_PHYSMAP,
-            OUTSIDE_RAM,
-        )
-    };
-    c.check(
-        "memory_op argument outside guest RAM -> -EFAULT",
-        rc == -errno::EFAULT,
-        rc,
-        -errno::EFAULT,
-    );
-    // SAFETY: the gpfns handle lies outside guest RAM; errs is live scratch.
-    let rc = unsafe { remove_batch_raw(OUTSIDE_RAM, c.a.errs.as_mut_ptr() as u64, 4) };
-    c.check(
-        "remove batch gpfns handle outside guest RAM -> -EFAULT",
-        rc == -errno::EFAULT,
-        rc,
-        -errno::EFAULT,
-    );
-    // SAFETY: the domctl handle lies outside guest RAM.
-    let rc = unsafe { hc::raw(abi::HYPERVISOR_DOMCTL, OUTSIDE_RAM, 0) };
-    c.check(
-        "domctl handle outside guest RAM -> -EFAULT",
-        rc == -errno::EFAULT,
-        rc,
-        -errno::EFAULT,
-    );
-
     // A remove batch with an unmapped page in the middle.
     match map_foreign(&mut c.a, d, 0, 4, 4, |k| ram_gfn + k) {
         Err(f) => c.report_fail("negative-tests map", f),
@@ -642,22 +679,7 @@ fn negative_tests(c: &mut Ctx) {
 
     million_batch(c, d);
 
-    let rc = domain_info(0x7000).err().unwrap_or(0);
-    c.check(
-        "getdomaininfo of a missing domain -> -ESRCH",
-        rc == -errno::ESRCH,
-        rc,
-        -errno::ESRCH,
-    );
-    let rc = hc::hv_op_plain(0x7777);
-    c.check(
-        "hv_op unknown sub-op -> -ENOSYS",
-        rc == -errno::ENOSYS,
-        rc,
-        -errno::ENOSYS,
-    );
-
-    let rc = destroy_domain(d);
+    let rc = release_check_domu(c, d);
     if rc != 0 {
         c.report_fail("negative-tests teardown", fail("domctl destroydomain", rc));
     }
@@ -798,7 +820,7 @@ fn destroy_loop(c: &mut Ctx, n: u32) {
 /// Map one domU page, touch it, remove it with `v`, read it again: the read
 /// must fault (hv ends this domain); printing after it means a stale TLB.
 fn stale_test(c: &mut Ctx, v: Variant) {
-    let d = match small_domu(c) {
+    let d = match check_domu(c) {
         Ok(d) => d,
         Err(f) => return c.report_fail("stale-test setup", f),
     };

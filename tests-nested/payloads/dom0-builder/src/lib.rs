@@ -55,6 +55,7 @@
 //! | `negative-tests` | bad-input checks, one `dom0: negative: <name>: PASS\|FAIL` line each |
 //! | `stale-test=single\|batch` | after removing a foreign page, read it: hv must end d0 with a stage-2 fault; `dom0: STALE READ SUCCEEDED` otherwise. Runs last |
 //! | `destroy-loop=<n>` | create, populate and destroy n domUs; free pages (XEN_SYSCTL_physinfo) before and after |
+//! | `foreign-domid=<n>` | negative and stale tests use existing domain n (RAM at GUEST_RAM0_BASE, e.g. a boot-module domU that has not run yet) instead of creating a 2 MiB domU; it is not destroyed |
 //! | `-- <args>` | everything after ` -- ` is the domU's `/chosen/bootargs` |
 //!
 //! The images come from the control domain's initrd, an "images blob"
