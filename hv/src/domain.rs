@@ -176,6 +176,24 @@ pub enum EndReason {
         /// `ESR_EL2.EC`.
         ec: u8,
     },
+    /// `XEN_DOMCTL_destroydomain` from the control domain.
+    Destroyed,
+}
+
+impl EndReason {
+    /// The `SHUTDOWN_*` code a toolstack sees (`XEN_DOMINF_shutdown`).
+    #[must_use]
+    pub const fn shutdown_code(self) -> u32 {
+        use crate::xen::abi::shutdown;
+        match self {
+            EndReason::Shutdown(r) => r as u32,
+            EndReason::PsciSystemOff | EndReason::AllVcpusOff | EndReason::Destroyed => {
+                shutdown::POWEROFF
+            }
+            EndReason::PsciSystemReset => shutdown::REBOOT,
+            EndReason::Stage2Fault { .. } | EndReason::UnhandledExit { .. } => shutdown::CRASH,
+        }
+    }
 }
 
 impl fmt::Display for EndReason {
@@ -187,6 +205,7 @@ impl fmt::Display for EndReason {
             EndReason::AllVcpusOff => write!(f, "all vCPUs off"),
             EndReason::Stage2Fault { ipa } => write!(f, "stage-2 fault at IPA {ipa}"),
             EndReason::UnhandledExit { ec } => write!(f, "unhandled exit, EC {ec:#04x}"),
+            EndReason::Destroyed => write!(f, "destroyed by the control domain"),
         }
     }
 }
@@ -220,6 +239,15 @@ pub struct Domain {
     pub ending: Option<EndReason>,
     /// vCPUs not yet stopped (the domain is destroyed when this reaches 0).
     pub live_vcpus: u32,
+    /// Built through `XEN_DOMCTL_createdomain`: it stays (shut down) after its
+    /// vCPUs stop, until the control domain destroys it.
+    pub from_domctl: bool,
+    /// `XEN_DOMCTL_max_vcpus`.
+    pub max_vcpus: u32,
+    /// The boot vCPU's context from `XEN_DOMCTL_setvcpucontext`, until unpaused.
+    pub boot_vcpu: Option<alloc::boxed::Box<crate::vcpu::Vcpu>>,
+    /// Unpaused at least once (its vCPUs were queued).
+    pub unpaused: bool,
 }
 
 /// The arm64 `Image` header magic (`ARM\x64` at offset 56), Linux's
@@ -283,6 +311,35 @@ impl Domain {
         {
             return Err(DomainError::BadRamSize { bytes: ram_bytes });
         }
+        Self::create_inner(id, ram_bytes, ipa_bits, vmids, mem, pool)
+    }
+
+    /// An empty domain for `XEN_DOMCTL_createdomain`: a VMID and an empty
+    /// physmap with a reservation of 0 pages (`XEN_DOMCTL_max_mem` raises it;
+    /// the toolstack populates it with `XENMEM_populate_physmap`).
+    ///
+    /// # Errors
+    /// [`DomainError::NoVmid`], [`DomainError::Stage2`].
+    pub fn create_empty<M: PhysMem + TableMem>(
+        id: DomId,
+        ipa_bits: u8,
+        vmids: &mut VmidAllocator,
+        mem: &mut M,
+        pool: &mut FrameTable,
+    ) -> Result<Domain, DomainError> {
+        let mut d = Self::create_inner(id, 0, ipa_bits, vmids, mem, pool)?;
+        d.from_domctl = true;
+        Ok(d)
+    }
+
+    fn create_inner<M: PhysMem + TableMem>(
+        id: DomId,
+        ram_bytes: u64,
+        ipa_bits: u8,
+        vmids: &mut VmidAllocator,
+        mem: &mut M,
+        pool: &mut FrameTable,
+    ) -> Result<Domain, DomainError> {
         let vmid = vmids.alloc()?;
         let physmap = match Physmap::new(mem, id, ipa_bits, ram_bytes / PAGE_SIZE) {
             Ok(p) => p,
@@ -304,6 +361,10 @@ impl Domain {
             console: ConsoleLine::default(),
             ending: None,
             live_vcpus: 0,
+            from_domctl: false,
+            max_vcpus: 1,
+            boot_vcpu: None,
+            unpaused: false,
         };
         if let Err(e) = d.populate(mem, pool) {
             d.discard(mem, pool, vmids);

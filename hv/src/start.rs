@@ -463,14 +463,19 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         if e.live_vcpus > 0 {
             return None;
         }
-        let mut dom = domains.swap_remove(idx);
-        let why = dom.ending.unwrap_or(EndReason::AllVcpusOff);
-        if !dom.console.is_empty() {
-            dom.console.flush(dom.id, sink.as_mut());
+        let why = *e.ending.get_or_insert(EndReason::AllVcpusOff);
+        if !e.console.is_empty() {
+            e.console.flush(e.id, sink.as_mut());
         }
-        let id = dom.id;
-        dom.destroy(arch, mem, pool, flush, vmids);
-        sink.hv_line(format_args!("d{id} ended ({why})"));
+        let id = e.id;
+        if e.from_domctl {
+            // A toolstack-built domain stays (shut down) until destroydomain.
+            sink.hv_line(format_args!("d{id} ended ({why})"));
+        } else {
+            let dom = domains.swap_remove(idx);
+            dom.destroy(arch, mem, pool, flush, vmids);
+            sink.hv_line(format_args!("d{id} ended ({why})"));
+        }
         if self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1 {
             let c = xen::hvop::counters();
             let mut tlbi = alloc::string::String::new();
@@ -510,6 +515,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 }
                 let x = &v.gprs.x;
                 match Hypercall::decode(imm16, x[16], &[x[0], x[1], x[2], x[3], x[4]]) {
+                    Ok(Hypercall::Domctl { arg }) => self.domctl(arch, v, arg),
+                    Ok(Hypercall::Sysctl { arg }) => self.sysctl(v, arg),
                     Ok(call) => self.hypercall(arch, v, &call),
                     Err(e @ DecodeError::NotXen { .. }) => {
                         log::warn!(
@@ -765,5 +772,6 @@ pub fn run_secondary<A: Arch>(mut arch: A) -> ! {
     finish(&mut arch, exit)
 }
 
+mod domctl;
 #[cfg(test)]
 mod tests;

@@ -809,3 +809,130 @@ fn memory_op_goes_through_memops_with_planned_flushes() {
     assert_eq!(r.sys.pool_free(), POOL_FRAMES);
     assert_eq!(before, POOL_FRAMES - 512);
 }
+
+/// The control domain builds, runs and destroys a domU through domctl,
+/// sysctl and memory_op, as Xen's toolstack does.
+#[test]
+fn control_domain_builds_a_domu_through_domctl() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let mut k = vec![0u8; 0x2000];
+    let w32 = |k: &mut Vec<u8>, o: usize, v: u32| k[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    let w64 = |k: &mut Vec<u8>, o: usize, v: u64| k[o..o + 8].copy_from_slice(&v.to_le_bytes());
+    let domctl = |k: &mut Vec<u8>, o: usize, cmd: u32, dom: u16| {
+        k[o..o + 4].copy_from_slice(&cmd.to_le_bytes());
+        k[o + 4..o + 8].copy_from_slice(&0x17u32.to_le_bytes());
+        k[o + 8..o + 10].copy_from_slice(&dom.to_le_bytes());
+    };
+    // Modules are built in order: d0 (VMID 1), d1 (VMID 2); the domU the
+    // control domain creates becomes d2 (VMID 3).
+    w32(&mut k, 0x100, 3); // sysctl physinfo
+    w32(&mut k, 0x104, 0x16);
+    domctl(&mut k, 0x200, 1, 0); // createdomain, hv picks the domid
+    w32(&mut k, 0x200 + 16 + 20, 3); // hvm | hap
+    w32(&mut k, 0x200 + 16 + 28, 1); // max_vcpus
+    domctl(&mut k, 0x300, 11, 2); // max_mem 16 KiB = 4 pages
+    w64(&mut k, 0x310, 16);
+    domctl(&mut k, 0x400, 12, 2); // setvcpucontext vcpu 0
+    w64(&mut k, 0x418, b + 0x1000);
+    domctl(&mut k, 0x500, 4, 2); // unpause
+    domctl(&mut k, 0x600, 5, 2); // getdomaininfo
+    domctl(&mut k, 0x700, 5, 9); // getdomaininfo of nobody
+    domctl(&mut k, 0x800, 2, 2); // destroydomain
+    domctl(&mut k, 0x880, 1, 0); // createdomain without hvm|hap
+    w32(&mut k, 0x880 + 16 + 28, 1);
+    w64(&mut k, 0x900, b + 0xa00); // reservation: 4 gfns for d2
+    w64(&mut k, 0x908, 4);
+    k[0x918..0x91a].copy_from_slice(&2u16.to_le_bytes());
+    for i in 0..4u64 {
+        w64(&mut k, 0xa00 + 8 * i as usize, 0x40000 + i);
+    }
+    w32(&mut k, 0x1000, 1); // vcpu_guest_context: online
+    w64(&mut k, 0x1008, 0x1234); // x0
+    w64(&mut k, 0x1008 + 248, b); // pc
+    w64(&mut k, 0x1008 + 256, 0x3c5); // cpsr
+    r.sys.with_mem(|m, _| {
+        m.write(PhysAddr(MODULES), &k[..0x1000]);
+        m.write(PhysAddr(MODULES + 0x1000), &k[0x1000..]);
+    });
+    let modules = [
+        BootModule {
+            pa: PhysAddr(MODULES),
+            size: 0x2000,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("dom0 mem=2M"),
+        },
+        BootModule {
+            pa: PhysAddr(MODULES),
+            size: 0x2000,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("mem=1M"),
+        },
+    ];
+    r.sys.add_module_domains(&modules);
+    let dc = |o: u64| Step::hypercall(36, &[b + o]);
+    r.script(
+        1,
+        [
+            Step::hypercall(35, &[b + 0x100]),
+            dc(0x200),
+            dc(0x880),
+            dc(0x300),
+            Step::hypercall(12, &[6, b + 0x900]),
+            dc(0x400),
+            dc(0x500),
+            dc(0x600),
+            dc(0x700),
+            Step::hypercall(29, &[0]),
+            dc(0x800),
+            shutdown(b + 0x1ff0),
+        ],
+    );
+    r.script(2, [dc(0x200), shutdown(b + 0x1ff0)]);
+    r.script(3, [Step::hypercall(17, &[0]), shutdown(b + 0x10)]);
+    let before = r.sys.pool_free();
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e0 = r.entries(1);
+    let want = [
+        (0, "sysctl physinfo"),
+        (0, "createdomain"),
+        (EINVAL, "createdomain without hvm|hap"),
+        (0, "max_mem"),
+        (4, "populate_physmap for d2: 4 extents"),
+        (0, "setvcpucontext"),
+        (0, "unpausedomain"),
+        (0, "getdomaininfo"),
+        ((-3i64) as u64, "getdomaininfo of a missing domain: -ESRCH"),
+        (0, "yield"),
+        (0, "destroydomain"),
+    ];
+    for (i, (x0, what)) in want.iter().enumerate() {
+        assert_eq!(e0[i + 1].x[0], *x0, "{what}");
+    }
+    assert_eq!(
+        r.entries(2)[1].x[0],
+        (-1i64) as u64,
+        "domctl from an unprivileged domain: -EPERM"
+    );
+    let d2 = r.entries(3);
+    assert_eq!(
+        (d2[0].pc, d2[0].x[0], d2[0].pstate),
+        (b, 0x1234, 0x3c5),
+        "the context set by domctl"
+    );
+    assert_eq!(d2[1].x[0], (4 << 16) | 20);
+    for l in [
+        "hv: d2: created by domctl, VMID 3",
+        "hv: d2 ended (poweroff)",
+        "hv: d2 destroyed",
+        "hv: d0 ended (poweroff)",
+    ] {
+        assert!(r.lines.has(l), "{l}: {:?}", r.lines.all());
+    }
+    assert_eq!(before, POOL_FRAMES - 512 - 256);
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES);
+    r.sys.with_mem(|m, vmids| {
+        assert_eq!(m.allocated(Kind::Table), 0);
+        assert_eq!(vmids, 0);
+    });
+}

@@ -103,6 +103,16 @@ pub enum Hypercall {
         /// Argument handle (x1).
         arg: GuestHandle<[u8; hvop::HV_COUNTERS_LEN]>,
     },
+    /// `__HYPERVISOR_domctl` (36): `struct xen_domctl` at `arg` (control domain only).
+    Domctl {
+        /// Guest handle of the `struct xen_domctl`.
+        arg: u64,
+    },
+    /// `__HYPERVISOR_sysctl` (35): `struct xen_sysctl` at `arg` (control domain only).
+    Sysctl {
+        /// Guest handle of the `struct xen_sysctl`.
+        arg: u64,
+    },
     /// `__HYPERVISOR_memory_op` (12): `cmd` and its argument, decoded by [`memory`].
     MemoryOp {
         /// `XENMEM_*` command (Xen's `unsigned long cmd`: low bits command, high bits continuation).
@@ -230,6 +240,8 @@ impl Hypercall {
                 cmd: args[0],
                 arg: args[1],
             },
+            nr::DOMCTL => Hypercall::Domctl { arg: args[0] },
+            nr::SYSCTL => Hypercall::Sysctl { arg: args[0] },
             hvop::HYPERVISOR_HV_OP => Hypercall::HvOp {
                 op: low32(args[0]),
                 arg: GuestHandle::new(args[1]),
@@ -288,16 +300,18 @@ pub struct HypercallCtx<'a, M: PhysMem + TableMem> {
 
 /// Run the handler of `call` for the calling domain.
 ///
-/// `memory_op` needs the whole system rather than the caller's view: the run
-/// loop sends it to [`memory::memory_op`] with a [`memory::MemoryOpCtx`]
-/// instead; given here, it answers `-ENOSYS`.
+/// `memory_op`, `domctl` and `sysctl` need the whole system rather than the
+/// caller's view: the run loop handles them (`memory::memory_op`,
+/// `start::System`'s domctl); given here, they answer `-ENOSYS`.
 pub fn dispatch<M: PhysMem + TableMem>(call: &Hypercall, ctx: &mut HypercallCtx<'_, M>) -> Outcome {
     match *call {
         Hypercall::ConsoleIo(op) => Outcome::ret(console::console_io(op, ctx)),
         Hypercall::XenVersion(op) => Outcome::ret(version::xen_version(op, ctx)),
         Hypercall::SchedOp(op) => sched::sched_op(op, ctx),
         Hypercall::HvOp { op, arg } => Outcome::ret(hvop::hv_op(op, arg, ctx)),
-        Hypercall::MemoryOp { .. } => Outcome::ret(Err(Errno::ENOSYS)),
+        Hypercall::MemoryOp { .. } | Hypercall::Domctl { .. } | Hypercall::Sysctl { .. } => {
+            Outcome::ret(Err(Errno::ENOSYS))
+        }
     }
 }
 
@@ -368,7 +382,7 @@ pub(crate) mod tests {
             Err(DecodeError::NotXen { imm16: 0xea0 })
         );
         // Unknown and unimplemented numbers: -ENOSYS.
-        for nr in [11, 43, 99, 0xffff_ffff_ffff_ffff, 20, 36] {
+        for nr in [11, 43, 99, 0xffff_ffff_ffff_ffff, 20, 32] {
             let e = Hypercall::decode(0xea1, nr, &z).unwrap_err();
             assert_eq!(e, DecodeError::UnknownHypercall { nr });
             assert_eq!(e.errno(), Some(Errno::ENOSYS));

@@ -1,0 +1,426 @@
+//! `domctl` (36) and `sysctl` (35) for the control domain: what Xen's
+//! toolstack uses to build a domU (`xl create`), after Xen's
+//! `xen/include/public/domctl.h` and `sysctl.h` (xen-project/xen c447b73;
+//! `XEN_DOMCTL_INTERFACE_VERSION` 0x17, arm64 layouts: guest handles are 8
+//! bytes, 8-byte aligned).
+//!
+//! Supported domctls: `createdomain` (1), `destroydomain` (2),
+//! `unpausedomain` (4), `getdomaininfo` (5), `max_mem` (11),
+//! `setvcpucontext` (12, vCPU 0), `max_vcpus` (15). Sysctl: `physinfo` (3).
+//! Everything else answers `-ENOSYS`; unprivileged callers get `-EPERM`.
+
+use alloc::boxed::Box;
+
+use memops::TableMem;
+
+use super::{Next, Shared, System};
+use crate::arch::{Arch, El1Reg, PhysMem};
+use crate::domain::{DomId, Domain, EndReason};
+use crate::vcpu::Vcpu;
+use crate::xen::Errno;
+use pv_tlb::{Ipa, PAGE_SIZE};
+
+/// `XEN_DOMCTL_INTERFACE_VERSION`.
+pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x17;
+/// `sizeof(struct xen_domctl)`: header (16 bytes) and the 128-byte union.
+pub const DOMCTL_SIZE: usize = 144;
+/// Offset of `xen_domctl.u`.
+const U: usize = 16;
+/// `sizeof(struct xen_sysctl)`: header (8 bytes) and the 128-byte union.
+pub const SYSCTL_SIZE: usize = 136;
+/// `sizeof(struct vcpu_guest_context)` on arm64.
+pub const VCPU_GUEST_CONTEXT_SIZE: usize = 352;
+
+/// `XEN_DOMCTL_*` commands.
+pub mod cmd {
+    #![allow(missing_docs)]
+    pub const CREATEDOMAIN: u32 = 1;
+    pub const DESTROYDOMAIN: u32 = 2;
+    pub const UNPAUSEDOMAIN: u32 = 4;
+    pub const GETDOMAININFO: u32 = 5;
+    pub const MAX_MEM: u32 = 11;
+    pub const SETVCPUCONTEXT: u32 = 12;
+    pub const MAX_VCPUS: u32 = 15;
+    /// `XEN_SYSCTL_physinfo`.
+    pub const SYSCTL_PHYSINFO: u32 = 3;
+}
+
+/// `XEN_DOMINF_*` flags of `getdomaininfo`.
+pub mod dominf {
+    #![allow(missing_docs)]
+    pub const DYING: u32 = 1 << 0;
+    pub const HVM_GUEST: u32 = 1 << 1;
+    pub const SHUTDOWN: u32 = 1 << 2;
+    pub const PAUSED: u32 = 1 << 3;
+    pub const RUNNING: u32 = 1 << 5;
+    pub const HAP: u32 = 1 << 8;
+    pub const SHUTDOWNSHIFT: u32 = 16;
+}
+
+/// `XEN_DOMCTL_CDF_hvm | XEN_DOMCTL_CDF_hap`: required on Arm.
+const CDF_HVM_HAP: u32 = 0b11;
+/// First reserved domid (`DOMID_FIRST_RESERVED`).
+const DOMID_FIRST_RESERVED: u16 = 0x7ff0;
+
+fn get<const N: usize>(b: &[u8], o: usize) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(o..o + N) {
+        a[..N].copy_from_slice(s);
+    }
+    u64::from_le_bytes(a)
+}
+
+fn put(b: &mut [u8], o: usize, v: &[u8]) {
+    if let Some(s) = b.get_mut(o..o + v.len()) {
+        s.copy_from_slice(v);
+    }
+}
+
+/// The result of a domctl: x0, and whether to write the struct back.
+struct Answer {
+    ret: Result<u64, Errno>,
+    copy_back: bool,
+}
+
+impl Answer {
+    fn err(e: Errno) -> Self {
+        Self {
+            ret: Err(e),
+            copy_back: false,
+        }
+    }
+    fn ok(copy_back: bool) -> Self {
+        Self {
+            ret: Ok(0),
+            copy_back,
+        }
+    }
+}
+
+impl<M: PhysMem + TableMem + Send> System<M> {
+    /// Handle `domctl(arg)` from vCPU `v`'s domain.
+    pub(super) fn domctl(&self, arch: &mut dyn Arch, v: &mut Vcpu, arg: u64) -> Next {
+        let mut sh = self.shared.lock();
+        let Some(caller) = sh.domains.iter().find(|d| d.id == v.domid) else {
+            return Next::Resume;
+        };
+        if !caller.privileged {
+            log::debug!("d{}: domctl: not privileged", v.domid);
+            v.gprs.x[0] = Errno::EPERM.to_x0();
+            return Next::Resume;
+        }
+        let view = caller.stage2().view();
+        let mut buf = [0u8; DOMCTL_SIZE];
+        {
+            let Shared { mem, .. } = &mut *sh;
+            if let Err(e) =
+                crate::guest::GuestMemory::from_view(view, mem).copy_from_guest(Ipa(arg), &mut buf)
+            {
+                log::debug!("d{}: domctl: {e}", v.domid);
+                v.gprs.x[0] = e.errno().to_x0();
+                return Next::Resume;
+            }
+        }
+        let c = get::<4>(&buf, 0) as u32;
+        let version = get::<4>(&buf, 4) as u32;
+        let domain = get::<2>(&buf, 8) as u16;
+        let mut queue: Option<Box<Vcpu>> = None;
+        let answer = if version != XEN_DOMCTL_INTERFACE_VERSION {
+            log::debug!("d{}: domctl {c}: interface version {version:#x}", v.domid);
+            Answer::err(Errno::EACCES)
+        } else {
+            match c {
+                cmd::CREATEDOMAIN => self.createdomain(&mut sh, &mut buf, domain),
+                cmd::DESTROYDOMAIN => self.destroydomain(&mut sh, arch, domain),
+                cmd::UNPAUSEDOMAIN => unpause(&mut sh, domain, &mut queue),
+                cmd::GETDOMAININFO => getdomaininfo(&sh, &mut buf, domain),
+                cmd::MAX_MEM => with_domu(&mut sh, domain, |d| {
+                    let kb = get::<8>(&buf, U);
+                    d.physmap_mut().set_max_pages(kb / (PAGE_SIZE / 1024));
+                    Answer::ok(false)
+                }),
+                cmd::MAX_VCPUS => with_domu(&mut sh, domain, |d| {
+                    // hv runs one vCPU per domain for now (SMP guests: issue 5).
+                    match get::<4>(&buf, U) {
+                        1 => {
+                            d.max_vcpus = 1;
+                            Answer::ok(false)
+                        }
+                        n => {
+                            log::debug!("d{}: max_vcpus {n}: hv supports 1", d.id);
+                            Answer::err(Errno::EINVAL)
+                        }
+                    }
+                }),
+                cmd::SETVCPUCONTEXT => self.setvcpucontext(&mut sh, &buf, domain, view),
+                other => {
+                    log::debug!("d{}: domctl {other} not implemented", v.domid);
+                    Answer::err(Errno::ENOSYS)
+                }
+            }
+        };
+        if answer.copy_back {
+            let Shared { mem, .. } = &mut *sh;
+            if let Err(e) =
+                crate::guest::GuestMemory::from_view(view, mem).copy_to_guest(Ipa(arg), &buf)
+            {
+                v.gprs.x[0] = e.errno().to_x0();
+                return Next::Resume;
+            }
+        }
+        drop(sh);
+        if let Some(boot) = queue {
+            self.live_domains
+                .fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+            self.runq.lock().push_back(boot);
+        }
+        v.gprs.x[0] = answer.ret.unwrap_or_else(Errno::to_x0);
+        Next::Resume
+    }
+
+    fn createdomain(&self, sh: &mut Shared<M>, buf: &mut [u8; DOMCTL_SIZE], want: DomId) -> Answer {
+        let flags = get::<4>(buf, U + 20) as u32;
+        if flags & CDF_HVM_HAP != CDF_HVM_HAP {
+            log::debug!("createdomain: flags {flags:#x} lack hvm|hap (required on Arm)");
+            return Answer::err(Errno::EINVAL);
+        }
+        let max_vcpus = get::<4>(buf, U + 28) as u32;
+        if max_vcpus != 1 {
+            log::debug!("createdomain: max_vcpus {max_vcpus}: hv supports 1");
+            return Answer::err(Errno::EINVAL);
+        }
+        let id = if want == 0 || want >= DOMID_FIRST_RESERVED {
+            let mut id =
+                self.next_domid
+                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed) as DomId;
+            while sh.domains.iter().any(|d| d.id == id) || id == 0 || id >= DOMID_FIRST_RESERVED {
+                id = self
+                    .next_domid
+                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+                    as DomId;
+            }
+            id
+        } else if sh.domains.iter().any(|d| d.id == want) {
+            return Answer::err(Errno::EEXIST);
+        } else {
+            want
+        };
+        let Shared {
+            mem,
+            vmids,
+            pool,
+            sink,
+            domains,
+            ..
+        } = sh;
+        match Domain::create_empty(id, self.ipa_bits, vmids, mem, pool) {
+            Ok(mut d) => {
+                if let Some(h) = buf.get(U + 4..U + 20) {
+                    d.handle.copy_from_slice(h);
+                }
+                sink.hv_line(format_args!(
+                    "d{id}: created by domctl, VMID {}",
+                    d.vmid().0
+                ));
+                domains.push(d);
+                put(buf, 8, &id.to_le_bytes());
+                Answer::ok(true)
+            }
+            Err(e) => {
+                log::warn!("createdomain: {e}");
+                Answer::err(match e {
+                    crate::domain::DomainError::NoVmid => Errno::EBUSY,
+                    _ => Errno::ENOMEM,
+                })
+            }
+        }
+    }
+
+    fn setvcpucontext(
+        &self,
+        sh: &mut Shared<M>,
+        buf: &[u8; DOMCTL_SIZE],
+        domain: DomId,
+        view: memops::Stage2View,
+    ) -> Answer {
+        let vcpu = get::<4>(buf, U) as u32;
+        let ctxt = get::<8>(buf, U + 8);
+        let mut c = [0u8; VCPU_GUEST_CONTEXT_SIZE];
+        {
+            let Shared { mem, .. } = &mut *sh;
+            if let Err(e) =
+                crate::guest::GuestMemory::from_view(view, mem).copy_from_guest(Ipa(ctxt), &mut c)
+            {
+                log::debug!("setvcpucontext: {e}");
+                return Answer::err(e.errno());
+            }
+        }
+        with_domu(sh, domain, |d| {
+            if vcpu != 0 || d.unpaused {
+                log::debug!(
+                    "d{}: setvcpucontext vcpu {vcpu}: only vCPU 0 of a paused domain",
+                    d.id
+                );
+                return Answer::err(Errno::EINVAL);
+            }
+            // struct vcpu_guest_context: flags u32 @0; user_regs @8: x0..x30,
+            // pc64 @+248, cpsr @+256, spsr_el1 @+264, sp_el0 @+288, sp_el1 @+296,
+            // elr_el1 @+304; sctlr @320, ttbcr @328, ttbr0 @336, ttbr1 @344.
+            let r = 8;
+            let cpsr = get::<8>(&c, r + 256);
+            // AArch64 EL1h/EL1t/EL0t only.
+            if cpsr & (1 << 4) != 0 || !matches!(cpsr & 0xf, 0b0101 | 0b0100 | 0b0000) {
+                log::debug!(
+                    "d{}: setvcpucontext: cpsr {cpsr:#x} is no AArch64 EL1/EL0 mode",
+                    d.id
+                );
+                return Answer::err(Errno::EINVAL);
+            }
+            let mut v = Vcpu::new(d.id, 0, get::<8>(&c, r + 248), 0);
+            for n in 0..31 {
+                v.gprs.x[n] = get::<8>(&c, r + 8 * n);
+            }
+            v.gprs.pstate = cpsr;
+            v.gprs.sp_el0 = get::<8>(&c, r + 288);
+            v.sysregs.set(El1Reg::SpEl1, get::<8>(&c, r + 296));
+            v.sysregs.set(El1Reg::ElrEl1, get::<8>(&c, r + 304));
+            v.sysregs.set(El1Reg::SpsrEl1, get::<8>(&c, r + 264));
+            let sctlr = get::<8>(&c, 320);
+            if sctlr != 0 {
+                v.sysregs.set(El1Reg::SctlrEl1, sctlr);
+            }
+            v.sysregs.set(El1Reg::TcrEl1, get::<8>(&c, 328));
+            v.sysregs.set(El1Reg::Ttbr0El1, get::<8>(&c, 336));
+            v.sysregs.set(El1Reg::Ttbr1El1, get::<8>(&c, 344));
+            d.boot_vcpu = Some(Box::new(v));
+            Answer::ok(false)
+        })
+    }
+
+    fn destroydomain(&self, sh: &mut Shared<M>, arch: &mut dyn Arch, domain: DomId) -> Answer {
+        let Some(idx) = sh
+            .domains
+            .iter()
+            .position(|d| d.id == domain && d.from_domctl)
+        else {
+            return Answer::err(Errno::ESRCH);
+        };
+        if sh.domains[idx].live_vcpus > 0 {
+            // Running: its vCPUs stop at their next scheduling point; the
+            // last one tears it down.
+            sh.domains[idx].ending.get_or_insert(EndReason::Destroyed);
+            sh.domains[idx].from_domctl = false;
+            return Answer::ok(false);
+        }
+        let d = sh.domains.swap_remove(idx);
+        let Shared {
+            mem,
+            vmids,
+            pool,
+            flush,
+            sink,
+            ..
+        } = sh;
+        let id = d.id;
+        if d.unpaused {
+            d.destroy(arch, mem, pool, flush, vmids);
+        } else {
+            // Never ran: no TLB entry can exist for its VMID.
+            d.discard(mem, pool, vmids);
+        }
+        sink.hv_line(format_args!("d{id} destroyed"));
+        Answer::ok(false)
+    }
+}
+
+/// Run `f` on domain `id` if it is a domain the control domain built.
+fn with_domu<M>(sh: &mut Shared<M>, id: DomId, f: impl FnOnce(&mut Domain) -> Answer) -> Answer {
+    match sh.domains.iter_mut().find(|d| d.id == id && d.from_domctl) {
+        Some(d) => f(d),
+        None => Answer::err(Errno::ESRCH),
+    }
+}
+
+fn unpause<M>(sh: &mut Shared<M>, id: DomId, queue: &mut Option<Box<Vcpu>>) -> Answer {
+    with_domu(sh, id, |d| {
+        if d.unpaused {
+            return Answer::ok(false);
+        }
+        let Some(v) = d.boot_vcpu.take() else {
+            log::debug!("d{}: unpause without a vCPU context", d.id);
+            return Answer::err(Errno::EINVAL);
+        };
+        d.unpaused = true;
+        d.live_vcpus = 1;
+        *queue = Some(v);
+        Answer::ok(false)
+    })
+}
+
+fn getdomaininfo<M>(sh: &Shared<M>, buf: &mut [u8; DOMCTL_SIZE], id: DomId) -> Answer {
+    let Some(d) = sh.domains.iter().find(|d| d.id == id) else {
+        return Answer::err(Errno::ESRCH);
+    };
+    let mut flags = dominf::HVM_GUEST | dominf::HAP;
+    if d.live_vcpus > 0 {
+        flags |= dominf::RUNNING;
+    } else if !d.unpaused {
+        flags |= dominf::PAUSED;
+    }
+    if let Some(r) = d.ending {
+        flags |= dominf::SHUTDOWN | ((r.shutdown_code() & 0xff) << dominf::SHUTDOWNSHIFT);
+        if d.live_vcpus == 0 {
+            flags |= dominf::DYING;
+        }
+    }
+    // struct xen_domctl_getdomaininfo (offsets in the union).
+    let u = &mut buf[U..];
+    u.fill(0);
+    put(u, 0, &id.to_le_bytes());
+    put(u, 4, &flags.to_le_bytes());
+    put(u, 8, &d.physmap().tot_pages().to_le_bytes());
+    put(u, 16, &d.physmap().max_pages().to_le_bytes());
+    put(u, 64, &d.live_vcpus.to_le_bytes());
+    put(u, 68, &d.max_vcpus.saturating_sub(1).to_le_bytes());
+    put(u, 76, &d.handle);
+    put(u, 96, &u32::from(d.stage2().ipa_bits()).to_le_bytes());
+    Answer::ok(true)
+}
+
+impl<M: PhysMem + TableMem + Send> System<M> {
+    /// Handle `sysctl(arg)` (`physinfo` only) from vCPU `v`'s domain.
+    pub(super) fn sysctl(&self, v: &mut Vcpu, arg: u64) -> Next {
+        let mut sh = self.shared.lock();
+        let Some(caller) = sh.domains.iter().find(|d| d.id == v.domid) else {
+            return Next::Resume;
+        };
+        if !caller.privileged {
+            v.gprs.x[0] = Errno::EPERM.to_x0();
+            return Next::Resume;
+        }
+        let view = caller.stage2().view();
+        let (total, free) = (sh.pool.total_frames(), sh.pool.free_frames());
+        let Shared { mem, .. } = &mut *sh;
+        let mut gm = crate::guest::GuestMemory::from_view(view, mem);
+        let mut buf = [0u8; SYSCTL_SIZE];
+        if let Err(e) = gm.copy_from_guest(Ipa(arg), &mut buf) {
+            v.gprs.x[0] = e.errno().to_x0();
+            return Next::Resume;
+        }
+        if get::<4>(&buf, 0) as u32 != cmd::SYSCTL_PHYSINFO {
+            v.gprs.x[0] = Errno::ENOSYS.to_x0();
+            return Next::Resume;
+        }
+        // struct xen_sysctl_physinfo (union at 8): total_pages @40, free_pages @48, scrub_pages @56.
+        let u = &mut buf[8..];
+        u.fill(0);
+        put(u, 0, &1u32.to_le_bytes());
+        put(u, 40, &total.to_le_bytes());
+        put(u, 48, &free.to_le_bytes());
+        v.gprs.x[0] = match gm.copy_to_guest(Ipa(arg), &buf) {
+            Ok(()) => 0,
+            Err(e) => e.errno().to_x0(),
+        };
+        Next::Resume
+    }
+}
