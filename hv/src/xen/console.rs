@@ -11,8 +11,9 @@ use super::{ConsoleIo, Errno, HypercallCtx};
 use crate::arch::PhysMem;
 use pv_tlb::Ipa;
 
-/// Longest line hv prints for a guest before breaking it.
-pub const LINE_MAX: usize = 128;
+/// Longest line hv prints for a guest before breaking it (long enough for
+/// the machine-parsable report lines of the test payloads).
+pub const LINE_MAX: usize = 1024;
 /// Bytes copied from the guest per step.
 const CHUNK: usize = 128;
 

@@ -408,6 +408,7 @@ pub(crate) mod tests {
 mod handler_tests {
     use super::*;
     use crate::arch::fake::FakeMem;
+    use crate::xen::console::LINE_MAX;
     use alloc::string::String;
     use alloc::vec::Vec;
     use memops::{S2Attrs, Stage2};
@@ -515,14 +516,14 @@ mod handler_tests {
 
     #[test]
     fn console_lines_escape_and_break() {
-        let long = [b'a'; 300];
+        let long = [b'a'; 2500];
         let sink = with_ctx(false, |ctx| {
             ctx.mem
                 .copy_to_guest(Ipa(B), b"tab\there\r\nnext\n")
                 .unwrap();
             assert_eq!(call(ctx, 18, [0, 15, B, 0, 0]), 0);
             ctx.mem.copy_to_guest(Ipa(B + 0x100), &long).unwrap();
-            assert_eq!(call(ctx, 18, [0, 300, B + 0x100, 0, 0]), 0);
+            assert_eq!(call(ctx, 18, [0, 2500, B + 0x100, 0, 0]), 0);
             // A buffer running off the end of RAM: the readable part prints, then -EFAULT.
             ctx.mem
                 .copy_to_guest(Ipa(B + 0x1ff0), b"0123456789abcdef")
@@ -536,12 +537,12 @@ mod handler_tests {
         });
         assert_eq!(sink.0[0], "(d3) tab\\x09here");
         assert_eq!(sink.0[1], "(d3) next");
-        assert_eq!(sink.0[2], std::format!("(d3) {}", "a".repeat(128)));
-        assert_eq!(sink.0[3], std::format!("(d3) {}", "a".repeat(128)));
+        assert_eq!(sink.0[2], std::format!("(d3) {}", "a".repeat(LINE_MAX)));
+        assert_eq!(sink.0[3], std::format!("(d3) {}", "a".repeat(LINE_MAX)));
         assert_eq!(
             sink.0.len(),
             4,
-            "44 a's and the rest stay buffered until a newline"
+            "452 a's and the rest stay buffered until a newline"
         );
     }
 }
