@@ -74,15 +74,15 @@ impl FrameSource for GlobalFrames {
 pub const POOL_RESERVE_FRAMES: u64 = 8192;
 
 /// Carve the guest page pool out of `frames`: the largest 2 MiB-aligned
-/// contiguous run (halving from `free - POOL_RESERVE_FRAMES`) it can give.
-/// An empty pool if even 2 MiB is not available.
+/// contiguous run it can give, trying `free - POOL_RESERVE_FRAMES` first and
+/// then 1/8 less each time. An empty pool if even 2 MiB is not available.
 pub fn carve_pool(frames: &mut dyn FrameSource, free: u64) -> FrameTable {
     let mut want = free.saturating_sub(POOL_RESERVE_FRAMES) & !511;
     while want >= 512 {
         if let Some(pa) = frames.alloc_frames(want, 512) {
             return FrameTable::new(pa, want);
         }
-        want = (want / 2) & !511;
+        want = want.saturating_sub((want / 8).max(512)) & !511;
     }
     FrameTable::new(PhysAddr(0), 0)
 }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::arch::fake::{Event, FakeArch, FakeMachine, FakeMem, Kind, SharedMachine, Step};
 use crate::arch::{El1Reg, GuestGprs};
-use crate::domain::GUEST_RAM0_BASE;
+use crate::domain::{FrameSource, GUEST_RAM0_BASE};
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec;
@@ -935,4 +935,42 @@ fn control_domain_builds_a_domu_through_domctl() {
         assert_eq!(m.allocated(Kind::Table), 0);
         assert_eq!(vmids, 0);
     });
+}
+
+#[test]
+fn pool_carving_takes_the_largest_run_it_can_get() {
+    struct Frames {
+        largest: u64,
+        asked: Vec<u64>,
+    }
+    impl FrameSource for Frames {
+        fn alloc_frames(&mut self, count: u64, align_pages: u64) -> Option<PhysAddr> {
+            assert_eq!(align_pages, 512);
+            self.asked.push(count);
+            (count <= self.largest).then_some(PhysAddr(0x4000_0000))
+        }
+        fn free_frames(&mut self, _pa: PhysAddr, _count: u64) {}
+    }
+    let mut f = Frames {
+        largest: 150_000,
+        asked: Vec::new(),
+    };
+    let pool = carve_pool(&mut f, 262_000);
+    assert_eq!(f.asked[0], (262_000 - POOL_RESERVE_FRAMES) & !511);
+    assert!(
+        pool.total_frames() <= 150_000 && pool.total_frames() > 150_000 * 7 / 8,
+        "{}",
+        pool.total_frames()
+    );
+    assert_eq!(pool.total_frames() % 512, 0);
+    let mut none = Frames {
+        largest: 0,
+        asked: Vec::new(),
+    };
+    assert_eq!(carve_pool(&mut none, 100_000).total_frames(), 0);
+    assert_eq!(
+        carve_pool(&mut none, 1000).total_frames(),
+        0,
+        "below the reserve"
+    );
 }
