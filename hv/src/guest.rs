@@ -418,3 +418,43 @@ mod tests {
         assert_eq!(std::format!("{:?}", arr), "GuestHandle(0x0000000040000010)");
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::arch::fake::FakeMem;
+    use memops::S2Attrs;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Over 3 mapped pages (scattered host frames) and anything around
+        /// them: a copy succeeds exactly when its whole range is mapped, a
+        /// successful write reads back, and a failed write changes nothing.
+        #[test]
+        fn copies_are_all_or_nothing(off in 0u64..0x5000, len in 0usize..0x2100, seed in any::<u8>()) {
+            let mut mem = FakeMem::new(0x8000_0000, 0x100_0000);
+            let mut s2 = Stage2::new(&mut mem, 40).unwrap();
+            let base = 0x4000_1000u64;
+            for (i, pa) in [0x8030_0000u64, 0x8010_0000, 0x8020_0000].iter().enumerate() {
+                s2.map(&mut mem, Ipa(base + i as u64 * 0x1000), PhysAddr(*pa), 0x1000, S2Attrs::RAM).unwrap();
+            }
+            let mut gm = GuestMemory::new(&s2, &mut mem);
+            let start = 0x4000_0000 + off;
+            let inside = start >= base && start + len as u64 <= base + 0x3000;
+            let mut before = alloc::vec![0u8; 0x3000];
+            gm.copy_from_guest(Ipa(base), &mut before).unwrap();
+            let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+            let w = gm.copy_to_guest(Ipa(start), &data);
+            prop_assert_eq!(w.is_ok(), inside || len == 0);
+            let mut after = alloc::vec![0u8; 0x3000];
+            gm.copy_from_guest(Ipa(base), &mut after).unwrap();
+            if w.is_ok() {
+                let mut back = alloc::vec![0u8; len];
+                gm.copy_from_guest(Ipa(start), &mut back).unwrap();
+                prop_assert_eq!(back, data);
+            } else {
+                prop_assert_eq!(after, before);
+            }
+        }
+    }
+}

@@ -974,3 +974,41 @@ fn pool_carving_takes_the_largest_run_it_can_get() {
         "below the reserve"
     );
 }
+
+#[test]
+fn vmid_exhaustion_refuses_a_domain_and_an_ended_one_frees_its_vmid() {
+    let r = rig();
+    for _ in 0..3 {
+        r.add(&kernel(b""));
+    }
+    let img = kernel(b"");
+    let fourth = r.sys.add_domain(
+        DomainSpec::domu(RAM),
+        BootImage {
+            size: img.len() as u64,
+            read: &mut |_m: &FakeMem, off, buf: &mut [u8]| {
+                buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
+            },
+        },
+        None,
+    );
+    assert_eq!(fourth, Err(crate::domain::DomainError::NoVmid), "2-bit VMIDs: 3 domains at most");
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES - 3 * 512, "the refused domain left nothing behind");
+    // d1 ends; its VMID comes back (after its flush) and the next domain gets it.
+    r.script(1, [Step::data_abort(0x1000_0000, false)]);
+    r.script(2, [Step::hypercall(29, &[0]), shutdown(GUEST_RAM0_BASE + 0x200)]);
+    r.script(3, [Step::hypercall(29, &[0]), shutdown(GUEST_RAM0_BASE + 0x200)]);
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    r.sys.with_mem(|_, vmids| assert_eq!(vmids, 0));
+    assert_eq!(r.add(&kernel(b"")), 5, "domids are not reused; the VMID is");
+    let m = r.machine.lock();
+    let flushed: Vec<u16> = m
+        .tlb_ops()
+        .iter()
+        .filter_map(|o| match o {
+            TlbOp::Vmalls12e1is { vmid } => Some(vmid.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flushed, vec![1, 2, 3], "each VMID flushed once before it could be reused");
+}
