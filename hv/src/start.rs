@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use memops::{FrameTable, TableMem};
-use pv_tlb::{DeferredFlush, Policy};
+use pv_tlb::{DeferredFlush, LastRan, Policy};
 use pv_tlb::{PhysAddr, PAGE_SIZE};
 use spin::{Mutex, Once};
 
@@ -361,6 +361,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// Run vCPUs on this pCPU until every domain has ended.
     pub fn run_cpu(&self, arch: &mut dyn Arch) -> CpuExit {
         let mut current: Option<Box<Vcpu>> = None;
+        // This pCPU's last-ran record (per VMID), for vCPU-switch TLB plans.
+        let mut last_ran = LastRan::new();
         loop {
             if self.live_domains.load(Ordering::SeqCst) == 0 {
                 if let Some(mut c) = current.take() {
@@ -374,7 +376,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     // Another vCPU waits: save this one fully before anyone can take it.
                     arch.vcpu_put(&mut c.sysregs);
                     self.runq.lock().push_back(c);
-                    if !self.load(arch, &n) {
+                    if !self.load(arch, &n, &mut last_ran) {
                         self.drop_vcpu(arch, n, None);
                         continue;
                     }
@@ -382,7 +384,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 }
                 (Some(c), None) => c,
                 (None, Some(n)) => {
-                    if !self.load(arch, &n) {
+                    if !self.load(arch, &n, &mut last_ran) {
                         self.drop_vcpu(arch, n, None);
                         continue;
                     }
@@ -420,14 +422,22 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     }
 
     /// Load `v` on this CPU; false if its domain is gone.
-    fn load(&self, arch: &mut dyn Arch, v: &Vcpu) -> bool {
+    /// Load `v` on this CPU (false if its domain is gone), then run the
+    /// vCPU-switch plan of this pCPU's last-ran record (a different vCPU of
+    /// the same VMID needs its local stage-1 entries dropped).
+    fn load(&self, arch: &mut dyn Arch, v: &Vcpu, last_ran: &mut LastRan) -> bool {
         let mut sh = self.shared.lock();
+        let policy = sh.flush.policy();
         let Some(e) = sh.entry(v.domid) else {
             return false;
         };
-        let regs = e.stage2_regs();
+        let (regs, vmid) = (e.stage2_regs(), e.vmid());
         drop(sh);
         arch.vcpu_load(&v.sysregs, regs, v.vmpidr());
+        let plan = last_ran.switch_to(vmid, v.id, &policy);
+        if !plan.is_empty() {
+            crate::tlb::execute_ops(plan.ops(), arch);
+        }
         true
     }
 

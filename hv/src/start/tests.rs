@@ -325,6 +325,24 @@ fn yields_round_robin_and_lazy_reload() {
         .count();
     // 1,2,1,2,1,2: six loads; d2's last two entries reuse the loaded context.
     assert_eq!(loads, 6);
+    // Switching between different VMIDs needs no TLB maintenance: the only
+    // TLBIs are the two destroy flushes.
+    let tlbis: Vec<_> = m
+        .tlb_ops()
+        .into_iter()
+        .filter(|o| o.kind().is_some())
+        .collect();
+    assert_eq!(
+        tlbis,
+        vec![
+            TlbOp::Vmalls12e1is {
+                vmid: pv_tlb::Vmid(1)
+            },
+            TlbOp::Vmalls12e1is {
+                vmid: pv_tlb::Vmid(2)
+            }
+        ]
+    );
     drop(m);
     // WFI/WFE are stepped over.
     let e = r.entries(1);
@@ -992,12 +1010,26 @@ fn vmid_exhaustion_refuses_a_domain_and_an_ended_one_frees_its_vmid() {
         },
         None,
     );
-    assert_eq!(fourth, Err(crate::domain::DomainError::NoVmid), "2-bit VMIDs: 3 domains at most");
-    assert_eq!(r.sys.pool_free(), POOL_FRAMES - 3 * 512, "the refused domain left nothing behind");
+    assert_eq!(
+        fourth,
+        Err(crate::domain::DomainError::NoVmid),
+        "2-bit VMIDs: 3 domains at most"
+    );
+    assert_eq!(
+        r.sys.pool_free(),
+        POOL_FRAMES - 3 * 512,
+        "the refused domain left nothing behind"
+    );
     // d1 ends; its VMID comes back (after its flush) and the next domain gets it.
     r.script(1, [Step::data_abort(0x1000_0000, false)]);
-    r.script(2, [Step::hypercall(29, &[0]), shutdown(GUEST_RAM0_BASE + 0x200)]);
-    r.script(3, [Step::hypercall(29, &[0]), shutdown(GUEST_RAM0_BASE + 0x200)]);
+    r.script(
+        2,
+        [Step::hypercall(29, &[0]), shutdown(GUEST_RAM0_BASE + 0x200)],
+    );
+    r.script(
+        3,
+        [Step::hypercall(29, &[0]), shutdown(GUEST_RAM0_BASE + 0x200)],
+    );
     assert_eq!(r.run(0), CpuExit::PowerOff);
     r.sys.with_mem(|_, vmids| assert_eq!(vmids, 0));
     assert_eq!(r.add(&kernel(b"")), 5, "domids are not reused; the VMID is");
@@ -1010,5 +1042,9 @@ fn vmid_exhaustion_refuses_a_domain_and_an_ended_one_frees_its_vmid() {
             _ => None,
         })
         .collect();
-    assert_eq!(flushed, vec![1, 2, 3], "each VMID flushed once before it could be reused");
+    assert_eq!(
+        flushed,
+        vec![1, 2, 3],
+        "each VMID flushed once before it could be reused"
+    );
 }
