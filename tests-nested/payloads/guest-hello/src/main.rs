@@ -1,10 +1,11 @@
 //! EL1 test guest (built for aarch64-unknown-none).
 //!
 //! Prints a greeting through `console_io`, prints hv's `xen_version` answer,
-//! and checks three error paths of Xen's Arm ABI: an unassigned hypercall
+//! and checks error paths of Xen's Arm ABI: an unassigned hypercall
 //! number returns -ENOSYS, `HVC` with an immediate other than 0xEA1 arrives in
 //! the guest's own vector table as an undefined instruction (ESR_EL1.EC = 0),
-//! and `console_io` with a buffer outside guest RAM returns -EFAULT. It then
+//! and `console_io` with a buffer outside guest RAM, like `SCHEDOP_shutdown`
+//! with a pointer outside it, returns -EFAULT. It then
 //! prints `guest-hello: all checks passed` (or which checks failed) and powers
 //! the domain off with `SCHEDOP_shutdown(SHUTDOWN_poweroff)`.
 #![cfg_attr(all(target_arch = "aarch64", target_os = "none"), no_std, no_main)]
@@ -149,6 +150,25 @@ mod guest {
         c.record("console_io bad buffer -> -EFAULT", r == xen::EFAULT);
     }
 
+    fn check_bad_shutdown_pointer(c: &mut Checks) {
+        // SAFETY: the struct pointer is outside guest RAM, so it is no Rust
+        // object; SCHEDOP_shutdown would only read it, and hv must refuse it
+        // (and keep this domain running).
+        let r = unsafe {
+            hypercall::hypercall(
+                xen::HYPERVISOR_SCHED_OP,
+                [xen::SCHEDOP_SHUTDOWN, OUTSIDE_RAM, 0, 0, 0],
+            )
+        };
+        println!(
+            "sched_op(SCHEDOP_shutdown, {:#x}) returned {} (expect {})",
+            OUTSIDE_RAM,
+            r,
+            xen::EFAULT
+        );
+        c.record("SCHEDOP_shutdown bad pointer -> -EFAULT", r == xen::EFAULT);
+    }
+
     /// Entry point called by guest-rt's `_start`.
     #[no_mangle]
     extern "C" fn guest_main() {
@@ -161,6 +181,7 @@ mod guest {
         check_unknown_hypercall(&mut c);
         check_wrong_immediate(&mut c);
         check_bad_console_buffer(&mut c);
+        check_bad_shutdown_pointer(&mut c);
         if c.nfailed == 0 {
             println!("guest-hello: all checks passed");
         } else {
