@@ -38,7 +38,12 @@ fn hello_chain(d: u32) -> Vec<String> {
 }
 
 fn common_never(e: Expectations) -> Expectations {
+    // hv's panic handler prints "hv: ERROR: panic on CPU<n>: panicked at ..." and parks.
     e.never("panicked at")
+        .never("hv: ERROR: panic on CPU")
+        // hv's own EL2 exception report (arch/aarch64/boot.rs), then it halts.
+        .never("hv: ERROR: unexpected * exception at EL2")
+        .never("hv: ERROR: stack overflow on CPU")
         .never("guest panic:")
         .never("guest-rt: unexpected exception")
 }
@@ -127,6 +132,19 @@ mod tests {
         let mut m = Matcher::new(smoke(2));
         log.into_iter().for_each(|l| m.feed(l));
         assert_eq!(m.violations().len(), 2);
+    }
+
+    #[test]
+    fn hv_crashes_are_forbidden() {
+        for crash in [
+            "hv: ERROR: panic on CPU1: panicked at hv/src/start.rs:10:5:",
+            "hv: ERROR: unexpected synchronous exception at EL2 on CPU0: ESR_EL2=0x96000045",
+            "hv: ERROR: stack overflow on CPU1 (guard page hit at 0x40123000)",
+        ] {
+            let mut m = Matcher::new(smoke(1));
+            m.feed(crash);
+            assert_eq!(m.violations().len(), 1, "{crash}");
+        }
     }
 
     #[test]
