@@ -143,7 +143,7 @@ mod tests {
         ] {
             let mut m = Matcher::new(smoke(1));
             m.feed(crash);
-            assert_eq!(m.violations().len(), 1, "{crash}");
+            assert!(!m.violations().is_empty(), "{crash}");
         }
     }
 
