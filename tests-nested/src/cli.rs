@@ -24,13 +24,24 @@ pub struct Options {
     /// CPUs given to QEMU.
     pub smp: u32,
     /// Kernel modules for the demo (empty: the built guest-hello).
-    pub modules: Vec<PathBuf>,
+    pub modules: Vec<ModuleArg>,
+    /// Extra markers for the demo, matched in order alongside hv's own.
+    pub expect: Vec<String>,
     /// hv's command line (`/chosen/xen,xen-bootargs`).
     pub bootargs: String,
     /// Kill QEMU after this long.
     pub timeout: Duration,
     /// Skip `hvrun build` before running.
     pub no_build: bool,
+}
+
+/// A `--module` with its optional `--module-args`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleArg {
+    /// The kernel Image.
+    pub path: PathBuf,
+    /// The module node's `bootargs` (hv reads e.g. `dom0`, `mem=`).
+    pub bootargs: Option<String>,
 }
 
 /// hv's default command line for runs.
@@ -57,7 +68,11 @@ commands:
 options (demo, smoke):
   --smp N               CPUs (1..=8; demo default 2, smoke requires it)
   --module PATH         demo only: a kernel Image to boot instead of
-                        guest-hello (repeat for d2, d3, ...)
+                        guest-hello (repeat for more domains, in order)
+  --module-args STR     demo only: bootargs of the module node for the
+                        preceding --module (e.g. \"dom0\")
+  --expect GLOB         demo only: a serial marker that must appear (repeat;
+                        matched in order; `*` matches any text)
   --bootargs STR        hv's command line (default \"loglvl=info\"), e.g.
                         \"loglvl=debug tlb=targeted\"
   --timeout SECS        kill QEMU after SECS seconds (default 120)
@@ -83,6 +98,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
         action,
         smp: DEMO_SMP,
         modules: Vec::new(),
+        expect: Vec::new(),
         bootargs: DEFAULT_BOOTARGS.into(),
         timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
         no_build: false,
@@ -104,7 +120,19 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                     .ok_or_else(|| format!("--smp wants 1..={MAX_SMP}, got `{v}`"))?;
                 smp_given = true;
             }
-            "--module" => o.modules.push(PathBuf::from(value("--module")?)),
+            "--module" => o.modules.push(ModuleArg {
+                path: PathBuf::from(value("--module")?),
+                bootargs: None,
+            }),
+            "--module-args" => {
+                let v = value("--module-args")?;
+                let m = o
+                    .modules
+                    .last_mut()
+                    .ok_or("--module-args must follow a --module")?;
+                m.bootargs = Some(v);
+            }
+            "--expect" => o.expect.push(value("--expect")?),
             "--bootargs" => o.bootargs = value("--bootargs")?,
             "--timeout" => {
                 let v = value("--timeout")?;
@@ -123,8 +151,8 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     if o.action == Action::Smoke && !smp_given {
         return Err("smoke needs --smp N".into());
     }
-    if o.action != Action::Demo && !o.modules.is_empty() {
-        return Err("--module is only for demo".into());
+    if o.action != Action::Demo && (!o.modules.is_empty() || !o.expect.is_empty()) {
+        return Err("--module and --expect are only for demo".into());
     }
     Ok(o)
 }
@@ -149,12 +177,22 @@ mod tests {
 
     #[test]
     fn options_are_read() {
-        let o = p("demo --smp 2 --module a.bin --module b.bin --bootargs loglvl=debug --timeout 9 --no-build").unwrap();
+        let o = p("demo --smp 2 --module a.bin --module-args dom0 --module b.bin --bootargs loglvl=debug --timeout 9 --no-build --expect x*y").unwrap();
         assert_eq!(o.smp, 2);
         assert_eq!(
             o.modules,
-            vec![PathBuf::from("a.bin"), PathBuf::from("b.bin")]
+            vec![
+                ModuleArg {
+                    path: "a.bin".into(),
+                    bootargs: Some("dom0".into())
+                },
+                ModuleArg {
+                    path: "b.bin".into(),
+                    bootargs: None
+                }
+            ]
         );
+        assert_eq!(o.expect, vec!["x*y".to_string()]);
         assert_eq!(o.bootargs, "loglvl=debug");
         assert_eq!(o.timeout, Duration::from_secs(9));
         assert!(o.no_build);
@@ -166,6 +204,8 @@ mod tests {
         assert!(p("smoke --smp 0").is_err());
         assert!(p("smoke --smp 9").is_err());
         assert!(p("smoke --smp 1 --module x").is_err());
+        assert!(p("smoke --smp 1 --expect x").is_err());
+        assert!(p("demo --module-args dom0").unwrap_err().contains("follow"));
         assert!(p("demo --timeout 0").is_err());
         assert!(p("demo --smp").unwrap_err().contains("needs a value"));
         assert!(p("demo --frob").is_err());

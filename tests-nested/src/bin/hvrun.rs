@@ -1,9 +1,9 @@
 //! `hvrun`: builds hv and its guest payloads, boots them under QEMU and checks
 //! hv's serial markers. Run `hvrun help` for usage.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-use tests_nested::cli::{self, Action, Options};
+use tests_nested::cli::{self, Action, ModuleArg, Options};
 use tests_nested::dts::{ChosenEdit, Module};
 use tests_nested::image::{self, ImageHeader};
 use tests_nested::markers::Expectations;
@@ -50,6 +50,14 @@ fn image(path: &Path, what: &str) -> Result<(ImageHeader, u64), String> {
     Ok((h, bytes.len() as u64))
 }
 
+/// A payload built by `hvrun build`, with no module bootargs.
+fn built(paths: &Paths, bin: &str) -> ModuleArg {
+    ModuleArg {
+        path: paths.flat(bin),
+        bootargs: None,
+    }
+}
+
 fn run(paths: &Paths, o: &Options) -> Result<(), String> {
     toolchain::check_tools()?;
     if !o.no_build {
@@ -61,16 +69,16 @@ fn run(paths: &Paths, o: &Options) -> Result<(), String> {
     })?;
     image::check_kernel_fits(&hv_header, hv_len)?;
 
-    let (name, kernels, exp): (String, Vec<PathBuf>, Expectations) = match o.action {
+    let (name, kernels, exp): (String, Vec<ModuleArg>, Expectations) = match o.action {
         Action::Smoke => (
             format!("smoke-smp{}", o.smp),
-            vec![paths.flat("guest-fault"), paths.flat("guest-hello")],
+            vec![built(paths, "guest-fault"), built(paths, "guest-hello")],
             scenario::smoke(o.smp),
         ),
         _ if o.modules.is_empty() => (
             format!("demo-smp{}", o.smp),
-            vec![paths.flat("guest-hello")],
-            scenario::demo(o.smp, true, 1),
+            vec![built(paths, "guest-hello")],
+            scenario::demo(o.smp, true, 1, &o.expect),
         ),
         _ => (
             format!("demo-smp{}-custom", o.smp),
@@ -79,12 +87,13 @@ fn run(paths: &Paths, o: &Options) -> Result<(), String> {
                 o.smp,
                 false,
                 u32::try_from(o.modules.len()).unwrap_or(u32::MAX),
+                &o.expect,
             ),
         ),
     };
     let mut sizes = Vec::new();
     for (i, k) in kernels.iter().enumerate() {
-        let (_, len) = image(k, &format!("module {} (d{})", i, i + 1))?;
+        let (_, len) = image(&k.path, &format!("module {}", i + 1))?;
         sizes.push(len);
     }
     let addrs = image::place_modules(&sizes, qemu::RAM_END)?;
@@ -92,10 +101,11 @@ fn run(paths: &Paths, o: &Options) -> Result<(), String> {
         modules: addrs
             .iter()
             .zip(&sizes)
-            .map(|(&addr, &size)| Module {
+            .zip(&kernels)
+            .map(|((&addr, &size), k)| Module {
                 addr,
                 size,
-                bootargs: None,
+                bootargs: k.bootargs.clone(),
             })
             .collect(),
         xen_bootargs: Some(o.bootargs.clone()),
@@ -103,11 +113,16 @@ fn run(paths: &Paths, o: &Options) -> Result<(), String> {
     let dtb = toolchain::prepare_dtb(paths, o.smp, &edit, &name)?;
     let mods: Vec<(&Path, u64)> = kernels
         .iter()
-        .map(PathBuf::as_path)
+        .map(|k| k.path.as_path())
         .zip(addrs.iter().copied())
         .collect();
-    for (i, (k, a)) in mods.iter().enumerate() {
-        eprintln!("hvrun: d{} <- {} at {a:#x}", i + 1, k.display());
+    for (i, ((k, a), m)) in mods.iter().zip(&kernels).enumerate() {
+        let args = m
+            .bootargs
+            .as_ref()
+            .map(|b| format!(", bootargs \"{b}\""))
+            .unwrap_or_default();
+        eprintln!("hvrun: module {} at {a:#x}: {}{args}", i + 1, k.display());
     }
     let args = qemu::run_args(o.smp, &hv, &dtb, &mods);
     let program = qemu::qemu_binary();
