@@ -16,7 +16,7 @@
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use memops::{FrameTable, TableMem};
 use pv_tlb::{DeferredFlush, LastRan, Policy};
@@ -128,6 +128,11 @@ pub struct System<M> {
     live_domains: AtomicUsize,
     ipa_bits: u8,
     next_domid: AtomicUsize,
+    /// Some invalidation is pending in the flush gatherer (a coalescing
+    /// window may be open): exits then take the lock to close it.
+    deferred: AtomicBool,
+    /// Free bytes of hv's heap (guest-driven allocations are gated on it).
+    heap_free: fn() -> usize,
 }
 
 /// What a domain is built with.
@@ -209,7 +214,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             live_domains: AtomicUsize::new(0),
             ipa_bits,
             next_domid: AtomicUsize::new(1),
+            deferred: AtomicBool::new(false),
+            heap_free: crate::mm::heap::free,
         }
+    }
+
+    /// Replace how the heap's free bytes are read (tests of heap exhaustion).
+    pub fn set_heap_probe(&mut self, f: fn() -> usize) {
+        self.heap_free = f;
     }
 
     /// Build a domain (d0 if privileged, else d<N> with N counting from 1):
@@ -366,7 +378,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         loop {
             if self.live_domains.load(Ordering::SeqCst) == 0 {
                 if let Some(mut c) = current.take() {
-                    arch.vcpu_put(&mut c.sysregs);
+                    self.put(arch, &mut c);
                 }
                 return CpuExit::AllEnded;
             }
@@ -374,7 +386,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             let mut v = match (current.take(), next) {
                 (Some(mut c), Some(n)) => {
                     // Another vCPU waits: save this one fully before anyone can take it.
-                    arch.vcpu_put(&mut c.sysregs);
+                    self.put(arch, &mut c);
                     self.runq.lock().push_back(c);
                     if !self.load(arch, &n, &mut last_ran) {
                         self.drop_vcpu(arch, n, None);
@@ -396,7 +408,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 }
             };
             if let Some(reason) = self.ending(v.domid) {
-                arch.vcpu_put(&mut v.sysregs);
+                self.put(arch, &mut v);
                 if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
                     return exit;
                 }
@@ -405,14 +417,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             match self.run_until_yield(arch, &mut v) {
                 Next::Yield | Next::Resume => current = Some(v),
                 Next::VcpuOff => {
-                    arch.vcpu_put(&mut v.sysregs);
+                    self.put(arch, &mut v);
                     v.state = VcpuState::Off;
                     if let Some(exit) = self.drop_vcpu(arch, v, None) {
                         return exit;
                     }
                 }
                 Next::EndDomain(reason) => {
-                    arch.vcpu_put(&mut v.sysregs);
+                    self.put(arch, &mut v);
                     if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
                         return exit;
                     }
@@ -503,6 +515,33 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         None
     }
 
+    /// Domain `id`'s coalescing window closes (its exit is not a coalescable
+    /// remove, or one of its vCPUs is put): run the flushes it kept pending,
+    /// then release their pages (`pv_tlb::deferred`, "The coalescing window").
+    fn close_window(&self, arch: &mut dyn Arch, id: DomId) {
+        if !self.deferred.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut sh = self.shared.lock();
+        let Some(vmid) = sh.entry(id).map(|d| d.vmid()) else {
+            return;
+        };
+        let f = sh.flush.close_window(vmid);
+        crate::tlb::execute_ops(f.plan.ops(), arch);
+        if let Err(e) = sh.pool.release(&f.released) {
+            log::error!("d{id}: releasing pages after a window flush: {e}");
+        }
+        let idle = sh.flush.is_idle();
+        self.deferred.store(!idle, Ordering::SeqCst);
+    }
+
+    /// Save `v`'s EL1 state (it leaves this pCPU), closing its domain's
+    /// coalescing window first.
+    fn put(&self, arch: &mut dyn Arch, v: &mut Vcpu) {
+        self.close_window(arch, v.domid);
+        arch.vcpu_put(&mut v.sysregs);
+    }
+
     /// Run `v` (loaded) until it yields, stops or its domain ends.
     fn run_until_yield(&self, arch: &mut dyn Arch, v: &mut Vcpu) -> Next {
         loop {
@@ -517,7 +556,11 @@ impl<M: PhysMem + TableMem + Send> System<M> {
 
     fn handle_exit(&self, arch: &mut dyn Arch, v: &mut Vcpu, raw: &RawExit) -> Next {
         let (d, n) = (v.domid, v.id);
-        match ExitReason::decode(raw) {
+        let exit = ExitReason::decode(raw);
+        if !keeps_window(&exit, v) {
+            self.close_window(arch, d);
+        }
+        match exit {
             ExitReason::Hvc { imm16: 0 } => self.psci(v),
             ExitReason::Hvc { imm16 } => {
                 if imm16 == xen::abi::XEN_HYPERCALL_TAG {
@@ -630,8 +673,11 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 pool,
                 flush,
                 arch,
+                heap_free: self.heap_free,
             };
-            return match xen::memory::memory_op(cmd, arg, &mut ctx) {
+            let r = xen::memory::memory_op(cmd, arg, &mut ctx);
+            self.deferred.store(!flush.is_idle(), Ordering::SeqCst);
+            return match r {
                 MemoryOpResult::Done(x0) => {
                     v.gprs.x[0] = x0;
                     Next::Resume
@@ -697,6 +743,23 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         }
         Next::Resume
     }
+}
+
+/// True if `exit` leaves the caller's coalescing window open: a Xen
+/// `memory_op` that is a remove (`XENMEM_remove_from_physmap`, hv's
+/// `XENMEM_remove_from_physmap_batch`) or the continuation of a preempted
+/// call (resume index in `cmd[63:6]`). Every other exit closes it.
+fn keeps_window(exit: &ExitReason, v: &Vcpu) -> bool {
+    let ExitReason::Hvc { imm16 } = *exit else {
+        return false;
+    };
+    let cmd = v.gprs.x[0];
+    let op = cmd & memops::xen::MEMOP_CMD_MASK;
+    imm16 == xen::abi::XEN_HYPERCALL_TAG
+        && v.gprs.x[16] == xen::abi::nr::MEMORY_OP
+        && (op == memops::xen::XENMEM_REMOVE_FROM_PHYSMAP
+            || op == memops::xen::XENMEM_REMOVE_FROM_PHYSMAP_BATCH
+            || cmd >> memops::xen::MEMOP_EXTENT_SHIFT != 0)
 }
 
 /// Copy host memory at `pa` into `buf`, split at page boundaries as [`PhysMem`] requires.

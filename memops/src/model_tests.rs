@@ -37,6 +37,8 @@ enum Step {
     Unmap { dom: usize, gfn: u64 },
     /// The hypercall ends (coalescable: a single remove_from_physmap).
     End { dom: usize, coalescable: bool },
+    /// `dom` exits for something else than a remove: its coalescing window closes.
+    Exit { dom: usize },
     /// Allocator pressure: flush everything, release the held frames.
     Free,
     /// vCPU `vcpu` of `dom` runs on `cpu`.
@@ -47,13 +49,14 @@ enum Step {
 
 fn step_strategy() -> impl Strategy<Value = Step> {
     prop_oneof![
-        3 => (0..NDOM, 0..GFNS, prop::bool::weighted(0.15))
+        6 => (0..NDOM, 0..GFNS, prop::bool::weighted(0.15))
             .prop_map(|(dom, gfn, big)| Step::Map { dom, gfn, big }),
-        3 => (0..NDOM, 0..GFNS).prop_map(|(dom, gfn)| Step::Unmap { dom, gfn }),
-        1 => (0..NDOM, any::<bool>()).prop_map(|(dom, coalescable)| Step::End { dom, coalescable }),
-        1 => Just(Step::Free),
-        2 => (0..NCPU, 0..NDOM, 0..2u32).prop_map(|(cpu, dom, vcpu)| Step::Switch { cpu, dom, vcpu }),
-        6 => (0..NCPU, 0..GFNS).prop_map(|(cpu, gfn)| Step::Access { cpu, gfn }),
+        6 => (0..NDOM, 0..GFNS).prop_map(|(dom, gfn)| Step::Unmap { dom, gfn }),
+        2 => (0..NDOM, any::<bool>()).prop_map(|(dom, coalescable)| Step::End { dom, coalescable }),
+        1 => (0..NDOM).prop_map(|dom| Step::Exit { dom }),
+        2 => Just(Step::Free),
+        4 => (0..NCPU, 0..NDOM, 0..2u32).prop_map(|(cpu, dom, vcpu)| Step::Switch { cpu, dom, vcpu }),
+        12 => (0..NCPU, 0..GFNS).prop_map(|(cpu, gfn)| Step::Access { cpu, gfn }),
     ]
 }
 
@@ -187,8 +190,15 @@ impl Harness {
                 self.remove(dom, g);
             }
             Step::End { dom, coalescable } => {
-                let f = self.flush.end_hypercall(vmid(dom), coalescable);
+                let f = self.flush.end_hypercall(vmid(dom), vmid(dom), coalescable);
                 self.exec(f);
+            }
+            Step::Exit { dom } => {
+                let f = self.flush.close_window(vmid(dom));
+                self.exec(f);
+                if self.flush.window_open(vmid(dom)) {
+                    return Err(format!("d{dom}: window still open after its exit"));
+                }
             }
             Step::Free => {
                 let f = self.flush.flush_all();
@@ -413,7 +423,7 @@ fn random_sequences_find_each_missing_flush() {
     ] {
         let mut runner = TestRunner::new_with_rng(
             Config {
-                cases: 256,
+                cases: 8192,
                 failure_persistence: None,
                 ..Config::default()
             },

@@ -212,7 +212,8 @@ impl Physmap {
     ///
     /// # Errors
     /// [`Error::IpaOutOfRange`] outside the IPA range, [`Error::NotMapped`] if nothing is
-    /// mapped there, [`Error::OutOfTableMemory`] if splitting a block failed.
+    /// mapped there, [`Error::OutOfTableMemory`] if splitting a block failed,
+    /// [`Error::OutOfMemory`] if the orphan record cannot be allocated.
     pub fn remove(
         &mut self,
         tables: &mut impl TableMem,
@@ -225,6 +226,13 @@ impl Physmap {
             .get(&gfn)
             .copied()
             .ok_or(Error::NotMapped { ipa })?;
+        if e.kind == P2mKind::Ram && !give_back {
+            // The orphan record is reserved before anything changes: a
+            // guest-driven allocation fails, it never panics hv.
+            self.orphans
+                .try_reserve(1)
+                .map_err(|_| Error::OutOfMemory)?;
+        }
         let inv = self.stage2.unmap(tables, ipa, PAGE_SIZE)?;
         self.gfns.remove(&gfn);
         let r = match e.kind {

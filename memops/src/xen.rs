@@ -148,6 +148,14 @@ pub trait MemEnv {
     /// get held frames back when the pool is empty. Everything else is
     /// returned in [`MemOpOutcome::flush`].
     fn execute(&mut self, plan: &pv_tlb::Plan);
+    /// True if the host has room for `records` more per-gfn physmap records
+    /// (they live in hv's heap). A guest must not exhaust that heap: when
+    /// this says no, the mapping fails with `-ENOMEM` before anything
+    /// changed. The default (host tests, unbounded hosts) always says yes.
+    fn heap_room(&self, records: u64) -> bool {
+        let _ = records;
+        true
+    }
 }
 
 /// What a handler needs, borrowed separately so they can be used together.
@@ -441,9 +449,15 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         }
     }
 
-    fn end(&mut self, domid: u16, coalescable: bool, out: &mut Flush) {
+    /// The hypercall of `caller` that changed `domid`'s physmap ends (or is
+    /// preempted): `coalescable` leaves `domid`'s invalidations pending in
+    /// `caller`'s coalescing window (see `pv_tlb::deferred`).
+    fn end(&mut self, caller: u16, domid: u16, coalescable: bool, out: &mut Flush) {
         if let Some(v) = self.env.vmid(domid) {
-            out.append(self.flush.end_hypercall(v, coalescable));
+            // A caller without a VMID never ran: its window is keyed by the
+            // target's VMID (closed when the target's next exit comes).
+            let c = self.env.vmid(caller).unwrap_or(v);
+            out.append(self.flush.end_hypercall(c, v, coalescable));
         }
     }
 
@@ -485,6 +499,9 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         attrs: S2Attrs,
         out: &mut Flush,
     ) -> Result<(), Error> {
+        if !self.env.heap_room(pages) {
+            return Err(Error::OutOfMemory);
+        }
         {
             let pm = self
                 .env
@@ -572,7 +589,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         let mut i = start;
         while i < r.nr_extents {
             if i - start >= self.budget {
-                self.end(d, true, out);
+                self.end(caller, d, true, out);
                 return MemOpRet::Continue {
                     cmd: op | (i << MEMOP_EXTENT_SHIFT),
                 };
@@ -595,7 +612,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             }
             i += 1;
         }
-        self.end(d, false, out);
+        self.end(caller, d, false, out);
         MemOpRet::Done(i as i64)
     }
 
@@ -681,7 +698,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             Err(e) => return err(e),
         };
         let r = self.add_one(caller, d, x.space, 0, x.idx, x.gpfn, out);
-        self.end(d, false, out);
+        self.end(caller, d, false, out);
         MemOpRet::Done(r)
     }
 
@@ -777,7 +794,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         let mut i = start;
         while i < u64::from(x.size) {
             if i - start >= self.budget {
-                self.end(d, true, out);
+                self.end(caller, d, true, out);
                 return MemOpRet::Continue {
                     cmd: XENMEM_ADD_TO_PHYSMAP_BATCH | (i << MEMOP_EXTENT_SHIFT),
                 };
@@ -788,18 +805,18 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             ) {
                 (Ok(a), Ok(b)) => (a, b),
                 _ => {
-                    self.end(d, false, out);
+                    self.end(caller, d, false, out);
                     return err(errno::EFAULT);
                 }
             };
             let rc = self.add_one(caller, d, space, x.foreign_domid, idx, gpfn, out);
             if write_i32_at(guest, x.errs, i, rc as i32).is_err() {
-                self.end(d, false, out);
+                self.end(caller, d, false, out);
                 return err(errno::EFAULT);
             }
             i += 1;
         }
-        self.end(d, false, out);
+        self.end(caller, d, false, out);
         MemOpRet::Done(0)
     }
 
@@ -828,7 +845,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         };
         // Back-to-back single removes (unmodified dom0 kernels unmap one
         // page per call) stay pending and collapse into one plan.
-        self.end(d, true, out);
+        self.end(caller, d, true, out);
         MemOpRet::Done(rc)
     }
 
@@ -856,7 +873,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             if i - start >= self.budget {
                 // Pending invalidations (and the pages they hold) carry over
                 // to the continuation: the batch stays one plan.
-                self.end(d, true, out);
+                self.end(caller, d, true, out);
                 return MemOpRet::Continue {
                     cmd: XENMEM_REMOVE_FROM_PHYSMAP_BATCH | (i << MEMOP_EXTENT_SHIFT),
                 };
@@ -864,7 +881,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             let gfn = match read_u64_at(guest, x.gpfns, i) {
                 Ok(g) => g,
                 Err(_) => {
-                    self.end(d, false, out);
+                    self.end(caller, d, false, out);
                     return err(errno::EFAULT);
                 }
             };
@@ -873,12 +890,12 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                 Err(e) => e.xen_errno(),
             };
             if write_i32_at(guest, x.errs, i, rc as i32).is_err() {
-                self.end(d, false, out);
+                self.end(caller, d, false, out);
                 return err(errno::EFAULT);
             }
             i += 1;
         }
-        self.end(d, false, out);
+        self.end(caller, d, false, out);
         MemOpRet::Done(0)
     }
 

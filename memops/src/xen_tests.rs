@@ -80,6 +80,8 @@ struct Env {
     sync_plans: u64,
     /// What dom0's gfn `FMAP` mapped each time a plan ran synchronously.
     fmap_at_sync: Vec<Option<P2mEntry>>,
+    /// A host heap that holds at most this many physmap records (all domains).
+    heap_records: Option<u64>,
 }
 
 impl Env {
@@ -124,6 +126,10 @@ impl MemEnv for Env {
     }
     fn scrub(&mut self, _pa: PhysAddr) {
         self.scrubbed += 1;
+    }
+    fn heap_room(&self, records: u64) -> bool {
+        let used: u64 = self.doms.iter().map(|d| d.1.pm.mapped() as u64).sum();
+        self.heap_records.is_none_or(|max| used + records <= max)
     }
     fn execute(&mut self, plan: &pv_tlb::Plan) {
         self.sync_plans += 1;
@@ -665,4 +671,35 @@ fn an_empty_pool_gets_held_frames_back_by_flushing() {
     assert_eq!(w.env.sync_plans, 1);
     assert!(w.flush.is_idle());
     assert_eq!(w.frames.free_frames(), 7);
+}
+
+/// A control domain that keeps mapping foreign pages until hv's heap has no
+/// room for more records gets -ENOMEM per entry (never a panic), the rest
+/// of the batch is done, and everything works again once it unmaps.
+#[test]
+fn heap_exhaustion_by_foreign_maps_gives_enomem() {
+    let mut w = World::new(TARGETED, 4096);
+    assert_eq!(w.populate(DOM0, DOMU, &[RAM0], 9), 1);
+    // 512 domU records (one 2 MiB extent); room for 100 more.
+    w.env.heap_records = Some(512 + 100);
+    let idxs = vec![RAM0; 150];
+    let gpfns: Vec<u64> = (0..150).map(|i| FMAP + i).collect();
+    let (rc, errs) = w.map_foreign(DOM0, DOMU, &idxs, &gpfns);
+    assert_eq!(rc, 0);
+    assert!(errs[..100].iter().all(|e| *e == 0), "{errs:?}");
+    assert!(
+        errs[100..].iter().all(|e| i64::from(*e) == -errno::ENOMEM),
+        "{errs:?}"
+    );
+    assert_eq!(w.env.physmap(DOM0).unwrap().mapped(), 100);
+    // Populating (the domU's own RAM) is refused the same way.
+    assert_eq!(w.populate(DOM0, DOMU, &[RAM0 + 512], 0), 0);
+    // The failed entries took no reference; unmapping gives the room back.
+    let pa = w.env.physmap(DOMU).unwrap().lookup(RAM0).unwrap().pa;
+    assert_eq!(w.frames.frame(pa).unwrap().refs, 1 + 100);
+    let (rc, errs, _) = w.remove_batch(DOM0, &gpfns[..100]);
+    assert_eq!(rc, 0);
+    assert!(errs.iter().all(|e| *e == 0));
+    assert_eq!(w.frames.frame(pa).unwrap().refs, 1);
+    assert_eq!(w.populate(DOM0, DOMU, &[RAM0 + 512], 0), 1);
 }

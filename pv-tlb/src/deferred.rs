@@ -22,13 +22,30 @@
 //! and still holds what the domain last wrote, exactly as if its access had
 //! happened before the unmap. This is the same reasoning as Xen's p2m, which
 //! defers its flush to `p2m_write_unlock` and keeps freed pages on a list
-//! until then, and Linux's `mmu_gather`. So the *latest* point a pending
+//! until then, and Linux's `mmu_gather` (`tlb_gather_mmu` .. `tlb_finish_mmu`:
+//! pages are freed only after the flush). So the *latest* point a pending
 //! invalidation must run is the first of: a map overlapping it, the release
-//! of one of its pages, the VMID's reuse. hv adds two bounds of its own:
-//! the end of any hypercall of that domain that is not a coalescable single
-//! `XENMEM_remove_from_physmap` (so a whole batch hypercall is one plan and
-//! back-to-back single removes are one plan), and a cap on held pages
-//! ([`DeferredFlush::set_max_pending_pages`]).
+//! of one of its pages, the VMID's reuse.
+//!
+//! # The coalescing window (hv's rule)
+//! hv closes pending invalidations earlier than the three rules above
+//! require, at points where a guest can notice:
+//! - a hypercall that is not coalescable ends: every batch (the whole
+//!   batch, continuations included, is one plan) and every other memory_op;
+//! - a single `XENMEM_remove_from_physmap` is coalescable: its invalidation
+//!   stays pending and the caller's *coalescing window* opens
+//!   ([`DeferredFlush::end_hypercall`] with `coalescable`). Back-to-back
+//!   single removes (unmodified dom0 kernels unmap one page per call) thus
+//!   collapse into one plan;
+//! - the window of a caller closes ([`DeferredFlush::close_window`]) at the
+//!   caller domain's next exit that is not another remove (or the
+//!   continuation of a preempted call): any other hypercall (a console line,
+//!   a domctl), an IRQ, WFI/WFE, an abort, a trapped system register, PSCI;
+//!   and before any vCPU of the caller is put (descheduled). So by the time
+//!   the caller can observe anything else (print, be interrupted, block,
+//!   fault), the flush has run, and the stale-TLB test (remove, print a
+//!   line, read: the read must fault) holds on both paths;
+//! - a cap on held pages ([`DeferredFlush::set_max_pending_pages`]).
 //!
 //! Operations whose caller relies on the effect at once (a permission
 //! reduction for dirty tracking, a grant unmap the granter waits for) call
@@ -89,6 +106,8 @@ pub struct DeferredStats {
     pub at_hypercall_end: u64,
     /// Explicit flushes ([`DeferredFlush::flush_vmid`] / [`DeferredFlush::flush_all`]).
     pub explicit: u64,
+    /// Flushes at the close of a caller's coalescing window.
+    pub at_window_close: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -96,6 +115,8 @@ struct Pending {
     vmid: Vmid,
     set: InvalidationSet,
     held: Vec<PhysAddr>,
+    /// Callers whose coalescing window keeps this pending.
+    windows: Vec<Vmid>,
 }
 
 /// Gathers invalidations across p2m operations and hypercalls.
@@ -125,6 +146,7 @@ impl DeferredFlush {
                 forced_by_cap: 0,
                 at_hypercall_end: 0,
                 explicit: 0,
+                at_window_close: 0,
             },
         }
     }
@@ -191,11 +213,26 @@ impl DeferredFlush {
                     vmid,
                     set: InvalidationSet::new(),
                     held: Vec::new(),
+                    windows: Vec::new(),
                 });
                 let n = self.pending.len() - 1;
                 &mut self.pending[n]
             }
         };
+        if p.held.try_reserve(held.len()).is_err() {
+            // No memory to keep gathering: flush now (always correct).
+            self.stats.forced_by_cap += 1;
+            let mut f = self.take(vmid);
+            let pl = plan(vmid, set, &self.policy);
+            if !pl.is_empty() {
+                self.stats.plans += 1;
+            }
+            f.append(Flush {
+                plan: pl,
+                released: held.to_vec(),
+            });
+            return f;
+        }
         p.set.merge(set);
         p.held.extend_from_slice(held);
         if p.held.len() as u64 > self.max_pending_pages || p.set.pages() > self.max_pending_pages {
@@ -205,18 +242,49 @@ impl DeferredFlush {
         Flush::default()
     }
 
-    /// The hypercall of `vmid` that recorded invalidations ends. `coalescable`
-    /// is true only for a single `XENMEM_remove_from_physmap`, whose
-    /// invalidation may stay pending for the next one.
-    pub fn end_hypercall(&mut self, vmid: Vmid, coalescable: bool) -> Flush {
+    /// A hypercall of `caller` that recorded invalidations of `target`
+    /// (often the same VMID) ends. `coalescable` is true only for a single
+    /// `XENMEM_remove_from_physmap` and for a preempted call that will be
+    /// continued: `target`'s pending invalidation stays and `caller`'s
+    /// coalescing window opens (closed by [`DeferredFlush::close_window`]).
+    /// Otherwise `target`'s pending invalidations are flushed now.
+    pub fn end_hypercall(&mut self, caller: Vmid, target: Vmid, coalescable: bool) -> Flush {
         if coalescable && !self.policy.is_xen_compat() {
+            if let Some(p) = self.pending.iter_mut().find(|p| p.vmid == target) {
+                if !p.windows.contains(&caller) {
+                    p.windows.push(caller);
+                }
+            }
             return Flush::default();
         }
-        let f = self.take(vmid);
+        let f = self.take(target);
         if !f.is_empty() {
             self.stats.at_hypercall_end += 1;
         }
         f
+    }
+
+    /// `caller`'s coalescing window closes (its next exit that is not a
+    /// coalescable remove, or before one of its vCPUs is put): flush every
+    /// pending invalidation its window kept.
+    pub fn close_window(&mut self, caller: Vmid) -> Flush {
+        let mut out = Flush::default();
+        while let Some(v) = self
+            .pending
+            .iter()
+            .find(|p| p.windows.contains(&caller))
+            .map(|p| p.vmid)
+        {
+            out.append(self.take(v));
+            self.stats.at_window_close += 1;
+        }
+        out
+    }
+
+    /// True if `caller`'s coalescing window keeps an invalidation pending.
+    #[must_use]
+    pub fn window_open(&self, caller: Vmid) -> bool {
+        self.pending.iter().any(|p| p.windows.contains(&caller))
     }
 
     /// Must be called before mapping `size` bytes at `ipa` in `vmid`'s
@@ -311,7 +379,7 @@ mod tests {
             );
             n += f.plan.count(TlbOpKind::Vmalls12e1is);
             assert_eq!(f.released, [PhysAddr(i << 12)]);
-            assert!(d.end_hypercall(Vmid(1), true).is_empty());
+            assert!(d.end_hypercall(Vmid(1), Vmid(1), true).is_empty());
         }
         assert_eq!(n, 10);
         assert!(d.is_idle());
@@ -327,7 +395,7 @@ mod tests {
                 &[PhysAddr(i << 12)],
             );
             assert!(f.is_empty());
-            assert!(d.end_hypercall(Vmid(1), true).is_empty());
+            assert!(d.end_hypercall(Vmid(1), Vmid(1), true).is_empty());
         }
         assert!(d.holds(PhysAddr(999 << 12)));
         assert!(d.is_pending(Vmid(1), Ipa(0x4000_0000)));
@@ -355,7 +423,7 @@ mod tests {
         let mut d = DeferredFlush::new(T);
         let _ = d.record(Vmid(1), &page(0x1000), &[PhysAddr(0x1000)]);
         let _ = d.record(Vmid(2), &page(0x1000), &[PhysAddr(0x2000)]);
-        let f = d.end_hypercall(Vmid(1), false);
+        let f = d.end_hypercall(Vmid(1), Vmid(1), false);
         assert_eq!(f.released, [PhysAddr(0x1000)]);
         assert!(!d.is_idle());
         let f = d.flush_all();
@@ -371,5 +439,40 @@ mod tests {
         }
         assert_eq!(flushed, 2);
         assert_eq!(d.stats().forced_by_cap, 2);
+    }
+
+    #[test]
+    fn window_closes_only_for_its_caller() {
+        let mut d = DeferredFlush::new(T);
+        // d0 (VMID 1) removes pages of d1 (VMID 2) and of itself, one per call.
+        for i in 0..4u64 {
+            let _ = d.record(Vmid(2), &page(i << 12), &[PhysAddr(i << 12)]);
+            assert!(d.end_hypercall(Vmid(1), Vmid(2), true).is_empty());
+            let _ = d.record(Vmid(1), &page(i << 12), &[PhysAddr(0x10_0000 + (i << 12))]);
+            assert!(d.end_hypercall(Vmid(1), Vmid(1), true).is_empty());
+        }
+        // d3 (VMID 3) removes one of its own pages.
+        let _ = d.record(Vmid(3), &page(0), &[PhysAddr(0x20_0000)]);
+        assert!(d.end_hypercall(Vmid(3), Vmid(3), true).is_empty());
+        assert!(d.window_open(Vmid(1)) && d.window_open(Vmid(3)));
+        assert!(!d.window_open(Vmid(2)));
+        // Another domain's exit closes nothing of d0's.
+        assert!(d.close_window(Vmid(2)).is_empty());
+        let f = d.close_window(Vmid(1));
+        assert_eq!(f.released.len(), 8);
+        assert_eq!(f.plan.count(TlbOpKind::Vmalls12e1is), 0);
+        assert!(f.plan.count(TlbOpKind::Ipas2e1is) + f.plan.count(TlbOpKind::Ripas2e1is) >= 2);
+        assert!(!d.window_open(Vmid(1)));
+        assert!(!d.is_pending(Vmid(2), Ipa(0)) && !d.is_pending(Vmid(1), Ipa(0)));
+        assert!(d.is_pending(Vmid(3), Ipa(0)));
+        assert_eq!(d.stats().at_window_close, 2);
+        assert_eq!(d.close_window(Vmid(3)).released, [PhysAddr(0x20_0000)]);
+        assert!(d.is_idle());
+        // Xen-compat never leaves a window open.
+        let mut x = DeferredFlush::new(Policy::XenCompat);
+        let f = x.record(Vmid(1), &page(0), &[PhysAddr(0)]);
+        assert_eq!(f.plan.count(TlbOpKind::Vmalls12e1is), 1);
+        assert!(x.end_hypercall(Vmid(1), Vmid(1), true).is_empty());
+        assert!(!x.window_open(Vmid(1)));
     }
 }

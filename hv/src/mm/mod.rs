@@ -1,6 +1,7 @@
 //! Physical memory management: address ranges and the frame allocator.
 
 pub mod frame;
+pub mod heap;
 pub mod idmap;
 pub mod tlbi;
 

@@ -189,6 +189,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             log::debug!("createdomain: max_vcpus {max_vcpus}: hv supports 1");
             return Answer::err(Errno::EINVAL);
         }
+        if !crate::mm::heap::room((self.heap_free)(), crate::mm::heap::DOMAIN_BYTES) {
+            log::debug!("createdomain: hv's heap is at its reserve");
+            return Answer::err(Errno::ENOMEM);
+        }
         let id = if want == 0 || want >= DOMID_FIRST_RESERVED {
             let mut id =
                 self.next_domid

@@ -48,12 +48,16 @@ struct Rig {
 }
 
 fn rig() -> Rig {
+    rig_with(Policy::XenCompat)
+}
+
+fn rig_with(policy: Policy) -> Rig {
     let mem = FakeMem::new(0x8000_0000, 0x400_0000);
     // Guest pages: the bottom 48 MiB; table frames come from the fake's top;
     // test modules sit at MODULES in between.
     let pool = FrameTable::new(PhysAddr(0x8000_0000), POOL_FRAMES);
     let lines = Lines::default();
-    let sys = System::new(mem, pool, Policy::XenCompat, Box::new(lines.clone()), 2, 40);
+    let sys = System::new(mem, pool, policy, Box::new(lines.clone()), 2, 40);
     Rig {
         sys,
         lines,
@@ -1047,4 +1051,115 @@ fn vmid_exhaustion_refuses_a_domain_and_an_ended_one_frees_its_vmid() {
         vec![1, 2, 3],
         "each VMID flushed once before it could be reused"
     );
+}
+
+/// TLB ops executed between guest entries `from` and `to` (0 = first entry)
+/// of `vmid`'s vCPU 0, in order.
+fn ops_between(r: &Rig, vmid: u16, from: usize, to: usize) -> Vec<TlbOp> {
+    let m = r.machine.lock();
+    let mut n = 0usize;
+    let mut out = Vec::new();
+    for e in &m.events {
+        match e {
+            Event::Enter { vmid: v, .. } if v.0 == vmid => {
+                n += 1;
+                if n > to {
+                    break;
+                }
+            }
+            Event::Tlb { op, .. } if n > from => out.push(*op),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Back-to-back single XENMEM_remove_from_physmap calls stay pending
+/// (targeted) and are flushed when the caller's next other exit arrives,
+/// before hv handles it; xen-compat flushes the whole VMID after each one.
+#[test]
+fn single_removes_coalesce_until_the_next_other_exit() {
+    for policy in [
+        Policy::Targeted {
+            has_range: true,
+            nested: false,
+        },
+        Policy::XenCompat,
+    ] {
+        let r = rig_with(policy);
+        let b = GUEST_RAM0_BASE;
+        let mut k = kernel(b"");
+        // Three struct xen_remove_from_physmap (DOMID_SELF, gpfn) at +0x300.
+        for i in 0..3u64 {
+            let o = 0x300 + 16 * i as usize;
+            k[o..o + 2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+            k[o + 8..o + 16].copy_from_slice(&((b >> 12) + 0x100 + i).to_le_bytes());
+        }
+        r.add(&k);
+        let rm = |i: u64| Step::hypercall(12, &[15, b + 0x300 + 16 * i]);
+        r.script(1, [rm(0), rm(1), rm(2), Step::hypercall(17, &[0])]);
+        r.script(1, [shutdown(b + 0x200)]);
+        assert_eq!(r.run(0), CpuExit::PowerOff);
+        let e = r.entries(1);
+        assert_eq!((e[1].x[0], e[2].x[0], e[3].x[0]), (0, 0, 0), "{policy:?}");
+        let full = |ops: &[TlbOp]| {
+            ops.iter()
+                .filter(|o| matches!(o, TlbOp::Vmalls12e1is { .. }))
+                .count()
+        };
+        // Entries: 0 boot, 1..3 after each remove, 4 after xen_version.
+        let during = ops_between(&r, 1, 1, 3);
+        let at_close = ops_between(&r, 1, 3, 4);
+        if policy.is_xen_compat() {
+            assert_eq!(full(&during), 2, "{during:?}");
+            assert_eq!(full(&ops_between(&r, 1, 0, 1)), 1);
+            assert!(at_close.is_empty(), "{at_close:?}");
+        } else {
+            // The first remove splits the RAM block (break-before-make runs
+            // at once); the next two add nothing until the window closes.
+            assert!(during.is_empty(), "{during:?}");
+            assert_eq!(full(&at_close), 0, "{at_close:?}");
+            assert!(
+                at_close
+                    .iter()
+                    .any(|o| matches!(o, TlbOp::Ripas2e1is { .. } | TlbOp::Ipas2e1is { .. }))
+                    && at_close
+                        .iter()
+                        .any(|o| matches!(o, TlbOp::Vmalle1is { .. })),
+                "{at_close:?}"
+            );
+        }
+    }
+}
+
+/// With hv's heap at its reserve, guest-driven mappings fail with -ENOMEM
+/// (populate_physmap reports 0 extents done) and hv keeps running.
+#[test]
+fn a_full_heap_refuses_guest_mappings_without_panicking() {
+    let mut r = rig();
+    r.sys.set_heap_probe(|| crate::mm::heap::RESERVE);
+    let b = GUEST_RAM0_BASE;
+    let mut k = kernel(b"");
+    // populate_physmap: 1 extent, order 0, DOMID_SELF, gfn of IPA +0x10_0000
+    // (first given back by decrease_reservation, which needs no room).
+    k[0x300..0x308].copy_from_slice(&(b + 0x400).to_le_bytes());
+    k[0x308..0x310].copy_from_slice(&1u64.to_le_bytes());
+    k[0x318..0x31a].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    k[0x400..0x408].copy_from_slice(&((b + 0x10_0000) >> 12).to_le_bytes());
+    r.add(&k);
+    r.script(
+        1,
+        [
+            Step::hypercall(12, &[1, b + 0x300]),
+            Step::hypercall(12, &[6, b + 0x300]),
+            Step::hypercall(17, &[0]),
+            shutdown(b + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(e[1].x[0], 1, "decrease_reservation frees records: allowed");
+    assert_eq!(e[2].x[0], 0, "populate_physmap: no room, 0 extents");
+    assert_eq!(e[3].x[0], (4 << 16) | 20, "hv still answers");
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES);
 }

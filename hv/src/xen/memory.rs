@@ -43,6 +43,9 @@ pub struct MemoryOpCtx<'a, M: PhysMem + TableMem> {
     pub flush: &'a mut DeferredFlush,
     /// This CPU, to execute TLB plans.
     pub arch: &'a mut dyn Arch,
+    /// Free bytes of hv's heap (`crate::mm::heap::free`): mappings that
+    /// would eat into its reserve fail with `-ENOMEM`.
+    pub heap_free: fn() -> usize,
 }
 
 /// What the run loop does with the vCPU after `memory_op`.
@@ -108,6 +111,7 @@ struct Env<'d, 'c, 'm, M> {
     domains: &'d mut [Domain],
     mem: &'c RefCell<&'m mut M>,
     arch: &'d mut dyn Arch,
+    heap_free: fn() -> usize,
 }
 
 impl<M: PhysMem + TableMem> MemEnv for Env<'_, '_, '_, M> {
@@ -142,6 +146,9 @@ impl<M: PhysMem + TableMem> MemEnv for Env<'_, '_, '_, M> {
     fn execute(&mut self, plan: &Plan) {
         crate::tlb::execute_ops(plan.ops(), self.arch);
     }
+    fn heap_room(&self, records: u64) -> bool {
+        crate::mm::heap::room_for_records((self.heap_free)(), records)
+    }
 }
 
 /// Handle `memory_op(cmd, arg)` for the calling domain: memops decides,
@@ -167,6 +174,7 @@ pub fn memory_op<M: PhysMem + TableMem>(
         domains: &mut *ctx.domains,
         mem: &cell,
         arch: &mut *ctx.arch,
+        heap_free: ctx.heap_free,
     };
     let out = MemCtx {
         env: &mut env,

@@ -280,6 +280,8 @@ fn init_heap() {
     // SAFETY: the frames were just allocated for the heap alone and are
     // identity-mapped RAM; the heap is initialised once, before any allocation.
     unsafe { HEAP.lock().init(pa.raw() as *mut u8, size) };
+    // Guest-driven allocations are gated on the free bytes (mm::heap).
+    crate::mm::heap::set_probe(|| HEAP.lock().free());
     log::debug!("heap: {size:#x} bytes at {pa}");
 }
 
