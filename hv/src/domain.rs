@@ -248,6 +248,8 @@ pub struct Domain {
     pub boot_vcpu: Option<alloc::boxed::Box<crate::vcpu::Vcpu>>,
     /// Unpaused at least once (its vCPUs were queued).
     pub unpaused: bool,
+    /// The domain's virtual GICv3 (shared with its vCPUs; see [`crate::vgic`]).
+    pub vgic: alloc::sync::Arc<crate::vgic::Vgic>,
 }
 
 /// The arm64 `Image` header magic (`ARM\x64` at offset 56), Linux's
@@ -365,6 +367,7 @@ impl Domain {
             max_vcpus: 1,
             boot_vcpu: None,
             unpaused: false,
+            vgic: alloc::sync::Arc::new(crate::vgic::Vgic::new(id, 1)),
         };
         if let Err(e) = d.populate(mem, pool) {
             d.discard(mem, pool, vmids);

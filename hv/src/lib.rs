@@ -18,4 +18,5 @@ pub mod start;
 pub mod tlb;
 pub mod trap;
 pub mod vcpu;
+pub mod vgic;
 pub mod xen;

@@ -83,6 +83,67 @@ pub enum Event {
         /// pCPU.
         cpu: usize,
     },
+    /// `ich_write_lr`.
+    LrWrite {
+        /// pCPU.
+        cpu: usize,
+        /// List register index.
+        n: usize,
+        /// Value.
+        val: u64,
+    },
+    /// `ich_read_lr`.
+    LrRead {
+        /// pCPU.
+        cpu: usize,
+        /// List register index.
+        n: usize,
+    },
+    /// `ich_write_hcr`.
+    IchHcr {
+        /// pCPU.
+        cpu: usize,
+        /// Value.
+        val: u64,
+    },
+    /// `ich_elrsr` read.
+    IchElrsr {
+        /// pCPU.
+        cpu: usize,
+    },
+    /// `ich_write_vmcr`.
+    IchVmcr {
+        /// pCPU.
+        cpu: usize,
+        /// Value.
+        val: u64,
+    },
+    /// `irq_eoi`.
+    Eoi {
+        /// pCPU.
+        cpu: usize,
+        /// INTID.
+        intid: u32,
+    },
+    /// `kick` from `cpu` to `to`.
+    Kick {
+        /// pCPU sending.
+        cpu: usize,
+        /// pCPU kicked.
+        to: usize,
+    },
+    /// `set_hv_timer`.
+    HvTimer {
+        /// pCPU.
+        cpu: usize,
+        /// Deadline (counter ticks).
+        deadline: Option<u64>,
+    },
+    /// `wait_for_interrupt`.
+    Wfi {
+        /// pCPU.
+        cpu: usize,
+    },
 }
 
 /// One scripted guest step: register effects, then an exit.
@@ -94,6 +155,10 @@ pub struct Step {
     pub pc_advance: u64,
     /// The exit.
     pub exit: RawExit,
+    /// What the "guest" did to the list registers before exiting (`(n, value)`).
+    pub lr_set: Vec<(usize, u64)>,
+    /// Physical interrupts that became pending on this pCPU with the exit.
+    pub raise: Vec<u32>,
 }
 
 impl Step {
@@ -106,6 +171,8 @@ impl Step {
             set_x,
             pc_advance: 4,
             exit: sync_exit((0x16 << 26) | (1 << 25) | u64::from(imm16), 0, 0),
+            lr_set: Vec::new(),
+            raise: Vec::new(),
         }
     }
 
@@ -122,6 +189,8 @@ impl Step {
             set_x: args.iter().copied().enumerate().collect(),
             pc_advance: 0,
             exit: sync_exit(0x17 << 26 | (1 << 25), 0, 0),
+            lr_set: Vec::new(),
+            raise: Vec::new(),
         }
     }
 
@@ -133,6 +202,8 @@ impl Step {
             set_x: Vec::new(),
             pc_advance: 0,
             exit: sync_exit(esr, 0xffff_0000_0000_0000 | ipa, (ipa >> 12) << 4),
+            lr_set: Vec::new(),
+            raise: Vec::new(),
         }
     }
 
@@ -143,6 +214,8 @@ impl Step {
             set_x: Vec::new(),
             pc_advance: 0,
             exit: sync_exit((0x01 << 26) | (1 << 25) | u64::from(wfe), 0, 0),
+            lr_set: Vec::new(),
+            raise: Vec::new(),
         }
     }
 
@@ -153,6 +226,8 @@ impl Step {
             set_x: Vec::new(),
             pc_advance: 0,
             exit: sync_exit((0x18 << 26) | (1 << 25) | iss, 0, 0),
+            lr_set: Vec::new(),
+            raise: Vec::new(),
         }
     }
 
@@ -168,7 +243,24 @@ impl Step {
                 far: 0,
                 hpfar: 0,
             },
+            lr_set: Vec::new(),
+            raise: Vec::new(),
         }
+    }
+
+    /// A physical IRQ exit with `intids` pending on the pCPU.
+    #[must_use]
+    pub fn irq_with(intids: &[u32]) -> Step {
+        let mut s = Step::irq();
+        s.raise = intids.to_vec();
+        s
+    }
+
+    /// The "guest" also sets list register `n` to `val` before this exit.
+    #[must_use]
+    pub fn with_lr(mut self, n: usize, val: u64) -> Step {
+        self.lr_set.push((n, val));
+        self
     }
 }
 
@@ -188,6 +280,8 @@ pub struct FakeMachine {
     /// Everything hv did, in order.
     pub events: Vec<Event>,
     counter: u64,
+    /// Physical interrupts pending per pCPU (what `irq_ack` returns, in order).
+    pub phys: BTreeMap<usize, VecDeque<u32>>,
 }
 
 /// The shared machine handle.
@@ -240,6 +334,24 @@ impl FakeMachine {
             .collect()
     }
 
+    /// Make physical `intid` pending on pCPU `cpu`.
+    pub fn raise(&mut self, cpu: usize, intid: u32) {
+        self.phys.entry(cpu).or_default().push_back(intid);
+    }
+
+    /// Every list-register access (`(cpu, n, Some(value))` for writes, `None` for reads), in order.
+    #[must_use]
+    pub fn lr_accesses(&self) -> Vec<(usize, usize, Option<u64>)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::LrWrite { cpu, n, val } => Some((*cpu, *n, Some(*val))),
+                Event::LrRead { cpu, n } => Some((*cpu, *n, None)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every EL1 register write, in order.
     #[must_use]
     pub fn el1_writes(&self) -> Vec<(El1Reg, u64)> {
@@ -273,7 +385,17 @@ pub struct FakeArch {
     cpu: usize,
     machine: SharedMachine,
     loaded: Option<Loaded>,
+    /// This pCPU's list registers (the fake has 2).
+    pub lrs: [u64; FAKE_LRS],
+    /// This pCPU's `ICH_HCR_EL2`.
+    pub hcr: u64,
+    /// This pCPU's `ICH_VMCR_EL2`.
+    pub vmcr: u64,
+    apr: [[u64; 4]; 2],
 }
+
+/// List registers of the fake GIC.
+pub const FAKE_LRS: usize = 2;
 
 impl FakeArch {
     /// CPU `cpu` of `machine`.
@@ -283,6 +405,10 @@ impl FakeArch {
             cpu,
             machine,
             loaded: None,
+            lrs: [0; FAKE_LRS],
+            hcr: 0,
+            vmcr: 0,
+            apr: [[0; 4]; 2],
         }
     }
 
@@ -379,6 +505,14 @@ impl Arch for FakeArch {
         for (n, v) in &step.set_x {
             gprs.x[*n] = *v;
         }
+        for (n, v) in &step.lr_set {
+            if let Some(lr) = self.lrs.get_mut(*n) {
+                *lr = *v;
+            }
+        }
+        for i in &step.raise {
+            m.phys.entry(self.cpu).or_default().push_back(*i);
+        }
         gprs.pc = gprs.pc.wrapping_add(step.pc_advance);
         step.exit
     }
@@ -406,6 +540,103 @@ impl Arch for FakeArch {
     fn system_off(&mut self) -> ! {
         self.record(Event::SystemOff { cpu: self.cpu });
         std::panic::panic_any(SystemOff { cpu: self.cpu })
+    }
+
+    fn ich_vtr(&self) -> u64 {
+        // ListRegs = 1 (2 LRs), PRIbits = 4 (5 bits).
+        (4 << 29) | (FAKE_LRS as u64 - 1)
+    }
+
+    fn ich_read_lr(&mut self, n: usize) -> u64 {
+        self.record(Event::LrRead { cpu: self.cpu, n });
+        assert!(n < FAKE_LRS, "fake arch: read of LR {n} (only {FAKE_LRS})");
+        self.lrs[n]
+    }
+
+    fn ich_write_lr(&mut self, n: usize, val: u64) {
+        self.record(Event::LrWrite {
+            cpu: self.cpu,
+            n,
+            val,
+        });
+        assert!(n < FAKE_LRS, "fake arch: write of LR {n} (only {FAKE_LRS})");
+        self.lrs[n] = val;
+    }
+
+    fn ich_write_hcr(&mut self, val: u64) {
+        self.record(Event::IchHcr { cpu: self.cpu, val });
+        self.hcr = val;
+    }
+
+    fn ich_elrsr(&mut self) -> u64 {
+        self.record(Event::IchElrsr { cpu: self.cpu });
+        let mut e = 0;
+        for (i, lr) in self.lrs.iter().enumerate() {
+            if lr >> 62 == 0 {
+                e |= 1 << i;
+            }
+        }
+        e
+    }
+
+    fn ich_misr(&mut self) -> u64 {
+        let valid = self.lrs.iter().filter(|lr| *lr >> 62 != 0).count();
+        u64::from(self.hcr & 2 != 0 && valid <= 1) << 1
+    }
+
+    fn ich_read_vmcr(&mut self) -> u64 {
+        self.vmcr
+    }
+
+    fn ich_write_vmcr(&mut self, val: u64) {
+        self.record(Event::IchVmcr { cpu: self.cpu, val });
+        self.vmcr = val;
+    }
+
+    fn ich_read_apr(&mut self, group1: bool, n: usize) -> u64 {
+        self.apr[usize::from(group1)][n]
+    }
+
+    fn ich_write_apr(&mut self, group1: bool, n: usize, val: u64) {
+        self.apr[usize::from(group1)][n] = val;
+    }
+
+    fn irq_ack(&mut self) -> Option<u32> {
+        self.machine
+            .lock()
+            .phys
+            .get_mut(&self.cpu)
+            .and_then(VecDeque::pop_front)
+    }
+
+    fn irq_eoi(&mut self, intid: u32) {
+        self.record(Event::Eoi {
+            cpu: self.cpu,
+            intid,
+        });
+    }
+
+    fn kick(&mut self, to: usize) {
+        let mut m = self.machine.lock();
+        m.events.push(Event::Kick { cpu: self.cpu, to });
+        m.phys
+            .entry(to)
+            .or_default()
+            .push_back(super::irq::KICK_SGI);
+    }
+
+    fn set_hv_timer(&mut self, deadline: Option<u64>) {
+        self.record(Event::HvTimer {
+            cpu: self.cpu,
+            deadline,
+        });
+    }
+
+    fn wait_for_interrupt(&mut self) {
+        let mut m = self.machine.lock();
+        m.events.push(Event::Wfi { cpu: self.cpu });
+        // Time passes while the pCPU sleeps.
+        m.counter += 1_000_000;
     }
 }
 

@@ -195,6 +195,58 @@ pub trait Arch {
 
     /// Power the machine off (PSCI SYSTEM_OFF through the DTB's conduit).
     fn system_off(&mut self) -> !;
+
+    // ---- GICv3 virtual CPU interface (ICH_*_EL2) for the loaded vCPU ----
+
+    /// `ICH_VTR_EL2` (ListRegs in [4:0] = number of list registers - 1,
+    /// PRIbits in [31:29]). The fake reports 2 list registers.
+    fn ich_vtr(&self) -> u64;
+    /// Read `ICH_LR<n>_EL2`.
+    fn ich_read_lr(&mut self, n: usize) -> u64;
+    /// Write `ICH_LR<n>_EL2`.
+    fn ich_write_lr(&mut self, n: usize, val: u64);
+    /// Write `ICH_HCR_EL2`.
+    fn ich_write_hcr(&mut self, val: u64);
+    /// Read `ICH_ELRSR_EL2` (bit n set: LR n holds no interrupt).
+    fn ich_elrsr(&mut self) -> u64;
+    /// Read `ICH_MISR_EL2` (why a maintenance interrupt is asserted).
+    fn ich_misr(&mut self) -> u64;
+    /// Read `ICH_VMCR_EL2`.
+    fn ich_read_vmcr(&mut self) -> u64;
+    /// Write `ICH_VMCR_EL2`.
+    fn ich_write_vmcr(&mut self, val: u64);
+    /// Read `ICH_AP0R<n>_EL2` (`group1` false) or `ICH_AP1R<n>_EL2`.
+    fn ich_read_apr(&mut self, group1: bool, n: usize) -> u64;
+    /// Write `ICH_AP0R<n>_EL2` / `ICH_AP1R<n>_EL2`.
+    fn ich_write_apr(&mut self, group1: bool, n: usize, val: u64);
+
+    // ---- hv's own physical interrupts ----
+
+    /// Acknowledge hv's highest-priority pending physical interrupt
+    /// (`ICC_IAR1_EL1`); `None` when nothing is pending (INTID 1023).
+    fn irq_ack(&mut self) -> Option<u32>;
+    /// End (priority drop and deactivation) of a physical interrupt from [`Arch::irq_ack`].
+    fn irq_eoi(&mut self, intid: u32);
+    /// Send hv's kick SGI to pCPU `cpu` (it leaves its guest or its idle wait).
+    fn kick(&mut self, cpu: usize);
+    /// Arm hv's EL2 physical timer for `deadline` (in [`Arch::counter`]
+    /// ticks), or disarm it with `None`.
+    fn set_hv_timer(&mut self, deadline: Option<u64>);
+    /// Wait (WFI) until a physical interrupt is pending for this pCPU (it is
+    /// not taken: the caller acknowledges it with [`Arch::irq_ack`]).
+    fn wait_for_interrupt(&mut self);
+}
+
+/// Physical INTIDs hv uses for itself.
+pub mod irq {
+    /// hv's kick between pCPUs (SGI 0).
+    pub const KICK_SGI: u32 = 0;
+    /// The GIC virtual CPU interface maintenance interrupt (PPI 25).
+    pub const MAINTENANCE: u32 = 25;
+    /// The EL2 physical timer (PPI 26): hv's time slices.
+    pub const HYP_TIMER: u32 = 26;
+    /// The EL1 virtual timer (PPI 27): the loaded vCPU's timer fired.
+    pub const VTIMER: u32 = 27;
 }
 
 /// Byte access to host physical memory (RAM only). hv reaches guest memory
@@ -208,4 +260,24 @@ pub trait PhysMem {
     fn write(&mut self, pa: PhysAddr, buf: &[u8]);
     /// Zero one 4 KiB frame.
     fn zero_frame(&mut self, pa: PhysAddr);
+    /// Atomically OR `mask` into the aligned little-endian u64 at `pa` (RAM a
+    /// guest may update concurrently, e.g. Xen's shared-info event bitmaps);
+    /// returns the old value. The default is a plain read-modify-write (for
+    /// single-threaded fakes); hv's arch overrides it with an atomic.
+    fn fetch_or_u64(&mut self, pa: PhysAddr, mask: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(pa, &mut b);
+        let old = u64::from_le_bytes(b);
+        self.write(pa, &(old | mask).to_le_bytes());
+        old
+    }
+    /// Atomically AND `mask` into the aligned u64 at `pa`; returns the old value
+    /// (see [`PhysMem::fetch_or_u64`]).
+    fn fetch_and_u64(&mut self, pa: PhysAddr, mask: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(pa, &mut b);
+        let old = u64::from_le_bytes(b);
+        self.write(pa, &(old & mask).to_le_bytes());
+        old
+    }
 }

@@ -226,6 +226,9 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
     unsafe { write_sysreg!("tpidr_el2", me as u64) };
     // SAFETY: once, on the boot CPU, before any guest.
     unsafe { Cpu::init_el2() };
+    super::gic::init_distributor(info);
+    // SAFETY: once on this CPU, before any guest, IRQs masked.
+    unsafe { super::gic::init_cpu(info, 0) };
     logger::print(format_args!("hv: CPU0 online\n"));
     ONLINE.fetch_add(1, Ordering::SeqCst);
     start_secondaries(info);
@@ -328,6 +331,10 @@ extern "C" fn hv_boot_secondary(index: usize) -> ! {
     unsafe { write_sysreg!("tpidr_el2", me as u64) };
     // SAFETY: once on this CPU, before any guest.
     unsafe { Cpu::init_el2() };
+    if let Some(info) = BOOT.get() {
+        // SAFETY: once on this CPU, before any guest, IRQs masked.
+        unsafe { super::gic::init_cpu(info, index) };
+    }
     logger::print(format_args!("hv: CPU{index} online\n"));
     ONLINE.fetch_add(1, Ordering::SeqCst);
     let psci = BOOT.get().and_then(|b| b.psci);

@@ -462,6 +462,68 @@ impl Arch for Cpu {
     fn system_off(&mut self) -> ! {
         psci::system_off(self.conduit)
     }
+
+    fn ich_vtr(&self) -> u64 {
+        super::gic::vtr()
+    }
+
+    fn ich_read_lr(&mut self, n: usize) -> u64 {
+        super::gic::read_lr(n)
+    }
+
+    fn ich_write_lr(&mut self, n: usize, val: u64) {
+        super::gic::write_lr(n, val);
+    }
+
+    fn ich_write_hcr(&mut self, val: u64) {
+        super::gic::write_hcr(val);
+        isb(); // the virtual interface's new control applies before the guest runs
+    }
+
+    fn ich_elrsr(&mut self) -> u64 {
+        isb(); // the guest's last LR updates are visible to the read
+        super::gic::elrsr()
+    }
+
+    fn ich_misr(&mut self) -> u64 {
+        super::gic::misr()
+    }
+
+    fn ich_read_vmcr(&mut self) -> u64 {
+        super::gic::read_vmcr()
+    }
+
+    fn ich_write_vmcr(&mut self, val: u64) {
+        super::gic::write_vmcr(val);
+    }
+
+    fn ich_read_apr(&mut self, group1: bool, n: usize) -> u64 {
+        super::gic::read_apr(group1, n)
+    }
+
+    fn ich_write_apr(&mut self, group1: bool, n: usize, val: u64) {
+        super::gic::write_apr(group1, n, val);
+    }
+
+    fn irq_ack(&mut self) -> Option<u32> {
+        super::gic::ack()
+    }
+
+    fn irq_eoi(&mut self, intid: u32) {
+        super::gic::eoi(intid);
+    }
+
+    fn kick(&mut self, cpu: usize) {
+        super::gic::kick(cpu);
+    }
+
+    fn set_hv_timer(&mut self, deadline: Option<u64>) {
+        super::gic::set_hyp_timer(deadline);
+    }
+
+    fn wait_for_interrupt(&mut self) {
+        super::gic::wfi();
+    }
 }
 
 /// hv's access to host RAM through the identity map.
@@ -547,6 +609,29 @@ impl PhysMem for HostMem {
             // SAFETY: as in read; callers only pass frames hv or a domain owns.
             unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), pa.raw() as *mut u8, buf.len()) };
             sync_for_guest(pa.raw(), buf.len());
+        }
+    }
+
+    fn fetch_or_u64(&mut self, pa: PhysAddr, mask: u64) -> u64 {
+        if pa.is_aligned(8) && self.check(pa, 8) {
+            // SAFETY: an aligned doubleword of RAM (checked), identity-mapped as
+            // Normal cacheable memory; the guest maps it cacheable too, so the
+            // atomic is coherent with its own atomics (Arm ARM B2.2, single-copy
+            // atomicity of aligned accesses).
+            let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(pa.raw() as *mut u64) };
+            a.fetch_or(mask, core::sync::atomic::Ordering::SeqCst)
+        } else {
+            0
+        }
+    }
+
+    fn fetch_and_u64(&mut self, pa: PhysAddr, mask: u64) -> u64 {
+        if pa.is_aligned(8) && self.check(pa, 8) {
+            // SAFETY: as in fetch_or_u64.
+            let a = unsafe { core::sync::atomic::AtomicU64::from_ptr(pa.raw() as *mut u64) };
+            a.fetch_and(mask, core::sync::atomic::Ordering::SeqCst)
+        } else {
+            0
         }
     }
 

@@ -100,6 +100,7 @@
 
 pub mod boot;
 pub mod cpu;
+pub mod gic;
 pub mod head;
 pub mod mmu;
 pub mod nested;

@@ -1,0 +1,333 @@
+//! hv's own GICv3 (physical interrupts at EL2) and the virtual CPU
+//! interface registers (`ICH_*_EL2`) behind the GIC hooks of [`crate::arch::Arch`].
+//!
+//! **Set-up** ([`init_distributor`] once on the boot CPU, [`init_cpu`] on each
+//! CPU before it runs guests): `GICD_CTLR` = ARE + EnableGrp1 (the bits are
+//! the same in the single-security and Non-secure views); this CPU's
+//! redistributor is the frame whose `GICR_TYPER.Affinity` equals its MPIDR
+//! (walking each DTB region by 128 KiB, or 256 KiB with `VLPIS`, until
+//! `Last`), woken through `GICR_WAKER`; SGIs/PPIs in Group 1, hv's kick SGI
+//! and PPIs 25 (maintenance), 26 (EL2 physical timer), 27 (EL1 virtual timer)
+//! enabled; CPU interface: `ICC_PMR_EL1` = 0xff, `ICC_BPR1_EL1` = 0,
+//! `ICC_CTLR_EL1.EOImode` = 0 (an EOI also deactivates), `ICC_IGRPEN1_EL1` = 1;
+//! `ICH_HCR_EL2` = 0 until a vCPU is entered. hv runs with `PSTATE.I` set at
+//! EL2 all the time: physical IRQs arrive as guest exits (`HCR_EL2.IMO`) or
+//! wake `WFI` in the idle loop, and are then acknowledged through
+//! `ICC_IAR1_EL1` ([`ack`]) and ended through `ICC_EOIR1_EL1` ([`eoi`]).
+//!
+//! **Guest SGIs.** With `HCR_EL2.IMO`/`FMO` set, EL1 writes to
+//! `ICC_SGI1R_EL1`/`ICC_ASGI1R_EL1`/`ICC_SGI0R_EL1` trap to EL2 (GICv3
+//! architecture spec, the registers' "Traps" sections; QEMU models it in
+//! `gicv3_sgi_access`, hw/intc/arm_gicv3_cpuif.c); no `ICH_HCR_EL2.TC` needed.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::sysreg::{isb, read_sysreg, write_sysreg};
+use crate::arch::irq;
+use crate::bootinfo::{BootInfo, MAX_CPUS};
+
+/// Each CPU's MPIDR affinity (Aff3 in [39:32], Aff2.Aff1.Aff0 in [23:0]),
+/// published by [`init_cpu`]; used to address kick SGIs.
+static MPIDRS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+
+/// Priority of hv's own interrupts.
+const HV_PRIO: u8 = 0xa0;
+
+fn mmio_read32(pa: u64) -> u32 {
+    // SAFETY: `pa` is a GIC register inside a DTB GIC range, identity-mapped
+    // Device-nGnRE by boot.rs; a 32-bit aligned read has no side effect on
+    // the registers hv reads.
+    unsafe { (pa as *const u32).read_volatile() }
+}
+
+fn mmio_write32(pa: u64, v: u32) {
+    // SAFETY: as in mmio_read32; hv owns the physical GIC.
+    unsafe { (pa as *mut u32).write_volatile(v) };
+}
+
+fn mmio_read64(pa: u64) -> u64 {
+    // SAFETY: as in mmio_read32 (GICR_TYPER is a 64-bit register).
+    unsafe { (pa as *const u64).read_volatile() }
+}
+
+/// Distributor set-up (boot CPU, before secondaries start).
+pub fn init_distributor(info: &BootInfo<'_>) {
+    let Some(gic) = &info.gic else {
+        log::warn!("no GICv3 in the DTB: hv runs without interrupts");
+        return;
+    };
+    let d = gic.dist.base.raw();
+    // GICD_CTLR: ARE (bit 4) first, then EnableGrp1 (bit 1); wait for RWP (bit 31).
+    mmio_write32(d, 1 << 4);
+    while mmio_read32(d) & (1 << 31) != 0 {
+        core::hint::spin_loop();
+    }
+    mmio_write32(d, (1 << 4) | (1 << 1));
+    while mmio_read32(d) & (1 << 31) != 0 {
+        core::hint::spin_loop();
+    }
+}
+
+/// This CPU's redistributor base, found by affinity.
+fn find_redist(info: &BootInfo<'_>, aff: u64) -> Option<u64> {
+    let gic = info.gic.as_ref()?;
+    for r in gic.redist.as_slice() {
+        let mut at = r.base.raw();
+        while at + 0x2_0000 <= r.end() {
+            let typer = mmio_read64(at + 0x8);
+            if typer >> 32 == aff {
+                return Some(at);
+            }
+            if typer & (1 << 4) != 0 {
+                break; // Last
+            }
+            at += if typer & (1 << 1) != 0 {
+                0x4_0000
+            } else {
+                0x2_0000
+            };
+        }
+    }
+    None
+}
+
+/// Per-CPU set-up: redistributor, CPU interface, virtual interface off.
+///
+/// # Safety
+/// Once per CPU at EL2 before it runs guests, with `PSTATE.I` set.
+pub unsafe fn init_cpu(info: &BootInfo<'_>, index: usize) {
+    let mpidr = read_sysreg!("mpidr_el1");
+    // GICR_TYPER.Affinity layout: Aff3.Aff2.Aff1.Aff0.
+    let aff = (mpidr & 0xff_ffff) | (((mpidr >> 32) & 0xff) << 24);
+    if let Some(m) = MPIDRS.get(index) {
+        m.store(
+            (mpidr & 0xff_ffff) | (((mpidr >> 32) & 0xff) << 32),
+            Ordering::Release,
+        );
+    }
+    let Some(rd) = find_redist(info, aff) else {
+        log::warn!("CPU{index}: no redistributor for affinity {aff:#x}");
+        return;
+    };
+    // GICR_WAKER: clear ProcessorSleep, wait for ChildrenAsleep to clear.
+    let waker = rd + 0x14;
+    mmio_write32(waker, mmio_read32(waker) & !(1 << 1));
+    while mmio_read32(waker) & (1 << 2) != 0 {
+        core::hint::spin_loop();
+    }
+    let sgi = rd + 0x1_0000;
+    mmio_write32(sgi + 0x180, u32::MAX); // ICENABLER0: start from nothing enabled
+    mmio_write32(sgi + 0x80, u32::MAX); // IGROUPR0: all Group 1
+    for intid in [irq::KICK_SGI, irq::MAINTENANCE, irq::HYP_TIMER, irq::VTIMER] {
+        let reg = sgi + 0x400 + u64::from(intid & !3);
+        let shift = 8 * (intid & 3);
+        let v = mmio_read32(reg) & !(0xff << shift);
+        mmio_write32(reg, v | (u32::from(HV_PRIO) << shift));
+    }
+    mmio_write32(
+        sgi + 0x100,
+        (1 << irq::KICK_SGI) | (1 << irq::MAINTENANCE) | (1 << irq::HYP_TIMER) | (1 << irq::VTIMER),
+    );
+    // SAFETY (each CPU-interface write below): hv's own physical CPU
+    // interface at EL2 (ICC_SRE_EL2.SRE = 1 from init_el2); IRQs stay masked
+    // by PSTATE.I, so nothing is taken as an exception.
+    // SAFETY: see above. ICC_PMR_EL1: every priority passes.
+    unsafe { write_sysreg!("S3_0_C4_C6_0", 0xffu64) };
+    // SAFETY: see above. ICC_BPR1_EL1 = 0.
+    unsafe { write_sysreg!("S3_0_C12_C12_3", 0u64) };
+    // SAFETY: see above. ICC_CTLR_EL1: EOImode = 0.
+    unsafe { write_sysreg!("S3_0_C12_C12_4", 0u64) };
+    // SAFETY: see above. ICC_IGRPEN1_EL1 = 1.
+    unsafe { write_sysreg!("S3_0_C12_C12_7", 1u64) };
+    // SAFETY: virtual interface off until a vCPU enters (ICH_HCR_EL2).
+    unsafe { write_sysreg!("S3_4_C12_C11_0", 0u64) };
+    isb(); // the CPU interface settings apply from here on
+}
+
+/// `ICC_IAR1_EL1`: acknowledge; `None` for a spurious INTID (1020..1023).
+pub fn ack() -> Option<u32> {
+    let v: u64;
+    // SAFETY: reading IAR acknowledges hv's own highest-priority pending
+    // physical interrupt (it becomes active); hv ends it with eoi().
+    unsafe {
+        core::arch::asm!("mrs {0}, S3_0_C12_C12_0", out(reg) v, options(nostack, preserves_flags))
+    };
+    let intid = (v & 0xff_ffff) as u32;
+    (intid < 1020).then_some(intid)
+}
+
+/// `ICC_EOIR1_EL1` (EOImode 0: priority drop and deactivation).
+pub fn eoi(intid: u32) {
+    // SAFETY: ends an interrupt hv acknowledged with ack().
+    unsafe { write_sysreg!("S3_0_C12_C12_1", u64::from(intid)) };
+    isb(); // the deactivation takes effect before hv waits again
+}
+
+/// Send hv's kick SGI to CPU `cpu` (`ICC_SGI1R_EL1` by affinity).
+pub fn kick(cpu: usize) {
+    let Some(m) = MPIDRS.get(cpu).map(|m| m.load(Ordering::Acquire)) else {
+        return;
+    };
+    if m == u64::MAX {
+        return; // not online
+    }
+    let aff0 = m & 0xff;
+    let v = ((m >> 32) & 0xff) << 48       // Aff3
+        | ((m >> 16) & 0xff) << 32          // Aff2
+        | ((m >> 8) & 0xff) << 16           // Aff1
+        | (aff0 >> 4) << 44                 // RS
+        | u64::from(irq::KICK_SGI) << 24    // INTID
+        | 1 << (aff0 & 0xf); // TargetList
+                             // SAFETY: a barrier only orders memory accesses.
+                             // Make hv's state updates visible before the target CPU is interrupted
+                             // (as Linux's gic_ipi_send_mask does).
+    unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+    // SAFETY: generates an SGI to another CPU running hv; it only makes that
+    // CPU exit its guest or its WFI.
+    unsafe { write_sysreg!("S3_0_C12_C11_5", v) };
+    isb(); // the SGI is generated before hv goes on
+}
+
+/// Arm (or disarm) the EL2 physical timer (`CNTHP_CVAL_EL2`, `CNTHP_CTL_EL2`).
+pub fn set_hyp_timer(deadline: Option<u64>) {
+    match deadline {
+        Some(t) => {
+            // SAFETY: hv's own EL2 timer; its interrupt (PPI 26) only wakes hv.
+            unsafe { write_sysreg!("S3_4_C14_C2_2", t) };
+            // SAFETY: as above. ENABLE = 1, IMASK = 0.
+            unsafe { write_sysreg!("S3_4_C14_C2_1", 1u64) };
+        }
+        // SAFETY: as above. Disabled.
+        None => unsafe { write_sysreg!("S3_4_C14_C2_1", 0u64) },
+    }
+    isb(); // the timer's new settings apply before hv waits or enters a guest
+}
+
+/// Wait for a physical interrupt (taken by nothing: `PSTATE.I` is set).
+pub fn wfi() {
+    // SAFETY: a barrier only orders memory accesses.
+    // Everything hv wrote is visible before this CPU sleeps.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+    // SAFETY: WFI only suspends this CPU until an interrupt is pending.
+    unsafe { core::arch::asm!("wfi", options(nostack, preserves_flags)) };
+}
+
+macro_rules! lr_regs {
+    ($m:ident, $n:expr $(, $arg:expr)?) => {
+        match $n {
+            0 => $m!("S3_4_C12_C12_0" $(, $arg)?),
+            1 => $m!("S3_4_C12_C12_1" $(, $arg)?),
+            2 => $m!("S3_4_C12_C12_2" $(, $arg)?),
+            3 => $m!("S3_4_C12_C12_3" $(, $arg)?),
+            4 => $m!("S3_4_C12_C12_4" $(, $arg)?),
+            5 => $m!("S3_4_C12_C12_5" $(, $arg)?),
+            6 => $m!("S3_4_C12_C12_6" $(, $arg)?),
+            7 => $m!("S3_4_C12_C12_7" $(, $arg)?),
+            8 => $m!("S3_4_C12_C13_0" $(, $arg)?),
+            9 => $m!("S3_4_C12_C13_1" $(, $arg)?),
+            10 => $m!("S3_4_C12_C13_2" $(, $arg)?),
+            11 => $m!("S3_4_C12_C13_3" $(, $arg)?),
+            12 => $m!("S3_4_C12_C13_4" $(, $arg)?),
+            13 => $m!("S3_4_C12_C13_5" $(, $arg)?),
+            14 => $m!("S3_4_C12_C13_6" $(, $arg)?),
+            15 => $m!("S3_4_C12_C13_7" $(, $arg)?),
+            _ => Default::default(),
+        }
+    };
+}
+
+/// `ICH_LR<n>_EL2` (0 for an index beyond 15).
+pub fn read_lr(n: usize) -> u64 {
+    macro_rules! rd {
+        ($r:tt) => {
+            read_sysreg!($r)
+        };
+    }
+    lr_regs!(rd, n)
+}
+
+/// Write `ICH_LR<n>_EL2` (ignored beyond 15).
+pub fn write_lr(n: usize, v: u64) {
+    macro_rules! wr {
+        ($r:tt, $v:expr) => {
+            // SAFETY: the virtual CPU interface's list registers only affect
+            // the virtual interrupts of the guest hv enters next.
+            unsafe { write_sysreg!($r, $v) }
+        };
+    }
+    lr_regs!(wr, n, v)
+}
+
+/// `ICH_AP0R<n>_EL2` / `ICH_AP1R<n>_EL2`.
+pub fn read_apr(group1: bool, n: usize) -> u64 {
+    match (group1, n) {
+        (false, 0) => read_sysreg!("S3_4_C12_C8_0"),
+        (false, 1) => read_sysreg!("S3_4_C12_C8_1"),
+        (false, 2) => read_sysreg!("S3_4_C12_C8_2"),
+        (false, 3) => read_sysreg!("S3_4_C12_C8_3"),
+        (true, 0) => read_sysreg!("S3_4_C12_C9_0"),
+        (true, 1) => read_sysreg!("S3_4_C12_C9_1"),
+        (true, 2) => read_sysreg!("S3_4_C12_C9_2"),
+        (true, 3) => read_sysreg!("S3_4_C12_C9_3"),
+        _ => 0,
+    }
+}
+
+/// Write `ICH_AP0R<n>_EL2` / `ICH_AP1R<n>_EL2`.
+pub fn write_apr(group1: bool, n: usize, v: u64) {
+    // SAFETY (each arm): the virtual interface's active-priority state of
+    // the vCPU being loaded; only affects that guest's virtual interrupts.
+    match (group1, n) {
+        // SAFETY: see above.
+        (false, 0) => unsafe { write_sysreg!("S3_4_C12_C8_0", v) },
+        // SAFETY: see above.
+        (false, 1) => unsafe { write_sysreg!("S3_4_C12_C8_1", v) },
+        // SAFETY: see above.
+        (false, 2) => unsafe { write_sysreg!("S3_4_C12_C8_2", v) },
+        // SAFETY: see above.
+        (false, 3) => unsafe { write_sysreg!("S3_4_C12_C8_3", v) },
+        // SAFETY: see above.
+        (true, 0) => unsafe { write_sysreg!("S3_4_C12_C9_0", v) },
+        // SAFETY: see above.
+        (true, 1) => unsafe { write_sysreg!("S3_4_C12_C9_1", v) },
+        // SAFETY: see above.
+        (true, 2) => unsafe { write_sysreg!("S3_4_C12_C9_2", v) },
+        // SAFETY: see above.
+        (true, 3) => unsafe { write_sysreg!("S3_4_C12_C9_3", v) },
+        _ => {}
+    }
+}
+
+/// `ICH_VTR_EL2`.
+pub fn vtr() -> u64 {
+    read_sysreg!("S3_4_C12_C11_1")
+}
+
+/// `ICH_ELRSR_EL2`.
+pub fn elrsr() -> u64 {
+    read_sysreg!("S3_4_C12_C11_5")
+}
+
+/// `ICH_MISR_EL2`.
+pub fn misr() -> u64 {
+    read_sysreg!("S3_4_C12_C11_2")
+}
+
+/// `ICH_VMCR_EL2`.
+pub fn read_vmcr() -> u64 {
+    read_sysreg!("S3_4_C12_C11_7")
+}
+
+/// Write `ICH_VMCR_EL2`.
+pub fn write_vmcr(v: u64) {
+    // SAFETY: the loaded vCPU's virtual CPU-interface control (its PMR,
+    // BPRs, group enables); affects only that guest.
+    unsafe { write_sysreg!("S3_4_C12_C11_7", v) };
+}
+
+/// Write `ICH_HCR_EL2`.
+pub fn write_hcr(v: u64) {
+    // SAFETY: the virtual CPU interface's control (enable, maintenance
+    // interrupt conditions); affects only the guest hv enters next.
+    unsafe { write_sysreg!("S3_4_C12_C11_0", v) };
+}

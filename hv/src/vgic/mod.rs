@@ -1,0 +1,431 @@
+//! A virtual GICv3 per domain: distributor and redistributor state, MMIO
+//! emulation at Xen's guest addresses, SGIs from trapped `ICC_SGI1R_EL1`
+//! writes, and the list-register state machine ([`lr`]).
+//!
+//! # API for the rest of hv (stable)
+//! - [`Vgic::inject`]`(vcpu, intid)`: make an interrupt pending (edge
+//!   semantics: a latch). `vcpu` selects the redistributor for SGIs/PPIs
+//!   (INTID < 32) and is ignored for SPIs (routed by `GICD_IROUTER`). Used for
+//!   the event-channel upcall ([`PPI_EVTCHN`]) and the virtual timer ([`PPI_VTIMER`]).
+//! - [`Vgic::set_level`]`(vcpu, intid, high)`: drive a level-sensitive input.
+//! - [`Vgic::is_pending`], [`Vgic::has_deliverable`]: queries (a blocked
+//!   vCPU is woken when `has_deliverable` turns true).
+//! - Every injection that may need a running or sleeping pCPU to look again
+//!   sets bits in [`take_kicks`] (a global hint: the run loop sends hv's kick
+//!   SGI to those pCPUs after each exit it handles).
+//!
+//! # Guest layout (Xen's `xen/include/public/arch-arm.h`)
+//! `GUEST_GICV3_GICD_BASE` 0x0300_1000 (64 KiB), `GUEST_GICV3_GICR0_BASE`
+//! 0x0302_0000 with one 128 KiB redistributor (RD_base + SGI_base frames)
+//! per vCPU, up to 128 vCPUs (`GUEST_GICV3_GICR0_SIZE` 16 MiB).
+//!
+//! # What the guest sees
+//! A GICv3 with a single security state (`GICD_CTLR.DS` = 1), affinity
+//! routing always on (`ARE` RAO/WI), no LPIs/ITS, [`SPI_COUNT`] SPIs,
+//! 5 priority bits. Registers outside the set Linux's `irq-gic-v3.c` uses
+//! read as zero and ignore writes, with a rate-limited warning naming the
+//! offset (never silently); an access without a valid instruction syndrome
+//! in the GIC ranges gets a synchronous external abort injected (hv cannot
+//! emulate it without decoding the instruction).
+
+pub mod lr;
+pub mod mmio;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use spin::Mutex;
+
+/// Distributor base IPA (`GUEST_GICV3_GICD_BASE`).
+pub const GICD_BASE: u64 = 0x0300_1000;
+/// Distributor size (`GUEST_GICV3_GICD_SIZE`).
+pub const GICD_SIZE: u64 = 0x1_0000;
+/// First redistributor IPA (`GUEST_GICV3_GICR0_BASE`).
+pub const GICR_BASE: u64 = 0x0302_0000;
+/// Size of the redistributor region (`GUEST_GICV3_GICR0_SIZE`, 128 vCPUs).
+pub const GICR_SIZE: u64 = 0x0100_0000;
+/// One vCPU's redistributor: RD_base and SGI_base frames.
+pub const GICR_STRIDE: u64 = 0x2_0000;
+/// Most vCPUs a domain's vGIC serves (`GICR_SIZE / GICR_STRIDE`).
+pub const MAX_VCPUS: u32 = (GICR_SIZE / GICR_STRIDE) as u32;
+/// SPIs each vGIC has (INTIDs 32..32 + SPI_COUNT).
+pub const SPI_COUNT: u32 = 64;
+/// One past the largest INTID the vGIC implements.
+pub const NR_IRQS: u32 = 32 + SPI_COUNT;
+
+/// Xen's event-channel upcall PPI (`GUEST_EVTCHN_PPI`).
+pub const PPI_EVTCHN: u32 = 31;
+/// The EL1 virtual timer PPI (`GUEST_TIMER_VIRT_PPI`).
+pub const PPI_VTIMER: u32 = 27;
+/// The EL1 physical timer PPI (`GUEST_TIMER_PHYS_NS_PPI`).
+pub const PPI_PTIMER: u32 = 30;
+
+/// Priority mask of the 5 implemented priority bits.
+pub const PRIO_MASK: u8 = 0xf8;
+
+/// Why an injection or query was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VgicError {
+    /// The INTID is not implemented (SPIs beyond [`NR_IRQS`], or special INTIDs).
+    BadIntid(u32),
+    /// The vCPU index is beyond the domain's vCPUs.
+    BadVcpu(u32),
+}
+
+impl core::fmt::Display for VgicError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            VgicError::BadIntid(i) => write!(f, "INTID {i} not implemented"),
+            VgicError::BadVcpu(v) => write!(f, "no vCPU {v}"),
+        }
+    }
+}
+
+/// State of one virtual interrupt.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct IrqState {
+    /// `ISENABLER`.
+    pub enabled: bool,
+    /// Pending latch (edge, or set through `ISPENDR`) not yet in a list register.
+    pub pending: bool,
+    /// Active (acknowledged, not yet deactivated), when not in a list register.
+    pub active: bool,
+    /// The input line of a level-sensitive interrupt ([`Vgic::set_level`]).
+    pub line: bool,
+    /// `ICFGR`: level-sensitive (false: edge-triggered).
+    pub level: bool,
+    /// `IGROUPR`: Group 1.
+    pub group1: bool,
+    /// `IPRIORITYR` (only [`PRIO_MASK`] bits kept).
+    pub priority: u8,
+    /// Currently held by a list register of the vCPU it is queued on.
+    pub in_lr: bool,
+}
+
+impl IrqState {
+    /// Pending as the GIC sees it (latch, or a high level-sensitive line).
+    #[must_use]
+    pub fn pending_now(&self) -> bool {
+        self.pending || (self.level && self.line)
+    }
+}
+
+/// Per-vCPU (redistributor) state.
+#[derive(Clone, Debug)]
+pub struct VgicCpu {
+    /// SGIs and PPIs (INTIDs 0..32).
+    pub private: [IrqState; 32],
+    /// `GICR_WAKER.ProcessorSleep`.
+    pub sleep: bool,
+    /// List-register bookkeeping of this vCPU ([`lr::LrBook`]).
+    pub lrs: lr::LrBook,
+    /// The pCPU this vCPU is loaded on (running, or kept loaded while idle).
+    pub resident: Option<usize>,
+}
+
+impl Default for VgicCpu {
+    fn default() -> Self {
+        let mut private = [IrqState::default(); 32];
+        for (i, p) in private.iter_mut().enumerate() {
+            // SGIs are edge-triggered and always enabled for forwarding
+            // decisions by GICR_ISENABLER0; PPIs reset level-sensitive.
+            p.level = i >= 16;
+        }
+        Self {
+            private,
+            sleep: true,
+            lrs: lr::LrBook::default(),
+            resident: None,
+        }
+    }
+}
+
+/// The mutable state behind a [`Vgic`]'s lock.
+#[derive(Clone, Debug)]
+pub struct VgicState {
+    /// The owning domain (for log lines).
+    pub domid: u16,
+    /// `GICD_CTLR.EnableGrp0`.
+    pub grp0: bool,
+    /// `GICD_CTLR.EnableGrp1`.
+    pub grp1: bool,
+    /// SPIs (INTID 32 + index).
+    pub spis: Vec<IrqState>,
+    /// `GICD_IROUTER<n>` of each SPI.
+    pub routes: Vec<u64>,
+    /// Redistributors, one per vCPU.
+    pub cpus: Vec<VgicCpu>,
+}
+
+/// One domain's virtual GIC (shared by its vCPUs and by whoever injects).
+#[derive(Debug)]
+pub struct Vgic {
+    state: Mutex<VgicState>,
+}
+
+/// pCPUs that should look at their vCPUs' interrupts again (bit n = pCPU n).
+static KICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Take (and clear) the set of pCPUs to kick: bit n for pCPU n. The run loop
+/// sends hv's kick SGI to each of them except itself.
+pub fn take_kicks() -> u64 {
+    KICKS.swap(0, Ordering::AcqRel)
+}
+
+/// Add pCPUs to the kick set.
+pub fn request_kicks(mask: u64) {
+    if mask != 0 {
+        KICKS.fetch_or(mask, Ordering::AcqRel);
+    }
+}
+
+/// Bumped whenever an interrupt becomes pending for some vCPU: the scheduler
+/// re-examines blocked vCPUs when it changed.
+static WAKE_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The current wake epoch (see [`WAKE_EPOCH`]'s doc).
+pub fn wake_epoch() -> u64 {
+    WAKE_EPOCH.load(Ordering::Acquire)
+}
+
+/// Rate limiter of the "unknown register" warnings.
+static UNKNOWN_LOGGED: AtomicU32 = AtomicU32::new(0);
+
+/// Warn about an unimplemented register: the first 32 occurrences, then every 4096th.
+pub(crate) fn warn_unknown(domid: u16, what: &str, offset: u64, write: bool) {
+    let n = UNKNOWN_LOGGED.fetch_add(1, Ordering::Relaxed);
+    if n < 32 || n.is_multiple_of(4096) {
+        log::warn!(
+            "d{domid}: vGIC {what} offset {offset:#06x} not implemented ({}): RAZ/WI [{} so far]",
+            if write { "write" } else { "read" },
+            n + 1
+        );
+    }
+}
+
+impl Vgic {
+    /// A vGIC for domain `domid` with `nr_vcpus` redistributors (1..=[`MAX_VCPUS`]).
+    #[must_use]
+    pub fn new(domid: u16, nr_vcpus: u32) -> Self {
+        let n = nr_vcpus.clamp(1, MAX_VCPUS) as usize;
+        let spi = IrqState {
+            level: true,
+            ..IrqState::default()
+        };
+        Self {
+            state: Mutex::new(VgicState {
+                domid,
+                grp0: false,
+                grp1: false,
+                spis: alloc::vec![spi; SPI_COUNT as usize],
+                routes: alloc::vec![0; SPI_COUNT as usize],
+                cpus: alloc::vec![VgicCpu::default(); n],
+            }),
+        }
+    }
+
+    /// Number of redistributors (vCPUs).
+    #[must_use]
+    pub fn nr_vcpus(&self) -> u32 {
+        self.state.lock().cpus.len() as u32
+    }
+
+    /// Grow (or shrink) to `n` redistributors (`XEN_DOMCTL_max_vcpus`, or the
+    /// dom0less `cpus` property), 1..=[`MAX_VCPUS`].
+    pub fn set_nr_vcpus(&self, n: u32) {
+        let n = n.clamp(1, MAX_VCPUS) as usize;
+        self.state.lock().cpus.resize(n, VgicCpu::default());
+    }
+
+    /// Run `f` on the locked state (tests, the run loop's LR hooks).
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut VgicState) -> R) -> R {
+        f(&mut self.state.lock())
+    }
+
+    /// Make `intid` pending (edge semantics: a latch the guest's acknowledge
+    /// consumes) for vCPU `vcpu` (SGIs/PPIs) or its routed target (SPIs).
+    ///
+    /// # Errors
+    /// [`VgicError::BadIntid`] for INTIDs the vGIC does not implement,
+    /// [`VgicError::BadVcpu`] for a vCPU beyond the domain's.
+    pub fn inject(&self, vcpu: u32, intid: u32) -> Result<(), VgicError> {
+        let mut s = self.state.lock();
+        let target = s.target_of(vcpu, intid)?;
+        s.irq_mut(target, intid)?.pending = true;
+        s.notify(target);
+        Ok(())
+    }
+
+    /// Drive the input line of a level-sensitive `intid` (vCPU as for [`Vgic::inject`]).
+    ///
+    /// # Errors
+    /// As [`Vgic::inject`].
+    pub fn set_level(&self, vcpu: u32, intid: u32, high: bool) -> Result<(), VgicError> {
+        let mut s = self.state.lock();
+        let target = s.target_of(vcpu, intid)?;
+        let irq = s.irq_mut(target, intid)?;
+        let rose = high && !irq.line;
+        irq.line = high;
+        if rose {
+            s.notify(target);
+        }
+        Ok(())
+    }
+
+    /// True if `intid` is pending (latched or by level) for `vcpu`.
+    #[must_use]
+    pub fn is_pending(&self, vcpu: u32, intid: u32) -> bool {
+        let mut s = self.state.lock();
+        let Ok(target) = s.target_of(vcpu, intid) else {
+            return false;
+        };
+        s.irq_mut(target, intid).is_ok_and(|i| i.pending_now())
+    }
+
+    /// True if vCPU `vcpu` has an interrupt the GIC would signal to it
+    /// (pending, enabled, its group enabled), or one in its list registers.
+    #[must_use]
+    pub fn has_deliverable(&self, vcpu: u32) -> bool {
+        let s = self.state.lock();
+        s.deliverable(vcpu as usize)
+    }
+
+    /// Deliver the SGIs of a trapped `ICC_SGI1R_EL1` / `ICC_ASGI1R_EL1` /
+    /// `ICC_SGI0R_EL1` write by vCPU `from` with value `val` (GICv3
+    /// architecture spec, "ICC_SGI1R_EL1": TargetList [15:0], Aff1 [23:16],
+    /// INTID [27:24], Aff2 [39:32], IRM [40], RS [47:44], Aff3 [55:48]).
+    /// Returns how many vCPUs were targeted.
+    pub fn send_sgi(&self, from: u32, val: u64) -> usize {
+        let intid = ((val >> 24) & 0xf) as u32;
+        let irm = (val >> 40) & 1 == 1;
+        let mut s = self.state.lock();
+        let n = s.cpus.len() as u32;
+        let mut hits = 0;
+        for v in 0..n {
+            let hit = if irm {
+                v != from
+            } else {
+                let aff1 = (val >> 16) & 0xff;
+                let aff2 = (val >> 32) & 0xff;
+                let aff3 = (val >> 48) & 0xff;
+                let rs = (val >> 44) & 0xf;
+                let (v_aff0, v_aff1) = (u64::from(v & 0xff), u64::from((v >> 8) & 0xff));
+                aff3 == 0
+                    && aff2 == 0
+                    && aff1 == v_aff1
+                    && v_aff0 / 16 == rs
+                    && (val >> (v_aff0 % 16)) & 1 == 1
+            };
+            if hit {
+                s.cpus[v as usize].private[intid as usize].pending = true;
+                s.notify(v as usize);
+                hits += 1;
+            }
+        }
+        hits
+    }
+
+    /// Record where vCPU `vcpu` is loaded (`None` once it is put).
+    pub fn set_resident(&self, vcpu: u32, pcpu: Option<usize>) {
+        if let Some(c) = self.state.lock().cpus.get_mut(vcpu as usize) {
+            c.resident = pcpu;
+        }
+    }
+}
+
+impl VgicState {
+    /// The vCPU an interrupt belongs to: `vcpu` for INTID < 32, the routed
+    /// vCPU for SPIs (`GICD_IROUTER`: Aff1.Aff0 name a vCPU; IRM = 1 or an
+    /// unknown affinity means vCPU 0).
+    fn target_of(&self, vcpu: u32, intid: u32) -> Result<usize, VgicError> {
+        if intid < 32 {
+            if (vcpu as usize) < self.cpus.len() {
+                return Ok(vcpu as usize);
+            }
+            return Err(VgicError::BadVcpu(vcpu));
+        }
+        if intid >= NR_IRQS {
+            return Err(VgicError::BadIntid(intid));
+        }
+        Ok(self.spi_target(intid))
+    }
+
+    /// The vCPU SPI `intid` is routed to.
+    pub(crate) fn spi_target(&self, intid: u32) -> usize {
+        let r = self.routes[(intid - 32) as usize];
+        if (r >> 31) & 1 == 1 || (r >> 16) & 0xff != 0 || (r >> 32) & 0xff != 0 {
+            return 0;
+        }
+        let v = ((r & 0xff) | (((r >> 8) & 0xff) << 8)) as usize;
+        if v < self.cpus.len() {
+            v
+        } else {
+            0
+        }
+    }
+
+    /// The state of `intid` as seen by vCPU `cpu` (private banked or SPI).
+    ///
+    /// # Errors
+    /// [`VgicError`] for an unknown vCPU or INTID.
+    pub fn irq_mut(&mut self, cpu: usize, intid: u32) -> Result<&mut IrqState, VgicError> {
+        if intid < 32 {
+            let c = self
+                .cpus
+                .get_mut(cpu)
+                .ok_or(VgicError::BadVcpu(cpu as u32))?;
+            Ok(&mut c.private[intid as usize])
+        } else {
+            self.spis
+                .get_mut((intid - 32) as usize)
+                .ok_or(VgicError::BadIntid(intid))
+        }
+    }
+
+    fn irq(&self, cpu: usize, intid: u32) -> Option<&IrqState> {
+        if intid < 32 {
+            self.cpus.get(cpu).map(|c| &c.private[intid as usize])
+        } else {
+            self.spis.get((intid - 32) as usize)
+        }
+    }
+
+    fn group_enabled(&self, irq: &IrqState) -> bool {
+        if irq.group1 {
+            self.grp1
+        } else {
+            self.grp0
+        }
+    }
+
+    /// Would the GIC forward `irq` (pending) to the CPU interface?
+    fn forwardable(&self, irq: &IrqState) -> bool {
+        irq.pending_now() && irq.enabled && self.group_enabled(irq)
+    }
+
+    fn deliverable(&self, cpu: usize) -> bool {
+        let Some(c) = self.cpus.get(cpu) else {
+            return false;
+        };
+        c.private.iter().any(|i| i.in_lr || self.forwardable(i))
+            || (32..NR_IRQS).any(|intid| {
+                self.spi_target(intid) == cpu
+                    && self
+                        .irq(cpu, intid)
+                        .is_some_and(|i| i.in_lr || self.forwardable(i))
+            })
+    }
+
+    /// Something changed for vCPU `cpu`: bump the wake epoch and ask the pCPU
+    /// it is loaded on (or every pCPU, if it is not loaded) to look again.
+    fn notify(&self, cpu: usize) {
+        WAKE_EPOCH.fetch_add(1, Ordering::AcqRel);
+        match self.cpus.get(cpu).and_then(|c| c.resident) {
+            Some(p) if p < 64 => request_kicks(1 << p),
+            _ => request_kicks(u64::MAX),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
