@@ -332,7 +332,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             // Never ran: no TLB entry can exist for its VMID.
             d.discard(mem, pool, vmids);
         }
-        sink.hv_line(format_args!("d{id} destroyed"));
+        sink.hv_line(format_args!(
+            "d{id} destroyed ({} VMIDs in use)",
+            vmids.in_use()
+        ));
         Answer::ok(false)
     }
 }

@@ -946,7 +946,7 @@ fn control_domain_builds_a_domu_through_domctl() {
     for l in [
         "hv: d2: created by domctl, VMID 3",
         "hv: d2 ended (poweroff)",
-        "hv: d2 destroyed",
+        "hv: d2 destroyed (1 VMIDs in use)",
         "hv: d0 ended (poweroff)",
     ] {
         assert!(r.lines.has(l), "{l}: {:?}", r.lines.all());
