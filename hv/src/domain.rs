@@ -248,6 +248,8 @@ pub struct Domain {
     pub boot_vcpu: Option<alloc::boxed::Box<crate::vcpu::Vcpu>>,
     /// Unpaused at least once (its vCPUs were queued).
     pub unpaused: bool,
+    /// Xen-interface state: event channels, grant table, console ring ([`crate::xen::domu`]).
+    pub xen: crate::xen::domu::DomainXen,
     /// The domain's virtual GICv3 (shared with its vCPUs; see [`crate::vgic`]).
     pub vgic: alloc::sync::Arc<crate::vgic::Vgic>,
 }
@@ -367,6 +369,7 @@ impl Domain {
             max_vcpus: 1,
             boot_vcpu: None,
             unpaused: false,
+            xen: crate::xen::domu::DomainXen::default(),
             vgic: alloc::sync::Arc::new(crate::vgic::Vgic::new(id, 1)),
         };
         if let Err(e) = d.populate(mem, pool) {
@@ -613,6 +616,8 @@ impl Domain {
         let mut f = flush.record(vmid, &t.inval, &t.held);
         f.append(flush.flush_vmid(vmid));
         crate::tlb::execute_ops(f.plan.ops(), arch);
+        let mut xen = self.xen;
+        xen.release(pool);
         if let Err(e) = pool.release(&f.released) {
             log::error!("d{}: releasing its pages: {e}", self.id);
         }
@@ -628,6 +633,8 @@ impl Domain {
         vmids: &mut VmidAllocator,
     ) {
         let t = self.physmap.teardown(mem);
+        let mut xen = self.xen;
+        xen.release(pool);
         if let Err(e) = pool.release(&t.held) {
             log::error!("d{}: releasing its pages: {e}", self.id);
         }

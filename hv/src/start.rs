@@ -690,6 +690,29 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 }
             };
         }
+        // The domU interfaces (event channels, grant table, vcpu_op, hvm_op,
+        // vm_assist, multicall) see every domain: xen::domu.
+        let mut upcalls = xen::evtchn::RecordingIrqSink::default();
+        let out = xen::domu::system_call(
+            call,
+            &mut xen::domu::SysCtx {
+                caller: v.domid,
+                vcpu: v.id,
+                domains,
+                mem,
+                sink: sink.as_mut(),
+                irq: &mut upcalls,
+            },
+        );
+        xen::domu::deliver_upcalls(domains, &upcalls.upcalls);
+        if let Some(out) = out {
+            v.gprs.x[0] = out.ret;
+            return match out.action {
+                Action::Continue => Next::Resume,
+                Action::Yield => Next::Yield,
+                Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
+            };
+        }
         let Some(e) = domains.iter_mut().find(|d| d.id == v.domid) else {
             return Next::EndDomain(EndReason::UnhandledExit { ec: 0x16 });
         };

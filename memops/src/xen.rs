@@ -8,7 +8,7 @@
 //! `cmd[63:6]` the extent to resume at.
 //!
 //! Supported: `XENMEM_decrease_reservation` (1), `XENMEM_populate_physmap`
-//! (6), `XENMEM_add_to_physmap` (7; spaces `shared_info` only, like Xen on
+//! (6), `XENMEM_add_to_physmap` (7; spaces `shared_info` and `grant_table`, like Xen on
 //! Arm every other space of the single call is `-ENOSYS`, `gmfn_foreign`
 //! included), `XENMEM_remove_from_physmap` (15), `XENMEM_add_to_physmap_batch`
 //! (23; `gmfn_foreign` and `shared_info`), and hv's
@@ -140,6 +140,11 @@ pub trait MemEnv {
     fn vmid(&self, domid: u16) -> Option<Vmid>;
     /// hv's shared-info frame of the domain.
     fn shared_info(&self, domid: u16) -> Option<PhysAddr>;
+    /// hv's grant-table frame `idx` of the domain, about to be mapped at
+    /// `gpfn` (`XENMAPSPACE_grant_table`); `None` (the default) is `-EINVAL`.
+    fn grant_frame(&mut self, _domid: u16, _idx: u64, _gpfn: u64) -> Option<PhysAddr> {
+        None
+    }
     /// Zero `pa` (4 KiB) before a domain can see it.
     fn scrub(&mut self, pa: PhysAddr);
     /// Execute `plan` now, before returning (hv's arch executor, which
@@ -720,6 +725,16 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                     return -errno::EINVAL;
                 }
                 let Some(pa) = self.env.shared_info(d) else {
+                    return -errno::EINVAL;
+                };
+                match self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out) {
+                    Ok(()) => 0,
+                    Err(e) => e.xen_errno(),
+                }
+            }
+            XENMAPSPACE_GRANT_TABLE => {
+                // A frame of hv's grant table, like shared info: hv-owned, never freed by the p2m.
+                let Some(pa) = self.env.grant_frame(d, idx, gpfn) else {
                     return -errno::EINVAL;
                 };
                 match self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out) {

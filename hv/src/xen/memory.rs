@@ -136,9 +136,18 @@ impl<M: PhysMem + TableMem> MemEnv for Env<'_, '_, '_, M> {
             .find(|d| d.id == domid)
             .map(Domain::vmid)
     }
-    fn shared_info(&self, _domid: u16) -> Option<PhysAddr> {
-        // Shared-info pages come with event channels (issue 5).
-        None
+    fn shared_info(&self, domid: u16) -> Option<PhysAddr> {
+        // The page of the domain's event channels (xen::domu), if it has one.
+        self.domains
+            .iter()
+            .find(|d| d.id == domid)
+            .and_then(|d| d.xen.shared_info())
+    }
+    fn grant_frame(&mut self, domid: u16, idx: u64, gpfn: u64) -> Option<PhysAddr> {
+        self.domains
+            .iter_mut()
+            .find(|d| d.id == domid)
+            .and_then(|d| d.xen.grant.map_frame(idx, gpfn).ok())
     }
     fn scrub(&mut self, pa: PhysAddr) {
         self.mem.borrow_mut().zero_frame(pa);

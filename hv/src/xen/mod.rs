@@ -12,7 +12,11 @@
 
 pub mod abi;
 pub mod console;
+pub mod console_ring;
+pub mod domu;
 pub mod errno;
+pub mod evtchn;
+pub mod grant;
 pub mod hvop;
 pub mod memory;
 pub mod sched;
@@ -112,6 +116,52 @@ pub enum Hypercall {
     Sysctl {
         /// Guest handle of the `struct xen_sysctl`.
         arg: u64,
+    },
+    /// `__HYPERVISOR_event_channel_op` (32): `EVTCHNOP_*` and its struct ([`evtchn`], [`domu`]).
+    EventChannelOp {
+        /// `EVTCHNOP_*`.
+        cmd: u32,
+        /// Guest handle of the command's struct.
+        arg: u64,
+    },
+    /// `__HYPERVISOR_grant_table_op` (20): `GNTTABOP_*`, `count` structs at `arg` ([`grant`]).
+    GrantTableOp {
+        /// `GNTTABOP_*`.
+        cmd: u32,
+        /// Guest handle of the first struct.
+        arg: u64,
+        /// Number of structs.
+        count: u32,
+    },
+    /// `__HYPERVISOR_vcpu_op` (24): `VCPUOP_*` on vCPU `vcpu` ([`domu`]).
+    VcpuOp {
+        /// `VCPUOP_*`.
+        cmd: u32,
+        /// Target vCPU.
+        vcpu: u32,
+        /// Guest handle of the command's struct.
+        arg: u64,
+    },
+    /// `__HYPERVISOR_hvm_op` (34): `HVMOP_get_param` / `set_param` ([`domu`]).
+    HvmOp {
+        /// `HVMOP_*`.
+        cmd: u32,
+        /// Guest handle of `struct xen_hvm_param`.
+        arg: u64,
+    },
+    /// `__HYPERVISOR_vm_assist` (21).
+    VmAssist {
+        /// `VMASST_CMD_*`.
+        cmd: u32,
+        /// `VMASST_TYPE_*`.
+        ty: u32,
+    },
+    /// `__HYPERVISOR_multicall` (13): `nr` entries of `struct multicall_entry` at `list`.
+    Multicall {
+        /// Guest handle of the entry array.
+        list: u64,
+        /// Number of entries.
+        nr: u32,
     },
     /// `__HYPERVISOR_memory_op` (12): `cmd` and its argument, decoded by [`memory`].
     MemoryOp {
@@ -236,6 +286,32 @@ impl Hypercall {
                     _ => return Err(unknown_cmd),
                 })
             }
+            nr::EVENT_CHANNEL_OP => Hypercall::EventChannelOp {
+                cmd: low32(args[0]),
+                arg: args[1],
+            },
+            nr::GRANT_TABLE_OP => Hypercall::GrantTableOp {
+                cmd: low32(args[0]),
+                arg: args[1],
+                count: low32(args[2]),
+            },
+            nr::VCPU_OP => Hypercall::VcpuOp {
+                cmd: low32(args[0]),
+                vcpu: low32(args[1]),
+                arg: args[2],
+            },
+            nr::HVM_OP => Hypercall::HvmOp {
+                cmd: low32(args[0]),
+                arg: args[1],
+            },
+            nr::VM_ASSIST => Hypercall::VmAssist {
+                cmd: low32(args[0]),
+                ty: low32(args[1]),
+            },
+            nr::MULTICALL => Hypercall::Multicall {
+                list: args[0],
+                nr: low32(args[1]),
+            },
             nr::MEMORY_OP => Hypercall::MemoryOp {
                 cmd: args[0],
                 arg: args[1],
@@ -309,9 +385,15 @@ pub fn dispatch<M: PhysMem + TableMem>(call: &Hypercall, ctx: &mut HypercallCtx<
         Hypercall::XenVersion(op) => Outcome::ret(version::xen_version(op, ctx)),
         Hypercall::SchedOp(op) => sched::sched_op(op, ctx),
         Hypercall::HvOp { op, arg } => Outcome::ret(hvop::hv_op(op, arg, ctx)),
-        Hypercall::MemoryOp { .. } | Hypercall::Domctl { .. } | Hypercall::Sysctl { .. } => {
-            Outcome::ret(Err(Errno::ENOSYS))
-        }
+        Hypercall::MemoryOp { .. }
+        | Hypercall::Domctl { .. }
+        | Hypercall::Sysctl { .. }
+        | Hypercall::EventChannelOp { .. }
+        | Hypercall::GrantTableOp { .. }
+        | Hypercall::VcpuOp { .. }
+        | Hypercall::HvmOp { .. }
+        | Hypercall::VmAssist { .. }
+        | Hypercall::Multicall { .. } => Outcome::ret(Err(Errno::ENOSYS)),
     }
 }
 
@@ -382,14 +464,14 @@ pub(crate) mod tests {
             Err(DecodeError::NotXen { imm16: 0xea0 })
         );
         // Unknown and unimplemented numbers: -ENOSYS.
-        for nr in [11, 43, 99, 0xffff_ffff_ffff_ffff, 20, 32] {
+        for nr in [11, 43, 99, 0xffff_ffff_ffff_ffff, 26, 31] {
             let e = Hypercall::decode(0xea1, nr, &z).unwrap_err();
             assert_eq!(e, DecodeError::UnknownHypercall { nr });
             assert_eq!(e.errno(), Some(Errno::ENOSYS));
         }
         assert_eq!(
-            std::format!("{}", DecodeError::UnknownHypercall { nr: 20 }),
-            "hypercall 20 (grant_table_op) not implemented"
+            std::format!("{}", DecodeError::UnknownHypercall { nr: 26 }),
+            "hypercall 26 (mmuext_op) not implemented"
         );
         assert_eq!(
             std::format!("{}", DecodeError::UnknownHypercall { nr: 99 }),

@@ -1,0 +1,778 @@
+//! What a Linux domU needs from "Xen" beyond the basic calls: the per-domain
+//! state (shared-info page, event channels, grant table, HVM params, the PV
+//! console ring, per-vCPU runstate areas) and the handlers of
+//! `event_channel_op` (32), `grant_table_op` (20), `vcpu_op` (24),
+//! `hvm_op` (34), `vm_assist` (21) and `multicall` (13).
+//!
+//! These calls need more than the caller's view (an interdomain send touches
+//! another domain; the console drains into hv's sink), so the run loop hands
+//! them to [`system_call`] with every domain, like `memory_op`.
+//!
+//! Checked against (never copied): Linux `arch/arm/xen/enlighten.c`
+//! (`xen_guest_init`: add_to_physmap of shared info, vcpu_info registration,
+//! grant frames; `xen_starting_cpu`), `drivers/xen/time.c`
+//! (`xen_setup_runstate_info` BUG()s unless register_runstate_memory_area
+//! succeeds; vm_assist runstate_update_flag), `drivers/tty/hvc/hvc_xen.c`
+//! (`xen_hvm_console_init`: HVM_PARAM_CONSOLE_EVTCHN and _PFN must both be
+//! non-zero), `drivers/xen/xenbus/xenbus_probe.c` (HVM_PARAM_STORE_PFN = 0
+//! means no xenstore: xenbus stays off); Xen public headers `vcpu.h`
+//! (`VCPUOP_*`, `struct vcpu_register_vcpu_info` {u64 mfn @0, u32 offset @8,
+//! u32 rsvd @12}, `struct vcpu_runstate_info` {int state @0, u64
+//! state_entry_time @8, u64 time\[4\] @16}), `hvm/params.h` (`HVM_PARAM_*`),
+//! `hvm/hvm_op.h` (`struct xen_hvm_param` {u16 domid @0, u32 index @4, u64
+//! value @8}), `xen.h` (`VMASST_*`, `struct multicall_entry` {u64 op, i64
+//! result, u64 args\[6\]} = 64 bytes on arm64), `arch-arm.h`
+//! (`GUEST_MAGIC_BASE` 0x39000000; libxl's console page is magic pfn 0).
+
+use alloc::vec::Vec;
+
+use memops::physmap::P2mKind;
+use memops::{FrameTable, MemType, Physmap, S2Attrs, Stage2View, TableMem};
+use pv_tlb::{Ipa, PhysAddr, PAGE_SIZE};
+
+use super::console::{ConsoleLine, ConsoleSink};
+use super::evtchn::{self, EventDomains, EvtchnCtx, Evtchns, HvPort, IrqSink, SendEffect};
+use super::grant::{self, GrantTable};
+use super::{Action, Errno, Hypercall, HypercallCtx, Outcome};
+use crate::arch::PhysMem;
+use crate::domain::Domain;
+use crate::guest::GuestMemory;
+
+/// `GUEST_MAGIC_BASE` (public/arch-arm.h): hv's magic pages (console ring first).
+pub const GUEST_MAGIC_BASE: u64 = 0x3900_0000;
+/// The console ring's gfn (`HVM_PARAM_CONSOLE_PFN`).
+pub const CONSOLE_GFN: u64 = GUEST_MAGIC_BASE >> 12;
+
+/// `HVM_PARAM_*` (public/hvm/params.h).
+pub mod hvm_param {
+    #![allow(missing_docs)]
+    pub const CALLBACK_IRQ: u32 = 0;
+    pub const STORE_PFN: u32 = 1;
+    pub const STORE_EVTCHN: u32 = 2;
+    pub const CONSOLE_PFN: u32 = 17;
+    pub const CONSOLE_EVTCHN: u32 = 18;
+    /// `HVM_NR_PARAMS`.
+    pub const NR: u32 = 39;
+}
+
+/// `HVMOP_set_param` / `HVMOP_get_param` (public/hvm/hvm_op.h).
+pub mod hvmop {
+    #![allow(missing_docs)]
+    pub const SET_PARAM: u32 = 0;
+    pub const GET_PARAM: u32 = 1;
+}
+
+/// `VCPUOP_*` (public/vcpu.h).
+pub mod vcpuop {
+    #![allow(missing_docs)]
+    pub const IS_UP: u32 = 3;
+    pub const GET_RUNSTATE_INFO: u32 = 4;
+    pub const REGISTER_RUNSTATE_MEMORY_AREA: u32 = 5;
+    pub const REGISTER_VCPU_INFO: u32 = 10;
+    pub const REGISTER_RUNSTATE_PHYS_AREA: u32 = 14;
+}
+
+/// `VMASST_*` (public/xen.h).
+pub mod vmasst {
+    #![allow(missing_docs)]
+    pub const CMD_ENABLE: u32 = 0;
+    pub const CMD_DISABLE: u32 = 1;
+    pub const TYPE_RUNSTATE_UPDATE_FLAG: u32 = 5;
+}
+
+/// `RUNSTATE_*` (public/vcpu.h).
+pub mod runstate {
+    #![allow(missing_docs)]
+    pub const RUNNING: u32 = 0;
+    pub const RUNNABLE: u32 = 1;
+    pub const BLOCKED: u32 = 2;
+    pub const OFFLINE: u32 = 3;
+    /// `XEN_RUNSTATE_UPDATE`: bit 63 of `state_entry_time` while hv writes.
+    pub const UPDATE: u64 = 1 << 63;
+    /// `sizeof(struct vcpu_runstate_info)`.
+    pub const SIZE: usize = 48;
+}
+
+/// Where a vCPU's runstate area is and what it says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Runstate {
+    /// The guest address given to `VCPUOP_register_runstate_memory_area` (a
+    /// guest *virtual* address on Arm), or a guest physical one with `phys`.
+    pub area: Option<u64>,
+    /// The area is a guest physical address (`register_runstate_phys_area`).
+    pub phys: bool,
+    /// Current `RUNSTATE_*`.
+    pub state: u32,
+    /// When it was entered (ns).
+    pub entry: u64,
+    /// Time spent in each state (ns).
+    pub time: [u64; 4],
+}
+
+impl Runstate {
+    /// Switch to `state` at `now` (ns), accounting the time spent in the old one.
+    pub fn switch(&mut self, state: u32, now: u64) {
+        if let Some(t) = self.time.get_mut(self.state as usize) {
+            *t = t.wrapping_add(now.saturating_sub(self.entry));
+        }
+        self.state = state;
+        self.entry = now;
+    }
+
+    /// `struct vcpu_runstate_info` bytes (with `flag` or-ed into state_entry_time).
+    #[must_use]
+    pub fn encode(&self, flag: u64) -> [u8; runstate::SIZE] {
+        let mut b = [0u8; runstate::SIZE];
+        b[0..4].copy_from_slice(&self.state.to_le_bytes());
+        b[8..16].copy_from_slice(&(self.entry | flag).to_le_bytes());
+        for (i, t) in self.time.iter().enumerate() {
+            b[16 + i * 8..24 + i * 8].copy_from_slice(&t.to_le_bytes());
+        }
+        b
+    }
+}
+
+/// The Xen-interface state of one domain.
+#[derive(Debug)]
+pub struct DomainXen {
+    /// Event channels (and the shared-info page they live in).
+    pub evtchn: Evtchns,
+    /// The grant table.
+    pub grant: GrantTable,
+    /// `HVM_PARAM_*` values.
+    pub params: [u64; hvm_param::NR as usize],
+    /// The PV console ring page (host frame), mapped at [`CONSOLE_GFN`].
+    pub console_ring: Option<PhysAddr>,
+    /// Per-vCPU runstate.
+    pub runstate: Vec<Runstate>,
+    /// `VMASST_TYPE_runstate_update_flag` enabled.
+    pub runstate_update_flag: bool,
+    /// Every hv-owned frame of the domain (released at teardown).
+    frames: Vec<PhysAddr>,
+}
+
+impl Default for DomainXen {
+    fn default() -> Self {
+        Self {
+            evtchn: Evtchns::new(1, None),
+            grant: GrantTable::default(),
+            params: [0; hvm_param::NR as usize],
+            console_ring: None,
+            runstate: alloc::vec![Runstate::default()],
+            runstate_update_flag: false,
+            frames: Vec::new(),
+        }
+    }
+}
+
+impl DomainXen {
+    /// Set up what a guest booted by hv gets: a zeroed shared-info page,
+    /// [`grant::MAX_GRANT_FRAMES`] grant frames, the console ring mapped at
+    /// [`CONSOLE_GFN`] with an event channel whose other end is hv, and the
+    /// HVM params naming them (store PFN and event channel stay 0: no xenstore).
+    /// Frames come from `pool` owned by `domid`.
+    ///
+    /// # Errors
+    /// `memops::Error` if the pool is empty or the ring cannot be mapped
+    /// (everything taken is given back).
+    pub fn setup<M: PhysMem + TableMem>(
+        domid: u16,
+        vcpus: u32,
+        physmap: &mut Physmap,
+        mem: &mut M,
+        pool: &mut FrameTable,
+    ) -> Result<Self, memops::Error> {
+        let mut frames = Vec::new();
+        let n = 2 + grant::MAX_GRANT_FRAMES as usize;
+        for _ in 0..n {
+            match pool.alloc(domid, 0) {
+                Ok(pa) => {
+                    mem.zero_frame(pa);
+                    frames.push(pa);
+                }
+                Err(e) => {
+                    for f in frames {
+                        let _ = pool.put(f);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let (si, ring) = (frames[0], frames[1]);
+        // A fresh mapping of a never-mapped gfn: nothing to invalidate.
+        if let Err(e) = physmap.insert(mem, CONSOLE_GFN, ring, 1, P2mKind::SharedInfo, S2Attrs::RAM)
+        {
+            for f in frames {
+                let _ = pool.put(f);
+            }
+            return Err(e);
+        }
+        let mut evtchn = Evtchns::new(vcpus, Some(si));
+        let port = evtchn
+            .alloc(evtchn::PortState::Hv(HvPort::Console), 0)
+            .unwrap_or(0);
+        let mut params = [0u64; hvm_param::NR as usize];
+        params[hvm_param::CONSOLE_PFN as usize] = CONSOLE_GFN;
+        params[hvm_param::CONSOLE_EVTCHN as usize] = u64::from(port);
+        Ok(Self {
+            evtchn,
+            grant: GrantTable::new(frames[2..].to_vec()),
+            params,
+            console_ring: Some(ring),
+            runstate: alloc::vec![Runstate::default(); vcpus.max(1) as usize],
+            runstate_update_flag: false,
+            frames,
+        })
+    }
+
+    /// The shared-info frame (`XENMAPSPACE_shared_info`).
+    #[must_use]
+    pub fn shared_info(&self) -> Option<PhysAddr> {
+        self.evtchn.shared_info()
+    }
+
+    /// Give the hv-owned frames back (after the domain's stage-2 mappings of
+    /// them were invalidated).
+    pub fn release(&mut self, pool: &mut FrameTable) {
+        for f in self.frames.drain(..) {
+            let _ = pool.put(f);
+        }
+    }
+
+    /// Drain the console ring (the guest notified its console channel) and
+    /// tell the guest the space is free again.
+    pub fn console_notified<M: PhysMem + ?Sized>(
+        &self,
+        domid: u16,
+        mem: &mut M,
+        line: &mut ConsoleLine,
+        sink: &mut dyn ConsoleSink,
+        irq: &mut dyn IrqSink,
+    ) {
+        if let Some(ring) = self.console_ring {
+            super::console_ring::drain(ring, mem, domid, line, sink);
+            if let Some(p) = self.evtchn.hv_port(HvPort::Console) {
+                self.evtchn.set_pending(domid, p, mem, irq);
+            }
+        }
+    }
+}
+
+/// The domains as event channels see them.
+struct Doms<'a>(&'a mut [Domain]);
+
+impl EventDomains for Doms<'_> {
+    fn events(&mut self, d: u16) -> Option<&mut Evtchns> {
+        self.0
+            .iter_mut()
+            .find(|x| x.id == d)
+            .map(|x| &mut x.xen.evtchn)
+    }
+}
+
+/// Everything [`system_call`] may touch.
+pub struct SysCtx<'a, M: PhysMem + TableMem> {
+    /// The calling domain.
+    pub caller: u16,
+    /// The calling vCPU.
+    pub vcpu: u32,
+    /// Every live domain.
+    pub domains: &'a mut [Domain],
+    /// Host memory.
+    pub mem: &'a mut M,
+    /// Console output.
+    pub sink: &'a mut dyn ConsoleSink,
+    /// Upcall injection.
+    pub irq: &'a mut dyn IrqSink,
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+impl<M: PhysMem + TableMem> SysCtx<'_, M> {
+    fn me(&mut self) -> Result<&mut Domain, Errno> {
+        let c = self.caller;
+        self.domains
+            .iter_mut()
+            .find(|d| d.id == c)
+            .ok_or(Errno::ESRCH)
+    }
+
+    fn view(&mut self) -> Result<Stage2View, Errno> {
+        Ok(self.me()?.stage2().view())
+    }
+
+    fn privileged(&mut self) -> bool {
+        self.me().is_ok_and(|d| d.privileged)
+    }
+
+    fn read<const N: usize>(&mut self, ipa: u64) -> Result<[u8; N], Errno> {
+        let v = self.view()?;
+        let mut b = [0u8; N];
+        GuestMemory::from_view(v, self.mem)
+            .copy_from_guest(Ipa(ipa), &mut b)
+            .map_err(|e| e.errno())?;
+        Ok(b)
+    }
+
+    fn write(&mut self, ipa: u64, b: &[u8]) -> Result<(), Errno> {
+        let v = self.view()?;
+        GuestMemory::from_view(v, self.mem)
+            .copy_to_guest(Ipa(ipa), b)
+            .map_err(|e| e.errno())
+    }
+
+    /// The caller's writable RAM page behind `ipa` (host address, offset kept).
+    fn translate_rw(&mut self, ipa: u64) -> Result<PhysAddr, Errno> {
+        let v = self.view()?;
+        match v.lookup(&*self.mem, Ipa(ipa)) {
+            Some((pa, a)) if a.read && a.write && a.mem == MemType::NormalWb => Ok(pa),
+            _ => Err(Errno::EFAULT),
+        }
+    }
+
+    fn self_or(&mut self, dom: u16) -> Result<u16, Errno> {
+        if dom == evtchn::DOMID_SELF || dom == self.caller {
+            Ok(self.caller)
+        } else if self.privileged() {
+            Ok(dom)
+        } else {
+            Err(Errno::EPERM)
+        }
+    }
+}
+
+/// Handle the domU calls of this module; `None` for any other hypercall.
+pub fn system_call<M: PhysMem + TableMem>(
+    call: &Hypercall,
+    ctx: &mut SysCtx<'_, M>,
+) -> Option<Outcome> {
+    Some(match *call {
+        Hypercall::EventChannelOp { cmd, arg } => Outcome::ret(event_channel_op(cmd, arg, ctx)),
+        Hypercall::GrantTableOp { cmd, arg, count } => {
+            Outcome::ret(grant_table_op(cmd, arg, count, ctx))
+        }
+        Hypercall::VcpuOp { cmd, vcpu, arg } => Outcome::ret(vcpu_op(cmd, vcpu, arg, ctx)),
+        Hypercall::HvmOp { cmd, arg } => Outcome::ret(hvm_op(cmd, arg, ctx)),
+        Hypercall::VmAssist { cmd, ty } => Outcome::ret(vm_assist(cmd, ty, ctx)),
+        Hypercall::Multicall { list, nr } => multicall(list, nr, ctx),
+        _ => return None,
+    })
+}
+
+fn event_channel_op<M: PhysMem + TableMem>(
+    cmd: u32,
+    arg: u64,
+    ctx: &mut SysCtx<'_, M>,
+) -> Result<u64, Errno> {
+    use evtchn::op;
+    let caller = ctx.caller;
+    match cmd {
+        op::ALLOC_UNBOUND => {
+            let b = ctx.read::<8>(arg)?;
+            let dom = ctx.self_or(le16(&b, 0))?;
+            let port = evtchn::alloc_unbound(&mut Doms(ctx.domains), caller, dom, le16(&b, 2))?;
+            ctx.write(arg + 4, &port.to_le_bytes())?;
+            Ok(0)
+        }
+        op::BIND_INTERDOMAIN => {
+            let b = ctx.read::<12>(arg)?;
+            let port =
+                evtchn::bind_interdomain(&mut Doms(ctx.domains), caller, le16(&b, 0), le32(&b, 4))?;
+            ctx.write(arg + 8, &port.to_le_bytes())?;
+            Ok(0)
+        }
+        op::BIND_VIRQ => {
+            let b = ctx.read::<12>(arg)?;
+            let port = ctx.me()?.xen.evtchn.bind_virq(le32(&b, 0), le32(&b, 4))?;
+            ctx.write(arg + 8, &port.to_le_bytes())?;
+            Ok(0)
+        }
+        op::BIND_IPI => {
+            let b = ctx.read::<8>(arg)?;
+            let vcpu = le32(&b, 0);
+            let e = &mut ctx.me()?.xen.evtchn;
+            if vcpu >= e.vcpus() {
+                return Err(Errno::ENOENT);
+            }
+            let port = e.alloc(evtchn::PortState::Ipi, vcpu)?;
+            ctx.write(arg + 4, &port.to_le_bytes())?;
+            Ok(0)
+        }
+        op::CLOSE => {
+            let b = ctx.read::<4>(arg)?;
+            let port = le32(&b, 0);
+            if ctx.me()?.xen.evtchn.port(port).map(|p| p.state)
+                == Some(evtchn::PortState::Hv(HvPort::Console))
+            {
+                // hv's console end stays; Linux never closes it.
+                return Err(Errno::EINVAL);
+            }
+            evtchn::close(&mut Doms(ctx.domains), caller, port)?;
+            Ok(0)
+        }
+        op::SEND => {
+            let b = ctx.read::<4>(arg)?;
+            let mut ectx = EvtchnCtx {
+                caller,
+                mem: &mut *ctx.mem,
+                irq: &mut *ctx.irq,
+            };
+            match evtchn::send(&mut Doms(ctx.domains), &mut ectx, le32(&b, 0))? {
+                SendEffect::Done => {}
+                SendEffect::Hv(HvPort::Console) => {
+                    let d = ctx
+                        .domains
+                        .iter_mut()
+                        .find(|d| d.id == caller)
+                        .ok_or(Errno::ESRCH)?;
+                    let (xen, line) = (&d.xen, &mut d.console);
+                    xen.console_notified(caller, ctx.mem, line, ctx.sink, ctx.irq);
+                }
+            }
+            Ok(0)
+        }
+        op::STATUS => {
+            let b = ctx.read::<8>(arg)?;
+            let dom = ctx.self_or(le16(&b, 0))?;
+            let s = evtchn::status(&mut Doms(ctx.domains), dom, le32(&b, 4))?;
+            let mut out = [0u8; 16];
+            out[0..4].copy_from_slice(&s.status.to_le_bytes());
+            out[4..8].copy_from_slice(&s.vcpu.to_le_bytes());
+            if s.status == evtchn::stat::UNBOUND || s.status == evtchn::stat::INTERDOMAIN {
+                out[8..10].copy_from_slice(&(s.u0 as u16).to_le_bytes());
+            } else {
+                out[8..12].copy_from_slice(&s.u0.to_le_bytes());
+            }
+            out[12..16].copy_from_slice(&s.u1.to_le_bytes());
+            ctx.write(arg + 8, &out)?;
+            Ok(0)
+        }
+        op::BIND_VCPU => {
+            let b = ctx.read::<8>(arg)?;
+            ctx.me()?.xen.evtchn.bind_vcpu(le32(&b, 0), le32(&b, 4))?;
+            Ok(0)
+        }
+        op::UNMASK => {
+            let b = ctx.read::<4>(arg)?;
+            let d = ctx
+                .domains
+                .iter()
+                .find(|d| d.id == caller)
+                .ok_or(Errno::ESRCH)?;
+            d.xen.evtchn.unmask(caller, le32(&b, 0), ctx.mem, ctx.irq)?;
+            Ok(0)
+        }
+        // FIFO event channels are not offered: Linux falls back to 2-level
+        // (drivers/xen/events/events_fifo.c: init_control failing).
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+fn grant_table_op<M: PhysMem + TableMem>(
+    cmd: u32,
+    arg: u64,
+    count: u32,
+    ctx: &mut SysCtx<'_, M>,
+) -> Result<u64, Errno> {
+    use grant::op;
+    match cmd {
+        op::QUERY_SIZE | op::SETUP_TABLE if count > 16 => Err(Errno::EINVAL),
+        op::QUERY_SIZE => {
+            for i in 0..u64::from(count) {
+                let at = arg + i * grant::QUERY_SIZE_LEN as u64;
+                let b = ctx.read::<{ grant::QUERY_SIZE_LEN }>(at)?;
+                let mut out = [0u8; 12];
+                match ctx.self_or(le16(&b, 0)) {
+                    Ok(d) if d == ctx.caller => {
+                        let (n, max) = ctx.me()?.xen.grant.query_size();
+                        out[0..4].copy_from_slice(&n.to_le_bytes());
+                        out[4..8].copy_from_slice(&max.to_le_bytes());
+                        out[8..10].copy_from_slice(&grant::GNTST_OKAY.to_le_bytes());
+                    }
+                    _ => out[8..10].copy_from_slice(&grant::GNTST_BAD_DOMAIN.to_le_bytes()),
+                }
+                ctx.write(at + 4, &out)?;
+            }
+            Ok(0)
+        }
+        op::SETUP_TABLE => {
+            for i in 0..u64::from(count) {
+                let at = arg + i * grant::SETUP_TABLE_LEN as u64;
+                let b = ctx.read::<{ grant::SETUP_TABLE_LEN }>(at)?;
+                let list = le64(&b, 16);
+                let status = match ctx.self_or(le16(&b, 0)) {
+                    Ok(d) if d == ctx.caller => {
+                        match ctx.me()?.xen.grant.setup_table(le32(&b, 4)) {
+                            Ok(gfns) => {
+                                for (j, g) in gfns.iter().enumerate() {
+                                    ctx.write(list + j as u64 * 8, &g.to_le_bytes())?;
+                                }
+                                grant::GNTST_OKAY
+                            }
+                            Err(s) => s,
+                        }
+                    }
+                    _ => grant::GNTST_BAD_DOMAIN,
+                };
+                ctx.write(at + 8, &status.to_le_bytes())?;
+            }
+            Ok(0)
+        }
+        op::SET_VERSION => {
+            if count != 1 {
+                return Err(Errno::EINVAL);
+            }
+            let b = ctx.read::<4>(arg)?;
+            let r = ctx.me()?.xen.grant.set_version(le32(&b, 0));
+            // The version in use goes back either way.
+            ctx.write(arg, &1u32.to_le_bytes())?;
+            r.map(|()| 0)
+        }
+        op::GET_VERSION => {
+            if count != 1 {
+                return Err(Errno::EINVAL);
+            }
+            let b = ctx.read::<8>(arg)?;
+            ctx.self_or(le16(&b, 0))?;
+            ctx.write(arg + 4, &1u32.to_le_bytes())?;
+            Ok(0)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+fn vcpu_op<M: PhysMem + TableMem>(
+    cmd: u32,
+    vcpu: u32,
+    arg: u64,
+    ctx: &mut SysCtx<'_, M>,
+) -> Result<u64, Errno> {
+    let caller = ctx.caller;
+    if vcpu >= ctx.me()?.xen.evtchn.vcpus() {
+        return Err(Errno::ENOENT);
+    }
+    match cmd {
+        vcpuop::REGISTER_VCPU_INFO => {
+            let b = ctx.read::<16>(arg)?;
+            let (gfn, off) = (le64(&b, 0), u64::from(le32(&b, 8)));
+            if off >= PAGE_SIZE {
+                return Err(Errno::EINVAL);
+            }
+            let ipa = gfn
+                .checked_mul(PAGE_SIZE)
+                .and_then(|a| a.checked_add(off))
+                .ok_or(Errno::EINVAL)?;
+            let pa = ctx.translate_rw(ipa)?;
+            let d = ctx
+                .domains
+                .iter_mut()
+                .find(|d| d.id == caller)
+                .ok_or(Errno::ESRCH)?;
+            d.xen
+                .evtchn
+                .register_vcpu_info(caller, vcpu, pa, ctx.mem, ctx.irq)?;
+            Ok(0)
+        }
+        vcpuop::REGISTER_RUNSTATE_MEMORY_AREA | vcpuop::REGISTER_RUNSTATE_PHYS_AREA => {
+            let b = ctx.read::<8>(arg)?;
+            let addr = le64(&b, 0);
+            let phys = cmd == vcpuop::REGISTER_RUNSTATE_PHYS_AREA;
+            let rs = ctx
+                .me()?
+                .xen
+                .runstate
+                .get_mut(vcpu as usize)
+                .ok_or(Errno::ENOENT)?;
+            rs.area = (addr != 0).then_some(addr);
+            rs.phys = phys;
+            let (enc, area) = (rs.encode(0), rs.area);
+            // A physical area is written at once; a virtual one (Linux's
+            // per-CPU variable) at the vCPU's next switch, through its stage 1.
+            if let (true, Some(a)) = (phys, area) {
+                ctx.write(a, &enc)?;
+            }
+            Ok(0)
+        }
+        // Arm Xen's do_arm_vcpu_op allows only the registrations.
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn hvm_op<M: PhysMem + TableMem>(
+    cmd: u32,
+    arg: u64,
+    ctx: &mut SysCtx<'_, M>,
+) -> Result<u64, Errno> {
+    match cmd {
+        hvmop::GET_PARAM | hvmop::SET_PARAM => {
+            let b = ctx.read::<16>(arg)?;
+            let d = ctx.self_or(le16(&b, 0))?;
+            let index = le32(&b, 4);
+            if index >= hvm_param::NR {
+                return Err(Errno::EINVAL);
+            }
+            if cmd == hvmop::SET_PARAM {
+                // Only a control domain sets parameters (of any domain).
+                if !ctx.privileged() {
+                    return Err(Errno::EPERM);
+                }
+                let dom = ctx
+                    .domains
+                    .iter_mut()
+                    .find(|x| x.id == d)
+                    .ok_or(Errno::ESRCH)?;
+                dom.xen.params[index as usize] = le64(&b, 8);
+                return Ok(0);
+            }
+            let v = ctx
+                .domains
+                .iter()
+                .find(|x| x.id == d)
+                .ok_or(Errno::ESRCH)?
+                .xen
+                .params[index as usize];
+            ctx.write(arg + 8, &v.to_le_bytes())?;
+            Ok(0)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+fn vm_assist<M: PhysMem + TableMem>(
+    cmd: u32,
+    ty: u32,
+    ctx: &mut SysCtx<'_, M>,
+) -> Result<u64, Errno> {
+    // Arm Xen's VM_ASSIST_VALID: only the runstate update flag.
+    if ty != vmasst::TYPE_RUNSTATE_UPDATE_FLAG {
+        return Err(Errno::EINVAL);
+    }
+    let on = match cmd {
+        vmasst::CMD_ENABLE => true,
+        vmasst::CMD_DISABLE => false,
+        _ => return Err(Errno::ENOSYS),
+    };
+    ctx.me()?.xen.runstate_update_flag = on;
+    Ok(0)
+}
+
+/// Entries of one multicall hv runs (more is `-EINVAL`).
+pub const MULTICALL_MAX: u32 = 64;
+/// `sizeof(struct multicall_entry)` on arm64.
+pub const MULTICALL_ENTRY_LEN: u64 = 64;
+
+/// `multicall(call_list, nr_calls)`: run each entry and store its result.
+/// Entries reach the handlers of this module and the caller-view ones
+/// (console_io, xen_version, sched_op, hv_op); memory_op, domctl, sysctl and
+/// nested multicalls answer `-ENOSYS` / `-EINVAL` in their result slot. A
+/// shutdown stops the list.
+fn multicall<M: PhysMem + TableMem>(list: u64, nr: u32, ctx: &mut SysCtx<'_, M>) -> Outcome {
+    if nr > MULTICALL_MAX {
+        return Outcome::ret(Err(Errno::EINVAL));
+    }
+    for i in 0..u64::from(nr) {
+        let at = list + i * MULTICALL_ENTRY_LEN;
+        let b = match ctx.read::<64>(at) {
+            Ok(b) => b,
+            Err(e) => return Outcome::ret(Err(e)),
+        };
+        let mut args = [0u64; 5];
+        for (j, a) in args.iter_mut().enumerate() {
+            *a = le64(&b, 16 + j * 8);
+        }
+        let out = match Hypercall::decode(super::abi::XEN_HYPERCALL_TAG, le64(&b, 0), &args) {
+            Ok(Hypercall::Multicall { .. }) => Outcome::ret(Err(Errno::EINVAL)),
+            Ok(
+                Hypercall::MemoryOp { .. } | Hypercall::Domctl { .. } | Hypercall::Sysctl { .. },
+            ) => Outcome::ret(Err(Errno::ENOSYS)),
+            Ok(call) => match system_call(&call, ctx) {
+                Some(o) => o,
+                None => caller_view_call(&call, ctx),
+            },
+            Err(e) => Outcome::ret(Err(e.errno().unwrap_or(Errno::ENOSYS))),
+        };
+        if let Err(e) = ctx.write(at + 8, &out.ret.to_le_bytes()) {
+            return Outcome::ret(Err(e));
+        }
+        if out.action != Action::Continue {
+            return Outcome {
+                ret: 0,
+                action: out.action,
+            };
+        }
+    }
+    Outcome::ret(Ok(0))
+}
+
+fn caller_view_call<M: PhysMem + TableMem>(call: &Hypercall, ctx: &mut SysCtx<'_, M>) -> Outcome {
+    let caller = ctx.caller;
+    let Some(d) = ctx.domains.iter_mut().find(|d| d.id == caller) else {
+        return Outcome::ret(Err(Errno::ESRCH));
+    };
+    let (privileged, handle) = (d.privileged, d.handle);
+    let (stage2, line) = d.hypercall_parts();
+    let mut hctx = HypercallCtx {
+        domid: caller,
+        privileged,
+        handle,
+        mem: GuestMemory::new(stage2, ctx.mem),
+        line,
+        sink: ctx.sink,
+    };
+    super::dispatch(call, &mut hctx)
+}
+
+/// Write vCPU `vcpu`'s runstate into its registered area after it changed
+/// (the run loop calls this at each switch): a physical area directly, a
+/// virtual one through the guest's stage-1 tables.
+pub fn publish_runstate<M: PhysMem + TableMem>(
+    d: &mut Domain,
+    vcpu: u32,
+    translate: &mut dyn FnMut(u64) -> Option<u64>,
+    mem: &mut M,
+) {
+    let flag_on = d.xen.runstate_update_flag;
+    let Some(rs) = d.xen.runstate.get(vcpu as usize).copied() else {
+        return;
+    };
+    let Some(area) = rs.area else {
+        return;
+    };
+    let ipa = if rs.phys { Some(area) } else { translate(area) };
+    let Some(ipa) = ipa else {
+        return;
+    };
+    let mut gm = d.guest_memory(mem);
+    let flag = if flag_on { runstate::UPDATE } else { 0 };
+    if flag_on {
+        let _ = gm.copy_to_guest(Ipa(ipa + 8), &(rs.entry | flag).to_le_bytes());
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+    }
+    let _ = gm.copy_to_guest(Ipa(ipa), &rs.encode(flag));
+    if flag_on {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+        let _ = gm.copy_to_guest(Ipa(ipa + 8), &rs.entry.to_le_bytes());
+    }
+}
+
+/// Inject the event-channel upcall PPI ([`evtchn::GUEST_EVTCHN_PPI`]) for
+/// each `(domid, vcpu)` recorded during a call, through the domain's vGIC.
+pub fn deliver_upcalls(domains: &[Domain], upcalls: &[(u16, u32)]) {
+    for &(d, v) in upcalls {
+        if let Some(dom) = domains.iter().find(|x| x.id == d) {
+            if let Err(e) = dom.vgic.inject(v, evtchn::GUEST_EVTCHN_PPI) {
+                log::debug!("d{d}v{v}: event upcall not injected: {e:?}");
+            }
+        }
+    }
+}
