@@ -14,6 +14,7 @@ pub mod guest;
 pub mod logger;
 pub mod mm;
 pub mod options;
+pub mod sched;
 pub mod start;
 pub mod tlb;
 pub mod trap;
