@@ -535,6 +535,7 @@ impl Domain {
             ram_size: self.ram_bytes,
             bootargs,
             initrd,
+            vcpus: self.max_vcpus,
         }
         .build();
         let mut gm = GuestMemory::new(self.physmap.stage2(), mem);

@@ -145,7 +145,11 @@ pub struct DomainSpec<'a> {
     /// Its command line (`/chosen/bootargs` of its DTB).
     pub bootargs: Option<&'a str>,
     /// Give it a DTB (and its ramdisk) with the address in x0; else x0 = 0.
+    /// Such a guest also gets the Xen domU interfaces' state (shared info,
+    /// grant frames, console ring: [`xen::domu::DomainXen::setup`]).
     pub dtb: bool,
+    /// vCPUs (`XEN_DOMCTL_max_vcpus`; the DTB lists them; vCPU 0 boots).
+    pub vcpus: u32,
 }
 
 impl DomainSpec<'_> {
@@ -157,6 +161,7 @@ impl DomainSpec<'_> {
             privileged: false,
             bootargs: None,
             dtb: false,
+            vcpus: 1,
         }
     }
 }
@@ -255,6 +260,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             ..
         } = &mut *sh;
         let mut dom = Domain::create(id, ram_bytes, self.ipa_bits, vmids, mem, pool)?;
+        dom.max_vcpus = spec.vcpus.clamp(1, crate::vgic::MAX_VCPUS);
+        dom.vgic.set_nr_vcpus(dom.max_vcpus);
+        if spec.dtb {
+            match xen::domu::DomainXen::setup(id, dom.max_vcpus, dom.physmap_mut(), mem, pool) {
+                Ok(x) => dom.xen = x,
+                Err(e) => {
+                    dom.discard(mem, pool, vmids);
+                    return Err(DomainError::Stage2(e));
+                }
+            }
+        }
         let placed = dom
             .load_kernel(mem, kernel.size, kernel.read)
             .and_then(|k| {
@@ -310,6 +326,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0")),
                 bootargs: m.bootargs,
                 dtb: true,
+                vcpus: 1,
             };
             let base = m.pa;
             let mut read_kernel =

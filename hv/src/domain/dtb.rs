@@ -134,6 +134,19 @@ impl FdtWriter {
     }
 }
 
+/// Phandle of the guest's GIC node (Xen's `GUEST_PHANDLE_GIC`, 65000).
+pub const GUEST_PHANDLE_GIC: u32 = 65000;
+/// The guest's distributor (`GUEST_GICV3_GICD_BASE`/`_SIZE`, public/arch-arm.h).
+pub const GUEST_GICD: (u64, u64) = (0x0300_1000, 0x1_0000);
+/// The first redistributor (`GUEST_GICV3_GICR0_BASE`) and the per-vCPU stride.
+pub const GUEST_GICR: (u64, u64) = (0x0302_0000, 0x2_0000);
+/// `xen,xen-<version>` of the `/hypervisor` node (Linux parses the version from it).
+pub const XEN_COMPAT_VERSION: &str = "4.20";
+/// GIC interrupt-specifier type of a PPI (first cell).
+const GIC_PPI: u32 = 1;
+/// Level-low with all CPUs in the (GICv2-style) mask, as Xen writes its guests' PPIs.
+const PPI_FLAGS: u32 = 0xf08;
+
 /// What a guest's DTB says.
 pub struct GuestDtb<'a> {
     /// Guest RAM base.
@@ -144,18 +157,45 @@ pub struct GuestDtb<'a> {
     pub bootargs: Option<&'a str>,
     /// `/chosen/linux,initrd-start` and `-end` (IPAs).
     pub initrd: Option<(u64, u64)>,
+    /// vCPUs (one `/cpus/cpu@N` each, MPIDR Aff1.Aff0 = the index as hv's
+    /// `VMPIDR_EL2`; the GICR region covers them).
+    pub vcpus: u32,
+}
+
+fn reg2(w: &mut FdtWriter, base: &[(u64, u64)]) {
+    let mut cells = alloc::vec::Vec::new();
+    for &(a, n) in base {
+        cells.extend_from_slice(&[(a >> 32) as u32, a as u32, (n >> 32) as u32, n as u32]);
+    }
+    w.prop_u32s("reg", &cells);
+}
+
+fn node_at(w: &mut FdtWriter, name: &str, at: u64) {
+    let mut n = alloc::string::String::new();
+    let _ = core::fmt::Write::write_fmt(&mut n, format_args!("{name}@{at:x}"));
+    w.begin_node(&n);
 }
 
 impl GuestDtb<'_> {
-    /// The blob: `/` with 2 address and size cells, `/memory@<base>`, `/chosen`.
+    /// The blob, shaped as Xen's toolstack / dom0less builder shapes a domU's
+    /// (xen/arch/arm/domain_build.c and dom0less-build.c: make_hypervisor_node,
+    /// make_psci_node, make_cpus_node, make_gicv3_domU_node, make_timer_node):
+    /// `/` with 2 address and size cells, `/chosen` (bootargs, initrd), `/cpus`,
+    /// `/psci` (HVC), the GICv3 at Xen's guest addresses, the architected timer
+    /// (PPIs 13, 14, 11, 10 = INTIDs 29, 30, 27, 26), `/hypervisor` (grant-table
+    /// region in `reg`, the event-channel PPI 15 = INTID 31) and `/memory`.
+    /// No UART: the console is the PV ring (`hvc0`).
     #[must_use]
     pub fn build(&self) -> Vec<u8> {
+        let vcpus = self.vcpus.max(1);
         let mut w = FdtWriter::new();
         w.begin_node("");
         w.prop_u32s("#address-cells", &[2]);
         w.prop_u32s("#size-cells", &[2]);
-        w.prop_str("compatible", "hv,guest");
-        w.prop_str("model", "hv guest");
+        w.prop("compatible", b"xen,xenvm-4.20\0xen,xenvm\0");
+        w.prop_str("model", "XENVM-4.20 (hv)");
+        w.prop_u32s("interrupt-parent", &[GUEST_PHANDLE_GIC]);
+
         w.begin_node("chosen");
         if let Some(args) = self.bootargs {
             w.prop_str("bootargs", args);
@@ -165,19 +205,79 @@ impl GuestDtb<'_> {
             w.prop_u64("linux,initrd-end", end);
         }
         w.end_node();
-        let mut name = alloc::string::String::new();
-        let _ = core::fmt::Write::write_fmt(&mut name, format_args!("memory@{:x}", self.ram_base));
-        w.begin_node(&name);
-        w.prop_str("device_type", "memory");
+
+        w.begin_node("cpus");
+        w.prop_u32s("#address-cells", &[1]);
+        w.prop_u32s("#size-cells", &[0]);
+        for id in 0..vcpus {
+            let mpidr = (id & 0xff) | (((id >> 8) & 0xff) << 8);
+            node_at(&mut w, "cpu", u64::from(mpidr));
+            w.prop_str("device_type", "cpu");
+            w.prop_str("compatible", "arm,armv8");
+            w.prop_str("enable-method", "psci");
+            w.prop_u32s("reg", &[mpidr]);
+            w.end_node();
+        }
+        w.end_node();
+
+        w.begin_node("psci");
+        w.prop("compatible", b"arm,psci-1.0\0arm,psci-0.2\0arm,psci\0");
+        w.prop_str("method", "hvc");
+        w.prop_u32s("cpu_off", &[0x8400_0002]);
+        w.prop_u32s("cpu_on", &[0xc400_0003]);
+        w.end_node();
+
+        node_at(&mut w, "interrupt-controller", GUEST_GICD.0);
+        w.prop_str("compatible", "arm,gic-v3");
+        w.prop_u32s("#interrupt-cells", &[3]);
+        w.prop_u32s("#address-cells", &[0]);
+        w.prop("interrupt-controller", &[]);
+        w.prop_u32s("#redistributor-regions", &[1]);
+        reg2(
+            &mut w,
+            &[GUEST_GICD, (GUEST_GICR.0, GUEST_GICR.1 * u64::from(vcpus))],
+        );
+        w.prop_u32s("phandle", &[GUEST_PHANDLE_GIC]);
+        w.prop_u32s("linux,phandle", &[GUEST_PHANDLE_GIC]);
+        w.end_node();
+
+        w.begin_node("timer");
+        w.prop_str("compatible", "arm,armv8-timer");
+        let mut irqs = alloc::vec::Vec::new();
+        for ppi in [13, 14, 11, 10] {
+            irqs.extend_from_slice(&[GIC_PPI, ppi, PPI_FLAGS]);
+        }
+        w.prop_u32s("interrupts", &irqs);
+        w.prop_u32s("interrupt-parent", &[GUEST_PHANDLE_GIC]);
+        w.end_node();
+
+        node_at(&mut w, "hypervisor", crate::xen::grant::GUEST_GNTTAB_BASE);
+        let mut compat = alloc::vec::Vec::new();
+        compat.extend_from_slice(b"xen,xen-");
+        compat.extend_from_slice(XEN_COMPAT_VERSION.as_bytes());
+        compat.extend_from_slice(b"\0xen,xen\0");
+        w.prop("compatible", &compat);
+        reg2(
+            &mut w,
+            &[(
+                crate::xen::grant::GUEST_GNTTAB_BASE,
+                crate::xen::grant::GUEST_GNTTAB_SIZE,
+            )],
+        );
         w.prop_u32s(
-            "reg",
+            "interrupts",
             &[
-                (self.ram_base >> 32) as u32,
-                self.ram_base as u32,
-                (self.ram_size >> 32) as u32,
-                self.ram_size as u32,
+                GIC_PPI,
+                crate::xen::evtchn::GUEST_EVTCHN_PPI - 16,
+                PPI_FLAGS,
             ],
         );
+        w.prop_u32s("interrupt-parent", &[GUEST_PHANDLE_GIC]);
+        w.end_node();
+
+        node_at(&mut w, "memory", self.ram_base);
+        w.prop_str("device_type", "memory");
+        reg2(&mut w, &[(self.ram_base, self.ram_size)]);
         w.end_node();
         w.end_node();
         w.finish()
@@ -195,6 +295,7 @@ mod tests {
             ram_size: 0x100_0000,
             bootargs: Some("console=hvc0 dom0"),
             initrd: Some((0x40e0_0000, 0x40e0_1234)),
+            vcpus: 1,
         }
         .build();
         let fdt = fdt::Fdt::new(&blob).expect("valid DTB");
@@ -224,6 +325,7 @@ mod tests {
             ram_size: 0x20_0000,
             bootargs: None,
             initrd: None,
+            vcpus: 1,
         }
         .build();
         let fdt = fdt::Fdt::new(&blob).expect("valid DTB");
@@ -241,5 +343,84 @@ mod tests {
             2,
             "one string: \"a\\0\""
         );
+    }
+
+    #[test]
+    fn linux_domu_nodes() {
+        let blob = GuestDtb {
+            ram_base: 0x4000_0000,
+            ram_size: 0x1000_0000,
+            bootargs: Some("console=hvc0"),
+            initrd: None,
+            vcpus: 2,
+        }
+        .build();
+        let fdt = fdt::Fdt::new(&blob).expect("valid DTB");
+        let hyp = fdt.find_node("/hypervisor").expect("/hypervisor");
+        let compat: alloc::vec::Vec<&str> = hyp.compatible().unwrap().all().collect();
+        assert_eq!(compat, ["xen,xen-4.20", "xen,xen"]);
+        let r: alloc::vec::Vec<_> = hyp
+            .reg()
+            .unwrap()
+            .map(|r| (r.starting_address as usize, r.size))
+            .collect();
+        assert_eq!(r, [(0x3800_0000, Some(0x0100_0000))]);
+        let irq = hyp.property("interrupts").unwrap().value;
+        assert_eq!(
+            irq,
+            [0, 0, 0, 1, 0, 0, 0, 15, 0, 0, 0xf, 8],
+            "PPI 15 = INTID 31"
+        );
+        // One cpu node per vCPU, MPIDR in reg, PSCI enable method.
+        let cpus: alloc::vec::Vec<_> = fdt.cpus().map(|c| c.ids().first()).collect();
+        assert_eq!(cpus, [0, 1]);
+        let cpu1 = fdt.find_node("/cpus/cpu@1").unwrap();
+        assert_eq!(
+            cpu1.property("enable-method").unwrap().as_str(),
+            Some("psci")
+        );
+        let psci = fdt.find_node("/psci").unwrap();
+        assert_eq!(psci.property("method").unwrap().as_str(), Some("hvc"));
+        assert!(psci
+            .compatible()
+            .unwrap()
+            .all()
+            .any(|c| c == "arm,psci-0.2"));
+        // GICv3 at Xen's guest addresses, GICR sized for 2 vCPUs, 3 cells.
+        let gic = fdt.find_compatible(&["arm,gic-v3"]).expect("GICv3");
+        let r: alloc::vec::Vec<_> = gic
+            .reg()
+            .unwrap()
+            .map(|r| (r.starting_address as usize, r.size))
+            .collect();
+        assert_eq!(
+            r,
+            [(0x0300_1000, Some(0x1_0000)), (0x0302_0000, Some(0x4_0000))]
+        );
+        assert_eq!(
+            gic.property("#interrupt-cells").unwrap().as_usize(),
+            Some(3)
+        );
+        assert_eq!(
+            gic.property("phandle").unwrap().as_usize(),
+            Some(GUEST_PHANDLE_GIC as usize)
+        );
+        // The timer's PPIs: 13, 14, 11, 10 (INTIDs 29, 30, 27, 26).
+        let t = fdt.find_compatible(&["arm,armv8-timer"]).expect("timer");
+        let v = t.property("interrupts").unwrap().value;
+        let ppis: alloc::vec::Vec<u32> = v
+            .chunks(12)
+            .map(|c| u32::from_be_bytes([c[4], c[5], c[6], c[7]]))
+            .collect();
+        assert_eq!(ppis, [13, 14, 11, 10]);
+        // No UART: the console is hvc0.
+        assert!(fdt.find_compatible(&["arm,pl011"]).is_none());
+        assert!(fdt.all_nodes().all(|n| !n.name.starts_with("pl011")));
+        let mem: alloc::vec::Vec<_> = fdt
+            .memory()
+            .regions()
+            .map(|r| (r.starting_address as usize, r.size))
+            .collect();
+        assert_eq!(mem, [(0x4000_0000, Some(0x1000_0000))]);
     }
 }

@@ -43,6 +43,9 @@ pub const GUEST_MAGIC_BASE: u64 = 0x3900_0000;
 /// The console ring's gfn (`HVM_PARAM_CONSOLE_PFN`).
 pub const CONSOLE_GFN: u64 = GUEST_MAGIC_BASE >> 12;
 
+/// Pool frames [`DomainXen::setup`] takes: shared info, console ring, grant frames.
+pub const XEN_FRAMES: u64 = 2 + grant::MAX_GRANT_FRAMES as u64;
+
 /// `HVM_PARAM_*` (public/hvm/params.h).
 pub mod hvm_param {
     #![allow(missing_docs)]
@@ -183,7 +186,7 @@ impl DomainXen {
         pool: &mut FrameTable,
     ) -> Result<Self, memops::Error> {
         let mut frames = Vec::new();
-        let n = 2 + grant::MAX_GRANT_FRAMES as usize;
+        let n = XEN_FRAMES as usize;
         for _ in 0..n {
             match pool.alloc(domid, 0) {
                 Ok(pa) => {
