@@ -9,8 +9,11 @@
 //! Boot modules follow Xen's binding (docs/misc/arm/device-tree/booting.txt):
 //! `/chosen/module@ADDR` nodes with `compatible = "multiboot,kernel"` /
 //! `"multiboot,ramdisk"` / `"multiboot,module"`, `reg = <addr size>` in
-//! `/chosen`'s cells and an optional `bootargs`. Xen's dom0less `/chosen/domU*`
-//! sub-nodes are not read.
+//! `/chosen`'s cells and an optional `bootargs`. Xen's dom0less domains
+//! (`/chosen/domU*` nodes with `compatible = "xen,domain"`, `memory` in KiB,
+//! `cpus`, and their own `multiboot,kernel` / `multiboot,ramdisk` children,
+//! docs/misc/arm/device-tree/booting.txt "Dom0less") are read into
+//! [`BootInfo::domus`].
 //!
 //! The `fdt` crate (0.1.5) mis-parses `FDT_NOP` tokens between properties,
 //! which libfdt leaves behind when firmware (QEMU among them) edits a DTB in
@@ -31,6 +34,8 @@ pub const MAX_RESERVED: usize = 16;
 pub const MAX_CPUS: usize = 8;
 /// Maximum boot modules; more is an error.
 pub const MAX_MODULES: usize = 8;
+/// Maximum dom0less domains (`/chosen/domU*`); more is an error.
+pub const MAX_DOMUS: usize = 4;
 /// Maximum GICv3 redistributor regions.
 pub const MAX_REDIST: usize = 4;
 
@@ -122,6 +127,21 @@ pub struct BootModule<'a> {
     pub bootargs: Option<&'a str>,
 }
 
+/// A dom0less domain: a `/chosen` child with `compatible = "xen,domain"`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct DomUNode<'a> {
+    /// The node's name (e.g. `domU1`).
+    pub name: &'a str,
+    /// `memory`: RAM in KiB (Xen reads a 64-bit value), if given.
+    pub memory_kib: Option<u64>,
+    /// `cpus`: number of vCPUs (default 1).
+    pub cpus: u32,
+    /// Its `multiboot,kernel` child (with the kernel's `bootargs`).
+    pub kernel: BootModule<'a>,
+    /// Its `multiboot,ramdisk` child, if any.
+    pub ramdisk: Option<BootModule<'a>>,
+}
+
 /// The GICv3 found in the DTB (`arm,gic-v3`).
 #[derive(Clone, Copy, PartialEq, Debug, Default)]
 pub struct GicV3Info {
@@ -207,6 +227,8 @@ pub struct BootInfo<'a> {
     pub cmdline: &'a str,
     /// Boot modules, in DTB order.
     pub modules: FixedVec<BootModule<'a>, MAX_MODULES>,
+    /// Dom0less domains, in DTB order (their modules are not in [`BootInfo::modules`]).
+    pub domus: FixedVec<DomUNode<'a>, MAX_DOMUS>,
     /// The root node's raw `compatible` (NUL-separated), for `nested-detect`'s DT hints.
     pub root_compatible: &'a [u8],
     /// A `/hypervisor` node exists (Xen's guest binding).
@@ -426,6 +448,7 @@ impl<'a> BootInfo<'a> {
             cpus_ignored: 0,
             cmdline: "",
             modules: FixedVec::default(),
+            domus: FixedVec::default(),
             root_compatible: &[],
             hypervisor_node: fdt.find_node("/hypervisor").is_some(),
         };
@@ -492,6 +515,13 @@ impl<'a> BootInfo<'a> {
             }
             let chosen_cells = child_cells(chosen, root_cells);
             for m in chosen.children() {
+                if has_compatible(m, "xen,domain") {
+                    let d = domu_node(m, chosen_cells)?;
+                    info.domus
+                        .push(d)
+                        .map_err(|_| too_many("dom0less domains", MAX_DOMUS))?;
+                    continue;
+                }
                 let kind = if has_compatible(m, "multiboot,kernel")
                     || has_compatible(m, "xen,linux-zimage")
                 {
@@ -569,6 +599,67 @@ impl<'a> BootInfo<'a> {
     pub fn modules(&self) -> &[BootModule<'a>] {
         self.modules.as_slice()
     }
+
+    /// The dom0less domains.
+    #[must_use]
+    pub fn domus(&self) -> &[DomUNode<'a>] {
+        self.domus.as_slice()
+    }
+
+    /// Every module of the dom0less domains (kernels and ramdisks), for the
+    /// frame allocator to keep out of its pool.
+    pub fn domu_modules(&self) -> impl Iterator<Item = BootModule<'a>> + '_ {
+        self.domus()
+            .iter()
+            .flat_map(|d| core::iter::once(d.kernel).chain(d.ramdisk))
+    }
+}
+
+/// Read one `/chosen/domU*` node (Xen's dom0less binding): `memory` (KiB,
+/// one or two cells), `cpus`, and its module children in the node's own cells.
+fn domu_node<'a>(node: FdtNode<'_, 'a>, inherited: Cells) -> Result<DomUNode<'a>, BootInfoError> {
+    let cells_here = child_cells(node, inherited);
+    let memory_kib = match node.property("memory") {
+        Some(p) => Some(cells(p.value).ok_or(BootInfoError::BadReg("domU memory"))?),
+        None => None,
+    };
+    let cpus = match node.property("cpus") {
+        Some(p) => match cells(p.value) {
+            Some(n) if (1..=u64::from(u32::MAX)).contains(&n) => n as u32,
+            _ => return Err(BootInfoError::BadReg("domU cpus")),
+        },
+        None => 1,
+    };
+    let mut d = DomUNode {
+        name: node.name,
+        memory_kib,
+        cpus,
+        ..DomUNode::default()
+    };
+    let mut kernel = None;
+    for m in node.children() {
+        let kind = if has_compatible(m, "multiboot,kernel") {
+            ModuleKind::Kernel
+        } else if has_compatible(m, "multiboot,ramdisk") {
+            ModuleKind::Ramdisk
+        } else {
+            continue;
+        };
+        let r = first_reg(m, cells_here, "domU module")?;
+        let bm = BootModule {
+            pa: r.base,
+            size: r.size,
+            kind,
+            bootargs: str_prop(m, "bootargs"),
+        };
+        match kind {
+            ModuleKind::Kernel if kernel.is_none() => kernel = Some(bm),
+            ModuleKind::Ramdisk if d.ramdisk.is_none() => d.ramdisk = Some(bm),
+            _ => {}
+        }
+    }
+    d.kernel = kernel.ok_or(BootInfoError::BadReg("domU without a multiboot,kernel"))?;
+    Ok(d)
 }
 
 /// Decode the timer's `interrupts` (3-cell GIC specifiers: type, number, flags).
@@ -726,5 +817,81 @@ mod tests {
         assert!(v.push(2).is_ok());
         assert_eq!(v.push(3), Err(3));
         assert_eq!(v.as_slice(), [1, 2]);
+    }
+
+    #[test]
+    fn dom0less_domu_nodes() {
+        use crate::domain::dtb::FdtWriter;
+        let build = |broken: bool| {
+            let mut w = FdtWriter::new();
+            w.begin_node("");
+            w.prop_u32s("#address-cells", &[2]);
+            w.prop_u32s("#size-cells", &[2]);
+            w.begin_node("memory@40000000");
+            w.prop_str("device_type", "memory");
+            w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+            w.end_node();
+            w.begin_node("chosen");
+            w.begin_node("domU1");
+            w.prop_str("compatible", "xen,domain");
+            w.prop_u32s("#address-cells", &[1]);
+            w.prop_u32s("#size-cells", &[1]);
+            w.prop_u32s("memory", &[0, 0x4_0000]);
+            w.prop_u32s("cpus", &[2]);
+            w.begin_node("module@4a000000");
+            w.prop("compatible", b"multiboot,kernel\0multiboot,module\0");
+            w.prop_u32s("reg", &[0x4a00_0000, 0x30_0000]);
+            w.prop_str("bootargs", "console=hvc0 rdinit=/init");
+            w.end_node();
+            w.begin_node("module@4b000000");
+            w.prop("compatible", b"multiboot,ramdisk\0multiboot,module\0");
+            w.prop_u32s("reg", &[0x4b00_0000, 0x2000]);
+            w.end_node();
+            w.end_node();
+            w.begin_node("domU2");
+            w.prop_str("compatible", "xen,domain");
+            if !broken {
+                w.begin_node("module@4c000000");
+                w.prop("compatible", b"multiboot,kernel\0multiboot,module\0");
+                w.prop_u32s("reg", &[0, 0x4c00_0000, 0, 0x1000]);
+                w.end_node();
+            }
+            w.end_node();
+            w.end_node();
+            w.end_node();
+            w.finish()
+        };
+        let blob = build(false);
+        let b = BootInfo::parse(&blob).unwrap();
+        assert!(b.modules().is_empty(), "domU modules are not dom0 modules");
+        let d = b.domus();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].name, "domU1");
+        assert_eq!(d[0].memory_kib, Some(256 * 1024));
+        assert_eq!(d[0].cpus, 2);
+        assert_eq!(
+            d[0].kernel,
+            BootModule {
+                pa: PhysAddr(0x4a00_0000),
+                size: 0x30_0000,
+                kind: ModuleKind::Kernel,
+                bootargs: Some("console=hvc0 rdinit=/init"),
+            }
+        );
+        assert_eq!(
+            d[0].ramdisk.map(|r| (r.pa, r.size)),
+            Some((PhysAddr(0x4b00_0000), 0x2000))
+        );
+        // domU2 inherits /chosen's cells (the root's 2 + 2 here), no memory, 1 vCPU.
+        assert_eq!((d[1].memory_kib, d[1].cpus), (None, 1));
+        assert_eq!(d[1].kernel.pa, PhysAddr(0x4c00_0000));
+        assert_eq!(d[1].ramdisk, None);
+        assert_eq!(b.domu_modules().count(), 3);
+        // A domain without a kernel is an error, not a silent skip.
+        let blob = build(true);
+        assert_eq!(
+            BootInfo::parse(&blob).err(),
+            Some(BootInfoError::BadReg("domU without a multiboot,kernel"))
+        );
     }
 }

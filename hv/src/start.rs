@@ -839,9 +839,21 @@ fn finish(arch: &mut dyn Arch, exit: CpuExit) -> ! {
 /// The boot CPU's last step: build a domain per kernel module, let the
 /// secondaries in, and run until every domain has ended; then power off.
 pub fn run_primary<A: Arch, M: PhysMem + TableMem + Send + 'static>(
+    arch: A,
+    mem: M,
+    modules: &[BootModule<'_>],
+    options: &HvOptions,
+) -> ! {
+    run_primary_with_domus(arch, mem, modules, &[], options)
+}
+
+/// [`run_primary`] that also builds the dom0less domains `domus` (after the
+/// module domains, see [`crate::dom0less`]).
+pub fn run_primary_with_domus<A: Arch, M: PhysMem + TableMem + Send + 'static>(
     mut arch: A,
     mem: M,
     modules: &[BootModule<'_>],
+    domus: &[crate::bootinfo::DomUNode<'_>],
     options: &HvOptions,
 ) -> ! {
     log::debug!(
@@ -863,6 +875,7 @@ pub fn run_primary<A: Arch, M: PhysMem + TableMem + Send + 'static>(
     );
     let system: &'static System<M> = Box::leak(Box::new(system));
     system.add_module_domains(modules);
+    crate::dom0less::add_domus(system, domus);
     if system.live_domains() == 0 {
         log::info!("no domain to run");
         log::info!("all domains ended, powering off");

@@ -247,7 +247,7 @@ fn init_frames(info: &BootInfo<'static>, dtb_pa: u64) {
     for r in info.reserved.as_slice() {
         ok &= exclude.push(*r).is_ok();
     }
-    for m in info.modules() {
+    for m in info.modules().iter().copied().chain(info.domu_modules()) {
         ok &= exclude.push(MemRange::new(m.pa.raw(), m.size)).is_ok();
     }
     let ram = info.memory.as_slice();

@@ -187,7 +187,7 @@ fn enter_primary(
     info: &'static BootInfo<'static>,
     options: &HvOptions,
 ) -> ! {
-    crate::start::run_primary(cpu, mem, info.modules(), options)
+    crate::start::run_primary_with_domus(cpu, mem, info.modules(), info.domus(), options)
 }
 
 /// Hand a secondary CPU to portable code.
