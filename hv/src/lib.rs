@@ -15,6 +15,7 @@ pub mod guest;
 pub mod logger;
 pub mod mm;
 pub mod options;
+pub mod psci;
 pub mod sched;
 pub mod start;
 pub mod tlb;

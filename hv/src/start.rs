@@ -14,7 +14,6 @@
 //! never held at the same time. No lock is held while a guest runs.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -30,26 +29,14 @@ use crate::domain::{
 };
 use crate::options::HvOptions;
 use crate::trap::{esr_ec, ExitReason};
-use crate::vcpu::{Vcpu, VcpuState};
+use crate::vcpu::Vcpu;
 use crate::xen::memory::{MemoryOpCtx, MemoryOpResult};
 use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx};
 
 /// PSCI function ids hv answers for guests (Arm DEN0022, SMC32 and SMC64 calling conventions).
 pub mod psci {
-    /// `PSCI_VERSION`.
-    pub const VERSION: u32 = 0x8400_0000;
-    /// `CPU_OFF`.
-    pub const CPU_OFF: u32 = 0x8400_0002;
-    /// `SYSTEM_OFF`.
-    pub const SYSTEM_OFF: u32 = 0x8400_0008;
-    /// `SYSTEM_RESET`.
-    pub const SYSTEM_RESET: u32 = 0x8400_0009;
-    /// `PSCI_FEATURES`.
-    pub const FEATURES: u32 = 0x8400_000a;
-    /// Version 1.1 (major << 16 | minor).
-    pub const V1_1: u64 = 0x0001_0001;
-    /// `NOT_SUPPORTED` (-1).
-    pub const NOT_SUPPORTED: u64 = (-1i64) as u64;
+    pub use crate::psci::ret::NOT_SUPPORTED;
+    pub use crate::psci::{CPU_OFF, FEATURES, SYSTEM_OFF, SYSTEM_RESET, V1_1, VERSION};
 }
 
 /// Host frames through hv's global frame allocator (`mm::frame::frames()`).
@@ -101,6 +88,10 @@ pub enum CpuExit {
 enum Next {
     Resume,
     Yield,
+    /// Wait for an interrupt (WFI): the scheduler blocks the vCPU.
+    Block,
+    /// Let the scheduler decide again (after a physical IRQ).
+    Resched,
     VcpuOff,
     EndDomain(EndReason),
 }
@@ -124,7 +115,9 @@ impl<M> Shared<M> {
 /// Domains, vCPUs and host memory: everything the pCPUs share.
 pub struct System<M> {
     shared: Mutex<Shared<M>>,
-    runq: Mutex<VecDeque<Box<Vcpu>>>,
+    runq: Mutex<crate::sched::RunQueues>,
+    /// Each pCPU's armed EL2-timer deadline (`u64::MAX`: disarmed).
+    hv_timer: [core::sync::atomic::AtomicU64; crate::bootinfo::MAX_CPUS],
     live_domains: AtomicUsize,
     ipa_bits: u8,
     next_domid: AtomicUsize,
@@ -215,7 +208,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 flush: DeferredFlush::new(policy),
                 sink,
             }),
-            runq: Mutex::new(VecDeque::new()),
+            runq: Mutex::new(crate::sched::RunQueues::new(1, 1)),
+            hv_timer: [const { core::sync::atomic::AtomicU64::new(u64::MAX) };
+                crate::bootinfo::MAX_CPUS],
             live_domains: AtomicUsize::new(0),
             ipa_bits,
             next_domid: AtomicUsize::new(1),
@@ -387,67 +382,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         self.shared.lock().pool.free_frames()
     }
 
-    /// Run vCPUs on this pCPU until every domain has ended.
+    /// Run vCPUs on this pCPU until every domain has ended: the
+    /// scheduled loop of `start/run.rs` (see there and [`crate::sched`]).
     pub fn run_cpu(&self, arch: &mut dyn Arch) -> CpuExit {
-        let mut current: Option<Box<Vcpu>> = None;
-        // This pCPU's last-ran record (per VMID), for vCPU-switch TLB plans.
-        let mut last_ran = LastRan::new();
-        loop {
-            if self.live_domains.load(Ordering::SeqCst) == 0 {
-                if let Some(mut c) = current.take() {
-                    self.put(arch, &mut c);
-                }
-                return CpuExit::AllEnded;
-            }
-            let next = self.runq.lock().pop_front();
-            let mut v = match (current.take(), next) {
-                (Some(mut c), Some(n)) => {
-                    // Another vCPU waits: save this one fully before anyone can take it.
-                    self.put(arch, &mut c);
-                    self.runq.lock().push_back(c);
-                    if !self.load(arch, &n, &mut last_ran) {
-                        self.drop_vcpu(arch, n, None);
-                        continue;
-                    }
-                    n
-                }
-                (Some(c), None) => c,
-                (None, Some(n)) => {
-                    if !self.load(arch, &n, &mut last_ran) {
-                        self.drop_vcpu(arch, n, None);
-                        continue;
-                    }
-                    n
-                }
-                (None, None) => {
-                    pause();
-                    continue;
-                }
-            };
-            if let Some(reason) = self.ending(v.domid) {
-                self.put(arch, &mut v);
-                if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
-                    return exit;
-                }
-                continue;
-            }
-            match self.run_until_yield(arch, &mut v) {
-                Next::Yield | Next::Resume => current = Some(v),
-                Next::VcpuOff => {
-                    self.put(arch, &mut v);
-                    v.state = VcpuState::Off;
-                    if let Some(exit) = self.drop_vcpu(arch, v, None) {
-                        return exit;
-                    }
-                }
-                Next::EndDomain(reason) => {
-                    self.put(arch, &mut v);
-                    if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
-                        return exit;
-                    }
-                }
-            }
-        }
+        self.run_scheduled(arch)
     }
 
     /// Load `v` on this CPU; false if its domain is gone.
@@ -562,7 +500,13 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// Run `v` (loaded) until it yields, stops or its domain ends.
     fn run_until_yield(&self, arch: &mut dyn Arch, v: &mut Vcpu) -> Next {
         loop {
+            if let Some(g) = &v.vgic {
+                g.flush_lrs(v.id, arch);
+            }
             let raw = arch.run_vcpu(&mut v.gprs);
+            if let Some(g) = &v.vgic {
+                g.sync_lrs(v.id, arch);
+            }
             xen::hvop::GUEST_EXITS.fetch_add(1, Ordering::Relaxed);
             match self.handle_exit(arch, v, &raw) {
                 Next::Resume => {}
@@ -610,6 +554,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 v.gprs.pc = v.gprs.pc.wrapping_add(4);
                 self.psci(v)
             }
+            ExitReason::DataAbortLower(a) if self.gic_mmio(arch, v, &a).is_some() => Next::Resume,
             ExitReason::DataAbortLower(a) => {
                 let access = match a.access {
                     Some(s) => alloc::format!(", {} bytes via x{}", s.sas.bytes(), s.srt),
@@ -638,6 +583,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 );
                 Next::EndDomain(EndReason::Stage2Fault { ipa: a.ipa })
             }
+            ExitReason::SysReg(acc) if self.sgi_trap(v, &acc).is_some() => Next::Resume,
             ExitReason::SysReg(acc) => {
                 log::warn!(
                     "d{d}v{n}: trapped {acc} at pc {:#x}: injecting undefined instruction",
@@ -648,12 +594,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 v.inject_undef(arch, elr);
                 Next::Resume
             }
-            ExitReason::Wfx { .. } => {
-                // A trapped WFI/WFE returns to itself: step over it, let others run.
-                v.gprs.pc = v.gprs.pc.wrapping_add(4);
-                Next::Yield
-            }
-            ExitReason::Irq | ExitReason::Fiq => Next::Yield,
+            ExitReason::Wfx { wfe } => self.wfx(arch, v, wfe),
+            ExitReason::Irq | ExitReason::Fiq => self.irq_exit(arch, v),
             ExitReason::SError => {
                 log::error!("d{d}v{n}: SError, ESR {:#x}, ending d{d}", raw.esr);
                 Next::EndDomain(EndReason::UnhandledExit {
@@ -752,36 +694,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         }
     }
 
-    /// PSCI for the guest (function id in w0); the pc is already past the call.
+    /// PSCI for the guest (function id in w0; the pc is already past the
+    /// call): [`crate::psci`], carried out in `start/run.rs`.
     fn psci(&self, v: &mut Vcpu) -> Next {
-        let fid = v.gprs.x[0] as u32;
-        match fid {
-            psci::VERSION => v.gprs.x[0] = psci::V1_1,
-            psci::SYSTEM_OFF => return Next::EndDomain(EndReason::PsciSystemOff),
-            psci::SYSTEM_RESET => return Next::EndDomain(EndReason::PsciSystemReset),
-            psci::CPU_OFF => return Next::VcpuOff,
-            psci::FEATURES => {
-                let q = v.gprs.x[1] as u32;
-                let known = matches!(
-                    q,
-                    psci::VERSION
-                        | psci::SYSTEM_OFF
-                        | psci::SYSTEM_RESET
-                        | psci::CPU_OFF
-                        | psci::FEATURES
-                );
-                v.gprs.x[0] = if known { 0 } else { psci::NOT_SUPPORTED };
-            }
-            other => {
-                log::debug!(
-                    "d{}v{}: PSCI/SMCCC function {other:#x} not supported",
-                    v.domid,
-                    v.id
-                );
-                v.gprs.x[0] = psci::NOT_SUPPORTED;
-            }
-        }
-        Next::Resume
+        self.guest_psci(v)
     }
 }
 
@@ -899,5 +815,6 @@ pub fn run_secondary<A: Arch>(mut arch: A) -> ! {
 }
 
 mod domctl;
+mod run;
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,8 @@ pub struct Vcpu {
     pub sysregs: El1Sysregs,
     /// Run state.
     pub state: VcpuState,
+    /// Its domain's vGIC (set when the vCPU is first loaded).
+    pub vgic: Option<alloc::sync::Arc<crate::vgic::Vgic>>,
 }
 
 impl Vcpu {
@@ -63,6 +65,7 @@ impl Vcpu {
             gprs,
             sysregs: El1Sysregs::default(),
             state: VcpuState::Runnable,
+            vgic: None,
         }
     }
 
@@ -78,6 +81,12 @@ impl Vcpu {
     /// `SPSR_EL1` = the guest's PSTATE; the guest resumes at `VBAR_EL1` + the
     /// synchronous vector for the mode it was in, in EL1h with DAIF masked.
     pub fn inject_undef(&mut self, arch: &mut dyn Arch, elr: u64) {
+        self.inject_sync(arch, elr, ESR_IL, None);
+    }
+
+    /// Inject a synchronous exception with syndrome `esr` (and `FAR_EL1` =
+    /// `far` when given) at EL1, returning to `elr`, as [`Vcpu::inject_undef`].
+    pub fn inject_sync(&mut self, arch: &mut dyn Arch, elr: u64, esr: u64, far: Option<u64>) {
         let vbar = arch.read_el1(El1Reg::VbarEl1);
         let pstate = self.gprs.pstate;
         let base = if pstate & (1 << 4) != 0 {
@@ -91,7 +100,10 @@ impl Vcpu {
         };
         arch.write_el1(El1Reg::ElrEl1, elr);
         arch.write_el1(El1Reg::SpsrEl1, pstate);
-        arch.write_el1(El1Reg::EsrEl1, ESR_IL);
+        arch.write_el1(El1Reg::EsrEl1, esr);
+        if let Some(far) = far {
+            arch.write_el1(El1Reg::FarEl1, far);
+        }
         self.gprs.pc = vbar.wrapping_add(base);
         self.gprs.pstate = PSR_DAIF | PSR_MODE_EL1H;
     }

@@ -124,6 +124,11 @@ impl Scheduler {
         }
     }
 
+    /// Set the time-slice length (counter ticks).
+    pub fn set_slice(&mut self, slice: u64) {
+        self.slice = slice.max(1);
+    }
+
     /// Number of pCPUs.
     #[must_use]
     pub fn ncpus(&self) -> usize {

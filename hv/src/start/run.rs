@@ -1,0 +1,520 @@
+//! The scheduled run loop of each pCPU (executes [`crate::sched::Decision`]s)
+//! and the exits that involve interrupts, timers and SMP: vGIC MMIO, trapped
+//! SGI writes, WFI, physical IRQs, guest PSCI.
+//!
+//! Per pCPU: the vCPU loaded here lives in the loop (`current`), every other
+//! vCPU is parked in [`crate::sched::RunQueues`]. Around each guest entry the
+//! vCPU's list registers are filled and read back ([`crate::vgic::lr`]); on a
+//! real switch the outgoing vCPU is put (EL1/FP/GIC state saved, its virtual
+//! timer stopped and its deadline recorded if it is blocked) and the
+//! incoming one loaded, then this pCPU's `LastRan` plan runs (pv-tlb: a
+//! different vCPU of the same VMID costs `TLBI VMALLE1` + `IC IALLU` under
+//! `targeted`, `TLBI VMALLS12E1` under `xen-compat`).
+//!
+//! **Virtual timer.** A vCPU's `CNTV_*` registers are its own (saved and
+//! restored with its EL1 state, `CNTVOFF_EL2` = 0). While it is loaded its
+//! timer raises physical PPI 27, which `HCR_EL2.IMO` routes to EL2: hv masks
+//! the timer (`CNTV_CTL_EL0.IMASK`, on the guest's behalf) and injects virtual
+//! PPI 27, as Xen's `vtimer_interrupt` does (xen/arch/arm/vtimer.c); the
+//! guest's handler reprograms `CNTV_CTL`, which unmasks it. While a blocked
+//! vCPU is not loaded, hv arms its EL2 physical timer (PPI 26) for the
+//! earliest such deadline and injects PPI 27 when it passes.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use memops::TableMem;
+use pv_tlb::LastRan;
+
+use super::{CpuExit, Next, System};
+use crate::arch::{irq, Arch, El1Reg, PhysMem};
+use crate::psci::{self, PsciCall};
+use crate::sched::{Decision, RunState, VcpuKey};
+use crate::trap::{DataAbort, SysRegAccess};
+use crate::vcpu::{Vcpu, VcpuState, PSR_MODE_EL0T};
+use crate::vgic::{self, mmio::MmioAccess, Vgic, PPI_VTIMER};
+
+/// Time slices per second.
+pub const SLICES_PER_SECOND: u64 = 100;
+
+/// `CNTV_CTL_EL0` bits.
+mod cntv {
+    pub const ENABLE: u64 = 1 << 0;
+    pub const IMASK: u64 = 1 << 1;
+    pub const ISTATUS: u64 = 1 << 2;
+}
+
+fn key(v: &Vcpu) -> VcpuKey {
+    VcpuKey {
+        dom: v.domid,
+        idx: v.id,
+    }
+}
+
+/// The deadline of a virtual timer that would interrupt (enabled, unmasked).
+fn vtimer_deadline(ctl: u64, cval: u64) -> Option<u64> {
+    (ctl & cntv::ENABLE != 0 && ctl & cntv::IMASK == 0).then_some(cval)
+}
+
+/// This pCPU's loop state.
+struct Pcpu {
+    cpu: usize,
+    current: Option<Box<Vcpu>>,
+    last_ran: LastRan,
+}
+
+impl<M: PhysMem + TableMem + Send> System<M> {
+    /// The scheduled loop behind [`System::run_cpu`].
+    pub(super) fn run_scheduled(&self, arch: &mut dyn Arch) -> CpuExit {
+        let cpu = arch.cpu_index();
+        let mut p = Pcpu {
+            cpu,
+            current: None,
+            last_ran: LastRan::new(),
+        };
+        {
+            let mut rq = self.runq.lock();
+            rq.sched.ensure_cpu(cpu);
+            rq.sched
+                .set_slice(arch.counter_frequency() / SLICES_PER_SECOND);
+        }
+        loop {
+            if self.live_domains.load(Ordering::SeqCst) == 0 {
+                if let Some(mut c) = p.current.take() {
+                    self.put_vcpu(arch, &mut c);
+                }
+                self.arm_timer(arch, cpu, None);
+                return CpuExit::AllEnded;
+            }
+            let recheck = self.send_kicks(arch, cpu);
+            let now = arch.counter();
+            let (decision, due) = {
+                let mut rq = self.runq.lock();
+                let kicks = rq.wake_pending();
+                vgic::request_kicks(kicks & !(1u64 << (cpu % 64)));
+                let mut due: Vec<(Arc<Vgic>, u32)> = Vec::new();
+                for k in rq.sched.expire(now) {
+                    if let Some(v) = rq.parked.get_mut(&k) {
+                        // Masked on the guest's behalf, as when it fires live.
+                        let ctl = v.sysregs.get(El1Reg::CntvCtlEl0);
+                        v.sysregs.set(El1Reg::CntvCtlEl0, ctl | cntv::IMASK);
+                    }
+                    if let Some(g) = rq.vgics.get(&k.dom) {
+                        due.push((g.clone(), k.idx));
+                    }
+                }
+                (rq.sched.next(cpu, now), due)
+            };
+            for (g, idx) in due {
+                let _ = g.inject(idx, PPI_VTIMER);
+            }
+            let mut v = match decision {
+                Decision::Idle { until } => {
+                    self.idle(arch, &mut p, until, recheck);
+                    continue;
+                }
+                Decision::Continue(k) => match p.current.take() {
+                    Some(c) if key(&c) == k => c,
+                    other => {
+                        log::error!(
+                            "CPU{cpu}: scheduler resumes d{}v{} which is not loaded here",
+                            k.dom,
+                            k.idx
+                        );
+                        p.current = other;
+                        self.runq.lock().sched.remove(k);
+                        continue;
+                    }
+                },
+                Decision::Switch { to } => {
+                    if let Some(c) = p.current.take() {
+                        self.park(arch, c);
+                    }
+                    let Some(mut n) = self.runq.lock().parked.remove(&to) else {
+                        log::error!("CPU{cpu}: d{}v{} scheduled but not parked", to.dom, to.idx);
+                        self.runq.lock().sched.remove(to);
+                        continue;
+                    };
+                    if !self.load_vcpu(arch, &mut n, &mut p) {
+                        self.runq.lock().sched.remove(to);
+                        if let Some(exit) = self.drop_vcpu(arch, n, None) {
+                            return exit;
+                        }
+                        continue;
+                    }
+                    n
+                }
+            };
+            if let Some(reason) = self.ending(v.domid) {
+                self.put_vcpu(arch, &mut v);
+                self.runq.lock().sched.remove(key(&v));
+                if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
+                    return exit;
+                }
+                continue;
+            }
+            let slice = self.runq.lock().sched.slice_deadline(cpu);
+            self.arm_timer(arch, cpu, slice);
+            match self.run_until_yield(arch, &mut v) {
+                Next::Resume | Next::Resched => p.current = Some(v),
+                Next::Yield => {
+                    self.runq.lock().sched.yield_now(cpu);
+                    p.current = Some(v);
+                }
+                Next::Block => {
+                    self.runq.lock().sched.block(cpu);
+                    p.current = Some(v);
+                }
+                Next::VcpuOff => {
+                    self.put_vcpu(arch, &mut v);
+                    v.state = VcpuState::Off;
+                    self.runq.lock().sched.remove(key(&v));
+                    if let Some(exit) = self.drop_vcpu(arch, v, None) {
+                        return exit;
+                    }
+                }
+                Next::EndDomain(reason) => {
+                    self.put_vcpu(arch, &mut v);
+                    self.runq.lock().sched.remove(key(&v));
+                    if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
+                        return exit;
+                    }
+                    // Its other vCPUs must come out of WFI and of other pCPUs.
+                    vgic::request_kicks(u64::MAX);
+                }
+            }
+        }
+    }
+
+    /// Nothing to run: collect vCPUs of ending domains, then wait for an
+    /// interrupt (or `until`) and handle what arrived.
+    fn idle(&self, arch: &mut dyn Arch, p: &mut Pcpu, until: Option<u64>, recheck: bool) {
+        if self.wake_ending() || recheck {
+            return;
+        }
+        self.arm_timer(arch, p.cpu, until);
+        arch.wait_for_interrupt();
+        self.phys_irqs(arch, p.cpu, p.current.as_deref_mut());
+    }
+
+    /// Wake blocked vCPUs whose domain is ending (they stop at once when
+    /// picked). True if any was woken.
+    fn wake_ending(&self) -> bool {
+        let blocked = self.runq.lock().sched.blocked();
+        let ending: Vec<VcpuKey> = blocked
+            .into_iter()
+            .filter(|k| self.ending(k.dom).is_some())
+            .collect();
+        if ending.is_empty() {
+            return false;
+        }
+        let mut rq = self.runq.lock();
+        let mut kicks = 0u64;
+        for k in ending {
+            if let Some(c) = rq.sched.wake(k) {
+                kicks |= 1u64 << (c % 64);
+            }
+        }
+        drop(rq);
+        vgic::request_kicks(kicks);
+        true
+    }
+
+    /// Send hv's kick SGI to the pCPUs named in the kick set; true if this
+    /// pCPU itself was named (look again before sleeping).
+    fn send_kicks(&self, arch: &mut dyn Arch, cpu: usize) -> bool {
+        let k = vgic::take_kicks();
+        if k == 0 {
+            return false;
+        }
+        let n = self.runq.lock().sched.ncpus().min(64);
+        for c in 0..n {
+            if c != cpu && (k >> c) & 1 == 1 {
+                arch.kick(c);
+            }
+        }
+        (k >> (cpu % 64)) & 1 == 1
+    }
+
+    /// Arm (or disarm) this pCPU's EL2 timer, skipping redundant writes.
+    fn arm_timer(&self, arch: &mut dyn Arch, cpu: usize, deadline: Option<u64>) {
+        let want = deadline.unwrap_or(u64::MAX);
+        let Some(slot) = self.hv_timer.get(cpu) else {
+            arch.set_hv_timer(deadline);
+            return;
+        };
+        if slot.swap(want, Ordering::Relaxed) != want {
+            arch.set_hv_timer(deadline);
+        }
+    }
+
+    /// Acknowledge and handle every pending physical interrupt of this pCPU.
+    fn phys_irqs(&self, arch: &mut dyn Arch, cpu: usize, mut current: Option<&mut Vcpu>) {
+        while let Some(intid) = arch.irq_ack() {
+            match intid {
+                irq::VTIMER => {
+                    if let Some(v) = current.as_deref_mut() {
+                        vtimer_fired(arch, v);
+                    }
+                }
+                irq::HYP_TIMER => {
+                    // Level-sensitive: disarm; the loop re-arms what it needs.
+                    arch.set_hv_timer(None);
+                    if let Some(s) = self.hv_timer.get(cpu) {
+                        s.store(u64::MAX, Ordering::Relaxed);
+                    }
+                }
+                irq::KICK_SGI | irq::MAINTENANCE => {}
+                other => log::warn!("CPU{cpu}: unexpected physical interrupt {other}"),
+            }
+            arch.irq_eoi(intid);
+        }
+    }
+
+    /// A physical IRQ ended the guest's run.
+    pub(super) fn irq_exit(&self, arch: &mut dyn Arch, v: &mut Vcpu) -> Next {
+        let cpu = arch.cpu_index();
+        self.phys_irqs(arch, cpu, Some(v));
+        Next::Resched
+    }
+
+    /// Load `n` here: EL1 state and stage-2 (with the `LastRan` plan), then
+    /// its vGIC CPU-interface state. False if its domain is gone.
+    fn load_vcpu(&self, arch: &mut dyn Arch, n: &mut Vcpu, p: &mut Pcpu) -> bool {
+        if !self.load(arch, n, &mut p.last_ran) {
+            return false;
+        }
+        let vgic = {
+            let mut sh = self.shared.lock();
+            let Some(d) = sh.entry(n.domid) else {
+                return false;
+            };
+            if d.vgic.nr_vcpus() < d.max_vcpus {
+                d.vgic.set_nr_vcpus(d.max_vcpus);
+            }
+            d.vgic.clone()
+        };
+        self.runq.lock().vgics.insert(n.domid, vgic.clone());
+        vgic.load_cpu(n.id, p.cpu, arch);
+        n.vgic = Some(vgic);
+        true
+    }
+
+    /// Save `v`'s state because it leaves this pCPU: its virtual timer is
+    /// stopped in hardware (so it cannot fire for nobody) and kept in its
+    /// saved registers, its vGIC CPU-interface state saved, its LRs cleared.
+    pub(super) fn put_vcpu(&self, arch: &mut dyn Arch, v: &mut Vcpu) {
+        if let Some(g) = &v.vgic {
+            g.put_cpu(v.id, arch);
+        }
+        let ctl = arch.read_el1(El1Reg::CntvCtlEl0);
+        if ctl & cntv::ENABLE != 0 {
+            arch.write_el1(El1Reg::CntvCtlEl0, 0);
+        }
+        self.put(arch, v);
+        v.sysregs.set(El1Reg::CntvCtlEl0, ctl);
+    }
+
+    /// Another vCPU takes this pCPU from `c`: put it and park it (with its
+    /// timer deadline if it is blocked).
+    fn park(&self, arch: &mut dyn Arch, mut c: Box<Vcpu>) {
+        self.put_vcpu(arch, &mut c);
+        let k = key(&c);
+        let deadline = vtimer_deadline(
+            c.sysregs.get(El1Reg::CntvCtlEl0),
+            c.sysregs.get(El1Reg::CntvCvalEl0),
+        );
+        let mut rq = self.runq.lock();
+        if matches!(rq.sched.state(k), Some(RunState::Blocked { .. })) {
+            rq.sched.set_deadline(k, deadline);
+        }
+        rq.parked.insert(k, c);
+    }
+
+    /// A data abort in the vGIC's ranges: emulate it (`None` if `a` is not
+    /// for the vGIC).
+    pub(super) fn gic_mmio(
+        &self,
+        arch: &mut dyn Arch,
+        v: &mut Vcpu,
+        a: &DataAbort,
+    ) -> Option<Next> {
+        let ipa = a.ipa.raw();
+        if !vgic::mmio::in_range(ipa) {
+            return None;
+        }
+        let g = v.vgic.clone()?;
+        let Some(s) = a.access else {
+            // No instruction syndrome: hv cannot emulate the access without
+            // decoding the instruction. The guest gets a synchronous external abort.
+            log::warn!(
+                "d{}v{}: vGIC access at IPA {:#x} without a valid syndrome (pc {:#x}): injecting a data abort",
+                v.domid,
+                v.id,
+                ipa,
+                v.gprs.pc
+            );
+            let ec: u64 = if v.gprs.pstate & 0xf == PSR_MODE_EL0T {
+                0x24
+            } else {
+                0x25
+            };
+            let esr = (ec << 26) | crate::trap::ESR_IL | (u64::from(a.wnr) << 6) | 0x10;
+            let elr = v.gprs.pc;
+            v.inject_sync(arch, elr, esr, Some(a.far));
+            return Some(Next::Resume);
+        };
+        let size = s.sas.bytes();
+        let mask = if size >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * u32::from(size))) - 1
+        };
+        let rt = usize::from(s.srt);
+        let value = if a.wnr && rt < 31 {
+            v.gprs.x[rt] & mask
+        } else {
+            0
+        };
+        let r = g
+            .mmio(
+                v.id,
+                ipa,
+                MmioAccess {
+                    write: a.wnr,
+                    size,
+                    value,
+                },
+            )
+            .unwrap_or(0);
+        if !a.wnr && rt < 31 {
+            let mut val = r & mask;
+            if s.sse && size < 8 {
+                let sign = 1u64 << (8 * u32::from(size) - 1);
+                if val & sign != 0 {
+                    val |= !mask;
+                }
+            }
+            if !s.sf {
+                val &= 0xffff_ffff;
+            }
+            v.gprs.x[rt] = val;
+        }
+        v.gprs.pc = v.gprs.pc.wrapping_add(4);
+        Some(Next::Resume)
+    }
+
+    /// A trapped `ICC_SGI1R_EL1`/`ICC_ASGI1R_EL1`/`ICC_SGI0R_EL1` write
+    /// (`None` for any other system register).
+    pub(super) fn sgi_trap(&self, v: &mut Vcpu, acc: &SysRegAccess) -> Option<Next> {
+        if (acc.op0, acc.op1, acc.crn, acc.crm) != (3, 0, 12, 11)
+            || !matches!(acc.op2, 5..=7)
+            || acc.read
+        {
+            return None;
+        }
+        let g = v.vgic.clone()?;
+        let val = if acc.rt < 31 {
+            v.gprs.x[usize::from(acc.rt)]
+        } else {
+            0
+        };
+        g.send_sgi(v.id, val);
+        v.gprs.pc = v.gprs.pc.wrapping_add(4);
+        Some(Next::Resume)
+    }
+
+    /// A trapped WFI (block until an interrupt is pending) or WFE (yield).
+    pub(super) fn wfx(&self, arch: &mut dyn Arch, v: &mut Vcpu, wfe: bool) -> Next {
+        // A trapped WFI/WFE returns to itself: step over it.
+        v.gprs.pc = v.gprs.pc.wrapping_add(4);
+        if wfe {
+            return Next::Yield;
+        }
+        let Some(g) = v.vgic.clone() else {
+            return Next::Yield;
+        };
+        if g.has_deliverable(v.id) {
+            return Next::Resume;
+        }
+        let ctl = arch.read_el1(El1Reg::CntvCtlEl0);
+        let timer = vtimer_deadline(ctl, 0).is_some();
+        let gic_on = g.with_state(|s| s.grp0 || s.grp1);
+        if timer || gic_on {
+            Next::Block
+        } else {
+            // Nothing could ever wake it (no GIC, no timer): WFI may complete
+            // at any time architecturally, so let others run and come back.
+            Next::Yield
+        }
+    }
+
+    /// Guest PSCI (function id in w0; the pc is already past the call).
+    pub(super) fn guest_psci(&self, v: &mut Vcpu) -> Next {
+        let x = &v.gprs.x;
+        match psci::decode(&[x[0], x[1], x[2], x[3]]) {
+            PsciCall::Return(r) => v.gprs.x[0] = r,
+            PsciCall::CpuOff => return Next::VcpuOff,
+            PsciCall::SystemOff => return Next::EndDomain(crate::domain::EndReason::PsciSystemOff),
+            PsciCall::SystemReset => {
+                return Next::EndDomain(crate::domain::EndReason::PsciSystemReset)
+            }
+            PsciCall::CpuOn {
+                target,
+                entry,
+                context,
+            } => v.gprs.x[0] = self.cpu_on(v.domid, target, entry, context),
+            PsciCall::AffinityInfo { target } => {
+                let k = VcpuKey {
+                    dom: v.domid,
+                    idx: target,
+                };
+                let max = self.shared.lock().entry(v.domid).map_or(0, |d| d.max_vcpus);
+                v.gprs.x[0] = if target >= max {
+                    psci::ret::INVALID_PARAMETERS
+                } else if target == v.id || self.runq.lock().sched.state(k).is_some() {
+                    psci::ret::AFF_ON
+                } else {
+                    psci::ret::AFF_OFF
+                };
+            }
+        }
+        Next::Resume
+    }
+
+    /// PSCI CPU_ON: queue vCPU `target` of `dom` at `entry` with x0 = `context`.
+    fn cpu_on(&self, dom: u16, target: u32, entry: u64, context: u64) -> u64 {
+        let mut sh = self.shared.lock();
+        let Some(d) = sh.entry(dom) else {
+            return psci::ret::INVALID_PARAMETERS;
+        };
+        if target >= d.max_vcpus {
+            return psci::ret::INVALID_PARAMETERS;
+        }
+        // Lock order: shared, then runq.
+        let mut rq = self.runq.lock();
+        let k = VcpuKey { dom, idx: target };
+        if rq.sched.state(k).is_some() || rq.parked.contains_key(&k) {
+            return psci::ret::ALREADY_ON;
+        }
+        d.live_vcpus += 1;
+        rq.push_back(Box::new(Vcpu::new(dom, target, entry, context)));
+        log::debug!("d{dom}: PSCI CPU_ON vCPU {target} at {entry:#x}");
+        psci::ret::SUCCESS
+    }
+}
+
+/// The loaded vCPU's virtual timer raised physical PPI 27: mask it on the
+/// guest's behalf and inject virtual PPI 27 (Xen's `vtimer_interrupt`).
+fn vtimer_fired(arch: &mut dyn Arch, v: &mut Vcpu) {
+    let ctl = arch.read_el1(El1Reg::CntvCtlEl0);
+    if ctl & cntv::ENABLE == 0 || ctl & cntv::ISTATUS == 0 || ctl & cntv::IMASK != 0 {
+        return; // no longer firing (the guest reprogrammed it)
+    }
+    arch.write_el1(El1Reg::CntvCtlEl0, ctl | cntv::IMASK);
+    if let Some(g) = &v.vgic {
+        let _ = g.inject(v.id, PPI_VTIMER);
+    }
+}
