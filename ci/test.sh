@@ -49,6 +49,8 @@ step test-host cargo test --workspace
 step build-aarch64 cargo run -q -p tests-nested --bin hvrun -- build
 step smoke-smp1 bash ci/qemu-smoke.sh 1 --no-build --timeout 180
 step smoke-smp2 bash ci/qemu-smoke.sh 2 --no-build --timeout 180
+# The nested rig (issue 4): hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
+step rig-nested-smoke bash ci/rig-nested-smoke.sh
 
 echo
 for r in "${results[@]}"; do

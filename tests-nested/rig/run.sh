@@ -16,17 +16,20 @@ usage() {
 usage: run.sh --guest IMAGE [--ipa-limit 48|52] [--smp N] [--vm-cpus N] [--vm-mem MIB]
               [--vm-ipa BITS] [--cmdline STR] [--module FILE [--module-args STR]]
               [--ramdisk FILE] [--timeout SECS] [--log FILE] [--expect TEXT]...
+              [--exit-stamps] [--quiet]
   --ipa-limit  L1 KVM's IPA limit: 48 (-cpu max,lpa2=off, default) or 52 (-cpu max)
   --smp        L0 CPUs given to L1 (default 1)
   --vm-cpus    vCPUs of the VMM's VM (default 1); --vm-mem its RAM (default 512 MiB)
   --vm-ipa     the VM's IPA size (default 40; 0 = L1's limit)
   --cmdline    /chosen/bootargs for the guest hypervisor
+  --exit-stamps  the VMM prefixes serial lines with L0=<traps to L0 so far>
+  --quiet      do not copy the serial output to stdout (the log still has it)
 U
     exit 2
 }
 
 IPA_LIMIT=48 SMP=1 TIMEOUT=900 LOG="" GUEST="" CMDLINE=""
-VM_CPUS=1 VM_MEM=512 VM_IPA=40
+VM_CPUS=1 VM_MEM=512 VM_IPA=40 STAMPS="" QUIET=0
 MODS=() EXPECT=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -42,6 +45,8 @@ while [ $# -gt 0 ]; do
         --timeout) TIMEOUT=$2; shift 2 ;;
         --log) LOG=$2; shift 2 ;;
         --expect) EXPECT+=("$2"); shift 2 ;;
+        --exit-stamps) STAMPS=" --exit-stamps"; shift ;;
+        --quiet) QUIET=1; shift ;;
         *) usage ;;
     esac
 done
@@ -71,7 +76,7 @@ ROOT=$WORK/initramfs-$$
 rm -rf "$ROOT"; mkdir -p "$ROOT"
 # /rig/args: the VMM's argv, each word single-quoted for the busybox shell.
 q() { printf "'%s' " "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
-args="--kernel /rig/guest --cpus $VM_CPUS --mem-mib $VM_MEM --ipa-bits $VM_IPA --timeout $TIMEOUT"
+args="--kernel /rig/guest --cpus $VM_CPUS --mem-mib $VM_MEM --ipa-bits $VM_IPA --timeout $TIMEOUT$STAMPS"
 specs=("file:rig/guest=$GUEST:644")
 n=0 i=0
 set_args=$(for a in $args; do q "$a"; done)
@@ -88,7 +93,7 @@ while [ $i -lt ${#MODS[@]} ]; do
     i=$((i + 2))
 done
 printf 'set -- %s\n' "$set_args" >"$ROOT/args"
-CPIO=$WORK/initramfs.cpio
+CPIO=$WORK/initramfs-$$.cpio
 "$CARGO_TARGET_DIR/release/rig-cpio" "$CPIO" \
     dir:bin dir:dev dir:proc dir:sys dir:tmp dir:rig cdev:dev/console=5,1 \
     "file:bin/busybox=$BUSYBOX" sym:bin/sh=busybox "file:init=$HERE/init.sh" "file:rig/vmm=$VMM" \
@@ -103,9 +108,11 @@ timeout --foreground "$((TIMEOUT + 60))" qemu-system-aarch64 \
     -M virt,virtualization=on,gic-version=3 -cpu "$CPU" -accel tcg,thread=multi \
     -smp "$SMP" -m 2G -nographic -no-reboot \
     -kernel "$L1_IMAGE" -initrd "$CPIO" \
-    -append "console=ttyAMA0 kvm-arm.mode=nested rdinit=/init panic=-1" 2>&1 | tee "$LOG"
+    -append "console=ttyAMA0 kvm-arm.mode=nested rdinit=/init panic=-1" 2>&1 |
+    if [ $QUIET = 1 ]; then cat >"$LOG"; else tee "$LOG"; fi
 qrc=${PIPESTATUS[0]}
 set -e
+rm -f "$CPIO"
 stage "run L0+L1+VMM+guest" "$t"
 
 fail=0

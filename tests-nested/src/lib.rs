@@ -9,6 +9,7 @@ pub mod cli;
 pub mod dts;
 pub mod image;
 pub mod markers;
+pub mod matrix;
 pub mod qemu;
 pub mod scenario;
 pub mod toolchain;

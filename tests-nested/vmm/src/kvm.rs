@@ -2,7 +2,7 @@
 //! in-kernel vGICv3, the guest hypervisor and its modules loaded, and a PL011 emulated on
 //! MMIO exits. Steps follow Documentation/virt/kvm/api.rst and devices/arm-vgic-v3.rst.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -126,12 +126,29 @@ struct Shared {
     stats: Vec<std::fs::File>,
     uart: Mutex<Pl011>,
     stamp: Stamp,
-    unknown_mmio: std::sync::atomic::AtomicU64,
+    unknown_mmio: AtomicU64,
     done: AtomicBool,
+    /// `--exit-stamps`: lines carry the traps to L0 counted when they began.
+    exit_stamps: bool,
+    /// MMIO exits the emulated UART handled (the console's own traps).
+    console_exits: AtomicU64,
+    /// Traps to L0 (minus console exits) when the line being written began.
+    line_start_exits: AtomicU64,
 }
 
 fn out(sh: &Shared, text: &str) {
-    println!("{}", sh.stamp.line(text));
+    if sh.exit_stamps {
+        let n = sh.line_start_exits.load(Ordering::SeqCst);
+        println!("{}", sh.stamp.line_exits(text, n));
+    } else {
+        println!("{}", sh.stamp.line(text));
+    }
+}
+
+/// KVM exits of all vCPUs, not counting the console's own MMIO exits.
+fn l0_exits(sh: &Shared) -> u64 {
+    let all: u64 = sh.stats.iter().map(|f| stat(&read_stats(f), "exits")).sum();
+    all.saturating_sub(sh.console_exits.load(Ordering::SeqCst))
 }
 
 /// Builds and runs the VM; returns the process exit status.
@@ -143,6 +160,9 @@ pub fn run(c: &Config) -> Result<u8, Error> {
         stamp,
         unknown_mmio: 0.into(),
         done: AtomicBool::new(false),
+        exit_stamps: c.exit_stamps,
+        console_exits: 0.into(),
+        line_start_exits: 0.into(),
     };
     let kvm = Kvm::new().map_err(kerr("open /dev/kvm"))?;
     let limit = kvm.get_host_ipa_limit();
@@ -345,11 +365,14 @@ fn vcpu_loop(i: usize, mut v: VcpuFd, sh: &Shared) -> u8 {
                 b[..n].copy_from_slice(&data[..n]);
                 let val = u32::from_le_bytes(b);
                 if (vmm::UART_BASE..vmm::UART_BASE + vmm::UART_SIZE).contains(&addr) {
-                    let line = sh
-                        .uart
-                        .lock()
-                        .ok()
-                        .and_then(|mut u| u.write(addr - vmm::UART_BASE, val));
+                    sh.console_exits.fetch_add(1, Ordering::SeqCst);
+                    let line = sh.uart.lock().ok().and_then(|mut u| {
+                        // The first byte of a line: note the traps to L0 so far.
+                        if sh.exit_stamps && u.line.is_empty() && addr == vmm::UART_BASE {
+                            sh.line_start_exits.store(l0_exits(sh), Ordering::SeqCst);
+                        }
+                        u.write(addr - vmm::UART_BASE, val)
+                    });
                     if let Some(l) = line {
                         out(sh, &l);
                     }
@@ -359,6 +382,7 @@ fn vcpu_loop(i: usize, mut v: VcpuFd, sh: &Shared) -> u8 {
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 let val = if (vmm::UART_BASE..vmm::UART_BASE + vmm::UART_SIZE).contains(&addr) {
+                    sh.console_exits.fetch_add(1, Ordering::SeqCst);
                     u64::from(
                         sh.uart
                             .lock()

@@ -86,13 +86,17 @@ pub struct Config {
     pub timeout_s: u64,
     /// Write the generated DTB here too (for inspection).
     pub dump_dtb: Option<String>,
+    /// Stamp each serial line with the traps to L0 so far (see [`Stamp::line_exits`]).
+    pub exit_stamps: bool,
 }
 
 /// Usage text.
 pub const USAGE: &str =
     "usage: vmm --kernel IMAGE [--module PATH [--module-args STR]] [--ramdisk PATH]
            [--cmdline STR] [--cpus N] [--mem-mib N] [--ipa-bits N] [--timeout SECS]
-           [--dump-dtb PATH] [--dtb-only]
+           [--dump-dtb PATH] [--exit-stamps]
+--exit-stamps prefixes each serial line with `L0=<n>`: KVM exits of all vCPUs, not counting
+the console's own MMIO exits, when the line's first byte was written.
 Runs IMAGE as a guest hypervisor at vEL2 (KVM_ARM_VCPU_HAS_EL2). Exit status: 0 after PSCI
 SYSTEM_OFF or SYSTEM_RESET, 2 on a usage error, 3 on timeout, 1 on any other failure.";
 
@@ -113,6 +117,7 @@ impl Config {
             ipa_bits: 40,
             timeout_s: 600,
             dump_dtb: None,
+            exit_stamps: false,
         };
         fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, Error> {
             let v = v.ok_or_else(|| Error(format!("{flag} needs a value")))?;
@@ -156,6 +161,7 @@ impl Config {
                 "--ipa-bits" => c.ipa_bits = num(&a, it.next())?,
                 "--timeout" => c.timeout_s = num(&a, it.next())?,
                 "--dump-dtb" => c.dump_dtb = it.next(),
+                "--exit-stamps" => c.exit_stamps = true,
                 _ => return err(format!("unknown argument {a:?}")),
             }
         }
@@ -524,6 +530,27 @@ impl Stamp {
         let t = self.0.elapsed();
         format!("[{:5}.{:06}] {}", t.as_secs(), t.subsec_micros(), text)
     }
+
+    /// Formats one serial line with the number of traps to L0 (KVM exits) counted when
+    /// the line began, as `[   12.345678 L0=1234] text`. A runner takes the difference of
+    /// two lines' counts to count the traps of the work between them.
+    pub fn line_exits(&self, text: &str, l0_exits: u64) -> String {
+        let t = self.0.elapsed();
+        format!(
+            "[{:5}.{:06} L0={l0_exits}] {text}",
+            t.as_secs(),
+            t.subsec_micros()
+        )
+    }
+}
+
+/// Parses the `L0=<n>` count of a line written by [`Stamp::line_exits`].
+pub fn parse_l0_stamp(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix('[')?;
+    let (head, _) = rest.split_once(']')?;
+    head.split_whitespace()
+        .find_map(|w| w.strip_prefix("L0="))
+        .and_then(|n| n.parse().ok())
 }
 
 #[cfg(test)]
@@ -559,6 +586,9 @@ mod tests {
         assert_eq!(c.modules.len(), 2);
         assert_eq!(c.modules[0].bootargs.as_deref(), Some("console=hvc0"));
         assert_eq!(c.modules[1].kind, ModuleKind::Ramdisk);
+        assert!(!c.exit_stamps);
+        let c = Config::parse(args(&["--kernel", "k", "--exit-stamps"])).unwrap();
+        assert!(c.exit_stamps);
         assert!(Config::parse(args(&["--cpus", "2"])).is_err());
         assert!(Config::parse(args(&["--kernel", "k", "--cpus", "x"])).is_err());
         assert!(Config::parse(args(&["--kernel", "k", "--ipa-bits", "60"])).is_err());
@@ -695,5 +725,13 @@ mod tests {
     fn stamp_format() {
         let s = Stamp(Instant::now()).line("x");
         assert!(s.starts_with("[    0.") && s.ends_with("] x"), "{s}");
+        assert_eq!(parse_l0_stamp(&s), None);
+        let s = Stamp(Instant::now()).line_exits("(d0) a ] L0=9", 4321);
+        assert!(
+            s.starts_with("[    0.") && s.ends_with(" L0=4321] (d0) a ] L0=9"),
+            "{s}"
+        );
+        assert_eq!(parse_l0_stamp(&s), Some(4321));
+        assert_eq!(parse_l0_stamp("[    1.000000 L0=x] t"), None);
     }
 }
