@@ -37,7 +37,8 @@ impl TlbStats {
         }
     }
 
-    /// How many plans (calls of the `execute*` functions) ran.
+    /// How many non-empty plans (calls of the `execute*` functions with at
+    /// least one op) ran.
     #[must_use]
     pub fn plans(&self) -> u64 {
         self.plans.load(Ordering::Relaxed)
@@ -92,6 +93,9 @@ pub static STATS: TlbStats = TlbStats::new();
 
 /// Execute `ops` one by one, in order, on this CPU, counting each in `stats`.
 pub fn execute_ops_counted(ops: &[TlbOp], arch: &mut (impl Arch + ?Sized), stats: &TlbStats) {
+    if ops.is_empty() {
+        return;
+    }
     stats.plans.fetch_add(1, Ordering::Relaxed);
     for op in ops {
         arch.tlb_op(*op);
@@ -110,8 +114,12 @@ pub fn execute<I>(plan: I, arch: &mut (impl Arch + ?Sized))
 where
     I: IntoIterator<Item = TlbOp>,
 {
-    STATS.plans.fetch_add(1, Ordering::Relaxed);
+    let mut counted = false;
     for op in plan {
+        if !counted {
+            STATS.plans.fetch_add(1, Ordering::Relaxed);
+            counted = true;
+        }
         arch.tlb_op(op);
         STATS.record(&op);
     }

@@ -64,6 +64,9 @@ commands:
                         (or the --module kernels) and check hv's serial markers
   smoke                 build, then boot hv with guest-fault as d1 and
                         guest-hello as d2 and check the markers (CI runs this)
+  domu                  issue 3: d0 (dom0-builder) builds domUs under
+                        tlb=targeted and tlb=xen-compat and the TLBI counts
+                        are asserted (own options: `hvrun domu --help`)
 
 options (demo, smoke):
   --smp N               CPUs (1..=8; demo default 2, smoke requires it)

@@ -6,6 +6,7 @@
 //! DTS editing and marker matching are unit-tested on the host.
 
 pub mod cli;
+pub mod domu;
 pub mod dts;
 pub mod image;
 pub mod markers;

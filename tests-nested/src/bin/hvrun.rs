@@ -13,6 +13,16 @@ use tests_nested::toolchain::{self, Paths};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("domu") {
+        // The issue-3 acceptance run (tests_nested::domu has its own options).
+        return match tests_nested::domu::main(&Paths::discover(), &args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hvrun: FAIL: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let opts = match cli::parse(&args) {
         Ok(o) => o,
         Err(e) => {
