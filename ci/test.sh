@@ -49,6 +49,9 @@ step test-host cargo test --workspace
 step build-aarch64 cargo run -q -p tests-nested --bin hvrun -- build
 step smoke-smp1 bash ci/qemu-smoke.sh 1 --no-build --timeout 180
 step smoke-smp2 bash ci/qemu-smoke.sh 2 --no-build --timeout 180
+# Two vCPUs of one domain on one pCPU under tlb=targeted and tlb=xen-compat
+# (vCPU-switch TLB counts side by side; vGIC SGI/vtimer; PSCI CPU_ON), ~15 s.
+step smp-switch bash ci/qemu-smp-switch.sh --no-build
 # Issue 3: domU building by d0 under both TLB policies, asserted TLBI counts (~30 s).
 step qemu-domu bash ci/qemu-domu.sh --timeout 600
 # The nested rig (issue 4): hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).

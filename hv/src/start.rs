@@ -167,6 +167,17 @@ pub struct BootImage<'r, M> {
     pub read: &'r mut dyn FnMut(&M, u64, &mut [u8]),
 }
 
+/// Parse a `vcpus=<n>` option from a module's bootargs (hv-specific, as
+/// `mem=`; dom0less domains use the `cpus` property instead).
+#[must_use]
+pub fn parse_vcpus(bootargs: &str) -> Option<u32> {
+    bootargs
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("vcpus="))?
+        .parse()
+        .ok()
+}
+
 /// Parse a `mem=<n>[K|M|G]` option from a module's bootargs.
 #[must_use]
 pub fn parse_mem(bootargs: &str) -> Option<u64> {
@@ -321,7 +332,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0")),
                 bootargs: m.bootargs,
                 dtb: true,
-                vcpus: 1,
+                vcpus: m.bootargs.and_then(parse_vcpus).unwrap_or(1),
             };
             let base = m.pa;
             let mut read_kernel =
@@ -454,6 +465,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             sink.hv_line(format_args!("d{id} ended ({why})"));
         }
         if self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Lock order: shared, then runq.
+            let s = self.runq.lock().sched.stats;
+            sink.hv_line(format_args!(
+                "sched: switches={} same_vmid_switches={} lazy_resumes={} migrations={} preemptions={}",
+                s.switches, s.same_vmid_switches, s.lazy_resumes, s.migrations, s.preemptions
+            ));
             let c = xen::hvop::counters();
             let mut tlbi = alloc::string::String::new();
             for (k, n) in pv_tlb::TlbOpKind::ALL.iter().zip(c.iter()) {

@@ -100,6 +100,9 @@ pub struct SchedStats {
     pub migrations: u64,
     /// Time slices that ended with another vCPU waiting.
     pub preemptions: u64,
+    /// Loads of a vCPU on a pCPU whose last vCPU of that VMID was another
+    /// one (the switches that need pv-tlb's `LastRan` plan).
+    pub same_vmid_switches: u64,
 }
 
 /// The pure scheduler.

@@ -283,10 +283,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// Load `n` here: EL1 state and stage-2 (with the `LastRan` plan), then
     /// its vGIC CPU-interface state. False if its domain is gone.
     fn load_vcpu(&self, arch: &mut dyn Arch, n: &mut Vcpu, p: &mut Pcpu) -> bool {
-        if !self.load(arch, n, &mut p.last_ran) {
-            return false;
-        }
-        let vgic = {
+        let (vgic, vmid) = {
             let mut sh = self.shared.lock();
             let Some(d) = sh.entry(n.domid) else {
                 return false;
@@ -294,9 +291,18 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             if d.vgic.nr_vcpus() < d.max_vcpus {
                 d.vgic.set_nr_vcpus(d.max_vcpus);
             }
-            d.vgic.clone()
+            (d.vgic.clone(), d.vmid())
         };
-        self.runq.lock().vgics.insert(n.domid, vgic.clone());
+        let same_vmid_switch = p.last_ran.last(vmid).is_some_and(|l| l != n.id);
+        if !self.load(arch, n, &mut p.last_ran) {
+            return false;
+        }
+        let mut rq = self.runq.lock();
+        rq.vgics.insert(n.domid, vgic.clone());
+        if same_vmid_switch {
+            rq.sched.stats.same_vmid_switches += 1;
+        }
+        drop(rq);
         vgic.load_cpu(n.id, p.cpu, arch);
         n.vgic = Some(vgic);
         true
