@@ -573,9 +573,12 @@ fn run_cmd(cmd: &mut Command, what: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Build dom0-builder and its flat image (hv and the other payloads come
-/// from `toolchain::build`).
-fn build_dom0(paths: &Paths) -> Result<(), String> {
+/// Build dom0-builder and its flat image `Paths::flat("dom0-builder")`
+/// (hv and the other payloads come from `toolchain::build`).
+///
+/// # Errors
+/// A message naming the step that failed.
+pub fn build_dom0(paths: &Paths) -> Result<(), String> {
     run_cmd(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&paths.repo)
@@ -618,15 +621,28 @@ fn read(p: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
 }
 
-/// The DTB of a run: d0's module (`multiboot,kernel`) with `dom0_args`, the
-/// blob as the `multiboot,ramdisk` module right after it.
-fn dtb(paths: &Paths, spec: &RunSpec, smp: u32, mods: &[(u64, u64)]) -> Result<PathBuf, String> {
+/// The DTB of a control-domain run, `<out>/<name>.dtb`: QEMU's own DTB with
+/// d0's module (`multiboot,kernel`, `dom0_args` as its bootargs) at
+/// `mods[0]` = (address, size) and the images blob as the
+/// `multiboot,ramdisk` module right after it at `mods[1]`, and hv's command
+/// line `xen_bootargs`. (h8's timing matrix uses it too.)
+///
+/// # Errors
+/// A message naming the step that failed (QEMU dumpdtb, dtc).
+pub fn dom0_dtb(
+    paths: &Paths,
+    name: &str,
+    smp: u32,
+    dom0_args: &str,
+    xen_bootargs: &str,
+    mods: [(u64, u64); 2],
+) -> Result<PathBuf, String> {
     let edit = crate::dts::ChosenEdit {
         modules: vec![
             crate::dts::Module {
                 addr: mods[0].0,
                 size: mods[0].1,
-                bootargs: Some(spec.dom0_args.into()),
+                bootargs: Some(dom0_args.into()),
             },
             crate::dts::Module {
                 addr: mods[1].0,
@@ -634,29 +650,23 @@ fn dtb(paths: &Paths, spec: &RunSpec, smp: u32, mods: &[(u64, u64)]) -> Result<P
                 bootargs: None,
             },
         ],
-        xen_bootargs: Some(format!("loglvl=info tlb={}", spec.tlb.name())),
+        xen_bootargs: Some(xen_bootargs.into()),
     };
-    toolchain::prepare_dtb(paths, smp, &edit, spec.name)?;
+    toolchain::prepare_dtb(paths, smp, &edit, name)?;
     // prepare_dtb marks every module a kernel: make the second one the ramdisk.
-    let dts_path = paths.out.join(format!("{}.dts", spec.name));
+    let dts_path = paths.out.join(format!("{name}.dts"));
     let dts = std::fs::read_to_string(&dts_path)
         .map_err(|e| format!("cannot read {}: {e}", dts_path.display()))?;
-    let node = format!("module@{:x} {{", mods[1].0);
-    let at = dts
-        .find(&node)
-        .ok_or_else(|| format!("{}: no {node}", dts_path.display()))?;
-    let kernel = "\"multiboot,kernel\", \"multiboot,module\"";
-    let rel = dts[at..]
-        .find(kernel)
-        .ok_or_else(|| format!("{}: {node} has no kernel compatible", dts_path.display()))?;
-    let mut edited = dts.clone();
-    edited.replace_range(
-        at + rel..at + rel + kernel.len(),
-        "\"multiboot,ramdisk\", \"multiboot,module\"",
-    );
+    let edited = ramdisk_compatible(&dts, mods[1].0).ok_or_else(|| {
+        format!(
+            "{}: no kernel module node at {:#x}",
+            dts_path.display(),
+            mods[1].0
+        )
+    })?;
     std::fs::write(&dts_path, edited)
         .map_err(|e| format!("cannot write {}: {e}", dts_path.display()))?;
-    let out = paths.out.join(format!("{}.dtb", spec.name));
+    let out = paths.out.join(format!("{name}.dtb"));
     run_cmd(
         Command::new("dtc")
             .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
@@ -667,6 +677,24 @@ fn dtb(paths: &Paths, spec: &RunSpec, smp: u32, mods: &[(u64, u64)]) -> Result<P
     Ok(out)
 }
 
+/// `dts` with the `module@<addr>` node's compatible turned from
+/// `"multiboot,kernel", "multiboot,module"` into
+/// `"multiboot,ramdisk", "multiboot,module"`; `None` if there is no such node.
+#[must_use]
+pub fn ramdisk_compatible(dts: &str, addr: u64) -> Option<String> {
+    let node = format!("module@{addr:x} {{");
+    let at = dts.find(&node)?;
+    let kernel = "\"multiboot,kernel\", \"multiboot,module\"";
+    let end = dts[at..].find('}').map_or(dts.len(), |e| at + e);
+    let rel = dts[at..end].find(kernel)?;
+    let mut edited = dts.to_string();
+    edited.replace_range(
+        at + rel..at + rel + kernel.len(),
+        "\"multiboot,ramdisk\", \"multiboot,module\"",
+    );
+    Some(edited)
+}
+
 /// Run one spec; returns its report (problems included) or a setup error.
 fn run_one(paths: &Paths, o: &DomuOptions, spec: &RunSpec, blob: &Path) -> Result<Report, String> {
     let hv = paths.flat("hv");
@@ -674,7 +702,14 @@ fn run_one(paths: &Paths, o: &DomuOptions, spec: &RunSpec, blob: &Path) -> Resul
     let sizes = [read(&dom0)?.len() as u64, read(blob)?.len() as u64];
     let addrs = crate::image::place_modules(&sizes, qemu::RAM_END)?;
     let mods = [(addrs[0], sizes[0]), (addrs[1], sizes[1])];
-    let dtb = dtb(paths, spec, o.smp, &mods)?;
+    let dtb = dom0_dtb(
+        paths,
+        spec.name,
+        o.smp,
+        spec.dom0_args,
+        &format!("loglvl=info tlb={}", spec.tlb.name()),
+        mods,
+    )?;
     let loads: Vec<(&Path, u64)> = vec![(dom0.as_path(), addrs[0]), (blob, addrs[1])];
     let args = qemu::run_args(o.smp, &hv, &dtb, &loads);
     let log = paths.out.join(format!("{}.log", spec.name));
@@ -955,6 +990,19 @@ mod tests {
         assert_eq!(i.len(), 1 << 20);
         assert_eq!(i, generated_initrd(1 << 20));
         assert_ne!(i[..8], i[8..16]);
+    }
+
+    #[test]
+    fn the_blob_module_becomes_a_ramdisk() {
+        let k = "compatible = \"multiboot,kernel\", \"multiboot,module\";";
+        let dts = format!(
+            "chosen {{\n module@4c000000 {{\n {k}\n }};\n module@4c200000 {{\n {k}\n }};\n}};"
+        );
+        let e = ramdisk_compatible(&dts, 0x4c20_0000).unwrap();
+        assert_eq!(e.matches("multiboot,ramdisk").count(), 1);
+        assert!(e.find("multiboot,ramdisk").unwrap() > e.find("module@4c200000").unwrap());
+        assert_eq!(e.matches("multiboot,kernel").count(), 1);
+        assert!(ramdisk_compatible(&dts, 0x5000_0000).is_none());
     }
 
     #[test]
