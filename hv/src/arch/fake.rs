@@ -154,6 +154,8 @@ pub struct Step {
     pub lr_set: Vec<(usize, u64)>,
     /// Physical interrupts that became pending on this pCPU with the exit.
     pub raise: Vec<u32>,
+    /// EL1 registers the "guest" wrote before exiting (e.g. its `CNTV_CTL_EL0`).
+    pub el1_set: Vec<(El1Reg, u64)>,
 }
 
 impl Step {
@@ -168,6 +170,7 @@ impl Step {
             exit: sync_exit((0x16 << 26) | (1 << 25) | u64::from(imm16), 0, 0),
             lr_set: Vec::new(),
             raise: Vec::new(),
+            el1_set: Vec::new(),
         }
     }
 
@@ -186,6 +189,7 @@ impl Step {
             exit: sync_exit(0x17 << 26 | (1 << 25), 0, 0),
             lr_set: Vec::new(),
             raise: Vec::new(),
+            el1_set: Vec::new(),
         }
     }
 
@@ -199,6 +203,7 @@ impl Step {
             exit: sync_exit(esr, 0xffff_0000_0000_0000 | ipa, (ipa >> 12) << 4),
             lr_set: Vec::new(),
             raise: Vec::new(),
+            el1_set: Vec::new(),
         }
     }
 
@@ -211,6 +216,7 @@ impl Step {
             exit: sync_exit((0x01 << 26) | (1 << 25) | u64::from(wfe), 0, 0),
             lr_set: Vec::new(),
             raise: Vec::new(),
+            el1_set: Vec::new(),
         }
     }
 
@@ -223,6 +229,7 @@ impl Step {
             exit: sync_exit((0x18 << 26) | (1 << 25) | iss, 0, 0),
             lr_set: Vec::new(),
             raise: Vec::new(),
+            el1_set: Vec::new(),
         }
     }
 
@@ -240,6 +247,7 @@ impl Step {
             },
             lr_set: Vec::new(),
             raise: Vec::new(),
+            el1_set: Vec::new(),
         }
     }
 
@@ -249,6 +257,20 @@ impl Step {
         let mut s = Step::irq();
         s.raise = intids.to_vec();
         s
+    }
+
+    /// The "guest" also sets its EL1 register `reg` to `val` before this exit.
+    #[must_use]
+    pub fn with_el1(mut self, reg: El1Reg, val: u64) -> Step {
+        self.el1_set.push((reg, val));
+        self
+    }
+
+    /// Physical `intids` also become pending on the pCPU with this exit.
+    #[must_use]
+    pub fn raising(mut self, intids: &[u32]) -> Step {
+        self.raise.extend_from_slice(intids);
+        self
     }
 
     /// The "guest" also sets list register `n` to `val` before this exit.
@@ -501,6 +523,11 @@ impl Arch for FakeArch {
             });
         for (n, v) in &step.set_x {
             gprs.x[*n] = *v;
+        }
+        if let Some(l) = self.loaded.as_mut() {
+            for (r, v) in &step.el1_set {
+                l.sysregs.set(*r, *v);
+            }
         }
         for (n, v) in &step.lr_set {
             if let Some(lr) = self.lrs.get_mut(*n) {

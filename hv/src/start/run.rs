@@ -524,3 +524,6 @@ fn vtimer_fired(arch: &mut dyn Arch, v: &mut Vcpu) {
         let _ = g.inject(v.id, PPI_VTIMER);
     }
 }
+
+#[cfg(test)]
+mod tests;
