@@ -525,7 +525,11 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 g.sync_lrs(v.id, arch);
             }
             xen::hvop::GUEST_EXITS.fetch_add(1, Ordering::Relaxed);
+            let epoch = crate::vgic::wake_epoch();
             match self.handle_exit(arch, v, &raw) {
+                // An interrupt became pending somewhere (an SGI, an event
+                // channel): let the loop kick pCPUs and wake vCPUs first.
+                Next::Resume if crate::vgic::wake_epoch() != epoch => return Next::Resched,
                 Next::Resume => {}
                 other => return other,
             }
