@@ -104,6 +104,11 @@ impl Timing {
     pub fn ratio(&self) -> u64 {
         self.trapped_ns_per_op / self.local_ns_per_op.max(1)
     }
+
+    /// trapped / local in tenths (for printing ratios below 10 as `0.8`).
+    pub fn ratio_tenths(&self) -> u64 {
+        (u128::from(self.trapped_ns_per_op) * 10 / u128::from(self.local_ns_per_op.max(1))) as u64
+    }
 }
 
 /// Everything hv gathers at boot.
@@ -126,6 +131,9 @@ pub struct Evidence {
     pub dt: DtHints,
     /// The timing probe, if hv ran it.
     pub timing: Option<Timing>,
+    /// w0 of `SMC` SMCCC_VERSION (0x8000_0000), e.g. 0x10001 for 1.1; `None` when not asked
+    /// (no SMC conduit) or NOT_SUPPORTED. The UID query is made only for 1.1 and later.
+    pub smccc_version: Option<u32>,
 }
 
 /// Interprets x0..x3 after `SMC #0` with x0 = [`VENDOR_HYP_CALL_UID`]: `None` for
@@ -139,9 +147,32 @@ pub fn uid_from_smccc(x0: u64, x1: u64, x2: u64, x3: u64) -> Option<[u32; 4]> {
     Some(w)
 }
 
+/// SMCCC_VERSION's function ID (SMC32 fast call).
+pub const SMCCC_VERSION: u32 = 0x8000_0000;
+
+/// The lowest SMCCC version (1.1, as `major << 16 | minor`) whose vendor-specific hypervisor
+/// service hv queries for its UID.
+pub const SMCCC_VERSION_1_1: u32 = 0x1_0001;
+
+/// Interprets w0 after `SMC #0` with x0 = [`SMCCC_VERSION`]: `None` for NOT_SUPPORTED (any
+/// negative value) and for a call that came back untouched.
+pub fn smccc_version_from(x0: u64) -> Option<u32> {
+    let w = x0 as u32;
+    if (w as i32) < 0 || w == SMCCC_VERSION {
+        return None;
+    }
+    Some(w)
+}
+
+/// Whether an SMCCC version (from [`smccc_version_from`]) is new enough for the UID query.
+pub fn uid_query_allowed(version: Option<u32>) -> bool {
+    version.is_some_and(|v| v >= SMCCC_VERSION_1_1)
+}
+
 impl fmt::Display for Evidence {
     /// One line for hv's boot log, e.g.
-    /// `hyp-uid=b66fb428-e911c52e-564bcaa9-743a004d midr=0xf0510 mmfr0=0x... ...`.
+    /// `hyp-uid=b66fb428-e911c52e-564bcaa9-743a004d midr=0xf0510 mmfr0=0x... ...`;
+    /// [`Evidence::parse_line`] reads it back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.smccc_hyp_uid {
             Some(u) => write!(
@@ -168,7 +199,77 @@ impl fmt::Display for Evidence {
             f,
             " dt-hyp-node={} dt-virt={}",
             self.dt.hypervisor_node as u8, self.dt.virtual_platform as u8
-        )
+        )?;
+        match self.smccc_version {
+            Some(v) => write!(f, " smccc={v:#x}"),
+            None => f.write_str(" smccc=none"),
+        }
+    }
+}
+
+impl Evidence {
+    /// Reads the line [`Evidence`]'s `Display` writes (anything before `hyp-uid=` is
+    /// skipped, e.g. hv's `hv: nested-detect evidence: ` prefix), so that evidence hv printed
+    /// at boot can be decided again on the host. `None` when a field is missing or malformed;
+    /// `smccc=` is optional (lines from before it existed).
+    pub fn parse_line(line: &str) -> Option<Evidence> {
+        let at = line.find("hyp-uid=")?;
+        let mut e = Evidence::default();
+        let mut seen = 0u16;
+        let mut timing = (None, None, false);
+        let mut dt = (None, None);
+        let hex = |v: &str| u64::from_str_radix(v.strip_prefix("0x")?, 16).ok();
+        let ns = |v: &str| v.strip_suffix("ns")?.parse::<u64>().ok();
+        let bit = |v: &str| match v {
+            "0" => Some(false),
+            "1" => Some(true),
+            _ => None,
+        };
+        for word in line[at..].split_ascii_whitespace() {
+            let (k, v) = word.split_once('=')?;
+            match k {
+                "hyp-uid" if v == "none" => e.smccc_hyp_uid = None,
+                "hyp-uid" => {
+                    let mut u = [0u32; 4];
+                    let mut parts = v.split('-');
+                    for w in &mut u {
+                        *w = u32::from_str_radix(parts.next()?, 16).ok()?;
+                    }
+                    if parts.next().is_some() {
+                        return None;
+                    }
+                    e.smccc_hyp_uid = Some(u);
+                }
+                "midr" => e.midr = hex(v)?,
+                "mmfr0" => e.mmfr0 = hex(v)?,
+                "mmfr1" => e.mmfr1 = hex(v)?,
+                "mmfr2" => e.mmfr2 = hex(v)?,
+                "mmfr4" => e.mmfr4 = hex(v)?,
+                "idreg" => timing.0 = Some(ns(v)?),
+                "local" => timing.1 = Some(ns(v)?),
+                "timing" if v == "none" => timing.2 = true,
+                "dt-hyp-node" => dt.0 = Some(bit(v)?),
+                "dt-virt" => dt.1 = Some(bit(v)?),
+                "smccc" if v == "none" => e.smccc_version = None,
+                "smccc" => e.smccc_version = Some(u32::try_from(hex(v)?).ok()?),
+                _ => return None,
+            }
+            seen += 1;
+        }
+        e.timing = match timing {
+            (Some(t), Some(l), false) => Some(Timing {
+                trapped_ns_per_op: t,
+                local_ns_per_op: l,
+            }),
+            (None, None, true) => None,
+            _ => return None,
+        };
+        e.dt = DtHints {
+            hypervisor_node: dt.0?,
+            virtual_platform: dt.1?,
+        };
+        // hyp-uid, midr, mmfr0/1/2/4, timing (1 or 2 words), dt (2), smccc (optional).
+        (seen >= 9).then_some(e)
     }
 }
 
@@ -263,7 +364,8 @@ pub enum Reason {
     SmcccUidNone,
     /// ID register reads cost this many times a local instruction: trapped.
     Trapped(u64),
-    /// ID register reads cost this many times a local instruction: not trapped.
+    /// ID register reads cost this many tenths of a local instruction: not trapped
+    /// (printed as e.g. `0.8x`).
     NotTrapped(u64),
     /// No timing probe was run.
     NoTiming,
@@ -300,7 +402,9 @@ impl fmt::Display for Reason {
             }
             Reason::SmcccUidNone => f.write_str("SMCCC hyp UID not supported"),
             Reason::Trapped(r) => write!(f, "ID reg read {r}x local (trapped)"),
-            Reason::NotTrapped(r) => write!(f, "ID reg read {r}x local (not trapped)"),
+            Reason::NotTrapped(r) => {
+                write!(f, "ID reg read {}.{}x local (not trapped)", r / 10, r % 10)
+            }
             Reason::NoTiming => f.write_str("no timing probe"),
             Reason::KvmMmfr4 => f.write_str("MMFR4 = KVM guest-hyp value"),
             Reason::KvmMmfr2 => f.write_str("MMFR2 NV hidden, BBM cleared, TTL forced"),
@@ -404,10 +508,10 @@ pub fn decide(e: &Evidence, ov: Override) -> Decision {
         Some(u) => d.push(Reason::SmcccUidOther(u)),
         None => d.push(Reason::SmcccUidNone),
     }
-    match ratio {
-        Some(r) if r >= TRAP_RATIO_NESTED => d.push(Reason::Trapped(r)),
-        Some(r) => d.push(Reason::NotTrapped(r)),
-        None => d.push(Reason::NoTiming),
+    match (ratio, e.timing) {
+        (Some(r), _) if r >= TRAP_RATIO_NESTED => d.push(Reason::Trapped(r)),
+        (Some(_), Some(t)) => d.push(Reason::NotTrapped(t.ratio_tenths())),
+        _ => d.push(Reason::NoTiming),
     }
     if e.kvm_mmfr4() {
         d.push(Reason::KvmMmfr4);
@@ -525,7 +629,7 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.ends_with("mmfr4=0xe100000 idreg=5ns local=1ns dt-hyp-node=0 dt-virt=0"),
+            s.ends_with("mmfr4=0xe100000 idreg=5ns local=1ns dt-hyp-node=0 dt-virt=0 smccc=none"),
             "{s}"
         );
     }
@@ -545,6 +649,90 @@ mod tests {
             self.n = end;
             Ok(())
         }
+    }
+
+    #[test]
+    fn evidence_line_round_trip() {
+        let full = Evidence {
+            smccc_hyp_uid: Some(KVM_UID),
+            midr: 0xf0510,
+            mmfr0: 0x1100_0222_0010_0125,
+            mmfr1: 0x10_1100_1031_2121,
+            mmfr2: 0x1201_0111_0000_1011,
+            mmfr4: KVM_GUEST_HYP_MMFR4,
+            dt: DtHints {
+                hypervisor_node: false,
+                virtual_platform: true,
+            },
+            timing: Some(Timing {
+                trapped_ns_per_op: 41_048,
+                local_ns_per_op: 118,
+            }),
+            smccc_version: Some(SMCCC_VERSION_1_1),
+        };
+        let bare = Evidence {
+            smccc_hyp_uid: None,
+            timing: None,
+            smccc_version: None,
+            dt: DtHints {
+                hypervisor_node: true,
+                virtual_platform: false,
+            },
+            ..full
+        };
+        for e in [full, bare] {
+            let mut buf = [0u8; 512];
+            let mut w = Buf { b: &mut buf, n: 0 };
+            core::fmt::write(&mut w, format_args!("hv: nested-detect evidence: {e}")).unwrap();
+            let n = w.n;
+            let line = core::str::from_utf8(&buf[..n]).unwrap();
+            assert_eq!(Evidence::parse_line(line), Some(e), "{line}");
+        }
+        // Lines from before `smccc=` existed still parse.
+        let old = "hyp-uid=none midr=0xf0510 mmfr0=0x2100032310201126 mmfr1=0x110112010312122 mmfr2=0x1221011112011011 mmfr4=0x0 idreg=41ns local=54ns dt-hyp-node=0 dt-virt=1";
+        let e = Evidence::parse_line(old).unwrap();
+        assert_eq!((e.mmfr4, e.smccc_version), (0, None));
+        assert_eq!(e.timing.map(|t| t.ratio_tenths()), Some(7));
+        // Malformed or incomplete lines do not.
+        assert_eq!(Evidence::parse_line("midr=0x1"), None);
+        for bad in [
+            "hyp-uid=none midr=0xf0510 mmfr0=0x0 mmfr1=0x0 mmfr2=0x0 mmfr4=0x0 idreg=41 local=54ns dt-hyp-node=0 dt-virt=1",
+            "hyp-uid=none midr=0xf0510 mmfr0=0x0 mmfr1=0x0 mmfr2=0x0 mmfr4=0x0 idreg=41ns local=54ns dt-hyp-node=0",
+            "hyp-uid=1-2-3 midr=0xf0510 mmfr0=0x0 mmfr1=0x0 mmfr2=0x0 mmfr4=0x0 idreg=41ns local=54ns dt-hyp-node=0 dt-virt=1",
+            "hyp-uid=none midr=0xf0510 mmfr0=0x0 mmfr1=0x0 mmfr2=0x0 mmfr4=0x0 idreg=41ns local=54ns dt-hyp-node=0 dt-virt=1 bogus=1",
+            "hyp-uid=none midr=0xf0510 mmfr0=0x0 mmfr1=0x0 mmfr2=0x0 mmfr4=0x0 idreg=41ns timing=none dt-hyp-node=0 dt-virt=1",
+        ] {
+            assert_eq!(Evidence::parse_line(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn smccc_version_guard() {
+        assert_eq!(smccc_version_from(0x1_0001), Some(0x1_0001));
+        assert_eq!(smccc_version_from(0xffff_ffff), None);
+        assert_eq!(smccc_version_from(u64::MAX), None);
+        assert_eq!(smccc_version_from(u64::from(SMCCC_VERSION)), None);
+        assert!(uid_query_allowed(Some(0x1_0001)) && uid_query_allowed(Some(0x1_0002)));
+        assert!(!uid_query_allowed(Some(0x1_0000)) && !uid_query_allowed(None));
+    }
+
+    #[test]
+    fn untrapped_ratio_prints_tenths() {
+        let e = Evidence {
+            timing: Some(Timing {
+                trapped_ns_per_op: 41,
+                local_ns_per_op: 54,
+            }),
+            ..Evidence::default()
+        };
+        let d = decide(&e, Override::Auto);
+        assert!(d.has(Reason::NotTrapped(7)));
+        let mut buf = [0u8; 256];
+        let mut w = Buf { b: &mut buf, n: 0 };
+        core::fmt::write(&mut w, format_args!("{d}")).unwrap();
+        let n = w.n;
+        let s = core::str::from_utf8(&buf[..n]).unwrap();
+        assert!(s.contains("ID reg read 0.7x local (not trapped)"), "{s}");
     }
 
     #[test]

@@ -264,3 +264,67 @@ fn threshold_edges() {
         Verdict::BareMetal
     );
 }
+
+/// hv's own boot lines (`hv: platform: <decision>` and `hv: nested-detect evidence:
+/// <evidence>`), captured by `hvmatrix smoke` on bare QEMU and in the rig: the evidence line
+/// parses, and deciding it again on the host gives exactly the line hv printed.
+fn hv_fixture(text: &str) -> (Decision, String) {
+    let platform = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hv: platform: "))
+        .expect("platform line");
+    let evidence = text
+        .lines()
+        .find(|l| l.starts_with("hv: nested-detect evidence: "))
+        .expect("evidence line");
+    let e = Evidence::parse_line(evidence).expect("evidence parses");
+    let ov = if platform.contains("(nested=on;") {
+        Override::On
+    } else if platform.contains("(nested=off;") {
+        Override::Off
+    } else {
+        Override::Auto
+    };
+    let d = decide(&e, ov);
+    assert_eq!(d.to_string(), platform, "hv's printed verdict differs");
+    (d, platform.to_string())
+}
+
+const HV_BARE: &str = include_str!("fixtures/hv-bare-qemu-max.txt");
+const HV_BARE_ON: &str = include_str!("fixtures/hv-bare-qemu-max-nested-on.txt");
+const HV_RIG_48: &str = include_str!("fixtures/hv-rig-ipa48-smp1.txt");
+const HV_RIG_48_SMP2: &str = include_str!("fixtures/hv-rig-ipa48-smp2.txt");
+const HV_RIG_48_OFF: &str = include_str!("fixtures/hv-rig-ipa48-nested-off.txt");
+
+#[test]
+fn hv_boot_lines_from_both_platforms() {
+    let (d, _) = hv_fixture(HV_BARE);
+    assert_eq!(d.verdict, Verdict::BareMetal);
+    assert!(d.has(Reason::SmcccUidNone) && !d.has(Reason::Conflict));
+    for f in [HV_RIG_48, HV_RIG_48_SMP2] {
+        let (d, _) = hv_fixture(f);
+        assert_eq!(d.verdict, Verdict::NestedKvm, "{d}");
+        assert!(d.has(Reason::SmcccUidKvm) && d.has(Reason::KvmMmfr4) && d.has(Reason::KvmMmfr2));
+        assert!(!d.has(Reason::Conflict), "{d}");
+    }
+    // hv asked SMCCC_VERSION first in the rig (KVM: 1.1) and QEMU's EL3 PSCI said NOT_SUPPORTED.
+    let ev = |t: &str| {
+        Evidence::parse_line(t.lines().find(|l| l.contains("evidence:")).unwrap()).unwrap()
+    };
+    assert_eq!(ev(HV_RIG_48).smccc_version, Some(SMCCC_VERSION_1_1));
+    assert_eq!(ev(HV_BARE).smccc_version, None);
+    // The probe payload and hv see the same ID registers on each platform.
+    assert_eq!(ev(HV_RIG_48).mmfr2, parse(RIG_48).mmfr2);
+    assert_eq!(ev(HV_RIG_48).mmfr4, parse(RIG_48).mmfr4);
+    assert_eq!(ev(HV_BARE).mmfr0, parse(BARE_MAX).mmfr0);
+}
+
+#[test]
+fn hv_boot_lines_with_overrides() {
+    let (d, line) = hv_fixture(HV_BARE_ON);
+    assert_eq!(d.verdict, Verdict::NestedUnknown);
+    assert!(line.starts_with("nested under an unknown hypervisor (nested=on; "));
+    let (d, line) = hv_fixture(HV_RIG_48_OFF);
+    assert_eq!(d.verdict, Verdict::BareMetal);
+    assert!(line.starts_with("bare metal (nested=off; SMCCC hyp UID = KVM; "));
+}

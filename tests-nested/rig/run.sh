@@ -16,20 +16,22 @@ usage() {
 usage: run.sh --guest IMAGE [--ipa-limit 48|52] [--smp N] [--vm-cpus N] [--vm-mem MIB]
               [--vm-ipa BITS] [--cmdline STR] [--module FILE [--module-args STR]]
               [--ramdisk FILE] [--timeout SECS] [--log FILE] [--expect TEXT]...
-              [--exit-stamps] [--quiet]
+              [--exit-stamps] [--cpu-stamps] [--quiet]
   --ipa-limit  L1 KVM's IPA limit: 48 (-cpu max,lpa2=off, default) or 52 (-cpu max)
   --smp        L0 CPUs given to L1 (default 1)
   --vm-cpus    vCPUs of the VMM's VM (default 1); --vm-mem its RAM (default 512 MiB)
   --vm-ipa     the VM's IPA size (default 40; 0 = L1's limit)
   --cmdline    /chosen/bootargs for the guest hypervisor
   --exit-stamps  the VMM prefixes serial lines with L0=<traps to L0 so far>
+  --cpu-stamps   prefix each output line with the CPU seconds L0 QEMU has used so far
+                 (rig-stamp: `   12.345678| line`)
   --quiet      do not copy the serial output to stdout (the log still has it)
 U
     exit 2
 }
 
 IPA_LIMIT=48 SMP=1 TIMEOUT=900 LOG="" GUEST="" CMDLINE=""
-VM_CPUS=1 VM_MEM=512 VM_IPA=40 STAMPS="" QUIET=0
+VM_CPUS=1 VM_MEM=512 VM_IPA=40 STAMPS="" QUIET=0 CPU_STAMPS=0
 MODS=() EXPECT=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
         --expect) EXPECT+=("$2"); shift 2 ;;
         --exit-stamps) STAMPS=" --exit-stamps"; shift ;;
         --quiet) QUIET=1; shift ;;
+        --cpu-stamps) CPU_STAMPS=1; shift ;;
         *) usage ;;
     esac
 done
@@ -103,8 +106,10 @@ stage "build initramfs" "$t"
 
 t=$(now)
 echo "[rig] L0 qemu -cpu $CPU -smp $SMP; log: $LOG" >&2
+WRAP=()
+[ $CPU_STAMPS = 1 ] && WRAP=("$CARGO_TARGET_DIR/release/rig-stamp" --)
 set +e
-timeout --foreground "$((TIMEOUT + 60))" qemu-system-aarch64 \
+${WRAP[@]+"${WRAP[@]}"} timeout --foreground "$((TIMEOUT + 60))" qemu-system-aarch64 \
     -M virt,virtualization=on,gic-version=3 -cpu "$CPU" -accel tcg,thread=multi \
     -smp "$SMP" -m 2G -nographic -no-reboot \
     -kernel "$L1_IMAGE" -initrd "$CPIO" \

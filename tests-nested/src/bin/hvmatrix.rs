@@ -7,12 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant, SystemTime};
-use tests_nested::dts::{self, ChosenEdit, Module};
 use tests_nested::markers::Expectations;
 use tests_nested::matrix::{self, Cell, Platform, RunSpec, Sizes, Workload};
 use tests_nested::qemu;
 use tests_nested::scenario;
-use tests_nested::{image, toolchain};
+use tests_nested::{domu, image, toolchain};
 
 const USAGE: &str = "\
 usage: hvmatrix [--quick] [--only TEXT]... [--out DIR] [--report-only] [--dry-run]
@@ -138,35 +137,16 @@ struct Inputs {
     real_blob: PathBuf,
     l1_image: PathBuf,
     work: PathBuf,
+    /// `rig-stamp`: runs QEMU and stamps its lines with QEMU's CPU time.
+    stamp: PathBuf,
 }
 
 fn prepare(paths: &toolchain::Paths) -> Result<Inputs, String> {
     let t = Instant::now();
     toolchain::build(paths)?;
-    // The control-domain payload (flat Image) next to hvrun's.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    output(
-        Command::new(&cargo)
-            .current_dir(&paths.repo)
-            .env("CARGO_TARGET_DIR", &paths.target)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                toolchain::TARGET,
-                "-p",
-                "dom0-builder",
-            ]),
-        "cargo build -p dom0-builder",
-    )?;
+    // The control-domain payload (flat Image) next to hvrun's (h7's `hvrun domu` helper).
+    domu::build_dom0(paths)?;
     let dom0 = paths.flat("dom0-builder");
-    output(
-        Command::new(toolchain::objcopy(paths)?)
-            .args(["-O", "binary"])
-            .arg(paths.elf("dom0-builder"))
-            .arg(&dom0),
-        "llvm-objcopy dom0-builder",
-    )?;
     // The L1 kernel (Debian's arm64 Image: also the realistic domU kernel) and busybox.
     let rig = paths.repo.join("tests-nested/rig");
     let env = output(
@@ -180,7 +160,7 @@ fn prepare(paths: &toolchain::Paths) -> Result<Inputs, String> {
             .ok_or_else(|| format!("fetch-l1.sh did not print {k}="))
     };
     let (l1_image, busybox) = (var("L1_IMAGE")?, var("BUSYBOX")?);
-    // The VMM and rig-cpio (run.sh builds the VMM again; cached).
+    // The VMM, rig-cpio and rig-stamp (run.sh builds the VMM again; cached).
     output(
         Command::new("bash").arg(rig.join("build-vmm.sh")),
         "tests-nested/rig/build-vmm.sh",
@@ -206,10 +186,10 @@ fn prepare(paths: &toolchain::Paths) -> Result<Inputs, String> {
     )?;
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let hello_blob = work.join("images-hello.blob");
-    let blob = matrix::images_blob(&[("kernel", &read(&paths.flat("guest-hello"))?)])?;
+    let blob = domu::images_blob(&[("kernel", &read(&paths.flat("guest-hello"))?)])?;
     std::fs::write(&hello_blob, blob).map_err(|e| format!("{}: {e}", hello_blob.display()))?;
     let real_blob = work.join("images-realistic.blob");
-    let blob = matrix::images_blob(&[("kernel", &read(&l1_image)?), ("initrd", &read(&initrd)?)])?;
+    let blob = domu::images_blob(&[("kernel", &read(&l1_image)?), ("initrd", &read(&initrd)?)])?;
     std::fs::write(&real_blob, blob).map_err(|e| format!("{}: {e}", real_blob.display()))?;
     eprintln!(
         "hvmatrix: inputs ready in {:.0}s",
@@ -222,6 +202,7 @@ fn prepare(paths: &toolchain::Paths) -> Result<Inputs, String> {
         real_blob,
         l1_image,
         work,
+        stamp: paths.target.join("release/rig-stamp"),
     })
 }
 
@@ -268,6 +249,7 @@ fn rig_command(repo: &Path, inp: &Inputs, s: &RunSpec, log: &Path) -> (String, V
         "--timeout".into(),
         timeout_for(s).to_string(),
         "--exit-stamps".into(),
+        "--cpu-stamps".into(),
         "--quiet".into(),
         "--log".into(),
         log.display().to_string(),
@@ -278,75 +260,30 @@ fn rig_command(repo: &Path, inp: &Inputs, s: &RunSpec, log: &Path) -> (String, V
 }
 
 /// hv on bare QEMU: QEMU's virt DTB with d0 (dom0-builder) and its ramdisk under /chosen.
-fn bare_command(inp: &Inputs, s: &RunSpec, name: &str) -> Result<(String, Vec<String>), String> {
-    let blob = blob_for(inp, s);
+fn bare_command(
+    paths: &toolchain::Paths,
+    inp: &Inputs,
+    blob: &Path,
+    dom0_args: &str,
+    hv_cmdline: &str,
+    name: &str,
+) -> Result<(String, Vec<String>), String> {
     let sizes = [file_len(&inp.dom0)?, file_len(blob)?];
     let addrs = image::place_modules(&sizes, qemu::RAM_END)?;
-    let edit = ChosenEdit {
-        modules: vec![
-            Module {
-                addr: addrs[0],
-                size: sizes[0],
-                bootargs: Some(s.dom0_args()),
-            },
-            Module {
-                addr: addrs[1],
-                size: sizes[1],
-                bootargs: None,
-            },
-        ],
-        xen_bootargs: Some(s.hv_cmdline()),
-    };
-    let base_dtb = inp.work.join("qemu-virt-smp1.dtb");
-    let base_dts = inp.work.join("qemu-virt-smp1.dts");
-    output(
-        Command::new(qemu::qemu_binary()).args(qemu::machine_args(1, Some(&base_dtb))),
-        "qemu dumpdtb",
-    )?;
-    output(
-        Command::new("dtc")
-            .args(["-q", "-I", "dtb", "-O", "dts", "-o"])
-            .arg(&base_dts)
-            .arg(&base_dtb),
-        "dtc (decompile)",
-    )?;
-    let src = std::fs::read_to_string(&base_dts).map_err(|e| format!("{e}"))?;
-    let edited = dts::add_to_chosen(&src, &edit).map_err(|e| e.to_string())?;
-    // The second module is the control domain's ramdisk (Xen's binding).
-    let edited = as_ramdisk(&edited, addrs[1])?;
-    let dts_path = inp.work.join(format!("{name}.dts"));
-    let dtb_path = inp.work.join(format!("{name}.dtb"));
-    std::fs::write(&dts_path, edited).map_err(|e| format!("{}: {e}", dts_path.display()))?;
-    output(
-        Command::new("dtc")
-            .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
-            .arg(&dtb_path)
-            .arg(&dts_path),
-        "dtc (compile)",
+    // QEMU's virt DTB with d0 and its ramdisk under /chosen (h7's `hvrun domu` helper).
+    let dtb = domu::dom0_dtb(
+        paths,
+        name,
+        1,
+        dom0_args,
+        hv_cmdline,
+        [(addrs[0], sizes[0]), (addrs[1], sizes[1])],
     )?;
     let mods = [(inp.dom0.as_path(), addrs[0]), (blob, addrs[1])];
-    Ok((
-        qemu::qemu_binary(),
-        qemu::run_args(1, &inp.hv, &dtb_path, &mods),
-    ))
-}
-
-/// Turns the `module@<addr>` node `dts::add_to_chosen` wrote as a kernel into a ramdisk.
-fn as_ramdisk(dts_text: &str, addr: u64) -> Result<String, String> {
-    let node = format!("module@{addr:x} {{");
-    let at = dts_text
-        .find(&node)
-        .ok_or_else(|| format!("no {node} in the edited DTS"))?;
-    let kernel = "\"multiboot,kernel\", \"multiboot,module\"";
-    let rel = dts_text[at..]
-        .find(kernel)
-        .ok_or("module node without a compatible")?;
-    let mut out = dts_text.to_string();
-    out.replace_range(
-        at + rel..at + rel + kernel.len(),
-        "\"multiboot,ramdisk\", \"multiboot,module\"",
-    );
-    Ok(out)
+    // QEMU under rig-stamp: every line carries QEMU's CPU time.
+    let mut args = vec!["--".to_string(), qemu::qemu_binary()];
+    args.extend(qemu::run_args(1, &inp.hv, &dtb, &mods));
+    Ok((inp.stamp.display().to_string(), args))
 }
 
 fn file_len(p: &Path) -> Result<u64, String> {
@@ -393,7 +330,14 @@ fn run_one(
             Ok(text)
         }
         Platform::Bare => {
-            let (prog, args) = bare_command(inp, s, &s.key())?;
+            let (prog, args) = bare_command(
+                paths,
+                inp,
+                blob_for(inp, s),
+                &s.dom0_args(),
+                &s.hv_cmdline(),
+                &s.key(),
+            )?;
             commands.push(cmd_text(&prog, &args));
             let out = qemu::supervise(
                 &prog,
@@ -423,10 +367,11 @@ fn cells_of(s: &RunSpec, text: &str) -> Vec<Cell> {
     matrix::parse_log(text)
         .builds
         .into_iter()
-        .map(|(build, l0_traps)| Cell {
+        .map(|b| Cell {
             spec: *s,
-            build,
-            l0_traps,
+            build: b.line,
+            l0_traps: b.l0_traps,
+            cpu_us: b.cpu_us,
         })
         .collect()
 }
@@ -495,7 +440,9 @@ fn write_report(r: &Report, cells: &[Cell], commands: &[String]) -> Result<bool,
          the domU twice, first unmapping its foreign mappings with one `XENMEM_remove_from_physmap` per \
          page, then with `XENMEM_remove_from_physmap_batch`. Build time = createdomain .. setvcpucontext \
          (d0's CNTVCT). TLBIs = hv's counters (hv_op 49) over the build. Traps to L0 = KVM exits during \
-         the build (rig VMM `--exit-stamps`; console output excluded). `targeted (tlb=auto)`: hv chose \
+         the build (rig VMM `--exit-stamps`; console output excluded). L0 QEMU CPU = CPU time the \
+         outermost QEMU process used over the same span (`rig-stamp`; unlike wall time it is hardly \
+         changed by other load on the machine). `targeted (tlb=auto)`: hv chose \
          its policy from the nesting verdict. Bare metal = hv directly on QEMU TCG `-cpu max` (no L1; \
          the IPA limit does not apply). See tests-nested/rig/README.md.\n\n",
     );
@@ -542,7 +489,7 @@ fn run(o: &Opts) -> Result<bool, String> {
     if specs.is_empty() {
         return Err("no run matches --only".into());
     }
-    let mut invocation = String::from("cargo run --release -p tests-nested --bin hvmatrix --");
+    let mut invocation = String::from("cargo run -p tests-nested --bin hvmatrix --");
     if o.quick {
         invocation.push_str(" --quick");
     }
@@ -663,8 +610,7 @@ fn run(o: &Opts) -> Result<bool, String> {
 const SMOKE_DOM0: &str = "dom0 variant=batch domu-mem=16M";
 
 /// Markers both smoke runs must show, in order.
-const SMOKE_COMMON: [&str; 6] = [
-    "hv: tlb policy: Targeted",
+const SMOKE_COMMON: [&str; 5] = [
     "(d0) dom0: variant=batch pages=",
     "(d1) guest-hello: all checks passed",
     "(d0) dom0: variant=batch d1 shut down with code 0: PASS",
@@ -676,7 +622,12 @@ const SMOKE_COMMON: [&str; 6] = [
 /// maintenance but no full stage-2 flush.
 fn smoke_build_ok(what: &str, text: &str) -> Result<(), String> {
     let r = matrix::parse_log(text);
-    let [(b, traps)] = r.builds.as_slice() else {
+    let [matrix::Build {
+        line: b,
+        l0_traps: traps,
+        cpu_us,
+    }] = r.builds.as_slice()
+    else {
         return Err(format!(
             "{what}: expected one build line, found {}",
             r.builds.len()
@@ -691,6 +642,7 @@ fn smoke_build_ok(what: &str, text: &str) -> Result<(), String> {
         },
         build: b.clone(),
         l0_traps: *traps,
+        cpu_us: *cpu_us,
     };
     let tlbi = b
         .tlbi
@@ -717,39 +669,62 @@ fn smoke(paths: &toolchain::Paths) -> Result<(), String> {
     let dir = inp.work.join("smoke");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
-    // 1. The rig, IPA limit 48, one vCPU.
-    smoke_rig(paths, &inp, &dir, 1)?;
+    // 1. The rig, IPA limit 48, one vCPU: nested under KVM, targeted nested policy.
+    smoke_rig(paths, &inp, &dir, 1, "auto")?;
+    // 2. Bare QEMU: bare metal.
+    smoke_bare(paths, &inp, &dir, "auto")?;
+    // 3. The rig with two CPUs in L1 and two vCPUs for hv.
+    smoke_rig(paths, &inp, &dir, 2, "auto")?;
+    // 4. The overrides, end to end: nested=on on bare QEMU, nested=off in the rig.
+    smoke_bare(paths, &inp, &dir, "on")?;
+    smoke_rig(paths, &inp, &dir, 1, "off")
+}
 
-    // 2. Bare QEMU.
+/// hv's verdict and policy lines for a smoke run (`nested=` word, nested platform or not).
+fn verdict_markers(nested_word: &str, in_rig: bool) -> [&'static str; 2] {
+    match (nested_word, in_rig) {
+        ("off", true) => [
+            "hv: platform: bare metal (nested=off; SMCCC hyp UID = KVM; ID reg read ",
+            "hv: tlb policy: Targeted { has_range: true, nested: false } (tlb=Auto)",
+        ],
+        (_, true) => [
+            "hv: platform: nested under KVM (SMCCC hyp UID = KVM; ID reg read ",
+            "hv: tlb policy: Targeted { has_range: true, nested: true } (tlb=Auto)",
+        ],
+        ("on", false) => [
+            "hv: platform: nested under an unknown hypervisor (nested=on; SMCCC hyp UID not supported; ID reg read ",
+            "hv: tlb policy: Targeted { has_range: true, nested: true } (tlb=Auto)",
+        ],
+        (_, false) => [
+            "hv: platform: bare metal (SMCCC hyp UID not supported; ID reg read ",
+            "hv: tlb policy: Targeted { has_range: true, nested: false } (tlb=Auto)",
+        ],
+    }
+}
+
+/// The smoke on bare QEMU with `nested=<nested_word>`.
+fn smoke_bare(
+    paths: &toolchain::Paths,
+    inp: &Inputs,
+    dir: &Path,
+    nested_word: &str,
+) -> Result<(), String> {
     let t = Instant::now();
-    let spec = RunSpec {
-        platform: Platform::Bare,
-        policy: matrix::Policy::Auto,
-        workload: Workload::Pages(0),
-        rep: 0,
-    };
-    let (prog, qargs) = bare_command(&inp, &spec, "smoke-bare")?;
-    // bare_command uses the matrix's words; the smoke boots its domU.
-    let dts = inp.work.join("smoke-bare.dts");
-    let src = std::fs::read_to_string(&dts).map_err(|e| format!("{}: {e}", dts.display()))?;
-    let src = src
-        .replace(&dts::quote(&spec.dom0_args()), &dts::quote(SMOKE_DOM0))
-        .replace(
-            &dts::quote(&spec.hv_cmdline()),
-            &dts::quote("loglvl=info tlb=auto nested=auto"),
-        );
-    std::fs::write(&dts, src).map_err(|e| format!("{}: {e}", dts.display()))?;
-    output(
-        Command::new("dtc")
-            .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
-            .arg(inp.work.join("smoke-bare.dtb"))
-            .arg(&dts),
-        "dtc (compile)",
+    let name = format!("smoke-bare-nested-{nested_word}");
+    let (prog, qargs) = bare_command(
+        paths,
+        inp,
+        &inp.hello_blob,
+        SMOKE_DOM0,
+        &format!("loglvl=info tlb=auto nested={nested_word}"),
+        &name,
     )?;
+    let [verdict, policy] = verdict_markers(nested_word, false);
     let mut exp = Expectations::new()
         .then(scenario::BANNER)
-        .then("hv: platform: bare metal (SMCCC hyp UID not supported; ID reg read *x local (not trapped)*")
-        .then("hv: nested-detect evidence: hyp-uid=none ");
+        .then(&format!("{verdict}*x local (not trapped)*"))
+        .then("hv: nested-detect evidence: hyp-uid=none ")
+        .then(policy);
     for m in SMOKE_COMMON {
         exp = exp.then(m);
     }
@@ -757,12 +732,15 @@ fn smoke(paths: &toolchain::Paths) -> Result<(), String> {
         .never("panicked at")
         .never("hv: ERROR: panic on CPU")
         .never("(d0) dom0: RESULT FAIL");
-    let log = dir.join("smoke-bare.log");
+    let log = dir.join(format!("{name}.log"));
     eprintln!("hvmatrix smoke: {}", cmd_text(&prog, &qargs));
     let out = qemu::supervise(&prog, &qargs, &log, exp, Duration::from_secs(180), false)
         .map_err(|e| format!("bare smoke: {e}"))?;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    for l in text.lines().filter(|l| l.contains("hv: platform:")) {
+    for l in text
+        .lines()
+        .filter(|l| l.contains("hv: platform:") || l.contains("nested-detect evidence"))
+    {
         eprintln!("hvmatrix smoke: bare: {}", l.trim());
     }
     let f = out.failures();
@@ -771,25 +749,31 @@ fn smoke(paths: &toolchain::Paths) -> Result<(), String> {
             eprintln!("{l}");
         }
         return Err(format!(
-            "bare smoke: {}; log {}",
+            "bare smoke (nested={nested_word}): {}; log {}",
             f.join("; "),
             log.display()
         ));
     }
-    smoke_build_ok("bare QEMU", &text)?;
+    smoke_build_ok(&format!("bare QEMU, nested={nested_word}"), &text)?;
     eprintln!(
-        "hvmatrix smoke: bare PASS in {:.0} s",
+        "hvmatrix smoke: bare (nested={nested_word}) PASS in {:.0} s",
         t.elapsed().as_secs_f64()
     );
-
-    // 3. The rig with two CPUs in L1 and two vCPUs for hv.
-    smoke_rig(paths, &inp, &dir, 2)
+    Ok(())
 }
 
-/// The smoke in the rig at IPA limit 48 with `smp` L0 CPUs, VM vCPUs and hv CPUs.
-fn smoke_rig(paths: &toolchain::Paths, inp: &Inputs, dir: &Path, smp: u32) -> Result<(), String> {
+/// The smoke in the rig at IPA limit 48 with `smp` L0 CPUs, VM vCPUs and hv CPUs, and
+/// `nested=<nested_word>` on hv's command line.
+fn smoke_rig(
+    paths: &toolchain::Paths,
+    inp: &Inputs,
+    dir: &Path,
+    smp: u32,
+    nested_word: &str,
+) -> Result<(), String> {
     let t = Instant::now();
-    let log = dir.join(format!("smoke-rig48-smp{smp}.log"));
+    let log = dir.join(format!("smoke-rig48-smp{smp}-nested-{nested_word}.log"));
+    let [verdict, policy] = verdict_markers(nested_word, true);
     let mut args: Vec<String> = [
         paths
             .repo
@@ -805,7 +789,7 @@ fn smoke_rig(paths: &toolchain::Paths, inp: &Inputs, dir: &Path, smp: u32) -> Re
         "--ramdisk".into(),
         inp.hello_blob.display().to_string(),
         "--cmdline".into(),
-        "loglvl=info tlb=auto nested=auto".into(),
+        format!("loglvl=info tlb=auto nested={nested_word}"),
         "--ipa-limit".into(),
         "48".into(),
         "--smp".into(),
@@ -823,9 +807,9 @@ fn smoke_rig(paths: &toolchain::Paths, inp: &Inputs, dir: &Path, smp: u32) -> Re
     for m in [
         "IPA Size Limit: 48 bits",
         "VMM: vCPU0 PSTATE 0x3c9 (EL2)",
-        "hv: platform: nested under KVM (SMCCC hyp UID = KVM; ID reg read ",
+        verdict,
         "hv: nested-detect evidence: hyp-uid=b66fb428-e911c52e-564bcaa9-743a004d ",
-        "hv: tlb policy: Targeted { has_range: true, nested: true } (tlb=Auto)",
+        policy,
         "hv: d1: created by domctl",
         if smp > 1 {
             "hv: CPU1 online"
@@ -855,11 +839,17 @@ fn smoke_rig(paths: &toolchain::Paths, inp: &Inputs, dir: &Path, smp: u32) -> Re
         eprintln!("hvmatrix smoke: rig: {}", l.trim());
     }
     if !st.success() {
-        return Err(format!("nested smoke failed ({st}); log {}", log.display()));
+        return Err(format!(
+            "nested smoke ({smp} CPU(s), nested={nested_word}) failed ({st}); log {}",
+            log.display()
+        ));
     }
-    smoke_build_ok(&format!("rig, IPA limit 48, {smp} CPU(s)"), &text)?;
+    smoke_build_ok(
+        &format!("rig, IPA limit 48, {smp} CPU(s), nested={nested_word}"),
+        &text,
+    )?;
     eprintln!(
-        "hvmatrix smoke: rig ({smp} CPU(s)) PASS in {:.0} s",
+        "hvmatrix smoke: rig ({smp} CPU(s), nested={nested_word}) PASS in {:.0} s",
         t.elapsed().as_secs_f64()
     );
 

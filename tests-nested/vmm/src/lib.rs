@@ -544,6 +544,37 @@ impl Stamp {
     }
 }
 
+/// Prefixes a line with CPU seconds (`rig-stamp`): `   12.345678| text`.
+pub fn cpu_stamp(cpu_ns: u64, text: &str) -> String {
+    format!(
+        "{:5}.{:06}| {text}",
+        cpu_ns / 1_000_000_000,
+        cpu_ns % 1_000_000_000 / 1000
+    )
+}
+
+/// The CPU time (ns, microsecond resolution) of a line written by [`cpu_stamp`].
+pub fn parse_cpu_stamp(line: &str) -> Option<u64> {
+    let (head, _) = line.split_once("| ")?;
+    let (s, us) = head.trim_start().split_once('.')?;
+    if us.len() != 6 {
+        return None;
+    }
+    Some(s.parse::<u64>().ok()? * 1_000_000_000 + us.parse::<u64>().ok()? * 1000)
+}
+
+/// The parent pid in a `/proc/<pid>/stat` line (the field after the parenthesised command
+/// name, which may itself contain spaces and parentheses).
+pub fn stat_ppid(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Nanoseconds on CPU from a `/proc/<pid>/task/<tid>/schedstat` line (its first field).
+pub fn schedstat_ns(s: &str) -> Option<u64> {
+    s.split_whitespace().next()?.parse().ok()
+}
+
 /// Parses the `L0=<n>` count of a line written by [`Stamp::line_exits`].
 pub fn parse_l0_stamp(line: &str) -> Option<u64> {
     let rest = line.strip_prefix('[')?;
@@ -719,6 +750,22 @@ mod tests {
             }]
         );
         assert!(parse_kvm_stats(&b[..50]).is_err());
+    }
+
+    #[test]
+    fn cpu_stamps_and_proc_fields() {
+        let l = cpu_stamp(12_345_678_901, "[    1.000000 L0=5] x");
+        assert_eq!(l, "   12.345678| [    1.000000 L0=5] x");
+        assert_eq!(parse_cpu_stamp(&l), Some(12_345_678_000));
+        assert_eq!(parse_cpu_stamp("[    1.000000 L0=5] x| y"), None);
+        assert_eq!(parse_cpu_stamp("12.3| x"), None);
+        assert_eq!(
+            stat_ppid("4242 (qemu (x) y) S 4200 4242 17 0 -1 4194560"),
+            Some(4200)
+        );
+        assert_eq!(stat_ppid("garbage"), None);
+        assert_eq!(schedstat_ns("123456789 1000 7\n"), Some(123_456_789));
+        assert_eq!(schedstat_ns(""), None);
     }
 
     #[test]

@@ -208,7 +208,7 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
     let evidence = super::nested::gather(info);
     let decision = nested_detect::decide(&evidence, options.nested.as_override());
     logger::print(format_args!("hv: platform: {decision}\n"));
-    log::info!("nested-detect evidence: {evidence}");
+    logger::print(format_args!("hv: nested-detect evidence: {evidence}\n"));
     let has_tlbi_range = (read_sysreg!("id_aa64isar0_el1") >> 56) & 0xf == 2;
     set_boot_facts(BootFacts {
         nested: decision,

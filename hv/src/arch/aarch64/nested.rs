@@ -2,7 +2,10 @@
 
 use super::sysreg::read_sysreg;
 use crate::bootinfo::{BootInfo, PsciConduit};
-use nested_detect::{uid_from_smccc, DtHints, Evidence, Timing, VENDOR_HYP_CALL_UID};
+use nested_detect::{
+    smccc_version_from, uid_from_smccc, uid_query_allowed, DtHints, Evidence, Timing,
+    SMCCC_VERSION, VENDOR_HYP_CALL_UID,
+};
 
 /// Iterations of each timing loop.
 const ITERS: u64 = 256;
@@ -31,17 +34,12 @@ fn time_local() -> u64 {
     counter().wrapping_sub(t0)
 }
 
-/// The SMCCC vendor hypervisor "Call UID" query through `SMC #0`. Only made
-/// when the DTB names the SMC conduit for PSCI (so something at a higher EL
-/// answers SMCs; without EL3 firmware SMC is undefined).
-fn hyp_uid(conduit: Option<PsciConduit>) -> Option<[u32; 4]> {
-    if conduit != Some(PsciConduit::Smc) {
-        return None;
-    }
+/// One SMCCC fast call through `SMC #0`: x0 = `function`, no arguments; x0..x3 back.
+fn smc(function: u32) -> (u64, u64, u64, u64) {
     let (mut x0, x1, x2, x3): (u64, u64, u64, u64);
-    x0 = u64::from(VENDOR_HYP_CALL_UID);
-    // SAFETY: an SMCCC fast call through the DTB's SMC conduit: it takes
-    // values only and may clobber x0..x17 (declared); no memory hv owns is touched.
+    x0 = u64::from(function);
+    // SAFETY: an SMCCC fast call through the DTB's SMC conduit (the callers check it): it
+    // takes values only and may clobber x0..x17 (declared); no memory hv owns is touched.
     unsafe {
         core::arch::asm!("smc #0",
             inout("x0") x0, out("x1") x1, out("x2") x2, out("x3") x3,
@@ -49,7 +47,22 @@ fn hyp_uid(conduit: Option<PsciConduit>) -> Option<[u32; 4]> {
             out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
             out("x15") _, out("x16") _, out("x17") _, options(nostack));
     }
-    uid_from_smccc(x0, x1, x2, x3)
+    (x0, x1, x2, x3)
+}
+
+/// SMCCC_VERSION and, for SMCCC 1.1 or later, the vendor hypervisor "Call UID" query,
+/// both through `SMC #0`. Only made when the DTB names the SMC conduit for PSCI (so
+/// something at a higher EL answers SMCs; without EL3 firmware SMC is undefined).
+fn smccc(conduit: Option<PsciConduit>) -> (Option<u32>, Option<[u32; 4]>) {
+    if conduit != Some(PsciConduit::Smc) {
+        return (None, None);
+    }
+    let version = smccc_version_from(smc(SMCCC_VERSION).0);
+    if !uid_query_allowed(version) {
+        return (version, None);
+    }
+    let (x0, x1, x2, x3) = smc(VENDOR_HYP_CALL_UID);
+    (version, uid_from_smccc(x0, x1, x2, x3))
 }
 
 /// Everything `nested_detect::decide` looks at. Call before the CPU's
@@ -60,8 +73,10 @@ pub fn gather(info: &BootInfo<'_>) -> Evidence {
     // Warm up (first-touch costs), then measure.
     let _ = (time_idreg(), time_local());
     let (trapped, local) = (time_idreg(), time_local());
+    let (smccc_version, smccc_hyp_uid) = smccc(info.psci);
     Evidence {
-        smccc_hyp_uid: hyp_uid(info.psci),
+        smccc_hyp_uid,
+        smccc_version,
         midr: read_sysreg!("midr_el1"),
         mmfr0: read_sysreg!("id_aa64mmfr0_el1"),
         mmfr1: read_sysreg!("id_aa64mmfr1_el1"),
