@@ -21,7 +21,7 @@ usage: hvmatrix [--quick] [--only TEXT]... [--out DIR] [--report-only] [--dry-ru
                  nested policy with tlb=auto, d0 builds a 16 MiB domU with the
                  batch remove, the domU (guest-hello) runs, all power off; then hv
                  on bare QEMU says \"bare metal\" and does the same
-  (default)      the full matrix (about 20-30 minutes on 2 cores), results in
+  (default)      the full matrix (30-40 minutes on a shared 2-core machine), results in
                  tests-nested/results/<UTC date>/ (matrix.md, matrix.svg, logs/)
   --quick        small page counts, one run per cell (checks the tooling, ~8 min)
   --only TEXT    run only the runs whose key contains TEXT (repeatable), e.g.
