@@ -566,6 +566,12 @@ impl Arch for FakeArch {
         std::panic::panic_any(SystemOff { cpu: self.cpu })
     }
 
+    fn guest_va_to_ipa(&mut self, va: u64, _write: bool) -> Option<u64> {
+        let _ = self.loaded();
+        // The fake's guests run with the MMU off: VA = IPA.
+        Some(va)
+    }
+
     fn ich_vtr(&self) -> u64 {
         // ListRegs = 1 (2 LRs), PRIbits = 4 (5 bits).
         (4 << 29) | (FAKE_LRS as u64 - 1)

@@ -196,6 +196,14 @@ pub trait Arch {
     /// Power the machine off (PSCI SYSTEM_OFF through the DTB's conduit).
     fn system_off(&mut self) -> !;
 
+    /// Translate virtual address `va` of the loaded vCPU to an IPA through
+    /// its stage-1 tables (`AT S1E1R` / `AT S1E1W` on the EL1&0 regime; the
+    /// guest's `PAR_EL1` is preserved); `None` if stage 1 (or stage 2 on the
+    /// table walk) faults. With the guest's MMU off this is the identity.
+    /// Xen's Arm hypercall ABI passes guest buffers as virtual addresses:
+    /// translate each page separately.
+    fn guest_va_to_ipa(&mut self, va: u64, write: bool) -> Option<u64>;
+
     // ---- GICv3 virtual CPU interface (ICH_*_EL2) for the loaded vCPU ----
 
     /// `ICH_VTR_EL2` (ListRegs in [4:0] = number of list registers - 1,

@@ -463,6 +463,34 @@ impl Arch for Cpu {
         psci::system_off(self.conduit)
     }
 
+    fn guest_va_to_ipa(&mut self, va: u64, write: bool) -> Option<u64> {
+        if !self.loaded {
+            return None;
+        }
+        let saved = read_sysreg!("par_el1");
+        if write {
+            // SAFETY: AT only performs a stage-1 translation of the loaded
+            // guest's EL1&0 regime (HCR_EL2.TGE = 0) and writes PAR_EL1,
+            // which is restored below.
+            unsafe {
+                core::arch::asm!("at s1e1w, {0}", in(reg) va, options(nostack, preserves_flags))
+            };
+        } else {
+            // SAFETY: as above.
+            unsafe {
+                core::arch::asm!("at s1e1r, {0}", in(reg) va, options(nostack, preserves_flags))
+            };
+        }
+        isb(); // the AT result is in PAR_EL1 before it is read
+        let par = read_sysreg!("par_el1");
+        // SAFETY: restores the guest's own PAR_EL1 value.
+        unsafe { write_sysreg!("par_el1", saved) };
+        if par & 1 != 0 {
+            return None; // PAR_EL1.F: the translation faulted
+        }
+        Some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
+    }
+
     fn ich_vtr(&self) -> u64 {
         super::gic::vtr()
     }
