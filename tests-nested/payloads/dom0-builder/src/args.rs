@@ -3,7 +3,7 @@
 //! Words, separated by spaces (see the crate documentation for the table):
 //! `dom0`, `variant=single|batch|both|none`, `domu-mem=<n>[K|M|G]`,
 //! `pages=<n>`, `map-chunk=<n>`, `unmap-chunk=<n>`, `noboot`, `xen-node`,
-//! `timeout-ms=<n>`, `negative-tests`, `stale-test=single|batch`,
+//! `timeout-ms=<n>`, `verify`, `negative-tests`, `stale-test=single|batch`,
 //! `destroy-loop=<n>`, `foreign-domid=<n>`, and `--` after which everything is the domU's
 //! bootargs. `mem=` is hv's (the control domain's own RAM) and ignored here.
 
@@ -66,6 +66,9 @@ pub struct Config<'a> {
     pub xen_node: bool,
     /// How long to wait for a domU to shut down.
     pub timeout_ms: u64,
+    /// Read every written page back through the window before unmapping it
+    /// and compare it with its source (not timed separately: adds to build time).
+    pub verify: bool,
     /// Run the bad-input checks.
     pub negative_tests: bool,
     /// Run the stale-TLB read after removing a foreign page (ends the run).
@@ -91,6 +94,7 @@ impl Default for Config<'_> {
             boot: true,
             xen_node: false,
             timeout_ms: 60_000,
+            verify: false,
             negative_tests: false,
             stale_test: None,
             destroy_loop: 0,
@@ -173,6 +177,7 @@ impl<'a> Config<'a> {
                 ("noboot", None) => c.boot = false,
                 ("xen-node", None) => c.xen_node = true,
                 ("negative-tests", None) => c.negative_tests = true,
+                ("verify", None) => c.verify = true,
                 ("stale-test", v) => {
                     c.stale_test = Some(
                         v.and_then(Variant::parse)
@@ -232,7 +237,7 @@ mod tests {
         let (c, u) = parse(
             "dom0 variant=batch domu-mem=128M pages=40 map-chunk=512 unmap-chunk=100 noboot \
              xen-node timeout-ms=5 negative-tests stale-test=single destroy-loop=100 foo \
-             foreign-domid=1 \
+             foreign-domid=1 verify \
              -- console=hvc0 earlycon=xenboot root=/dev/ram0",
         );
         assert_eq!(u, vec!["foo"]);
@@ -244,6 +249,7 @@ mod tests {
         assert_eq!(c.stale_test, Some(Variant::Single));
         assert_eq!(c.destroy_loop, 100);
         assert_eq!(c.foreign_domid, Some(1));
+        assert!(c.verify);
         assert_eq!(c.domu_args, "console=hvc0 earlycon=xenboot root=/dev/ram0");
         let (c, _) = parse("variant=none --");
         assert_eq!(c.variants().count(), 0);

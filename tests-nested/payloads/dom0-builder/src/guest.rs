@@ -361,6 +361,30 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
         // no Rust object.
         unsafe { hc::write_page(FOREIGN_WINDOW_GFN + k, data, off) };
     }
+    if c.cfg.verify {
+        let bad = (0..pages)
+            .filter(|&k| {
+                let Some((_, src, off)) = pl.page(k) else {
+                    return true;
+                };
+                let data = match src {
+                    Src::Kernel => kernel,
+                    Src::Initrd => initrd,
+                    Src::Dtb => dtb_bytes,
+                    Src::Zero => &[],
+                };
+                // SAFETY: window page k is mapped (above) and no Rust object.
+                !unsafe { hc::page_matches(FOREIGN_WINDOW_GFN + k, data, off) }
+            })
+            .count();
+        if bad != 0 {
+            return Err(with(fail(
+                "verify: pages differ from their source",
+                bad as i64,
+            )));
+        }
+        println!("dom0: verify: {} pages match their source", pages);
+    }
     unmap(&mut c.a, v, 0, pages, c.cfg.unmap_chunk).map_err(with)?;
 
     let ctx = abi::vcpu_boot_context(p.kernel, p.dtb);
@@ -372,11 +396,11 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
     let counters = hc::counters();
     line(|w| report::write_build_line(w, v.name(), pages, ticks, c.freq, counters));
     println!(
-        "dom0: d{} built: kernel at {:#x} ({} bytes), initrd {:?} ({} bytes), dtb at {:#x} ({} bytes)",
+        "dom0: d{} built: kernel at {:#x} ({} bytes), initrd at {:#x} ({} bytes), dtb at {:#x} ({} bytes)",
         domid,
         p.kernel,
         kernel.len(),
-        p.initrd,
+        p.initrd.unwrap_or(0),
         initrd_len,
         p.dtb,
         dtb_len

@@ -181,6 +181,26 @@ pub unsafe fn write_page(gfn: u64, data: &[u8], off: u64) {
     }
 }
 
+/// True if page `gfn` of this domain holds what [`write_page`] wrote from
+/// `data[off..]`.
+///
+/// # Safety
+/// As [`write_page`] (the page is only read).
+pub unsafe fn page_matches(gfn: u64, data: &[u8], off: u64) -> bool {
+    let p = (gfn << 12) as *const u64;
+    let src = data.get(off as usize..).unwrap_or(&[]);
+    (0..512usize).all(|w| {
+        let mut b = [0u8; 8];
+        if let Some(s) = src.get(8 * w..) {
+            let n = s.len().min(8);
+            b[..n].copy_from_slice(&s[..n]);
+        }
+        // SAFETY: aligned read of a mapped page that is no Rust object (caller).
+        let v = unsafe { p.wrapping_add(w).read_volatile() };
+        v == u64::from_le_bytes(b)
+    })
+}
+
 /// Reads the first u64 of page `gfn` of this domain.
 ///
 /// # Safety

@@ -52,6 +52,7 @@
 //! | `noboot` | build and destroy without running the domU (the realistic Linux workload) |
 //! | `xen-node` | add Xen's `/hypervisor` node to the domU DTB |
 //! | `timeout-ms=<n>` | how long to wait for a domU to shut down (default 60000) |
+//! | `verify` | read every written page back before unmapping and compare it with its source (`dom0: verify: <n> pages match`); the time adds to build_us |
 //! | `negative-tests` | bad-input checks, one `dom0: negative: <name>: PASS\|FAIL` line each |
 //! | `stale-test=single\|batch` | after removing a foreign page, read it: hv must end d0 with a stage-2 fault; `dom0: STALE READ SUCCEEDED` otherwise. Runs last |
 //! | `destroy-loop=<n>` | create, populate and destroy n domUs; free pages (XEN_SYSCTL_physinfo) before and after |
