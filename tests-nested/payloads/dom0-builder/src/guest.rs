@@ -799,8 +799,11 @@ fn destroy_loop(c: &mut Ctx, n: u32) {
     line(|w| {
         write!(
             w,
-            "dom0: destroy-loop n={} done={} domids={:?}..{} ",
-            n, done, first, last
+            "dom0: destroy-loop n={} done={} domids={}..{} ",
+            n,
+            done,
+            first.unwrap_or(0),
+            last
         )?;
         report::write_counters(w, counters)
     });
