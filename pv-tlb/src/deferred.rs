@@ -117,6 +117,8 @@ struct Pending {
     held: Vec<PhysAddr>,
     /// Callers whose coalescing window keeps this pending.
     windows: Vec<Vmid>,
+    /// `set.pages()`, kept up to date (saturating).
+    pages: u64,
 }
 
 /// Gathers invalidations across p2m operations and hypercalls.
@@ -130,6 +132,11 @@ pub struct DeferredFlush {
 
 /// Default cap on pages held by pending invalidations (256 MiB).
 pub const DEFAULT_MAX_PENDING_PAGES: u64 = 65536;
+
+/// Cap on separate IPA runs gathered for one VMID (a guest removing every
+/// other page): above it the gathered plan would be a full flush anyway
+/// (the nested threshold is 16384 TLBIs), and the list stays below 400 KiB.
+pub const MAX_PENDING_RANGES: usize = 16384;
 
 impl DeferredFlush {
     /// An empty gatherer planning under `policy`.
@@ -214,13 +221,19 @@ impl DeferredFlush {
                     set: InvalidationSet::new(),
                     held: Vec::new(),
                     windows: Vec::new(),
+                    pages: 0,
                 });
                 let n = self.pending.len() - 1;
                 &mut self.pending[n]
             }
         };
-        if p.held.try_reserve(held.len()).is_err() {
-            // No memory to keep gathering: flush now (always correct).
+        let full = p.set.ranges().len() >= MAX_PENDING_RANGES;
+        if full
+            || p.held.try_reserve(held.len()).is_err()
+            || p.set.try_reserve(set.ranges().len()).is_err()
+        {
+            // Too many runs, or no memory to keep gathering: flush now
+            // (always correct).
             self.stats.forced_by_cap += 1;
             let mut f = self.take(vmid);
             let pl = plan(vmid, set, &self.policy);
@@ -234,8 +247,9 @@ impl DeferredFlush {
             return f;
         }
         p.set.merge(set);
+        p.pages = p.pages.saturating_add(set.pages());
         p.held.extend_from_slice(held);
-        if p.held.len() as u64 > self.max_pending_pages || p.set.pages() > self.max_pending_pages {
+        if p.held.len() as u64 > self.max_pending_pages || p.pages > self.max_pending_pages {
             self.stats.forced_by_cap += 1;
             return self.take(vmid);
         }
@@ -439,6 +453,22 @@ mod tests {
         }
         assert_eq!(flushed, 2);
         assert_eq!(d.stats().forced_by_cap, 2);
+    }
+
+    #[test]
+    fn scattered_removes_are_capped_in_runs() {
+        let mut d = DeferredFlush::new(T);
+        let mut flushed = 0;
+        for i in 0..(MAX_PENDING_RANGES as u64 + 10) {
+            // Every other page: one run each.
+            let f = d.record(Vmid(1), &page(i * 2 * PAGE_SIZE), &[PhysAddr(i << 12)]);
+            if !f.is_empty() {
+                flushed += 1;
+                assert_eq!(f.released.len(), MAX_PENDING_RANGES + 1);
+            }
+        }
+        assert_eq!(flushed, 1);
+        assert_eq!(d.held_pages(), 9);
     }
 
     #[test]

@@ -108,6 +108,17 @@ impl InvalidationSet {
         self.stage1 = true;
     }
 
+    /// Reserve room for `additional` more runs without panicking.
+    ///
+    /// # Errors
+    /// When the allocator cannot provide the room (callers flush instead).
+    pub fn try_reserve(
+        &mut self,
+        additional: usize,
+    ) -> Result<(), alloc::collections::TryReserveError> {
+        self.ranges.try_reserve(additional)
+    }
+
     /// Add every run of `other` to `self`.
     pub fn merge(&mut self, other: &InvalidationSet) {
         for r in &other.ranges {
