@@ -1178,3 +1178,44 @@ fn a_full_heap_refuses_guest_mappings_without_panicking() {
     assert_eq!(e[3].x[0], (4 << 16) | 20, "hv still answers");
     assert_eq!(r.sys.pool_free(), POOL_FRAMES);
 }
+
+/// createdomain with hv's heap at its reserve: -ENOMEM, nothing created,
+/// and the control domain runs on.
+#[test]
+fn createdomain_with_a_full_heap_is_refused() {
+    let mut r = rig();
+    r.sys.set_heap_probe(|| crate::mm::heap::RESERVE);
+    let b = GUEST_RAM0_BASE;
+    let mut k = vec![0u8; 0x1000];
+    k[0x200..0x204].copy_from_slice(&1u32.to_le_bytes()); // createdomain
+    k[0x204..0x208].copy_from_slice(&0x17u32.to_le_bytes());
+    k[0x200 + 16 + 20..0x200 + 16 + 24].copy_from_slice(&3u32.to_le_bytes()); // hvm | hap
+    k[0x200 + 16 + 28..0x200 + 16 + 32].copy_from_slice(&1u32.to_le_bytes()); // max_vcpus
+    r.sys.with_mem(|m, _| m.write(PhysAddr(MODULES), &k));
+    r.sys.add_module_domains(&[BootModule {
+        pa: PhysAddr(MODULES),
+        size: 0x1000,
+        kind: ModuleKind::Kernel,
+        bootargs: Some("dom0 mem=2M"),
+    }]);
+    r.script(
+        1,
+        [
+            Step::hypercall(36, &[b + 0x200]),
+            Step::hypercall(17, &[0]),
+            shutdown(b + 0xff0),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(e[1].x[0], (-12i64) as u64, "createdomain: -ENOMEM");
+    assert_eq!(e[2].x[0], (4 << 16) | 20, "hv still answers");
+    assert!(
+        !r.lines
+            .all()
+            .iter()
+            .any(|l| l.contains("created by domctl")),
+        "{:?}",
+        r.lines.all()
+    );
+}
