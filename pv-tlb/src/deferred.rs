@@ -45,7 +45,10 @@
 //!   the caller can observe anything else (print, be interrupted, block,
 //!   fault), the flush has run, and the stale-TLB test (remove, print a
 //!   line, read: the read must fault) holds on both paths;
-//! - a cap on held pages ([`DeferredFlush::set_max_pending_pages`]).
+//! - a cap on held pages ([`DeferredFlush::set_max_pending_pages`]) and on
+//!   gathered runs ([`MAX_PENDING_RANGES`]), and any failure to grow the
+//!   gathered lists (allocation is fallible here: a guest cannot make hv
+//!   panic by making it gather).
 //!
 //! Operations whose caller relies on the effect at once (a permission
 //! reduction for dirty tracking, a grant unmap the granter waits for) call
