@@ -56,13 +56,16 @@
 //! | `negative-tests` | bad-input checks, one `dom0: negative: <name>: PASS\|FAIL` line each |
 //! | `stale-test=single\|batch` | after removing a foreign page, read it: hv must end d0 with a stage-2 fault; `dom0: STALE READ SUCCEEDED` otherwise. Runs last |
 //! | `destroy-loop=<n>` | create, populate and destroy n domUs; free pages (XEN_SYSCTL_physinfo) before and after |
-//! | `foreign-domid=<n>` | negative and stale tests use existing domain n (RAM at GUEST_RAM0_BASE, e.g. a boot-module domU that has not run yet) instead of creating a 2 MiB domU; it is not destroyed |
+//! | `foreign-domid=<n>` | negative and stale tests use existing domain n (RAM at GUEST_RAM0_BASE, e.g. a boot-module domU) instead of creating a 2 MiB domU; it is not destroyed. It must still exist when the checks run (a boot-module guest that already shut down gives -ESRCH): a development aid for hv trees without domctl |
 //! | `-- <args>` | everything after ` -- ` is the domU's `/chosen/bootargs` |
 //!
 //! The images come from the control domain's initrd, an "images blob"
 //! (DESIGN.md): `kernel` (required for the variants) and `initrd` (optional).
 //! The run ends with `dom0: RESULT PASS` or `dom0: RESULT FAIL (<n> failures)`
 //! and `SCHEDOP_shutdown(poweroff)`.
+//!
+//! `run-qemu.sh` (next to this crate's Cargo.toml) builds hv and the payloads,
+//! writes the images blob and DTB, and runs one configuration under QEMU.
 //!
 //! The control domain runs with its MMU off: data accesses are Device-nGnRnE,
 //! so every access is naturally aligned (the target has `+strict-align`) and
