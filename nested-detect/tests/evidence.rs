@@ -295,13 +295,14 @@ const HV_BARE_ON: &str = include_str!("fixtures/hv-bare-qemu-max-nested-on.txt")
 const HV_RIG_48: &str = include_str!("fixtures/hv-rig-ipa48-smp1.txt");
 const HV_RIG_48_SMP2: &str = include_str!("fixtures/hv-rig-ipa48-smp2.txt");
 const HV_RIG_48_OFF: &str = include_str!("fixtures/hv-rig-ipa48-nested-off.txt");
+const HV_RIG_52: &str = include_str!("fixtures/hv-rig-ipa52-smp1.txt");
 
 #[test]
 fn hv_boot_lines_from_both_platforms() {
     let (d, _) = hv_fixture(HV_BARE);
     assert_eq!(d.verdict, Verdict::BareMetal);
     assert!(d.has(Reason::SmcccUidNone) && !d.has(Reason::Conflict));
-    for f in [HV_RIG_48, HV_RIG_48_SMP2] {
+    for f in [HV_RIG_48, HV_RIG_48_SMP2, HV_RIG_52] {
         let (d, _) = hv_fixture(f);
         assert_eq!(d.verdict, Verdict::NestedKvm, "{d}");
         assert!(d.has(Reason::SmcccUidKvm) && d.has(Reason::KvmMmfr4) && d.has(Reason::KvmMmfr2));
@@ -317,6 +318,11 @@ fn hv_boot_lines_from_both_platforms() {
     assert_eq!(ev(HV_RIG_48).mmfr2, parse(RIG_48).mmfr2);
     assert_eq!(ev(HV_RIG_48).mmfr4, parse(RIG_48).mmfr4);
     assert_eq!(ev(HV_BARE).mmfr0, parse(BARE_MAX).mmfr0);
+    // At IPA limit 52 KVM still caps the guest hypervisor's PARange at 48 bits, but its
+    // ID_AA64MMFR0_EL1 differs from the 48 setting (TGRAN4 = 52-bit capable, LPA2).
+    assert_eq!(ev(HV_RIG_52).mmfr0, parse(RIG_52).mmfr0);
+    assert_ne!(ev(HV_RIG_52).mmfr0, ev(HV_RIG_48).mmfr0);
+    assert!(ev(HV_RIG_52).parange_48());
 }
 
 #[test]

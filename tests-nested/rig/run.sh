@@ -16,7 +16,7 @@ usage() {
 usage: run.sh --guest IMAGE [--ipa-limit 48|52] [--smp N] [--vm-cpus N] [--vm-mem MIB]
               [--vm-ipa BITS] [--cmdline STR] [--module FILE [--module-args STR]]
               [--ramdisk FILE] [--timeout SECS] [--log FILE] [--expect TEXT]...
-              [--exit-stamps] [--cpu-stamps] [--quiet]
+              [--exit-stamps] [--cpu-stamps] [--quiet] [--l1-append STR]
   --ipa-limit  L1 KVM's IPA limit: 48 (-cpu max,lpa2=off, default) or 52 (-cpu max)
   --smp        L0 CPUs given to L1 (default 1)
   --vm-cpus    vCPUs of the VMM's VM (default 1); --vm-mem its RAM (default 512 MiB)
@@ -26,12 +26,13 @@ usage: run.sh --guest IMAGE [--ipa-limit 48|52] [--smp N] [--vm-cpus N] [--vm-me
   --cpu-stamps   prefix each output line with the CPU seconds L0 QEMU has used so far
                  (rig-stamp: `   12.345678| line`)
   --quiet      do not copy the serial output to stdout (the log still has it)
+  --l1-append  extra words for the L1 kernel's command line
 U
     exit 2
 }
 
 IPA_LIMIT=48 SMP=1 TIMEOUT=900 LOG="" GUEST="" CMDLINE=""
-VM_CPUS=1 VM_MEM=512 VM_IPA=40 STAMPS="" QUIET=0 CPU_STAMPS=0
+VM_CPUS=1 VM_MEM=512 VM_IPA=40 STAMPS="" QUIET=0 CPU_STAMPS=0 L1_APPEND=
 MODS=() EXPECT=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -50,6 +51,7 @@ while [ $# -gt 0 ]; do
         --exit-stamps) STAMPS=" --exit-stamps"; shift ;;
         --quiet) QUIET=1; shift ;;
         --cpu-stamps) CPU_STAMPS=1; shift ;;
+        --l1-append) L1_APPEND=" $2"; shift 2 ;;
         *) usage ;;
     esac
 done
@@ -113,7 +115,7 @@ ${WRAP[@]+"${WRAP[@]}"} timeout --foreground "$((TIMEOUT + 60))" qemu-system-aar
     -M virt,virtualization=on,gic-version=3 -cpu "$CPU" -accel tcg,thread=multi \
     -smp "$SMP" -m 2G -nographic -no-reboot \
     -kernel "$L1_IMAGE" -initrd "$CPIO" \
-    -append "console=ttyAMA0 kvm-arm.mode=nested rdinit=/init panic=-1" 2>&1 |
+    -append "console=ttyAMA0 kvm-arm.mode=nested rdinit=/init panic=-1$L1_APPEND" 2>&1 |
     if [ $QUIET = 1 ]; then cat >"$LOG"; else tee "$LOG"; fi
 qrc=${PIPESTATUS[0]}
 set -e

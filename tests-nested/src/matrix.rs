@@ -603,14 +603,33 @@ pub fn checks(cells: &[Cell]) -> Vec<Check> {
             let claim = format!(
                 "optimized path ({variant} remove), realistic build: IPA limit 52 <= 1.05 x IPA limit 48 ({what})"
             );
+            // What the builds did at each limit: traps to L0 and the L0 CPU time per trap
+            // (the builds are trap-bound in the rig, so this says whether a difference
+            // comes from more work or from dearer traps).
+            let per_trap = |p| {
+                let v: Vec<(u64, u64)> = find(cells, p, Policy::Auto, true, variant)
+                    .iter()
+                    .filter_map(|c| Some((c.l0_traps?, c.cpu_us?)))
+                    .collect();
+                let traps = v.iter().map(|t| t.0).min()?;
+                let us = v
+                    .iter()
+                    .map(|(t, c)| *c as f64 / (*t).max(1) as f64)
+                    .fold(f64::INFINITY, f64::min);
+                Some(format!("{traps} traps, {us:.1} us CPU per trap"))
+            };
             out.push(match (least(n48), least(n52)) {
                 (Some(a), Some(b)) => {
                     let r = b as f64 / a.max(1) as f64;
+                    let traps = match (per_trap(n52), per_trap(n48)) {
+                        (Some(x), Some(y)) => format!("; 52: {x}, 48: {y} (least of the runs)"),
+                        _ => String::new(),
+                    };
                     Check {
                         claim,
                         pass: Some(r <= 1.05),
                         detail: format!(
-                            "52: {} (runs: {}), 48: {} (runs: {}): ratio {r:.3}",
+                            "52: {} (runs: {}), 48: {} (runs: {}): ratio {r:.3}{traps}",
                             fmt_us(b as f64),
                             runs(n52),
                             fmt_us(a as f64),
