@@ -76,6 +76,8 @@ pub struct RunSpec {
     pub negative: bool,
     /// d0 runs this many create/destroy rounds.
     pub destroy_loop: u32,
+    /// d0 foreign-maps until hv's heap answers -ENOMEM.
+    pub heap_exhaust: bool,
     /// The stale-TLB variant d0 runs last (`single` or `batch`).
     pub stale: &'static str,
 }
@@ -88,9 +90,10 @@ pub fn runs() -> Vec<RunSpec> {
             name: "domu-targeted-small",
             tlb: Tlb::Targeted,
             workload: Workload::Small,
-            dom0_args: "dom0 mem=64M variant=both domu-mem=16M negative-tests destroy-loop=100 stale-test=single",
+            dom0_args: "dom0 mem=64M variant=both domu-mem=16M negative-tests destroy-loop=100 heap-exhaust stale-test=single",
             negative: true,
             destroy_loop: 100,
+            heap_exhaust: true,
             stale: "single",
         },
         RunSpec {
@@ -100,6 +103,7 @@ pub fn runs() -> Vec<RunSpec> {
             dom0_args: "dom0 mem=256M variant=both domu-mem=128M noboot stale-test=batch",
             negative: false,
             destroy_loop: 0,
+            heap_exhaust: false,
             stale: "batch",
         },
         RunSpec {
@@ -109,6 +113,7 @@ pub fn runs() -> Vec<RunSpec> {
             dom0_args: "dom0 mem=64M variant=both domu-mem=16M stale-test=batch",
             negative: false,
             destroy_loop: 0,
+            heap_exhaust: false,
             stale: "batch",
         },
         RunSpec {
@@ -118,6 +123,7 @@ pub fn runs() -> Vec<RunSpec> {
             dom0_args: "dom0 mem=256M variant=both domu-mem=128M noboot stale-test=single",
             negative: false,
             destroy_loop: 0,
+            heap_exhaust: false,
             stale: "single",
         },
     ]
@@ -406,6 +412,21 @@ pub fn check(spec: &RunSpec, lines: &[String]) -> Report {
                 "destroy loop: VMIDs in use back to their start count after each of {n} destroys ({:?}..{:?})",
                 tail.first(),
                 tail.last()
+            ),
+        );
+    }
+    if spec.heap_exhaust {
+        let enomem = d0(lines).any(|l| {
+            l.starts_with("dom0: negative: heap exhaustion -> -ENOMEM, hv keeps running: PASS")
+        });
+        let mapped = d0(lines)
+            .find_map(|l| l.strip_prefix("dom0: heap-exhaust: "))
+            .unwrap_or("no heap-exhaust line");
+        ok(
+            &mut r,
+            enomem,
+            format!(
+                "heap exhaustion by foreign maps: -ENOMEM, unmapped, a domU built again ({mapped})"
             ),
         );
     }
@@ -951,6 +972,11 @@ mod tests {
             "(d0) dom0: destroy-loop full flushes 0 for 100 domains (at most one each): PASS"
                 .into(),
         );
+        l.push("(d0) dom0: heap-exhaust: mapped=190000 first_error=-12".into());
+        l.push(
+            "(d0) dom0: negative: heap exhaustion -> -ENOMEM, hv keeps running: PASS (got -12)"
+                .into(),
+        );
         l.extend(stale("single"));
         let r = check(&s, &l);
         assert!(r.problems.is_empty(), "{:?}", r.problems);
@@ -963,8 +989,14 @@ mod tests {
         let mut bad = l.clone();
         bad[8] = "(d0) dom0: negative: check 0: FAIL (got 0, want -1)".into();
         assert_eq!(check(&s, &bad).problems.len(), 1);
-        let mut bad = l;
+        let mut bad = l.clone();
         bad.push("(d0) dom0: FAIL destroy: domctl destroydomain returned -3".into());
+        assert_eq!(check(&s, &bad).problems.len(), 1);
+        let bad: Vec<String> = l
+            .iter()
+            .filter(|x| !x.contains("heap exhaustion"))
+            .cloned()
+            .collect();
         assert_eq!(check(&s, &bad).problems.len(), 1);
     }
 

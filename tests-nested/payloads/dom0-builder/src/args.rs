@@ -3,7 +3,7 @@
 //! Words, separated by spaces (see the crate documentation for the table):
 //! `dom0`, `variant=single|batch|both|none`, `domu-mem=<n>[K|M|G]`,
 //! `pages=<n>`, `map-chunk=<n>`, `unmap-chunk=<n>`, `noboot`, `xen-node`,
-//! `timeout-ms=<n>`, `verify`, `negative-tests`, `stale-test=single|batch`,
+//! `timeout-ms=<n>`, `verify`, `negative-tests`, `heap-exhaust`, `stale-test=single|batch`,
 //! `destroy-loop=<n>`, `foreign-domid=<n>`, and `--` after which everything is the domU's
 //! bootargs. `mem=` is hv's (the control domain's own RAM) and ignored here.
 
@@ -71,6 +71,9 @@ pub struct Config<'a> {
     pub verify: bool,
     /// Run the bad-input checks.
     pub negative_tests: bool,
+    /// Foreign-map one page until hv's heap says -ENOMEM, then unmap and
+    /// build again (a guest must not crash hv by exhausting its heap).
+    pub heap_exhaust: bool,
     /// Run the stale-TLB read after removing a foreign page (ends the run).
     pub stale_test: Option<Variant>,
     /// Create and destroy this many domUs.
@@ -96,6 +99,7 @@ impl Default for Config<'_> {
             timeout_ms: 60_000,
             verify: false,
             negative_tests: false,
+            heap_exhaust: false,
             stale_test: None,
             destroy_loop: 0,
             foreign_domid: None,
@@ -177,6 +181,7 @@ impl<'a> Config<'a> {
                 ("noboot", None) => c.boot = false,
                 ("xen-node", None) => c.xen_node = true,
                 ("negative-tests", None) => c.negative_tests = true,
+                ("heap-exhaust", None) => c.heap_exhaust = true,
                 ("verify", None) => c.verify = true,
                 ("stale-test", v) => {
                     c.stale_test = Some(
@@ -237,7 +242,7 @@ mod tests {
         let (c, u) = parse(
             "dom0 variant=batch domu-mem=128M pages=40 map-chunk=512 unmap-chunk=100 noboot \
              xen-node timeout-ms=5 negative-tests stale-test=single destroy-loop=100 foo \
-             foreign-domid=1 verify \
+             foreign-domid=1 verify heap-exhaust \
              -- console=hvc0 earlycon=xenboot root=/dev/ram0",
         );
         assert_eq!(u, vec!["foo"]);
@@ -250,6 +255,7 @@ mod tests {
         assert_eq!(c.destroy_loop, 100);
         assert_eq!(c.foreign_domid, Some(1));
         assert!(c.verify);
+        assert!(c.heap_exhaust);
         assert_eq!(c.domu_args, "console=hvc0 earlycon=xenboot root=/dev/ram0");
         let (c, _) = parse("variant=none --");
         assert_eq!(c.variants().count(), 0);

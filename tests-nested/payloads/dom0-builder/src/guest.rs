@@ -844,6 +844,85 @@ fn destroy_loop(c: &mut Ctx, n: u32) {
     }
 }
 
+/// Map one page of a check domU at successive window gfns until hv answers
+/// -ENOMEM (its heap is at its reserve: every mapping is a record in hv's
+/// heap) or the window is full; then unmap them all and build a domU again:
+/// a guest must not be able to crash hv by exhausting its heap.
+fn heap_exhaust(c: &mut Ctx) {
+    let d = match small_domu(c) {
+        Ok(d) => d,
+        Err(f) => return c.report_fail("heap-exhaust setup", f),
+    };
+    let ram_gfn = abi::guest::RAM0_BASE / PAGE;
+    let chunk = c.a.gfns.len() as u64;
+    let mut mapped = 0u64;
+    let mut first_error = 0i64;
+    'outer: while mapped < FOREIGN_WINDOW_PAGES {
+        let n = (FOREIGN_WINDOW_PAGES - mapped)
+            .min(chunk)
+            .min(u16::MAX as u64);
+        for i in 0..n as usize {
+            c.a.idxs[i] = ram_gfn;
+            c.a.gfns[i] = FOREIGN_WINDOW_GFN + mapped + i as u64;
+            c.a.errs[i] = 1;
+        }
+        let mut arg = abi::add_to_physmap_batch(
+            abi::DOMID_SELF,
+            abi::XENMAPSPACE_GMFN_FOREIGN,
+            n as u16,
+            d,
+            c.a.idxs.as_ptr() as u64,
+            c.a.gfns.as_ptr() as u64,
+            c.a.errs.as_mut_ptr() as u64,
+        );
+        // SAFETY: idxs, gpfns and errs are live scratch arrays of at least n entries.
+        let rc = unsafe { hc::memory_op(abi::XENMEM_ADD_TO_PHYSMAP_BATCH, &mut arg) };
+        if rc != 0 {
+            first_error = rc;
+            break;
+        }
+        for i in 0..n as usize {
+            if c.a.errs[i] != 0 {
+                first_error = i64::from(c.a.errs[i]);
+                mapped += i as u64;
+                // Later entries must fail too or have been mapped: unmap them
+                // individually below (remove errs ignored past `mapped`).
+                let extra = c.a.errs[i..n as usize].iter().filter(|e| **e == 0).count();
+                if extra != 0 {
+                    println!(
+                        "dom0: heap-exhaust: {} entries mapped after the first error",
+                        extra
+                    );
+                }
+                break 'outer;
+            }
+        }
+        mapped += n;
+    }
+    println!(
+        "dom0: heap-exhaust: mapped={} first_error={}",
+        mapped, first_error
+    );
+    let unmapped = unmap(&mut c.a, Variant::Batch, 0, mapped, chunk as u32);
+    let rebuilt = match small_domu(c) {
+        Ok(d2) => destroy_domain(d2) == 0,
+        Err(_) => false,
+    };
+    c.check(
+        "heap exhaustion -> -ENOMEM, hv keeps running",
+        first_error == -errno::ENOMEM && unmapped.is_ok() && rebuilt,
+        first_error,
+        -errno::ENOMEM,
+    );
+    if let Err(f) = unmapped {
+        c.report_fail("heap-exhaust unmap", f);
+    }
+    let rc = destroy_domain(d);
+    if rc != 0 {
+        c.report_fail("heap-exhaust teardown", fail("domctl destroydomain", rc));
+    }
+}
+
 /// Map one domU page, touch it, remove it with `v`, read it again: the read
 /// must fault (hv ends this domain); printing after it means a stale TLB.
 fn stale_test(c: &mut Ctx, v: Variant) {
@@ -1041,6 +1120,9 @@ extern "C" fn guest_main() {
     if c.cfg.destroy_loop > 0 {
         let n = c.cfg.destroy_loop;
         destroy_loop(&mut c, n);
+    }
+    if c.cfg.heap_exhaust {
+        heap_exhaust(&mut c);
     }
     if let Some(v) = c.cfg.stale_test {
         stale_test(&mut c, v);

@@ -54,6 +54,7 @@
 //! | `timeout-ms=<n>` | how long to wait for a domU to shut down (default 60000) |
 //! | `verify` | read every written page back before unmapping and compare it with its source (`dom0: verify: <n> pages match`); the time adds to build_us |
 //! | `negative-tests` | bad-input checks, one `dom0: negative: <name>: PASS\|FAIL` line each |
+//! | `heap-exhaust` | foreign-map one page of a 2 MiB domU at successive window gfns until hv answers -ENOMEM (`dom0: heap-exhaust: mapped=<n> first_error=<rc>`), unmap them all, build a domU again; `dom0: negative: heap exhaustion -> -ENOMEM, hv keeps running: PASS\|FAIL` |
 //! | `stale-test=single\|batch` | after removing a foreign page, read it: hv must end d0 with a stage-2 fault; `dom0: STALE READ SUCCEEDED` otherwise. Runs last |
 //! | `destroy-loop=<n>` | create, populate and destroy n domUs; free pages (XEN_SYSCTL_physinfo) before and after |
 //! | `foreign-domid=<n>` | negative and stale tests use existing domain n (RAM at GUEST_RAM0_BASE, e.g. a boot-module domU) instead of creating a 2 MiB domU; it is not destroyed. It must still exist when the checks run (a boot-module guest that already shut down gives -ESRCH): a development aid for hv trees without domctl |
