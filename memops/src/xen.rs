@@ -70,7 +70,8 @@ pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u64 = 23;
 ///     XEN_GUEST_HANDLE(xen_pfn_t) gpfns;  /* offset 8                    */
 ///     /* OUT */
 ///     /* Per entry error code: 0, -ENOENT (not mapped), -EINVAL (gpfn out
-///      * of the domain's physical address space). */
+///      * of the domain's physical address space), -ENOMEM (hv could not
+///      * record the change: its heap is at its reserve). */
 ///     XEN_GUEST_HANDLE(int) errs;         /* offset 16                   */
 /// };                                      /* sizeof: 24                  */
 /// typedef struct xen_remove_from_physmap_batch xen_remove_from_physmap_batch_t;
