@@ -173,6 +173,9 @@ impl<T: GuestType> GuestHandle<T> {
 pub struct GuestMemory<'a, M: PhysMem + TableMem> {
     stage2: Stage2View,
     mem: &'a mut M,
+    /// The calling vCPU's stage 1: addresses are guest *virtual* when its MMU
+    /// is on (Xen's guest handles on Arm, see [`crate::xen::s1walk`]).
+    s1: Option<crate::xen::s1walk::Stage1>,
 }
 
 /// One checked piece of a copy: `len` bytes at `pa` (within one page).
@@ -187,12 +190,50 @@ impl<'a, M: PhysMem + TableMem> GuestMemory<'a, M> {
         Self {
             stage2: stage2.view(),
             mem,
+            s1: None,
         }
     }
 
     /// A view through a [`Stage2View`] over `mem`.
     pub fn from_view(stage2: Stage2View, mem: &'a mut M) -> Self {
-        Self { stage2, mem }
+        Self {
+            stage2,
+            mem,
+            s1: None,
+        }
+    }
+
+    /// Addresses given to this view are translated through `s1` first (a
+    /// vCPU's stage 1; identity while its MMU is off), as Xen's
+    /// `copy_{from,to}_guest` do on Arm.
+    #[must_use]
+    pub fn with_stage1(mut self, s1: Option<crate::xen::s1walk::Stage1>) -> Self {
+        self.s1 = s1;
+        self
+    }
+
+    /// The guest physical address of guest address `va` (see [`Self::with_stage1`]).
+    fn to_ipa(&self, va: Ipa, write: bool) -> Result<Ipa, GuestMemError> {
+        let Some(s1) = self.s1.filter(crate::xen::s1walk::Stage1::mmu_on) else {
+            return Ok(va);
+        };
+        let (view, mem) = (self.stage2, &*self.mem);
+        let mut read = |ipa: u64| -> Option<u64> {
+            let (pa, a) = view.lookup(mem, Ipa(ipa))?;
+            if !a.read || a.mem != MemType::NormalWb || !ipa.is_multiple_of(8) {
+                return None;
+            }
+            let mut b = [0u8; 8];
+            mem.read(pa, &mut b);
+            Some(u64::from_le_bytes(b))
+        };
+        s1.translate(va.0, write, &mut read).map(Ipa).map_err(|e| {
+            log::debug!("stage-1 walk of {va}: {e:?} ({s1:x?})");
+            match e {
+                crate::xen::s1walk::S1Fault::Permission => GuestMemError::NotWritable { ipa: va },
+                _ => GuestMemError::Unmapped { ipa: va },
+            }
+        })
     }
 
     /// Translate and check every page of `ipa..ipa+len`.
@@ -206,9 +247,10 @@ impl<'a, M: PhysMem + TableMem> GuestMemory<'a, M> {
         while left > 0 {
             let in_page = (PAGE_SIZE - cur.page_offset()).min(left);
             let page = cur.align_down(PAGE_SIZE);
+            let at = self.to_ipa(cur, write)?;
             let (pa, attrs) = self
                 .stage2
-                .lookup(&*self.mem, cur)
+                .lookup(&*self.mem, at)
                 .ok_or(GuestMemError::Unmapped { ipa: page })?;
             if !attrs.read || attrs.mem != MemType::NormalWb {
                 return Err(GuestMemError::NotRam { ipa: page });

@@ -635,6 +635,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     }
 
     fn hypercall(&self, arch: &mut dyn Arch, v: &mut Vcpu, call: &Hypercall) -> Next {
+        // Guest handles are virtual addresses of the calling vCPU (Xen on Arm).
+        let s1 = Some(xen::s1walk::Stage1::of(&*arch));
         let mut sh = self.shared.lock();
         let Shared {
             mem,
@@ -648,6 +650,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             // The one dispatch point of memory operations (see xen::memory).
             let mut ctx = MemoryOpCtx {
                 caller: v.domid,
+                s1,
                 mem,
                 domains,
                 pool,
@@ -678,6 +681,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             &mut xen::domu::SysCtx {
                 caller: v.domid,
                 vcpu: v.id,
+                s1,
                 domains,
                 mem,
                 sink: sink.as_mut(),
@@ -702,7 +706,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             domid: v.domid,
             privileged,
             handle,
-            mem: crate::guest::GuestMemory::new(stage2, mem),
+            mem: crate::guest::GuestMemory::new(stage2, mem).with_stage1(s1),
             line,
             sink: sink.as_mut(),
         };

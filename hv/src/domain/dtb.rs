@@ -251,7 +251,9 @@ impl GuestDtb<'_> {
         w.prop_u32s("interrupt-parent", &[GUEST_PHANDLE_GIC]);
         w.end_node();
 
-        node_at(&mut w, "hypervisor", crate::xen::grant::GUEST_GNTTAB_BASE);
+        // Exactly "hypervisor": Linux's fdt_find_hyper_node matches the name
+        // without a unit address (arch/arm/xen/enlighten.c).
+        w.begin_node("hypervisor");
         let mut compat = alloc::vec::Vec::new();
         compat.extend_from_slice(b"xen,xen-");
         compat.extend_from_slice(XEN_COMPAT_VERSION.as_bytes());

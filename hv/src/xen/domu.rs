@@ -279,6 +279,8 @@ pub struct SysCtx<'a, M: PhysMem + TableMem> {
     pub caller: u16,
     /// The calling vCPU.
     pub vcpu: u32,
+    /// Its stage 1: guest handles are virtual addresses ([`super::s1walk`]).
+    pub s1: Option<super::s1walk::Stage1>,
     /// Every live domain.
     pub domains: &'a mut [Domain],
     /// Host memory.
@@ -322,6 +324,7 @@ impl<M: PhysMem + TableMem> SysCtx<'_, M> {
         let v = self.view()?;
         let mut b = [0u8; N];
         GuestMemory::from_view(v, self.mem)
+            .with_stage1(self.s1)
             .copy_from_guest(Ipa(ipa), &mut b)
             .map_err(|e| e.errno())?;
         Ok(b)
@@ -330,6 +333,7 @@ impl<M: PhysMem + TableMem> SysCtx<'_, M> {
     fn write(&mut self, ipa: u64, b: &[u8]) -> Result<(), Errno> {
         let v = self.view()?;
         GuestMemory::from_view(v, self.mem)
+            .with_stage1(self.s1)
             .copy_to_guest(Ipa(ipa), b)
             .map_err(|e| e.errno())
     }
@@ -728,7 +732,7 @@ fn caller_view_call<M: PhysMem + TableMem>(call: &Hypercall, ctx: &mut SysCtx<'_
         domid: caller,
         privileged,
         handle,
-        mem: GuestMemory::new(stage2, ctx.mem),
+        mem: GuestMemory::new(stage2, ctx.mem).with_stage1(ctx.s1),
         line,
         sink: ctx.sink,
     };
@@ -736,12 +740,14 @@ fn caller_view_call<M: PhysMem + TableMem>(call: &Hypercall, ctx: &mut SysCtx<'_
 }
 
 /// Write vCPU `vcpu`'s runstate into its registered area after it changed
-/// (the run loop calls this at each switch): a physical area directly, a
-/// virtual one through the guest's stage-1 tables.
+/// (for the run loop at each switch): a physical area directly, a virtual one
+/// through the vCPU's stage 1 `s1` (its registers, loaded or saved). With
+/// `VMASST_TYPE_runstate_update_flag`, `XEN_RUNSTATE_UPDATE` is set in
+/// `state_entry_time` around the update (public/vcpu.h).
 pub fn publish_runstate<M: PhysMem + TableMem>(
-    d: &mut Domain,
+    d: &Domain,
     vcpu: u32,
-    translate: &mut dyn FnMut(u64) -> Option<u64>,
+    s1: Option<super::s1walk::Stage1>,
     mem: &mut M,
 ) {
     let flag_on = d.xen.runstate_update_flag;
@@ -751,20 +757,18 @@ pub fn publish_runstate<M: PhysMem + TableMem>(
     let Some(area) = rs.area else {
         return;
     };
-    let ipa = if rs.phys { Some(area) } else { translate(area) };
-    let Some(ipa) = ipa else {
-        return;
-    };
-    let mut gm = d.guest_memory(mem);
+    let mut gm = d
+        .guest_memory(mem)
+        .with_stage1(if rs.phys { None } else { s1 });
     let flag = if flag_on { runstate::UPDATE } else { 0 };
     if flag_on {
-        let _ = gm.copy_to_guest(Ipa(ipa + 8), &(rs.entry | flag).to_le_bytes());
+        let _ = gm.copy_to_guest(Ipa(area + 8), &(rs.entry | flag).to_le_bytes());
         core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
     }
-    let _ = gm.copy_to_guest(Ipa(ipa), &rs.encode(flag));
+    let _ = gm.copy_to_guest(Ipa(area), &rs.encode(flag));
     if flag_on {
         core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
-        let _ = gm.copy_to_guest(Ipa(ipa + 8), &rs.entry.to_le_bytes());
+        let _ = gm.copy_to_guest(Ipa(area + 8), &rs.entry.to_le_bytes());
     }
 }
 

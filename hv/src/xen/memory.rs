@@ -33,6 +33,8 @@ pub const BATCH_BUDGET: u64 = 512;
 pub struct MemoryOpCtx<'a, M: PhysMem + TableMem> {
     /// The calling domain.
     pub caller: DomId,
+    /// The calling vCPU's stage 1 (guest handles are virtual addresses).
+    pub s1: Option<super::s1walk::Stage1>,
     /// Host RAM and stage-2 table memory.
     pub mem: &'a mut M,
     /// Every live domain (the caller included).
@@ -88,6 +90,7 @@ impl<M: TableMem> TableMem for Tables<'_, '_, M> {
 /// The caller's guest handles, translated through its stage-2.
 struct Caller<'c, 'm, M> {
     view: Stage2View,
+    s1: Option<super::s1walk::Stage1>,
     mem: &'c RefCell<&'m mut M>,
 }
 
@@ -95,12 +98,14 @@ impl<M: PhysMem + TableMem> GuestCopy for Caller<'_, '_, M> {
     fn copy_from(&mut self, ipa: Ipa, buf: &mut [u8]) -> Result<(), memops::Error> {
         let mut m = self.mem.borrow_mut();
         GuestMemory::from_view(self.view, &mut **m)
+            .with_stage1(self.s1)
             .copy_from_guest(ipa, buf)
             .map_err(|_| memops::Error::Fault { ipa })
     }
     fn copy_to(&mut self, ipa: Ipa, buf: &[u8]) -> Result<(), memops::Error> {
         let mut m = self.mem.borrow_mut();
         GuestMemory::from_view(self.view, &mut **m)
+            .with_stage1(self.s1)
             .copy_to_guest(ipa, buf)
             .map_err(|_| memops::Error::Fault { ipa })
     }
@@ -178,7 +183,11 @@ pub fn memory_op<M: PhysMem + TableMem>(
     let recorded = ctx.flush.stats().recorded;
     let cell = RefCell::new(&mut *ctx.mem);
     let mut tables = Tables(&cell);
-    let mut guest = Caller { view, mem: &cell };
+    let mut guest = Caller {
+        view,
+        s1: ctx.s1,
+        mem: &cell,
+    };
     let mut env = Env {
         domains: &mut *ctx.domains,
         mem: &cell,

@@ -19,6 +19,7 @@ pub mod evtchn;
 pub mod grant;
 pub mod hvop;
 pub mod memory;
+pub mod s1walk;
 pub mod sched;
 pub mod version;
 

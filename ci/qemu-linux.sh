@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Boot Debian's unmodified arm64 kernel as a dom0less domU under hv on bare QEMU (TCG, EL2):
+#   (a) 1 vCPU on -smp 1, (b) 2 vCPUs on -smp 2 (nproc must say 2).
+# Each run must reach the initramfs, print HV-LINUX-MARKER through hvc0 (the PV console ring,
+# "(d1) " prefixed by hv), power off through SCHEDOP_shutdown, and hv must power off cleanly.
+# Usage: ci/qemu-linux.sh [a|b|all]   (env: TIMEOUT=secs per run, default 900; QEMU)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+WHICH=${1:-all}
+TIMEOUT=${TIMEOUT:-900}
+QEMU=${QEMU:-qemu-system-aarch64}
+WORK=$CARGO_TARGET_DIR/qemu-linux
+mkdir -p "$WORK"
+now() { date +%s; }
+
+eval "$(tests-nested/linux/build.sh)"   # LINUX_IMAGE, LINUX_INITRD
+
+t=$(now)
+cargo build -q --release --target aarch64-unknown-none -p hv
+OBJCOPY=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy
+"$OBJCOPY" -O binary "$CARGO_TARGET_DIR/aarch64-unknown-none/release/hv" "$WORK/hv.bin"
+echo "[qemu-linux] hv built in $(( $(now) - t )) s" >&2
+
+KADDR=0x50000000
+RADDR=0x54000000
+KSIZE=$(stat -c %s "$LINUX_IMAGE")
+RSIZE=$(stat -c %s "$LINUX_INITRD")
+# Kernel args: the PV console; early messages through console_io (xenboot earlycon).
+ARGS="console=hvc0 earlycon=xenboot rdinit=/init panic=-1 loglevel=7"
+
+# run NAME SMP VCPUS
+run() {
+    local name=$1 smp=$2 vcpus=$3
+    local m=(-M virt,virtualization=on,gic-version=3 -cpu max,sve=off,sme=off -smp "$smp" -m 1G)
+    "$QEMU" "${m[@]}" -machine dumpdtb="$WORK/$name-base.dtb" -nographic >/dev/null 2>&1
+    dtc -q -I dtb -O dts "$WORK/$name-base.dtb" >"$WORK/$name-base.dts"
+    # Xen's dom0less binding: /chosen/domU1 (xen,domain; memory in KiB; cpus) with its kernel
+    # and ramdisk modules; hv's own command line in xen,xen-bootargs.
+    awk -v hvargs="${HV_ARGS:-loglvl=info}" -v ks="$KSIZE" -v rs="$RSIZE" -v args="$ARGS" -v cpus="$vcpus" \
+        -v ka="$KADDR" -v ra="$RADDR" '
+        /^\tchosen \{/ && !done { inchosen = 1; print; print "\t\txen,xen-bootargs = \"" hvargs "\";"; next }
+        inchosen && /^\t\};/ {
+            print "\t\tdomU1 {"
+            print "\t\t\tcompatible = \"xen,domain\";"
+            print "\t\t\t#address-cells = <0x1>;"
+            print "\t\t\t#size-cells = <0x1>;"
+            print "\t\t\tmemory = <0x0 0x40000>;"
+            printf "\t\t\tcpus = <%d>;\n", cpus
+            printf "\t\t\tmodule@%s {\n", substr(ka, 3)
+            print "\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";"
+            printf "\t\t\t\treg = <%s %s>;\n", ka, ks
+            printf "\t\t\t\tbootargs = \"%s\";\n", args
+            print "\t\t\t};"
+            printf "\t\t\tmodule@%s {\n", substr(ra, 3)
+            print "\t\t\t\tcompatible = \"multiboot,ramdisk\", \"multiboot,module\";"
+            printf "\t\t\t\treg = <%s %s>;\n", ra, rs
+            print "\t\t\t};"
+            print "\t\t};"
+            inchosen = 0; done = 1
+        }
+        { print }
+        ' "$WORK/$name-base.dts" >"$WORK/$name.dts"
+    grep -q 'domU1' "$WORK/$name.dts" || { echo "[qemu-linux] no /chosen in QEMU's DTB" >&2; return 1; }
+    dtc -q -I dts -O dtb -o "$WORK/$name.dtb" "$WORK/$name.dts"
+    local log=$WORK/$name.log t0; t0=$(now)
+    echo "[qemu-linux] ($name) -smp $smp, domU with $vcpus vCPU(s); log: $log" >&2
+    set +e
+    timeout --foreground "$TIMEOUT" "$QEMU" "${m[@]}" -nographic -no-reboot \
+        -kernel "$WORK/hv.bin" -dtb "$WORK/$name.dtb" \
+        -device "loader,file=$LINUX_IMAGE,addr=$KADDR,force-raw=on" \
+        -device "loader,file=$LINUX_INITRD,addr=$RADDR,force-raw=on" </dev/null >"$log" 2>&1
+    local rc=$?
+    set -e
+    local secs=$(( $(now) - t0 )) fail=()
+    grep -q '^(d1) HV-LINUX-MARKER' "$log" || fail+=("no HV-LINUX-MARKER from d1")
+    grep -q "^(d1) HV-LINUX-NPROC=$vcpus\$" "$log" || fail+=("nproc is not $vcpus")
+    grep -q 'hv: d1 ended (poweroff)' "$log" || fail+=("d1 did not end with SCHEDOP_shutdown(poweroff)")
+    grep -q 'hv: all domains ended, powering off' "$log" || fail+=("hv did not power off")
+    [ $rc = 0 ] || fail+=("QEMU exit status $rc (124 = timeout)")
+    if [ ${#fail[@]} = 0 ]; then
+        echo "[qemu-linux] ($name) PASS in $secs s" >&2
+        grep -E '^\(d1\) HV-LINUX|hv: d1 ended|hv: all domains' "$log" >&2
+    else
+        echo "[qemu-linux] ($name) FAIL after $secs s: ${fail[*]}; last lines:" >&2
+        tail -n 40 "$log" >&2
+        return 1
+    fi
+}
+
+status=0
+case $WHICH in
+    a) run a 1 1 || status=1 ;;
+    b) run b 2 2 || status=1 ;;
+    all) run a 1 1 || status=1; run b 2 2 || status=1 ;;
+    *) echo "usage: $0 [a|b|all]" >&2; exit 2 ;;
+esac
+exit $status
