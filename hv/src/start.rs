@@ -615,7 +615,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 v.inject_undef(arch, elr);
                 Next::Resume
             }
-            ExitReason::Wfx { wfe } => self.wfx(arch, v, wfe),
+            ExitReason::Wfx { wfe } => self.wfx(arch, v, wfe, raw.esr),
             ExitReason::Irq | ExitReason::Fiq => self.irq_exit(arch, v),
             ExitReason::SError => {
                 log::error!("d{d}v{n}: SError, ESR {:#x}, ending d{d}", raw.esr);

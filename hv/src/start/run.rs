@@ -253,6 +253,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// Acknowledge and handle every pending physical interrupt of this pCPU.
     fn phys_irqs(&self, arch: &mut dyn Arch, cpu: usize, mut current: Option<&mut Vcpu>) {
         while let Some(intid) = arch.irq_ack() {
+            log::trace!("CPU{cpu}: physical IRQ {intid}");
             match intid {
                 irq::VTIMER => {
                     if let Some(v) = current.as_deref_mut() {
@@ -384,6 +385,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         } else {
             0
         };
+        log::trace!(
+            "d{}v{}: vGIC {} {ipa:#x} size {size} value {value:#x}",
+            v.domid,
+            v.id,
+            if a.wnr { "write" } else { "read" }
+        );
         let r = g
             .mmio(
                 v.id,
@@ -432,11 +439,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         Some(Next::Resume)
     }
 
-    /// A trapped WFI (block until an interrupt is pending) or WFE (yield).
-    pub(super) fn wfx(&self, arch: &mut dyn Arch, v: &mut Vcpu, wfe: bool) -> Next {
+    /// A trapped WFI (block until an interrupt is pending), WFE (yield), or
+    /// WFIT/WFET (FEAT_WFxT, `ESR_EL2.ISS.TI` = 0b10/0b11: yield; a WFx with
+    /// a timeout may complete early, and Linux's `__delay` loops on them).
+    pub(super) fn wfx(&self, arch: &mut dyn Arch, v: &mut Vcpu, wfe: bool, esr: u64) -> Next {
         // A trapped WFI/WFE returns to itself: step over it.
         v.gprs.pc = v.gprs.pc.wrapping_add(4);
-        if wfe {
+        let with_timeout = esr & 0b10 != 0;
+        if wfe || with_timeout {
             return Next::Yield;
         }
         let Some(g) = v.vgic.clone() else {
@@ -448,6 +458,11 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let ctl = arch.read_el1(El1Reg::CntvCtlEl0);
         let timer = vtimer_deadline(ctl, 0).is_some();
         let gic_on = g.with_state(|s| s.grp0 || s.grp1);
+        log::trace!(
+            "d{}v{}: WFI, timer {timer} (CNTV_CTL {ctl:#x}), GIC {gic_on}",
+            v.domid,
+            v.id
+        );
         if timer || gic_on {
             Next::Block
         } else {

@@ -79,6 +79,22 @@ impl Cpu {
         unsafe { write_sysreg!("cnthctl_el2", 1u64 << 10) };
         // SAFETY: see above.
         unsafe { write_sysreg!("vttbr_el2", 0) };
+        // HCRX_EL2 (FEAT_HCX, ID_AA64MMFR1_EL1.HCX): with FEAT_MOPS the
+        // guest's CPY*/SET* instructions are UNDEFINED unless MSCEn = 1 (Arm
+        // ARM, HCRX_EL2.MSCEn); Linux patches memcpy/memset to them once it
+        // sees ID_AA64ISAR2_EL1.MOPS, so they must work (KVM sets MSCEn for
+        // guests with MOPS too). MCE2 = 0: MOPS exceptions go to the guest.
+        let mmfr1 = read_sysreg!("id_aa64mmfr1_el1");
+        if (mmfr1 >> 40) & 0xf != 0 {
+            let isar2 = read_sysreg!("S3_0_C0_C6_2"); // ID_AA64ISAR2_EL1
+            let mscen = if (isar2 >> 16) & 0xf != 0 {
+                1u64 << 11
+            } else {
+                0
+            };
+            // SAFETY: see above (HCRX_EL2 = S3_4_C1_C2_2 only affects EL1&0).
+            unsafe { write_sysreg!("S3_4_C1_C2_2", mscen) };
+        }
         if (pfr0 >> 24) & 0xf != 0 {
             // ICC_SRE_EL2: SRE | DFB | DIB | Enable (EL1 may use the system interface).
             // SAFETY: see above; the GIC CPU interface is a system-register one (PFR0.GIC).
