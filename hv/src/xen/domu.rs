@@ -150,6 +150,8 @@ pub struct DomainXen {
     pub runstate: Vec<Runstate>,
     /// `VMASST_TYPE_runstate_update_flag` enabled.
     pub runstate_update_flag: bool,
+    /// Bytes drained from the console ring so far.
+    pub console_bytes: u64,
     /// Every hv-owned frame of the domain (released at teardown).
     frames: Vec<PhysAddr>,
 }
@@ -163,6 +165,7 @@ impl Default for DomainXen {
             console_ring: None,
             runstate: alloc::vec![Runstate::default()],
             runstate_update_flag: false,
+            console_bytes: 0,
             frames: Vec::new(),
         }
     }
@@ -224,6 +227,7 @@ impl DomainXen {
             console_ring: Some(ring),
             runstate: alloc::vec![Runstate::default(); vcpus.max(1) as usize],
             runstate_update_flag: false,
+            console_bytes: 0,
             frames,
         })
     }
@@ -244,8 +248,10 @@ impl DomainXen {
 
     /// Drain the console ring (the guest notified its console channel) and
     /// tell the guest the space is free again.
+    /// The first bytes through the ring are announced on hv's console
+    /// (`d<N>: PV console ring in use (event channel <port>)`).
     pub fn console_notified<M: PhysMem + ?Sized>(
-        &self,
+        &mut self,
         domid: u16,
         mem: &mut M,
         line: &mut ConsoleLine,
@@ -253,7 +259,14 @@ impl DomainXen {
         irq: &mut dyn IrqSink,
     ) {
         if let Some(ring) = self.console_ring {
-            super::console_ring::drain(ring, mem, domid, line, sink);
+            let n = super::console_ring::drain(ring, mem, domid, line, sink);
+            if self.console_bytes == 0 && n != 0 {
+                sink.hv_line(format_args!(
+                    "d{domid}: PV console ring in use (event channel {})",
+                    self.evtchn.hv_port(HvPort::Console).unwrap_or(0)
+                ));
+            }
+            self.console_bytes += u64::from(n);
             if let Some(p) = self.evtchn.hv_port(HvPort::Console) {
                 self.evtchn.set_pending(domid, p, mem, irq);
             }
@@ -442,7 +455,7 @@ fn event_channel_op<M: PhysMem + TableMem>(
                         .iter_mut()
                         .find(|d| d.id == caller)
                         .ok_or(Errno::ESRCH)?;
-                    let (xen, line) = (&d.xen, &mut d.console);
+                    let (xen, line) = (&mut d.xen, &mut d.console);
                     xen.console_notified(caller, ctx.mem, line, ctx.sink, ctx.irq);
                 }
             }
