@@ -54,6 +54,9 @@ step smoke-smp2 bash ci/qemu-smoke.sh 2 --no-build --timeout 180
 step smp-switch bash ci/qemu-smp-switch.sh --no-build
 # Issue 3: domU building by d0 under both TLB policies, asserted TLBI counts (~30 s).
 step qemu-domu bash ci/qemu-domu.sh --timeout 600
+# Issue 5: Debian's unmodified arm64 kernel as a dom0less domU (1 vCPU on -smp 1, 2 vCPUs on
+# -smp 2): marker through the PV console ring, nproc, power-off (~20 s after the first fetch).
+step qemu-linux bash ci/qemu-linux.sh all
 # The nested rig (issue 4): hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 
