@@ -796,3 +796,311 @@ pub fn deliver_upcalls(domains: &[Domain], upcalls: &[(u16, u32)]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::fake::FakeMem;
+    use crate::domain::{VmidAllocator, GUEST_RAM0_BASE};
+    use crate::xen::console_ring as ring;
+    use crate::xen::evtchn::RecordingIrqSink;
+    use alloc::string::String;
+
+    #[derive(Default)]
+    struct Lines(Vec<String>);
+    impl ConsoleSink for Lines {
+        fn guest_line(&mut self, domid: u16, line: &str) {
+            self.0.push(std::format!("(d{domid}) {line}"));
+        }
+        fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
+            self.0.push(std::format!("hv: {args}"));
+        }
+    }
+
+    const B: u64 = GUEST_RAM0_BASE;
+
+    struct World {
+        mem: FakeMem,
+        domains: Vec<Domain>,
+        lines: Lines,
+        irq: RecordingIrqSink,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let mut mem = FakeMem::new(0x8000_0000, 0x400_0000);
+            let mut pool = FrameTable::new(PhysAddr(0x8000_0000), 0x3000);
+            let mut vmids = VmidAllocator::new(2);
+            let mut domains = Vec::new();
+            for id in [1, 2] {
+                let mut d =
+                    Domain::create(id, 4 << 20, 40, &mut vmids, &mut mem, &mut pool).unwrap();
+                d.xen = DomainXen::setup(id, 2, d.physmap_mut(), &mut mem, &mut pool).unwrap();
+                domains.push(d);
+            }
+            Self {
+                mem,
+                domains,
+                lines: Lines::default(),
+                irq: RecordingIrqSink::default(),
+            }
+        }
+
+        fn put(&mut self, d: usize, ipa: u64, b: &[u8]) {
+            self.domains[d]
+                .guest_memory(&mut self.mem)
+                .copy_to_guest(Ipa(ipa), b)
+                .unwrap();
+        }
+
+        fn get<const N: usize>(&mut self, d: usize, ipa: u64) -> [u8; N] {
+            let mut b = [0u8; N];
+            self.domains[d]
+                .guest_memory(&mut self.mem)
+                .copy_from_guest(Ipa(ipa), &mut b)
+                .unwrap();
+            b
+        }
+
+        fn call(&mut self, caller: u16, vcpu: u32, c: Hypercall) -> Outcome {
+            let mut ctx = SysCtx {
+                caller,
+                vcpu,
+                s1: None,
+                domains: &mut self.domains,
+                mem: &mut self.mem,
+                sink: &mut self.lines,
+                irq: &mut self.irq,
+            };
+            system_call(&c, &mut ctx).expect("a domU call")
+        }
+    }
+
+    fn param(w: &mut World, index: u32) -> Result<u64, u64> {
+        let mut s = [0u8; 16];
+        s[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+        s[4..8].copy_from_slice(&index.to_le_bytes());
+        w.put(0, B + 0x100, &s);
+        let r = w
+            .call(
+                1,
+                0,
+                Hypercall::HvmOp {
+                    cmd: 1,
+                    arg: B + 0x100,
+                },
+            )
+            .ret;
+        if r != 0 {
+            return Err(r);
+        }
+        Ok(le64(&w.get::<16>(0, B + 0x100), 8))
+    }
+
+    #[test]
+    fn linux_boot_calls_through_system_call() {
+        let mut w = World::new();
+        // HVM params: the console page and channel; no xenstore.
+        assert_eq!(param(&mut w, hvm_param::CONSOLE_PFN), Ok(CONSOLE_GFN));
+        assert_eq!(param(&mut w, hvm_param::CONSOLE_EVTCHN), Ok(1));
+        assert_eq!(param(&mut w, hvm_param::STORE_PFN), Ok(0));
+        assert_eq!(param(&mut w, hvm_param::STORE_EVTCHN), Ok(0));
+        assert_eq!(param(&mut w, hvm_param::NR), Err(Errno::EINVAL.to_x0()));
+        assert_eq!(param(&mut w, hvm_param::CONSOLE_PFN), Ok(CONSOLE_GFN));
+        let set = w.call(
+            1,
+            0,
+            Hypercall::HvmOp {
+                cmd: 0,
+                arg: B + 0x100,
+            },
+        );
+        assert_eq!(set.ret, Errno::EPERM.to_x0(), "a domU sets no params");
+
+        // The console: the guest fills `out`, bumps out_prod, notifies port 1.
+        let rpa = GUEST_MAGIC_BASE;
+        w.put(0, rpa + ring::OUT, b"hello hvc0\n");
+        w.put(0, rpa + ring::OUT_PROD, &11u32.to_le_bytes());
+        w.put(0, B + 0x200, &1u32.to_le_bytes());
+        let send = Hypercall::EventChannelOp {
+            cmd: evtchn::op::SEND,
+            arg: B + 0x200,
+        };
+        assert_eq!(w.call(1, 0, send).ret, 0);
+        assert_eq!(
+            w.lines.0,
+            [
+                "(d1) hello hvc0",
+                "hv: d1: PV console ring in use (event channel 1)"
+            ]
+        );
+        assert_eq!(le32(&w.get::<4>(0, rpa + ring::OUT_CONS), 0), 11);
+        assert_eq!(w.domains[0].xen.console_bytes, 11);
+        // hv's notification back: port 1 pending, upcall on vCPU 0 (shared-info slot).
+        assert_eq!(w.irq.upcalls, [(1, 0)]);
+
+        // vcpu_info of vCPU 1 registered at a RAM page; a missing vCPU is -ENOENT.
+        let mut r = [0u8; 16];
+        r[0..8].copy_from_slice(&((B + 0x3000) >> 12).to_le_bytes());
+        r[8..12].copy_from_slice(&0x40u32.to_le_bytes());
+        w.put(0, B + 0x300, &r);
+        let reg = |vcpu| Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_VCPU_INFO,
+            vcpu,
+            arg: B + 0x300,
+        };
+        assert_eq!(w.call(1, 1, reg(1)).ret, 0);
+        assert_eq!(w.irq.upcalls.last(), Some(&(1, 1)));
+        assert_eq!(
+            le64(&w.get::<16>(0, B + 0x3040), 8),
+            !0,
+            "all selectors pending"
+        );
+        assert_eq!(w.call(1, 1, reg(1)).ret, Errno::EINVAL.to_x0(), "twice");
+        assert_eq!(w.call(1, 0, reg(2)).ret, Errno::ENOENT.to_x0());
+        // Runstate area (a VA on Arm): accepted, kept for the switches.
+        w.put(0, B + 0x400, &0xffff_8000_1234_0000u64.to_le_bytes());
+        let rs = Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_RUNSTATE_MEMORY_AREA,
+            vcpu: 0,
+            arg: B + 0x400,
+        };
+        assert_eq!(w.call(1, 0, rs).ret, 0);
+        assert_eq!(
+            w.domains[0].xen.runstate[0].area,
+            Some(0xffff_8000_1234_0000)
+        );
+        let other = Hypercall::VcpuOp {
+            cmd: vcpuop::IS_UP,
+            vcpu: 0,
+            arg: 0,
+        };
+        assert_eq!(w.call(1, 0, other).ret, Errno::EINVAL.to_x0());
+
+        // Grant table: query_size and set_version (v1 only).
+        let mut q = [0u8; 16];
+        q[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+        w.put(0, B + 0x500, &q);
+        let qs = Hypercall::GrantTableOp {
+            cmd: grant::op::QUERY_SIZE,
+            arg: B + 0x500,
+            count: 1,
+        };
+        assert_eq!(w.call(1, 0, qs).ret, 0);
+        let q = w.get::<16>(0, B + 0x500);
+        assert_eq!((le32(&q, 4), le32(&q, 8), le16(&q, 12)), (0, 4, 0));
+        w.put(0, B + 0x600, &2u32.to_le_bytes());
+        let sv = Hypercall::GrantTableOp {
+            cmd: grant::op::SET_VERSION,
+            arg: B + 0x600,
+            count: 1,
+        };
+        assert_eq!(w.call(1, 0, sv).ret, Errno::EOPNOTSUPP.to_x0());
+        assert_eq!(le32(&w.get::<4>(0, B + 0x600), 0), 1, "v1 stays");
+
+        // vm_assist: only the runstate update flag.
+        let va = |ty| Hypercall::VmAssist { cmd: 0, ty };
+        assert_eq!(w.call(1, 0, va(vmasst::TYPE_RUNSTATE_UPDATE_FLAG)).ret, 0);
+        assert!(w.domains[0].xen.runstate_update_flag);
+        assert_eq!(w.call(1, 0, va(2)).ret, Errno::EINVAL.to_x0());
+
+        // FIFO event channels are not offered.
+        let ic = Hypercall::EventChannelOp {
+            cmd: evtchn::op::INIT_CONTROL,
+            arg: B,
+        };
+        assert_eq!(w.call(1, 0, ic).ret, Errno::ENOSYS.to_x0());
+    }
+
+    #[test]
+    fn interdomain_status_and_multicall() {
+        let mut w = World::new();
+        // d2 offers a port to d1 (alloc_unbound), d1 binds it.
+        let mut a = [0u8; 8];
+        a[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+        a[2..4].copy_from_slice(&1u16.to_le_bytes());
+        w.put(1, B + 0x100, &a);
+        let au = Hypercall::EventChannelOp {
+            cmd: evtchn::op::ALLOC_UNBOUND,
+            arg: B + 0x100,
+        };
+        assert_eq!(w.call(2, 0, au).ret, 0);
+        let p2 = le32(&w.get::<8>(1, B + 0x100), 4);
+        assert_eq!(p2, 2, "port 1 is d2's console");
+        // d1 binds via a multicall: [xen_version(VERSION), bind_interdomain, bogus].
+        let mut bi = [0u8; 12];
+        bi[0..2].copy_from_slice(&2u16.to_le_bytes());
+        bi[4..8].copy_from_slice(&p2.to_le_bytes());
+        w.put(0, B + 0x200, &bi);
+        let mut list = [0u8; 3 * 64];
+        list[0..8].copy_from_slice(&17u64.to_le_bytes());
+        list[64..72].copy_from_slice(&32u64.to_le_bytes());
+        list[64 + 16..64 + 24]
+            .copy_from_slice(&u64::from(evtchn::op::BIND_INTERDOMAIN).to_le_bytes());
+        list[64 + 24..64 + 32].copy_from_slice(&(B + 0x200).to_le_bytes());
+        list[128..136].copy_from_slice(&13u64.to_le_bytes()); // a nested multicall
+        w.put(0, B + 0x1000, &list);
+        let mc = Hypercall::Multicall {
+            list: B + 0x1000,
+            nr: 3,
+        };
+        assert_eq!(w.call(1, 0, mc).ret, 0);
+        let out = w.get::<192>(0, B + 0x1000);
+        assert_eq!(le64(&out, 8), (4 << 16) | 20, "xen_version result");
+        assert_eq!(le64(&out, 64 + 8), 0, "bind_interdomain result");
+        assert_eq!(
+            le64(&out, 128 + 8),
+            Errno::EINVAL.to_x0(),
+            "nested multicall"
+        );
+        let p1 = le32(&w.get::<12>(0, B + 0x200), 8);
+        // EVTCHNOP_status from d2's side: interdomain to d1's port.
+        let mut st = [0u8; 24];
+        st[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+        st[4..8].copy_from_slice(&p2.to_le_bytes());
+        w.put(1, B + 0x300, &st);
+        let sc = Hypercall::EventChannelOp {
+            cmd: evtchn::op::STATUS,
+            arg: B + 0x300,
+        };
+        assert_eq!(w.call(2, 0, sc).ret, 0);
+        let mut st = w.get::<24>(1, B + 0x300);
+        assert_eq!(le32(&st, 8), evtchn::stat::INTERDOMAIN);
+        assert_eq!((le16(&st, 16), le32(&st, 20)), (1, p1));
+        // d1 sends: d2 gets the upcall on vCPU 0; the guest's bits are set.
+        w.put(0, B + 0x400, &p1.to_le_bytes());
+        let send = Hypercall::EventChannelOp {
+            cmd: evtchn::op::SEND,
+            arg: B + 0x400,
+        };
+        assert_eq!(w.call(1, 0, send).ret, 0);
+        assert_eq!(w.irq.upcalls, [(2, 0)]);
+        // An unprivileged domain cannot ask about another domain.
+        st[0..2].copy_from_slice(&1u16.to_le_bytes());
+        w.put(1, B + 0x300, &st);
+        assert_eq!(w.call(2, 0, sc).ret, Errno::EPERM.to_x0());
+        // Closing the console channel is refused; closing p1 frees it.
+        w.put(0, B + 0x500, &1u32.to_le_bytes());
+        let cl = |arg| Hypercall::EventChannelOp {
+            cmd: evtchn::op::CLOSE,
+            arg,
+        };
+        assert_eq!(w.call(1, 0, cl(B + 0x500)).ret, Errno::EINVAL.to_x0());
+        assert_eq!(w.call(1, 0, cl(B + 0x400)).ret, 0);
+        // Unknown hypercalls are not ours.
+        let mut ctx = SysCtx {
+            caller: 1,
+            vcpu: 0,
+            s1: None,
+            domains: &mut w.domains,
+            mem: &mut w.mem,
+            sink: &mut w.lines,
+            irq: &mut w.irq,
+        };
+        assert!(system_call(
+            &Hypercall::XenVersion(super::super::XenVersion::Version),
+            &mut ctx
+        )
+        .is_none());
+    }
+}
