@@ -412,6 +412,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let (regs, vmid) = (e.stage2_regs(), e.vmid());
         drop(sh);
         arch.vcpu_load(&v.sysregs, regs, v.vmpidr());
+        self.runstate(arch, v, xen::domu::runstate::RUNNING);
         let plan = last_ran.switch_to(vmid, v.id, &policy);
         if !plan.is_empty() {
             crate::tlb::execute_ops(plan.ops(), arch);
@@ -511,7 +512,19 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// coalescing window first.
     fn put(&self, arch: &mut dyn Arch, v: &mut Vcpu) {
         self.close_window(arch, v.domid);
+        self.runstate(arch, v, xen::domu::runstate::RUNNABLE);
         arch.vcpu_put(&mut v.sysregs);
+    }
+
+    /// The loaded vCPU `v` changes runstate (its registered area is kept current).
+    fn runstate(&self, arch: &mut dyn Arch, v: &Vcpu, state: u32) {
+        let now = xen::domu::ticks_to_ns(arch.counter(), arch.counter_frequency());
+        let s1 = xen::s1walk::Stage1::of(&*arch);
+        let mut sh = self.shared.lock();
+        let Shared { mem, domains, .. } = &mut *sh;
+        if let Some(d) = domains.iter_mut().find(|d| d.id == v.domid) {
+            xen::domu::runstate_switch(d, v.id, state, now, s1, mem);
+        }
     }
 
     /// Run `v` (loaded) until it yields, stops or its domain ends.

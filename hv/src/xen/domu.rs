@@ -96,8 +96,8 @@ pub mod runstate {
     pub const SIZE: usize = 48;
 }
 
-/// Where a vCPU's runstate area is and what it says.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Where a vCPU's runstate area is and what it says (a vCPU starts offline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Runstate {
     /// The guest address given to `VCPUOP_register_runstate_memory_area` (a
     /// guest *virtual* address on Arm), or a guest physical one with `phys`.
@@ -110,6 +110,18 @@ pub struct Runstate {
     pub entry: u64,
     /// Time spent in each state (ns).
     pub time: [u64; 4],
+}
+
+impl Default for Runstate {
+    fn default() -> Self {
+        Self {
+            area: None,
+            phys: false,
+            state: runstate::OFFLINE,
+            entry: 0,
+            time: [0; 4],
+        }
+    }
 }
 
 impl Runstate {
@@ -607,6 +619,7 @@ fn vcpu_op<M: PhysMem + TableMem>(
             let b = ctx.read::<8>(arg)?;
             let addr = le64(&b, 0);
             let phys = cmd == vcpuop::REGISTER_RUNSTATE_PHYS_AREA;
+            log::debug!("d{caller}v{vcpu}: runstate area at {addr:#x} (physical: {phys})");
             let rs = ctx
                 .me()?
                 .xen
@@ -783,6 +796,35 @@ pub fn publish_runstate<M: PhysMem + TableMem>(
         core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
         let _ = gm.copy_to_guest(Ipa(area + 8), &rs.entry.to_le_bytes());
     }
+}
+
+/// A vCPU switch: vCPU `vcpu` of `d` enters `state` (`RUNSTATE_*`) at
+/// `now_ns`; its registered runstate area, if any, is rewritten through its
+/// stage 1 `s1` (Xen's `update_runstate_area` at each context switch).
+pub fn runstate_switch<M: PhysMem + TableMem>(
+    d: &mut Domain,
+    vcpu: u32,
+    state: u32,
+    now_ns: u64,
+    s1: super::s1walk::Stage1,
+    mem: &mut M,
+) {
+    let Some(rs) = d.xen.runstate.get_mut(vcpu as usize) else {
+        return;
+    };
+    rs.switch(state, now_ns);
+    if rs.area.is_some() {
+        publish_runstate(d, vcpu, Some(s1), mem);
+    }
+}
+
+/// `counter` ticks at `freq` Hz as nanoseconds (Xen's system time, `NOW()`).
+#[must_use]
+pub fn ticks_to_ns(counter: u64, freq: u64) -> u64 {
+    if freq == 0 {
+        return 0;
+    }
+    (u128::from(counter) * 1_000_000_000 / u128::from(freq)) as u64
 }
 
 /// Inject the event-channel upcall PPI ([`evtchn::GUEST_EVTCHN_PPI`]) for
@@ -1102,5 +1144,59 @@ mod tests {
             &mut ctx
         )
         .is_none());
+    }
+
+    #[test]
+    fn runstate_kept_current_at_switches() {
+        let mut w = World::new();
+        // A runstate area at a (MMU-off: identity) guest address of vCPU 1.
+        w.put(0, B + 0x400, &(B + 0x2000).to_le_bytes());
+        let rs = Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_RUNSTATE_MEMORY_AREA,
+            vcpu: 1,
+            arg: B + 0x400,
+        };
+        assert_eq!(w.call(1, 1, rs).ret, 0);
+        let va = Hypercall::VmAssist {
+            cmd: vmasst::CMD_ENABLE,
+            ty: vmasst::TYPE_RUNSTATE_UPDATE_FLAG,
+        };
+        assert_eq!(w.call(1, 1, va).ret, 0);
+        let off = crate::xen::s1walk::Stage1::default();
+        runstate_switch(
+            &mut w.domains[0],
+            1,
+            runstate::RUNNING,
+            100,
+            off,
+            &mut w.mem,
+        );
+        runstate_switch(
+            &mut w.domains[0],
+            1,
+            runstate::RUNNABLE,
+            350,
+            off,
+            &mut w.mem,
+        );
+        runstate_switch(
+            &mut w.domains[0],
+            1,
+            runstate::RUNNING,
+            1000,
+            off,
+            &mut w.mem,
+        );
+        let b = w.get::<48>(0, B + 0x2000);
+        assert_eq!(le32(&b, 0), runstate::RUNNING);
+        assert_eq!(le64(&b, 8), 1000, "entry time, update flag cleared");
+        assert_eq!(le64(&b, 16), 250, "time running");
+        assert_eq!(le64(&b, 24), 650, "time runnable");
+        assert_eq!(le64(&b, 40), 100, "offline until first run");
+        // vCPU 0 has no area: nothing written anywhere, no panic.
+        runstate_switch(&mut w.domains[0], 0, runstate::RUNNING, 5, off, &mut w.mem);
+        runstate_switch(&mut w.domains[0], 9, runstate::RUNNING, 5, off, &mut w.mem);
+        assert_eq!(ticks_to_ns(62_500_000, 62_500_000), 1_000_000_000);
+        assert_eq!(ticks_to_ns(5, 0), 0);
     }
 }
