@@ -863,6 +863,7 @@ mod tests {
 
     struct World {
         mem: FakeMem,
+        pool: FrameTable,
         domains: Vec<Domain>,
         lines: Lines,
         irq: RecordingIrqSink,
@@ -882,6 +883,7 @@ mod tests {
             }
             Self {
                 mem,
+                pool,
                 domains,
                 lines: Lines::default(),
                 irq: RecordingIrqSink::default(),
@@ -1198,5 +1200,54 @@ mod tests {
         runstate_switch(&mut w.domains[0], 9, runstate::RUNNING, 5, off, &mut w.mem);
         assert_eq!(ticks_to_ns(62_500_000, 62_500_000), 1_000_000_000);
         assert_eq!(ticks_to_ns(5, 0), 0);
+    }
+
+    #[test]
+    fn add_to_physmap_maps_shared_info_and_grant_frames() {
+        use crate::arch::fake::{FakeArch, FakeMachine};
+        use crate::xen::memory::{memory_op, MemoryOpCtx, MemoryOpResult};
+        let mut w = World::new();
+        let mut arch = FakeArch::new(0, FakeMachine::new_shared());
+        let mut flush = pv_tlb::DeferredFlush::new(pv_tlb::Policy::XenCompat);
+        // struct xen_add_to_physmap: domid @0, size @2, space @4, idx @8, gpfn @16.
+        let mut atp = |w: &mut World, space: u32, idx: u64, gpfn: u64| -> u64 {
+            let mut b = [0u8; 24];
+            b[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+            b[4..8].copy_from_slice(&space.to_le_bytes());
+            b[8..16].copy_from_slice(&idx.to_le_bytes());
+            b[16..24].copy_from_slice(&gpfn.to_le_bytes());
+            w.put(0, B + 0x100, &b);
+            let mut ctx = MemoryOpCtx {
+                caller: 1,
+                s1: None,
+                mem: &mut w.mem,
+                domains: &mut w.domains,
+                pool: &mut w.pool,
+                flush: &mut flush,
+                arch: &mut arch,
+                heap_free: || usize::MAX,
+            };
+            match memory_op(7, B + 0x100, &mut ctx) {
+                MemoryOpResult::Done(r) => r,
+                MemoryOpResult::Continue { .. } => panic!("add_to_physmap continued"),
+            }
+        };
+        // Linux maps shared info over one of its RAM pages, grant frame 0 at the DT region.
+        let si_gfn = (B + 0x5000) >> 12;
+        assert_eq!(atp(&mut w, 0, 0, si_gfn), 0);
+        let gnt_gfn = grant::GUEST_GNTTAB_BASE >> 12;
+        assert_eq!(atp(&mut w, 1, 0, gnt_gfn), 0);
+        assert_eq!(atp(&mut w, 1, 4, gnt_gfn + 4), Errno::EINVAL.to_x0());
+        assert_eq!(w.domains[0].xen.grant.query_size(), (1, 4));
+        // The guest's writes land in hv's frames.
+        w.put(0, B + 0x5000 + evtchn::layout::SI_MASK, &[0xff]);
+        w.put(0, grant::GUEST_GNTTAB_BASE + 8, &[0x42]);
+        let si = w.domains[0].xen.shared_info().unwrap();
+        let g0 = w.domains[0].xen.grant.frame(0).unwrap();
+        let mut b = [0u8; 1];
+        w.mem.read(PhysAddr(si.0 + evtchn::layout::SI_MASK), &mut b);
+        assert_eq!(b, [0xff]);
+        w.mem.read(PhysAddr(g0.0 + 8), &mut b);
+        assert_eq!(b, [0x42]);
     }
 }
