@@ -544,6 +544,17 @@ pub struct Check {
     pub pass: Option<bool>,
     /// The numbers.
     pub detail: String,
+    /// Shown for comparison only: not one of the acceptance claims (its result
+    /// does not decide the run's exit status).
+    pub info: bool,
+}
+
+impl Check {
+    /// True when this is an acceptance claim the data contradicts.
+    #[must_use]
+    pub fn failed(&self) -> bool {
+        !self.info && self.pass == Some(false)
+    }
 }
 
 fn find<'a>(
@@ -600,9 +611,17 @@ pub fn checks(cells: &[Cell]) -> Vec<Check> {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let claim = format!(
-                "optimized path ({variant} remove), realistic build: IPA limit 52 <= 1.05 x IPA limit 48 ({what})"
-            );
+            // The optimized path is the batch remove; the per-page remove is shown
+            // next to it for comparison (5 traps to L0 per page, see the per-trap cost).
+            let claim = if variant == "batch" {
+                format!(
+                    "optimized path (batch remove), realistic build: IPA limit 52 <= 1.05 x IPA limit 48 ({what})"
+                )
+            } else {
+                format!(
+                    "for comparison, targeted with per-page remove, realistic build: IPA limit 52 vs 1.05 x IPA limit 48 ({what})"
+                )
+            };
             // What the builds did at each limit: traps to L0 and the L0 CPU time per trap
             // (the builds are trap-bound in the rig, so this says whether a difference
             // comes from more work or from dearer traps).
@@ -626,6 +645,7 @@ pub fn checks(cells: &[Cell]) -> Vec<Check> {
                         _ => String::new(),
                     };
                     Check {
+                        info: variant == "single",
                         claim,
                         pass: Some(r <= 1.05),
                         detail: format!(
@@ -638,6 +658,7 @@ pub fn checks(cells: &[Cell]) -> Vec<Check> {
                     }
                 }
                 _ => Check {
+                    info: false,
                     claim,
                     pass: None,
                     detail: "cells missing".into(),
@@ -661,6 +682,7 @@ pub fn checks(cells: &[Cell]) -> Vec<Check> {
                 (Some(x), Some(o)) => {
                     let r = x.us_per_page() / o.us_per_page().max(1e-9);
                     Check {
+                        info: false,
                         claim,
                         pass: Some(r >= 100.0),
                         detail: format!(
@@ -673,6 +695,7 @@ pub fn checks(cells: &[Cell]) -> Vec<Check> {
                     }
                 }
                 _ => Check {
+                    info: false,
                     claim,
                     pass: None,
                     detail: "cells missing".into(),
@@ -689,6 +712,7 @@ pub fn checks(cells: &[Cell]) -> Vec<Check> {
     let full: u64 = opt.iter().map(|c| c.full_flushes()).sum();
     let unknown = opt.iter().filter(|c| c.build.tlbi.is_none()).count();
     out.push(Check {
+        info: false,
         claim: "optimized path: 0 VMALLS12E1* and 0 ALLE1* in every build".into(),
         pass: if opt.is_empty() || unknown > 0 {
             None
@@ -736,6 +760,7 @@ pub fn checks(cells: &[Cell]) -> Vec<Check> {
                 })
                 .collect();
             out.push(Check {
+                info: false,
                 claim,
                 pass: pairs.first().map(|(_, o, x)| o <= x),
                 detail: if detail.is_empty() {
@@ -754,10 +779,12 @@ pub fn checks(cells: &[Cell]) -> Vec<Check> {
 pub fn checks_markdown(checks: &[Check]) -> String {
     let mut s = String::new();
     for c in checks {
-        let mark = match c.pass {
-            Some(true) => "PASS",
-            Some(false) => "FAIL",
-            None => "NOT CHECKED",
+        let mark = match (c.info, c.pass) {
+            (true, Some(true)) => "INFO (within)",
+            (true, Some(false)) => "INFO (above)",
+            (_, Some(true)) => "PASS",
+            (_, Some(false)) => "FAIL",
+            (_, None) => "NOT CHECKED",
         };
         let _ = writeln!(s, "- **{mark}** {}: {}", c.claim, c.detail);
     }
@@ -1107,6 +1134,7 @@ mod tests {
         }
         let c = checks(&cells);
         assert!(c.iter().all(|c| c.pass == Some(true)), "{c:#?}");
+        assert!(c.iter().all(|c| !c.failed()));
         // A slow IPA-52 realistic build (per-page remove) fails its check.
         cells[1].build.build_us = 1_100_000;
         // A full flush on the optimized path fails its check.
@@ -1116,6 +1144,8 @@ mod tests {
         assert_eq!(c[0].pass, Some(true), "{c:#?}");
         assert_eq!(c[2].pass, Some(true), "{c:#?}");
         assert_eq!(c[3].pass, Some(false), "{c:#?}");
+        // ... which is the per-page comparison, not an acceptance claim.
+        assert!(c[3].info && !c[3].failed() && !c[0].info);
         assert!(c
             .iter()
             .any(|x| x.claim.contains("0 VMALLS12E1") && x.pass == Some(false)));

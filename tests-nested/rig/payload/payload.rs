@@ -234,6 +234,8 @@ fn counter() -> u64 {
 }
 
 const ITERS: u64 = 256;
+/// Trapped instructions of the trap benchmark.
+const TRAP_BENCH: u64 = 20_000;
 
 /// Counter ticks for ITERS reads of ID_AA64MMFR0_EL1 (trapped by HCR_EL2.TID3 when L0 is KVM).
 fn time_idreg() -> u64 {
@@ -411,6 +413,13 @@ extern "C" fn probe_main(dtb: usize) -> ! {
         ns(local),
         ns(hvc)
     );
+    // A longer trap loop for runners that stamp lines with L0's CPU time (rig-stamp): the
+    // CPU time between these two lines / TRAP_BENCH = L0's cost of one trapped instruction.
+    probe!("trap bench: {} ID reg reads start", TRAP_BENCH);
+    for _ in 0..TRAP_BENCH {
+        let _ = mrs!("id_aa64mmfr0_el1");
+    }
+    probe!("trap bench: done");
     probe!("SYSTEM_OFF");
     // SAFETY: PSCI SYSTEM_OFF (0x8400_0008) does not return on success.
     let _ = smccc(0x8400_0008, true);

@@ -468,7 +468,7 @@ fn write_report(r: &Report, cells: &[Cell], commands: &[String]) -> Result<bool,
     };
     w("matrix.md", &md)?;
     w("matrix.svg", &matrix::svg_plot(cells))?;
-    Ok(checks.iter().all(|c| c.pass != Some(false)))
+    Ok(!checks.iter().any(matrix::Check::failed))
 }
 
 fn run(o: &Opts) -> Result<bool, String> {
@@ -593,10 +593,11 @@ fn run(o: &Opts) -> Result<bool, String> {
     for c in matrix::checks(&cells) {
         eprintln!(
             "hvmatrix: {} {}: {}",
-            match c.pass {
-                Some(true) => "PASS",
-                Some(false) => "FAIL",
-                None => "NOT CHECKED",
+            match (c.info, c.pass) {
+                (true, _) => "INFO",
+                (_, Some(true)) => "PASS",
+                (_, Some(false)) => "FAIL",
+                (_, None) => "NOT CHECKED",
             },
             c.claim,
             c.detail
