@@ -707,6 +707,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             return match out.action {
                 Action::Continue => Next::Resume,
                 Action::Yield => Next::Yield,
+                Action::Block => xen_block(domains, mem, v),
                 Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
             };
         }
@@ -728,6 +729,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         match out.action {
             Action::Continue => Next::Resume,
             Action::Yield => Next::Yield,
+            Action::Block => xen_block(domains, mem, v),
             Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
         }
     }
@@ -754,6 +756,23 @@ fn keeps_window(exit: &ExitReason, v: &Vcpu) -> bool {
         && (op == memops::xen::XENMEM_REMOVE_FROM_PHYSMAP
             || op == memops::xen::XENMEM_REMOVE_FROM_PHYSMAP_BATCH
             || cmd >> memops::xen::MEMOP_EXTENT_SHIFT != 0)
+}
+
+/// `SCHEDOP_block`: resume at once if an event upcall or another interrupt is
+/// pending for `v`, else block it like a WFI (the upcall PPI wakes it); a
+/// guest whose GIC is off only yields.
+fn xen_block<M: PhysMem + TableMem>(domains: &[Domain], mem: &M, v: &Vcpu) -> Next {
+    let Some(d) = domains.iter().find(|d| d.id == v.domid) else {
+        return Next::Yield;
+    };
+    if d.xen.evtchn.upcall_pending(v.id, mem) || d.vgic.has_deliverable(v.id) {
+        Next::Resume
+    } else if d.vgic.with_state(|s| s.grp0 || s.grp1) {
+        Next::Block
+    } else {
+        // Its GIC is off: no upcall could ever wake it; let others run instead.
+        Next::Yield
+    }
 }
 
 /// Copy host memory at `pa` into `buf`, split at page boundaries as [`PhysMem`] requires.

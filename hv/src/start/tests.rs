@@ -1219,3 +1219,22 @@ fn createdomain_with_a_full_heap_is_refused() {
         r.lines.all()
     );
 }
+
+/// SCHEDOP_block from a guest whose GIC is off cannot sleep forever: it
+/// returns 0 and the guest runs on (h10, issue 5).
+#[test]
+fn sched_block_without_gic_returns() {
+    let r = rig();
+    assert_eq!(r.add(&kernel(b"after block\n")), 1);
+    r.script(
+        1,
+        [
+            Step::hypercall(29, &[1]),
+            Step::hypercall(18, &[0, 12, GUEST_RAM0_BASE + 0x100]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    assert_eq!(r.entries(1)[1].x[0], 0, "SCHEDOP_block returned 0");
+    assert!(r.lines.has("(d1) after block"), "{:?}", r.lines.all());
+}

@@ -86,7 +86,7 @@ pub enum XenVersion {
 pub enum SchedOp {
     /// `SCHEDOP_yield`.
     Yield,
-    /// `SCHEDOP_block` (until an event is pending; hv has no event channels yet, so it yields).
+    /// `SCHEDOP_block` (until an event is pending for the vCPU).
     Block,
     /// `SCHEDOP_shutdown`: `struct sched_shutdown { unsigned int reason; }` at the handle.
     Shutdown(GuestHandle<u32>),
@@ -335,6 +335,9 @@ pub enum Action {
     Continue,
     /// Let other vCPUs run first, then resume.
     Yield,
+    /// `SCHEDOP_block`: sleep until an event (or another interrupt) is
+    /// pending for the vCPU (xen/common/sched/core.c `vcpu_block_enable_events`).
+    Block,
     /// The domain asked to shut down: end it.
     Shutdown(ShutdownReason),
 }

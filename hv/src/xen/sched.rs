@@ -58,9 +58,13 @@ impl fmt::Display for ShutdownReason {
 /// (unreadable) or `-EINVAL` (reason above `SHUTDOWN_MAX`) and the guest runs on.
 pub fn sched_op<M: PhysMem + TableMem>(op: SchedOp, ctx: &mut HypercallCtx<'_, M>) -> Outcome {
     match op {
-        SchedOp::Yield | SchedOp::Block => Outcome {
+        SchedOp::Yield => Outcome {
             ret: 0,
             action: Action::Yield,
+        },
+        SchedOp::Block => Outcome {
+            ret: 0,
+            action: Action::Block,
         },
         SchedOp::Shutdown(h) => {
             let reason = match ctx.mem.read(h) {
