@@ -12,6 +12,7 @@ pub mod bootinfo;
 pub mod dom0less;
 pub mod domain;
 pub mod guest;
+pub mod idregs;
 pub mod logger;
 pub mod mm;
 pub mod options;

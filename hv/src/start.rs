@@ -467,6 +467,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         }
         if self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1 {
             // Lock order: shared, then runq.
+            sink.hv_line(format_args!(
+                "id-regs: reads={} writes={} sve_sme_traps={}",
+                crate::idregs::READS.load(Ordering::Relaxed),
+                crate::idregs::WRITES.load(Ordering::Relaxed),
+                crate::idregs::SVE_SME_TRAPS.load(Ordering::Relaxed)
+            ));
             let s = self.runq.lock().sched.stats;
             sink.hv_line(format_args!(
                 "sched: switches={} same_vmid_switches={} lazy_resumes={} migrations={} preemptions={}",
@@ -618,6 +624,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::Stage2Fault { ipa: a.ipa })
             }
             ExitReason::SysReg(acc) if self.sgi_trap(v, &acc).is_some() => Next::Resume,
+            ExitReason::SysReg(acc) if crate::idregs::id_encoding(&acc).is_some() => {
+                crate::idregs::emulate(arch, v, &acc);
+                Next::Resume
+            }
             ExitReason::SysReg(acc) => {
                 log::warn!(
                     "d{d}v{n}: trapped {acc} at pc {:#x}: injecting undefined instruction",
@@ -635,6 +645,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::UnhandledExit {
                     ec: esr_ec(raw.esr),
                 })
+            }
+            ExitReason::Unknown {
+                ec: ec @ (crate::idregs::EC_SVE | crate::idregs::EC_SME),
+            } => {
+                crate::idregs::sve_sme_trap(arch, v, ec);
+                Next::Resume
             }
             ExitReason::Unknown { ec } => {
                 log::error!(

@@ -301,6 +301,8 @@ pub struct FakeMachine {
     pub phys: BTreeMap<usize, VecDeque<u32>>,
     /// `wait_for_interrupt` calls (counted, not logged: idle pCPUs loop).
     pub wfis: u64,
+    /// The host ID registers `host_id_reg` returns, by `(CRm, op2)` (absent: 0).
+    pub id_regs: BTreeMap<(u8, u8), u64>,
 }
 
 /// The shared machine handle.
@@ -570,6 +572,15 @@ impl Arch for FakeArch {
         let _ = self.loaded();
         // The fake's guests run with the MMU off: VA = IPA.
         Some(va)
+    }
+
+    fn host_id_reg(&self, crm: u8, op2: u8) -> u64 {
+        self.machine
+            .lock()
+            .id_regs
+            .get(&(crm, op2))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn ich_vtr(&self) -> u64 {

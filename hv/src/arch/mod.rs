@@ -204,6 +204,12 @@ pub trait Arch {
     /// translate each page separately.
     fn guest_va_to_ipa(&mut self, va: u64, write: bool) -> Option<u64>;
 
+    /// The host CPU's ID register op0 3, op1 0, CRn 0, CRm `crm`, op2 `op2`
+    /// (`crm` 1..=7: what `MRS` reads at EL2; hv assumes symmetric CPUs and
+    /// may read them once); 0 outside that space. Guests never see it raw:
+    /// `crate::idregs` sanitises it.
+    fn host_id_reg(&self, crm: u8, op2: u8) -> u64;
+
     // ---- GICv3 virtual CPU interface (ICH_*_EL2) for the loaded vCPU ----
 
     /// `ICH_VTR_EL2` (ListRegs in [4:0] = number of list registers - 1,

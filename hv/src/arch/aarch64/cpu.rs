@@ -26,6 +26,7 @@ pub const HCR_GUEST: u64 = (1 << 0)   // VM: stage-2 translation
     | (1 << 9)                        // FB: broadcast TLB/IC maintenance
     | (1 << 10)                       // BSU = inner shareable
     | (1 << 13)                       // TWI: trap WFI
+    | (1 << 18)                       // TID3: trap ID register reads (crate::idregs)
     | (1 << 19)                       // TSC: trap SMC
     | (1 << 20)                       // TIDCP: trap IMPDEF sysregs
     | (1 << 21)                       // TACR: trap ACTLR_EL1
@@ -250,6 +251,74 @@ fn has_pauth() -> bool {
             || (isar1 >> 24) & 0xff != 0  // GPA, GPI
             || (isar2 >> 8) & 0xf != 0    // GPA3
             || (isar2 >> 12) & 0xf != 0 // APA3
+    })
+}
+
+/// The host's ID registers op0 3, op1 0, CRn 0, CRm 1..=7 (op2 0..=7, index
+/// `(CRm - 1) * 8 + op2`), read once: unallocated encodings in this space
+/// read as zero (Arm ARM, the reserved ID register space), and each read
+/// traps to L0 when hv runs nested.
+fn host_id_regs() -> &'static [u64; 56] {
+    static IDS: spin::Once<[u64; 56]> = spin::Once::new();
+    IDS.call_once(|| {
+        [
+            read_sysreg!("S3_0_C0_C1_0"),
+            read_sysreg!("S3_0_C0_C1_1"),
+            read_sysreg!("S3_0_C0_C1_2"),
+            read_sysreg!("S3_0_C0_C1_3"),
+            read_sysreg!("S3_0_C0_C1_4"),
+            read_sysreg!("S3_0_C0_C1_5"),
+            read_sysreg!("S3_0_C0_C1_6"),
+            read_sysreg!("S3_0_C0_C1_7"),
+            read_sysreg!("S3_0_C0_C2_0"),
+            read_sysreg!("S3_0_C0_C2_1"),
+            read_sysreg!("S3_0_C0_C2_2"),
+            read_sysreg!("S3_0_C0_C2_3"),
+            read_sysreg!("S3_0_C0_C2_4"),
+            read_sysreg!("S3_0_C0_C2_5"),
+            read_sysreg!("S3_0_C0_C2_6"),
+            read_sysreg!("S3_0_C0_C2_7"),
+            read_sysreg!("S3_0_C0_C3_0"),
+            read_sysreg!("S3_0_C0_C3_1"),
+            read_sysreg!("S3_0_C0_C3_2"),
+            read_sysreg!("S3_0_C0_C3_3"),
+            read_sysreg!("S3_0_C0_C3_4"),
+            read_sysreg!("S3_0_C0_C3_5"),
+            read_sysreg!("S3_0_C0_C3_6"),
+            read_sysreg!("S3_0_C0_C3_7"),
+            read_sysreg!("S3_0_C0_C4_0"),
+            read_sysreg!("S3_0_C0_C4_1"),
+            read_sysreg!("S3_0_C0_C4_2"),
+            read_sysreg!("S3_0_C0_C4_3"),
+            read_sysreg!("S3_0_C0_C4_4"),
+            read_sysreg!("S3_0_C0_C4_5"),
+            read_sysreg!("S3_0_C0_C4_6"),
+            read_sysreg!("S3_0_C0_C4_7"),
+            read_sysreg!("S3_0_C0_C5_0"),
+            read_sysreg!("S3_0_C0_C5_1"),
+            read_sysreg!("S3_0_C0_C5_2"),
+            read_sysreg!("S3_0_C0_C5_3"),
+            read_sysreg!("S3_0_C0_C5_4"),
+            read_sysreg!("S3_0_C0_C5_5"),
+            read_sysreg!("S3_0_C0_C5_6"),
+            read_sysreg!("S3_0_C0_C5_7"),
+            read_sysreg!("S3_0_C0_C6_0"),
+            read_sysreg!("S3_0_C0_C6_1"),
+            read_sysreg!("S3_0_C0_C6_2"),
+            read_sysreg!("S3_0_C0_C6_3"),
+            read_sysreg!("S3_0_C0_C6_4"),
+            read_sysreg!("S3_0_C0_C6_5"),
+            read_sysreg!("S3_0_C0_C6_6"),
+            read_sysreg!("S3_0_C0_C6_7"),
+            read_sysreg!("S3_0_C0_C7_0"),
+            read_sysreg!("S3_0_C0_C7_1"),
+            read_sysreg!("S3_0_C0_C7_2"),
+            read_sysreg!("S3_0_C0_C7_3"),
+            read_sysreg!("S3_0_C0_C7_4"),
+            read_sysreg!("S3_0_C0_C7_5"),
+            read_sysreg!("S3_0_C0_C7_6"),
+            read_sysreg!("S3_0_C0_C7_7"),
+        ]
     })
 }
 
@@ -505,6 +574,13 @@ impl Arch for Cpu {
             return None; // PAR_EL1.F: the translation faulted
         }
         Some((par & 0x000f_ffff_ffff_f000) | (va & 0xfff))
+    }
+
+    fn host_id_reg(&self, crm: u8, op2: u8) -> u64 {
+        if !(1..=7).contains(&crm) || op2 > 7 {
+            return 0;
+        }
+        host_id_regs()[usize::from(crm - 1) * 8 + usize::from(op2)]
     }
 
     fn ich_vtr(&self) -> u64 {

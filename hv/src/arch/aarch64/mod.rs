@@ -91,11 +91,13 @@
 //! `hv::tlb::STATS`; a root never loaded needs no TLBI; the root-less
 //! `invalidate_now` falls back to a counted `TLBI ALLE1IS`.
 //!
-//! **Not done.** ID registers are not trapped or sanitised (no
-//! `HCR_EL2.TID3`): guests see every CPU feature, and EL1 state of features
-//! hv does not switch (SVE/SME, FEAT_S1PIE/S1POE, TCR2_EL1, ...) is shared
-//! between vCPUs on one CPU; SVE/SME use traps (CPTR_EL2);
-//! debug and PMU registers are not trapped or switched (`MDCR_EL2` is left as
+//! **ID registers.** `HCR_EL2.TID3` traps guest reads of the ID space;
+//! `Arch::host_id_reg` reads the host's values once and [`crate::idregs`]
+//! hides every feature whose EL1 state hv does not switch (SVE/SME, MTE,
+//! FEAT_S1PIE/S1POE, TCR2_EL1, AMU, MPAM, SPE/TRBE, PMU, ...); SVE/SME use
+//! traps (CPTR_EL2) and gets an undefined instruction.
+//!
+//! **Not done.** Debug and PMU registers are not trapped or switched (`MDCR_EL2` is left as
 //! firmware set it); no self-relocation.
 
 pub mod boot;
