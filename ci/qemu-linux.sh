@@ -33,7 +33,7 @@ ARGS="console=hvc0 earlycon=xenboot rdinit=/init panic=-1 loglevel=7"
 # run NAME SMP VCPUS
 run() {
     local name=$1 smp=$2 vcpus=$3
-    local m=(-M virt,virtualization=on,gic-version=3 -cpu max,sve=off,sme=off -smp "$smp" -m 1G)
+    local m=(-M virt,virtualization=on,gic-version=3 -cpu max -smp "$smp" -m 1G)
     "$QEMU" "${m[@]}" -machine dumpdtb="$WORK/$name-base.dtb" -nographic >/dev/null 2>&1
     dtc -q -I dtb -O dts "$WORK/$name-base.dtb" >"$WORK/$name-base.dts"
     # Xen's dom0less binding: /chosen/domU1 (xen,domain; memory in KiB; cpus) with its kernel
@@ -86,7 +86,7 @@ run() {
     [ $rc = 0 ] || fail+=("QEMU exit status $rc (124 = timeout)")
     if [ ${#fail[@]} = 0 ]; then
         echo "[qemu-linux] ($name) PASS in $secs s" >&2
-        grep -E 'console ring in use|^\(d1\) HV-LINUX|hv: d1 ended|hv: all domains' "$log" >&2
+        grep -E 'console ring in use|^\(d1\) HV-LINUX|hv: d1 ended|hv: id-regs|hv: all domains' "$log" >&2
     else
         echo "[qemu-linux] ($name) FAIL after $secs s: ${fail[*]}; last lines:" >&2
         tail -n 40 "$log" >&2
