@@ -230,7 +230,11 @@ impl Counts {
     /// `VMALLS12E1IS + VMALLS12E1 + ALLE1IS`: flushes of a whole VMID or more.
     #[must_use]
     pub fn full(&self) -> u64 {
-        self.get("VMALLS12E1IS") + self.get("VMALLS12E1") + self.get("ALLE1IS")
+        pv_tlb::TlbOpKind::ALL
+            .iter()
+            .filter(|k| k.is_full_stage2())
+            .map(|k| self.get(k.mnemonic()))
+            .sum()
     }
 }
 

@@ -22,20 +22,35 @@
 
 use std::fmt::Write as _;
 
-/// TLB operation kinds in `hv_op` counter order (`pv_tlb::TlbOpKind::ALL`).
-pub const TLBI_KINDS: [&str; 8] = [
-    "IPAS2E1IS",
-    "RIPAS2E1IS",
-    "VMALLE1IS",
-    "VMALLE1",
-    "VMALLS12E1IS",
-    "VMALLS12E1",
-    "ALLE1IS",
-    "IC_IALLU",
-];
+use pv_tlb::TlbOpKind;
 
-/// Indexes of the full stage-2 flushes (VMALLS12E1IS, VMALLS12E1, ALLE1IS) in [`TLBI_KINDS`].
-pub const FULL_FLUSH_KINDS: [usize; 3] = [4, 5, 6];
+/// TLB operation kinds in `hv_op` counter order: the mnemonics of
+/// `pv_tlb::TlbOpKind::ALL`, the order hv copies `struct hv_counters.tlbi` in.
+pub const TLBI_KINDS: [&str; TlbOpKind::ALL.len()] = {
+    let mut names = [""; TlbOpKind::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = TlbOpKind::ALL[i].mnemonic();
+        i += 1;
+    }
+    names
+};
+
+/// Indexes in [`TLBI_KINDS`] of the full stage-2 flushes
+/// (`TlbOpKind::is_full_stage2`: VMALLS12E1IS, VMALLS12E1, ALLE1IS).
+pub const FULL_FLUSH_KINDS: [usize; 3] = {
+    let mut idx = [0; 3];
+    let (mut i, mut n) = (0, 0);
+    while i < TlbOpKind::ALL.len() {
+        if TlbOpKind::ALL[i].is_full_stage2() {
+            idx[n] = i;
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(n == 3, "pv-tlb names exactly three full stage-2 flush kinds");
+    idx
+};
 
 /// Where hv runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
