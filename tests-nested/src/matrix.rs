@@ -48,7 +48,10 @@ pub const FULL_FLUSH_KINDS: [usize; 3] = {
         }
         i += 1;
     }
-    assert!(n == 3, "pv-tlb names exactly three full stage-2 flush kinds");
+    assert!(
+        n == 3,
+        "pv-tlb names exactly three full stage-2 flush kinds"
+    );
     idx
 };
 
