@@ -282,3 +282,41 @@ fn vgic_reads_fill_the_register_and_accesses_without_syndrome_abort() {
     assert_eq!((esr >> 6) & 1, 1, "WnR");
     assert!(w.iter().any(|(r, _)| *r == El1Reg::FarEl1));
 }
+
+/// WFI blocks (the pCPU idles until the virtual timer wakes the vCPU); WFIT
+/// (FEAT_WFxT, ESR_EL2.ISS.TI = 0b10) only yields: a WFx with a timeout may
+/// complete early, and blocking it would need its deadline.
+#[test]
+fn wfi_blocks_but_wfit_yields() {
+    for with_timeout in [false, true] {
+        let (sys, _lines, machine) = system(Policy::XenCompat);
+        add(&sys, 1);
+        let mut wfx = Step::wfx(false)
+            .with_el1(El1Reg::CntvCtlEl0, 0b101)
+            .raising(&[irq::VTIMER]);
+        if with_timeout {
+            wfx.exit.esr |= 0b10;
+        }
+        machine.lock().script(
+            1,
+            0,
+            [
+                mmio_write(GICD_BASE, 0x12),
+                mmio_write(GICR_BASE + 0x1_0000 + 0x80, 0xffff_ffff),
+                mmio_write(GICR_BASE + 0x1_0000 + 0x100, 1 << 27),
+                wfx,
+                poweroff(),
+            ],
+        );
+        let mut arch = FakeArch::new(0, machine.clone());
+        assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
+        let m = machine.lock();
+        let e = m.entries(1, 0);
+        assert_eq!(e[4].pc, e[3].pc + 4, "stepped over");
+        if with_timeout {
+            assert_eq!(m.wfis, 0, "WFIT never idles the pCPU");
+        } else {
+            assert!(m.wfis >= 1, "WFI blocked until the timer fired");
+        }
+    }
+}
