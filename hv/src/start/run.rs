@@ -88,7 +88,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 self.arm_timer(arch, cpu, None);
                 return CpuExit::AllEnded;
             }
-            let recheck = self.send_kicks(arch, cpu);
+            // Blocked vCPUs of a domain that is ending (SCHEDOP_shutdown by a
+            // sibling, destroydomain) must come out of WFI to be collected.
+            let ending_woken = self.wake_ending();
+            let recheck = self.send_kicks(arch, cpu) || ending_woken;
             let now = arch.counter();
             let (decision, due) = {
                 let mut rq = self.runq.lock();
@@ -164,7 +167,15 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     p.current = Some(v);
                 }
                 Next::Block => {
-                    self.runq.lock().sched.block(cpu);
+                    let mut rq = self.runq.lock();
+                    rq.sched.block(cpu);
+                    // An interrupt injected after the WFI check but before the
+                    // vCPU was marked blocked: another pCPU may have consumed
+                    // its wake epoch already, so look once more (under runq).
+                    if v.vgic.as_ref().is_some_and(|g| g.has_deliverable(v.id)) {
+                        let _ = rq.sched.wake(key(&v));
+                    }
+                    drop(rq);
                     p.current = Some(v);
                 }
                 Next::VcpuOff => {
@@ -191,7 +202,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// Nothing to run: collect vCPUs of ending domains, then wait for an
     /// interrupt (or `until`) and handle what arrived.
     fn idle(&self, arch: &mut dyn Arch, p: &mut Pcpu, until: Option<u64>, recheck: bool) {
-        if self.wake_ending() || recheck {
+        if recheck {
             return;
         }
         self.arm_timer(arch, p.cpu, until);
