@@ -47,6 +47,8 @@ step test-host cargo test --workspace
 # hvrun build = cargo build --release --target aarch64-unknown-none -p hv
 # -p guest-hello -p guest-fault, then llvm-objcopy to flat Images.
 step build-aarch64 cargo run -q -p tests-nested --bin hvrun -- build
+# The README's demo: no boot module, so hv runs the guest-hello embedded in its image.
+step demo-embedded cargo run -q -p tests-nested --bin hvrun -- demo --no-build --smp 1 --timeout 120
 step smoke-smp1 bash ci/qemu-smoke.sh 1 --no-build --timeout 180
 step smoke-smp2 bash ci/qemu-smoke.sh 2 --no-build --timeout 180
 # Two vCPUs of one domain on one pCPU under tlb=targeted and tlb=xen-compat

@@ -865,6 +865,9 @@ pub fn run_primary_with_domus<A: Arch, M: PhysMem + TableMem + Send + 'static>(
     let system: &'static System<M> = Box::leak(Box::new(system));
     system.add_module_domains(modules);
     crate::dom0less::add_domus(system, domus);
+    if modules.is_empty() && domus.is_empty() {
+        add_demo_domain(system);
+    }
     if system.live_domains() == 0 {
         log::info!("no domain to run");
         log::info!("all domains ended, powering off");
@@ -873,6 +876,33 @@ pub fn run_primary_with_domus<A: Arch, M: PhysMem + TableMem + Send + 'static>(
     RUNNER.call_once(|| system);
     let exit = system.run_cpu(&mut arch);
     finish(&mut arch, exit)
+}
+
+/// With no boot module at all, run the embedded demo guest (if one was built
+/// in, see [`crate::demo`]) as d1 with the default RAM size.
+fn add_demo_domain<M: PhysMem + TableMem + Send>(system: &System<M>) {
+    let Some(image) = crate::demo::DEFAULT_GUEST else {
+        return;
+    };
+    log::info!(
+        "no boot modules: running the embedded demo guest ({} bytes)",
+        image.len()
+    );
+    let mut read = |_: &M, off: u64, buf: &mut [u8]| crate::demo::read_into(image, off, buf);
+    let spec = DomainSpec {
+        ram_bytes: DEFAULT_RAM_BYTES,
+        privileged: false,
+        bootargs: None,
+        dtb: true,
+        vcpus: 1,
+    };
+    let kernel = BootImage {
+        size: image.len() as u64,
+        read: &mut read,
+    };
+    if let Err(e) = system.add_domain(spec, kernel, None) {
+        log::error!("embedded demo guest: domain not built: {e}");
+    }
 }
 
 /// A secondary CPU's last step: wait for the boot CPU's [`System`], then run vCPUs.

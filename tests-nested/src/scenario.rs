@@ -48,14 +48,20 @@ fn common_never(e: Expectations) -> Expectations {
         .never("guest-rt: unexpected exception")
 }
 
-/// The demo: guest-hello as d1 (the default), or `modules` arbitrary kernels
+/// hv's line when it runs its embedded demo guest (no boot module given).
+pub const EMBEDDED: &str = "hv: no boot modules: running the embedded demo guest (*";
+
+/// The demo: the embedded guest-hello as d1 (the default), or `modules` arbitrary kernels
 /// of which only hv's own lines are checked (each domain ends; hv numbers
 /// them, e.g. d0 for a control domain). `extra` markers must appear in order,
 /// interleaved freely with the rest.
 pub fn demo(smp: u32, default_guest: bool, modules: u32, extra: &[String]) -> Expectations {
     let mut chains = cpus(smp);
     if default_guest {
-        chains.push(hello_chain(1));
+        // No module is given: hv must fall back to the guest embedded in its image.
+        let mut chain = vec![EMBEDDED.to_string()];
+        chain.extend(hello_chain(1));
+        chains.push(chain);
     } else {
         chains.push((0..modules).map(|_| "hv: d* ended (".to_string()).collect());
     }
@@ -166,6 +172,7 @@ mod tests {
         for l in [
             "hv: hv 0.1.0 booting at EL2 (VHE)",
             "hv: CPU0 online",
+            "hv: no boot modules: running the embedded demo guest (12871 bytes)",
             "(d1) hello from guest-hello",
             "(d1) xen_version = 4.20",
             "hv: d1 ended (poweroff)",
@@ -174,6 +181,19 @@ mod tests {
             m.feed(l);
         }
         assert!(!m.complete(), "all checks passed is required");
+        let mut m = Matcher::new(demo(1, true, 1, &[]));
+        for l in [
+            "hv: hv 0.1.0 booting at EL2 (VHE)",
+            "hv: CPU0 online",
+            "(d1) hello from guest-hello",
+            "(d1) xen_version = 4.20",
+            "(d1) guest-hello: all checks passed",
+            "hv: d1 ended (poweroff)",
+            "hv: all domains ended, powering off",
+        ] {
+            m.feed(l);
+        }
+        assert!(!m.complete(), "the embedded-guest line is required");
         let extra = vec!["(d1) built*".to_string(), "(d0) done".to_string()];
         let mut m = Matcher::new(demo(1, false, 2, &extra));
         for l in [

@@ -170,20 +170,20 @@ pub fn build(paths: &Paths) -> Result<(), String> {
                 .map_err(|e| format!("cannot remove stale {}: {e}", flat.display()))?;
         }
     }
+    // Payloads first: hv embeds guest-hello's flat Image as its demo default
+    // (HV_DEFAULT_GUEST, read by hv/build.rs), so it runs a guest even when
+    // started with no boot module.
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&paths.repo)
         .env("CARGO_TARGET_DIR", &paths.target)
-        .args(["build", "--release", "--target", TARGET, "-p", "hv"]);
+        .args(["build", "--release", "--target", TARGET]);
     for p in PAYLOADS {
         cmd.args(["-p", p]);
     }
-    eprintln!(
-        "hvrun: building hv and {} for {TARGET}",
-        PAYLOADS.join(", ")
-    );
-    run(&mut cmd, "cargo build (hv and payloads)")?;
+    eprintln!("hvrun: building {} for {TARGET}", PAYLOADS.join(", "));
+    run(&mut cmd, "cargo build (payloads)")?;
     let objcopy = objcopy(paths)?;
-    for bin in std::iter::once("hv").chain(PAYLOADS) {
+    let flatten = |bin: &str| -> Result<(), String> {
         let elf = paths.elf(bin);
         let flat = paths.flat(bin);
         run(
@@ -195,8 +195,23 @@ pub fn build(paths: &Paths) -> Result<(), String> {
             &format!("llvm-objcopy {}", elf.display()),
         )?;
         eprintln!("hvrun: {} -> {}", elf.display(), flat.display());
+        Ok(())
+    };
+    for bin in PAYLOADS {
+        flatten(bin)?;
     }
-    Ok(())
+    let demo = paths.flat("guest-hello");
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(&paths.repo)
+        .env("CARGO_TARGET_DIR", &paths.target)
+        .env("HV_DEFAULT_GUEST", &demo)
+        .args(["build", "--release", "--target", TARGET, "-p", "hv"]);
+    eprintln!(
+        "hvrun: building hv for {TARGET} (embedded demo guest: {})",
+        demo.display()
+    );
+    run(&mut cmd, "cargo build (hv)")?;
+    flatten("hv")
 }
 
 /// Dumps QEMU's DTB for `smp` CPUs, adds `edit` to `/chosen` and compiles the

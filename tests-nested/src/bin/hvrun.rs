@@ -87,7 +87,8 @@ fn run(paths: &Paths, o: &Options) -> Result<(), String> {
         ),
         _ if o.modules.is_empty() => (
             format!("demo-smp{}", o.smp),
-            vec![built(paths, "guest-hello")],
+            // No module: hv runs the guest-hello embedded in its image.
+            Vec::new(),
             scenario::demo(o.smp, true, 1, &o.expect),
         ),
         _ => (
