@@ -99,28 +99,99 @@ pub enum Error {
     },
 }
 
-/// Xen errno values used at the hypercall boundary (Xen's `public/errno.h`).
+/// A Xen errno (xen/include/public/errno.h): positive here, returned negated
+/// to the guest (in x0 or an `errs[]` slot). The one errno table of hv: hv's
+/// hypercall layer re-exports it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(i64)]
+#[allow(missing_docs)]
+pub enum Errno {
+    EPERM = 1,
+    ENOENT = 2,
+    ESRCH = 3,
+    EINTR = 4,
+    EIO = 5,
+    E2BIG = 7,
+    EAGAIN = 11,
+    ENOMEM = 12,
+    EACCES = 13,
+    EFAULT = 14,
+    EBUSY = 16,
+    EEXIST = 17,
+    ENODEV = 19,
+    EINVAL = 22,
+    ENOSPC = 28,
+    EDOM = 33,
+    ERANGE = 34,
+    ENOSYS = 38,
+    ENODATA = 61,
+    EOVERFLOW = 75,
+    EOPNOTSUPP = 95,
+}
+
+impl Errno {
+    /// Every errno in the table.
+    pub const ALL: [Errno; 21] = [
+        Errno::EPERM,
+        Errno::ENOENT,
+        Errno::ESRCH,
+        Errno::EINTR,
+        Errno::EIO,
+        Errno::E2BIG,
+        Errno::EAGAIN,
+        Errno::ENOMEM,
+        Errno::EACCES,
+        Errno::EFAULT,
+        Errno::EBUSY,
+        Errno::EEXIST,
+        Errno::ENODEV,
+        Errno::EINVAL,
+        Errno::ENOSPC,
+        Errno::EDOM,
+        Errno::ERANGE,
+        Errno::ENOSYS,
+        Errno::ENODATA,
+        Errno::EOVERFLOW,
+        Errno::EOPNOTSUPP,
+    ];
+
+    /// The value as the guest receives it: `-(errno)` in a 64-bit register.
+    #[must_use]
+    pub const fn to_x0(self) -> u64 {
+        (-(self as i64)) as u64
+    }
+
+    /// The errno for a positive Xen errno number `n`, if the table has it.
+    #[must_use]
+    pub fn from_number(n: i64) -> Option<Errno> {
+        Self::ALL.into_iter().find(|e| *e as i64 == n)
+    }
+}
+
+/// [`Errno`] values as positive `i64` numbers, for code that returns
+/// `-errno::X` directly (memops' handlers and `errs[]` slots).
 pub mod errno {
+    use super::Errno;
     /// Operation not permitted.
-    pub const EPERM: i64 = 1;
+    pub const EPERM: i64 = Errno::EPERM as i64;
     /// No such process (domain).
-    pub const ESRCH: i64 = 3;
+    pub const ESRCH: i64 = Errno::ESRCH as i64;
     /// Out of memory.
-    pub const ENOMEM: i64 = 12;
+    pub const ENOMEM: i64 = Errno::ENOMEM as i64;
     /// Bad address.
-    pub const EFAULT: i64 = 14;
+    pub const EFAULT: i64 = Errno::EFAULT as i64;
     /// Device or resource busy.
-    pub const EBUSY: i64 = 16;
+    pub const EBUSY: i64 = Errno::EBUSY as i64;
     /// Invalid argument.
-    pub const EINVAL: i64 = 22;
+    pub const EINVAL: i64 = Errno::EINVAL as i64;
     /// Function not implemented.
-    pub const ENOSYS: i64 = 38;
+    pub const ENOSYS: i64 = Errno::ENOSYS as i64;
     /// No such entry (Xen's answer for an unmapped gpfn in remove_from_physmap).
-    pub const ENOENT: i64 = 2;
+    pub const ENOENT: i64 = Errno::ENOENT as i64;
     /// Out of domain (bad continuation index).
-    pub const EDOM: i64 = 33;
+    pub const EDOM: i64 = Errno::EDOM as i64;
     /// Operation not supported.
-    pub const EOPNOTSUPP: i64 = 95;
+    pub const EOPNOTSUPP: i64 = Errno::EOPNOTSUPP as i64;
 }
 
 impl Error {

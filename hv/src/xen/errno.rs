@@ -3,53 +3,7 @@
 //! hv's modules use their own error enums with context; they are mapped to an
 //! [`Errno`] only at the hypercall boundary.
 
-/// A Xen errno (positive; the guest sees `-(errno)` in x0).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(i64)]
-#[allow(missing_docs)]
-pub enum Errno {
-    EPERM = 1,
-    ENOENT = 2,
-    ESRCH = 3,
-    EINTR = 4,
-    EIO = 5,
-    E2BIG = 7,
-    EAGAIN = 11,
-    ENOMEM = 12,
-    EACCES = 13,
-    EFAULT = 14,
-    EBUSY = 16,
-    EEXIST = 17,
-    ENODEV = 19,
-    EINVAL = 22,
-    ENOSPC = 28,
-    ERANGE = 34,
-    ENOSYS = 38,
-    ENODATA = 61,
-    EOVERFLOW = 75,
-    EOPNOTSUPP = 95,
-}
-
-impl Errno {
-    /// The value as the guest receives it: `-(errno)` in a 64-bit register.
-    #[must_use]
-    pub const fn to_x0(self) -> u64 {
-        (-(self as i64)) as u64
-    }
-
-    /// The errno for a positive Xen errno number `n`, if hv knows it
-    /// (used to pass through errors memops reports as numbers).
-    #[must_use]
-    pub fn from_number(n: i64) -> Option<Errno> {
-        use Errno::*;
-        [
-            EPERM, ENOENT, ESRCH, EINTR, EIO, E2BIG, EAGAIN, ENOMEM, EACCES, EFAULT, EBUSY, EEXIST,
-            ENODEV, EINVAL, ENOSPC, ERANGE, ENOSYS, ENODATA, EOVERFLOW, EOPNOTSUPP,
-        ]
-        .into_iter()
-        .find(|e| *e as i64 == n)
-    }
-}
+pub use memops::error::Errno;
 
 #[cfg(test)]
 mod tests {
@@ -67,5 +21,10 @@ mod tests {
         assert_eq!(Errno::ENOSYS.to_x0(), (-38i64) as u64);
         assert_eq!(Errno::from_number(14), Some(Errno::EFAULT));
         assert_eq!(Errno::from_number(1000), None);
+        assert_eq!(Errno::EDOM as i64, 33);
+        assert_eq!(Errno::EOPNOTSUPP as i64, 95);
+        for e in Errno::ALL {
+            assert_eq!(Errno::from_number(e as i64), Some(e));
+        }
     }
 }
