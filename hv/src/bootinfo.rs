@@ -235,11 +235,13 @@ pub struct BootInfo<'a> {
     pub hypervisor_node: bool,
 }
 
-const FDT_BEGIN_NODE: u32 = 1;
-const FDT_END_NODE: u32 = 2;
-const FDT_PROP: u32 = 3;
+// Structure-block tokens (Devicetree Specification v0.4, 5.4.1); the guest
+// DTB writer (`domain::dtb`) uses the same ones.
+pub(crate) const FDT_BEGIN_NODE: u32 = 1;
+pub(crate) const FDT_END_NODE: u32 = 2;
+pub(crate) const FDT_PROP: u32 = 3;
 const FDT_NOP: u32 = 4;
-const FDT_END: u32 = 9;
+pub(crate) const FDT_END: u32 = 9;
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(

@@ -6,10 +6,7 @@
 use alloc::vec::Vec;
 
 const FDT_MAGIC: u32 = 0xd00d_feed;
-const FDT_BEGIN_NODE: u32 = 1;
-const FDT_END_NODE: u32 = 2;
-const FDT_PROP: u32 = 3;
-const FDT_END: u32 = 9;
+use crate::bootinfo::{FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_PROP};
 const HEADER_LEN: usize = 40;
 /// One empty memory reservation entry (the terminator).
 const RSVMAP_LEN: usize = 16;

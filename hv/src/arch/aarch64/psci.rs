@@ -2,12 +2,8 @@
 
 use crate::bootinfo::PsciConduit;
 
-/// `PSCI_VERSION`.
-pub const PSCI_VERSION: u32 = 0x8400_0000;
-/// `CPU_ON` (SMC64).
-pub const CPU_ON_64: u32 = 0xc400_0003;
-/// `SYSTEM_OFF`.
-pub const SYSTEM_OFF: u32 = 0x8400_0008;
+// Function ids (Arm DEN0022) come from the portable guest-PSCI module: one table.
+pub use crate::psci::{CPU_ON_64, SYSTEM_OFF, VERSION as PSCI_VERSION};
 
 /// Make a PSCI call; returns x0.
 pub fn call(conduit: PsciConduit, fid: u32, a1: u64, a2: u64, a3: u64) -> i64 {
