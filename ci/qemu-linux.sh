@@ -33,7 +33,7 @@ ARGS="console=hvc0 earlycon=xenboot rdinit=/init panic=-1 loglevel=7"
 # run NAME SMP VCPUS
 run() {
     local name=$1 smp=$2 vcpus=$3
-    local m=(-M virt,virtualization=on,gic-version=3 -cpu max -smp "$smp" -m 1G)
+    local m=(-M virt,virtualization=on,gic-version=3 -cpu max -smp "$smp" -m 1G -nic none)
     "$QEMU" "${m[@]}" -machine dumpdtb="$WORK/$name-base.dtb" -nographic >/dev/null 2>&1
     dtc -q -I dtb -O dts "$WORK/$name-base.dtb" >"$WORK/$name-base.dts"
     # Xen's dom0less binding: /chosen/domU1 (xen,domain; memory in KiB; cpus) with its kernel

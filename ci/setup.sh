@@ -30,7 +30,9 @@ quiet() {
 }
 
 qemu_major() {
-    qemu-system-aarch64 --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -n1
+    # Empty output (not a failure) when QEMU is missing: callers test for "".
+    command -v qemu-system-aarch64 >/dev/null 2>&1 || return 0
+    qemu-system-aarch64 --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -n1 || true
 }
 
 # --- apt: bookworm-backports, qemu, dtc ---------------------------------------

@@ -113,7 +113,7 @@ WRAP=()
 set +e
 ${WRAP[@]+"${WRAP[@]}"} timeout --foreground "$((TIMEOUT + 60))" qemu-system-aarch64 \
     -M virt,virtualization=on,gic-version=3 -cpu "$CPU" -accel tcg,thread=multi \
-    -smp "$SMP" -m 2G -nographic -no-reboot \
+    -smp "$SMP" -m 2G -nic none -nographic -no-reboot \
     -kernel "$L1_IMAGE" -initrd "$CPIO" \
     -append "console=ttyAMA0 kvm-arm.mode=nested rdinit=/init panic=-1$L1_APPEND" 2>&1 |
     if [ $QUIET = 1 ]; then cat >"$LOG"; else tee "$LOG"; fi

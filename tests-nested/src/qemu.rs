@@ -37,6 +37,9 @@ pub fn machine_args(smp: u32, dump_to: Option<&Path>) -> Vec<String> {
         smp.to_string(),
         "-m".into(),
         MEMORY.into(),
+        // No default NIC: its option ROM (efi-virtio.rom) is in a package hv's runs do not need.
+        "-nic".into(),
+        "none".into(),
     ]
 }
 
@@ -310,7 +313,7 @@ mod tests {
         );
         let line = a.join(" ");
         assert!(line.starts_with(
-            "-M virt,virtualization=on,gic-version=3 -cpu max -smp 2 -m 1G -nographic"
+            "-M virt,virtualization=on,gic-version=3 -cpu max -smp 2 -m 1G -nic none -nographic"
         ));
         assert!(line.contains("-kernel /b/hv.bin -dtb /b/smoke.dtb"));
         assert!(line.ends_with(

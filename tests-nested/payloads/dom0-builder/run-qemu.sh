@@ -65,7 +65,7 @@ R=0x51000000
 blob_size=$(stat -c %s "$out/blob.bin")
 X=$(printf '0x%x' $(( (R + blob_size + 0x1fffff) / 0x200000 * 0x200000 )))
 qemu-system-aarch64 -M "virt,virtualization=on,gic-version=3,dumpdtb=$out/base.dtb" \
-  -cpu max -smp "$SMP" -m 1G -nographic >/dev/null 2>&1
+  -cpu max -smp "$SMP" -m 1G -nic none -nographic >/dev/null 2>&1
 dtc -q -I dtb -O dts -o "$out/base.dts" "$out/base.dtb"
 python3 - "$out" "$ARGS" "$HVARGS" "$K" "$R" "$X" "${EXTRA_DOMU:-}" <<'PY'
 import os, sys
@@ -94,7 +94,7 @@ if [[ -n "${EXTRA_DOMU:-}" ]]; then
 fi
 set +e
 timeout "$TIMEOUT" qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max \
-  -smp "$SMP" -m 1G -nographic -no-reboot -kernel "$out/hv.bin" -dtb "$out/run.dtb" \
+  -smp "$SMP" -m 1G -nic none -nographic -no-reboot -kernel "$out/hv.bin" -dtb "$out/run.dtb" \
   "${loaders[@]}" 2>&1 | tee "$out/run.log"
 set -e
 if grep -q "STALE READ SUCCEEDED" "$out/run.log"; then
