@@ -4,6 +4,9 @@
 # Each run must reach the initramfs, print HV-LINUX-MARKER through hvc0 (the PV console ring,
 # "(d1) " prefixed by hv), power off (PSCI SYSTEM_OFF or SCHEDOP_shutdown), and hv must power off.
 # Usage: ci/qemu-linux.sh [a|b|all]   (env: TIMEOUT=secs per run, default 900; QEMU)
+#        ci/qemu-linux.sh run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB [REPEAT]]]
+#          any configuration: QEMU -smp SMP -m QEMU_MEM (default 1G), a domU of VCPUS vCPUs and
+#          DOMU_MIB MiB (default 256), booted REPEAT times (default 1); every run must pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -30,23 +33,24 @@ RSIZE=$(stat -c %s "$LINUX_INITRD")
 # Kernel args: the PV console; early messages through console_io (xenboot earlycon).
 ARGS="console=hvc0 earlycon=xenboot rdinit=/init panic=-1 loglevel=7"
 
-# run NAME SMP VCPUS
+# run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB]]
 run() {
-    local name=$1 smp=$2 vcpus=$3
-    local m=(-M virt,virtualization=on,gic-version=3 -cpu max -smp "$smp" -m 1G -nic none)
+    local name=$1 smp=$2 vcpus=$3 qmem=${4:-1G} domu_mib=${5:-256}
+    local domu_kib; domu_kib=$(printf '0x%x' $((domu_mib * 1024)))
+    local m=(-M virt,virtualization=on,gic-version=3 -cpu max -smp "$smp" -m "$qmem" -nic none)
     "$QEMU" "${m[@]}" -machine dumpdtb="$WORK/$name-base.dtb" -nographic >/dev/null 2>&1
     dtc -q -I dtb -O dts "$WORK/$name-base.dtb" >"$WORK/$name-base.dts"
     # Xen's dom0less binding: /chosen/domU1 (xen,domain; memory in KiB; cpus) with its kernel
     # and ramdisk modules; hv's own command line in xen,xen-bootargs.
     awk -v hvargs="${HV_ARGS:-loglvl=info}" -v ks="$KSIZE" -v rs="$RSIZE" -v args="$ARGS" -v cpus="$vcpus" \
-        -v ka="$KADDR" -v ra="$RADDR" '
+        -v ka="$KADDR" -v ra="$RADDR" -v mem="$domu_kib" '
         /^\tchosen \{/ && !done { inchosen = 1; print; print "\t\txen,xen-bootargs = \"" hvargs "\";"; next }
         inchosen && /^\t\};/ {
             print "\t\tdomU1 {"
             print "\t\t\tcompatible = \"xen,domain\";"
             print "\t\t\t#address-cells = <0x1>;"
             print "\t\t\t#size-cells = <0x1>;"
-            print "\t\t\tmemory = <0x0 0x40000>;"
+            printf "\t\t\tmemory = <0x0 %s>;\n", mem
             printf "\t\t\tcpus = <%d>;\n", cpus
             printf "\t\t\tmodule@%s {\n", substr(ka, 3)
             print "\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";"
@@ -65,7 +69,7 @@ run() {
     grep -q 'domU1' "$WORK/$name.dts" || { echo "[qemu-linux] no /chosen in QEMU's DTB" >&2; return 1; }
     dtc -q -I dts -O dtb -o "$WORK/$name.dtb" "$WORK/$name.dts"
     local log=$WORK/$name.log t0; t0=$(now)
-    echo "[qemu-linux] ($name) -smp $smp, domU with $vcpus vCPU(s); log: $log" >&2
+    echo "[qemu-linux] ($name) -smp $smp -m $qmem, domU with $vcpus vCPU(s) and $domu_mib MiB; log: $log" >&2
     set +e
     timeout --foreground "$TIMEOUT" "$QEMU" "${m[@]}" -nographic -no-reboot \
         -kernel "$WORK/hv.bin" -dtb "$WORK/$name.dtb" \
@@ -99,6 +103,14 @@ case $WHICH in
     a) run a 1 1 || status=1 ;;
     b) run b 2 2 || status=1 ;;
     all) run a 1 1 || status=1; run b 2 2 || status=1 ;;
-    *) echo "usage: $0 [a|b|all]" >&2; exit 2 ;;
+    run)
+        [ $# -ge 4 ] || { echo "usage: $0 run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB [REPEAT]]]" >&2; exit 2; }
+        n=${7:-1} nfail=0
+        for i in $(seq 1 "$n"); do
+            run "$2-$i" "$3" "$4" "${5:-1G}" "${6:-256}" || { status=1; nfail=$((nfail + 1)); }
+        done
+        echo "[qemu-linux] $2: $((n - nfail)) of $n run(s) passed" >&2
+        ;;
+    *) echo "usage: $0 [a|b|all] | run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB [REPEAT]]]" >&2; exit 2 ;;
 esac
 exit $status
