@@ -28,7 +28,7 @@ use crate::domain::{
     DomId, Domain, DomainError, EndReason, FrameSource, VmidAllocator, DEFAULT_RAM_BYTES,
 };
 use crate::options::HvOptions;
-use crate::trap::{esr_ec, ExitReason};
+use crate::trap::{esr_ec, ExitReason, FaultStatus};
 use crate::vcpu::Vcpu;
 use crate::xen::memory::{MemoryOpCtx, MemoryOpResult};
 use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx};
@@ -595,6 +595,16 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 self.psci(v)
             }
             ExitReason::DataAbortLower(a) if self.gic_mmio(arch, v, &a).is_some() => Next::Resume,
+            ExitReason::DataAbortLower(a)
+                if self.fault_resolved(v, a.ipa, a.fsc, Need::data(a.wnr)) =>
+            {
+                Next::Resume
+            }
+            ExitReason::InstrAbortLower(a)
+                if self.fault_resolved(v, a.ipa, a.fsc, Need::fetch(a.s1ptw)) =>
+            {
+                Next::Resume
+            }
             ExitReason::DataAbortLower(a) => {
                 let access = match a.access {
                     Some(s) => alloc::format!(", {} bytes via x{}", s.sas.bytes(), s.srt),
@@ -661,6 +671,45 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::UnhandledExit { ec })
             }
         }
+    }
+
+    /// A stage-2 fault on an IPA that is mapped (again) by the time hv looks:
+    /// the guest raced a change of its own p2m (a block split by
+    /// break-before-make while giving back one page, a mapping being
+    /// replaced), which another pCPU made under the `shared` lock. Taking
+    /// that lock here waits for the change to finish; if the entry now allows
+    /// the access, the vCPU retries the instruction (the PC still points at
+    /// it), as Xen's `p2m_resolve_translation_fault` (which takes the p2m
+    /// lock) and KVM's `user_mem_abort` do. Only faults a missing or changing
+    /// entry causes are retried (translation, access flag, permission); the
+    /// rest, and faults on IPAs still unmapped, go on to end the domain.
+    fn fault_resolved(&self, v: &Vcpu, ipa: pv_tlb::Ipa, fsc: FaultStatus, need: Need) -> bool {
+        if !matches!(
+            fsc,
+            FaultStatus::Translation { .. }
+                | FaultStatus::AccessFlag { .. }
+                | FaultStatus::Permission { .. }
+        ) {
+            return false;
+        }
+        let mut sh = self.shared.lock();
+        let Shared { mem, domains, .. } = &mut *sh;
+        let Some(d) = domains.iter().find(|d| d.id == v.domid) else {
+            return false;
+        };
+        let Some((_, attrs)) = d.stage2().lookup(mem, ipa) else {
+            return false;
+        };
+        let ok = attrs.read && (!need.write || attrs.write) && (!need.exec || attrs.exec);
+        if ok {
+            log::debug!(
+                "d{}v{}: stage-2 {fsc} at IPA {ipa}: mapped now, retrying (pc {:#x})",
+                v.domid,
+                v.id,
+                v.gprs.pc
+            );
+        }
+        ok
     }
 
     fn hypercall(&self, arch: &mut dyn Arch, v: &mut Vcpu, call: &Hypercall) -> Next {
@@ -754,6 +803,33 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// call): [`crate::psci`], carried out in `start/run.rs`.
     fn psci(&self, v: &mut Vcpu) -> Next {
         self.guest_psci(v)
+    }
+}
+
+/// What a faulting access needed from its stage-2 entry.
+#[derive(Clone, Copy, Debug)]
+struct Need {
+    write: bool,
+    exec: bool,
+}
+
+impl Need {
+    /// A data access; `WnR` is also set for a stage-1 walk that updates a
+    /// descriptor (hardware access flag / dirty state), which needs write.
+    fn data(wnr: bool) -> Self {
+        Self {
+            write: wnr,
+            exec: false,
+        }
+    }
+
+    /// An instruction fetch (execute permission), or the stage-1 table walk
+    /// for one (`S1PTW`: a read).
+    fn fetch(s1ptw: bool) -> Self {
+        Self {
+            write: false,
+            exec: !s1ptw,
+        }
     }
 }
 

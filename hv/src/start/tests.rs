@@ -1238,3 +1238,57 @@ fn sched_block_without_gic_returns() {
     assert_eq!(r.entries(1)[1].x[0], 0, "SCHEDOP_block returned 0");
     assert!(r.lines.has("(d1) after block"), "{:?}", r.lines.all());
 }
+
+/// Issue 9 finding 3: a stage-2 fault on an IPA that is mapped when hv looks
+/// (another vCPU's `decrease_reservation` split the 2 MiB block around it with
+/// break-before-make, and the fault was taken in the break window) is
+/// retried: the vCPU resumes at the same PC. A fault on the page given back
+/// (still unmapped) ends the domain as before.
+#[test]
+fn fault_on_a_mapped_ipa_after_a_block_split_is_retried() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let mut k = kernel(b"");
+    // decrease_reservation: 1 extent of order 0, DOMID_SELF, the gfn of b + 0x10_0000.
+    k[0x300..0x308].copy_from_slice(&(b + 0x400).to_le_bytes());
+    k[0x308..0x310].copy_from_slice(&1u64.to_le_bytes());
+    k[0x318..0x31a].copy_from_slice(&0x7ff0u16.to_le_bytes());
+    k[0x400..0x408].copy_from_slice(&((b + 0x10_0000) >> 12).to_le_bytes());
+    r.add(&k);
+    let block = {
+        let sh = r.sys.shared.lock();
+        let d = sh.domains.iter().find(|d| d.id == 1).unwrap();
+        d.stage2().walk(&sh.mem, Ipa(b + 0x1000)).unwrap().level
+    };
+    assert_eq!(block, 2, "the rig's 2 MiB of RAM is one block");
+    r.script(
+        1,
+        [
+            Step::hypercall(12, &[1, b + 0x300]),
+            // Faults reported for pages of the block that stay mapped: a
+            // read in the split's window, a write just after it.
+            Step::data_abort(b + 0x1000, false),
+            Step::data_abort(b + 0x1f_f008, true),
+            Step::hypercall(17, &[0]),
+            // The page given back is gone: that fault is the guest's.
+            Step::data_abort(b + 0x10_0000, false),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(e[1].x[0], 1, "decrease_reservation gave back 1 extent");
+    assert_eq!(e.len(), 5, "resumed after both retried faults: {e:?}");
+    assert_eq!(e[2].pc, e[1].pc, "retried at the faulting PC");
+    assert_eq!(e[3].pc, e[2].pc, "retried at the faulting PC");
+    assert_eq!(e[4].x[0], (4 << 16) | 20, "the domain runs on");
+    let lines = r.lines.all();
+    assert!(
+        r.lines
+            .has("hv: d1 ended (stage-2 fault at IPA 0x0000000040100000)"),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("0x0000000040001000")),
+        "{lines:?}"
+    );
+}
