@@ -249,6 +249,22 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     ) -> Result<DomId, DomainError> {
         let ram_bytes = spec.ram_bytes;
         let mut sh = self.shared.lock();
+        // Everything a domain of this size takes is checked before anything
+        // is taken: frames for its RAM and hv's Xen pages, heap for a physmap
+        // record per page, a slot in the domain list (a domain too large for
+        // the machine gets this error, never a failed allocation).
+        let pages = (ram_bytes / PAGE_SIZE).saturating_add(xen::domu::XEN_FRAMES);
+        if pages > sh.pool.free_frames() {
+            return Err(DomainError::OutOfMemory { bytes: ram_bytes });
+        }
+        let need = crate::mm::heap::build_bytes(pages).unwrap_or(usize::MAX);
+        if !crate::mm::heap::room((self.heap_free)(), need) {
+            return Err(DomainError::HeapFull {
+                bytes: ram_bytes,
+                need,
+            });
+        }
+        reserve_domain_slot(&mut sh.domains, self.heap_free)?;
         let privileged = spec.privileged && !sh.domains.iter().any(|d| d.id == 0);
         if spec.privileged && !privileged {
             log::warn!("a control domain (d0) exists already: this one is unprivileged");
@@ -804,6 +820,34 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     fn psci(&self, v: &mut Vcpu) -> Next {
         self.guest_psci(v)
     }
+}
+
+/// Make room for one more domain in `domains` before anything is built:
+/// at most [`crate::domain::MAX_DOMAINS`], and the list's growth (it doubles)
+/// plus [`crate::mm::heap::DOMAIN_BYTES`] must fit above the heap's reserve;
+/// the slot is then reserved fallibly. ~2048 `createdomain` calls once grew
+/// the list to 7 MB past a 64 KiB check and hv's heap ran out (issue 9
+/// finding 5).
+fn reserve_domain_slot(
+    domains: &mut Vec<Domain>,
+    heap_free: fn() -> usize,
+) -> Result<(), DomainError> {
+    if domains.len() >= crate::domain::MAX_DOMAINS {
+        return Err(DomainError::TooManyDomains);
+    }
+    let grow = if domains.len() == domains.capacity() {
+        // RawVec's amortized growth: twice the capacity, at least 4.
+        (domains.capacity() * 2).max(4) * core::mem::size_of::<Domain>()
+    } else {
+        0
+    };
+    let need = grow.saturating_add(crate::mm::heap::DOMAIN_BYTES);
+    if !crate::mm::heap::room(heap_free(), need) {
+        return Err(DomainError::HeapFull { bytes: 0, need });
+    }
+    domains
+        .try_reserve(1)
+        .map_err(|_| DomainError::HeapFull { bytes: 0, need })
 }
 
 /// What a faulting access needed from its stage-2 entry.

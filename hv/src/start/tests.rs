@@ -1152,7 +1152,6 @@ fn single_removes_coalesce_until_the_next_other_exit() {
 #[test]
 fn a_full_heap_refuses_guest_mappings_without_panicking() {
     let mut r = rig();
-    r.sys.set_heap_probe(|| crate::mm::heap::RESERVE);
     let b = GUEST_RAM0_BASE;
     let mut k = kernel(b"");
     // populate_physmap: 1 extent, order 0, DOMID_SELF, gfn of IPA +0x10_0000
@@ -1162,6 +1161,7 @@ fn a_full_heap_refuses_guest_mappings_without_panicking() {
     k[0x318..0x31a].copy_from_slice(&0x7ff0u16.to_le_bytes());
     k[0x400..0x408].copy_from_slice(&((b + 0x10_0000) >> 12).to_le_bytes());
     r.add(&k);
+    r.sys.set_heap_probe(|| crate::mm::heap::RESERVE);
     r.script(
         1,
         [
@@ -1184,7 +1184,6 @@ fn a_full_heap_refuses_guest_mappings_without_panicking() {
 #[test]
 fn createdomain_with_a_full_heap_is_refused() {
     let mut r = rig();
-    r.sys.set_heap_probe(|| crate::mm::heap::RESERVE);
     let b = GUEST_RAM0_BASE;
     let mut k = vec![0u8; 0x1000];
     k[0x200..0x204].copy_from_slice(&1u32.to_le_bytes()); // createdomain
@@ -1198,6 +1197,7 @@ fn createdomain_with_a_full_heap_is_refused() {
         kind: ModuleKind::Kernel,
         bootargs: Some("dom0 mem=2M"),
     }]);
+    r.sys.set_heap_probe(|| crate::mm::heap::RESERVE);
     r.script(
         1,
         [
@@ -1291,4 +1291,143 @@ fn fault_on_a_mapped_ipa_after_a_block_split_is_retried() {
         !lines.iter().any(|l| l.contains("0x0000000040001000")),
         "{lines:?}"
     );
+}
+
+/// A control domain (d0, `mem=2M`) whose image holds `n` createdomain
+/// structs (hvm|hap, 1 vCPU, `flags` overridden for struct `bad` if given)
+/// at 0x200 + 0x100 * i, each issued once, then one xen_version and a
+/// shutdown. Returns the rig after the run and d0's entries.
+fn createdomain_storm(
+    vmid_bits: u8,
+    heap: Option<fn() -> usize>,
+    n: usize,
+    bad: Option<(usize, u32)>,
+) -> (Rig, Vec<GuestGprs>) {
+    let mem = FakeMem::new(0x8000_0000, 0x1000_0000);
+    let pool = FrameTable::new(PhysAddr(0x8000_0000), POOL_FRAMES);
+    let lines = Lines::default();
+    let sys = System::new(
+        mem,
+        pool,
+        Policy::XenCompat,
+        Box::new(lines.clone()),
+        vmid_bits,
+        40,
+    );
+    let mut r = Rig {
+        sys,
+        lines,
+        machine: FakeMachine::new_shared(),
+    };
+    let b = GUEST_RAM0_BASE;
+    let size = (0x200 + 0x100 * n + 0x1000).next_multiple_of(0x1000);
+    let mut k = vec![0u8; size];
+    for i in 0..n {
+        let o = 0x200 + 0x100 * i;
+        k[o..o + 4].copy_from_slice(&1u32.to_le_bytes()); // createdomain
+        k[o + 4..o + 8].copy_from_slice(&0x17u32.to_le_bytes());
+        let flags = match bad {
+            Some((j, f)) if j == i => f,
+            _ => 3, // hvm | hap
+        };
+        k[o + 16 + 20..o + 16 + 24].copy_from_slice(&flags.to_le_bytes());
+        k[o + 16 + 28..o + 16 + 32].copy_from_slice(&1u32.to_le_bytes()); // max_vcpus
+    }
+    r.sys.with_mem(|m, _| {
+        for (i, c) in k.chunks(0x1000).enumerate() {
+            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
+        }
+    });
+    r.sys.add_module_domains(&[BootModule {
+        pa: PhysAddr(MODULES),
+        size: size as u64,
+        kind: ModuleKind::Kernel,
+        bootargs: Some("dom0 mem=2M"),
+    }]);
+    if let Some(h) = heap {
+        // After d0 is built (a build is heap-checked too).
+        r.sys.set_heap_probe(h);
+    }
+    let mut steps: Vec<Step> = (0..n)
+        .map(|i| Step::hypercall(36, &[b + 0x200 + 0x100 * i as u64]))
+        .collect();
+    steps.push(Step::hypercall(17, &[0]));
+    steps.push(shutdown(b + 0x1f0));
+    r.script(1, steps);
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(e.len(), n + 2, "every call answered");
+    assert_eq!(e[n + 1].x[0], (4 << 16) | 20, "hv still answers");
+    (r, e)
+}
+
+const ENOMEM: u64 = (-12i64) as u64;
+
+/// Issue 9 finding 5: the domain list cannot grow without bound. With
+/// enough VMIDs and heap, createdomain stops at `MAX_DOMAINS` with -ENOMEM
+/// (Xen's answer when no domid is free); hv keeps answering.
+#[test]
+fn createdomain_stops_at_max_domains() {
+    let n = crate::domain::MAX_DOMAINS + 8;
+    let (r, e) = createdomain_storm(16, None, n, None);
+    // d0 is one of the MAX_DOMAINS.
+    let made = crate::domain::MAX_DOMAINS - 1;
+    for (i, g) in e[1..=made].iter().enumerate() {
+        assert_eq!(g.x[0], 0, "createdomain {i}");
+    }
+    for g in &e[made + 1..=n] {
+        assert_eq!(g.x[0], ENOMEM, "beyond MAX_DOMAINS");
+    }
+    let created = r
+        .lines
+        .all()
+        .iter()
+        .filter(|l| l.contains("created by domctl"))
+        .count();
+    assert_eq!(created, made);
+}
+
+/// Issue 9 finding 5: the domain list's growth is checked against the heap
+/// (its doubling once took 7 MB past a 64 KiB check and hv panicked): with
+/// a heap of the reserve plus 256 KiB, createdomain fails with -ENOMEM once
+/// the list would have to grow past that, and hv keeps answering.
+#[test]
+fn createdomain_counts_the_domain_list_growth_against_the_heap() {
+    fn heap() -> usize {
+        crate::mm::heap::RESERVE + (256 << 10)
+    }
+    let n = 300;
+    let (_r, e) = createdomain_storm(16, Some(heap), n, None);
+    let ok = e[1..=n].iter().take_while(|g| g.x[0] == 0).count();
+    assert!(ok > 0 && ok < n, "{ok} of {n} created");
+    assert!(
+        e[ok + 1..=n].iter().all(|g| g.x[0] == ENOMEM),
+        "-ENOMEM from the first refused one on"
+    );
+    // The list holds d0 and the `ok` made; the next one needs it to double.
+    let len = ok + 1;
+    let size = core::mem::size_of::<Domain>();
+    let room = 256 << 10;
+    assert!(
+        len.is_power_of_two(),
+        "refused when the list is full ({len})"
+    );
+    assert!(2 * len * size + crate::mm::heap::DOMAIN_BYTES > room);
+    assert!(len * size + crate::mm::heap::DOMAIN_BYTES <= room);
+}
+
+/// Issue 9 finding 10: createdomain with flags 0xffffffff (hvm|hap and every
+/// other bit) is refused with -EINVAL, as Xen's sanitise_domain_config does.
+#[test]
+fn createdomain_with_unknown_flags_is_refused() {
+    let (r, e) = createdomain_storm(8, None, 2, Some((0, 0xffff_ffff)));
+    assert_eq!(e[1].x[0], EINVAL, "flags 0xffffffff");
+    assert_eq!(e[2].x[0], 0, "a clean createdomain still works");
+    let created = r
+        .lines
+        .all()
+        .iter()
+        .filter(|l| l.contains("created by domctl"))
+        .count();
+    assert_eq!(created, 1);
 }
