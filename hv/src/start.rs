@@ -28,7 +28,7 @@ use crate::domain::{
     DomId, Domain, DomainError, EndReason, FrameSource, VmidAllocator, DEFAULT_RAM_BYTES,
 };
 use crate::options::HvOptions;
-use crate::trap::{esr_ec, ExitReason, FaultStatus};
+use crate::trap::{debug_pmu_answer, esr_ec, ExitReason, FaultStatus, SysRegAccess, SysRegAnswer};
 use crate::vcpu::Vcpu;
 use crate::xen::memory::{MemoryOpCtx, MemoryOpResult};
 use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx};
@@ -650,6 +650,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::Stage2Fault { ipa: a.ipa })
             }
             ExitReason::SysReg(acc) if self.sgi_trap(v, &acc).is_some() => Next::Resume,
+            ExitReason::SysReg(acc) if debug_pmu_answer(&acc, at_el0(v)).is_some() => {
+                debug_pmu(arch, v, &acc);
+                Next::Resume
+            }
             ExitReason::SysReg(acc) if crate::idregs::id_encoding(&acc).is_some() => {
                 crate::idregs::emulate(arch, v, &acc);
                 Next::Resume
@@ -848,6 +852,38 @@ fn reserve_domain_slot(
     domains
         .try_reserve(1)
         .map_err(|_| DomainError::HeapFull { bytes: 0, need })
+}
+
+/// The vCPU trapped from EL0 (`SPSR_EL2.M` = EL0t).
+fn at_el0(v: &Vcpu) -> bool {
+    v.gprs.pstate & 0xf == crate::vcpu::PSR_MODE_EL0T
+}
+
+/// A trapped debug or PMU register access (`MDCR_EL2` traps them): answered
+/// as Xen does ([`debug_pmu_answer`]): RAZ/WI, or an undefined instruction.
+fn debug_pmu(arch: &mut dyn Arch, v: &mut Vcpu, acc: &SysRegAccess) {
+    match debug_pmu_answer(acc, at_el0(v)) {
+        Some(SysRegAnswer::RazWi) => {
+            if acc.read {
+                if let Some(x) = v.gprs.x.get_mut(usize::from(acc.rt)) {
+                    *x = 0;
+                }
+            }
+            v.gprs.pc = v.gprs.pc.wrapping_add(4);
+        }
+        Some(SysRegAnswer::Undef) => {
+            log::debug!(
+                "d{}v{}: {acc} (debug/PMU) at pc {:#x}: undefined instruction",
+                v.domid,
+                v.id,
+                v.gprs.pc
+            );
+            // ELR_EL2 points at the trapped instruction.
+            let elr = v.gprs.pc;
+            v.inject_undef(arch, elr);
+        }
+        None => {}
+    }
 }
 
 /// What a faulting access needed from its stage-2 entry.

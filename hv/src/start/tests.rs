@@ -1431,3 +1431,64 @@ fn createdomain_with_unknown_flags_is_refused() {
         .count();
     assert_eq!(created, 1);
 }
+
+/// ESR ISS of a trapped `MRS`/`MSR` (`read`: MRS) of
+/// `S<op0>_<op1>_C<crn>_C<crm>_<op2>` with x`rt`.
+fn sysreg_iss(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64, rt: u64, read: bool) -> u64 {
+    (op0 << 20) | (op2 << 17) | (op1 << 14) | (crn << 10) | (rt << 5) | (crm << 1) | u64::from(read)
+}
+
+/// Issue 9 finding 8: the debug and PMU registers d1 writes are not what d2
+/// reads: with MDCR_EL2 trapping them, hv answers as Xen does. d1's writes of
+/// DBGBVR0/DBGWVR0/PMSELR are ignored (stepped over, no exception), d2 reads
+/// 0 from each; PMEVTYPER0/PMCCFILTR (which Xen leaves unhandled) get an
+/// undefined instruction at the access.
+#[test]
+fn debug_and_pmu_registers_are_raz_wi_across_domains() {
+    let r = rig();
+    assert_eq!(r.add(&kernel(b"")), 1);
+    assert_eq!(r.add(&kernel(b"")), 2);
+    let regs = [
+        (2, 0, 0, 0, 4),  // DBGBVR0_EL1
+        (2, 0, 0, 0, 6),  // DBGWVR0_EL1
+        (3, 3, 9, 12, 5), // PMSELR_EL0
+    ];
+    let write = |(op0, op1, crn, crm, op2): (u64, u64, u64, u64, u64)| {
+        let mut s = Step::sysreg(sysreg_iss(op0, op1, crn, crm, op2, 1, false));
+        s.set_x = vec![(1, 0x1234_5678)];
+        s
+    };
+    let read = |(op0, op1, crn, crm, op2): (u64, u64, u64, u64, u64)| {
+        let mut s = Step::sysreg(sysreg_iss(op0, op1, crn, crm, op2, 1, true));
+        s.set_x = vec![(1, 0xdead)];
+        s
+    };
+    let mut d1: Vec<Step> = regs.iter().map(|r| write(*r)).collect();
+    d1.push(Step::hypercall(29, &[0])); // yield to d2
+    d1.push(shutdown(GUEST_RAM0_BASE + 0x200));
+    let mut d2: Vec<Step> = regs.iter().map(|r| read(*r)).collect();
+    d2.push(write((3, 3, 14, 12, 0))); // PMEVTYPER0_EL0
+    d2.push(shutdown(GUEST_RAM0_BASE + 0x200));
+    r.script(1, d1);
+    r.script(2, d2);
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let b = GUEST_RAM0_BASE;
+    let e1 = r.entries(1);
+    for i in 1..=3 {
+        assert_eq!(e1[i].pc, b + 4 * i as u64, "d1 write {i} stepped over");
+    }
+    let e2 = r.entries(2);
+    for i in 1..=3 {
+        assert_eq!(e2[i].x[1], 0, "d2 read {i}: zero, not d1's value");
+        assert_eq!(e2[i].pc, b + 4 * i as u64);
+    }
+    // PMEVTYPER0_EL0: undefined instruction at the access (ELR_EL1 = it).
+    let w = r.machine.lock().el1_writes();
+    assert_eq!(
+        w.iter()
+            .filter(|(reg, _)| *reg == El1Reg::ElrEl1)
+            .collect::<Vec<_>>(),
+        vec![&(El1Reg::ElrEl1, b + 12)],
+        "exactly one undef, at PMEVTYPER0"
+    );
+}

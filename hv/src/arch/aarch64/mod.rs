@@ -97,8 +97,12 @@
 //! FEAT_S1PIE/S1POE, TCR2_EL1, AMU, MPAM, SPE/TRBE, PMU, ...); SVE/SME use
 //! traps (CPTR_EL2) and gets an undefined instruction.
 //!
-//! **Not done.** Debug and PMU registers are not trapped or switched (`MDCR_EL2` is left as
-//! firmware set it); no self-relocation.
+//! **Debug and PMU registers** are trapped (`MDCR_EL2.TDRA/TDOSA/TDA/TPM/TPMCR`, set in
+//! [`cpu::Cpu::init_el2`] from [`crate::trap::mdcr_el2_guest`]) and answered as Xen does
+//! ([`crate::trap::debug_pmu_answer`]: RAZ/WI or undef); they are never switched because no
+//! guest reaches them.
+//!
+//! **Not done.** No self-relocation.
 
 pub mod boot;
 pub mod cpu;
