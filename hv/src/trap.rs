@@ -798,7 +798,7 @@ mod tests {
         let base = mdcr::TDRA | mdcr::TDOSA | mdcr::TDA | mdcr::TPM | mdcr::TPMCR;
         assert_eq!(mdcr_el2_guest(0, 0), base);
         // HPMN kept; TDE, HPME, E2PB and anything else firmware left cleared.
-        assert_eq!(mdcr_el2_guest(u64::MAX & !0x1f | 6, 0), base | 6);
+        assert_eq!(mdcr_el2_guest(!0x1f | 6, 0), base | 6);
         assert_eq!(mdcr_el2_guest(mdcr::TDE | (1 << 7), 0) & mdcr::TDE, 0);
         // SPE and trace filter traps only where the CPU has them.
         assert_eq!(mdcr_el2_guest(0, 1 << 32), base | mdcr::TPMS);
