@@ -489,6 +489,11 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 crate::idregs::WRITES.load(Ordering::Relaxed),
                 crate::idregs::SVE_SME_TRAPS.load(Ordering::Relaxed)
             ));
+            sink.hv_line(format_args!(
+                "debug-pmu: raz_wi={} undef={}",
+                DEBUG_PMU_TRAPS[0].load(Ordering::Relaxed),
+                DEBUG_PMU_TRAPS[1].load(Ordering::Relaxed)
+            ));
             let s = self.runq.lock().sched.stats;
             sink.hv_line(format_args!(
                 "sched: switches={} same_vmid_switches={} lazy_resumes={} migrations={} preemptions={}",
@@ -854,6 +859,11 @@ fn reserve_domain_slot(
         .map_err(|_| DomainError::HeapFull { bytes: 0, need })
 }
 
+/// Trapped debug/PMU register accesses answered RAZ/WI, and those answered
+/// with an undefined instruction (printed at power-off).
+pub static DEBUG_PMU_TRAPS: [core::sync::atomic::AtomicU64; 2] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 2];
+
 /// The vCPU trapped from EL0 (`SPSR_EL2.M` = EL0t).
 fn at_el0(v: &Vcpu) -> bool {
     v.gprs.pstate & 0xf == crate::vcpu::PSR_MODE_EL0T
@@ -864,6 +874,7 @@ fn at_el0(v: &Vcpu) -> bool {
 fn debug_pmu(arch: &mut dyn Arch, v: &mut Vcpu, acc: &SysRegAccess) {
     match debug_pmu_answer(acc, at_el0(v)) {
         Some(SysRegAnswer::RazWi) => {
+            DEBUG_PMU_TRAPS[0].fetch_add(1, Ordering::Relaxed);
             if acc.read {
                 if let Some(x) = v.gprs.x.get_mut(usize::from(acc.rt)) {
                     *x = 0;
@@ -872,6 +883,7 @@ fn debug_pmu(arch: &mut dyn Arch, v: &mut Vcpu, acc: &SysRegAccess) {
             v.gprs.pc = v.gprs.pc.wrapping_add(4);
         }
         Some(SysRegAnswer::Undef) => {
+            DEBUG_PMU_TRAPS[1].fetch_add(1, Ordering::Relaxed);
             log::debug!(
                 "d{}v{}: {acc} (debug/PMU) at pc {:#x}: undefined instruction",
                 v.domid,

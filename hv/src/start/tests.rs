@@ -1492,3 +1492,57 @@ fn debug_and_pmu_registers_are_raz_wi_across_domains() {
         "exactly one undef, at PMEVTYPER0"
     );
 }
+
+/// Issue 9 finding 12: a domain too large for what is free gets a clean
+/// error before anything is taken: more RAM than the pool has free
+/// (`OutOfMemory`), or more physmap records than hv's heap can hold above
+/// its reserve (`HeapFull`, where the build used to panic in an
+/// allocation); the domain already built runs on and the pool is whole.
+#[test]
+fn a_domain_too_large_for_the_machine_is_refused_cleanly() {
+    let mut r = rig();
+    assert_eq!(r.add(&kernel(b"d1 runs\n")), 1);
+    let free = r.sys.pool_free();
+    let img = kernel(b"");
+    let mut read = |_m: &FakeMem, off: u64, buf: &mut [u8]| {
+        buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
+    };
+    let too_big = (POOL_FRAMES + 1) << 12;
+    let e = r.sys.add_domain(
+        DomainSpec::domu(too_big),
+        BootImage {
+            size: 0x1000,
+            read: &mut read,
+        },
+        None,
+    );
+    assert_eq!(e, Err(DomainError::OutOfMemory { bytes: too_big }));
+    // 16 MiB fits the pool, but its 4096 records not a heap 256 KiB above its reserve.
+    r.sys
+        .set_heap_probe(|| crate::mm::heap::RESERVE + (256 << 10));
+    let e = r.sys.add_domain(
+        DomainSpec::domu(16 << 20),
+        BootImage {
+            size: 0x1000,
+            read: &mut read,
+        },
+        None,
+    );
+    assert!(
+        matches!(e, Err(DomainError::HeapFull { bytes, .. }) if bytes == 16 << 20),
+        "{e:?}"
+    );
+    assert_eq!(r.sys.pool_free(), free, "nothing taken");
+    r.sys
+        .with_mem(|_, vmids| assert_eq!(vmids, 1, "no VMID taken"));
+    r.script(
+        1,
+        [
+            Step::hypercall(18, &[0, 8, GUEST_RAM0_BASE + 0x100]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    assert!(r.lines.has("(d1) d1 runs"), "{:?}", r.lines.all());
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES);
+}
