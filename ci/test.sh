@@ -59,6 +59,10 @@ step qemu-domu bash ci/qemu-domu.sh --timeout 600
 # Issue 5: Debian's unmodified arm64 kernel as a dom0less domU (1 vCPU on -smp 1, 2 vCPUs on
 # -smp 2): marker through the PV console ring, nproc, power-off (~20 s after the first fetch).
 step qemu-linux bash ci/qemu-linux.sh all
+# Issue 9 finding 12: a 2 GiB Linux domU on -m 4G boots to its marker (hv's heap grows with RAM)
+# (~45 s); a domU larger than what is free is refused cleanly while another one runs (~15 s).
+step linux-2g bash ci/qemu-linux.sh run 2g 2 1 4G 2048
+step linux-toobig bash ci/qemu-linux.sh toobig
 # The nested rig (issue 4): hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 
