@@ -448,6 +448,9 @@ impl Domain {
         let mut left = pages;
         let mut gfn = first_gfn;
         while left > 0 {
+            // The chunk list grows fallibly (one entry per run of contiguous
+            // frames: a fragmented pool cannot make hv's heap overflow).
+            self.ram.try_reserve(1).map_err(|_| oom)?;
             let (pa, pages) = match (left >= BLOCK)
                 .then(|| pool.alloc(self.id, BLOCK_ORDER).ok())
                 .flatten()
@@ -469,11 +472,16 @@ impl Domain {
                 }
                 return Err(DomainError::Stage2(e));
             }
-            self.ram.push(RamChunk {
-                ipa: Ipa::from_page_number(gfn),
-                pa,
-                pages,
-            });
+            let ipa = Ipa::from_page_number(gfn);
+            match self.ram.last_mut() {
+                Some(c)
+                    if c.ipa.0 + c.pages * PAGE_SIZE == ipa.0
+                        && c.pa.0 + c.pages * PAGE_SIZE == pa.0 =>
+                {
+                    c.pages += pages;
+                }
+                _ => self.ram.push(RamChunk { ipa, pa, pages }),
+            }
             gfn += pages;
             left -= pages;
         }
@@ -759,6 +767,7 @@ mod tests {
         let mut d = create_in(&mut mem, &mut pool, &mut vmids, 1, 4 << 20).unwrap();
         assert_eq!(pool.free_frames(), 0x3000 - 1024);
         assert_eq!(d.ram()[0].ipa, Ipa(GUEST_RAM0_BASE));
+        assert_eq!(d.ram().iter().map(|c| c.pages).sum::<u64>(), 1024);
         // An Image with text_offset 0x80000.
         let mut image = alloc::vec![0u8; 0x2345];
         image[8..16].copy_from_slice(&0x8_0000u64.to_le_bytes());
