@@ -557,6 +557,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
 
     fn handle_exit(&self, arch: &mut dyn Arch, v: &mut Vcpu, raw: &RawExit) -> Next {
         let (d, n) = (v.domid, v.id);
+        crate::ratelimit::set_now_ns(xen::domu::ticks_to_ns(
+            arch.counter(),
+            arch.counter_frequency(),
+        ));
         let exit = ExitReason::decode(raw);
         if !keeps_window(&exit, v) {
             self.close_window(arch, d);
@@ -573,7 +577,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     Ok(Hypercall::Sysctl { arg }) => self.sysctl(v, arg),
                     Ok(call) => self.hypercall(arch, v, &call),
                     Err(e @ DecodeError::NotXen { .. }) => {
-                        log::warn!(
+                        crate::glog!(
+                            d,
+                            Warn,
                             "d{d}v{n}: {e} at pc {:#x}: injecting undefined instruction",
                             v.gprs.pc.wrapping_sub(4)
                         );
@@ -600,7 +606,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     Some(s) => alloc::format!(", {} bytes via x{}", s.sas.bytes(), s.srt),
                     None => alloc::string::String::new(),
                 };
-                log::error!(
+                crate::glog!(
+                    d,
+                    Error,
                     "d{d}v{n}: stage-2 data abort at IPA {} ({}, {}{access}), ESR {:#x}, FAR {:#x}, HPFAR {:#x}, pc {:#x}, ending d{d}",
                     a.ipa,
                     a.fsc,
@@ -613,7 +621,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::Stage2Fault { ipa: a.ipa })
             }
             ExitReason::InstrAbortLower(a) => {
-                log::error!(
+                crate::glog!(
+                    d,
+                    Error,
                     "d{d}v{n}: stage-2 instruction abort at IPA {} ({}), ESR {:#x}, FAR {:#x}, HPFAR {:#x}, ending d{d}",
                     a.ipa,
                     a.fsc,
@@ -629,7 +639,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::Resume
             }
             ExitReason::SysReg(acc) => {
-                log::warn!(
+                crate::glog!(
+                    d,
+                    Warn,
                     "d{d}v{n}: trapped {acc} at pc {:#x}: injecting undefined instruction",
                     v.gprs.pc
                 );
@@ -641,7 +653,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             ExitReason::Wfx { wfe } => self.wfx(arch, v, wfe, raw.esr),
             ExitReason::Irq | ExitReason::Fiq => self.irq_exit(arch, v),
             ExitReason::SError => {
-                log::error!("d{d}v{n}: SError, ESR {:#x}, ending d{d}", raw.esr);
+                crate::glog!(
+                    d,
+                    Error,
+                    "d{d}v{n}: SError, ESR {:#x}, ending d{d}",
+                    raw.esr
+                );
                 Next::EndDomain(EndReason::UnhandledExit {
                     ec: esr_ec(raw.esr),
                 })
@@ -653,7 +670,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::Resume
             }
             ExitReason::Unknown { ec } => {
-                log::error!(
+                crate::glog!(
+                    d,
+                    Error,
                     "d{d}v{n}: unhandled exit EC {ec:#04x}, ESR {:#x}, pc {:#x}, ending d{d}",
                     raw.esr,
                     v.gprs.pc
