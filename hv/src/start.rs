@@ -744,6 +744,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Action::Yield => Next::Yield,
                 Action::Block => xen_block(domains, mem, v),
                 Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
+                Action::Continuation { args, block } => continuation(domains, mem, v, args, block),
             };
         }
         let Some(e) = domains.iter_mut().find(|d| d.id == v.domid) else {
@@ -766,6 +767,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             Action::Yield => Next::Yield,
             Action::Block => xen_block(domains, mem, v),
             Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
+            Action::Continuation { args, block } => continuation(domains, mem, v, args, block),
         }
     }
 
@@ -791,6 +793,25 @@ fn keeps_window(exit: &ExitReason, v: &Vcpu) -> bool {
         && (op == memops::xen::XENMEM_REMOVE_FROM_PHYSMAP
             || op == memops::xen::XENMEM_REMOVE_FROM_PHYSMAP_BATCH
             || cmd >> memops::xen::MEMOP_EXTENT_SHIFT != 0)
+}
+
+/// A preempted hypercall (Xen's `hypercall_create_continuation` on Arm):
+/// x0..x2 = `args`, the PC back onto the `HVC` (x16 still names the call),
+/// then yield (or block) so hv's locks are free between the pieces.
+fn continuation<M: PhysMem + TableMem>(
+    domains: &[Domain],
+    mem: &M,
+    v: &mut Vcpu,
+    args: [u64; 3],
+    block: bool,
+) -> Next {
+    v.gprs.x[..3].copy_from_slice(&args);
+    v.gprs.pc = v.gprs.pc.wrapping_sub(4);
+    if block {
+        xen_block(domains, mem, v)
+    } else {
+        Next::Yield
+    }
 }
 
 /// `SCHEDOP_block`: resume at once if an event upcall or another interrupt is

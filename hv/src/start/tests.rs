@@ -1238,3 +1238,44 @@ fn sched_block_without_gic_returns() {
     assert_eq!(r.entries(1)[1].x[0], 0, "SCHEDOP_block returned 0");
     assert!(r.lines.has("(d1) after block"), "{:?}", r.lines.all());
 }
+
+/// Issue 9 finding 7 through the run loop: a console write longer than
+/// `WRITE_BUDGET` comes back with x0..x2 = the continuation and the pc on the
+/// HVC; the guest's re-issued HVC (registers as hv left them) finishes it.
+#[test]
+fn console_write_continues_through_the_run_loop() {
+    use crate::xen::console::WRITE_BUDGET;
+    let r = rig();
+    let mut k = vec![0u8; 0x1000];
+    k[0x204..0x208].copy_from_slice(&7u32.to_le_bytes());
+    let text: Vec<u8> = (0..300u32).map(|i| b'a' + (i % 26) as u8).collect();
+    k[0x400..0x400 + 300].copy_from_slice(&text);
+    k[0x400 + 300] = b'\n';
+    assert_eq!(r.add(&k), 1);
+    let buf = GUEST_RAM0_BASE + 0x400;
+    r.script(
+        1,
+        [
+            Step::hypercall(18, &[0, 301, buf]),
+            // The guest re-executes the HVC with what hv left in x0..x2.
+            Step::hypercall(18, &[]),
+            Step::hypercall(18, &[]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(e.len(), 4);
+    let hvc = e[0].pc; // the HVC is the first instruction
+    assert_eq!(e[1].pc, hvc, "pc back on the HVC");
+    assert_eq!(
+        (e[1].x[0], e[1].x[1], e[1].x[2]),
+        (0, 301 - WRITE_BUDGET, buf + WRITE_BUDGET)
+    );
+    assert_eq!(e[2].pc, hvc);
+    assert_eq!(e[2].x[1], 301 - 2 * WRITE_BUDGET);
+    assert_eq!(e[3].pc, hvc + 4, "done: past the HVC");
+    assert_eq!(e[3].x[0], 0);
+    let line = format!("(d1) {}", String::from_utf8(text).unwrap());
+    assert!(r.lines.all().contains(&line), "{:?}", r.lines.all());
+}

@@ -699,22 +699,38 @@ fn vm_assist<M: PhysMem + TableMem>(
     Ok(0)
 }
 
-/// Entries of one multicall hv runs (more is `-EINVAL`).
-pub const MULTICALL_MAX: u32 = 64;
+/// Entries of a multicall run per invocation; more continue in a
+/// continuation (Xen preempts a multicall whenever `hypercall_preempt_check()`
+/// fires, xen/common/multicall.c).
+pub const MULTICALL_BUDGET: u64 = 64;
 /// `sizeof(struct multicall_entry)` on arm64.
 pub const MULTICALL_ENTRY_LEN: u64 = 64;
 
-/// `multicall(call_list, nr_calls)`: run each entry and store its result.
-/// Entries reach the handlers of this module and the caller-view ones
-/// (console_io, xen_version, sched_op, hv_op); memory_op, domctl, sysctl and
-/// nested multicalls answer `-ENOSYS` / `-EINVAL` in their result slot. A
+/// `multicall(call_list, nr_calls)`: run each entry and store its result, as
+/// Xen's `do_multicall`. Entries reach the handlers of this module and the
+/// caller-view ones (console_io, xen_version, sched_op, hv_op); memory_op,
+/// domctl, sysctl and nested multicalls answer `-ENOSYS` / `-EINVAL` in their
+/// result slot. After [`MULTICALL_BUDGET`] entries, after a `SCHEDOP_yield` or
+/// `SCHEDOP_block` entry (Xen: the schedule softirq makes
+/// `hypercall_preempt_check()` true) the rest of the list continues in a
+/// continuation (x0 = the next entry, x1 = entries left), so later entries
+/// still run; an entry that itself continues (a long console write) gets its
+/// updated arguments written back into its entry, which runs again first. A
 /// shutdown stops the list.
 fn multicall<M: PhysMem + TableMem>(list: u64, nr: u32, ctx: &mut SysCtx<'_, M>) -> Outcome {
-    if nr > MULTICALL_MAX {
-        return Outcome::ret(Err(Errno::EINVAL));
-    }
-    for i in 0..u64::from(nr) {
-        let at = list + i * MULTICALL_ENTRY_LEN;
+    let nr = u64::from(nr);
+    let cont = |from: u64, block: bool| Outcome {
+        ret: 0,
+        action: Action::Continuation {
+            args: [list.wrapping_add(from * MULTICALL_ENTRY_LEN), nr - from, 0],
+            block,
+        },
+    };
+    for i in 0..nr {
+        if i == MULTICALL_BUDGET {
+            return cont(i, false);
+        }
+        let at = list.wrapping_add(i * MULTICALL_ENTRY_LEN);
         let b = match ctx.read::<64>(at) {
             Ok(b) => b,
             Err(e) => return Outcome::ret(Err(e)),
@@ -734,14 +750,38 @@ fn multicall<M: PhysMem + TableMem>(list: u64, nr: u32, ctx: &mut SysCtx<'_, M>)
             },
             Err(e) => Outcome::ret(Err(e.errno().unwrap_or(Errno::ENOSYS))),
         };
+        if let Action::Continuation { args: sub, block } = out.action {
+            // The entry continues: its updated arguments go back into the
+            // entry (Xen copies the sub-call's continuation into the list),
+            // and the multicall resumes at it.
+            let mut raw = [0u8; 24];
+            for (j, a) in sub.iter().enumerate() {
+                raw[j * 8..j * 8 + 8].copy_from_slice(&a.to_le_bytes());
+            }
+            if let Err(e) = ctx.write(at + 16, &raw) {
+                return Outcome::ret(Err(e));
+            }
+            return cont(i, block);
+        }
         if let Err(e) = ctx.write(at + 8, &out.ret.to_le_bytes()) {
             return Outcome::ret(Err(e));
         }
-        if out.action != Action::Continue {
-            return Outcome {
-                ret: 0,
-                action: out.action,
-            };
+        match out.action {
+            Action::Continue => {}
+            Action::Yield | Action::Block if i + 1 == nr => {
+                return Outcome {
+                    ret: 0,
+                    action: out.action,
+                }
+            }
+            Action::Yield => return cont(i + 1, false),
+            Action::Block => return cont(i + 1, true),
+            Action::Shutdown(_) | Action::Continuation { .. } => {
+                return Outcome {
+                    ret: 0,
+                    action: out.action,
+                }
+            }
         }
     }
     Outcome::ret(Ok(0))
@@ -1249,5 +1289,190 @@ mod tests {
         assert_eq!(b, [0xff]);
         w.mem.read(PhysAddr(g0.0 + 8), &mut b);
         assert_eq!(b, [0x42]);
+    }
+
+    /// One multicall entry: hypercall `op` with `args`.
+    fn entry(op: u64, args: &[u64]) -> [u8; 64] {
+        let mut e = [0u8; 64];
+        e[0..8].copy_from_slice(&op.to_le_bytes());
+        e[8..16].copy_from_slice(&0xdead_u64.to_le_bytes()); // result slot
+        for (j, a) in args.iter().enumerate() {
+            e[16 + 8 * j..24 + 8 * j].copy_from_slice(&a.to_le_bytes());
+        }
+        e
+    }
+
+    /// Run d1's multicall of `entries` at `B + 0x1000` as the run loop does:
+    /// each continuation is re-issued with its x0/x1. Returns the actions.
+    fn run_multicall(w: &mut World, entries: &[[u8; 64]]) -> Vec<Action> {
+        let list = B + 0x1000;
+        for (i, e) in entries.iter().enumerate() {
+            w.put(0, list + 64 * i as u64, e);
+        }
+        let mut call = Hypercall::Multicall {
+            list,
+            nr: entries.len() as u32,
+        };
+        let mut actions = Vec::new();
+        for _ in 0..1000 {
+            let out = w.call(1, 0, call);
+            actions.push(out.action);
+            match out.action {
+                Action::Continuation { args, .. } => {
+                    assert_eq!(out.ret, 0);
+                    call = Hypercall::Multicall {
+                        list: args[0],
+                        nr: args[1] as u32,
+                    };
+                }
+                _ => return actions,
+            }
+        }
+        panic!("multicall never finished");
+    }
+
+    /// Issue 9 finding 10: a multicall stopped at a `SCHEDOP_yield`/`_block`
+    /// entry and never ran the later ones. As Xen, the yield/block happens
+    /// and the rest of the list continues in a continuation.
+    #[test]
+    fn multicall_runs_entries_after_yield_and_block() {
+        let mut w = World::new();
+        w.put(0, B + 0x800, b"one\ntwo\n");
+        let entries = [
+            entry(29, &[0]),               // SCHEDOP_yield
+            entry(18, &[0, 4, B + 0x800]), // console_io write "one\n"
+            entry(29, &[1]),               // SCHEDOP_block
+            entry(18, &[0, 4, B + 0x804]), // "two\n"
+            entry(17, &[0]),               // xen_version
+        ];
+        let actions = run_multicall(&mut w, &entries);
+        let list = B + 0x1000;
+        assert_eq!(
+            actions,
+            [
+                Action::Continuation {
+                    args: [list + 64, 4, 0],
+                    block: false
+                },
+                Action::Continuation {
+                    args: [list + 3 * 64, 2, 0],
+                    block: true
+                },
+                Action::Continue,
+            ]
+        );
+        assert!(w.lines.0.contains(&"(d1) one".into()), "{:?}", w.lines.0);
+        assert!(w.lines.0.contains(&"(d1) two".into()), "{:?}", w.lines.0);
+        let out = w.get::<320>(0, list);
+        for i in 0..4 {
+            assert_eq!(le64(&out, 64 * i + 8), 0, "entry {i} result");
+        }
+        assert_eq!(le64(&out, 4 * 64 + 8), (4 << 16) | 20, "xen_version ran");
+        // A yield as the last entry is just a yield.
+        assert_eq!(run_multicall(&mut w, &[entry(29, &[0])]), [Action::Yield]);
+    }
+
+    /// A long list is not refused (Xen has no limit) nor run in one go: it
+    /// continues every MULTICALL_BUDGET entries and every entry gets its result.
+    #[test]
+    fn long_multicall_continues_in_pieces() {
+        let mut w = World::new();
+        let n = 3 * MULTICALL_BUDGET as usize + 5;
+        let entries = vec![entry(17, &[0]); n];
+        let actions = run_multicall(&mut w, &entries);
+        assert_eq!(actions.len(), 4);
+        let list = B + 0x1000;
+        for i in 0..n as u64 {
+            let r = w.get::<8>(0, list + 64 * i + 8);
+            assert_eq!(u64::from_le_bytes(r), (4 << 16) | 20, "entry {i}");
+        }
+    }
+
+    /// A console write inside a multicall that needs a continuation: its
+    /// entry is rewritten (count left, buffer advanced) and runs again first.
+    #[test]
+    fn multicall_entry_continuation_is_written_back() {
+        let mut w = World::new();
+        let text: Vec<u8> = (0..300).map(|i| b'a' + (i % 26) as u8).collect();
+        w.put(0, B + 0x2000, &text);
+        w.put(0, B + 0x2000 + 300, b"\n");
+        let entries = [entry(18, &[0, 301, B + 0x2000]), entry(17, &[0])];
+        let actions = run_multicall(&mut w, &entries);
+        assert_eq!(actions.len(), 3, "{actions:?}");
+        let line = std::format!("(d1) {}", String::from_utf8(text).unwrap());
+        assert_eq!(
+            w.lines.0.iter().filter(|l| **l == line).count(),
+            1,
+            "{:?}",
+            w.lines.0
+        );
+        let out = w.get::<128>(0, B + 0x1000);
+        assert_eq!(le64(&out, 8), 0);
+        assert_eq!(le64(&out, 64 + 8), (4 << 16) | 20);
+    }
+
+    /// Issue 9 finding 7: a 1 MiB console write ran in one hypercall under
+    /// hv's lock. It is now handled WRITE_BUDGET bytes at a time, each piece
+    /// a continuation with the count and buffer advanced, and prints every byte.
+    #[test]
+    fn big_console_write_is_split_into_continuations() {
+        use crate::xen::console::WRITE_BUDGET;
+        use crate::xen::{ConsoleIo, GuestHandle};
+        let mut w = World::new();
+        let len: u64 = 1 << 20;
+        // d1 has 4 MiB of RAM at B: put 1 MiB of text lines at B + 1 MiB.
+        let base = B + (1 << 20);
+        let mut text = Vec::with_capacity(len as usize);
+        let mut n = 0u32;
+        while (text.len() as u64) < len {
+            text.extend_from_slice(std::format!("line {n:07}\n").as_bytes());
+            n += 1;
+        }
+        text.truncate(len as usize);
+        w.put(0, base, &text);
+        let mut call = Hypercall::ConsoleIo(ConsoleIo::Write {
+            count: len as u32,
+            buf: GuestHandle::new(base),
+        });
+        let mut pieces = 0u64;
+        loop {
+            let mut ctx = SysCtx {
+                caller: 1,
+                vcpu: 0,
+                s1: None,
+                domains: &mut w.domains,
+                mem: &mut w.mem,
+                sink: &mut w.lines,
+                irq: &mut w.irq,
+            };
+            let out = caller_view_call(&call, &mut ctx);
+            pieces += 1;
+            assert_eq!(out.ret, 0);
+            match out.action {
+                Action::Continuation { args, block } => {
+                    assert!(!block);
+                    assert_eq!(args[0], 0, "CONSOLEIO_write");
+                    assert_eq!(args[1], len - pieces * WRITE_BUDGET, "count left");
+                    assert_eq!(args[2], base + pieces * WRITE_BUDGET, "buffer advanced");
+                    call =
+                        Hypercall::decode(0xea1, 18, &[args[0], args[1], args[2], 0, 0]).unwrap();
+                }
+                Action::Continue => break,
+                a => panic!("{a:?}"),
+            }
+        }
+        assert_eq!(pieces, len / WRITE_BUDGET);
+        let printed: Vec<&String> = w
+            .lines
+            .0
+            .iter()
+            .filter(|l| l.starts_with("(d1) line "))
+            .collect();
+        assert_eq!(printed.len(), n as usize - 1, "every complete line");
+        assert_eq!(*printed[0], "(d1) line 0000000");
+        assert_eq!(
+            *printed[printed.len() - 1],
+            std::format!("(d1) line {:07}", n - 2)
+        );
     }
 }
