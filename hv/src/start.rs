@@ -732,6 +732,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 s1,
                 domains,
                 mem,
+                pool,
                 sink: sink.as_mut(),
                 irq: &mut upcalls,
             },

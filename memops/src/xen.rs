@@ -538,6 +538,30 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         Ok(())
     }
 
+    /// Map hv special frame `pa` (shared info, a grant frame) at `gpfn` of
+    /// `d`. Each special frame has at most one gfn: a mapping elsewhere is
+    /// removed first, as Xen on Arm does for xenheap pages
+    /// (`xenmem_add_to_physmap_one`: "Unmap from old location, if any"), so a
+    /// guest cannot multiply its records or stage-2 tables by mapping the
+    /// same page at many gfns (issue 9 finding 6).
+    fn map_special(
+        &mut self,
+        d: u16,
+        gpfn: u64,
+        pa: PhysAddr,
+        out: &mut Flush,
+    ) -> Result<(), Error> {
+        let old = self
+            .env
+            .physmap(d)
+            .ok_or(Error::NoSuchDomain { domid: d })?
+            .special_gfn(pa);
+        if let Some(g) = old.filter(|&g| g != gpfn) {
+            self.remove_one(d, g, false, out)?;
+        }
+        self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out)
+    }
+
     /// `memory_op(cmd, arg)` issued by `caller`.
     pub fn memory_op(
         &mut self,
@@ -728,7 +752,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                 let Some(pa) = self.env.shared_info(d) else {
                     return -errno::EINVAL;
                 };
-                match self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out) {
+                match self.map_special(d, gpfn, pa, out) {
                     Ok(()) => 0,
                     Err(e) => e.xen_errno(),
                 }
@@ -738,7 +762,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                 let Some(pa) = self.env.grant_frame(d, idx, gpfn) else {
                     return -errno::EINVAL;
                 };
-                match self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out) {
+                match self.map_special(d, gpfn, pa, out) {
                     Ok(()) => 0,
                     Err(e) => e.xen_errno(),
                 }

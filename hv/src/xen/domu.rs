@@ -166,6 +166,13 @@ pub struct DomainXen {
     pub console_bytes: u64,
     /// Every hv-owned frame of the domain (released at teardown).
     frames: Vec<PhysAddr>,
+    /// Guest RAM frames hv keeps a host address of (registered `vcpu_info`
+    /// areas), each with one extra page reference (Xen's `map_guest_area`
+    /// takes one with `get_page_from_gfn`): a `decrease_reservation` of the
+    /// gfn only drops the allocation reference, so the frame cannot go back to
+    /// the pool, nor to another domain, while hv may still write to it. Put
+    /// at teardown ([`DomainXen::release`]).
+    pinned: Vec<PhysAddr>,
 }
 
 impl Default for DomainXen {
@@ -179,6 +186,7 @@ impl Default for DomainXen {
             runstate_update_flag: false,
             console_bytes: 0,
             frames: Vec::new(),
+            pinned: Vec::new(),
         }
     }
 }
@@ -241,6 +249,7 @@ impl DomainXen {
             runstate_update_flag: false,
             console_bytes: 0,
             frames,
+            pinned: Vec::new(),
         })
     }
 
@@ -253,8 +262,39 @@ impl DomainXen {
     /// Give the hv-owned frames back (after the domain's stage-2 mappings of
     /// them were invalidated).
     pub fn release(&mut self, pool: &mut FrameTable) {
-        for f in self.frames.drain(..) {
+        for f in self.frames.drain(..).chain(self.pinned.drain(..)) {
             let _ = pool.put(f);
+        }
+    }
+
+    /// Guest frames pinned by a page reference ([`DomainXen::pinned`]'s doc).
+    #[must_use]
+    pub fn pinned(&self) -> &[PhysAddr] {
+        &self.pinned
+    }
+
+    /// Take a page reference on `frame`, which must be a pool frame owned by
+    /// `domid` (Xen's `get_page(page, d)`: a foreign or hv-internal page is
+    /// refused), and remember it until teardown.
+    ///
+    /// # Errors
+    /// `-EINVAL` if `frame` is not `domid`'s, `-ENOMEM` if the record cannot
+    /// be allocated (nothing changed).
+    pub fn pin(&mut self, domid: u16, frame: PhysAddr, pool: &mut FrameTable) -> Result<(), Errno> {
+        if pool.frame(frame).and_then(|f| f.owner) != Some(domid) {
+            return Err(Errno::EINVAL);
+        }
+        self.pinned.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+        pool.get(frame).map_err(|_| Errno::EINVAL)?;
+        self.pinned.push(frame);
+        Ok(())
+    }
+
+    /// Undo the last [`DomainXen::pin`] of `frame` (its use failed).
+    pub fn unpin(&mut self, frame: PhysAddr, pool: &mut FrameTable) {
+        if let Some(i) = self.pinned.iter().rposition(|&f| f == frame) {
+            self.pinned.remove(i);
+            let _ = pool.put(frame);
         }
     }
 
@@ -310,6 +350,8 @@ pub struct SysCtx<'a, M: PhysMem + TableMem> {
     pub domains: &'a mut [Domain],
     /// Host memory.
     pub mem: &'a mut M,
+    /// The guest page pool (page references of areas hv keeps).
+    pub pool: &'a mut FrameTable,
     /// Console output.
     pub sink: &'a mut dyn ConsoleSink,
     /// Upcall injection.
@@ -605,14 +647,23 @@ fn vcpu_op<M: PhysMem + TableMem>(
                 .and_then(|a| a.checked_add(off))
                 .ok_or(Errno::EINVAL)?;
             let pa = ctx.translate_rw(ipa)?;
+            let frame = PhysAddr(pa.0 & !(PAGE_SIZE - 1));
             let d = ctx
                 .domains
                 .iter_mut()
                 .find(|d| d.id == caller)
                 .ok_or(Errno::ESRCH)?;
-            d.xen
+            // hv keeps writing to `pa` for the domain's lifetime: pin the
+            // page first (Xen's map_guest_area), give the pin back on failure.
+            d.xen.pin(caller, frame, ctx.pool)?;
+            if let Err(e) = d
+                .xen
                 .evtchn
-                .register_vcpu_info(caller, vcpu, pa, ctx.mem, ctx.irq)?;
+                .register_vcpu_info(caller, vcpu, pa, ctx.mem, ctx.irq)
+            {
+                d.xen.unpin(frame, ctx.pool);
+                return Err(e);
+            }
             Ok(0)
         }
         vcpuop::REGISTER_RUNSTATE_MEMORY_AREA | vcpuop::REGISTER_RUNSTATE_PHYS_AREA => {
@@ -953,6 +1004,7 @@ mod tests {
                 s1: None,
                 domains: &mut self.domains,
                 mem: &mut self.mem,
+                pool: &mut self.pool,
                 sink: &mut self.lines,
                 irq: &mut self.irq,
             };
@@ -1178,6 +1230,7 @@ mod tests {
             s1: None,
             domains: &mut w.domains,
             mem: &mut w.mem,
+            pool: &mut w.pool,
             sink: &mut w.lines,
             irq: &mut w.irq,
         };
@@ -1442,6 +1495,7 @@ mod tests {
                 s1: None,
                 domains: &mut w.domains,
                 mem: &mut w.mem,
+                pool: &mut w.pool,
                 sink: &mut w.lines,
                 irq: &mut w.irq,
             };
@@ -1474,5 +1528,154 @@ mod tests {
             *printed[printed.len() - 1],
             std::format!("(d1) line {:07}", n - 2)
         );
+    }
+
+    /// `memory_op(cmd, arg)` of `caller` in a World (xen-compat flushes).
+    fn memop(w: &mut World, caller: u16, cmd: u64, arg: u64) -> u64 {
+        use crate::arch::fake::{FakeArch, FakeMachine};
+        use crate::xen::memory::{memory_op, MemoryOpCtx, MemoryOpResult};
+        let mut arch = FakeArch::new(0, FakeMachine::new_shared());
+        let mut flush = pv_tlb::DeferredFlush::new(pv_tlb::Policy::XenCompat);
+        let mut ctx = MemoryOpCtx {
+            caller,
+            s1: None,
+            mem: &mut w.mem,
+            domains: &mut w.domains,
+            pool: &mut w.pool,
+            flush: &mut flush,
+            arch: &mut arch,
+            heap_free: || usize::MAX,
+        };
+        match memory_op(cmd, arg, &mut ctx) {
+            MemoryOpResult::Done(r) => r,
+            MemoryOpResult::Continue { .. } => panic!("continued"),
+        }
+    }
+
+    /// `XENMEM_populate_physmap` / `_decrease_reservation` of one 4 KiB
+    /// extent at `gfn` by domain `caller` (index `d` in the World), the
+    /// structs at `B + 0x300`.
+    fn reservation(w: &mut World, d: usize, caller: u16, cmd: u64, gfn: u64) -> u64 {
+        let mut r = [0u8; 32];
+        r[0..8].copy_from_slice(&(B + 0x340).to_le_bytes());
+        r[8..16].copy_from_slice(&1u64.to_le_bytes());
+        r[24..26].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+        w.put(d, B + 0x300, &r);
+        w.put(d, B + 0x340, &gfn.to_le_bytes());
+        memop(w, caller, cmd, B + 0x300)
+    }
+
+    /// Issue 9 finding 2: hv kept the host address of a registered
+    /// `vcpu_info` without a page reference. After `decrease_reservation` of
+    /// that gfn the frame went back to the pool and to another domain's
+    /// populate, and every event for the vCPU set bits in that domain's
+    /// page. The page is now pinned (Xen's `map_guest_area`): it stays the
+    /// registering domain's until teardown, and the other domain's new page
+    /// stays zero.
+    #[test]
+    fn vcpu_info_page_is_pinned_across_decrease_reservation() {
+        let mut w = World::new();
+        let gfn = (B + 0x7000) >> 12;
+        let frame = w.domains[0].physmap().lookup(gfn).unwrap().pa;
+        // VCPUOP_register_vcpu_info for vCPU 1 at gfn, offset 0x40.
+        let mut vi = [0u8; 16];
+        vi[0..8].copy_from_slice(&gfn.to_le_bytes());
+        vi[8..12].copy_from_slice(&0x40u32.to_le_bytes());
+        w.put(0, B + 0x100, &vi);
+        let reg = Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_VCPU_INFO,
+            vcpu: 1,
+            arg: B + 0x100,
+        };
+        assert_eq!(w.call(1, 0, reg).ret, 0);
+        assert_eq!(w.pool.frame(frame).unwrap().refs, 2, "allocation + pin");
+        // d1 gives the page back.
+        assert_eq!(reservation(&mut w, 0, 1, 1, gfn), 1, "one extent released");
+        assert!(w.domains[0].physmap().lookup(gfn).is_none());
+        let f = w.pool.frame(frame).unwrap();
+        assert_eq!((f.owner, f.refs), (Some(1), 1), "still d1's: pinned");
+        // d2 populates a page (room for one more): never d1's pinned frame.
+        let pm2 = w.domains[1].physmap_mut();
+        pm2.set_max_pages(pm2.max_pages() + 1);
+        let gfn2 = (B + (8 << 20)) >> 12;
+        assert_eq!(reservation(&mut w, 1, 2, 6, gfn2), 1);
+        let pa2 = w.domains[1].physmap().lookup(gfn2).unwrap().pa;
+        assert_ne!(pa2, frame);
+        // d1 sends itself IPIs on vCPU 1: delivery writes d1's vcpu_info.
+        w.put(0, B + 0x180, &1u32.to_le_bytes());
+        let bind = Hypercall::EventChannelOp {
+            cmd: evtchn::op::BIND_IPI,
+            arg: B + 0x180,
+        };
+        assert_eq!(w.call(1, 0, bind).ret, 0);
+        let port = le32(&w.get::<8>(0, B + 0x180), 4);
+        w.put(0, B + 0x1c0, &port.to_le_bytes());
+        for _ in 0..3 {
+            let send = Hypercall::EventChannelOp {
+                cmd: evtchn::op::SEND,
+                arg: B + 0x1c0,
+            };
+            assert_eq!(w.call(1, 0, send).ret, 0);
+        }
+        let page = w.get::<4096>(1, B + (8 << 20));
+        assert!(page.iter().all(|&b| b == 0), "d2's new page untouched");
+        let mut b = [0u8; 1];
+        w.mem.read(PhysAddr(frame.0 + 0x40), &mut b);
+        assert_eq!(b, [1], "the upcall went to d1's pinned page");
+        // Teardown gives the pin back: the frame is free again.
+        let mut xen = core::mem::take(&mut w.domains[0].xen);
+        xen.release(&mut w.pool);
+        assert_eq!(w.pool.frame(frame).unwrap().refs, 0);
+    }
+
+    /// A vcpu_info area must be in the caller's own RAM: not in a page it
+    /// does not own (no page reference is taken on another's frame).
+    #[test]
+    fn vcpu_info_refused_outside_own_ram() {
+        let mut w = World::new();
+        // Not mapped at all.
+        let mut vi = [0u8; 16];
+        vi[0..8].copy_from_slice(&((B + (64 << 20)) >> 12).to_le_bytes());
+        w.put(0, B + 0x100, &vi);
+        let reg = Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_VCPU_INFO,
+            vcpu: 0,
+            arg: B + 0x100,
+        };
+        assert_eq!(w.call(1, 0, reg).ret, Errno::EFAULT.to_x0());
+        assert!(w.domains[0].xen.pinned().is_empty());
+        // A failed registration (vCPU already registered) gives its pin back.
+        vi[0..8].copy_from_slice(&((B + 0x7000) >> 12).to_le_bytes());
+        w.put(0, B + 0x100, &vi);
+        assert_eq!(w.call(1, 0, reg).ret, 0);
+        vi[0..8].copy_from_slice(&((B + 0x8000) >> 12).to_le_bytes());
+        w.put(0, B + 0x100, &vi);
+        assert_eq!(w.call(1, 0, reg).ret, Errno::EINVAL.to_x0());
+        assert_eq!(w.domains[0].xen.pinned().len(), 1);
+        let f = w.domains[0]
+            .physmap()
+            .lookup((B + 0x8000) >> 12)
+            .unwrap()
+            .pa;
+        assert_eq!(w.pool.frame(f).unwrap().refs, 1);
+    }
+
+    /// Issue 9 finding 10: `decrease_reservation` of the console ring's gfn
+    /// succeeded and unmapped hv's ring. It is an hv special page, not the
+    /// domain's RAM: no extent is released, the ring stays mapped and owned,
+    /// and hv still drains it.
+    #[test]
+    fn decrease_reservation_of_the_console_ring_is_refused() {
+        let mut w = World::new();
+        let ring = w.domains[0].xen.console_ring.unwrap();
+        assert_eq!(
+            reservation(&mut w, 0, 1, 1, CONSOLE_GFN),
+            0,
+            "no extent released"
+        );
+        let e = w.domains[0].physmap().lookup(CONSOLE_GFN).unwrap();
+        assert_eq!((e.pa, e.kind), (ring, P2mKind::SharedInfo));
+        let f = w.pool.frame(ring).unwrap();
+        assert_eq!((f.owner, f.refs), (Some(1), 1));
     }
 }
