@@ -100,7 +100,7 @@ impl Vgic {
         if !in_range(ipa) {
             return None;
         }
-        if !matches!(acc.size, 1 | 2 | 4 | 8) || ipa % u64::from(acc.size) != 0 {
+        if !matches!(acc.size, 1 | 2 | 4 | 8) || !ipa.is_multiple_of(u64::from(acc.size)) {
             return Some(Err(BadAccess));
         }
         let mut s = self.state.lock();
@@ -367,7 +367,7 @@ impl VgicState {
     /// accesses, aligned by the caller); the first 32 INTIDs are RAZ/WI here
     /// (banked in the redistributor with ARE), INTIDs beyond [`NR_IRQS`] RAZ/WI.
     fn bits_dist(&mut self, cpu: usize, r: BitReg, rel: u64, acc: MmioAccess) -> MmioResult {
-        if acc.size != 4 || rel % 4 != 0 {
+        if acc.size != 4 || !rel.is_multiple_of(4) {
             return Err(BadAccess);
         }
         let first = (rel * 8) as u32;
