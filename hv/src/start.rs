@@ -457,6 +457,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             e.console.flush(e.id, sink.as_mut());
         }
         let id = e.id;
+        // Its log rate limit starts afresh for the next domain with this id.
+        crate::ratelimit::forget(id);
         if e.from_domctl {
             // A toolstack-built domain stays (shut down) until destroydomain.
             sink.hv_line(format_args!("d{id} ended ({why})"));

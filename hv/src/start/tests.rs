@@ -1344,5 +1344,8 @@ fn unaligned_vgic_access_injects_an_abort() {
     assert_eq!(e[1].pc, 0x200, "abort delivered at the vector");
     assert_eq!(e[1].pstate & 0xf, 0b0101, "EL1h");
     let lines = r.lines.all();
-    assert!(lines.contains(&"hv: d1 ended (poweroff)".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"hv: d1 ended (poweroff)".to_string()),
+        "{lines:?}"
+    );
 }

@@ -670,7 +670,11 @@ fn vcpu_op<M: PhysMem + TableMem>(
             let b = ctx.read::<8>(arg)?;
             let addr = le64(&b, 0);
             let phys = cmd == vcpuop::REGISTER_RUNSTATE_PHYS_AREA;
-            log::debug!("d{caller}v{vcpu}: runstate area at {addr:#x} (physical: {phys})");
+            crate::glog!(
+                caller,
+                Debug,
+                "d{caller}v{vcpu}: runstate area at {addr:#x} (physical: {phys})"
+            );
             let rs = ctx
                 .me()?
                 .xen
@@ -924,7 +928,7 @@ pub fn deliver_upcalls(domains: &[Domain], upcalls: &[(u16, u32)]) {
     for &(d, v) in upcalls {
         if let Some(dom) = domains.iter().find(|x| x.id == d) {
             if let Err(e) = dom.vgic.inject(v, evtchn::GUEST_EVTCHN_PPI) {
-                log::debug!("d{d}v{v}: event upcall not injected: {e:?}");
+                crate::glog!(d, Debug, "d{d}v{v}: event upcall not injected: {e:?}");
             }
         }
     }
