@@ -1682,4 +1682,29 @@ mod tests {
         let f = w.pool.frame(ring).unwrap();
         assert_eq!((f.owner, f.refs), (Some(1), 1));
     }
+
+    /// Event channels are bounded per domain (MAX_PORTS): a domain that uses
+    /// all of its ports gets -ENOSPC; another domain still binds.
+    #[test]
+    fn event_channel_bound_is_per_domain() {
+        let mut w = World::new();
+        w.put(0, B + 0x180, &0u32.to_le_bytes());
+        let bind = Hypercall::EventChannelOp {
+            cmd: evtchn::op::BIND_IPI,
+            arg: B + 0x180,
+        };
+        let mut ok = 0;
+        let last = loop {
+            let r = w.call(1, 0, bind).ret;
+            if r != 0 {
+                break r;
+            }
+            ok += 1;
+            assert!(ok < 10_000, "unbounded");
+        };
+        assert_eq!(last, Errno::ENOSPC.to_x0());
+        assert_eq!(ok, evtchn::MAX_PORTS - 2, "ports 0 and 1 (console) taken");
+        w.put(1, B + 0x180, &0u32.to_le_bytes());
+        assert_eq!(w.call(2, 0, bind).ret, 0, "d2 unaffected");
+    }
 }
