@@ -90,7 +90,7 @@ run() {
     [ $rc = 0 ] || fail+=("QEMU exit status $rc (124 = timeout)")
     if [ ${#fail[@]} = 0 ]; then
         echo "[qemu-linux] ($name) PASS in $secs s" >&2
-        grep -E 'console ring in use|^\(d1\) HV-LINUX|hv: d1 ended|hv: id-regs|hv: all domains' "$log" >&2
+        grep -E 'console ring in use|^\(d1\) HV-LINUX|hv: d1 ended|hv: id-regs|hv: debug-pmu|hv: all domains' "$log" >&2
     else
         echo "[qemu-linux] ($name) FAIL after $secs s: ${fail[*]}; last lines:" >&2
         tail -n 40 "$log" >&2

@@ -38,6 +38,12 @@ pub trait FrameSource {
 /// A domain id (`d<N>` in logs; 0 is reserved for a control domain).
 pub type DomId = u16;
 
+/// The most domains hv holds at once (built at boot and by `createdomain`,
+/// ended ones included until destroyed). Xen's bound is its domid space
+/// (`DOMID_FIRST_RESERVED`, 0x7ff0) and memory; hv's is lower and fixed so
+/// that a control domain cannot make hv's domain list grow without end.
+pub const MAX_DOMAINS: usize = 1024;
+
 /// Why building a domain failed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum DomainError {
@@ -48,6 +54,16 @@ pub enum DomainError {
         /// Bytes requested.
         bytes: u64,
     },
+    /// hv's heap cannot hold the domain's bookkeeping (a physmap record per
+    /// page of RAM) above its reserve ([`crate::mm::heap`]).
+    HeapFull {
+        /// Bytes of RAM requested.
+        bytes: u64,
+        /// Heap bytes the domain would need.
+        need: usize,
+    },
+    /// hv holds [`MAX_DOMAINS`] domains already.
+    TooManyDomains,
     /// The requested RAM size is unusable (too small, not page-multiple, above bank 0).
     BadRamSize {
         /// Bytes requested.
@@ -80,6 +96,11 @@ impl fmt::Display for DomainError {
             DomainError::OutOfMemory { bytes } => {
                 write!(f, "out of memory for {bytes:#x} bytes of RAM")
             }
+            DomainError::HeapFull { bytes, need } => write!(
+                f,
+                "hv's heap has no room for the records of {bytes:#x} bytes of RAM ({need} bytes)"
+            ),
+            DomainError::TooManyDomains => write!(f, "hv holds {MAX_DOMAINS} domains already"),
             DomainError::BadRamSize { bytes } => write!(f, "unusable RAM size {bytes:#x}"),
             DomainError::Stage2(e) => write!(f, "stage-2: {e}"),
             DomainError::KernelTooBig { needed, ram } => {

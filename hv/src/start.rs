@@ -28,7 +28,7 @@ use crate::domain::{
     DomId, Domain, DomainError, EndReason, FrameSource, VmidAllocator, DEFAULT_RAM_BYTES,
 };
 use crate::options::HvOptions;
-use crate::trap::{esr_ec, ExitReason};
+use crate::trap::{debug_pmu_answer, esr_ec, ExitReason, FaultStatus, SysRegAccess, SysRegAnswer};
 use crate::vcpu::Vcpu;
 use crate::xen::memory::{MemoryOpCtx, MemoryOpResult};
 use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx};
@@ -249,6 +249,22 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     ) -> Result<DomId, DomainError> {
         let ram_bytes = spec.ram_bytes;
         let mut sh = self.shared.lock();
+        // Everything a domain of this size takes is checked before anything
+        // is taken: frames for its RAM and hv's Xen pages, heap for a physmap
+        // record per page, a slot in the domain list (a domain too large for
+        // the machine gets this error, never a failed allocation).
+        let pages = (ram_bytes / PAGE_SIZE).saturating_add(xen::domu::XEN_FRAMES);
+        if pages > sh.pool.free_frames() {
+            return Err(DomainError::OutOfMemory { bytes: ram_bytes });
+        }
+        let need = crate::mm::heap::build_bytes(pages).unwrap_or(usize::MAX);
+        if !crate::mm::heap::room((self.heap_free)(), need) {
+            return Err(DomainError::HeapFull {
+                bytes: ram_bytes,
+                need,
+            });
+        }
+        reserve_domain_slot(&mut sh.domains, self.heap_free)?;
         let privileged = spec.privileged && !sh.domains.iter().any(|d| d.id == 0);
         if spec.privileged && !privileged {
             log::warn!("a control domain (d0) exists already: this one is unprivileged");
@@ -475,6 +491,11 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 crate::idregs::WRITES.load(Ordering::Relaxed),
                 crate::idregs::SVE_SME_TRAPS.load(Ordering::Relaxed)
             ));
+            sink.hv_line(format_args!(
+                "debug-pmu: raz_wi={} undef={}",
+                DEBUG_PMU_TRAPS[0].load(Ordering::Relaxed),
+                DEBUG_PMU_TRAPS[1].load(Ordering::Relaxed)
+            ));
             let s = self.runq.lock().sched.stats;
             sink.hv_line(format_args!(
                 "sched: switches={} same_vmid_switches={} lazy_resumes={} migrations={} preemptions={}",
@@ -603,6 +624,16 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 self.psci(v)
             }
             ExitReason::DataAbortLower(a) if self.gic_mmio(arch, v, &a).is_some() => Next::Resume,
+            ExitReason::DataAbortLower(a)
+                if self.fault_resolved(v, a.ipa, a.fsc, Need::data(a.wnr)) =>
+            {
+                Next::Resume
+            }
+            ExitReason::InstrAbortLower(a)
+                if self.fault_resolved(v, a.ipa, a.fsc, Need::fetch(a.s1ptw)) =>
+            {
+                Next::Resume
+            }
             ExitReason::DataAbortLower(a) => {
                 let access = match a.access {
                     Some(s) => alloc::format!(", {} bytes via x{}", s.sas.bytes(), s.srt),
@@ -636,6 +667,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::Stage2Fault { ipa: a.ipa })
             }
             ExitReason::SysReg(acc) if self.sgi_trap(v, &acc).is_some() => Next::Resume,
+            ExitReason::SysReg(acc) if debug_pmu_answer(&acc, at_el0(v)).is_some() => {
+                debug_pmu(arch, v, &acc);
+                Next::Resume
+            }
             ExitReason::SysReg(acc) if crate::idregs::id_encoding(&acc).is_some() => {
                 crate::idregs::emulate(arch, v, &acc);
                 Next::Resume
@@ -682,6 +717,45 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::UnhandledExit { ec })
             }
         }
+    }
+
+    /// A stage-2 fault on an IPA that is mapped (again) by the time hv looks:
+    /// the guest raced a change of its own p2m (a block split by
+    /// break-before-make while giving back one page, a mapping being
+    /// replaced), which another pCPU made under the `shared` lock. Taking
+    /// that lock here waits for the change to finish; if the entry now allows
+    /// the access, the vCPU retries the instruction (the PC still points at
+    /// it), as Xen's `p2m_resolve_translation_fault` (which takes the p2m
+    /// lock) and KVM's `user_mem_abort` do. Only faults a missing or changing
+    /// entry causes are retried (translation, access flag, permission); the
+    /// rest, and faults on IPAs still unmapped, go on to end the domain.
+    fn fault_resolved(&self, v: &Vcpu, ipa: pv_tlb::Ipa, fsc: FaultStatus, need: Need) -> bool {
+        if !matches!(
+            fsc,
+            FaultStatus::Translation { .. }
+                | FaultStatus::AccessFlag { .. }
+                | FaultStatus::Permission { .. }
+        ) {
+            return false;
+        }
+        let mut sh = self.shared.lock();
+        let Shared { mem, domains, .. } = &mut *sh;
+        let Some(d) = domains.iter().find(|d| d.id == v.domid) else {
+            return false;
+        };
+        let Some((_, attrs)) = d.stage2().lookup(mem, ipa) else {
+            return false;
+        };
+        let ok = attrs.read && (!need.write || attrs.write) && (!need.exec || attrs.exec);
+        if ok {
+            log::debug!(
+                "d{}v{}: stage-2 {fsc} at IPA {ipa}: mapped now, retrying (pc {:#x})",
+                v.domid,
+                v.id,
+                v.gprs.pc
+            );
+        }
+        ok
     }
 
     fn hypercall(&self, arch: &mut dyn Arch, v: &mut Vcpu, call: &Hypercall) -> Next {
@@ -778,6 +852,100 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// call): [`crate::psci`], carried out in `start/run.rs`.
     fn psci(&self, v: &mut Vcpu) -> Next {
         self.guest_psci(v)
+    }
+}
+
+/// Make room for one more domain in `domains` before anything is built:
+/// at most [`crate::domain::MAX_DOMAINS`], and the list's growth (it doubles)
+/// plus [`crate::mm::heap::DOMAIN_BYTES`] must fit above the heap's reserve;
+/// the slot is then reserved fallibly. ~2048 `createdomain` calls once grew
+/// the list to 7 MB past a 64 KiB check and hv's heap ran out (issue 9
+/// finding 5).
+fn reserve_domain_slot(
+    domains: &mut Vec<Domain>,
+    heap_free: fn() -> usize,
+) -> Result<(), DomainError> {
+    if domains.len() >= crate::domain::MAX_DOMAINS {
+        return Err(DomainError::TooManyDomains);
+    }
+    let grow = if domains.len() == domains.capacity() {
+        // RawVec's amortized growth: twice the capacity, at least 4.
+        (domains.capacity() * 2).max(4) * core::mem::size_of::<Domain>()
+    } else {
+        0
+    };
+    let need = grow.saturating_add(crate::mm::heap::DOMAIN_BYTES);
+    if !crate::mm::heap::room(heap_free(), need) {
+        return Err(DomainError::HeapFull { bytes: 0, need });
+    }
+    domains
+        .try_reserve(1)
+        .map_err(|_| DomainError::HeapFull { bytes: 0, need })
+}
+
+/// Trapped debug/PMU register accesses answered RAZ/WI, and those answered
+/// with an undefined instruction (printed at power-off).
+pub static DEBUG_PMU_TRAPS: [core::sync::atomic::AtomicU64; 2] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 2];
+
+/// The vCPU trapped from EL0 (`SPSR_EL2.M` = EL0t).
+fn at_el0(v: &Vcpu) -> bool {
+    v.gprs.pstate & 0xf == crate::vcpu::PSR_MODE_EL0T
+}
+
+/// A trapped debug or PMU register access (`MDCR_EL2` traps them): answered
+/// as Xen does ([`debug_pmu_answer`]): RAZ/WI, or an undefined instruction.
+fn debug_pmu(arch: &mut dyn Arch, v: &mut Vcpu, acc: &SysRegAccess) {
+    match debug_pmu_answer(acc, at_el0(v)) {
+        Some(SysRegAnswer::RazWi) => {
+            DEBUG_PMU_TRAPS[0].fetch_add(1, Ordering::Relaxed);
+            if acc.read {
+                if let Some(x) = v.gprs.x.get_mut(usize::from(acc.rt)) {
+                    *x = 0;
+                }
+            }
+            v.gprs.pc = v.gprs.pc.wrapping_add(4);
+        }
+        Some(SysRegAnswer::Undef) => {
+            DEBUG_PMU_TRAPS[1].fetch_add(1, Ordering::Relaxed);
+            log::debug!(
+                "d{}v{}: {acc} (debug/PMU) at pc {:#x}: undefined instruction",
+                v.domid,
+                v.id,
+                v.gprs.pc
+            );
+            // ELR_EL2 points at the trapped instruction.
+            let elr = v.gprs.pc;
+            v.inject_undef(arch, elr);
+        }
+        None => {}
+    }
+}
+
+/// What a faulting access needed from its stage-2 entry.
+#[derive(Clone, Copy, Debug)]
+struct Need {
+    write: bool,
+    exec: bool,
+}
+
+impl Need {
+    /// A data access; `WnR` is also set for a stage-1 walk that updates a
+    /// descriptor (hardware access flag / dirty state), which needs write.
+    fn data(wnr: bool) -> Self {
+        Self {
+            write: wnr,
+            exec: false,
+        }
+    }
+
+    /// An instruction fetch (execute permission), or the stage-1 table walk
+    /// for one (`S1PTW`: a read).
+    fn fetch(s1ptw: bool) -> Self {
+        Self {
+            write: false,
+            exec: !s1ptw,
+        }
     }
 }
 
