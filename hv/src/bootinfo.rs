@@ -30,8 +30,6 @@ use pv_tlb::PhysAddr;
 pub const MAX_MEMORY: usize = 8;
 /// Maximum reserved ranges (`/memreserve/` plus `/reserved-memory`); more is an error.
 pub const MAX_RESERVED: usize = 16;
-/// Maximum CPUs kept (more are ignored and counted).
-pub const MAX_CPUS: usize = 8;
 /// Maximum boot modules; more is an error.
 pub const MAX_MODULES: usize = 8;
 /// Maximum dom0less domains (`/chosen/domU*`); more is an error.
@@ -219,10 +217,9 @@ pub struct BootInfo<'a> {
     pub timer: Option<TimerInfo>,
     /// The PSCI conduit.
     pub psci: Option<PsciConduit>,
-    /// MPIDR affinity values of the CPUs (`/cpus/cpu@*` `reg`), in DTB order.
-    pub cpus: FixedVec<u64, MAX_CPUS>,
-    /// CPUs that did not fit in [`BootInfo::cpus`] (not started).
-    pub cpus_ignored: usize,
+    /// The CPUs (`/cpus/cpu@*` `reg` = MPIDR affinity), in DTB order: as
+    /// many as the DTB has (no fixed limit; read from the DTB on demand).
+    pub cpus: CpuList<'a>,
     /// hv's command line: `/chosen/xen,xen-bootargs`, else `/chosen/bootargs`, else "".
     pub cmdline: &'a str,
     /// Boot modules, in DTB order.
@@ -422,6 +419,57 @@ fn is_disabled(node: FdtNode<'_, '_>) -> bool {
     matches!(str_prop(node, "status"), Some(s) if s != "okay" && s != "ok")
 }
 
+/// The enabled `/cpus` children with `device_type = "cpu"` and a `reg`:
+/// their MPIDR affinity values (or the error of an undecodable `reg`).
+fn cpu_mpidrs<'f>(fdt: &'f Fdt<'_>) -> impl Iterator<Item = Result<u64, BootInfoError>> + 'f {
+    fdt.find_node("/cpus")
+        .into_iter()
+        .flat_map(|cpus| cpus.children())
+        .filter(|cpu| str_prop(*cpu, "device_type") == Some("cpu") && !is_disabled(*cpu))
+        .filter_map(|cpu| cpu.property("reg"))
+        .map(|reg| cells(reg.value).ok_or(BootInfoError::BadReg("cpu")))
+}
+
+/// The DTB's CPUs: a count and their MPIDRs read back from the DTB, so that
+/// [`BootInfo`] stays a small fixed-size value however many CPUs there are.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuList<'a> {
+    dtb: &'a [u8],
+    count: usize,
+}
+
+impl CpuList<'_> {
+    /// Number of CPUs.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.count
+    }
+    /// True if the DTB lists no CPU.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// Their MPIDR affinity values, in DTB order ([`BootInfo::parse`] checked
+    /// every `reg`, so none is skipped).
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        // CPU i is found by walking /cpus again (the iterator cannot own the
+        // parsed tree its nodes borrow): quadratic, but a DTB walk of a few
+        // hundred nodes once at boot. The blob parsed once already, so an
+        // error here cannot happen and would only end the iteration.
+        (0..self.count).map_while(|i| {
+            let fdt = Fdt::new(self.dtb).ok()?;
+            let m = cpu_mpidrs(&fdt).nth(i)?.ok();
+            m
+        })
+    }
+}
+
+impl PartialEq for CpuList<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.count == other.count && self.iter().eq(other.iter())
+    }
+}
+
 impl<'a> BootInfo<'a> {
     /// Parse the flattened device tree `dtb`.
     ///
@@ -446,8 +494,7 @@ impl<'a> BootInfo<'a> {
             gic: None,
             timer: None,
             psci: None,
-            cpus: FixedVec::default(),
-            cpus_ignored: 0,
+            cpus: CpuList { dtb, count: 0 },
             cmdline: "",
             modules: FixedVec::default(),
             domus: FixedVec::default(),
@@ -480,21 +527,9 @@ impl<'a> BootInfo<'a> {
             }
         }
 
-        if let Some(cpus) = fdt.find_node("/cpus") {
-            for cpu in cpus.children() {
-                if str_prop(cpu, "device_type") != Some("cpu") || is_disabled(cpu) {
-                    continue;
-                }
-                let Some(reg) = cpu.property("reg") else {
-                    continue;
-                };
-                let Some(mpidr) = cells(reg.value) else {
-                    return Err(BootInfoError::BadReg("cpu"));
-                };
-                if info.cpus.push(mpidr).is_err() {
-                    info.cpus_ignored += 1;
-                }
-            }
+        for mpidr in cpu_mpidrs(&fdt) {
+            mpidr?;
+            info.cpus.count += 1;
         }
 
         if let Some(psci) = fdt.find_node("/psci") {
@@ -721,7 +756,7 @@ mod tests {
             })
         );
         assert_eq!(b.psci, Some(PsciConduit::Smc));
-        assert_eq!(b.cpus.as_slice(), [0, 1]);
+        assert_eq!(b.cpus.iter().collect::<alloc::vec::Vec<_>>(), [0, 1]);
         assert_eq!(b.cmdline, "");
         assert!(b.modules().is_empty());
         assert_eq!(b.root_compatible, b"linux,dummy-virt\0");
@@ -783,7 +818,7 @@ mod tests {
         assert_eq!(removed, 54, "QEMU 10.0.2 leaves 54 NOP tokens in this DTB");
         assert_eq!(strip_nops(&mut blob).unwrap(), 0);
         let b = BootInfo::parse(&blob).unwrap();
-        assert_eq!(b.cpus.as_slice(), [0, 1]);
+        assert_eq!(b.cpus.iter().collect::<alloc::vec::Vec<_>>(), [0, 1]);
         assert_eq!(
             b.cmdline,
             "loglvl=debug tlb=targeted nested=off console=dtuart"
@@ -895,5 +930,51 @@ mod tests {
             BootInfo::parse(&blob).err(),
             Some(BootInfoError::BadReg("domU without a multiboot,kernel"))
         );
+    }
+
+    /// A DTB with `n` CPUs numbered as QEMU virt does with GICv3 (Aff0 =
+    /// i % 16, Aff1 = i / 16), CPU `disabled` with `status = "disabled"`.
+    fn many_cpus(n: u32, disabled: u32) -> alloc::vec::Vec<u8> {
+        use crate::domain::dtb::FdtWriter;
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+        w.end_node();
+        w.begin_node("cpus");
+        w.prop_u32s("#address-cells", &[1]);
+        w.prop_u32s("#size-cells", &[0]);
+        for i in 0..n {
+            let mpidr = ((i / 16) << 8) | (i % 16);
+            w.begin_node(&alloc::format!("cpu@{mpidr:x}"));
+            w.prop_str("device_type", "cpu");
+            w.prop_u32s("reg", &[mpidr]);
+            if i == disabled {
+                w.prop_str("status", "disabled");
+            }
+            w.end_node();
+        }
+        w.end_node();
+        w.end_node();
+        w.finish()
+    }
+
+    #[test]
+    fn every_dtb_cpu_is_kept() {
+        // More CPUs than the old fixed limit (8), across two affinity levels.
+        let blob = many_cpus(40, 3);
+        let b = BootInfo::parse(&blob).unwrap();
+        assert_eq!(b.cpus.len(), 39);
+        let got: alloc::vec::Vec<u64> = b.cpus.iter().collect();
+        let want: alloc::vec::Vec<u64> = (0..40u64)
+            .filter(|&i| i != 3)
+            .map(|i| ((i / 16) << 8) | (i % 16))
+            .collect();
+        assert_eq!(got, want);
+        let blob = many_cpus(512, 1000);
+        assert_eq!(BootInfo::parse(&blob).unwrap().cpus.iter().count(), 512);
     }
 }
