@@ -164,6 +164,41 @@ pub struct TimerInfo {
     pub hyp_virt: Option<u32>,
 }
 
+/// Where the console's name came from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ConsoleFrom {
+    /// Nothing named one: the first `arm,pl011`, if any.
+    #[default]
+    FirstPl011,
+    /// `dtuart=` in hv's command line.
+    Dtuart,
+    /// `/chosen/stdout-path`.
+    StdoutPath,
+}
+
+/// The console device asked for ([`BootInfo::console`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ConsoleChoice<'a> {
+    /// Where the name came from.
+    pub from: ConsoleFrom,
+    /// The path or alias named (without `:options`); "" for
+    /// [`ConsoleFrom::FirstPl011`].
+    pub name: &'a str,
+    /// The named node exists and is an enabled PL011, which became the
+    /// console (else hv fell back to the first PL011).
+    pub found: bool,
+}
+
+/// The value of the last `key=` word of `cmdline` (as Xen's string_param).
+fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .last()
+}
+
 /// Why the DTB could not be used.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum BootInfoError {
@@ -209,8 +244,12 @@ pub struct BootInfo<'a> {
     pub memory_ignored: usize,
     /// `/memreserve/` entries and `/reserved-memory` children with a `reg`.
     pub reserved: FixedVec<MemRange, MAX_RESERVED>,
-    /// The PL011 console: `/chosen` `stdout-path`, else the first `arm,pl011`.
+    /// The PL011 console, found as Xen finds it: `dtuart=` in hv's command
+    /// line (a path or an alias, `:options` ignored), else `/chosen`
+    /// `stdout-path`; else (nothing named, or not found) the first `arm,pl011`.
     pub uart: Option<MemRange>,
+    /// Which device was asked for as the console and whether it was used.
+    pub console: ConsoleChoice<'a>,
     /// The GICv3.
     pub gic: Option<GicV3Info>,
     /// The architected timer.
@@ -491,6 +530,7 @@ impl<'a> BootInfo<'a> {
             memory_ignored: 0,
             reserved: FixedVec::default(),
             uart: None,
+            console: ConsoleChoice::default(),
             gic: None,
             timer: None,
             psci: None,
@@ -541,14 +581,23 @@ impl<'a> BootInfo<'a> {
         }
 
         let chosen = fdt.find_node("/chosen");
-        let mut stdout: Option<&str> = None;
         if let Some(chosen) = chosen {
             info.cmdline = str_prop(chosen, "xen,xen-bootargs")
                 .or_else(|| str_prop(chosen, "bootargs"))
                 .unwrap_or("");
-            if let Some(path) = str_prop(chosen, "stdout-path") {
-                let path = path.split(':').next().unwrap_or(path);
-                stdout = fdt.find_node(path).map(|n| n.name);
+            // Xen (drivers/char/dt-uart.c): dtuart=path-or-alias[:options],
+            // else stdout-path in the same form.
+            let named = match cmdline_value(info.cmdline, "dtuart") {
+                Some(v) => Some((ConsoleFrom::Dtuart, v)),
+                None => str_prop(chosen, "stdout-path").map(|v| (ConsoleFrom::StdoutPath, v)),
+            };
+            if let Some((from, v)) = named {
+                let name = v.split(':').next().unwrap_or(v);
+                info.console = ConsoleChoice {
+                    from,
+                    name,
+                    found: false,
+                };
             }
             let chosen_cells = child_cells(chosen, root_cells);
             for m in chosen.children() {
@@ -584,6 +633,20 @@ impl<'a> BootInfo<'a> {
             }
         }
 
+        // The named console node, identified by where its `reg` lies in the
+        // blob (names are not unique); a path starting with '/' is a path,
+        // anything else an alias (fdt's find_node resolves /aliases).
+        let name = info.console.name;
+        let console_reg = if name.starts_with('/') {
+            fdt.find_node(name)
+        } else if name.is_empty() {
+            None
+        } else {
+            fdt.aliases().and_then(|a| a.resolve_node(name))
+        }
+            .filter(|n| has_compatible(*n, "arm,pl011") && !is_disabled(*n))
+            .and_then(|n| n.property("reg"))
+            .map(|p| p.value.as_ptr());
         let mut first_pl011 = None;
         walk(root, ROOT_DEFAULT_CELLS, 0, &mut |node, cells_of_parent| {
             if is_disabled(node) {
@@ -598,8 +661,10 @@ impl<'a> BootInfo<'a> {
                 }
             } else if has_compatible(node, "arm,pl011") {
                 let r = first_reg(node, cells_of_parent, "pl011")?;
-                if stdout == Some(node.name) {
+                let reg = node.property("reg").map(|p| p.value.as_ptr());
+                if reg.is_some() && reg == console_reg {
                     info.uart = Some(r);
+                    info.console.found = true;
                 } else if first_pl011.is_none() {
                     first_pl011 = Some(r);
                 }
@@ -976,5 +1041,93 @@ mod tests {
         assert_eq!(got, want);
         let blob = many_cpus(512, 1000);
         assert_eq!(BootInfo::parse(&blob).unwrap().cpus.iter().count(), 512);
+    }
+
+    /// Two PL011s with the same node name under different buses (so only
+    /// their `reg` tells them apart), aliases serial0/serial1, and the given
+    /// `stdout-path` and command line.
+    fn two_uarts(stdout: Option<&str>, cmdline: Option<&str>) -> alloc::vec::Vec<u8> {
+        use crate::domain::dtb::FdtWriter;
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+        w.end_node();
+        for (bus, base) in [("bus1", 0x0900_0000u32), ("bus2", 0x0904_0000)] {
+            w.begin_node(bus);
+            w.prop_u32s("#address-cells", &[1]);
+            w.prop_u32s("#size-cells", &[1]);
+            w.begin_node("pl011@1000");
+            w.prop("compatible", b"arm,pl011\0arm,primecell\0");
+            w.prop_u32s("reg", &[base, 0x1000]);
+            w.end_node();
+            w.end_node();
+        }
+        w.begin_node("aliases");
+        w.prop_str("serial0", "/bus1/pl011@1000");
+        w.prop_str("serial1", "/bus2/pl011@1000");
+        w.end_node();
+        w.begin_node("chosen");
+        if let Some(s) = stdout {
+            w.prop_str("stdout-path", s);
+        }
+        if let Some(c) = cmdline {
+            w.prop_str("xen,xen-bootargs", c);
+        }
+        w.end_node();
+        w.end_node();
+        w.finish()
+    }
+
+    #[test]
+    fn console_found_as_xen_finds_it() {
+        const FIRST: u64 = 0x0900_0000;
+        const SECOND: u64 = 0x0904_0000;
+        let pick = |stdout, cmdline| {
+            let blob = two_uarts(stdout, cmdline);
+            let b = BootInfo::parse(&blob).unwrap();
+            let c = b.console;
+            (
+                b.uart.map(|u| u.base.raw()),
+                c.from,
+                alloc::string::String::from(c.name),
+                c.found,
+            )
+        };
+        use ConsoleFrom::*;
+        // Nothing named: the first PL011.
+        assert_eq!(pick(None, None), (Some(FIRST), FirstPl011, "".into(), false));
+        // stdout-path as a full path (with options) to the second of two
+        // same-named nodes: its reg, not the first node of that name.
+        assert_eq!(
+            pick(Some("/bus2/pl011@1000:115200n8"), None),
+            (Some(SECOND), StdoutPath, "/bus2/pl011@1000".into(), true)
+        );
+        // stdout-path as an alias.
+        assert_eq!(
+            pick(Some("serial1"), None),
+            (Some(SECOND), StdoutPath, "serial1".into(), true)
+        );
+        // dtuart= wins over stdout-path, as an alias or a path; the last one counts.
+        assert_eq!(
+            pick(Some("serial1"), Some("loglvl=info dtuart=serial0")),
+            (Some(FIRST), Dtuart, "serial0".into(), true)
+        );
+        assert_eq!(
+            pick(Some("serial0"), Some("dtuart=serial0 dtuart=/bus2/pl011@1000:115200n8")),
+            (Some(SECOND), Dtuart, "/bus2/pl011@1000".into(), true)
+        );
+        // A name that matches nothing: hv falls back to the first PL011 and says so.
+        assert_eq!(
+            pick(Some("serial1"), Some("dtuart=serial7")),
+            (Some(FIRST), Dtuart, "serial7".into(), false)
+        );
+        assert_eq!(
+            pick(Some("/nowhere"), None),
+            (Some(FIRST), StdoutPath, "/nowhere".into(), false)
+        );
     }
 }

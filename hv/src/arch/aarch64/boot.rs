@@ -292,6 +292,7 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64, bad_relocs: u64) -> ! {
     let options =
         OPTIONS.call_once(|| HvOptions::parse(info.cmdline, |w| log::warn!("command line: {w}")));
     log::info!("command line: \"{}\"", info.cmdline);
+    log_console(info);
     if info.memory_ignored != 0 {
         log::warn!(
             "DTB: ignoring {} memory ranges beyond hv's limit",
@@ -342,6 +343,28 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64, bad_relocs: u64) -> ! {
     let cpu = Cpu::new(0, info.psci);
     let mem = HostMem::new(info.memory);
     super::enter_primary(cpu, mem, info, options)
+}
+
+/// Say which console hv uses and why (Xen's dtuart= / stdout-path rules).
+fn log_console(info: &BootInfo<'_>) {
+    use crate::bootinfo::ConsoleFrom;
+    let c = info.console;
+    let from = match c.from {
+        ConsoleFrom::Dtuart => "dtuart=",
+        ConsoleFrom::StdoutPath => "stdout-path ",
+        ConsoleFrom::FirstPl011 => "",
+    };
+    let base = info.uart.map_or(0, |u| u.base.raw());
+    if c.from == ConsoleFrom::FirstPl011 {
+        log::info!("console: PL011 at {base:#x} (the first one: no dtuart= or stdout-path)");
+    } else if c.found {
+        log::info!("console: PL011 at {base:#x} ({from}{})", c.name);
+    } else {
+        log::warn!(
+            "console: {from}{}: no enabled PL011 at that path or alias; using the PL011 at {base:#x}",
+            c.name
+        );
+    }
 }
 
 fn init_frames(info: &BootInfo<'static>, dtb_pa: u64) {
