@@ -8,11 +8,15 @@
 #       branches to hv; the demo guest must pass, hv must say where it runs, and the
 #       Image header's image_size/flags must be true.
 #   ci/qemu-boot.sh smp N [--no-build]        the demo on -smp N: "N CPUs online".
+#   ci/qemu-boot.sh console [--no-build]      two PL011s, only the second one wired to the log:
+#       hv must find it from `dtuart=serial1` (an alias) in xen,xen-bootargs, from
+#       `dtuart=/pl011@9040000:115200n8` (a path with options), and from /chosen/stdout-path
+#       with no dtuart=, as Xen's dt-uart.c does.
 #
 # Needs what `hvrun build` builds (target/hvrun/hv.bin); QEMU, dtc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode="${1:?usage: ci/qemu-boot.sh addresses|smp N [--no-build]}"
+mode="${1:?usage: ci/qemu-boot.sh addresses|console|smp N [--no-build]}"
 shift
 smp_n=2
 if [ "$mode" = smp ]; then
@@ -115,7 +119,36 @@ smp() {
     echo "qemu-boot: -smp $n took $((SECONDS - t0))s"
 }
 
+console() {
+    local base="$out/virt-2uart.dtb"
+    "${QEMU[@]}" -M "$MACHINE,dumpdtb=$base" -smp 1 -m 1G -serial null -serial null >/dev/null 2>&1
+    local name how
+    for how in "dtuart=serial1" "dtuart=/pl011@9040000:115200n8" "stdout-path=serial1"; do
+        name="${how//[^a-z0-9]/_}"
+        local dtb="$out/console-$name.dtb" log="$out/console-$name.log"
+        cp "$base" "$dtb"
+        case "$how" in
+        dtuart=*) fdtput -t s "$dtb" /chosen xen,xen-bootargs "loglvl=info $how" ;;
+        stdout-path=*) fdtput -t s "$dtb" /chosen stdout-path "${how#stdout-path=}" ;;
+        esac
+        # Only the second UART reaches the log: the first goes nowhere.
+        echo "# -serial null -serial stdio -kernel $hv -dtb $dtb" >"$log"
+        timeout 120 qemu-system-aarch64 -M "$MACHINE" -cpu max -nic none -display none -monitor none \
+            -no-reboot -smp 1 -m 1G -serial null -serial stdio -kernel "$hv" -dtb "$dtb" \
+            </dev/null >>"$log" 2>&1 || { echo "qemu-boot: FAIL QEMU ($log)"; fail=1; continue; }
+        local want
+        case "$how" in
+        dtuart=serial1) want="(dtuart=serial1)" ;;
+        dtuart=/*) want="(dtuart=/pl011@9040000)" ;;
+        *) want="(stdout-path serial1)" ;;
+        esac
+        check_log "$log" "console from $how" "hv: hv " "console: PL011 at 0x9040000 $want" \
+            "(d1) guest-hello: all checks passed" "hv: all domains ended, powering off" || true
+    done
+}
+
 case "$mode" in
+console) console ;;
 addresses) addresses ;;
 smp) smp ;;
 *) echo "qemu-boot: unknown mode $mode" >&2; exit 2 ;;
