@@ -49,6 +49,13 @@ step test-host cargo test --workspace
 step build-aarch64 cargo run -q -p tests-nested --bin hvrun -- build
 # The README's demo: no boot module, so hv runs the guest-hello embedded in its image.
 step demo-embedded cargo run -q -p tests-nested --bin hvrun -- demo --no-build --smp 1 --timeout 120
+# Issue 15: the demo from three 2 MiB-aligned load addresses (-device loader + an EL2 stub),
+# the Image header's image_size/flags (~3 s); the console from dtuart= / stdout-path (~2 s);
+# the demo on -smp 16 and -smp 32 ("N CPUs online", ~5 s and ~12 s).
+step boot-addresses bash ci/qemu-boot.sh addresses --no-build
+step boot-console bash ci/qemu-boot.sh console --no-build
+step smp16 bash ci/qemu-boot.sh smp 16 --no-build
+step smp32 bash ci/qemu-boot.sh smp 32 --no-build
 step smoke-smp1 bash ci/qemu-smoke.sh 1 --no-build --timeout 180
 step smoke-smp2 bash ci/qemu-smoke.sh 2 --no-build --timeout 180
 # Two vCPUs of one domain on one pCPU under tlb=targeted and tlb=xen-compat
@@ -59,6 +66,8 @@ step qemu-domu bash ci/qemu-domu.sh --timeout 600
 # Issue 5: Debian's unmodified arm64 kernel as a dom0less domU (1 vCPU on -smp 1, 2 vCPUs on
 # -smp 2): marker through the PV console ring, nproc, power-off (~20 s after the first fetch).
 step qemu-linux bash ci/qemu-linux.sh all
+# Issue 15: Debian's kernel with 16 vCPUs on -smp 16 (nproc = 16; ~60 s).
+step smp16-linux bash ci/qemu-linux.sh run smp16 16 16 1G 256
 # The nested rig (issue 4): hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 

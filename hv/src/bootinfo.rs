@@ -30,8 +30,6 @@ use pv_tlb::PhysAddr;
 pub const MAX_MEMORY: usize = 8;
 /// Maximum reserved ranges (`/memreserve/` plus `/reserved-memory`); more is an error.
 pub const MAX_RESERVED: usize = 16;
-/// Maximum CPUs kept (more are ignored and counted).
-pub const MAX_CPUS: usize = 8;
 /// Maximum boot modules; more is an error.
 pub const MAX_MODULES: usize = 8;
 /// Maximum dom0less domains (`/chosen/domU*`); more is an error.
@@ -166,6 +164,41 @@ pub struct TimerInfo {
     pub hyp_virt: Option<u32>,
 }
 
+/// Where the console's name came from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ConsoleFrom {
+    /// Nothing named one: the first `arm,pl011`, if any.
+    #[default]
+    FirstPl011,
+    /// `dtuart=` in hv's command line.
+    Dtuart,
+    /// `/chosen/stdout-path`.
+    StdoutPath,
+}
+
+/// The console device asked for ([`BootInfo::console`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ConsoleChoice<'a> {
+    /// Where the name came from.
+    pub from: ConsoleFrom,
+    /// The path or alias named (without `:options`); "" for
+    /// [`ConsoleFrom::FirstPl011`].
+    pub name: &'a str,
+    /// The named node exists and is an enabled PL011, which became the
+    /// console (else hv fell back to the first PL011).
+    pub found: bool,
+}
+
+/// The value of the last `key=` word of `cmdline` (as Xen's string_param).
+fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .last()
+}
+
 /// Why the DTB could not be used.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum BootInfoError {
@@ -211,18 +244,21 @@ pub struct BootInfo<'a> {
     pub memory_ignored: usize,
     /// `/memreserve/` entries and `/reserved-memory` children with a `reg`.
     pub reserved: FixedVec<MemRange, MAX_RESERVED>,
-    /// The PL011 console: `/chosen` `stdout-path`, else the first `arm,pl011`.
+    /// The PL011 console, found as Xen finds it: `dtuart=` in hv's command
+    /// line (a path or an alias, `:options` ignored), else `/chosen`
+    /// `stdout-path`; else (nothing named, or not found) the first `arm,pl011`.
     pub uart: Option<MemRange>,
+    /// Which device was asked for as the console and whether it was used.
+    pub console: ConsoleChoice<'a>,
     /// The GICv3.
     pub gic: Option<GicV3Info>,
     /// The architected timer.
     pub timer: Option<TimerInfo>,
     /// The PSCI conduit.
     pub psci: Option<PsciConduit>,
-    /// MPIDR affinity values of the CPUs (`/cpus/cpu@*` `reg`), in DTB order.
-    pub cpus: FixedVec<u64, MAX_CPUS>,
-    /// CPUs that did not fit in [`BootInfo::cpus`] (not started).
-    pub cpus_ignored: usize,
+    /// The CPUs (`/cpus/cpu@*` `reg` = MPIDR affinity), in DTB order: as
+    /// many as the DTB has (no fixed limit; read from the DTB on demand).
+    pub cpus: CpuList<'a>,
     /// hv's command line: `/chosen/xen,xen-bootargs`, else `/chosen/bootargs`, else "".
     pub cmdline: &'a str,
     /// Boot modules, in DTB order.
@@ -422,6 +458,57 @@ fn is_disabled(node: FdtNode<'_, '_>) -> bool {
     matches!(str_prop(node, "status"), Some(s) if s != "okay" && s != "ok")
 }
 
+/// The enabled `/cpus` children with `device_type = "cpu"` and a `reg`:
+/// their MPIDR affinity values (or the error of an undecodable `reg`).
+fn cpu_mpidrs<'f>(fdt: &'f Fdt<'_>) -> impl Iterator<Item = Result<u64, BootInfoError>> + 'f {
+    fdt.find_node("/cpus")
+        .into_iter()
+        .flat_map(|cpus| cpus.children())
+        .filter(|cpu| str_prop(*cpu, "device_type") == Some("cpu") && !is_disabled(*cpu))
+        .filter_map(|cpu| cpu.property("reg"))
+        .map(|reg| cells(reg.value).ok_or(BootInfoError::BadReg("cpu")))
+}
+
+/// The DTB's CPUs: a count and their MPIDRs read back from the DTB, so that
+/// [`BootInfo`] stays a small fixed-size value however many CPUs there are.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuList<'a> {
+    dtb: &'a [u8],
+    count: usize,
+}
+
+impl CpuList<'_> {
+    /// Number of CPUs.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.count
+    }
+    /// True if the DTB lists no CPU.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// Their MPIDR affinity values, in DTB order ([`BootInfo::parse`] checked
+    /// every `reg`, so none is skipped).
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        // CPU i is found by walking /cpus again (the iterator cannot own the
+        // parsed tree its nodes borrow): quadratic, but a DTB walk of a few
+        // hundred nodes once at boot. The blob parsed once already, so an
+        // error here cannot happen and would only end the iteration.
+        (0..self.count).map_while(|i| {
+            let fdt = Fdt::new(self.dtb).ok()?;
+            let m = cpu_mpidrs(&fdt).nth(i)?.ok();
+            m
+        })
+    }
+}
+
+impl PartialEq for CpuList<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.count == other.count && self.iter().eq(other.iter())
+    }
+}
+
 impl<'a> BootInfo<'a> {
     /// Parse the flattened device tree `dtb`.
     ///
@@ -443,11 +530,11 @@ impl<'a> BootInfo<'a> {
             memory_ignored: 0,
             reserved: FixedVec::default(),
             uart: None,
+            console: ConsoleChoice::default(),
             gic: None,
             timer: None,
             psci: None,
-            cpus: FixedVec::default(),
-            cpus_ignored: 0,
+            cpus: CpuList { dtb, count: 0 },
             cmdline: "",
             modules: FixedVec::default(),
             domus: FixedVec::default(),
@@ -480,21 +567,9 @@ impl<'a> BootInfo<'a> {
             }
         }
 
-        if let Some(cpus) = fdt.find_node("/cpus") {
-            for cpu in cpus.children() {
-                if str_prop(cpu, "device_type") != Some("cpu") || is_disabled(cpu) {
-                    continue;
-                }
-                let Some(reg) = cpu.property("reg") else {
-                    continue;
-                };
-                let Some(mpidr) = cells(reg.value) else {
-                    return Err(BootInfoError::BadReg("cpu"));
-                };
-                if info.cpus.push(mpidr).is_err() {
-                    info.cpus_ignored += 1;
-                }
-            }
+        for mpidr in cpu_mpidrs(&fdt) {
+            mpidr?;
+            info.cpus.count += 1;
         }
 
         if let Some(psci) = fdt.find_node("/psci") {
@@ -506,14 +581,23 @@ impl<'a> BootInfo<'a> {
         }
 
         let chosen = fdt.find_node("/chosen");
-        let mut stdout: Option<&str> = None;
         if let Some(chosen) = chosen {
             info.cmdline = str_prop(chosen, "xen,xen-bootargs")
                 .or_else(|| str_prop(chosen, "bootargs"))
                 .unwrap_or("");
-            if let Some(path) = str_prop(chosen, "stdout-path") {
-                let path = path.split(':').next().unwrap_or(path);
-                stdout = fdt.find_node(path).map(|n| n.name);
+            // Xen (drivers/char/dt-uart.c): dtuart=path-or-alias[:options],
+            // else stdout-path in the same form.
+            let named = match cmdline_value(info.cmdline, "dtuart") {
+                Some(v) => Some((ConsoleFrom::Dtuart, v)),
+                None => str_prop(chosen, "stdout-path").map(|v| (ConsoleFrom::StdoutPath, v)),
+            };
+            if let Some((from, v)) = named {
+                let name = v.split(':').next().unwrap_or(v);
+                info.console = ConsoleChoice {
+                    from,
+                    name,
+                    found: false,
+                };
             }
             let chosen_cells = child_cells(chosen, root_cells);
             for m in chosen.children() {
@@ -549,6 +633,20 @@ impl<'a> BootInfo<'a> {
             }
         }
 
+        // The named console node, identified by where its `reg` lies in the
+        // blob (names are not unique); a path starting with '/' is a path,
+        // anything else an alias (fdt's find_node resolves /aliases).
+        let name = info.console.name;
+        let console_reg = if name.starts_with('/') {
+            fdt.find_node(name)
+        } else if name.is_empty() {
+            None
+        } else {
+            fdt.aliases().and_then(|a| a.resolve_node(name))
+        }
+            .filter(|n| has_compatible(*n, "arm,pl011") && !is_disabled(*n))
+            .and_then(|n| n.property("reg"))
+            .map(|p| p.value.as_ptr());
         let mut first_pl011 = None;
         walk(root, ROOT_DEFAULT_CELLS, 0, &mut |node, cells_of_parent| {
             if is_disabled(node) {
@@ -563,8 +661,10 @@ impl<'a> BootInfo<'a> {
                 }
             } else if has_compatible(node, "arm,pl011") {
                 let r = first_reg(node, cells_of_parent, "pl011")?;
-                if stdout == Some(node.name) {
+                let reg = node.property("reg").map(|p| p.value.as_ptr());
+                if reg.is_some() && reg == console_reg {
                     info.uart = Some(r);
+                    info.console.found = true;
                 } else if first_pl011.is_none() {
                     first_pl011 = Some(r);
                 }
@@ -721,7 +821,7 @@ mod tests {
             })
         );
         assert_eq!(b.psci, Some(PsciConduit::Smc));
-        assert_eq!(b.cpus.as_slice(), [0, 1]);
+        assert_eq!(b.cpus.iter().collect::<alloc::vec::Vec<_>>(), [0, 1]);
         assert_eq!(b.cmdline, "");
         assert!(b.modules().is_empty());
         assert_eq!(b.root_compatible, b"linux,dummy-virt\0");
@@ -783,7 +883,7 @@ mod tests {
         assert_eq!(removed, 54, "QEMU 10.0.2 leaves 54 NOP tokens in this DTB");
         assert_eq!(strip_nops(&mut blob).unwrap(), 0);
         let b = BootInfo::parse(&blob).unwrap();
-        assert_eq!(b.cpus.as_slice(), [0, 1]);
+        assert_eq!(b.cpus.iter().collect::<alloc::vec::Vec<_>>(), [0, 1]);
         assert_eq!(
             b.cmdline,
             "loglvl=debug tlb=targeted nested=off console=dtuart"
@@ -894,6 +994,140 @@ mod tests {
         assert_eq!(
             BootInfo::parse(&blob).err(),
             Some(BootInfoError::BadReg("domU without a multiboot,kernel"))
+        );
+    }
+
+    /// A DTB with `n` CPUs numbered as QEMU virt does with GICv3 (Aff0 =
+    /// i % 16, Aff1 = i / 16), CPU `disabled` with `status = "disabled"`.
+    fn many_cpus(n: u32, disabled: u32) -> alloc::vec::Vec<u8> {
+        use crate::domain::dtb::FdtWriter;
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+        w.end_node();
+        w.begin_node("cpus");
+        w.prop_u32s("#address-cells", &[1]);
+        w.prop_u32s("#size-cells", &[0]);
+        for i in 0..n {
+            let mpidr = ((i / 16) << 8) | (i % 16);
+            w.begin_node(&alloc::format!("cpu@{mpidr:x}"));
+            w.prop_str("device_type", "cpu");
+            w.prop_u32s("reg", &[mpidr]);
+            if i == disabled {
+                w.prop_str("status", "disabled");
+            }
+            w.end_node();
+        }
+        w.end_node();
+        w.end_node();
+        w.finish()
+    }
+
+    #[test]
+    fn every_dtb_cpu_is_kept() {
+        // More CPUs than the old fixed limit (8), across two affinity levels.
+        let blob = many_cpus(40, 3);
+        let b = BootInfo::parse(&blob).unwrap();
+        assert_eq!(b.cpus.len(), 39);
+        let got: alloc::vec::Vec<u64> = b.cpus.iter().collect();
+        let want: alloc::vec::Vec<u64> = (0..40u64)
+            .filter(|&i| i != 3)
+            .map(|i| ((i / 16) << 8) | (i % 16))
+            .collect();
+        assert_eq!(got, want);
+        let blob = many_cpus(512, 1000);
+        assert_eq!(BootInfo::parse(&blob).unwrap().cpus.iter().count(), 512);
+    }
+
+    /// Two PL011s with the same node name under different buses (so only
+    /// their `reg` tells them apart), aliases serial0/serial1, and the given
+    /// `stdout-path` and command line.
+    fn two_uarts(stdout: Option<&str>, cmdline: Option<&str>) -> alloc::vec::Vec<u8> {
+        use crate::domain::dtb::FdtWriter;
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+        w.end_node();
+        for (bus, base) in [("bus1", 0x0900_0000u32), ("bus2", 0x0904_0000)] {
+            w.begin_node(bus);
+            w.prop_u32s("#address-cells", &[1]);
+            w.prop_u32s("#size-cells", &[1]);
+            w.begin_node("pl011@1000");
+            w.prop("compatible", b"arm,pl011\0arm,primecell\0");
+            w.prop_u32s("reg", &[base, 0x1000]);
+            w.end_node();
+            w.end_node();
+        }
+        w.begin_node("aliases");
+        w.prop_str("serial0", "/bus1/pl011@1000");
+        w.prop_str("serial1", "/bus2/pl011@1000");
+        w.end_node();
+        w.begin_node("chosen");
+        if let Some(s) = stdout {
+            w.prop_str("stdout-path", s);
+        }
+        if let Some(c) = cmdline {
+            w.prop_str("xen,xen-bootargs", c);
+        }
+        w.end_node();
+        w.end_node();
+        w.finish()
+    }
+
+    #[test]
+    fn console_found_as_xen_finds_it() {
+        const FIRST: u64 = 0x0900_0000;
+        const SECOND: u64 = 0x0904_0000;
+        let pick = |stdout, cmdline| {
+            let blob = two_uarts(stdout, cmdline);
+            let b = BootInfo::parse(&blob).unwrap();
+            let c = b.console;
+            (
+                b.uart.map(|u| u.base.raw()),
+                c.from,
+                alloc::string::String::from(c.name),
+                c.found,
+            )
+        };
+        use ConsoleFrom::*;
+        // Nothing named: the first PL011.
+        assert_eq!(pick(None, None), (Some(FIRST), FirstPl011, "".into(), false));
+        // stdout-path as a full path (with options) to the second of two
+        // same-named nodes: its reg, not the first node of that name.
+        assert_eq!(
+            pick(Some("/bus2/pl011@1000:115200n8"), None),
+            (Some(SECOND), StdoutPath, "/bus2/pl011@1000".into(), true)
+        );
+        // stdout-path as an alias.
+        assert_eq!(
+            pick(Some("serial1"), None),
+            (Some(SECOND), StdoutPath, "serial1".into(), true)
+        );
+        // dtuart= wins over stdout-path, as an alias or a path; the last one counts.
+        assert_eq!(
+            pick(Some("serial1"), Some("loglvl=info dtuart=serial0")),
+            (Some(FIRST), Dtuart, "serial0".into(), true)
+        );
+        assert_eq!(
+            pick(Some("serial0"), Some("dtuart=serial0 dtuart=/bus2/pl011@1000:115200n8")),
+            (Some(SECOND), Dtuart, "/bus2/pl011@1000".into(), true)
+        );
+        // A name that matches nothing: hv falls back to the first PL011 and says so.
+        assert_eq!(
+            pick(Some("serial1"), Some("dtuart=serial7")),
+            (Some(FIRST), Dtuart, "serial7".into(), false)
+        );
+        assert_eq!(
+            pick(Some("/nowhere"), None),
+            (Some(FIRST), StdoutPath, "/nowhere".into(), false)
         );
     }
 }

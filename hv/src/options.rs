@@ -114,6 +114,8 @@ impl HvOptions {
                     _ => None,
                 }
                 .map(|n| opts.nested = n),
+                // The console device (Xen's dtuart=): read by bootinfo.
+                "dtuart" => Some(()),
                 _ => {
                     warn(OptionWarning::UnknownWord(word));
                     continue;

@@ -112,12 +112,16 @@ impl<M> Shared<M> {
     }
 }
 
+/// pCPUs whose armed EL2-timer deadline [`System`] caches (not a CPU limit).
+const HV_TIMER_SLOTS: usize = 256;
+
 /// Domains, vCPUs and host memory: everything the pCPUs share.
 pub struct System<M> {
     shared: Mutex<Shared<M>>,
     runq: Mutex<crate::sched::RunQueues>,
-    /// Each pCPU's armed EL2-timer deadline (`u64::MAX`: disarmed).
-    hv_timer: [core::sync::atomic::AtomicU64; crate::bootinfo::MAX_CPUS],
+    /// Each pCPU's armed EL2-timer deadline (`u64::MAX`: disarmed), a cache
+    /// that saves redundant timer writes; a pCPU beyond it writes every time.
+    hv_timer: [core::sync::atomic::AtomicU64; HV_TIMER_SLOTS],
     live_domains: AtomicUsize,
     ipa_bits: u8,
     next_domid: AtomicUsize,
@@ -220,8 +224,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 sink,
             }),
             runq: Mutex::new(crate::sched::RunQueues::new(1, 1)),
-            hv_timer: [const { core::sync::atomic::AtomicU64::new(u64::MAX) };
-                crate::bootinfo::MAX_CPUS],
+            hv_timer: [const { core::sync::atomic::AtomicU64::new(u64::MAX) }; HV_TIMER_SLOTS],
             live_domains: AtomicUsize::new(0),
             ipa_bits,
             next_domid: AtomicUsize::new(1),

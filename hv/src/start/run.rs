@@ -253,9 +253,11 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         if k == 0 {
             return false;
         }
-        let n = self.runq.lock().sched.ncpus().min(64);
+        // Bit c names pCPU c; all bits set (vgic's "any pCPU", also used for
+        // pCPUs 64 and up) kicks every pCPU, however many there are.
+        let n = self.runq.lock().sched.ncpus();
         for c in 0..n {
-            if c != cpu && (k >> c) & 1 == 1 {
+            if c != cpu && (k == u64::MAX || (c < 64 && (k >> c) & 1 == 1)) {
                 arch.kick(c);
             }
         }
