@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# hv's CI: every step runs (none is skipped), each is reported, and the last
-# line is "ci: N passed, M failed". Exits non-zero when any step failed.
+# hv's CI: every step runs (none is skipped), each is reported on one line (its output goes to
+# <target>/ci-logs/<step>.log; a failing step's last lines are printed), and the last line is
+# "ci: N passed, M failed". Exits non-zero when any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -9,21 +10,46 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 passed=0
 failed=0
 results=()
+# Each step's full output goes to $CI_LOGS/<step>.log; the terminal gets one line per step
+# (plus download progress), and the failing step's last lines.
+CI_LOGS="${CI_LOGS:-${CARGO_TARGET_DIR:-target}/ci-logs}"
+mkdir -p "$CI_LOGS"
+CI_LOGS="$(cd "$CI_LOGS" && pwd)"
+TAIL_LINES="${CI_TAIL_LINES:-60}"
 
+# Lines of a step's output shown live: downloads and their progress (tests-nested/rig/fetch-l1.sh
+# prints "[fetch-l1] ..." lines, "[download] ..." is for any other script).
+show_live() {
+    local name="$1"
+    while IFS= read -r l; do
+        case "$l" in
+            "[fetch-l1]"* | "[download]"*) printf 'ci:   %s: %s\n' "$name" "$l" ;;
+        esac
+    done
+}
+
+# step NAME CMD...: runs CMD with its output in $CI_LOGS/NAME.log; prints one line.
 step() {
     local name="$1"
     shift
-    echo
-    echo "==> ci: $name: $*"
-    local t0=$SECONDS
-    if "$@"; then
+    local log="$CI_LOGS/$name.log"
+    local t0=$SECONDS rc
+    printf '# %s\n' "$*" >"$log"
+    [ -t 1 ] && printf 'ci: ....  %s\r' "$name"
+    "$@" </dev/null 2>&1 | tee -a "$log" | show_live "$name"
+    rc=${PIPESTATUS[0]}
+    local secs=$((SECONDS - t0))
+    if [ "$rc" -eq 0 ]; then
         passed=$((passed + 1))
-        results+=("PASS $name ($((SECONDS - t0))s)")
-        echo "<== ci: PASS $name ($((SECONDS - t0))s)"
+        results+=("PASS $name (${secs}s)")
+        echo "ci: PASS  $name (${secs}s)"
     else
         failed=$((failed + 1))
-        results+=("FAIL $name ($((SECONDS - t0))s)")
-        echo "<== ci: FAIL $name ($((SECONDS - t0))s)"
+        results+=("FAIL $name (${secs}s)")
+        echo "ci: FAIL  $name (${secs}s, exit $rc): $*"
+        echo "ci: ---- last $TAIL_LINES lines of $log ----"
+        tail -n "$TAIL_LINES" "$log"
+        echo "ci: ---- end of $name ----"
     fi
 }
 
@@ -38,8 +64,11 @@ for manifest in tests-nested/payloads/*/Cargo.toml; do
     name="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$manifest" | head -n1)"
     [ -n "$name" ] && AARCH64_PKGS+=(-p "$name")
 done
-echo "ci: aarch64 crates: ${AARCH64_PKGS[*]}"
+echo "ci: aarch64 crates: ${AARCH64_PKGS[*]}; step logs in $CI_LOGS"
 
+# ci/setup.sh's decisions (what it installs when QEMU/dtc are missing or QEMU is too old), with
+# stubs for apt-get, rustup and the tools; nothing is installed (~2 s).
+step setup-logic bash ci/test-setup.sh
 step fmt cargo fmt --all -- --check
 step clippy-host cargo clippy --workspace --all-targets -- -D warnings
 step clippy-aarch64 cargo clippy --target aarch64-unknown-none "${AARCH64_PKGS[@]}" -- -D warnings
@@ -62,9 +91,6 @@ step qemu-linux bash ci/qemu-linux.sh all
 # The nested rig (issue 4): hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 
-echo
-for r in "${results[@]}"; do
-    echo "ci:   $r"
-done
+echo "ci: step logs: $CI_LOGS"
 echo "ci: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
