@@ -43,8 +43,8 @@ pub const HV_PANIC: &str = "hv: ERROR: panic on CPU";
 pub const GUEST_KERNEL_PANIC: &str = "(d*) Kernel panic - not syncing";
 
 fn common_never(e: Expectations) -> Expectations {
-    e.never_because("panicked at", "a Rust panic (hv or a test guest)")
-        .never_because(HV_PANIC, "hv panicked")
+    e.never_because(HV_PANIC, "hv panicked")
+        .never_because("panicked at", "a Rust panic (hv or a test guest)")
         // hv's own EL2 exception report (arch/aarch64/boot.rs), then it halts.
         .never_because(
             "hv: ERROR: unexpected * exception at EL2",
