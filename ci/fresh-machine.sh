@@ -122,12 +122,14 @@ else
         DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends debootstrap >/dev/null
     fi
     t=$(now)
-    log "base root: debootstrap --variant=minbase $SUITE (a few minutes)"
+    # "[download] " lines are shown live by ci/test.sh.
+    echo "[download] fresh-machine: debootstrap --variant=minbase $SUITE from $MIRROR (~1 min)" >&2
     debootstrap --variant=minbase "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
         tail -n 30 "$WORK/debootstrap.log" >&2
         die "debootstrap failed"
     }
-    log "base root: debootstrap took $(($(now) - t)) s; adding ${PACKAGES[*]}"
+    log "base root: debootstrap took $(($(now) - t)) s"
+    echo "[download] fresh-machine: apt-get install ${PACKAGES[*]} in the root (~1 min)" >&2
     t=$(now)
     mount_system
     # No daemons may start inside the root.

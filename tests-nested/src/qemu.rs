@@ -490,7 +490,7 @@ mod tests {
             &[
                 LINUX_OK[0],
                 LINUX_OK[1],
-                "(d1) Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)",
+                "(d1) [    3.310521] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)",
                 "hv: d1 ended (reboot)",
                 "hv: all domains ended, powering off",
             ],
@@ -498,7 +498,8 @@ mod tests {
         );
         assert!(
             f.iter()
-                .any(|x| x.starts_with("the guest kernel panicked: (d1) Kernel panic")),
+                .any(|x| x
+                    .starts_with("the guest kernel panicked: (d1) [    3.310521] Kernel panic")),
             "{f:?}"
         );
         assert!(

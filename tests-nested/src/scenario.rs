@@ -40,7 +40,8 @@ fn hello_chain(d: u32) -> Vec<String> {
 /// hv's panic line (arch/aarch64: "hv: ERROR: panic on CPU<n>: panicked at ...", then a reset).
 pub const HV_PANIC: &str = "hv: ERROR: panic on CPU";
 /// A Linux guest's panic, as hv prefixes its console lines: "(d1) Kernel panic - not syncing: ...".
-pub const GUEST_KERNEL_PANIC: &str = "(d*) Kernel panic - not syncing";
+/// (with or without the kernel's `[ time]` stamp).
+pub const GUEST_KERNEL_PANIC: &str = "(d*Kernel panic - not syncing";
 
 fn common_never(e: Expectations) -> Expectations {
     e.never_because(HV_PANIC, "hv panicked")
@@ -57,6 +58,7 @@ fn common_never(e: Expectations) -> Expectations {
             "a test guest took an unexpected exception",
         )
         .never_because(GUEST_KERNEL_PANIC, "the guest kernel panicked")
+        .never_because("domain not built", "hv could not build a domain")
         // A domain that resets or crashes where every domain should power off.
         .never_because(
             "hv: d* ended (reboot)",
