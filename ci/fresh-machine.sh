@@ -15,6 +15,7 @@
 # afterwards. Mounts are always undone on exit, also on failure.
 #
 # Usage: ci/fresh-machine.sh [--linux] [--keep]    (needs root: debootstrap, chroot, mount)
+#   env: HV_FRESH_PACKAGES (the packages of the base root), HV_FRESH_CACHE, HV_FRESH_MIRROR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -38,7 +39,7 @@ T0=$(now)
 SUITE=bookworm
 MIRROR=${HV_FRESH_MIRROR:-http://deb.debian.org/debian}
 # What README says a clean machine has (rustup comes from the host, bind-mounted).
-PACKAGES=(build-essential curl git xz-utils ca-certificates llvm)
+read -r -a PACKAGES <<<"${HV_FRESH_PACKAGES:-build-essential curl git xz-utils ca-certificates llvm}"
 
 if [ -z "${HV_FRESH_CACHE:-}" ]; then
     if mkdir -p /var/cache/hv-fresh-machine 2>/dev/null && [ -w /var/cache/hv-fresh-machine ]; then
@@ -113,8 +114,9 @@ mount_system() {
 # --- the base root: cached tarball, else debootstrap + packages ---------------
 mkdir -p "$ROOT"
 if [ -f "$TARBALL" ]; then
-    log "base root: unpacking cached $TARBALL"
+    t=$(now)
     tar -C "$ROOT" -xf "$TARBALL"
+    log "base root: unpacked the cached $TARBALL in $(($(now) - t)) s"
 else
     if ! command -v debootstrap >/dev/null 2>&1; then
         log "installing debootstrap on this host"
