@@ -182,6 +182,25 @@ pub fn parse_vcpus(bootargs: &str) -> Option<u32> {
         .ok()
 }
 
+/// The command line a module's guest gets: its bootargs without hv's own words
+/// (`mem=`, `vcpus=`, `dom0`), which configure the domain, not the kernel (as Xen keeps
+/// `dom0_mem=` on its own command line and a dom0less domain's `memory`/`cpus` in
+/// properties, never in the guest's `bootargs`).
+#[must_use]
+pub fn guest_cmdline(bootargs: &str) -> alloc::string::String {
+    let mut out = alloc::string::String::with_capacity(bootargs.len());
+    for w in bootargs.split_whitespace() {
+        if w == "dom0" || w.starts_with("mem=") || w.starts_with("vcpus=") {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
+}
+
 /// Parse a `mem=<n>[K|M|G]` option from a module's bootargs.
 #[must_use]
 pub fn parse_mem(bootargs: &str) -> Option<u64> {
@@ -339,19 +358,38 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// privileged control domain d0, a `multiboot,ramdisk` module right after
     /// it becomes its initrd; each gets a DTB in x0 with its bootargs.
     pub fn add_module_domains(&self, modules: &[BootModule<'_>]) {
+        self.add_module_domains_with(modules, &HvOptions::default());
+    }
+
+    /// [`System::add_module_domains`] with hv's command line: the control domain's RAM
+    /// and vCPUs come from Xen's `dom0_mem=` / `dom0_max_vcpus=` unless its bootargs
+    /// say `mem=` / `vcpus=`. hv's own words (`mem=`, `vcpus=`, `dom0`) are removed
+    /// from the command line the guest gets ([`guest_cmdline`]).
+    pub fn add_module_domains_with(&self, modules: &[BootModule<'_>], options: &HvOptions) {
         for (i, m) in modules
             .iter()
             .enumerate()
             .filter(|(_, m)| m.kind == ModuleKind::Kernel)
         {
+            let privileged = m
+                .bootargs
+                .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0"));
+            let (dom0_mem, dom0_vcpus) = if privileged {
+                (options.dom0_mem, options.dom0_max_vcpus)
+            } else {
+                (None, None)
+            };
+            let cmdline = m.bootargs.map(guest_cmdline);
             let spec = DomainSpec {
-                ram_bytes: m.bootargs.and_then(parse_mem).unwrap_or(DEFAULT_RAM_BYTES),
-                privileged: m
+                ram_bytes: m
                     .bootargs
-                    .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0")),
-                bootargs: m.bootargs,
+                    .and_then(parse_mem)
+                    .or(dom0_mem)
+                    .unwrap_or(DEFAULT_RAM_BYTES),
+                privileged,
+                bootargs: cmdline.as_deref().filter(|c| !c.is_empty()),
                 dtb: true,
-                vcpus: m.bootargs.and_then(parse_vcpus).unwrap_or(1),
+                vcpus: m.bootargs.and_then(parse_vcpus).or(dom0_vcpus).unwrap_or(1),
             };
             let base = m.pa;
             let mut read_kernel =
@@ -1077,7 +1115,7 @@ pub fn run_primary_with_domus<A: Arch, M: PhysMem + TableMem + Send + 'static>(
         arch.ipa_bits(),
     );
     let system: &'static System<M> = Box::leak(Box::new(system));
-    system.add_module_domains(modules);
+    system.add_module_domains_with(modules, options);
     crate::dom0less::add_domus(system, domus);
     if modules.is_empty() && domus.is_empty() {
         add_demo_domain(system);

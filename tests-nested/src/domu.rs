@@ -676,6 +676,7 @@ pub fn dom0_dtb(
             },
         ],
         xen_bootargs: Some(xen_bootargs.into()),
+        domus: Vec::new(),
     };
     toolchain::prepare_dtb(paths, smp, &edit, name)?;
     // prepare_dtb marks every module a kernel: make the second one the ramdisk.

@@ -555,7 +555,7 @@ fn mem_option_and_module_reading() {
             pa: PhysAddr(pa),
             size: img.len() as u64,
             kind: ModuleKind::Kernel,
-            bootargs: Some("mem=3M"),
+            bootargs: Some("console=hvc0 mem=3M vcpus=1 rdinit=/init"),
         },
         BootModule {
             pa: PhysAddr(pa),
@@ -614,7 +614,8 @@ fn mem_option_and_module_reading() {
             (args, rd)
         })
         .unwrap();
-    assert_eq!(args.as_deref(), Some("mem=3M"));
+    // hv's own words (mem=, vcpus=) configure the domain and never reach the guest.
+    assert_eq!(args.as_deref(), Some("console=hvc0 rdinit=/init"));
     assert_eq!(rd, img[..16].to_vec());
     // 3 MiB of RAM, plus the Xen pages of a DTB guest (xen::domu).
     assert_eq!(
@@ -675,6 +676,53 @@ fn run_primary_runs_module_domains_and_powers_off() {
     assert_eq!(free_after, POOL_RESERVE_FRAMES);
     assert!(free_before as u64 > free_after);
     assert!(RUNNER.get().is_some(), "secondaries can find the system");
+}
+
+#[test]
+fn dom0_mem_and_dom0_max_vcpus_size_the_control_domain_only() {
+    let r = rig();
+    let img = kernel(b"");
+    let pa = MODULES;
+    r.sys.with_mem(|m, _| m.write(PhysAddr(pa), &img[..0x1000]));
+    let module = |bootargs| BootModule {
+        pa: PhysAddr(pa),
+        size: 0x1000,
+        kind: ModuleKind::Kernel,
+        bootargs,
+    };
+    let opts = crate::options::HvOptions::parse("dom0_mem=4M dom0_max_vcpus=2", |w| panic!("{w}"));
+    r.sys
+        .add_module_domains_with(&[module(Some("console=hvc0")), module(Some("dom0"))], &opts);
+    assert!(
+        r.lines
+            .all()
+            .iter()
+            .any(|l| l.starts_with("hv: d1: 16 MiB RAM")),
+        "{:?}",
+        r.lines.all()
+    );
+    assert!(
+        r.lines
+            .all()
+            .iter()
+            .any(|l| l.starts_with("hv: d0: 4 MiB RAM") && l.ends_with("(control domain)")),
+        "{:?}",
+        r.lines.all()
+    );
+}
+
+#[test]
+fn guest_command_lines_lose_hvs_words_only() {
+    use crate::start::guest_cmdline;
+    assert_eq!(
+        guest_cmdline("dom0 mem=64M console=hvc0  vcpus=2 variant=both domu-mem=16M"),
+        "console=hvc0 variant=both domu-mem=16M"
+    );
+    assert_eq!(guest_cmdline("dom0 mem=1G"), "");
+    assert_eq!(
+        guest_cmdline("dom0x amem=1 rdinit=/init"),
+        "dom0x amem=1 rdinit=/init"
+    );
 }
 
 #[test]

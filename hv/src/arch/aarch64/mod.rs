@@ -183,6 +183,15 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         "hv: ERROR: panic on CPU{}: {info}\n",
         percpu::index()
     ));
+    // Like Xen's panic() (xen/drivers/char/console.c: "Reboot in five seconds...", then
+    // machine_restart()): reset the machine instead of spinning, so a run under QEMU
+    // `-no-reboot` ends at once. Only when the DTB named a PSCI conduit; else park.
+    if let Some(c) = boot::boot_info().and_then(|i| i.psci) {
+        crate::logger::emergency_print(format_args!(
+            "hv: panic: resetting the machine (PSCI SYSTEM_RESET)\n"
+        ));
+        psci::call(c, crate::psci::SYSTEM_RESET, 0, 0, 0);
+    }
     // SAFETY: parking masks interrupts and waits forever.
     unsafe { head::hv_park() }
 }
