@@ -59,6 +59,10 @@ step qemu-domu bash ci/qemu-domu.sh --timeout 600
 # Issue 5: Debian's unmodified arm64 kernel as a dom0less domU (1 vCPU on -smp 1, 2 vCPUs on
 # -smp 2): marker through the PV console ring, nproc, power-off (~20 s after the first fetch).
 step qemu-linux bash ci/qemu-linux.sh all
+# Issue 9: the hostile guest next to a responder that must stay alive, and
+# 100 create/destroy rounds that must give back every frame, VMID, event
+# channel and heap byte (~20 s).
+step hostile bash ci/qemu-hostile.sh
 # The nested rig (issue 4): hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 

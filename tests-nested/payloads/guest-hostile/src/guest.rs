@@ -10,6 +10,7 @@ use guest_rt::{hypercall, println, vectors, xen};
 // Xen's errno values (public/errno.h), negated as hypercalls return them.
 const EPERM: i64 = -1;
 const ENOENT: i64 = -2;
+const ENXIO: i64 = -6;
 const ESRCH: i64 = -3;
 const EFAULT: i64 = -14;
 const EINVAL: i64 = -22;
@@ -374,11 +375,13 @@ fn sweep() {
         [0x3f, SCRATCH + 1, 0x7fff_ffff, SCRATCH + 3, 1 << 40],
         [3, SCRATCH + 0xff9, 1 << 40, 0, u64::MAX],
     ];
-    // Xen's answers for pattern 2 (handle outside RAM) and pattern 3 (MMIO handle).
+    // Xen's answers for pattern 2 (handle outside RAM) and pattern 3 (MMIO
+    // handle). Pattern 2's sub-op 0 is one hv does not have for memory_op
+    // (increase_reservation) and grant_table_op (map_grant_ref): -ENOSYS
+    // whatever the handle, so those two are left to the targeted tests.
     let p2 = |nr: u64| -> Option<i64> {
         Some(match nr {
-            MEMORY_OP | MULTICALL | CONSOLE_IO | GRANT_TABLE_OP | EVENT_CHANNEL_OP | HVM_OP
-            | SYSCTL | DOMCTL => EFAULT,
+            MULTICALL | CONSOLE_IO | EVENT_CHANNEL_OP | HVM_OP | SYSCTL | DOMCTL => EFAULT,
             VM_ASSIST => EINVAL,
             VCPU_OP => ENOENT,
             SCHED_OP => 0,
@@ -388,8 +391,9 @@ fn sweep() {
     };
     let p3 = |nr: u64| -> Option<i64> {
         Some(match nr {
-            MEMORY_OP | MULTICALL | XEN_VERSION | GRANT_TABLE_OP | EVENT_CHANNEL_OP | HVM_OP
-            | SYSCTL | DOMCTL => EFAULT,
+            MEMORY_OP | MULTICALL | XEN_VERSION | EVENT_CHANNEL_OP | HVM_OP | SYSCTL | DOMCTL => {
+                EFAULT
+            }
             VM_ASSIST => EINVAL,
             VCPU_OP => ENOENT,
             HV_OP => EPERM,
@@ -525,10 +529,17 @@ fn unknown_subops() {
         hc(HVM_OP, [0x7fff_fff0, s, 0, 0, 0]),
         ENOSYS,
     );
+    // Type 5 (VMASST_TYPE_runstate_update_flag) is the one Arm allows; Xen
+    // checks the type first (-EINVAL), then the command (-ENOSYS).
     expect(
-        "vm_assist unknown cmd -> -ENOSYS",
-        hc(VM_ASSIST, [0x7fff_fff0, 0, 0, 0, 0]),
+        "vm_assist unknown cmd, valid type -> -ENOSYS",
+        hc(VM_ASSIST, [0x7fff_fff0, 5, 0, 0, 0]),
         ENOSYS,
+    );
+    expect(
+        "vm_assist type 0 (not valid on Arm) -> -EINVAL",
+        hc(VM_ASSIST, [0, 0, 0, 0, 0]),
+        EINVAL,
     );
     expect(
         "vcpu_op unknown cmd on vCPU 0 -> -EINVAL (Arm)",
@@ -873,10 +884,18 @@ fn vcpu_abuse() {
     sac_fill(s, 2, 0);
     sac_write_u64(s, (SAC_BASE + 0x3000) >> 12);
     put32(s, 8, 4090);
+    // map_guest_area (xen/common/domain.c): an area crossing its page, or
+    // not aligned to xen_ulong_t, -> -ENXIO.
     expect(
-        "VCPUOP_register_vcpu_info offset 4090 (crosses the page) -> -EINVAL",
+        "VCPUOP_register_vcpu_info offset 4090 (crosses the page) -> -ENXIO",
         hc(VCPU_OP, [VCPUOP_REGISTER_VCPU_INFO, 0, s, 0, 0]),
-        EINVAL,
+        ENXIO,
+    );
+    put32(s, 8, 4);
+    expect(
+        "VCPUOP_register_vcpu_info offset 4 (misaligned) -> -ENXIO",
+        hc(VCPU_OP, [VCPUOP_REGISTER_VCPU_INFO, 0, s, 0, 0]),
+        ENXIO,
     );
     sac_write_u64(s, OUTSIDE_RAM >> 12);
     put32(s, 8, 0);
@@ -1310,7 +1329,7 @@ fn sysreg_abuse() {
     println!("actlr_el1: 300 writes, {} undefs", traps);
 }
 
-fn vgic_abuse() {
+fn vgic_aligned() {
     // Device alias (as with the MMU off): aligned accesses of every width.
     let mut traps = 0u32;
     let mut n = 0u32;
@@ -1326,16 +1345,55 @@ fn vgic_abuse() {
         "GICD via Device alias: {} aligned reads, {} aborts",
         n, traps
     );
+    let r = mmio_read(GICD, 8);
     check(
-        "GICD aligned reads of every width answered (Device)",
-        true,
-        i64::from(traps),
-        "-",
+        "8-byte read of GICD_CTLR -> data abort (Xen: bad_width)",
+        matches!(r, Access::Trap(c) if xen::esr_ec(c.esr) == EC_DABT_CUR),
+        describe(r),
+        "a data abort (EC 0x25)",
     );
-    // Finding 1: unaligned 4-byte read inside a bit register at GICD+0x109,
-    // through the Normal mapping. Xen (vgic-v3 bad_width) injects a data abort.
+    // IROUTER beyond the SPIs hv has, and at the top of the range.
+    for off in [0x6000u64 + 8 * 200, 0x7fd8] {
+        let _ = mmio_write(GICD + off, 8, u64::MAX);
+        let r = mmio_read(GICD + off, 8);
+        println!(
+            "GICD+{:#x} IROUTER-range write all-ones, read {:#x}",
+            off,
+            describe(r)
+        );
+    }
+    // Redistributors: vCPU 0's and 1's frames, a vCPU that does not exist, the end.
+    for base in [
+        GICR,
+        GICR + 0x2_0000,
+        GICR + 0x2_0000 * 7,
+        GICR + GICR_SIZE - 0x2_0000,
+    ] {
+        for off in [
+            0u64, 0x8, 0x14, 0x1_0080, 0x1_0100, 0x1_0400, 0x1_0c00, 0x1_0d00, 0xfffc, 0x1_fffc,
+        ] {
+            let _ = mmio_read(base + off, 4);
+            let _ = mmio_write(base + off, 4, u64::from(u32::MAX));
+        }
+    }
+    // Byte-wide IPRIORITYR writes read back (byte access is architected).
+    let _ = mmio_write(GICD + 0x420, 1, 0xa0);
+    let r = mmio_read(GICD + 0x420, 1);
+    check(
+        "GICD_IPRIORITYR byte write reads back",
+        matches!(r, Access::Value(0xa0)),
+        describe(r),
+        "0xa0",
+    );
+}
+
+/// Last, because on hv before the fix of issue 9 finding 1 the first of
+/// them panics hv: unaligned accesses through the Normal mapping.
+fn vgic_unaligned() {
+    // Finding 1: an unaligned 4-byte read inside a bit register at
+    // GICD+0x109. Xen (vgic-v3-dist bad_width) injects a data abort.
     for off in [
-        0x109u64, 0x10a, 0x10b, 0x181, 0x283, 0x387, 0x40f, 0xc07, 0xd01,
+        0x109u64, 0x10a, 0x10b, 0x181, 0x283, 0x387, 0x40f, 0xc07, 0xd01, 0x6004,
     ] {
         let r = mmio_read(GICD + off, 4);
         let mut b = [0u8; 64];
@@ -1359,74 +1417,34 @@ fn vgic_abuse() {
         describe(r),
         "a data abort",
     );
-    let r = mmio_read(GICD, 8);
-    check(
-        "8-byte read of GICD_CTLR -> data abort (bad width)",
-        matches!(r, Access::Trap(_)),
-        describe(r),
-        "a data abort",
-    );
-    // IROUTER beyond the SPIs hv has, and at the top of the range.
-    for off in [0x6000u64 + 8 * 200, 0x7fd8, 0x6004] {
-        let _ = mmio_write(GICD + off, 8, u64::MAX);
-        let r = mmio_read(GICD + off, 8);
+    // Every unaligned offset/width of the first 4 KiB of GICD and of vCPU
+    // 0's SGI frame.
+    for (what, base) in [("GICD", GICD), ("GICR SGI frame", GICR + 0x1_0000)] {
+        let mut aborts = 0u32;
+        let mut reads = 0u32;
+        for off in 0..0x1000u64 {
+            for w in [2u8, 4, 8] {
+                if off % u64::from(w) == 0 {
+                    continue;
+                }
+                reads += 1;
+                if let Access::Trap(_) = mmio_read(base + off, w) {
+                    aborts += 1;
+                }
+            }
+        }
         println!(
-            "GICD+{:#x} IROUTER-range write all-ones, read {:#x}",
-            off,
-            describe(r)
+            "{} first 4 KiB: {} unaligned reads, {} aborts",
+            what, reads, aborts
+        );
+        let mut b = [0u8; 64];
+        check(
+            label(&mut b, what, u64::from(reads), " unaligned reads all abort"),
+            aborts == reads,
+            i64::from(aborts),
+            "every one",
         );
     }
-    check("IROUTER range writes answered", true, 0, "-");
-    // Every offset of the first 4 KiB, unaligned widths, through Normal.
-    let mut aborts = 0u32;
-    let mut reads = 0u32;
-    for off in 0..0x1000u64 {
-        for w in [2u8, 4, 8] {
-            if off % u64::from(w) == 0 {
-                continue;
-            }
-            reads += 1;
-            if let Access::Trap(_) = mmio_read(GICD + off, w) {
-                aborts += 1;
-            }
-        }
-    }
-    println!(
-        "GICD first 4 KiB: {} unaligned reads, {} aborts",
-        reads, aborts
-    );
-    check(
-        "unaligned GICD reads all abort (Xen: bad_width)",
-        aborts == reads,
-        i64::from(aborts),
-        "every one",
-    );
-    // Redistributors: vCPU 0's frames, a vCPU that does not exist, the end.
-    for base in [GICR, GICR + 0x2_0000 * 7, GICR + GICR_SIZE - 0x2_0000] {
-        for off in [
-            0u64, 0x8, 0x14, 0x1_0080, 0x1_0100, 0x1_0400, 0x1_0c00, 0x1_0d00, 0xffff, 0x1_fffc,
-        ] {
-            let _ = mmio_read(base + off, 4);
-            let _ = mmio_write(base + off, 4, u64::from(u32::MAX));
-            let _ = mmio_read(base + off + 1, 4);
-        }
-    }
-    check(
-        "redistributor probes answered (own, absent vCPU, region end)",
-        true,
-        0,
-        "-",
-    );
-    // Byte-wide IPRIORITYR writes read back (byte access is architected).
-    let _ = mmio_write(GICD + 0x420, 1, 0xa0);
-    let r = mmio_read(GICD + 0x420, 1);
-    check(
-        "GICD_IPRIORITYR byte write reads back",
-        matches!(r, Access::Value(0xa0)),
-        describe(r),
-        "0xa0",
-    );
-    let _ = GICD_SIZE;
 }
 
 /// The seeded random phase: hypercalls and vGIC accesses, each printed before it is made.
@@ -1451,8 +1469,9 @@ fn random_phase(seed: u64, calls: u64) {
             } else {
                 (GICR, 0x4_0000)
             };
-            let off = rng.below(size - 8);
+            // Naturally aligned here (vgic_unaligned, last, covers the rest).
             let w = [1u8, 2, 4, 8][rng.below(4) as usize];
+            let off = rng.below(size - 8) & !(u64::from(w) - 1);
             let write = rng.below(2) == 0;
             let val = rng.hostile();
             println!(
@@ -1554,9 +1573,11 @@ extern "C" fn guest_main() {
     sysreg_abuse();
     println!("== vGIC (stage 1 on: GIC as Normal memory)");
     mmu_on();
-    vgic_abuse();
+    vgic_aligned();
     println!("== random phase");
     random_phase(seed, calls);
+    println!("== vGIC unaligned");
+    vgic_unaligned();
     let t = TALLY.get();
     println!("guest-hostile: done: {} passed, {} failed", t.pass, t.fail);
     let r = hypercall::shutdown(xen::SHUTDOWN_POWEROFF);
