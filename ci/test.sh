@@ -103,6 +103,10 @@ step qemu-linux bash ci/qemu-linux.sh all
 step smp16-linux bash ci/qemu-linux.sh run smp16 16 16 1G 256
 # The same kernel through the runner a user is told to use: `hvrun linux` with 2 vCPUs, 512 MiB.
 step hvrun-linux cargo run -q -p tests-nested --bin hvrun -- linux --no-build --smp 2 --vcpus 2 --mem 512M
+# The hostile guest next to a responder that must stay alive, and
+# 100 create/destroy rounds that must give back every frame, VMID, event
+# channel and heap byte (~20 s).
+step hostile bash ci/qemu-hostile.sh
 # The nested rig: hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 

@@ -809,8 +809,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             sink,
             pool,
             flush,
-            ..
+            vmids,
         } = &mut *sh;
+        // HVOP_get_resources reports system-wide state only this lock sees.
+        let resources = matches!(
+            call,
+            Hypercall::HvOp {
+                op: xen::hvop::HVOP_GET_RESOURCES,
+                ..
+            }
+        )
+        .then(|| xen::hvop::gather(domains, pool, vmids.in_use(), (self.heap_free)()));
         if let Hypercall::MemoryOp { cmd, arg } = *call {
             // The one dispatch point of memory operations (see xen::memory).
             let mut ctx = MemoryOpCtx {
@@ -878,7 +887,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             line,
             sink: sink.as_mut(),
         };
-        let out = xen::dispatch(call, &mut ctx);
+        let out = match (call, resources) {
+            (Hypercall::HvOp { arg, .. }, Some(r)) => {
+                xen::Outcome::ret(xen::hvop::get_resources(arg.ipa().0, &r, &mut ctx))
+            }
+            _ => xen::dispatch(call, &mut ctx),
+        };
         v.gprs.x[0] = out.ret;
         match out.action {
             Action::Continue => Next::Resume,

@@ -781,6 +781,55 @@ fn dom0_module_is_privileged_and_reads_counters_through_hv_op() {
 }
 
 #[test]
+fn hv_op_get_resources_answers_d0_only_and_checks_its_handle() {
+    let r = rig();
+    let img = kernel(b"");
+    let pa = MODULES;
+    r.sys.with_mem(|m, _| m.write(PhysAddr(pa), &img[..0x1000]));
+    let modules = [
+        BootModule {
+            pa: PhysAddr(pa),
+            size: 0x1000,
+            kind: ModuleKind::Kernel,
+            bootargs: None,
+        },
+        BootModule {
+            pa: PhysAddr(pa),
+            size: 0x1000,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("dom0 mem=2M"),
+        },
+    ];
+    r.sys.add_module_domains(&modules);
+    r.script(
+        1,
+        [
+            Step::hypercall(49, &[3, GUEST_RAM0_BASE + 0x800]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    r.script(
+        2,
+        [
+            Step::hypercall(49, &[3, GUEST_RAM0_BASE + 0x800]),
+            Step::hypercall(49, &[3, 0x1000_0000]),
+            // The last 64 bytes of d0's 2 MiB: the struct ends exactly at RAM's end.
+            Step::hypercall(49, &[3, GUEST_RAM0_BASE + (2 << 20) - 64]),
+            // One byte further runs off RAM.
+            Step::hypercall(49, &[3, GUEST_RAM0_BASE + (2 << 20) - 63]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    assert_eq!(r.entries(1)[1].x[0], (-1i64) as u64, "-EPERM for d1");
+    let e0 = r.entries(2);
+    assert_eq!(e0[1].x[0], 0, "get_resources for d0");
+    assert_eq!(e0[2].x[0], EFAULT);
+    assert_eq!(e0[3].x[0], 0);
+    assert_eq!(e0[4].x[0], EFAULT);
+}
+
+#[test]
 fn hv_counters_layout() {
     // Counters are global (other tests run in parallel): check the layout and that they move.
     let before = crate::xen::hvop::counters();
