@@ -1707,4 +1707,38 @@ mod tests {
         w.put(1, B + 0x180, &0u32.to_le_bytes());
         assert_eq!(w.call(2, 0, bind).ret, 0, "d2 unaffected");
     }
+
+    /// The runstate area is not kept as a host address: after
+    /// `decrease_reservation` of its gfn and another domain's populate (which
+    /// gets the freed frame), runstate updates write nothing there.
+    #[test]
+    fn runstate_area_given_back_is_not_written() {
+        let mut w = World::new();
+        let gfn = (B + 0x9000) >> 12;
+        let frame = w.domains[0].physmap().lookup(gfn).unwrap().pa;
+        w.put(0, B + 0x400, &(B + 0x9000).to_le_bytes());
+        let rs = Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_RUNSTATE_PHYS_AREA,
+            vcpu: 0,
+            arg: B + 0x400,
+        };
+        assert_eq!(w.call(1, 0, rs).ret, 0);
+        assert_eq!(reservation(&mut w, 0, 1, 1, gfn), 1);
+        assert_eq!(w.pool.frame(frame).unwrap().refs, 0, "given back: free");
+        let pm2 = w.domains[1].physmap_mut();
+        pm2.set_max_pages(pm2.max_pages() + 1);
+        let gfn2 = (B + (8 << 20)) >> 12;
+        assert_eq!(reservation(&mut w, 1, 2, 6, gfn2), 1);
+        assert_eq!(
+            w.domains[1].physmap().lookup(gfn2).unwrap().pa,
+            frame,
+            "reused"
+        );
+        let off = crate::xen::s1walk::Stage1::default();
+        for (st, t) in [(runstate::RUNNING, 10), (runstate::RUNNABLE, 20)] {
+            runstate_switch(&mut w.domains[0], 0, st, t, off, &mut w.mem);
+        }
+        let page = w.get::<4096>(1, B + (8 << 20));
+        assert!(page.iter().all(|&b| b == 0), "d2's page untouched");
+    }
 }
