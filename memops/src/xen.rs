@@ -521,6 +521,13 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                     what: "gpfn outside the domain",
                 });
             }
+            // The domain's table budget, for the removal of what is there
+            // (a block split) and the new mapping, before anything changes.
+            if !pm.has_table_room(crate::physmap::worst_new_tables(pages) + 2) {
+                return Err(Error::OutOfTableMemory {
+                    ipa: Ipa::from_page_number(gfn),
+                });
+            }
         }
         for g in gfn..gfn + pages {
             let mapped = self.env.physmap(d).and_then(|pm| pm.lookup(g)).is_some();
@@ -551,12 +558,18 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         pa: PhysAddr,
         out: &mut Flush,
     ) -> Result<(), Error> {
-        let old = self
+        let pm = self
             .env
             .physmap(d)
-            .ok_or(Error::NoSuchDomain { domid: d })?
-            .special_gfn(pa);
-        if let Some(g) = old.filter(|&g| g != gpfn) {
+            .ok_or(Error::NoSuchDomain { domid: d })?;
+        // Checked before the old location is given up: a refused move
+        // leaves the page where it was.
+        if !pm.has_table_room(crate::physmap::worst_new_tables(1) + 4) {
+            return Err(Error::OutOfTableMemory {
+                ipa: Ipa::from_page_number(gpfn),
+            });
+        }
+        if let Some(g) = pm.special_gfn(pa).filter(|&g| g != gpfn) {
             self.remove_one(d, g, false, out)?;
         }
         self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out)
