@@ -174,9 +174,10 @@ pub struct MemCtx<'a, E: MemEnv, T: TableMem> {
     pub frames: &'a mut FrameTable,
     /// The flush gatherer (holds the policy).
     pub flush: &'a mut DeferredFlush,
-    /// Entries processed per invocation before a batch is preempted with a
-    /// continuation (Xen checks `hypercall_preempt_check()` per entry; hv
-    /// uses a fixed, deterministic budget).
+    /// Entries (for populate/decrease_reservation: pages) processed per
+    /// invocation before a batch is preempted with a continuation (Xen checks
+    /// `hypercall_preempt_check()` per entry; hv uses a fixed, deterministic
+    /// budget).
     pub budget: u64,
 }
 
@@ -630,8 +631,15 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         }
         let pages = 1u64 << r.extent_order;
         let mut i = start;
+        // The budget counts pages, not extents: each populated page is
+        // scrubbed (4 KiB zeroed) and mapped, so 512 extents of 2 MiB would
+        // hold the pCPU for 1 GiB of zeroing. Xen checks
+        // `hypercall_preempt_check()` after every extent; hv continues once
+        // the next extent would take it past the budget (at least one per
+        // invocation).
+        let mut work = 0u64;
         while i < r.nr_extents {
-            if i - start >= self.budget {
+            if i > start && work.saturating_add(pages) > self.budget {
                 self.end(caller, d, true, out);
                 return MemOpRet::Continue {
                     cmd: op | (i << MEMOP_EXTENT_SHIFT),
@@ -653,6 +661,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             if !ok {
                 break;
             }
+            work = work.saturating_add(pages);
             i += 1;
         }
         self.end(caller, d, false, out);
