@@ -87,8 +87,10 @@ impl RateLimit {
     }
 }
 
-/// Slots of the per-domain table (domid modulo this; a slot taken by another
-/// domid is handed over with a fresh bucket).
+/// Slots of the per-domain table: domain `d` uses slot `d % SLOTS`. With more
+/// than `SLOTS` live domains two may share a bucket (and so a rate); a
+/// bucket is never reset by another domain's use, so no set of domains can
+/// print more than `SLOTS` buckets' worth.
 const SLOTS: usize = 64;
 
 static TABLE: Mutex<[(u16, RateLimit); SLOTS]> =
@@ -106,10 +108,12 @@ pub fn set_now_ns(now: u64) {
 pub fn check_domain(domid: u16, now: u64) -> Verdict {
     let mut t = TABLE.lock();
     let slot = &mut t[usize::from(domid) % SLOTS];
-    if slot.0 != domid {
+    if slot.0 == u16::MAX {
+        // Unused (or forgotten): a full bucket from now.
         *slot = (domid, RateLimit::new(BURST, INTERVAL_NS));
         slot.1.last_ns = now;
     }
+    slot.0 = domid;
     slot.1.check(now)
 }
 
@@ -126,7 +130,8 @@ pub fn guest_log_ok(domid: u16) -> bool {
     }
 }
 
-/// A domain is gone: its slot starts afresh for the next domain that uses it.
+/// A domain is gone: its slot starts afresh for the next domain that uses it
+/// (unless another live domain used the slot since).
 pub fn forget(domid: u16) {
     let mut t = TABLE.lock();
     let slot = &mut t[usize::from(domid) % SLOTS];

@@ -235,6 +235,12 @@ impl Physmap {
         self.special.iter().find(|s| s.0 == pa).map(|s| s.1)
     }
 
+    /// True if `worst` more table frames fit the domain's budget.
+    #[must_use]
+    pub fn has_table_room(&self, worst: u64) -> bool {
+        self.tables.saturating_add(worst) <= self.limits.table_frames
+    }
+
     fn tables_room(&self, worst: u64, ipa: Ipa) -> Result<(), Error> {
         if self.tables.saturating_add(worst) > self.limits.table_frames {
             return Err(Error::OutOfTableMemory { ipa });

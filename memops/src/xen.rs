@@ -174,9 +174,10 @@ pub struct MemCtx<'a, E: MemEnv, T: TableMem> {
     pub frames: &'a mut FrameTable,
     /// The flush gatherer (holds the policy).
     pub flush: &'a mut DeferredFlush,
-    /// Entries processed per invocation before a batch is preempted with a
-    /// continuation (Xen checks `hypercall_preempt_check()` per entry; hv
-    /// uses a fixed, deterministic budget).
+    /// Entries (for populate/decrease_reservation: pages) processed per
+    /// invocation before a batch is preempted with a continuation (Xen checks
+    /// `hypercall_preempt_check()` per entry; hv uses a fixed, deterministic
+    /// budget).
     pub budget: u64,
 }
 
@@ -521,6 +522,13 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                     what: "gpfn outside the domain",
                 });
             }
+            // The domain's table budget, for the removal of what is there
+            // (a block split) and the new mapping, before anything changes.
+            if !pm.has_table_room(crate::physmap::worst_new_tables(pages) + 2) {
+                return Err(Error::OutOfTableMemory {
+                    ipa: Ipa::from_page_number(gfn),
+                });
+            }
         }
         for g in gfn..gfn + pages {
             let mapped = self.env.physmap(d).and_then(|pm| pm.lookup(g)).is_some();
@@ -551,12 +559,18 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         pa: PhysAddr,
         out: &mut Flush,
     ) -> Result<(), Error> {
-        let old = self
+        let pm = self
             .env
             .physmap(d)
-            .ok_or(Error::NoSuchDomain { domid: d })?
-            .special_gfn(pa);
-        if let Some(g) = old.filter(|&g| g != gpfn) {
+            .ok_or(Error::NoSuchDomain { domid: d })?;
+        // Checked before the old location is given up: a refused move
+        // leaves the page where it was.
+        if !pm.has_table_room(crate::physmap::worst_new_tables(1) + 4) {
+            return Err(Error::OutOfTableMemory {
+                ipa: Ipa::from_page_number(gpfn),
+            });
+        }
+        if let Some(g) = pm.special_gfn(pa).filter(|&g| g != gpfn) {
             self.remove_one(d, g, false, out)?;
         }
         self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out)
@@ -617,8 +631,15 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         }
         let pages = 1u64 << r.extent_order;
         let mut i = start;
+        // The budget counts pages, not extents: each populated page is
+        // scrubbed (4 KiB zeroed) and mapped, so 512 extents of 2 MiB would
+        // hold the pCPU for 1 GiB of zeroing. Xen checks
+        // `hypercall_preempt_check()` after every extent; hv continues once
+        // the next extent would take it past the budget (at least one per
+        // invocation).
+        let mut work = 0u64;
         while i < r.nr_extents {
-            if i - start >= self.budget {
+            if i > start && work.saturating_add(pages) > self.budget {
                 self.end(caller, d, true, out);
                 return MemOpRet::Continue {
                     cmd: op | (i << MEMOP_EXTENT_SHIFT),
@@ -640,6 +661,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             if !ok {
                 break;
             }
+            work = work.saturating_add(pages);
             i += 1;
         }
         self.end(caller, d, false, out);

@@ -819,3 +819,33 @@ fn decrease_reservation_of_a_special_page_is_refused() {
     assert_eq!(w.remove_single(DOMU, 0x3_9000), 0);
     assert!(w.env.physmap(DOMU).unwrap().lookup(0x3_9000).is_none());
 }
+
+/// Issue 9 (no long hypercalls): populate_physmap's budget counts pages, so
+/// 2 MiB extents (512 pages scrubbed each) continue after each extent under a
+/// 512-page budget instead of zeroing 1 GiB in one invocation; 4 KiB extents
+/// still go 512 at a time.
+#[test]
+fn populate_budget_counts_pages() {
+    let mut w = World::new(TARGETED, 8 * 512 + 4096);
+    w.budget = 512;
+    let gfns: Vec<u64> = (0..8).map(|i| RAM0 + i * 512).collect();
+    let list = BASE + 0x10_0000;
+    w.guest.put_u64s(list, &gfns);
+    let mut s = [0u8; MemoryReservation::SIZE];
+    s[0..8].copy_from_slice(&list.to_le_bytes());
+    s[8..16].copy_from_slice(&8u64.to_le_bytes());
+    s[16..20].copy_from_slice(&9u32.to_le_bytes());
+    s[24..26].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    w.guest.put(BASE, &s);
+    assert_eq!(
+        w.op(DOMU, XENMEM_POPULATE_PHYSMAP, BASE),
+        (8, 8),
+        "one extent per invocation"
+    );
+    let small: Vec<u64> = (0..1024).map(|i| RAM0 + 8 * 512 + i).collect();
+    w.guest.put_u64s(list, &small);
+    s[8..16].copy_from_slice(&1024u64.to_le_bytes());
+    s[16..20].copy_from_slice(&0u32.to_le_bytes());
+    w.guest.put(BASE, &s);
+    assert_eq!(w.op(DOMU, XENMEM_POPULATE_PHYSMAP, BASE), (1024, 2));
+}

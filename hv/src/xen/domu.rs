@@ -1707,4 +1707,86 @@ mod tests {
         w.put(1, B + 0x180, &0u32.to_le_bytes());
         assert_eq!(w.call(2, 0, bind).ret, 0, "d2 unaffected");
     }
+
+    /// The runstate area is not kept as a host address: after
+    /// `decrease_reservation` of its gfn and another domain's populate (which
+    /// gets the freed frame), runstate updates write nothing there.
+    #[test]
+    fn runstate_area_given_back_is_not_written() {
+        let mut w = World::new();
+        let gfn = (B + 0x9000) >> 12;
+        let frame = w.domains[0].physmap().lookup(gfn).unwrap().pa;
+        w.put(0, B + 0x400, &(B + 0x9000).to_le_bytes());
+        let rs = Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_RUNSTATE_PHYS_AREA,
+            vcpu: 0,
+            arg: B + 0x400,
+        };
+        assert_eq!(w.call(1, 0, rs).ret, 0);
+        assert_eq!(reservation(&mut w, 0, 1, 1, gfn), 1);
+        assert_eq!(w.pool.frame(frame).unwrap().refs, 0, "given back: free");
+        let pm2 = w.domains[1].physmap_mut();
+        pm2.set_max_pages(pm2.max_pages() + 1);
+        let gfn2 = (B + (8 << 20)) >> 12;
+        assert_eq!(reservation(&mut w, 1, 2, 6, gfn2), 1);
+        assert_eq!(
+            w.domains[1].physmap().lookup(gfn2).unwrap().pa,
+            frame,
+            "reused"
+        );
+        let off = crate::xen::s1walk::Stage1::default();
+        for (st, t) in [(runstate::RUNNING, 10), (runstate::RUNNABLE, 20)] {
+            runstate_switch(&mut w.domains[0], 0, st, t, off, &mut w.mem);
+        }
+        let page = w.get::<4096>(1, B + (8 << 20));
+        assert!(page.iter().all(|&b| b == 0), "d2's page untouched");
+    }
+
+    /// Issue 9 finding 6 through hv: a domU mapping its shared-info page and
+    /// grant frames at thousands of gfns grew its records and stage-2 tables
+    /// without bound (hv's table memory and heap for everyone). Each special
+    /// page now has one gfn (the last one asked for), and the stage-2 tables
+    /// new regions need come out of the domain's own budget: when it is spent
+    /// the call answers -ENOMEM with nothing changed, and another domain
+    /// still maps and populates.
+    #[test]
+    fn special_pages_mapped_at_many_gfns_stay_bounded() {
+        let mut w = World::new();
+        let before = w.domains[0].physmap().mapped();
+        let (mut ok, mut enomem) = (0, 0);
+        for i in 0..3000u64 {
+            let gpfn = 0x10_0000 + i * 0x1000; // new level-3 tables each time
+            let mut b = [0u8; 24];
+            b[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+            b[4..8].copy_from_slice(&((i % 2) as u32).to_le_bytes()); // shared_info, grant_table
+            b[16..24].copy_from_slice(&gpfn.to_le_bytes());
+            w.put(0, B + 0x100, &b);
+            let mapped = w.domains[0].physmap().mapped();
+            match memop(&mut w, 1, 7, B + 0x100) {
+                0 => ok += 1,
+                r if r == Errno::ENOMEM.to_x0() => {
+                    enomem += 1;
+                    // Refused before anything changed: the page stays where it was.
+                    assert_eq!(w.domains[0].physmap().mapped(), mapped);
+                }
+                r => panic!("mapping {i}: {r:#x}"),
+            }
+            let pm = w.domains[0].physmap();
+            assert!(
+                pm.mapped() <= before + 2,
+                "one gfn each for shared info and grant frame 0"
+            );
+            assert!(pm.table_frames() <= pm.limits().table_frames);
+        }
+        assert!(ok > 100 && enomem > 0, "{ok} mapped, {enomem} -ENOMEM");
+        // d2 is unaffected.
+        let mut b = [0u8; 24];
+        b[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+        b[16..24].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        w.put(1, B + 0x100, &b);
+        assert_eq!(memop(&mut w, 2, 7, B + 0x100), 0);
+        let pm2 = w.domains[1].physmap_mut();
+        pm2.set_max_pages(pm2.max_pages() + 1);
+        assert_eq!(reservation(&mut w, 1, 2, 6, (B + (8 << 20)) >> 12), 1);
+    }
 }
