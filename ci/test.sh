@@ -107,6 +107,10 @@ step hvrun-linux cargo run -q -p tests-nested --bin hvrun -- linux --no-build --
 # 100 create/destroy rounds that must give back every frame, VMID, event
 # channel and heap byte (~20 s).
 step hostile bash ci/qemu-hostile.sh
+# a 2 GiB Linux domU on -m 4G boots to its marker (hv's heap grows with RAM)
+# (~45 s); a domU larger than what is free is refused cleanly while another one runs (~15 s).
+step linux-2g bash ci/qemu-linux.sh run 2g 2 1 4G 2048
+step linux-toobig bash ci/qemu-linux.sh toobig
 # The nested rig: hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 

@@ -8,7 +8,9 @@
 //! vCPU that yields with nobody else waiting keeps its pCPU and is not
 //! reloaded. Exits are decoded ([`ExitReason`]) and handled here: Xen
 //! hypercalls, PSCI (SMC, or `HVC #0` as Xen's SMCCC path), undefined
-//! instruction injection, stage-2 faults (which end the domain only).
+//! instruction injection, stage-2 faults (retried when the IPA is mapped by
+//! the time hv looks under the `shared` lock, e.g. after a block split; else
+//! they end the domain only), trapped debug/PMU registers (RAZ/WI or undef).
 //!
 //! Locks: `shared` (memory, domains, VMIDs, frames, console) and `runq` are
 //! never held at the same time. No lock is held while a guest runs.
