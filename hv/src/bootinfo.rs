@@ -193,10 +193,10 @@ pub struct ConsoleChoice<'a> {
 fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     cmdline
         .split_ascii_whitespace()
+        .rev()
         .filter_map(|w| w.split_once('='))
-        .filter(|(k, _)| *k == key)
+        .find(|(k, _)| *k == key)
         .map(|(_, v)| v)
-        .last()
 }
 
 /// Why the DTB could not be used.
@@ -644,9 +644,9 @@ impl<'a> BootInfo<'a> {
         } else {
             fdt.aliases().and_then(|a| a.resolve_node(name))
         }
-            .filter(|n| has_compatible(*n, "arm,pl011") && !is_disabled(*n))
-            .and_then(|n| n.property("reg"))
-            .map(|p| p.value.as_ptr());
+        .filter(|n| has_compatible(*n, "arm,pl011") && !is_disabled(*n))
+        .and_then(|n| n.property("reg"))
+        .map(|p| p.value.as_ptr());
         let mut first_pl011 = None;
         walk(root, ROOT_DEFAULT_CELLS, 0, &mut |node, cells_of_parent| {
             if is_disabled(node) {
@@ -1099,7 +1099,10 @@ mod tests {
         };
         use ConsoleFrom::*;
         // Nothing named: the first PL011.
-        assert_eq!(pick(None, None), (Some(FIRST), FirstPl011, "".into(), false));
+        assert_eq!(
+            pick(None, None),
+            (Some(FIRST), FirstPl011, "".into(), false)
+        );
         // stdout-path as a full path (with options) to the second of two
         // same-named nodes: its reg, not the first node of that name.
         assert_eq!(
@@ -1117,7 +1120,10 @@ mod tests {
             (Some(FIRST), Dtuart, "serial0".into(), true)
         );
         assert_eq!(
-            pick(Some("serial0"), Some("dtuart=serial0 dtuart=/bus2/pl011@1000:115200n8")),
+            pick(
+                Some("serial0"),
+                Some("dtuart=serial0 dtuart=/bus2/pl011@1000:115200n8")
+            ),
             (Some(SECOND), Dtuart, "/bus2/pl011@1000".into(), true)
         );
         // A name that matches nothing: hv falls back to the first PL011 and says so.
