@@ -37,7 +37,7 @@ mkdir -p "$out"
 if [ "$build" = 1 ]; then
     cargo run -q -p tests-nested --bin hvrun -- build
 fi
-hv="$target/hvrun/hv.bin"
+hv="${HV_BIN:-$target/hvrun/hv.bin}"   # HV_BIN: another hv.bin (e.g. an older build)
 [ -f "$hv" ] || { echo "qemu-boot: $hv missing (run hvrun build)" >&2; exit 1; }
 
 MACHINE="virt,virtualization=on,gic-version=3"
@@ -101,7 +101,7 @@ addresses() {
         local stub="$out/stub-$at.bin" log="$out/addr-$at.log"
         # ldr x0, =dtb; mov x1..x3, xzr; ldr x4, =hv; br x4; .quad dtb; .quad hv
         printf "$(le32 0x580000c0)$(le32 0xaa1f03e1)$(le32 0xaa1f03e2)$(le32 0xaa1f03e3)$(le32 0x58000084)$(le32 0xd61f0080)$(le64 $dtb_at)$(le64 $at)" >"$stub"
-        run_qemu "$log" 120 -M "$MACHINE" -smp 2 -m 2G \
+        run_qemu "$log" 60 -M "$MACHINE" -smp 2 -m 2G \
             -device "loader,file=$hv,addr=$at,force-raw=on" \
             -device "loader,file=$dtb,addr=$dtb_at,force-raw=on" \
             -device "loader,file=$stub,addr=$stub_at,force-raw=on,cpu-num=0" || { fail=1; continue; }

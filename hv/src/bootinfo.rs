@@ -193,10 +193,10 @@ pub struct ConsoleChoice<'a> {
 fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     cmdline
         .split_ascii_whitespace()
+        .rev()
         .filter_map(|w| w.split_once('='))
-        .filter(|(k, _)| *k == key)
+        .find(|(k, _)| *k == key)
         .map(|(_, v)| v)
-        .last()
 }
 
 /// Why the DTB could not be used.

@@ -253,13 +253,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         if k == 0 {
             return false;
         }
-        // Bit c names pCPU c; all bits set (vgic's "any pCPU", also used for
-        // pCPUs 64 and up) kicks every pCPU, however many there are.
         let n = self.runq.lock().sched.ncpus();
-        for c in 0..n {
-            if c != cpu && (k == u64::MAX || (c < 64 && (k >> c) & 1 == 1)) {
-                arch.kick(c);
-            }
+        for c in kick_targets(k, n, cpu) {
+            arch.kick(c);
         }
         (k >> (cpu % 64)) & 1 == 1
     }
@@ -578,3 +574,10 @@ fn vtimer_fired(arch: &mut dyn Arch, v: &mut Vcpu) {
 
 #[cfg(test)]
 mod tests;
+
+/// The pCPUs (of `ncpus`, other than `me`) that the kick mask `k` names: bit
+/// c names pCPU c; all bits set (vgic's "any pCPU", also how a pCPU numbered
+/// 64 or more is named) is every pCPU, however many there are.
+pub(super) fn kick_targets(k: u64, ncpus: usize, me: usize) -> impl Iterator<Item = usize> {
+    (0..ncpus).filter(move |&c| c != me && (k == u64::MAX || (c < 64 && (k >> c) & 1 == 1)))
+}

@@ -1756,3 +1756,16 @@ fn unaligned_vgic_access_injects_an_abort() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn kicks_reach_every_pcpu_however_many() {
+    use super::run::kick_targets;
+    let all = |k, n, me| kick_targets(k, n, me).collect::<Vec<_>>();
+    assert_eq!(all(0b1010, 8, 1), [3]);
+    // "Any pCPU" (also how vgic names a pCPU >= 64) reaches all 70 but the sender.
+    let v = all(u64::MAX, 70, 5);
+    assert_eq!(v.len(), 69);
+    assert!(v.contains(&69) && v.contains(&64) && !v.contains(&5));
+    // A single bit never names a pCPU beyond 63.
+    assert_eq!(all(1 << 63, 70, 0), [63]);
+}

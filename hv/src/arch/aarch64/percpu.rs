@@ -69,11 +69,10 @@ pub unsafe fn prepare(index: usize, mpidr: u64, stack_top: u64) -> *mut PerCpu {
     // starts CPU `index` with PSCI CPU_ON afterwards, which orders these
     // writes before anything that CPU does (and it reads them with its MMU
     // on, coherently).
-    unsafe {
-        (*p).index = index as u64;
-        (*p).mpidr = mpidr;
-        (*p).stack_top = stack_top;
-    }
+    let e = unsafe { &mut *p };
+    e.index = index as u64;
+    e.mpidr = mpidr;
+    e.stack_top = stack_top;
     p
 }
 
