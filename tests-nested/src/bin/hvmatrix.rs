@@ -314,11 +314,13 @@ fn run_one(
         Platform::Nested { .. } => {
             let (prog, args) = rig_command(&paths.repo, inp, s, log);
             commands.push(cmd_text(&prog, &args));
-            let st = Command::new(&prog)
-                .args(&args)
-                .env("CARGO_TARGET_DIR", &paths.target)
-                .status()
-                .map_err(|e| format!("cannot start run.sh: {e}"))?;
+            // Its own process group, killed with hvmatrix (qemu::status_in_group).
+            let st = qemu::status_in_group(
+                Command::new(&prog)
+                    .args(&args)
+                    .env("CARGO_TARGET_DIR", &paths.target),
+            )
+            .map_err(|e| format!("cannot start run.sh: {e}"))?;
             let text = std::fs::read_to_string(log).unwrap_or_default();
             if !st.success() {
                 return Err(format!(
@@ -826,11 +828,12 @@ fn smoke_rig(
         args.push((*m).into());
     }
     eprintln!("hvmatrix smoke: {}", cmd_text("bash", &args));
-    let st = Command::new("bash")
-        .args(&args)
-        .env("CARGO_TARGET_DIR", &paths.target)
-        .status()
-        .map_err(|e| format!("cannot start run.sh: {e}"))?;
+    let st = qemu::status_in_group(
+        Command::new("bash")
+            .args(&args)
+            .env("CARGO_TARGET_DIR", &paths.target),
+    )
+    .map_err(|e| format!("cannot start run.sh: {e}"))?;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     for l in text.lines().filter(|l| {
         l.contains("hv: platform:")
