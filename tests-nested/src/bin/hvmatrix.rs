@@ -150,7 +150,9 @@ fn prepare(paths: &toolchain::Paths) -> Result<Inputs, String> {
     // The L1 kernel (Debian's arm64 Image: also the realistic domU kernel) and busybox.
     let rig = paths.repo.join("tests-nested/rig");
     let env = output(
-        Command::new("bash").arg(rig.join("fetch-l1.sh")),
+        Command::new("bash")
+            .arg(rig.join("fetch-l1.sh"))
+            .stderr(std::process::Stdio::inherit()),
         "tests-nested/rig/fetch-l1.sh",
     )?;
     let var = |k: &str| {
