@@ -6,8 +6,9 @@
 # toolchain comes from the host's rustup and cargo homes, bind-mounted), clones this repository's
 # current commit into it and runs README's first command exactly as README writes it, which must
 # print hvrun's PASS line. Everything else the run needs (QEMU, dtc, ...) must be installed by the
-# project's own scripts inside the root. With --linux it then runs the Linux-guest step README
-# tells a user to run (ci/qemu-linux.sh a), which must download what it needs by itself.
+# project's own scripts inside the root. With --linux it then runs the Linux-guest command README
+# tells a user to run (the ```sh block with `hvrun -- linux`), and ci/qemu-linux.sh a, which must
+# download what they need by themselves.
 #
 # The base root (debootstrap + the packages above, nothing of the project) is cached as a tarball
 # in $HV_FRESH_CACHE (default /var/cache/hv-fresh-machine, or $XDG_CACHE_HOME/hv-fresh-machine
@@ -161,28 +162,39 @@ git clone -q --no-local "$REPO" "$ROOT/root/hv"
 git -C "$ROOT/root/hv" checkout -q --detach "$COMMIT"
 log "cloned $COMMIT into the root's /root/hv"
 
-# --- README's first command, exactly as written -------------------------------
-# The first ```sh block of README.md.
-CMD=$(awk '/^ *```sh$/ { inb = 1; next } inb && /^ *```$/ { exit } inb { sub(/^ +/, ""); print }' README.md)
+# --- README's commands, exactly as written -------------------------------------
+# readme_block N: the Nth ```sh block of README.md (1-based), indentation removed.
+readme_block() {
+    awk -v want="$1" '/^ *```sh$/ { n++; inb = (n == want); next } inb && /^ *```$/ { exit } inb { sub(/^ +/, ""); print }' README.md
+}
+# run_readme WHAT CMD PASS_REGEX: runs CMD in the root's clone, requires exit 0 and PASS_REGEX.
+run_readme() {
+    local what=$1 cmd=$2 pass=$3 t rc secs
+    log "running $what in the root: $cmd"
+    t=$(now)
+    set +e
+    in_root bash -c "cd /root/hv && $cmd" 2>&1 | tee "$WORK/cmd.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    secs=$(($(now) - t))
+    [ "$rc" -eq 0 ] || die "$what failed (exit $rc) after $secs s"
+    grep -Eq "$pass" "$WORK/cmd.log" || die "$what: no line matching '$pass' (exit $rc)"
+    log "$what passed in $secs s"
+}
+
+CMD=$(readme_block 1)
 [ -n "$CMD" ] || die "no \`\`\`sh block in README.md"
-log "running README's first command in the root: $CMD"
-t=$(now)
-set +e
-in_root bash -c "cd /root/hv && $CMD" 2>&1 | tee "$WORK/readme-cmd.log"
-rc=${PIPESTATUS[0]}
-set -e
-secs=$(($(now) - t))
-if [ "$rc" -ne 0 ]; then
-    die "README's first command failed (exit $rc) after $secs s"
-fi
-grep -q '^hvrun: PASS demo' "$WORK/readme-cmd.log" || die "no 'hvrun: PASS demo' line (exit $rc)"
-log "README's first command passed in $secs s"
+run_readme "README's first command" "$CMD" '^hvrun: PASS demo'
 
 # --- the Linux guest, as README tells a user to run it -------------------------
 if [ "$LINUX" = 1 ]; then
-    log "running bash ci/qemu-linux.sh a in the root"
-    t=$(now)
-    in_root bash -c "cd /root/hv && bash ci/qemu-linux.sh a" || die "ci/qemu-linux.sh a failed after $(($(now) - t)) s"
-    log "ci/qemu-linux.sh a passed in $(($(now) - t)) s"
+    n=1 LCMD=""
+    while b=$(readme_block "$n") && [ -n "$b" ]; do
+        case $b in *"hvrun -- linux"*) LCMD=$b; break ;; esac
+        n=$((n + 1))
+    done
+    [ -n "$LCMD" ] || die "no \`\`\`sh block with 'hvrun -- linux' in README.md"
+    run_readme "README's Linux command" "$LCMD" '^hvrun: PASS linux'
+    run_readme "ci/qemu-linux.sh a" "bash ci/qemu-linux.sh a" 'PASS'
 fi
 log "PASS in $(($(now) - T0)) s"

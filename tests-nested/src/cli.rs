@@ -25,7 +25,7 @@ pub struct Options {
     pub action: Action,
     /// CPUs given to QEMU.
     pub smp: u32,
-    /// QEMU's memory (`-m`), normalised to `<MiB>M`.
+    /// QEMU's memory (`-m`), normalised to `<n>G` or `<n>M`.
     pub qemu_mem: String,
     /// Kernel modules for the demo (empty: the built guest-hello).
     pub modules: Vec<ModuleArg>,
@@ -97,7 +97,7 @@ pub const LINUX_TIMEOUT_SECS: u64 = 600;
 /// The most CPUs (and a domain's vCPUs) a run may ask for.
 pub const MAX_SMP: u32 = 8;
 /// QEMU's memory when `--qemu-mem` is not given.
-pub const DEFAULT_QEMU_MEM: &str = "1024M";
+pub const DEFAULT_QEMU_MEM: &str = "1G";
 /// Smallest `--qemu-mem`: hv below the DTB, modules from RAM base + 192 MiB.
 pub const MIN_QEMU_MEM: u64 = 256 << 20;
 /// The `linux` domain's RAM when `--mem` is not given.
@@ -242,7 +242,11 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                         MIN_QEMU_MEM >> 20
                     ));
                 }
-                o.qemu_mem = format!("{}M", b >> 20);
+                o.qemu_mem = if b % (1 << 30) == 0 {
+                    format!("{}G", b >> 30)
+                } else {
+                    format!("{}M", b >> 20)
+                };
             }
             "--kernel" => {
                 only_linux("--kernel")?;
@@ -403,7 +407,8 @@ mod tests {
         assert_eq!(o.linux.mem, 512 << 20);
         assert_eq!(o.linux.vcpus, 2);
         assert_eq!(o.smp, 2);
-        assert_eq!(o.qemu_mem, "2048M");
+        assert_eq!(o.qemu_mem, "2G");
+        assert_eq!(p("demo --qemu-mem 1536").unwrap().qemu_mem, "1536M");
         assert_eq!(o.linux.cmdline, LINUX_CMDLINE);
         assert_eq!(o.timeout, Duration::from_secs(LINUX_TIMEOUT_SECS));
         let d = p("linux").unwrap();

@@ -92,6 +92,44 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     unsafe { cmd.pre_exec(in_child) }
 }
 
+/// Runs `cmd` (a script that starts QEMU itself, e.g. the nested rig's run.sh) in its own
+/// process group, stdin from /dev/null, and waits for it. A watchdog `sh` holds the read end
+/// of a pipe whose write end only this process has: when this process exits in any way
+/// (killed, Ctrl-C) or the run returns, the pipe closes and the watchdog SIGKILLs the whole
+/// group, so no QEMU of the run outlives it. (A parent-death signal would only reach the
+/// script, not its QEMU.)
+///
+/// # Errors
+/// When the command or the watchdog cannot be started.
+pub fn status_in_group(cmd: &mut Command) -> io::Result<ExitStatus> {
+    cmd.process_group(0).stdin(Stdio::null());
+    let mut child = cmd.spawn()?;
+    let pgid = child.id().to_string();
+    let dog = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' INT TERM HUP; read _ || true; kill -s KILL -- -\"$0\" 2>/dev/null; exit 0",
+            &pgid,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut dog = match dog {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let st = child.wait();
+    // Closing the pipe lets the watchdog kill whatever the script left in its group.
+    drop(dog.stdin.take());
+    let _ = dog.wait();
+    st
+}
+
 /// QEMU option values double their commas.
 pub fn escape_opt(s: &str) -> String {
     s.replace(',', ",,")
@@ -555,6 +593,36 @@ mod tests {
         assert!(h.iter().any(|x| x.contains("--mem SIZE")), "{h:?}");
         assert!(h.iter().any(|x| x.contains("--initrd FILE")), "{h:?}");
         assert!(crate::scenario::hints(LINUX_OK).is_empty());
+    }
+
+    #[test]
+    fn a_group_run_leaves_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("hvrun-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("pid");
+        // The script leaves a background process behind, as a script whose QEMU outlives it.
+        let st = status_in_group(Command::new("sh").args([
+            "-c",
+            &format!("sleep 300 & echo $! > {}", pidfile.display()),
+        ]))
+        .unwrap();
+        assert!(st.success());
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+        let t0 = Instant::now();
+        // Gone (or a zombie of the reaper) once the watchdog has run.
+        while proc_dir.exists()
+            && !std::fs::read_to_string(proc_dir.join("stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the script's child survived"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -289,7 +289,7 @@ fn run(paths: &Paths, o: &Options) -> Result<(), String> {
     }
     for d in &edit.domus {
         eprintln!(
-            "hvrun: {}: {} MiB, {} vCPU(s), kernel at {:#x}{}, command line \"{}\"",
+            "hvrun: {}: {} MiB, {} vCPU(s), kernel at {:#x}{}{}",
             d.name,
             d.memory_kib.map_or(16, |k| k >> 10),
             d.cpus,
@@ -297,7 +297,11 @@ fn run(paths: &Paths, o: &Options) -> Result<(), String> {
             d.ramdisk
                 .map(|(a, _)| format!(", initrd at {a:#x}"))
                 .unwrap_or_default(),
-            d.kernel.bootargs.as_deref().unwrap_or("")
+            d.kernel
+                .bootargs
+                .as_deref()
+                .map(|b| format!(", command line \"{b}\""))
+                .unwrap_or_default()
         );
     }
     let args = qemu::run_args_mem(o.smp, &o.qemu_mem, &hv, &dtb, &mods);
