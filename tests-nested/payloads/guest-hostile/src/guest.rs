@@ -123,7 +123,7 @@ fn sane(r: i64) -> bool {
 // ---- memory helpers on the sacrificial region ----
 
 fn sac_write_u64(addr: u64, v: u64) {
-    if (SAC_BASE..SAC_BASE + SAC_SIZE - 7).contains(&addr) && addr % 8 == 0 {
+    if (SAC_BASE..SAC_BASE + SAC_SIZE - 7).contains(&addr) && addr.is_multiple_of(8) {
         // SAFETY: an aligned word inside the sacrificial region (checked),
         // which no Rust object uses and which is mapped RAM unless a hostile
         // call unmapped it: callers only write pages they know are mapped
@@ -133,7 +133,7 @@ fn sac_write_u64(addr: u64, v: u64) {
 }
 
 fn sac_read_u64(addr: u64) -> u64 {
-    if (SAC_BASE..SAC_BASE + SAC_SIZE - 7).contains(&addr) && addr % 8 == 0 {
+    if (SAC_BASE..SAC_BASE + SAC_SIZE - 7).contains(&addr) && addr.is_multiple_of(8) {
         // SAFETY: as in sac_write_u64 (a read).
         unsafe { (addr as *const u64).read_volatile() }
     } else {
@@ -271,12 +271,14 @@ fn mmu_on() {
     const DEVICE: u64 = 0; // AttrIndx 0
     let normal = VALID_BLOCK | AF | SH_INNER | NORMAL;
     let table = core::ptr::addr_of_mut!(L1) as *mut u64;
-    // SAFETY: L1 is a 4 KiB-aligned static only this function touches,
-    // before the MMU uses it.
-    unsafe {
-        table.write_volatile(normal);
-        table.add(1).write_volatile(0x4000_0000 | normal);
-        table.add(2).write_volatile(VALID_BLOCK | AF | DEVICE);
+    for (i, desc) in [normal, 0x4000_0000 | normal, VALID_BLOCK | AF | DEVICE]
+        .into_iter()
+        .enumerate()
+    {
+        let slot = table.wrapping_add(i);
+        // SAFETY: entry i (< 3) of L1, a 4 KiB-aligned static of 512 words
+        // that only this function touches, before the MMU uses it.
+        unsafe { slot.write_volatile(desc) };
     }
     let mair: u64 = 0xff << 8; // attr0 Device-nGnRnE, attr1 Normal WB RA/WA
     let tcr: u64 = 25 // T0SZ: 39-bit VAs, walk starts at level 1
@@ -1045,7 +1047,7 @@ fn memory_abuse() {
     let rc = hc(MEMORY_OP, [XENMEM_POPULATE_PHYSMAP, r, 0, 0, 0]);
     check(
         "populate_physmap for dom0 from a domU refused",
-        rc < 0 || rc == 0,
+        rc <= 0,
         rc,
         "<= 0",
     );
@@ -1272,6 +1274,200 @@ fn cpu_on_kick(vcpus: u64) {
         ran,
         i64::from(ran),
         "1",
+    );
+}
+
+/// vCPU 1 as a reader (finding 3): reads one word in each of the 2 MiB
+/// blocks 1, 2, 3, 4 and 6 of our RAM (the image is in block 0, hv's DTB in
+/// block 7) until STOP is set, then turns itself off.
+static STOP: AtomicU64 = AtomicU64::new(0);
+static READS: AtomicU64 = AtomicU64::new(0);
+/// Where the reader reads: the first word of blocks 1, 2, 3 and 4
+/// (READ_AT + 0, 2, 4, 6 MiB; block 4's is the scratch page, never given
+/// back) and of block 6 (READ_AT + 10 MiB).
+const READ_AT: u64 = RAM_BASE + 0x20_0000;
+
+core::arch::global_asm!(
+    r#"
+    .text
+    .global guest_hostile_reader
+guest_hostile_reader:
+    msr     daifset, #0xf
+    adrp    x1, {stack}
+    add     x1, x1, :lo12:{stack}
+    add     x1, x1, #0x2000
+    mov     sp, x1
+    adrp    x4, {stop}
+    add     x4, x4, :lo12:{stop}
+    adrp    x5, {reads}
+    add     x5, x5, :lo12:{reads}
+    mov     x6, #0
+1:
+    ldr     x2, ={at}
+    and     x3, x6, #0x600000
+    ldr     x3, [x2, x3]
+    ldr     x2, ={at6}
+    ldr     x3, [x2]
+    add     x6, x6, #0x200, lsl #12
+    ldr     x2, [x5]
+    add     x2, x2, #1
+    str     x2, [x5]
+    ldr     x2, [x4]
+    cbz     x2, 1b
+    dsb     sy
+    ldr     x0, ={off}
+    hvc     #0
+    b       .
+"#,
+    stack = sym STACK1,
+    stop = sym STOP,
+    reads = sym READS,
+    at = const READ_AT,
+    at6 = const READ_AT + 0xa0_0000,
+    off = const PSCI_CPU_OFF,
+);
+
+extern "C" {
+    fn guest_hostile_reader();
+}
+
+/// Finding 3: vCPU 1 keeps reading one 2 MiB block while vCPU 0 gives back
+/// pages inside it (a block split, break-before-make): a fault on an entry
+/// being remade must be retried, never end the domain.
+fn split_race(vcpus: u64) {
+    if vcpus < 2 {
+        println!("split-race: skipped (1 vCPU; boot with vcpus=2)");
+        return;
+    }
+    // vCPU 1 must be off again (cpu_on_kick turned it off).
+    let mut off = false;
+    for _ in 0..10_000 {
+        if smccc(true, PSCI_AFFINITY_INFO_64, 1, 0, 0) == 1 {
+            off = true;
+            break;
+        }
+        let _ = hc(SCHED_OP, [0, 0, 0, 0, 0]);
+    }
+    if !off {
+        check(
+            "split-race: vCPU 1 is off before the test",
+            false,
+            0,
+            "AFFINITY_INFO OFF",
+        );
+        return;
+    }
+    let entry = guest_hostile_reader as *const () as u64;
+    let rc = smccc(true, PSCI_CPU_ON_64, 1, entry, 0);
+    // Wait with SCHEDOP_yield (finding 9 is cpu_on_kick's business).
+    let deadline = cntvct() + 2 * cntfrq();
+    while READS.load(Ordering::Acquire) == 0 && cntvct() < deadline {
+        let _ = hc(SCHED_OP, [0, 0, 0, 0, 0]);
+    }
+    let r = SCRATCH + 0x6000;
+    let list = SCRATCH + 0x7000;
+    let mut done = 0i64;
+    for k in 0..16u64 {
+        // Four pages in each block the reader reads (never the page it reads).
+        let block = [0x20_0000u64, 0x40_0000, 0x60_0000, 0xc0_0000][(k % 4) as usize];
+        sac_write_u64(list, (RAM_BASE + block + 0x8_0000 + (k / 4) * 0x2000) >> 12);
+        reservation(r, list, 1, 0, DOMID_SELF);
+        done += hc(MEMORY_OP, [XENMEM_DECREASE_RESERVATION, r, 0, 0, 0]);
+        let before = READS.load(Ordering::Acquire);
+        while READS.load(Ordering::Acquire) < before + 50 && cntvct() < deadline + cntfrq() {
+            core::hint::spin_loop();
+        }
+    }
+    STOP.store(1, Ordering::Release);
+    let reads = READS.load(Ordering::Acquire);
+    println!(
+        "split-race: CPU_ON {}, 16 pages given back ({} extents) while vCPU 1 read {} times",
+        rc, done, reads
+    );
+    check(
+        "split-race: giving back pages of a block another vCPU reads keeps the domain alive",
+        rc == 0 && done == 16 && reads > 0,
+        done,
+        "16 extents, reader alive",
+    );
+}
+
+/// Finding 6: shared-info mappings at 2 MiB strides (each needs a fresh
+/// stage-2 table frame) until hv refuses; they are held ~1.5 s while d2
+/// (guest-responder) maps pages of its own, then removed. Xen bounds each
+/// domain's p2m with its own pool: d1 may run out, d2 never does.
+fn mapping_flood() {
+    const MAX: u64 = 70_000;
+    const BASE_GFN: u64 = 0x10_0000; // 4 GiB
+    let r = SCRATCH + 0x8000;
+    sac_fill(r, 3, 0);
+    put16(r, 0, DOMID_SELF);
+    put32(r, 4, 0); // XENMAPSPACE_shared_info, idx 0
+    let t0 = cntvct();
+    let mut mapped = 0u64;
+    let mut err = 0i64;
+    while mapped < MAX {
+        sac_write_u64(r + 16, BASE_GFN + mapped * 512);
+        let rc = hc(MEMORY_OP, [XENMEM_ADD_TO_PHYSMAP, r, 0, 0, 0]);
+        if rc != 0 {
+            err = rc;
+            break;
+        }
+        mapped += 1;
+    }
+    let ms = (cntvct() - t0) * 1000 / cntfrq();
+    println!(
+        "mapping-flood: {} shared_info mappings at 2 MiB strides in {} ms, then {}",
+        mapped, ms, err
+    );
+    let hold = cntvct() + cntfrq() * 3 / 2;
+    while cntvct() < hold {
+        let _ = hc(SCHED_OP, [0, 0, 0, 0, 0]);
+    }
+    // remove_from_physmap { domid_t; u64 gpfn }
+    let mut bad = 0u64;
+    for i in 0..mapped {
+        sac_fill(r, 2, 0);
+        put16(r, 0, DOMID_SELF);
+        sac_write_u64(r + 8, BASE_GFN + i * 512);
+        if hc(MEMORY_OP, [15, r, 0, 0, 0]) != 0 {
+            bad += 1;
+        }
+    }
+    check(
+        "mapping-flood: hv refuses with -ENOMEM/-ENOSPC or maps them all, and every one unmaps",
+        (err == 0 || err == -12 || err == ENOSPC) && bad == 0,
+        err,
+        "0, -12 or -28, no failed remove",
+    );
+}
+
+/// Finding 7: a 512 KiB console_io write (lines of 1023 'x'). Xen's
+/// console_io works in chunks and is preemptible: d2's xen_version must
+/// not wait for it (the runner checks d2's slowest call).
+fn console_flood() {
+    const LEN: u64 = 512 << 10;
+    let buf = SAC_BASE + 0x18_0000;
+    for i in 0..LEN / 8 {
+        let at = buf + 8 * i;
+        let mut w = u64::from_le_bytes(*b"xxxxxxxx");
+        if (i * 8) % 1024 == 1016 {
+            w = u64::from_le_bytes(*b"xxxxxxx\n");
+        }
+        sac_write_u64(at, w);
+    }
+    let t0 = cntvct();
+    let rc = hc(CONSOLE_IO, [0, LEN, buf, 0, 0]);
+    let ms = (cntvct() - t0) * 1000 / cntfrq();
+    println!(
+        "console-flood: 512 KiB console_io write -> {} in {} ms",
+        rc, ms
+    );
+    check(
+        "console-flood: a 512 KiB console_io write answers 0",
+        rc == 0,
+        rc,
+        "0",
     );
 }
 
@@ -1518,7 +1714,7 @@ fn random_phase(seed: u64, calls: u64) {
         );
         let r = hc(nr, a);
         println!("R {} -> {}", i, r);
-        if !sane(r) && !(nr == XEN_VERSION || in_own_ram(a[1])) {
+        if !sane(r) {
             weird += 1;
         }
     }
@@ -1533,7 +1729,7 @@ extern "C" fn guest_main() {
     let dtb = guest_rt::boot_x0();
     // The DTB hv wrote near the top of our RAM: read its size from the
     // header (big-endian totalsize at offset 4), bounded by RAM's end.
-    let bytes: &[u8] = if in_own_ram(dtb) && dtb % 8 == 0 {
+    let bytes: &[u8] = if in_own_ram(dtb) && dtb.is_multiple_of(8) {
         // SAFETY: dtb is inside our RAM (checked) and hv wrote the DTB
         // there before entry; nothing else uses those bytes.
         let hdr = unsafe { core::slice::from_raw_parts(dtb as *const u8, 8) };
@@ -1569,6 +1765,12 @@ extern "C" fn guest_main() {
     println!("== PSCI");
     psci_abuse();
     cpu_on_kick(vcpus);
+    println!("== block split race (vcpus=2)");
+    split_race(vcpus);
+    println!("== mapping flood");
+    mapping_flood();
+    println!("== console flood");
+    console_flood();
     println!("== system registers");
     sysreg_abuse();
     println!("== vGIC (stage 1 on: GIC as Normal memory)");
