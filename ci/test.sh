@@ -75,6 +75,9 @@ step fmt cargo fmt --all -- --check
 step clippy-host cargo clippy --workspace --all-targets -- -D warnings
 step clippy-aarch64 cargo clippy --target aarch64-unknown-none "${AARCH64_PKGS[@]}" -- -D warnings
 step test-host cargo test --workspace
+# Issue 9: hv/fuzz's cargo-fuzz targets (hypercall entry, vGIC MMIO, memops,
+# stage-1 walker, host DTB, boot args), ~30 s each after the build (~4-5 min).
+step fuzz-smoke bash ci/fuzz-smoke.sh
 # hvrun build = cargo build --release --target aarch64-unknown-none -p hv
 # -p guest-hello -p guest-fault, then llvm-objcopy to flat Images.
 step build-aarch64 cargo run -q -p tests-nested --bin hvrun -- build
