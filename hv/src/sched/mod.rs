@@ -660,6 +660,9 @@ pub struct RunQueues {
     pub vgics: BTreeMap<DomId, Arc<Vgic>>,
     /// The wake epoch ([`crate::vgic::wake_epoch`]) last examined.
     pub seen_epoch: u64,
+    /// pCPUs the scheduler wants kicked (bit n = pCPU n): sent, with the
+    /// vGIC's [`crate::vgic::take_kicks`], by the next pCPU through its loop.
+    pub kicks: u64,
 }
 
 impl RunQueues {
@@ -670,6 +673,7 @@ impl RunQueues {
             sched: Scheduler::new(ncpus, slice),
             vgics: BTreeMap::new(),
             seen_epoch: u64::MAX,
+            kicks: 0,
         }
     }
 
@@ -682,7 +686,7 @@ impl RunQueues {
             idx: v.id,
         };
         match self.sched.add(key, v) {
-            Ok(kicks) => crate::vgic::request_kicks(kicks),
+            Ok(kicks) => self.kicks |= kicks,
             Err(_) => log::warn!("d{}v{}: queued twice (ignored)", key.dom, key.idx),
         }
     }

@@ -93,14 +93,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             if let Some(exit) = self.collect_ending(arch, &mut p) {
                 return exit;
             }
-            let recheck = self.send_kicks(arch, cpu);
             let now = arch.counter();
-            let (decision, due) = {
+            let (decision, due, kicks, ncpus) = {
                 let mut rq = self.runq.lock();
                 let mut kicks = rq.wake_pending();
                 let (expired, k) = rq.sched.expire(now);
                 kicks |= k;
-                vgic::request_kicks(kicks & !(1u64 << (cpu % 64)));
                 let mut due: Vec<(Arc<Vgic>, u32)> = Vec::new();
                 for k in expired {
                     if let Some(v) = rq.sched.parked_mut(k) {
@@ -112,11 +110,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                         due.push((g.clone(), k.idx));
                     }
                 }
-                (rq.sched.next(cpu, now), due)
+                let d = rq.sched.next(cpu, now);
+                let n = rq.sched.ncpus();
+                (d, due, kicks | core::mem::take(&mut rq.kicks), n)
             };
             for (g, idx) in due {
                 let _ = g.inject(idx, PPI_VTIMER);
             }
+            // Every kick requested so far (by this decision, by other pCPUs'
+            // scheduler calls, by vGIC injections) goes out before this pCPU
+            // sleeps or enters a guest that may not exit for a long time.
+            let recheck = self.send_kicks(arch, cpu, ncpus, kicks);
             let mut v = match decision {
                 Decision::Idle { until } => {
                     self.idle(arch, &mut p, until, recheck);
@@ -194,11 +198,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(reason) => {
                     self.put_vcpu(arch, &mut v);
                     self.runq.lock().sched.remove(key(&v));
+                    // Its other vCPUs go at the loop top (collect_ending).
                     if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
                         return exit;
                     }
-                    // Its other vCPUs must come out of WFI and of other pCPUs.
-                    vgic::request_kicks(u64::MAX);
                 }
             }
         }
@@ -239,12 +242,13 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 return Some(exit);
             }
         }
-        let (parked, holders) = {
+        let parked = {
             let mut rq = self.runq.lock();
             let parked = rq.sched.take_parked(|k| ending.contains(&k.dom));
-            (parked, rq.sched.holders(|k| ending.contains(&k.dom)))
+            let holders = rq.sched.holders(|k| ending.contains(&k.dom));
+            rq.kicks |= holders & !(1u64 << (p.cpu % 64));
+            parked
         };
-        vgic::request_kicks(holders & !(1u64 << (p.cpu % 64)));
         for (_, v) in parked {
             if let Some(exit) = self.drop_vcpu(arch, v, None) {
                 return Some(exit);
@@ -253,15 +257,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         None
     }
 
-    /// Send hv's kick SGI to the pCPUs named in the kick set; true if this
-    /// pCPU itself was named (look again before sleeping).
-    fn send_kicks(&self, arch: &mut dyn Arch, cpu: usize) -> bool {
-        let k = vgic::take_kicks();
+    /// Send hv's kick SGI to the pCPUs named in `kicks` and the vGIC's kick
+    /// set; true if this pCPU itself was named (look again before sleeping).
+    fn send_kicks(&self, arch: &mut dyn Arch, cpu: usize, ncpus: usize, kicks: u64) -> bool {
+        let k = vgic::take_kicks() | kicks;
         if k == 0 {
             return false;
         }
-        let n = self.runq.lock().sched.ncpus().min(64);
-        for c in 0..n {
+        for c in 0..ncpus.min(64) {
             if c != cpu && (k >> c) & 1 == 1 {
                 arch.kick(c);
             }
@@ -366,12 +369,16 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             c.sysregs.get(El1Reg::CntvCtlEl0),
             c.sysregs.get(El1Reg::CntvCvalEl0),
         );
-        let parked = self.runq.lock().sched.park(cpu, k, c, deadline);
-        match parked {
-            Ok(kicks) => {
-                vgic::request_kicks(kicks);
-                None
+        let parked = {
+            let mut rq = self.runq.lock();
+            let parked = rq.sched.park(cpu, k, c, deadline);
+            if let Ok(kicks) = parked {
+                rq.kicks |= kicks;
             }
+            parked
+        };
+        match parked {
+            Ok(_) => None,
             Err(c) => self.drop_vcpu(arch, c, None),
         }
     }
