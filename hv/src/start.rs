@@ -114,12 +114,16 @@ impl<M> Shared<M> {
     }
 }
 
+/// pCPUs whose armed EL2-timer deadline [`System`] caches (not a CPU limit).
+const HV_TIMER_SLOTS: usize = 256;
+
 /// Domains, vCPUs and host memory: everything the pCPUs share.
 pub struct System<M> {
     shared: Mutex<Shared<M>>,
     runq: Mutex<crate::sched::RunQueues>,
-    /// Each pCPU's armed EL2-timer deadline (`u64::MAX`: disarmed).
-    hv_timer: [core::sync::atomic::AtomicU64; crate::bootinfo::MAX_CPUS],
+    /// Each pCPU's armed EL2-timer deadline (`u64::MAX`: disarmed), a cache
+    /// that saves redundant timer writes; a pCPU beyond it writes every time.
+    hv_timer: [core::sync::atomic::AtomicU64; HV_TIMER_SLOTS],
     live_domains: AtomicUsize,
     ipa_bits: u8,
     next_domid: AtomicUsize,
@@ -180,6 +184,25 @@ pub fn parse_vcpus(bootargs: &str) -> Option<u32> {
         .ok()
 }
 
+/// The command line a module's guest gets: its bootargs without hv's own words
+/// (`mem=`, `vcpus=`, `dom0`), which configure the domain, not the kernel (as Xen keeps
+/// `dom0_mem=` on its own command line and a dom0less domain's `memory`/`cpus` in
+/// properties, never in the guest's `bootargs`).
+#[must_use]
+pub fn guest_cmdline(bootargs: &str) -> alloc::string::String {
+    let mut out = alloc::string::String::with_capacity(bootargs.len());
+    for w in bootargs.split_whitespace() {
+        if w == "dom0" || w.starts_with("mem=") || w.starts_with("vcpus=") {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
+}
+
 /// Parse a `mem=<n>[K|M|G]` option from a module's bootargs.
 #[must_use]
 pub fn parse_mem(bootargs: &str) -> Option<u64> {
@@ -222,8 +245,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 sink,
             }),
             runq: Mutex::new(crate::sched::RunQueues::new(1, 1)),
-            hv_timer: [const { core::sync::atomic::AtomicU64::new(u64::MAX) };
-                crate::bootinfo::MAX_CPUS],
+            hv_timer: [const { core::sync::atomic::AtomicU64::new(u64::MAX) }; HV_TIMER_SLOTS],
             live_domains: AtomicUsize::new(0),
             ipa_bits,
             next_domid: AtomicUsize::new(1),
@@ -338,19 +360,38 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// privileged control domain d0, a `multiboot,ramdisk` module right after
     /// it becomes its initrd; each gets a DTB in x0 with its bootargs.
     pub fn add_module_domains(&self, modules: &[BootModule<'_>]) {
+        self.add_module_domains_with(modules, &HvOptions::default());
+    }
+
+    /// [`System::add_module_domains`] with hv's command line: the control domain's RAM
+    /// and vCPUs come from Xen's `dom0_mem=` / `dom0_max_vcpus=` unless its bootargs
+    /// say `mem=` / `vcpus=`. hv's own words (`mem=`, `vcpus=`, `dom0`) are removed
+    /// from the command line the guest gets ([`guest_cmdline`]).
+    pub fn add_module_domains_with(&self, modules: &[BootModule<'_>], options: &HvOptions) {
         for (i, m) in modules
             .iter()
             .enumerate()
             .filter(|(_, m)| m.kind == ModuleKind::Kernel)
         {
+            let privileged = m
+                .bootargs
+                .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0"));
+            let (dom0_mem, dom0_vcpus) = if privileged {
+                (options.dom0_mem, options.dom0_max_vcpus)
+            } else {
+                (None, None)
+            };
+            let cmdline = m.bootargs.map(guest_cmdline);
             let spec = DomainSpec {
-                ram_bytes: m.bootargs.and_then(parse_mem).unwrap_or(DEFAULT_RAM_BYTES),
-                privileged: m
+                ram_bytes: m
                     .bootargs
-                    .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0")),
-                bootargs: m.bootargs,
+                    .and_then(parse_mem)
+                    .or(dom0_mem)
+                    .unwrap_or(DEFAULT_RAM_BYTES),
+                privileged,
+                bootargs: cmdline.as_deref().filter(|c| !c.is_empty()),
                 dtb: true,
-                vcpus: m.bootargs.and_then(parse_vcpus).unwrap_or(1),
+                vcpus: m.bootargs.and_then(parse_vcpus).or(dom0_vcpus).unwrap_or(1),
             };
             let base = m.pa;
             let mut read_kernel =
@@ -475,6 +516,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             e.console.flush(e.id, sink.as_mut());
         }
         let id = e.id;
+        // Its log rate limit starts afresh for the next domain with this id.
+        crate::ratelimit::forget(id);
         if e.from_domctl {
             // A toolstack-built domain stays (shut down) until destroydomain.
             sink.hv_line(format_args!("d{id} ended ({why})"));
@@ -580,6 +623,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
 
     fn handle_exit(&self, arch: &mut dyn Arch, v: &mut Vcpu, raw: &RawExit) -> Next {
         let (d, n) = (v.domid, v.id);
+        crate::ratelimit::set_now_ns(xen::domu::ticks_to_ns(
+            arch.counter(),
+            arch.counter_frequency(),
+        ));
         let exit = ExitReason::decode(raw);
         if !keeps_window(&exit, v) {
             self.close_window(arch, d);
@@ -596,7 +643,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     Ok(Hypercall::Sysctl { arg }) => self.sysctl(v, arg),
                     Ok(call) => self.hypercall(arch, v, &call),
                     Err(e @ DecodeError::NotXen { .. }) => {
-                        log::warn!(
+                        crate::glog!(
+                            d,
+                            Warn,
                             "d{d}v{n}: {e} at pc {:#x}: injecting undefined instruction",
                             v.gprs.pc.wrapping_sub(4)
                         );
@@ -633,7 +682,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     Some(s) => alloc::format!(", {} bytes via x{}", s.sas.bytes(), s.srt),
                     None => alloc::string::String::new(),
                 };
-                log::error!(
+                crate::glog!(
+                    d,
+                    Error,
                     "d{d}v{n}: stage-2 data abort at IPA {} ({}, {}{access}), ESR {:#x}, FAR {:#x}, HPFAR {:#x}, pc {:#x}, ending d{d}",
                     a.ipa,
                     a.fsc,
@@ -646,7 +697,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::Stage2Fault { ipa: a.ipa })
             }
             ExitReason::InstrAbortLower(a) => {
-                log::error!(
+                crate::glog!(
+                    d,
+                    Error,
                     "d{d}v{n}: stage-2 instruction abort at IPA {} ({}), ESR {:#x}, FAR {:#x}, HPFAR {:#x}, ending d{d}",
                     a.ipa,
                     a.fsc,
@@ -666,7 +719,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::Resume
             }
             ExitReason::SysReg(acc) => {
-                log::warn!(
+                crate::glog!(
+                    d,
+                    Warn,
                     "d{d}v{n}: trapped {acc} at pc {:#x}: injecting undefined instruction",
                     v.gprs.pc
                 );
@@ -678,7 +733,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             ExitReason::Wfx { wfe } => self.wfx(arch, v, wfe, raw.esr),
             ExitReason::Irq | ExitReason::Fiq => self.irq_exit(arch, v),
             ExitReason::SError => {
-                log::error!("d{d}v{n}: SError, ESR {:#x}, ending d{d}", raw.esr);
+                crate::glog!(
+                    d,
+                    Error,
+                    "d{d}v{n}: SError, ESR {:#x}, ending d{d}",
+                    raw.esr
+                );
                 Next::EndDomain(EndReason::UnhandledExit {
                     ec: esr_ec(raw.esr),
                 })
@@ -690,7 +750,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::Resume
             }
             ExitReason::Unknown { ec } => {
-                log::error!(
+                crate::glog!(
+                    d,
+                    Error,
                     "d{d}v{n}: unhandled exit EC {ec:#04x}, ESR {:#x}, pc {:#x}, ending d{d}",
                     raw.esr,
                     v.gprs.pc
@@ -749,8 +811,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             sink,
             pool,
             flush,
-            ..
+            vmids,
         } = &mut *sh;
+        // HVOP_get_resources reports system-wide state only this lock sees.
+        let resources = matches!(
+            call,
+            Hypercall::HvOp {
+                op: xen::hvop::HVOP_GET_RESOURCES,
+                ..
+            }
+        )
+        .then(|| xen::hvop::gather(domains, pool, vmids.in_use(), (self.heap_free)()));
         if let Hypercall::MemoryOp { cmd, arg } = *call {
             // The one dispatch point of memory operations (see xen::memory).
             let mut ctx = MemoryOpCtx {
@@ -789,6 +860,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 s1,
                 domains,
                 mem,
+                pool,
                 sink: sink.as_mut(),
                 irq: &mut upcalls,
             },
@@ -801,6 +873,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Action::Yield => Next::Yield,
                 Action::Block => xen_block(domains, mem, v),
                 Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
+                Action::Continuation { args, block } => continuation(domains, mem, v, args, block),
             };
         }
         let Some(e) = domains.iter_mut().find(|d| d.id == v.domid) else {
@@ -816,13 +889,19 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             line,
             sink: sink.as_mut(),
         };
-        let out = xen::dispatch(call, &mut ctx);
+        let out = match (call, resources) {
+            (Hypercall::HvOp { arg, .. }, Some(r)) => {
+                xen::Outcome::ret(xen::hvop::get_resources(arg.ipa().0, &r, &mut ctx))
+            }
+            _ => xen::dispatch(call, &mut ctx),
+        };
         v.gprs.x[0] = out.ret;
         match out.action {
             Action::Continue => Next::Resume,
             Action::Yield => Next::Yield,
             Action::Block => xen_block(domains, mem, v),
             Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
+            Action::Continuation { args, block } => continuation(domains, mem, v, args, block),
         }
     }
 
@@ -944,6 +1023,25 @@ fn keeps_window(exit: &ExitReason, v: &Vcpu) -> bool {
             || cmd >> memops::xen::MEMOP_EXTENT_SHIFT != 0)
 }
 
+/// A preempted hypercall (Xen's `hypercall_create_continuation` on Arm):
+/// x0..x2 = `args`, the PC back onto the `HVC` (x16 still names the call),
+/// then yield (or block) so hv's locks are free between the pieces.
+fn continuation<M: PhysMem + TableMem>(
+    domains: &[Domain],
+    mem: &M,
+    v: &mut Vcpu,
+    args: [u64; 3],
+    block: bool,
+) -> Next {
+    v.gprs.x[..3].copy_from_slice(&args);
+    v.gprs.pc = v.gprs.pc.wrapping_sub(4);
+    if block {
+        xen_block(domains, mem, v)
+    } else {
+        Next::Yield
+    }
+}
+
 /// `SCHEDOP_block`: resume at once if an event upcall or another interrupt is
 /// pending for `v`, else block it like a WFI (the upcall PPI wakes it); a
 /// guest whose GIC is off only yields.
@@ -1033,7 +1131,7 @@ pub fn run_primary_with_domus<A: Arch, M: PhysMem + TableMem + Send + 'static>(
         arch.ipa_bits(),
     );
     let system: &'static System<M> = Box::leak(Box::new(system));
-    system.add_module_domains(modules);
+    system.add_module_domains_with(modules, options);
     crate::dom0less::add_domus(system, domus);
     if modules.is_empty() && domus.is_empty() {
         add_demo_domain(system);

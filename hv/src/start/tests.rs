@@ -555,7 +555,7 @@ fn mem_option_and_module_reading() {
             pa: PhysAddr(pa),
             size: img.len() as u64,
             kind: ModuleKind::Kernel,
-            bootargs: Some("mem=3M"),
+            bootargs: Some("console=hvc0 mem=3M vcpus=1 rdinit=/init"),
         },
         BootModule {
             pa: PhysAddr(pa),
@@ -614,7 +614,8 @@ fn mem_option_and_module_reading() {
             (args, rd)
         })
         .unwrap();
-    assert_eq!(args.as_deref(), Some("mem=3M"));
+    // hv's own words (mem=, vcpus=) configure the domain and never reach the guest.
+    assert_eq!(args.as_deref(), Some("console=hvc0 rdinit=/init"));
     assert_eq!(rd, img[..16].to_vec());
     // 3 MiB of RAM, plus the Xen pages of a DTB guest (xen::domu).
     assert_eq!(
@@ -678,6 +679,53 @@ fn run_primary_runs_module_domains_and_powers_off() {
 }
 
 #[test]
+fn dom0_mem_and_dom0_max_vcpus_size_the_control_domain_only() {
+    let r = rig();
+    let img = kernel(b"");
+    let pa = MODULES;
+    r.sys.with_mem(|m, _| m.write(PhysAddr(pa), &img[..0x1000]));
+    let module = |bootargs| BootModule {
+        pa: PhysAddr(pa),
+        size: 0x1000,
+        kind: ModuleKind::Kernel,
+        bootargs,
+    };
+    let opts = crate::options::HvOptions::parse("dom0_mem=4M dom0_max_vcpus=2", |w| panic!("{w}"));
+    r.sys
+        .add_module_domains_with(&[module(Some("console=hvc0")), module(Some("dom0"))], &opts);
+    assert!(
+        r.lines
+            .all()
+            .iter()
+            .any(|l| l.starts_with("hv: d1: 16 MiB RAM")),
+        "{:?}",
+        r.lines.all()
+    );
+    assert!(
+        r.lines
+            .all()
+            .iter()
+            .any(|l| l.starts_with("hv: d0: 4 MiB RAM") && l.ends_with("(control domain)")),
+        "{:?}",
+        r.lines.all()
+    );
+}
+
+#[test]
+fn guest_command_lines_lose_hvs_words_only() {
+    use crate::start::guest_cmdline;
+    assert_eq!(
+        guest_cmdline("dom0 mem=64M console=hvc0  vcpus=2 variant=both domu-mem=16M"),
+        "console=hvc0 variant=both domu-mem=16M"
+    );
+    assert_eq!(guest_cmdline("dom0 mem=1G"), "");
+    assert_eq!(
+        guest_cmdline("dom0x amem=1 rdinit=/init"),
+        "dom0x amem=1 rdinit=/init"
+    );
+}
+
+#[test]
 fn dom0_module_is_privileged_and_reads_counters_through_hv_op() {
     let r = rig();
     let img = kernel(b"");
@@ -730,6 +778,55 @@ fn dom0_module_is_privileged_and_reads_counters_through_hv_op() {
     assert_eq!(e0[2].x[0], EFAULT);
     assert_eq!(e0[3].x[0], NOSYS);
     assert!(r.lines.has("hv: d0 ended (poweroff)"));
+}
+
+#[test]
+fn hv_op_get_resources_answers_d0_only_and_checks_its_handle() {
+    let r = rig();
+    let img = kernel(b"");
+    let pa = MODULES;
+    r.sys.with_mem(|m, _| m.write(PhysAddr(pa), &img[..0x1000]));
+    let modules = [
+        BootModule {
+            pa: PhysAddr(pa),
+            size: 0x1000,
+            kind: ModuleKind::Kernel,
+            bootargs: None,
+        },
+        BootModule {
+            pa: PhysAddr(pa),
+            size: 0x1000,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("dom0 mem=2M"),
+        },
+    ];
+    r.sys.add_module_domains(&modules);
+    r.script(
+        1,
+        [
+            Step::hypercall(49, &[3, GUEST_RAM0_BASE + 0x800]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    r.script(
+        2,
+        [
+            Step::hypercall(49, &[3, GUEST_RAM0_BASE + 0x800]),
+            Step::hypercall(49, &[3, 0x1000_0000]),
+            // The last 64 bytes of d0's 2 MiB: the struct ends exactly at RAM's end.
+            Step::hypercall(49, &[3, GUEST_RAM0_BASE + (2 << 20) - 64]),
+            // One byte further runs off RAM.
+            Step::hypercall(49, &[3, GUEST_RAM0_BASE + (2 << 20) - 63]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    assert_eq!(r.entries(1)[1].x[0], (-1i64) as u64, "-EPERM for d1");
+    let e0 = r.entries(2);
+    assert_eq!(e0[1].x[0], 0, "get_resources for d0");
+    assert_eq!(e0[2].x[0], EFAULT);
+    assert_eq!(e0[3].x[0], 0);
+    assert_eq!(e0[4].x[0], EFAULT);
 }
 
 #[test]
@@ -1545,4 +1642,130 @@ fn a_domain_too_large_for_the_machine_is_refused_cleanly() {
     assert_eq!(r.run(0), CpuExit::PowerOff);
     assert!(r.lines.has("(d1) d1 runs"), "{:?}", r.lines.all());
     assert_eq!(r.sys.pool_free(), POOL_FRAMES);
+}
+
+/// Issue 9 finding 7 through the run loop: a console write longer than
+/// `WRITE_BUDGET` comes back with x0..x2 = the continuation and the pc on the
+/// HVC; the guest's re-issued HVC (registers as hv left them) finishes it.
+#[test]
+fn console_write_continues_through_the_run_loop() {
+    use crate::xen::console::WRITE_BUDGET;
+    let r = rig();
+    let mut k = vec![0u8; 0x1000];
+    k[0x204..0x208].copy_from_slice(&7u32.to_le_bytes());
+    let text: Vec<u8> = (0..300u32).map(|i| b'a' + (i % 26) as u8).collect();
+    k[0x400..0x400 + 300].copy_from_slice(&text);
+    k[0x400 + 300] = b'\n';
+    assert_eq!(r.add(&k), 1);
+    let buf = GUEST_RAM0_BASE + 0x400;
+    r.script(
+        1,
+        [
+            Step::hypercall(18, &[0, 301, buf]),
+            // The guest re-executes the HVC with what hv left in x0..x2.
+            Step::hypercall(18, &[]),
+            Step::hypercall(18, &[]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(e.len(), 4);
+    let hvc = e[0].pc; // the HVC is the first instruction
+    assert_eq!(e[1].pc, hvc, "pc back on the HVC");
+    assert_eq!(
+        (e[1].x[0], e[1].x[1], e[1].x[2]),
+        (0, 301 - WRITE_BUDGET, buf + WRITE_BUDGET)
+    );
+    assert_eq!(e[2].pc, hvc);
+    assert_eq!(e[2].x[1], 301 - 2 * WRITE_BUDGET);
+    assert_eq!(e[3].pc, hvc + 4, "done: past the HVC");
+    assert_eq!(e[3].x[0], 0);
+    let line = format!("(d1) {}", String::from_utf8(text).unwrap());
+    assert!(r.lines.all().contains(&line), "{:?}", r.lines.all());
+}
+
+/// Captures every console line (log lines of all tests running in this process).
+struct CaptureConsole(std::sync::Mutex<Vec<u8>>);
+impl crate::logger::ConsoleSink for CaptureConsole {
+    fn write_bytes(&self, bytes: &[u8]) {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+    }
+}
+static CAPTURE: CaptureConsole = CaptureConsole(std::sync::Mutex::new(Vec::new()));
+
+/// Issue 9 finding 10: every trapped system register (and `HVC #imm`) a
+/// guest makes printed a WARN line: a guest could flood hv's console. The
+/// lines now go through the domain's rate limit (`hv::ratelimit`): 1000 traps
+/// print at most a burst (and a "suppressed" note), and the guest still
+/// gets its undefined-instruction exception for every one.
+#[test]
+fn trapped_sysreg_flood_is_rate_limited() {
+    crate::logger::init(&CAPTURE, log::LevelFilter::Warn);
+    let r = rig();
+    assert_eq!(r.add(&kernel(b"")), 1);
+    // An IMPLEMENTATION DEFINED register no other test uses: op0 3, op1 7,
+    // CRn 15, CRm 15, op2 7, read into x0.
+    let iss = (3 << 20) | (7 << 17) | (7 << 14) | (15 << 10) | (15 << 1) | 1;
+    let mut steps: Vec<Step> = (0..1000).map(|_| Step::sysreg(iss)).collect();
+    steps.push(Step::hvc(0x1234, 0, &[])); // HVC #imm: also logged, also limited
+    steps.extend((0..200).map(|_| Step::hvc(0x1234, 0, &[])));
+    steps.push(shutdown(GUEST_RAM0_BASE + 0x200));
+    r.script(1, steps);
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    assert_eq!(r.entries(1).len(), 1202, "every trap answered");
+    let text = String::from_utf8(CAPTURE.0.lock().unwrap().clone()).unwrap();
+    let traps = text
+        .lines()
+        .filter(|l| l.contains("trapped") && l.contains("op1=7") || l.contains("S3_7_C15_C15_7"))
+        .count();
+    let hvcs = text.lines().filter(|l| l.contains("0x1234")).count();
+    // A burst and a "suppressed" note; parallel tests whose d1 ends reset
+    // d1's bucket (`ratelimit::forget`), hence the margin. Before: 1201 lines.
+    assert!(
+        traps + hvcs <= 6 * crate::ratelimit::BURST as usize,
+        "{traps} sysreg + {hvcs} HVC lines:\n{text}"
+    );
+}
+
+/// Issue 9 finding 1 through the run loop: a 4-byte read at GICD+0x109 (a
+/// guest that maps the GIC as Normal memory) panicked hv indexing
+/// `routes[64]`. It is now a bad access: the guest gets a synchronous
+/// external abort at its vector (ESR EC 0x25, DFSC 0x10) and runs on.
+#[test]
+fn unaligned_vgic_access_injects_an_abort() {
+    let r = rig();
+    assert_eq!(r.add(&kernel(b"")), 1);
+    r.script(
+        1,
+        [
+            Step::data_abort(crate::vgic::GICD_BASE + 0x109, false),
+            Step::data_abort(crate::vgic::GICD_BASE + 0x109, true),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(e.len(), 3, "the domain ran on");
+    // VBAR_EL1 is 0 in the fake: the current-EL SPx synchronous vector.
+    assert_eq!(e[1].pc, 0x200, "abort delivered at the vector");
+    assert_eq!(e[1].pstate & 0xf, 0b0101, "EL1h");
+    let lines = r.lines.all();
+    assert!(
+        lines.contains(&"hv: d1 ended (poweroff)".to_string()),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn kicks_reach_every_pcpu_however_many() {
+    use super::run::kick_targets;
+    let all = |k, n, me| kick_targets(k, n, me).collect::<Vec<_>>();
+    assert_eq!(all(0b1010, 8, 1), [3]);
+    // "Any pCPU" (also how vgic names a pCPU >= 64) reaches all 70 but the sender.
+    let v = all(u64::MAX, 70, 5);
+    assert_eq!(v.len(), 69);
+    assert!(v.contains(&69) && v.contains(&64) && !v.contains(&5));
+    // A single bit never names a pCPU beyond 63.
+    assert_eq!(all(1 << 63, 70, 0), [63]);
 }
