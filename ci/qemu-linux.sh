@@ -8,6 +8,10 @@
 #          any configuration: QEMU -smp SMP -m QEMU_MEM (default 1G), DOMUS domUs (default 1)
 #          of VCPUS vCPUs and DOMU_MIB MiB each (default 256), booted REPEAT times (default 1);
 #          every run must pass (each domU: marker, nproc, power-off; then hv powers off).
+#        ci/qemu-linux.sh toobig
+#          -m 2G: domU1 (256 MiB) boots while domU2 (2560 MiB, more than is free) is refused
+#          with a clean "domain not built" line (issue 9 finding 12). Env TOOBIG_MIB adds such a
+#          domU (after the DOMUS others) to any run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -45,7 +49,7 @@ run() {
     # and ramdisk modules; hv's own command line in xen,xen-bootargs.
     # Every domU boots the same kernel and initramfs modules (hv copies them into each domain).
     awk -v hvargs="${HV_ARGS:-loglvl=info}" -v ks="$KSIZE" -v rs="$RSIZE" -v args="$ARGS" -v cpus="$vcpus" \
-        -v ka="$KADDR" -v ra="$RADDR" -v mem="$domu_kib" -v ndom="$ndom" '
+        -v ka="$KADDR" -v ra="$RADDR" -v mem="$domu_kib" -v ndom="$ndom" -v big="${TOOBIG_MIB:-}" '
         /^\tchosen \{/ && !done { inchosen = 1; print; print "\t\txen,xen-bootargs = \"" hvargs "\";"; next }
         inchosen && /^\t\};/ {
           for (d = 1; d <= ndom; d++) {
@@ -65,6 +69,21 @@ run() {
             printf "\t\t\t\treg = <%s %s>;\n", ra, rs
             print "\t\t\t};"
             print "\t\t};"
+          }
+          if (big != "") {
+              # One more domU with the same modules and more RAM than is free.
+              print "\t\tdomU" (ndom + 1) " {"
+              print "\t\t\tcompatible = \"xen,domain\";"
+              print "\t\t\t#address-cells = <0x1>;"
+              print "\t\t\t#size-cells = <0x1>;"
+              printf "\t\t\tmemory = <0x0 0x%x>;\n", big * 1024
+              print "\t\t\tcpus = <1>;"
+              printf "\t\t\tmodule@%s {\n", substr(ka, 3)
+              print "\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";"
+              printf "\t\t\t\treg = <%s %s>;\n", ka, ks
+              printf "\t\t\t\tbootargs = \"%s\";\n", args
+              print "\t\t\t};"
+              print "\t\t};"
           }
           inchosen = 0; done = 1
         }
@@ -95,12 +114,19 @@ run() {
     done
     # A clean boot and power-off logs no hv error (issue 9 saw `hv: ERROR: CPU1: d1v2 scheduled
     # but not parked`, a lost vCPU; a panic prints `hv: ERROR:` too).
-    ! grep -q '^hv: ERROR' "$log" || fail+=("hv logged an error: $(grep -m1 '^hv: ERROR' "$log")")
+    # (The toobig run's refused domU is the one expected error line.)
+    local errors; errors=$(grep '^hv: ERROR' "$log" | grep -v 'domain not built: out of memory' || true)
+    [ -z "$errors" ] || fail+=("hv logged an error: $(head -n1 <<<"$errors")")
     grep -q 'hv: all domains ended, powering off' "$log" || fail+=("hv did not power off")
+    if [ -n "${TOOBIG_MIB:-}" ]; then
+        grep -q 'hv: ERROR: dom0less domU2: domain not built: out of memory' "$log" \
+            || fail+=("no clean 'domain not built' line for the ${TOOBIG_MIB} MiB domU2")
+        ! grep -q 'hv: ERROR: panic' "$log" || fail+=("hv panicked")
+    fi
     [ $rc = 0 ] || fail+=("QEMU exit status $rc (124 = timeout)")
     if [ ${#fail[@]} = 0 ]; then
         echo "[qemu-linux] ($name) PASS in $secs s" >&2
-        grep -E 'console ring in use|^\(d[0-9]+\) HV-LINUX|hv: d[0-9]+ ended|hv: sched:|hv: all domains' "$log" >&2
+        grep -E 'console ring in use|^\(d[0-9]+\) HV-LINUX|hv: d[0-9]+ ended|hv: sched:|hv: id-regs|hv: debug-pmu|hv: all domains|not built' "$log" >&2
     else
         echo "[qemu-linux] ($name) FAIL after $secs s: ${fail[*]}; last lines:" >&2
         tail -n 40 "$log" >&2
@@ -113,6 +139,7 @@ case $WHICH in
     a) run a 1 1 || status=1 ;;
     b) run b 2 2 || status=1 ;;
     all) run a 1 1 || status=1; run b 2 2 || status=1 ;;
+    toobig) TOOBIG_MIB=2560 run toobig 1 1 2G 256 || status=1 ;;
     run)
         [ $# -ge 4 ] || { echo "usage: $0 run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB [REPEAT [DOMUS]]]]" >&2; exit 2; }
         n=${7:-1} nfail=0 t_all=$(now)
@@ -121,6 +148,6 @@ case $WHICH in
         done
         echo "[qemu-linux] $2: $((n - nfail)) of $n run(s) passed in $(( $(now) - t_all )) s" >&2
         ;;
-    *) echo "usage: $0 [a|b|all] | run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB [REPEAT [DOMUS]]]]" >&2; exit 2 ;;
+    *) echo "usage: $0 [a|b|all|toobig] | run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB [REPEAT [DOMUS]]]]" >&2; exit 2 ;;
 esac
 exit $status

@@ -46,6 +46,19 @@ mod cntv {
     pub const ISTATUS: u64 = 1 << 2;
 }
 
+/// Inject a synchronous external abort for the data abort `a` (the access is
+/// not emulated; `ELR` is the faulting instruction).
+fn inject_dabt(arch: &mut dyn Arch, v: &mut Vcpu, a: &DataAbort) {
+    let ec: u64 = if v.gprs.pstate & 0xf == PSR_MODE_EL0T {
+        0x24
+    } else {
+        0x25
+    };
+    let esr = (ec << 26) | crate::trap::ESR_IL | (u64::from(a.wnr) << 6) | 0x10;
+    let elr = v.gprs.pc;
+    v.inject_sync(arch, elr, esr, Some(a.far));
+}
+
 fn key(v: &Vcpu) -> VcpuKey {
     VcpuKey {
         dom: v.domid,
@@ -246,7 +259,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             let mut rq = self.runq.lock();
             let parked = rq.sched.take_parked(|k| ending.contains(&k.dom));
             let holders = rq.sched.holders(|k| ending.contains(&k.dom));
-            rq.kicks |= holders & !(1u64 << (p.cpu % 64));
+            rq.kicks |= holders; // not this pCPU: it holds none of them now
             parked
         };
         for (_, v) in parked {
@@ -264,10 +277,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         if k == 0 {
             return false;
         }
-        for c in 0..ncpus.min(64) {
-            if c != cpu && (k >> c) & 1 == 1 {
-                arch.kick(c);
-            }
+        for c in kick_targets(k, ncpus, cpu) {
+            arch.kick(c);
         }
         (k >> (cpu % 64)) & 1 == 1
     }
@@ -401,21 +412,16 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let Some(s) = a.access else {
             // No instruction syndrome: hv cannot emulate the access without
             // decoding the instruction. The guest gets a synchronous external abort.
-            log::warn!(
-                "d{}v{}: vGIC access at IPA {:#x} without a valid syndrome (pc {:#x}): injecting a data abort",
-                v.domid,
-                v.id,
-                ipa,
-                v.gprs.pc
-            );
-            let ec: u64 = if v.gprs.pstate & 0xf == PSR_MODE_EL0T {
-                0x24
-            } else {
-                0x25
-            };
-            let esr = (ec << 26) | crate::trap::ESR_IL | (u64::from(a.wnr) << 6) | 0x10;
-            let elr = v.gprs.pc;
-            v.inject_sync(arch, elr, esr, Some(a.far));
+            if crate::ratelimit::guest_log_ok(v.domid) {
+                log::warn!(
+                    "d{}v{}: vGIC access at IPA {:#x} without a valid syndrome (pc {:#x}): injecting a data abort",
+                    v.domid,
+                    v.id,
+                    ipa,
+                    v.gprs.pc
+                );
+            }
+            inject_dabt(arch, v, a);
             return Some(Next::Resume);
         };
         let size = s.sas.bytes();
@@ -436,17 +442,32 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             v.id,
             if a.wnr { "write" } else { "read" }
         );
-        let r = g
-            .mmio(
-                v.id,
-                ipa,
-                MmioAccess {
-                    write: a.wnr,
-                    size,
-                    value,
-                },
-            )
-            .unwrap_or(0);
+        let r = match g.mmio(
+            v.id,
+            ipa,
+            MmioAccess {
+                write: a.wnr,
+                size,
+                value,
+            },
+        ) {
+            Some(Ok(r)) => r,
+            // Unaligned, or a width the register lacks: a data abort, as
+            // Xen's vgic-v3 `bad_width` (the guest's own fault, not hv's).
+            Some(Err(vgic::mmio::BadAccess)) => {
+                if crate::ratelimit::guest_log_ok(v.domid) {
+                    log::warn!(
+                        "d{}v{}: vGIC bad access at IPA {ipa:#x} (size {size}, pc {:#x}): injecting a data abort",
+                        v.domid,
+                        v.id,
+                        v.gprs.pc
+                    );
+                }
+                inject_dabt(arch, v, a);
+                return Some(Next::Resume);
+            }
+            None => 0,
+        };
         if !a.wnr && rt < 31 {
             let mut val = r & mask;
             if s.sse && size < 8 {
@@ -600,3 +621,10 @@ fn vtimer_fired(arch: &mut dyn Arch, v: &mut Vcpu) {
 
 #[cfg(test)]
 mod tests;
+
+/// The pCPUs (of `ncpus`, other than `me`) that the kick mask `k` names: bit
+/// c names pCPU c; all bits set (vgic's "any pCPU", also how a pCPU numbered
+/// 64 or more is named) is every pCPU, however many there are.
+pub(super) fn kick_targets(k: u64, ncpus: usize, me: usize) -> impl Iterator<Item = usize> {
+    (0..ncpus).filter(move |&c| c != me && (k == u64::MAX || (c < 64 && (k >> c) & 1 == 1)))
+}
