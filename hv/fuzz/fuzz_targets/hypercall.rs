@@ -46,6 +46,12 @@ fn heap_free() -> usize {
     HEAP_FREE.load(Ordering::Relaxed)
 }
 
+/// `HV_FUZZ_DEBUG=1`: say how each input ended (replaying a corpus).
+fn debug() -> bool {
+    static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("HV_FUZZ_DEBUG").is_some())
+}
+
 struct Quiet;
 
 impl ConsoleSink for Quiet {
@@ -352,6 +358,16 @@ fn run(input: &Input) {
         cpu.script(vmid, vcpu, [step(s)]);
     }
     let r = catch_unwind(AssertUnwindSafe(|| sys.run_cpu(&mut cpu)));
+    if debug() {
+        eprintln!(
+            "hypercall: {}",
+            if r.is_ok() {
+                "all domains ended"
+            } else {
+                "stopped early"
+            }
+        );
+    }
     match r {
         Ok(exit) => {
             assert_eq!(exit, CpuExit::PowerOff);
