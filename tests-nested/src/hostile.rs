@@ -23,14 +23,17 @@ use std::time::Duration;
 /// Usage of both commands.
 pub const USAGE: &str = "\
 usage: hvrun hostile [--seed N] [--calls N] [--smp N] [--timeout SECS] [--no-build]
-       hvrun soak [--rounds N] [--smp N] [--timeout SECS] [--no-build]
+       hvrun soak [--rounds N] [--flood N] [--smp N] [--timeout SECS] [--no-build]
 
 hostile: guest-hostile as d1 (vcpus=2; named tests, then N random calls
   from seed N, each printed before it is made: rerun with the same --seed to
   reproduce), guest-responder as d2 (must stay responsive until d1 is gone).
   Defaults: --seed 1 --calls 2000 --smp 2 --timeout 600.
 soak: dom0-builder's destroy-loop=N (default 1000): frames, VMIDs, domains,
-  event channels and hv's heap back to their start values. --timeout 900.";
+  event channels and hv's heap back to their start values; then createdomain
+  with bad flags (-EINVAL) and create-flood=N (default 3000, 0: skip): up to N
+  empty domains at once until hv refuses, all destroyed, resources back.
+  --timeout 900.";
 
 /// Most hv warning lines about d1 a run may show (hv rate-limits guest-triggered logs).
 pub const MAX_D1_WARNINGS: usize = 200;
@@ -63,6 +66,8 @@ pub struct Options {
     pub calls: u64,
     /// Soak rounds.
     pub rounds: u32,
+    /// Soak: empty domains created at once after the rounds (0: none).
+    pub flood: u32,
     /// QEMU CPUs.
     pub smp: u32,
     /// QEMU timeout.
@@ -80,6 +85,7 @@ pub fn parse(soak: bool, args: &[String]) -> Result<Options, String> {
         seed: 1,
         calls: 2000,
         rounds: 1000,
+        flood: 3000,
         smp: 2,
         timeout: Duration::from_secs(if soak { 900 } else { 600 }),
         no_build: false,
@@ -99,6 +105,12 @@ pub fn parse(soak: bool, args: &[String]) -> Result<Options, String> {
                     .ok()
                     .filter(|&r| r > 0)
                     .ok_or("--rounds wants 1..=4294967295")?;
+            }
+            "--flood" if soak => {
+                o.flood = u32::try_from(num("--flood")?)
+                    .ok()
+                    .filter(|&n| n <= 8192)
+                    .ok_or("--flood wants 0..=8192")?;
             }
             "--smp" => {
                 o.smp = u32::try_from(num("--smp")?)
@@ -376,9 +388,9 @@ fn run_hostile(paths: &Paths, o: &Options) -> Result<(), String> {
     report(&name, &log, &out, problems)
 }
 
-/// The soak's markers.
+/// The soak's markers (`flood` > 0: the create-flood's too).
 #[must_use]
-pub fn soak_expectations(rounds: u32) -> Expectations {
+pub fn soak_expectations(rounds: u32, flood: u32) -> Expectations {
     let done = format!("(d0) dom0: destroy-loop n={rounds} done={rounds} *");
     let mut e = Expectations::new()
         .then(crate::scenario::BANNER)
@@ -396,9 +408,26 @@ pub fn soak_expectations(rounds: u32) -> Expectations {
             "(d0) dom0: destroy-loop {f} back to its start value after {rounds} rounds *: PASS"
         ));
     }
+    e = e.then("(d0) dom0: destroy-loop dom0's end of a destroyed domU's event channel reads unbound*: PASS*");
+    if flood > 0 {
+        e = e
+            .then("(d0) dom0: negative: createdomain flags 0xffffffff -> -EINVAL: PASS*")
+            .then("(d0) dom0: negative: create-flood: *: PASS*");
+        for f in [
+            "pool_free",
+            "hv_frames_free",
+            "vmids_in_use",
+            "domains",
+            "evtchns_in_use",
+            "heap_free",
+        ] {
+            e = e.then(&format!(
+                "(d0) dom0: create-flood {f} back to its start value *: PASS"
+            ));
+        }
+    }
     common_never(
-        e.then("(d0) dom0: destroy-loop dom0's end of a destroyed domU's event channel reads unbound*: PASS*")
-            .then("(d0) dom0: RESULT PASS")
+        e.then("(d0) dom0: RESULT PASS")
             .then(crate::scenario::ALL_ENDED),
     )
     .never("(d0) dom0: FAIL")
@@ -418,7 +447,10 @@ fn run_soak(paths: &Paths, o: &Options) -> Result<(), String> {
     let sizes = [file_len(&dom0)?, blob_bytes.len() as u64];
     let addrs = crate::image::place_modules(&sizes, qemu::RAM_END)?;
     let name = format!("soak-{}", o.rounds);
-    let args0 = format!("dom0 mem=64M variant=none destroy-loop={}", o.rounds);
+    let mut args0 = format!("dom0 mem=64M variant=none destroy-loop={}", o.rounds);
+    if o.flood > 0 {
+        args0.push_str(&format!(" create-flood={}", o.flood));
+    }
     let dtb = domu::dom0_dtb(
         paths,
         &name,
@@ -435,7 +467,7 @@ fn run_soak(paths: &Paths, o: &Options) -> Result<(), String> {
         &qemu::qemu_binary(),
         &args,
         &log,
-        soak_expectations(o.rounds),
+        soak_expectations(o.rounds, o.flood),
         o.timeout,
         false,
     )
@@ -450,7 +482,12 @@ fn run_soak(paths: &Paths, o: &Options) -> Result<(), String> {
     let fails: Vec<String> = out
         .lines
         .iter()
-        .filter(|l| l.starts_with("(d0) dom0: destroy-loop") && l.contains(": FAIL"))
+        .filter(|l| {
+            (l.starts_with("(d0) dom0: destroy-loop")
+                || l.starts_with("(d0) dom0: create-flood")
+                || l.starts_with("(d0) dom0: negative:"))
+                && l.contains(": FAIL")
+        })
         .cloned()
         .collect();
     report(&name, &log, &out, fails)
@@ -572,12 +609,15 @@ mod tests {
         log.push("(d0) dom0: destroy-loop dom0's end of a destroyed domU's event channel reads unbound (Xen's evtchn_destroy): PASS (0 of 5 rounds not; last EVTCHNOP_status 1)".into());
         log.push("(d0) dom0: RESULT PASS".into());
         log.push("hv: all domains ended, powering off".into());
-        let mut m = Matcher::new(soak_expectations(5));
+        let mut m = Matcher::new(soak_expectations(5, 0));
         log.iter().for_each(|l| m.feed(l));
         assert!(m.complete(), "{:?}", m.waiting_for());
+        let mut m = Matcher::new(soak_expectations(5, 10));
+        log.iter().for_each(|l| m.feed(l));
+        assert!(!m.complete(), "the flood's lines are required");
         let mut bad = log.clone();
         bad[5] = "(d0) dom0: destroy-loop domains back to its start value after 5 rounds (before 1, after 2): FAIL".into();
-        let mut m = Matcher::new(soak_expectations(5));
+        let mut m = Matcher::new(soak_expectations(5, 0));
         bad.iter().for_each(|l| m.feed(l));
         assert!(!m.complete());
     }
