@@ -1052,7 +1052,7 @@ fn create_flood(c: &mut Ctx, n: u32) {
     );
     c.check(
         "create-flood: hv creates them all or refuses with an errno; every one is destroyed",
-        (made == n || (refused < 0 && refused >= -4095)) && bad == 0,
+        (made == n || (-4095..0).contains(&refused)) && bad == 0,
         refused,
         0,
     );
