@@ -22,12 +22,13 @@ use std::time::Duration;
 
 /// Usage of both commands.
 pub const USAGE: &str = "\
-usage: hvrun hostile [--seed N] [--calls N] [--smp N] [--timeout SECS] [--no-build]
+usage: hvrun hostile [--seed N] [--calls N] [--random-only] [--smp N] [--timeout SECS] [--no-build]
        hvrun soak [--rounds N] [--flood N] [--smp N] [--timeout SECS] [--no-build]
 
 hostile: guest-hostile as d1 (vcpus=2; named tests, then N random calls
   from seed N, each printed before it is made: rerun with the same --seed to
   reproduce), guest-responder as d2 (must stay responsive until d1 is gone).
+  --random-only skips the named tests (long campaigns: --calls 100000).
   Defaults: --seed 1 --calls 2000 --smp 2 --timeout 600.
 soak: dom0-builder's destroy-loop=N (default 1000): frames, VMIDs, domains,
   event channels and hv's heap back to their start values; then createdomain
@@ -74,6 +75,8 @@ pub struct Options {
     pub timeout: Duration,
     /// Use the images built last time.
     pub no_build: bool,
+    /// hostile: skip the named tests (a long seeded random campaign).
+    pub random_only: bool,
 }
 
 /// Parses `args` (after the command).
@@ -89,6 +92,7 @@ pub fn parse(soak: bool, args: &[String]) -> Result<Options, String> {
         smp: 2,
         timeout: Duration::from_secs(if soak { 900 } else { 600 }),
         no_build: false,
+        random_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -126,6 +130,7 @@ pub fn parse(soak: bool, args: &[String]) -> Result<Options, String> {
                 o.timeout = Duration::from_secs(s);
             }
             "--no-build" => o.no_build = true,
+            "--random-only" if !soak => o.random_only = true,
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -334,8 +339,14 @@ fn run_hostile(paths: &Paths, o: &Options) -> Result<(), String> {
                 addr: addrs[0],
                 size: sizes[0],
                 bootargs: Some(format!(
-                    "vcpus=2 hostile-seed={} hostile-calls={}",
-                    o.seed, o.calls
+                    "vcpus=2 hostile-seed={} hostile-calls={}{}",
+                    o.seed,
+                    o.calls,
+                    if o.random_only {
+                        " hostile-named=0"
+                    } else {
+                        ""
+                    }
                 )),
             },
             crate::dts::Module {
@@ -505,6 +516,9 @@ mod tests {
     #[test]
     fn options() {
         let o = parse(false, &s(&["--seed", "7", "--calls", "10", "--no-build"])).unwrap();
+        assert!(!o.random_only);
+        assert!(parse(false, &s(&["--random-only"])).unwrap().random_only);
+        assert!(parse(true, &s(&["--random-only"])).is_err());
         assert_eq!((o.seed, o.calls, o.no_build, o.smp), (7, 10, true, 2));
         assert!(parse(false, &s(&["--rounds", "3"])).is_err());
         assert_eq!(parse(true, &s(&["--rounds", "100"])).unwrap().rounds, 100);
