@@ -44,6 +44,15 @@ pub const MAX_D2_CALL_US: u64 = 1_000_000;
 /// Longest gap between d2's ~200 ms heartbeats.
 pub const MAX_D2_GAP_MS: u64 = 3_000;
 
+/// `(xen_version us, gap ms)` from a d2 line `... slow: xen_version <us> us, gap <ms> ms`.
+#[must_use]
+pub fn slow_line(line: &str) -> Option<(u64, u64)> {
+    let (_, rest) = line.split_once("slow: xen_version ")?;
+    let (us, rest) = rest.split_once(" us, gap ")?;
+    let ms = rest.split_once(" ms")?.0;
+    Some((us.parse().ok()?, ms.parse().ok()?))
+}
+
 /// `(max gap ms, max xen_version us)` from d2's last line.
 #[must_use]
 pub fn responder_maxima(line: &str) -> Option<(u64, u64)> {
@@ -279,6 +288,14 @@ pub fn hostile_check(lines: &[String]) -> Vec<String> {
             )),
             None => p.push(format!("cannot read d2's maxima from `{l}`")),
         },
+    }
+    // d2's "slow:" lines as they happen (the run may not reach d2's last line).
+    if let Some(l) = lines.iter().find(|l| {
+        l.starts_with("(d2) responder: beat ")
+            && l.contains(": slow: ")
+            && slow_line(l).is_some_and(|(call, gap)| call > MAX_D2_CALL_US || gap > MAX_D2_GAP_MS)
+    }) {
+        p.push(format!("d2 was starved while d1 ran: {l}"));
     }
     for l in lines
         .iter()
@@ -595,6 +612,23 @@ mod tests {
         let mut starved = log.clone();
         starved[9] = "(d2) responder: d1 gone after 40 beats, max gap 300 ms, max xen_version 90 us, map failures 3".into();
         assert_eq!(hostile_check(&starved).len(), 1);
+
+        assert_eq!(
+            slow_line("(d2) responder: beat 2: slow: xen_version 43 us, gap 6630 ms"),
+            Some((43, 6630))
+        );
+        let mut starved_early = log.clone();
+        starved_early.insert(
+            7,
+            "(d2) responder: beat 2: slow: xen_version 43 us, gap 6630 ms".into(),
+        );
+        assert_eq!(hostile_check(&starved_early).len(), 1);
+        let mut slow_ok = log.clone();
+        slow_ok.insert(
+            7,
+            "(d2) responder: beat 2: slow: xen_version 150000 us, gap 1200 ms".into(),
+        );
+        assert!(hostile_check(&slow_ok).is_empty());
 
         let mut never = log.clone();
         never[9] = "(d2) responder: d1 gone after 1 beats, max gap 0 ms, max xen_version 1 us, map failures 0 (d1 was never seen)".into();

@@ -134,6 +134,14 @@ mod guest {
             let call_us = (t1 - t0) * 1_000_000 / freq;
             let gap_ms = (t0 - last) * 1000 / freq;
             last = t0;
+            if call_us > max_call.max(100_000) || gap_ms > max_gap.max(1_000) {
+                println!(
+                    "responder: beat {}: slow: xen_version {} us, gap {} ms",
+                    n + 1,
+                    call_us,
+                    gap_ms
+                );
+            }
             max_gap = max_gap.max(gap_ms);
             max_call = max_call.max(call_us);
             n += 1;
