@@ -7,6 +7,10 @@
 #        ci/qemu-linux.sh run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB [REPEAT]]]
 #          any configuration: QEMU -smp SMP -m QEMU_MEM (default 1G), a domU of VCPUS vCPUs and
 #          DOMU_MIB MiB (default 256), booted REPEAT times (default 1); every run must pass.
+#        ci/qemu-linux.sh toobig
+#          -m 2G: domU1 (256 MiB) boots while domU2 (2560 MiB, more than is free) is refused
+#          with a clean "domain not built" line (issue 9 finding 12). Env TOOBIG_MIB adds such a
+#          domU2 to any run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -43,7 +47,7 @@ run() {
     # Xen's dom0less binding: /chosen/domU1 (xen,domain; memory in KiB; cpus) with its kernel
     # and ramdisk modules; hv's own command line in xen,xen-bootargs.
     awk -v hvargs="${HV_ARGS:-loglvl=info}" -v ks="$KSIZE" -v rs="$RSIZE" -v args="$ARGS" -v cpus="$vcpus" \
-        -v ka="$KADDR" -v ra="$RADDR" -v mem="$domu_kib" '
+        -v ka="$KADDR" -v ra="$RADDR" -v mem="$domu_kib" -v big="${TOOBIG_MIB:-}" '
         /^\tchosen \{/ && !done { inchosen = 1; print; print "\t\txen,xen-bootargs = \"" hvargs "\";"; next }
         inchosen && /^\t\};/ {
             print "\t\tdomU1 {"
@@ -62,6 +66,21 @@ run() {
             printf "\t\t\t\treg = <%s %s>;\n", ra, rs
             print "\t\t\t};"
             print "\t\t};"
+            if (big != "") {
+                # A second domU with the same modules and more RAM than is free.
+                print "\t\tdomU2 {"
+                print "\t\t\tcompatible = \"xen,domain\";"
+                print "\t\t\t#address-cells = <0x1>;"
+                print "\t\t\t#size-cells = <0x1>;"
+                printf "\t\t\tmemory = <0x0 0x%x>;\n", big * 1024
+                print "\t\t\tcpus = <1>;"
+                printf "\t\t\tmodule@%s {\n", substr(ka, 3)
+                print "\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";"
+                printf "\t\t\t\treg = <%s %s>;\n", ka, ks
+                printf "\t\t\t\tbootargs = \"%s\";\n", args
+                print "\t\t\t};"
+                print "\t\t};"
+            }
             inchosen = 0; done = 1
         }
         { print }
@@ -87,10 +106,15 @@ run() {
     # clean power-off; which one was used is printed.
     grep -Eq 'hv: d1 ended \((poweroff|PSCI SYSTEM_OFF)\)' "$log" || fail+=("d1 did not power off")
     grep -q 'hv: all domains ended, powering off' "$log" || fail+=("hv did not power off")
+    if [ -n "${TOOBIG_MIB:-}" ]; then
+        grep -q 'hv: ERROR: dom0less domU2: domain not built: out of memory' "$log" \
+            || fail+=("no clean 'domain not built' line for the ${TOOBIG_MIB} MiB domU2")
+        ! grep -q 'hv: ERROR: panic' "$log" || fail+=("hv panicked")
+    fi
     [ $rc = 0 ] || fail+=("QEMU exit status $rc (124 = timeout)")
     if [ ${#fail[@]} = 0 ]; then
         echo "[qemu-linux] ($name) PASS in $secs s" >&2
-        grep -E 'console ring in use|^\(d1\) HV-LINUX|hv: d1 ended|hv: id-regs|hv: all domains' "$log" >&2
+        grep -E 'console ring in use|^\(d1\) HV-LINUX|hv: d1 ended|hv: id-regs|hv: debug-pmu|hv: all domains|not built' "$log" >&2
     else
         echo "[qemu-linux] ($name) FAIL after $secs s: ${fail[*]}; last lines:" >&2
         tail -n 40 "$log" >&2
@@ -103,6 +127,7 @@ case $WHICH in
     a) run a 1 1 || status=1 ;;
     b) run b 2 2 || status=1 ;;
     all) run a 1 1 || status=1; run b 2 2 || status=1 ;;
+    toobig) TOOBIG_MIB=2560 run toobig 1 1 2G 256 || status=1 ;;
     run)
         [ $# -ge 4 ] || { echo "usage: $0 run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB [REPEAT]]]" >&2; exit 2; }
         n=${7:-1} nfail=0
@@ -111,6 +136,6 @@ case $WHICH in
         done
         echo "[qemu-linux] $2: $((n - nfail)) of $n run(s) passed" >&2
         ;;
-    *) echo "usage: $0 [a|b|all] | run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB [REPEAT]]]" >&2; exit 2 ;;
+    *) echo "usage: $0 [a|b|all|toobig] | run NAME SMP VCPUS [QEMU_MEM [DOMU_MIB [REPEAT]]]" >&2; exit 2 ;;
 esac
 exit $status

@@ -373,6 +373,7 @@ fn run_hostile(paths: &Paths, o: &Options) -> Result<(), String> {
             },
         ],
         xen_bootargs: Some("loglvl=info".into()),
+        domus: Vec::new(),
     };
     let dtb = toolchain::prepare_dtb(paths, o.smp, &edit, &name)?;
     let loads: Vec<(&Path, u64)> = vec![(d1.as_path(), addrs[0]), (d2.as_path(), addrs[1])];

@@ -225,12 +225,33 @@ pub fn prepare_dtb(
     edit: &ChosenEdit,
     name: &str,
 ) -> Result<PathBuf, String> {
-    let base_dtb = paths.out.join(format!("qemu-virt-smp{smp}.dtb"));
-    let base_dts = paths.out.join(format!("qemu-virt-smp{smp}.dts"));
+    prepare_dtb_mem(paths, smp, qemu::MEMORY, edit, name)
+}
+
+/// [`prepare_dtb`] for a machine with `mem` of RAM (QEMU's `-m`).
+///
+/// # Errors
+/// A message naming the step that failed.
+pub fn prepare_dtb_mem(
+    paths: &Paths,
+    smp: u32,
+    mem: &str,
+    edit: &ChosenEdit,
+    name: &str,
+) -> Result<PathBuf, String> {
+    let tag = if mem == qemu::MEMORY {
+        String::new()
+    } else {
+        format!("-m{mem}")
+    };
+    let base_dtb = paths.out.join(format!("qemu-virt-smp{smp}{tag}.dtb"));
+    let base_dts = paths.out.join(format!("qemu-virt-smp{smp}{tag}.dts"));
     let dts_path = paths.out.join(format!("{name}.dts"));
     let dtb_path = paths.out.join(format!("{name}.dtb"));
+    let mut dump = Command::new(qemu::qemu_binary());
+    qemu::die_with_parent(&mut dump);
     output(
-        Command::new(qemu::qemu_binary()).args(qemu::machine_args(smp, Some(&base_dtb))),
+        dump.args(qemu::machine_args_mem(smp, mem, Some(&base_dtb))),
         "qemu dumpdtb",
     )?;
     run(

@@ -171,7 +171,12 @@ pub fn hv_op<M: PhysMem + TableMem>(
     ctx: &mut HypercallCtx<'_, M>,
 ) -> Result<u64, Errno> {
     if !ctx.privileged {
-        log::debug!("d{}: hv_op {op}: not privileged", ctx.domid);
+        crate::glog!(
+            ctx.domid,
+            Debug,
+            "d{}: hv_op {op}: not privileged",
+            ctx.domid
+        );
         return Err(Errno::EPERM);
     }
     match op {
@@ -181,7 +186,7 @@ pub fn hv_op<M: PhysMem + TableMem>(
                 out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
             }
             ctx.mem.write(arg, &out).map_err(|e| {
-                log::debug!("d{}: hv_op get_counters: {e}", ctx.domid);
+                crate::glog!(ctx.domid, Debug, "d{}: hv_op get_counters: {e}", ctx.domid);
                 e.errno()
             })?;
             Ok(0)

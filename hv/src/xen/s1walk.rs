@@ -146,12 +146,14 @@ impl Stage1 {
         }
         let start = 4 - levels;
         let mut level = start;
-        let mut table = ttbr
-            & if ds {
-                0x0000_ffff_ffff_ffc0
-            } else {
-                0x0000_ffff_ffff_fffe
-            };
+        // TTBR.BADDR holds the start table's address, aligned to its size
+        // (at least 64 bytes under DS); the bits below (CnP in bit 0) are not
+        // part of it: a misaligned base is used as if they were 0, one of the
+        // Arm ARM's CONSTRAINED UNPREDICTABLE choices (D8.2.3 "Translation
+        // table base address alignment"). Never read a descriptor unaligned.
+        let start_bits = ia_bits - (g + stride * (3 - start) as u32);
+        let align = (8u64 << start_bits).max(if ds { 64 } else { 8 });
+        let mut table = ttbr & 0x0000_ffff_ffff_ffff & !(align - 1);
         // The first table may be smaller (or, concatenated, bigger) than a page:
         // index bits at the start level are what is left of the input size.
         let mut read_only = false;
@@ -256,6 +258,36 @@ mod tests {
         // MMU off: identity.
         let off = Stage1 { sctlr: 0, ..s };
         assert_eq!(off.translate(0x4000_1234, true, &mut r), Ok(0x4000_1234));
+    }
+
+    // Found by the s1walk fuzz target (hv/fuzz): the low bits of a TTBR
+    // (CnP, a misaligned base) were added to the descriptor address, so the
+    // walker read descriptors unaligned (across a page boundary at 0xffc).
+    #[test]
+    fn misaligned_ttbr_bits_are_not_part_of_the_table_address() {
+        let mut t = Tables(BTreeMap::new());
+        let (l0, l1, l2) = (0x4100_0000u64, 0x4100_1000, 0x4100_2000);
+        let va = 0xffff_8000_0020_3456u64;
+        t.set(l0, (va >> 39) & 511, l1 | 3);
+        t.set(l1, (va >> 30) & 511, l2 | 3);
+        t.set(l2, (va >> 21) & 511, 0x4800_0000 | 1);
+        let mut aligned = |ipa: u64| {
+            assert_eq!(ipa % 8, 0, "descriptor read at {ipa:#x}");
+            Some(*t.0.get(&ipa).unwrap_or(&0))
+        };
+        for low in [1, 4, 0xffc, 0xfff] {
+            let s = Stage1 {
+                sctlr: 1,
+                tcr: TCR_4K_48,
+                ttbr0: 0,
+                ttbr1: l0 | low,
+            };
+            assert_eq!(
+                s.translate(va, false, &mut aligned),
+                Ok(0x4800_0000 | (va & 0x1f_ffff)),
+                "TTBR1 low bits {low:#x}"
+            );
+        }
     }
 
     #[test]

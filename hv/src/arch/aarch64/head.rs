@@ -9,10 +9,13 @@ use core::mem::offset_of;
 
 // The Image header follows Linux's Documentation/arch/arm64/booting.rst:
 // code0/code1, text_offset, image_size, flags, res2..res4, magic, res5.
-// flags = 0b0010: little-endian (bit 0 = 0), 4K pages (bits 2:1 = 01), and
-// bit 3 = 0: the 2 MiB aligned base must be as close as possible to the start
-// of DRAM, which together with text_offset = 0x200000 puts hv at its link
-// address on QEMU virt (and under U-Boot `booti`).
+// image_size = the whole image (bss and the boot stack included, from the
+// linker script). flags = 0b1010: little-endian (bit 0 = 0), 4K pages
+// (bits 2:1 = 01), and bit 3 = 1: the 2 MiB aligned base may be anywhere in
+// physical memory, because hv applies its own relocations at entry (it is a
+// position-independent executable linked at 0, see linker.ld). text_offset
+// stays 0x200000, so QEMU `-kernel` and U-Boot `booti` still put hv 2 MiB
+// into RAM.
 core::arch::global_asm!(
     r#"
     .section .text.head, "ax"
@@ -22,7 +25,7 @@ _start:
     .long   0                           // code1
     .quad   0x200000                    // text_offset
     .quad   __image_size                // image_size (from the linker script)
-    .quad   0x2                         // flags
+    .quad   0xa                         // flags
     .quad   0                           // res2
     .quad   0                           // res3
     .quad   0                           // res4
@@ -34,10 +37,31 @@ _start:
 hv_primary_entry:
     msr     daifset, #0xf
     mov     x19, x0                     // DTB physical address (booting.rst: x0)
+    // Relocate: hv is linked at 0, so the load address is the offset to add.
+    // MMU off (booting.rst), so every access below is to memory as it is; the
+    // entries and their targets are 8-byte aligned (Device memory needs it).
+    // x22 counts relocations of a type other than R_AARCH64_RELATIVE (1027),
+    // which the linker must not produce; boot.rs reports them.
     adr     x1, _start
-    ldr     x2, 9f
-    cmp     x1, x2
-    b.ne    hv_park                     // not loaded at the link address (see mod.rs)
+    tst     x1, #({stack_size} - 1)
+    b.ne    hv_park                     // the stack guard check needs STACK_SIZE alignment
+    adrp    x2, __rela_start
+    add     x2, x2, :lo12:__rela_start
+    adrp    x3, __rela_end
+    add     x3, x3, :lo12:__rela_end
+    mov     x22, #0
+6:  cmp     x2, x3
+    b.hs    7f
+    ldp     x4, x5, [x2], #16           // r_offset, r_info
+    ldr     x6, [x2], #8                // r_addend
+    cmp     x5, #1027                   // R_AARCH64_RELATIVE, symbol 0
+    b.eq    8f
+    add     x22, x22, #1
+    b       6b
+8:  add     x6, x6, x1
+    str     x6, [x4, x1]
+    b       6b
+7:
     mov     x21, #0                     // 0: EL2 boot, 1: entered at EL1 (report and stop)
     mrs     x1, CurrentEL
     cmp     x1, #(2 << 2)
@@ -67,15 +91,15 @@ hv_primary_entry:
     mov     x0, x19
     cbnz    x21, 5f
     mov     x1, x20
+    mov     x2, x22
     bl      hv_boot_primary
     b       hv_park
 5:  bl      hv_boot_wrong_el
     b       hv_park
-    .balign 8
-9:  .quad   _start
 
     // Secondary CPUs arrive here from PSCI CPU_ON with the MMU off and
-    // x0 = context_id = hv's CPU index.
+    // x0 = context_id = this CPU's PerCpu entry (boot.rs). The entry is read
+    // only once the MMU is on (the boot CPU wrote it through its caches).
     .global hv_secondary_entry
 hv_secondary_entry:
     msr     daifset, #0xf
@@ -94,11 +118,7 @@ hv_secondary_entry:
     isb
     msr     sctlr_el2, x5
     isb                                 // MMU on for what follows
-    adrp    x1, __stacks_start
-    add     x1, x1, :lo12:__stacks_start
-    mov     x2, #{stack_size}
-    madd    x1, x19, x2, x1
-    add     x1, x1, x2
+    ldr     x1, [x19, #{pc_stack_top}]
     mov     sp, x1
     mov     x0, x19
     bl      hv_boot_secondary
@@ -379,6 +399,7 @@ hv_guest_exit:
     pc_gprs = const offset_of!(PerCpu, gprs),
     pc_exit = const offset_of!(PerCpu, exit),
     pc_fp = const offset_of!(PerCpu, fp),
+    pc_stack_top = const offset_of!(PerCpu, stack_top),
     g_pc = const offset_of!(GuestGprs, pc),
     g_sp_el0 = const offset_of!(GuestGprs, sp_el0),
 );
@@ -429,6 +450,6 @@ extern "C" {
     pub static __image_start: u8;
     /// One past hv's image, stacks included (linker script).
     pub static __image_end: u8;
-    /// CPU 0's stack (each CPU's is [`STACK_SIZE`] above the previous; linker script).
+    /// The boot CPU's stack, [`STACK_SIZE`] bytes (linker script).
     pub static __stacks_start: u8;
 }
