@@ -103,6 +103,7 @@
 
 pub mod boot;
 pub mod cpu;
+pub mod efi;
 pub mod gic;
 pub mod head;
 pub mod mmu;
