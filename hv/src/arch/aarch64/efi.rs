@@ -8,10 +8,14 @@
 //! `hv_efi_entry` (asm) calls [`hv_efi_main`] on the firmware's stack, MMU
 //! and caches on (UEFI 2.10, 2.3.6 AArch64 platforms: identity-mapped). It
 //! finds the DTB in the configuration tables, exits boot services, and
-//! returns the DTB's address; the asm then cleans hv's image and the DTB to
+//! returns the DTB's address. The firmware may place hv at any 4 KiB
+//! boundary (the PE section alignment GRUB's `xen_boot` can cope with), but
+//! hv's stack guard needs 64 KiB: so, before exiting boot services, hv
+//! copies its file to a 64 KiB-aligned `AllocatePages` block (as Linux's EFI
+//! stub moves its kernel). The asm then cleans that copy and the DTB to
 //! the point of coherency, turns the MMU and D-cache off (as Xen's
-//! `efi_xen_start` does) and enters hv's normal boot path (`hv_primary_entry`,
-//! which relocates hv) with x0 = the DTB. Where the firmware offers only
+//! `efi_xen_start` does) and enters the copy's normal boot path
+//! (`hv_primary_entry`, which relocates hv) with x0 = the DTB. Where the firmware offers only
 //! ACPI, hv says so on the firmware console and returns `EFI_UNSUPPORTED`.
 //!
 //! This code runs **before hv is relocated**, and hv's image is read-only
@@ -48,7 +52,10 @@ const BS_GET_MEMORY_MAP: usize = 56;
 const BS_EXIT_BOOT_SERVICES: usize = 232;
 const CON_OUTPUT_STRING: usize = 8;
 
+const BS_ALLOCATE_PAGES: usize = 40;
 const BS_ALLOCATE_POOL: usize = 64;
+/// `AllocateAnyPages`.
+const ALLOCATE_ANY_PAGES: u32 = 0;
 /// `EfiLoaderData`.
 const LOADER_DATA: u32 = 2;
 
@@ -59,6 +66,16 @@ type GetMemoryMap =
     extern "efiapi" fn(*mut usize, *mut u8, *mut usize, *mut usize, *mut u32) -> usize;
 type ExitBootServices = extern "efiapi" fn(usize, usize) -> usize;
 type AllocatePool = extern "efiapi" fn(u32, usize, *mut *mut u8) -> usize;
+type AllocatePages = extern "efiapi" fn(u32, u32, usize, *mut u64) -> usize;
+
+extern "C" {
+    /// First byte of hv's image (linker script).
+    static __image_start: u8;
+    /// End of hv's file contents (linker script); bss and stacks follow.
+    static __image_file_end: u8;
+    /// End of hv's image (linker script).
+    static __image_end: u8;
+}
 type OutputString = extern "efiapi" fn(usize, *const u16) -> usize;
 
 /// Read the 64-bit word at `base + off`.
@@ -96,14 +113,16 @@ unsafe fn say(systab: usize, msg: &str) {
     f(con, buf.as_ptr());
 }
 
-/// Called by `hv_efi_entry` with hv relocated: find the DTB, exit boot
-/// services, return the DTB's address; 0 if hv cannot go on (it has said
-/// why on the firmware console, and returns `EFI_UNSUPPORTED` to it).
+/// Called by `hv_efi_entry` (hv not relocated): find the DTB, copy hv to a
+/// 64 KiB-aligned block (its address in `*copy`), exit boot services, and
+/// return the DTB's address; 0 if hv cannot go on (it has said why on the
+/// firmware console, and returns `EFI_UNSUPPORTED` to it).
 ///
 /// # Safety
-/// Called once by `hv_efi_entry` with UEFI's `ImageHandle` and `SystemTable`.
+/// Called once by `hv_efi_entry` with UEFI's `ImageHandle` and
+/// `SystemTable`, and `copy` writable.
 #[no_mangle]
-unsafe extern "C" fn hv_efi_main(image: usize, systab: usize) -> u64 {
+unsafe extern "C" fn hv_efi_main(image: usize, systab: usize, copy: *mut u64) -> u64 {
     // SAFETY: UEFI's system table (its layout: UEFI 2.10, 4.3).
     let (n, tables) = unsafe { (word(systab, ST_N_TABLES), word(systab, ST_TABLES)) };
     let (mut dtb, mut acpi) = (0usize, false);
@@ -133,13 +152,42 @@ unsafe extern "C" fn hv_efi_main(image: usize, systab: usize) -> u64 {
     // SAFETY: the system table's BootServices pointer.
     let bs = unsafe { word(systab, ST_BOOT_SERVICES) };
     // SAFETY: EFI_BOOT_SERVICES members (UEFI 2.10, 4.4), firmware function pointers.
-    let (get_map, exit_bs, alloc): (GetMemoryMap, ExitBootServices, AllocatePool) = unsafe {
+    let (get_map, exit_bs, alloc, pages): (
+        GetMemoryMap,
+        ExitBootServices,
+        AllocatePool,
+        AllocatePages,
+    ) = unsafe {
         (
             core::mem::transmute(word(bs, BS_GET_MEMORY_MAP)),
             core::mem::transmute(word(bs, BS_EXIT_BOOT_SERVICES)),
             core::mem::transmute(word(bs, BS_ALLOCATE_POOL)),
+            core::mem::transmute(word(bs, BS_ALLOCATE_PAGES)),
         )
     };
+    // The copy: the whole image's size, 64 KiB aligned (STACK_SIZE).
+    let start = core::ptr::addr_of!(__image_start) as usize;
+    let file = core::ptr::addr_of!(__image_file_end) as usize - start;
+    let size = core::ptr::addr_of!(__image_end) as usize - start;
+    let align = super::STACK_SIZE;
+    let mut block = 0u64;
+    if pages(
+        ALLOCATE_ANY_PAGES,
+        LOADER_DATA,
+        (size + align) >> 12,
+        &mut block,
+    ) != SUCCESS
+    {
+        // SAFETY: boot services are active.
+        unsafe { say(systab, "hv: ERROR: UEFI AllocatePages failed; stopping") };
+        return 0;
+    }
+    let dst = (block as usize).next_multiple_of(align);
+    // SAFETY: [start, start + file) is hv's loaded file (readable);
+    // [dst, dst + size) lies in the block just allocated for it.
+    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, dst as *mut u8, file) };
+    // SAFETY: `copy` is the caller's slot.
+    unsafe { copy.write(dst as u64) };
     let mut map: *mut u8 = core::ptr::null_mut();
     if alloc(LOADER_DATA, MAP_BYTES, &mut map) != SUCCESS || map.is_null() {
         // SAFETY: boot services are active.

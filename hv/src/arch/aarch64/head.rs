@@ -19,10 +19,12 @@ use core::mem::offset_of;
 //
 // As Linux's and Xen's Images, it is also a PE/COFF (PE32+) EFI application:
 // code0 is "MZ" (an instruction without effect), res5 the offset of the PE
-// header. One section covers all of hv after the 64 KiB of headers, file
-// offsets equal RVAs (FileAlignment = SectionAlignment = 64 KiB, which also
-// gives hv the 64 KiB alignment its stack guard needs), no .reloc (hv
-// relocates itself). The EFI entry point is `hv_efi_entry` (efi.rs).
+// header, which follows the Image header at once (GRUB's xen_boot reads it
+// there). One section covers all of hv after 4 KiB of headers, file offsets
+// equal RVAs (FileAlignment = SectionAlignment = 4 KiB: GRUB's xen_boot
+// hands LoadImage its buffer's unaligned start, so a larger alignment breaks
+// it), no .reloc (hv relocates itself). The EFI entry point is
+// `hv_efi_entry` (efi.rs), which moves hv to a 64 KiB-aligned copy.
 core::arch::global_asm!(
     r#"
     .section .text.head, "ax"
@@ -30,7 +32,7 @@ core::arch::global_asm!(
 _start:
     .long   0xfa405a4d                  // code0: "MZ"; ccmp x18, #0, #0xd, pl (no effect)
     b       hv_primary_entry            // code1
-    .quad   0x200000                    // text_offset
+    .quad   0                           // text_offset (as Xen and Linux since 5.8)
     .quad   __image_size                // image_size (from the linker script)
     .quad   0xa                         // flags
     .quad   0                           // res2
@@ -57,8 +59,8 @@ hv_pe_opt:
     .long   __efi_entry_rva             // AddressOfEntryPoint
     .long   __pe_text_rva               // BaseOfCode
     .quad   0                           // ImageBase
-    .long   0x10000                     // SectionAlignment
-    .long   0x10000                     // FileAlignment
+    .long   0x1000                      // SectionAlignment
+    .long   0x1000                      // FileAlignment
     .short  0, 0                        // OS version
     .short  0, 0                        // image version
     .short  0, 0                        // subsystem version
@@ -160,24 +162,30 @@ hv_relocate:
 hv_efi_entry:
     stp     x29, x30, [sp, #-32]!
     mov     x29, sp
-    str     x19, [sp, #16]
+    stp     x19, x20, [sp, #16]
+    sub     sp, sp, #16
+    mov     x2, sp                      // where hv_efi_main puts the copy's address
     bl      hv_efi_main                 // the DTB, boot services exited; 0: give up
+    ldr     x20, [sp]
+    add     sp, sp, #16
     cbnz    x0, 1f
-    ldr     x19, [sp, #16]
+    ldp     x19, x20, [sp, #16]
     ldp     x29, x30, [sp], #32
     mov     x0, #3                      // EFI_UNSUPPORTED
     orr     x0, x0, #(1 << 63)
     ret
 1:  msr     daifset, #0xf               // the firmware is gone: this CPU is hv's
     mov     x19, x0
-    // Clean hv's image (the firmware copied it through the cache) and the
-    // DTB to the point of coherency: hv reads and writes both with the MMU
-    // and caches off next, and invalidates its image's lines when it turns
-    // its MMU on.
+    // Clean hv's copy (written through the cache) and the DTB to the point
+    // of coherency: hv reads and writes both with the MMU and caches off
+    // next, and invalidates its image's lines when it turns its MMU on.
     adrp    x0, __image_start
     add     x0, x0, :lo12:__image_start
     adrp    x1, __image_end
     add     x1, x1, :lo12:__image_end
+    sub     x1, x1, x0
+    mov     x0, x20
+    add     x1, x1, x20
     bl      hv_dcache_clean_inval
     ldr     w1, [x19, #4]               // DTB totalsize (big-endian)
     rev     w1, w1
@@ -187,6 +195,13 @@ hv_efi_entry:
     ic      iallu                       // no stale instructions once fetches are uncached
     dsb     sy                          // maintenance complete before the MMU goes off
     isb
+    // hv_primary_entry in the copy.
+    adrp    x4, hv_primary_entry
+    add     x4, x4, :lo12:hv_primary_entry
+    adrp    x5, _start
+    add     x5, x5, :lo12:_start
+    sub     x4, x4, x5
+    add     x20, x20, x4
     // MMU and D-cache off at the current EL, as Xen's efi_xen_start (the map
     // is the identity, so execution goes on at the same addresses).
     mrs     x0, CurrentEL
@@ -207,7 +222,7 @@ hv_efi_entry:
     mov     x1, xzr
     mov     x2, xzr
     mov     x3, xzr
-    b       hv_primary_entry
+    br      x20
 
     // Clean and invalidate the D-cache over [x0, x1) to the point of
     // coherency. Clobbers x0, x2..x4.
