@@ -281,7 +281,7 @@ CFG
     log="$out/uefi-acpi.log"
     local acpi="the firmware offers only ACPI"
     run_watch "$log" 300 "$acpi" -M "$MACHINE" "${m[@]}" -drive "file=fat:rw:$esp,format=raw,if=virtio" || fail=1
-    check_log "$log" "ACPI-only firmware refused" "$acpi" || true
+    check_log "$log" "ACPI-only firmware refused" "$acpi" "hv needs a DTB (QEMU: -M virt,acpi=off); stopping" || true
     if grep -aqF "hv: hv " "$log"; then echo "qemu-boot: FAIL hv booted on ACPI-only firmware"; fail=1; fi
 }
 

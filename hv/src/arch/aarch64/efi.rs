@@ -104,11 +104,9 @@ unsafe fn say(systab: usize, msg: &str) {
     }
     // SAFETY: a firmware function pointer of the OutputString type.
     let f: OutputString = unsafe { core::mem::transmute(f) };
-    let mut buf = [0u16; 128];
-    let mut n = 0;
-    for b in msg.bytes().chain(*b"\r\n").take(buf.len() - 1) {
-        buf[n] = u16::from(b);
-        n += 1;
+    let mut buf = [0u16; 256];
+    for (slot, b) in buf.iter_mut().zip(msg.bytes().chain(*b"\r\n")).take(255) {
+        *slot = u16::from(b);
     }
     f(con, buf.as_ptr());
 }
@@ -124,7 +122,9 @@ unsafe fn say(systab: usize, msg: &str) {
 #[no_mangle]
 unsafe extern "C" fn hv_efi_main(image: usize, systab: usize, copy: *mut u64) -> u64 {
     // SAFETY: UEFI's system table (its layout: UEFI 2.10, 4.3).
-    let (n, tables) = unsafe { (word(systab, ST_N_TABLES), word(systab, ST_TABLES)) };
+    let n = unsafe { word(systab, ST_N_TABLES) };
+    // SAFETY: as above.
+    let tables = unsafe { word(systab, ST_TABLES) };
     let (mut dtb, mut acpi) = (0usize, false);
     for i in 0..n {
         let e = tables + i * 24;
@@ -151,20 +151,30 @@ unsafe extern "C" fn hv_efi_main(image: usize, systab: usize, copy: *mut u64) ->
     unsafe { say(systab, "hv: UEFI: device tree found, exiting boot services") };
     // SAFETY: the system table's BootServices pointer.
     let bs = unsafe { word(systab, ST_BOOT_SERVICES) };
-    // SAFETY: EFI_BOOT_SERVICES members (UEFI 2.10, 4.4), firmware function pointers.
-    let (get_map, exit_bs, alloc, pages): (
-        GetMemoryMap,
-        ExitBootServices,
-        AllocatePool,
-        AllocatePages,
-    ) = unsafe {
-        (
-            core::mem::transmute(word(bs, BS_GET_MEMORY_MAP)),
-            core::mem::transmute(word(bs, BS_EXIT_BOOT_SERVICES)),
-            core::mem::transmute(word(bs, BS_ALLOCATE_POOL)),
-            core::mem::transmute(word(bs, BS_ALLOCATE_PAGES)),
-        )
-    };
+    // SAFETY (the reads and transmutes below): EFI_BOOT_SERVICES members (UEFI
+    // 2.10, 4.4) are firmware function pointers of these types.
+    // SAFETY: see above.
+    let w = unsafe { word(bs, BS_GET_MEMORY_MAP) };
+    // SAFETY: see above.
+    let get_map = unsafe { core::mem::transmute::<usize, GetMemoryMap>(w) };
+    // SAFETY: see above.
+    let w = unsafe { word(bs, BS_EXIT_BOOT_SERVICES) };
+    // SAFETY: see above.
+    let exit_bs = unsafe { core::mem::transmute::<usize, ExitBootServices>(w) };
+    // SAFETY: see above.
+    let w = unsafe { word(bs, BS_ALLOCATE_POOL) };
+    // SAFETY: see above.
+    let alloc = unsafe { core::mem::transmute::<usize, AllocatePool>(w) };
+    // SAFETY: see above.
+    let w = unsafe { word(bs, BS_ALLOCATE_PAGES) };
+    // SAFETY: see above.
+    let pages = unsafe { core::mem::transmute::<usize, AllocatePages>(w) };
+    let mut map: *mut u8 = core::ptr::null_mut();
+    if alloc(LOADER_DATA, MAP_BYTES, &mut map) != SUCCESS || map.is_null() {
+        // SAFETY: boot services are active.
+        unsafe { say(systab, "hv: ERROR: UEFI AllocatePool failed; stopping") };
+        return 0;
+    }
     // The copy: the whole image's size, 64 KiB aligned (STACK_SIZE).
     let start = core::ptr::addr_of!(__image_start) as usize;
     let file = core::ptr::addr_of!(__image_file_end) as usize - start;

@@ -14,8 +14,7 @@ use core::mem::offset_of;
 // (bits 2:1 = 01), and bit 3 = 1: the 2 MiB aligned base may be anywhere in
 // physical memory, because hv applies its own relocations at entry (it is a
 // position-independent executable linked at 0, see linker.ld). text_offset
-// stays 0x200000, so QEMU `-kernel` and U-Boot `booti` still put hv 2 MiB
-// into RAM.
+// is 0, as in Xen's and Linux's (since 5.8) headers.
 //
 // As Linux's and Xen's Images, it is also a PE/COFF (PE32+) EFI application:
 // code0 is "MZ" (an instruction without effect), res5 the offset of the PE
