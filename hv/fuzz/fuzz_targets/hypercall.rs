@@ -224,13 +224,7 @@ fn step(s: &Step) -> GuestStep {
             dfsc,
             value,
         } => {
-            let mut ipa = at.ipa();
-            // TODO(issue 9 finding 1): remove once the vGIC's unaligned-access
-            // fix is merged: an unaligned access to a vGIC bit-per-interrupt
-            // register panics hv (reproducer: artifacts/vgic_mmio/finding1-*).
-            if hv::vgic::mmio::in_range(ipa) {
-                ipa &= !((1u64 << (sas & 3)) - 1);
-            }
+            let ipa = at.ipa();
             let srt = u64::from(srt % 31);
             let isv = u64::from(flags & 1 == 0);
             let iss = (isv << 24)
