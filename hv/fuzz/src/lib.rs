@@ -216,7 +216,7 @@ impl Arch for GuestCpu {
         for i in &step.raise {
             self.raise(*i);
         }
-        self.counter += 1_000_000;
+        self.counter = self.counter.saturating_add(1_000_000);
         if self.deadline.is_some_and(|d| d <= self.counter) {
             self.deadline = None;
             self.raise(HYP_TIMER);
@@ -303,7 +303,7 @@ impl Arch for GuestCpu {
             stop();
         }
         // Time passes while the pCPU sleeps: up to hv's timer, if armed.
-        self.counter += 1_000_000;
+        self.counter = self.counter.saturating_add(1_000_000);
         if let Some(d) = self.deadline.take() {
             self.counter = self.counter.max(d);
             self.raise(HYP_TIMER);
