@@ -393,8 +393,11 @@ impl World {
                 if truth != Some(p) {
                     // The frame cannot be reused meanwhile: the gatherer holds a
                     // reference, or it is still the domain's own (an orphan of
-                    // remove_from_physmap, freed only at teardown).
+                    // remove_from_physmap, freed only at teardown), or it is one
+                    // of hv's pages of the domain outside the pool (shared info,
+                    // grant frames: they live as long as the domain).
                     let kept = self.flush.holds(p)
+                        || !self.frames.contains(p)
                         || self.frames.frame(p).is_some_and(|f| f.owner == Some(d));
                     assert!(
                         self.flush.is_pending(v, ipa) && kept,
