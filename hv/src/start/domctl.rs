@@ -411,6 +411,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             return Answer::ok(false);
         }
         let d = sh.domains.swap_remove(idx);
+        crate::xen::domu::domain_destroyed(&mut sh.domains, &d);
         let Shared {
             mem,
             vmids,
