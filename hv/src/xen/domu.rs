@@ -1661,7 +1661,7 @@ mod tests {
             vcpu: 0,
             arg: B + 0x100,
         };
-        let mut try_at = |w: &mut World, gfn: u64, off: u32| {
+        let try_at = |w: &mut World, gfn: u64, off: u32| {
             let mut vi = [0u8; 16];
             vi[0..8].copy_from_slice(&gfn.to_le_bytes());
             vi[8..12].copy_from_slice(&off.to_le_bytes());
