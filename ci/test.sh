@@ -92,6 +92,9 @@ step boot-addresses bash ci/qemu-boot.sh addresses --no-build
 step boot-console bash ci/qemu-boot.sh console --no-build
 step smp16 bash ci/qemu-boot.sh smp 16 --no-build
 step smp32 bash ci/qemu-boot.sh smp 32 --no-build
+# Issue 15: Debian's edk2 + GRUB (pinned .debs, first run fetches ~6 MB): GRUB's xen_hypervisor /
+# xen_module boots hv with the demo guest; hv as BOOTAA64.EFI; ACPI-only firmware refused (~30 s).
+step uefi-grub bash ci/qemu-boot.sh uefi --no-build
 step smoke-smp1 bash ci/qemu-smoke.sh 1 --no-build --timeout 180
 step smoke-smp2 bash ci/qemu-smoke.sh 2 --no-build --timeout 180
 # Two vCPUs of one domain on one pCPU under tlb=targeted and tlb=xen-compat
