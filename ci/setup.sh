@@ -134,3 +134,23 @@ if [ "${#missing_components[@]}" -gt 0 ]; then
 fi
 log "rust: $(rustup run "$toolchain" rustc --version); targets: $targets; components: $components"
 log "done"
+
+# --- fuzzing (issue 9): cargo-fuzz for hv/fuzz, run by ci/fuzz-smoke.sh ---------
+# The targets build with the nightly toolchain when it is installed, else with
+# the pinned one and RUSTC_BOOTSTRAP=1 (no new toolchain is downloaded here).
+# cargo-fuzz comes from crates.io, pinned; libfuzzer-sys compiles libFuzzer (C++).
+CARGO_FUZZ_VERSION=0.13.2
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+    log "fuzz: $(rustup run nightly rustc --version)"
+else
+    log "fuzz: no nightly toolchain: hv/fuzz builds with $toolchain and RUSTC_BOOTSTRAP=1"
+fi
+if ! command -v c++ >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    log "fuzz: installing g++ (libFuzzer)"
+    quiet "${SUDO[@]}" apt-get install -y -q g++
+fi
+if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VERSION" ]; then
+    log "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    quiet cargo +"$toolchain" install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+fi
+log "fuzz: $(cargo fuzz --version)"

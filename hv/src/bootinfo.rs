@@ -328,6 +328,87 @@ fn scan_tokens(dtb: &[u8], mut f: impl FnMut(bool)) -> Result<usize, BootInfoErr
     }
 }
 
+/// Deepest node nesting hv accepts (the QEMU and firmware DTBs it boots on
+/// nest 4 levels; the `fdt` crate and [`walk`] recurse per level).
+const MAX_DEPTH: usize = 32;
+
+/// Check everything the `fdt` crate takes for granted, so that none of its
+/// lookups can panic on a malformed blob (it `expect`s well-formed input):
+/// the header's blocks lie inside `totalsize` (itself inside the blob), the
+/// memory-reservation list ends inside the blob, the structure block is one
+/// root node with properly nested nodes (properties before children, at
+/// most [`MAX_DEPTH`] deep) followed by `FDT_END`, every node name is a
+/// NUL-terminated UTF-8 string, and every property's name offset names a
+/// NUL-terminated UTF-8 string inside the strings block. `FDT_NOP`s are
+/// allowed anywhere a token may be (the caller rejects them separately).
+fn validate(dtb: &[u8]) -> Result<(), BootInfoError> {
+    let bad = BootInfoError::NotADtb;
+    let hdr = |i: usize| be32(dtb, 4 * i).map(|v| v as usize).ok_or(bad);
+    let total = hdr(1)?;
+    let (off_struct, off_strings, off_rsv) = (hdr(2)?, hdr(3)?, hdr(4)?);
+    let (size_strings, size_struct) = (hdr(8)?, hdr(9)?);
+    if total > dtb.len() || total < 40 {
+        return Err(bad);
+    }
+    let within = |off: usize, size: usize| off.checked_add(size).is_some_and(|e| e <= total);
+    if !within(off_struct, size_struct) || !within(off_strings, size_strings) {
+        return Err(bad);
+    }
+    // Memory reservations: 16-byte entries up to an all-zero one.
+    let mut at = off_rsv;
+    loop {
+        if !within(at, 16) {
+            return Err(bad);
+        }
+        if dtb[at..at + 16].iter().all(|&b| b == 0) {
+            break;
+        }
+        at += 16;
+    }
+    let strings = &dtb[off_strings..off_strings + size_strings];
+    let cstr_ok = |b: &[u8]| {
+        b.iter()
+            .position(|&c| c == 0)
+            .is_some_and(|n| core::str::from_utf8(&b[..n]).is_ok())
+    };
+    let end = off_struct + size_struct;
+    let mut at = off_struct;
+    // Depth of open nodes; whether the innermost one has had a child yet.
+    let mut depth = 0usize;
+    let mut had_child = [false; MAX_DEPTH + 1];
+    let mut seen_root = false;
+    loop {
+        let (tok, len) = token_at(dtb, at, end)?;
+        match tok {
+            FDT_BEGIN_NODE => {
+                if (depth == 0 && seen_root) || depth == MAX_DEPTH || !cstr_ok(&dtb[at + 4..end]) {
+                    return Err(bad);
+                }
+                had_child[depth] = true;
+                depth += 1;
+                had_child[depth] = false;
+                seen_root = true;
+            }
+            FDT_END_NODE => depth = depth.checked_sub(1).ok_or(bad)?,
+            FDT_PROP => {
+                let nameoff = be32(dtb, at + 8).ok_or(bad)? as usize;
+                if depth == 0 || had_child[depth] || !cstr_ok(strings.get(nameoff..).ok_or(bad)?) {
+                    return Err(bad);
+                }
+            }
+            FDT_END => {
+                return if depth == 0 && seen_root {
+                    Ok(())
+                } else {
+                    Err(bad)
+                };
+            }
+            _ => {} // FDT_NOP
+        }
+        at += len;
+    }
+}
+
 /// Remove every `FDT_NOP` token from the DTB's structure block in place
 /// (shrinking `size_dt_struct`); returns how many were removed.
 ///
@@ -519,12 +600,13 @@ impl<'a> BootInfo<'a> {
     /// `reg` hv needs but cannot decode, [`BootInfoError::TooMany`] when reserved
     /// ranges or boot modules exceed hv's fixed capacity.
     pub fn parse(dtb: &'a [u8]) -> Result<BootInfo<'a>, BootInfoError> {
-        let fdt = Fdt::new(dtb).map_err(|_| BootInfoError::NotADtb)?;
         let mut nops = 0;
         scan_tokens(dtb, |nop| nops += usize::from(nop))?;
         if nops != 0 {
             return Err(BootInfoError::HasNops);
         }
+        validate(dtb)?;
+        let fdt = Fdt::new(dtb).map_err(|_| BootInfoError::NotADtb)?;
         let mut info = BootInfo {
             dtb_size: fdt.total_size(),
             memory: FixedVec::default(),
@@ -781,18 +863,15 @@ fn timer_info(node: FdtNode<'_, '_>) -> Option<TimerInfo> {
         let ty = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
         let num = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
         // GIC binding: type 0 = SPI (INTID 32 + n), 1 = PPI (INTID 16 + n).
-        if ty == 1 {
-            16 + num
-        } else {
-            32 + num
-        }
+        // An interrupt number past the INTID space makes the whole node unusable.
+        num.checked_add(if ty == 1 { 16 } else { 32 })
     });
     Some(TimerInfo {
-        sec_phys: ids.next()?,
-        phys: ids.next()?,
-        virt: ids.next()?,
-        hyp_phys: ids.next()?,
-        hyp_virt: ids.next(),
+        sec_phys: ids.next()??,
+        phys: ids.next()??,
+        virt: ids.next()??,
+        hyp_phys: ids.next()??,
+        hyp_virt: ids.next().flatten(),
     })
 }
 
@@ -922,6 +1001,112 @@ mod tests {
         for len in 0..64 {
             assert!(BootInfo::parse(&VIRT[..len]).is_err());
         }
+    }
+
+    /// Offsets of the structure block's `FDT_PROP` tokens (a NOP-free DTB).
+    fn prop_tokens(dtb: &[u8]) -> alloc::vec::Vec<usize> {
+        let mut at = be32(dtb, 8).unwrap() as usize;
+        let end = at + be32(dtb, 36).unwrap() as usize;
+        let mut out = alloc::vec::Vec::new();
+        loop {
+            let (tok, len) = token_at(dtb, at, end).unwrap();
+            if tok == FDT_PROP {
+                out.push(at);
+            }
+            if tok == FDT_END {
+                return out;
+            }
+            at += len;
+        }
+    }
+
+    // Found by the bootinfo fuzz target (hv/fuzz): the `fdt` crate panics on
+    // property names it cannot read; hv must reject such a blob first.
+    #[test]
+    fn malformed_property_names_are_an_error_not_a_panic() {
+        let strings = be32(VIRT, 12).unwrap() as usize;
+        let size_strings = be32(VIRT, 32).unwrap();
+        for at in prop_tokens(VIRT) {
+            // A name offset past the strings block.
+            let mut b = VIRT.to_vec();
+            b[at + 8..at + 12].copy_from_slice(&size_strings.to_be_bytes());
+            assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+            // A name that is not UTF-8.
+            let mut b = VIRT.to_vec();
+            let nameoff = be32(VIRT, at + 8).unwrap() as usize;
+            b[strings + nameoff] = 0xff;
+            assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+        }
+        // The strings block's last NUL gone: the last name runs off its end.
+        let mut b = VIRT.to_vec();
+        b[strings + size_strings as usize - 1] = b'x';
+        assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+    }
+
+    #[test]
+    fn malformed_structure_is_an_error_not_a_panic() {
+        let off = be32(VIRT, 8).unwrap() as usize;
+        let size = be32(VIRT, 36).unwrap() as usize;
+        // FDT_END right after the root's BEGIN_NODE: an unclosed root.
+        let mut b = VIRT.to_vec();
+        let first = prop_tokens(VIRT)[0];
+        b[first..first + 4].copy_from_slice(&FDT_END.to_be_bytes());
+        assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+        // FDT_END in place of the root's END_NODE (the root never closes).
+        let mut b = VIRT.to_vec();
+        let last_end = off + size - 8;
+        assert_eq!(be32(&b, last_end), Some(FDT_END_NODE));
+        b[last_end..last_end + 4].copy_from_slice(&FDT_END.to_be_bytes());
+        assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+        // A memory-reservation list that never ends inside the blob.
+        let mut b = VIRT.to_vec();
+        let rsv = be32(VIRT, 16).unwrap() as usize;
+        b[rsv..off].fill(0xff);
+        b[16..20].copy_from_slice(&(off as u32).to_be_bytes());
+        assert!(BootInfo::parse(&b).is_err());
+        // A structure block past totalsize.
+        let mut b = VIRT.to_vec();
+        let past = be32(VIRT, 4).unwrap() - off as u32 + 4;
+        b[36..40].copy_from_slice(&past.to_be_bytes());
+        assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+        // Nodes nested deeper than hv walks: rejected, no stack overflow.
+        let mut w = crate::domain::dtb::FdtWriter::new();
+        w.begin_node("");
+        for _ in 0..MAX_DEPTH {
+            w.begin_node("n");
+        }
+        for _ in 0..=MAX_DEPTH {
+            w.end_node();
+        }
+        assert_eq!(
+            BootInfo::parse(&w.finish()).unwrap_err(),
+            BootInfoError::NotADtb
+        );
+    }
+
+    // Found by the bootinfo fuzz target: `16 + num` overflowed on a timer
+    // interrupt number near u32::MAX.
+    #[test]
+    fn timer_interrupt_numbers_past_the_intid_space_are_ignored() {
+        let mut w = crate::domain::dtb::FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x1000_0000]);
+        w.end_node();
+        w.begin_node("timer");
+        w.prop("compatible", b"arm,armv8-timer\0");
+        w.prop_u32s(
+            "interrupts",
+            &[1, 13, 4, 1, 14, 4, 1, u32::MAX, 4, 0, u32::MAX - 16, 4],
+        );
+        w.end_node();
+        w.end_node();
+        let dtb = w.finish();
+        let info = BootInfo::parse(&dtb).unwrap();
+        assert_eq!(info.timer, None);
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! | `loglvl=` | `none`, `error`, `warn`, `info`, `debug`, `trace` (`all` = `trace`) | `info` |
 //! | `tlb=` | `xen-compat`, `targeted`, `auto` | `auto` |
 //! | `nested=` | `auto`, `on`, `off` | `auto` |
+//! | `dom0_mem=` | a size, `<n>[B|K|M|G]` (no suffix: KiB, as Xen's `parse_size_and_unit`) | 16M |
+//! | `dom0_max_vcpus=` | vCPUs of the control domain | 1 |
+//!
+//! `dom0_mem=` and `dom0_max_vcpus=` are Xen's names (docs/misc/xen-command-line.pandoc) for
+//! the control domain's RAM and vCPUs: the `/chosen/module@` kernel whose bootargs carry
+//! the word `dom0`. (hv also still reads `mem=`, `vcpus=` and `dom0` from a module's own
+//! bootargs, and removes them from what the guest sees; dom0less domains use their node's
+//! `memory` and `cpus` properties.)
 //!
 //! Unknown words and bad values are reported through a callback (the boot code
 //! logs them as warnings) and never stop the boot.
@@ -51,6 +59,10 @@ pub struct HvOptions {
     pub tlb: TlbPolicyChoice,
     /// Nested-virtualization assumption (`nested=`).
     pub nested: NestedChoice,
+    /// The control domain's RAM in bytes (`dom0_mem=`).
+    pub dom0_mem: Option<u64>,
+    /// The control domain's vCPUs (`dom0_max_vcpus=`).
+    pub dom0_max_vcpus: Option<u32>,
 }
 
 impl Default for HvOptions {
@@ -59,6 +71,8 @@ impl Default for HvOptions {
             log_level: LevelFilter::Info,
             tlb: TlbPolicyChoice::Auto,
             nested: NestedChoice::Auto,
+            dom0_mem: None,
+            dom0_max_vcpus: None,
         }
     }
 }
@@ -116,6 +130,14 @@ impl HvOptions {
                 .map(|n| opts.nested = n),
                 // The console device (Xen's dtuart=): read by bootinfo.
                 "dtuart" => Some(()),
+                "dom0_mem" => parse_xen_size(value)
+                    .filter(|&b| b > 0)
+                    .map(|b| opts.dom0_mem = Some(b)),
+                "dom0_max_vcpus" => value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .map(|n| opts.dom0_max_vcpus = Some(n)),
                 _ => {
                     warn(OptionWarning::UnknownWord(word));
                     continue;
@@ -186,6 +208,20 @@ impl HvOptions {
         });
         pv_tlb::plan::resolve(self.tlb.as_pv_tlb(), nested, range)
     }
+}
+
+/// A size as Xen's `parse_size_and_unit` reads it (xen/common/lib.c): a decimal number with
+/// an optional `B`, `K`, `M`, `G` or `T` suffix; no suffix means KiB.
+fn parse_xen_size(value: &str) -> Option<u64> {
+    let (num, shift) = match value.as_bytes().last()? {
+        b'B' | b'b' => (&value[..value.len() - 1], 0),
+        b'K' | b'k' => (&value[..value.len() - 1], 10),
+        b'M' | b'm' => (&value[..value.len() - 1], 20),
+        b'G' | b'g' => (&value[..value.len() - 1], 30),
+        b'T' | b't' => (&value[..value.len() - 1], 40),
+        _ => (value, 10),
+    };
+    num.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 fn parse_level(value: &str) -> Option<LevelFilter> {
@@ -275,6 +311,22 @@ mod tests {
     }
 
     #[test]
+    fn dom0_mem_and_max_vcpus_are_read_as_xen_reads_them() {
+        let (o, w) = parse("dom0_mem=512M dom0_max_vcpus=2");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.dom0_mem, Some(512 << 20));
+        assert_eq!(o.dom0_max_vcpus, Some(2));
+        // No suffix: KiB (Xen's parse_size_and_unit); B, G also accepted.
+        assert_eq!(parse("dom0_mem=65536").0.dom0_mem, Some(64 << 20));
+        assert_eq!(parse("dom0_mem=1G").0.dom0_mem, Some(1 << 30));
+        assert_eq!(parse("dom0_mem=4096B").0.dom0_mem, Some(4096));
+        let (o, w) = parse("dom0_mem=lots dom0_max_vcpus=0 dom0_mem=0");
+        assert_eq!((o.dom0_mem, o.dom0_max_vcpus), (None, None));
+        assert_eq!(w.len(), 3);
+        assert_eq!(HvOptions::default().dom0_mem, None);
+    }
+
+    #[test]
     fn later_words_win() {
         let (o, _) = parse("loglvl=error loglvl=warn");
         assert_eq!(o.log_level, LevelFilter::Warn);
@@ -282,14 +334,14 @@ mod tests {
 
     #[test]
     fn unknown_words_warn_but_do_not_fail() {
-        let (o, w) = parse("console=dtuart dom0_mem=512M noreboot tlb=sometimes loglvl=trace");
+        let (o, w) = parse("console=dtuart dom0_vcpus_pin noreboot tlb=sometimes loglvl=trace");
         assert_eq!(o.log_level, LevelFilter::Trace);
         assert_eq!(o.tlb, TlbPolicyChoice::Auto);
         assert_eq!(
             w,
             [
                 OptionWarning::UnknownWord("console=dtuart"),
-                OptionWarning::UnknownWord("dom0_mem=512M"),
+                OptionWarning::UnknownWord("dom0_vcpus_pin"),
                 OptionWarning::UnknownWord("noreboot"),
                 OptionWarning::BadValue {
                     key: "tlb",

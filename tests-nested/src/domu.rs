@@ -538,7 +538,7 @@ usage: hvrun domu [--smp N] [--timeout SECS] [--no-build] [--only NAME] [--image
 Builds hv, guest-hello and dom0-builder, then runs hv under QEMU four times
 (tlb=targeted and tlb=xen-compat, each with the small and the realistic
 workload); d0 builds domUs through domctl/memory_op and prints hv's counters;
-the run asserts the issue-3 acceptance counts and prints a table of them.
+the run asserts the TLB invalidation counts (README) and prints a table of them.
 --only NAME runs only the runs whose name contains NAME (e.g. `small`);
 --image PATH uses PATH as the realistic kernel instead of Debian's Image
 fetched by tests-nested/rig/fetch-l1.sh. Default: --smp 2 --timeout 600.";
@@ -632,8 +632,11 @@ pub fn build_dom0(paths: &Paths) -> Result<(), String> {
 /// Debian's Image through fetch-l1.sh (cached, SHA-256 checked).
 fn debian_image(paths: &Paths) -> Result<PathBuf, String> {
     let script = paths.repo.join("tests-nested/rig/fetch-l1.sh");
+    // Its progress (apt's download lines) goes to the terminal: a first run downloads ~13 MB.
     let out = run_cmd(
-        Command::new("bash").arg(&script),
+        Command::new("bash")
+            .arg(&script)
+            .stderr(std::process::Stdio::inherit()),
         "tests-nested/rig/fetch-l1.sh",
     )?;
     out.lines()
@@ -676,6 +679,7 @@ pub fn dom0_dtb(
             },
         ],
         xen_bootargs: Some(xen_bootargs.into()),
+        domus: Vec::new(),
     };
     toolchain::prepare_dtb(paths, smp, &edit, name)?;
     // prepare_dtb marks every module a kernel: make the second one the ramdisk.

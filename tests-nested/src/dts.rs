@@ -21,6 +21,23 @@ pub struct Module {
     pub bootargs: Option<String>,
 }
 
+/// A dom0less domain (Xen's `xen,domain` binding, docs/misc/arm/device-tree/booting.txt):
+/// hv's per-domain settings are properties of the node (`memory` in KiB, `cpus`), the
+/// guest's command line is the kernel module's `bootargs` and nothing else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomU {
+    /// Node name under `/chosen` (`domU1`, ...).
+    pub name: String,
+    /// `memory`: RAM in KiB (hv's default when absent).
+    pub memory_kib: Option<u64>,
+    /// `cpus`: vCPUs.
+    pub cpus: u32,
+    /// The kernel (`multiboot,kernel`), with the guest's command line.
+    pub kernel: Module,
+    /// The initrd (`multiboot,ramdisk`): address and size.
+    pub ramdisk: Option<(u64, u64)>,
+}
+
 /// What to add to `/chosen`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ChosenEdit {
@@ -28,6 +45,8 @@ pub struct ChosenEdit {
     pub modules: Vec<Module>,
     /// hv's command line (`xen,xen-bootargs`); replaces any existing one.
     pub xen_bootargs: Option<String>,
+    /// dom0less domains (built by hv after the modules' domains, in this order).
+    pub domus: Vec<DomU>,
 }
 
 /// Why the DTS could not be edited.
@@ -244,6 +263,48 @@ pub fn add_to_chosen(dts: &str, edit: &ChosenEdit) -> Result<String, DtsError> {
         }
         let _ = writeln!(body, "\t\t}};");
     }
+    for d in &edit.domus {
+        // The node's own cells: two each, so any address and size fit.
+        let _ = writeln!(body, "\n\t\t{} {{", d.name);
+        let _ = writeln!(body, "\t\t\tcompatible = \"xen,domain\";");
+        let _ = writeln!(body, "\t\t\t#address-cells = <0x2>;");
+        let _ = writeln!(body, "\t\t\t#size-cells = <0x2>;");
+        if let Some(kib) = d.memory_kib {
+            let _ = writeln!(body, "\t\t\tmemory = <{}>;", cells(kib, 2)?);
+        }
+        let _ = writeln!(body, "\t\t\tcpus = <{:#x}>;", d.cpus);
+        let k = &d.kernel;
+        let _ = writeln!(body, "\t\t\tmodule@{:x} {{", k.addr);
+        let _ = writeln!(
+            body,
+            "\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";"
+        );
+        let _ = writeln!(
+            body,
+            "\t\t\t\treg = <{} {}>;",
+            cells(k.addr, 2)?,
+            cells(k.size, 2)?
+        );
+        if let Some(args) = &k.bootargs {
+            let _ = writeln!(body, "\t\t\t\tbootargs = {};", quote(args));
+        }
+        let _ = writeln!(body, "\t\t\t}};");
+        if let Some((addr, size)) = d.ramdisk {
+            let _ = writeln!(body, "\t\t\tmodule@{addr:x} {{");
+            let _ = writeln!(
+                body,
+                "\t\t\t\tcompatible = \"multiboot,ramdisk\", \"multiboot,module\";"
+            );
+            let _ = writeln!(
+                body,
+                "\t\t\t\treg = <{} {}>;",
+                cells(addr, 2)?,
+                cells(size, 2)?
+            );
+            let _ = writeln!(body, "\t\t\t}};");
+        }
+        let _ = writeln!(body, "\t\t}};");
+    }
 
     let mut out = String::with_capacity(dts.len() + body.len() + 64);
     match chosen {
@@ -350,6 +411,7 @@ mod tests {
                 },
             ],
             xen_bootargs: Some("loglvl=info".into()),
+            domus: vec![],
         };
         let out = add_to_chosen(VIRT, &edit).unwrap();
         let chosen = out.find("\tchosen {").unwrap();
@@ -383,6 +445,7 @@ mod tests {
         let edit = ChosenEdit {
             modules: vec![],
             xen_bootargs: Some("loglvl=warn".into()),
+            domus: vec![],
         };
         let out = add_to_chosen(&with, &edit).unwrap();
         assert_eq!(out.matches("xen,xen-bootargs").count(), 1);
@@ -400,6 +463,7 @@ mod tests {
             &ChosenEdit {
                 modules: vec![module(0x4c00_0000, 0x100)],
                 xen_bootargs: None,
+                domus: vec![],
             },
         )
         .unwrap();
@@ -418,6 +482,7 @@ mod tests {
             &ChosenEdit {
                 modules: vec![module(0x4c00_0000, 0x10)],
                 xen_bootargs: None,
+                domus: vec![],
             },
         )
         .unwrap();
@@ -427,6 +492,7 @@ mod tests {
             &ChosenEdit {
                 modules: vec![module(0x1_0000_0000, 0x10)],
                 xen_bootargs: None,
+                domus: vec![],
             },
         );
         assert_eq!(
@@ -445,6 +511,7 @@ mod tests {
             &ChosenEdit {
                 modules: vec![module(0x4c00_0000, 0x10)],
                 xen_bootargs: None,
+                domus: vec![],
             },
         )
         .unwrap();
@@ -453,6 +520,7 @@ mod tests {
             &ChosenEdit {
                 modules: vec![module(0x4c00_0000, 0x10)],
                 xen_bootargs: None,
+                domus: vec![],
             },
         );
         assert_eq!(
@@ -467,6 +535,36 @@ mod tests {
             add_to_chosen("/dts-v1/;\n", &ChosenEdit::default()),
             Err(DtsError::NoRoot)
         );
+    }
+
+    #[test]
+    fn dom0less_domains_carry_memory_cpus_and_a_clean_command_line() {
+        let edit = ChosenEdit {
+            modules: vec![],
+            xen_bootargs: Some("loglvl=info".into()),
+            domus: vec![DomU {
+                name: "domU1".into(),
+                memory_kib: Some(512 * 1024),
+                cpus: 2,
+                kernel: Module {
+                    addr: 0x4c00_0000,
+                    size: 0x2a0_0000,
+                    bootargs: Some("console=hvc0 rdinit=/init".into()),
+                },
+                ramdisk: Some((0x4ec0_0000, 0x1234)),
+            }],
+        };
+        let out = add_to_chosen(VIRT, &edit).unwrap();
+        let d = out.find("\t\tdomU1 {").unwrap();
+        let body = &out[d..d + out[d..].find("\n\t\t};").unwrap()];
+        assert!(body.contains("compatible = \"xen,domain\";"));
+        assert!(body.contains("memory = <0x0 0x80000>;"));
+        assert!(body.contains("cpus = <0x2>;"));
+        assert!(body.contains("reg = <0x0 0x4c000000 0x0 0x2a00000>;"));
+        assert!(body.contains("bootargs = \"console=hvc0 rdinit=/init\";"));
+        assert!(body.contains("compatible = \"multiboot,ramdisk\", \"multiboot,module\";"));
+        assert!(body.contains("reg = <0x0 0x4ec00000 0x0 0x1234>;"));
+        assert_eq!(root_cells(&out), Ok((2, 2)));
     }
 
     #[test]

@@ -49,6 +49,8 @@ impl fmt::Display for Pattern {
 pub struct Expectations {
     steps: Vec<Vec<Vec<Pattern>>>,
     forbidden: Vec<Pattern>,
+    /// Why each forbidden pattern fails the run (same index), for the report.
+    why: Vec<Option<String>>,
 }
 
 impl Expectations {
@@ -82,7 +84,23 @@ impl Expectations {
     #[must_use]
     pub fn never(mut self, glob: &str) -> Self {
         self.forbidden.push(Pattern::new(glob));
+        self.why.push(None);
         self
+    }
+
+    /// Adds a pattern no line may match, with the cause a failure report names
+    /// (e.g. "the guest kernel panicked").
+    #[must_use]
+    pub fn never_because(mut self, glob: &str, why: &str) -> Self {
+        self.forbidden.push(Pattern::new(glob));
+        self.why.push(Some(why.to_string()));
+        self
+    }
+
+    /// The cause given for forbidden pattern `p`, if any.
+    pub fn why(&self, p: &Pattern) -> Option<&str> {
+        let i = self.forbidden.iter().position(|f| f == p)?;
+        self.why.get(i)?.as_deref()
     }
 
     /// The forbidden patterns.
@@ -144,6 +162,11 @@ impl Matcher {
             self.step += 1;
             self.pos = vec![0; self.exp.steps.get(self.step).map_or(0, Vec::len)];
         }
+    }
+
+    /// The expectations being matched.
+    pub fn expectations(&self) -> &Expectations {
+        &self.exp
     }
 
     /// Whether every expected marker has been seen.

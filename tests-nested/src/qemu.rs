@@ -4,6 +4,7 @@
 use crate::markers::{Expectations, Matcher};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -24,6 +25,11 @@ pub const RAM_END: u64 = crate::image::RAM_BASE + (1 << 30);
 
 /// `-M ... -cpu max -smp N -m 1G`, with `dumpdtb=` when `dump_to` is given.
 pub fn machine_args(smp: u32, dump_to: Option<&Path>) -> Vec<String> {
+    machine_args_mem(smp, MEMORY, dump_to)
+}
+
+/// [`machine_args`] with QEMU's memory size `mem` (`-m`, e.g. `2G`).
+pub fn machine_args_mem(smp: u32, mem: &str, dump_to: Option<&Path>) -> Vec<String> {
     let machine = match dump_to {
         Some(p) => format!("{MACHINE},dumpdtb={}", escape_opt(&p.display().to_string())),
         None => MACHINE.to_string(),
@@ -36,11 +42,92 @@ pub fn machine_args(smp: u32, dump_to: Option<&Path>) -> Vec<String> {
         "-smp".into(),
         smp.to_string(),
         "-m".into(),
-        MEMORY.into(),
+        mem.into(),
         // No default NIC: its option ROM (efi-virtio.rom) is in a package hv's runs do not need.
         "-nic".into(),
         "none".into(),
     ]
+}
+
+/// Parses a memory size as QEMU's `-m` and hvrun's `--mem` take it: a number with an
+/// optional `K`, `M` (the default unit, as QEMU's) or `G` suffix; returns bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last()? {
+        (i, 'k' | 'K') => (t.get(..i)?, 10),
+        (i, 'm' | 'M') => (t.get(..i)?, 20),
+        (i, 'g' | 'G') => (t.get(..i)?, 30),
+        _ => (t, 20),
+    };
+    num.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Makes `cmd`'s child die (SIGKILL) when the thread that spawned it, i.e. this runner,
+/// dies for any reason (killed, Ctrl-C, a panic): Linux's parent-death signal.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    extern "C" {
+        fn prctl(option: i32, ...) -> i32;
+        fn getppid() -> i32;
+        fn getpid() -> i32;
+    }
+    const PR_SET_PDEATHSIG: i32 = 1;
+    const SIGKILL: u64 = 9;
+    // SAFETY: getpid has no preconditions; it is called in the parent.
+    let parent = unsafe { getpid() };
+    let in_child = move || -> io::Result<()> {
+        // SAFETY: prctl(2) with PR_SET_PDEATHSIG and a signal number only sets a flag of
+        // the calling (child) process; it is async-signal-safe (runs between fork and exec).
+        if unsafe { prctl(PR_SET_PDEATHSIG, SIGKILL) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The parent died before prctl took effect: the signal will never come.
+        // SAFETY: getppid(2) has no preconditions and is async-signal-safe.
+        if unsafe { getppid() } != parent {
+            return Err(io::Error::other("hvrun exited while starting QEMU"));
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec and only makes the two
+    // async-signal-safe system calls above: it allocates nothing and takes no locks.
+    unsafe { cmd.pre_exec(in_child) }
+}
+
+/// Runs `cmd` (a script that starts QEMU itself, e.g. the nested rig's run.sh) in its own
+/// process group, stdin from /dev/null, and waits for it. A watchdog `sh` holds the read end
+/// of a pipe whose write end only this process has: when this process exits in any way
+/// (killed, Ctrl-C) or the run returns, the pipe closes and the watchdog SIGKILLs the whole
+/// group, so no QEMU of the run outlives it. (A parent-death signal would only reach the
+/// script, not its QEMU.)
+///
+/// # Errors
+/// When the command or the watchdog cannot be started.
+pub fn status_in_group(cmd: &mut Command) -> io::Result<ExitStatus> {
+    cmd.process_group(0).stdin(Stdio::null());
+    let mut child = cmd.spawn()?;
+    let pgid = child.id().to_string();
+    let dog = Command::new("sh")
+        .args([
+            "-c",
+            "trap '' INT TERM HUP; read _ || true; kill -s KILL -- -\"$0\" 2>/dev/null; exit 0",
+            &pgid,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut dog = match dog {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let st = child.wait();
+    // Closing the pipe lets the watchdog kill whatever the script left in its group.
+    drop(dog.stdin.take());
+    let _ = dog.wait();
+    st
 }
 
 /// QEMU option values double their commas.
@@ -58,7 +145,18 @@ pub fn loader_arg(path: &Path, addr: u64) -> String {
 
 /// The full command line for a run of `kernel` with `dtb` and raw modules.
 pub fn run_args(smp: u32, kernel: &Path, dtb: &Path, modules: &[(&Path, u64)]) -> Vec<String> {
-    let mut a = machine_args(smp, None);
+    run_args_mem(smp, MEMORY, kernel, dtb, modules)
+}
+
+/// [`run_args`] with QEMU's memory size `mem`.
+pub fn run_args_mem(
+    smp: u32,
+    mem: &str,
+    kernel: &Path,
+    dtb: &Path,
+    modules: &[(&Path, u64)],
+) -> Vec<String> {
+    let mut a = machine_args_mem(smp, mem, None);
     a.extend([
         "-nographic".into(),
         // A reset (or a triple fault in hv) ends the run instead of looping.
@@ -113,10 +211,15 @@ impl Outcome {
                 "timed out after {}s: QEMU was killed (hv did not power off)",
                 t.as_secs()
             )),
+            // The forbidden line itself is reported below, with its cause.
+            End::Stopped if !self.matcher.violations().is_empty() => {}
             End::Stopped => f.push("stopped early after a forbidden line".into()),
         }
         for (pat, line) in self.matcher.violations() {
-            f.push(format!("forbidden marker {pat} appeared: {line}"));
+            match self.matcher.expectations().why(pat) {
+                Some(why) => f.push(format!("{why}: {line}")),
+                None => f.push(format!("forbidden marker {pat} appeared: {line}")),
+            }
         }
         if !self.matcher.complete() {
             let (seen, total) = self.matcher.progress();
@@ -178,7 +281,9 @@ pub fn supervise(
     let start = Instant::now();
     let mut logf = File::create(log)?;
     writeln!(logf, "# {} {}", program, args.join(" "))?;
-    let mut child = Command::new(program)
+    let mut cmd = Command::new(program);
+    die_with_parent(&mut cmd);
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -383,6 +488,141 @@ mod tests {
         assert!(matches!(o.end, End::TimedOut(_)));
         assert!(t0.elapsed() < Duration::from_secs(15));
         assert_eq!(o.tail(50), ["boot"]);
+    }
+
+    /// A fake QEMU that prints hv-like output and exits 0, checked against `exp`: the
+    /// failures the run reports.
+    fn verdict(lines: &[&str], exp: Expectations) -> Vec<String> {
+        let script: String = lines
+            .iter()
+            .map(|l| format!("echo '{l}'; "))
+            .chain(["exit 0".to_string()])
+            .collect();
+        sh(&script, exp, Duration::from_secs(20)).failures()
+    }
+
+    const LINUX_OK: [&str; 7] = [
+        "hv: hv 0.1.0 booting at EL2 (VHE)",
+        "hv: CPU0 online",
+        "hv: d1: PV console ring in use (event channel 1)",
+        "(d1) HV-LINUX-MARKER up after 1.2 s on 7.2.12",
+        "(d1) HV-LINUX-NPROC=1",
+        "hv: d1 ended (PSCI SYSTEM_OFF)",
+        "hv: all domains ended, powering off",
+    ];
+
+    fn linux_exp() -> Expectations {
+        crate::scenario::linux(1, &crate::scenario::linux_initramfs_markers(1))
+    }
+
+    #[test]
+    fn verdict_a_clean_linux_run_passes() {
+        assert_eq!(verdict(&LINUX_OK, linux_exp()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn verdict_a_guest_kernel_panic_fails_and_is_named() {
+        // What Debian's kernel prints with no initramfs; with panic=-1 it then reboots,
+        // which hv reports as the domain's end and powers off: QEMU exits 0.
+        let f = verdict(
+            &[
+                LINUX_OK[0],
+                LINUX_OK[1],
+                "(d1) [    3.310521] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)",
+                "hv: d1 ended (reboot)",
+                "hv: all domains ended, powering off",
+            ],
+            linux_exp(),
+        );
+        assert!(
+            f.iter()
+                .any(|x| x
+                    .starts_with("the guest kernel panicked: (d1) [    3.310521] Kernel panic")),
+            "{f:?}"
+        );
+        assert!(
+            f.iter().any(|x| x.starts_with("a domain rebooted")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn verdict_a_reboot_where_a_power_off_was_expected_fails() {
+        let mut log = LINUX_OK.to_vec();
+        log[5] = "hv: d1 ended (reboot)";
+        let f = verdict(&log, linux_exp());
+        assert_eq!(
+            f,
+            ["a domain rebooted where a power-off was expected: hv: d1 ended (reboot)"]
+        );
+        log[5] = "hv: d1 ended (PSCI SYSTEM_RESET)";
+        let f = verdict(&log, crate::scenario::demo(1, false, 1, &[]));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].starts_with("a domain rebooted (PSCI SYSTEM_RESET)"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn verdict_an_hv_panic_fails_and_is_named() {
+        // hv's panic handler prints its line and resets the machine: QEMU -no-reboot exits 0.
+        let f = verdict(
+            &[
+                LINUX_OK[0],
+                LINUX_OK[1],
+                "hv: ERROR: panic on CPU0: panicked at hv/src/start.rs:10:5:",
+                "hv: panic: resetting the machine (PSCI SYSTEM_RESET)",
+            ],
+            linux_exp(),
+        );
+        assert!(
+            f.iter()
+                .any(|x| x.starts_with("hv panicked: hv: ERROR: panic on CPU0")),
+            "{f:?}"
+        );
+        assert!(f.iter().any(|x| x.starts_with("missing marker")), "{f:?}");
+    }
+
+    #[test]
+    fn hints_name_the_option_to_change() {
+        let h = crate::scenario::hints([
+            "hv: ERROR: module at 0x4c000000: domain not built: kernel needs 0x2500000 bytes from the RAM base, RAM is 0x1000000",
+            "(d1) Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)",
+        ]);
+        assert!(h.iter().any(|x| x.contains("--mem SIZE")), "{h:?}");
+        assert!(h.iter().any(|x| x.contains("--initrd FILE")), "{h:?}");
+        assert!(crate::scenario::hints(LINUX_OK).is_empty());
+    }
+
+    #[test]
+    fn a_group_run_leaves_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("hvrun-group-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("pid");
+        // The script leaves a background process behind, as a script whose QEMU outlives it.
+        let st = status_in_group(Command::new("sh").args([
+            "-c",
+            &format!("sleep 300 & echo $! > {}", pidfile.display()),
+        ]))
+        .unwrap();
+        assert!(st.success());
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+        let t0 = Instant::now();
+        // Gone (or a zombie of the reaper) once the watchdog has run.
+        while proc_dir.exists()
+            && !std::fs::read_to_string(proc_dir.join("stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the script's child survived"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

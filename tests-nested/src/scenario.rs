@@ -37,15 +37,92 @@ fn hello_chain(d: u32) -> Vec<String> {
     ]
 }
 
+/// hv's panic line (arch/aarch64: "hv: ERROR: panic on CPU<n>: panicked at ...", then a reset).
+pub const HV_PANIC: &str = "hv: ERROR: panic on CPU";
+/// A Linux guest's panic, as hv prefixes its console lines: "(d1) Kernel panic - not syncing: ...".
+/// (with or without the kernel's `[ time]` stamp).
+pub const GUEST_KERNEL_PANIC: &str = "(d*Kernel panic - not syncing";
+
 fn common_never(e: Expectations) -> Expectations {
-    // hv's panic handler prints "hv: ERROR: panic on CPU<n>: panicked at ..." and parks.
-    e.never("panicked at")
-        .never("hv: ERROR: panic on CPU")
+    e.never_because(HV_PANIC, "hv panicked")
+        .never_because("panicked at", "a Rust panic (hv or a test guest)")
         // hv's own EL2 exception report (arch/aarch64/boot.rs), then it halts.
-        .never("hv: ERROR: unexpected * exception at EL2")
-        .never("hv: ERROR: stack overflow on CPU")
-        .never("guest panic:")
-        .never("guest-rt: unexpected exception")
+        .never_because(
+            "hv: ERROR: unexpected * exception at EL2",
+            "hv took an unexpected exception at EL2",
+        )
+        .never_because("hv: ERROR: stack overflow on CPU", "hv overflowed a stack")
+        .never_because("guest panic:", "a test guest panicked")
+        .never_because(
+            "guest-rt: unexpected exception",
+            "a test guest took an unexpected exception",
+        )
+        .never_because(GUEST_KERNEL_PANIC, "the guest kernel panicked")
+        .never_because("domain not built", "hv could not build a domain")
+        // A domain that resets or crashes where every domain should power off.
+        .never_because(
+            "hv: d* ended (reboot)",
+            "a domain rebooted where a power-off was expected",
+        )
+        .never_because(
+            "hv: d* ended (PSCI SYSTEM_RESET)",
+            "a domain rebooted (PSCI SYSTEM_RESET) where a power-off was expected",
+        )
+        .never_because("hv: d* ended (crash)", "a domain reported a crash")
+        .never_because("hv: d* ended (watchdog)", "a domain's watchdog fired")
+}
+
+/// What a domain that must power off may not end with (besides [`common_never`]).
+fn clean_end(e: Expectations) -> Expectations {
+    e.never_because(
+        "hv: d* ended (stage-2 fault",
+        "hv ended a domain for accessing memory outside its RAM (stage-2 fault)",
+    )
+    .never_because(
+        "hv: d* ended (unhandled exit",
+        "hv ended a domain for an exit it cannot handle",
+    )
+}
+
+/// Advice for known failure lines of a serial log: what the user can change.
+pub fn hints<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |h: String| {
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    };
+    for l in lines {
+        if l.contains("domain not built") && l.contains("RAM is") {
+            add(
+                "the domain's RAM is too small for its kernel (and initrd): give it more with \
+                 `--mem SIZE` after its `--kernel`/`--module` (e.g. `--mem 256M`)"
+                    .into(),
+            );
+        } else if l.contains("domain not built") {
+            add(format!("hv could not build a domain: {}", l.trim()));
+        }
+        if l.contains("Kernel panic - not syncing: VFS: Unable to mount root fs") {
+            add(
+                "the guest kernel found no root filesystem: give it an initramfs with \
+                 `--initrd FILE` (and `rdinit=/init` in `--cmdline`)"
+                    .into(),
+            );
+        } else if l.contains("Kernel panic - not syncing") {
+            add(format!("the guest kernel panicked: {}", l.trim()));
+        }
+        if l.contains("cannot set up guest memory") || l.contains("Cannot allocate memory") {
+            add("QEMU could not allocate the machine's memory: lower `--qemu-mem`".into());
+        }
+        if l.contains("out of memory") && l.starts_with("hv:") {
+            add(
+                "hv ran out of memory for the domains: raise `--qemu-mem` (QEMU's RAM) or \
+                 lower `--mem`"
+                    .into(),
+            );
+        }
+    }
+    out
 }
 
 /// hv's line when it runs its embedded demo guest (no boot module given).
@@ -70,7 +147,7 @@ pub fn demo(smp: u32, default_guest: bool, modules: u32, extra: &[String]) -> Ex
         .then(BANNER)
         .then_all(chains)
         .then(ALL_ENDED);
-    let e = common_never(e);
+    let e = clean_end(common_never(e));
     if default_guest {
         e.never("(d1) FAIL")
     } else {
@@ -97,6 +174,30 @@ pub fn smoke(smp: u32) -> Expectations {
     .never("(d1) guest-fault: ERROR")
     .never("hv: d1 ended (poweroff")
     .never("(d2) FAIL")
+}
+
+/// A Linux kernel as a dom0less domU (`hvrun linux`): hv's banner and CPUs, `extra` markers
+/// (e.g. the project's initramfs's `HV-LINUX-MARKER`), d1's clean power-off and hv's. A
+/// kernel panic, a reboot or crash, and hv's own panic each fail the run, named as such.
+pub fn linux(smp: u32, extra: &[String]) -> Expectations {
+    let mut chains = cpus(smp);
+    chains.push(vec![ended(1)]);
+    chains.push(extra.to_vec());
+    clean_end(common_never(
+        Expectations::new()
+            .then(BANNER)
+            .then_all(chains)
+            .then(ALL_ENDED),
+    ))
+}
+
+/// The markers of the project's initramfs (tests-nested/linux/init.sh) for `vcpus` vCPUs.
+pub fn linux_initramfs_markers(vcpus: u32) -> Vec<String> {
+    vec![
+        "hv: d1: PV console ring in use".into(),
+        "(d1) HV-LINUX-MARKER".into(),
+        format!("(d1) HV-LINUX-NPROC={vcpus}"),
+    ]
 }
 
 #[cfg(test)]

@@ -150,7 +150,9 @@ fn prepare(paths: &toolchain::Paths) -> Result<Inputs, String> {
     // The L1 kernel (Debian's arm64 Image: also the realistic domU kernel) and busybox.
     let rig = paths.repo.join("tests-nested/rig");
     let env = output(
-        Command::new("bash").arg(rig.join("fetch-l1.sh")),
+        Command::new("bash")
+            .arg(rig.join("fetch-l1.sh"))
+            .stderr(std::process::Stdio::inherit()),
         "tests-nested/rig/fetch-l1.sh",
     )?;
     let var = |k: &str| {
@@ -314,11 +316,13 @@ fn run_one(
         Platform::Nested { .. } => {
             let (prog, args) = rig_command(&paths.repo, inp, s, log);
             commands.push(cmd_text(&prog, &args));
-            let st = Command::new(&prog)
-                .args(&args)
-                .env("CARGO_TARGET_DIR", &paths.target)
-                .status()
-                .map_err(|e| format!("cannot start run.sh: {e}"))?;
+            // Its own process group, killed with hvmatrix (qemu::status_in_group).
+            let st = qemu::status_in_group(
+                Command::new(&prog)
+                    .args(&args)
+                    .env("CARGO_TARGET_DIR", &paths.target),
+            )
+            .map_err(|e| format!("cannot start run.sh: {e}"))?;
             let text = std::fs::read_to_string(log).unwrap_or_default();
             if !st.success() {
                 return Err(format!(
@@ -826,11 +830,12 @@ fn smoke_rig(
         args.push((*m).into());
     }
     eprintln!("hvmatrix smoke: {}", cmd_text("bash", &args));
-    let st = Command::new("bash")
-        .args(&args)
-        .env("CARGO_TARGET_DIR", &paths.target)
-        .status()
-        .map_err(|e| format!("cannot start run.sh: {e}"))?;
+    let st = qemu::status_in_group(
+        Command::new("bash")
+            .args(&args)
+            .env("CARGO_TARGET_DIR", &paths.target),
+    )
+    .map_err(|e| format!("cannot start run.sh: {e}"))?;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     for l in text.lines().filter(|l| {
         l.contains("hv: platform:")

@@ -394,17 +394,29 @@ fn init_frames(info: &BootInfo<'static>, dtb_pa: u64) {
     }
 }
 
+/// hv's heap: [`crate::mm::heap::boot_pages`] frames (grows with RAM; 1/8
+/// less each try while no contiguous run that large is free, down to
+/// [`HEAP_PAGES`]).
 fn init_heap() {
-    let Some(pa) = frame::frames().lock().alloc(HEAP_PAGES, 1) else {
-        panic!("no memory for the heap");
+    let mut frames = frame::frames().lock();
+    let mut pages = crate::mm::heap::boot_pages(frames.free_count());
+    let pa = loop {
+        if let Some(pa) = frames.alloc(pages, 1) {
+            break pa;
+        }
+        if pages <= HEAP_PAGES {
+            panic!("no memory for the heap");
+        }
+        pages = (pages - pages / 8).max(HEAP_PAGES);
     };
-    let size = HEAP_PAGES * PAGE_SIZE as usize;
+    drop(frames);
+    let size = pages * PAGE_SIZE as usize;
     // SAFETY: the frames were just allocated for the heap alone and are
     // identity-mapped RAM; the heap is initialised once, before any allocation.
     unsafe { HEAP.lock().init(pa.raw() as *mut u8, size) };
     // Guest-driven allocations are gated on the free bytes (mm::heap).
     crate::mm::heap::set_probe(|| HEAP.lock().free());
-    log::debug!("heap: {size:#x} bytes at {pa}");
+    log::info!("heap: {} MiB at {pa}", size >> 20);
 }
 
 fn start_secondaries(info: &BootInfo<'static>) {

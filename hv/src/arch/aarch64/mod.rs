@@ -99,8 +99,10 @@
 //! FEAT_S1PIE/S1POE, TCR2_EL1, AMU, MPAM, SPE/TRBE, PMU, ...); SVE/SME use
 //! traps (CPTR_EL2) and gets an undefined instruction.
 //!
-//! **Not done.** Debug and PMU registers are not trapped or switched (`MDCR_EL2` is left as
-//! firmware set it).
+//! **Debug and PMU registers** are trapped (`MDCR_EL2.TDRA/TDOSA/TDA/TPM/TPMCR`, set in
+//! [`cpu::Cpu::init_el2`] from [`crate::trap::mdcr_el2_guest`]) and answered as Xen does
+//! ([`crate::trap::debug_pmu_answer`]: RAZ/WI or undef); they are never switched because no
+//! guest reaches them.
 
 pub mod boot;
 pub mod cpu;
@@ -126,9 +128,10 @@ use linked_list_allocator::Heap;
 pub const STACK_SIZE: usize = 0x1_0000;
 /// The unmapped guard page at the bottom of each CPU's stack.
 pub const GUARD_SIZE: usize = 0x1000;
-/// Frames given to the heap at boot (16 MiB: physmaps keep one record per
-/// mapped gfn, ~100k of them for a 256 MiB dom0 building a 128 MiB domU).
-pub const HEAP_PAGES: usize = 4096;
+/// The fewest frames given to the heap at boot (16 MiB); it takes
+/// [`crate::mm::heap::boot_pages`] of RAM (physmaps keep one record per
+/// mapped gfn, so the heap grows with the guest RAM the machine can hold).
+pub const HEAP_PAGES: usize = crate::mm::heap::MIN_BOOT_PAGES;
 
 /// hv's heap: a first-fit list allocator behind a spin lock.
 pub struct HvHeap(spin::Mutex<Heap>);
@@ -181,6 +184,15 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         "hv: ERROR: panic on CPU{}: {info}\n",
         percpu::index()
     ));
+    // Like Xen's panic() (xen/drivers/char/console.c: "Reboot in five seconds...", then
+    // machine_restart()): reset the machine instead of spinning, so a run under QEMU
+    // `-no-reboot` ends at once. Only when the DTB named a PSCI conduit; else park.
+    if let Some(c) = boot::boot_info().and_then(|i| i.psci) {
+        crate::logger::emergency_print(format_args!(
+            "hv: panic: resetting the machine (PSCI SYSTEM_RESET)\n"
+        ));
+        psci::call(c, crate::psci::SYSTEM_RESET, 0, 0, 0);
+    }
     // SAFETY: parking masks interrupts and waits forever.
     unsafe { head::hv_park() }
 }
