@@ -22,15 +22,19 @@ use std::time::Duration;
 
 /// Usage of both commands.
 pub const USAGE: &str = "\
-usage: hvrun hostile [--seed N] [--calls N] [--smp N] [--timeout SECS] [--no-build]
-       hvrun soak [--rounds N] [--smp N] [--timeout SECS] [--no-build]
+usage: hvrun hostile [--seed N] [--calls N] [--random-only] [--smp N] [--timeout SECS] [--no-build]
+       hvrun soak [--rounds N] [--flood N] [--smp N] [--timeout SECS] [--no-build]
 
 hostile: guest-hostile as d1 (vcpus=2; named tests, then N random calls
   from seed N, each printed before it is made: rerun with the same --seed to
   reproduce), guest-responder as d2 (must stay responsive until d1 is gone).
+  --random-only skips the named tests (long campaigns: --calls 100000).
   Defaults: --seed 1 --calls 2000 --smp 2 --timeout 600.
 soak: dom0-builder's destroy-loop=N (default 1000): frames, VMIDs, domains,
-  event channels and hv's heap back to their start values. --timeout 900.";
+  event channels and hv's heap back to their start values; then createdomain
+  with bad flags (-EINVAL) and create-flood=N (default 3000, 0: skip): up to N
+  empty domains at once until hv refuses, all destroyed, resources back.
+  --timeout 900.";
 
 /// Most hv warning lines about d1 a run may show (hv rate-limits guest-triggered logs).
 pub const MAX_D1_WARNINGS: usize = 200;
@@ -39,6 +43,15 @@ pub const MAX_D1_WARNINGS: usize = 200;
 pub const MAX_D2_CALL_US: u64 = 1_000_000;
 /// Longest gap between d2's ~200 ms heartbeats.
 pub const MAX_D2_GAP_MS: u64 = 3_000;
+
+/// `(xen_version us, gap ms)` from a d2 line `... slow: xen_version <us> us, gap <ms> ms`.
+#[must_use]
+pub fn slow_line(line: &str) -> Option<(u64, u64)> {
+    let (_, rest) = line.split_once("slow: xen_version ")?;
+    let (us, rest) = rest.split_once(" us, gap ")?;
+    let ms = rest.split_once(" ms")?.0;
+    Some((us.parse().ok()?, ms.parse().ok()?))
+}
 
 /// `(max gap ms, max xen_version us)` from d2's last line.
 #[must_use]
@@ -63,12 +76,16 @@ pub struct Options {
     pub calls: u64,
     /// Soak rounds.
     pub rounds: u32,
+    /// Soak: empty domains created at once after the rounds (0: none).
+    pub flood: u32,
     /// QEMU CPUs.
     pub smp: u32,
     /// QEMU timeout.
     pub timeout: Duration,
     /// Use the images built last time.
     pub no_build: bool,
+    /// hostile: skip the named tests (a long seeded random campaign).
+    pub random_only: bool,
 }
 
 /// Parses `args` (after the command).
@@ -80,9 +97,11 @@ pub fn parse(soak: bool, args: &[String]) -> Result<Options, String> {
         seed: 1,
         calls: 2000,
         rounds: 1000,
+        flood: 3000,
         smp: 2,
         timeout: Duration::from_secs(if soak { 900 } else { 600 }),
         no_build: false,
+        random_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -100,6 +119,12 @@ pub fn parse(soak: bool, args: &[String]) -> Result<Options, String> {
                     .filter(|&r| r > 0)
                     .ok_or("--rounds wants 1..=4294967295")?;
             }
+            "--flood" if soak => {
+                o.flood = u32::try_from(num("--flood")?)
+                    .ok()
+                    .filter(|&n| n <= 8192)
+                    .ok_or("--flood wants 0..=8192")?;
+            }
             "--smp" => {
                 o.smp = u32::try_from(num("--smp")?)
                     .ok()
@@ -114,6 +139,7 @@ pub fn parse(soak: bool, args: &[String]) -> Result<Options, String> {
                 o.timeout = Duration::from_secs(s);
             }
             "--no-build" => o.no_build = true,
+            "--random-only" if !soak => o.random_only = true,
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -263,6 +289,14 @@ pub fn hostile_check(lines: &[String]) -> Vec<String> {
             None => p.push(format!("cannot read d2's maxima from `{l}`")),
         },
     }
+    // d2's "slow:" lines as they happen (the run may not reach d2's last line).
+    if let Some(l) = lines.iter().find(|l| {
+        l.starts_with("(d2) responder: beat ")
+            && l.contains(": slow: ")
+            && slow_line(l).is_some_and(|(call, gap)| call > MAX_D2_CALL_US || gap > MAX_D2_GAP_MS)
+    }) {
+        p.push(format!("d2 was starved while d1 ran: {l}"));
+    }
     for l in lines
         .iter()
         .filter(|l| l.starts_with("(d2) responder: FAIL"))
@@ -322,8 +356,14 @@ fn run_hostile(paths: &Paths, o: &Options) -> Result<(), String> {
                 addr: addrs[0],
                 size: sizes[0],
                 bootargs: Some(format!(
-                    "vcpus=2 hostile-seed={} hostile-calls={}",
-                    o.seed, o.calls
+                    "vcpus=2 hostile-seed={} hostile-calls={}{}",
+                    o.seed,
+                    o.calls,
+                    if o.random_only {
+                        " hostile-named=0"
+                    } else {
+                        ""
+                    }
                 )),
             },
             crate::dts::Module {
@@ -377,9 +417,9 @@ fn run_hostile(paths: &Paths, o: &Options) -> Result<(), String> {
     report(&name, &log, &out, problems)
 }
 
-/// The soak's markers.
+/// The soak's markers (`flood` > 0: the create-flood's too).
 #[must_use]
-pub fn soak_expectations(rounds: u32) -> Expectations {
+pub fn soak_expectations(rounds: u32, flood: u32) -> Expectations {
     let done = format!("(d0) dom0: destroy-loop n={rounds} done={rounds} *");
     let mut e = Expectations::new()
         .then(crate::scenario::BANNER)
@@ -397,9 +437,26 @@ pub fn soak_expectations(rounds: u32) -> Expectations {
             "(d0) dom0: destroy-loop {f} back to its start value after {rounds} rounds *: PASS"
         ));
     }
+    e = e.then("(d0) dom0: destroy-loop dom0's end of a destroyed domU's event channel reads unbound*: PASS*");
+    if flood > 0 {
+        e = e
+            .then("(d0) dom0: negative: createdomain flags 0xffffffff -> -EINVAL: PASS*")
+            .then("(d0) dom0: negative: create-flood: *: PASS*");
+        for f in [
+            "pool_free",
+            "hv_frames_free",
+            "vmids_in_use",
+            "domains",
+            "evtchns_in_use",
+            "heap_free",
+        ] {
+            e = e.then(&format!(
+                "(d0) dom0: create-flood {f} back to its start value *: PASS"
+            ));
+        }
+    }
     common_never(
-        e.then("(d0) dom0: destroy-loop dom0's end of a destroyed domU's event channel reads unbound*: PASS*")
-            .then("(d0) dom0: RESULT PASS")
+        e.then("(d0) dom0: RESULT PASS")
             .then(crate::scenario::ALL_ENDED),
     )
     .never("(d0) dom0: FAIL")
@@ -419,7 +476,10 @@ fn run_soak(paths: &Paths, o: &Options) -> Result<(), String> {
     let sizes = [file_len(&dom0)?, blob_bytes.len() as u64];
     let addrs = crate::image::place_modules(&sizes, qemu::RAM_END)?;
     let name = format!("soak-{}", o.rounds);
-    let args0 = format!("dom0 mem=64M variant=none destroy-loop={}", o.rounds);
+    let mut args0 = format!("dom0 mem=64M variant=none destroy-loop={}", o.rounds);
+    if o.flood > 0 {
+        args0.push_str(&format!(" create-flood={}", o.flood));
+    }
     let dtb = domu::dom0_dtb(
         paths,
         &name,
@@ -436,7 +496,7 @@ fn run_soak(paths: &Paths, o: &Options) -> Result<(), String> {
         &qemu::qemu_binary(),
         &args,
         &log,
-        soak_expectations(o.rounds),
+        soak_expectations(o.rounds, o.flood),
         o.timeout,
         false,
     )
@@ -451,7 +511,12 @@ fn run_soak(paths: &Paths, o: &Options) -> Result<(), String> {
     let fails: Vec<String> = out
         .lines
         .iter()
-        .filter(|l| l.starts_with("(d0) dom0: destroy-loop") && l.contains(": FAIL"))
+        .filter(|l| {
+            (l.starts_with("(d0) dom0: destroy-loop")
+                || l.starts_with("(d0) dom0: create-flood")
+                || l.starts_with("(d0) dom0: negative:"))
+                && l.contains(": FAIL")
+        })
         .cloned()
         .collect();
     report(&name, &log, &out, fails)
@@ -469,6 +534,9 @@ mod tests {
     #[test]
     fn options() {
         let o = parse(false, &s(&["--seed", "7", "--calls", "10", "--no-build"])).unwrap();
+        assert!(!o.random_only);
+        assert!(parse(false, &s(&["--random-only"])).unwrap().random_only);
+        assert!(parse(true, &s(&["--random-only"])).is_err());
         assert_eq!((o.seed, o.calls, o.no_build, o.smp), (7, 10, true, 2));
         assert!(parse(false, &s(&["--rounds", "3"])).is_err());
         assert_eq!(parse(true, &s(&["--rounds", "100"])).unwrap().rounds, 100);
@@ -546,6 +614,23 @@ mod tests {
         starved[9] = "(d2) responder: d1 gone after 40 beats, max gap 300 ms, max xen_version 90 us, map failures 3".into();
         assert_eq!(hostile_check(&starved).len(), 1);
 
+        assert_eq!(
+            slow_line("(d2) responder: beat 2: slow: xen_version 43 us, gap 6630 ms"),
+            Some((43, 6630))
+        );
+        let mut starved_early = log.clone();
+        starved_early.insert(
+            7,
+            "(d2) responder: beat 2: slow: xen_version 43 us, gap 6630 ms".into(),
+        );
+        assert_eq!(hostile_check(&starved_early).len(), 1);
+        let mut slow_ok = log.clone();
+        slow_ok.insert(
+            7,
+            "(d2) responder: beat 2: slow: xen_version 150000 us, gap 1200 ms".into(),
+        );
+        assert!(hostile_check(&slow_ok).is_empty());
+
         let mut never = log.clone();
         never[9] = "(d2) responder: d1 gone after 1 beats, max gap 0 ms, max xen_version 1 us, map failures 0 (d1 was never seen)".into();
         assert_eq!(hostile_check(&never).len(), 1);
@@ -573,12 +658,15 @@ mod tests {
         log.push("(d0) dom0: destroy-loop dom0's end of a destroyed domU's event channel reads unbound (Xen's evtchn_destroy): PASS (0 of 5 rounds not; last EVTCHNOP_status 1)".into());
         log.push("(d0) dom0: RESULT PASS".into());
         log.push("hv: all domains ended, powering off".into());
-        let mut m = Matcher::new(soak_expectations(5));
+        let mut m = Matcher::new(soak_expectations(5, 0));
         log.iter().for_each(|l| m.feed(l));
         assert!(m.complete(), "{:?}", m.waiting_for());
+        let mut m = Matcher::new(soak_expectations(5, 10));
+        log.iter().for_each(|l| m.feed(l));
+        assert!(!m.complete(), "the flood's lines are required");
         let mut bad = log.clone();
         bad[5] = "(d0) dom0: destroy-loop domains back to its start value after 5 rounds (before 1, after 2): FAIL".into();
-        let mut m = Matcher::new(soak_expectations(5));
+        let mut m = Matcher::new(soak_expectations(5, 0));
         bad.iter().for_each(|l| m.feed(l));
         assert!(!m.complete());
     }

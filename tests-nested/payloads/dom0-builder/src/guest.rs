@@ -1007,6 +1007,82 @@ fn destroy_loop(c: &mut Ctx, n: u32) {
     }
 }
 
+/// `create-flood=<n>`: createdomain with unknown flags must be refused
+/// (Xen's `sanitise_domain_config`: -EINVAL); then up to `n` empty domains
+/// at once (Xen allows up to DOMID_FIRST_RESERVED, each costing memory:
+/// hv must answer an errno when it cannot hold more, never panic), all
+/// destroyed; hv's resources must be back where they were.
+fn create_flood(c: &mut Ctx, n: u32) {
+    let before = hc::resources();
+    let mut cfg = abi::CreateDomain::xl_default(1);
+    cfg.flags = u32::MAX;
+    let mut d = abi::domctl_createdomain(&cfg);
+    let rc = hc::domctl(&mut d);
+    if rc == 0 {
+        let _ = destroy_domain(abi::domctl_domain(&d));
+    }
+    c.check(
+        "createdomain flags 0xffffffff -> -EINVAL",
+        rc == -errno::EINVAL,
+        rc,
+        -errno::EINVAL,
+    );
+    let n = (n as usize).min(c.a.gfns.len());
+    let mut made = 0usize;
+    let mut refused = 0i64;
+    for i in 0..n {
+        let mut d = abi::domctl_createdomain(&abi::CreateDomain::xl_default(1));
+        let rc = hc::domctl(&mut d);
+        if rc != 0 {
+            refused = rc;
+            break;
+        }
+        c.a.gfns[i] = u64::from(abi::domctl_domain(&d));
+        made += 1;
+    }
+    let mut bad = 0u32;
+    for i in 0..made {
+        if destroy_domain(c.a.gfns[i] as u16) != 0 {
+            bad += 1;
+        }
+    }
+    println!(
+        "dom0: create-flood: {} of {} domains created, then {}; {} destroys failed",
+        made, n, refused, bad
+    );
+    c.check(
+        "create-flood: hv creates them all or refuses with an errno; every one is destroyed",
+        (made == n || (-4095..0).contains(&refused)) && bad == 0,
+        refused,
+        0,
+    );
+    match (before, hc::resources()) {
+        (Ok(b), Ok(a)) => {
+            for ((name, vb), (_, va)) in b.balance().into_iter().zip(a.balance()) {
+                let ok = vb == va;
+                println!(
+                    "dom0: create-flood {} back to its start value (before {}, after {}): {}",
+                    name,
+                    vb,
+                    va,
+                    if ok { "PASS" } else { "FAIL" }
+                );
+                if !ok {
+                    c.failures += 1;
+                }
+            }
+        }
+        (b, a) => {
+            c.failures += 1;
+            println!(
+                "dom0: create-flood FAIL: hv_op get_resources unavailable ({:?} {:?})",
+                b.err(),
+                a.err()
+            );
+        }
+    }
+}
+
 /// Map one page of a check domU at successive window gfns until hv answers
 /// -ENOMEM (its heap is at its reserve: every mapping is a record in hv's
 /// heap) or the window is full; then unmap them all and build a domU again:
@@ -1283,6 +1359,10 @@ extern "C" fn guest_main() {
     if c.cfg.destroy_loop > 0 {
         let n = c.cfg.destroy_loop;
         destroy_loop(&mut c, n);
+    }
+    if c.cfg.create_flood > 0 {
+        let n = c.cfg.create_flood;
+        create_flood(&mut c, n);
     }
     if c.cfg.heap_exhaust {
         heap_exhaust(&mut c);

@@ -182,6 +182,16 @@ pub fn find_arg(dtb: &[u8], key: &str) -> Option<u64> {
     }
 }
 
+/// vCPUs the guest DTB describes: `cpu@<n>` nodes under `/cpus` (their
+/// names are plain strings in the structure block; hv keeps its own
+/// `vcpus=` out of the guest's bootargs, as Xen does).
+#[must_use]
+pub fn count_cpus(dtb: &[u8]) -> u64 {
+    dtb.windows(5)
+        .filter(|w| w.starts_with(b"cpu@") && w[4].is_ascii_hexdigit())
+        .count() as u64
+}
+
 /// `struct multicall_entry` on arm64: `op`, `result`, `args[6]`, all u64.
 pub const MULTICALL_ENTRY: usize = 64;
 
@@ -242,5 +252,7 @@ mod tests {
         assert_eq!(find_arg(&dtb, "hostile-x"), None);
         assert_eq!(find_arg(b"hostile-seed=zz", "hostile-seed"), None);
         assert_eq!(find_arg(b"hostile-seed=", "hostile-seed"), None);
+        assert_eq!(count_cpus(b"\0cpus\0\0cpu@0\0\0\0cpu@1\0\0cpu-map\0"), 2);
+        assert_eq!(count_cpus(b"no cpus here"), 0);
     }
 }

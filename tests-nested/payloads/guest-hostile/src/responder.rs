@@ -7,7 +7,7 @@
 //! (`EVTCHNOP_bind_interdomain` to d1's port 0: -EINVAL while d1 exists,
 //! -ESRCH once it is gone, as Xen looks the domain up first). When d1 is
 //! gone it prints `responder: d1 gone after <n> beats, max gap <g> ms, max
-//! xen_version <x> us` and powers off; after `responder-max-s=<n>` seconds
+//! xen_version <x> us, map failures <m>` and powers off; after `responder-max-s=<n>` seconds
 //! (default 900) it prints `responder: FAIL d1 still there` instead.
 #![cfg_attr(all(target_arch = "aarch64", target_os = "none"), no_std, no_main)]
 
@@ -134,6 +134,14 @@ mod guest {
             let call_us = (t1 - t0) * 1_000_000 / freq;
             let gap_ms = (t0 - last) * 1000 / freq;
             last = t0;
+            if call_us > max_call.max(100_000) || gap_ms > max_gap.max(1_000) {
+                println!(
+                    "responder: beat {}: slow: xen_version {} us, gap {} ms",
+                    n + 1,
+                    call_us,
+                    gap_ms
+                );
+            }
             max_gap = max_gap.max(gap_ms);
             max_call = max_call.max(call_us);
             n += 1;
@@ -158,10 +166,11 @@ mod guest {
                 seen_alive = true;
             } else if d1 == -3 {
                 println!(
-                    "responder: d1 gone after {} beats, max gap {} ms, max xen_version {} us{}",
+                    "responder: d1 gone after {} beats, max gap {} ms, max xen_version {} us, map failures {}{}",
                     n,
                     max_gap,
                     max_call,
+                    map_failures,
                     if seen_alive {
                         ""
                     } else {
