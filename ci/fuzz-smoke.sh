@@ -26,6 +26,11 @@ fi
 flags=(-s none -a)
 
 t0=$SECONDS
+# The root's `cargo fmt --all` does not see this crate (not a workspace member).
+if ! cargo "${tc[@]}" fmt --check; then
+    echo "fuzz-smoke: hv/fuzz is not formatted (cargo +nightly fmt in hv/fuzz)"
+    exit 1
+fi
 if ! cargo "${tc[@]}" fuzz build "${flags[@]}" 2>&1 | tail -n 3; then
     echo "fuzz-smoke: build failed"
     exit 1

@@ -3,6 +3,7 @@
 #   - the bookworm-backports suite in apt's sources (deb822 file), if missing;
 #   - qemu-system-arm from bookworm-backports (qemu-system-aarch64 >= 9), if missing or older;
 #   - device-tree-compiler (dtc), if missing;
+#   - grub-common (grub-mkimage, for ci/qemu-boot.sh uefi), if missing;
 #   - the Rust toolchain, targets and components pinned in rust-toolchain.toml (via rustup).
 # Idempotent and quiet: it prints one line per thing it checks and only shows
 # tool output when something fails. Needs root or sudo for apt.
@@ -80,6 +81,15 @@ if command -v apt-get >/dev/null 2>&1; then
         log "dtc: installing device-tree-compiler"
         apt_update
         quiet "${SUDO[@]}" apt-get -q -y install --no-install-recommends device-tree-compiler
+    fi
+
+    # grub-mkimage builds the GRUB EFI image of ci/qemu-boot.sh uefi (from Debian's arm64 modules).
+    if command -v grub-mkimage >/dev/null 2>&1; then
+        log "grub-mkimage: $(grub-mkimage --version | head -n1)"
+    else
+        log "grub-mkimage: installing grub-common"
+        apt_update
+        quiet "${SUDO[@]}" apt-get -q -y install --no-install-recommends grub-common
     fi
 else
     log "apt-get not found (not Debian): install qemu-system-aarch64 (>= 9) and dtc yourself"

@@ -108,7 +108,8 @@ pub enum ModuleKind {
     Kernel,
     /// `multiboot,ramdisk` (also Xen's legacy `xen,linux-initrd`).
     Ramdisk,
-    /// Only the generic `multiboot,module`.
+    /// Only the generic `multiboot,module`, after the first two such
+    /// modules (which are taken as the kernel and the ramdisk, as Xen does).
     Module,
 }
 
@@ -682,6 +683,7 @@ impl<'a> BootInfo<'a> {
                 };
             }
             let chosen_cells = child_cells(chosen, root_cells);
+            let mut kind_guess = 0;
             for m in chosen.children() {
                 if has_compatible(m, "xen,domain") {
                     let d = domu_node(m, chosen_cells)?;
@@ -699,7 +701,15 @@ impl<'a> BootInfo<'a> {
                 {
                     ModuleKind::Ramdisk
                 } else if has_compatible(m, "multiboot,module") {
-                    ModuleKind::Module
+                    // Xen (bootfdt.c, process_multiboot_node): the first two
+                    // modules of no specific kind are the kernel and the
+                    // ramdisk; GRUB's xen_module writes only this compatible.
+                    kind_guess += 1;
+                    match kind_guess {
+                        1 => ModuleKind::Kernel,
+                        2 => ModuleKind::Ramdisk,
+                        _ => ModuleKind::Module,
+                    }
                 } else {
                     continue;
                 };
@@ -929,10 +939,12 @@ mod tests {
                     kind: ModuleKind::Ramdisk,
                     bootargs: None,
                 },
+                // Only "multiboot,module": Xen's guess makes the first such
+                // module a kernel.
                 BootModule {
                     pa: PhysAddr(0x4720_0000),
                     size: 0x3000,
-                    kind: ModuleKind::Module,
+                    kind: ModuleKind::Kernel,
                     bootargs: None,
                 },
             ]
@@ -1320,5 +1332,44 @@ mod tests {
             pick(Some("/nowhere"), None),
             (Some(FIRST), StdoutPath, "/nowhere".into(), false)
         );
+    }
+
+    /// GRUB's `xen_module` writes `compatible = "multiboot,module"` only:
+    /// as Xen, the first such module is the kernel, the second the ramdisk.
+    #[test]
+    fn generic_modules_are_kernel_then_ramdisk_as_grub_writes_them() {
+        use crate::domain::dtb::FdtWriter;
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+        w.end_node();
+        w.begin_node("chosen");
+        w.prop_str("xen,xen-bootargs", "loglvl=info");
+        for (i, a) in [0x7c00_0000u32, 0x7d00_0000, 0x7e00_0000]
+            .iter()
+            .enumerate()
+        {
+            w.begin_node(&alloc::format!("module@{a:x}"));
+            w.prop("compatible", b"multiboot,module\0");
+            w.prop_u32s("reg", &[0, *a, 0, 0x1000]);
+            if i == 0 {
+                w.prop_str("bootargs", "console=hvc0");
+            }
+            w.end_node();
+        }
+        w.end_node();
+        w.end_node();
+        let blob = w.finish();
+        let b = BootInfo::parse(&blob).unwrap();
+        let kinds: alloc::vec::Vec<_> = b.modules().iter().map(|m| m.kind).collect();
+        assert_eq!(
+            kinds,
+            [ModuleKind::Kernel, ModuleKind::Ramdisk, ModuleKind::Module]
+        );
+        assert_eq!(b.modules()[0].bootargs, Some("console=hvc0"));
     }
 }

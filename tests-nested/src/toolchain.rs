@@ -162,14 +162,34 @@ pub fn check_tools() -> Result<(), String> {
 pub fn build(paths: &Paths) -> Result<(), String> {
     std::fs::create_dir_all(&paths.out)
         .map_err(|e| format!("cannot create {}: {e}", paths.out.display()))?;
-    // A failed build must not leave older images behind for `--no-build`.
-    for bin in std::iter::once("hv").chain(PAYLOADS) {
-        let flat = paths.flat(bin);
-        if flat.exists() {
-            std::fs::remove_file(&flat)
-                .map_err(|e| format!("cannot remove stale {}: {e}", flat.display()))?;
+    let r = build_images(paths);
+    if r.is_err() {
+        // A failed build must not leave older images behind for `--no-build`.
+        for bin in std::iter::once("hv").chain(PAYLOADS) {
+            let _ = std::fs::remove_file(paths.flat(bin));
         }
     }
+    r
+}
+
+/// Moves `new` over `dest` unless `dest` already has the same bytes (then `new` is
+/// removed and `dest`, with its modification time, is kept). Returns whether `dest`
+/// changed. hv's build embeds guest-hello's flat Image and rebuilds when its time
+/// changes: an unchanged image must keep its time, or every run rebuilds hv.
+///
+/// # Errors
+/// When the files cannot be read, renamed or removed.
+pub fn replace_if_changed(new: &Path, dest: &Path) -> std::io::Result<bool> {
+    let fresh = std::fs::read(new)?;
+    if std::fs::read(dest).is_ok_and(|old| old == fresh) {
+        std::fs::remove_file(new)?;
+        return Ok(false);
+    }
+    std::fs::rename(new, dest)?;
+    Ok(true)
+}
+
+fn build_images(paths: &Paths) -> Result<(), String> {
     // Payloads first: hv embeds guest-hello's flat Image as its demo default
     // (HV_DEFAULT_GUEST, read by hv/build.rs), so it runs a guest even when
     // started with no boot module.
@@ -186,14 +206,17 @@ pub fn build(paths: &Paths) -> Result<(), String> {
     let flatten = |bin: &str| -> Result<(), String> {
         let elf = paths.elf(bin);
         let flat = paths.flat(bin);
+        let tmp = flat.with_extension("bin.new");
         run(
             Command::new(&objcopy)
                 .arg("-O")
                 .arg("binary")
                 .arg(&elf)
-                .arg(&flat),
+                .arg(&tmp),
             &format!("llvm-objcopy {}", elf.display()),
         )?;
+        replace_if_changed(&tmp, &flat)
+            .map_err(|e| format!("cannot write {}: {e}", flat.display()))?;
         eprintln!("hvrun: {} -> {}", elf.display(), flat.display());
         Ok(())
     };
@@ -280,6 +303,33 @@ pub fn prepare_dtb_mem(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unchanged_image_keeps_its_file_and_time() {
+        let dir = std::env::temp_dir().join(format!("hvrun-replace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (new, dest) = (dir.join("a.bin.new"), dir.join("a.bin"));
+        std::fs::write(&dest, b"image").unwrap();
+        let old_time = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        std::fs::File::options()
+            .write(true)
+            .open(&dest)
+            .unwrap()
+            .set_modified(old_time)
+            .unwrap();
+        std::fs::write(&new, b"image").unwrap();
+        assert!(!replace_if_changed(&new, &dest).unwrap());
+        assert!(!new.exists());
+        let meta = std::fs::metadata(&dest).unwrap();
+        assert_eq!(meta.modified().unwrap(), old_time, "the time must not move");
+        std::fs::write(&new, b"image 2").unwrap();
+        assert!(replace_if_changed(&new, &dest).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"image 2");
+        std::fs::write(&new, b"x").unwrap();
+        std::fs::remove_file(&dest).unwrap();
+        assert!(replace_if_changed(&new, &dest).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn target_dir_honours_cargo_target_dir() {

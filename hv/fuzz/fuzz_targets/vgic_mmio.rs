@@ -90,8 +90,8 @@ fuzz_target!(|input: Input| {
                 let size = match size % 8 {
                     0 => 1,
                     1 => 2,
-                    2 | 3 | 4 => 4,
-                    5 | 6 => 8,
+                    2..=4 => 4,
+                    5..=6 => 8,
                     _ => size,
                 };
                 // TODO(issue 9 finding 1): remove this skip once the vGIC's

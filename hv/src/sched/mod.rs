@@ -170,12 +170,13 @@ pub struct Scheduler<V> {
     pub stats: SchedStats,
 }
 
-/// A bit mask of pCPUs (bit n = pCPU n; pCPUs from 64 on are not named).
+/// A kick mask naming `cpu`: bit n = pCPU n; a pCPU numbered 64 or more is
+/// named by all bits set, which means every pCPU (`start::run::kick_targets`).
 fn bit(cpu: usize) -> u64 {
     if cpu < 64 {
         1 << cpu
     } else {
-        0
+        u64::MAX
     }
 }
 
@@ -513,7 +514,7 @@ impl<V> Scheduler<V> {
     /// Give back `v`, which a [`Decision::Switch`] took `cpu` from (put by
     /// the caller), with its virtual-timer `deadline` (used if it is
     /// blocked). From now on any pCPU may take it. Returns the pCPUs to
-    /// kick: if it is runnable, every other idle one.
+    /// kick: if it is runnable, every idle one.
     ///
     /// # Errors
     /// `v` back if it was removed meanwhile (the caller drops it).
@@ -541,7 +542,8 @@ impl<V> Scheduler<V> {
                 *d = deadline;
                 0
             }
-            RunState::Queued { .. } => self.idle_mask() & !bit(cpu),
+            // (`cpu` itself is not idle; the sender never kicks itself.)
+            RunState::Queued { .. } => self.idle_mask(),
             RunState::Running { .. } => unreachable!("a vCPU being put runs nowhere"),
         })
     }

@@ -10,7 +10,11 @@
 //! - **no runnable vCPU is left behind**: never is a vCPU queued while every
 //!   pCPU sleeps without a pending kick (idle in WFI, or in a guest that need
 //!   never exit: no slice or timer deadline armed). With the slice timer
-//!   armed whenever a queue is not empty, every runnable vCPU eventually runs.
+//!   armed whenever a queue is not empty, every runnable vCPU eventually runs;
+//! - **work conservation**: a pCPU never sleeps unkicked (and with no kick
+//!   on the way to it) while a parked vCPU waits in a queue;
+//! - **an ending domain goes**: after one vCPU's SYSTEM_OFF, never does a
+//!   vCPU of it stay while every pCPU sleeps unkicked.
 //!
 //! The same search over the protocol hv had before (`legacy` below: a copy of
 //! the old decisions and the old run loop's parked map) finds the lost vCPU
@@ -57,6 +61,10 @@ trait Proto: Clone + Eq + Hash + core::fmt::Debug {
     fn run_deadline(&self, cpu: usize) -> Option<u64>;
     /// vCPUs parked inside (owned by the scheduler side).
     fn parked(&self) -> Vec<VcpuKey>;
+    /// The domain ends: take every parked vCPU out (`collect_ending`).
+    fn take_parked_all(&mut self);
+    /// pCPUs holding a vCPU.
+    fn holders_all(&self) -> u64;
     fn check(&self) -> Result<(), String>;
     /// The state without counters (for deduplication).
     fn normalized(&self) -> Self;
@@ -112,6 +120,14 @@ impl Proto for Scheduler<VcpuKey> {
             })
             .collect()
     }
+    fn take_parked_all(&mut self) {
+        for (k, v) in self.take_parked(|_| true) {
+            assert_eq!(k, v);
+        }
+    }
+    fn holders_all(&self) -> u64 {
+        self.holders(|_| true)
+    }
     fn check(&self) -> Result<(), String> {
         Scheduler::check(self)
     }
@@ -126,16 +142,30 @@ impl Proto for Scheduler<VcpuKey> {
 /// Where a pCPU's loop is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Pc {
-    /// Loop top: about to send the requested kicks.
+    /// Loop top: collects the vCPUs of an ending domain (`collect_ending`).
     Top,
-    /// About to take the lock and decide (`recheck`: it was itself kicked).
-    Decide { recheck: bool },
+    /// About to take the lock, decide, and take the requested kicks.
+    Decide,
+    /// About to send `kicks` (taken with the decision), then go to `after`
+    /// (`Idle` becomes `Top` if this pCPU was itself named).
+    Send { kicks: u64, after: After },
     /// A switch took the pCPU from `old` (being put, no lock); `new` is next.
     Putting { old: VcpuKey, new: VcpuKey },
+    /// About to check whether `current`'s domain is ending (after the
+    /// decision, before the guest: run.rs's `self.ending(v.domid)`).
+    Check,
     /// In the guest of `current`.
     Running,
     /// In WFI until kicked.
     Idle,
+}
+
+/// Where a decision leads once the kicks are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum After {
+    Idle,
+    Running,
+    Putting { old: VcpuKey, new: VcpuKey },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -156,6 +186,7 @@ struct Budget {
     slice_ends: u8,
     offs: u8,
     cpu_ons: u8,
+    system_offs: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -168,15 +199,19 @@ struct World<P> {
     budget: Budget,
     /// vCPU 2 was started by CPU_ON.
     started: bool,
+    /// The domain is ending (a vCPU called SYSTEM_OFF).
+    ending: bool,
 }
 
 /// One atomic step (read in traces, through `Debug`).
 #[allow(dead_code)]
 #[derive(Clone, Debug)]
 enum Step {
-    SendKicks(usize),
+    Top(usize),
+    SendKicks(usize, u64),
     Decide(usize, Dec),
     Park(usize, VcpuKey),
+    Check(usize),
     Wake(usize),
     Yield(usize),
     Block(usize),
@@ -185,6 +220,7 @@ enum Step {
     KickExit(usize),
     Off(usize),
     CpuOn(usize),
+    SystemOff(usize),
 }
 
 impl<P: Proto> World<P> {
@@ -204,6 +240,7 @@ impl<P: Proto> World<P> {
             clock: 1,
             budget,
             started: initial > 2,
+            ending: false,
         }
     }
 
@@ -215,24 +252,44 @@ impl<P: Proto> World<P> {
             match cpu.pc {
                 Pc::Top => {
                     let mut w = self.clone();
-                    let k = core::mem::take(&mut w.kicks);
+                    if w.ending {
+                        // The vCPU held here is put and dropped; the parked
+                        // ones are dropped; holders of others are kicked.
+                        if let Some(k) = w.cpus[c].current.take() {
+                            w.sched.remove(k);
+                        }
+                        w.sched.take_parked_all();
+                        w.kicks |= w.sched.holders_all() & !(1 << c);
+                    }
+                    w.cpus[c].pc = Pc::Decide;
+                    out.push((Step::Top(c), w));
+                }
+                Pc::Send { kicks, after } => {
+                    let mut w = self.clone();
                     for o in 0..NCPUS {
-                        if o != c && (k >> o) & 1 == 1 {
+                        if o != c && (kicks >> o) & 1 == 1 {
                             w.cpus[o].kick = true;
                         }
                     }
-                    w.cpus[c].pc = Pc::Decide {
-                        recheck: (k >> c) & 1 == 1,
+                    w.cpus[c].pc = match after {
+                        After::Idle if (kicks >> c) & 1 == 1 => Pc::Top,
+                        After::Idle => Pc::Idle,
+                        After::Running => Pc::Check,
+                        After::Putting { old, new } => Pc::Putting { old, new },
                     };
-                    out.push((Step::SendKicks(c), w));
+                    out.push((Step::SendKicks(c, kicks), w));
                 }
-                Pc::Decide { recheck } => {
+                Pc::Decide => {
                     let mut w = self.clone();
                     let d = w.sched.next(c, w.clock);
+                    let kicks = core::mem::take(&mut w.kicks);
                     let step = Step::Decide(c, d);
                     match d {
                         Dec::Idle => {
-                            w.cpus[c].pc = if recheck { Pc::Top } else { Pc::Idle };
+                            w.cpus[c].pc = Pc::Send {
+                                kicks,
+                                after: After::Idle,
+                            };
                         }
                         Dec::Continue(k) => {
                             if cpu.current != Some(k) {
@@ -244,7 +301,10 @@ impl<P: Proto> World<P> {
                                     ),
                                 ));
                             }
-                            w.cpus[c].pc = Pc::Running;
+                            w.cpus[c].pc = Pc::Send {
+                                kicks,
+                                after: After::Running,
+                            };
                         }
                         Dec::Switch(k, got) => {
                             if got != Some(k) {
@@ -252,14 +312,16 @@ impl<P: Proto> World<P> {
                             }
                             if let Some(o) = (0..NCPUS).find(|&o| {
                                 self.cpus[o].current == Some(k)
-                                    || matches!(self.cpus[o].pc, Pc::Putting { old, .. } if old == k)
+                                    || matches!(self.cpus[o].pc, Pc::Putting { old, .. }
+                                        | Pc::Send { after: After::Putting { old, .. }, .. } if old == k)
                             }) {
                                 return Err((step, format!("CPU{c} takes {k:?} which CPU{o} holds")));
                             }
-                            w.cpus[c].pc = match cpu.current {
-                                Some(old) => Pc::Putting { old, new: k },
-                                None => Pc::Running,
+                            let after = match cpu.current {
+                                Some(old) => After::Putting { old, new: k },
+                                None => After::Running,
                             };
+                            w.cpus[c].pc = Pc::Send { kicks, after };
                             w.cpus[c].current = Some(k);
                         }
                     }
@@ -267,10 +329,27 @@ impl<P: Proto> World<P> {
                 }
                 Pc::Putting { old, new } => {
                     let mut w = self.clone();
-                    w.kicks |= w.sched.park(c, old);
+                    // run.rs sends park's kicks at once.
+                    let kicks = w.sched.park(c, old);
+                    for o in 0..NCPUS {
+                        if o != c && (kicks >> o) & 1 == 1 {
+                            w.cpus[o].kick = true;
+                        }
+                    }
                     debug_assert_eq!(w.cpus[c].current, Some(new));
-                    w.cpus[c].pc = Pc::Running;
+                    w.cpus[c].pc = Pc::Check;
                     out.push((Step::Park(c, old), w));
+                }
+                Pc::Check => {
+                    let mut w = self.clone();
+                    if w.ending {
+                        let k = w.cpus[c].current.take().expect("a vCPU was chosen");
+                        w.sched.remove(k);
+                        w.cpus[c].pc = Pc::Top;
+                    } else {
+                        w.cpus[c].pc = Pc::Running;
+                    }
+                    out.push((Step::Check(c), w));
                 }
                 Pc::Idle => {
                     if cpu.kick {
@@ -338,6 +417,16 @@ impl<P: Proto> World<P> {
             w.cpus[c].pc = Pc::Top;
             out.push((Step::Off(c), w));
         }
+        if b.system_offs > 0 {
+            // PSCI SYSTEM_OFF: this vCPU goes, the domain ends.
+            let mut w = self.clone();
+            w.budget.system_offs -= 1;
+            w.sched.remove(cur);
+            w.cpus[c].current = None;
+            w.ending = true;
+            w.cpus[c].pc = Pc::Top;
+            out.push((Step::SystemOff(c), w));
+        }
         if b.cpu_ons > 0 && !self.started {
             let mut w = self.clone();
             w.budget.cpu_ons -= 1;
@@ -363,7 +452,12 @@ impl<P: Proto> World<P> {
             if let Some(k) = cpu.current {
                 places.push((k, format!("held by CPU{c}")));
             }
-            if let Pc::Putting { old, .. } = cpu.pc {
+            if let Pc::Putting { old, .. }
+            | Pc::Send {
+                after: After::Putting { old, .. },
+                ..
+            } = cpu.pc
+            {
                 places.push((old, format!("being put by CPU{c}")));
             }
         }
@@ -408,6 +502,40 @@ impl<P: Proto> World<P> {
             return Err(format!(
                 "{queued:?} runnable but every pCPU sleeps unkicked (requested kicks {:#x} never sent)",
                 self.kicks
+            ));
+        }
+        // Work conservation: a pCPU that sleeps unkicked, with no kick for it
+        // on the way, leaves no parked vCPU waiting (it would have taken it,
+        // or whoever made it runnable kicks it).
+        let on_the_way = |c: usize| {
+            (self.kicks >> c) & 1 == 1
+                || self
+                    .cpus
+                    .iter()
+                    .any(|o| matches!(o.pc, Pc::Send { kicks, .. } if (kicks >> c) & 1 == 1))
+        };
+        let waiting: Vec<VcpuKey> = self
+            .sched
+            .parked()
+            .into_iter()
+            .filter(|k| matches!(self.sched.state(*k), Some(RunState::Queued { .. })))
+            .collect();
+        if let Some(c) = (0..NCPUS)
+            .find(|&c| self.cpus[c].pc == Pc::Idle && !self.cpus[c].kick && !on_the_way(c))
+        {
+            if !waiting.is_empty() {
+                return Err(format!(
+                    "CPU{c} sleeps unkicked while {waiting:?} wait parked"
+                ));
+            }
+        }
+        let left: Vec<VcpuKey> = K
+            .into_iter()
+            .filter(|k| self.sched.state(*k).is_some())
+            .collect();
+        if self.ending && !left.is_empty() && (0..NCPUS).all(asleep) {
+            return Err(format!(
+                "the domain ended but {left:?} stay while every pCPU sleeps unkicked"
             ));
         }
         Ok(())
@@ -460,30 +588,50 @@ fn explore<P: Proto>(start: World<P>) -> Result<usize, String> {
     Ok(states.len())
 }
 
-const BUDGET: Budget = Budget {
-    yields: 1,
-    blocks: 2,
-    ipis: 1,
-    slice_ends: 2,
-    offs: 1,
-    cpu_ons: 1,
-};
+/// Guest actions per exploration: the default keeps `cargo test` short
+/// (~150,000 states); `HV_SCHED_MODEL=full` explores ~500,000.
+fn budgets() -> Vec<(Budget, usize)> {
+    let full = std::env::var("HV_SCHED_MODEL").is_ok_and(|v| v == "full");
+    let run = Budget {
+        yields: 1,
+        blocks: if full { 2 } else { 1 },
+        ipis: 1,
+        slice_ends: 2,
+        offs: 1,
+        cpu_ons: 1,
+        system_offs: 0,
+    };
+    // The domain ending (SYSTEM_OFF) in the middle of all that.
+    let end = Budget {
+        yields: u8::from(full),
+        blocks: 1,
+        ipis: 1,
+        slice_ends: 2,
+        offs: 0,
+        cpu_ons: 1,
+        system_offs: 1,
+    };
+    // Two vCPUs running and a third started by CPU_ON; three runnable at once.
+    vec![(run, 2), (run, 3), (end, 2), (end, 3)]
+}
 
 #[test]
 fn every_interleaving_of_pick_park_steal_keeps_each_vcpu_once_and_running() {
-    // Two vCPUs running and a third started by CPU_ON; three runnable at once.
-    for initial in [2, 3] {
+    let mut total = 0;
+    for (budget, initial) in budgets() {
         let n = explore(World::new(
             Scheduler::<VcpuKey>::new(NCPUS, 1),
-            BUDGET,
+            budget,
             initial,
         ))
         .unwrap_or_else(|e| panic!("protocol violation: {e}"));
         std::println!(
-            "pick/park/steal model, {initial} vCPUs runnable at start: {n} states, no violation"
+            "pick/park/steal model, {initial} vCPUs runnable at start, {budget:?}: {n} states, no violation"
         );
         assert!(n > 1000, "the search covers the interleavings ({n} states)");
+        total += n;
     }
+    std::println!("pick/park/steal model: {total} states in all");
 }
 
 /// The model finds both bugs of the protocol hv had before (the search is
@@ -499,6 +647,7 @@ fn old_protocol_loses_a_vcpu() {
         slice_ends: 1,
         offs: 0,
         cpu_ons: 0,
+        system_offs: 0,
     };
     let e =
         explore(World::new(legacy::Old::default(), race, 3)).expect_err("the old protocol is racy");
@@ -514,6 +663,7 @@ fn old_protocol_loses_a_vcpu() {
         slice_ends: 0,
         offs: 0,
         cpu_ons: 1,
+        system_offs: 0,
     };
     let e =
         explore(World::new(legacy::Old::default(), cpu_on, 2)).expect_err("CPU_ON kicks nobody");
@@ -657,6 +807,12 @@ mod legacy {
         }
         fn parked(&self) -> Vec<VcpuKey> {
             self.parked.iter().copied().collect()
+        }
+        fn take_parked_all(&mut self) {
+            unreachable!("the old loop woke blocked vCPUs of an ending domain instead");
+        }
+        fn holders_all(&self) -> u64 {
+            unreachable!("the old loop kicked every pCPU instead");
         }
         fn check(&self) -> Result<(), String> {
             Ok(())

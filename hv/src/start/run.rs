@@ -242,7 +242,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             .lock()
             .domains
             .iter()
-            .filter(|d| d.ending.is_some())
+            .filter(|d| d.ending.is_some() && d.live_vcpus > 0)
             .map(|d| d.id)
             .collect();
         if ending.is_empty() {
@@ -259,7 +259,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             let mut rq = self.runq.lock();
             let parked = rq.sched.take_parked(|k| ending.contains(&k.dom));
             let holders = rq.sched.holders(|k| ending.contains(&k.dom));
-            rq.kicks |= holders & !(1u64 << (p.cpu % 64));
+            rq.kicks |= holders; // not this pCPU: it holds none of them now
             parked
         };
         for (_, v) in parked {
@@ -372,7 +372,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// Another vCPU takes this pCPU from `c`: put it (no lock held: other
     /// pCPUs cannot take it meanwhile, the scheduler still counts it as held
     /// here), then park it with its timer deadline (kept if it is blocked)
-    /// and kick the idle pCPUs if it is runnable: one of them may take it now.
+    /// and kick the idle pCPUs at once if it is runnable: one of them may
+    /// take it now.
     fn park(&self, arch: &mut dyn Arch, cpu: usize, mut c: Box<Vcpu>) -> Option<CpuExit> {
         self.put_vcpu(arch, &mut c);
         let k = key(&c);
@@ -380,16 +381,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             c.sysregs.get(El1Reg::CntvCtlEl0),
             c.sysregs.get(El1Reg::CntvCvalEl0),
         );
-        let parked = {
+        let (parked, ncpus) = {
             let mut rq = self.runq.lock();
-            let parked = rq.sched.park(cpu, k, c, deadline);
-            if let Ok(kicks) = parked {
-                rq.kicks |= kicks;
-            }
-            parked
+            (rq.sched.park(cpu, k, c, deadline), rq.sched.ncpus())
         };
         match parked {
-            Ok(_) => None,
+            Ok(kicks) => {
+                // At once: this pCPU goes on into another guest, and an idle
+                // pCPU may take the parked vCPU now.
+                self.send_kicks(arch, cpu, ncpus, kicks);
+                None
+            }
             Err(c) => self.drop_vcpu(arch, c, None),
         }
     }

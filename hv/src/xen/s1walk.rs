@@ -180,8 +180,17 @@ impl Stage1 {
             if level == 3 && desc & 2 == 0 {
                 return Err(S1Fault::Translation);
             }
-            // A block (levels 1-2) or page (level 3): output address + offset.
-            if level < 0 || (level == 0 && !ds) {
+            // A block or page (level 3): output address + offset. Blocks exist
+            // at levels 1-2 with 4K granules (level 0 too under DS), at level 2
+            // with 16K (level 1 too under DS) and 64K granules (level 1 only
+            // with 52-bit output addresses, which hv does not support); any
+            // other block descriptor is a translation fault (Arm ARM D8.3.1).
+            let block_ok = match g {
+                12 => level >= 1 || (level == 0 && ds),
+                14 => level >= 2 || (level == 1 && ds),
+                _ => level >= 2,
+            };
+            if !block_ok {
                 return Err(S1Fault::Translation);
             }
             if write && read_only {
@@ -334,6 +343,42 @@ mod tests {
             s.translate(va, false, &mut none),
             Err(S1Fault::TableUnreadable)
         );
+    }
+
+    #[test]
+    fn block_descriptors_only_at_the_levels_the_granule_has_blocks() {
+        // 16K granule, 47-bit VA (T0SZ = 17): levels 1..3; a level-1 block
+        // (64 GiB) exists only under DS (FEAT_LPA2).
+        let va = 0x12_3456_789au64;
+        let mut t = Tables(BTreeMap::new());
+        t.set(0x5000_0000, (va >> 36) & 0x7ff, 0x40_0000_0000 | 1);
+        let s16 = |ds: u64| Stage1 {
+            sctlr: 1,
+            tcr: 17 | (2 << 14) | (ds << 59),
+            ttbr0: 0x5000_0000,
+            ttbr1: 0,
+        };
+        let mut r = t.reader();
+        assert_eq!(
+            s16(0).translate(va, false, &mut r),
+            Err(S1Fault::Translation)
+        );
+        assert_eq!(
+            s16(1).translate(va, false, &mut r),
+            Ok(0x40_0000_0000 | (va & 0xf_ffff_ffff))
+        );
+        // 64K granule, 48-bit VA: levels 1..3; no level-1 block (4 TiB) without
+        // 52-bit output addresses.
+        let mut t = Tables(BTreeMap::new());
+        t.set(0x5000_0000, (va >> 42) & 0x3f, 0x400_0000_0000 | 1);
+        let s64 = Stage1 {
+            sctlr: 1,
+            tcr: 16 | (1 << 14),
+            ttbr0: 0x5000_0000,
+            ttbr1: 0,
+        };
+        let mut r = t.reader();
+        assert_eq!(s64.translate(va, false, &mut r), Err(S1Fault::Translation));
     }
 
     #[test]

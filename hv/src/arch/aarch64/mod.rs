@@ -3,14 +3,15 @@
 //! # Boot and arch layer
 //!
 //! **Image.** `head.rs` starts with a 64-byte arm64 Image header (Linux's
-//! `Documentation/arch/arm64/booting.rst`): `text_offset = 0x200000`,
+//! `Documentation/arch/arm64/booting.rst`): `text_offset = 0`,
 //! `image_size` from the linker script (bss and the boot stack included),
 //! flags = 4 KiB pages, little-endian, base anywhere (bit 3). hv is a
 //! position-independent executable linked at 0 (`linker.ld`, `--pie` from
 //! `build.rs`): the first instructions apply its `R_AARCH64_RELATIVE`
 //! relocations for the address it runs at (any 64 KiB-aligned address), so
 //! QEMU `-kernel`, U-Boot `booti` or any loader that honours the header can
-//! place it (not yet: a UEFI entry / PE header). Build: `cargo build -p hv --release --target aarch64-unknown-none`,
+//! place it. It is also a PE/COFF EFI application (`efi.rs`: started by
+//! UEFI firmware or GRUB's `xen_hypervisor`). Build: `cargo build -p hv --release --target aarch64-unknown-none`,
 //! then `llvm-objcopy -O binary target/aarch64-unknown-none/release/hv hv.bin`.
 //!
 //! **What runs when (boot CPU).** `hv_primary_entry` (asm, MMU off): mask
@@ -105,6 +106,7 @@
 
 pub mod boot;
 pub mod cpu;
+pub mod efi;
 pub mod gic;
 pub mod head;
 pub mod mmu;
