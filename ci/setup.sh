@@ -3,6 +3,7 @@
 #   - the bookworm-backports suite in apt's sources (deb822 file), if missing;
 #   - qemu-system-arm from bookworm-backports (qemu-system-aarch64 >= 9), if missing or older;
 #   - device-tree-compiler (dtc), if missing;
+#   - grub-common (grub-mkimage, for ci/qemu-boot.sh uefi), if missing;
 #   - the Rust toolchain, targets and components pinned in rust-toolchain.toml (via rustup).
 # Idempotent and quiet: it prints one line per thing it checks and only shows
 # tool output when something fails. Needs root or sudo for apt.
@@ -81,6 +82,15 @@ if command -v apt-get >/dev/null 2>&1; then
         apt_update
         quiet "${SUDO[@]}" apt-get -q -y install --no-install-recommends device-tree-compiler
     fi
+
+    # grub-mkimage builds the GRUB EFI image of ci/qemu-boot.sh uefi (from Debian's arm64 modules).
+    if command -v grub-mkimage >/dev/null 2>&1; then
+        log "grub-mkimage: $(grub-mkimage --version | head -n1)"
+    else
+        log "grub-mkimage: installing grub-common"
+        apt_update
+        quiet "${SUDO[@]}" apt-get -q -y install --no-install-recommends grub-common
+    fi
 else
     log "apt-get not found (not Debian): install qemu-system-aarch64 (>= 9) and dtc yourself"
     major="$(qemu_major)"
@@ -124,3 +134,23 @@ if [ "${#missing_components[@]}" -gt 0 ]; then
 fi
 log "rust: $(rustup run "$toolchain" rustc --version); targets: $targets; components: $components"
 log "done"
+
+# --- fuzzing (issue 9): cargo-fuzz for hv/fuzz, run by ci/fuzz-smoke.sh ---------
+# The targets build with the nightly toolchain when it is installed, else with
+# the pinned one and RUSTC_BOOTSTRAP=1 (no new toolchain is downloaded here).
+# cargo-fuzz comes from crates.io, pinned; libfuzzer-sys compiles libFuzzer (C++).
+CARGO_FUZZ_VERSION=0.13.2
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+    log "fuzz: $(rustup run nightly rustc --version)"
+else
+    log "fuzz: no nightly toolchain: hv/fuzz builds with $toolchain and RUSTC_BOOTSTRAP=1"
+fi
+if ! command -v c++ >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    log "fuzz: installing g++ (libFuzzer)"
+    quiet "${SUDO[@]}" apt-get install -y -q g++
+fi
+if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VERSION" ]; then
+    log "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    quiet cargo +"$toolchain" install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+fi
+log "fuzz: $(cargo fuzz --version)"

@@ -75,6 +75,9 @@ step fmt cargo fmt --all -- --check
 step clippy-host cargo clippy --workspace --all-targets -- -D warnings
 step clippy-aarch64 cargo clippy --target aarch64-unknown-none "${AARCH64_PKGS[@]}" -- -D warnings
 step test-host cargo test --workspace
+# Issue 9: hv/fuzz's cargo-fuzz targets (hypercall entry, vGIC MMIO, memops,
+# stage-1 walker, host DTB, boot args), ~30 s each after the build (~4-5 min).
+step fuzz-smoke bash ci/fuzz-smoke.sh
 # hvrun build = cargo build --release --target aarch64-unknown-none -p hv
 # -p guest-hello -p guest-fault, then llvm-objcopy to flat Images.
 step build-aarch64 cargo run -q -p tests-nested --bin hvrun -- build
@@ -82,6 +85,16 @@ step build-aarch64 cargo run -q -p tests-nested --bin hvrun -- build
 step kill-hvrun bash ci/test-kill.sh
 # The README's demo: no boot module, so hv runs the guest-hello embedded in its image.
 step demo-embedded cargo run -q -p tests-nested --bin hvrun -- demo --no-build --smp 1 --timeout 120
+# The demo from three 2 MiB-aligned load addresses (-device loader + an EL2 stub),
+# the Image header's image_size/flags (~3 s); the console from dtuart= / stdout-path (~2 s);
+# the demo on -smp 16 and -smp 32 ("N CPUs online", ~5 s and ~12 s).
+step boot-addresses bash ci/qemu-boot.sh addresses --no-build
+step boot-console bash ci/qemu-boot.sh console --no-build
+step smp16 bash ci/qemu-boot.sh smp 16 --no-build
+step smp32 bash ci/qemu-boot.sh smp 32 --no-build
+# Issue 15: Debian's edk2 + GRUB (pinned .debs, first run fetches ~6 MB): GRUB's xen_hypervisor /
+# xen_module boots hv with the demo guest; hv as BOOTAA64.EFI; ACPI-only firmware refused (~30 s).
+step uefi-grub bash ci/qemu-boot.sh uefi --no-build
 step smoke-smp1 bash ci/qemu-smoke.sh 1 --no-build --timeout 180
 step smoke-smp2 bash ci/qemu-smoke.sh 2 --no-build --timeout 180
 # Two vCPUs of one domain on one pCPU under tlb=targeted and tlb=xen-compat
@@ -92,8 +105,24 @@ step qemu-domu bash ci/qemu-domu.sh --timeout 600
 # Debian's unmodified arm64 kernel as a dom0less domU (1 vCPU on -smp 1, 2 vCPUs on
 # -smp 2): marker through the PV console ring, nproc, power-off (~20 s after the first fetch).
 step qemu-linux bash ci/qemu-linux.sh all
+# Issue 9 (findings 4, 11): more vCPUs than pCPUs, each booted and powered off 5 times (before,
+# 2v-smp1 hung at power-off in 5 of 6 runs, 4v-smp2 lost a vCPU in 3 of 6): ~1 min each when idle.
+step linux-2v-smp1 bash ci/qemu-linux.sh run 2v-smp1 1 2 1G 256 5
+step linux-4v-smp2 bash ci/qemu-linux.sh run 4v-smp2 2 4 1G 256 5
+# Two domUs of 2 vCPUs on -smp 2 (before: 2 of 5 runs stalled), once: ~40-80 s.
+step linux-2dom-smp2 bash ci/qemu-linux.sh run 2dom-smp2 2 2 1G 256 1 2
+# Debian's kernel with 16 vCPUs on -smp 16 (nproc = 16; ~60 s).
+step smp16-linux bash ci/qemu-linux.sh run smp16 16 16 1G 256
 # The same kernel through the runner a user is told to use: `hvrun linux` with 2 vCPUs, 512 MiB.
 step hvrun-linux cargo run -q -p tests-nested --bin hvrun -- linux --no-build --smp 2 --vcpus 2 --mem 512M
+# The hostile guest next to a responder that must stay alive, and
+# 100 create/destroy rounds that must give back every frame, VMID, event
+# channel and heap byte (~20 s).
+step hostile bash ci/qemu-hostile.sh
+# a 2 GiB Linux domU on -m 4G boots to its marker (hv's heap grows with RAM)
+# (~45 s); a domU larger than what is free is refused cleanly while another one runs (~15 s).
+step linux-2g bash ci/qemu-linux.sh run 2g 2 1 4G 2048
+step linux-toobig bash ci/qemu-linux.sh toobig
 # The nested rig: hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 

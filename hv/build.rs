@@ -13,6 +13,13 @@ fn main() {
             PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
         let script = dir.join("src/arch/aarch64/linker.ld");
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+        // Position-independent executable: every absolute address in hv's
+        // data becomes an R_AARCH64_RELATIVE entry in .rela.dyn, which
+        // head.rs applies at entry for the address hv was loaded at.
+        println!("cargo:rustc-link-arg-bins=--pie");
+        println!("cargo:rustc-link-arg-bins=--no-dynamic-linker");
+        println!("cargo:rustc-link-arg-bins=-z");
+        println!("cargo:rustc-link-arg-bins=notext");
     }
     // The demo default (issue 2): `hvrun build` builds guest-hello first and
     // names its flat Image here, so an hv started with no boot module still

@@ -30,8 +30,6 @@ use pv_tlb::PhysAddr;
 pub const MAX_MEMORY: usize = 8;
 /// Maximum reserved ranges (`/memreserve/` plus `/reserved-memory`); more is an error.
 pub const MAX_RESERVED: usize = 16;
-/// Maximum CPUs kept (more are ignored and counted).
-pub const MAX_CPUS: usize = 8;
 /// Maximum boot modules; more is an error.
 pub const MAX_MODULES: usize = 8;
 /// Maximum dom0less domains (`/chosen/domU*`); more is an error.
@@ -110,7 +108,8 @@ pub enum ModuleKind {
     Kernel,
     /// `multiboot,ramdisk` (also Xen's legacy `xen,linux-initrd`).
     Ramdisk,
-    /// Only the generic `multiboot,module`.
+    /// Only the generic `multiboot,module`, after the first two such
+    /// modules (which are taken as the kernel and the ramdisk, as Xen does).
     Module,
 }
 
@@ -166,6 +165,41 @@ pub struct TimerInfo {
     pub hyp_virt: Option<u32>,
 }
 
+/// Where the console's name came from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ConsoleFrom {
+    /// Nothing named one: the first `arm,pl011`, if any.
+    #[default]
+    FirstPl011,
+    /// `dtuart=` in hv's command line.
+    Dtuart,
+    /// `/chosen/stdout-path`.
+    StdoutPath,
+}
+
+/// The console device asked for ([`BootInfo::console`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ConsoleChoice<'a> {
+    /// Where the name came from.
+    pub from: ConsoleFrom,
+    /// The path or alias named (without `:options`); "" for
+    /// [`ConsoleFrom::FirstPl011`].
+    pub name: &'a str,
+    /// The named node exists and is an enabled PL011, which became the
+    /// console (else hv fell back to the first PL011).
+    pub found: bool,
+}
+
+/// The value of the last `key=` word of `cmdline` (as Xen's string_param).
+fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline
+        .split_ascii_whitespace()
+        .rev()
+        .filter_map(|w| w.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
 /// Why the DTB could not be used.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum BootInfoError {
@@ -211,18 +245,21 @@ pub struct BootInfo<'a> {
     pub memory_ignored: usize,
     /// `/memreserve/` entries and `/reserved-memory` children with a `reg`.
     pub reserved: FixedVec<MemRange, MAX_RESERVED>,
-    /// The PL011 console: `/chosen` `stdout-path`, else the first `arm,pl011`.
+    /// The PL011 console, found as Xen finds it: `dtuart=` in hv's command
+    /// line (a path or an alias, `:options` ignored), else `/chosen`
+    /// `stdout-path`; else (nothing named, or not found) the first `arm,pl011`.
     pub uart: Option<MemRange>,
+    /// Which device was asked for as the console and whether it was used.
+    pub console: ConsoleChoice<'a>,
     /// The GICv3.
     pub gic: Option<GicV3Info>,
     /// The architected timer.
     pub timer: Option<TimerInfo>,
     /// The PSCI conduit.
     pub psci: Option<PsciConduit>,
-    /// MPIDR affinity values of the CPUs (`/cpus/cpu@*` `reg`), in DTB order.
-    pub cpus: FixedVec<u64, MAX_CPUS>,
-    /// CPUs that did not fit in [`BootInfo::cpus`] (not started).
-    pub cpus_ignored: usize,
+    /// The CPUs (`/cpus/cpu@*` `reg` = MPIDR affinity), in DTB order: as
+    /// many as the DTB has (no fixed limit; read from the DTB on demand).
+    pub cpus: CpuList<'a>,
     /// hv's command line: `/chosen/xen,xen-bootargs`, else `/chosen/bootargs`, else "".
     pub cmdline: &'a str,
     /// Boot modules, in DTB order.
@@ -288,6 +325,87 @@ fn scan_tokens(dtb: &[u8], mut f: impl FnMut(bool)) -> Result<usize, BootInfoErr
         if tok == FDT_END {
             return Ok(off);
         }
+    }
+}
+
+/// Deepest node nesting hv accepts (the QEMU and firmware DTBs it boots on
+/// nest 4 levels; the `fdt` crate and [`walk`] recurse per level).
+const MAX_DEPTH: usize = 32;
+
+/// Check everything the `fdt` crate takes for granted, so that none of its
+/// lookups can panic on a malformed blob (it `expect`s well-formed input):
+/// the header's blocks lie inside `totalsize` (itself inside the blob), the
+/// memory-reservation list ends inside the blob, the structure block is one
+/// root node with properly nested nodes (properties before children, at
+/// most [`MAX_DEPTH`] deep) followed by `FDT_END`, every node name is a
+/// NUL-terminated UTF-8 string, and every property's name offset names a
+/// NUL-terminated UTF-8 string inside the strings block. `FDT_NOP`s are
+/// allowed anywhere a token may be (the caller rejects them separately).
+fn validate(dtb: &[u8]) -> Result<(), BootInfoError> {
+    let bad = BootInfoError::NotADtb;
+    let hdr = |i: usize| be32(dtb, 4 * i).map(|v| v as usize).ok_or(bad);
+    let total = hdr(1)?;
+    let (off_struct, off_strings, off_rsv) = (hdr(2)?, hdr(3)?, hdr(4)?);
+    let (size_strings, size_struct) = (hdr(8)?, hdr(9)?);
+    if total > dtb.len() || total < 40 {
+        return Err(bad);
+    }
+    let within = |off: usize, size: usize| off.checked_add(size).is_some_and(|e| e <= total);
+    if !within(off_struct, size_struct) || !within(off_strings, size_strings) {
+        return Err(bad);
+    }
+    // Memory reservations: 16-byte entries up to an all-zero one.
+    let mut at = off_rsv;
+    loop {
+        if !within(at, 16) {
+            return Err(bad);
+        }
+        if dtb[at..at + 16].iter().all(|&b| b == 0) {
+            break;
+        }
+        at += 16;
+    }
+    let strings = &dtb[off_strings..off_strings + size_strings];
+    let cstr_ok = |b: &[u8]| {
+        b.iter()
+            .position(|&c| c == 0)
+            .is_some_and(|n| core::str::from_utf8(&b[..n]).is_ok())
+    };
+    let end = off_struct + size_struct;
+    let mut at = off_struct;
+    // Depth of open nodes; whether the innermost one has had a child yet.
+    let mut depth = 0usize;
+    let mut had_child = [false; MAX_DEPTH + 1];
+    let mut seen_root = false;
+    loop {
+        let (tok, len) = token_at(dtb, at, end)?;
+        match tok {
+            FDT_BEGIN_NODE => {
+                if (depth == 0 && seen_root) || depth == MAX_DEPTH || !cstr_ok(&dtb[at + 4..end]) {
+                    return Err(bad);
+                }
+                had_child[depth] = true;
+                depth += 1;
+                had_child[depth] = false;
+                seen_root = true;
+            }
+            FDT_END_NODE => depth = depth.checked_sub(1).ok_or(bad)?,
+            FDT_PROP => {
+                let nameoff = be32(dtb, at + 8).ok_or(bad)? as usize;
+                if depth == 0 || had_child[depth] || !cstr_ok(strings.get(nameoff..).ok_or(bad)?) {
+                    return Err(bad);
+                }
+            }
+            FDT_END => {
+                return if depth == 0 && seen_root {
+                    Ok(())
+                } else {
+                    Err(bad)
+                };
+            }
+            _ => {} // FDT_NOP
+        }
+        at += len;
     }
 }
 
@@ -422,6 +540,57 @@ fn is_disabled(node: FdtNode<'_, '_>) -> bool {
     matches!(str_prop(node, "status"), Some(s) if s != "okay" && s != "ok")
 }
 
+/// The enabled `/cpus` children with `device_type = "cpu"` and a `reg`:
+/// their MPIDR affinity values (or the error of an undecodable `reg`).
+fn cpu_mpidrs<'f>(fdt: &'f Fdt<'_>) -> impl Iterator<Item = Result<u64, BootInfoError>> + 'f {
+    fdt.find_node("/cpus")
+        .into_iter()
+        .flat_map(|cpus| cpus.children())
+        .filter(|cpu| str_prop(*cpu, "device_type") == Some("cpu") && !is_disabled(*cpu))
+        .filter_map(|cpu| cpu.property("reg"))
+        .map(|reg| cells(reg.value).ok_or(BootInfoError::BadReg("cpu")))
+}
+
+/// The DTB's CPUs: a count and their MPIDRs read back from the DTB, so that
+/// [`BootInfo`] stays a small fixed-size value however many CPUs there are.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuList<'a> {
+    dtb: &'a [u8],
+    count: usize,
+}
+
+impl CpuList<'_> {
+    /// Number of CPUs.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.count
+    }
+    /// True if the DTB lists no CPU.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    /// Their MPIDR affinity values, in DTB order ([`BootInfo::parse`] checked
+    /// every `reg`, so none is skipped).
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        // CPU i is found by walking /cpus again (the iterator cannot own the
+        // parsed tree its nodes borrow): quadratic, but a DTB walk of a few
+        // hundred nodes once at boot. The blob parsed once already, so an
+        // error here cannot happen and would only end the iteration.
+        (0..self.count).map_while(|i| {
+            let fdt = Fdt::new(self.dtb).ok()?;
+            let m = cpu_mpidrs(&fdt).nth(i)?.ok();
+            m
+        })
+    }
+}
+
+impl PartialEq for CpuList<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.count == other.count && self.iter().eq(other.iter())
+    }
+}
+
 impl<'a> BootInfo<'a> {
     /// Parse the flattened device tree `dtb`.
     ///
@@ -431,23 +600,24 @@ impl<'a> BootInfo<'a> {
     /// `reg` hv needs but cannot decode, [`BootInfoError::TooMany`] when reserved
     /// ranges or boot modules exceed hv's fixed capacity.
     pub fn parse(dtb: &'a [u8]) -> Result<BootInfo<'a>, BootInfoError> {
-        let fdt = Fdt::new(dtb).map_err(|_| BootInfoError::NotADtb)?;
         let mut nops = 0;
         scan_tokens(dtb, |nop| nops += usize::from(nop))?;
         if nops != 0 {
             return Err(BootInfoError::HasNops);
         }
+        validate(dtb)?;
+        let fdt = Fdt::new(dtb).map_err(|_| BootInfoError::NotADtb)?;
         let mut info = BootInfo {
             dtb_size: fdt.total_size(),
             memory: FixedVec::default(),
             memory_ignored: 0,
             reserved: FixedVec::default(),
             uart: None,
+            console: ConsoleChoice::default(),
             gic: None,
             timer: None,
             psci: None,
-            cpus: FixedVec::default(),
-            cpus_ignored: 0,
+            cpus: CpuList { dtb, count: 0 },
             cmdline: "",
             modules: FixedVec::default(),
             domus: FixedVec::default(),
@@ -480,21 +650,9 @@ impl<'a> BootInfo<'a> {
             }
         }
 
-        if let Some(cpus) = fdt.find_node("/cpus") {
-            for cpu in cpus.children() {
-                if str_prop(cpu, "device_type") != Some("cpu") || is_disabled(cpu) {
-                    continue;
-                }
-                let Some(reg) = cpu.property("reg") else {
-                    continue;
-                };
-                let Some(mpidr) = cells(reg.value) else {
-                    return Err(BootInfoError::BadReg("cpu"));
-                };
-                if info.cpus.push(mpidr).is_err() {
-                    info.cpus_ignored += 1;
-                }
-            }
+        for mpidr in cpu_mpidrs(&fdt) {
+            mpidr?;
+            info.cpus.count += 1;
         }
 
         if let Some(psci) = fdt.find_node("/psci") {
@@ -506,16 +664,26 @@ impl<'a> BootInfo<'a> {
         }
 
         let chosen = fdt.find_node("/chosen");
-        let mut stdout: Option<&str> = None;
         if let Some(chosen) = chosen {
             info.cmdline = str_prop(chosen, "xen,xen-bootargs")
                 .or_else(|| str_prop(chosen, "bootargs"))
                 .unwrap_or("");
-            if let Some(path) = str_prop(chosen, "stdout-path") {
-                let path = path.split(':').next().unwrap_or(path);
-                stdout = fdt.find_node(path).map(|n| n.name);
+            // Xen (drivers/char/dt-uart.c): dtuart=path-or-alias[:options],
+            // else stdout-path in the same form.
+            let named = match cmdline_value(info.cmdline, "dtuart") {
+                Some(v) => Some((ConsoleFrom::Dtuart, v)),
+                None => str_prop(chosen, "stdout-path").map(|v| (ConsoleFrom::StdoutPath, v)),
+            };
+            if let Some((from, v)) = named {
+                let name = v.split(':').next().unwrap_or(v);
+                info.console = ConsoleChoice {
+                    from,
+                    name,
+                    found: false,
+                };
             }
             let chosen_cells = child_cells(chosen, root_cells);
+            let mut kind_guess = 0;
             for m in chosen.children() {
                 if has_compatible(m, "xen,domain") {
                     let d = domu_node(m, chosen_cells)?;
@@ -533,7 +701,15 @@ impl<'a> BootInfo<'a> {
                 {
                     ModuleKind::Ramdisk
                 } else if has_compatible(m, "multiboot,module") {
-                    ModuleKind::Module
+                    // Xen (bootfdt.c, process_multiboot_node): the first two
+                    // modules of no specific kind are the kernel and the
+                    // ramdisk; GRUB's xen_module writes only this compatible.
+                    kind_guess += 1;
+                    match kind_guess {
+                        1 => ModuleKind::Kernel,
+                        2 => ModuleKind::Ramdisk,
+                        _ => ModuleKind::Module,
+                    }
                 } else {
                     continue;
                 };
@@ -549,6 +725,20 @@ impl<'a> BootInfo<'a> {
             }
         }
 
+        // The named console node, identified by where its `reg` lies in the
+        // blob (names are not unique); a path starting with '/' is a path,
+        // anything else an alias (fdt's find_node resolves /aliases).
+        let name = info.console.name;
+        let console_reg = if name.starts_with('/') {
+            fdt.find_node(name)
+        } else if name.is_empty() {
+            None
+        } else {
+            fdt.aliases().and_then(|a| a.resolve_node(name))
+        }
+        .filter(|n| has_compatible(*n, "arm,pl011") && !is_disabled(*n))
+        .and_then(|n| n.property("reg"))
+        .map(|p| p.value.as_ptr());
         let mut first_pl011 = None;
         walk(root, ROOT_DEFAULT_CELLS, 0, &mut |node, cells_of_parent| {
             if is_disabled(node) {
@@ -563,8 +753,10 @@ impl<'a> BootInfo<'a> {
                 }
             } else if has_compatible(node, "arm,pl011") {
                 let r = first_reg(node, cells_of_parent, "pl011")?;
-                if stdout == Some(node.name) {
+                let reg = node.property("reg").map(|p| p.value.as_ptr());
+                if reg.is_some() && reg == console_reg {
                     info.uart = Some(r);
+                    info.console.found = true;
                 } else if first_pl011.is_none() {
                     first_pl011 = Some(r);
                 }
@@ -671,18 +863,15 @@ fn timer_info(node: FdtNode<'_, '_>) -> Option<TimerInfo> {
         let ty = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
         let num = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
         // GIC binding: type 0 = SPI (INTID 32 + n), 1 = PPI (INTID 16 + n).
-        if ty == 1 {
-            16 + num
-        } else {
-            32 + num
-        }
+        // An interrupt number past the INTID space makes the whole node unusable.
+        num.checked_add(if ty == 1 { 16 } else { 32 })
     });
     Some(TimerInfo {
-        sec_phys: ids.next()?,
-        phys: ids.next()?,
-        virt: ids.next()?,
-        hyp_phys: ids.next()?,
-        hyp_virt: ids.next(),
+        sec_phys: ids.next()??,
+        phys: ids.next()??,
+        virt: ids.next()??,
+        hyp_phys: ids.next()??,
+        hyp_virt: ids.next().flatten(),
     })
 }
 
@@ -721,7 +910,7 @@ mod tests {
             })
         );
         assert_eq!(b.psci, Some(PsciConduit::Smc));
-        assert_eq!(b.cpus.as_slice(), [0, 1]);
+        assert_eq!(b.cpus.iter().collect::<alloc::vec::Vec<_>>(), [0, 1]);
         assert_eq!(b.cmdline, "");
         assert!(b.modules().is_empty());
         assert_eq!(b.root_compatible, b"linux,dummy-virt\0");
@@ -750,10 +939,12 @@ mod tests {
                     kind: ModuleKind::Ramdisk,
                     bootargs: None,
                 },
+                // Only "multiboot,module": Xen's guess makes the first such
+                // module a kernel.
                 BootModule {
                     pa: PhysAddr(0x4720_0000),
                     size: 0x3000,
-                    kind: ModuleKind::Module,
+                    kind: ModuleKind::Kernel,
                     bootargs: None,
                 },
             ]
@@ -783,7 +974,7 @@ mod tests {
         assert_eq!(removed, 54, "QEMU 10.0.2 leaves 54 NOP tokens in this DTB");
         assert_eq!(strip_nops(&mut blob).unwrap(), 0);
         let b = BootInfo::parse(&blob).unwrap();
-        assert_eq!(b.cpus.as_slice(), [0, 1]);
+        assert_eq!(b.cpus.iter().collect::<alloc::vec::Vec<_>>(), [0, 1]);
         assert_eq!(
             b.cmdline,
             "loglvl=debug tlb=targeted nested=off console=dtuart"
@@ -810,6 +1001,112 @@ mod tests {
         for len in 0..64 {
             assert!(BootInfo::parse(&VIRT[..len]).is_err());
         }
+    }
+
+    /// Offsets of the structure block's `FDT_PROP` tokens (a NOP-free DTB).
+    fn prop_tokens(dtb: &[u8]) -> alloc::vec::Vec<usize> {
+        let mut at = be32(dtb, 8).unwrap() as usize;
+        let end = at + be32(dtb, 36).unwrap() as usize;
+        let mut out = alloc::vec::Vec::new();
+        loop {
+            let (tok, len) = token_at(dtb, at, end).unwrap();
+            if tok == FDT_PROP {
+                out.push(at);
+            }
+            if tok == FDT_END {
+                return out;
+            }
+            at += len;
+        }
+    }
+
+    // Found by the bootinfo fuzz target (hv/fuzz): the `fdt` crate panics on
+    // property names it cannot read; hv must reject such a blob first.
+    #[test]
+    fn malformed_property_names_are_an_error_not_a_panic() {
+        let strings = be32(VIRT, 12).unwrap() as usize;
+        let size_strings = be32(VIRT, 32).unwrap();
+        for at in prop_tokens(VIRT) {
+            // A name offset past the strings block.
+            let mut b = VIRT.to_vec();
+            b[at + 8..at + 12].copy_from_slice(&size_strings.to_be_bytes());
+            assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+            // A name that is not UTF-8.
+            let mut b = VIRT.to_vec();
+            let nameoff = be32(VIRT, at + 8).unwrap() as usize;
+            b[strings + nameoff] = 0xff;
+            assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+        }
+        // The strings block's last NUL gone: the last name runs off its end.
+        let mut b = VIRT.to_vec();
+        b[strings + size_strings as usize - 1] = b'x';
+        assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+    }
+
+    #[test]
+    fn malformed_structure_is_an_error_not_a_panic() {
+        let off = be32(VIRT, 8).unwrap() as usize;
+        let size = be32(VIRT, 36).unwrap() as usize;
+        // FDT_END right after the root's BEGIN_NODE: an unclosed root.
+        let mut b = VIRT.to_vec();
+        let first = prop_tokens(VIRT)[0];
+        b[first..first + 4].copy_from_slice(&FDT_END.to_be_bytes());
+        assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+        // FDT_END in place of the root's END_NODE (the root never closes).
+        let mut b = VIRT.to_vec();
+        let last_end = off + size - 8;
+        assert_eq!(be32(&b, last_end), Some(FDT_END_NODE));
+        b[last_end..last_end + 4].copy_from_slice(&FDT_END.to_be_bytes());
+        assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+        // A memory-reservation list that never ends inside the blob.
+        let mut b = VIRT.to_vec();
+        let rsv = be32(VIRT, 16).unwrap() as usize;
+        b[rsv..off].fill(0xff);
+        b[16..20].copy_from_slice(&(off as u32).to_be_bytes());
+        assert!(BootInfo::parse(&b).is_err());
+        // A structure block past totalsize.
+        let mut b = VIRT.to_vec();
+        let past = be32(VIRT, 4).unwrap() - off as u32 + 4;
+        b[36..40].copy_from_slice(&past.to_be_bytes());
+        assert_eq!(BootInfo::parse(&b).unwrap_err(), BootInfoError::NotADtb);
+        // Nodes nested deeper than hv walks: rejected, no stack overflow.
+        let mut w = crate::domain::dtb::FdtWriter::new();
+        w.begin_node("");
+        for _ in 0..MAX_DEPTH {
+            w.begin_node("n");
+        }
+        for _ in 0..=MAX_DEPTH {
+            w.end_node();
+        }
+        assert_eq!(
+            BootInfo::parse(&w.finish()).unwrap_err(),
+            BootInfoError::NotADtb
+        );
+    }
+
+    // Found by the bootinfo fuzz target: `16 + num` overflowed on a timer
+    // interrupt number near u32::MAX.
+    #[test]
+    fn timer_interrupt_numbers_past_the_intid_space_are_ignored() {
+        let mut w = crate::domain::dtb::FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x1000_0000]);
+        w.end_node();
+        w.begin_node("timer");
+        w.prop("compatible", b"arm,armv8-timer\0");
+        w.prop_u32s(
+            "interrupts",
+            &[1, 13, 4, 1, 14, 4, 1, u32::MAX, 4, 0, u32::MAX - 16, 4],
+        );
+        w.end_node();
+        w.end_node();
+        let dtb = w.finish();
+        let info = BootInfo::parse(&dtb).unwrap();
+        assert_eq!(info.timer, None);
     }
 
     #[test]
@@ -895,5 +1192,184 @@ mod tests {
             BootInfo::parse(&blob).err(),
             Some(BootInfoError::BadReg("domU without a multiboot,kernel"))
         );
+    }
+
+    /// A DTB with `n` CPUs numbered as QEMU virt does with GICv3 (Aff0 =
+    /// i % 16, Aff1 = i / 16), CPU `disabled` with `status = "disabled"`.
+    fn many_cpus(n: u32, disabled: u32) -> alloc::vec::Vec<u8> {
+        use crate::domain::dtb::FdtWriter;
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+        w.end_node();
+        w.begin_node("cpus");
+        w.prop_u32s("#address-cells", &[1]);
+        w.prop_u32s("#size-cells", &[0]);
+        for i in 0..n {
+            let mpidr = ((i / 16) << 8) | (i % 16);
+            w.begin_node(&alloc::format!("cpu@{mpidr:x}"));
+            w.prop_str("device_type", "cpu");
+            w.prop_u32s("reg", &[mpidr]);
+            if i == disabled {
+                w.prop_str("status", "disabled");
+            }
+            w.end_node();
+        }
+        w.end_node();
+        w.end_node();
+        w.finish()
+    }
+
+    #[test]
+    fn every_dtb_cpu_is_kept() {
+        // More CPUs than the old fixed limit (8), across two affinity levels.
+        let blob = many_cpus(40, 3);
+        let b = BootInfo::parse(&blob).unwrap();
+        assert_eq!(b.cpus.len(), 39);
+        let got: alloc::vec::Vec<u64> = b.cpus.iter().collect();
+        let want: alloc::vec::Vec<u64> = (0..40u64)
+            .filter(|&i| i != 3)
+            .map(|i| ((i / 16) << 8) | (i % 16))
+            .collect();
+        assert_eq!(got, want);
+        let blob = many_cpus(512, 1000);
+        assert_eq!(BootInfo::parse(&blob).unwrap().cpus.iter().count(), 512);
+    }
+
+    /// Two PL011s with the same node name under different buses (so only
+    /// their `reg` tells them apart), aliases serial0/serial1, and the given
+    /// `stdout-path` and command line.
+    fn two_uarts(stdout: Option<&str>, cmdline: Option<&str>) -> alloc::vec::Vec<u8> {
+        use crate::domain::dtb::FdtWriter;
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+        w.end_node();
+        for (bus, base) in [("bus1", 0x0900_0000u32), ("bus2", 0x0904_0000)] {
+            w.begin_node(bus);
+            w.prop_u32s("#address-cells", &[1]);
+            w.prop_u32s("#size-cells", &[1]);
+            w.begin_node("pl011@1000");
+            w.prop("compatible", b"arm,pl011\0arm,primecell\0");
+            w.prop_u32s("reg", &[base, 0x1000]);
+            w.end_node();
+            w.end_node();
+        }
+        w.begin_node("aliases");
+        w.prop_str("serial0", "/bus1/pl011@1000");
+        w.prop_str("serial1", "/bus2/pl011@1000");
+        w.end_node();
+        w.begin_node("chosen");
+        if let Some(s) = stdout {
+            w.prop_str("stdout-path", s);
+        }
+        if let Some(c) = cmdline {
+            w.prop_str("xen,xen-bootargs", c);
+        }
+        w.end_node();
+        w.end_node();
+        w.finish()
+    }
+
+    #[test]
+    fn console_found_as_xen_finds_it() {
+        const FIRST: u64 = 0x0900_0000;
+        const SECOND: u64 = 0x0904_0000;
+        let pick = |stdout, cmdline| {
+            let blob = two_uarts(stdout, cmdline);
+            let b = BootInfo::parse(&blob).unwrap();
+            let c = b.console;
+            (
+                b.uart.map(|u| u.base.raw()),
+                c.from,
+                alloc::string::String::from(c.name),
+                c.found,
+            )
+        };
+        use ConsoleFrom::*;
+        // Nothing named: the first PL011.
+        assert_eq!(
+            pick(None, None),
+            (Some(FIRST), FirstPl011, "".into(), false)
+        );
+        // stdout-path as a full path (with options) to the second of two
+        // same-named nodes: its reg, not the first node of that name.
+        assert_eq!(
+            pick(Some("/bus2/pl011@1000:115200n8"), None),
+            (Some(SECOND), StdoutPath, "/bus2/pl011@1000".into(), true)
+        );
+        // stdout-path as an alias.
+        assert_eq!(
+            pick(Some("serial1"), None),
+            (Some(SECOND), StdoutPath, "serial1".into(), true)
+        );
+        // dtuart= wins over stdout-path, as an alias or a path; the last one counts.
+        assert_eq!(
+            pick(Some("serial1"), Some("loglvl=info dtuart=serial0")),
+            (Some(FIRST), Dtuart, "serial0".into(), true)
+        );
+        assert_eq!(
+            pick(
+                Some("serial0"),
+                Some("dtuart=serial0 dtuart=/bus2/pl011@1000:115200n8")
+            ),
+            (Some(SECOND), Dtuart, "/bus2/pl011@1000".into(), true)
+        );
+        // A name that matches nothing: hv falls back to the first PL011 and says so.
+        assert_eq!(
+            pick(Some("serial1"), Some("dtuart=serial7")),
+            (Some(FIRST), Dtuart, "serial7".into(), false)
+        );
+        assert_eq!(
+            pick(Some("/nowhere"), None),
+            (Some(FIRST), StdoutPath, "/nowhere".into(), false)
+        );
+    }
+
+    /// GRUB's `xen_module` writes `compatible = "multiboot,module"` only:
+    /// as Xen, the first such module is the kernel, the second the ramdisk.
+    #[test]
+    fn generic_modules_are_kernel_then_ramdisk_as_grub_writes_them() {
+        use crate::domain::dtb::FdtWriter;
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+        w.end_node();
+        w.begin_node("chosen");
+        w.prop_str("xen,xen-bootargs", "loglvl=info");
+        for (i, a) in [0x7c00_0000u32, 0x7d00_0000, 0x7e00_0000]
+            .iter()
+            .enumerate()
+        {
+            w.begin_node(&alloc::format!("module@{a:x}"));
+            w.prop("compatible", b"multiboot,module\0");
+            w.prop_u32s("reg", &[0, *a, 0, 0x1000]);
+            if i == 0 {
+                w.prop_str("bootargs", "console=hvc0");
+            }
+            w.end_node();
+        }
+        w.end_node();
+        w.end_node();
+        let blob = w.finish();
+        let b = BootInfo::parse(&blob).unwrap();
+        let kinds: alloc::vec::Vec<_> = b.modules().iter().map(|m| m.kind).collect();
+        assert_eq!(
+            kinds,
+            [ModuleKind::Kernel, ModuleKind::Ramdisk, ModuleKind::Module]
+        );
+        assert_eq!(b.modules()[0].bootargs, Some("console=hvc0"));
     }
 }

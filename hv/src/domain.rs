@@ -20,6 +20,25 @@ use crate::xen::console::ConsoleLine;
 pub const GUEST_RAM0_BASE: u64 = 0x4000_0000;
 /// Size of guest RAM bank 0 (Xen's `GUEST_RAM0_SIZE`: 3 GiB).
 pub const GUEST_RAM0_SIZE: u64 = 0xc000_0000;
+/// Start of guest RAM bank 1 (Xen's `GUEST_RAM1_BASE`): RAM beyond bank 0's
+/// 3 GiB continues here.
+pub const GUEST_RAM1_BASE: u64 = 0x02_0000_0000;
+/// Size of guest RAM bank 1 (Xen's `GUEST_RAM1_SIZE`: 1016 GiB).
+pub const GUEST_RAM1_SIZE: u64 = 0xfe_0000_0000;
+
+/// The guest RAM banks `(IPA, bytes)` of a domain with `ram_bytes` of RAM,
+/// as Xen lays a domU out (public/arch-arm.h `GUEST_RAM_BANK_BASES`): bank 0
+/// first, the rest in bank 1 (empty when it all fits bank 0).
+#[must_use]
+pub const fn ram_banks(ram_bytes: u64) -> [(u64, u64); 2] {
+    let b0 = if ram_bytes < GUEST_RAM0_SIZE {
+        ram_bytes
+    } else {
+        GUEST_RAM0_SIZE
+    };
+    [(GUEST_RAM0_BASE, b0), (GUEST_RAM1_BASE, ram_bytes - b0)]
+}
+
 /// RAM a domain gets unless told otherwise.
 pub const DEFAULT_RAM_BYTES: u64 = 16 << 20;
 /// Smallest RAM hv builds a domain with.
@@ -38,6 +57,12 @@ pub trait FrameSource {
 /// A domain id (`d<N>` in logs; 0 is reserved for a control domain).
 pub type DomId = u16;
 
+/// The most domains hv holds at once (built at boot and by `createdomain`,
+/// ended ones included until destroyed). Xen's bound is its domid space
+/// (`DOMID_FIRST_RESERVED`, 0x7ff0) and memory; hv's is lower and fixed so
+/// that a control domain cannot make hv's domain list grow without end.
+pub const MAX_DOMAINS: usize = 1024;
+
 /// Why building a domain failed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum DomainError {
@@ -48,6 +73,16 @@ pub enum DomainError {
         /// Bytes requested.
         bytes: u64,
     },
+    /// hv's heap cannot hold the domain's bookkeeping (a physmap record per
+    /// page of RAM) above its reserve ([`crate::mm::heap`]).
+    HeapFull {
+        /// Bytes of RAM requested.
+        bytes: u64,
+        /// Heap bytes the domain would need.
+        need: usize,
+    },
+    /// hv holds [`MAX_DOMAINS`] domains already.
+    TooManyDomains,
     /// The requested RAM size is unusable (too small, not page-multiple, above bank 0).
     BadRamSize {
         /// Bytes requested.
@@ -80,6 +115,11 @@ impl fmt::Display for DomainError {
             DomainError::OutOfMemory { bytes } => {
                 write!(f, "out of memory for {bytes:#x} bytes of RAM")
             }
+            DomainError::HeapFull { bytes, need } => write!(
+                f,
+                "hv's heap has no room for the records of {bytes:#x} bytes of RAM ({need} bytes)"
+            ),
+            DomainError::TooManyDomains => write!(f, "hv holds {MAX_DOMAINS} domains already"),
             DomainError::BadRamSize { bytes } => write!(f, "unusable RAM size {bytes:#x}"),
             DomainError::Stage2(e) => write!(f, "stage-2: {e}"),
             DomainError::KernelTooBig { needed, ram } => {
@@ -309,9 +349,11 @@ impl Domain {
         mem: &mut M,
         pool: &mut FrameTable,
     ) -> Result<Domain, DomainError> {
+        let [_, (b1, b1_size)] = ram_banks(ram_bytes);
         if ram_bytes < MIN_RAM_BYTES
             || !ram_bytes.is_multiple_of(PAGE_SIZE)
-            || ram_bytes > GUEST_RAM0_SIZE
+            || ram_bytes > GUEST_RAM0_SIZE + GUEST_RAM1_SIZE
+            || (b1_size > 0 && b1 + b1_size > 1u64 << ipa_bits.min(63))
         {
             return Err(DomainError::BadRamSize { bytes: ram_bytes });
         }
@@ -384,14 +426,31 @@ impl Domain {
         mem: &mut M,
         pool: &mut FrameTable,
     ) -> Result<(), DomainError> {
-        const BLOCK_ORDER: u32 = 9;
-        const BLOCK: u64 = 1 << BLOCK_ORDER;
         let oom = DomainError::OutOfMemory {
             bytes: self.ram_bytes,
         };
-        let mut left = self.ram_bytes / PAGE_SIZE;
-        let mut gfn = GUEST_RAM0_BASE / PAGE_SIZE;
+        for (base, bytes) in ram_banks(self.ram_bytes) {
+            self.populate_bank(mem, pool, base / PAGE_SIZE, bytes / PAGE_SIZE, oom)?;
+        }
+        Ok(())
+    }
+
+    fn populate_bank<M: PhysMem + TableMem>(
+        &mut self,
+        mem: &mut M,
+        pool: &mut FrameTable,
+        first_gfn: u64,
+        pages: u64,
+        oom: DomainError,
+    ) -> Result<(), DomainError> {
+        const BLOCK_ORDER: u32 = 9;
+        const BLOCK: u64 = 1 << BLOCK_ORDER;
+        let mut left = pages;
+        let mut gfn = first_gfn;
         while left > 0 {
+            // The chunk list grows fallibly (one entry per run of contiguous
+            // frames: a fragmented pool cannot make hv's heap overflow).
+            self.ram.try_reserve(1).map_err(|_| oom)?;
             let (pa, pages) = match (left >= BLOCK)
                 .then(|| pool.alloc(self.id, BLOCK_ORDER).ok())
                 .flatten()
@@ -413,11 +472,16 @@ impl Domain {
                 }
                 return Err(DomainError::Stage2(e));
             }
-            self.ram.push(RamChunk {
-                ipa: Ipa::from_page_number(gfn),
-                pa,
-                pages,
-            });
+            let ipa = Ipa::from_page_number(gfn);
+            match self.ram.last_mut() {
+                Some(c)
+                    if c.ipa.0 + c.pages * PAGE_SIZE == ipa.0
+                        && c.pa.0 + c.pages * PAGE_SIZE == pa.0 =>
+                {
+                    c.pages += pages;
+                }
+                _ => self.ram.push(RamChunk { ipa, pa, pages }),
+            }
             gfn += pages;
             left -= pages;
         }
@@ -478,11 +542,9 @@ impl Domain {
         };
         let span = size.max(image_size);
         let needed = offset.saturating_add(span);
-        if needed > self.ram_bytes {
-            return Err(DomainError::KernelTooBig {
-                needed,
-                ram: self.ram_bytes,
-            });
+        let bank0 = ram_banks(self.ram_bytes)[0].1;
+        if needed > bank0 {
+            return Err(DomainError::KernelTooBig { needed, ram: bank0 });
         }
         let load = Ipa(GUEST_RAM0_BASE + offset);
         self.copy_in(mem, load, size, image)?;
@@ -508,8 +570,10 @@ impl Domain {
         bootargs: Option<&str>,
         ramdisk: Option<(u64, ImageReader<'_, M>)>,
     ) -> Result<Ipa, DomainError> {
-        let ram_end = GUEST_RAM0_BASE + self.ram_bytes;
-        let dtb_ipa = if self.ram_bytes >= 4 << 20 {
+        // At the top of bank 0 (below 4 GiB, as Xen keeps them).
+        let bank0 = ram_banks(self.ram_bytes)[0].1;
+        let ram_end = GUEST_RAM0_BASE + bank0;
+        let dtb_ipa = if bank0 >= 4 << 20 {
             ram_end - (2 << 20)
         } else {
             ram_end - (64 << 10)
@@ -584,10 +648,12 @@ impl Domain {
         &self.ram
     }
 
-    /// `IPA` is inside this domain's RAM.
+    /// `IPA` is inside this domain's RAM (either bank).
     #[must_use]
     pub fn is_ram(&self, ipa: Ipa) -> bool {
-        ipa.0 >= GUEST_RAM0_BASE && ipa.0 - GUEST_RAM0_BASE < self.ram_bytes
+        ram_banks(self.ram_bytes)
+            .iter()
+            .any(|&(base, size)| ipa.0 >= base && ipa.0 - base < size)
     }
 
     /// `VTTBR_EL2`/`VTCR_EL2` for this domain (the arch layer adds PS, VS and RES1 bits to VTCR).
@@ -701,6 +767,7 @@ mod tests {
         let mut d = create_in(&mut mem, &mut pool, &mut vmids, 1, 4 << 20).unwrap();
         assert_eq!(pool.free_frames(), 0x3000 - 1024);
         assert_eq!(d.ram()[0].ipa, Ipa(GUEST_RAM0_BASE));
+        assert_eq!(d.ram().iter().map(|c| c.pages).sum::<u64>(), 1024);
         // An Image with text_offset 0x80000.
         let mut image = alloc::vec![0u8; 0x2345];
         image[8..16].copy_from_slice(&0x8_0000u64.to_le_bytes());
@@ -873,6 +940,57 @@ mod tests {
         );
         // The failed first attempt used VMID 1: round-robin continues after it.
         assert_eq!(ds.iter().map(|d| d.vmid().0).collect::<Vec<_>>(), [2, 3, 1]);
+    }
+
+    /// Issue 9 finding 12: RAM beyond bank 0's 3 GiB continues in bank 1
+    /// (Xen's guest layout), so a domain is limited by the machine, not by
+    /// bank 0: 4 GiB is not a bad size (here the 1 MiB pool cannot hold it).
+    #[test]
+    fn ram_beyond_3_gib_goes_to_bank_1() {
+        assert_eq!(
+            ram_banks(2 << 30),
+            [(GUEST_RAM0_BASE, 2 << 30), (GUEST_RAM1_BASE, 0)]
+        );
+        assert_eq!(
+            ram_banks(5 << 30),
+            [(GUEST_RAM0_BASE, 3 << 30), (GUEST_RAM1_BASE, 2 << 30)]
+        );
+        let mut mem = FakeMem::new(0x8000_0000, 0x20_0000);
+        let mut pool = FrameTable::new(PhysAddr(0x8000_0000), 256);
+        let mut vmids = VmidAllocator::new(2);
+        let mut create = |bytes, ipa_bits| {
+            Domain::create(1, bytes, ipa_bits, &mut vmids, &mut mem, &mut pool).err()
+        };
+        assert_eq!(
+            create(4 << 30, 40),
+            Some(DomainError::OutOfMemory { bytes: 4 << 30 })
+        );
+        assert_eq!(
+            create(4 << 30, 33),
+            Some(DomainError::BadRamSize { bytes: 4 << 30 }),
+            "bank 1 (8 GiB up) is outside a 33-bit IPA space"
+        );
+        let too_big = GUEST_RAM0_SIZE + GUEST_RAM1_SIZE + PAGE_SIZE;
+        assert_eq!(
+            create(too_big, 48),
+            Some(DomainError::BadRamSize { bytes: too_big })
+        );
+        assert_eq!(pool.free_frames(), 256);
+        let d = Domain {
+            ram_bytes: 4 << 30,
+            ..create_in(
+                &mut fake_mem(),
+                &mut guest_pool(),
+                &mut VmidAllocator::new(2),
+                1,
+                1 << 20,
+            )
+            .unwrap()
+        };
+        assert!(d.is_ram(Ipa(GUEST_RAM0_BASE + (3 << 30) - 1)));
+        assert!(!d.is_ram(Ipa(GUEST_RAM0_BASE + (3 << 30))));
+        assert!(d.is_ram(Ipa(GUEST_RAM1_BASE + (1 << 30) - 1)));
+        assert!(!d.is_ram(Ipa(GUEST_RAM1_BASE + (1 << 30))));
     }
 
     /// Create with `mem` serving as table memory, physical memory and frame source.

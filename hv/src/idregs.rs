@@ -349,7 +349,9 @@ pub fn emulate(arch: &mut dyn Arch, v: &mut Vcpu, acc: &SysRegAccess) {
     };
     if !acc.read {
         WRITES.fetch_add(1, Ordering::Relaxed);
-        log::debug!(
+        crate::glog!(
+            v.domid,
+            Debug,
             "d{}v{}: {acc}: ID registers are read-only: undefined instruction",
             v.domid,
             v.id

@@ -18,6 +18,7 @@ pub mod logger;
 pub mod mm;
 pub mod options;
 pub mod psci;
+pub mod ratelimit;
 pub mod sched;
 pub mod start;
 pub mod tlb;

@@ -128,6 +128,8 @@ impl HvOptions {
                     _ => None,
                 }
                 .map(|n| opts.nested = n),
+                // The console device (Xen's dtuart=): read by bootinfo.
+                "dtuart" => Some(()),
                 "dom0_mem" => parse_xen_size(value)
                     .filter(|&b| b > 0)
                     .map(|b| opts.dom0_mem = Some(b)),

@@ -8,7 +8,9 @@
 //! vCPU that yields with nobody else waiting keeps its pCPU and is not
 //! reloaded. Exits are decoded ([`ExitReason`]) and handled here: Xen
 //! hypercalls, PSCI (SMC, or `HVC #0` as Xen's SMCCC path), undefined
-//! instruction injection, stage-2 faults (which end the domain only).
+//! instruction injection, stage-2 faults (retried when the IPA is mapped by
+//! the time hv looks under the `shared` lock, e.g. after a block split; else
+//! they end the domain only), trapped debug/PMU registers (RAZ/WI or undef).
 //!
 //! Locks: `shared` (memory, domains, VMIDs, frames, console) and `runq` are
 //! never held at the same time. No lock is held while a guest runs.
@@ -28,7 +30,7 @@ use crate::domain::{
     DomId, Domain, DomainError, EndReason, FrameSource, VmidAllocator, DEFAULT_RAM_BYTES,
 };
 use crate::options::HvOptions;
-use crate::trap::{esr_ec, ExitReason};
+use crate::trap::{debug_pmu_answer, esr_ec, ExitReason, FaultStatus, SysRegAccess, SysRegAnswer};
 use crate::vcpu::Vcpu;
 use crate::xen::memory::{MemoryOpCtx, MemoryOpResult};
 use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx};
@@ -112,12 +114,16 @@ impl<M> Shared<M> {
     }
 }
 
+/// pCPUs whose armed EL2-timer deadline [`System`] caches (not a CPU limit).
+const HV_TIMER_SLOTS: usize = 256;
+
 /// Domains, vCPUs and host memory: everything the pCPUs share.
 pub struct System<M> {
     shared: Mutex<Shared<M>>,
     runq: Mutex<crate::sched::RunQueues>,
-    /// Each pCPU's armed EL2-timer deadline (`u64::MAX`: disarmed).
-    hv_timer: [core::sync::atomic::AtomicU64; crate::bootinfo::MAX_CPUS],
+    /// Each pCPU's armed EL2-timer deadline (`u64::MAX`: disarmed), a cache
+    /// that saves redundant timer writes; a pCPU beyond it writes every time.
+    hv_timer: [core::sync::atomic::AtomicU64; HV_TIMER_SLOTS],
     live_domains: AtomicUsize,
     ipa_bits: u8,
     next_domid: AtomicUsize,
@@ -239,8 +245,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 sink,
             }),
             runq: Mutex::new(crate::sched::RunQueues::new(1, 1)),
-            hv_timer: [const { core::sync::atomic::AtomicU64::new(u64::MAX) };
-                crate::bootinfo::MAX_CPUS],
+            hv_timer: [const { core::sync::atomic::AtomicU64::new(u64::MAX) }; HV_TIMER_SLOTS],
             live_domains: AtomicUsize::new(0),
             ipa_bits,
             next_domid: AtomicUsize::new(1),
@@ -268,6 +273,22 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     ) -> Result<DomId, DomainError> {
         let ram_bytes = spec.ram_bytes;
         let mut sh = self.shared.lock();
+        // Everything a domain of this size takes is checked before anything
+        // is taken: frames for its RAM and hv's Xen pages, heap for a physmap
+        // record per page, a slot in the domain list (a domain too large for
+        // the machine gets this error, never a failed allocation).
+        let pages = (ram_bytes / PAGE_SIZE).saturating_add(xen::domu::XEN_FRAMES);
+        if pages > sh.pool.free_frames() {
+            return Err(DomainError::OutOfMemory { bytes: ram_bytes });
+        }
+        let need = crate::mm::heap::build_bytes(pages).unwrap_or(usize::MAX);
+        if !crate::mm::heap::room((self.heap_free)(), need) {
+            return Err(DomainError::HeapFull {
+                bytes: ram_bytes,
+                need,
+            });
+        }
+        reserve_domain_slot(&mut sh.domains, self.heap_free)?;
         let privileged = spec.privileged && !sh.domains.iter().any(|d| d.id == 0);
         if spec.privileged && !privileged {
             log::warn!("a control domain (d0) exists already: this one is unprivileged");
@@ -495,6 +516,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             e.console.flush(e.id, sink.as_mut());
         }
         let id = e.id;
+        // Its log rate limit starts afresh for the next domain with this id.
+        crate::ratelimit::forget(id);
         if e.from_domctl {
             // A toolstack-built domain stays (shut down) until destroydomain.
             sink.hv_line(format_args!("d{id} ended ({why})"));
@@ -510,6 +533,11 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 crate::idregs::READS.load(Ordering::Relaxed),
                 crate::idregs::WRITES.load(Ordering::Relaxed),
                 crate::idregs::SVE_SME_TRAPS.load(Ordering::Relaxed)
+            ));
+            sink.hv_line(format_args!(
+                "debug-pmu: raz_wi={} undef={}",
+                DEBUG_PMU_TRAPS[0].load(Ordering::Relaxed),
+                DEBUG_PMU_TRAPS[1].load(Ordering::Relaxed)
             ));
             let s = self.runq.lock().sched.stats;
             sink.hv_line(format_args!(
@@ -595,6 +623,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
 
     fn handle_exit(&self, arch: &mut dyn Arch, v: &mut Vcpu, raw: &RawExit) -> Next {
         let (d, n) = (v.domid, v.id);
+        crate::ratelimit::set_now_ns(xen::domu::ticks_to_ns(
+            arch.counter(),
+            arch.counter_frequency(),
+        ));
         let exit = ExitReason::decode(raw);
         if !keeps_window(&exit, v) {
             self.close_window(arch, d);
@@ -611,7 +643,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     Ok(Hypercall::Sysctl { arg }) => self.sysctl(v, arg),
                     Ok(call) => self.hypercall(arch, v, &call),
                     Err(e @ DecodeError::NotXen { .. }) => {
-                        log::warn!(
+                        crate::glog!(
+                            d,
+                            Warn,
                             "d{d}v{n}: {e} at pc {:#x}: injecting undefined instruction",
                             v.gprs.pc.wrapping_sub(4)
                         );
@@ -633,12 +667,24 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 self.psci(v)
             }
             ExitReason::DataAbortLower(a) if self.gic_mmio(arch, v, &a).is_some() => Next::Resume,
+            ExitReason::DataAbortLower(a)
+                if self.fault_resolved(v, a.ipa, a.fsc, Need::data(a.wnr)) =>
+            {
+                Next::Resume
+            }
+            ExitReason::InstrAbortLower(a)
+                if self.fault_resolved(v, a.ipa, a.fsc, Need::fetch(a.s1ptw)) =>
+            {
+                Next::Resume
+            }
             ExitReason::DataAbortLower(a) => {
                 let access = match a.access {
                     Some(s) => alloc::format!(", {} bytes via x{}", s.sas.bytes(), s.srt),
                     None => alloc::string::String::new(),
                 };
-                log::error!(
+                crate::glog!(
+                    d,
+                    Error,
                     "d{d}v{n}: stage-2 data abort at IPA {} ({}, {}{access}), ESR {:#x}, FAR {:#x}, HPFAR {:#x}, pc {:#x}, ending d{d}",
                     a.ipa,
                     a.fsc,
@@ -651,7 +697,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::Stage2Fault { ipa: a.ipa })
             }
             ExitReason::InstrAbortLower(a) => {
-                log::error!(
+                crate::glog!(
+                    d,
+                    Error,
                     "d{d}v{n}: stage-2 instruction abort at IPA {} ({}), ESR {:#x}, FAR {:#x}, HPFAR {:#x}, ending d{d}",
                     a.ipa,
                     a.fsc,
@@ -662,12 +710,18 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::Stage2Fault { ipa: a.ipa })
             }
             ExitReason::SysReg(acc) if self.sgi_trap(v, &acc).is_some() => Next::Resume,
+            ExitReason::SysReg(acc) if debug_pmu_answer(&acc, at_el0(v)).is_some() => {
+                debug_pmu(arch, v, &acc);
+                Next::Resume
+            }
             ExitReason::SysReg(acc) if crate::idregs::id_encoding(&acc).is_some() => {
                 crate::idregs::emulate(arch, v, &acc);
                 Next::Resume
             }
             ExitReason::SysReg(acc) => {
-                log::warn!(
+                crate::glog!(
+                    d,
+                    Warn,
                     "d{d}v{n}: trapped {acc} at pc {:#x}: injecting undefined instruction",
                     v.gprs.pc
                 );
@@ -679,7 +733,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             ExitReason::Wfx { wfe } => self.wfx(arch, v, wfe, raw.esr),
             ExitReason::Irq | ExitReason::Fiq => self.irq_exit(arch, v),
             ExitReason::SError => {
-                log::error!("d{d}v{n}: SError, ESR {:#x}, ending d{d}", raw.esr);
+                crate::glog!(
+                    d,
+                    Error,
+                    "d{d}v{n}: SError, ESR {:#x}, ending d{d}",
+                    raw.esr
+                );
                 Next::EndDomain(EndReason::UnhandledExit {
                     ec: esr_ec(raw.esr),
                 })
@@ -691,7 +750,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::Resume
             }
             ExitReason::Unknown { ec } => {
-                log::error!(
+                crate::glog!(
+                    d,
+                    Error,
                     "d{d}v{n}: unhandled exit EC {ec:#04x}, ESR {:#x}, pc {:#x}, ending d{d}",
                     raw.esr,
                     v.gprs.pc
@@ -699,6 +760,45 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(EndReason::UnhandledExit { ec })
             }
         }
+    }
+
+    /// A stage-2 fault on an IPA that is mapped (again) by the time hv looks:
+    /// the guest raced a change of its own p2m (a block split by
+    /// break-before-make while giving back one page, a mapping being
+    /// replaced), which another pCPU made under the `shared` lock. Taking
+    /// that lock here waits for the change to finish; if the entry now allows
+    /// the access, the vCPU retries the instruction (the PC still points at
+    /// it), as Xen's `p2m_resolve_translation_fault` (which takes the p2m
+    /// lock) and KVM's `user_mem_abort` do. Only faults a missing or changing
+    /// entry causes are retried (translation, access flag, permission); the
+    /// rest, and faults on IPAs still unmapped, go on to end the domain.
+    fn fault_resolved(&self, v: &Vcpu, ipa: pv_tlb::Ipa, fsc: FaultStatus, need: Need) -> bool {
+        if !matches!(
+            fsc,
+            FaultStatus::Translation { .. }
+                | FaultStatus::AccessFlag { .. }
+                | FaultStatus::Permission { .. }
+        ) {
+            return false;
+        }
+        let mut sh = self.shared.lock();
+        let Shared { mem, domains, .. } = &mut *sh;
+        let Some(d) = domains.iter().find(|d| d.id == v.domid) else {
+            return false;
+        };
+        let Some((_, attrs)) = d.stage2().lookup(mem, ipa) else {
+            return false;
+        };
+        let ok = attrs.read && (!need.write || attrs.write) && (!need.exec || attrs.exec);
+        if ok {
+            log::debug!(
+                "d{}v{}: stage-2 {fsc} at IPA {ipa}: mapped now, retrying (pc {:#x})",
+                v.domid,
+                v.id,
+                v.gprs.pc
+            );
+        }
+        ok
     }
 
     fn hypercall(&self, arch: &mut dyn Arch, v: &mut Vcpu, call: &Hypercall) -> Next {
@@ -711,8 +811,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             sink,
             pool,
             flush,
-            ..
+            vmids,
         } = &mut *sh;
+        // HVOP_get_resources reports system-wide state only this lock sees.
+        let resources = matches!(
+            call,
+            Hypercall::HvOp {
+                op: xen::hvop::HVOP_GET_RESOURCES,
+                ..
+            }
+        )
+        .then(|| xen::hvop::gather(domains, pool, vmids.in_use(), (self.heap_free)()));
         if let Hypercall::MemoryOp { cmd, arg } = *call {
             // The one dispatch point of memory operations (see xen::memory).
             let mut ctx = MemoryOpCtx {
@@ -751,6 +860,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 s1,
                 domains,
                 mem,
+                pool,
                 sink: sink.as_mut(),
                 irq: &mut upcalls,
             },
@@ -763,6 +873,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Action::Yield => Next::Yield,
                 Action::Block => xen_block(domains, mem, v),
                 Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
+                Action::Continuation { args, block } => continuation(domains, mem, v, args, block),
             };
         }
         let Some(e) = domains.iter_mut().find(|d| d.id == v.domid) else {
@@ -778,13 +889,19 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             line,
             sink: sink.as_mut(),
         };
-        let out = xen::dispatch(call, &mut ctx);
+        let out = match (call, resources) {
+            (Hypercall::HvOp { arg, .. }, Some(r)) => {
+                xen::Outcome::ret(xen::hvop::get_resources(arg.ipa().0, &r, &mut ctx))
+            }
+            _ => xen::dispatch(call, &mut ctx),
+        };
         v.gprs.x[0] = out.ret;
         match out.action {
             Action::Continue => Next::Resume,
             Action::Yield => Next::Yield,
             Action::Block => xen_block(domains, mem, v),
             Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
+            Action::Continuation { args, block } => continuation(domains, mem, v, args, block),
         }
     }
 
@@ -792,6 +909,100 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// call): [`crate::psci`], carried out in `start/run.rs`.
     fn psci(&self, v: &mut Vcpu) -> Next {
         self.guest_psci(v)
+    }
+}
+
+/// Make room for one more domain in `domains` before anything is built:
+/// at most [`crate::domain::MAX_DOMAINS`], and the list's growth (it doubles)
+/// plus [`crate::mm::heap::DOMAIN_BYTES`] must fit above the heap's reserve;
+/// the slot is then reserved fallibly. ~2048 `createdomain` calls once grew
+/// the list to 7 MB past a 64 KiB check and hv's heap ran out (issue 9
+/// finding 5).
+fn reserve_domain_slot(
+    domains: &mut Vec<Domain>,
+    heap_free: fn() -> usize,
+) -> Result<(), DomainError> {
+    if domains.len() >= crate::domain::MAX_DOMAINS {
+        return Err(DomainError::TooManyDomains);
+    }
+    let grow = if domains.len() == domains.capacity() {
+        // RawVec's amortized growth: twice the capacity, at least 4.
+        (domains.capacity() * 2).max(4) * core::mem::size_of::<Domain>()
+    } else {
+        0
+    };
+    let need = grow.saturating_add(crate::mm::heap::DOMAIN_BYTES);
+    if !crate::mm::heap::room(heap_free(), need) {
+        return Err(DomainError::HeapFull { bytes: 0, need });
+    }
+    domains
+        .try_reserve(1)
+        .map_err(|_| DomainError::HeapFull { bytes: 0, need })
+}
+
+/// Trapped debug/PMU register accesses answered RAZ/WI, and those answered
+/// with an undefined instruction (printed at power-off).
+pub static DEBUG_PMU_TRAPS: [core::sync::atomic::AtomicU64; 2] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 2];
+
+/// The vCPU trapped from EL0 (`SPSR_EL2.M` = EL0t).
+fn at_el0(v: &Vcpu) -> bool {
+    v.gprs.pstate & 0xf == crate::vcpu::PSR_MODE_EL0T
+}
+
+/// A trapped debug or PMU register access (`MDCR_EL2` traps them): answered
+/// as Xen does ([`debug_pmu_answer`]): RAZ/WI, or an undefined instruction.
+fn debug_pmu(arch: &mut dyn Arch, v: &mut Vcpu, acc: &SysRegAccess) {
+    match debug_pmu_answer(acc, at_el0(v)) {
+        Some(SysRegAnswer::RazWi) => {
+            DEBUG_PMU_TRAPS[0].fetch_add(1, Ordering::Relaxed);
+            if acc.read {
+                if let Some(x) = v.gprs.x.get_mut(usize::from(acc.rt)) {
+                    *x = 0;
+                }
+            }
+            v.gprs.pc = v.gprs.pc.wrapping_add(4);
+        }
+        Some(SysRegAnswer::Undef) => {
+            DEBUG_PMU_TRAPS[1].fetch_add(1, Ordering::Relaxed);
+            log::debug!(
+                "d{}v{}: {acc} (debug/PMU) at pc {:#x}: undefined instruction",
+                v.domid,
+                v.id,
+                v.gprs.pc
+            );
+            // ELR_EL2 points at the trapped instruction.
+            let elr = v.gprs.pc;
+            v.inject_undef(arch, elr);
+        }
+        None => {}
+    }
+}
+
+/// What a faulting access needed from its stage-2 entry.
+#[derive(Clone, Copy, Debug)]
+struct Need {
+    write: bool,
+    exec: bool,
+}
+
+impl Need {
+    /// A data access; `WnR` is also set for a stage-1 walk that updates a
+    /// descriptor (hardware access flag / dirty state), which needs write.
+    fn data(wnr: bool) -> Self {
+        Self {
+            write: wnr,
+            exec: false,
+        }
+    }
+
+    /// An instruction fetch (execute permission), or the stage-1 table walk
+    /// for one (`S1PTW`: a read).
+    fn fetch(s1ptw: bool) -> Self {
+        Self {
+            write: false,
+            exec: !s1ptw,
+        }
     }
 }
 
@@ -810,6 +1021,25 @@ fn keeps_window(exit: &ExitReason, v: &Vcpu) -> bool {
         && (op == memops::xen::XENMEM_REMOVE_FROM_PHYSMAP
             || op == memops::xen::XENMEM_REMOVE_FROM_PHYSMAP_BATCH
             || cmd >> memops::xen::MEMOP_EXTENT_SHIFT != 0)
+}
+
+/// A preempted hypercall (Xen's `hypercall_create_continuation` on Arm):
+/// x0..x2 = `args`, the PC back onto the `HVC` (x16 still names the call),
+/// then yield (or block) so hv's locks are free between the pieces.
+fn continuation<M: PhysMem + TableMem>(
+    domains: &[Domain],
+    mem: &M,
+    v: &mut Vcpu,
+    args: [u64; 3],
+    block: bool,
+) -> Next {
+    v.gprs.x[..3].copy_from_slice(&args);
+    v.gprs.pc = v.gprs.pc.wrapping_sub(4);
+    if block {
+        xen_block(domains, mem, v)
+    } else {
+        Next::Yield
+    }
 }
 
 /// `SCHEDOP_block`: resume at once if an event upcall or another interrupt is

@@ -364,6 +364,126 @@ impl ExitReason {
     }
 }
 
+/// How hv answers a trapped debug or PMU system-register access (the
+/// registers `MDCR_EL2.TDRA/TDOSA/TDA/TPM/TPMCR` trap, see [`mdcr_el2_guest`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SysRegAnswer {
+    /// Reads return 0, writes are ignored; the instruction is stepped over.
+    RazWi,
+    /// An undefined-instruction exception at the access.
+    Undef,
+}
+
+/// The answer for a trapped debug or PMU register access `acc` made at EL0
+/// (`el0`) or EL1, exactly as Xen's arm64 `do_sysreg` (xen/arch/arm/arm64/
+/// vsysreg.c): hv offers no self-hosted debug and no PMU (ID_AA64DFR0 hides
+/// the PMU, [`crate::idregs`]), so guests see empty registers and nothing a
+/// domain writes reaches the hardware another domain reads (issue 9
+/// finding 8). `None` for any other register.
+///
+/// - RAZ/WI from EL1, undefined from EL0 (Xen's `handle_raz_wi(.., 1)`):
+///   `OSDLR_EL1`, `MDSCR_EL1`, `DBGB{V,C}R<n>_EL1`, `DBGW{V,C}R<n>_EL1`,
+///   `PMINTEN{SET,CLR}_EL1`, `PMUSERENR_EL0` (EL1), `PMCR_EL0`,
+///   `PMCNTEN{SET,CLR}_EL0`, `PMOVS{CLR,SET}_EL0`, `PMSWINC_EL0`,
+///   `PMSELR_EL0`, `PMCEID{0,1}_EL0`, `PMCCNTR_EL0`, `PMXEV{TYPER,CNTR}_EL0`.
+/// - Read-as-zero, undefined on write (`handle_ro_raz`): `MDRAR_EL1` (EL1
+///   only), `MDCCSR_EL0` and `PMUSERENR_EL0` at EL0.
+/// - Write-ignored, undefined on read (`handle_wo_wi`): `OSLAR_EL1` (EL1 only).
+/// - Undefined (Xen's "unhandled"): every other register in the trapped
+///   groups: `PMEVCNTR<n>_EL0`, `PMEVTYPER<n>_EL0`, `PMCCFILTR_EL0`,
+///   `PMMIR_EL1`, `OSLSR_EL1`, `DBGPRCR_EL1`, `MDCCINT_EL1`, the DCC and
+///   OS-save registers, `DBGCLAIM*`, `DBGAUTHSTATUS_EL1`, `DBGVCR32_EL2`.
+#[must_use]
+pub fn debug_pmu_answer(acc: &SysRegAccess, el0: bool) -> Option<SysRegAnswer> {
+    use SysRegAnswer::{RazWi, Undef};
+    let raz_wi = |min_el1: bool| if min_el1 && el0 { Undef } else { RazWi };
+    let ro_raz = |min_el1: bool| {
+        if !acc.read || (min_el1 && el0) {
+            Undef
+        } else {
+            RazWi
+        }
+    };
+    let wo_wi = |min_el1: bool| {
+        if acc.read || (min_el1 && el0) {
+            Undef
+        } else {
+            RazWi
+        }
+    };
+    let SysRegAccess {
+        op0,
+        op1,
+        crn,
+        crm,
+        op2,
+        ..
+    } = *acc;
+    Some(match (op0, op1, crn, crm, op2) {
+        // Debug registers (op0 = 2): MDCR_EL2.TDA / TDOSA / TDRA.
+        (2, 0, 0, _, 4..=7) => raz_wi(true), // DBGBVR/BCR/WVR/WCR<n>_EL1
+        (2, 0, 0, 2, 2) => raz_wi(true),     // MDSCR_EL1
+        (2, 0, 1, 0, 0) => ro_raz(true),     // MDRAR_EL1
+        (2, 0, 1, 0, 4) => wo_wi(true),      // OSLAR_EL1
+        (2, 0, 1, 3, 4) => raz_wi(true),     // OSDLR_EL1
+        (2, 3, 0, 1, 0) => ro_raz(false),    // MDCCSR_EL0
+        (2, _, _, _, _) => Undef,            // every other debug register
+        // PMU registers (op0 = 3): MDCR_EL2.TPM / TPMCR.
+        (3, 0, 9, 14, 1 | 2) => raz_wi(true), // PMINTENSET/CLR_EL1
+        (3, 3, 9, 14, 0) if el0 => ro_raz(false), // PMUSERENR_EL0 at EL0
+        (3, 3, 9, 14, 0) => raz_wi(true),     // PMUSERENR_EL0 at EL1
+        (3, 3, 9, 12, _) | (3, 3, 9, 13, 0..=2) | (3, 3, 9, 14, 3) => raz_wi(true),
+        (3, 0, 9, 14, 6) => Undef,      // PMMIR_EL1
+        (3, 3, 14, 8..=15, _) => Undef, // PMEVCNTR<n>, PMEVTYPER<n>, PMCCFILTR
+        (3, 3, 9, 13..=14, _) => Undef, // other PMU encodings
+        _ => return None,
+    })
+}
+
+/// `MDCR_EL2` bits hv sets for guests.
+pub mod mdcr {
+    /// `HPMN`: event counters EL1 may use (kept as firmware/reset set it).
+    pub const HPMN: u64 = 0x1f;
+    /// Trap `PMCR_EL0`.
+    pub const TPMCR: u64 = 1 << 5;
+    /// Trap every PMU register.
+    pub const TPM: u64 = 1 << 6;
+    /// Route debug exceptions to EL2 (never set: hv does not debug guests).
+    pub const TDE: u64 = 1 << 8;
+    /// Trap debug registers.
+    pub const TDA: u64 = 1 << 9;
+    /// Trap the OS lock / power-down debug registers.
+    pub const TDOSA: u64 = 1 << 10;
+    /// Trap `MDRAR_EL1`.
+    pub const TDRA: u64 = 1 << 11;
+    /// `E2PB`: 0b00 = the statistical profiling buffer belongs to EL2 and
+    /// EL1 accesses to it trap.
+    pub const E2PB: u64 = 0b11 << 12;
+    /// Trap the statistical profiling (SPE) control registers.
+    pub const TPMS: u64 = 1 << 14;
+    /// Trap `TRFCR_EL1` (trace filter control).
+    pub const TTRF: u64 = 1 << 19;
+}
+
+/// `MDCR_EL2` while guests run, from its value at boot (`old`) and
+/// `ID_AA64DFR0_EL1` (`dfr0`): Xen's `TDRA|TDOSA|TDA|TPM|TPMCR`
+/// (xen/arch/arm/traps.c `init_traps`), plus, where the CPU has them, SPE
+/// (`TPMS`, `E2PB` = 0) and trace-filter (`TTRF`) traps (bits that are RES0
+/// without the feature stay 0). `HPMN` keeps its reset value (0 is
+/// CONSTRAINED UNPREDICTABLE without FEAT_HPMN0); `TDE` stays clear; every
+/// other bit is cleared.
+#[must_use]
+pub const fn mdcr_el2_guest(old: u64, dfr0: u64) -> u64 {
+    let mut v = (old & mdcr::HPMN) | mdcr::TPMCR | mdcr::TPM | mdcr::TDA | mdcr::TDOSA | mdcr::TDRA;
+    if (dfr0 >> 32) & 0xf != 0 {
+        v |= mdcr::TPMS; // PMSVer: SPE present; E2PB = 0b00 (EL1 traps)
+    }
+    if (dfr0 >> 40) & 0xf != 0 {
+        v |= mdcr::TTRF; // TraceFilt: TRFCR_EL1 present
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,5 +683,126 @@ mod tests {
             std::format!("{}", FaultStatus::Translation { level: 2 }),
             "translation fault, level 2"
         );
+    }
+
+    fn acc(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8, read: bool) -> SysRegAccess {
+        SysRegAccess {
+            op0,
+            op1,
+            crn,
+            crm,
+            op2,
+            rt: 1,
+            read,
+        }
+    }
+
+    /// Issue 9 finding 8: debug and PMU registers get Xen's answers.
+    #[test]
+    fn debug_and_pmu_registers_are_answered_as_xen_does() {
+        use SysRegAnswer::{RazWi, Undef};
+        let a = |op0, op1, crn, crm, op2, read, el0| {
+            debug_pmu_answer(&acc(op0, op1, crn, crm, op2, read), el0)
+        };
+        // The registers of the report: DBGBVR0, DBGWVR0, PMSELR (RAZ/WI),
+        // PMEVTYPER0, PMCCFILTR (undefined).
+        assert_eq!(
+            a(2, 0, 0, 0, 4, false, false),
+            Some(RazWi),
+            "DBGBVR0_EL1 write"
+        );
+        assert_eq!(
+            a(2, 0, 0, 0, 4, true, false),
+            Some(RazWi),
+            "DBGBVR0_EL1 read"
+        );
+        assert_eq!(a(2, 0, 0, 15, 7, true, false), Some(RazWi), "DBGWCR15_EL1");
+        assert_eq!(a(2, 0, 0, 0, 6, false, false), Some(RazWi), "DBGWVR0_EL1");
+        assert_eq!(
+            a(2, 0, 0, 0, 6, true, true),
+            Some(Undef),
+            "DBGWVR0 from EL0"
+        );
+        assert_eq!(a(3, 3, 9, 12, 5, false, false), Some(RazWi), "PMSELR_EL0");
+        assert_eq!(
+            a(3, 3, 9, 12, 5, true, true),
+            Some(Undef),
+            "PMSELR_EL0 from EL0"
+        );
+        assert_eq!(
+            a(3, 3, 14, 12, 0, false, false),
+            Some(Undef),
+            "PMEVTYPER0_EL0"
+        );
+        assert_eq!(a(3, 3, 14, 8, 3, true, false), Some(Undef), "PMEVCNTR3_EL0");
+        assert_eq!(
+            a(3, 3, 14, 15, 7, true, false),
+            Some(Undef),
+            "PMCCFILTR_EL0"
+        );
+        assert_eq!(a(3, 3, 9, 12, 0, true, false), Some(RazWi), "PMCR_EL0");
+        assert_eq!(a(3, 3, 9, 13, 0, true, false), Some(RazWi), "PMCCNTR_EL0");
+        assert_eq!(a(3, 3, 9, 14, 3, false, false), Some(RazWi), "PMOVSSET_EL0");
+        assert_eq!(
+            a(3, 0, 9, 14, 1, false, false),
+            Some(RazWi),
+            "PMINTENSET_EL1"
+        );
+        // PMUSERENR_EL0: RAZ/WI at EL1, read-only zero at EL0.
+        assert_eq!(a(3, 3, 9, 14, 0, false, false), Some(RazWi));
+        assert_eq!(a(3, 3, 9, 14, 0, true, true), Some(RazWi));
+        assert_eq!(a(3, 3, 9, 14, 0, false, true), Some(Undef));
+        // Debug: MDSCR RAZ/WI, MDRAR read-only, OSLAR write-only, OSDLR RAZ/WI,
+        // MDCCSR_EL0 read-only at EL0 and EL1, OSLSR/DBGPRCR/DCC undefined.
+        assert_eq!(a(2, 0, 0, 2, 2, false, false), Some(RazWi), "MDSCR_EL1");
+        assert_eq!(a(2, 0, 1, 0, 0, true, false), Some(RazWi), "MDRAR_EL1 read");
+        assert_eq!(
+            a(2, 0, 1, 0, 0, false, false),
+            Some(Undef),
+            "MDRAR_EL1 write"
+        );
+        assert_eq!(
+            a(2, 0, 1, 0, 4, false, false),
+            Some(RazWi),
+            "OSLAR_EL1 write"
+        );
+        assert_eq!(a(2, 0, 1, 0, 4, true, false), Some(Undef), "OSLAR_EL1 read");
+        assert_eq!(a(2, 0, 1, 3, 4, true, false), Some(RazWi), "OSDLR_EL1");
+        assert_eq!(
+            a(2, 3, 0, 1, 0, true, true),
+            Some(RazWi),
+            "MDCCSR_EL0 at EL0"
+        );
+        assert_eq!(
+            a(2, 3, 0, 1, 0, false, false),
+            Some(Undef),
+            "MDCCSR_EL0 write"
+        );
+        assert_eq!(a(2, 0, 1, 1, 4, true, false), Some(Undef), "OSLSR_EL1");
+        assert_eq!(a(2, 0, 1, 4, 4, true, false), Some(Undef), "DBGPRCR_EL1");
+        assert_eq!(a(2, 3, 0, 4, 0, true, false), Some(Undef), "DBGDTR_EL0");
+        assert_eq!(
+            a(2, 0, 7, 14, 6, true, false),
+            Some(Undef),
+            "DBGAUTHSTATUS_EL1"
+        );
+        // Not debug/PMU: left to the other handlers.
+        assert_eq!(a(3, 0, 1, 0, 0, true, false), None, "SCTLR_EL1");
+        assert_eq!(a(3, 0, 12, 11, 5, false, false), None, "ICC_SGI1R_EL1");
+        assert_eq!(a(3, 0, 0, 5, 0, true, false), None, "ID_AA64DFR0_EL1");
+        assert_eq!(a(3, 3, 14, 0, 1, true, false), None, "CNTPCT_EL0");
+    }
+
+    #[test]
+    fn mdcr_el2_traps_debug_and_pmu_and_keeps_hpmn() {
+        let base = mdcr::TDRA | mdcr::TDOSA | mdcr::TDA | mdcr::TPM | mdcr::TPMCR;
+        assert_eq!(mdcr_el2_guest(0, 0), base);
+        // HPMN kept; TDE, HPME, E2PB and anything else firmware left cleared.
+        assert_eq!(mdcr_el2_guest(!0x1f | 6, 0), base | 6);
+        assert_eq!(mdcr_el2_guest(mdcr::TDE | (1 << 7), 0) & mdcr::TDE, 0);
+        // SPE and trace filter traps only where the CPU has them.
+        assert_eq!(mdcr_el2_guest(0, 1 << 32), base | mdcr::TPMS);
+        assert_eq!(mdcr_el2_guest(0, 1 << 40), base | mdcr::TTRF);
+        assert_eq!(mdcr_el2_guest(0, 1 << 32) & mdcr::E2PB, 0);
     }
 }

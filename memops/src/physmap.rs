@@ -5,6 +5,20 @@
 //! another domain (foreign mapping, holding a reference), hv's shared-info
 //! page for the domain. Every change returns the [`InvalidationSet`] it
 //! needs plus the references that may only be dropped once it has run.
+//!
+//! # Limits (what a guest can make hv allocate for its physmap)
+//! Checked before anything changes; exceeding one fails with
+//! [`Error::OutOfTableMemory`] / [`Error::OutOfMemory`] (Xen's `-ENOMEM`):
+//! - **stage-2 table frames**: at most [`Limits::table_frames`] (the root
+//!   included), Xen's per-domain P2M pool on Arm (`domain_p2m_pages`: 1 MiB
+//!   per vCPU, one page per MiB of RAM, 128 pages for extended regions);
+//!   a mapping goes ahead only if its worst case fits ([`worst_new_tables`]).
+//! - **records** (one per mapped gfn, in hv's heap): own RAM is bounded by
+//!   the reservation (`max_pages`, orphans included); each hv special frame
+//!   (shared info, grant frames, console ring) is mapped at most once, a new
+//!   mapping of it removes the old one (Xen on Arm: `xenmem_add_to_physmap_one`
+//!   unmaps a xenheap page from its old gfn); foreign mappings at most
+//!   [`Limits::foreign`].
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -50,6 +64,75 @@ pub enum Removed {
     Nothing,
 }
 
+/// Per-domain bounds (see the module doc).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Limits {
+    /// Stage-2 table frames the domain's physmap may hold (root included).
+    pub table_frames: u64,
+    /// Foreign mappings the domain may hold at once.
+    pub foreign: u64,
+}
+
+/// Default [`Limits::foreign`]: 65536 records (256 MiB of foreign pages
+/// mapped at once, about 6 MiB of hv's heap).
+pub const FOREIGN_MAX: u64 = 1 << 16;
+
+impl Limits {
+    /// Xen's default P2M pool for a domain of `max_pages` and `vcpus`
+    /// (`domain_p2m_pages` in xen/arch/arm/dom0less-build.c, kept in sync
+    /// with libxl: 4 KiB * (256 per vCPU + 1 per MiB of RAM + 128), rounded
+    /// up to whole MiB), and [`FOREIGN_MAX`].
+    #[must_use]
+    pub fn for_domain(max_pages: u64, vcpus: u32) -> Self {
+        let mib = max_pages.div_ceil(256);
+        let kib = 4 * (256 * u64::from(vcpus.max(1)) + mib + 128);
+        Self {
+            table_frames: kib.div_ceil(1024).saturating_mul(256),
+            foreign: FOREIGN_MAX,
+        }
+    }
+}
+
+/// Worst case of new table frames mapping `pages` pages can allocate: a
+/// table at each level below the root for the first page, and at most two
+/// more (a level-3 and a level-2 boundary) per further 512 pages.
+#[must_use]
+pub const fn worst_new_tables(pages: u64) -> u64 {
+    3 + 2 * pages.div_ceil(512)
+}
+
+/// A [`TableMem`] that counts the table frames allocated through it.
+struct Counted<'a, T: TableMem> {
+    inner: &'a mut T,
+    used: &'a mut u64,
+}
+
+impl<T: TableMem> TableMem for Counted<'_, T> {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        let t = self.inner.alloc_table();
+        if t.is_some() {
+            *self.used += 1;
+        }
+        t
+    }
+    fn free_table(&mut self, pa: PhysAddr) {
+        *self.used = self.used.saturating_sub(1);
+        self.inner.free_table(pa);
+    }
+    fn read_entry(&self, table: PhysAddr, index: usize) -> u64 {
+        self.inner.read_entry(table, index)
+    }
+    fn write_entry(&mut self, table: PhysAddr, index: usize, value: u64) {
+        self.inner.write_entry(table, index, value);
+    }
+    fn invalidate_now(&mut self, set: &InvalidationSet) {
+        self.inner.invalidate_now(set);
+    }
+    fn invalidate_now_for(&mut self, root: PhysAddr, set: &InvalidationSet) {
+        self.inner.invalidate_now_for(root, set);
+    }
+}
+
 /// A domain's physmap.
 #[derive(Debug)]
 pub struct Physmap {
@@ -59,6 +142,13 @@ pub struct Physmap {
     max_pages: u64,
     tot_pages: u64,
     orphans: Vec<PhysAddr>,
+    limits: Limits,
+    /// Table frames allocated (root included).
+    tables: u64,
+    /// Foreign mappings held.
+    foreign: u64,
+    /// Where each mapped hv special frame is: `(frame, gfn)`.
+    special: Vec<(PhysAddr, u64)>,
 }
 
 /// A torn-down physmap: run `flush` (and release its pages) first, then
@@ -93,14 +183,69 @@ impl Physmap {
         ipa_bits: u8,
         max_pages: u64,
     ) -> Result<Self, Error> {
+        let mut used = 0;
+        let stage2 = Stage2::new(
+            &mut Counted {
+                inner: tables,
+                used: &mut used,
+            },
+            ipa_bits,
+        )?;
         Ok(Self {
             domid,
-            stage2: Stage2::new(tables, ipa_bits)?,
+            stage2,
             gfns: BTreeMap::new(),
             max_pages,
             tot_pages: 0,
             orphans: Vec::new(),
+            limits: Limits::for_domain(max_pages, 1),
+            tables: used,
+            foreign: 0,
+            special: Vec::new(),
         })
+    }
+
+    /// The domain's bounds.
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Set the domain's bounds (e.g. [`Limits::for_domain`] with its vCPU
+    /// count). Lowering them below what is in use only stops growth.
+    pub fn set_limits(&mut self, l: Limits) {
+        self.limits = l;
+    }
+
+    /// Stage-2 table frames held (root included).
+    #[must_use]
+    pub fn table_frames(&self) -> u64 {
+        self.tables
+    }
+
+    /// Foreign mappings held.
+    #[must_use]
+    pub fn foreign_mapped(&self) -> u64 {
+        self.foreign
+    }
+
+    /// The gfn hv special frame `pa` is mapped at, if it is.
+    #[must_use]
+    pub fn special_gfn(&self, pa: PhysAddr) -> Option<u64> {
+        self.special.iter().find(|s| s.0 == pa).map(|s| s.1)
+    }
+
+    /// True if `worst` more table frames fit the domain's budget.
+    #[must_use]
+    pub fn has_table_room(&self, worst: u64) -> bool {
+        self.tables.saturating_add(worst) <= self.limits.table_frames
+    }
+
+    fn tables_room(&self, worst: u64, ipa: Ipa) -> Result<(), Error> {
+        if self.tables.saturating_add(worst) > self.limits.table_frames {
+            return Err(Error::OutOfTableMemory { ipa });
+        }
+        Ok(())
     }
 
     /// The domain.
@@ -127,9 +272,12 @@ impl Physmap {
         self.max_pages
     }
 
-    /// Change the reservation limit (`XEN_DOMCTL_max_mem`).
+    /// Change the reservation limit (`XEN_DOMCTL_max_mem`); the table
+    /// budget grows with it (never shrinks).
     pub fn set_max_pages(&mut self, n: u64) {
         self.max_pages = n;
+        let t = Limits::for_domain(n, 1).table_frames;
+        self.limits.table_frames = self.limits.table_frames.max(t);
     }
 
     /// Number of mapped gfns.
@@ -171,7 +319,9 @@ impl Physmap {
     ///
     /// # Errors
     /// [`Error::IpaOutOfRange`]/[`Error::Overflow`] for a bad range, [`Error::Busy`] if a gfn
-    /// is mapped, [`Error::Invalid`] over the reservation, [`Error::OutOfTableMemory`].
+    /// is mapped, [`Error::Invalid`] over the reservation, [`Error::OutOfTableMemory`]
+    /// (host table memory, or the domain's table budget), [`Error::OutOfMemory`]
+    /// over the foreign-mapping bound or when a record cannot be allocated.
     pub fn insert(
         &mut self,
         tables: &mut impl TableMem,
@@ -190,7 +340,27 @@ impl Physmap {
                 what: "over reservation",
             });
         }
-        let inv = self.stage2.map(tables, ipa, pa, pages * PAGE_SIZE, attrs)?;
+        if matches!(kind, P2mKind::Foreign { .. })
+            && self.foreign.saturating_add(pages) > self.limits.foreign
+        {
+            return Err(Error::OutOfMemory);
+        }
+        if kind == P2mKind::SharedInfo {
+            self.special
+                .try_reserve(pages as usize)
+                .map_err(|_| Error::OutOfMemory)?;
+        }
+        self.tables_room(worst_new_tables(pages), ipa)?;
+        let inv = self.stage2.map(
+            &mut Counted {
+                inner: tables,
+                used: &mut self.tables,
+            },
+            ipa,
+            pa,
+            pages * PAGE_SIZE,
+            attrs,
+        )?;
         for i in 0..pages {
             self.gfns.insert(
                 gfn + i,
@@ -200,8 +370,14 @@ impl Physmap {
                 },
             );
         }
-        if kind == P2mKind::Ram {
-            self.tot_pages += pages;
+        match kind {
+            P2mKind::Ram => self.tot_pages += pages,
+            P2mKind::Foreign { .. } => self.foreign += pages,
+            P2mKind::SharedInfo => {
+                for i in 0..pages {
+                    self.special.push((PhysAddr(pa.0 + i * PAGE_SIZE), gfn + i));
+                }
+            }
         }
         Ok(inv)
     }
@@ -210,10 +386,15 @@ impl Physmap {
     /// (`decrease_reservation`: its allocation reference is to be released)
     /// or stays owned (`remove_from_physmap`).
     ///
+    /// An hv special frame (`P2mKind::SharedInfo`: shared info, grant frames,
+    /// the console ring) is not the domain's RAM: `give_back` of it is
+    /// refused (it stays mapped), a plain remove only unmaps it.
+    ///
     /// # Errors
     /// [`Error::IpaOutOfRange`] outside the IPA range, [`Error::NotMapped`] if nothing is
-    /// mapped there, [`Error::OutOfTableMemory`] if splitting a block failed,
-    /// [`Error::OutOfMemory`] if the orphan record cannot be allocated.
+    /// mapped there, [`Error::Invalid`] giving back a special frame,
+    /// [`Error::OutOfTableMemory`] if splitting a block failed or would exceed
+    /// the table budget, [`Error::OutOfMemory`] if the orphan record cannot be allocated.
     pub fn remove(
         &mut self,
         tables: &mut impl TableMem,
@@ -226,6 +407,11 @@ impl Physmap {
             .get(&gfn)
             .copied()
             .ok_or(Error::NotMapped { ipa })?;
+        if e.kind == P2mKind::SharedInfo && give_back {
+            return Err(Error::Invalid {
+                what: "an hv special page is not the domain's RAM",
+            });
+        }
         if e.kind == P2mKind::Ram && !give_back {
             // The orphan record is reserved before anything changes: a
             // guest-driven allocation fails, it never panics hv.
@@ -233,7 +419,16 @@ impl Physmap {
                 .try_reserve(1)
                 .map_err(|_| Error::OutOfMemory)?;
         }
-        let inv = self.stage2.unmap(tables, ipa, PAGE_SIZE)?;
+        // Splitting a block: at most a level-2 and a level-3 table.
+        self.tables_room(2, ipa)?;
+        let inv = self.stage2.unmap(
+            &mut Counted {
+                inner: tables,
+                used: &mut self.tables,
+            },
+            ipa,
+            PAGE_SIZE,
+        )?;
         self.gfns.remove(&gfn);
         let r = match e.kind {
             P2mKind::Ram if give_back => {
@@ -244,8 +439,14 @@ impl Physmap {
                 self.orphans.push(e.pa);
                 Removed::Orphaned(e.pa)
             }
-            P2mKind::Foreign { .. } => Removed::Release(e.pa),
-            P2mKind::SharedInfo => Removed::Nothing,
+            P2mKind::Foreign { .. } => {
+                self.foreign = self.foreign.saturating_sub(1);
+                Removed::Release(e.pa)
+            }
+            P2mKind::SharedInfo => {
+                self.special.retain(|s| s.1 != gfn);
+                Removed::Nothing
+            }
         };
         Ok((inv, r))
     }

@@ -480,6 +480,11 @@ impl Stage2 {
         if is_leaf(old, level) {
             // Split: fill the new table (not yet visible) with the block's
             // translation at the next level, then break, flush, make.
+            // Between the break and the make, another vCPU of the domain that
+            // touches the block takes a stage-2 translation fault; the caller
+            // makes such a fault harmless (hv's fault path looks again under
+            // the lock this runs under and retries the access once the IPA is
+            // mapped: `System::fault_resolved`).
             let sub = level_size(level + 1);
             let base = old & OA_MASK & !(level_size(level) - 1);
             let attrs = S2Attrs::from_descriptor(old);

@@ -174,9 +174,10 @@ pub struct MemCtx<'a, E: MemEnv, T: TableMem> {
     pub frames: &'a mut FrameTable,
     /// The flush gatherer (holds the policy).
     pub flush: &'a mut DeferredFlush,
-    /// Entries processed per invocation before a batch is preempted with a
-    /// continuation (Xen checks `hypercall_preempt_check()` per entry; hv
-    /// uses a fixed, deterministic budget).
+    /// Entries (for populate/decrease_reservation: pages) processed per
+    /// invocation before a batch is preempted with a continuation (Xen checks
+    /// `hypercall_preempt_check()` per entry; hv uses a fixed, deterministic
+    /// budget).
     pub budget: u64,
 }
 
@@ -521,6 +522,13 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                     what: "gpfn outside the domain",
                 });
             }
+            // The domain's table budget, for the removal of what is there
+            // (a block split) and the new mapping, before anything changes.
+            if !pm.has_table_room(crate::physmap::worst_new_tables(pages) + 2) {
+                return Err(Error::OutOfTableMemory {
+                    ipa: Ipa::from_page_number(gfn),
+                });
+            }
         }
         for g in gfn..gfn + pages {
             let mapped = self.env.physmap(d).and_then(|pm| pm.lookup(g)).is_some();
@@ -536,6 +544,36 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         let inv = pm.insert(self.tables, gfn, pa, pages, kind, attrs)?;
         self.record(d, &inv, &[], out);
         Ok(())
+    }
+
+    /// Map hv special frame `pa` (shared info, a grant frame) at `gpfn` of
+    /// `d`. Each special frame has at most one gfn: a mapping elsewhere is
+    /// removed first, as Xen on Arm does for xenheap pages
+    /// (`xenmem_add_to_physmap_one`: "Unmap from old location, if any"), so a
+    /// guest cannot multiply its records or stage-2 tables by mapping the
+    /// same page at many gfns (issue 9 finding 6).
+    fn map_special(
+        &mut self,
+        d: u16,
+        gpfn: u64,
+        pa: PhysAddr,
+        out: &mut Flush,
+    ) -> Result<(), Error> {
+        let pm = self
+            .env
+            .physmap(d)
+            .ok_or(Error::NoSuchDomain { domid: d })?;
+        // Checked before the old location is given up: a refused move
+        // leaves the page where it was.
+        if !pm.has_table_room(crate::physmap::worst_new_tables(1) + 4) {
+            return Err(Error::OutOfTableMemory {
+                ipa: Ipa::from_page_number(gpfn),
+            });
+        }
+        if let Some(g) = pm.special_gfn(pa).filter(|&g| g != gpfn) {
+            self.remove_one(d, g, false, out)?;
+        }
+        self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out)
     }
 
     /// `memory_op(cmd, arg)` issued by `caller`.
@@ -593,8 +631,15 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         }
         let pages = 1u64 << r.extent_order;
         let mut i = start;
+        // The budget counts pages, not extents: each populated page is
+        // scrubbed (4 KiB zeroed) and mapped, so 512 extents of 2 MiB would
+        // hold the pCPU for 1 GiB of zeroing. Xen checks
+        // `hypercall_preempt_check()` after every extent; hv continues once
+        // the next extent would take it past the budget (at least one per
+        // invocation).
+        let mut work = 0u64;
         while i < r.nr_extents {
-            if i - start >= self.budget {
+            if i > start && work.saturating_add(pages) > self.budget {
                 self.end(caller, d, true, out);
                 return MemOpRet::Continue {
                     cmd: op | (i << MEMOP_EXTENT_SHIFT),
@@ -616,6 +661,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             if !ok {
                 break;
             }
+            work = work.saturating_add(pages);
             i += 1;
         }
         self.end(caller, d, false, out);
@@ -728,7 +774,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                 let Some(pa) = self.env.shared_info(d) else {
                     return -errno::EINVAL;
                 };
-                match self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out) {
+                match self.map_special(d, gpfn, pa, out) {
                     Ok(()) => 0,
                     Err(e) => e.xen_errno(),
                 }
@@ -738,7 +784,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                 let Some(pa) = self.env.grant_frame(d, idx, gpfn) else {
                     return -errno::EINVAL;
                 };
-                match self.map_at(d, gpfn, pa, 1, P2mKind::SharedInfo, S2Attrs::RAM, out) {
+                match self.map_special(d, gpfn, pa, out) {
                     Ok(()) => 0,
                     Err(e) => e.xen_errno(),
                 }

@@ -703,3 +703,149 @@ fn heap_exhaustion_by_foreign_maps_gives_enomem() {
     assert_eq!(w.frames.frame(pa).unwrap().refs, 1);
     assert_eq!(w.populate(DOM0, DOMU, &[RAM0 + 512], 0), 1);
 }
+
+impl World {
+    /// add_to_physmap of `space`/`idx` at `gpfn` by `caller` (DOMID_SELF).
+    fn add_space(&mut self, caller: u16, space: u32, idx: u64, gpfn: u64) -> i64 {
+        let mut a = [0u8; AddToPhysmap::SIZE];
+        a[0..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+        a[4..8].copy_from_slice(&space.to_le_bytes());
+        a[8..16].copy_from_slice(&idx.to_le_bytes());
+        a[16..24].copy_from_slice(&gpfn.to_le_bytes());
+        self.guest.put(BASE, &a);
+        self.op(caller, XENMEM_ADD_TO_PHYSMAP, BASE).0
+    }
+}
+
+/// Issue 9 finding 6: a domU mapped its shared-info page at 33,583 gfns
+/// (one stage-2 table chain and one record each) until hv ran out. As Xen on
+/// Arm, a special page has one gfn: a new mapping moves it, and the records
+/// and tables stay bounded however often the guest asks.
+#[test]
+fn shared_info_has_one_gfn_and_moving_it_is_bounded() {
+    let mut w = World::new(TARGETED, 64);
+    for i in 0..2000u64 {
+        // Scattered gfns: each would need new level-2/3 tables.
+        let gpfn = 0x10_0000 + i * 0x2_0000;
+        assert_eq!(w.add_space(DOMU, XENMAPSPACE_SHARED_INFO, 0, gpfn), 0);
+        let pm = w.env.physmap(DOMU).unwrap();
+        assert_eq!(pm.mapped(), 1, "one record");
+        assert_eq!(pm.lookup(gpfn).unwrap().kind, P2mKind::SharedInfo);
+    }
+    let pm = w.env.physmap(DOMU).unwrap();
+    assert!(
+        pm.table_frames() <= pm.limits().table_frames,
+        "{} tables",
+        pm.table_frames()
+    );
+    // The old locations are unmapped in stage 2 as well.
+    assert!(pm
+        .stage2()
+        .lookup(&w.tables, Ipa::from_page_number(0x10_0000))
+        .is_none());
+}
+
+/// Issue 9 finding 6 (delivery 2): a domain that reaches its stage-2 table
+/// budget gets -ENOMEM (populate stops, add_to_physmap answers -ENOMEM)
+/// before anything changes; another domain populates and maps as before.
+#[test]
+fn one_domain_at_its_table_budget_leaves_others_working() {
+    let mut w = World::new(TARGETED, 4096);
+    let pm = w.env.physmap_mut(DOMU).unwrap();
+    let base_tables = pm.table_frames();
+    pm.set_limits(physmap::Limits {
+        table_frames: base_tables + 40,
+        foreign: 16,
+    });
+    // Single pages 1 GiB apart: each needs a level-2 and a level-3 table.
+    let gfns: Vec<u64> = (0..100u64).map(|i| RAM0 + i * 0x4_0000).collect();
+    let done = w.populate(DOMU, DOMID_SELF, &gfns, 0);
+    assert!(done > 0 && done < 100, "{done}");
+    let pm = w.env.physmap(DOMU).unwrap();
+    assert!(pm.table_frames() <= base_tables + 40);
+    assert_eq!(pm.tot_pages(), done as u64, "nothing half-done");
+    let mapped = pm.mapped();
+    // A special mapping in a fresh region: -ENOMEM, nothing changed.
+    assert_eq!(
+        w.add_space(DOMU, XENMAPSPACE_SHARED_INFO, 0, 0xff_0000),
+        -errno::ENOMEM
+    );
+    assert_eq!(w.env.physmap(DOMU).unwrap().mapped(), mapped);
+    // Another domain is not affected: it populates and maps shared info.
+    assert_eq!(w.populate(DOM0, DOMID_SELF, &gfns[..50], 0), 50);
+    assert_eq!(w.add_space(DOM0, XENMAPSPACE_SHARED_INFO, 0, 0xff_0000), 0);
+}
+
+/// The foreign-mapping bound: entries beyond it get -ENOMEM, the domain
+/// stays usable, and unmapping gives the room back.
+#[test]
+fn foreign_mapping_bound() {
+    let mut w = World::new(TARGETED, 4096);
+    assert_eq!(w.populate(DOM0, DOMU, &[RAM0], 0), 1);
+    let pm = w.env.physmap_mut(DOM0).unwrap();
+    let l = pm.limits();
+    pm.set_limits(physmap::Limits { foreign: 10, ..l });
+    let gpfns: Vec<u64> = (0..12).map(|i| FMAP + i).collect();
+    let (rc, errs) = w.map_foreign(DOM0, DOMU, &[RAM0; 12], &gpfns);
+    assert_eq!(rc, 0);
+    assert!(errs[..10].iter().all(|e| *e == 0), "{errs:?}");
+    assert!(
+        errs[10..].iter().all(|e| i64::from(*e) == -errno::ENOMEM),
+        "{errs:?}"
+    );
+    assert_eq!(w.refs(DOMU, RAM0), 11, "failed entries took no reference");
+    assert_eq!(w.env.physmap(DOM0).unwrap().foreign_mapped(), 10);
+    let (rc, _, _) = w.remove_batch(DOM0, &gpfns[..5]);
+    assert_eq!(rc, 0);
+    let (rc, errs) = w.map_foreign(DOM0, DOMU, &[RAM0; 2], &gpfns[10..]);
+    assert_eq!((rc, errs), (0, vec![0, 0]));
+}
+
+/// Issue 9 finding 10: decrease_reservation of an hv special page (the
+/// console ring, shared info, a grant frame) unmapped it as if it were RAM.
+/// It is not the domain's RAM: the extent fails and the mapping stays;
+/// remove_from_physmap (Linux does it for shared info) still unmaps it.
+#[test]
+fn decrease_reservation_of_a_special_page_is_refused() {
+    let mut w = World::new(TARGETED, 64);
+    assert_eq!(w.add_space(DOMU, XENMAPSPACE_SHARED_INFO, 0, 0x3_9000), 0);
+    assert_eq!(
+        w.decrease(DOMU, DOMID_SELF, &[0x3_9000]),
+        0,
+        "no extent released"
+    );
+    let pm = w.env.physmap(DOMU).unwrap();
+    assert_eq!(pm.lookup(0x3_9000).unwrap().kind, P2mKind::SharedInfo);
+    assert_eq!(w.remove_single(DOMU, 0x3_9000), 0);
+    assert!(w.env.physmap(DOMU).unwrap().lookup(0x3_9000).is_none());
+}
+
+/// Issue 9 (no long hypercalls): populate_physmap's budget counts pages, so
+/// 2 MiB extents (512 pages scrubbed each) continue after each extent under a
+/// 512-page budget instead of zeroing 1 GiB in one invocation; 4 KiB extents
+/// still go 512 at a time.
+#[test]
+fn populate_budget_counts_pages() {
+    let mut w = World::new(TARGETED, 8 * 512 + 4096);
+    w.budget = 512;
+    let gfns: Vec<u64> = (0..8).map(|i| RAM0 + i * 512).collect();
+    let list = BASE + 0x10_0000;
+    w.guest.put_u64s(list, &gfns);
+    let mut s = [0u8; MemoryReservation::SIZE];
+    s[0..8].copy_from_slice(&list.to_le_bytes());
+    s[8..16].copy_from_slice(&8u64.to_le_bytes());
+    s[16..20].copy_from_slice(&9u32.to_le_bytes());
+    s[24..26].copy_from_slice(&DOMID_SELF.to_le_bytes());
+    w.guest.put(BASE, &s);
+    assert_eq!(
+        w.op(DOMU, XENMEM_POPULATE_PHYSMAP, BASE),
+        (8, 8),
+        "one extent per invocation"
+    );
+    let small: Vec<u64> = (0..1024).map(|i| RAM0 + 8 * 512 + i).collect();
+    w.guest.put_u64s(list, &small);
+    s[8..16].copy_from_slice(&1024u64.to_le_bytes());
+    s[16..20].copy_from_slice(&0u32.to_le_bytes());
+    w.guest.put(BASE, &s);
+    assert_eq!(w.op(DOMU, XENMEM_POPULATE_PHYSMAP, BASE), (1024, 2));
+}

@@ -123,6 +123,10 @@ commands:
   domu                  a control domain (dom0-builder) builds domUs under
                         tlb=targeted and tlb=xen-compat and the TLB
                         invalidation counts are checked (`hvrun domu --help`)
+  hostile               guest-hostile (negative tests, seeded random calls) as
+                        d1 next to guest-responder as d2 (`hvrun hostile --help`)
+  soak                  dom0-builder creates and destroys domUs; hv's frames,
+                        VMIDs, event channels, heap must come back (`--help`)
 
 options (demo, smoke, linux):
   --smp N               QEMU's CPUs (1..=8; default 2)

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod domu;
 pub mod dts;
+pub mod hostile;
 pub mod image;
 pub mod markers;
 pub mod matrix;

@@ -148,7 +148,8 @@ const PPI_FLAGS: u32 = 0xf08;
 pub struct GuestDtb<'a> {
     /// Guest RAM base.
     pub ram_base: u64,
-    /// Guest RAM size.
+    /// Guest RAM size in total (from `GUEST_RAM0_BASE`, what passes bank 0's
+    /// 3 GiB is listed in bank 1, [`super::ram_banks`]).
     pub ram_size: u64,
     /// `/chosen/bootargs`.
     pub bootargs: Option<&'a str>,
@@ -274,9 +275,18 @@ impl GuestDtb<'_> {
         w.prop_u32s("interrupt-parent", &[GUEST_PHANDLE_GIC]);
         w.end_node();
 
+        // RAM beyond bank 0 continues in bank 1 (Xen's layout): one /memory
+        // node with a reg entry per non-empty bank.
+        let banks = if self.ram_base == super::GUEST_RAM0_BASE {
+            super::ram_banks(self.ram_size)
+        } else {
+            [(self.ram_base, self.ram_size), (0, 0)]
+        };
+        let regs: alloc::vec::Vec<(u64, u64)> =
+            banks.into_iter().filter(|&(_, n)| n != 0).collect();
         node_at(&mut w, "memory", self.ram_base);
         w.prop_str("device_type", "memory");
-        reg2(&mut w, &[(self.ram_base, self.ram_size)]);
+        reg2(&mut w, &regs);
         w.end_node();
         w.end_node();
         w.finish()
@@ -315,6 +325,32 @@ mod tests {
             .map(|r| (r.starting_address as usize, r.size))
             .collect();
         assert_eq!(r, [(0x4000_0000, Some(0x100_0000))]);
+    }
+
+    /// Issue 9 finding 12: RAM past bank 0's 3 GiB is listed in bank 1.
+    #[test]
+    fn ram_past_3_gib_is_listed_in_bank_1() {
+        let blob = GuestDtb {
+            ram_base: 0x4000_0000,
+            ram_size: 4 << 30,
+            bootargs: None,
+            initrd: None,
+            vcpus: 1,
+        }
+        .build();
+        let fdt = fdt::Fdt::new(&blob).expect("valid DTB");
+        let r: alloc::vec::Vec<_> = fdt
+            .memory()
+            .regions()
+            .map(|r| (r.starting_address as usize, r.size))
+            .collect();
+        assert_eq!(
+            r,
+            [
+                (0x4000_0000, Some(0xc000_0000)),
+                (0x2_0000_0000, Some(0x4000_0000))
+            ]
+        );
     }
 
     #[test]

@@ -312,6 +312,11 @@ pub fn init(fa: FrameAllocator) {
     FRAMES.call_once(|| Mutex::new(fa));
 }
 
+/// The global frame allocator, if [`init`] has run (hv_op's resource report).
+pub fn try_frames() -> Option<&'static Mutex<FrameAllocator>> {
+    FRAMES.get()
+}
+
 /// The global frame allocator.
 ///
 /// # Panics

@@ -6,32 +6,43 @@ const A: VcpuKey = VcpuKey { dom: 1, idx: 0 };
 const B: VcpuKey = VcpuKey { dom: 1, idx: 1 };
 const C: VcpuKey = VcpuKey { dom: 2, idx: 0 };
 
+/// `next`, then park at once the vCPU a switch took the pCPU from (as the
+/// run loop does after putting it).
+fn next(s: &mut Scheduler<()>, cpu: usize, now: u64) -> Decision<()> {
+    let d = s.next(cpu, now);
+    if let Some(old) = s.cpus[cpu].putting {
+        s.park(cpu, old, (), None).unwrap();
+    }
+    s.check().unwrap();
+    d
+}
+
 #[test]
 fn first_run_switches_then_continues_without_reload() {
-    let mut s = Scheduler::new(1, 100);
-    s.add(A);
-    assert_eq!(s.next(0, 0), Decision::Switch { to: A });
+    let mut s = Scheduler::<()>::new(1, 100);
+    s.add(A, ()).unwrap();
+    assert_eq!(next(&mut s, 0, 0), Decision::Switch { to: A, vcpu: () });
     assert_eq!(
-        s.next(0, 10),
+        next(&mut s, 0, 10),
         Decision::Continue(A),
         "alone: no timer, no switch"
     );
     // Yield with nobody else: the same vCPU comes back without a load.
     s.yield_now(0);
-    assert_eq!(s.next(0, 20), Decision::Continue(A));
+    assert_eq!(next(&mut s, 0, 20), Decision::Continue(A));
     assert_eq!(s.stats.switches, 1);
     assert_eq!(s.stats.lazy_resumes, 1);
 }
 
 #[test]
 fn yield_alternates_two_vcpus_of_one_domain() {
-    let mut s = Scheduler::new(1, 1000);
-    s.add(A);
-    s.add(B);
+    let mut s = Scheduler::<()>::new(1, 1000);
+    s.add(A, ()).unwrap();
+    s.add(B, ()).unwrap();
     let mut ran = Vec::new();
     for t in 0..6 {
-        match s.next(0, t) {
-            Decision::Switch { to } => ran.push(to),
+        match next(&mut s, 0, t) {
+            Decision::Switch { to, .. } => ran.push(to),
             d => panic!("expected a switch, got {d:?}"),
         }
         s.yield_now(0);
@@ -42,76 +53,80 @@ fn yield_alternates_two_vcpus_of_one_domain() {
 
 #[test]
 fn time_slice_preempts_only_when_someone_waits() {
-    let mut s = Scheduler::new(1, 100);
-    s.add(A);
-    assert_eq!(s.next(0, 0), Decision::Switch { to: A });
+    let mut s = Scheduler::<()>::new(1, 100);
+    s.add(A, ()).unwrap();
+    assert_eq!(next(&mut s, 0, 0), Decision::Switch { to: A, vcpu: () });
     assert_eq!(s.slice_deadline(0), None, "nobody waits: no slice timer");
-    s.add(B);
+    s.add(B, ()).unwrap();
     assert_eq!(s.slice_deadline(0), Some(100));
-    assert_eq!(s.next(0, 50), Decision::Continue(A), "slice not over");
-    assert_eq!(s.next(0, 100), Decision::Switch { to: B });
+    assert_eq!(next(&mut s, 0, 50), Decision::Continue(A), "slice not over");
+    assert_eq!(next(&mut s, 0, 100), Decision::Switch { to: B, vcpu: () });
     assert_eq!(s.stats.preemptions, 1);
     assert_eq!(s.state(A), Some(RunState::Queued { queue: 0 }));
 }
 
 #[test]
 fn blocked_vcpu_idles_the_pcpu_and_stays_loaded() {
-    let mut s = Scheduler::new(1, 100);
-    s.add(A);
-    assert_eq!(s.next(0, 0), Decision::Switch { to: A });
+    let mut s = Scheduler::<()>::new(1, 100);
+    s.add(A, ()).unwrap();
+    assert_eq!(next(&mut s, 0, 0), Decision::Switch { to: A, vcpu: () });
     s.block(0);
-    assert_eq!(s.next(0, 1), Decision::Idle { until: None });
+    assert_eq!(next(&mut s, 0, 1), Decision::Idle { until: None });
     assert_eq!(s.loaded(0), Some(A), "lazy: still loaded while idle");
-    assert_eq!(s.wake(A), Some(0), "woken on the pCPU it is loaded on");
-    assert_eq!(s.next(0, 2), Decision::Continue(A), "no reload after idle");
+    assert_eq!(s.wake(A), 1, "woken on the pCPU it is loaded on");
+    assert_eq!(
+        next(&mut s, 0, 2),
+        Decision::Continue(A),
+        "no reload after idle"
+    );
     assert_eq!(s.stats.switches, 1);
 }
 
 #[test]
 fn timer_deadline_of_unloaded_blocked_vcpu() {
-    let mut s = Scheduler::new(1, 100);
-    s.add(A);
-    s.add(B);
-    assert_eq!(s.next(0, 0), Decision::Switch { to: A });
+    let mut s = Scheduler::<()>::new(1, 100);
+    s.add(A, ()).unwrap();
+    s.add(B, ()).unwrap();
+    assert_eq!(next(&mut s, 0, 0), Decision::Switch { to: A, vcpu: () });
     s.block(0);
-    assert_eq!(s.next(0, 1), Decision::Switch { to: B });
+    assert_eq!(next(&mut s, 0, 1), Decision::Switch { to: B, vcpu: () });
     assert_eq!(s.loaded_on(A), None, "A was put");
     s.set_deadline(A, Some(500));
     s.block(0);
-    assert_eq!(s.next(0, 2), Decision::Idle { until: Some(500) });
-    assert!(s.expire(499).is_empty());
-    assert_eq!(s.expire(500), vec![A]);
-    assert_eq!(s.next(0, 501), Decision::Switch { to: A });
+    assert_eq!(next(&mut s, 0, 2), Decision::Idle { until: Some(500) });
+    assert!(s.expire(499).0.is_empty());
+    assert_eq!(s.expire(500).0, vec![A]);
+    assert_eq!(next(&mut s, 0, 501), Decision::Switch { to: A, vcpu: () });
 }
 
 #[test]
 fn idle_pcpu_steals_but_not_a_vcpu_loaded_elsewhere() {
-    let mut s = Scheduler::new(2, 100);
-    s.add(A); // queue 0
-    s.add(B); // queue 1
-    s.add(C); // queue 0
-    assert_eq!(s.next(0, 0), Decision::Switch { to: A });
-    assert_eq!(s.next(1, 0), Decision::Switch { to: B });
+    let mut s = Scheduler::<()>::new(2, 100);
+    s.add(A, ()).unwrap(); // queue 0
+    s.add(B, ()).unwrap(); // queue 1
+    s.add(C, ()).unwrap(); // queue 0
+    assert_eq!(next(&mut s, 0, 0), Decision::Switch { to: A, vcpu: () });
+    assert_eq!(next(&mut s, 1, 0), Decision::Switch { to: B, vcpu: () });
     // pCPU 1's vCPU blocks; C waits on pCPU 0's queue: pCPU 1 takes it.
     s.block(1);
-    assert_eq!(s.next(1, 1), Decision::Switch { to: C });
+    assert_eq!(next(&mut s, 1, 1), Decision::Switch { to: C, vcpu: () });
     assert_eq!(s.stats.migrations, 1);
     // A yields on pCPU 0 and is the only queued one there; pCPU 1 (C blocks)
     // must not take A: A is still loaded on pCPU 0.
     s.yield_now(0);
     s.block(1);
-    assert_eq!(s.next(1, 2), Decision::Idle { until: None });
-    assert_eq!(s.next(0, 2), Decision::Continue(A));
+    assert_eq!(next(&mut s, 1, 2), Decision::Idle { until: None });
+    assert_eq!(next(&mut s, 0, 2), Decision::Continue(A));
 }
 
 #[test]
 fn wake_of_running_vcpu_names_its_pcpu_and_remove_cleans_up() {
-    let mut s = Scheduler::new(2, 100);
-    s.add(A);
-    assert_eq!(s.next(0, 0), Decision::Switch { to: A });
-    assert_eq!(s.wake(A), Some(0));
-    assert_eq!(s.wake(C), None, "unknown vCPU");
+    let mut s = Scheduler::<()>::new(2, 100);
+    s.add(A, ()).unwrap();
+    assert_eq!(next(&mut s, 0, 0), Decision::Switch { to: A, vcpu: () });
+    assert_eq!(s.wake(A), 1);
+    assert_eq!(s.wake(C), 0, "unknown vCPU");
     s.remove(A);
     assert_eq!(s.loaded(0), None);
-    assert_eq!(s.next(0, 1), Decision::Idle { until: None });
+    assert_eq!(next(&mut s, 0, 1), Decision::Idle { until: None });
 }

@@ -57,8 +57,102 @@ pub mod dominf {
     pub const SHUTDOWNSHIFT: u32 = 16;
 }
 
-/// `XEN_DOMCTL_CDF_hvm | XEN_DOMCTL_CDF_hap`: required on Arm.
-const CDF_HVM_HAP: u32 = 0b11;
+/// `XEN_DOMCTL_CDF_*` (public/domctl.h).
+pub mod cdf {
+    #![allow(missing_docs)]
+    pub const HVM: u32 = 1 << 0;
+    pub const HAP: u32 = 1 << 1;
+    pub const S3_INTEGRITY: u32 = 1 << 2;
+    pub const OOS_OFF: u32 = 1 << 3;
+    pub const XS_DOMAIN: u32 = 1 << 4;
+    pub const IOMMU: u32 = 1 << 5;
+    pub const NESTED_VIRT: u32 = 1 << 6;
+    pub const VPMU: u32 = 1 << 7;
+    /// Every flag Xen's `sanitise_domain_config` knows.
+    pub const KNOWN: u32 =
+        HVM | HAP | S3_INTEGRITY | OOS_OFF | XS_DOMAIN | IOMMU | NESTED_VIRT | VPMU;
+    /// Required on Arm (`arch_sanitise_domain_config`'s `flags_required`).
+    pub const REQUIRED: u32 = HVM | HAP;
+    /// Allowed besides them on Arm (`flags_optional`): IOMMU and vPMU are
+    /// then refused as unavailable (hv has neither), xs_domain is accepted.
+    pub const OPTIONAL: u32 = IOMMU | VPMU | XS_DOMAIN;
+}
+
+/// Offsets in `struct xen_domctl_createdomain` (interface 0x17, arm64).
+mod cd {
+    pub const FLAGS: usize = 20;
+    pub const IOMMU_OPTS: usize = 24;
+    pub const MAX_VCPUS: usize = 28;
+    pub const GRANT_OPTS: usize = 44;
+    pub const ALTP2M_OPTS: usize = 48;
+    pub const VMTRACE_SIZE: usize = 52;
+    /// `struct xen_arch_domainconfig`: gic_version u8, sve_vl u8,
+    /// tee_type u16, nr_spis u32.
+    pub const GIC_VERSION: usize = 60;
+    pub const SVE_VL: usize = 61;
+    pub const TEE_TYPE: usize = 62;
+    pub const NR_SPIS: usize = 64;
+}
+
+/// `XEN_DOMCTL_GRANT_version_mask`.
+const GRANT_VERSION_MASK: u32 = 0xf;
+/// `XEN_DOMCTL_CONFIG_GIC_NATIVE` / `_V3`.
+const GIC_NATIVE: u8 = 0;
+const GIC_V3: u8 = 2;
+
+/// Check a `createdomain` configuration (`u`, the domctl's union) as Xen's
+/// `sanitise_domain_config` (xen/common/domain.c) and Arm's
+/// `arch_sanitise_domain_config` (xen/arch/arm/domain.c) do, for what hv
+/// offers: hvm|hap exactly (xs_domain allowed), no IOMMU, no vPMU, grant
+/// table v1, no altp2m, no vmtrace, vGICv3, no SVE, no TEE, at most
+/// [`crate::vgic::SPI_COUNT`] SPIs, one vCPU. `Err` names what is refused
+/// (the caller answers -EINVAL).
+pub fn sanitise_createdomain(u: &[u8]) -> Result<(), &'static str> {
+    let r32 = |o: usize| get::<4>(u, o) as u32;
+    let flags = r32(cd::FLAGS);
+    if flags & !cdf::KNOWN != 0 {
+        return Err("unknown CDF flags");
+    }
+    if flags & !cdf::OPTIONAL != cdf::REQUIRED {
+        return Err("unsupported configuration (Arm needs hvm|hap and nothing else)");
+    }
+    if flags & cdf::IOMMU != 0 {
+        return Err("IOMMU requested but not available");
+    }
+    if r32(cd::IOMMU_OPTS) != 0 {
+        return Err("IOMMU options specified but IOMMU not requested");
+    }
+    if flags & cdf::VPMU != 0 {
+        return Err("vPMU requested but not available");
+    }
+    let grant = r32(cd::GRANT_OPTS);
+    if grant & !GRANT_VERSION_MASK != 0 || grant & GRANT_VERSION_MASK > 1 {
+        return Err("grant options (hv has grant table v1 only)");
+    }
+    if r32(cd::ALTP2M_OPTS) != 0 {
+        return Err("altp2m is not supported on Arm");
+    }
+    if r32(cd::VMTRACE_SIZE) != 0 {
+        return Err("vmtrace is not supported");
+    }
+    if !matches!(get::<1>(u, cd::GIC_VERSION) as u8, GIC_NATIVE | GIC_V3) {
+        return Err("unsupported GIC version (hv emulates GICv3)");
+    }
+    if get::<1>(u, cd::SVE_VL) != 0 {
+        return Err("SVE is not offered to guests");
+    }
+    if get::<2>(u, cd::TEE_TYPE) != 0 {
+        return Err("unsupported TEE type");
+    }
+    if r32(cd::NR_SPIS) > crate::vgic::SPI_COUNT {
+        return Err("too many SPIs");
+    }
+    match r32(cd::MAX_VCPUS) {
+        0 => Err("no vCPUs"),
+        1 => Ok(()),
+        _ => Err("max_vcpus: hv builds domUs of 1 vCPU through domctl"),
+    }
+}
 /// First reserved domid (`DOMID_FIRST_RESERVED`).
 const DOMID_FIRST_RESERVED: u16 = 0x7ff0;
 
@@ -179,30 +273,28 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     }
 
     fn createdomain(&self, sh: &mut Shared<M>, buf: &mut [u8; DOMCTL_SIZE], want: DomId) -> Answer {
-        let flags = get::<4>(buf, U + 20) as u32;
-        if flags & CDF_HVM_HAP != CDF_HVM_HAP {
-            log::debug!("createdomain: flags {flags:#x} lack hvm|hap (required on Arm)");
+        if let Err(why) = sanitise_createdomain(&buf[U..]) {
+            log::debug!("createdomain: {why}: -EINVAL");
             return Answer::err(Errno::EINVAL);
         }
-        let max_vcpus = get::<4>(buf, U + 28) as u32;
-        if max_vcpus != 1 {
-            log::debug!("createdomain: max_vcpus {max_vcpus}: hv supports 1");
-            return Answer::err(Errno::EINVAL);
-        }
-        if !crate::mm::heap::room((self.heap_free)(), crate::mm::heap::DOMAIN_BYTES) {
-            log::debug!("createdomain: hv's heap is at its reserve");
+        // The slot in the domain list (bounded, heap-checked, reserved) first.
+        if let Err(e) = super::reserve_domain_slot(&mut sh.domains, self.heap_free) {
+            log::debug!("createdomain: {e}: -ENOMEM");
             return Answer::err(Errno::ENOMEM);
         }
         let id = if want == 0 || want >= DOMID_FIRST_RESERVED {
-            let mut id =
-                self.next_domid
-                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed) as DomId;
-            while sh.domains.iter().any(|d| d.id == id) || id == 0 || id >= DOMID_FIRST_RESERVED {
-                id = self
+            // Xen's rover over 1..DOMID_FIRST_RESERVED: one pass at most
+            // (-ENOMEM when every domid is taken; MAX_DOMAINS keeps that far).
+            let free = (0..DOMID_FIRST_RESERVED).find_map(|_| {
+                let id = (self
                     .next_domid
                     .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
-                    as DomId;
-            }
+                    % usize::from(DOMID_FIRST_RESERVED)) as DomId;
+                (id != 0 && !sh.domains.iter().any(|d| d.id == id)).then_some(id)
+            });
+            let Some(id) = free else {
+                return Answer::err(Errno::ENOMEM);
+            };
             id
         } else if sh.domains.iter().any(|d| d.id == want) {
             return Answer::err(Errno::EEXIST);
@@ -228,6 +320,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 ));
                 domains.push(d);
                 put(buf, 8, &id.to_le_bytes());
+                // Xen fills in the native GIC version for the toolstack.
+                put(buf, U + cd::GIC_VERSION, &[GIC_V3]);
                 Answer::ok(true)
             }
             Err(e) => {
@@ -429,5 +523,67 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             Err(e) => e.errno().to_x0(),
         };
         Next::Resume
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(flags: u32) -> [u8; 128] {
+        let mut u = [0u8; 128];
+        u[cd::FLAGS..cd::FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
+        u[cd::MAX_VCPUS..cd::MAX_VCPUS + 4].copy_from_slice(&1u32.to_le_bytes());
+        u[cd::GRANT_OPTS] = 1;
+        u
+    }
+
+    /// Issue 9 finding 10: createdomain flags are checked as Xen's
+    /// sanitise_domain_config / arch_sanitise_domain_config (Arm) do.
+    #[test]
+    fn createdomain_configurations_are_sanitised_as_xen_does() {
+        assert_eq!(sanitise_createdomain(&config(cdf::REQUIRED)), Ok(()));
+        assert_eq!(
+            sanitise_createdomain(&config(cdf::REQUIRED | cdf::XS_DOMAIN)),
+            Ok(())
+        );
+        for bad in [
+            0xffff_ffff,
+            0,
+            cdf::HVM,
+            cdf::HAP,
+            cdf::REQUIRED | 1 << 8,
+            cdf::REQUIRED | 1 << 31,
+            cdf::REQUIRED | cdf::S3_INTEGRITY,
+            cdf::REQUIRED | cdf::OOS_OFF,
+            cdf::REQUIRED | cdf::NESTED_VIRT,
+            cdf::REQUIRED | cdf::IOMMU,
+            cdf::REQUIRED | cdf::VPMU,
+        ] {
+            assert!(sanitise_createdomain(&config(bad)).is_err(), "{bad:#x}");
+        }
+        let with = |o: usize, v: &[u8]| {
+            let mut u = config(cdf::REQUIRED);
+            u[o..o + v.len()].copy_from_slice(v);
+            sanitise_createdomain(&u)
+        };
+        assert!(with(cd::IOMMU_OPTS, &[1]).is_err());
+        assert!(with(cd::GRANT_OPTS, &[2]).is_err(), "grant v2");
+        assert!(
+            with(cd::GRANT_OPTS + 1, &[1]).is_err(),
+            "grant_opts above the mask"
+        );
+        assert_eq!(with(cd::GRANT_OPTS, &[0]), Ok(()));
+        assert!(with(cd::ALTP2M_OPTS, &[1]).is_err());
+        assert!(with(cd::VMTRACE_SIZE, &[0, 0x10]).is_err());
+        assert!(with(cd::GIC_VERSION, &[1]).is_err(), "GICv2");
+        assert_eq!(with(cd::GIC_VERSION, &[2]), Ok(()));
+        assert!(with(cd::SVE_VL, &[1]).is_err());
+        assert!(with(cd::TEE_TYPE, &[1]).is_err());
+        assert!(with(cd::NR_SPIS, &[65]).is_err());
+        assert_eq!(with(cd::NR_SPIS, &[64]), Ok(()));
+        assert!(with(cd::MAX_VCPUS, &[0]).is_err());
+        assert!(with(cd::MAX_VCPUS, &[2]).is_err());
+        assert!(sanitise_createdomain(&[]).is_err(), "short input");
     }
 }

@@ -31,7 +31,7 @@ use pv_tlb::LastRan;
 use super::{CpuExit, Next, System};
 use crate::arch::{irq, Arch, El1Reg, PhysMem};
 use crate::psci::{self, PsciCall};
-use crate::sched::{Decision, RunState, VcpuKey};
+use crate::sched::{Decision, VcpuKey};
 use crate::trap::{DataAbort, SysRegAccess};
 use crate::vcpu::{Vcpu, VcpuState, PSR_MODE_EL0T};
 use crate::vgic::{self, mmio::MmioAccess, Vgic, PPI_VTIMER};
@@ -44,6 +44,19 @@ mod cntv {
     pub const ENABLE: u64 = 1 << 0;
     pub const IMASK: u64 = 1 << 1;
     pub const ISTATUS: u64 = 1 << 2;
+}
+
+/// Inject a synchronous external abort for the data abort `a` (the access is
+/// not emulated; `ELR` is the faulting instruction).
+fn inject_dabt(arch: &mut dyn Arch, v: &mut Vcpu, a: &DataAbort) {
+    let ec: u64 = if v.gprs.pstate & 0xf == PSR_MODE_EL0T {
+        0x24
+    } else {
+        0x25
+    };
+    let esr = (ec << 26) | crate::trap::ESR_IL | (u64::from(a.wnr) << 6) | 0x10;
+    let elr = v.gprs.pc;
+    v.inject_sync(arch, elr, esr, Some(a.far));
 }
 
 fn key(v: &Vcpu) -> VcpuKey {
@@ -88,18 +101,20 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 self.arm_timer(arch, cpu, None);
                 return CpuExit::AllEnded;
             }
-            // Blocked vCPUs of a domain that is ending (SCHEDOP_shutdown by a
-            // sibling, destroydomain) must come out of WFI to be collected.
-            let ending_woken = self.wake_ending();
-            let recheck = self.send_kicks(arch, cpu) || ending_woken;
+            // A domain that is ending (PSCI SYSTEM_OFF or SCHEDOP_shutdown by
+            // one of its vCPUs, destroydomain) loses its vCPUs wherever they are.
+            if let Some(exit) = self.collect_ending(arch, &mut p) {
+                return exit;
+            }
             let now = arch.counter();
-            let (decision, due) = {
+            let (decision, due, kicks, ncpus) = {
                 let mut rq = self.runq.lock();
-                let kicks = rq.wake_pending();
-                vgic::request_kicks(kicks & !(1u64 << (cpu % 64)));
+                let mut kicks = rq.wake_pending();
+                let (expired, k) = rq.sched.expire(now);
+                kicks |= k;
                 let mut due: Vec<(Arc<Vgic>, u32)> = Vec::new();
-                for k in rq.sched.expire(now) {
-                    if let Some(v) = rq.parked.get_mut(&k) {
+                for k in expired {
+                    if let Some(v) = rq.sched.parked_mut(k) {
                         // Masked on the guest's behalf, as when it fires live.
                         let ctl = v.sysregs.get(El1Reg::CntvCtlEl0);
                         v.sysregs.set(El1Reg::CntvCtlEl0, ctl | cntv::IMASK);
@@ -108,11 +123,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                         due.push((g.clone(), k.idx));
                     }
                 }
-                (rq.sched.next(cpu, now), due)
+                let d = rq.sched.next(cpu, now);
+                let n = rq.sched.ncpus();
+                (d, due, kicks | core::mem::take(&mut rq.kicks), n)
             };
             for (g, idx) in due {
                 let _ = g.inject(idx, PPI_VTIMER);
             }
+            // Every kick requested so far (by this decision, by other pCPUs'
+            // scheduler calls, by vGIC injections) goes out before this pCPU
+            // sleeps or enters a guest that may not exit for a long time.
+            let recheck = self.send_kicks(arch, cpu, ncpus, kicks);
             let mut v = match decision {
                 Decision::Idle { until } => {
                     self.idle(arch, &mut p, until, recheck);
@@ -131,15 +152,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                         continue;
                     }
                 },
-                Decision::Switch { to } => {
+                Decision::Switch { to, vcpu: mut n } => {
+                    // The scheduler handed `to` over with the decision; the
+                    // vCPU loaded here stays ours until parked.
                     if let Some(c) = p.current.take() {
-                        self.park(arch, c);
+                        if let Some(exit) = self.park(arch, cpu, c) {
+                            return exit;
+                        }
                     }
-                    let Some(mut n) = self.runq.lock().parked.remove(&to) else {
-                        log::error!("CPU{cpu}: d{}v{} scheduled but not parked", to.dom, to.idx);
-                        self.runq.lock().sched.remove(to);
-                        continue;
-                    };
                     if !self.load_vcpu(arch, &mut n, &mut p) {
                         self.runq.lock().sched.remove(to);
                         if let Some(exit) = self.drop_vcpu(arch, n, None) {
@@ -158,8 +178,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 }
                 continue;
             }
-            let slice = self.runq.lock().sched.slice_deadline(cpu);
-            self.arm_timer(arch, cpu, slice);
+            // The slice end, or an earlier timer deadline of a blocked vCPU
+            // parked somewhere (this vCPU may never exit by itself).
+            let deadline = self.runq.lock().sched.run_deadline(cpu);
+            self.arm_timer(arch, cpu, deadline);
             match self.run_until_yield(arch, &mut v) {
                 Next::Resume | Next::Resched => p.current = Some(v),
                 Next::Yield => {
@@ -173,7 +195,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     // vCPU was marked blocked: another pCPU may have consumed
                     // its wake epoch already, so look once more (under runq).
                     if v.vgic.as_ref().is_some_and(|g| g.has_deliverable(v.id)) {
-                        let _ = rq.sched.wake(key(&v));
+                        let _ = rq.sched.wake(key(&v)); // queued here: no kick
                     }
                     drop(rq);
                     p.current = Some(v);
@@ -189,11 +211,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 Next::EndDomain(reason) => {
                     self.put_vcpu(arch, &mut v);
                     self.runq.lock().sched.remove(key(&v));
+                    // Its other vCPUs go at the loop top (collect_ending).
                     if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
                         return exit;
                     }
-                    // Its other vCPUs must come out of WFI and of other pCPUs.
-                    vgic::request_kicks(u64::MAX);
                 }
             }
         }
@@ -210,41 +231,54 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         self.phys_irqs(arch, p.cpu, p.current.as_deref_mut());
     }
 
-    /// Wake blocked vCPUs whose domain is ending (they stop at once when
-    /// picked). True if any was woken.
-    fn wake_ending(&self) -> bool {
-        let blocked = self.runq.lock().sched.blocked();
-        let ending: Vec<VcpuKey> = blocked
-            .into_iter()
-            .filter(|k| self.ending(k.dom).is_some())
+    /// Deschedule the vCPUs of ending domains wherever they are, as Xen's
+    /// `domain_shutdown` pauses every vCPU of the domain at once: the one
+    /// loaded here is put and dropped, every parked one (queued or blocked)
+    /// is taken out of the scheduler and dropped, and the pCPUs holding
+    /// others are kicked so they do the same at their next look.
+    fn collect_ending(&self, arch: &mut dyn Arch, p: &mut Pcpu) -> Option<CpuExit> {
+        let ending: Vec<crate::domain::DomId> = self
+            .shared
+            .lock()
+            .domains
+            .iter()
+            .filter(|d| d.ending.is_some() && d.live_vcpus > 0)
+            .map(|d| d.id)
             .collect();
         if ending.is_empty() {
-            return false;
+            return None;
         }
-        let mut rq = self.runq.lock();
-        let mut kicks = 0u64;
-        for k in ending {
-            if let Some(c) = rq.sched.wake(k) {
-                kicks |= 1u64 << (c % 64);
+        if let Some(mut v) = p.current.take_if(|c| ending.contains(&c.domid)) {
+            self.put_vcpu(arch, &mut v);
+            self.runq.lock().sched.remove(key(&v));
+            if let Some(exit) = self.drop_vcpu(arch, v, None) {
+                return Some(exit);
             }
         }
-        drop(rq);
-        vgic::request_kicks(kicks);
-        true
+        let parked = {
+            let mut rq = self.runq.lock();
+            let parked = rq.sched.take_parked(|k| ending.contains(&k.dom));
+            let holders = rq.sched.holders(|k| ending.contains(&k.dom));
+            rq.kicks |= holders; // not this pCPU: it holds none of them now
+            parked
+        };
+        for (_, v) in parked {
+            if let Some(exit) = self.drop_vcpu(arch, v, None) {
+                return Some(exit);
+            }
+        }
+        None
     }
 
-    /// Send hv's kick SGI to the pCPUs named in the kick set; true if this
-    /// pCPU itself was named (look again before sleeping).
-    fn send_kicks(&self, arch: &mut dyn Arch, cpu: usize) -> bool {
-        let k = vgic::take_kicks();
+    /// Send hv's kick SGI to the pCPUs named in `kicks` and the vGIC's kick
+    /// set; true if this pCPU itself was named (look again before sleeping).
+    fn send_kicks(&self, arch: &mut dyn Arch, cpu: usize, ncpus: usize, kicks: u64) -> bool {
+        let k = vgic::take_kicks() | kicks;
         if k == 0 {
             return false;
         }
-        let n = self.runq.lock().sched.ncpus().min(64);
-        for c in 0..n {
-            if c != cpu && (k >> c) & 1 == 1 {
-                arch.kick(c);
-            }
+        for c in kick_targets(k, ncpus, cpu) {
+            arch.kick(c);
         }
         (k >> (cpu % 64)) & 1 == 1
     }
@@ -335,20 +369,31 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         v.sysregs.set(El1Reg::CntvCtlEl0, ctl);
     }
 
-    /// Another vCPU takes this pCPU from `c`: put it and park it (with its
-    /// timer deadline if it is blocked).
-    fn park(&self, arch: &mut dyn Arch, mut c: Box<Vcpu>) {
+    /// Another vCPU takes this pCPU from `c`: put it (no lock held: other
+    /// pCPUs cannot take it meanwhile, the scheduler still counts it as held
+    /// here), then park it with its timer deadline (kept if it is blocked)
+    /// and kick the idle pCPUs at once if it is runnable: one of them may
+    /// take it now.
+    fn park(&self, arch: &mut dyn Arch, cpu: usize, mut c: Box<Vcpu>) -> Option<CpuExit> {
         self.put_vcpu(arch, &mut c);
         let k = key(&c);
         let deadline = vtimer_deadline(
             c.sysregs.get(El1Reg::CntvCtlEl0),
             c.sysregs.get(El1Reg::CntvCvalEl0),
         );
-        let mut rq = self.runq.lock();
-        if matches!(rq.sched.state(k), Some(RunState::Blocked { .. })) {
-            rq.sched.set_deadline(k, deadline);
+        let (parked, ncpus) = {
+            let mut rq = self.runq.lock();
+            (rq.sched.park(cpu, k, c, deadline), rq.sched.ncpus())
+        };
+        match parked {
+            Ok(kicks) => {
+                // At once: this pCPU goes on into another guest, and an idle
+                // pCPU may take the parked vCPU now.
+                self.send_kicks(arch, cpu, ncpus, kicks);
+                None
+            }
+            Err(c) => self.drop_vcpu(arch, c, None),
         }
-        rq.parked.insert(k, c);
     }
 
     /// A data abort in the vGIC's ranges: emulate it (`None` if `a` is not
@@ -367,21 +412,16 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let Some(s) = a.access else {
             // No instruction syndrome: hv cannot emulate the access without
             // decoding the instruction. The guest gets a synchronous external abort.
-            log::warn!(
-                "d{}v{}: vGIC access at IPA {:#x} without a valid syndrome (pc {:#x}): injecting a data abort",
-                v.domid,
-                v.id,
-                ipa,
-                v.gprs.pc
-            );
-            let ec: u64 = if v.gprs.pstate & 0xf == PSR_MODE_EL0T {
-                0x24
-            } else {
-                0x25
-            };
-            let esr = (ec << 26) | crate::trap::ESR_IL | (u64::from(a.wnr) << 6) | 0x10;
-            let elr = v.gprs.pc;
-            v.inject_sync(arch, elr, esr, Some(a.far));
+            if crate::ratelimit::guest_log_ok(v.domid) {
+                log::warn!(
+                    "d{}v{}: vGIC access at IPA {:#x} without a valid syndrome (pc {:#x}): injecting a data abort",
+                    v.domid,
+                    v.id,
+                    ipa,
+                    v.gprs.pc
+                );
+            }
+            inject_dabt(arch, v, a);
             return Some(Next::Resume);
         };
         let size = s.sas.bytes();
@@ -402,17 +442,32 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             v.id,
             if a.wnr { "write" } else { "read" }
         );
-        let r = g
-            .mmio(
-                v.id,
-                ipa,
-                MmioAccess {
-                    write: a.wnr,
-                    size,
-                    value,
-                },
-            )
-            .unwrap_or(0);
+        let r = match g.mmio(
+            v.id,
+            ipa,
+            MmioAccess {
+                write: a.wnr,
+                size,
+                value,
+            },
+        ) {
+            Some(Ok(r)) => r,
+            // Unaligned, or a width the register lacks: a data abort, as
+            // Xen's vgic-v3 `bad_width` (the guest's own fault, not hv's).
+            Some(Err(vgic::mmio::BadAccess)) => {
+                if crate::ratelimit::guest_log_ok(v.domid) {
+                    log::warn!(
+                        "d{}v{}: vGIC bad access at IPA {ipa:#x} (size {size}, pc {:#x}): injecting a data abort",
+                        v.domid,
+                        v.id,
+                        v.gprs.pc
+                    );
+                }
+                inject_dabt(arch, v, a);
+                return Some(Next::Resume);
+            }
+            None => 0,
+        };
         if !a.wnr && rt < 31 {
             let mut val = r & mask;
             if s.sse && size < 8 {
@@ -464,7 +519,13 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             return Next::Yield;
         };
         if g.has_deliverable(v.id) {
-            return Next::Resume;
+            // The WFI completes at once (an interrupt is pending, perhaps
+            // masked by the guest: Linux's cpu_park_loop spins on WFI with
+            // DAIF set). Still a scheduling point, as Xen's
+            // vcpu_block_unless_event_pending raises SCHEDULE_SOFTIRQ: else
+            // such a vCPU never leaves its pCPU to the others, nor notices
+            // that its domain ends.
+            return Next::Yield;
         }
         let ctl = arch.read_el1(El1Reg::CntvCtlEl0);
         let timer = vtimer_deadline(ctl, 0).is_some();
@@ -497,7 +558,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 target,
                 entry,
                 context,
-            } => v.gprs.x[0] = self.cpu_on(v.domid, target, entry, context),
+            } => {
+                v.gprs.x[0] = self.cpu_on(v.domid, target, entry, context);
+                if v.gprs.x[0] == psci::ret::SUCCESS {
+                    // Through the loop, which kicks an idle pCPU for the new
+                    // vCPU now: the caller may poll for it without trapping.
+                    return Next::Resched;
+                }
+            }
             PsciCall::AffinityInfo { target } => {
                 let k = VcpuKey {
                     dom: v.domid,
@@ -528,7 +596,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         // Lock order: shared, then runq.
         let mut rq = self.runq.lock();
         let k = VcpuKey { dom, idx: target };
-        if rq.sched.state(k).is_some() || rq.parked.contains_key(&k) {
+        if rq.sched.state(k).is_some() {
             return psci::ret::ALREADY_ON;
         }
         d.live_vcpus += 1;
@@ -553,3 +621,10 @@ fn vtimer_fired(arch: &mut dyn Arch, v: &mut Vcpu) {
 
 #[cfg(test)]
 mod tests;
+
+/// The pCPUs (of `ncpus`, other than `me`) that the kick mask `k` names: bit
+/// c names pCPU c; all bits set (vgic's "any pCPU", also how a pCPU numbered
+/// 64 or more is named) is every pCPU, however many there are.
+pub(super) fn kick_targets(k: u64, ncpus: usize, me: usize) -> impl Iterator<Item = usize> {
+    (0..ncpus).filter(move |&c| c != me && (k == u64::MAX || (c < 64 && (k >> c) & 1 == 1)))
+}

@@ -7,6 +7,13 @@
 //! `IROUTER`; `GICR_CTLR`/`IIDR`/`TYPER`/`WAKER`/`PIDR2` and the SGI_base
 //! frame's banked copies for SGIs and PPIs. Everything else reads as zero and
 //! ignores writes with a rate-limited warning.
+//!
+//! Access checks (Xen's `vgic-v3.c` `bad_width`, KVM's `check_region`): an
+//! access that is not naturally aligned, or whose width the register does not
+//! support (bit registers, `ICFGR`, `CTLR`, ... 32-bit only; `IPRIORITYR`
+//! 8/32-bit; `IROUTER` and `GICR_TYPER` 32/64-bit), is not emulated: the
+//! caller injects a data abort, as Xen does. Every index into the state is
+//! derived from an aligned offset and bounds-checked.
 
 use super::{warn_unknown, Vgic, VgicState, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE};
 use super::{GICR_STRIDE, NR_IRQS, PRIO_MASK};
@@ -21,6 +28,15 @@ pub struct MmioAccess {
     /// The value stored (writes only).
     pub value: u64,
 }
+
+/// An access the vGIC refuses (unaligned, or a width the register does not
+/// have): the guest gets a data abort (Xen's `bad_width`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BadAccess;
+
+/// The outcome of an emulated access: the value read (0 for writes), or
+/// [`BadAccess`].
+pub type MmioResult = Result<u64, BadAccess>;
 
 /// True if `ipa` lies in the vGIC's distributor or redistributor range.
 #[must_use]
@@ -77,11 +93,15 @@ enum BitReg {
 
 impl Vgic {
     /// Emulate a guest access at `ipa` by vCPU `vcpu`. `None` if `ipa` is not
-    /// in the vGIC's ranges; else the value a read returns (0 for writes).
+    /// in the vGIC's ranges; else the value a read returns (0 for writes), or
+    /// [`BadAccess`] for an unaligned access or a width the register lacks.
     #[must_use]
-    pub fn mmio(&self, vcpu: u32, ipa: u64, acc: MmioAccess) -> Option<u64> {
-        if !matches!(acc.size, 1 | 2 | 4 | 8) {
+    pub fn mmio(&self, vcpu: u32, ipa: u64, acc: MmioAccess) -> Option<MmioResult> {
+        if !in_range(ipa) {
             return None;
+        }
+        if !matches!(acc.size, 1 | 2 | 4 | 8) || !ipa.is_multiple_of(u64::from(acc.size)) {
+            return Some(Err(BadAccess));
         }
         let mut s = self.state.lock();
         if (GICD_BASE..GICD_BASE + GICD_SIZE).contains(&ipa) {
@@ -93,7 +113,7 @@ impl Vgic {
             let off = rel % GICR_STRIDE;
             if cpu >= s.cpus.len() {
                 // No redistributor there (the previous one says Last).
-                return Some(0);
+                return Some(Ok(0));
             }
             return Some(if off < 0x1_0000 {
                 s.rd_base(cpu, off, acc)
@@ -102,6 +122,16 @@ impl Vgic {
             });
         }
         None
+    }
+}
+
+/// Byte-array registers (`IPRIORITYR`, `ITARGETSR`, `[CS]PENDSGIR`): 8- or
+/// 32-bit accesses (Xen: `DABT_BYTE`/`DABT_WORD`).
+fn prio_width(size: u8) -> Result<(), BadAccess> {
+    if matches!(size, 1 | 4) {
+        Ok(())
+    } else {
+        Err(BadAccess)
     }
 }
 
@@ -117,16 +147,21 @@ fn sub(v: u64, off: u64, size: u8) -> u64 {
 }
 
 impl VgicState {
-    fn dist(&mut self, cpu: usize, off: u64, acc: MmioAccess) -> u64 {
+    fn dist(&mut self, cpu: usize, off: u64, acc: MmioAccess) -> MmioResult {
         let w = acc.write;
         let v = acc.value;
+        let sz = acc.size;
+        // Registers with a single 32-bit width (Xen's `vgic_reg32_check_access`).
+        let word = |r: u64| if sz == 4 { Ok(r) } else { Err(BadAccess) };
+        let bit_reg = |o: u64, base: u64| (base..base + 0x80).contains(&o);
         match off {
-            0x0000 if acc.size == 4 => {
+            0x0000 => {
+                word(0)?;
                 if w {
                     self.grp0 = v as u32 & ctlr::GRP0 != 0;
                     self.grp1 = v as u32 & ctlr::GRP1 != 0;
                     self.kick_all();
-                    return 0;
+                    return Ok(0);
                 }
                 let mut r = ctlr::ARE | ctlr::DS;
                 if self.grp0 {
@@ -135,72 +170,83 @@ impl VgicState {
                 if self.grp1 {
                     r |= ctlr::GRP1;
                 }
-                u64::from(r)
+                Ok(u64::from(r))
             }
             // TYPER: ITLinesNumber, CPUNumber (ignored with ARE), IDbits = 9
             // (INTIDs below 1024), No1N (1-of-N SPI routing not supported).
-            0x0004 if acc.size == 4 && !w => {
-                let itlines = u64::from(NR_IRQS / 32 - 1);
-                itlines | (9 << 19) | (1 << 25)
-            }
-            0x0008 if acc.size == 4 && !w => u64::from(IIDR),
+            // Read-only: writes are ignored (Xen's `write_ignore_32`).
+            0x0004 if w => word(0),
+            0x0004 => word(u64::from(NR_IRQS / 32 - 1) | (9 << 19) | (1 << 25)),
+            0x0008 if w => word(0),
+            0x0008 => word(u64::from(IIDR)),
             // TYPER2, STATUSR: zero.
-            0x000c | 0x0010 if acc.size == 4 => 0,
-            o if (off::IGROUPR..off::IGROUPR + 0x80).contains(&o) => {
+            0x000c | 0x0010 => word(0),
+            o if bit_reg(o, off::IGROUPR) => {
                 self.bits_dist(cpu, BitReg::Group, o - off::IGROUPR, acc)
             }
-            o if (off::ISENABLER..off::ISENABLER + 0x80).contains(&o) => {
+            o if bit_reg(o, off::ISENABLER) => {
                 self.bits_dist(cpu, BitReg::SetEnable, o - off::ISENABLER, acc)
             }
-            o if (off::ICENABLER..off::ICENABLER + 0x80).contains(&o) => {
+            o if bit_reg(o, off::ICENABLER) => {
                 self.bits_dist(cpu, BitReg::ClearEnable, o - off::ICENABLER, acc)
             }
-            o if (off::ISPENDR..off::ISPENDR + 0x80).contains(&o) => {
+            o if bit_reg(o, off::ISPENDR) => {
                 self.bits_dist(cpu, BitReg::SetPending, o - off::ISPENDR, acc)
             }
-            o if (off::ICPENDR..off::ICPENDR + 0x80).contains(&o) => {
+            o if bit_reg(o, off::ICPENDR) => {
                 self.bits_dist(cpu, BitReg::ClearPending, o - off::ICPENDR, acc)
             }
-            o if (off::ISACTIVER..off::ISACTIVER + 0x80).contains(&o) => {
+            o if bit_reg(o, off::ISACTIVER) => {
                 self.bits_dist(cpu, BitReg::SetActive, o - off::ISACTIVER, acc)
             }
-            o if (off::ICACTIVER..off::ICACTIVER + 0x80).contains(&o) => {
+            o if bit_reg(o, off::ICACTIVER) => {
                 self.bits_dist(cpu, BitReg::ClearActive, o - off::ICACTIVER, acc)
             }
             o if (off::IPRIORITYR..off::IPRIORITYR + 0x400).contains(&o) => {
                 let first = (o - off::IPRIORITYR) as u32;
                 // With ARE, INTIDs 0..31 are RAZ/WI here (banked in the redistributor).
                 if first < 32 {
-                    return 0;
+                    return prio_width(sz).map(|()| 0);
                 }
                 self.priorities(cpu, first, acc)
             }
-            // ITARGETSR: RAZ/WI with affinity routing.
-            0x0800..=0x0bff => 0,
-            o if (off::ICFGR..off::ICFGR + 0x100).contains(&o) && acc.size == 4 => {
+            // ITARGETSR: RAZ/WI with affinity routing (byte or word, as IPRIORITYR).
+            0x0800..=0x0bff => prio_width(sz).map(|()| 0),
+            o if (off::ICFGR..off::ICFGR + 0x100).contains(&o) => {
+                word(0)?;
                 let first = ((o - off::ICFGR) * 4) as u32;
                 if first < 32 {
-                    return 0; // banked in the redistributor
+                    return Ok(0); // banked in the redistributor
                 }
-                self.config(cpu, first, acc)
+                Ok(self.config(cpu, first, acc))
             }
             // IGRPMODR, NSACR: RAZ/WI (single security state).
-            o if (off::IGRPMODR..off::IGRPMODR + 0x80).contains(&o)
-                || (off::NSACR..off::NSACR + 0x100).contains(&o) =>
-            {
-                0
+            o if bit_reg(o, off::IGRPMODR) || (off::NSACR..off::NSACR + 0x100).contains(&o) => {
+                word(0)
             }
             // SGIR, CPENDSGIR, SPENDSGIR: RAZ/WI with affinity routing.
-            0x0f00 | 0x0f10..=0x0f2f => 0,
-            o if (off::IROUTER + 0x100..off::IROUTER + 8 * u64::from(NR_IRQS)).contains(&o)
-                && matches!(acc.size, 4 | 8) =>
-            {
-                let n = ((o - off::IROUTER) / 8) as usize - 32;
+            0x0f00 => word(0),
+            0x0f10..=0x0f2f => prio_width(sz).map(|()| 0),
+            o if (off::IROUTER..off::IROUTER + 0x2000).contains(&o) => {
+                // 64-bit registers, 32- or 64-bit accesses (Xen's
+                // `vgic_reg64_check_access`); aligned by the caller.
+                if !matches!(sz, 4 | 8) {
+                    return Err(BadAccess);
+                }
+                let idx = (o - off::IROUTER) / 8;
+                // SGIs/PPIs and SPIs beyond the implemented ones: RAZ/WI.
+                let Some(n) = idx
+                    .checked_sub(32)
+                    .map(|n| n as usize)
+                    .filter(|&n| n < self.routes.len())
+                else {
+                    return Ok(0);
+                };
                 let cur = self.routes[n];
                 if w {
                     // Aff3 [39:32], IRM [31], Aff2.Aff1.Aff0 [23:0].
                     let mask: u64 = 0xff_8000_0000 | 0xff_ffff;
-                    let new = if acc.size == 8 {
+                    let new = if sz == 8 {
                         v
                     } else if o & 4 == 0 {
                         (cur & !0xffff_ffff) | (v & 0xffff_ffff)
@@ -209,64 +255,79 @@ impl VgicState {
                     };
                     self.routes[n] = new & mask;
                     self.kick_all();
-                    return 0;
+                    return Ok(0);
                 }
-                sub(cur, o, acc.size)
+                Ok(sub(cur, o, sz))
             }
-            // IROUTER of SGIs/PPIs and of SPIs beyond the implemented ones: RAZ/WI.
-            o if (off::IROUTER..off::IROUTER + 0x2000).contains(&o) => 0,
-            off::PIDR2 if !w => u64::from(PIDR2),
-            o if (off::CIDR0..off::CIDR0 + 16).contains(&o) && !w && acc.size == 4 => {
-                u64::from(CIDR[((o - off::CIDR0) / 4) as usize])
+            off::PIDR2 if !w => word(u64::from(PIDR2)),
+            o if (off::CIDR0..off::CIDR0 + 16).contains(&o) && !w => {
+                word(u64::from(CIDR[((o - off::CIDR0) / 4) as usize & 3]))
             }
             o => {
                 warn_unknown(self.domid, "GICD", o, w);
-                0
+                Ok(0)
             }
         }
     }
 
-    fn rd_base(&mut self, cpu: usize, off: u64, acc: MmioAccess) -> u64 {
+    fn rd_base(&mut self, cpu: usize, off: u64, acc: MmioAccess) -> MmioResult {
         let w = acc.write;
+        let sz = acc.size;
+        let word = |r: u64| if sz == 4 { Ok(r) } else { Err(BadAccess) };
         match off {
             // CTLR: no LPIs (EnableLPIs RAZ/WI), RWP = 0: writes take effect at once.
-            0x0000 if acc.size == 4 => 0,
-            0x0004 if acc.size == 4 && !w => u64::from(IIDR),
-            // TYPER: Affinity [63:32] = the vCPU's Aff1.Aff0, Processor_Number
-            // [23:8] = its index, Last [4] on the final redistributor.
-            0x0008 | 0x000c if !w && matches!(acc.size, 4 | 8) => {
+            0x0000 => word(0),
+            0x0004 if w => word(0),
+            0x0004 => word(u64::from(IIDR)),
+            // TYPER (64-bit, 32/64-bit accesses, read-only): Affinity [63:32]
+            // = the vCPU's Aff1.Aff0, Processor_Number [23:8] = its index,
+            // Last [4] on the final redistributor.
+            0x0008 | 0x000c => {
+                if !matches!(sz, 4 | 8) {
+                    return Err(BadAccess);
+                }
+                if w {
+                    return Ok(0);
+                }
                 let c = cpu as u64;
                 let aff = (c & 0xff) | (((c >> 8) & 0xff) << 8);
                 let last = u64::from(cpu + 1 == self.cpus.len()) << 4;
                 let typer = (aff << 32) | ((c & 0xffff) << 8) | last;
-                sub(typer, off, acc.size)
+                Ok(sub(typer, off, sz))
             }
             // STATUSR.
-            0x0010 if acc.size == 4 => 0,
+            0x0010 => word(0),
             // WAKER: ProcessorSleep [1]; ChildrenAsleep [2] follows it at once.
-            0x0014 if acc.size == 4 => {
+            0x0014 => {
+                word(0)?;
+                let Some(c) = self.cpus.get_mut(cpu) else {
+                    return Ok(0);
+                };
                 if w {
-                    self.cpus[cpu].sleep = acc.value & 2 != 0;
-                    return 0;
+                    c.sleep = acc.value & 2 != 0;
+                    return Ok(0);
                 }
-                let s = u64::from(self.cpus[cpu].sleep);
-                (s << 1) | (s << 2)
+                let s = u64::from(c.sleep);
+                Ok((s << 1) | (s << 2))
             }
-            // PROPBASER, PENDBASER (no LPIs): RAZ/WI.
-            0x0070..=0x007f => 0,
-            off::PIDR2 if !w => u64::from(PIDR2),
-            o if (off::CIDR0..off::CIDR0 + 16).contains(&o) && !w && acc.size == 4 => {
-                u64::from(CIDR[((o - off::CIDR0) / 4) as usize])
+            // PROPBASER, PENDBASER (no LPIs): RAZ/WI, 32/64-bit.
+            0x0070..=0x007f if matches!(sz, 4 | 8) => Ok(0),
+            0x0070..=0x007f => Err(BadAccess),
+            off::PIDR2 if !w => word(u64::from(PIDR2)),
+            o if (off::CIDR0..off::CIDR0 + 16).contains(&o) && !w => {
+                word(u64::from(CIDR[((o - off::CIDR0) / 4) as usize & 3]))
             }
             o => {
                 warn_unknown(self.domid, "GICR RD_base", o, w);
-                0
+                Ok(0)
             }
         }
     }
 
-    fn sgi_base(&mut self, cpu: usize, off: u64, acc: MmioAccess) -> u64 {
+    fn sgi_base(&mut self, cpu: usize, off: u64, acc: MmioAccess) -> MmioResult {
         let w = acc.write;
+        let sz = acc.size;
+        let word = |r: u64| if sz == 4 { Ok(r) } else { Err(BadAccess) };
         let bits = |r| Some(r);
         let reg = match off {
             off::IGROUPR => bits(BitReg::Group),
@@ -279,41 +340,41 @@ impl VgicState {
             _ => None,
         };
         if let Some(r) = reg {
-            if acc.size != 4 {
-                warn_unknown(self.domid, "GICR SGI_base (size)", off, w);
-                return 0;
-            }
-            return self.bits_reg(cpu, r, 0, acc);
+            word(0)?;
+            return Ok(self.bits_reg(cpu, r, 0, acc));
         }
         match off {
             o if (off::IPRIORITYR..off::IPRIORITYR + 0x20).contains(&o) => {
                 self.priorities(cpu, (o - off::IPRIORITYR) as u32, acc)
             }
             // ICFGR0: SGIs are edge-triggered, read-only.
-            o if o == off::ICFGR && acc.size == 4 && !w => 0xaaaa_aaaa,
-            o if o == off::ICFGR && acc.size == 4 => 0,
-            o if o == off::ICFGR + 4 && acc.size == 4 => self.config(cpu, 16, acc),
+            o if o == off::ICFGR && !w => word(0xaaaa_aaaa),
+            o if o == off::ICFGR => word(0),
+            o if o == off::ICFGR + 4 => {
+                word(0)?;
+                Ok(self.config(cpu, 16, acc))
+            }
             // IGRPMODR0, NSACR: RAZ/WI (single security state).
-            off::IGRPMODR | off::NSACR => 0,
+            off::IGRPMODR | off::NSACR => word(0),
             o => {
                 warn_unknown(self.domid, "GICR SGI_base", o, w);
-                0
+                Ok(0)
             }
         }
     }
 
-    /// A distributor bit-per-interrupt register at byte offset `rel`; the
-    /// first 32 INTIDs are RAZ/WI here (banked in the redistributor with ARE).
-    fn bits_dist(&mut self, cpu: usize, r: BitReg, rel: u64, acc: MmioAccess) -> u64 {
-        if acc.size != 4 {
-            warn_unknown(self.domid, "GICD (size)", rel, acc.write);
-            return 0;
+    /// A distributor bit-per-interrupt register at byte offset `rel` (32-bit
+    /// accesses, aligned by the caller); the first 32 INTIDs are RAZ/WI here
+    /// (banked in the redistributor with ARE), INTIDs beyond [`NR_IRQS`] RAZ/WI.
+    fn bits_dist(&mut self, cpu: usize, r: BitReg, rel: u64, acc: MmioAccess) -> MmioResult {
+        if acc.size != 4 || !rel.is_multiple_of(4) {
+            return Err(BadAccess);
         }
         let first = (rel * 8) as u32;
         if !(32..NR_IRQS).contains(&first) {
-            return 0;
+            return Ok(0);
         }
-        self.bits_reg(cpu, r, first, acc)
+        Ok(self.bits_reg(cpu, r, first, acc))
     }
 
     /// 32 interrupts from `first` (a multiple of 32).
@@ -365,11 +426,8 @@ impl VgicState {
     }
 
     /// `IPRIORITYR` bytes from INTID `first` (byte or word accesses).
-    fn priorities(&mut self, cpu: usize, first: u32, acc: MmioAccess) -> u64 {
-        if !matches!(acc.size, 1 | 4) {
-            warn_unknown(self.domid, "IPRIORITYR (size)", u64::from(first), acc.write);
-            return 0;
-        }
+    fn priorities(&mut self, cpu: usize, first: u32, acc: MmioAccess) -> MmioResult {
+        prio_width(acc.size)?;
         let mut out = 0u64;
         for b in 0..u32::from(acc.size) {
             let Ok(irq) = self.irq_mut(cpu, first + b) else {
@@ -381,7 +439,7 @@ impl VgicState {
                 out |= u64::from(irq.priority) << (8 * b);
             }
         }
-        out
+        Ok(out)
     }
 
     /// `ICFGR` word covering 16 INTIDs from `first`: bit 2n+1 = edge-triggered.

@@ -188,19 +188,20 @@ pub fn wake_epoch() -> u64 {
     WAKE_EPOCH.load(Ordering::Acquire)
 }
 
-/// Rate limiter of the "unknown register" warnings.
-static UNKNOWN_LOGGED: AtomicU32 = AtomicU32::new(0);
+/// How many unknown-register accesses guests made (all domains).
+static UNKNOWN_SEEN: AtomicU32 = AtomicU32::new(0);
 
-/// Warn about an unimplemented register: the first 32 occurrences, then every 4096th.
+/// Warn about an unimplemented register, rate-limited per domain
+/// ([`crate::ratelimit`]).
 pub(crate) fn warn_unknown(domid: u16, what: &str, offset: u64, write: bool) {
-    let n = UNKNOWN_LOGGED.fetch_add(1, Ordering::Relaxed);
-    if n < 32 || n.is_multiple_of(4096) {
-        log::warn!(
-            "d{domid}: vGIC {what} offset {offset:#06x} not implemented ({}): RAZ/WI [{} so far]",
-            if write { "write" } else { "read" },
-            n + 1
-        );
-    }
+    let n = UNKNOWN_SEEN.fetch_add(1, Ordering::Relaxed);
+    crate::glog!(
+        domid,
+        Warn,
+        "d{domid}: vGIC {what} offset {offset:#06x} not implemented ({}): RAZ/WI [{} so far]",
+        if write { "write" } else { "read" },
+        n + 1
+    );
 }
 
 impl Vgic {
@@ -352,7 +353,13 @@ impl VgicState {
 
     /// The vCPU SPI `intid` is routed to.
     pub(crate) fn spi_target(&self, intid: u32) -> usize {
-        let r = self.routes[(intid - 32) as usize];
+        // An INTID that is not an implemented SPI has no route: vCPU 0.
+        let Some(&r) = intid
+            .checked_sub(32)
+            .and_then(|n| self.routes.get(n as usize))
+        else {
+            return 0;
+        };
         if (r >> 31) & 1 == 1 || (r >> 16) & 0xff != 0 || (r >> 32) & 0xff != 0 {
             return 0;
         }

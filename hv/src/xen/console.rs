@@ -7,7 +7,8 @@
 
 use memops::TableMem;
 
-use super::{ConsoleIo, Errno, HypercallCtx};
+use super::abi::consoleio;
+use super::{Action, ConsoleIo, HypercallCtx, Outcome};
 use crate::arch::PhysMem;
 use pv_tlb::Ipa;
 
@@ -100,33 +101,53 @@ impl ConsoleLine {
     }
 }
 
+/// Bytes of one `CONSOLEIO_write` handled per invocation: the rest is a
+/// continuation (x1 = bytes left, x2 = buffer advanced), as Xen's
+/// `guest_console_write` does when `hypercall_preempt_check()` fires. One
+/// chunk: a 1 MiB write used to hold hv's lock for seconds (issue 9 finding 7).
+pub const WRITE_BUDGET: u64 = CHUNK as u64;
+
 /// Handle `console_io`.
 ///
-/// # Errors
-/// `-EFAULT` if the buffer is not readable guest RAM (whatever was copied
-/// before the fault has been printed, as in Xen).
-pub fn console_io<M: PhysMem + TableMem>(
-    op: ConsoleIo,
-    ctx: &mut HypercallCtx<'_, M>,
-) -> Result<u64, Errno> {
+/// A write copies at most [`WRITE_BUDGET`] bytes, then returns a
+/// continuation for the rest ([`Action::Continuation`]: `CONSOLEIO_write`,
+/// count left, buffer advanced). `-EFAULT` if the buffer is not readable
+/// guest memory (whatever was copied before the fault has been printed, as in
+/// Xen).
+pub fn console_io<M: PhysMem + TableMem>(op: ConsoleIo, ctx: &mut HypercallCtx<'_, M>) -> Outcome {
     match op {
         ConsoleIo::Write { count, buf } => {
-            let mut left = u64::from(count);
+            let total = u64::from(count);
+            let now = total.min(WRITE_BUDGET);
+            let mut left = now;
             let mut ipa = buf.ipa();
             let mut chunk = [0u8; CHUNK];
             while left > 0 {
                 let n = left.min(CHUNK as u64) as usize;
                 if let Err(e) = ctx.mem.copy_from_guest(ipa, &mut chunk[..n]) {
-                    log::debug!("d{}: console_io write: {e}", ctx.domid);
-                    return Err(e.errno());
+                    crate::glog!(ctx.domid, Debug, "d{}: console_io write: {e}", ctx.domid);
+                    return Outcome::ret(Err(e.errno()));
                 }
                 ctx.line.push(ctx.domid, &chunk[..n], ctx.sink);
                 left -= n as u64;
                 ipa = Ipa(ipa.0.wrapping_add(n as u64));
             }
-            Ok(0)
+            if total > now {
+                return Outcome {
+                    ret: 0,
+                    action: Action::Continuation {
+                        args: [
+                            u64::from(consoleio::WRITE),
+                            total - now,
+                            buf.ipa().0.wrapping_add(now),
+                        ],
+                        block: false,
+                    },
+                };
+            }
+            Outcome::ret(Ok(0))
         }
         // hv has no console input for guests: no characters.
-        ConsoleIo::Read { .. } => Ok(0),
+        ConsoleIo::Read { .. } => Outcome::ret(Ok(0)),
     }
 }

@@ -58,7 +58,11 @@ pub fn drain<M: PhysMem + ?Sized>(
     core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
     let mut avail = prod.wrapping_sub(cons);
     if avail > OUT_SIZE {
-        log::debug!("d{domid}: console ring: producer {prod} is {avail} bytes ahead of {cons}");
+        crate::glog!(
+            domid,
+            Debug,
+            "d{domid}: console ring: producer {prod} is {avail} bytes ahead of {cons}"
+        );
         cons = prod.wrapping_sub(OUT_SIZE);
         avail = OUT_SIZE;
     }

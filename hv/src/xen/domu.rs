@@ -166,6 +166,13 @@ pub struct DomainXen {
     pub console_bytes: u64,
     /// Every hv-owned frame of the domain (released at teardown).
     frames: Vec<PhysAddr>,
+    /// Guest RAM frames hv keeps a host address of (registered `vcpu_info`
+    /// areas), each with one extra page reference (Xen's `map_guest_area`
+    /// takes one with `get_page_from_gfn`): a `decrease_reservation` of the
+    /// gfn only drops the allocation reference, so the frame cannot go back to
+    /// the pool, nor to another domain, while hv may still write to it. Put
+    /// at teardown ([`DomainXen::release`]).
+    pinned: Vec<PhysAddr>,
 }
 
 impl Default for DomainXen {
@@ -179,6 +186,7 @@ impl Default for DomainXen {
             runstate_update_flag: false,
             console_bytes: 0,
             frames: Vec::new(),
+            pinned: Vec::new(),
         }
     }
 }
@@ -241,6 +249,7 @@ impl DomainXen {
             runstate_update_flag: false,
             console_bytes: 0,
             frames,
+            pinned: Vec::new(),
         })
     }
 
@@ -253,8 +262,39 @@ impl DomainXen {
     /// Give the hv-owned frames back (after the domain's stage-2 mappings of
     /// them were invalidated).
     pub fn release(&mut self, pool: &mut FrameTable) {
-        for f in self.frames.drain(..) {
+        for f in self.frames.drain(..).chain(self.pinned.drain(..)) {
             let _ = pool.put(f);
+        }
+    }
+
+    /// Guest frames pinned by a page reference ([`DomainXen::pinned`]'s doc).
+    #[must_use]
+    pub fn pinned(&self) -> &[PhysAddr] {
+        &self.pinned
+    }
+
+    /// Take a page reference on `frame`, which must be a pool frame owned by
+    /// `domid` (Xen's `get_page(page, d)`: a foreign or hv-internal page is
+    /// refused), and remember it until teardown.
+    ///
+    /// # Errors
+    /// `-EINVAL` if `frame` is not `domid`'s, `-ENOMEM` if the record cannot
+    /// be allocated (nothing changed).
+    pub fn pin(&mut self, domid: u16, frame: PhysAddr, pool: &mut FrameTable) -> Result<(), Errno> {
+        if pool.frame(frame).and_then(|f| f.owner) != Some(domid) {
+            return Err(Errno::EINVAL);
+        }
+        self.pinned.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+        pool.get(frame).map_err(|_| Errno::EINVAL)?;
+        self.pinned.push(frame);
+        Ok(())
+    }
+
+    /// Undo the last [`DomainXen::pin`] of `frame` (its use failed).
+    pub fn unpin(&mut self, frame: PhysAddr, pool: &mut FrameTable) {
+        if let Some(i) = self.pinned.iter().rposition(|&f| f == frame) {
+            self.pinned.remove(i);
+            let _ = pool.put(frame);
         }
     }
 
@@ -310,6 +350,8 @@ pub struct SysCtx<'a, M: PhysMem + TableMem> {
     pub domains: &'a mut [Domain],
     /// Host memory.
     pub mem: &'a mut M,
+    /// The guest page pool (page references of areas hv keeps).
+    pub pool: &'a mut FrameTable,
     /// Console output.
     pub sink: &'a mut dyn ConsoleSink,
     /// Upcall injection.
@@ -605,21 +647,34 @@ fn vcpu_op<M: PhysMem + TableMem>(
                 .and_then(|a| a.checked_add(off))
                 .ok_or(Errno::EINVAL)?;
             let pa = ctx.translate_rw(ipa)?;
+            let frame = PhysAddr(pa.0 & !(PAGE_SIZE - 1));
             let d = ctx
                 .domains
                 .iter_mut()
                 .find(|d| d.id == caller)
                 .ok_or(Errno::ESRCH)?;
-            d.xen
+            // hv keeps writing to `pa` for the domain's lifetime: pin the
+            // page first (Xen's map_guest_area), give the pin back on failure.
+            d.xen.pin(caller, frame, ctx.pool)?;
+            if let Err(e) = d
+                .xen
                 .evtchn
-                .register_vcpu_info(caller, vcpu, pa, ctx.mem, ctx.irq)?;
+                .register_vcpu_info(caller, vcpu, pa, ctx.mem, ctx.irq)
+            {
+                d.xen.unpin(frame, ctx.pool);
+                return Err(e);
+            }
             Ok(0)
         }
         vcpuop::REGISTER_RUNSTATE_MEMORY_AREA | vcpuop::REGISTER_RUNSTATE_PHYS_AREA => {
             let b = ctx.read::<8>(arg)?;
             let addr = le64(&b, 0);
             let phys = cmd == vcpuop::REGISTER_RUNSTATE_PHYS_AREA;
-            log::debug!("d{caller}v{vcpu}: runstate area at {addr:#x} (physical: {phys})");
+            crate::glog!(
+                caller,
+                Debug,
+                "d{caller}v{vcpu}: runstate area at {addr:#x} (physical: {phys})"
+            );
             let rs = ctx
                 .me()?
                 .xen
@@ -699,22 +754,38 @@ fn vm_assist<M: PhysMem + TableMem>(
     Ok(0)
 }
 
-/// Entries of one multicall hv runs (more is `-EINVAL`).
-pub const MULTICALL_MAX: u32 = 64;
+/// Entries of a multicall run per invocation; more continue in a
+/// continuation (Xen preempts a multicall whenever `hypercall_preempt_check()`
+/// fires, xen/common/multicall.c).
+pub const MULTICALL_BUDGET: u64 = 64;
 /// `sizeof(struct multicall_entry)` on arm64.
 pub const MULTICALL_ENTRY_LEN: u64 = 64;
 
-/// `multicall(call_list, nr_calls)`: run each entry and store its result.
-/// Entries reach the handlers of this module and the caller-view ones
-/// (console_io, xen_version, sched_op, hv_op); memory_op, domctl, sysctl and
-/// nested multicalls answer `-ENOSYS` / `-EINVAL` in their result slot. A
+/// `multicall(call_list, nr_calls)`: run each entry and store its result, as
+/// Xen's `do_multicall`. Entries reach the handlers of this module and the
+/// caller-view ones (console_io, xen_version, sched_op, hv_op); memory_op,
+/// domctl, sysctl and nested multicalls answer `-ENOSYS` / `-EINVAL` in their
+/// result slot. After [`MULTICALL_BUDGET`] entries, after a `SCHEDOP_yield` or
+/// `SCHEDOP_block` entry (Xen: the schedule softirq makes
+/// `hypercall_preempt_check()` true) the rest of the list continues in a
+/// continuation (x0 = the next entry, x1 = entries left), so later entries
+/// still run; an entry that itself continues (a long console write) gets its
+/// updated arguments written back into its entry, which runs again first. A
 /// shutdown stops the list.
 fn multicall<M: PhysMem + TableMem>(list: u64, nr: u32, ctx: &mut SysCtx<'_, M>) -> Outcome {
-    if nr > MULTICALL_MAX {
-        return Outcome::ret(Err(Errno::EINVAL));
-    }
-    for i in 0..u64::from(nr) {
-        let at = list + i * MULTICALL_ENTRY_LEN;
+    let nr = u64::from(nr);
+    let cont = |from: u64, block: bool| Outcome {
+        ret: 0,
+        action: Action::Continuation {
+            args: [list.wrapping_add(from * MULTICALL_ENTRY_LEN), nr - from, 0],
+            block,
+        },
+    };
+    for i in 0..nr {
+        if i == MULTICALL_BUDGET {
+            return cont(i, false);
+        }
+        let at = list.wrapping_add(i * MULTICALL_ENTRY_LEN);
         let b = match ctx.read::<64>(at) {
             Ok(b) => b,
             Err(e) => return Outcome::ret(Err(e)),
@@ -734,14 +805,38 @@ fn multicall<M: PhysMem + TableMem>(list: u64, nr: u32, ctx: &mut SysCtx<'_, M>)
             },
             Err(e) => Outcome::ret(Err(e.errno().unwrap_or(Errno::ENOSYS))),
         };
+        if let Action::Continuation { args: sub, block } = out.action {
+            // The entry continues: its updated arguments go back into the
+            // entry (Xen copies the sub-call's continuation into the list),
+            // and the multicall resumes at it.
+            let mut raw = [0u8; 24];
+            for (j, a) in sub.iter().enumerate() {
+                raw[j * 8..j * 8 + 8].copy_from_slice(&a.to_le_bytes());
+            }
+            if let Err(e) = ctx.write(at + 16, &raw) {
+                return Outcome::ret(Err(e));
+            }
+            return cont(i, block);
+        }
         if let Err(e) = ctx.write(at + 8, &out.ret.to_le_bytes()) {
             return Outcome::ret(Err(e));
         }
-        if out.action != Action::Continue {
-            return Outcome {
-                ret: 0,
-                action: out.action,
-            };
+        match out.action {
+            Action::Continue => {}
+            Action::Yield | Action::Block if i + 1 == nr => {
+                return Outcome {
+                    ret: 0,
+                    action: out.action,
+                }
+            }
+            Action::Yield => return cont(i + 1, false),
+            Action::Block => return cont(i + 1, true),
+            Action::Shutdown(_) | Action::Continuation { .. } => {
+                return Outcome {
+                    ret: 0,
+                    action: out.action,
+                }
+            }
         }
     }
     Outcome::ret(Ok(0))
@@ -833,7 +928,7 @@ pub fn deliver_upcalls(domains: &[Domain], upcalls: &[(u16, u32)]) {
     for &(d, v) in upcalls {
         if let Some(dom) = domains.iter().find(|x| x.id == d) {
             if let Err(e) = dom.vgic.inject(v, evtchn::GUEST_EVTCHN_PPI) {
-                log::debug!("d{d}v{v}: event upcall not injected: {e:?}");
+                crate::glog!(d, Debug, "d{d}v{v}: event upcall not injected: {e:?}");
             }
         }
     }
@@ -913,6 +1008,7 @@ mod tests {
                 s1: None,
                 domains: &mut self.domains,
                 mem: &mut self.mem,
+                pool: &mut self.pool,
                 sink: &mut self.lines,
                 irq: &mut self.irq,
             };
@@ -1138,6 +1234,7 @@ mod tests {
             s1: None,
             domains: &mut w.domains,
             mem: &mut w.mem,
+            pool: &mut w.pool,
             sink: &mut w.lines,
             irq: &mut w.irq,
         };
@@ -1249,5 +1346,447 @@ mod tests {
         assert_eq!(b, [0xff]);
         w.mem.read(PhysAddr(g0.0 + 8), &mut b);
         assert_eq!(b, [0x42]);
+    }
+
+    /// One multicall entry: hypercall `op` with `args`.
+    fn entry(op: u64, args: &[u64]) -> [u8; 64] {
+        let mut e = [0u8; 64];
+        e[0..8].copy_from_slice(&op.to_le_bytes());
+        e[8..16].copy_from_slice(&0xdead_u64.to_le_bytes()); // result slot
+        for (j, a) in args.iter().enumerate() {
+            e[16 + 8 * j..24 + 8 * j].copy_from_slice(&a.to_le_bytes());
+        }
+        e
+    }
+
+    /// Run d1's multicall of `entries` at `B + 0x1000` as the run loop does:
+    /// each continuation is re-issued with its x0/x1. Returns the actions.
+    fn run_multicall(w: &mut World, entries: &[[u8; 64]]) -> Vec<Action> {
+        let list = B + 0x1000;
+        for (i, e) in entries.iter().enumerate() {
+            w.put(0, list + 64 * i as u64, e);
+        }
+        let mut call = Hypercall::Multicall {
+            list,
+            nr: entries.len() as u32,
+        };
+        let mut actions = Vec::new();
+        for _ in 0..1000 {
+            let out = w.call(1, 0, call);
+            actions.push(out.action);
+            match out.action {
+                Action::Continuation { args, .. } => {
+                    assert_eq!(out.ret, 0);
+                    call = Hypercall::Multicall {
+                        list: args[0],
+                        nr: args[1] as u32,
+                    };
+                }
+                _ => return actions,
+            }
+        }
+        panic!("multicall never finished");
+    }
+
+    /// Issue 9 finding 10: a multicall stopped at a `SCHEDOP_yield`/`_block`
+    /// entry and never ran the later ones. As Xen, the yield/block happens
+    /// and the rest of the list continues in a continuation.
+    #[test]
+    fn multicall_runs_entries_after_yield_and_block() {
+        let mut w = World::new();
+        w.put(0, B + 0x800, b"one\ntwo\n");
+        let entries = [
+            entry(29, &[0]),               // SCHEDOP_yield
+            entry(18, &[0, 4, B + 0x800]), // console_io write "one\n"
+            entry(29, &[1]),               // SCHEDOP_block
+            entry(18, &[0, 4, B + 0x804]), // "two\n"
+            entry(17, &[0]),               // xen_version
+        ];
+        let actions = run_multicall(&mut w, &entries);
+        let list = B + 0x1000;
+        assert_eq!(
+            actions,
+            [
+                Action::Continuation {
+                    args: [list + 64, 4, 0],
+                    block: false
+                },
+                Action::Continuation {
+                    args: [list + 3 * 64, 2, 0],
+                    block: true
+                },
+                Action::Continue,
+            ]
+        );
+        assert!(w.lines.0.contains(&"(d1) one".into()), "{:?}", w.lines.0);
+        assert!(w.lines.0.contains(&"(d1) two".into()), "{:?}", w.lines.0);
+        let out = w.get::<320>(0, list);
+        for i in 0..4 {
+            assert_eq!(le64(&out, 64 * i + 8), 0, "entry {i} result");
+        }
+        assert_eq!(le64(&out, 4 * 64 + 8), (4 << 16) | 20, "xen_version ran");
+        // A yield as the last entry is just a yield.
+        assert_eq!(run_multicall(&mut w, &[entry(29, &[0])]), [Action::Yield]);
+    }
+
+    /// A long list is not refused (Xen has no limit) nor run in one go: it
+    /// continues every MULTICALL_BUDGET entries and every entry gets its result.
+    #[test]
+    fn long_multicall_continues_in_pieces() {
+        let mut w = World::new();
+        let n = 3 * MULTICALL_BUDGET as usize + 5;
+        let entries = vec![entry(17, &[0]); n];
+        let actions = run_multicall(&mut w, &entries);
+        assert_eq!(actions.len(), 4);
+        let list = B + 0x1000;
+        for i in 0..n as u64 {
+            let r = w.get::<8>(0, list + 64 * i + 8);
+            assert_eq!(u64::from_le_bytes(r), (4 << 16) | 20, "entry {i}");
+        }
+    }
+
+    /// A console write inside a multicall that needs a continuation: its
+    /// entry is rewritten (count left, buffer advanced) and runs again first.
+    #[test]
+    fn multicall_entry_continuation_is_written_back() {
+        let mut w = World::new();
+        let text: Vec<u8> = (0..300).map(|i| b'a' + (i % 26) as u8).collect();
+        w.put(0, B + 0x2000, &text);
+        w.put(0, B + 0x2000 + 300, b"\n");
+        let entries = [entry(18, &[0, 301, B + 0x2000]), entry(17, &[0])];
+        let actions = run_multicall(&mut w, &entries);
+        assert_eq!(actions.len(), 3, "{actions:?}");
+        let line = std::format!("(d1) {}", String::from_utf8(text).unwrap());
+        assert_eq!(
+            w.lines.0.iter().filter(|l| **l == line).count(),
+            1,
+            "{:?}",
+            w.lines.0
+        );
+        let out = w.get::<128>(0, B + 0x1000);
+        assert_eq!(le64(&out, 8), 0);
+        assert_eq!(le64(&out, 64 + 8), (4 << 16) | 20);
+    }
+
+    /// Issue 9 finding 7: a 1 MiB console write ran in one hypercall under
+    /// hv's lock. It is now handled WRITE_BUDGET bytes at a time, each piece
+    /// a continuation with the count and buffer advanced, and prints every byte.
+    #[test]
+    fn big_console_write_is_split_into_continuations() {
+        use crate::xen::console::WRITE_BUDGET;
+        use crate::xen::{ConsoleIo, GuestHandle};
+        let mut w = World::new();
+        let len: u64 = 1 << 20;
+        // d1 has 4 MiB of RAM at B: put 1 MiB of text lines at B + 1 MiB.
+        let base = B + (1 << 20);
+        let mut text = Vec::with_capacity(len as usize);
+        let mut n = 0u32;
+        while (text.len() as u64) < len {
+            text.extend_from_slice(std::format!("line {n:07}\n").as_bytes());
+            n += 1;
+        }
+        text.truncate(len as usize);
+        w.put(0, base, &text);
+        let mut call = Hypercall::ConsoleIo(ConsoleIo::Write {
+            count: len as u32,
+            buf: GuestHandle::new(base),
+        });
+        let mut pieces = 0u64;
+        loop {
+            let mut ctx = SysCtx {
+                caller: 1,
+                vcpu: 0,
+                s1: None,
+                domains: &mut w.domains,
+                mem: &mut w.mem,
+                pool: &mut w.pool,
+                sink: &mut w.lines,
+                irq: &mut w.irq,
+            };
+            let out = caller_view_call(&call, &mut ctx);
+            pieces += 1;
+            assert_eq!(out.ret, 0);
+            match out.action {
+                Action::Continuation { args, block } => {
+                    assert!(!block);
+                    assert_eq!(args[0], 0, "CONSOLEIO_write");
+                    assert_eq!(args[1], len - pieces * WRITE_BUDGET, "count left");
+                    assert_eq!(args[2], base + pieces * WRITE_BUDGET, "buffer advanced");
+                    call =
+                        Hypercall::decode(0xea1, 18, &[args[0], args[1], args[2], 0, 0]).unwrap();
+                }
+                Action::Continue => break,
+                a => panic!("{a:?}"),
+            }
+        }
+        assert_eq!(pieces, len / WRITE_BUDGET);
+        let printed: Vec<&String> = w
+            .lines
+            .0
+            .iter()
+            .filter(|l| l.starts_with("(d1) line "))
+            .collect();
+        assert_eq!(printed.len(), n as usize - 1, "every complete line");
+        assert_eq!(*printed[0], "(d1) line 0000000");
+        assert_eq!(
+            *printed[printed.len() - 1],
+            std::format!("(d1) line {:07}", n - 2)
+        );
+    }
+
+    /// `memory_op(cmd, arg)` of `caller` in a World (xen-compat flushes).
+    fn memop(w: &mut World, caller: u16, cmd: u64, arg: u64) -> u64 {
+        use crate::arch::fake::{FakeArch, FakeMachine};
+        use crate::xen::memory::{memory_op, MemoryOpCtx, MemoryOpResult};
+        let mut arch = FakeArch::new(0, FakeMachine::new_shared());
+        let mut flush = pv_tlb::DeferredFlush::new(pv_tlb::Policy::XenCompat);
+        let mut ctx = MemoryOpCtx {
+            caller,
+            s1: None,
+            mem: &mut w.mem,
+            domains: &mut w.domains,
+            pool: &mut w.pool,
+            flush: &mut flush,
+            arch: &mut arch,
+            heap_free: || usize::MAX,
+        };
+        match memory_op(cmd, arg, &mut ctx) {
+            MemoryOpResult::Done(r) => r,
+            MemoryOpResult::Continue { .. } => panic!("continued"),
+        }
+    }
+
+    /// `XENMEM_populate_physmap` / `_decrease_reservation` of one 4 KiB
+    /// extent at `gfn` by domain `caller` (index `d` in the World), the
+    /// structs at `B + 0x300`.
+    fn reservation(w: &mut World, d: usize, caller: u16, cmd: u64, gfn: u64) -> u64 {
+        let mut r = [0u8; 32];
+        r[0..8].copy_from_slice(&(B + 0x340).to_le_bytes());
+        r[8..16].copy_from_slice(&1u64.to_le_bytes());
+        r[24..26].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+        w.put(d, B + 0x300, &r);
+        w.put(d, B + 0x340, &gfn.to_le_bytes());
+        memop(w, caller, cmd, B + 0x300)
+    }
+
+    /// Issue 9 finding 2: hv kept the host address of a registered
+    /// `vcpu_info` without a page reference. After `decrease_reservation` of
+    /// that gfn the frame went back to the pool and to another domain's
+    /// populate, and every event for the vCPU set bits in that domain's
+    /// page. The page is now pinned (Xen's `map_guest_area`): it stays the
+    /// registering domain's until teardown, and the other domain's new page
+    /// stays zero.
+    #[test]
+    fn vcpu_info_page_is_pinned_across_decrease_reservation() {
+        let mut w = World::new();
+        let gfn = (B + 0x7000) >> 12;
+        let frame = w.domains[0].physmap().lookup(gfn).unwrap().pa;
+        // VCPUOP_register_vcpu_info for vCPU 1 at gfn, offset 0x40.
+        let mut vi = [0u8; 16];
+        vi[0..8].copy_from_slice(&gfn.to_le_bytes());
+        vi[8..12].copy_from_slice(&0x40u32.to_le_bytes());
+        w.put(0, B + 0x100, &vi);
+        let reg = Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_VCPU_INFO,
+            vcpu: 1,
+            arg: B + 0x100,
+        };
+        assert_eq!(w.call(1, 0, reg).ret, 0);
+        assert_eq!(w.pool.frame(frame).unwrap().refs, 2, "allocation + pin");
+        // d1 gives the page back.
+        assert_eq!(reservation(&mut w, 0, 1, 1, gfn), 1, "one extent released");
+        assert!(w.domains[0].physmap().lookup(gfn).is_none());
+        let f = w.pool.frame(frame).unwrap();
+        assert_eq!((f.owner, f.refs), (Some(1), 1), "still d1's: pinned");
+        // d2 populates a page (room for one more): never d1's pinned frame.
+        let pm2 = w.domains[1].physmap_mut();
+        pm2.set_max_pages(pm2.max_pages() + 1);
+        let gfn2 = (B + (8 << 20)) >> 12;
+        assert_eq!(reservation(&mut w, 1, 2, 6, gfn2), 1);
+        let pa2 = w.domains[1].physmap().lookup(gfn2).unwrap().pa;
+        assert_ne!(pa2, frame);
+        // d1 sends itself IPIs on vCPU 1: delivery writes d1's vcpu_info.
+        w.put(0, B + 0x180, &1u32.to_le_bytes());
+        let bind = Hypercall::EventChannelOp {
+            cmd: evtchn::op::BIND_IPI,
+            arg: B + 0x180,
+        };
+        assert_eq!(w.call(1, 0, bind).ret, 0);
+        let port = le32(&w.get::<8>(0, B + 0x180), 4);
+        w.put(0, B + 0x1c0, &port.to_le_bytes());
+        for _ in 0..3 {
+            let send = Hypercall::EventChannelOp {
+                cmd: evtchn::op::SEND,
+                arg: B + 0x1c0,
+            };
+            assert_eq!(w.call(1, 0, send).ret, 0);
+        }
+        let page = w.get::<4096>(1, B + (8 << 20));
+        assert!(page.iter().all(|&b| b == 0), "d2's new page untouched");
+        let mut b = [0u8; 1];
+        w.mem.read(PhysAddr(frame.0 + 0x40), &mut b);
+        assert_eq!(b, [1], "the upcall went to d1's pinned page");
+        // Teardown gives the pin back: the frame is free again.
+        let mut xen = core::mem::take(&mut w.domains[0].xen);
+        xen.release(&mut w.pool);
+        assert_eq!(w.pool.frame(frame).unwrap().refs, 0);
+    }
+
+    /// A vcpu_info area must be in the caller's own RAM: not in a page it
+    /// does not own (no page reference is taken on another's frame).
+    #[test]
+    fn vcpu_info_refused_outside_own_ram() {
+        let mut w = World::new();
+        // Not mapped at all.
+        let mut vi = [0u8; 16];
+        vi[0..8].copy_from_slice(&((B + (64 << 20)) >> 12).to_le_bytes());
+        w.put(0, B + 0x100, &vi);
+        let reg = Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_VCPU_INFO,
+            vcpu: 0,
+            arg: B + 0x100,
+        };
+        assert_eq!(w.call(1, 0, reg).ret, Errno::EFAULT.to_x0());
+        assert!(w.domains[0].xen.pinned().is_empty());
+        // A failed registration (vCPU already registered) gives its pin back.
+        vi[0..8].copy_from_slice(&((B + 0x7000) >> 12).to_le_bytes());
+        w.put(0, B + 0x100, &vi);
+        assert_eq!(w.call(1, 0, reg).ret, 0);
+        vi[0..8].copy_from_slice(&((B + 0x8000) >> 12).to_le_bytes());
+        w.put(0, B + 0x100, &vi);
+        assert_eq!(w.call(1, 0, reg).ret, Errno::EINVAL.to_x0());
+        assert_eq!(w.domains[0].xen.pinned().len(), 1);
+        let f = w.domains[0]
+            .physmap()
+            .lookup((B + 0x8000) >> 12)
+            .unwrap()
+            .pa;
+        assert_eq!(w.pool.frame(f).unwrap().refs, 1);
+    }
+
+    /// Issue 9 finding 10: `decrease_reservation` of the console ring's gfn
+    /// succeeded and unmapped hv's ring. It is an hv special page, not the
+    /// domain's RAM: no extent is released, the ring stays mapped and owned,
+    /// and hv still drains it.
+    #[test]
+    fn decrease_reservation_of_the_console_ring_is_refused() {
+        let mut w = World::new();
+        let ring = w.domains[0].xen.console_ring.unwrap();
+        assert_eq!(
+            reservation(&mut w, 0, 1, 1, CONSOLE_GFN),
+            0,
+            "no extent released"
+        );
+        let e = w.domains[0].physmap().lookup(CONSOLE_GFN).unwrap();
+        assert_eq!((e.pa, e.kind), (ring, P2mKind::SharedInfo));
+        let f = w.pool.frame(ring).unwrap();
+        assert_eq!((f.owner, f.refs), (Some(1), 1));
+    }
+
+    /// Event channels are bounded per domain (MAX_PORTS): a domain that uses
+    /// all of its ports gets -ENOSPC; another domain still binds.
+    #[test]
+    fn event_channel_bound_is_per_domain() {
+        let mut w = World::new();
+        w.put(0, B + 0x180, &0u32.to_le_bytes());
+        let bind = Hypercall::EventChannelOp {
+            cmd: evtchn::op::BIND_IPI,
+            arg: B + 0x180,
+        };
+        let mut ok = 0;
+        let last = loop {
+            let r = w.call(1, 0, bind).ret;
+            if r != 0 {
+                break r;
+            }
+            ok += 1;
+            assert!(ok < 10_000, "unbounded");
+        };
+        assert_eq!(last, Errno::ENOSPC.to_x0());
+        assert_eq!(ok, evtchn::MAX_PORTS - 2, "ports 0 and 1 (console) taken");
+        w.put(1, B + 0x180, &0u32.to_le_bytes());
+        assert_eq!(w.call(2, 0, bind).ret, 0, "d2 unaffected");
+    }
+
+    /// The runstate area is not kept as a host address: after
+    /// `decrease_reservation` of its gfn and another domain's populate (which
+    /// gets the freed frame), runstate updates write nothing there.
+    #[test]
+    fn runstate_area_given_back_is_not_written() {
+        let mut w = World::new();
+        let gfn = (B + 0x9000) >> 12;
+        let frame = w.domains[0].physmap().lookup(gfn).unwrap().pa;
+        w.put(0, B + 0x400, &(B + 0x9000).to_le_bytes());
+        let rs = Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_RUNSTATE_PHYS_AREA,
+            vcpu: 0,
+            arg: B + 0x400,
+        };
+        assert_eq!(w.call(1, 0, rs).ret, 0);
+        assert_eq!(reservation(&mut w, 0, 1, 1, gfn), 1);
+        assert_eq!(w.pool.frame(frame).unwrap().refs, 0, "given back: free");
+        let pm2 = w.domains[1].physmap_mut();
+        pm2.set_max_pages(pm2.max_pages() + 1);
+        let gfn2 = (B + (8 << 20)) >> 12;
+        assert_eq!(reservation(&mut w, 1, 2, 6, gfn2), 1);
+        assert_eq!(
+            w.domains[1].physmap().lookup(gfn2).unwrap().pa,
+            frame,
+            "reused"
+        );
+        let off = crate::xen::s1walk::Stage1::default();
+        for (st, t) in [(runstate::RUNNING, 10), (runstate::RUNNABLE, 20)] {
+            runstate_switch(&mut w.domains[0], 0, st, t, off, &mut w.mem);
+        }
+        let page = w.get::<4096>(1, B + (8 << 20));
+        assert!(page.iter().all(|&b| b == 0), "d2's page untouched");
+    }
+
+    /// Issue 9 finding 6 through hv: a domU mapping its shared-info page and
+    /// grant frames at thousands of gfns grew its records and stage-2 tables
+    /// without bound (hv's table memory and heap for everyone). Each special
+    /// page now has one gfn (the last one asked for), and the stage-2 tables
+    /// new regions need come out of the domain's own budget: when it is spent
+    /// the call answers -ENOMEM with nothing changed, and another domain
+    /// still maps and populates.
+    #[test]
+    fn special_pages_mapped_at_many_gfns_stay_bounded() {
+        let mut w = World::new();
+        let before = w.domains[0].physmap().mapped();
+        let (mut ok, mut enomem) = (0, 0);
+        for i in 0..3000u64 {
+            let gpfn = 0x10_0000 + i * 0x1000; // new level-3 tables each time
+            let mut b = [0u8; 24];
+            b[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+            b[4..8].copy_from_slice(&((i % 2) as u32).to_le_bytes()); // shared_info, grant_table
+            b[16..24].copy_from_slice(&gpfn.to_le_bytes());
+            w.put(0, B + 0x100, &b);
+            let mapped = w.domains[0].physmap().mapped();
+            match memop(&mut w, 1, 7, B + 0x100) {
+                0 => ok += 1,
+                r if r == Errno::ENOMEM.to_x0() => {
+                    enomem += 1;
+                    // Refused before anything changed: the page stays where it was.
+                    assert_eq!(w.domains[0].physmap().mapped(), mapped);
+                }
+                r => panic!("mapping {i}: {r:#x}"),
+            }
+            let pm = w.domains[0].physmap();
+            assert!(
+                pm.mapped() <= before + 2,
+                "one gfn each for shared info and grant frame 0"
+            );
+            assert!(pm.table_frames() <= pm.limits().table_frames);
+        }
+        assert!(ok > 100 && enomem > 0, "{ok} mapped, {enomem} -ENOMEM");
+        // d2 is unaffected.
+        let mut b = [0u8; 24];
+        b[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+        b[16..24].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        w.put(1, B + 0x100, &b);
+        assert_eq!(memop(&mut w, 2, 7, B + 0x100), 0);
+        let pm2 = w.domains[1].physmap_mut();
+        pm2.set_max_pages(pm2.max_pages() + 1);
+        assert_eq!(reservation(&mut w, 1, 2, 6, (B + (8 << 20)) >> 12), 1);
     }
 }

@@ -224,7 +224,8 @@ impl Evtchns {
     /// Allocate the lowest free port for `state` on `vcpu`.
     ///
     /// # Errors
-    /// `-ENOSPC` when every port is in use.
+    /// `-ENOSPC` when every port ([`MAX_PORTS`]) is in use, `-ENOMEM` if
+    /// hv's heap cannot hold another.
     pub fn alloc(&mut self, state: PortState, vcpu: u32) -> Result<u32, Errno> {
         let free = self
             .ports
@@ -236,6 +237,8 @@ impl Evtchns {
         let i = match free {
             Some(i) => i,
             None if (self.ports.len() as u32) < MAX_PORTS => {
+                // Bounded by MAX_PORTS per domain; a full heap is -ENOMEM, never an abort.
+                self.ports.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
                 self.ports.push(Port::default());
                 self.ports.len() - 1
             }

@@ -4,7 +4,11 @@
 //! `HVOP_get_counters` (1) copies `struct hv_counters` (12 little-endian u64,
 //! 96 bytes): `tlbi[8]` in `pv_tlb::TlbOpKind::ALL` order, `p2m_ops`,
 //! `plans`, `guest_exits`, `hypercalls`. `HVOP_reset_counters` (2) zeroes
-//! them. Unprivileged callers get `-EPERM`; other sub-ops `-ENOSYS`.
+//! them. `HVOP_get_resources` (3) copies `struct hv_resources` (8
+//! little-endian u64, 64 bytes, [`Resources`]): what hv has handed out right
+//! now (free frames, VMIDs, domains, event channels, heap), so a toolstack
+//! can check that create/destroy gives everything back. Unprivileged callers
+//! get `-EPERM`; other sub-ops `-ENOSYS`.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,6 +27,110 @@ pub const HVOP_GET_COUNTERS: u32 = 1;
 pub const HVOP_RESET_COUNTERS: u32 = 2;
 /// `sizeof(struct hv_counters)`.
 pub const HV_COUNTERS_LEN: usize = 12 * 8;
+/// Copy out `struct hv_resources` ([`Resources`]).
+pub const HVOP_GET_RESOURCES: u32 = 3;
+/// `sizeof(struct hv_resources)`.
+pub const HV_RESOURCES_LEN: usize = 8 * 8;
+
+/// `struct hv_resources`: 8 little-endian u64 in this field order. Values
+/// hv cannot know (no heap probe, no frame allocator in host tests) are
+/// `u64::MAX`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Resources {
+    /// Free frames of the guest page pool (`XEN_SYSCTL_physinfo`'s `free_pages`).
+    pub pool_free: u64,
+    /// Frames of the guest page pool.
+    pub pool_total: u64,
+    /// Free frames of hv's own frame allocator (stage-2 tables come from it).
+    pub hv_frames_free: u64,
+    /// VMIDs allocated to domains.
+    pub vmids_in_use: u64,
+    /// Domains hv holds (running, shut down or not yet unpaused).
+    pub domains: u64,
+    /// Event channel ports in use over all domains (port 0 never counts).
+    pub evtchns_in_use: u64,
+    /// Free bytes of hv's heap.
+    pub heap_free: u64,
+    /// Guest page-pool frames some domain owns (`pool_total - pool_free`).
+    pub pool_used: u64,
+}
+
+impl Resources {
+    /// The 64 bytes copied to the guest.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; HV_RESOURCES_LEN] {
+        let v = [
+            self.pool_free,
+            self.pool_total,
+            self.hv_frames_free,
+            self.vmids_in_use,
+            self.domains,
+            self.evtchns_in_use,
+            self.heap_free,
+            self.pool_used,
+        ];
+        let mut out = [0u8; HV_RESOURCES_LEN];
+        for (chunk, x) in out.chunks_exact_mut(8).zip(v) {
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// What hv holds right now: `domains` with their event channels, the guest
+/// page `pool`, the VMIDs in use, hv's heap (`heap_free` bytes) and its own
+/// frame allocator (when it is set up).
+#[must_use]
+pub fn gather(
+    domains: &[crate::domain::Domain],
+    pool: &memops::FrameTable,
+    vmids_in_use: usize,
+    heap_free: usize,
+) -> Resources {
+    let evtchns: usize = domains
+        .iter()
+        .map(|d| {
+            (1..super::evtchn::MAX_PORTS)
+                .filter(|&p| d.xen.evtchn.port(p).is_some())
+                .count()
+        })
+        .sum();
+    let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    Resources {
+        pool_free: pool.free_frames(),
+        pool_total: pool.total_frames(),
+        hv_frames_free: crate::mm::frame::try_frames()
+            .map_or(u64::MAX, |f| wide(f.lock().free_count())),
+        vmids_in_use: wide(vmids_in_use),
+        domains: wide(domains.len()),
+        evtchns_in_use: wide(evtchns),
+        heap_free: wide(heap_free),
+        pool_used: pool.total_frames().saturating_sub(pool.free_frames()),
+    }
+}
+
+/// `HVOP_get_resources`: copy `r` (gathered by the run loop, which holds
+/// the system-wide state) to `arg`.
+///
+/// # Errors
+/// `-EPERM` for an unprivileged caller, `-EFAULT` for a bad handle.
+pub fn get_resources<M: PhysMem + TableMem>(
+    arg: u64,
+    r: &Resources,
+    ctx: &mut HypercallCtx<'_, M>,
+) -> Result<u64, Errno> {
+    if !ctx.privileged {
+        log::debug!("d{}: hv_op get_resources: not privileged", ctx.domid);
+        return Err(Errno::EPERM);
+    }
+    ctx.mem
+        .copy_to_guest(pv_tlb::Ipa(arg), &r.to_bytes())
+        .map_err(|e| {
+            log::debug!("d{}: hv_op get_resources: {e}", ctx.domid);
+            e.errno()
+        })?;
+    Ok(0)
+}
 
 /// Stage-2 operations recorded (memory_op glue adds to it).
 pub static P2M_OPS: AtomicU64 = AtomicU64::new(0);
@@ -63,7 +171,12 @@ pub fn hv_op<M: PhysMem + TableMem>(
     ctx: &mut HypercallCtx<'_, M>,
 ) -> Result<u64, Errno> {
     if !ctx.privileged {
-        log::debug!("d{}: hv_op {op}: not privileged", ctx.domid);
+        crate::glog!(
+            ctx.domid,
+            Debug,
+            "d{}: hv_op {op}: not privileged",
+            ctx.domid
+        );
         return Err(Errno::EPERM);
     }
     match op {
@@ -73,7 +186,7 @@ pub fn hv_op<M: PhysMem + TableMem>(
                 out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
             }
             ctx.mem.write(arg, &out).map_err(|e| {
-                log::debug!("d{}: hv_op get_counters: {e}", ctx.domid);
+                crate::glog!(ctx.domid, Debug, "d{}: hv_op get_counters: {e}", ctx.domid);
                 e.errno()
             })?;
             Ok(0)
@@ -83,5 +196,77 @@ pub fn hv_op<M: PhysMem + TableMem>(
             Ok(0)
         }
         _ => Err(Errno::ENOSYS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hv_resources_layout_is_eight_le_u64_in_field_order() {
+        let r = Resources {
+            pool_free: 1,
+            pool_total: 2,
+            hv_frames_free: 3,
+            vmids_in_use: 4,
+            domains: 5,
+            evtchns_in_use: 6,
+            heap_free: u64::MAX,
+            pool_used: 0x0102_0304_0506_0708,
+        };
+        let b = r.to_bytes();
+        assert_eq!(b.len(), 64);
+        for (i, want) in [1u64, 2, 3, 4, 5, 6].iter().enumerate() {
+            assert_eq!(b[i * 8..i * 8 + 8], want.to_le_bytes(), "field {i}");
+        }
+        assert_eq!(b[48..56], [0xff; 8]);
+        assert_eq!(b[56..64], [8, 7, 6, 5, 4, 3, 2, 1]);
+        // hv_counters keeps its 96-byte layout.
+        assert_eq!(HV_COUNTERS_LEN, 96);
+    }
+
+    #[test]
+    fn gather_counts_domains_vmids_pool_and_event_channels() {
+        use crate::arch::fake::FakeMem;
+        use crate::domain::{Domain, VmidAllocator};
+        use crate::xen::domu::DomainXen;
+        use crate::xen::evtchn::PortState;
+        use memops::FrameTable;
+        use pv_tlb::PhysAddr;
+
+        let mut mem = FakeMem::new(0x8000_0000, 0x400_0000);
+        let mut pool = FrameTable::new(PhysAddr(0x8000_0000), 0x3000);
+        let mut vmids = VmidAllocator::new(4);
+        let empty = gather(&[], &pool, vmids.in_use(), 12345);
+        assert_eq!(
+            (empty.pool_free, empty.pool_total, empty.pool_used),
+            (0x3000, 0x3000, 0)
+        );
+        assert_eq!(
+            (empty.vmids_in_use, empty.domains, empty.evtchns_in_use),
+            (0, 0, 0)
+        );
+        assert_eq!(empty.heap_free, 12345);
+        let mut domains = alloc::vec::Vec::new();
+        for id in [1, 2] {
+            let mut d = Domain::create(id, 4 << 20, 40, &mut vmids, &mut mem, &mut pool).unwrap();
+            d.xen = DomainXen::setup(id, 2, d.physmap_mut(), &mut mem, &mut pool).unwrap();
+            domains.push(d);
+        }
+        let two = gather(&domains, &pool, vmids.in_use(), 1);
+        assert_eq!((two.vmids_in_use, two.domains), (2, 2));
+        assert_eq!(two.pool_used, 0x3000 - two.pool_free);
+        assert!(two.pool_used >= 2 * (4 << 20) / 4096, "{two:?}");
+        // Each domain has hv's console port.
+        assert_eq!(two.evtchns_in_use, 2);
+        let p = domains[0]
+            .xen
+            .evtchn
+            .alloc(PortState::Unbound { remote: 2 }, 0)
+            .unwrap();
+        assert_eq!(gather(&domains, &pool, vmids.in_use(), 1).evtchns_in_use, 3);
+        domains[0].xen.evtchn.free(p).unwrap();
+        assert_eq!(gather(&domains, &pool, vmids.in_use(), 1).evtchns_in_use, 2);
     }
 }

@@ -211,7 +211,12 @@ pub fn memory_op<M: PhysMem + TableMem>(
     match out.ret {
         MemOpRet::Done(v) => {
             if v < 0 {
-                log::debug!("d{}: memory_op cmd {cmd:#x} arg {arg:#x}: {v}", ctx.caller);
+                crate::glog!(
+                    ctx.caller,
+                    Debug,
+                    "d{}: memory_op cmd {cmd:#x} arg {arg:#x}: {v}",
+                    ctx.caller
+                );
             }
             MemoryOpResult::Done(v as u64)
         }

@@ -340,6 +340,16 @@ pub enum Action {
     Block,
     /// The domain asked to shut down: end it.
     Shutdown(ShutdownReason),
+    /// Preempted (Xen's `hypercall_create_continuation` on Arm): x0..x2
+    /// become `args`, the PC goes back onto the `HVC` (x16 unchanged: the
+    /// same hypercall is re-issued where it stopped), and the vCPU yields
+    /// first (blocks, with `block`), so no call holds hv's locks for long.
+    Continuation {
+        /// The re-issued call's x0, x1, x2.
+        args: [u64; 3],
+        /// Block (`SCHEDOP_block` inside a multicall) rather than yield.
+        block: bool,
+    },
 }
 
 /// The result of one hypercall: x0 and what happens next.
@@ -385,7 +395,7 @@ pub struct HypercallCtx<'a, M: PhysMem + TableMem> {
 /// `start::System`'s domctl); given here, they answer `-ENOSYS`.
 pub fn dispatch<M: PhysMem + TableMem>(call: &Hypercall, ctx: &mut HypercallCtx<'_, M>) -> Outcome {
     match *call {
-        Hypercall::ConsoleIo(op) => Outcome::ret(console::console_io(op, ctx)),
+        Hypercall::ConsoleIo(op) => console::console_io(op, ctx),
         Hypercall::XenVersion(op) => Outcome::ret(version::xen_version(op, ctx)),
         Hypercall::SchedOp(op) => sched::sched_op(op, ctx),
         Hypercall::HvOp { op, arg } => Outcome::ret(hvop::hv_op(op, arg, ctx)),
@@ -543,8 +553,19 @@ mod handler_tests {
         sink
     }
 
-    fn call(ctx: &mut HypercallCtx<'_, FakeMem>, nr: u64, args: [u64; 5]) -> u64 {
-        dispatch(&Hypercall::decode(0xea1, nr, &args).unwrap(), ctx).ret
+    /// Issue a call as a guest does: re-issued while it answers with a
+    /// continuation (x0..x2 replaced); the final x0.
+    fn call(ctx: &mut HypercallCtx<'_, FakeMem>, nr: u64, mut args: [u64; 5]) -> u64 {
+        loop {
+            let out = dispatch(&Hypercall::decode(0xea1, nr, &args).unwrap(), ctx);
+            match out.action {
+                Action::Continuation {
+                    args: a,
+                    block: false,
+                } => args[..3].copy_from_slice(&a),
+                _ => return out.ret,
+            }
+        }
     }
 
     #[test]

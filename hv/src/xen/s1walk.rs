@@ -146,12 +146,14 @@ impl Stage1 {
         }
         let start = 4 - levels;
         let mut level = start;
-        let mut table = ttbr
-            & if ds {
-                0x0000_ffff_ffff_ffc0
-            } else {
-                0x0000_ffff_ffff_fffe
-            };
+        // TTBR.BADDR holds the start table's address, aligned to its size
+        // (at least 64 bytes under DS); the bits below (CnP in bit 0) are not
+        // part of it: a misaligned base is used as if they were 0, one of the
+        // Arm ARM's CONSTRAINED UNPREDICTABLE choices (D8.2.3 "Translation
+        // table base address alignment"). Never read a descriptor unaligned.
+        let start_bits = ia_bits - (g + stride * (3 - start) as u32);
+        let align = (8u64 << start_bits).max(if ds { 64 } else { 8 });
+        let mut table = ttbr & 0x0000_ffff_ffff_ffff & !(align - 1);
         // The first table may be smaller (or, concatenated, bigger) than a page:
         // index bits at the start level are what is left of the input size.
         let mut read_only = false;
@@ -178,8 +180,17 @@ impl Stage1 {
             if level == 3 && desc & 2 == 0 {
                 return Err(S1Fault::Translation);
             }
-            // A block (levels 1-2) or page (level 3): output address + offset.
-            if level < 0 || (level == 0 && !ds) {
+            // A block or page (level 3): output address + offset. Blocks exist
+            // at levels 1-2 with 4K granules (level 0 too under DS), at level 2
+            // with 16K (level 1 too under DS) and 64K granules (level 1 only
+            // with 52-bit output addresses, which hv does not support); any
+            // other block descriptor is a translation fault (Arm ARM D8.3.1).
+            let block_ok = match g {
+                12 => level >= 1 || (level == 0 && ds),
+                14 => level >= 2 || (level == 1 && ds),
+                _ => level >= 2,
+            };
+            if !block_ok {
                 return Err(S1Fault::Translation);
             }
             if write && read_only {
@@ -258,6 +269,36 @@ mod tests {
         assert_eq!(off.translate(0x4000_1234, true, &mut r), Ok(0x4000_1234));
     }
 
+    // Found by the s1walk fuzz target (hv/fuzz): the low bits of a TTBR
+    // (CnP, a misaligned base) were added to the descriptor address, so the
+    // walker read descriptors unaligned (across a page boundary at 0xffc).
+    #[test]
+    fn misaligned_ttbr_bits_are_not_part_of_the_table_address() {
+        let mut t = Tables(BTreeMap::new());
+        let (l0, l1, l2) = (0x4100_0000u64, 0x4100_1000, 0x4100_2000);
+        let va = 0xffff_8000_0020_3456u64;
+        t.set(l0, (va >> 39) & 511, l1 | 3);
+        t.set(l1, (va >> 30) & 511, l2 | 3);
+        t.set(l2, (va >> 21) & 511, 0x4800_0000 | 1);
+        let mut aligned = |ipa: u64| {
+            assert_eq!(ipa % 8, 0, "descriptor read at {ipa:#x}");
+            Some(*t.0.get(&ipa).unwrap_or(&0))
+        };
+        for low in [1, 4, 0xffc, 0xfff] {
+            let s = Stage1 {
+                sctlr: 1,
+                tcr: TCR_4K_48,
+                ttbr0: 0,
+                ttbr1: l0 | low,
+            };
+            assert_eq!(
+                s.translate(va, false, &mut aligned),
+                Ok(0x4800_0000 | (va & 0x1f_ffff)),
+                "TTBR1 low bits {low:#x}"
+            );
+        }
+    }
+
     #[test]
     fn three_level_39_bit_and_64k_granule() {
         let mut t = Tables(BTreeMap::new());
@@ -302,6 +343,42 @@ mod tests {
             s.translate(va, false, &mut none),
             Err(S1Fault::TableUnreadable)
         );
+    }
+
+    #[test]
+    fn block_descriptors_only_at_the_levels_the_granule_has_blocks() {
+        // 16K granule, 47-bit VA (T0SZ = 17): levels 1..3; a level-1 block
+        // (64 GiB) exists only under DS (FEAT_LPA2).
+        let va = 0x12_3456_789au64;
+        let mut t = Tables(BTreeMap::new());
+        t.set(0x5000_0000, (va >> 36) & 0x7ff, 0x40_0000_0000 | 1);
+        let s16 = |ds: u64| Stage1 {
+            sctlr: 1,
+            tcr: 17 | (2 << 14) | (ds << 59),
+            ttbr0: 0x5000_0000,
+            ttbr1: 0,
+        };
+        let mut r = t.reader();
+        assert_eq!(
+            s16(0).translate(va, false, &mut r),
+            Err(S1Fault::Translation)
+        );
+        assert_eq!(
+            s16(1).translate(va, false, &mut r),
+            Ok(0x40_0000_0000 | (va & 0xf_ffff_ffff))
+        );
+        // 64K granule, 48-bit VA: levels 1..3; no level-1 block (4 TiB) without
+        // 52-bit output addresses.
+        let mut t = Tables(BTreeMap::new());
+        t.set(0x5000_0000, (va >> 42) & 0x3f, 0x400_0000_0000 | 1);
+        let s64 = Stage1 {
+            sctlr: 1,
+            tcr: 16 | (1 << 14),
+            ttbr0: 0x5000_0000,
+            ttbr1: 0,
+        };
+        let mut r = t.reader();
+        assert_eq!(s64.translate(va, false, &mut r), Err(S1Fault::Translation));
     }
 
     #[test]

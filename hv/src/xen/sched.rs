@@ -70,7 +70,7 @@ pub fn sched_op<M: PhysMem + TableMem>(op: SchedOp, ctx: &mut HypercallCtx<'_, M
             let reason = match ctx.mem.read(h) {
                 Ok(r) => r,
                 Err(e) => {
-                    log::debug!("d{}: sched_op shutdown: {e}", ctx.domid);
+                    crate::glog!(ctx.domid, Debug, "d{}: sched_op shutdown: {e}", ctx.domid);
                     return Outcome {
                         ret: e.errno().to_x0(),
                         action: Action::Continue,
@@ -83,7 +83,12 @@ pub fn sched_op<M: PhysMem + TableMem>(op: SchedOp, ctx: &mut HypercallCtx<'_, M
                     action: Action::Shutdown(r),
                 },
                 None => {
-                    log::warn!("d{}: sched_op shutdown: unknown reason {reason}", ctx.domid);
+                    crate::glog!(
+                        ctx.domid,
+                        Warn,
+                        "d{}: sched_op shutdown: unknown reason {reason}",
+                        ctx.domid
+                    );
                     Outcome {
                         ret: Errno::EINVAL.to_x0(),
                         action: Action::Continue,

@@ -52,7 +52,7 @@ fn put<M: PhysMem + TableMem, T: GuestType>(
     v: &T,
 ) -> Result<u64, Errno> {
     ctx.mem.write(h, v).map_err(|e: GuestMemError| {
-        log::debug!("d{}: xen_version {what}: {e}", ctx.domid);
+        crate::glog!(ctx.domid, Debug, "d{}: xen_version {what}: {e}", ctx.domid);
         e.errno()
     })?;
     Ok(0)
@@ -91,12 +91,19 @@ pub fn xen_version<M: PhysMem + TableMem>(
         XenVersion::GetFeatures(h) => {
             // struct xen_feature_info { uint32_t submap_idx; uint32_t submap; }
             let raw = ctx.mem.read(h).map_err(|e| {
-                log::debug!("d{}: xen_version get_features: {e}", ctx.domid);
+                crate::glog!(
+                    ctx.domid,
+                    Debug,
+                    "d{}: xen_version get_features: {e}",
+                    ctx.domid
+                );
                 e.errno()
             })?;
             let idx = raw as u32;
             if idx != 0 {
-                log::debug!(
+                crate::glog!(
+                    ctx.domid,
+                    Debug,
                     "d{}: xen_version get_features: submap {idx} does not exist",
                     ctx.domid
                 );
@@ -112,7 +119,9 @@ pub fn xen_version<M: PhysMem + TableMem>(
         }
         XenVersion::PageSize { arg } => {
             if arg != 0 {
-                log::debug!(
+                crate::glog!(
+                    ctx.domid,
+                    Debug,
                     "d{}: xen_version pagesize: non-NULL argument {arg:#x}",
                     ctx.domid
                 );

@@ -23,6 +23,16 @@ fn main() -> ExitCode {
             }
         };
     }
+    if matches!(args.first().map(String::as_str), Some("hostile" | "soak")) {
+        // Issue 9: the negative-test guest and the create/destroy soak (tests_nested::hostile).
+        return match tests_nested::hostile::main(&Paths::discover(), &args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hvrun: FAIL: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let opts = match cli::parse(&args) {
         Ok(o) => o,
         Err(e) => {

@@ -10,12 +10,12 @@ use super::mmu::{self, Builder};
 use super::pl011::Pl011;
 use super::sysreg::{read_sysreg, write_sysreg};
 use super::{percpu, psci, GUARD_SIZE, HEAP, HEAP_PAGES, STACK_SIZE};
-use crate::bootinfo::{strip_nops, BootInfo, FixedVec, MAX_CPUS};
+use crate::bootinfo::{strip_nops, BootInfo, FixedVec};
 use crate::logger::{self, ConsoleSink};
 use crate::mm::frame::{self, FrameAllocator};
 use crate::mm::MemRange;
 use crate::options::{boot_facts, set_boot_facts, BootFacts, HvOptions};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use pv_tlb::PAGE_SIZE;
 use spin::Once;
 
@@ -26,6 +26,12 @@ static BOOT: Once<BootInfo<'static>> = Once::new();
 static UART: Once<Pl011> = Once::new();
 static OPTIONS: Once<HvOptions> = Once::new();
 static ONLINE: AtomicUsize = AtomicUsize::new(0);
+/// The secondary CPUs' stacks: `STACKS_COUNT` stacks of [`STACK_SIZE`] bytes
+/// from `STACKS_BASE` (CPU i >= 1 has the (i-1)th), placed in RAM by the boot
+/// CPU before its MMU is on (plain stores: no atomic read-modify-write runs
+/// with the MMU off) and kept out of the frame allocator.
+static STACKS_BASE: AtomicU64 = AtomicU64::new(0);
+static STACKS_COUNT: AtomicU64 = AtomicU64::new(0);
 
 /// hv's command-line options (defaults before the boot CPU parsed them).
 #[must_use]
@@ -85,27 +91,106 @@ fn early_fail(info: &BootInfo<'_>, msg: &str) -> ! {
     psci::system_off(info.psci)
 }
 
-/// The guard page of each CPU's stack (kept unmapped).
-fn guard_pages() -> [u64; MAX_CPUS] {
-    let base = core::ptr::addr_of!(__stacks_start) as u64;
-    core::array::from_fn(|i| base + (i * STACK_SIZE) as u64)
+/// The first guard page (the unmapped lowest page of a CPU's stack) at or
+/// above `from`: the boot CPU's in the image, then the allocated ones.
+fn next_guard(from: u64) -> Option<u64> {
+    let boot = core::ptr::addr_of!(__stacks_start) as u64;
+    let base = STACKS_BASE.load(Ordering::Relaxed);
+    let n = STACKS_COUNT.load(Ordering::Relaxed);
+    let stack = STACK_SIZE as u64;
+    let other = if n == 0 || from >= base + n * stack {
+        None
+    } else {
+        Some(base + from.saturating_sub(base).div_ceil(stack) * stack)
+            .filter(|&g| g < base + n * stack)
+    };
+    let boot = (boot >= from).then_some(boot);
+    match (boot, other) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
-/// Map `[start, end)` as RAM except the (sorted, page-sized) `holes`.
-fn map_except(
-    b: &mut Builder,
-    start: u64,
-    end: u64,
-    holes: &[u64],
-) -> Result<(), mmu::OutOfTables> {
+/// The CPU whose stack's guard page holds `addr`, if any.
+fn guard_cpu(addr: u64) -> Option<usize> {
+    let boot = core::ptr::addr_of!(__stacks_start) as u64;
+    if (boot..boot + GUARD_SIZE as u64).contains(&addr) {
+        return Some(0);
+    }
+    let base = STACKS_BASE.load(Ordering::Relaxed);
+    let n = STACKS_COUNT.load(Ordering::Relaxed);
+    let k = addr.checked_sub(base)? / STACK_SIZE as u64;
+    (k < n && (addr - base) % (STACK_SIZE as u64) < GUARD_SIZE as u64).then_some(k as usize + 1)
+}
+
+/// Map `[start, end)` as RAM except the guard pages ([`next_guard`]).
+fn map_except(b: &mut Builder, start: u64, end: u64) -> Result<(), mmu::OutOfTables> {
     let mut at = start;
-    for &h in holes {
-        if h >= at && h < end {
-            b.map(at, h, mmu::RAM)?;
-            at = h + GUARD_SIZE as u64;
+    while at < end {
+        match next_guard(at) {
+            Some(g) if g < end => {
+                if g > at {
+                    b.map(at, g, mmu::RAM)?;
+                }
+                at = g + GUARD_SIZE as u64;
+            }
+            _ => return b.map(at, end, mmu::RAM),
         }
     }
-    b.map(at, end, mmu::RAM)
+    Ok(())
+}
+
+/// How many CPUs hv runs on: the DTB's, plus the boot CPU if the DTB does
+/// not list it (index 0 is always the boot CPU).
+fn cpu_count(info: &BootInfo<'_>) -> usize {
+    let me = read_sysreg!("mpidr_el1") & 0xff_00ff_ffff;
+    let listed = info.cpus.iter().any(|m| m == me);
+    info.cpus.len() + usize::from(!listed)
+}
+
+/// RAM hv must not hand out: its image, the DTB, reserved ranges, boot
+/// modules, and the secondary stacks once placed.
+fn boot_exclusions(info: &BootInfo<'_>, dtb_pa: u64) -> FixedVec<MemRange, 32> {
+    let mut exclude: FixedVec<MemRange, 32> = FixedVec::default();
+    let mut ok = exclude.push(image_range()).is_ok();
+    ok &= exclude
+        .push(MemRange::new(dtb_pa, info.dtb_size as u64))
+        .is_ok();
+    for r in info.reserved.as_slice() {
+        ok &= exclude.push(*r).is_ok();
+    }
+    for m in info.modules().iter().copied().chain(info.domu_modules()) {
+        ok &= exclude.push(MemRange::new(m.pa.raw(), m.size)).is_ok();
+    }
+    let n = STACKS_COUNT.load(Ordering::Relaxed);
+    if n != 0 {
+        let base = STACKS_BASE.load(Ordering::Relaxed);
+        ok &= exclude
+            .push(MemRange::new(base, n * STACK_SIZE as u64))
+            .is_ok();
+    }
+    if !ok {
+        early_fail(info, "too many excluded ranges for the frame allocator");
+    }
+    exclude
+}
+
+/// Place the secondary CPUs' stacks (`ncpus - 1` of them, [`STACK_SIZE`]
+/// aligned) in RAM that nothing else uses. MMU off, boot CPU only.
+fn place_stacks(info: &BootInfo<'_>, dtb_pa: u64, ncpus: usize) {
+    let n = ncpus.saturating_sub(1) as u64;
+    if n == 0 {
+        return;
+    }
+    let stack = STACK_SIZE as u64;
+    let exclude = boot_exclusions(info, dtb_pa);
+    let want = n * stack + stack; // slack to align the start
+    let Some(at) = FrameAllocator::find_storage(info.memory.as_slice(), exclude.as_slice(), want)
+    else {
+        early_fail(info, "no RAM for the secondary CPUs' stacks");
+    };
+    STACKS_BASE.store(at.raw().next_multiple_of(stack), Ordering::Relaxed);
+    STACKS_COUNT.store(n, Ordering::Relaxed);
 }
 
 fn image_range() -> MemRange {
@@ -131,10 +216,11 @@ extern "C" fn hv_boot_wrong_el(dtb_pa: u64) -> ! {
     )
 }
 
-/// Boot CPU, called from `head.rs` with `dtb_pa` from x0 and `vh` =
-/// `ID_AA64MMFR1_EL1.VH`; the MMU is off.
+/// Boot CPU, called from `head.rs` with `dtb_pa` from x0, `vh` =
+/// `ID_AA64MMFR1_EL1.VH` and `bad_relocs` = relocations `head.rs` could not
+/// apply; the MMU is off and hv's relocations are applied.
 #[no_mangle]
-extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
+extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64, bad_relocs: u64) -> ! {
     // SAFETY: dtb_pa is x0 at entry (boot protocol).
     let Some(dtb) = (unsafe { dtb_slice(dtb_pa) }) else {
         park() // no DTB, so no console to complain on
@@ -149,17 +235,25 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
         );
     }
 
+    if bad_relocs != 0 {
+        early_fail(
+            &info,
+            "hv's image has relocations other than R_AARCH64_RELATIVE: it cannot run at this address; powering off",
+        );
+    }
+    let ncpus = cpu_count(&info);
+    place_stacks(&info, dtb_pa, ncpus);
+
     // hv's identity map: RAM Normal WB, the devices hv drives Device-nGnRE.
     // SAFETY: boot CPU, MMU off, no other CPU running.
     let mut b = unsafe { Builder::new() };
     let mut ok = true;
-    let guards = guard_pages();
     let img = image_range();
     for m in info.memory.as_slice() {
-        ok &= map_except(&mut b, m.base.raw(), m.end(), &guards).is_ok();
+        ok &= map_except(&mut b, m.base.raw(), m.end()).is_ok();
     }
-    ok &= map_except(&mut b, dtb_pa, dtb_pa + dtb.len() as u64, &guards).is_ok();
-    ok &= map_except(&mut b, img.base.raw(), img.end(), &guards).is_ok();
+    ok &= map_except(&mut b, dtb_pa, dtb_pa + dtb.len() as u64).is_ok();
+    ok &= map_except(&mut b, img.base.raw(), img.end()).is_ok();
     let mut devices: FixedVec<MemRange, 8> = FixedVec::default();
     let _ = info.uart.map(|u| devices.push(u));
     if let Some(gic) = &info.gic {
@@ -190,19 +284,25 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
         logger::init(uart, level);
     }
     logger::print(format_args!("hv: hv {VERSION} booting at EL2 (VHE)\n"));
+    log::info!(
+        "image at {:#x}..{:#x} (relocated), DTB at {dtb_pa:#x}, {ncpus} CPUs in the DTB",
+        img.base.raw(),
+        img.end()
+    );
     let options =
         OPTIONS.call_once(|| HvOptions::parse(info.cmdline, |w| log::warn!("command line: {w}")));
     log::info!("command line: \"{}\"", info.cmdline);
-    if info.memory_ignored != 0 || info.cpus_ignored != 0 {
+    log_console(info);
+    if info.memory_ignored != 0 {
         log::warn!(
-            "DTB: ignoring {} memory ranges and {} CPUs beyond hv's limits",
-            info.memory_ignored,
-            info.cpus_ignored
+            "DTB: ignoring {} memory ranges beyond hv's limit",
+            info.memory_ignored
         );
     }
 
     init_frames(info, dtb_pa);
     init_heap();
+    percpu::init(ncpus);
 
     // Nesting verdict, from evidence gathered before HCR_EL2 is set for guests.
     let evidence = super::nested::gather(info);
@@ -220,13 +320,20 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
         options.tlb
     );
 
+    let boot_stack_top = core::ptr::addr_of!(__stacks_start) as u64 + STACK_SIZE as u64;
     // SAFETY: CPU 0 is the caller.
-    let me = unsafe { percpu::prepare(0, read_sysreg!("mpidr_el1") & 0xff_00ff_ffff) };
+    let me = unsafe {
+        percpu::prepare(
+            0,
+            read_sysreg!("mpidr_el1") & 0xff_00ff_ffff,
+            boot_stack_top,
+        )
+    };
     // SAFETY: TPIDR_EL2 is hv's own per-CPU pointer register.
     unsafe { write_sysreg!("tpidr_el2", me as u64) };
     // SAFETY: once, on the boot CPU, before any guest.
     unsafe { Cpu::init_el2() };
-    super::gic::init_distributor(info);
+    super::gic::init_distributor(info, ncpus);
     // SAFETY: once on this CPU, before any guest, IRQs masked.
     unsafe { super::gic::init_cpu(info, 0) };
     logger::print(format_args!("hv: CPU0 online\n"));
@@ -238,25 +345,37 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64) -> ! {
     super::enter_primary(cpu, mem, info, options)
 }
 
+/// Say which console hv uses and why (Xen's dtuart= / stdout-path rules).
+fn log_console(info: &BootInfo<'_>) {
+    use crate::bootinfo::ConsoleFrom;
+    let c = info.console;
+    let from = match c.from {
+        ConsoleFrom::Dtuart => "dtuart=",
+        ConsoleFrom::StdoutPath => "stdout-path ",
+        ConsoleFrom::FirstPl011 => "",
+    };
+    let base = info.uart.map_or(0, |u| u.base.raw());
+    if c.from == ConsoleFrom::FirstPl011 {
+        log::info!("console: PL011 at {base:#x} (the first one: no dtuart= or stdout-path)");
+    } else if c.found {
+        log::info!("console: PL011 at {base:#x} ({from}{})", c.name);
+    } else {
+        log::warn!(
+            "console: {from}{}: no enabled PL011 at that path or alias; using the PL011 at {base:#x}",
+            c.name
+        );
+    }
+}
+
 fn init_frames(info: &BootInfo<'static>, dtb_pa: u64) {
-    let mut exclude: FixedVec<MemRange, 32> = FixedVec::default();
-    let mut ok = exclude.push(image_range()).is_ok();
-    ok &= exclude
-        .push(MemRange::new(dtb_pa, info.dtb_size as u64))
-        .is_ok();
-    for r in info.reserved.as_slice() {
-        ok &= exclude.push(*r).is_ok();
-    }
-    for m in info.modules().iter().copied().chain(info.domu_modules()) {
-        ok &= exclude.push(MemRange::new(m.pa.raw(), m.size)).is_ok();
-    }
+    let mut exclude = boot_exclusions(info, dtb_pa);
     let ram = info.memory.as_slice();
     let words = FrameAllocator::storage_words(ram);
     let bytes = (words * 8) as u64;
     let Some(at) = FrameAllocator::find_storage(ram, exclude.as_slice(), bytes) else {
         panic!("no room for the frame allocator's bitmaps ({bytes} bytes)");
     };
-    ok &= exclude.push(MemRange::new(at.raw(), bytes)).is_ok();
+    let ok = exclude.push(MemRange::new(at.raw(), bytes)).is_ok();
     assert!(ok, "too many excluded ranges for the frame allocator");
     // SAFETY: `at..at+bytes` is RAM (identity-mapped Normal) that overlaps
     // nothing in use (find_storage) and is excluded from the pool, so this is
@@ -275,17 +394,29 @@ fn init_frames(info: &BootInfo<'static>, dtb_pa: u64) {
     }
 }
 
+/// hv's heap: [`crate::mm::heap::boot_pages`] frames (grows with RAM; 1/8
+/// less each try while no contiguous run that large is free, down to
+/// [`HEAP_PAGES`]).
 fn init_heap() {
-    let Some(pa) = frame::frames().lock().alloc(HEAP_PAGES, 1) else {
-        panic!("no memory for the heap");
+    let mut frames = frame::frames().lock();
+    let mut pages = crate::mm::heap::boot_pages(frames.free_count());
+    let pa = loop {
+        if let Some(pa) = frames.alloc(pages, 1) {
+            break pa;
+        }
+        if pages <= HEAP_PAGES {
+            panic!("no memory for the heap");
+        }
+        pages = (pages - pages / 8).max(HEAP_PAGES);
     };
-    let size = HEAP_PAGES * PAGE_SIZE as usize;
+    drop(frames);
+    let size = pages * PAGE_SIZE as usize;
     // SAFETY: the frames were just allocated for the heap alone and are
     // identity-mapped RAM; the heap is initialised once, before any allocation.
     unsafe { HEAP.lock().init(pa.raw() as *mut u8, size) };
     // Guest-driven allocations are gated on the free bytes (mm::heap).
     crate::mm::heap::set_probe(|| HEAP.lock().free());
-    log::debug!("heap: {size:#x} bytes at {pa}");
+    log::info!("heap: {} MiB at {pa}", size >> 20);
 }
 
 fn start_secondaries(info: &BootInfo<'static>) {
@@ -297,15 +428,17 @@ fn start_secondaries(info: &BootInfo<'static>) {
         return;
     };
     let freq = read_sysreg!("cntfrq_el0").max(1);
+    let stacks = STACKS_BASE.load(Ordering::Relaxed);
     let mut next = 1;
-    for &mpidr in info.cpus.as_slice() {
-        if mpidr == me || next >= MAX_CPUS {
+    for mpidr in info.cpus.iter() {
+        if mpidr == me || next >= percpu::count() {
             continue;
         }
-        // SAFETY: CPU `next` has not been started.
-        unsafe { percpu::prepare(next, mpidr) };
+        let stack_top = stacks + (next * STACK_SIZE) as u64; // the (next-1)th stack's top
+                                                             // SAFETY: CPU `next` has not been started.
+        let entry_data = unsafe { percpu::prepare(next, mpidr, stack_top) };
         let entry = hv_secondary_entry as *const () as u64;
-        let ret = psci::call(conduit, psci::CPU_ON_64, mpidr, entry, next as u64);
+        let ret = psci::call(conduit, psci::CPU_ON_64, mpidr, entry, entry_data as u64);
         if ret != 0 {
             log::warn!("PSCI CPU_ON({mpidr:#x}) failed: {ret}");
             continue;
@@ -320,13 +453,15 @@ fn start_secondaries(info: &BootInfo<'static>) {
         }
         next += 1;
     }
+    log::info!("{} CPUs online", ONLINE.load(Ordering::SeqCst));
 }
 
-/// Secondary CPUs, from `head.rs` with the MMU on and a stack.
+/// Secondary CPUs, from `head.rs` with the MMU on, on the stack named by
+/// their per-CPU entry `me` (PSCI CPU_ON's context_id).
 #[no_mangle]
-extern "C" fn hv_boot_secondary(index: usize) -> ! {
-    // SAFETY: the boot CPU prepared entry `index` before CPU_ON; this CPU owns it now.
-    let me = unsafe { percpu::prepare(index, read_sysreg!("mpidr_el1") & 0xff_00ff_ffff) };
+extern "C" fn hv_boot_secondary(me: *mut percpu::PerCpu) -> ! {
+    // SAFETY: the boot CPU prepared this entry before CPU_ON; this CPU owns it now.
+    let index = unsafe { (*me).index } as usize;
     // SAFETY: TPIDR_EL2 is hv's own per-CPU pointer register.
     unsafe { write_sysreg!("tpidr_el2", me as u64) };
     // SAFETY: once on this CPU, before any guest.
@@ -348,10 +483,7 @@ extern "C" fn hv_el2_exception(frame: &TrapFrame, kind: u64) -> ! {
         .get(kind as usize)
         .copied()
         .unwrap_or("?");
-    if let Some(cpu) = guard_pages()
-        .iter()
-        .position(|&g| frame.far >= g && frame.far < g + GUARD_SIZE as u64)
-    {
+    if let Some(cpu) = guard_cpu(frame.far) {
         logger::emergency_print(format_args!(
             "hv: ERROR: stack overflow on CPU{cpu} (guard page hit at {:#x})\n",
             frame.far

@@ -96,6 +96,18 @@ impl Cpu {
             // SAFETY: see above (HCRX_EL2 = S3_4_C1_C2_2 only affects EL1&0).
             unsafe { write_sysreg!("S3_4_C1_C2_2", mscen) };
         }
+        // MDCR_EL2: guest accesses to the debug registers (TDA, TDOSA,
+        // TDRA) and the PMU (TPM, TPMCR) trap to EL2, as Xen's init_traps
+        // sets them, plus SPE/trace-filter controls where present. hv neither
+        // switches these registers between vCPUs nor offers a PMU, so
+        // untrapped they were a channel between domains on one pCPU (issue 9
+        // finding 8); trapped, portable code answers RAZ/WI or undef
+        // (crate::trap::debug_pmu_answer). HPMN keeps its reset value.
+        let mdcr =
+            crate::trap::mdcr_el2_guest(read_sysreg!("mdcr_el2"), read_sysreg!("id_aa64dfr0_el1"));
+        // SAFETY: see above (MDCR_EL2 traps and routing only concern EL1&0;
+        // TDE stays 0, so debug exceptions of EL1&0 are not routed to hv).
+        unsafe { write_sysreg!("mdcr_el2", mdcr) };
         if (pfr0 >> 24) & 0xf != 0 {
             // ICC_SRE_EL2: SRE | DFB | DIB | Enable (EL1 may use the system interface).
             // SAFETY: see above; the GIC CPU interface is a system-register one (PFR0.GIC).

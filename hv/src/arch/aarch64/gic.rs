@@ -24,11 +24,13 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::sysreg::{isb, read_sysreg, write_sysreg};
 use crate::arch::irq;
-use crate::bootinfo::{BootInfo, MAX_CPUS};
+use crate::bootinfo::BootInfo;
+use alloc::vec::Vec;
 
 /// Each CPU's MPIDR affinity (Aff3 in [39:32], Aff2.Aff1.Aff0 in [23:0]),
-/// published by [`init_cpu`]; used to address kick SGIs.
-static MPIDRS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+/// published by [`init_cpu`]; used to address kick SGIs. One slot per CPU,
+/// allocated by [`init_distributor`].
+static MPIDRS: spin::Once<Vec<AtomicU64>> = spin::Once::new();
 
 /// Priority of hv's own interrupts.
 const HV_PRIO: u8 = 0xa0;
@@ -50,8 +52,10 @@ fn mmio_read64(pa: u64) -> u64 {
     unsafe { (pa as *const u64).read_volatile() }
 }
 
-/// Distributor set-up (boot CPU, before secondaries start).
-pub fn init_distributor(info: &BootInfo<'_>) {
+/// Distributor set-up and the kick table for `ncpus` CPUs (boot CPU, after
+/// the heap exists, before secondaries start).
+pub fn init_distributor(info: &BootInfo<'_>, ncpus: usize) {
+    MPIDRS.call_once(|| (0..ncpus).map(|_| AtomicU64::new(u64::MAX)).collect());
     let Some(gic) = &info.gic else {
         log::warn!("no GICv3 in the DTB: hv runs without interrupts");
         return;
@@ -99,7 +103,7 @@ pub unsafe fn init_cpu(info: &BootInfo<'_>, index: usize) {
     let mpidr = read_sysreg!("mpidr_el1");
     // GICR_TYPER.Affinity layout: Aff3.Aff2.Aff1.Aff0.
     let aff = (mpidr & 0xff_ffff) | (((mpidr >> 32) & 0xff) << 24);
-    if let Some(m) = MPIDRS.get(index) {
+    if let Some(m) = MPIDRS.get().and_then(|v| v.get(index)) {
         m.store(
             (mpidr & 0xff_ffff) | (((mpidr >> 32) & 0xff) << 32),
             Ordering::Release,
@@ -165,7 +169,11 @@ pub fn eoi(intid: u32) {
 
 /// Send hv's kick SGI to CPU `cpu` (`ICC_SGI1R_EL1` by affinity).
 pub fn kick(cpu: usize) {
-    let Some(m) = MPIDRS.get(cpu).map(|m| m.load(Ordering::Acquire)) else {
+    let Some(m) = MPIDRS
+        .get()
+        .and_then(|v| v.get(cpu))
+        .map(|m| m.load(Ordering::Acquire))
+    else {
         return;
     };
     if m == u64::MAX {

@@ -9,35 +9,86 @@ use core::mem::offset_of;
 
 // The Image header follows Linux's Documentation/arch/arm64/booting.rst:
 // code0/code1, text_offset, image_size, flags, res2..res4, magic, res5.
-// flags = 0b0010: little-endian (bit 0 = 0), 4K pages (bits 2:1 = 01), and
-// bit 3 = 0: the 2 MiB aligned base must be as close as possible to the start
-// of DRAM, which together with text_offset = 0x200000 puts hv at its link
-// address on QEMU virt (and under U-Boot `booti`).
+// image_size = the whole image (bss and the boot stack included, from the
+// linker script). flags = 0b1010: little-endian (bit 0 = 0), 4K pages
+// (bits 2:1 = 01), and bit 3 = 1: the 2 MiB aligned base may be anywhere in
+// physical memory, because hv applies its own relocations at entry (it is a
+// position-independent executable linked at 0, see linker.ld). text_offset
+// is 0, as in Xen's and Linux's (since 5.8) headers.
+//
+// As Linux's and Xen's Images, it is also a PE/COFF (PE32+) EFI application:
+// code0 is "MZ" (an instruction without effect), res5 the offset of the PE
+// header, which follows the Image header at once (GRUB's xen_boot reads it
+// there). One section covers all of hv after 4 KiB of headers, file offsets
+// equal RVAs (FileAlignment = SectionAlignment = 4 KiB: GRUB's xen_boot
+// hands LoadImage its buffer's unaligned start, so a larger alignment breaks
+// it), no .reloc (hv relocates itself). The EFI entry point is
+// `hv_efi_entry` (efi.rs), which moves hv to a 64 KiB-aligned copy.
 core::arch::global_asm!(
     r#"
     .section .text.head, "ax"
     .global _start
 _start:
-    b       hv_primary_entry            // code0
-    .long   0                           // code1
-    .quad   0x200000                    // text_offset
+    .long   0xfa405a4d                  // code0: "MZ"; ccmp x18, #0, #0xd, pl (no effect)
+    b       hv_primary_entry            // code1
+    .quad   0                           // text_offset (as Xen and Linux since 5.8)
     .quad   __image_size                // image_size (from the linker script)
-    .quad   0x2                         // flags
+    .quad   0xa                         // flags
     .quad   0                           // res2
     .quad   0                           // res3
     .quad   0                           // res4
     .byte   0x41, 0x52, 0x4d, 0x64      // magic "ARM\x64"
-    .long   0                           // res5
+    .long   hv_pe_header - _start       // res5: PE header offset (e_lfanew)
+    .balign 8
+hv_pe_header:
+    .ascii  "PE\0\0"
+    .short  0xaa64                      // Machine: ARM64
+    .short  1                           // NumberOfSections
+    .long   0                           // TimeDateStamp
+    .long   0                           // PointerToSymbolTable
+    .long   0                           // NumberOfSymbols
+    .short  hv_pe_sections - hv_pe_opt  // SizeOfOptionalHeader
+    .short  0x206                       // EXECUTABLE_IMAGE | LINE_NUMS_STRIPPED | DEBUG_STRIPPED
+hv_pe_opt:
+    .short  0x20b                       // PE32+
+    .byte   0x02, 0x14                  // linker version
+    .long   __pe_text_size              // SizeOfCode
+    .long   0                           // SizeOfInitializedData
+    .long   0                           // SizeOfUninitializedData
+    .long   __efi_entry_rva             // AddressOfEntryPoint
+    .long   __pe_text_rva               // BaseOfCode
+    .quad   0                           // ImageBase
+    .long   0x1000                      // SectionAlignment
+    .long   0x1000                      // FileAlignment
+    .short  0, 0                        // OS version
+    .short  0, 0                        // image version
+    .short  0, 0                        // subsystem version
+    .long   0                           // Win32VersionValue
+    .long   __image_size                // SizeOfImage
+    .long   __pe_text_rva               // SizeOfHeaders
+    .long   0                           // CheckSum
+    .short  10                          // Subsystem: EFI application
+    .short  0                           // DllCharacteristics
+    .quad   0, 0, 0, 0                  // stack/heap reserve/commit
+    .long   0                           // LoaderFlags
+    .long   6                           // NumberOfRvaAndSizes
+    .quad   0, 0, 0, 0, 0, 0            // data directories: none (no .reloc)
+hv_pe_sections:
+    .ascii  ".text\0\0\0"
+    .long   __pe_text_vsize             // VirtualSize (bss and the boot stack included)
+    .long   __pe_text_rva               // VirtualAddress
+    .long   __pe_text_size              // SizeOfRawData
+    .long   __pe_text_rva               // PointerToRawData
+    .long   0, 0                        // PointerToRelocations, PointerToLinenumbers
+    .short  0, 0                        // NumberOfRelocations, NumberOfLinenumbers
+    .long   0xe0000060                  // CODE | INITIALIZED_DATA | MEM_EXECUTE | READ | WRITE
 
     .text
     .balign 8
 hv_primary_entry:
     msr     daifset, #0xf
     mov     x19, x0                     // DTB physical address (booting.rst: x0)
-    adr     x1, _start
-    ldr     x2, 9f
-    cmp     x1, x2
-    b.ne    hv_park                     // not loaded at the link address (see mod.rs)
+    bl      hv_relocate
     mov     x21, #0                     // 0: EL2 boot, 1: entered at EL1 (report and stop)
     mrs     x1, CurrentEL
     cmp     x1, #(2 << 2)
@@ -67,15 +118,130 @@ hv_primary_entry:
     mov     x0, x19
     cbnz    x21, 5f
     mov     x1, x20
+    mov     x2, x22
     bl      hv_boot_primary
     b       hv_park
 5:  bl      hv_boot_wrong_el
     b       hv_park
-    .balign 8
-9:  .quad   _start
+
+    // Relocate: hv is linked at 0, so the load address is the offset to add
+    // to every R_AARCH64_RELATIVE target and addend. With the MMU off
+    // (booting.rst) every access is to memory as it is; the entries and their
+    // targets are 8-byte aligned (Device memory needs it). Returns in x22 the
+    // number of relocations of another type, which the linker must not
+    // produce (boot.rs reports them). Clobbers x1..x6; uses no stack.
+hv_relocate:
+    adr     x1, _start
+    tst     x1, #({stack_size} - 1)
+    b.ne    hv_park                     // the stack guard check needs STACK_SIZE alignment
+    adrp    x2, __rela_start
+    add     x2, x2, :lo12:__rela_start
+    adrp    x3, __rela_end
+    add     x3, x3, :lo12:__rela_end
+    mov     x22, #0
+6:  cmp     x2, x3
+    b.hs    7f
+    ldp     x4, x5, [x2], #16           // r_offset, r_info
+    ldr     x6, [x2], #8                // r_addend
+    cmp     x5, #1027                   // R_AARCH64_RELATIVE, symbol 0
+    b.eq    8f
+    add     x22, x22, #1
+    b       6b
+8:  add     x6, x6, x1
+    str     x6, [x4, x1]
+    b       6b
+7:  ret
+
+    // UEFI entry (PE AddressOfEntryPoint): x0 = ImageHandle, x1 =
+    // SystemTable, MMU and caches on (identity map), on the firmware's stack.
+    // hv is not relocated yet, and cannot be here: the firmware maps hv's
+    // image read-only (edk2's image protection). hv_efi_main needs no
+    // relocation (efi.rs); hv relocates itself once the MMU is off.
+    .global hv_efi_entry
+hv_efi_entry:
+    stp     x29, x30, [sp, #-32]!
+    mov     x29, sp
+    stp     x19, x20, [sp, #16]
+    sub     sp, sp, #16
+    mov     x2, sp                      // where hv_efi_main puts the copy's address
+    bl      hv_efi_main                 // the DTB, boot services exited; 0: give up
+    ldr     x20, [sp]
+    add     sp, sp, #16
+    cbnz    x0, 1f
+    ldp     x19, x20, [sp, #16]
+    ldp     x29, x30, [sp], #32
+    mov     x0, #3                      // EFI_UNSUPPORTED
+    orr     x0, x0, #(1 << 63)
+    ret
+1:  msr     daifset, #0xf               // the firmware is gone: this CPU is hv's
+    mov     x19, x0
+    // Clean hv's copy (written through the cache) and the DTB to the point
+    // of coherency: hv reads and writes both with the MMU and caches off
+    // next, and invalidates its image's lines when it turns its MMU on.
+    adrp    x0, __image_start
+    add     x0, x0, :lo12:__image_start
+    adrp    x1, __image_end
+    add     x1, x1, :lo12:__image_end
+    sub     x1, x1, x0
+    mov     x0, x20
+    add     x1, x1, x20
+    bl      hv_dcache_clean_inval
+    ldr     w1, [x19, #4]               // DTB totalsize (big-endian)
+    rev     w1, w1
+    mov     x0, x19
+    add     x1, x0, x1
+    bl      hv_dcache_clean_inval
+    ic      iallu                       // no stale instructions once fetches are uncached
+    dsb     sy                          // maintenance complete before the MMU goes off
+    isb
+    // hv_primary_entry in the copy.
+    adrp    x4, hv_primary_entry
+    add     x4, x4, :lo12:hv_primary_entry
+    adrp    x5, _start
+    add     x5, x5, :lo12:_start
+    sub     x4, x4, x5
+    add     x20, x20, x4
+    // MMU and D-cache off at the current EL, as Xen's efi_xen_start (the map
+    // is the identity, so execution goes on at the same addresses).
+    mrs     x0, CurrentEL
+    cmp     x0, #(2 << 2)
+    b.ne    2f
+    mrs     x0, sctlr_el2
+    bic     x0, x0, #1                  // M
+    bic     x0, x0, #(1 << 2)           // C
+    msr     sctlr_el2, x0
+    isb
+    b       3f
+2:  mrs     x0, sctlr_el1
+    bic     x0, x0, #1
+    bic     x0, x0, #(1 << 2)
+    msr     sctlr_el1, x0
+    isb
+3:  mov     x0, x19                     // booting.rst: x0 = DTB, x1..x3 = 0
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    br      x20
+
+    // Clean and invalidate the D-cache over [x0, x1) to the point of
+    // coherency. Clobbers x0, x2..x4.
+hv_dcache_clean_inval:
+    mrs     x3, ctr_el0
+    ubfx    x3, x3, #16, #4
+    mov     x2, #4
+    lsl     x2, x2, x3                  // D-cache line size in bytes
+    sub     x4, x2, #1
+    bic     x0, x0, x4
+1:  dc      civac, x0
+    add     x0, x0, x2
+    cmp     x0, x1
+    b.lo    1b
+    dsb     sy                          // the cleaning is complete
+    ret
 
     // Secondary CPUs arrive here from PSCI CPU_ON with the MMU off and
-    // x0 = context_id = hv's CPU index.
+    // x0 = context_id = this CPU's PerCpu entry (boot.rs). The entry is read
+    // only once the MMU is on (the boot CPU wrote it through its caches).
     .global hv_secondary_entry
 hv_secondary_entry:
     msr     daifset, #0xf
@@ -94,11 +260,7 @@ hv_secondary_entry:
     isb
     msr     sctlr_el2, x5
     isb                                 // MMU on for what follows
-    adrp    x1, __stacks_start
-    add     x1, x1, :lo12:__stacks_start
-    mov     x2, #{stack_size}
-    madd    x1, x19, x2, x1
-    add     x1, x1, x2
+    ldr     x1, [x19, #{pc_stack_top}]
     mov     sp, x1
     mov     x0, x19
     bl      hv_boot_secondary
@@ -379,6 +541,7 @@ hv_guest_exit:
     pc_gprs = const offset_of!(PerCpu, gprs),
     pc_exit = const offset_of!(PerCpu, exit),
     pc_fp = const offset_of!(PerCpu, fp),
+    pc_stack_top = const offset_of!(PerCpu, stack_top),
     g_pc = const offset_of!(GuestGprs, pc),
     g_sp_el0 = const offset_of!(GuestGprs, sp_el0),
 );
@@ -429,6 +592,6 @@ extern "C" {
     pub static __image_start: u8;
     /// One past hv's image, stacks included (linker script).
     pub static __image_end: u8;
-    /// CPU 0's stack (each CPU's is [`STACK_SIZE`] above the previous; linker script).
+    /// The boot CPU's stack, [`STACK_SIZE`] bytes (linker script).
     pub static __stacks_start: u8;
 }

@@ -8,8 +8,9 @@ use crate::mm::idmap::{IdMapBuilder, MAIR};
 pub use crate::mm::idmap::{OutOfTables, DEVICE, RAM};
 use core::cell::UnsafeCell;
 
-/// Tables in the static pool (enough for a few RAM ranges and devices with 4 KiB edges).
-const POOL: usize = 32;
+/// Tables in the static pool (a few RAM ranges, devices, and the 4 KiB
+/// edges of each CPU's stack guard page).
+const POOL: usize = 64;
 
 /// `SCTLR_EL2` with the MMU, both caches and SP alignment checks on (RES1 bits of
 /// the E2H = 1 layout included).

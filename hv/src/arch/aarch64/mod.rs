@@ -3,19 +3,19 @@
 //! # Boot and arch layer
 //!
 //! **Image.** `head.rs` starts with a 64-byte arm64 Image header (Linux's
-//! `Documentation/arch/arm64/booting.rst`): `text_offset = 0x200000`,
-//! `image_size` from the linker script (stacks included), flags = 4 KiB pages,
-//! little-endian, base near the start of DRAM. hv is linked at `0x4020_0000`
-//! (`linker.ld`), which is where QEMU virt (`-kernel`) and U-Boot `booti` put an
-//! Image with that header on a machine whose RAM starts at `0x4000_0000`. The
-//! first instructions compare the run address with the link address and park
-//! the CPU if they differ (hv does not relocate itself; rebuild with another
-//! base in `linker.ld` for other boards). Build: `cargo build -p hv --release
-//! --target aarch64-unknown-none`, then `llvm-objcopy -O binary
-//! target/aarch64-unknown-none/release/hv hv.bin`.
+//! `Documentation/arch/arm64/booting.rst`): `text_offset = 0`,
+//! `image_size` from the linker script (bss and the boot stack included),
+//! flags = 4 KiB pages, little-endian, base anywhere (bit 3). hv is a
+//! position-independent executable linked at 0 (`linker.ld`, `--pie` from
+//! `build.rs`): the first instructions apply its `R_AARCH64_RELATIVE`
+//! relocations for the address it runs at (any 64 KiB-aligned address), so
+//! QEMU `-kernel`, U-Boot `booti` or any loader that honours the header can
+//! place it. It is also a PE/COFF EFI application (`efi.rs`: started by
+//! UEFI firmware or GRUB's `xen_hypervisor`). Build: `cargo build -p hv --release --target aarch64-unknown-none`,
+//! then `llvm-objcopy -O binary target/aarch64-unknown-none/release/hv hv.bin`.
 //!
 //! **What runs when (boot CPU).** `hv_primary_entry` (asm, MMU off): mask
-//! interrupts, check the load address and the EL (entered at EL1, hv prints
+//! interrupts, apply the relocations, check the EL (entered at EL1, hv prints
 //! that it must be started at EL2 and powers off), `hv_el2_early` (set
 //! `HCR_EL2.E2H` if `ID_AA64MMFR1_EL1.VH != 0`, untrap FP/SIMD, `SCTLR_EL2`
 //! with the MMU off, `VBAR_EL2`), zero `.bss`, take CPU0's stack and call
@@ -40,21 +40,23 @@
 //! so the "online" lines come in order) and finally portable code
 //! (`hv::start`).
 //!
-//! **Secondary CPUs.** `hv_secondary_entry` (x0 = CPU index): the same
+//! **Secondary CPUs.** One per enabled DTB CPU, no fixed limit.
+//! `hv_secondary_entry` (x0 = the CPU's `percpu::PerCpu` entry): the same
 //! `hv_el2_early`, the boot CPU's MMU registers from `mmu::HV_MMU_CONFIG`
-//! (written with the MMU off, so readable before this CPU's MMU is on), the
-//! CPU's stack, then `hv_boot_secondary`: `TPIDR_EL2`, `init_el2`,
-//! `hv: CPU<n> online`, portable code.
+//! (written with the MMU off, so readable before this CPU's MMU is on), then
+//! (MMU on) the stack top from its entry, then `hv_boot_secondary`:
+//! `TPIDR_EL2`, `init_el2`, `hv: CPU<n> online`, portable code.
 //!
 //! **Memory map.** EL2&0 regime (`E2H = 1`, `TGE = 0`), `TTBR0_EL2`, 4 KiB
 //! granule, 48-bit VA, identity map: every DTB RAM range Normal WB inner
 //! shareable (EL2 RWX, EL0 no access); the PL011 and the GICv3 distributor and
 //! redistributors Device-nGnRE, execute-never. Tables come from a static pool
-//! in `.bss`. Image layout: `.text.head` (header) at `0x4020_0000`, `.text`,
-//! `.rodata`, `.data`, `.bss`, then [`STACK_SIZE`] bytes of stack per CPU for
-//! up to [`crate::bootinfo::MAX_CPUS`] CPUs, the lowest page of each left
-//! unmapped as a guard ([`GUARD_SIZE`]): a stack overflow faults, and the
-//! fault vector moves to a small emergency stack to report it.
+//! in `.bss`. Image layout: `.text.head` (header) at offset 0, `.text`,
+//! `.rodata`, `.rela.dyn`, `.data`, `.bss`, then the boot CPU's [`STACK_SIZE`]
+//! bytes of stack; the other CPUs' stacks are placed in free RAM at boot
+//! (`boot.rs`). The lowest page of each stack is left unmapped as a guard
+//! ([`GUARD_SIZE`]): a stack overflow faults, and the fault vector moves to a
+//! small emergency stack to report it.
 //!
 //! **Why E2H = 1.** With VHE the EL1 register names at EL2 reach EL2's own
 //! registers and the guest's EL1 state is reached through the `*_EL12` /
@@ -97,11 +99,14 @@
 //! FEAT_S1PIE/S1POE, TCR2_EL1, AMU, MPAM, SPE/TRBE, PMU, ...); SVE/SME use
 //! traps (CPTR_EL2) and gets an undefined instruction.
 //!
-//! **Not done.** Debug and PMU registers are not trapped or switched (`MDCR_EL2` is left as
-//! firmware set it); no self-relocation.
+//! **Debug and PMU registers** are trapped (`MDCR_EL2.TDRA/TDOSA/TDA/TPM/TPMCR`, set in
+//! [`cpu::Cpu::init_el2`] from [`crate::trap::mdcr_el2_guest`]) and answered as Xen does
+//! ([`crate::trap::debug_pmu_answer`]: RAZ/WI or undef); they are never switched because no
+//! guest reaches them.
 
 pub mod boot;
 pub mod cpu;
+pub mod efi;
 pub mod gic;
 pub mod head;
 pub mod mmu;
@@ -123,9 +128,10 @@ use linked_list_allocator::Heap;
 pub const STACK_SIZE: usize = 0x1_0000;
 /// The unmapped guard page at the bottom of each CPU's stack.
 pub const GUARD_SIZE: usize = 0x1000;
-/// Frames given to the heap at boot (16 MiB: physmaps keep one record per
-/// mapped gfn, ~100k of them for a 256 MiB dom0 building a 128 MiB domU).
-pub const HEAP_PAGES: usize = 4096;
+/// The fewest frames given to the heap at boot (16 MiB); it takes
+/// [`crate::mm::heap::boot_pages`] of RAM (physmaps keep one record per
+/// mapped gfn, so the heap grows with the guest RAM the machine can hold).
+pub const HEAP_PAGES: usize = crate::mm::heap::MIN_BOOT_PAGES;
 
 /// hv's heap: a first-fit list allocator behind a spin lock.
 pub struct HvHeap(spin::Mutex<Heap>);

@@ -1,11 +1,13 @@
-//! Per-CPU data, reached through `TPIDR_EL2`.
+//! Per-CPU data, reached through `TPIDR_EL2`, one entry per DTB CPU,
+//! allocated on hv's heap at boot ([`init`]).
 
 use super::ExitRecord;
 use crate::arch::{FpState, GuestGprs};
-use crate::bootinfo::MAX_CPUS;
-use core::cell::UnsafeCell;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-/// One CPU's data. The assembly in `head.rs` uses `gprs`, `exit` and `fp` by offset.
+/// One CPU's data. The assembly in `head.rs` uses `gprs`, `exit`, `fp` and
+/// `stack_top` by offset.
 #[repr(C, align(16))]
 pub struct PerCpu {
     /// Guest registers of the running `run_vcpu` call.
@@ -16,43 +18,61 @@ pub struct PerCpu {
     pub index: u64,
     /// This CPU's `MPIDR_EL1` affinity.
     pub mpidr: u64,
+    /// The top of this CPU's stack (the secondary entry loads `SP` from it).
+    pub stack_top: u64,
     /// FP/SIMD state of the vCPU loaded on this CPU (saved at every exit).
     pub fp: FpState,
 }
 
-struct PerCpuArray(UnsafeCell<[PerCpu; MAX_CPUS]>);
+/// The entries (`COUNT` of them), allocated once by [`init`] and never freed.
+static BASE: AtomicPtr<PerCpu> = AtomicPtr::new(core::ptr::null_mut());
+static COUNT: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: entry `i` is only touched by CPU `i` (through TPIDR_EL2), except
-// that the boot CPU fills it in before starting CPU `i` with PSCI CPU_ON,
-// which orders those writes before anything CPU `i` does.
-unsafe impl Sync for PerCpuArray {}
+/// Allocate `ncpus` entries (boot CPU, once, after the heap exists and
+/// before any CPU uses `TPIDR_EL2`).
+pub fn init(ncpus: usize) {
+    let mut v: Vec<PerCpu> = Vec::with_capacity(ncpus.max(1));
+    v.resize_with(ncpus.max(1), || PerCpu {
+        gprs: core::ptr::null_mut(),
+        exit: core::ptr::null_mut(),
+        index: 0,
+        mpidr: 0,
+        stack_top: 0,
+        fp: FpState {
+            v: [0; 32],
+            fpsr: 0,
+            fpcr: 0,
+        },
+    });
+    let n = v.len();
+    let p = v.leak().as_mut_ptr();
+    COUNT.store(n, Ordering::Release);
+    BASE.store(p, Ordering::Release);
+}
 
-const EMPTY: PerCpu = PerCpu {
-    gprs: core::ptr::null_mut(),
-    exit: core::ptr::null_mut(),
-    index: 0,
-    mpidr: 0,
-    fp: FpState {
-        v: [0; 32],
-        fpsr: 0,
-        fpcr: 0,
-    },
-};
-
-static PERCPU: PerCpuArray = PerCpuArray(UnsafeCell::new([EMPTY; MAX_CPUS]));
+/// How many entries [`init`] allocated.
+#[must_use]
+pub fn count() -> usize {
+    COUNT.load(Ordering::Acquire)
+}
 
 /// Fill in CPU `index`'s entry (before that CPU runs) and return its address.
 ///
 /// # Safety
 /// CPU `index` must not be running yet, or be the caller.
-pub unsafe fn prepare(index: usize, mpidr: u64) -> *mut PerCpu {
-    assert!(index < MAX_CPUS);
-    // SAFETY: in bounds (checked above) of the static array.
-    let p = unsafe { PERCPU.0.get().cast::<PerCpu>().add(index) };
-    // SAFETY: per the contract no other CPU uses the entry now.
-    unsafe { (*p).index = index as u64 };
-    // SAFETY: as above.
-    unsafe { (*p).mpidr = mpidr };
+pub unsafe fn prepare(index: usize, mpidr: u64, stack_top: u64) -> *mut PerCpu {
+    assert!(index < count(), "per-CPU entry {index} not allocated");
+    // SAFETY: in bounds (checked above) of the leaked allocation of `count()`
+    // entries, which lives for hv's lifetime.
+    let p = unsafe { BASE.load(Ordering::Acquire).add(index) };
+    // SAFETY: per the contract no other CPU uses the entry now; the boot CPU
+    // starts CPU `index` with PSCI CPU_ON afterwards, which orders these
+    // writes before anything that CPU does (and it reads them with its MMU
+    // on, coherently).
+    let e = unsafe { &mut *p };
+    e.index = index as u64;
+    e.mpidr = mpidr;
+    e.stack_top = stack_top;
     p
 }
 
@@ -69,7 +89,7 @@ pub fn index() -> usize {
     if p.is_null() {
         0
     } else {
-        // SAFETY: TPIDR_EL2 is only ever set to an entry of PERCPU, which is 'static.
+        // SAFETY: TPIDR_EL2 is only ever set to an entry from `prepare`, which is 'static.
         unsafe { (*p).index as usize }
     }
 }

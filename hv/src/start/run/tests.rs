@@ -320,3 +320,251 @@ fn wfi_blocks_but_wfit_yields() {
         }
     }
 }
+
+/// GIC on for vCPU `n`'s redistributor: distributor Group 1 + ARE, the
+/// redistributor awake, SGIs/PPIs Group 1, and `enable` set in ISENABLER0.
+fn gic_on(n: u64, enable: u32) -> [Step; 4] {
+    let rd = GICR_BASE + n * GICR_STRIDE;
+    [
+        mmio_write(GICD_BASE, 0x12),
+        mmio_write(rd + 0x14, 0),
+        mmio_write(rd + 0x1_0000 + 0x80, 0xffff_ffff),
+        mmio_write(rd + 0x1_0000 + 0x100, u64::from(enable)),
+    ]
+}
+
+fn psci_version() -> Step {
+    Step::hvc(0, 0, &[0x8400_0000])
+}
+
+fn cpu_off() -> Step {
+    Step::smc(&[0x8400_0002])
+}
+
+/// Issue 9, finding 11: Linux's `cpu_park_loop` (`WFE; WFI` with DAIF set)
+/// on a vCPU with an interrupt pending that it never takes: each WFI
+/// completes at once. Before, hv resumed the vCPU straight away, so it never
+/// left its pCPU and the other vCPU (the one about to power off) never ran
+/// again. Now such a WFI is a scheduling point (Xen's
+/// `vcpu_block_unless_event_pending` also goes through the scheduler).
+#[test]
+fn wfi_with_a_pending_masked_interrupt_lets_the_other_vcpu_run() {
+    let (sys, _lines, machine) = system(Policy::XenCompat);
+    add(&sys, 2);
+    {
+        let mut m = machine.lock();
+        m.script(1, 0, gic_on(0, 1 << 3));
+        m.script(
+            1,
+            0,
+            [
+                cpu_on(1, ENTRY1, 0),
+                // SGI 3 to itself: pending, delivered in an LR, never taken.
+                sgi1r((3 << 24) | 0b01),
+                Step::wfx(false),
+                Step::wfx(false),
+                Step::wfx(false),
+                poweroff(),
+            ],
+        );
+        m.script(1, 1, [cpu_off()]);
+    }
+    let mut arch = FakeArch::new(0, machine.clone());
+    assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
+    let m = machine.lock();
+    let enters: Vec<u8> = m
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Enter { vcpu, .. } => Some(*vcpu),
+            _ => None,
+        })
+        .collect();
+    let v1 = enters.iter().position(|v| *v == 1);
+    assert!(
+        v1.is_some_and(|i| i < enters.len() - 1),
+        "vCPU 1 ran while vCPU 0 spun on WFI: {enters:?}"
+    );
+    assert_eq!(m.remaining(1, 0), 0);
+    assert_eq!(m.remaining(1, 1), 0);
+}
+
+/// Issue 9, finding 11: a vCPU that never exits on its own (a guest loop
+/// with interrupts masked) must not keep a blocked vCPU's virtual timer from
+/// firing: while it runs, hv's timer is armed for the earliest deadline of a
+/// blocked, parked vCPU (before: only for the slice end, which is not armed
+/// when nobody is queued, so the blocked vCPU slept for ever).
+#[test]
+fn a_running_vcpu_leaves_the_timer_armed_for_a_blocked_one() {
+    // After 7 guest entries (the fake counter moves 1000 per entry): vCPU 0
+    // is back on the pCPU by then, and its next exit is past it.
+    const DEADLINE: u64 = 7_500;
+    let (sys, _lines, machine) = system(Policy::XenCompat);
+    add(&sys, 2);
+    {
+        let mut m = machine.lock();
+        m.script(
+            1,
+            0,
+            [
+                cpu_on(1, ENTRY1, 0),
+                yield_(),
+                // Runs alone now: the next exit is hv's timer firing.
+                Step::irq_with(&[irq::HYP_TIMER]),
+                yield_(),
+                poweroff(),
+            ],
+        );
+        m.script(1, 1, gic_on(1, 1 << 27));
+        m.script(
+            1,
+            1,
+            [
+                Step::wfx(false)
+                    .with_el1(El1Reg::CntvCvalEl0, DEADLINE)
+                    .with_el1(El1Reg::CntvCtlEl0, 0b001),
+                cpu_off(),
+            ],
+        );
+    }
+    let mut arch = FakeArch::new(0, machine.clone());
+    assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
+    let m = machine.lock();
+    let enters: Vec<(usize, u8)> = m
+        .events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Event::Enter { vcpu, .. } => Some((i, *vcpu)),
+            _ => None,
+        })
+        .collect();
+    let order: Vec<u8> = enters.iter().map(|(_, v)| *v).collect();
+    // v0: CPU_ON, yield; v1: GIC on (4), WFI; v0: the timer IRQ, yield;
+    // v1 (woken by its timer): CPU_OFF; v0: power-off.
+    assert_eq!(order, [0, 0, 1, 1, 1, 1, 1, 0, 0, 1, 0]);
+    // vCPU 0's entry after vCPU 1 blocked: hv's timer armed for vCPU 1's
+    // deadline (before: disarmed, as nobody was queued).
+    let (at, _) = enters[7];
+    let armed = m.events[..at].iter().rev().find_map(|e| match e {
+        Event::HvTimer { deadline, .. } => Some(*deadline),
+        _ => None,
+    });
+    assert_eq!(
+        armed,
+        Some(Some(DEADLINE)),
+        "hv's timer armed for the blocked vCPU"
+    );
+    assert!(m.events.contains(&Event::Eoi {
+        cpu: 0,
+        intid: irq::HYP_TIMER
+    }));
+}
+
+/// Issue 9, finding 9: PSCI CPU_ON queues the target for an idle pCPU and
+/// kicks it before the caller runs on (a caller that polls for the new vCPU
+/// without trapping never gives hv another chance). Before, the kick was
+/// only requested, and sent when the caller's pCPU next went through its loop.
+#[test]
+fn cpu_on_kicks_an_idle_pcpu_before_the_caller_runs_on() {
+    let (sys, _lines, machine) = system(Policy::XenCompat);
+    {
+        // pCPU 1 has found nothing to do and sleeps.
+        let mut rq = sys.runq.lock();
+        rq.sched.ensure_cpu(1);
+        assert!(matches!(
+            rq.sched.next(1, 0),
+            crate::sched::Decision::Idle { .. }
+        ));
+    }
+    add(&sys, 2);
+    {
+        let mut m = machine.lock();
+        m.script(
+            1,
+            0,
+            [
+                cpu_on(1, ENTRY1, 0),
+                psci_version(),
+                psci_version(),
+                cpu_off(),
+            ],
+        );
+        m.script(1, 1, [poweroff()]);
+    }
+    let mut arch = FakeArch::new(0, machine.clone());
+    assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
+    let m = machine.lock();
+    let v0_entries: Vec<usize> = m
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Event::Enter { vcpu: 0, .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let kicks: Vec<usize> = m
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| **e == Event::Kick { cpu: 0, to: 1 })
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        kicks
+            .iter()
+            .any(|&k| k > v0_entries[0] && k < v0_entries[1]),
+        "kicks at events {kicks:?}, the caller's entries at {v0_entries:?}"
+    );
+    assert_eq!(m.entries(1, 0)[1].x[0], 0, "CPU_ON succeeded");
+    assert_eq!(m.entries(1, 1).len(), 1, "vCPU 1 ran");
+}
+
+/// Issue 9, finding 11: PSCI SYSTEM_OFF from one vCPU ends the domain at
+/// once, as Xen's `domain_shutdown` pauses every vCPU: the other vCPUs are
+/// taken out of the scheduler wherever they are parked (blocked or queued)
+/// and dropped without being loaded and run again (before, each had to be
+/// woken, picked, loaded and only then noticed its domain was ending).
+#[test]
+fn system_off_drops_parked_vcpus_without_running_them() {
+    let (sys, lines, machine) = system(Policy::XenCompat);
+    add(&sys, 3);
+    {
+        let mut m = machine.lock();
+        m.script(
+            1,
+            0,
+            [
+                cpu_on(1, ENTRY1, 0),
+                cpu_on(2, ENTRY1, 0),
+                yield_(),
+                Step::smc(&[0x8400_0008]),
+            ],
+        );
+        // vCPU 1 blocks (GIC on, nothing pending); vCPU 2 yields (queued).
+        m.script(1, 1, gic_on(1, 1 << 3));
+        m.script(1, 1, [Step::wfx(false)]);
+        m.script(1, 2, [yield_()]);
+    }
+    let mut arch = FakeArch::new(0, machine.clone());
+    assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
+    let m = machine.lock();
+    let off = m
+        .events
+        .iter()
+        .rposition(|e| matches!(e, Event::Enter { vcpu: 0, .. }))
+        .unwrap()
+        + 1;
+    assert!(
+        !m.events[off..]
+            .iter()
+            .any(|e| matches!(e, Event::Load { .. } | Event::Enter { .. })),
+        "nothing loaded or entered after SYSTEM_OFF: {:?}",
+        &m.events[off..]
+    );
+    assert!(lines
+        .0
+        .lock()
+        .iter()
+        .any(|l| l == "hv: d1 ended (PSCI SYSTEM_OFF)"));
+    assert_eq!(sys.runq.lock().sched.keys().count(), 0);
+}

@@ -103,6 +103,77 @@ pub const SCTLR_GUEST_INIT: u64 = 0x00c5_0078;
 pub const HVOP_GET_COUNTERS: u64 = 1;
 /// hv_op sub-op: zero hv's counters.
 pub const HVOP_RESET_COUNTERS: u64 = 2;
+/// hv_op sub-op: copy `struct hv_resources` (8 u64) to the handle in x1.
+pub const HVOP_GET_RESOURCES: u64 = 3;
+/// `sizeof(struct hv_resources)`.
+pub const HV_RESOURCES_SIZE: usize = 64;
+
+/// `__HYPERVISOR_event_channel_op`.
+pub const HYPERVISOR_EVENT_CHANNEL_OP: u64 = 32;
+/// `EVTCHNOP_bind_interdomain`: `{ u16 remote_dom; u32 remote_port; OUT u32 local_port }`.
+pub const EVTCHNOP_BIND_INTERDOMAIN: u64 = 0;
+/// `EVTCHNOP_close`: `{ u32 port }`.
+pub const EVTCHNOP_CLOSE: u64 = 3;
+/// `EVTCHNOP_status`: `{ u16 dom; u32 port; OUT u32 status; u32 vcpu; union }`.
+pub const EVTCHNOP_STATUS: u64 = 5;
+/// `EVTCHNOP_alloc_unbound`: `{ u16 dom; u16 remote_dom; OUT u32 port }`.
+pub const EVTCHNOP_ALLOC_UNBOUND: u64 = 6;
+/// `EVTCHNSTAT_unbound`: a port waiting for its remote domain to bind.
+pub const EVTCHNSTAT_UNBOUND: u32 = 1;
+/// `EVTCHNSTAT_interdomain`.
+pub const EVTCHNSTAT_INTERDOMAIN: u32 = 2;
+
+/// `struct hv_resources` (hv's `HVOP_get_resources`, DESIGN.md "hv_op").
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct HvResources {
+    /// Free frames of the guest page pool.
+    pub pool_free: u64,
+    /// Frames of the guest page pool.
+    pub pool_total: u64,
+    /// Free frames of hv's own frame allocator (stage-2 tables).
+    pub hv_frames_free: u64,
+    /// VMIDs in use.
+    pub vmids_in_use: u64,
+    /// Domains hv holds.
+    pub domains: u64,
+    /// Event channel ports in use over all domains.
+    pub evtchns_in_use: u64,
+    /// Free bytes of hv's heap.
+    pub heap_free: u64,
+    /// Pool frames owned by some domain.
+    pub pool_used: u64,
+}
+
+impl HvResources {
+    /// Decode the 64 bytes `HVOP_get_resources` wrote.
+    #[must_use]
+    pub fn decode(b: &Buf<HV_RESOURCES_SIZE>) -> Self {
+        Self {
+            pool_free: get64(&b.0, 0),
+            pool_total: get64(&b.0, 8),
+            hv_frames_free: get64(&b.0, 16),
+            vmids_in_use: get64(&b.0, 24),
+            domains: get64(&b.0, 32),
+            evtchns_in_use: get64(&b.0, 40),
+            heap_free: get64(&b.0, 48),
+            pool_used: get64(&b.0, 56),
+        }
+    }
+
+    /// The fields that must come back after create/destroy rounds, by name
+    /// (the pool's total never changes and `pool_used` mirrors `pool_free`).
+    #[must_use]
+    pub fn balance(&self) -> [(&'static str, u64); 6] {
+        [
+            ("pool_free", self.pool_free),
+            ("hv_frames_free", self.hv_frames_free),
+            ("vmids_in_use", self.vmids_in_use),
+            ("domains", self.domains),
+            ("evtchns_in_use", self.evtchns_in_use),
+            ("heap_free", self.heap_free),
+        ]
+    }
+}
 
 /// Xen's errno values (`public/errno.h`); hypercalls return their negation.
 pub mod errno {
@@ -622,6 +693,24 @@ mod tests {
         const { assert!(DOMCTL_U + createdomain_off::SIZE <= DOMCTL_SIZE) };
         const { assert!(DOMCTL_U + getdomaininfo_off::SIZE <= DOMCTL_SIZE) };
         assert_eq!(core::mem::align_of::<Domctl>(), 8);
+    }
+
+    #[test]
+    fn hv_resources_decode() {
+        let mut b = Buf::<HV_RESOURCES_SIZE>::zeroed();
+        for i in 0..8 {
+            b.0[8 * i..8 * i + 8].copy_from_slice(&(100 + i as u64).to_le_bytes());
+        }
+        let r = HvResources::decode(&b);
+        assert_eq!(
+            (r.pool_free, r.pool_total, r.hv_frames_free, r.vmids_in_use),
+            (100, 101, 102, 103)
+        );
+        assert_eq!(
+            (r.domains, r.evtchns_in_use, r.heap_free, r.pool_used),
+            (104, 105, 106, 107)
+        );
+        assert_eq!(r.balance()[5], ("heap_free", 106));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `dom0`, `variant=single|batch|both|none`, `domu-mem=<n>[K|M|G]`,
 //! `pages=<n>`, `map-chunk=<n>`, `unmap-chunk=<n>`, `noboot`, `xen-node`,
 //! `timeout-ms=<n>`, `verify`, `negative-tests`, `heap-exhaust`, `stale-test=single|batch`,
-//! `destroy-loop=<n>`, `foreign-domid=<n>`, and `--` after which everything is the domU's
+//! `destroy-loop=<n>`, `create-flood=<n>`, `foreign-domid=<n>`, and `--` after which everything is the domU's
 //! bootargs. `mem=` is hv's (the control domain's own RAM) and ignored here.
 
 /// How the builder unmaps the domU pages from its own physmap.
@@ -78,6 +78,9 @@ pub struct Config<'a> {
     pub stale_test: Option<Variant>,
     /// Create and destroy this many domUs.
     pub destroy_loop: u32,
+    /// Create up to this many empty domains at once (until hv refuses),
+    /// then destroy them all: hv must answer an errno, never panic.
+    pub create_flood: u32,
     /// Run the negative and stale-TLB checks against this existing domain
     /// (e.g. a boot-module domU) instead of a 2 MiB domU of their own.
     pub foreign_domid: Option<u16>,
@@ -102,6 +105,7 @@ impl Default for Config<'_> {
             heap_exhaust: false,
             stale_test: None,
             destroy_loop: 0,
+            create_flood: 0,
             foreign_domid: None,
             domu_args: "",
         }
@@ -194,6 +198,12 @@ impl<'a> Config<'a> {
                         .and_then(|n| u32::try_from(n).ok())
                         .ok_or(bad("expected a number"))?;
                 }
+                ("create-flood", v) => {
+                    c.create_flood = num(v)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .filter(|n| *n <= 8192)
+                        .ok_or(bad("expected 0..8192"))?;
+                }
                 ("foreign-domid", v) => {
                     c.foreign_domid = Some(
                         num(v)
@@ -253,6 +263,8 @@ mod tests {
         assert_eq!(c.timeout_ms, 5);
         assert_eq!(c.stale_test, Some(Variant::Single));
         assert_eq!(c.destroy_loop, 100);
+        assert_eq!(parse("create-flood=3000").0.create_flood, 3000);
+        assert!(Config::parse("create-flood=9000", |_| {}).is_err());
         assert_eq!(c.foreign_domid, Some(1));
         assert!(c.verify);
         assert!(c.heap_exhaust);

@@ -770,32 +770,145 @@ fn million_batch(c: &mut Ctx, d: u16) {
     );
 }
 
+/// `EVTCHNOP_alloc_unbound` in `d` for dom0 (done by dom0 on `d`'s behalf),
+/// then dom0's `EVTCHNOP_bind_interdomain` to it: dom0's port.
+fn evtchn_pair(d: u16) -> Result<u32, Fail> {
+    let mut b = abi::Buf::<24>::zeroed();
+    b.0[0..2].copy_from_slice(&d.to_le_bytes());
+    b.0[2..4].copy_from_slice(&0u16.to_le_bytes());
+    let rc = hc::evtchn_op(abi::EVTCHNOP_ALLOC_UNBOUND, &mut b);
+    if rc != 0 {
+        return Err(fail("EVTCHNOP_alloc_unbound", rc));
+    }
+    let remote_port = u32::from_le_bytes([b.0[4], b.0[5], b.0[6], b.0[7]]);
+    let mut b = abi::Buf::<24>::zeroed();
+    b.0[0..2].copy_from_slice(&d.to_le_bytes());
+    b.0[4..8].copy_from_slice(&remote_port.to_le_bytes());
+    let rc = hc::evtchn_op(abi::EVTCHNOP_BIND_INTERDOMAIN, &mut b);
+    if rc != 0 {
+        return Err(fail("EVTCHNOP_bind_interdomain", rc));
+    }
+    Ok(u32::from_le_bytes([b.0[8], b.0[9], b.0[10], b.0[11]]))
+}
+
+/// `EVTCHNOP_status` of dom0's own `port`: the `EVTCHNSTAT_*` value.
+fn evtchn_status(port: u32) -> Result<u32, i64> {
+    let mut b = abi::Buf::<24>::zeroed();
+    b.0[0..2].copy_from_slice(&0x7ff0u16.to_le_bytes()); // DOMID_SELF
+    b.0[4..8].copy_from_slice(&port.to_le_bytes());
+    let rc = hc::evtchn_op(abi::EVTCHNOP_STATUS, &mut b);
+    if rc != 0 {
+        return Err(rc);
+    }
+    Ok(u32::from_le_bytes([b.0[8], b.0[9], b.0[10], b.0[11]]))
+}
+
+fn evtchn_close(port: u32) -> i64 {
+    let mut b = abi::Buf::<24>::zeroed();
+    b.0[0..4].copy_from_slice(&port.to_le_bytes());
+    hc::evtchn_op(abi::EVTCHNOP_CLOSE, &mut b)
+}
+
+/// What one soak round saw beyond success.
+#[derive(Default)]
+struct RoundSeen {
+    /// dom0's end of the destroyed domU's channel did not read unbound.
+    port_not_unbound: bool,
+    /// What `EVTCHNOP_status` answered for it (status, or the errno).
+    status: i64,
+}
+
+/// One create/destroy round: a 2 MiB domU (createdomain, max_mem,
+/// populate), an interdomain event channel to dom0, destroydomain; then
+/// dom0's end must read `EVTCHNSTAT_unbound` (Xen's `evtchn_destroy`
+/// closes the dead domain's ports, which turns the peer's back to unbound)
+/// and dom0 closes it.
+fn soak_round(c: &mut Ctx) -> Result<(u16, RoundSeen), Fail> {
+    let d = small_domu(c)?;
+    let port = match evtchn_pair(d) {
+        Ok(p) => p,
+        Err(f) => {
+            let _ = destroy_domain(d);
+            return Err(f);
+        }
+    };
+    let rc = destroy_domain(d);
+    if rc != 0 {
+        return Err(fail("domctl destroydomain", rc));
+    }
+    let mut seen = RoundSeen::default();
+    match evtchn_status(port) {
+        Ok(abi::EVTCHNSTAT_UNBOUND) => seen.status = i64::from(abi::EVTCHNSTAT_UNBOUND),
+        Ok(st) => {
+            seen.port_not_unbound = true;
+            seen.status = i64::from(st);
+        }
+        Err(rc) => {
+            seen.port_not_unbound = true;
+            seen.status = rc;
+        }
+    }
+    let rc = evtchn_close(port);
+    if rc != 0 {
+        return Err(fail("EVTCHNOP_close of dom0's port", rc));
+    }
+    Ok((d, seen))
+}
+
+fn write_resources(w: &mut impl Write, r: &abi::HvResources) -> core::fmt::Result {
+    for (name, v) in r.balance() {
+        write!(w, "{}={} ", name, v)?;
+    }
+    write!(w, "pool_used={}", r.pool_used)
+}
+
+/// The create/destroy soak (`destroy-loop=<n>`): one warm-up round, then
+/// `n` rounds. After them, free pool pages (`XEN_SYSCTL_physinfo`) and
+/// everything `HVOP_get_resources` reports (free pool and hv frames, VMIDs,
+/// domains, event channels, hv's free heap bytes) must be back at their
+/// values before the `n` rounds. The warm-up lets hv's long-lived tables
+/// (the domain list, the flush gatherer) reach their capacity once: what
+/// still moves after that grows per round, without bound.
 fn destroy_loop(c: &mut Ctx, n: u32) {
+    let cold = hc::resources();
+    let warm = soak_round(c);
+    if let Err(f) = warm {
+        c.report_fail("destroy-loop warm-up", f);
+    }
     let before = physinfo();
+    let res_before = hc::resources();
     let _ = hc::reset_counters();
     let mut first = None;
     let mut last = 0;
     let mut done = 0u32;
-    for _ in 0..n {
-        match small_domu(c) {
-            Ok(d) => {
+    let mut not_unbound = 0u32;
+    let mut last_status = 0i64;
+    for i in 0..n {
+        match soak_round(c) {
+            Ok((d, seen)) => {
                 first.get_or_insert(d);
                 last = d;
-                let rc = destroy_domain(d);
-                if rc != 0 {
-                    c.report_fail("destroy-loop", fail("domctl destroydomain", rc));
-                    break;
-                }
                 done += 1;
+                not_unbound += u32::from(seen.port_not_unbound);
+                last_status = seen.status;
             }
             Err(f) => {
                 c.report_fail("destroy-loop", f);
                 break;
             }
         }
+        if (i + 1) % 100 == 0 && i + 1 < n {
+            if let Ok(r) = hc::resources() {
+                line(|w| {
+                    write!(w, "dom0: destroy-loop round {}: ", i + 1)?;
+                    write_resources(w, &r)
+                });
+            }
+        }
     }
     let counters = hc::counters();
     let after = physinfo();
+    let res_after = hc::resources();
     line(|w| {
         write!(
             w,
@@ -830,6 +943,56 @@ fn destroy_loop(c: &mut Ctx, n: u32) {
             );
         }
     }
+    match (cold, res_before, res_after) {
+        (Ok(cold), Ok(b), Ok(a)) => {
+            line(|w| {
+                w.write_str("dom0: destroy-loop resources cold: ")?;
+                write_resources(w, &cold)
+            });
+            line(|w| {
+                w.write_str("dom0: destroy-loop resources before: ")?;
+                write_resources(w, &b)
+            });
+            line(|w| {
+                w.write_str("dom0: destroy-loop resources after: ")?;
+                write_resources(w, &a)
+            });
+            for ((name, vb), (_, va)) in b.balance().into_iter().zip(a.balance()) {
+                let ok = vb == va && done == n;
+                println!(
+                    "dom0: destroy-loop {} back to its start value after {} rounds (before {}, after {}): {}",
+                    name,
+                    done,
+                    vb,
+                    va,
+                    if ok { "PASS" } else { "FAIL" }
+                );
+                if !ok {
+                    c.failures += 1;
+                }
+            }
+        }
+        (cold, b, a) => {
+            c.failures += 1;
+            println!(
+                "dom0: destroy-loop FAIL: hv_op get_resources unavailable ({:?} {:?} {:?})",
+                cold.err(),
+                b.err(),
+                a.err()
+            );
+        }
+    }
+    let ok = not_unbound == 0 && done == n;
+    println!(
+        "dom0: destroy-loop dom0's end of a destroyed domU's event channel reads unbound (Xen's evtchn_destroy): {} ({} of {} rounds not; last EVTCHNOP_status {})",
+        if ok { "PASS" } else { "FAIL" },
+        not_unbound,
+        done,
+        last_status
+    );
+    if !ok {
+        c.failures += 1;
+    }
     if let Ok(k) = counters {
         let ok = k.full_flushes() <= u64::from(done);
         println!(
@@ -840,6 +1003,82 @@ fn destroy_loop(c: &mut Ctx, n: u32) {
         );
         if !ok {
             c.failures += 1;
+        }
+    }
+}
+
+/// `create-flood=<n>`: createdomain with unknown flags must be refused
+/// (Xen's `sanitise_domain_config`: -EINVAL); then up to `n` empty domains
+/// at once (Xen allows up to DOMID_FIRST_RESERVED, each costing memory:
+/// hv must answer an errno when it cannot hold more, never panic), all
+/// destroyed; hv's resources must be back where they were.
+fn create_flood(c: &mut Ctx, n: u32) {
+    let before = hc::resources();
+    let mut cfg = abi::CreateDomain::xl_default(1);
+    cfg.flags = u32::MAX;
+    let mut d = abi::domctl_createdomain(&cfg);
+    let rc = hc::domctl(&mut d);
+    if rc == 0 {
+        let _ = destroy_domain(abi::domctl_domain(&d));
+    }
+    c.check(
+        "createdomain flags 0xffffffff -> -EINVAL",
+        rc == -errno::EINVAL,
+        rc,
+        -errno::EINVAL,
+    );
+    let n = (n as usize).min(c.a.gfns.len());
+    let mut made = 0usize;
+    let mut refused = 0i64;
+    for i in 0..n {
+        let mut d = abi::domctl_createdomain(&abi::CreateDomain::xl_default(1));
+        let rc = hc::domctl(&mut d);
+        if rc != 0 {
+            refused = rc;
+            break;
+        }
+        c.a.gfns[i] = u64::from(abi::domctl_domain(&d));
+        made += 1;
+    }
+    let mut bad = 0u32;
+    for i in 0..made {
+        if destroy_domain(c.a.gfns[i] as u16) != 0 {
+            bad += 1;
+        }
+    }
+    println!(
+        "dom0: create-flood: {} of {} domains created, then {}; {} destroys failed",
+        made, n, refused, bad
+    );
+    c.check(
+        "create-flood: hv creates them all or refuses with an errno; every one is destroyed",
+        (made == n || (-4095..0).contains(&refused)) && bad == 0,
+        refused,
+        0,
+    );
+    match (before, hc::resources()) {
+        (Ok(b), Ok(a)) => {
+            for ((name, vb), (_, va)) in b.balance().into_iter().zip(a.balance()) {
+                let ok = vb == va;
+                println!(
+                    "dom0: create-flood {} back to its start value (before {}, after {}): {}",
+                    name,
+                    vb,
+                    va,
+                    if ok { "PASS" } else { "FAIL" }
+                );
+                if !ok {
+                    c.failures += 1;
+                }
+            }
+        }
+        (b, a) => {
+            c.failures += 1;
+            println!(
+                "dom0: create-flood FAIL: hv_op get_resources unavailable ({:?} {:?})",
+                b.err(),
+                a.err()
+            );
         }
     }
 }
@@ -1120,6 +1359,10 @@ extern "C" fn guest_main() {
     if c.cfg.destroy_loop > 0 {
         let n = c.cfg.destroy_loop;
         destroy_loop(&mut c, n);
+    }
+    if c.cfg.create_flood > 0 {
+        let n = c.cfg.create_flood;
+        create_flood(&mut c, n);
     }
     if c.cfg.heap_exhaust {
         heap_exhaust(&mut c);

@@ -4,7 +4,7 @@
 //! its MMU off, so an address is its IPA and every data access is
 //! Device-nGnRnE: every access below is naturally aligned.
 
-use dom0_builder::abi::{self, Buf, Domctl, HvCounters};
+use dom0_builder::abi::{self, Buf, Domctl, HvCounters, HvResources};
 use guest_rt::hypercall::hypercall;
 
 /// Issues hypercall `nr` with `a0`, `a1`.
@@ -80,6 +80,28 @@ pub fn counters() -> Result<HvCounters, i64> {
     } else {
         Err(rc)
     }
+}
+
+/// `hv_op(HVOP_get_resources)`, or the errno hv answered.
+pub fn resources() -> Result<HvResources, i64> {
+    let mut b = Buf::<{ abi::HV_RESOURCES_SIZE }>::zeroed();
+    let p = core::ptr::addr_of_mut!(b.0) as u64;
+    // SAFETY: `b` is a live 64-byte buffer that hv fills.
+    let rc = unsafe { raw(abi::HYPERVISOR_HV_OP, abi::HVOP_GET_RESOURCES, p) };
+    if rc == 0 {
+        Ok(HvResources::decode(&b))
+    } else {
+        Err(rc)
+    }
+}
+
+/// `event_channel_op(cmd, &buf)` on a 24-byte struct image; hv reads and
+/// writes within it.
+pub fn evtchn_op(cmd: u64, b: &mut Buf<24>) -> i64 {
+    let p = core::ptr::addr_of_mut!(b.0) as u64;
+    // SAFETY: `b` is a live, exclusively borrowed 24-byte buffer, the size
+    // of the largest EVTCHNOP struct the builder uses (status).
+    unsafe { raw(abi::HYPERVISOR_EVENT_CHANNEL_OP, cmd, p) }
 }
 
 /// `hv_op(sub)` with no buffer (negative test of an unknown sub-op).

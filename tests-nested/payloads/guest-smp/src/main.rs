@@ -11,6 +11,9 @@
 //! virtual timer fires (checking that hv masked it on its behalf); each time
 //! it acknowledges through `ICC_IAR1_EL1` and ends it through `ICC_EOIR1_EL1`.
 //! vCPU 1 then calls `CPU_OFF`; vCPU 0 waits for `AFFINITY_INFO` to say OFF,
+//! starts vCPU 1 again and polls for it *without trapping* (a plain load in
+//! a loop, up to 2 s of counter time: hv must kick an idle pCPU, or preempt
+//! the poller, for vCPU 1 to run; issue 9, finding 9), then
 //! takes a virtual-timer interrupt of its own (blocked in WFI while it is the
 //! only vCPU: hv's pCPU idles with it loaded), prints
 //! `guest-smp: all checks passed` (or the failures) and powers off.
@@ -53,6 +56,8 @@ mod guest {
     static TURN: AtomicU64 = AtomicU64::new(0);
     /// Checks that failed on vCPU 1 (bit per check).
     static FAILED1: AtomicU64 = AtomicU64::new(0);
+    /// Set by vCPU 1's second start (to its context_id).
+    static POKED: AtomicU64 = AtomicU64::new(0);
 
     #[repr(C, align(16))]
     struct Stack([u8; 0x4000]);
@@ -73,13 +78,34 @@ mod guest {
         mov     sp, x1
         bl      {main1}
         b       .
+
+        .global guest_smp_poked
+    guest_smp_poked:
+        msr     daifset, #0xf
+        adrp    x1, {stack}
+        add     x1, x1, :lo12:{stack}
+        add     x1, x1, #0x4000         // vCPU 1's stack again (it was off)
+        mov     sp, x1
+        bl      {poked}
+        b       .
     "#,
         stack = sym STACK1,
         main1 = sym secondary_main,
+        poked = sym poked_main,
     );
 
     extern "C" {
         fn guest_smp_secondary();
+        fn guest_smp_poked();
+    }
+
+    /// vCPU 1's second start: say it ran, and go off again.
+    extern "C" fn poked_main(context: u64) -> ! {
+        POKED.store(context, Ordering::Release);
+        psci(CPU_OFF, 0, 0, 0);
+        loop {
+            wfi();
+        }
     }
 
     /// A line on the console (one `console_io` call, so the two vCPUs'
@@ -323,13 +349,50 @@ mod guest {
             sched_yield();
         }
         c.check("AFFINITY_INFO vCPU 1: OFF after CPU_OFF", off);
+        // CPU_ON, then poll without trapping: no hypercall, no WFI, only
+        // loads (of the flag and the virtual counter).
+        let freq = mrs!("cntfrq_el0");
+        let poked = guest_smp_poked as *const () as u64;
+        c.check(
+            "CPU_ON vCPU 1 again",
+            psci(CPU_ON_64, 1, poked, 0x77) == SUCCESS,
+        );
+        let t0 = mrs!("cntvct_el0");
+        let mut waited = None;
+        while mrs!("cntvct_el0") - t0 < 2 * freq {
+            if POKED.load(Ordering::Acquire) == 0x77 {
+                waited = Some((mrs!("cntvct_el0") - t0) * 1000 / freq);
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        match waited {
+            Some(ms) => say(format_args!(
+                "guest-smp: vCPU1 ran {ms} ms after CPU_ON (polled without trapping)"
+            )),
+            None => say(format_args!(
+                "guest-smp: vCPU1 never ran in 2000 ms after CPU_ON"
+            )),
+        }
+        c.check(
+            "CPU_ON'd vCPU runs while the caller polls without trapping",
+            waited.is_some(),
+        );
+        let mut off = false;
+        for _ in 0..1000 {
+            if psci(AFFINITY_INFO_64, 1, 0, 0) == 1 {
+                off = true;
+                break;
+            }
+            sched_yield();
+        }
+        c.check("AFFINITY_INFO vCPU 1: OFF again", off);
         // vCPU 0 alone: its own timer wakes it from WFI (the pCPU idles with it loaded).
         let sgi0 = 0x0302_0000 + 0x1_0000;
         mmio_write(0x0302_0000 + 0x14, 0);
         mmio_write(sgi0 + 0x80, u32::MAX);
         mmio_write(sgi0 + 0x100, 1 << VTIMER_INTID);
         cpu_interface_on();
-        let freq = mrs!("cntfrq_el0");
         arm_vtimer(freq / 100);
         let took = take(VTIMER_INTID);
         c.check("vtimer PPI 27 wakes the only vCPU from WFI", took.is_some());

@@ -1,0 +1,47 @@
+//! The host DTB as hv reads it at boot (`bootinfo::BootInfo::parse`, after
+//! `strip_nops` as the boot path does), and everything derived from it:
+//! modules, dom0less nodes and their domain specs, the command line.
+//! Seeds: the QEMU `virt` DTBs of hv/tests/fixtures plus dom0less variants.
+#![no_main]
+
+use hv::bootinfo::{strip_nops, BootInfo, BootInfoError};
+use libfuzzer_sys::fuzz_target;
+
+fn check(info: &BootInfo<'_>, len: usize) {
+    assert!(info.dtb_size <= len, "dtb_size beyond the blob");
+    assert!(!info.memory.is_empty(), "parse succeeded without RAM");
+    for m in info.modules() {
+        let _ = m.bootargs.map(hv::start::parse_mem);
+        let _ = m.bootargs.map(hv::start::parse_vcpus);
+    }
+    for d in info.domus() {
+        let spec = hv::dom0less::spec(d);
+        assert!(spec.dtb && !spec.privileged);
+    }
+    let n = info.domu_modules().count();
+    assert!(n <= 2 * info.domus().len());
+    let _ = hv::options::HvOptions::parse(info.cmdline, |_| {});
+    let _ = std::format!("{info:?}");
+}
+
+fuzz_target!(|data: &[u8]| {
+    match BootInfo::parse(data) {
+        Ok(info) => check(&info, data.len()),
+        Err(e) => {
+            let _ = std::format!("{e}");
+        }
+    }
+    // The boot path: strip NOPs in place, then parse.
+    let mut copy = data.to_vec();
+    match strip_nops(&mut copy) {
+        Ok(_) => {
+            if let Ok(info) = BootInfo::parse(&copy) {
+                check(&info, copy.len());
+            }
+        }
+        Err(e) => {
+            assert_eq!(e, BootInfoError::NotADtb);
+            assert_eq!(copy, data, "strip_nops changed a blob it rejected");
+        }
+    }
+});
