@@ -523,6 +523,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             sink.hv_line(format_args!("d{id} ended ({why})"));
         } else {
             let dom = domains.swap_remove(idx);
+            crate::xen::domu::domain_destroyed(domains, &dom);
             dom.destroy(arch, mem, pool, flush, vmids);
             sink.hv_line(format_args!("d{id} ended ({why})"));
         }

@@ -111,6 +111,7 @@ pub enum Errno {
     ESRCH = 3,
     EINTR = 4,
     EIO = 5,
+    ENXIO = 6,
     E2BIG = 7,
     EAGAIN = 11,
     ENOMEM = 12,
@@ -131,12 +132,13 @@ pub enum Errno {
 
 impl Errno {
     /// Every errno in the table.
-    pub const ALL: [Errno; 21] = [
+    pub const ALL: [Errno; 22] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
         Errno::EINTR,
         Errno::EIO,
+        Errno::ENXIO,
         Errno::E2BIG,
         Errno::EAGAIN,
         Errno::ENOMEM,

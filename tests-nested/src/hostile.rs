@@ -441,7 +441,8 @@ pub fn soak_expectations(rounds: u32, flood: u32) -> Expectations {
     if flood > 0 {
         e = e
             .then("(d0) dom0: negative: createdomain flags 0xffffffff -> -EINVAL: PASS*")
-            .then("(d0) dom0: negative: create-flood: *: PASS*");
+            .then("(d0) dom0: negative: create-flood: *: PASS*")
+            .then("(d0) dom0: negative: create-flood again: *: PASS*");
         for f in [
             "pool_free",
             "hv_frames_free",

@@ -198,11 +198,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let Some(caller) = sh.domains.iter().find(|d| d.id == v.domid) else {
             return Next::Resume;
         };
-        if !caller.privileged {
-            log::debug!("d{}: domctl: not privileged", v.domid);
-            v.gprs.x[0] = Errno::EPERM.to_x0();
-            return Next::Resume;
-        }
+        // Xen's do_domctl order: copy the struct in (-EFAULT), check the
+        // interface version (-EACCES), then the caller's right (-EPERM).
+        let privileged = caller.privileged;
         let view = caller.stage2().view();
         let mut buf = [0u8; DOMCTL_SIZE];
         {
@@ -222,6 +220,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let answer = if version != XEN_DOMCTL_INTERFACE_VERSION {
             log::debug!("d{}: domctl {c}: interface version {version:#x}", v.domid);
             Answer::err(Errno::EACCES)
+        } else if !privileged {
+            log::debug!("d{}: domctl: not privileged", v.domid);
+            Answer::err(Errno::EPERM)
         } else {
             match c {
                 cmd::CREATEDOMAIN => self.createdomain(&mut sh, &mut buf, domain),
@@ -411,6 +412,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             return Answer::ok(false);
         }
         let d = sh.domains.swap_remove(idx);
+        crate::xen::domu::domain_destroyed(&mut sh.domains, &d);
         let Shared {
             mem,
             vmids,
@@ -495,17 +497,19 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let Some(caller) = sh.domains.iter().find(|d| d.id == v.domid) else {
             return Next::Resume;
         };
-        if !caller.privileged {
-            v.gprs.x[0] = Errno::EPERM.to_x0();
-            return Next::Resume;
-        }
+        let privileged = caller.privileged;
         let view = caller.stage2().view();
         let (total, free) = (sh.pool.total_frames(), sh.pool.free_frames());
         let Shared { mem, .. } = &mut *sh;
         let mut gm = crate::guest::GuestMemory::from_view(view, mem);
         let mut buf = [0u8; SYSCTL_SIZE];
+        // Xen's do_sysctl order: copy in (-EFAULT), then the right (-EPERM).
         if let Err(e) = gm.copy_from_guest(Ipa(arg), &mut buf) {
             v.gprs.x[0] = e.errno().to_x0();
+            return Next::Resume;
+        }
+        if !privileged {
+            v.gprs.x[0] = Errno::EPERM.to_x0();
             return Next::Resume;
         }
         if get::<4>(&buf, 0) as u32 != cmd::SYSCTL_PHYSINFO {

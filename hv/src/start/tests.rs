@@ -1769,3 +1769,33 @@ fn kicks_reach_every_pcpu_however_many() {
     // A single bit never names a pCPU beyond 63.
     assert_eq!(all(1 << 63, 70, 0), [63]);
 }
+
+/// domctl and sysctl read their struct before checking the caller's right,
+/// as Xen's do_domctl/do_sysctl do: an unprivileged caller with a handle
+/// outside its RAM gets -EFAULT, with a readable one -EPERM (the hostile
+/// guest's "hypercall 35/36: handle outside RAM" checks).
+#[test]
+fn unprivileged_domctl_and_sysctl_copy_in_first() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let mut k = kernel(b"");
+    k[0x304..0x308].copy_from_slice(&0x17u32.to_le_bytes()); // domctl version
+    r.add(&k);
+    r.script(
+        1,
+        [
+            Step::hypercall(36, &[0x1000_0000]),
+            Step::hypercall(35, &[0x1000_0000]),
+            Step::hypercall(36, &[b + 0x300]),
+            Step::hypercall(35, &[b + 0x300]),
+            shutdown(b + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    let eperm = (-1i64) as u64;
+    assert_eq!(
+        [e[1].x[0], e[2].x[0], e[3].x[0], e[4].x[0]],
+        [EFAULT, EFAULT, eperm, eperm]
+    );
+}

@@ -338,6 +338,12 @@ impl EventDomains for Doms<'_> {
     }
 }
 
+/// A domain has left `domains` for good (it is being torn down): its event
+/// channels' peers go back to unbound (Xen's `evtchn_destroy`).
+pub fn domain_destroyed(domains: &mut [Domain], gone: &Domain) {
+    evtchn::domain_destroyed(&mut Doms(domains), gone.id, &gone.xen.evtchn);
+}
+
 /// Everything [`system_call`] may touch.
 pub struct SysCtx<'a, M: PhysMem + TableMem> {
     /// The calling domain.
@@ -637,6 +643,11 @@ fn vcpu_op<M: PhysMem + TableMem>(
     }
     match cmd {
         vcpuop::REGISTER_VCPU_INFO => {
+            // Xen 4.20's order (common/domain.c, common_vcpu_op and
+            // map_guest_area): copy in (-EFAULT); an offset that leaves the
+            // gfn (-EINVAL); already registered (-EBUSY); an area that crosses
+            // its page or is not xen_ulong_t aligned (-ENXIO); a gfn that is
+            // not the caller's RAM (-EINVAL, get_page_from_gfn failing).
             let b = ctx.read::<16>(arg)?;
             let (gfn, off) = (le64(&b, 0), u64::from(le32(&b, 8)));
             if off >= PAGE_SIZE {
@@ -646,7 +657,13 @@ fn vcpu_op<M: PhysMem + TableMem>(
                 .checked_mul(PAGE_SIZE)
                 .and_then(|a| a.checked_add(off))
                 .ok_or(Errno::EINVAL)?;
-            let pa = ctx.translate_rw(ipa)?;
+            if ctx.me()?.xen.evtchn.vcpu_info_registered(vcpu) {
+                return Err(Errno::EBUSY);
+            }
+            if off + evtchn::layout::VCPU_INFO_SIZE > PAGE_SIZE || off % 8 != 0 {
+                return Err(Errno::ENXIO);
+            }
+            let pa = ctx.translate_rw(ipa).map_err(|_| Errno::EINVAL)?;
             let frame = PhysAddr(pa.0 & !(PAGE_SIZE - 1));
             let d = ctx
                 .domains
@@ -1096,7 +1113,7 @@ mod tests {
             !0,
             "all selectors pending"
         );
-        assert_eq!(w.call(1, 1, reg(1)).ret, Errno::EINVAL.to_x0(), "twice");
+        assert_eq!(w.call(1, 1, reg(1)).ret, Errno::EBUSY.to_x0(), "twice");
         assert_eq!(w.call(1, 0, reg(2)).ret, Errno::ENOENT.to_x0());
         // Runstate area (a VA on Arm): accepted, kept for the switches.
         w.put(0, B + 0x400, &0xffff_8000_1234_0000u64.to_le_bytes());
@@ -1632,6 +1649,36 @@ mod tests {
         assert_eq!(w.pool.frame(frame).unwrap().refs, 0);
     }
 
+    /// Xen 4.20's answers for a bad `VCPUOP_register_vcpu_info`
+    /// (common_vcpu_op + map_guest_area): an offset past the page -EINVAL, a
+    /// misaligned or page-crossing area -ENXIO (checked before the gfn, so
+    /// even for a gfn that is not RAM), a gfn that is not RAM -EINVAL.
+    #[test]
+    fn vcpu_info_errnos_follow_xen() {
+        let mut w = World::new();
+        let reg = Hypercall::VcpuOp {
+            cmd: vcpuop::REGISTER_VCPU_INFO,
+            vcpu: 0,
+            arg: B + 0x100,
+        };
+        let try_at = |w: &mut World, gfn: u64, off: u32| {
+            let mut vi = [0u8; 16];
+            vi[0..8].copy_from_slice(&gfn.to_le_bytes());
+            vi[8..12].copy_from_slice(&off.to_le_bytes());
+            w.put(0, B + 0x100, &vi);
+            w.call(1, 0, reg).ret
+        };
+        let ram = (B + 0x7000) >> 12;
+        assert_eq!(try_at(&mut w, ram, 0x1000), Errno::EINVAL.to_x0());
+        assert_eq!(try_at(&mut w, ram, 4), Errno::ENXIO.to_x0(), "misaligned");
+        assert_eq!(try_at(&mut w, ram, 0xfe0), Errno::ENXIO.to_x0(), "crosses");
+        assert_eq!(try_at(&mut w, 0x3001, 4), Errno::ENXIO.to_x0());
+        assert_eq!(try_at(&mut w, 0x3001, 0), Errno::EINVAL.to_x0(), "GIC");
+        assert!(w.domains[0].xen.pinned().is_empty());
+        assert_eq!(try_at(&mut w, ram, 0x40), 0);
+        assert_eq!(try_at(&mut w, ram, 0x80), Errno::EBUSY.to_x0());
+    }
+
     /// A vcpu_info area must be in the caller's own RAM: not in a page it
     /// does not own (no page reference is taken on another's frame).
     #[test]
@@ -1646,15 +1693,19 @@ mod tests {
             vcpu: 0,
             arg: B + 0x100,
         };
-        assert_eq!(w.call(1, 0, reg).ret, Errno::EFAULT.to_x0());
+        assert_eq!(
+            w.call(1, 0, reg).ret,
+            Errno::EINVAL.to_x0(),
+            "not RAM: Xen's -EINVAL"
+        );
         assert!(w.domains[0].xen.pinned().is_empty());
-        // A failed registration (vCPU already registered) gives its pin back.
+        // A failed registration (vCPU already registered: -EBUSY) takes no pin.
         vi[0..8].copy_from_slice(&((B + 0x7000) >> 12).to_le_bytes());
         w.put(0, B + 0x100, &vi);
         assert_eq!(w.call(1, 0, reg).ret, 0);
         vi[0..8].copy_from_slice(&((B + 0x8000) >> 12).to_le_bytes());
         w.put(0, B + 0x100, &vi);
-        assert_eq!(w.call(1, 0, reg).ret, Errno::EINVAL.to_x0());
+        assert_eq!(w.call(1, 0, reg).ret, Errno::EBUSY.to_x0());
         assert_eq!(w.domains[0].xen.pinned().len(), 1);
         let f = w.domains[0]
             .physmap()

@@ -258,14 +258,21 @@ impl Evtchns {
         }
     }
 
+    /// Whether `vcpu` has moved its `vcpu_info` with `VCPUOP_register_vcpu_info`.
+    #[must_use]
+    pub fn vcpu_info_registered(&self, vcpu: u32) -> bool {
+        matches!(self.vcpu_info.get(vcpu as usize), Some(VcpuInfoLoc::At(_)))
+    }
+
     /// `VCPUOP_register_vcpu_info` (after the caller translated and checked the
     /// address): place `vcpu`'s `vcpu_info` at `pa`, copy the current one
     /// there, mark every selector bit pending and raise an upcall, as Xen does
     /// so that nothing pending is lost in the move (xen/common/domain.c).
     ///
     /// # Errors
-    /// `-ENOENT` for a vCPU that does not exist; `-EINVAL` if already registered
-    /// or the area would cross a page.
+    /// `-ENOENT` for a vCPU that does not exist; `-EBUSY` if already registered;
+    /// `-ENXIO` if the area would cross a page or is not 8-byte aligned (Xen's
+    /// `map_guest_area`).
     pub fn register_vcpu_info<M: PhysMem + ?Sized>(
         &mut self,
         domid: u16,
@@ -280,10 +287,10 @@ impl Evtchns {
             .copied()
             .ok_or(Errno::ENOENT)?;
         if slot != VcpuInfoLoc::Default {
-            return Err(Errno::EINVAL);
+            return Err(Errno::EBUSY);
         }
         if pa.page_offset() + layout::VCPU_INFO_SIZE > pv_tlb::PAGE_SIZE || !pa.is_aligned(8) {
-            return Err(Errno::EINVAL);
+            return Err(Errno::ENXIO);
         }
         let mut cur = [0u8; layout::VCPU_INFO_SIZE as usize];
         if let Some(old) = self.vcpu_info_pa(vcpu) {
@@ -592,6 +599,36 @@ pub fn close<W: EventDomains + ?Sized>(w: &mut W, caller: u16, port: u32) -> Res
     Ok(())
 }
 
+/// Xen's `evtchn_destroy` (called from `domain_kill`): every port of the
+/// domain `gone_id` is closed, so each interdomain peer in another domain goes
+/// back to unbound for `gone_id`, exactly as an `EVTCHNOP_close` would leave it.
+/// `gone` is the table of the domain being torn down (already out of `w`).
+/// Without this a peer keeps naming a port that no longer exists, and would
+/// reach whatever domain is next given the same domid.
+pub fn domain_destroyed<W: EventDomains + ?Sized>(w: &mut W, gone_id: u16, gone: &Evtchns) {
+    for (port, p) in gone.ports.iter().enumerate() {
+        let PortState::Interdomain { remote, port: rp } = p.state else {
+            continue;
+        };
+        let Ok(port) = u32::try_from(port) else {
+            continue;
+        };
+        if remote == gone_id {
+            continue; // a loopback channel dies with the domain
+        }
+        if let Some(r) = w.events(remote) {
+            let bound_to_us = r.port(rp).map(|q| q.state)
+                == Some(PortState::Interdomain {
+                    remote: gone_id,
+                    port,
+                });
+            if bound_to_us {
+                r.set_state(rp, PortState::Unbound { remote: gone_id });
+            }
+        }
+    }
+}
+
 /// `EVTCHNOP_send`: raise the other end of `port`.
 ///
 /// # Errors
@@ -772,6 +809,40 @@ mod tests {
     }
 
     #[test]
+    fn destroying_a_domain_unbinds_its_peers() {
+        let (mut w, _mem) = setup();
+        // d2 offers two ports to d1; d1 binds both; d1 also has a loopback channel.
+        let a2 = alloc_unbound(&mut w, 2, DOMID_SELF, 1).unwrap();
+        let b2 = alloc_unbound(&mut w, 2, DOMID_SELF, 1).unwrap();
+        bind_interdomain(&mut w, 1, 2, a2).unwrap();
+        bind_interdomain(&mut w, 1, 2, b2).unwrap();
+        let l1 = alloc_unbound(&mut w, 1, DOMID_SELF, 1).unwrap();
+        bind_interdomain(&mut w, 1, 1, l1).unwrap();
+        let gone = w.0.remove(&1).unwrap();
+        domain_destroyed(&mut w, 1, &gone);
+        let st = status(&mut w, 2, a2).unwrap();
+        assert_eq!(
+            (st.status, st.u0),
+            (stat::UNBOUND, 1),
+            "peer back to unbound for d1"
+        );
+        assert_eq!(status(&mut w, 2, b2).unwrap().status, stat::UNBOUND);
+        // A new domain with the same id cannot reach d2 through the stale port.
+        w.0.insert(1, Evtchns::new(1, Some(SI1)));
+        let mut mem = FakeMem::new(0x8000_0000, 0x10_0000);
+        mem.zero_frame(SI1);
+        mem.zero_frame(SI2);
+        let mut irq = RecordingIrqSink::default();
+        let mut ctx = EvtchnCtx {
+            caller: 2,
+            mem: &mut mem,
+            irq: &mut irq,
+        };
+        assert_eq!(send(&mut w, &mut ctx, a2), Ok(SendEffect::Done));
+        assert!(irq.upcalls.is_empty(), "nothing reaches the new d1");
+    }
+
+    #[test]
     fn masked_port_stays_quiet_until_unmask() {
         let (mut w, mut mem) = setup();
         let mut irq = RecordingIrqSink::default();
@@ -790,7 +861,7 @@ mod tests {
         assert_eq!(irq.upcalls, [(1, 1)]);
         assert_eq!(
             d1.register_vcpu_info(1, 1, VI1, &mut mem, &mut irq),
-            Err(Errno::EINVAL),
+            Err(Errno::EBUSY),
             "twice"
         );
         assert_eq!(
@@ -799,7 +870,7 @@ mod tests {
         );
         assert_eq!(
             d1.register_vcpu_info(1, 0, PhysAddr(0x8000_2fe0), &mut mem, &mut irq),
-            Err(Errno::EINVAL),
+            Err(Errno::ENXIO),
             "crosses a page"
         );
         // The guest handles the spurious upcall.

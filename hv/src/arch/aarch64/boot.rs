@@ -443,10 +443,12 @@ fn start_secondaries(info: &BootInfo<'static>) {
             log::warn!("PSCI CPU_ON({mpidr:#x}) failed: {ret}");
             continue;
         }
+        // Xen waits 1 s per CPU; an emulated machine with many CPUs on a
+        // busy host (QEMU TCG, -smp 32) can take longer, so hv waits 5 s.
         let start = read_sysreg!("cntpct_el0");
         while ONLINE.load(Ordering::SeqCst) <= next {
-            if read_sysreg!("cntpct_el0").wrapping_sub(start) > freq {
-                log::warn!("CPU{next} (MPIDR {mpidr:#x}) did not come online within 1 s");
+            if read_sysreg!("cntpct_el0").wrapping_sub(start) > 5 * freq {
+                log::warn!("CPU{next} (MPIDR {mpidr:#x}) did not come online within 5 s");
                 break;
             }
             core::hint::spin_loop();

@@ -57,7 +57,7 @@
 //! | `heap-exhaust` | foreign-map one page of a 2 MiB domU at successive window gfns until hv answers -ENOMEM (`dom0: heap-exhaust: mapped=<n> first_error=<rc>`), unmap them all, build a domU again; `dom0: negative: heap exhaustion -> -ENOMEM, hv keeps running: PASS\|FAIL` |
 //! | `stale-test=single\|batch` | after removing a foreign page, read it: hv must end d0 with a stage-2 fault; `dom0: STALE READ SUCCEEDED` otherwise. Runs last |
 //! | `destroy-loop=<n>` | the soak: one warm-up and n rounds of create, populate, an interdomain event channel to d0, destroy; free pages (XEN_SYSCTL_physinfo) and `HVOP_get_resources` (frames, VMIDs, domains, event channels, heap) back at their start values; d0's end of each channel unbound after the destroy |
-//! | `create-flood=<n>` | createdomain with flags 0xffffffff must get -EINVAL; then up to n empty domains at once until hv refuses (an errno, never a panic), all destroyed, resources back |
+//! | `create-flood=<n>` | createdomain with flags 0xffffffff must get -EINVAL; then twice up to n empty domains at once until hv refuses (an errno, never a panic), all destroyed; after the second, resources back where the first left them |
 //! | `foreign-domid=<n>` | negative and stale tests use existing domain n (RAM at GUEST_RAM0_BASE, e.g. a boot-module domU) instead of creating a 2 MiB domU; it is not destroyed. It must still exist when the checks run (a boot-module guest that already shut down gives -ESRCH): a development aid for hv trees without domctl |
 //! | `-- <args>` | everything after ` -- ` is the domU's `/chosen/bootargs` |
 //!

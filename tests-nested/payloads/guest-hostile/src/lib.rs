@@ -18,6 +18,9 @@ pub const RAM_SIZE: u64 = 16 << 20;
 pub const SAC_BASE: u64 = 0x4080_0000;
 /// Size of the sacrificial region.
 pub const SAC_SIZE: u64 = 4 << 20;
+/// The start of the sacrificial region the guest itself writes (scratch
+/// structs): random gfns never name it, so no random call unmaps it.
+pub const SCRATCH_KEEP: u64 = 0x1_0000;
 /// An IPA below RAM that is neither RAM nor one of Xen's guest MMIO ranges.
 pub const OUTSIDE_RAM: u64 = 0x1000_0000;
 /// Above our 16 MiB of RAM: where hv's DTB and hv itself live in host
@@ -75,7 +78,16 @@ impl Rng {
     /// pointers (outside RAM, MMIO, hv's addresses, unaligned, our
     /// sacrificial pages), or plain random bits.
     pub fn hostile(&mut self) -> u64 {
-        match self.below(14) {
+        match self.below(18) {
+            // Struct-shaped words, so calls get past their first checks:
+            // DOMID_SELF (and its reserved neighbours) with a small port in
+            // the upper half; small domids/ports packed in 16-bit fields; a
+            // gfn of the sacrificial region (past the scratch the guest
+            // writes); the console ring's gfn.
+            14 => (0x7ff0 + self.below(6)) | (self.below(8) << 32),
+            15 => self.below(4) | (self.below(16) << 16) | (self.below(16) << 32),
+            16 => (SAC_BASE + SCRATCH_KEEP) / 4096 + self.below((SAC_SIZE - SCRATCH_KEEP) / 4096),
+            17 => MAGIC >> 12,
             0 => self.below(8),
             1 => self.below(70),
             2 => u64::MAX - self.below(4),
@@ -216,6 +228,20 @@ mod tests {
         assert!(seen.iter().all(|s| *s), "every number 0..=64 drawn");
         assert!(IMPLEMENTED.iter().all(|&n| seen[n as usize]));
         assert!(Rng::new(0).next_u64() != 0);
+        let mut r = Rng::new(9);
+        let (mut gfns, mut selfs) = (0, 0);
+        for _ in 0..10_000 {
+            let v = r.hostile();
+            if (SAC_BASE >> 12..(SAC_BASE + SAC_SIZE) >> 12).contains(&v) {
+                assert!(
+                    v >= (SAC_BASE + SCRATCH_KEEP) >> 12,
+                    "never the scratch pages"
+                );
+                gfns += 1;
+            }
+            selfs += u32::from(v & 0xfff8 == 0x7ff0 && v >> 16 & 0xffff == 0);
+        }
+        assert!(gfns > 100 && selfs > 100, "{gfns} {selfs}");
     }
 
     #[test]
