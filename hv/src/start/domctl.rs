@@ -26,6 +26,10 @@ pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x17;
 pub const DOMCTL_SIZE: usize = 144;
 /// Offset of `xen_domctl.u`.
 const U: usize = 16;
+/// `XEN_SYSCTL_INTERFACE_VERSION` of Xen 4.17 to 4.20 (public/sysctl.h: "Last
+/// version bump: Xen 4.17"; 4.21 moves to 0x16).
+pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x15;
+
 /// `sizeof(struct xen_sysctl)`: header (8 bytes) and the 128-byte union.
 pub const SYSCTL_SIZE: usize = 136;
 /// `sizeof(struct vcpu_guest_context)` on arm64.
@@ -503,9 +507,21 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let Shared { mem, .. } = &mut *sh;
         let mut gm = crate::guest::GuestMemory::from_view(view, mem);
         let mut buf = [0u8; SYSCTL_SIZE];
-        // Xen's do_sysctl order: copy in (-EFAULT), then the right (-EPERM).
+        // Xen's do_sysctl order: copy in (-EFAULT), the interface version
+        // (-EACCES), then the right (-EPERM).
         if let Err(e) = gm.copy_from_guest(Ipa(arg), &mut buf) {
             v.gprs.x[0] = e.errno().to_x0();
+            return Next::Resume;
+        }
+        let version = get::<4>(&buf, 4) as u32;
+        if version != XEN_SYSCTL_INTERFACE_VERSION {
+            crate::glog!(
+                v.domid,
+                Debug,
+                "d{}: sysctl interface version {version:#x}, expected {XEN_SYSCTL_INTERFACE_VERSION:#x}",
+                v.domid
+            );
+            v.gprs.x[0] = Errno::EACCES.to_x0();
             return Next::Resume;
         }
         if !privileged {

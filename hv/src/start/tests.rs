@@ -957,7 +957,7 @@ fn control_domain_builds_a_domu_through_domctl() {
     // Modules are built in order: d0 (VMID 1), d1 (VMID 2); the domU the
     // control domain creates becomes d2 (VMID 3).
     w32(&mut k, 0x100, 3); // sysctl physinfo
-    w32(&mut k, 0x104, 0x16);
+    w32(&mut k, 0x104, 0x15);
     domctl(&mut k, 0x200, 1, 0); // createdomain, hv picks the domid
     w32(&mut k, 0x200 + 16 + 20, 3); // hvm | hap
     w32(&mut k, 0x200 + 16 + 28, 1); // max_vcpus
@@ -1780,6 +1780,7 @@ fn unprivileged_domctl_and_sysctl_copy_in_first() {
     let b = GUEST_RAM0_BASE;
     let mut k = kernel(b"");
     k[0x304..0x308].copy_from_slice(&0x17u32.to_le_bytes()); // domctl version
+    k[0x404..0x408].copy_from_slice(&0x15u32.to_le_bytes()); // sysctl version
     r.add(&k);
     r.script(
         1,
@@ -1787,7 +1788,7 @@ fn unprivileged_domctl_and_sysctl_copy_in_first() {
             Step::hypercall(36, &[0x1000_0000]),
             Step::hypercall(35, &[0x1000_0000]),
             Step::hypercall(36, &[b + 0x300]),
-            Step::hypercall(35, &[b + 0x300]),
+            Step::hypercall(35, &[b + 0x400]),
             shutdown(b + 0x200),
         ],
     );
@@ -1797,5 +1798,42 @@ fn unprivileged_domctl_and_sysctl_copy_in_first() {
     assert_eq!(
         [e[1].x[0], e[2].x[0], e[3].x[0], e[4].x[0]],
         [EFAULT, EFAULT, eperm, eperm]
+    );
+}
+
+/// Issue 10: sysctl checks `interface_version` as Xen's do_sysctl does
+/// (-EACCES), after the copy-in and before the caller's right: a wrong
+/// version is -EACCES even for an unprivileged caller, the right one -EPERM.
+/// (The control domain's successful physinfo with 0x15 is in
+/// `control_domain_builds_a_domu_through_domctl`.)
+#[test]
+fn sysctl_with_a_wrong_interface_version_gets_eacces() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let mut k = kernel(b"");
+    k[0x300..0x304].copy_from_slice(&3u32.to_le_bytes()); // physinfo
+    k[0x304..0x308].copy_from_slice(&0x16u32.to_le_bytes()); // Xen 4.21's version
+    k[0x400..0x404].copy_from_slice(&3u32.to_le_bytes());
+    k[0x404..0x408].copy_from_slice(&0x15u32.to_le_bytes());
+    r.add(&k);
+    r.script(
+        1,
+        [
+            Step::hypercall(35, &[b + 0x300]),
+            Step::hypercall(35, &[b + 0x400]),
+            shutdown(b + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let e = r.entries(1);
+    assert_eq!(
+        e[1].x[0],
+        crate::xen::Errno::EACCES.to_x0(),
+        "wrong version"
+    );
+    assert_eq!(
+        e[2].x[0],
+        crate::xen::Errno::EPERM.to_x0(),
+        "Xen 4.20's version, no right"
     );
 }

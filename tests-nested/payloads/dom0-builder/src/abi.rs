@@ -54,7 +54,7 @@ pub const DOMID_SELF: u16 = 0x7FF0;
 /// `XEN_DOMCTL_INTERFACE_VERSION` of Xen 4.20 and 4.21.
 pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x17;
 /// `XEN_SYSCTL_INTERFACE_VERSION` of Xen 4.21.
-pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x16;
+pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x15;
 
 /// `XEN_DOMCTL_createdomain`.
 pub const XEN_DOMCTL_CREATEDOMAIN: u32 = 1;
@@ -792,7 +792,7 @@ mod tests {
     #[test]
     fn physinfo_and_counters_decode() {
         let mut s = sysctl_physinfo();
-        assert_eq!((get32(&s.0, 0), get32(&s.0, 4)), (3, 0x16));
+        assert_eq!((get32(&s.0, 0), get32(&s.0, 4)), (3, 0x15));
         put64(&mut s.0, 8 + 40, 100);
         put64(&mut s.0, 8 + 48, 60);
         let p = PhysInfo::decode(&s);
