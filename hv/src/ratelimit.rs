@@ -10,8 +10,12 @@
 //!
 //! - [`RateLimit`]: the portable token bucket (time passed in, unit-tested).
 //! - [`guest_log_ok`]`(domid)`: the per-domain table every guest-triggered
-//!   log line goes through (the [`glog!`](crate::glog) macro); the time comes
-//!   from [`set_now_ns`], which the run loop calls at each guest exit.
+//!   log line goes through (the [`glog!`](crate::glog) macro); the time is
+//!   read only when such a line is about to be printed, from the clock the
+//!   arch layer registers at boot ([`set_clock`]; host tests set it with
+//!   [`set_now_ns`]). Reading it at every guest exit would cost a trap to L0
+//!   per exit when nested (KVM traps counter reads of a guest hypervisor
+//!   without FEAT_ECV).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -99,9 +103,25 @@ static TABLE: Mutex<[(u16, RateLimit); SLOTS]> =
 /// hv's idea of "now" for the limiter (ns since boot), set by the run loop.
 static NOW_NS: AtomicU64 = AtomicU64::new(0);
 
-/// Record the current time (the run loop, at each guest exit).
+/// The arch layer's clock (ns since boot), read only when a guest-triggered
+/// line is about to be printed.
+static CLOCK: spin::Once<fn() -> u64> = spin::Once::new();
+
+/// Register the clock the limiter reads (the arch layer, once at boot).
+pub fn set_clock(clock: fn() -> u64) {
+    CLOCK.call_once(|| clock);
+}
+
+/// Record the current time (where no clock is registered: host tests).
 pub fn set_now_ns(now: u64) {
     NOW_NS.fetch_max(now, Ordering::Relaxed);
+}
+
+fn now_ns() -> u64 {
+    if let Some(clock) = CLOCK.get() {
+        set_now_ns(clock());
+    }
+    NOW_NS.load(Ordering::Relaxed)
 }
 
 /// Check domain `domid`'s bucket at time `now`; the verdict.
@@ -120,7 +140,7 @@ pub fn check_domain(domid: u16, now: u64) -> Verdict {
 /// May a guest-triggered log line of domain `domid` be printed now? Prints
 /// the "lines suppressed" note itself when lines were dropped before.
 pub fn guest_log_ok(domid: u16) -> bool {
-    match check_domain(domid, NOW_NS.load(Ordering::Relaxed)) {
+    match check_domain(domid, now_ns()) {
         Verdict::Allow { suppressed: 0 } => true,
         Verdict::Allow { suppressed } => {
             log::warn!("d{domid}: {suppressed} guest-triggered log lines suppressed");

@@ -624,10 +624,6 @@ impl<M: PhysMem + TableMem + Send> System<M> {
 
     fn handle_exit(&self, arch: &mut dyn Arch, v: &mut Vcpu, raw: &RawExit) -> Next {
         let (d, n) = (v.domid, v.id);
-        crate::ratelimit::set_now_ns(xen::domu::ticks_to_ns(
-            arch.counter(),
-            arch.counter_frequency(),
-        ));
         let exit = ExitReason::decode(raw);
         if !keeps_window(&exit, v) {
             self.close_window(arch, d);

@@ -284,6 +284,9 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64, bad_relocs: u64) -> ! {
         logger::init(uart, level);
     }
     logger::print(format_args!("hv: hv {VERSION} booting at EL2 (VHE)\n"));
+    // The guest-log rate limiter reads the time only when a guest-triggered
+    // line is about to be printed (never on the exit path).
+    crate::ratelimit::set_clock(guest_log_clock);
     log::info!(
         "image at {:#x}..{:#x} (relocated), DTB at {dtb_pa:#x}, {ncpus} CPUs in the DTB",
         img.base.raw(),
@@ -514,4 +517,9 @@ extern "C" fn hv_el2_exception(frame: &TrapFrame, kind: u64) -> ! {
     }
     logger::emergency_print(format_args!("hv: CPU{} halted\n", percpu::index()));
     park()
+}
+
+/// Nanoseconds since the counter started, for the guest-log rate limiter.
+fn guest_log_clock() -> u64 {
+    crate::xen::domu::ticks_to_ns(read_sysreg!("cntvct_el0"), read_sysreg!("cntfrq_el0"))
 }
