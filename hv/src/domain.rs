@@ -284,8 +284,10 @@ pub struct Domain {
     pub from_domctl: bool,
     /// `XEN_DOMCTL_max_vcpus`.
     pub max_vcpus: u32,
-    /// The boot vCPU's context from `XEN_DOMCTL_setvcpucontext`, until unpaused.
-    pub boot_vcpu: Option<alloc::boxed::Box<crate::vcpu::Vcpu>>,
+    /// vCPU contexts from `XEN_DOMCTL_setvcpucontext` (with their
+    /// `VGCF_online` flag), until unpaused: vCPU 0 and the online ones run
+    /// then, the others wait for PSCI CPU_ON.
+    pub vcpu_contexts: Vec<(alloc::boxed::Box<crate::vcpu::Vcpu>, bool)>,
     /// Unpaused at least once (its vCPUs were queued).
     pub unpaused: bool,
     /// Xen-interface state: event channels, grant table, console ring ([`crate::xen::domu`]).
@@ -409,7 +411,7 @@ impl Domain {
             live_vcpus: 0,
             from_domctl: false,
             max_vcpus: 1,
-            boot_vcpu: None,
+            vcpu_contexts: Vec::new(),
             unpaused: false,
             xen: crate::xen::domu::DomainXen::default(),
             vgic: alloc::sync::Arc::new(crate::vgic::Vgic::new(id, 1)),

@@ -637,7 +637,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 let x = &v.gprs.x;
                 match Hypercall::decode(imm16, x[16], &[x[0], x[1], x[2], x[3], x[4]]) {
                     Ok(Hypercall::Domctl { arg }) => self.domctl(arch, v, arg),
-                    Ok(Hypercall::Sysctl { arg }) => self.sysctl(v, arg),
+                    Ok(Hypercall::Sysctl { arg }) => self.sysctl(arch, v, arg),
                     Ok(call) => self.hypercall(arch, v, &call),
                     Err(e @ DecodeError::NotXen { .. }) => {
                         crate::glog!(

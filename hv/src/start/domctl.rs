@@ -98,6 +98,9 @@ mod cd {
     pub const NR_SPIS: usize = 64;
 }
 
+/// `VGCF_online` (public/arch-arm.h): the vCPU is up once the domain runs.
+const VGCF_ONLINE: u64 = 1;
+
 /// `XEN_DOMCTL_GRANT_version_mask`.
 const GRANT_VERSION_MASK: u32 = 0xf;
 /// `XEN_DOMCTL_CONFIG_GIC_NATIVE` / `_V3`.
@@ -109,7 +112,7 @@ const GIC_V3: u8 = 2;
 /// `arch_sanitise_domain_config` (xen/arch/arm/domain.c) do, for what hv
 /// offers: hvm|hap exactly (xs_domain allowed), no IOMMU, no vPMU, grant
 /// table v1, no altp2m, no vmtrace, vGICv3, no SVE, no TEE, at most
-/// [`crate::vgic::SPI_COUNT`] SPIs, one vCPU. `Err` names what is refused
+/// [`crate::vgic::SPI_COUNT`] SPIs, 1 to [`crate::vgic::MAX_VCPUS`] vCPUs. `Err` names what is refused
 /// (the caller answers -EINVAL).
 pub fn sanitise_createdomain(u: &[u8]) -> Result<(), &'static str> {
     let r32 = |o: usize| get::<4>(u, o) as u32;
@@ -153,8 +156,8 @@ pub fn sanitise_createdomain(u: &[u8]) -> Result<(), &'static str> {
     }
     match r32(cd::MAX_VCPUS) {
         0 => Err("no vCPUs"),
-        1 => Ok(()),
-        _ => Err("max_vcpus: hv builds domUs of 1 vCPU through domctl"),
+        n if n > crate::vgic::MAX_VCPUS => Err("max_vcpus above hv's vGIC limit"),
+        _ => Ok(()),
     }
 }
 /// First reserved domid (`DOMID_FIRST_RESERVED`).
@@ -198,6 +201,8 @@ impl Answer {
 impl<M: PhysMem + TableMem + Send> System<M> {
     /// Handle `domctl(arg)` from vCPU `v`'s domain.
     pub(super) fn domctl(&self, arch: &mut dyn Arch, v: &mut Vcpu, arg: u64) -> Next {
+        // Guest handles are virtual addresses of the calling vCPU (Xen on Arm).
+        let s1 = Some(crate::xen::s1walk::Stage1::of(&*arch));
         let mut sh = self.shared.lock();
         let Some(caller) = sh.domains.iter().find(|d| d.id == v.domid) else {
             return Next::Resume;
@@ -209,8 +214,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let mut buf = [0u8; DOMCTL_SIZE];
         {
             let Shared { mem, .. } = &mut *sh;
-            if let Err(e) =
-                crate::guest::GuestMemory::from_view(view, mem).copy_from_guest(Ipa(arg), &mut buf)
+            if let Err(e) = crate::guest::GuestMemory::from_view(view, mem)
+                .with_stage1(s1)
+                .copy_from_guest(Ipa(arg), &mut buf)
             {
                 log::debug!("d{}: domctl: {e}", v.domid);
                 v.gprs.x[0] = e.errno().to_x0();
@@ -220,7 +226,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let c = get::<4>(&buf, 0) as u32;
         let version = get::<4>(&buf, 4) as u32;
         let domain = get::<2>(&buf, 8) as u16;
-        let mut queue: Option<Box<Vcpu>> = None;
+        let mut queue: alloc::vec::Vec<Box<Vcpu>> = alloc::vec::Vec::new();
         let answer = if version != XEN_DOMCTL_INTERFACE_VERSION {
             log::debug!("d{}: domctl {c}: interface version {version:#x}", v.domid);
             Answer::err(Errno::EACCES)
@@ -239,19 +245,24 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     Answer::ok(false)
                 }),
                 cmd::MAX_VCPUS => with_domu(&mut sh, domain, |d| {
-                    // hv runs one vCPU per domain for now (SMP guests: issue 5).
-                    match get::<4>(&buf, U) {
-                        1 => {
-                            d.max_vcpus = 1;
+                    // Up to the count createdomain sized the domain for
+                    // (its event channels and runstate areas).
+                    match get::<4>(&buf, U) as u32 {
+                        n if (1..=d.xen.evtchn.vcpus()).contains(&n) && !d.unpaused => {
+                            d.max_vcpus = n;
                             Answer::ok(false)
                         }
                         n => {
-                            log::debug!("d{}: max_vcpus {n}: hv supports 1", d.id);
+                            log::debug!(
+                                "d{}: max_vcpus {n}: created with {}",
+                                d.id,
+                                d.xen.evtchn.vcpus()
+                            );
                             Answer::err(Errno::EINVAL)
                         }
                     }
                 }),
-                cmd::SETVCPUCONTEXT => self.setvcpucontext(&mut sh, &buf, domain, view),
+                cmd::SETVCPUCONTEXT => self.setvcpucontext(&mut sh, &buf, domain, view, s1),
                 other => {
                     log::debug!("d{}: domctl {other} not implemented", v.domid);
                     Answer::err(Errno::ENOSYS)
@@ -260,18 +271,22 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         };
         if answer.copy_back {
             let Shared { mem, .. } = &mut *sh;
-            if let Err(e) =
-                crate::guest::GuestMemory::from_view(view, mem).copy_to_guest(Ipa(arg), &buf)
+            if let Err(e) = crate::guest::GuestMemory::from_view(view, mem)
+                .with_stage1(s1)
+                .copy_to_guest(Ipa(arg), &buf)
             {
                 v.gprs.x[0] = e.errno().to_x0();
                 return Next::Resume;
             }
         }
         drop(sh);
-        if let Some(boot) = queue {
+        if !queue.is_empty() {
             self.live_domains
                 .fetch_add(1, core::sync::atomic::Ordering::SeqCst);
-            self.runq.lock().push_back(boot);
+            let mut rq = self.runq.lock();
+            for v in queue {
+                rq.push_back(v);
+            }
         }
         v.gprs.x[0] = answer.ret.unwrap_or_else(Errno::to_x0);
         Next::Resume
@@ -314,7 +329,24 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             domains,
             ..
         } = sh;
-        match Domain::create_empty(id, self.ipa_bits, vmids, mem, pool) {
+        let vcpus = get::<4>(buf, U + cd::MAX_VCPUS) as u32;
+        let built = Domain::create_empty(id, self.ipa_bits, vmids, mem, pool).and_then(|mut d| {
+            d.max_vcpus = vcpus;
+            d.vgic.set_nr_vcpus(vcpus);
+            // The same Xen-interface state as a domain hv boots (shared
+            // info, grant frames, console ring, HVM params), sized for its vCPUs.
+            match crate::xen::domu::DomainXen::setup(id, vcpus, d.physmap_mut(), mem, pool) {
+                Ok(x) => {
+                    d.xen = x;
+                    Ok(d)
+                }
+                Err(e) => {
+                    d.discard(mem, pool, vmids);
+                    Err(crate::domain::DomainError::Stage2(e))
+                }
+            }
+        });
+        match built {
             Ok(mut d) => {
                 if let Some(h) = buf.get(U + 4..U + 20) {
                     d.handle.copy_from_slice(h);
@@ -345,23 +377,25 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         buf: &[u8; DOMCTL_SIZE],
         domain: DomId,
         view: memops::Stage2View,
+        s1: Option<crate::xen::s1walk::Stage1>,
     ) -> Answer {
         let vcpu = get::<4>(buf, U) as u32;
         let ctxt = get::<8>(buf, U + 8);
         let mut c = [0u8; VCPU_GUEST_CONTEXT_SIZE];
         {
             let Shared { mem, .. } = &mut *sh;
-            if let Err(e) =
-                crate::guest::GuestMemory::from_view(view, mem).copy_from_guest(Ipa(ctxt), &mut c)
+            if let Err(e) = crate::guest::GuestMemory::from_view(view, mem)
+                .with_stage1(s1)
+                .copy_from_guest(Ipa(ctxt), &mut c)
             {
                 log::debug!("setvcpucontext: {e}");
                 return Answer::err(e.errno());
             }
         }
         with_domu(sh, domain, |d| {
-            if vcpu != 0 || d.unpaused {
+            if vcpu >= d.max_vcpus || d.unpaused {
                 log::debug!(
-                    "d{}: setvcpucontext vcpu {vcpu}: only vCPU 0 of a paused domain",
+                    "d{}: setvcpucontext vcpu {vcpu}: only the vCPUs of a paused domain",
                     d.id
                 );
                 return Answer::err(Errno::EINVAL);
@@ -379,7 +413,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 );
                 return Answer::err(Errno::EINVAL);
             }
-            let mut v = Vcpu::new(d.id, 0, get::<8>(&c, r + 248), 0);
+            let mut v = Vcpu::new(d.id, vcpu, get::<8>(&c, r + 248), 0);
             for n in 0..31 {
                 v.gprs.x[n] = get::<8>(&c, r + 8 * n);
             }
@@ -395,7 +429,15 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             v.sysregs.set(El1Reg::TcrEl1, get::<8>(&c, 328));
             v.sysregs.set(El1Reg::Ttbr0El1, get::<8>(&c, 336));
             v.sysregs.set(El1Reg::Ttbr1El1, get::<8>(&c, 344));
-            d.boot_vcpu = Some(Box::new(v));
+            // VGCF_online (public/arch-arm.h): the vCPU runs when the
+            // domain is unpaused (Xen's arch_set_info_guest clears
+            // _VPF_down); vCPU 0 always does.
+            let online = vcpu == 0 || get::<4>(&c, 0) & VGCF_ONLINE != 0;
+            d.vcpu_contexts.retain(|(x, _)| x.id != vcpu);
+            if d.vcpu_contexts.try_reserve(1).is_err() {
+                return Answer::err(Errno::ENOMEM);
+            }
+            d.vcpu_contexts.push((Box::new(v), online));
             Answer::ok(false)
         })
     }
@@ -448,18 +490,28 @@ fn with_domu<M>(sh: &mut Shared<M>, id: DomId, f: impl FnOnce(&mut Domain) -> An
     }
 }
 
-fn unpause<M>(sh: &mut Shared<M>, id: DomId, queue: &mut Option<Box<Vcpu>>) -> Answer {
+// The run queue takes the boxes as they are (no move out of and back into the heap).
+#[allow(clippy::vec_box)]
+fn unpause<M>(sh: &mut Shared<M>, id: DomId, queue: &mut alloc::vec::Vec<Box<Vcpu>>) -> Answer {
     with_domu(sh, id, |d| {
         if d.unpaused {
             return Answer::ok(false);
         }
-        let Some(v) = d.boot_vcpu.take() else {
-            log::debug!("d{}: unpause without a vCPU context", d.id);
+        if !d.vcpu_contexts.iter().any(|(v, _)| v.id == 0) {
+            log::debug!("d{}: unpause without a vCPU 0 context", d.id);
             return Answer::err(Errno::EINVAL);
-        };
+        }
+        if queue.try_reserve(d.vcpu_contexts.len()).is_err() {
+            return Answer::err(Errno::ENOMEM);
+        }
         d.unpaused = true;
-        d.live_vcpus = 1;
-        *queue = Some(v);
+        // vCPU 0 and the online ones run; the rest wait for PSCI CPU_ON.
+        for (v, online) in core::mem::take(&mut d.vcpu_contexts) {
+            if online {
+                queue.push(v);
+            }
+        }
+        d.live_vcpus = queue.len() as u32;
         Answer::ok(false)
     })
 }
@@ -496,7 +548,9 @@ fn getdomaininfo<M>(sh: &Shared<M>, buf: &mut [u8; DOMCTL_SIZE], id: DomId) -> A
 
 impl<M: PhysMem + TableMem + Send> System<M> {
     /// Handle `sysctl(arg)` (`physinfo` only) from vCPU `v`'s domain.
-    pub(super) fn sysctl(&self, v: &mut Vcpu, arg: u64) -> Next {
+    pub(super) fn sysctl(&self, arch: &mut dyn Arch, v: &mut Vcpu, arg: u64) -> Next {
+        // Guest handles are virtual addresses of the calling vCPU (Xen on Arm).
+        let s1 = Some(crate::xen::s1walk::Stage1::of(&*arch));
         let mut sh = self.shared.lock();
         let Some(caller) = sh.domains.iter().find(|d| d.id == v.domid) else {
             return Next::Resume;
@@ -505,7 +559,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let view = caller.stage2().view();
         let (total, free) = (sh.pool.total_frames(), sh.pool.free_frames());
         let Shared { mem, .. } = &mut *sh;
-        let mut gm = crate::guest::GuestMemory::from_view(view, mem);
+        let mut gm = crate::guest::GuestMemory::from_view(view, mem).with_stage1(s1);
         let mut buf = [0u8; SYSCTL_SIZE];
         // Xen's do_sysctl order: copy in (-EFAULT), the interface version
         // (-EACCES), then the right (-EPERM).
@@ -603,7 +657,8 @@ mod tests {
         assert!(with(cd::NR_SPIS, &[65]).is_err());
         assert_eq!(with(cd::NR_SPIS, &[64]), Ok(()));
         assert!(with(cd::MAX_VCPUS, &[0]).is_err());
-        assert!(with(cd::MAX_VCPUS, &[2]).is_err());
+        assert_eq!(with(cd::MAX_VCPUS, &[2]), Ok(()));
+        assert!(with(cd::MAX_VCPUS, &[0, 1]).is_err(), "256 vCPUs");
         assert!(sanitise_createdomain(&[]).is_err(), "short input");
     }
 }

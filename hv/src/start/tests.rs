@@ -1837,3 +1837,184 @@ fn sysctl_with_a_wrong_interface_version_gets_eacces() {
         "Xen 4.20's version, no right"
     );
 }
+
+/// The control domain's side of building a domU through domctl (issue 10
+/// defects), as `control_domain_builds_a_domu_through_domctl` does, with its
+/// guest handles at `va` + offset into its image (its own addresses: an IPA
+/// with its MMU off, a kernel VA with it on): sysctl physinfo, createdomain
+/// (`vcpus`, handle = DOMID_SELF's bytes), max_mem, populate 4 pages for d1,
+/// setvcpucontext for each vCPU (vCPU 1 `VGCF_online`), unpause, three
+/// yields (d1 runs), getdomaininfo, destroydomain, shutdown. Returns the image
+/// (page tables at 0x4000.. mapping `va` to its RAM when `va` is a TTBR1 VA)
+/// and d0's script.
+fn toolstack_d0(va: u64, vcpus: u32) -> (Vec<u8>, Vec<Step>) {
+    let b = GUEST_RAM0_BASE;
+    let mut k = vec![0u8; 0x8000];
+    let w32 = |k: &mut Vec<u8>, o: usize, v: u32| k[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    let w64 = |k: &mut Vec<u8>, o: usize, v: u64| k[o..o + 8].copy_from_slice(&v.to_le_bytes());
+    let domctl = |k: &mut Vec<u8>, o: usize, cmd: u32, dom: u16| {
+        k[o..o + 4].copy_from_slice(&cmd.to_le_bytes());
+        k[o + 4..o + 8].copy_from_slice(&0x17u32.to_le_bytes());
+        k[o + 8..o + 10].copy_from_slice(&dom.to_le_bytes());
+    };
+    w32(&mut k, 0x100, 3); // sysctl physinfo
+    w32(&mut k, 0x104, 0x15);
+    domctl(&mut k, 0x200, 1, 0); // createdomain, hv picks the domid (d1)
+    k[0x200 + 20..0x200 + 22].copy_from_slice(&0x7ff0u16.to_le_bytes()); // handle
+    w32(&mut k, 0x200 + 16 + 20, 3); // hvm | hap
+    w32(&mut k, 0x200 + 16 + 28, vcpus);
+    domctl(&mut k, 0x300, 11, 1); // max_mem 16 KiB = 4 pages
+    w64(&mut k, 0x310, 16);
+    domctl(&mut k, 0x400, 12, 1); // setvcpucontext vcpu 0
+    w64(&mut k, 0x418, va + 0x1000);
+    domctl(&mut k, 0x480, 12, 1); // setvcpucontext vcpu 1
+    w32(&mut k, 0x490, 1);
+    w64(&mut k, 0x498, va + 0x1200);
+    domctl(&mut k, 0x500, 4, 1); // unpause
+    domctl(&mut k, 0x600, 5, 1); // getdomaininfo
+    domctl(&mut k, 0x800, 2, 1); // destroydomain
+    w64(&mut k, 0x900, va + 0xa00); // reservation: 4 gfns for d1
+    w64(&mut k, 0x908, 4);
+    k[0x918..0x91a].copy_from_slice(&1u16.to_le_bytes());
+    for i in 0..4u64 {
+        w64(&mut k, 0xa00 + 8 * i as usize, 0x40000 + i);
+    }
+    for (o, x0) in [(0x1000, 0x1234u64), (0x1200, 0x5678)] {
+        w32(&mut k, o, 1); // vcpu_guest_context: VGCF_online
+        w64(&mut k, o + 8, x0);
+        w64(&mut k, o + 8 + 248, b + (o as u64)); // pc
+        w64(&mut k, o + 8 + 256, 0x3c5); // cpsr
+    }
+    // TTBR1 tables (4K granule, 48-bit VAs): L0 0x4000 -> L1 0x5000 ->
+    // L2 0x6000, whose entry 0 is a 2 MiB block at the RAM base.
+    let (l0, l1, l2) = (b + 0x4000, b + 0x5000, b + 0x6000);
+    w64(&mut k, 0x4000 + 8 * ((va >> 39) & 511) as usize, l1 | 3);
+    w64(&mut k, 0x5000 + 8 * ((va >> 30) & 511) as usize, l2 | 3);
+    w64(
+        &mut k,
+        0x6000 + 8 * ((va >> 21) & 511) as usize,
+        b | 1 | (1 << 10),
+    );
+    let dc = |o: u64| Step::hypercall(36, &[va + o]);
+    let mut script = vec![
+        Step::hypercall(35, &[va + 0x100]),
+        dc(0x200),
+        dc(0x300),
+        Step::hypercall(12, &[6, va + 0x900]),
+        dc(0x400),
+    ];
+    if vcpus > 1 {
+        script.push(dc(0x480));
+    }
+    script.extend([
+        dc(0x500),
+        Step::hypercall(29, &[0]),
+        Step::hypercall(29, &[0]),
+        Step::hypercall(29, &[0]),
+        dc(0x600),
+        dc(0x800),
+        shutdown(va + 0x1ff0),
+    ]);
+    if va != b {
+        // TCR: T0SZ = T1SZ = 16 (48-bit), TG1 = 4K, EPD0 (no TTBR0 walks).
+        let tcr = 16 | (1 << 7) | (16 << 16) | (2 << 30);
+        script[0] = script[0]
+            .clone()
+            .with_el1(El1Reg::SctlrEl1, 0x30d0_0801)
+            .with_el1(El1Reg::TcrEl1, tcr)
+            .with_el1(El1Reg::Ttbr0El1, 0)
+            .with_el1(El1Reg::Ttbr1El1, l0);
+    }
+    (k, script)
+}
+
+/// Run [`toolstack_d0`] as module d0 with d1's vCPU scripts `d1`; d0's x0
+/// after each of its calls.
+fn run_toolstack(r: &Rig, va: u64, vcpus: u32, d1: [Vec<Step>; 2]) -> Vec<u64> {
+    let (k, script) = toolstack_d0(va, vcpus);
+    r.sys.with_mem(|m, _| {
+        for (i, c) in k.chunks(0x1000).enumerate() {
+            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
+        }
+    });
+    r.sys.add_module_domains(&[BootModule {
+        pa: PhysAddr(MODULES),
+        size: k.len() as u64,
+        kind: ModuleKind::Kernel,
+        bootargs: Some("dom0 mem=2M"),
+    }]);
+    r.script(1, script);
+    let [v0, v1] = d1;
+    r.machine.lock().script(2, 0, v0);
+    r.machine.lock().script(2, 1, v1);
+    assert_eq!(r.run(0), CpuExit::PowerOff, "{:?}", r.lines.all());
+    r.entries(1).iter().skip(1).map(|g| g.x[0]).collect()
+}
+
+/// d1's vCPU 0 in the toolstack tests: yield, then power off.
+fn d1_vcpu0() -> Vec<Step> {
+    vec![Step::hypercall(29, &[0]), shutdown(GUEST_RAM0_BASE + 0x100)]
+}
+
+/// Issue 10: domctl, setvcpucontext and sysctl copy their guest handles
+/// through the caller's stage 1 (guest handles are guest virtual addresses
+/// on Arm, DESIGN "Guest handles are guest virtual addresses"): a control
+/// domain with its MMU on, handles at kernel VAs that are no IPA, builds and
+/// runs a domU. Before the fix every call answered -EFAULT.
+#[test]
+fn domctl_from_a_control_domain_with_its_mmu_on_walks_its_stage1() {
+    let r = rig();
+    let va = 0xffff_8000_0000_0000;
+    let x0 = run_toolstack(&r, va, 1, [d1_vcpu0(), vec![]]);
+    assert_eq!(x0[..3], [0, 0, 0], "sysctl, createdomain, max_mem");
+    assert_eq!(x0[3], 4, "populate_physmap: 4 extents");
+    assert_eq!(x0[4..11], [0; 7], "setvcpucontext .. destroydomain");
+    let d1 = r.machine.lock().entries(2, 0);
+    assert_eq!(
+        (d1[0].pc, d1[0].x[0]),
+        (GUEST_RAM0_BASE + 0x1000, 0x1234),
+        "the context read through d0's stage 1"
+    );
+    assert!(r.lines.has("hv: d1 ended (poweroff)"));
+}
+
+/// Issue 10: a domain built through domctl gets the Xen-interface state of
+/// a domain hv boots (before, `DomainXen::default()`: no shared-info frame),
+/// so `XENMAPSPACE_shared_info` maps (before: -EINVAL). d1 writes its
+/// `struct xen_add_to_physmap` with `XENVER_guest_handle` (its handle is
+/// what d0 gave createdomain: DOMID_SELF, space 0 = shared_info, idx 0),
+/// twice, so gpfn (at +16) is 0x7ff0.
+#[test]
+fn toolstack_built_domain_maps_its_shared_info() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let v0 = vec![
+        Step::hypercall(17, &[8, b + 0x10]),
+        Step::hypercall(17, &[8, b]),
+        Step::hypercall(12, &[7, b]),
+        Step::hypercall(29, &[0]),
+        shutdown(b + 0x100),
+    ];
+    let x0 = run_toolstack(&r, b, 1, [v0, vec![]]);
+    assert!(x0.iter().all(|&x| x == 0 || x == 4), "{x0:x?}");
+    let d1 = r.machine.lock().entries(2, 0);
+    assert_eq!(d1[3].x[0], 0, "add_to_physmap(shared_info)");
+}
+
+/// Issue 10: createdomain with max_vcpus 2 builds a 2-vCPU domain (before:
+/// -EINVAL, "hv builds domUs of 1 vCPU"); both vCPUs' contexts are set and
+/// both run once it is unpaused (vCPU 1 is `VGCF_online`).
+#[test]
+fn createdomain_with_two_vcpus_runs_both() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let v1 = vec![Step::hypercall(17, &[0]), Step::smc(&[0x8400_0002])];
+    let x0 = run_toolstack(&r, b, 2, [d1_vcpu0(), v1]);
+    assert_eq!(x0[..3], [0, 0, 0], "sysctl, createdomain, max_mem");
+    assert_eq!(x0[4..12], [0; 8], "setvcpucontext x2 .. destroydomain");
+    let m = r.machine.lock();
+    let (e0, e1) = (m.entries(2, 0), m.entries(2, 1));
+    assert_eq!((e0[0].pc, e0[0].x[0]), (b + 0x1000, 0x1234));
+    assert_eq!((e1[0].pc, e1[0].x[0]), (b + 0x1200, 0x5678));
+    assert_eq!(e1[1].x[0], (4 << 16) | 20, "vCPU 1 ran its xen_version");
+}
