@@ -25,4 +25,5 @@ pub mod tlb;
 pub mod trap;
 pub mod vcpu;
 pub mod vgic;
+pub mod world;
 pub mod xen;

@@ -16,19 +16,16 @@
 //! never held at the same time. No lock is held while a guest runs.
 
 use alloc::boxed::Box;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use memops::{FrameTable, TableMem};
-use pv_tlb::{DeferredFlush, LastRan, Policy};
+use pv_tlb::{LastRan, Policy};
 use pv_tlb::{PhysAddr, PAGE_SIZE};
 use spin::{Mutex, Once};
 
 use crate::arch::{Arch, PhysMem, RawExit};
 use crate::bootinfo::{BootModule, ModuleKind};
-use crate::domain::{
-    DomId, Domain, DomainError, EndReason, FrameSource, VmidAllocator, DEFAULT_RAM_BYTES,
-};
+use crate::domain::{DomId, Domain, DomainError, EndReason, FrameSource, DEFAULT_RAM_BYTES};
 use crate::options::HvOptions;
 use crate::trap::{debug_pmu_answer, esr_ec, ExitReason, FaultStatus, SysRegAccess, SysRegAnswer};
 use crate::vcpu::Vcpu;
@@ -98,40 +95,22 @@ enum Next {
     EndDomain(EndReason),
 }
 
-/// State behind the `shared` lock.
-struct Shared<M> {
-    mem: M,
-    domains: Vec<Domain>,
-    vmids: VmidAllocator,
-    pool: FrameTable,
-    flush: DeferredFlush,
-    sink: Box<dyn ConsoleSink + Send>,
-}
-
-impl<M> Shared<M> {
-    fn entry(&mut self, id: DomId) -> Option<&mut Domain> {
-        self.domains.iter_mut().find(|d| d.id == id)
-    }
-}
+use crate::world::World;
 
 /// pCPUs whose armed EL2-timer deadline [`System`] caches (not a CPU limit).
 const HV_TIMER_SLOTS: usize = 256;
 
 /// Domains, vCPUs and host memory: everything the pCPUs share.
 pub struct System<M> {
-    shared: Mutex<Shared<M>>,
+    shared: Mutex<World<M>>,
     runq: Mutex<crate::sched::RunQueues>,
     /// Each pCPU's armed EL2-timer deadline (`u64::MAX`: disarmed), a cache
     /// that saves redundant timer writes; a pCPU beyond it writes every time.
     hv_timer: [core::sync::atomic::AtomicU64; HV_TIMER_SLOTS],
     live_domains: AtomicUsize,
-    ipa_bits: u8,
-    next_domid: AtomicUsize,
     /// Some invalidation is pending in the flush gatherer (a coalescing
     /// window may be open): exits then take the lock to close it.
     deferred: AtomicBool,
-    /// Free bytes of hv's heap (guest-driven allocations are gated on it).
-    heap_free: fn() -> usize,
 }
 
 /// What a domain is built with.
@@ -236,27 +215,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         ipa_bits: u8,
     ) -> Self {
         Self {
-            shared: Mutex::new(Shared {
-                mem,
-                domains: Vec::new(),
-                vmids: VmidAllocator::new(vmid_bits),
-                pool,
-                flush: DeferredFlush::new(policy),
-                sink,
-            }),
+            shared: Mutex::new(World::new(mem, pool, policy, sink, vmid_bits, ipa_bits)),
             runq: Mutex::new(crate::sched::RunQueues::new(1, 1)),
             hv_timer: [const { core::sync::atomic::AtomicU64::new(u64::MAX) }; HV_TIMER_SLOTS],
             live_domains: AtomicUsize::new(0),
-            ipa_bits,
-            next_domid: AtomicUsize::new(1),
             deferred: AtomicBool::new(false),
-            heap_free: crate::mm::heap::free,
         }
     }
 
     /// Replace how the heap's free bytes are read (tests of heap exhaustion).
     pub fn set_heap_probe(&mut self, f: fn() -> usize) {
-        self.heap_free = f;
+        self.shared.get_mut().heap_free = f;
     }
 
     /// Build a domain (d0 if privileged, else d<N> with N counting from 1):
@@ -282,13 +251,13 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             return Err(DomainError::OutOfMemory { bytes: ram_bytes });
         }
         let need = crate::mm::heap::build_bytes(pages).unwrap_or(usize::MAX);
-        if !crate::mm::heap::room((self.heap_free)(), need) {
+        if !crate::mm::heap::room((sh.heap_free)(), need) {
             return Err(DomainError::HeapFull {
                 bytes: ram_bytes,
                 need,
             });
         }
-        reserve_domain_slot(&mut sh.domains, self.heap_free)?;
+        sh.reserve_domain_slot()?;
         let privileged = spec.privileged && !sh.domains.iter().any(|d| d.id == 0);
         if spec.privileged && !privileged {
             log::warn!("a control domain (d0) exists already: this one is unprivileged");
@@ -296,16 +265,18 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let id = if privileged {
             0
         } else {
-            self.next_domid.fetch_add(1, Ordering::Relaxed) as DomId
+            sh.next_domid += 1;
+            (sh.next_domid - 1) as DomId
         };
-        let Shared {
+        let World {
             mem,
             vmids,
             pool,
             sink,
+            ipa_bits,
             ..
         } = &mut *sh;
-        let mut dom = Domain::create(id, ram_bytes, self.ipa_bits, vmids, mem, pool)?;
+        let mut dom = Domain::create(id, ram_bytes, *ipa_bits, vmids, mem, pool)?;
         dom.max_vcpus = spec.vcpus.clamp(1, crate::vgic::MAX_VCPUS);
         dom.vgic.set_nr_vcpus(dom.max_vcpus);
         if spec.dtb {
@@ -433,7 +404,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         f: impl FnOnce(&mut crate::guest::GuestMemory<'_, M>) -> R,
     ) -> Option<R> {
         let mut sh = self.shared.lock();
-        let Shared { mem, domains, .. } = &mut *sh;
+        let World { mem, domains, .. } = &mut *sh;
         let d = domains.iter().find(|d| d.id == id)?;
         let mut gm = d.guest_memory(mem);
         Some(f(&mut gm))
@@ -492,13 +463,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         reason: Option<EndReason>,
     ) -> Option<CpuExit> {
         let mut sh = self.shared.lock();
-        let Shared {
+        let World {
             mem,
             domains,
             vmids,
             pool,
             flush,
             sink,
+            ..
         } = &mut *sh;
         let idx = domains.iter().position(|d| d.id == v.domid)?;
         let e = &mut domains[idx];
@@ -594,7 +566,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let now = xen::domu::ticks_to_ns(arch.counter(), arch.counter_frequency());
         let s1 = xen::s1walk::Stage1::of(&*arch);
         let mut sh = self.shared.lock();
-        let Shared { mem, domains, .. } = &mut *sh;
+        let World { mem, domains, .. } = &mut *sh;
         if let Some(d) = domains.iter_mut().find(|d| d.id == v.domid) {
             xen::domu::runstate_switch(d, v.id, state, now, s1, mem);
         }
@@ -779,7 +751,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             return false;
         }
         let mut sh = self.shared.lock();
-        let Shared { mem, domains, .. } = &mut *sh;
+        let World { mem, domains, .. } = &mut *sh;
         let Some(d) = domains.iter().find(|d| d.id == v.domid) else {
             return false;
         };
@@ -802,13 +774,15 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         // Guest handles are virtual addresses of the calling vCPU (Xen on Arm).
         let s1 = Some(xen::s1walk::Stage1::of(&*arch));
         let mut sh = self.shared.lock();
-        let Shared {
+        let World {
             mem,
             domains,
             sink,
             pool,
             flush,
             vmids,
+            heap_free,
+            ..
         } = &mut *sh;
         // HVOP_get_resources reports system-wide state only this lock sees.
         let resources = matches!(
@@ -818,7 +792,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 ..
             }
         )
-        .then(|| xen::hvop::gather(domains, pool, vmids.in_use(), (self.heap_free)()));
+        .then(|| xen::hvop::gather(domains, pool, vmids.in_use(), (*heap_free)()));
         if let Hypercall::MemoryOp { cmd, arg } = *call {
             // The one dispatch point of memory operations (see xen::memory).
             let mut ctx = MemoryOpCtx {
@@ -829,7 +803,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 pool,
                 flush,
                 arch,
-                heap_free: self.heap_free,
+                heap_free: *heap_free,
             };
             let r = xen::memory::memory_op(cmd, arg, &mut ctx);
             self.deferred.store(!flush.is_idle(), Ordering::SeqCst);
@@ -907,34 +881,6 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     fn psci(&self, v: &mut Vcpu) -> Next {
         self.guest_psci(v)
     }
-}
-
-/// Make room for one more domain in `domains` before anything is built:
-/// at most [`crate::domain::MAX_DOMAINS`], and the list's growth (it doubles)
-/// plus [`crate::mm::heap::DOMAIN_BYTES`] must fit above the heap's reserve;
-/// the slot is then reserved fallibly. ~2048 `createdomain` calls once grew
-/// the list to 7 MB past a 64 KiB check and hv's heap ran out (issue 9
-/// finding 5).
-fn reserve_domain_slot(
-    domains: &mut Vec<Domain>,
-    heap_free: fn() -> usize,
-) -> Result<(), DomainError> {
-    if domains.len() >= crate::domain::MAX_DOMAINS {
-        return Err(DomainError::TooManyDomains);
-    }
-    let grow = if domains.len() == domains.capacity() {
-        // RawVec's amortized growth: twice the capacity, at least 4.
-        (domains.capacity() * 2).max(4) * core::mem::size_of::<Domain>()
-    } else {
-        0
-    };
-    let need = grow.saturating_add(crate::mm::heap::DOMAIN_BYTES);
-    if !crate::mm::heap::room(heap_free(), need) {
-        return Err(DomainError::HeapFull { bytes: 0, need });
-    }
-    domains
-        .try_reserve(1)
-        .map_err(|_| DomainError::HeapFull { bytes: 0, need })
 }
 
 /// Trapped debug/PMU register accesses answered RAZ/WI, and those answered

@@ -13,10 +13,11 @@ use alloc::boxed::Box;
 
 use memops::TableMem;
 
-use super::{Next, Shared, System};
+use super::{Next, System};
 use crate::arch::{Arch, El1Reg, PhysMem};
 use crate::domain::{DomId, Domain, EndReason};
 use crate::vcpu::Vcpu;
+use crate::world::World;
 use crate::xen::Errno;
 use pv_tlb::{Ipa, PAGE_SIZE};
 
@@ -213,7 +214,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let view = caller.stage2().view();
         let mut buf = [0u8; DOMCTL_SIZE];
         {
-            let Shared { mem, .. } = &mut *sh;
+            let World { mem, .. } = &mut *sh;
             if let Err(e) = crate::guest::GuestMemory::from_view(view, mem)
                 .with_stage1(s1)
                 .copy_from_guest(Ipa(arg), &mut buf)
@@ -270,7 +271,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             }
         };
         if answer.copy_back {
-            let Shared { mem, .. } = &mut *sh;
+            let World { mem, .. } = &mut *sh;
             if let Err(e) = crate::guest::GuestMemory::from_view(view, mem)
                 .with_stage1(s1)
                 .copy_to_guest(Ipa(arg), &buf)
@@ -292,13 +293,13 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         Next::Resume
     }
 
-    fn createdomain(&self, sh: &mut Shared<M>, buf: &mut [u8; DOMCTL_SIZE], want: DomId) -> Answer {
+    fn createdomain(&self, sh: &mut World<M>, buf: &mut [u8; DOMCTL_SIZE], want: DomId) -> Answer {
         if let Err(why) = sanitise_createdomain(&buf[U..]) {
             log::debug!("createdomain: {why}: -EINVAL");
             return Answer::err(Errno::EINVAL);
         }
         // The slot in the domain list (bounded, heap-checked, reserved) first.
-        if let Err(e) = super::reserve_domain_slot(&mut sh.domains, self.heap_free) {
+        if let Err(e) = sh.reserve_domain_slot() {
             log::debug!("createdomain: {e}: -ENOMEM");
             return Answer::err(Errno::ENOMEM);
         }
@@ -306,10 +307,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             // Xen's rover over 1..DOMID_FIRST_RESERVED: one pass at most
             // (-ENOMEM when every domid is taken; MAX_DOMAINS keeps that far).
             let free = (0..DOMID_FIRST_RESERVED).find_map(|_| {
-                let id = (self
-                    .next_domid
-                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
-                    % usize::from(DOMID_FIRST_RESERVED)) as DomId;
+                sh.next_domid = sh.next_domid.wrapping_add(1);
+                let id =
+                    (sh.next_domid.wrapping_sub(1) % usize::from(DOMID_FIRST_RESERVED)) as DomId;
                 (id != 0 && !sh.domains.iter().any(|d| d.id == id)).then_some(id)
             });
             let Some(id) = free else {
@@ -321,16 +321,17 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         } else {
             want
         };
-        let Shared {
+        let World {
             mem,
             vmids,
             pool,
             sink,
             domains,
+            ipa_bits,
             ..
         } = sh;
         let vcpus = get::<4>(buf, U + cd::MAX_VCPUS) as u32;
-        let built = Domain::create_empty(id, self.ipa_bits, vmids, mem, pool).and_then(|mut d| {
+        let built = Domain::create_empty(id, *ipa_bits, vmids, mem, pool).and_then(|mut d| {
             d.max_vcpus = vcpus;
             d.vgic.set_nr_vcpus(vcpus);
             // The same Xen-interface state as a domain hv boots (shared
@@ -373,7 +374,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
 
     fn setvcpucontext(
         &self,
-        sh: &mut Shared<M>,
+        sh: &mut World<M>,
         buf: &[u8; DOMCTL_SIZE],
         domain: DomId,
         view: memops::Stage2View,
@@ -383,7 +384,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let ctxt = get::<8>(buf, U + 8);
         let mut c = [0u8; VCPU_GUEST_CONTEXT_SIZE];
         {
-            let Shared { mem, .. } = &mut *sh;
+            let World { mem, .. } = &mut *sh;
             if let Err(e) = crate::guest::GuestMemory::from_view(view, mem)
                 .with_stage1(s1)
                 .copy_from_guest(Ipa(ctxt), &mut c)
@@ -442,7 +443,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         })
     }
 
-    fn destroydomain(&self, sh: &mut Shared<M>, arch: &mut dyn Arch, domain: DomId) -> Answer {
+    fn destroydomain(&self, sh: &mut World<M>, arch: &mut dyn Arch, domain: DomId) -> Answer {
         let Some(idx) = sh
             .domains
             .iter()
@@ -459,7 +460,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         }
         let d = sh.domains.swap_remove(idx);
         crate::xen::domu::domain_destroyed(&mut sh.domains, &d);
-        let Shared {
+        let World {
             mem,
             vmids,
             pool,
@@ -483,7 +484,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
 }
 
 /// Run `f` on domain `id` if it is a domain the control domain built.
-fn with_domu<M>(sh: &mut Shared<M>, id: DomId, f: impl FnOnce(&mut Domain) -> Answer) -> Answer {
+fn with_domu<M>(sh: &mut World<M>, id: DomId, f: impl FnOnce(&mut Domain) -> Answer) -> Answer {
     match sh.domains.iter_mut().find(|d| d.id == id && d.from_domctl) {
         Some(d) => f(d),
         None => Answer::err(Errno::ESRCH),
@@ -492,7 +493,7 @@ fn with_domu<M>(sh: &mut Shared<M>, id: DomId, f: impl FnOnce(&mut Domain) -> An
 
 // The run queue takes the boxes as they are (no move out of and back into the heap).
 #[allow(clippy::vec_box)]
-fn unpause<M>(sh: &mut Shared<M>, id: DomId, queue: &mut alloc::vec::Vec<Box<Vcpu>>) -> Answer {
+fn unpause<M>(sh: &mut World<M>, id: DomId, queue: &mut alloc::vec::Vec<Box<Vcpu>>) -> Answer {
     with_domu(sh, id, |d| {
         if d.unpaused {
             return Answer::ok(false);
@@ -516,7 +517,7 @@ fn unpause<M>(sh: &mut Shared<M>, id: DomId, queue: &mut alloc::vec::Vec<Box<Vcp
     })
 }
 
-fn getdomaininfo<M>(sh: &Shared<M>, buf: &mut [u8; DOMCTL_SIZE], id: DomId) -> Answer {
+fn getdomaininfo<M>(sh: &World<M>, buf: &mut [u8; DOMCTL_SIZE], id: DomId) -> Answer {
     let Some(d) = sh.domains.iter().find(|d| d.id == id) else {
         return Answer::err(Errno::ESRCH);
     };
@@ -558,7 +559,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let privileged = caller.privileged;
         let view = caller.stage2().view();
         let (total, free) = (sh.pool.total_frames(), sh.pool.free_frames());
-        let Shared { mem, .. } = &mut *sh;
+        let World { mem, .. } = &mut *sh;
         let mut gm = crate::guest::GuestMemory::from_view(view, mem).with_stage1(s1);
         let mut buf = [0u8; SYSCTL_SIZE];
         // Xen's do_sysctl order: copy in (-EFAULT), the interface version
