@@ -109,8 +109,30 @@ impl<const N: usize> GuestType for [u8; N] {
     }
 }
 
-/// A typed guest pointer (Xen's `XEN_GUEST_HANDLE(T)`): an IPA, never
-/// dereferenced until translated and checked.
+/// A guest virtual address: a hypercall's guest handle on Arm (Xen's
+/// `copy_{from,to}_guest` walk the caller's stage 1), never dereferenced
+/// until translated (stage 1, then stage 2) and checked. With the caller's
+/// MMU off it equals the IPA.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub struct GuestVa(pub u64);
+
+impl GuestVa {
+    /// `off` bytes further (wrapping, as the guest's own pointer arithmetic).
+    #[must_use]
+    pub const fn add(self, off: u64) -> Self {
+        GuestVa(self.0.wrapping_add(off))
+    }
+}
+
+impl fmt::Display for GuestVa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VA {:#x}", self.0)
+    }
+}
+
+/// A typed guest pointer (Xen's `XEN_GUEST_HANDLE(T)`): a guest address (a
+/// [`GuestVa`] when the view has the caller's stage 1), never dereferenced
+/// until translated and checked.
 pub struct GuestHandle<T> {
     ipa: Ipa,
     _t: PhantomData<fn() -> T>,

@@ -26,11 +26,11 @@ use spin::{Mutex, Once};
 use crate::arch::{Arch, PhysMem, RawExit};
 use crate::bootinfo::{BootModule, ModuleKind};
 use crate::domain::{DomId, Domain, DomainError, EndReason, FrameSource, DEFAULT_RAM_BYTES};
+use crate::hypercall::{self, Action, Reply};
 use crate::options::HvOptions;
 use crate::trap::{debug_pmu_answer, esr_ec, ExitReason, FaultStatus, SysRegAccess, SysRegAnswer};
 use crate::vcpu::Vcpu;
-use crate::xen::memory::{MemoryOpCtx, MemoryOpResult};
-use crate::xen::{self, Action, ConsoleSink, DecodeError, Hypercall, HypercallCtx};
+use crate::xen::{self, ConsoleSink};
 
 /// PSCI function ids hv answers for guests (Arm DEN0022, SMC32 and SMC64 calling conventions).
 pub mod psci {
@@ -602,33 +602,25 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         }
         match exit {
             ExitReason::Hvc { imm16: 0 } => self.psci(v),
+            ExitReason::Hvc {
+                imm16: xen::abi::XEN_HYPERCALL_TAG,
+            } => {
+                xen::hvop::HYPERCALLS.fetch_add(1, Ordering::Relaxed);
+                self.hypercall(arch, v)
+            }
             ExitReason::Hvc { imm16 } => {
-                if imm16 == xen::abi::XEN_HYPERCALL_TAG {
-                    xen::hvop::HYPERCALLS.fetch_add(1, Ordering::Relaxed);
-                }
-                let x = &v.gprs.x;
-                match Hypercall::decode(imm16, x[16], &[x[0], x[1], x[2], x[3], x[4]]) {
-                    Ok(Hypercall::Domctl { arg }) => self.domctl(arch, v, arg),
-                    Ok(Hypercall::Sysctl { arg }) => self.sysctl(arch, v, arg),
-                    Ok(call) => self.hypercall(arch, v, &call),
-                    Err(e @ DecodeError::NotXen { .. }) => {
-                        crate::glog!(
-                            d,
-                            Warn,
-                            "d{d}v{n}: {e} at pc {:#x}: injecting undefined instruction",
-                            v.gprs.pc.wrapping_sub(4)
-                        );
-                        // The return address is past the HVC; report the HVC itself.
-                        let elr = v.gprs.pc.wrapping_sub(4);
-                        v.inject_undef(arch, elr);
-                        Next::Resume
-                    }
-                    Err(e) => {
-                        log::debug!("d{d}v{n}: {e}: -ENOSYS");
-                        v.gprs.x[0] = e.errno().unwrap_or(xen::Errno::ENOSYS).to_x0();
-                        Next::Resume
-                    }
-                }
+                // Not a Xen hypercall: an undefined instruction, as Xen's
+                // do_trap_hypercall.
+                crate::glog!(
+                    d,
+                    Warn,
+                    "d{d}v{n}: HVC #{imm16:#x} is not a Xen hypercall at pc {:#x}: injecting undefined instruction",
+                    v.gprs.pc.wrapping_sub(4)
+                );
+                // The return address is past the HVC; report the HVC itself.
+                let elr = v.gprs.pc.wrapping_sub(4);
+                v.inject_undef(arch, elr);
+                Next::Resume
             }
             ExitReason::Smc { .. } => {
                 // A trapped SMC returns to itself: step over it.
@@ -770,110 +762,36 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         ok
     }
 
-    fn hypercall(&self, arch: &mut dyn Arch, v: &mut Vcpu, call: &Hypercall) -> Next {
+    /// A Xen hypercall from `v` (x16, x0..x4): [`hypercall::handle`] over
+    /// the world, then its [`Reply`] and effects become the vCPU's next step
+    /// (the one place the run loop does that).
+    fn hypercall(&self, arch: &mut dyn Arch, v: &mut Vcpu) -> Next {
+        let x = &v.gprs.x;
+        let call = hypercall::Call {
+            nr: x[16],
+            args: [x[0], x[1], x[2], x[3], x[4]],
+        };
         // Guest handles are virtual addresses of the calling vCPU (Xen on Arm).
-        let s1 = Some(xen::s1walk::Stage1::of(&*arch));
+        let s1 = xen::s1walk::Stage1::of(&*arch);
         let mut sh = self.shared.lock();
-        let World {
-            mem,
-            domains,
-            sink,
-            pool,
-            flush,
-            vmids,
-            heap_free,
-            ..
-        } = &mut *sh;
-        // HVOP_get_resources reports system-wide state only this lock sees.
-        let resources = matches!(
-            call,
-            Hypercall::HvOp {
-                op: xen::hvop::HVOP_GET_RESOURCES,
-                ..
+        let mut ctx = hypercall::Ctx::new(v.domid, v.id, s1, &mut sh, arch);
+        let reply = hypercall::handle(call, &mut ctx);
+        let fx = core::mem::take(&mut ctx.fx);
+        xen::domu::deliver_upcalls(&sh.domains, &fx.upcalls.upcalls);
+        self.deferred.store(!sh.flush.is_idle(), Ordering::SeqCst);
+        let next = apply_reply(&sh, v, reply);
+        drop(sh);
+        if fx.domains_started > 0 {
+            self.live_domains
+                .fetch_add(fx.domains_started, Ordering::SeqCst);
+        }
+        if !fx.start.is_empty() {
+            let mut rq = self.runq.lock();
+            for n in fx.start {
+                rq.push_back(n);
             }
-        )
-        .then(|| xen::hvop::gather(domains, pool, vmids.in_use(), (*heap_free)()));
-        if let Hypercall::MemoryOp { cmd, arg } = *call {
-            // The one dispatch point of memory operations (see xen::memory).
-            let mut ctx = MemoryOpCtx {
-                caller: v.domid,
-                s1,
-                mem,
-                domains,
-                pool,
-                flush,
-                arch,
-                heap_free: *heap_free,
-            };
-            let r = xen::memory::memory_op(cmd, arg, &mut ctx);
-            self.deferred.store(!flush.is_idle(), Ordering::SeqCst);
-            return match r {
-                MemoryOpResult::Done(x0) => {
-                    v.gprs.x[0] = x0;
-                    Next::Resume
-                }
-                MemoryOpResult::Continue { cmd } => {
-                    // Re-issue the HVC with the resume index; let others run first.
-                    v.gprs.x[0] = cmd;
-                    v.gprs.pc = v.gprs.pc.wrapping_sub(4);
-                    Next::Yield
-                }
-            };
         }
-        // The domU interfaces (event channels, grant table, vcpu_op, hvm_op,
-        // vm_assist, multicall) see every domain: xen::domu.
-        let mut upcalls = xen::evtchn::RecordingIrqSink::default();
-        let out = xen::domu::system_call(
-            call,
-            &mut xen::domu::SysCtx {
-                caller: v.domid,
-                vcpu: v.id,
-                s1,
-                domains,
-                mem,
-                pool,
-                sink: sink.as_mut(),
-                irq: &mut upcalls,
-            },
-        );
-        xen::domu::deliver_upcalls(domains, &upcalls.upcalls);
-        if let Some(out) = out {
-            v.gprs.x[0] = out.ret;
-            return match out.action {
-                Action::Continue => Next::Resume,
-                Action::Yield => Next::Yield,
-                Action::Block => xen_block(domains, mem, v),
-                Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
-                Action::Continuation { args, block } => continuation(domains, mem, v, args, block),
-            };
-        }
-        let Some(e) = domains.iter_mut().find(|d| d.id == v.domid) else {
-            return Next::EndDomain(EndReason::UnhandledExit { ec: 0x16 });
-        };
-        let (privileged, handle) = (e.privileged, e.handle);
-        let (stage2, line) = e.hypercall_parts();
-        let mut ctx = HypercallCtx {
-            domid: v.domid,
-            privileged,
-            handle,
-            mem: crate::guest::GuestMemory::new(stage2, mem).with_stage1(s1),
-            line,
-            sink: sink.as_mut(),
-        };
-        let out = match (call, resources) {
-            (Hypercall::HvOp { arg, .. }, Some(r)) => {
-                xen::Outcome::ret(xen::hvop::get_resources(arg.ipa().0, &r, &mut ctx))
-            }
-            _ => xen::dispatch(call, &mut ctx),
-        };
-        v.gprs.x[0] = out.ret;
-        match out.action {
-            Action::Continue => Next::Resume,
-            Action::Yield => Next::Yield,
-            Action::Block => xen_block(domains, mem, v),
-            Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
-            Action::Continuation { args, block } => continuation(domains, mem, v, args, block),
-        }
+        next
     }
 
     /// PSCI for the guest (function id in w0; the pc is already past the
@@ -964,6 +882,19 @@ fn keeps_window(exit: &ExitReason, v: &Vcpu) -> bool {
         && (op == memops::xen::XENMEM_REMOVE_FROM_PHYSMAP
             || op == memops::xen::XENMEM_REMOVE_FROM_PHYSMAP_BATCH
             || cmd >> memops::xen::MEMOP_EXTENT_SHIFT != 0)
+}
+
+/// A hypercall's [`Reply`] as the vCPU's next step: x0, then resume, yield,
+/// block, end the domain or re-issue (a continuation).
+fn apply_reply<M: PhysMem + TableMem>(w: &World<M>, v: &mut Vcpu, reply: Reply) -> Next {
+    v.gprs.x[0] = reply.ret;
+    match reply.action {
+        Action::Continue => Next::Resume,
+        Action::Yield => Next::Yield,
+        Action::Block => xen_block(&w.domains, &w.mem, v),
+        Action::Shutdown(r) => Next::EndDomain(EndReason::Shutdown(r)),
+        Action::Continuation { args, block } => continuation(&w.domains, &w.mem, v, args, block),
+    }
 }
 
 /// A preempted hypercall (Xen's `hypercall_create_continuation` on Arm):
@@ -1128,7 +1059,6 @@ pub fn run_secondary<A: Arch>(mut arch: A) -> ! {
     finish(&mut arch, exit)
 }
 
-mod domctl;
 mod run;
 #[cfg(test)]
 mod tests;

@@ -1649,7 +1649,7 @@ fn a_domain_too_large_for_the_machine_is_refused_cleanly() {
 /// HVC; the guest's re-issued HVC (registers as hv left them) finishes it.
 #[test]
 fn console_write_continues_through_the_run_loop() {
-    use crate::xen::console::WRITE_BUDGET;
+    use crate::hypercall::console_io::WRITE_BUDGET;
     let r = rig();
     let mut k = vec![0u8; 0x1000];
     k[0x204..0x208].copy_from_slice(&7u32.to_le_bytes());

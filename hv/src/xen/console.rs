@@ -5,18 +5,11 @@
 //! kept per domain until a newline (or a full line). Unlike Xen, which strips
 //! non-printable bytes, hv escapes them as `\xNN` so a log shows what came.
 
-use memops::TableMem;
-
-use super::abi::consoleio;
-use super::{Action, ConsoleIo, HypercallCtx, Outcome};
-use crate::arch::PhysMem;
-use pv_tlb::Ipa;
-
 /// Longest line hv prints for a guest before breaking it (long enough for
 /// the machine-parsable report lines of the test payloads).
 pub const LINE_MAX: usize = 1024;
 /// Bytes copied from the guest per step.
-const CHUNK: usize = 128;
+pub const CHUNK: usize = 128;
 
 /// Where complete guest console lines go.
 pub trait ConsoleSink {
@@ -98,56 +91,5 @@ impl ConsoleLine {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-}
-
-/// Bytes of one `CONSOLEIO_write` handled per invocation: the rest is a
-/// continuation (x1 = bytes left, x2 = buffer advanced), as Xen's
-/// `guest_console_write` does when `hypercall_preempt_check()` fires. One
-/// chunk: a 1 MiB write used to hold hv's lock for seconds (issue 9 finding 7).
-pub const WRITE_BUDGET: u64 = CHUNK as u64;
-
-/// Handle `console_io`.
-///
-/// A write copies at most [`WRITE_BUDGET`] bytes, then returns a
-/// continuation for the rest ([`Action::Continuation`]: `CONSOLEIO_write`,
-/// count left, buffer advanced). `-EFAULT` if the buffer is not readable
-/// guest memory (whatever was copied before the fault has been printed, as in
-/// Xen).
-pub fn console_io<M: PhysMem + TableMem>(op: ConsoleIo, ctx: &mut HypercallCtx<'_, M>) -> Outcome {
-    match op {
-        ConsoleIo::Write { count, buf } => {
-            let total = u64::from(count);
-            let now = total.min(WRITE_BUDGET);
-            let mut left = now;
-            let mut ipa = buf.ipa();
-            let mut chunk = [0u8; CHUNK];
-            while left > 0 {
-                let n = left.min(CHUNK as u64) as usize;
-                if let Err(e) = ctx.mem.copy_from_guest(ipa, &mut chunk[..n]) {
-                    crate::glog!(ctx.domid, Debug, "d{}: console_io write: {e}", ctx.domid);
-                    return Outcome::ret(Err(e.errno()));
-                }
-                ctx.line.push(ctx.domid, &chunk[..n], ctx.sink);
-                left -= n as u64;
-                ipa = Ipa(ipa.0.wrapping_add(n as u64));
-            }
-            if total > now {
-                return Outcome {
-                    ret: 0,
-                    action: Action::Continuation {
-                        args: [
-                            u64::from(consoleio::WRITE),
-                            total - now,
-                            buf.ipa().0.wrapping_add(now),
-                        ],
-                        block: false,
-                    },
-                };
-            }
-            Outcome::ret(Ok(0))
-        }
-        // hv has no console input for guests: no characters.
-        ConsoleIo::Read { .. } => Outcome::ret(Ok(0)),
     }
 }

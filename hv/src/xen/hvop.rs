@@ -1,4 +1,4 @@
-//! `hv_op` (hypercall 49, `__HYPERVISOR_arch_1`, unused by Xen on Arm): hv's
+//! hv's counters and resources for `hv_op` (the call: `hypercall::hv_op`; hypercall 49, `__HYPERVISOR_arch_1`, unused by Xen on Arm): hv's
 //! own privileged operations (DESIGN.md, "hv_op").
 //!
 //! `HVOP_get_counters` (1) copies `struct hv_counters` (12 little-endian u64,
@@ -12,11 +12,6 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use memops::TableMem;
-
-use super::{Errno, HypercallCtx};
-use crate::arch::PhysMem;
-use crate::guest::GuestHandle;
 use pv_tlb::TlbOpKind;
 
 /// The hypercall number.
@@ -109,29 +104,6 @@ pub fn gather(
     }
 }
 
-/// `HVOP_get_resources`: copy `r` (gathered by the run loop, which holds
-/// the system-wide state) to `arg`.
-///
-/// # Errors
-/// `-EPERM` for an unprivileged caller, `-EFAULT` for a bad handle.
-pub fn get_resources<M: PhysMem + TableMem>(
-    arg: u64,
-    r: &Resources,
-    ctx: &mut HypercallCtx<'_, M>,
-) -> Result<u64, Errno> {
-    if !ctx.privileged {
-        log::debug!("d{}: hv_op get_resources: not privileged", ctx.domid);
-        return Err(Errno::EPERM);
-    }
-    ctx.mem
-        .copy_to_guest(pv_tlb::Ipa(arg), &r.to_bytes())
-        .map_err(|e| {
-            log::debug!("d{}: hv_op get_resources: {e}", ctx.domid);
-            e.errno()
-        })?;
-    Ok(0)
-}
-
 /// Stage-2 operations recorded (memory_op glue adds to it).
 pub static P2M_OPS: AtomicU64 = AtomicU64::new(0);
 /// Guest exits handled (all pCPUs).
@@ -159,44 +131,6 @@ pub fn reset_counters() {
     P2M_OPS.store(0, Ordering::Relaxed);
     GUEST_EXITS.store(0, Ordering::Relaxed);
     HYPERCALLS.store(0, Ordering::Relaxed);
-}
-
-/// Handle `hv_op(op, arg)`.
-///
-/// # Errors
-/// `-EPERM` for an unprivileged caller, `-EFAULT` for a bad handle.
-pub fn hv_op<M: PhysMem + TableMem>(
-    op: u32,
-    arg: GuestHandle<[u8; HV_COUNTERS_LEN]>,
-    ctx: &mut HypercallCtx<'_, M>,
-) -> Result<u64, Errno> {
-    if !ctx.privileged {
-        crate::glog!(
-            ctx.domid,
-            Debug,
-            "d{}: hv_op {op}: not privileged",
-            ctx.domid
-        );
-        return Err(Errno::EPERM);
-    }
-    match op {
-        HVOP_GET_COUNTERS => {
-            let mut out = [0u8; HV_COUNTERS_LEN];
-            for (i, v) in counters().iter().enumerate() {
-                out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
-            }
-            ctx.mem.write(arg, &out).map_err(|e| {
-                crate::glog!(ctx.domid, Debug, "d{}: hv_op get_counters: {e}", ctx.domid);
-                e.errno()
-            })?;
-            Ok(0)
-        }
-        HVOP_RESET_COUNTERS => {
-            reset_counters();
-            Ok(0)
-        }
-        _ => Err(Errno::ENOSYS),
-    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,69 @@
 
 use memops::TableMem;
 
-use super::abi::{xenfeat, xenver};
-use super::{Errno, HypercallCtx, XenVersion};
+use super::{low32, unknown_command, CallerView, Ctx, Reply};
 use crate::arch::PhysMem;
 use crate::guest::{GuestHandle, GuestMemError, GuestType};
+use crate::xen::abi::{nr, xenfeat, xenver};
+use crate::xen::Errno;
 use pv_tlb::PAGE_SIZE;
+
+/// A `xen_version` sub-command with its argument.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum XenVersion {
+    /// `XENVER_version`: returns `major << 16 | minor`.
+    Version,
+    /// `XENVER_extraversion`: `char[16]` out.
+    ExtraVersion(GuestHandle<[u8; xenver::EXTRAVERSION_LEN]>),
+    /// `XENVER_compile_info`: `struct xen_compile_info` out.
+    CompileInfo(GuestHandle<[u8; xenver::COMPILE_INFO_LEN]>),
+    /// `XENVER_capabilities`: `char[1024]` out.
+    Capabilities(GuestHandle<[u8; xenver::CAPABILITIES_LEN]>),
+    /// `XENVER_changeset`: `char[64]` out.
+    Changeset(GuestHandle<[u8; xenver::CHANGESET_LEN]>),
+    /// `XENVER_platform_parameters`: `struct xen_platform_parameters` out.
+    PlatformParameters(GuestHandle<u64>),
+    /// `XENVER_get_features`: `struct xen_feature_info` in/out.
+    GetFeatures(GuestHandle<u64>),
+    /// `XENVER_pagesize`: the argument must be NULL.
+    PageSize {
+        /// The raw argument (non-NULL is `-EINVAL`).
+        arg: u64,
+    },
+    /// `XENVER_guest_handle`: `xen_domain_handle_t` out.
+    GuestHandle(GuestHandle<[u8; xenver::DOMAIN_HANDLE_LEN]>),
+    /// `XENVER_commandline`: `char[1024]` out.
+    Commandline(GuestHandle<[u8; xenver::COMMANDLINE_LEN]>),
+}
+
+impl XenVersion {
+    /// `do_xen_version(int cmd, void *arg)`; `None` for an unknown command.
+    #[must_use]
+    pub fn decode(args: [u64; 5]) -> Option<Self> {
+        let a = args[1];
+        Some(match low32(args[0]) {
+            xenver::VERSION => XenVersion::Version,
+            xenver::EXTRAVERSION => XenVersion::ExtraVersion(GuestHandle::new(a)),
+            xenver::COMPILE_INFO => XenVersion::CompileInfo(GuestHandle::new(a)),
+            xenver::CAPABILITIES => XenVersion::Capabilities(GuestHandle::new(a)),
+            xenver::CHANGESET => XenVersion::Changeset(GuestHandle::new(a)),
+            xenver::PLATFORM_PARAMETERS => XenVersion::PlatformParameters(GuestHandle::new(a)),
+            xenver::GET_FEATURES => XenVersion::GetFeatures(GuestHandle::new(a)),
+            xenver::PAGESIZE => XenVersion::PageSize { arg: a },
+            xenver::GUEST_HANDLE => XenVersion::GuestHandle(GuestHandle::new(a)),
+            xenver::COMMANDLINE => XenVersion::Commandline(GuestHandle::new(a)),
+            _ => return None,
+        })
+    }
+}
+
+/// `xen_version(cmd, arg)`.
+pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
+    let Some(op) = XenVersion::decode(a) else {
+        return unknown_command(ctx.caller, nr::XEN_VERSION, a[0]);
+    };
+    Reply::ret(ctx.caller_view().and_then(|mut v| xen_version(op, &mut v)))
+}
 
 /// The Xen version hv reports (`XENVER_version`): 4.20, the interface Linux expects.
 pub const XEN_MAJOR: u32 = 4;
@@ -46,7 +104,7 @@ fn cstr<const N: usize>(s: &str) -> [u8; N] {
 }
 
 fn put<M: PhysMem + TableMem, T: GuestType>(
-    ctx: &mut HypercallCtx<'_, M>,
+    ctx: &mut CallerView<'_, M>,
     what: &str,
     h: GuestHandle<T>,
     v: &T,
@@ -65,7 +123,7 @@ fn put<M: PhysMem + TableMem, T: GuestType>(
 /// a non-NULL `XENVER_pagesize` argument or a feature submap other than 0.
 pub fn xen_version<M: PhysMem + TableMem>(
     op: XenVersion,
-    ctx: &mut HypercallCtx<'_, M>,
+    ctx: &mut CallerView<'_, M>,
 ) -> Result<u64, Errno> {
     match op {
         XenVersion::Version => Ok(u64::from((XEN_MAJOR << 16) | XEN_MINOR)),

@@ -1,12 +1,10 @@
 //! `memory_op` (hypercall 12): the single entry point for `XENMEM_*` commands.
 //!
-//! Memory operations need more than the caller's view ([`super::HypercallCtx`]):
-//! other domains (foreign mappings), the guest page pool and the CPU (to
-//! execute the TLB plan of what changed). The run loop therefore calls
-//! [`memory_op`] with a [`MemoryOpCtx`] over the whole system, and this
-//! module forwards to `memops::MemCtx::memory_op` (Xen's semantics and
-//! layouts live there), then executes the returned flush: the plan through
-//! [`crate::tlb`], then the page releases into the pool.
+//! Memory operations touch other domains (foreign mappings), the guest page
+//! pool and the CPU (to execute the TLB plan of what changed): this module
+//! forwards to `memops::MemCtx::memory_op` (Xen's semantics and layouts live
+//! there) over the [`Ctx`]'s world, then executes the returned flush: the
+//! plan through [`crate::tlb`], then the page releases into the pool.
 //!
 //! Host memory is shared by three users during one call (memops' table
 //! accesses, the caller's guest-handle copies and page scrubbing); they take
@@ -15,42 +13,20 @@
 use core::cell::RefCell;
 use core::sync::atomic::Ordering;
 
-use memops::{
-    FrameTable, GuestCopy, InvalidationSet, MemCtx, MemEnv, MemOpRet, Physmap, Stage2View, TableMem,
-};
-use pv_tlb::{DeferredFlush, Ipa, PhysAddr, Plan, Vmid};
+use memops::{GuestCopy, InvalidationSet, MemCtx, MemEnv, MemOpRet, Physmap, Stage2View, TableMem};
+use pv_tlb::{Ipa, PhysAddr, Plan, Vmid};
 
-use super::Errno;
+use super::{Action, Ctx, Reply};
 use crate::arch::{Arch, PhysMem};
-use crate::domain::{DomId, Domain};
+use crate::domain::Domain;
 use crate::guest::GuestMemory;
+use crate::xen::Errno;
 
 /// Entries of a batch processed per invocation before a continuation (the
 /// pCPU is never held for a whole large batch).
 pub const BATCH_BUDGET: u64 = 512;
 
-/// Everything a memory operation may touch.
-pub struct MemoryOpCtx<'a, M: PhysMem + TableMem> {
-    /// The calling domain.
-    pub caller: DomId,
-    /// The calling vCPU's stage 1 (guest handles are virtual addresses).
-    pub s1: Option<super::s1walk::Stage1>,
-    /// Host RAM and stage-2 table memory.
-    pub mem: &'a mut M,
-    /// Every live domain (the caller included).
-    pub domains: &'a mut [Domain],
-    /// The guest page pool.
-    pub pool: &'a mut FrameTable,
-    /// The flush gatherer (holds the TLB policy).
-    pub flush: &'a mut DeferredFlush,
-    /// This CPU, to execute TLB plans.
-    pub arch: &'a mut dyn Arch,
-    /// Free bytes of hv's heap (`crate::mm::heap::free`): mappings that
-    /// would eat into its reserve fail with `-ENOMEM`.
-    pub heap_free: fn() -> usize,
-}
-
-/// What the run loop does with the vCPU after `memory_op`.
+/// What `memory_op` answers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum MemoryOpResult {
     /// Finished: this value goes to x0.
@@ -90,7 +66,7 @@ impl<M: TableMem> TableMem for Tables<'_, '_, M> {
 /// The caller's guest handles, translated through its stage-2.
 struct Caller<'c, 'm, M> {
     view: Stage2View,
-    s1: Option<super::s1walk::Stage1>,
+    s1: Option<crate::xen::s1walk::Stage1>,
     mem: &'c RefCell<&'m mut M>,
 }
 
@@ -165,57 +141,69 @@ impl<M: PhysMem + TableMem> MemEnv for Env<'_, '_, '_, M> {
     }
 }
 
+/// `memory_op(cmd, arg)`: a preempted batch continues with x0 = the command
+/// and its resume index (x1, x2 unchanged), as Xen's continuation on Arm.
+pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
+    match memory_op(a[0], a[1], ctx) {
+        MemoryOpResult::Done(x0) => Reply {
+            ret: x0,
+            action: Action::Continue,
+        },
+        MemoryOpResult::Continue { cmd } => Reply::then(Action::Continuation {
+            args: [cmd, a[1], a[2]],
+            block: false,
+        }),
+    }
+}
+
 /// Handle `memory_op(cmd, arg)` for the calling domain: memops decides,
 /// hv executes the flush it returns (plan, then page releases).
 pub fn memory_op<M: PhysMem + TableMem>(
     cmd: u64,
     arg: u64,
-    ctx: &mut MemoryOpCtx<'_, M>,
+    ctx: &mut Ctx<'_, M>,
 ) -> MemoryOpResult {
-    let Some(view) = ctx
-        .domains
-        .iter()
-        .find(|d| d.id == ctx.caller)
-        .map(|d| d.stage2().view())
-    else {
+    let caller = ctx.caller;
+    let s1 = Some(ctx.s1);
+    let w = &mut *ctx.world;
+    let Some(view) = w.domain(caller).map(|d| d.stage2().view()) else {
         return MemoryOpResult::Done(Errno::ESRCH.to_x0());
     };
-    let recorded = ctx.flush.stats().recorded;
-    let cell = RefCell::new(&mut *ctx.mem);
+    let recorded = w.flush.stats().recorded;
+    let cell = RefCell::new(&mut w.mem);
     let mut tables = Tables(&cell);
     let mut guest = Caller {
         view,
-        s1: ctx.s1,
+        s1,
         mem: &cell,
     };
     let mut env = Env {
-        domains: &mut *ctx.domains,
+        domains: &mut w.domains,
         mem: &cell,
         arch: &mut *ctx.arch,
-        heap_free: ctx.heap_free,
+        heap_free: w.heap_free,
     };
     let out = MemCtx {
         env: &mut env,
         tables: &mut tables,
-        frames: &mut *ctx.pool,
-        flush: &mut *ctx.flush,
+        frames: &mut w.pool,
+        flush: &mut w.flush,
         budget: BATCH_BUDGET,
     }
-    .memory_op(ctx.caller, &mut guest, cmd, arg);
+    .memory_op(caller, &mut guest, cmd, arg);
     crate::tlb::execute_ops(out.flush.plan.ops(), env.arch);
-    if let Err(e) = ctx.pool.release(&out.flush.released) {
-        log::error!("d{}: memory_op: releasing pages: {e}", ctx.caller);
+    if let Err(e) = w.pool.release(&out.flush.released) {
+        log::error!("d{caller}: memory_op: releasing pages: {e}");
     }
-    let delta = ctx.flush.stats().recorded.saturating_sub(recorded);
-    super::hvop::P2M_OPS.fetch_add(delta, Ordering::Relaxed);
+    let delta = w.flush.stats().recorded.saturating_sub(recorded);
+    crate::xen::hvop::P2M_OPS.fetch_add(delta, Ordering::Relaxed);
     match out.ret {
         MemOpRet::Done(v) => {
             if v < 0 {
                 crate::glog!(
-                    ctx.caller,
+                    caller,
                     Debug,
-                    "d{}: memory_op cmd {cmd:#x} arg {arg:#x}: {v}",
-                    ctx.caller
+                    "d{caller}: memory_op cmd {cmd:#x} arg {arg:#x}: {v}"
                 );
             }
             MemoryOpResult::Done(v as u64)

@@ -1,0 +1,319 @@
+//! Domain domctls: create, destroy, unpause, getdomaininfo.
+
+use memops::TableMem;
+
+use super::{cd, cdf, dominf, get, put, with_domu, Answer, DOMCTL_SIZE, DOMID_FIRST_RESERVED, U};
+use super::{GIC_NATIVE, GIC_V3, GRANT_VERSION_MASK};
+use crate::arch::{Arch, PhysMem};
+use crate::domain::{DomId, Domain, EndReason};
+use crate::hypercall::Ctx;
+use crate::world::World;
+use crate::xen::Errno;
+
+/// Check a `createdomain` configuration (`u`, the domctl's union) as Xen's
+/// `sanitise_domain_config` (xen/common/domain.c) and Arm's
+/// `arch_sanitise_domain_config` (xen/arch/arm/domain.c) do, for what hv
+/// offers: hvm|hap exactly (xs_domain allowed), no IOMMU, no vPMU, grant
+/// table v1, no altp2m, no vmtrace, vGICv3, no SVE, no TEE, at most
+/// [`crate::vgic::SPI_COUNT`] SPIs, 1 to [`crate::vgic::MAX_VCPUS`] vCPUs. `Err` names what is refused
+/// (the caller answers -EINVAL).
+pub fn sanitise_createdomain(u: &[u8]) -> Result<(), &'static str> {
+    let r32 = |o: usize| get::<4>(u, o) as u32;
+    let flags = r32(cd::FLAGS);
+    if flags & !cdf::KNOWN != 0 {
+        return Err("unknown CDF flags");
+    }
+    if flags & !cdf::OPTIONAL != cdf::REQUIRED {
+        return Err("unsupported configuration (Arm needs hvm|hap and nothing else)");
+    }
+    if flags & cdf::IOMMU != 0 {
+        return Err("IOMMU requested but not available");
+    }
+    if r32(cd::IOMMU_OPTS) != 0 {
+        return Err("IOMMU options specified but IOMMU not requested");
+    }
+    if flags & cdf::VPMU != 0 {
+        return Err("vPMU requested but not available");
+    }
+    let grant = r32(cd::GRANT_OPTS);
+    if grant & !GRANT_VERSION_MASK != 0 || grant & GRANT_VERSION_MASK > 1 {
+        return Err("grant options (hv has grant table v1 only)");
+    }
+    if r32(cd::ALTP2M_OPTS) != 0 {
+        return Err("altp2m is not supported on Arm");
+    }
+    if r32(cd::VMTRACE_SIZE) != 0 {
+        return Err("vmtrace is not supported");
+    }
+    if !matches!(get::<1>(u, cd::GIC_VERSION) as u8, GIC_NATIVE | GIC_V3) {
+        return Err("unsupported GIC version (hv emulates GICv3)");
+    }
+    if get::<1>(u, cd::SVE_VL) != 0 {
+        return Err("SVE is not offered to guests");
+    }
+    if get::<2>(u, cd::TEE_TYPE) != 0 {
+        return Err("unsupported TEE type");
+    }
+    if r32(cd::NR_SPIS) > crate::vgic::SPI_COUNT {
+        return Err("too many SPIs");
+    }
+    match r32(cd::MAX_VCPUS) {
+        0 => Err("no vCPUs"),
+        n if n > crate::vgic::MAX_VCPUS => Err("max_vcpus above hv's vGIC limit"),
+        _ => Ok(()),
+    }
+}
+
+/// `XEN_DOMCTL_createdomain`: a paused, empty domain (the toolstack gives it
+/// memory, vCPU contexts and unpauses it), with the Xen-interface state of a
+/// domain hv boots ([`crate::xen::domu::DomainXen::setup`]).
+pub fn createdomain<M: PhysMem + TableMem>(
+    sh: &mut World<M>,
+    buf: &mut [u8; DOMCTL_SIZE],
+    want: DomId,
+) -> Answer {
+    if let Err(why) = sanitise_createdomain(&buf[U..]) {
+        log::debug!("createdomain: {why}: -EINVAL");
+        return Answer::err(Errno::EINVAL);
+    }
+    // The slot in the domain list (bounded, heap-checked, reserved) first.
+    if let Err(e) = sh.reserve_domain_slot() {
+        log::debug!("createdomain: {e}: -ENOMEM");
+        return Answer::err(Errno::ENOMEM);
+    }
+    let id = if want == 0 || want >= DOMID_FIRST_RESERVED {
+        // Xen's rover over 1..DOMID_FIRST_RESERVED: one pass at most
+        // (-ENOMEM when every domid is taken; MAX_DOMAINS keeps that far).
+        let free = (0..DOMID_FIRST_RESERVED).find_map(|_| {
+            sh.next_domid = sh.next_domid.wrapping_add(1);
+            let id = (sh.next_domid.wrapping_sub(1) % usize::from(DOMID_FIRST_RESERVED)) as DomId;
+            (id != 0 && !sh.domains.iter().any(|d| d.id == id)).then_some(id)
+        });
+        let Some(id) = free else {
+            return Answer::err(Errno::ENOMEM);
+        };
+        id
+    } else if sh.domains.iter().any(|d| d.id == want) {
+        return Answer::err(Errno::EEXIST);
+    } else {
+        want
+    };
+    let World {
+        mem,
+        vmids,
+        pool,
+        sink,
+        domains,
+        ipa_bits,
+        ..
+    } = sh;
+    let vcpus = get::<4>(buf, U + cd::MAX_VCPUS) as u32;
+    let built = Domain::create_empty(id, *ipa_bits, vmids, mem, pool).and_then(|mut d| {
+        d.max_vcpus = vcpus;
+        d.vgic.set_nr_vcpus(vcpus);
+        // The same Xen-interface state as a domain hv boots (shared
+        // info, grant frames, console ring, HVM params), sized for its vCPUs.
+        match crate::xen::domu::DomainXen::setup(id, vcpus, d.physmap_mut(), mem, pool) {
+            Ok(x) => {
+                d.xen = x;
+                Ok(d)
+            }
+            Err(e) => {
+                d.discard(mem, pool, vmids);
+                Err(crate::domain::DomainError::Stage2(e))
+            }
+        }
+    });
+    match built {
+        Ok(mut d) => {
+            if let Some(h) = buf.get(U + 4..U + 20) {
+                d.handle.copy_from_slice(h);
+            }
+            sink.hv_line(format_args!(
+                "d{id}: created by domctl, VMID {}",
+                d.vmid().0
+            ));
+            domains.push(d);
+            put(buf, 8, &id.to_le_bytes());
+            // Xen fills in the native GIC version for the toolstack.
+            put(buf, U + cd::GIC_VERSION, &[GIC_V3]);
+            Answer::ok(true)
+        }
+        Err(e) => {
+            log::warn!("createdomain: {e}");
+            Answer::err(match e {
+                crate::domain::DomainError::NoVmid => Errno::EBUSY,
+                _ => Errno::ENOMEM,
+            })
+        }
+    }
+}
+
+/// `XEN_DOMCTL_destroydomain` (of a domain the control domain built).
+pub fn destroydomain<M: PhysMem + TableMem>(
+    sh: &mut World<M>,
+    arch: &mut dyn Arch,
+    domain: DomId,
+) -> Answer {
+    let Some(idx) = sh
+        .domains
+        .iter()
+        .position(|d| d.id == domain && d.from_domctl)
+    else {
+        return Answer::err(Errno::ESRCH);
+    };
+    if sh.domains[idx].live_vcpus > 0 {
+        // Running: its vCPUs stop at their next scheduling point; the
+        // last one tears it down.
+        sh.domains[idx].ending.get_or_insert(EndReason::Destroyed);
+        sh.domains[idx].from_domctl = false;
+        return Answer::ok(false);
+    }
+    let d = sh.domains.swap_remove(idx);
+    crate::xen::domu::domain_destroyed(&mut sh.domains, &d);
+    let World {
+        mem,
+        vmids,
+        pool,
+        flush,
+        sink,
+        ..
+    } = sh;
+    let id = d.id;
+    if d.unpaused {
+        d.destroy(arch, mem, pool, flush, vmids);
+    } else {
+        // Never ran: no TLB entry can exist for its VMID.
+        d.discard(mem, pool, vmids);
+    }
+    sink.hv_line(format_args!(
+        "d{id} destroyed ({} VMIDs in use)",
+        vmids.in_use()
+    ));
+    Answer::ok(false)
+}
+
+/// `XEN_DOMCTL_unpausedomain`: its vCPU 0 and online vCPUs start.
+pub fn unpause<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, id: DomId) -> Answer {
+    let queue = &mut ctx.fx.start;
+    let before = queue.len();
+    let a = with_domu(ctx.world, id, |d| {
+        if d.unpaused {
+            return Answer::ok(false);
+        }
+        if !d.vcpu_contexts.iter().any(|(v, _)| v.id == 0) {
+            log::debug!("d{}: unpause without a vCPU 0 context", d.id);
+            return Answer::err(Errno::EINVAL);
+        }
+        if queue.try_reserve(d.vcpu_contexts.len()).is_err() {
+            return Answer::err(Errno::ENOMEM);
+        }
+        d.unpaused = true;
+        // vCPU 0 and the online ones run; the rest wait for PSCI CPU_ON.
+        for (v, online) in core::mem::take(&mut d.vcpu_contexts) {
+            if online {
+                queue.push(v);
+            }
+        }
+        d.live_vcpus = (queue.len() - before) as u32;
+        Answer::ok(false)
+    });
+    if ctx.fx.start.len() > before {
+        ctx.fx.domains_started += 1;
+    }
+    a
+}
+
+/// `XEN_DOMCTL_getdomaininfo`.
+pub fn getdomaininfo<M>(sh: &World<M>, buf: &mut [u8; DOMCTL_SIZE], id: DomId) -> Answer {
+    let Some(d) = sh.domains.iter().find(|d| d.id == id) else {
+        return Answer::err(Errno::ESRCH);
+    };
+    let mut flags = dominf::HVM_GUEST | dominf::HAP;
+    if d.live_vcpus > 0 {
+        flags |= dominf::RUNNING;
+    } else if !d.unpaused {
+        flags |= dominf::PAUSED;
+    }
+    if let Some(r) = d.ending {
+        flags |= dominf::SHUTDOWN | ((r.shutdown_code() & 0xff) << dominf::SHUTDOWNSHIFT);
+        if d.live_vcpus == 0 {
+            flags |= dominf::DYING;
+        }
+    }
+    // struct xen_domctl_getdomaininfo (offsets in the union).
+    let u = &mut buf[U..];
+    u.fill(0);
+    put(u, 0, &id.to_le_bytes());
+    put(u, 4, &flags.to_le_bytes());
+    put(u, 8, &d.physmap().tot_pages().to_le_bytes());
+    put(u, 16, &d.physmap().max_pages().to_le_bytes());
+    put(u, 64, &d.live_vcpus.to_le_bytes());
+    put(u, 68, &d.max_vcpus.saturating_sub(1).to_le_bytes());
+    put(u, 76, &d.handle);
+    put(u, 96, &u32::from(d.stage2().ipa_bits()).to_le_bytes());
+    Answer::ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(flags: u32) -> [u8; 128] {
+        let mut u = [0u8; 128];
+        u[cd::FLAGS..cd::FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
+        u[cd::MAX_VCPUS..cd::MAX_VCPUS + 4].copy_from_slice(&1u32.to_le_bytes());
+        u[cd::GRANT_OPTS] = 1;
+        u
+    }
+
+    /// Issue 9 finding 10: createdomain flags are checked as Xen's
+    /// sanitise_domain_config / arch_sanitise_domain_config (Arm) do.
+    #[test]
+    fn createdomain_configurations_are_sanitised_as_xen_does() {
+        assert_eq!(sanitise_createdomain(&config(cdf::REQUIRED)), Ok(()));
+        assert_eq!(
+            sanitise_createdomain(&config(cdf::REQUIRED | cdf::XS_DOMAIN)),
+            Ok(())
+        );
+        for bad in [
+            0xffff_ffff,
+            0,
+            cdf::HVM,
+            cdf::HAP,
+            cdf::REQUIRED | 1 << 8,
+            cdf::REQUIRED | 1 << 31,
+            cdf::REQUIRED | cdf::S3_INTEGRITY,
+            cdf::REQUIRED | cdf::OOS_OFF,
+            cdf::REQUIRED | cdf::NESTED_VIRT,
+            cdf::REQUIRED | cdf::IOMMU,
+            cdf::REQUIRED | cdf::VPMU,
+        ] {
+            assert!(sanitise_createdomain(&config(bad)).is_err(), "{bad:#x}");
+        }
+        let with = |o: usize, v: &[u8]| {
+            let mut u = config(cdf::REQUIRED);
+            u[o..o + v.len()].copy_from_slice(v);
+            sanitise_createdomain(&u)
+        };
+        assert!(with(cd::IOMMU_OPTS, &[1]).is_err());
+        assert!(with(cd::GRANT_OPTS, &[2]).is_err(), "grant v2");
+        assert!(
+            with(cd::GRANT_OPTS + 1, &[1]).is_err(),
+            "grant_opts above the mask"
+        );
+        assert_eq!(with(cd::GRANT_OPTS, &[0]), Ok(()));
+        assert!(with(cd::ALTP2M_OPTS, &[1]).is_err());
+        assert!(with(cd::VMTRACE_SIZE, &[0, 0x10]).is_err());
+        assert!(with(cd::GIC_VERSION, &[1]).is_err(), "GICv2");
+        assert_eq!(with(cd::GIC_VERSION, &[2]), Ok(()));
+        assert!(with(cd::SVE_VL, &[1]).is_err());
+        assert!(with(cd::TEE_TYPE, &[1]).is_err());
+        assert!(with(cd::NR_SPIS, &[65]).is_err());
+        assert_eq!(with(cd::NR_SPIS, &[64]), Ok(()));
+        assert!(with(cd::MAX_VCPUS, &[0]).is_err());
+        assert_eq!(with(cd::MAX_VCPUS, &[2]), Ok(()));
+        assert!(with(cd::MAX_VCPUS, &[0, 1]).is_err(), "256 vCPUs");
+        assert!(sanitise_createdomain(&[]).is_err(), "short input");
+    }
+}
