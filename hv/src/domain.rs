@@ -1,5 +1,6 @@
 //! Domains: id, VMID, stage-2 table, RAM, kernel loading and teardown.
 
+pub mod build;
 pub mod dtb;
 
 use alloc::vec::Vec;

@@ -10,7 +10,6 @@ extern crate alloc;
 pub mod arch;
 pub mod bootinfo;
 pub mod demo;
-pub mod dom0less;
 pub mod domain;
 pub mod guest;
 pub mod hypercall;

@@ -16,15 +16,17 @@
 //! never held at the same time. No lock is held while a guest runs.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use memops::{FrameTable, TableMem};
+use pv_tlb::PhysAddr;
 use pv_tlb::{LastRan, Policy};
-use pv_tlb::{PhysAddr, PAGE_SIZE};
 use spin::{Mutex, Once};
 
 use crate::arch::{Arch, PhysMem, RawExit};
-use crate::bootinfo::{BootModule, ModuleKind};
+use crate::bootinfo::{BootModule, DomUNode};
+use crate::domain::build::{dom0less_spec, module_domains, read_host, BootImage, DomainSpec};
 use crate::domain::{DomId, Domain, DomainError, EndReason, FrameSource, DEFAULT_RAM_BYTES};
 use crate::hypercall::{self, Action, Reply};
 use crate::options::HvOptions;
@@ -113,90 +115,6 @@ pub struct System<M> {
     deferred: AtomicBool,
 }
 
-/// What a domain is built with.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct DomainSpec<'a> {
-    /// RAM in bytes.
-    pub ram_bytes: u64,
-    /// The control domain: gets domid 0 and may use privileged calls.
-    pub privileged: bool,
-    /// Its command line (`/chosen/bootargs` of its DTB).
-    pub bootargs: Option<&'a str>,
-    /// Give it a DTB (and its ramdisk) with the address in x0; else x0 = 0.
-    /// Such a guest also gets the Xen domU interfaces' state (shared info,
-    /// grant frames, console ring: [`xen::domu::DomainXen::setup`]).
-    pub dtb: bool,
-    /// vCPUs (`XEN_DOMCTL_max_vcpus`; the DTB lists them; vCPU 0 boots).
-    pub vcpus: u32,
-}
-
-impl DomainSpec<'_> {
-    /// An unprivileged domain with `ram_bytes` of RAM and no DTB.
-    #[must_use]
-    pub const fn domu(ram_bytes: u64) -> Self {
-        Self {
-            ram_bytes,
-            privileged: false,
-            bootargs: None,
-            dtb: false,
-            vcpus: 1,
-        }
-    }
-}
-
-/// A boot image (kernel or ramdisk): its size and how to read it.
-pub struct BootImage<'r, M> {
-    /// Size in bytes.
-    pub size: u64,
-    /// Reads bytes `[off, off + buf.len())` of the image into `buf`.
-    pub read: &'r mut dyn FnMut(&M, u64, &mut [u8]),
-}
-
-/// Parse a `vcpus=<n>` option from a module's bootargs (hv-specific, as
-/// `mem=`; dom0less domains use the `cpus` property instead).
-#[must_use]
-pub fn parse_vcpus(bootargs: &str) -> Option<u32> {
-    bootargs
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("vcpus="))?
-        .parse()
-        .ok()
-}
-
-/// The command line a module's guest gets: its bootargs without hv's own words
-/// (`mem=`, `vcpus=`, `dom0`), which configure the domain, not the kernel (as Xen keeps
-/// `dom0_mem=` on its own command line and a dom0less domain's `memory`/`cpus` in
-/// properties, never in the guest's `bootargs`).
-#[must_use]
-pub fn guest_cmdline(bootargs: &str) -> alloc::string::String {
-    let mut out = alloc::string::String::with_capacity(bootargs.len());
-    for w in bootargs.split_whitespace() {
-        if w == "dom0" || w.starts_with("mem=") || w.starts_with("vcpus=") {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(w);
-    }
-    out
-}
-
-/// Parse a `mem=<n>[K|M|G]` option from a module's bootargs.
-#[must_use]
-pub fn parse_mem(bootargs: &str) -> Option<u64> {
-    let v = bootargs
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("mem="))?;
-    let (num, shift) = match v.as_bytes().last()? {
-        b'K' | b'k' => (&v[..v.len() - 1], 10),
-        b'M' | b'm' => (&v[..v.len() - 1], 20),
-        b'G' | b'g' => (&v[..v.len() - 1], 30),
-        _ => (v, 0),
-    };
-    num.parse::<u64>().ok()?.checked_mul(1 << shift)
-}
-
 fn pause() {
     #[cfg(test)]
     std::thread::yield_now();
@@ -228,9 +146,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         self.shared.get_mut().heap_free = f;
     }
 
-    /// Build a domain (d0 if privileged, else d<N> with N counting from 1):
-    /// RAM, the kernel, and (for [`DomainSpec::dtb`]) the ramdisk and a guest
-    /// DTB whose address goes in x0; then queue its boot vCPU.
+    /// Build a domain ([`crate::domain::build::Builder::build`]) and queue
+    /// its boot vCPU.
     ///
     /// # Errors
     /// [`DomainError`] if the domain cannot be built (nothing is left behind).
@@ -240,155 +157,72 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         kernel: BootImage<'_, M>,
         ramdisk: Option<BootImage<'_, M>>,
     ) -> Result<DomId, DomainError> {
-        let ram_bytes = spec.ram_bytes;
-        let mut sh = self.shared.lock();
-        // Everything a domain of this size takes is checked before anything
-        // is taken: frames for its RAM and hv's Xen pages, heap for a physmap
-        // record per page, a slot in the domain list (a domain too large for
-        // the machine gets this error, never a failed allocation).
-        let pages = (ram_bytes / PAGE_SIZE).saturating_add(xen::domu::XEN_FRAMES);
-        if pages > sh.pool.free_frames() {
-            return Err(DomainError::OutOfMemory { bytes: ram_bytes });
-        }
-        let need = crate::mm::heap::build_bytes(pages).unwrap_or(usize::MAX);
-        if !crate::mm::heap::room((sh.heap_free)(), need) {
-            return Err(DomainError::HeapFull {
-                bytes: ram_bytes,
-                need,
-            });
-        }
-        sh.reserve_domain_slot()?;
-        let privileged = spec.privileged && !sh.domains.iter().any(|d| d.id == 0);
-        if spec.privileged && !privileged {
-            log::warn!("a control domain (d0) exists already: this one is unprivileged");
-        }
-        let id = if privileged {
-            0
-        } else {
-            sh.next_domid += 1;
-            (sh.next_domid - 1) as DomId
-        };
-        let World {
-            mem,
-            vmids,
-            pool,
-            sink,
-            ipa_bits,
-            ..
-        } = &mut *sh;
-        let mut dom = Domain::create(id, ram_bytes, *ipa_bits, vmids, mem, pool)?;
-        dom.max_vcpus = spec.vcpus.clamp(1, crate::vgic::MAX_VCPUS);
-        dom.vgic.set_nr_vcpus(dom.max_vcpus);
-        if spec.dtb {
-            match xen::domu::DomainXen::setup(id, dom.max_vcpus, dom.physmap_mut(), mem, pool) {
-                Ok(x) => dom.xen = x,
-                Err(e) => {
-                    dom.discard(mem, pool, vmids);
-                    return Err(DomainError::Stage2(e));
-                }
-            }
-        }
-        let placed = dom
-            .load_kernel(mem, kernel.size, kernel.read)
-            .and_then(|k| {
-                let x0 = if spec.dtb {
-                    let rd = ramdisk.map(|r| (r.size, r.read));
-                    dom.load_boot_data(mem, k.end, spec.bootargs, rd)?.0
-                } else {
-                    0
-                };
-                Ok((k, x0))
-            });
-        let (k, x0) = match placed {
-            Ok(p) => p,
-            Err(e) => {
-                dom.discard(mem, pool, vmids);
-                return Err(e);
-            }
-        };
-        dom.privileged = privileged;
-        sink.hv_line(format_args!(
-            "d{id}: {} MiB RAM at {:#x}, VMID {}, kernel {:#x} bytes entry {}, DTB {x0:#x}{}",
-            ram_bytes >> 20,
-            crate::domain::GUEST_RAM0_BASE,
-            dom.vmid().0,
-            kernel.size,
-            k.entry,
-            if privileged { " (control domain)" } else { "" }
-        ));
-        dom.live_vcpus = 1;
-        sh.domains.push(dom);
-        drop(sh);
+        let (id, boot) = self.shared.lock().builder().build(spec, kernel, ramdisk)?;
         self.live_domains.fetch_add(1, Ordering::SeqCst);
-        self.runq
-            .lock()
-            .push_back(Box::new(Vcpu::new(id, 0, k.entry.0, x0)));
+        self.runq.lock().push_back(boot);
         Ok(id)
     }
 
-    /// Build one domain per kernel module (Xen's `/chosen/module@` binding):
-    /// `mem=` in its bootargs sets the RAM size, the word `dom0` makes it the
-    /// privileged control domain d0, a `multiboot,ramdisk` module right after
-    /// it becomes its initrd; each gets a DTB in x0 with its bootargs.
+    /// Build one domain per kernel module ([`crate::domain::build::module_domains`]).
     pub fn add_module_domains(&self, modules: &[BootModule<'_>]) {
         self.add_module_domains_with(modules, &HvOptions::default());
     }
 
-    /// [`System::add_module_domains`] with hv's command line: the control domain's RAM
-    /// and vCPUs come from Xen's `dom0_mem=` / `dom0_max_vcpus=` unless its bootargs
-    /// say `mem=` / `vcpus=`. hv's own words (`mem=`, `vcpus=`, `dom0`) are removed
-    /// from the command line the guest gets ([`guest_cmdline`]).
+    /// [`System::add_module_domains`] with hv's command line (`dom0_mem=`,
+    /// `dom0_max_vcpus=` for the control domain).
     pub fn add_module_domains_with(&self, modules: &[BootModule<'_>], options: &HvOptions) {
-        for (i, m) in modules
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.kind == ModuleKind::Kernel)
-        {
-            let privileged = m
-                .bootargs
-                .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0"));
-            let (dom0_mem, dom0_vcpus) = if privileged {
-                (options.dom0_mem, options.dom0_max_vcpus)
-            } else {
-                (None, None)
-            };
-            let cmdline = m.bootargs.map(guest_cmdline);
-            let spec = DomainSpec {
-                ram_bytes: m
-                    .bootargs
-                    .and_then(parse_mem)
-                    .or(dom0_mem)
-                    .unwrap_or(DEFAULT_RAM_BYTES),
-                privileged,
-                bootargs: cmdline.as_deref().filter(|c| !c.is_empty()),
-                dtb: true,
-                vcpus: m.bootargs.and_then(parse_vcpus).or(dom0_vcpus).unwrap_or(1),
-            };
-            let base = m.pa;
-            let mut read_kernel =
-                |mem: &M, off: u64, buf: &mut [u8]| read_host(mem, PhysAddr(base.0 + off), buf);
-            let rd = modules
-                .get(i + 1)
-                .filter(|r| r.kind == ModuleKind::Ramdisk)
-                .copied();
-            let rd_base = rd.map_or(PhysAddr(0), |r| r.pa);
-            let mut read_rd =
-                |mem: &M, off: u64, buf: &mut [u8]| read_host(mem, PhysAddr(rd_base.0 + off), buf);
-            let r = self.add_domain(
-                spec,
-                BootImage {
-                    size: m.size,
-                    read: &mut read_kernel,
-                },
-                rd.map(|r| BootImage {
-                    size: r.size,
-                    read: &mut read_rd,
-                }),
-            );
+        for m in module_domains(modules, options) {
+            let r = self.add_images(m.spec(), &m.kernel, m.ramdisk.as_ref());
             if let Err(e) = r {
-                log::error!("module at {base}: domain not built: {e}");
+                log::error!("module at {}: domain not built: {e}", m.kernel.pa);
             }
         }
+    }
+
+    /// Build every dom0less domain (`/chosen/domU*`, after the module
+    /// domains); failures are logged and skipped. Returns what each gave.
+    pub fn add_dom0less(&self, domus: &[DomUNode<'_>]) -> Vec<Result<DomId, DomainError>> {
+        let mut out = Vec::new();
+        for d in domus {
+            let r = self.add_images(dom0less_spec(d), &d.kernel, d.ramdisk.as_ref());
+            match r {
+                Ok(id) => log::info!(
+                    "dom0less {}: d{id}, {} vCPU(s), {} KiB",
+                    d.name,
+                    d.cpus,
+                    d.memory_kib.unwrap_or(DEFAULT_RAM_BYTES >> 10)
+                ),
+                Err(e) => log::error!("dom0less {}: domain not built: {e}", d.name),
+            }
+            out.push(r);
+        }
+        out
+    }
+
+    /// [`System::add_domain`] with a kernel and ramdisk in host RAM.
+    fn add_images(
+        &self,
+        spec: DomainSpec<'_>,
+        kernel: &BootModule<'_>,
+        ramdisk: Option<&BootModule<'_>>,
+    ) -> Result<DomId, DomainError> {
+        let kbase = kernel.pa;
+        let mut read_kernel =
+            |mem: &M, off: u64, buf: &mut [u8]| read_host(mem, PhysAddr(kbase.0 + off), buf);
+        let rbase = ramdisk.map_or(PhysAddr(0), |r| r.pa);
+        let mut read_rd =
+            |mem: &M, off: u64, buf: &mut [u8]| read_host(mem, PhysAddr(rbase.0 + off), buf);
+        self.add_domain(
+            spec,
+            BootImage {
+                size: kernel.size,
+                read: &mut read_kernel,
+            },
+            ramdisk.map(|r| BootImage {
+                size: r.size,
+                read: &mut read_rd,
+            }),
+        )
     }
 
     /// Number of domains not yet ended.
@@ -933,17 +767,6 @@ fn xen_block<M: PhysMem + TableMem>(domains: &[Domain], mem: &M, v: &Vcpu) -> Ne
     }
 }
 
-/// Copy host memory at `pa` into `buf`, split at page boundaries as [`PhysMem`] requires.
-pub fn read_host<M: PhysMem + ?Sized>(mem: &M, pa: PhysAddr, buf: &mut [u8]) {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let at = PhysAddr(pa.0 + done as u64);
-        let n = ((PAGE_SIZE - at.page_offset()) as usize).min(buf.len() - done);
-        mem.read(at, &mut buf[done..done + n]);
-        done += n;
-    }
-}
-
 /// What secondaries run: a [`System`] of any memory type.
 pub trait CpuRunner: Sync {
     /// See [`System::run_cpu`].
@@ -979,7 +802,7 @@ pub fn run_primary<A: Arch, M: PhysMem + TableMem + Send + 'static>(
 }
 
 /// [`run_primary`] that also builds the dom0less domains `domus` (after the
-/// module domains, see [`crate::dom0less`]).
+/// module domains, see [`System::add_dom0less`]).
 pub fn run_primary_with_domus<A: Arch, M: PhysMem + TableMem + Send + 'static>(
     mut arch: A,
     mem: M,
@@ -1006,7 +829,7 @@ pub fn run_primary_with_domus<A: Arch, M: PhysMem + TableMem + Send + 'static>(
     );
     let system: &'static System<M> = Box::leak(Box::new(system));
     system.add_module_domains_with(modules, options);
-    crate::dom0less::add_domus(system, domus);
+    system.add_dom0less(domus);
     if modules.is_empty() && domus.is_empty() {
         add_demo_domain(system);
     }

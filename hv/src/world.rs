@@ -13,7 +13,8 @@ use alloc::vec::Vec;
 use memops::FrameTable;
 use pv_tlb::{DeferredFlush, Policy};
 
-use crate::domain::{DomId, Domain, DomainError, VmidAllocator};
+use crate::domain::build::Builder;
+use crate::domain::{DomId, Domain, VmidAllocator};
 use crate::xen::ConsoleSink;
 
 /// Global state behind hv's `shared` lock.
@@ -72,32 +73,17 @@ impl<M> World<M> {
         self.domains.iter_mut().find(|d| d.id == id)
     }
 
-    /// Make room for one more domain before anything is built: at most
-    /// [`crate::domain::MAX_DOMAINS`], and the list's growth (it doubles)
-    /// plus [`crate::mm::heap::DOMAIN_BYTES`] must fit above the heap's
-    /// reserve; the slot is then reserved fallibly. ~2048 `createdomain`
-    /// calls once grew the list to 7 MB past a 64 KiB check and hv's heap ran
-    /// out (issue 9 finding 5).
-    ///
-    /// # Errors
-    /// [`DomainError::TooManyDomains`] or [`DomainError::HeapFull`].
-    pub fn reserve_domain_slot(&mut self) -> Result<(), DomainError> {
-        let domains = &mut self.domains;
-        if domains.len() >= crate::domain::MAX_DOMAINS {
-            return Err(DomainError::TooManyDomains);
+    /// The parts a domain is built from ([`crate::domain::build`]).
+    pub fn builder(&mut self) -> Builder<'_, M> {
+        Builder {
+            mem: &mut self.mem,
+            domains: &mut self.domains,
+            vmids: &mut self.vmids,
+            pool: &mut self.pool,
+            sink: self.sink.as_mut(),
+            ipa_bits: self.ipa_bits,
+            next_domid: &mut self.next_domid,
+            heap_free: self.heap_free,
         }
-        let grow = if domains.len() == domains.capacity() {
-            // RawVec's amortized growth: twice the capacity, at least 4.
-            (domains.capacity() * 2).max(4) * core::mem::size_of::<Domain>()
-        } else {
-            0
-        };
-        let need = grow.saturating_add(crate::mm::heap::DOMAIN_BYTES);
-        if !crate::mm::heap::room((self.heap_free)(), need) {
-            return Err(DomainError::HeapFull { bytes: 0, need });
-        }
-        domains
-            .try_reserve(1)
-            .map_err(|_| DomainError::HeapFull { bytes: 0, need })
     }
 }

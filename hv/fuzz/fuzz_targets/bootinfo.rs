@@ -11,11 +11,11 @@ fn check(info: &BootInfo<'_>, len: usize) {
     assert!(info.dtb_size <= len, "dtb_size beyond the blob");
     assert!(!info.memory.is_empty(), "parse succeeded without RAM");
     for m in info.modules() {
-        let _ = m.bootargs.map(hv::start::parse_mem);
-        let _ = m.bootargs.map(hv::start::parse_vcpus);
+        let _ = m.bootargs.map(hv::domain::build::parse_mem);
+        let _ = m.bootargs.map(hv::domain::build::parse_vcpus);
     }
     for d in info.domus() {
-        let spec = hv::dom0less::spec(d);
+        let spec = hv::domain::build::dom0less_spec(d);
         assert!(spec.dtb && !spec.privileged);
     }
     let n = info.domu_modules().count();

@@ -21,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = opts.nested.as_override();
     let _ = opts.tlb.as_pv_tlb();
     let _ = opts.tlb_policy(None);
-    let mem = hv::start::parse_mem(&s);
-    let vcpus = hv::start::parse_vcpus(&s);
+    let mem = hv::domain::build::parse_mem(&s);
+    let vcpus = hv::domain::build::parse_vcpus(&s);
     // What dom0less / module domains would be built with.
     let ram = mem.unwrap_or(16 << 20);
     let dtb = GuestDtb {

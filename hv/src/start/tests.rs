@@ -3,6 +3,8 @@
 use super::*;
 use crate::arch::fake::{Event, FakeArch, FakeMachine, FakeMem, Kind, SharedMachine, Step};
 use crate::arch::{El1Reg, GuestGprs};
+use crate::bootinfo::ModuleKind;
+use crate::domain::build::parse_mem;
 use crate::domain::{FrameSource, GUEST_RAM0_BASE};
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -713,7 +715,7 @@ fn dom0_mem_and_dom0_max_vcpus_size_the_control_domain_only() {
 
 #[test]
 fn guest_command_lines_lose_hvs_words_only() {
-    use crate::start::guest_cmdline;
+    use crate::domain::build::guest_cmdline;
     assert_eq!(
         guest_cmdline("dom0 mem=64M console=hvc0  vcpus=2 variant=both domu-mem=16M"),
         "console=hvc0 variant=both domu-mem=16M"
@@ -2017,4 +2019,109 @@ fn createdomain_with_two_vcpus_runs_both() {
     assert_eq!((e0[0].pc, e0[0].x[0]), (b + 0x1000, 0x1234));
     assert_eq!((e1[0].pc, e1[0].x[0]), (b + 0x1200, 0x5678));
     assert_eq!(e1[1].x[0], (4 << 16) | 20, "vCPU 1 ran its xen_version");
+}
+
+/// dom0less domains (moved from dom0less.rs: the builder is domain/build.rs).
+mod dom0less {
+    use super::*;
+    use crate::arch::fake::FakeMem;
+    use crate::bootinfo::DomUNode;
+    use crate::bootinfo::{BootModule, ModuleKind};
+    use crate::domain::build::dom0less_spec as spec;
+    use crate::domain::DEFAULT_RAM_BYTES;
+    use crate::domain::GUEST_RAM0_BASE;
+    use crate::xen::ConsoleSink;
+    use alloc::boxed::Box;
+    use memops::FrameTable;
+    use pv_tlb::{Ipa, Policy};
+
+    struct Quiet;
+    impl ConsoleSink for Quiet {
+        fn guest_line(&mut self, _domid: u16, _line: &str) {}
+        fn hv_line(&mut self, _args: core::fmt::Arguments<'_>) {}
+    }
+
+    #[test]
+    fn domu_nodes_become_linux_ready_domains() {
+        let mut mem = FakeMem::new(0x8000_0000, 0x400_0000);
+        // The "kernel" and "ramdisk" modules in host RAM above the pool.
+        let kpa = PhysAddr(0x8300_0000);
+        let rpa = PhysAddr(0x8310_0000);
+        mem.write(kpa, &[0x11; 64]);
+        mem.write(rpa, b"initramfs");
+        let sys = System::new(
+            mem,
+            FrameTable::new(PhysAddr(0x8000_0000), 0x3000),
+            Policy::XenCompat,
+            Box::new(Quiet),
+            2,
+            40,
+        );
+        let node = DomUNode {
+            name: "domU1",
+            memory_kib: Some(8 << 10),
+            cpus: 2,
+            kernel: BootModule {
+                pa: kpa,
+                size: 64,
+                kind: ModuleKind::Kernel,
+                bootargs: Some("console=hvc0 rdinit=/init"),
+            },
+            ramdisk: Some(BootModule {
+                pa: rpa,
+                size: 9,
+                kind: ModuleKind::Ramdisk,
+                bootargs: None,
+            }),
+        };
+        let mut no_kernel_room = node;
+        no_kernel_room.memory_kib = Some(1);
+        let ids = sys.add_dom0less(&[node, no_kernel_room]);
+        assert_eq!(ids[0], Ok(1));
+        assert!(ids[1].is_err(), "1 KiB of RAM is refused: {:?}", ids[1]);
+        assert_eq!(sys.live_domains(), 1);
+        let dtb_ipa = GUEST_RAM0_BASE + (8 << 20) - (2 << 20);
+        sys.with_guest_memory(1, |gm| {
+            let mut k = [0u8; 64];
+            gm.copy_from_guest(Ipa(GUEST_RAM0_BASE), &mut k).unwrap();
+            assert_eq!(k, [0x11; 64], "kernel at the RAM base (raw image)");
+            let mut blob = alloc::vec![0u8; 4096];
+            gm.copy_from_guest(Ipa(dtb_ipa), &mut blob).unwrap();
+            let fdt = fdt::Fdt::new(&blob).unwrap();
+            assert_eq!(fdt.cpus().count(), 2, "cpus = <2>");
+            assert_eq!(fdt.chosen().bootargs(), Some("console=hvc0 rdinit=/init"));
+            assert!(fdt.find_node("/hypervisor").is_some());
+            let mem: alloc::vec::Vec<_> = fdt.memory().regions().map(|r| r.size).collect();
+            assert_eq!(mem, [Some(8 << 20)], "memory is in KiB");
+            let s = fdt
+                .find_node("/chosen")
+                .and_then(|c| c.property("linux,initrd-start"))
+                .and_then(|p| p.as_usize())
+                .unwrap();
+            let mut rd = [0u8; 9];
+            gm.copy_from_guest(Ipa(s as u64), &mut rd).unwrap();
+            assert_eq!(&rd, b"initramfs");
+            // The PV console ring page is mapped (zeroed) at GUEST_MAGIC_BASE.
+            let mut ring = [0xffu8; 16];
+            gm.copy_from_guest(Ipa(crate::xen::domu::GUEST_MAGIC_BASE + 3072), &mut ring)
+                .unwrap();
+            assert_eq!(ring, [0; 16]);
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn spec_reads_kib_and_defaults() {
+        let mut n = DomUNode::default();
+        assert_eq!(spec(&n).ram_bytes, DEFAULT_RAM_BYTES);
+        n.memory_kib = Some(u64::MAX);
+        assert_eq!(spec(&n).ram_bytes, DEFAULT_RAM_BYTES, "overflow: default");
+        n.memory_kib = Some(262_144);
+        n.cpus = 2;
+        let s = spec(&n);
+        assert_eq!(
+            (s.ram_bytes, s.vcpus, s.dtb, s.privileged),
+            (256 << 20, 2, true, false)
+        );
+    }
 }

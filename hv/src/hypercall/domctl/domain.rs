@@ -5,9 +5,10 @@ use memops::TableMem;
 use super::{cd, cdf, dominf, get, put, with_domu, Answer, DOMCTL_SIZE, DOMID_FIRST_RESERVED, U};
 use super::{GIC_NATIVE, GIC_V3, GRANT_VERSION_MASK};
 use crate::arch::{Arch, PhysMem};
-use crate::domain::{DomId, Domain, EndReason};
+use crate::domain::{DomId, EndReason};
 use crate::hypercall::Ctx;
 use crate::world::World;
+
 use crate::xen::Errno;
 
 /// Check a `createdomain` configuration (`u`, the domctl's union) as Xen's
@@ -76,8 +77,9 @@ pub fn createdomain<M: PhysMem + TableMem>(
         log::debug!("createdomain: {why}: -EINVAL");
         return Answer::err(Errno::EINVAL);
     }
+    let mut b = sh.builder();
     // The slot in the domain list (bounded, heap-checked, reserved) first.
-    if let Err(e) = sh.reserve_domain_slot() {
+    if let Err(e) = b.reserve_domain_slot() {
         log::debug!("createdomain: {e}: -ENOMEM");
         return Answer::err(Errno::ENOMEM);
     }
@@ -85,55 +87,26 @@ pub fn createdomain<M: PhysMem + TableMem>(
         // Xen's rover over 1..DOMID_FIRST_RESERVED: one pass at most
         // (-ENOMEM when every domid is taken; MAX_DOMAINS keeps that far).
         let free = (0..DOMID_FIRST_RESERVED).find_map(|_| {
-            sh.next_domid = sh.next_domid.wrapping_add(1);
-            let id = (sh.next_domid.wrapping_sub(1) % usize::from(DOMID_FIRST_RESERVED)) as DomId;
-            (id != 0 && !sh.domains.iter().any(|d| d.id == id)).then_some(id)
+            *b.next_domid = b.next_domid.wrapping_add(1);
+            let id = (b.next_domid.wrapping_sub(1) % usize::from(DOMID_FIRST_RESERVED)) as DomId;
+            (id != 0 && !b.domains.iter().any(|d| d.id == id)).then_some(id)
         });
         let Some(id) = free else {
             return Answer::err(Errno::ENOMEM);
         };
         id
-    } else if sh.domains.iter().any(|d| d.id == want) {
+    } else if b.domains.iter().any(|d| d.id == want) {
         return Answer::err(Errno::EEXIST);
     } else {
         want
     };
-    let World {
-        mem,
-        vmids,
-        pool,
-        sink,
-        domains,
-        ipa_bits,
-        ..
-    } = sh;
     let vcpus = get::<4>(buf, U + cd::MAX_VCPUS) as u32;
-    let built = Domain::create_empty(id, *ipa_bits, vmids, mem, pool).and_then(|mut d| {
-        d.max_vcpus = vcpus;
-        d.vgic.set_nr_vcpus(vcpus);
-        // The same Xen-interface state as a domain hv boots (shared
-        // info, grant frames, console ring, HVM params), sized for its vCPUs.
-        match crate::xen::domu::DomainXen::setup(id, vcpus, d.physmap_mut(), mem, pool) {
-            Ok(x) => {
-                d.xen = x;
-                Ok(d)
-            }
-            Err(e) => {
-                d.discard(mem, pool, vmids);
-                Err(crate::domain::DomainError::Stage2(e))
-            }
-        }
-    });
-    match built {
-        Ok(mut d) => {
-            if let Some(h) = buf.get(U + 4..U + 20) {
-                d.handle.copy_from_slice(h);
-            }
-            sink.hv_line(format_args!(
-                "d{id}: created by domctl, VMID {}",
-                d.vmid().0
-            ));
-            domains.push(d);
+    let mut handle = [0u8; 16];
+    if let Some(h) = buf.get(U + 4..U + 20) {
+        handle.copy_from_slice(h);
+    }
+    match b.create_paused(id, vcpus, handle) {
+        Ok(()) => {
             put(buf, 8, &id.to_le_bytes());
             // Xen fills in the native GIC version for the toolstack.
             put(buf, U + cd::GIC_VERSION, &[GIC_V3]);

@@ -1,0 +1,382 @@
+//! The one domain builder: boot modules, dom0less nodes and the toolstack's
+//! `createdomain` all build their domains here ([`Builder`]), from a
+//! [`DomainSpec`] (RAM, vCPUs, privilege, command line, DTB) and boot images.
+//! Everything a domain takes is checked before anything is taken; a domain
+//! that cannot be built leaves nothing behind.
+//!
+//! The builder borrows the parts of the world it needs ([`Builder`]); it
+//! never imports the boot flow (`start`) nor the world.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use memops::{FrameTable, TableMem};
+use pv_tlb::{PhysAddr, PAGE_SIZE};
+
+use super::{DomId, Domain, DomainError, VmidAllocator, DEFAULT_RAM_BYTES, GUEST_RAM0_BASE};
+use crate::arch::PhysMem;
+use crate::bootinfo::{BootModule, DomUNode, ModuleKind};
+use crate::options::HvOptions;
+use crate::vcpu::Vcpu;
+use crate::xen::domu::{DomainXen, XEN_FRAMES};
+use crate::xen::ConsoleSink;
+
+/// What a domain is built with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DomainSpec<'a> {
+    /// RAM in bytes.
+    pub ram_bytes: u64,
+    /// The control domain: gets domid 0 and may use privileged calls.
+    pub privileged: bool,
+    /// Its command line (`/chosen/bootargs` of its DTB).
+    pub bootargs: Option<&'a str>,
+    /// Give it a DTB (and its ramdisk) with the address in x0; else x0 = 0.
+    /// Such a guest also gets the Xen domU interfaces' state (shared info,
+    /// grant frames, console ring: [`xen::domu::DomainXen::setup`]).
+    pub dtb: bool,
+    /// vCPUs (`XEN_DOMCTL_max_vcpus`; the DTB lists them; vCPU 0 boots).
+    pub vcpus: u32,
+}
+
+impl DomainSpec<'_> {
+    /// An unprivileged domain with `ram_bytes` of RAM and no DTB.
+    #[must_use]
+    pub const fn domu(ram_bytes: u64) -> Self {
+        Self {
+            ram_bytes,
+            privileged: false,
+            bootargs: None,
+            dtb: false,
+            vcpus: 1,
+        }
+    }
+}
+
+/// A boot image (kernel or ramdisk): its size and how to read it.
+pub struct BootImage<'r, M> {
+    /// Size in bytes.
+    pub size: u64,
+    /// Reads bytes `[off, off + buf.len())` of the image into `buf`.
+    pub read: &'r mut dyn FnMut(&M, u64, &mut [u8]),
+}
+
+/// Parse a `vcpus=<n>` option from a module's bootargs (hv-specific, as
+/// `mem=`; dom0less domains use the `cpus` property instead).
+#[must_use]
+pub fn parse_vcpus(bootargs: &str) -> Option<u32> {
+    bootargs
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("vcpus="))?
+        .parse()
+        .ok()
+}
+
+/// The command line a module's guest gets: its bootargs without hv's own words
+/// (`mem=`, `vcpus=`, `dom0`), which configure the domain, not the kernel (as Xen keeps
+/// `dom0_mem=` on its own command line and a dom0less domain's `memory`/`cpus` in
+/// properties, never in the guest's `bootargs`).
+#[must_use]
+pub fn guest_cmdline(bootargs: &str) -> alloc::string::String {
+    let mut out = alloc::string::String::with_capacity(bootargs.len());
+    for w in bootargs.split_whitespace() {
+        if w == "dom0" || w.starts_with("mem=") || w.starts_with("vcpus=") {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
+}
+
+/// Parse a `mem=<n>[K|M|G]` option from a module's bootargs.
+#[must_use]
+pub fn parse_mem(bootargs: &str) -> Option<u64> {
+    let v = bootargs
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("mem="))?;
+    let (num, shift) = match v.as_bytes().last()? {
+        b'K' | b'k' => (&v[..v.len() - 1], 10),
+        b'M' | b'm' => (&v[..v.len() - 1], 20),
+        b'G' | b'g' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    num.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// What a dom0less node asks for, as a [`DomainSpec`]: `memory` KiB (16 MiB
+/// when absent), `cpus` vCPUs, the kernel module's bootargs, a DTB (Xen's
+/// docs/misc/arm/device-tree/booting.txt "Dom0less",
+/// xen/arch/arm/dom0less-build.c).
+#[must_use]
+pub fn dom0less_spec<'a>(d: &DomUNode<'a>) -> DomainSpec<'a> {
+    DomainSpec {
+        ram_bytes: d
+            .memory_kib
+            .and_then(|k| k.checked_mul(1024))
+            .unwrap_or(DEFAULT_RAM_BYTES),
+        privileged: false,
+        bootargs: d.kernel.bootargs,
+        dtb: true,
+        vcpus: d.cpus,
+    }
+}
+
+/// One domain a kernel boot module asks for (Xen's `/chosen/module@`
+/// binding): its settings, its command line without hv's words, its kernel
+/// and the `multiboot,ramdisk` module right after it, if any.
+pub struct ModuleDomain<'m> {
+    /// RAM: `mem=`, else (control domain) `dom0_mem=`, else the default.
+    pub ram_bytes: u64,
+    /// The word `dom0` in its bootargs.
+    pub privileged: bool,
+    /// vCPUs: `vcpus=`, else (control domain) `dom0_max_vcpus=`, else 1.
+    pub vcpus: u32,
+    /// The guest's command line ([`guest_cmdline`]).
+    pub cmdline: Option<String>,
+    /// The kernel module.
+    pub kernel: BootModule<'m>,
+    /// Its ramdisk module.
+    pub ramdisk: Option<BootModule<'m>>,
+}
+
+impl ModuleDomain<'_> {
+    /// As a [`DomainSpec`] (with a DTB).
+    #[must_use]
+    pub fn spec(&self) -> DomainSpec<'_> {
+        DomainSpec {
+            ram_bytes: self.ram_bytes,
+            privileged: self.privileged,
+            bootargs: self.cmdline.as_deref().filter(|c| !c.is_empty()),
+            dtb: true,
+            vcpus: self.vcpus,
+        }
+    }
+}
+
+/// The domains the kernel boot modules ask for, in order: `mem=` in its
+/// bootargs sets the RAM size, the word `dom0` makes it the privileged
+/// control domain d0 (whose RAM and vCPUs come from hv's `dom0_mem=` /
+/// `dom0_max_vcpus=` unless it says `mem=` / `vcpus=`), a `multiboot,ramdisk`
+/// module right after it becomes its initrd.
+#[must_use]
+pub fn module_domains<'m>(
+    modules: &[BootModule<'m>],
+    options: &HvOptions,
+) -> Vec<ModuleDomain<'m>> {
+    let mut out = Vec::new();
+    for (i, m) in modules
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.kind == ModuleKind::Kernel)
+    {
+        let privileged = m
+            .bootargs
+            .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0"));
+        let (dom0_mem, dom0_vcpus) = if privileged {
+            (options.dom0_mem, options.dom0_max_vcpus)
+        } else {
+            (None, None)
+        };
+        out.push(ModuleDomain {
+            ram_bytes: m
+                .bootargs
+                .and_then(parse_mem)
+                .or(dom0_mem)
+                .unwrap_or(DEFAULT_RAM_BYTES),
+            privileged,
+            vcpus: m.bootargs.and_then(parse_vcpus).or(dom0_vcpus).unwrap_or(1),
+            cmdline: m.bootargs.map(guest_cmdline),
+            kernel: *m,
+            ramdisk: modules
+                .get(i + 1)
+                .filter(|r| r.kind == ModuleKind::Ramdisk)
+                .copied(),
+        });
+    }
+    out
+}
+
+/// Copy host memory at `pa` into `buf`, split at page boundaries as [`PhysMem`] requires.
+pub fn read_host<M: PhysMem + ?Sized>(mem: &M, pa: PhysAddr, buf: &mut [u8]) {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = PhysAddr(pa.0 + done as u64);
+        let n = ((PAGE_SIZE - at.page_offset()) as usize).min(buf.len() - done);
+        mem.read(at, &mut buf[done..done + n]);
+        done += n;
+    }
+}
+
+/// The parts of the world a domain is built from (`World::builder`).
+pub struct Builder<'a, M> {
+    /// Host RAM and table memory.
+    pub mem: &'a mut M,
+    /// Every domain (the new one is added).
+    pub domains: &'a mut Vec<Domain>,
+    /// VMIDs.
+    pub vmids: &'a mut VmidAllocator,
+    /// The guest page pool.
+    pub pool: &'a mut FrameTable,
+    /// hv's console.
+    pub sink: &'a mut dyn ConsoleSink,
+    /// IPA size of the domain's stage 2.
+    pub ipa_bits: u8,
+    /// The domid rover.
+    pub next_domid: &'a mut usize,
+    /// Free bytes of hv's heap.
+    pub heap_free: fn() -> usize,
+}
+
+impl<M: PhysMem + TableMem> Builder<'_, M> {
+    /// Make room for one more domain before anything is built: at most
+    /// [`super::MAX_DOMAINS`], and the list's growth (it doubles) plus
+    /// [`crate::mm::heap::DOMAIN_BYTES`] must fit above the heap's reserve;
+    /// the slot is then reserved fallibly. ~2048 `createdomain` calls once
+    /// grew the list to 7 MB past a 64 KiB check and hv's heap ran out
+    /// (issue 9 finding 5).
+    ///
+    /// # Errors
+    /// [`DomainError::TooManyDomains`] or [`DomainError::HeapFull`].
+    pub fn reserve_domain_slot(&mut self) -> Result<(), DomainError> {
+        let domains = &mut *self.domains;
+        if domains.len() >= super::MAX_DOMAINS {
+            return Err(DomainError::TooManyDomains);
+        }
+        let grow = if domains.len() == domains.capacity() {
+            // RawVec's amortized growth: twice the capacity, at least 4.
+            (domains.capacity() * 2).max(4) * core::mem::size_of::<Domain>()
+        } else {
+            0
+        };
+        let need = grow.saturating_add(crate::mm::heap::DOMAIN_BYTES);
+        if !crate::mm::heap::room((self.heap_free)(), need) {
+            return Err(DomainError::HeapFull { bytes: 0, need });
+        }
+        domains
+            .try_reserve(1)
+            .map_err(|_| DomainError::HeapFull { bytes: 0, need })
+    }
+
+    /// Build a domain (d0 if privileged, else d<N> with N counting from 1):
+    /// RAM, the kernel, and (for [`DomainSpec::dtb`]) the Xen-interface
+    /// state, the ramdisk and a guest DTB whose address goes in x0. Returns
+    /// its id and its boot vCPU (for the caller to queue).
+    ///
+    /// # Errors
+    /// [`DomainError`] if the domain cannot be built (nothing is left behind).
+    pub fn build(
+        &mut self,
+        spec: DomainSpec<'_>,
+        kernel: BootImage<'_, M>,
+        ramdisk: Option<BootImage<'_, M>>,
+    ) -> Result<(DomId, Box<Vcpu>), DomainError> {
+        let ram_bytes = spec.ram_bytes;
+        // Everything a domain of this size takes is checked before anything
+        // is taken: frames for its RAM and hv's Xen pages, heap for a physmap
+        // record per page, a slot in the domain list (a domain too large for
+        // the machine gets this error, never a failed allocation).
+        let pages = (ram_bytes / PAGE_SIZE).saturating_add(XEN_FRAMES);
+        if pages > self.pool.free_frames() {
+            return Err(DomainError::OutOfMemory { bytes: ram_bytes });
+        }
+        let need = crate::mm::heap::build_bytes(pages).unwrap_or(usize::MAX);
+        if !crate::mm::heap::room((self.heap_free)(), need) {
+            return Err(DomainError::HeapFull {
+                bytes: ram_bytes,
+                need,
+            });
+        }
+        self.reserve_domain_slot()?;
+        let privileged = spec.privileged && !self.domains.iter().any(|d| d.id == 0);
+        if spec.privileged && !privileged {
+            log::warn!("a control domain (d0) exists already: this one is unprivileged");
+        }
+        let id = if privileged {
+            0
+        } else {
+            *self.next_domid += 1;
+            (*self.next_domid - 1) as DomId
+        };
+        let (mem, vmids, pool) = (&mut *self.mem, &mut *self.vmids, &mut *self.pool);
+        let mut dom = Domain::create(id, ram_bytes, self.ipa_bits, vmids, mem, pool)?;
+        dom.max_vcpus = spec.vcpus.clamp(1, crate::vgic::MAX_VCPUS);
+        dom.vgic.set_nr_vcpus(dom.max_vcpus);
+        if spec.dtb {
+            match DomainXen::setup(id, dom.max_vcpus, dom.physmap_mut(), mem, pool) {
+                Ok(x) => dom.xen = x,
+                Err(e) => {
+                    dom.discard(mem, pool, vmids);
+                    return Err(DomainError::Stage2(e));
+                }
+            }
+        }
+        let placed = dom
+            .load_kernel(mem, kernel.size, kernel.read)
+            .and_then(|k| {
+                let x0 = if spec.dtb {
+                    let rd = ramdisk.map(|r| (r.size, r.read));
+                    dom.load_boot_data(mem, k.end, spec.bootargs, rd)?.0
+                } else {
+                    0
+                };
+                Ok((k, x0))
+            });
+        let (k, x0) = match placed {
+            Ok(p) => p,
+            Err(e) => {
+                dom.discard(mem, pool, vmids);
+                return Err(e);
+            }
+        };
+        dom.privileged = privileged;
+        self.sink.hv_line(format_args!(
+            "d{id}: {} MiB RAM at {:#x}, VMID {}, kernel {:#x} bytes entry {}, DTB {x0:#x}{}",
+            ram_bytes >> 20,
+            GUEST_RAM0_BASE,
+            dom.vmid().0,
+            kernel.size,
+            k.entry,
+            if privileged { " (control domain)" } else { "" }
+        ));
+        dom.live_vcpus = 1;
+        self.domains.push(dom);
+        Ok((id, Box::new(Vcpu::new(id, 0, k.entry.0, x0))))
+    }
+
+    /// `createdomain`'s domain `id`: paused, empty (the toolstack gives it
+    /// memory and vCPU contexts), `vcpus` vCPUs, with the Xen-interface
+    /// state of a domain hv boots ([`DomainXen::setup`]). The caller has
+    /// reserved the slot and picked the id; `handle` is its
+    /// `xen_domain_handle_t`.
+    ///
+    /// # Errors
+    /// [`DomainError`] (nothing is left behind).
+    pub fn create_paused(
+        &mut self,
+        id: DomId,
+        vcpus: u32,
+        handle: [u8; 16],
+    ) -> Result<(), DomainError> {
+        let (mem, vmids, pool) = (&mut *self.mem, &mut *self.vmids, &mut *self.pool);
+        let mut d = Domain::create_empty(id, self.ipa_bits, vmids, mem, pool)?;
+        d.handle = handle;
+        d.max_vcpus = vcpus.clamp(1, crate::vgic::MAX_VCPUS);
+        d.vgic.set_nr_vcpus(d.max_vcpus);
+        match DomainXen::setup(id, d.max_vcpus, d.physmap_mut(), mem, pool) {
+            Ok(x) => d.xen = x,
+            Err(e) => {
+                d.discard(mem, pool, vmids);
+                return Err(DomainError::Stage2(e));
+            }
+        }
+        self.sink.hv_line(format_args!(
+            "d{id}: created by domctl, VMID {}",
+            d.vmid().0
+        ));
+        self.domains.push(d);
+        Ok(())
+    }
+}
