@@ -45,15 +45,7 @@ pub const DEFAULT_RAM_BYTES: u64 = 16 << 20;
 /// Smallest RAM hv builds a domain with.
 pub const MIN_RAM_BYTES: u64 = 1 << 20;
 
-/// Where host frames come from (hv's frame allocator, or a fake): hv
-/// carves the guest page pool ([`FrameTable`]) out of it at boot.
-pub trait FrameSource {
-    /// `count` contiguous frames whose first frame number is a multiple of
-    /// `align_pages`, not zeroed; `None` when no such run is free.
-    fn alloc_frames(&mut self, count: u64, align_pages: u64) -> Option<PhysAddr>;
-    /// Give back `count` frames from [`FrameSource::alloc_frames`].
-    fn free_frames(&mut self, pa: PhysAddr, count: u64);
-}
+pub use crate::arch::FrameSource;
 
 /// A domain id (`d<N>` in logs; 0 is reserved for a control domain).
 pub type DomId = u16;
@@ -715,6 +707,63 @@ impl Domain {
     /// The stage-2 table and the console line, borrowed together for a hypercall.
     pub fn hypercall_parts(&mut self) -> (&Stage2, &mut ConsoleLine) {
         (self.physmap.stage2(), &mut self.console)
+    }
+}
+
+/// Write vCPU `vcpu`'s runstate into its registered area after it changed
+/// (for the run loop at each switch): a physical area directly, a virtual one
+/// through the vCPU's stage 1 `s1` (its registers, loaded or saved). With
+/// `VMASST_TYPE_runstate_update_flag`, `XEN_RUNSTATE_UPDATE` is set in
+/// `state_entry_time` around the update (public/vcpu.h).
+pub fn publish_runstate<M: PhysMem + TableMem>(
+    d: &Domain,
+    vcpu: u32,
+    s1: Option<crate::xen::s1walk::Stage1>,
+    mem: &mut M,
+) {
+    let flag_on = d.xen.runstate_update_flag;
+    let Some(rs) = d.xen.runstate.get(vcpu as usize).copied() else {
+        return;
+    };
+    let Some(area) = rs.area else {
+        return;
+    };
+    let mut gm = d
+        .guest_memory(mem)
+        .with_stage1(if rs.phys { None } else { s1 });
+    let flag = if flag_on {
+        crate::xen::domu::runstate::UPDATE
+    } else {
+        0
+    };
+    if flag_on {
+        let _ = gm.copy_to_guest(Ipa(area + 8), &(rs.entry | flag).to_le_bytes());
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+    }
+    let _ = gm.copy_to_guest(Ipa(area), &rs.encode(flag));
+    if flag_on {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+        let _ = gm.copy_to_guest(Ipa(area + 8), &rs.entry.to_le_bytes());
+    }
+}
+
+/// A vCPU switch: vCPU `vcpu` of `d` enters `state` (`RUNSTATE_*`) at
+/// `now_ns`; its registered runstate area, if any, is rewritten through its
+/// stage 1 `s1` (Xen's `update_runstate_area` at each context switch).
+pub fn runstate_switch<M: PhysMem + TableMem>(
+    d: &mut Domain,
+    vcpu: u32,
+    state: u32,
+    now_ns: u64,
+    s1: crate::xen::s1walk::Stage1,
+    mem: &mut M,
+) {
+    let Some(rs) = d.xen.runstate.get_mut(vcpu as usize) else {
+        return;
+    };
+    rs.switch(state, now_ns);
+    if rs.area.is_some() {
+        publish_runstate(d, vcpu, Some(s1), mem);
     }
 }
 

@@ -329,7 +329,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             sink.hv_line(format_args!("d{id} ended ({why})"));
         } else {
             let dom = domains.swap_remove(idx);
-            crate::xen::domu::domain_destroyed(domains, &dom);
+            crate::world::domain_destroyed(domains, &dom);
             dom.destroy(arch, mem, pool, flush, vmids);
             sink.hv_line(format_args!("d{id} ended ({why})"));
         }
@@ -402,7 +402,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let mut sh = self.shared.lock();
         let World { mem, domains, .. } = &mut *sh;
         if let Some(d) = domains.iter_mut().find(|d| d.id == v.domid) {
-            xen::domu::runstate_switch(d, v.id, state, now, s1, mem);
+            crate::domain::runstate_switch(d, v.id, state, now, s1, mem);
         }
     }
 
@@ -611,7 +611,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let mut ctx = hypercall::Ctx::new(v.domid, v.id, s1, &mut sh, arch);
         let reply = hypercall::handle(call, &mut ctx);
         let fx = core::mem::take(&mut ctx.fx);
-        xen::domu::deliver_upcalls(&sh.domains, &fx.upcalls.upcalls);
+        crate::world::deliver_upcalls(&sh.domains, &fx.upcalls.upcalls);
         self.deferred.store(!sh.flush.is_idle(), Ordering::SeqCst);
         let next = apply_reply(&sh, v, reply);
         drop(sh);

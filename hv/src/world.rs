@@ -15,6 +15,8 @@ use pv_tlb::{DeferredFlush, Policy};
 
 use crate::domain::build::Builder;
 use crate::domain::{DomId, Domain, VmidAllocator};
+use crate::xen::evtchn::{EventDomains, Evtchns};
+use crate::xen::hvop::Resources;
 use crate::xen::ConsoleSink;
 
 /// Global state behind hv's `shared` lock.
@@ -85,5 +87,116 @@ impl<M> World<M> {
             next_domid: &mut self.next_domid,
             heap_free: self.heap_free,
         }
+    }
+}
+
+/// The domains as event channels see them.
+pub struct Doms<'a>(pub &'a mut [Domain]);
+
+impl EventDomains for Doms<'_> {
+    fn events(&mut self, d: u16) -> Option<&mut Evtchns> {
+        self.0
+            .iter_mut()
+            .find(|x| x.id == d)
+            .map(|x| &mut x.xen.evtchn)
+    }
+}
+
+/// A domain has left `domains` for good (it is being torn down): its event
+/// channels' peers go back to unbound (Xen's `evtchn_destroy`).
+pub fn domain_destroyed(domains: &mut [Domain], gone: &Domain) {
+    crate::xen::evtchn::domain_destroyed(&mut Doms(domains), gone.id, &gone.xen.evtchn);
+}
+
+/// Inject the event-channel upcall PPI ([`crate::xen::evtchn::GUEST_EVTCHN_PPI`]) for
+/// each `(domid, vcpu)` recorded during a call, through the domain's vGIC.
+pub fn deliver_upcalls(domains: &[Domain], upcalls: &[(u16, u32)]) {
+    for &(d, v) in upcalls {
+        if let Some(dom) = domains.iter().find(|x| x.id == d) {
+            if let Err(e) = dom.vgic.inject(v, crate::xen::evtchn::GUEST_EVTCHN_PPI) {
+                crate::glog!(d, Debug, "d{d}v{v}: event upcall not injected: {e:?}");
+            }
+        }
+    }
+}
+
+/// What hv holds right now: `domains` with their event channels, the guest
+/// page `pool`, the VMIDs in use, hv's heap (`heap_free` bytes) and its own
+/// frame allocator (when it is set up).
+#[must_use]
+pub fn gather(
+    domains: &[Domain],
+    pool: &memops::FrameTable,
+    vmids_in_use: usize,
+    heap_free: usize,
+) -> Resources {
+    let evtchns: usize = domains
+        .iter()
+        .map(|d| {
+            (1..crate::xen::evtchn::MAX_PORTS)
+                .filter(|&p| d.xen.evtchn.port(p).is_some())
+                .count()
+        })
+        .sum();
+    let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    Resources {
+        pool_free: pool.free_frames(),
+        pool_total: pool.total_frames(),
+        hv_frames_free: crate::mm::frame::try_frames()
+            .map_or(u64::MAX, |f| wide(f.lock().free_count())),
+        vmids_in_use: wide(vmids_in_use),
+        domains: wide(domains.len()),
+        evtchns_in_use: wide(evtchns),
+        heap_free: wide(heap_free),
+        pool_used: pool.total_frames().saturating_sub(pool.free_frames()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_counts_domains_vmids_pool_and_event_channels() {
+        use crate::arch::fake::FakeMem;
+        use crate::domain::{Domain, VmidAllocator};
+        use crate::xen::domu::DomainXen;
+        use crate::xen::evtchn::PortState;
+        use memops::FrameTable;
+        use pv_tlb::PhysAddr;
+
+        let mut mem = FakeMem::new(0x8000_0000, 0x400_0000);
+        let mut pool = FrameTable::new(PhysAddr(0x8000_0000), 0x3000);
+        let mut vmids = VmidAllocator::new(4);
+        let empty = gather(&[], &pool, vmids.in_use(), 12345);
+        assert_eq!(
+            (empty.pool_free, empty.pool_total, empty.pool_used),
+            (0x3000, 0x3000, 0)
+        );
+        assert_eq!(
+            (empty.vmids_in_use, empty.domains, empty.evtchns_in_use),
+            (0, 0, 0)
+        );
+        assert_eq!(empty.heap_free, 12345);
+        let mut domains = alloc::vec::Vec::new();
+        for id in [1, 2] {
+            let mut d = Domain::create(id, 4 << 20, 40, &mut vmids, &mut mem, &mut pool).unwrap();
+            d.xen = DomainXen::setup(id, 2, d.physmap_mut(), &mut mem, &mut pool).unwrap();
+            domains.push(d);
+        }
+        let two = gather(&domains, &pool, vmids.in_use(), 1);
+        assert_eq!((two.vmids_in_use, two.domains), (2, 2));
+        assert_eq!(two.pool_used, 0x3000 - two.pool_free);
+        assert!(two.pool_used >= 2 * (4 << 20) / 4096, "{two:?}");
+        // Each domain has hv's console port.
+        assert_eq!(two.evtchns_in_use, 2);
+        let p = domains[0]
+            .xen
+            .evtchn
+            .alloc(PortState::Unbound { remote: 2 }, 0)
+            .unwrap();
+        assert_eq!(gather(&domains, &pool, vmids.in_use(), 1).evtchns_in_use, 3);
+        domains[0].xen.evtchn.free(p).unwrap();
+        assert_eq!(gather(&domains, &pool, vmids.in_use(), 1).evtchns_in_use, 2);
     }
 }

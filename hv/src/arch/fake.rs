@@ -24,8 +24,8 @@ use memops::{InvalidationSet, TableMem};
 use pv_tlb::{PhysAddr, TlbOp, Vmid, PAGE_SIZE};
 use spin::Mutex;
 
+use super::FrameSource;
 use super::{Arch, El1Reg, El1Sysregs, ExitVector, GuestGprs, PhysMem, RawExit, Stage2Regs};
-use crate::domain::FrameSource;
 
 /// Payload of the panic [`FakeArch::system_off`] raises (tests catch it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -263,6 +263,16 @@ pub mod irq {
     pub const VTIMER: u32 = 27;
 }
 
+/// Where host frames come from (hv's frame allocator, or a fake): hv
+/// carves the guest page pool (`memops::FrameTable`) out of it at boot.
+pub trait FrameSource {
+    /// `count` contiguous frames whose first frame number is a multiple of
+    /// `align_pages`, not zeroed; `None` when no such run is free.
+    fn alloc_frames(&mut self, count: u64, align_pages: u64) -> Option<PhysAddr>;
+    /// Give back `count` frames from [`FrameSource::alloc_frames`].
+    fn free_frames(&mut self, pa: PhysAddr, count: u64);
+}
+
 /// Byte access to host physical memory (RAM only). hv reaches guest memory
 /// only through `guest::GuestMemory`, which translates IPAs through the
 /// domain's stage-2 tables first and then calls this.

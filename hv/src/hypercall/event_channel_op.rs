@@ -7,7 +7,7 @@ use memops::TableMem;
 
 use super::{le16, le32, Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
-use crate::xen::domu::Doms;
+use crate::world::Doms;
 use crate::xen::evtchn::{self, EvtchnCtx, HvPort, SendEffect};
 use crate::xen::Errno;
 

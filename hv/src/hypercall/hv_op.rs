@@ -7,7 +7,8 @@ use memops::TableMem;
 use super::{low32, CallerView, Ctx, Reply};
 use crate::arch::PhysMem;
 use crate::guest::GuestHandle;
-use crate::xen::hvop::{counters, gather, reset_counters, Resources};
+use crate::world::gather;
+use crate::xen::hvop::{counters, reset_counters, Resources};
 pub use crate::xen::hvop::{
     HVOP_GET_COUNTERS, HVOP_GET_RESOURCES, HVOP_RESET_COUNTERS, HV_COUNTERS_LEN, HYPERVISOR_HV_OP,
 };

@@ -2,11 +2,11 @@
 
 use super::*;
 use crate::arch::fake::{FakeArch, FakeMachine, FakeMem};
+use crate::domain::runstate_switch;
 use crate::domain::GUEST_RAM0_BASE;
 use crate::xen::console_ring as ring;
 use crate::xen::domu::{
-    hvm_param, runstate, runstate_switch, ticks_to_ns, vcpuop, vmasst, DomainXen, CONSOLE_GFN,
-    GUEST_MAGIC_BASE,
+    hvm_param, runstate, ticks_to_ns, vcpuop, vmasst, DomainXen, CONSOLE_GFN, GUEST_MAGIC_BASE,
 };
 use crate::xen::evtchn::RecordingIrqSink;
 use crate::xen::grant;

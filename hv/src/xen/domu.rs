@@ -24,14 +24,13 @@ use alloc::vec::Vec;
 
 use memops::physmap::P2mKind;
 use memops::{FrameTable, Physmap, S2Attrs, TableMem};
-use pv_tlb::{Ipa, PhysAddr};
+use pv_tlb::PhysAddr;
 
 use super::console::{ConsoleLine, ConsoleSink};
-use super::evtchn::{self, EventDomains, Evtchns, HvPort, IrqSink};
+use super::evtchn::{self, Evtchns, HvPort, IrqSink};
 use super::grant::{self, GrantTable};
 use super::Errno;
 use crate::arch::PhysMem;
-use crate::domain::Domain;
 
 /// `GUEST_MAGIC_BASE` (public/arch-arm.h): hv's magic pages (console ring first).
 pub const GUEST_MAGIC_BASE: u64 = 0x3900_0000;
@@ -321,77 +320,6 @@ impl DomainXen {
     }
 }
 
-/// The domains as event channels see them.
-pub struct Doms<'a>(pub &'a mut [Domain]);
-
-impl EventDomains for Doms<'_> {
-    fn events(&mut self, d: u16) -> Option<&mut Evtchns> {
-        self.0
-            .iter_mut()
-            .find(|x| x.id == d)
-            .map(|x| &mut x.xen.evtchn)
-    }
-}
-
-/// A domain has left `domains` for good (it is being torn down): its event
-/// channels' peers go back to unbound (Xen's `evtchn_destroy`).
-pub fn domain_destroyed(domains: &mut [Domain], gone: &Domain) {
-    evtchn::domain_destroyed(&mut Doms(domains), gone.id, &gone.xen.evtchn);
-}
-
-/// Write vCPU `vcpu`'s runstate into its registered area after it changed
-/// (for the run loop at each switch): a physical area directly, a virtual one
-/// through the vCPU's stage 1 `s1` (its registers, loaded or saved). With
-/// `VMASST_TYPE_runstate_update_flag`, `XEN_RUNSTATE_UPDATE` is set in
-/// `state_entry_time` around the update (public/vcpu.h).
-pub fn publish_runstate<M: PhysMem + TableMem>(
-    d: &Domain,
-    vcpu: u32,
-    s1: Option<super::s1walk::Stage1>,
-    mem: &mut M,
-) {
-    let flag_on = d.xen.runstate_update_flag;
-    let Some(rs) = d.xen.runstate.get(vcpu as usize).copied() else {
-        return;
-    };
-    let Some(area) = rs.area else {
-        return;
-    };
-    let mut gm = d
-        .guest_memory(mem)
-        .with_stage1(if rs.phys { None } else { s1 });
-    let flag = if flag_on { runstate::UPDATE } else { 0 };
-    if flag_on {
-        let _ = gm.copy_to_guest(Ipa(area + 8), &(rs.entry | flag).to_le_bytes());
-        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
-    }
-    let _ = gm.copy_to_guest(Ipa(area), &rs.encode(flag));
-    if flag_on {
-        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
-        let _ = gm.copy_to_guest(Ipa(area + 8), &rs.entry.to_le_bytes());
-    }
-}
-
-/// A vCPU switch: vCPU `vcpu` of `d` enters `state` (`RUNSTATE_*`) at
-/// `now_ns`; its registered runstate area, if any, is rewritten through its
-/// stage 1 `s1` (Xen's `update_runstate_area` at each context switch).
-pub fn runstate_switch<M: PhysMem + TableMem>(
-    d: &mut Domain,
-    vcpu: u32,
-    state: u32,
-    now_ns: u64,
-    s1: super::s1walk::Stage1,
-    mem: &mut M,
-) {
-    let Some(rs) = d.xen.runstate.get_mut(vcpu as usize) else {
-        return;
-    };
-    rs.switch(state, now_ns);
-    if rs.area.is_some() {
-        publish_runstate(d, vcpu, Some(s1), mem);
-    }
-}
-
 /// `counter` ticks at `freq` Hz as nanoseconds (Xen's system time, `NOW()`).
 #[must_use]
 pub fn ticks_to_ns(counter: u64, freq: u64) -> u64 {
@@ -399,16 +327,4 @@ pub fn ticks_to_ns(counter: u64, freq: u64) -> u64 {
         return 0;
     }
     (u128::from(counter) * 1_000_000_000 / u128::from(freq)) as u64
-}
-
-/// Inject the event-channel upcall PPI ([`evtchn::GUEST_EVTCHN_PPI`]) for
-/// each `(domid, vcpu)` recorded during a call, through the domain's vGIC.
-pub fn deliver_upcalls(domains: &[Domain], upcalls: &[(u16, u32)]) {
-    for &(d, v) in upcalls {
-        if let Some(dom) = domains.iter().find(|x| x.id == d) {
-            if let Err(e) = dom.vgic.inject(v, evtchn::GUEST_EVTCHN_PPI) {
-                crate::glog!(d, Debug, "d{d}v{v}: event upcall not injected: {e:?}");
-            }
-        }
-    }
 }

@@ -72,38 +72,6 @@ impl Resources {
     }
 }
 
-/// What hv holds right now: `domains` with their event channels, the guest
-/// page `pool`, the VMIDs in use, hv's heap (`heap_free` bytes) and its own
-/// frame allocator (when it is set up).
-#[must_use]
-pub fn gather(
-    domains: &[crate::domain::Domain],
-    pool: &memops::FrameTable,
-    vmids_in_use: usize,
-    heap_free: usize,
-) -> Resources {
-    let evtchns: usize = domains
-        .iter()
-        .map(|d| {
-            (1..super::evtchn::MAX_PORTS)
-                .filter(|&p| d.xen.evtchn.port(p).is_some())
-                .count()
-        })
-        .sum();
-    let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    Resources {
-        pool_free: pool.free_frames(),
-        pool_total: pool.total_frames(),
-        hv_frames_free: crate::mm::frame::try_frames()
-            .map_or(u64::MAX, |f| wide(f.lock().free_count())),
-        vmids_in_use: wide(vmids_in_use),
-        domains: wide(domains.len()),
-        evtchns_in_use: wide(evtchns),
-        heap_free: wide(heap_free),
-        pool_used: pool.total_frames().saturating_sub(pool.free_frames()),
-    }
-}
-
 /// Stage-2 operations recorded (memory_op glue adds to it).
 pub static P2M_OPS: AtomicU64 = AtomicU64::new(0);
 /// Guest exits handled (all pCPUs).
@@ -158,49 +126,5 @@ mod tests {
         assert_eq!(b[56..64], [8, 7, 6, 5, 4, 3, 2, 1]);
         // hv_counters keeps its 96-byte layout.
         assert_eq!(HV_COUNTERS_LEN, 96);
-    }
-
-    #[test]
-    fn gather_counts_domains_vmids_pool_and_event_channels() {
-        use crate::arch::fake::FakeMem;
-        use crate::domain::{Domain, VmidAllocator};
-        use crate::xen::domu::DomainXen;
-        use crate::xen::evtchn::PortState;
-        use memops::FrameTable;
-        use pv_tlb::PhysAddr;
-
-        let mut mem = FakeMem::new(0x8000_0000, 0x400_0000);
-        let mut pool = FrameTable::new(PhysAddr(0x8000_0000), 0x3000);
-        let mut vmids = VmidAllocator::new(4);
-        let empty = gather(&[], &pool, vmids.in_use(), 12345);
-        assert_eq!(
-            (empty.pool_free, empty.pool_total, empty.pool_used),
-            (0x3000, 0x3000, 0)
-        );
-        assert_eq!(
-            (empty.vmids_in_use, empty.domains, empty.evtchns_in_use),
-            (0, 0, 0)
-        );
-        assert_eq!(empty.heap_free, 12345);
-        let mut domains = alloc::vec::Vec::new();
-        for id in [1, 2] {
-            let mut d = Domain::create(id, 4 << 20, 40, &mut vmids, &mut mem, &mut pool).unwrap();
-            d.xen = DomainXen::setup(id, 2, d.physmap_mut(), &mut mem, &mut pool).unwrap();
-            domains.push(d);
-        }
-        let two = gather(&domains, &pool, vmids.in_use(), 1);
-        assert_eq!((two.vmids_in_use, two.domains), (2, 2));
-        assert_eq!(two.pool_used, 0x3000 - two.pool_free);
-        assert!(two.pool_used >= 2 * (4 << 20) / 4096, "{two:?}");
-        // Each domain has hv's console port.
-        assert_eq!(two.evtchns_in_use, 2);
-        let p = domains[0]
-            .xen
-            .evtchn
-            .alloc(PortState::Unbound { remote: 2 }, 0)
-            .unwrap();
-        assert_eq!(gather(&domains, &pool, vmids.in_use(), 1).evtchns_in_use, 3);
-        domains[0].xen.evtchn.free(p).unwrap();
-        assert_eq!(gather(&domains, &pool, vmids.in_use(), 1).evtchns_in_use, 2);
     }
 }

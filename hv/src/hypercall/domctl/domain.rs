@@ -143,7 +143,7 @@ pub fn destroydomain<M: PhysMem + TableMem>(
         return Answer::ok(false);
     }
     let d = sh.domains.swap_remove(idx);
-    crate::xen::domu::domain_destroyed(&mut sh.domains, &d);
+    crate::world::domain_destroyed(&mut sh.domains, &d);
     let World {
         mem,
         vmids,
