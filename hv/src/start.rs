@@ -1,19 +1,21 @@
-//! The portable boot flow and run loop.
+//! The portable boot flow and run loop (layer `start`, DESIGN.md "Layers").
 //!
-//! [`run_primary`] builds one domain per kernel boot module, publishes the
-//! [`System`] for the other CPUs and runs; [`run_secondary`] waits for it and
-//! runs too. Scheduling is cooperative over one FIFO run queue shared by all
-//! pCPUs (so vCPUs are dealt out round-robin): a pCPU runs a vCPU until it
-//! yields (`SCHEDOP_yield`/`block`, WFI/WFE), ends, or its domain ends; a
-//! vCPU that yields with nobody else waiting keeps its pCPU and is not
-//! reloaded. Exits are decoded ([`ExitReason`]) and handled here: Xen
-//! hypercalls, PSCI (SMC, or `HVC #0` as Xen's SMCCC path), undefined
-//! instruction injection, stage-2 faults (retried when the IPA is mapped by
-//! the time hv looks under the `shared` lock, e.g. after a block split; else
-//! they end the domain only), trapped debug/PMU registers (RAZ/WI or undef).
+//! [`run_primary`] builds the boot domains (module and dom0less, through the
+//! builder in [`crate::domain::build`]), publishes the [`System`] for the
+//! other CPUs and runs; [`run_secondary`] waits for it and runs too. Each
+//! pCPU runs the scheduled loop of `start/run.rs` ([`crate::sched`] decides:
+//! per-pCPU run queues, time slices, migration, lazy switching). Exits are
+//! decoded ([`ExitReason`]) and handled here: Xen hypercalls go to
+//! [`crate::hypercall::handle`] and its [`Reply`] becomes the vCPU's next step
+//! in one place (`apply_reply`); PSCI (SMC, or `HVC #0` as Xen's SMCCC path),
+//! undefined instruction injection, stage-2 faults (retried when the IPA is
+//! mapped by the time hv looks under the `shared` lock, e.g. after a block
+//! split; else they end the domain only), trapped debug/PMU registers
+//! (RAZ/WI or undef).
 //!
-//! Locks: `shared` (memory, domains, VMIDs, frames, console) and `runq` are
-//! never held at the same time. No lock is held while a guest runs.
+//! Locks: `shared` (the [`World`]: memory, domains, VMIDs, frames, console)
+//! before `runq` when both are held (PSCI CPU_ON); a vGIC lock and the
+//! rate-limit table are leaves. No lock is held while a guest runs.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -263,7 +265,6 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         self.run_scheduled(arch)
     }
 
-    /// Load `v` on this CPU; false if its domain is gone.
     /// Load `v` on this CPU (false if its domain is gone), then run the
     /// vCPU-switch plan of this pCPU's last-ran record (a different vCPU of
     /// the same VMID needs its local stage-1 entries dropped).
@@ -351,7 +352,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 "sched: switches={} same_vmid_switches={} lazy_resumes={} migrations={} preemptions={}",
                 s.switches, s.same_vmid_switches, s.lazy_resumes, s.migrations, s.preemptions
             ));
-            let c = xen::hvop::counters();
+            let c = crate::counters::counters();
             let mut tlbi = alloc::string::String::new();
             for (k, n) in pv_tlb::TlbOpKind::ALL.iter().zip(c.iter()) {
                 let _ =
@@ -416,7 +417,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             if let Some(g) = &v.vgic {
                 g.sync_lrs(v.id, arch);
             }
-            xen::hvop::GUEST_EXITS.fetch_add(1, Ordering::Relaxed);
+            crate::counters::GUEST_EXITS.fetch_add(1, Ordering::Relaxed);
             let epoch = crate::vgic::wake_epoch();
             match self.handle_exit(arch, v, &raw) {
                 // An interrupt became pending somewhere (an SGI, an event
@@ -439,7 +440,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             ExitReason::Hvc {
                 imm16: xen::abi::XEN_HYPERCALL_TAG,
             } => {
-                xen::hvop::HYPERCALLS.fetch_add(1, Ordering::Relaxed);
+                crate::counters::HYPERCALLS.fetch_add(1, Ordering::Relaxed);
                 self.hypercall(arch, v)
             }
             ExitReason::Hvc { imm16 } => {

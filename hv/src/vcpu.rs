@@ -24,15 +24,6 @@ pub mod vector {
     pub const LOWER_A32: u64 = 0x600;
 }
 
-/// Run state of a vCPU.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum VcpuState {
-    /// Runnable.
-    Runnable,
-    /// Stopped (CPU_OFF, or its domain ended).
-    Off,
-}
-
 /// One virtual CPU of a domain.
 #[derive(Debug)]
 pub struct Vcpu {
@@ -44,8 +35,6 @@ pub struct Vcpu {
     pub gprs: GuestGprs,
     /// EL1 system registers while the vCPU is not loaded on a pCPU.
     pub sysregs: El1Sysregs,
-    /// Run state.
-    pub state: VcpuState,
     /// Its domain's vGIC (set when the vCPU is first loaded).
     pub vgic: Option<alloc::sync::Arc<crate::vgic::Vgic>>,
 }
@@ -64,7 +53,6 @@ impl Vcpu {
             id,
             gprs,
             sysregs: El1Sysregs::default(),
-            state: VcpuState::Runnable,
             vgic: None,
         }
     }

@@ -133,10 +133,11 @@ impl FdtWriter {
 
 /// Phandle of the guest's GIC node (Xen's `GUEST_PHANDLE_GIC`, 65000).
 pub const GUEST_PHANDLE_GIC: u32 = 65000;
-/// The guest's distributor (`GUEST_GICV3_GICD_BASE`/`_SIZE`, public/arch-arm.h).
-pub const GUEST_GICD: (u64, u64) = (0x0300_1000, 0x1_0000);
+/// The guest's distributor (`GUEST_GICV3_GICD_BASE`/`_SIZE`, public/arch-arm.h):
+/// the vGIC's own addresses ([`crate::vgic`] emulates what the DTB names).
+pub const GUEST_GICD: (u64, u64) = (crate::vgic::GICD_BASE, crate::vgic::GICD_SIZE);
 /// The first redistributor (`GUEST_GICV3_GICR0_BASE`) and the per-vCPU stride.
-pub const GUEST_GICR: (u64, u64) = (0x0302_0000, 0x2_0000);
+pub const GUEST_GICR: (u64, u64) = (crate::vgic::GICR_BASE, crate::vgic::GICR_STRIDE);
 /// `xen,xen-<version>` of the `/hypervisor` node (Linux parses the version from it).
 pub const XEN_COMPAT_VERSION: &str = "4.20";
 /// GIC interrupt-specifier type of a PPI (first cell).

@@ -6,9 +6,10 @@ use memops::TableMem;
 
 use super::{low32, CallerView, Ctx, Reply};
 use crate::arch::PhysMem;
+use crate::counters::{counters, reset_counters};
 use crate::guest::GuestHandle;
 use crate::world::gather;
-use crate::xen::hvop::{counters, reset_counters, Resources};
+use crate::xen::hvop::Resources;
 pub use crate::xen::hvop::{
     HVOP_GET_COUNTERS, HVOP_GET_RESOURCES, HVOP_RESET_COUNTERS, HV_COUNTERS_LEN, HYPERVISOR_HV_OP,
 };

@@ -196,7 +196,7 @@ pub fn memory_op<M: PhysMem + TableMem>(
         log::error!("d{caller}: memory_op: releasing pages: {e}");
     }
     let delta = w.flush.stats().recorded.saturating_sub(recorded);
-    crate::xen::hvop::P2M_OPS.fetch_add(delta, Ordering::Relaxed);
+    crate::counters::P2M_OPS.fetch_add(delta, Ordering::Relaxed);
     match out.ret {
         MemOpRet::Done(v) => {
             if v < 0 {

@@ -33,7 +33,7 @@ use crate::arch::{irq, Arch, El1Reg, PhysMem};
 use crate::psci::{self, PsciCall};
 use crate::sched::{Decision, VcpuKey};
 use crate::trap::{DataAbort, SysRegAccess};
-use crate::vcpu::{Vcpu, VcpuState, PSR_MODE_EL0T};
+use crate::vcpu::{Vcpu, PSR_MODE_EL0T};
 use crate::vgic::{self, mmio::MmioAccess, Vgic, PPI_VTIMER};
 
 /// Time slices per second.
@@ -202,7 +202,6 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 }
                 Next::VcpuOff => {
                     self.put_vcpu(arch, &mut v);
-                    v.state = VcpuState::Off;
                     self.runq.lock().sched.remove(key(&v));
                     if let Some(exit) = self.drop_vcpu(arch, v, None) {
                         return exit;

@@ -834,7 +834,7 @@ fn hv_op_get_resources_answers_d0_only_and_checks_its_handle() {
 #[test]
 fn hv_counters_layout() {
     // Counters are global (other tests run in parallel): check the layout and that they move.
-    let before = crate::xen::hvop::counters();
+    let before = crate::counters::counters();
     let r = rig();
     r.add(&kernel(b""));
     r.script(
@@ -846,7 +846,7 @@ fn hv_counters_layout() {
         ],
     );
     r.run(0);
-    let after = crate::xen::hvop::counters();
+    let after = crate::counters::counters();
     assert!(after[10] >= before[10] + 3, "guest_exits");
     assert!(after[11] >= before[11] + 3, "hypercalls");
     assert!(

@@ -1,5 +1,6 @@
-//! hv's counters and resources for `hv_op` (the call: `hypercall::hv_op`; hypercall 49, `__HYPERVISOR_arch_1`, unused by Xen on Arm): hv's
-//! own privileged operations (DESIGN.md, "hv_op").
+//! The ABI of `hv_op` (hypercall 49, `__HYPERVISOR_arch_1`, unused by Xen
+//! on Arm): hv's own privileged operations (DESIGN.md, "hv_op"); the call is
+//! `hypercall::hv_op`, the counters `crate::counters`.
 //!
 //! `HVOP_get_counters` (1) copies `struct hv_counters` (12 little-endian u64,
 //! 96 bytes): `tlbi[8]` in `pv_tlb::TlbOpKind::ALL` order, `p2m_ops`,
@@ -9,10 +10,6 @@
 //! now (free frames, VMIDs, domains, event channels, heap), so a toolstack
 //! can check that create/destroy gives everything back. Unprivileged callers
 //! get `-EPERM`; other sub-ops `-ENOSYS`.
-
-use core::sync::atomic::{AtomicU64, Ordering};
-
-use pv_tlb::TlbOpKind;
 
 /// The hypercall number.
 pub const HYPERVISOR_HV_OP: u64 = 49;
@@ -70,35 +67,6 @@ impl Resources {
         }
         out
     }
-}
-
-/// Stage-2 operations recorded (memory_op glue adds to it).
-pub static P2M_OPS: AtomicU64 = AtomicU64::new(0);
-/// Guest exits handled (all pCPUs).
-pub static GUEST_EXITS: AtomicU64 = AtomicU64::new(0);
-/// Xen hypercalls handled (all pCPUs).
-pub static HYPERCALLS: AtomicU64 = AtomicU64::new(0);
-
-/// `struct hv_counters` as of now.
-#[must_use]
-pub fn counters() -> [u64; 12] {
-    let mut c = [0u64; 12];
-    for (i, k) in TlbOpKind::ALL.iter().enumerate() {
-        c[i] = crate::tlb::STATS.count(*k);
-    }
-    c[8] = P2M_OPS.load(Ordering::Relaxed);
-    c[9] = crate::tlb::STATS.plans();
-    c[10] = GUEST_EXITS.load(Ordering::Relaxed);
-    c[11] = HYPERCALLS.load(Ordering::Relaxed);
-    c
-}
-
-/// Zero every counter.
-pub fn reset_counters() {
-    crate::tlb::STATS.reset();
-    P2M_OPS.store(0, Ordering::Relaxed);
-    GUEST_EXITS.store(0, Ordering::Relaxed);
-    HYPERCALLS.store(0, Ordering::Relaxed);
 }
 
 #[cfg(test)]
