@@ -7,6 +7,14 @@
 //! - xen_version: `xen/include/public/version.h` (`XENVER_*`, struct layouts);
 //! - features: `xen/include/public/features.h` (`XENFEAT_*`);
 //! - sched_op: `xen/include/public/sched.h` (`SCHEDOP_*`, `SHUTDOWN_*`).
+//!
+//! The structures hv reads from or writes to guest memory (memory_op, domctl,
+//! sysctl, vcpu_op, event channels, grant table, hvm_op, multicall, shared
+//! info) are written once, in [`memops::xen_abi`] (typed, size and offsets
+//! asserted at compile time), and re-exported here: use
+//! `crate::xen::abi::XenDomctl` etc., never raw offsets.
+
+pub use memops::xen_abi::*;
 
 /// The `HVC` immediate of a Xen hypercall on Arm (`XEN_HYPERCALL_TAG`).
 pub const XEN_HYPERCALL_TAG: u16 = 0xea1;
@@ -165,4 +173,44 @@ pub mod shutdown {
     pub const CRASH: u32 = 3;
     pub const WATCHDOG: u32 = 4;
     pub const SOFT_RESET: u32 = 5;
+}
+
+#[cfg(test)]
+mod tests {
+    //! The raw numbers hv's handlers still use agree with the shared structs
+    //! (until every handler decodes through them, issue 10).
+    use super::*;
+    use crate::xen::{domu, evtchn, grant};
+
+    #[test]
+    fn hv_sizes_and_offsets_are_the_shared_structs() {
+        assert_eq!(evtchn::layout::VI_UPCALL_PENDING, layout::VI_UPCALL_PENDING);
+        assert_eq!(evtchn::layout::VI_PENDING_SEL, layout::VI_PENDING_SEL);
+        assert_eq!(evtchn::layout::VCPU_INFO_SIZE, layout::VCPU_INFO_SIZE);
+        assert_eq!(evtchn::layout::SI_PENDING, layout::SI_PENDING);
+        assert_eq!(evtchn::layout::SI_MASK, layout::SI_MASK);
+        assert_eq!(grant::QUERY_SIZE_LEN, GnttabQuerySize::SIZE);
+        assert_eq!(grant::SETUP_TABLE_LEN, GnttabSetupTable::SIZE);
+        assert_eq!(domu::MULTICALL_ENTRY_LEN, MulticallEntry::SIZE as u64);
+        assert_eq!(domu::runstate::SIZE, VcpuRunstateInfo::SIZE);
+        assert_eq!(domu::runstate::UPDATE, XEN_RUNSTATE_UPDATE);
+        assert_eq!(evtchn::DOMID_SELF, memops::xen::DOMID_SELF);
+    }
+
+    #[test]
+    fn runstate_encoding_is_vcpu_runstate_info() {
+        let r = domu::Runstate {
+            area: None,
+            phys: false,
+            state: domu::runstate::BLOCKED,
+            entry: 0x1234_5678_9abc,
+            time: [1, 2, 3, 4],
+        };
+        let shared = VcpuRunstateInfo {
+            state: domu::runstate::BLOCKED as i32,
+            state_entry_time: 0x1234_5678_9abc | XEN_RUNSTATE_UPDATE,
+            time: [1, 2, 3, 4],
+        };
+        assert_eq!(r.encode(XEN_RUNSTATE_UPDATE), shared.to_bytes());
+    }
 }
