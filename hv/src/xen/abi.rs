@@ -191,7 +191,10 @@ mod tests {
         assert_eq!(evtchn::layout::SI_MASK, layout::SI_MASK);
         assert_eq!(grant::QUERY_SIZE_LEN, GnttabQuerySize::SIZE);
         assert_eq!(grant::SETUP_TABLE_LEN, GnttabSetupTable::SIZE);
-        assert_eq!(domu::MULTICALL_ENTRY_LEN, MulticallEntry::SIZE as u64);
+        assert_eq!(
+            crate::hypercall::multicall::MULTICALL_ENTRY_LEN,
+            MulticallEntry::SIZE as u64
+        );
         assert_eq!(domu::runstate::SIZE, VcpuRunstateInfo::SIZE);
         assert_eq!(domu::runstate::UPDATE, XEN_RUNSTATE_UPDATE);
         assert_eq!(evtchn::DOMID_SELF, memops::xen::DOMID_SELF);
