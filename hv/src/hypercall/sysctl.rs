@@ -4,16 +4,11 @@
 
 use memops::TableMem;
 
-use super::domctl::{cmd, get, put};
 use super::{Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
+pub use crate::xen::abi::XEN_SYSCTL_INTERFACE_VERSION;
+use crate::xen::abi::{XenSysctl, XenSysctlPhysinfo, XEN_SYSCTL_PHYSINFO};
 use crate::xen::Errno;
-
-/// `XEN_SYSCTL_INTERFACE_VERSION` of Xen 4.17 to 4.20 (public/sysctl.h: "Last
-/// version bump: Xen 4.17"; 4.21 moves to 0x16).
-pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x15;
-/// `sizeof(struct xen_sysctl)`: header (8 bytes) and the 128-byte union.
-pub const SYSCTL_SIZE: usize = 136;
 
 /// `sysctl(struct xen_sysctl *)`: in Xen's `do_sysctl` order, copy in
 /// (-EFAULT), the interface version (-EACCES), the right (-EPERM), then the
@@ -21,11 +16,11 @@ pub const SYSCTL_SIZE: usize = 136;
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     let arg = GuestVa(a[0]);
     let caller = ctx.caller;
-    let mut buf = [0u8; SYSCTL_SIZE];
-    if let Err(e) = ctx.copy_in(arg, &mut buf) {
-        return Reply::ret(Err(e));
-    }
-    let version = get::<4>(&buf, 4) as u32;
+    let mut op = match ctx.read::<{ XenSysctl::SIZE }>(arg) {
+        Ok(b) => XenSysctl::from_bytes(&b),
+        Err(e) => return Reply::ret(Err(e)),
+    };
+    let version = op.interface_version;
     if version != XEN_SYSCTL_INTERFACE_VERSION {
         crate::glog!(
             caller,
@@ -37,15 +32,14 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     if !ctx.privileged() {
         return Reply::ret(Err(Errno::EPERM));
     }
-    if get::<4>(&buf, 0) as u32 != cmd::SYSCTL_PHYSINFO {
+    if op.cmd != XEN_SYSCTL_PHYSINFO {
         return Reply::ret(Err(Errno::ENOSYS));
     }
-    let (total, free) = (ctx.world.pool.total_frames(), ctx.world.pool.free_frames());
-    // struct xen_sysctl_physinfo (union at 8): total_pages @40, free_pages @48, scrub_pages @56.
-    let u = &mut buf[8..];
-    u.fill(0);
-    put(u, 0, &1u32.to_le_bytes());
-    put(u, 40, &total.to_le_bytes());
-    put(u, 48, &free.to_le_bytes());
-    Reply::ret(ctx.write(arg, &buf).map(|()| 0))
+    op.set_member(&XenSysctlPhysinfo {
+        threads_per_core: 1,
+        total_pages: ctx.world.pool.total_frames(),
+        free_pages: ctx.world.pool.free_frames(),
+        ..XenSysctlPhysinfo::default()
+    });
+    Reply::ret(ctx.write(arg, &op.to_bytes()).map(|()| 0))
 }

@@ -2,25 +2,28 @@
 
 use memops::TableMem;
 
-use super::{cd, cdf, dominf, get, put, with_domu, Answer, DOMCTL_SIZE, DOMID_FIRST_RESERVED, U};
+use super::{cdf, dominf, with_domu, Answer, DOMID_FIRST_RESERVED};
 use super::{GIC_NATIVE, GIC_V3, GRANT_VERSION_MASK};
 use crate::arch::{Arch, PhysMem};
 use crate::domain::{DomId, EndReason};
 use crate::hypercall::Ctx;
 use crate::world::World;
+use crate::xen::abi::{XenDomctl, XenDomctlCreatedomain, XenDomctlGetdomaininfo};
 
 use crate::xen::Errno;
 
-/// Check a `createdomain` configuration (`u`, the domctl's union) as Xen's
-/// `sanitise_domain_config` (xen/common/domain.c) and Arm's
-/// `arch_sanitise_domain_config` (xen/arch/arm/domain.c) do, for what hv
-/// offers: hvm|hap exactly (xs_domain allowed), no IOMMU, no vPMU, grant
-/// table v1, no altp2m, no vmtrace, vGICv3, no SVE, no TEE, at most
-/// [`crate::vgic::SPI_COUNT`] SPIs, 1 to [`crate::vgic::MAX_VCPUS`] vCPUs. `Err` names what is refused
-/// (the caller answers -EINVAL).
-pub fn sanitise_createdomain(u: &[u8]) -> Result<(), &'static str> {
-    let r32 = |o: usize| get::<4>(u, o) as u32;
-    let flags = r32(cd::FLAGS);
+/// Check a `createdomain` configuration as Xen's `sanitise_domain_config`
+/// (xen/common/domain.c) and Arm's `arch_sanitise_domain_config`
+/// (xen/arch/arm/domain.c) do, for what hv offers: hvm|hap exactly
+/// (xs_domain allowed), no IOMMU, no vPMU, grant table v1, no altp2m, no
+/// vmtrace, vGICv3, no SVE, no TEE, at most [`crate::vgic::SPI_COUNT`] SPIs,
+/// 1 to [`crate::vgic::MAX_VCPUS`] vCPUs. `Err` names what is refused (the
+/// caller answers -EINVAL).
+///
+/// # Errors
+/// What is refused.
+pub fn sanitise_createdomain(c: &XenDomctlCreatedomain) -> Result<(), &'static str> {
+    let flags = c.flags;
     if flags & !cdf::KNOWN != 0 {
         return Err("unknown CDF flags");
     }
@@ -30,35 +33,35 @@ pub fn sanitise_createdomain(u: &[u8]) -> Result<(), &'static str> {
     if flags & cdf::IOMMU != 0 {
         return Err("IOMMU requested but not available");
     }
-    if r32(cd::IOMMU_OPTS) != 0 {
+    if c.iommu_opts != 0 {
         return Err("IOMMU options specified but IOMMU not requested");
     }
     if flags & cdf::VPMU != 0 {
         return Err("vPMU requested but not available");
     }
-    let grant = r32(cd::GRANT_OPTS);
+    let grant = c.grant_opts;
     if grant & !GRANT_VERSION_MASK != 0 || grant & GRANT_VERSION_MASK > 1 {
         return Err("grant options (hv has grant table v1 only)");
     }
-    if r32(cd::ALTP2M_OPTS) != 0 {
+    if c.altp2m_opts != 0 {
         return Err("altp2m is not supported on Arm");
     }
-    if r32(cd::VMTRACE_SIZE) != 0 {
+    if c.vmtrace_size != 0 {
         return Err("vmtrace is not supported");
     }
-    if !matches!(get::<1>(u, cd::GIC_VERSION) as u8, GIC_NATIVE | GIC_V3) {
+    if !matches!(c.arch.gic_version, GIC_NATIVE | GIC_V3) {
         return Err("unsupported GIC version (hv emulates GICv3)");
     }
-    if get::<1>(u, cd::SVE_VL) != 0 {
+    if c.arch.sve_vl != 0 {
         return Err("SVE is not offered to guests");
     }
-    if get::<2>(u, cd::TEE_TYPE) != 0 {
+    if c.arch.tee_type != 0 {
         return Err("unsupported TEE type");
     }
-    if r32(cd::NR_SPIS) > crate::vgic::SPI_COUNT {
+    if c.arch.nr_spis > crate::vgic::SPI_COUNT {
         return Err("too many SPIs");
     }
-    match r32(cd::MAX_VCPUS) {
+    match c.max_vcpus {
         0 => Err("no vCPUs"),
         n if n > crate::vgic::MAX_VCPUS => Err("max_vcpus above hv's vGIC limit"),
         _ => Ok(()),
@@ -68,12 +71,10 @@ pub fn sanitise_createdomain(u: &[u8]) -> Result<(), &'static str> {
 /// `XEN_DOMCTL_createdomain`: a paused, empty domain (the toolstack gives it
 /// memory, vCPU contexts and unpauses it), with the Xen-interface state of a
 /// domain hv boots ([`crate::xen::domu::DomainXen::setup`]).
-pub fn createdomain<M: PhysMem + TableMem>(
-    sh: &mut World<M>,
-    buf: &mut [u8; DOMCTL_SIZE],
-    want: DomId,
-) -> Answer {
-    if let Err(why) = sanitise_createdomain(&buf[U..]) {
+pub fn createdomain<M: PhysMem + TableMem>(sh: &mut World<M>, op: &mut XenDomctl) -> Answer {
+    let want = op.domain;
+    let mut config: XenDomctlCreatedomain = op.member();
+    if let Err(why) = sanitise_createdomain(&config) {
         log::debug!("createdomain: {why}: -EINVAL");
         return Answer::err(Errno::EINVAL);
     }
@@ -100,16 +101,13 @@ pub fn createdomain<M: PhysMem + TableMem>(
     } else {
         want
     };
-    let vcpus = get::<4>(buf, U + cd::MAX_VCPUS) as u32;
-    let mut handle = [0u8; 16];
-    if let Some(h) = buf.get(U + 4..U + 20) {
-        handle.copy_from_slice(h);
-    }
-    match b.create_paused(id, vcpus, handle) {
+    match b.create_paused(id, config.max_vcpus, config.handle) {
         Ok(()) => {
-            put(buf, 8, &id.to_le_bytes());
-            // Xen fills in the native GIC version for the toolstack.
-            put(buf, U + cd::GIC_VERSION, &[GIC_V3]);
+            op.domain = id;
+            // Xen fills in the native GIC version for the toolstack (the
+            // rest of the union goes back as it came).
+            config.arch.gic_version = GIC_V3;
+            crate::xen::abi::Le::put(&config, &mut op.u, 0);
             Answer::ok(true)
         }
         Err(e) => {
@@ -198,8 +196,9 @@ pub fn unpause<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, id: DomId) -> Answer
 }
 
 /// `XEN_DOMCTL_getdomaininfo`.
-pub fn getdomaininfo<M>(sh: &World<M>, buf: &mut [u8; DOMCTL_SIZE], id: DomId) -> Answer {
-    let Some(d) = sh.domains.iter().find(|d| d.id == id) else {
+pub fn getdomaininfo<M>(sh: &World<M>, op: &mut XenDomctl) -> Answer {
+    let id = op.domain;
+    let Some(d) = sh.domain(id) else {
         return Answer::err(Errno::ESRCH);
     };
     let mut flags = dominf::HVM_GUEST | dominf::HAP;
@@ -214,17 +213,17 @@ pub fn getdomaininfo<M>(sh: &World<M>, buf: &mut [u8; DOMCTL_SIZE], id: DomId) -
             flags |= dominf::DYING;
         }
     }
-    // struct xen_domctl_getdomaininfo (offsets in the union).
-    let u = &mut buf[U..];
-    u.fill(0);
-    put(u, 0, &id.to_le_bytes());
-    put(u, 4, &flags.to_le_bytes());
-    put(u, 8, &d.physmap().tot_pages().to_le_bytes());
-    put(u, 16, &d.physmap().max_pages().to_le_bytes());
-    put(u, 64, &d.live_vcpus.to_le_bytes());
-    put(u, 68, &d.max_vcpus.saturating_sub(1).to_le_bytes());
-    put(u, 76, &d.handle);
-    put(u, 96, &u32::from(d.stage2().ipa_bits()).to_le_bytes());
+    op.set_member(&XenDomctlGetdomaininfo {
+        domain: id,
+        flags,
+        tot_pages: d.physmap().tot_pages(),
+        max_pages: d.physmap().max_pages(),
+        nr_online_vcpus: d.live_vcpus,
+        max_vcpu_id: d.max_vcpus.saturating_sub(1),
+        handle: d.handle,
+        gpaddr_bits: d.stage2().ipa_bits(),
+        ..XenDomctlGetdomaininfo::default()
+    });
     Answer::ok(true)
 }
 
@@ -232,12 +231,13 @@ pub fn getdomaininfo<M>(sh: &World<M>, buf: &mut [u8; DOMCTL_SIZE], id: DomId) -
 mod tests {
     use super::*;
 
-    fn config(flags: u32) -> [u8; 128] {
-        let mut u = [0u8; 128];
-        u[cd::FLAGS..cd::FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
-        u[cd::MAX_VCPUS..cd::MAX_VCPUS + 4].copy_from_slice(&1u32.to_le_bytes());
-        u[cd::GRANT_OPTS] = 1;
-        u
+    fn config(flags: u32) -> XenDomctlCreatedomain {
+        XenDomctlCreatedomain {
+            flags,
+            max_vcpus: 1,
+            grant_opts: 1,
+            ..XenDomctlCreatedomain::default()
+        }
     }
 
     /// Issue 9 finding 10: createdomain flags are checked as Xen's
@@ -264,29 +264,28 @@ mod tests {
         ] {
             assert!(sanitise_createdomain(&config(bad)).is_err(), "{bad:#x}");
         }
-        let with = |o: usize, v: &[u8]| {
-            let mut u = config(cdf::REQUIRED);
-            u[o..o + v.len()].copy_from_slice(v);
-            sanitise_createdomain(&u)
+        let with = |f: &dyn Fn(&mut XenDomctlCreatedomain)| {
+            let mut c = config(cdf::REQUIRED);
+            f(&mut c);
+            sanitise_createdomain(&c)
         };
-        assert!(with(cd::IOMMU_OPTS, &[1]).is_err());
-        assert!(with(cd::GRANT_OPTS, &[2]).is_err(), "grant v2");
+        assert!(with(&|c| c.iommu_opts = 1).is_err());
+        assert!(with(&|c| c.grant_opts = 2).is_err(), "grant v2");
         assert!(
-            with(cd::GRANT_OPTS + 1, &[1]).is_err(),
+            with(&|c| c.grant_opts = 0x101).is_err(),
             "grant_opts above the mask"
         );
-        assert_eq!(with(cd::GRANT_OPTS, &[0]), Ok(()));
-        assert!(with(cd::ALTP2M_OPTS, &[1]).is_err());
-        assert!(with(cd::VMTRACE_SIZE, &[0, 0x10]).is_err());
-        assert!(with(cd::GIC_VERSION, &[1]).is_err(), "GICv2");
-        assert_eq!(with(cd::GIC_VERSION, &[2]), Ok(()));
-        assert!(with(cd::SVE_VL, &[1]).is_err());
-        assert!(with(cd::TEE_TYPE, &[1]).is_err());
-        assert!(with(cd::NR_SPIS, &[65]).is_err());
-        assert_eq!(with(cd::NR_SPIS, &[64]), Ok(()));
-        assert!(with(cd::MAX_VCPUS, &[0]).is_err());
-        assert_eq!(with(cd::MAX_VCPUS, &[2]), Ok(()));
-        assert!(with(cd::MAX_VCPUS, &[0, 1]).is_err(), "256 vCPUs");
-        assert!(sanitise_createdomain(&[]).is_err(), "short input");
+        assert_eq!(with(&|c| c.grant_opts = 0), Ok(()));
+        assert!(with(&|c| c.altp2m_opts = 1).is_err());
+        assert!(with(&|c| c.vmtrace_size = 0x1000).is_err());
+        assert!(with(&|c| c.arch.gic_version = 1).is_err(), "GICv2");
+        assert_eq!(with(&|c| c.arch.gic_version = 2), Ok(()));
+        assert!(with(&|c| c.arch.sve_vl = 1).is_err());
+        assert!(with(&|c| c.arch.tee_type = 1).is_err());
+        assert!(with(&|c| c.arch.nr_spis = 65).is_err());
+        assert_eq!(with(&|c| c.arch.nr_spis = 64), Ok(()));
+        assert!(with(&|c| c.max_vcpus = 0).is_err());
+        assert_eq!(with(&|c| c.max_vcpus = 2), Ok(()));
+        assert!(with(&|c| c.max_vcpus = 256).is_err(), "256 vCPUs");
     }
 }

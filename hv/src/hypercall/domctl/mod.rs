@@ -20,32 +20,13 @@ use super::{Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
 use crate::domain::{DomId, Domain};
 use crate::world::World;
+use crate::xen::abi::XenDomctl;
 use crate::xen::Errno;
 
 pub use domain::sanitise_createdomain;
 
-/// `XEN_DOMCTL_INTERFACE_VERSION`.
-pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x17;
-/// `sizeof(struct xen_domctl)`: header (16 bytes) and the 128-byte union.
-pub const DOMCTL_SIZE: usize = 144;
-/// Offset of `xen_domctl.u`.
-pub(crate) const U: usize = 16;
-/// `sizeof(struct vcpu_guest_context)` on arm64.
-pub const VCPU_GUEST_CONTEXT_SIZE: usize = 352;
-
-/// `XEN_DOMCTL_*` commands.
-pub mod cmd {
-    #![allow(missing_docs)]
-    pub const CREATEDOMAIN: u32 = 1;
-    pub const DESTROYDOMAIN: u32 = 2;
-    pub const UNPAUSEDOMAIN: u32 = 4;
-    pub const GETDOMAININFO: u32 = 5;
-    pub const MAX_MEM: u32 = 11;
-    pub const SETVCPUCONTEXT: u32 = 12;
-    pub const MAX_VCPUS: u32 = 15;
-    /// `XEN_SYSCTL_physinfo`.
-    pub const SYSCTL_PHYSINFO: u32 = 3;
-}
+pub use crate::xen::abi::domctl_cmd as cmd;
+pub use crate::xen::abi::XEN_DOMCTL_INTERFACE_VERSION;
 
 /// `XEN_DOMINF_*` flags of `getdomaininfo`.
 pub mod dominf {
@@ -80,24 +61,8 @@ pub mod cdf {
     pub const OPTIONAL: u32 = IOMMU | VPMU | XS_DOMAIN;
 }
 
-/// Offsets in `struct xen_domctl_createdomain` (interface 0x17, arm64).
-pub(crate) mod cd {
-    pub const FLAGS: usize = 20;
-    pub const IOMMU_OPTS: usize = 24;
-    pub const MAX_VCPUS: usize = 28;
-    pub const GRANT_OPTS: usize = 44;
-    pub const ALTP2M_OPTS: usize = 48;
-    pub const VMTRACE_SIZE: usize = 52;
-    /// `struct xen_arch_domainconfig`: gic_version u8, sve_vl u8,
-    /// tee_type u16, nr_spis u32.
-    pub const GIC_VERSION: usize = 60;
-    pub const SVE_VL: usize = 61;
-    pub const TEE_TYPE: usize = 62;
-    pub const NR_SPIS: usize = 64;
-}
-
 /// `VGCF_online` (public/arch-arm.h): the vCPU is up once the domain runs.
-pub(crate) const VGCF_ONLINE: u64 = 1;
+pub(crate) const VGCF_ONLINE: u32 = 1;
 
 /// `XEN_DOMCTL_GRANT_version_mask`.
 pub(crate) const GRANT_VERSION_MASK: u32 = 0xf;
@@ -108,20 +73,6 @@ pub(crate) const GIC_V3: u8 = 2;
 
 /// First reserved domid (`DOMID_FIRST_RESERVED`).
 pub(crate) const DOMID_FIRST_RESERVED: u16 = 0x7ff0;
-
-pub(crate) fn get<const N: usize>(b: &[u8], o: usize) -> u64 {
-    let mut a = [0u8; 8];
-    if let Some(s) = b.get(o..o + N) {
-        a[..N].copy_from_slice(s);
-    }
-    u64::from_le_bytes(a)
-}
-
-pub(crate) fn put(b: &mut [u8], o: usize, v: &[u8]) {
-    if let Some(s) = b.get_mut(o..o + v.len()) {
-        s.copy_from_slice(v);
-    }
-}
 
 /// The result of a domctl: x0, and whether to write the struct back.
 pub struct Answer {
@@ -156,14 +107,14 @@ impl Answer {
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     let arg = GuestVa(a[0]);
     let caller = ctx.caller;
-    let mut buf = [0u8; DOMCTL_SIZE];
-    if let Err(e) = ctx.copy_in(arg, &mut buf) {
-        log::debug!("d{caller}: domctl: {arg}: {e:?}");
-        return Reply::ret(Err(e));
-    }
-    let c = get::<4>(&buf, 0) as u32;
-    let version = get::<4>(&buf, 4) as u32;
-    let domain = get::<2>(&buf, 8) as u16;
+    let mut op = match ctx.read::<{ XenDomctl::SIZE }>(arg) {
+        Ok(b) => XenDomctl::from_bytes(&b),
+        Err(e) => {
+            log::debug!("d{caller}: domctl: {arg}: {e:?}");
+            return Reply::ret(Err(e));
+        }
+    };
+    let (c, version, domain) = (op.cmd, op.interface_version, op.domain);
     let answer = if version != XEN_DOMCTL_INTERFACE_VERSION {
         log::debug!("d{caller}: domctl {c}: interface version {version:#x}");
         Answer::err(Errno::EACCES)
@@ -172,13 +123,13 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
         Answer::err(Errno::EPERM)
     } else {
         match c {
-            cmd::CREATEDOMAIN => domain::createdomain(ctx.world, &mut buf, domain),
+            cmd::CREATEDOMAIN => domain::createdomain(ctx.world, &mut op),
             cmd::DESTROYDOMAIN => domain::destroydomain(ctx.world, ctx.arch, domain),
             cmd::UNPAUSEDOMAIN => domain::unpause(ctx, domain),
-            cmd::GETDOMAININFO => domain::getdomaininfo(ctx.world, &mut buf, domain),
-            cmd::MAX_MEM => memory::max_mem(ctx.world, &buf, domain),
-            cmd::MAX_VCPUS => vcpu::max_vcpus(ctx.world, &buf, domain),
-            cmd::SETVCPUCONTEXT => vcpu::setvcpucontext(ctx, &buf, domain),
+            cmd::GETDOMAININFO => domain::getdomaininfo(ctx.world, &mut op),
+            cmd::MAX_MEM => memory::max_mem(ctx.world, &op),
+            cmd::MAX_VCPUS => vcpu::max_vcpus(ctx.world, &op),
+            cmd::SETVCPUCONTEXT => vcpu::setvcpucontext(ctx, &op),
             other => {
                 log::debug!("d{caller}: domctl {other} not implemented");
                 Answer::err(Errno::ENOSYS)
@@ -186,7 +137,7 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
         }
     };
     if answer.copy_back {
-        if let Err(e) = ctx.write(arg, &buf) {
+        if let Err(e) = ctx.write(arg, &op.to_bytes()) {
             return Reply::ret(Err(e));
         }
     }
