@@ -49,55 +49,73 @@ pub mod nr {
     pub const ARCH_7: u64 = 55;
 }
 
+/// Xen's hypercall names by number (public/xen.h), for logs: a table, not
+/// a dispatcher (`hypercall::handle` holds the one `match` over numbers).
+const HYPERCALL_NAMES: [Option<&str>; 56] = [
+    Some("set_trap_table"),                // 0
+    Some("mmu_update"),                    // 1
+    Some("set_gdt"),                       // 2
+    Some("stack_switch"),                  // 3
+    Some("set_callbacks"),                 // 4
+    Some("fpu_taskswitch"),                // 5
+    Some("sched_op_compat"),               // 6
+    Some("platform_op"),                   // 7
+    Some("set_debugreg"),                  // 8
+    Some("get_debugreg"),                  // 9
+    Some("update_descriptor"),             // 10
+    None,                                  // 11
+    Some("memory_op"),                     // 12
+    Some("multicall"),                     // 13
+    Some("update_va_mapping"),             // 14
+    Some("set_timer_op"),                  // 15
+    Some("event_channel_op_compat"),       // 16
+    Some("xen_version"),                   // 17
+    Some("console_io"),                    // 18
+    Some("physdev_op_compat"),             // 19
+    Some("grant_table_op"),                // 20
+    Some("vm_assist"),                     // 21
+    Some("update_va_mapping_otherdomain"), // 22
+    Some("iret"),                          // 23
+    Some("vcpu_op"),                       // 24
+    Some("set_segment_base"),              // 25
+    Some("mmuext_op"),                     // 26
+    Some("xsm_op"),                        // 27
+    Some("nmi_op"),                        // 28
+    Some("sched_op"),                      // 29
+    Some("callback_op"),                   // 30
+    Some("xenoprof_op"),                   // 31
+    Some("event_channel_op"),              // 32
+    Some("physdev_op"),                    // 33
+    Some("hvm_op"),                        // 34
+    Some("sysctl"),                        // 35
+    Some("domctl"),                        // 36
+    Some("kexec_op"),                      // 37
+    Some("tmem_op"),                       // 38
+    Some("argo_op"),                       // 39
+    Some("xenpmu_op"),                     // 40
+    Some("dm_op"),                         // 41
+    Some("hypfs_op"),                      // 42
+    None,                                  // 43
+    None,                                  // 44
+    None,                                  // 45
+    None,                                  // 46
+    None,                                  // 47
+    Some("arch_N"),                        // 48
+    Some("arch_N"),                        // 49
+    Some("arch_N"),                        // 50
+    Some("arch_N"),                        // 51
+    Some("arch_N"),                        // 52
+    Some("arch_N"),                        // 53
+    Some("arch_N"),                        // 54
+    Some("arch_N"),                        // 55
+];
+
 /// A name for hypercall `n` (for logs), if Xen defines it.
 #[must_use]
 pub fn hypercall_name(n: u64) -> Option<&'static str> {
-    Some(match n {
-        0 => "set_trap_table",
-        1 => "mmu_update",
-        2 => "set_gdt",
-        3 => "stack_switch",
-        4 => "set_callbacks",
-        5 => "fpu_taskswitch",
-        6 => "sched_op_compat",
-        7 => "platform_op",
-        8 => "set_debugreg",
-        9 => "get_debugreg",
-        10 => "update_descriptor",
-        12 => "memory_op",
-        13 => "multicall",
-        14 => "update_va_mapping",
-        15 => "set_timer_op",
-        16 => "event_channel_op_compat",
-        17 => "xen_version",
-        18 => "console_io",
-        19 => "physdev_op_compat",
-        20 => "grant_table_op",
-        21 => "vm_assist",
-        22 => "update_va_mapping_otherdomain",
-        23 => "iret",
-        24 => "vcpu_op",
-        25 => "set_segment_base",
-        26 => "mmuext_op",
-        27 => "xsm_op",
-        28 => "nmi_op",
-        29 => "sched_op",
-        30 => "callback_op",
-        31 => "xenoprof_op",
-        32 => "event_channel_op",
-        33 => "physdev_op",
-        34 => "hvm_op",
-        35 => "sysctl",
-        36 => "domctl",
-        37 => "kexec_op",
-        38 => "tmem_op",
-        39 => "argo_op",
-        40 => "xenpmu_op",
-        41 => "dm_op",
-        42 => "hypfs_op",
-        48..=55 => "arch_N",
-        _ => return None,
-    })
+    usize::try_from(n)
+        .ok()
+        .and_then(|i| HYPERCALL_NAMES.get(i).copied().flatten())
 }
 
 /// `CONSOLEIO_*` (xen/include/public/xen.h).
