@@ -38,3 +38,31 @@ fn runstate_encoding_is_vcpu_runstate_info() {
     };
     assert_eq!(r.encode(XEN_RUNSTATE_UPDATE), shared.to_bytes());
 }
+
+#[test]
+fn hv_op_structs_are_the_shared_ones() {
+    use hv::xen::hvop;
+    assert_eq!(hvop::HV_COUNTERS_LEN, HvCounters::SIZE);
+    assert_eq!(hvop::HV_RESOURCES_LEN, HvResources::SIZE);
+    let r = hvop::Resources {
+        pool_free: 1,
+        pool_total: 2,
+        hv_frames_free: 3,
+        vmids_in_use: 4,
+        domains: 5,
+        evtchns_in_use: 6,
+        heap_free: 7,
+        pool_used: u64::MAX,
+    };
+    let shared = HvResources {
+        pool_free: 1,
+        pool_total: 2,
+        hv_frames_free: 3,
+        vmids_in_use: 4,
+        domains: 5,
+        evtchns_in_use: 6,
+        heap_free: 7,
+        pool_used: u64::MAX,
+    };
+    assert_eq!(r.to_bytes(), shared.to_bytes());
+}
