@@ -75,22 +75,22 @@ pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = xen_abi::XEN_DOMCTL_INTERFACE_VERS
 pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = xen_abi::XEN_SYSCTL_INTERFACE_VERSION;
 
 /// `XEN_DOMCTL_createdomain`.
-pub const XEN_DOMCTL_CREATEDOMAIN: u32 = 1;
+pub const XEN_DOMCTL_CREATEDOMAIN: u32 = xen_abi::domctl_cmd::CREATEDOMAIN;
 /// `XEN_DOMCTL_destroydomain`.
-pub const XEN_DOMCTL_DESTROYDOMAIN: u32 = 2;
+pub const XEN_DOMCTL_DESTROYDOMAIN: u32 = xen_abi::domctl_cmd::DESTROYDOMAIN;
 /// `XEN_DOMCTL_unpausedomain`.
-pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
+pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = xen_abi::domctl_cmd::UNPAUSEDOMAIN;
 /// `XEN_DOMCTL_getdomaininfo`.
-pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
+pub const XEN_DOMCTL_GETDOMAININFO: u32 = xen_abi::domctl_cmd::GETDOMAININFO;
 /// `XEN_DOMCTL_max_mem`.
-pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
+pub const XEN_DOMCTL_MAX_MEM: u32 = xen_abi::domctl_cmd::MAX_MEM;
 /// `XEN_DOMCTL_setvcpucontext`.
-pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = 12;
+pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = xen_abi::domctl_cmd::SETVCPUCONTEXT;
 /// `XEN_DOMCTL_max_vcpus`.
-pub const XEN_DOMCTL_MAX_VCPUS: u32 = 15;
+pub const XEN_DOMCTL_MAX_VCPUS: u32 = xen_abi::domctl_cmd::MAX_VCPUS;
 
 /// `XEN_SYSCTL_physinfo`.
-pub const XEN_SYSCTL_PHYSINFO: u32 = 3;
+pub const XEN_SYSCTL_PHYSINFO: u32 = xen_abi::XEN_SYSCTL_PHYSINFO;
 
 /// `XEN_DOMCTL_CDF_hvm` (required on Arm).
 pub const XEN_DOMCTL_CDF_HVM: u32 = 1 << 0;
