@@ -9,8 +9,9 @@
 //! - a node per module: per file, and per inline `mod name { ... }`;
 //! - an edge M -> N when M's code names N: a `use` (trees expanded), or a
 //!   `crate::a::b::...`, `super::...`, `self::...` or `$crate::...` path in
-//!   code; a path names the deepest module it walks through
-//!   (`crate::xen::abi::nr::X` names `xen::abi::nr`);
+//!   code, or a `name::...` path where a `use` of the module (or of an
+//!   enclosing one in the same file) bound `name`; a path names the deepest
+//!   module it walks through (`crate::xen::abi::nr::X` names `xen::abi::nr`);
 //! - edges between a module and its own ancestors or descendants are ignored:
 //!   nesting is ownership (a parent re-exports or drives its children, a child
 //!   uses its parent's items), not layering;
@@ -254,17 +255,31 @@ fn absolute(m: &str, segs: &[String]) -> Option<Vec<String>> {
     Some(cur)
 }
 
+/// One leaf of a `use` tree: the path, its line, and the name it binds
+/// (`None` for globs and `as _`).
+struct UseLeaf {
+    path: Vec<String>,
+    line: usize,
+    name: Option<String>,
+}
+
 /// Expands a `use` tree starting at `toks[*i]`, prefixing `prefix`, until the
 /// closing `;`, `,` or `}` of this tree level (left unconsumed).
-fn use_tree(toks: &[Tok], i: &mut usize, prefix: Vec<String>, out: &mut Vec<(Vec<String>, usize)>) {
+fn use_tree(toks: &[Tok], i: &mut usize, prefix: Vec<String>, out: &mut Vec<UseLeaf>) {
     let mut path = prefix;
     let mut line = toks.get(*i).map_or(0, |t| t.line);
+    let mut name: Option<Option<String>> = None;
     while *i < toks.len() {
         let t = &toks[*i];
         match t.text.as_str() {
             ";" | "," | "}" => {
                 if !path.is_empty() {
-                    out.push((path.clone(), line));
+                    let name = name.unwrap_or_else(|| path.last().cloned());
+                    out.push(UseLeaf {
+                        path: path.clone(),
+                        line,
+                        name,
+                    });
                 }
                 return;
             }
@@ -285,8 +300,13 @@ fn use_tree(toks: &[Tok], i: &mut usize, prefix: Vec<String>, out: &mut Vec<(Vec
                 // Nothing more is pushed for this level.
                 path.clear();
             }
-            "*" => *i += 1,
+            "*" => {
+                name = Some(None);
+                *i += 1;
+            }
             "as" => {
+                let alias = toks.get(*i + 1).map(|t| t.text.clone());
+                name = Some(alias.filter(|a| a != "_"));
                 *i += 2;
             }
             "self" if !path.is_empty() => *i += 1,
@@ -335,6 +355,8 @@ impl Crate {
         let mut stack: Vec<(String, PathBuf, usize)> = vec![(module.clone(), dir, 0)];
         self.modules.entry(module).or_default();
         let mut depth = 0usize;
+        // (module, name) -> the absolute path a `use` bound it to.
+        let mut aliases: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         let mut children: Vec<(String, PathBuf, PathBuf)> = Vec::new();
         let mut i = 0;
         while i < toks.len() {
@@ -377,11 +399,34 @@ impl Crate {
                     i += 1;
                     let mut found = Vec::new();
                     use_tree(&toks, &mut i, Vec::new(), &mut found);
-                    for (segs, line) in found {
-                        if let Some(path) = absolute(&cur, &segs) {
-                            self.add_ref(&cur, path, &rel, line);
+                    for leaf in found {
+                        if let Some(path) = absolute(&cur, &leaf.path) {
+                            if let Some(n) = leaf.name {
+                                aliases.insert((cur.clone(), n), path.clone());
+                            }
+                            self.add_ref(&cur, path, &rel, leaf.line);
                         }
                     }
+                }
+                // `name::...` where `name` was bound by a `use` of this
+                // module or an enclosing one (reached by `use super::*`).
+                s if is_ident(s)
+                    && next == Some("::")
+                    && prev != "::"
+                    && prev != "."
+                    && Self::alias(&aliases, &cur, s).is_some() =>
+                {
+                    let line = toks[i].line;
+                    let mut segs = Self::alias(&aliases, &cur, s).unwrap().clone();
+                    let mut j = i + 1;
+                    while toks.get(j).map(|t| t.text.as_str()) == Some("::")
+                        && toks.get(j + 1).is_some_and(|t| is_ident(&t.text))
+                    {
+                        segs.push(toks[j + 1].text.clone());
+                        j += 2;
+                    }
+                    self.add_ref(&cur, segs, &rel, line);
+                    i = j;
                 }
                 "crate" | "$crate" | "self" | "super"
                     if next == Some("::") && prev != "::" && prev != "(" =>
@@ -405,6 +450,22 @@ impl Crate {
         }
         for (child, f, child_dir) in children {
             self.read_file(src_dir, &f, child, child_dir);
+        }
+    }
+
+    /// What `name` is bound to in `module` or the closest enclosing module
+    /// of the same file.
+    fn alias<'a>(
+        aliases: &'a BTreeMap<(String, String), Vec<String>>,
+        module: &str,
+        name: &str,
+    ) -> Option<&'a Vec<String>> {
+        let mut m = module.to_string();
+        loop {
+            if let Some(p) = aliases.get(&(m.clone(), name.to_string())) {
+                return Some(p);
+            }
+            m = m.rsplit_once("::")?.0.to_string();
         }
     }
 
@@ -748,5 +809,41 @@ fn stripping_keeps_lines_and_drops_literals() {
     assert!(
         words.contains(&("x", 3)) && words.contains(&("'", 3)),
         "{words:?}"
+    );
+}
+
+#[test]
+fn checker_follows_names_bound_by_use() {
+    // a -> b::inner only through `b::inner::g()` after `use crate::b;`; a's
+    // inline test module reaches b::inner through the name its parent bound.
+    let t = Tree::new(
+        "alias",
+        &[
+            ("lib.rs", "pub mod a;\npub mod b;\n"),
+            (
+                "a.rs",
+                "use crate::b;\nfn f() { b::inner::g(); }\n\
+                 mod tests {\n    use super::*;\n    fn t() { b::inner::g(); }\n}\n",
+            ),
+            (
+                "b.rs",
+                "pub mod inner {\n    pub fn g() {}\n    use crate::a as _;\n}\n",
+            ),
+        ],
+    );
+    let k = Crate::read(&t.0, "lib.rs");
+    assert_eq!(
+        k.cycles(),
+        vec![vec!["crate::a".to_string(), "crate::b::inner".into()]]
+    );
+    let report = k.report(&k.cycles());
+    assert!(
+        report.contains("a.rs:2: fn f() { b::inner::g(); }"),
+        "{report}"
+    );
+    let edges = k.edges();
+    assert!(
+        edges.contains_key(&("crate::a::tests".to_string(), "crate::b::inner".to_string())),
+        "{edges:?}"
     );
 }

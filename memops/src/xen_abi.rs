@@ -802,6 +802,50 @@ xen_struct! {
     }
 }
 
+// ---------------------------------------------------------------------------
+// hv_op (hypercall 49): hv's own ABI (DESIGN.md, "hv_op"), not Xen's
+// ---------------------------------------------------------------------------
+
+xen_struct! {
+    /// hv's `struct hv_counters` (`HVOP_get_counters`).
+    pub struct HvCounters: 96 {
+        /// `uint64_t tlbi[8]`: TLB operations executed, in
+        /// `pv_tlb::TlbOpKind::ALL` order.
+        tlbi: [u64; 8] = 0,
+        /// `uint64_t p2m_ops`: stage-2 operations recorded.
+        p2m_ops: u64 = 64,
+        /// `uint64_t plans`: flush plans executed.
+        plans: u64 = 72,
+        /// `uint64_t guest_exits`.
+        guest_exits: u64 = 80,
+        /// `uint64_t hypercalls`.
+        hypercalls: u64 = 88,
+    }
+}
+
+xen_struct! {
+    /// hv's `struct hv_resources` (`HVOP_get_resources`): what hv has handed
+    /// out right now (`u64::MAX` where hv cannot know).
+    pub struct HvResources: 64 {
+        /// Free frames of the guest page pool.
+        pool_free: u64 = 0,
+        /// Frames of the guest page pool.
+        pool_total: u64 = 8,
+        /// Free frames of hv's own frame allocator (stage-2 tables).
+        hv_frames_free: u64 = 16,
+        /// VMIDs allocated to domains.
+        vmids_in_use: u64 = 24,
+        /// Domains hv holds.
+        domains: u64 = 32,
+        /// Event channel ports in use over all domains.
+        evtchns_in_use: u64 = 40,
+        /// Free bytes of hv's heap.
+        heap_free: u64 = 48,
+        /// Guest page-pool frames some domain owns.
+        pool_used: u64 = 56,
+    }
+}
+
 /// Byte offsets hv reads and writes in place in the shared-info page and in
 /// a registered `vcpu_info` (from the structs above, so they cannot drift).
 pub mod layout {

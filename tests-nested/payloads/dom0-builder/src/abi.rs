@@ -75,22 +75,22 @@ pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = xen_abi::XEN_DOMCTL_INTERFACE_VERS
 pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = xen_abi::XEN_SYSCTL_INTERFACE_VERSION;
 
 /// `XEN_DOMCTL_createdomain`.
-pub const XEN_DOMCTL_CREATEDOMAIN: u32 = 1;
+pub const XEN_DOMCTL_CREATEDOMAIN: u32 = xen_abi::domctl_cmd::CREATEDOMAIN;
 /// `XEN_DOMCTL_destroydomain`.
-pub const XEN_DOMCTL_DESTROYDOMAIN: u32 = 2;
+pub const XEN_DOMCTL_DESTROYDOMAIN: u32 = xen_abi::domctl_cmd::DESTROYDOMAIN;
 /// `XEN_DOMCTL_unpausedomain`.
-pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
+pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = xen_abi::domctl_cmd::UNPAUSEDOMAIN;
 /// `XEN_DOMCTL_getdomaininfo`.
-pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
+pub const XEN_DOMCTL_GETDOMAININFO: u32 = xen_abi::domctl_cmd::GETDOMAININFO;
 /// `XEN_DOMCTL_max_mem`.
-pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
+pub const XEN_DOMCTL_MAX_MEM: u32 = xen_abi::domctl_cmd::MAX_MEM;
 /// `XEN_DOMCTL_setvcpucontext`.
-pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = 12;
+pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = xen_abi::domctl_cmd::SETVCPUCONTEXT;
 /// `XEN_DOMCTL_max_vcpus`.
-pub const XEN_DOMCTL_MAX_VCPUS: u32 = 15;
+pub const XEN_DOMCTL_MAX_VCPUS: u32 = xen_abi::domctl_cmd::MAX_VCPUS;
 
 /// `XEN_SYSCTL_physinfo`.
-pub const XEN_SYSCTL_PHYSINFO: u32 = 3;
+pub const XEN_SYSCTL_PHYSINFO: u32 = xen_abi::XEN_SYSCTL_PHYSINFO;
 
 /// `XEN_DOMCTL_CDF_hvm` (required on Arm).
 pub const XEN_DOMCTL_CDF_HVM: u32 = 1 << 0;
@@ -124,7 +124,7 @@ pub const HVOP_RESET_COUNTERS: u64 = 2;
 /// hv_op sub-op: copy `struct hv_resources` (8 u64) to the handle in x1.
 pub const HVOP_GET_RESOURCES: u64 = 3;
 /// `sizeof(struct hv_resources)`.
-pub const HV_RESOURCES_SIZE: usize = 64;
+pub const HV_RESOURCES_SIZE: usize = xen_abi::HvResources::SIZE;
 
 /// `__HYPERVISOR_event_channel_op`.
 pub const HYPERVISOR_EVENT_CHANNEL_OP: u64 = 32;
@@ -166,15 +166,16 @@ impl HvResources {
     /// Decode the 64 bytes `HVOP_get_resources` wrote.
     #[must_use]
     pub fn decode(b: &Buf<HV_RESOURCES_SIZE>) -> Self {
+        let r = xen_abi::HvResources::from_bytes(&b.0);
         Self {
-            pool_free: get64(&b.0, 0),
-            pool_total: get64(&b.0, 8),
-            hv_frames_free: get64(&b.0, 16),
-            vmids_in_use: get64(&b.0, 24),
-            domains: get64(&b.0, 32),
-            evtchns_in_use: get64(&b.0, 40),
-            heap_free: get64(&b.0, 48),
-            pool_used: get64(&b.0, 56),
+            pool_free: r.pool_free,
+            pool_total: r.pool_total,
+            hv_frames_free: r.hv_frames_free,
+            vmids_in_use: r.vmids_in_use,
+            domains: r.domains,
+            evtchns_in_use: r.evtchns_in_use,
+            heap_free: r.heap_free,
+            pool_used: r.pool_used,
         }
     }
 
@@ -258,6 +259,7 @@ fn get32(b: &[u8], o: usize) -> u32 {
     }
     u32::from_le_bytes(a)
 }
+#[cfg(test)]
 fn get64(b: &[u8], o: usize) -> u64 {
     let mut a = [0; 8];
     if let Some(s) = b.get(o..o + 8) {
@@ -647,7 +649,7 @@ pub const TLBI_KINDS: [&str; 8] = [
 ];
 
 /// `sizeof(struct hv_counters)`: 12 u64.
-pub const HV_COUNTERS_SIZE: usize = 96;
+pub const HV_COUNTERS_SIZE: usize = xen_abi::HvCounters::SIZE;
 
 /// hv's `struct hv_counters` (DESIGN.md, "hv_op").
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -668,15 +670,14 @@ impl HvCounters {
     /// Decode the 96 bytes `HVOP_get_counters` wrote.
     #[must_use]
     pub fn decode(b: &Buf<HV_COUNTERS_SIZE>) -> Self {
-        let mut c = Self::default();
-        for (i, t) in c.tlbi.iter_mut().enumerate() {
-            *t = get64(&b.0, 8 * i);
+        let c = xen_abi::HvCounters::from_bytes(&b.0);
+        Self {
+            tlbi: c.tlbi,
+            p2m_ops: c.p2m_ops,
+            plans: c.plans,
+            guest_exits: c.guest_exits,
+            hypercalls: c.hypercalls,
         }
-        c.p2m_ops = get64(&b.0, 64);
-        c.plans = get64(&b.0, 72);
-        c.guest_exits = get64(&b.0, 80);
-        c.hypercalls = get64(&b.0, 88);
-        c
     }
 
     /// TLB invalidations executed (every kind but `IC_IALLU`).
