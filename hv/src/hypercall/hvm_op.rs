@@ -2,8 +2,9 @@
 
 use memops::TableMem;
 
-use super::{le16, le32, le64, Ctx, GuestVa, Reply};
+use super::{Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
+use crate::xen::abi::XenHvmParam;
 use crate::xen::domu::{hvm_param, hvmop};
 use crate::xen::Errno;
 
@@ -23,9 +24,9 @@ pub fn hvm_op<M: PhysMem + TableMem>(
 ) -> Result<u64, Errno> {
     match cmd {
         hvmop::GET_PARAM | hvmop::SET_PARAM => {
-            let b = ctx.read::<16>(GuestVa(arg))?;
-            let d = ctx.self_or(le16(&b, 0))?;
-            let index = le32(&b, 4);
+            let p = XenHvmParam::from_bytes(&ctx.read::<{ XenHvmParam::SIZE }>(GuestVa(arg))?);
+            let d = ctx.self_or(p.domid)?;
+            let index = p.index;
             if index >= hvm_param::NR {
                 return Err(Errno::EINVAL);
             }
@@ -40,7 +41,7 @@ pub fn hvm_op<M: PhysMem + TableMem>(
                     .iter_mut()
                     .find(|x| x.id == d)
                     .ok_or(Errno::ESRCH)?;
-                dom.xen.params[index as usize] = le64(&b, 8);
+                dom.xen.params[index as usize] = p.value;
                 return Ok(0);
             }
             let v = ctx
@@ -51,7 +52,8 @@ pub fn hvm_op<M: PhysMem + TableMem>(
                 .ok_or(Errno::ESRCH)?
                 .xen
                 .params[index as usize];
-            ctx.write(GuestVa(arg + 8), &v.to_le_bytes())?;
+            let value = core::mem::offset_of!(XenHvmParam, value) as u64;
+            ctx.write(GuestVa(arg).add(value), &v.to_le_bytes())?;
             Ok(0)
         }
         _ => Err(Errno::ENOSYS),

@@ -4,10 +4,15 @@
 
 use memops::TableMem;
 
-use super::{le64, Action, Call, Ctx, GuestVa, Reply};
+use super::{Action, Call, Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
 use crate::xen::abi::nr;
+use crate::xen::abi::MulticallEntry;
 use crate::xen::Errno;
+
+/// Where `result` and `args` are in an entry.
+const RESULT: u64 = core::mem::offset_of!(MulticallEntry, result) as u64;
+const ARGS: u64 = core::mem::offset_of!(MulticallEntry, args) as u64;
 
 /// `multicall(call_list, nr_calls)` from the caller's registers.
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
@@ -19,7 +24,7 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
 /// fires, xen/common/multicall.c).
 pub const MULTICALL_BUDGET: u64 = 64;
 /// `sizeof(struct multicall_entry)` on arm64.
-pub const MULTICALL_ENTRY_LEN: u64 = 64;
+pub const MULTICALL_ENTRY_LEN: u64 = MulticallEntry::SIZE as u64;
 
 /// `multicall(call_list, nr_calls)`: run each entry through [`super::handle`]
 /// and store its result, as Xen's `do_multicall`: every hypercall may be an
@@ -45,15 +50,13 @@ pub fn multicall<M: PhysMem + TableMem>(list: u64, nr: u32, ctx: &mut Ctx<'_, M>
             return cont(i, false);
         }
         let at = list.wrapping_add(i * MULTICALL_ENTRY_LEN);
-        let b = match ctx.read::<64>(GuestVa(at)) {
-            Ok(b) => b,
+        let e = match ctx.read::<{ MulticallEntry::SIZE }>(GuestVa(at)) {
+            Ok(b) => MulticallEntry::from_bytes(&b),
             Err(e) => return Reply::ret(Err(e)),
         };
         let mut args = [0u64; 5];
-        for (j, a) in args.iter_mut().enumerate() {
-            *a = le64(&b, 16 + j * 8);
-        }
-        let op = le64(&b, 0);
+        args.copy_from_slice(&e.args[..5]);
+        let op = e.op;
         let out = if op == nr::MULTICALL {
             Reply::ret(Err(Errno::EINVAL))
         } else {
@@ -67,12 +70,12 @@ pub fn multicall<M: PhysMem + TableMem>(list: u64, nr: u32, ctx: &mut Ctx<'_, M>
             for (j, a) in sub.iter().enumerate() {
                 raw[j * 8..j * 8 + 8].copy_from_slice(&a.to_le_bytes());
             }
-            if let Err(e) = ctx.write(GuestVa(at + 16), &raw) {
+            if let Err(e) = ctx.write(GuestVa(at).add(ARGS), &raw) {
                 return Reply::ret(Err(e));
             }
             return cont(i, block);
         }
-        if let Err(e) = ctx.write(GuestVa(at + 8), &out.ret.to_le_bytes()) {
+        if let Err(e) = ctx.write(GuestVa(at).add(RESULT), &out.ret.to_le_bytes()) {
             return Reply::ret(Err(e));
         }
         match out.action {

@@ -3,8 +3,9 @@
 
 use memops::TableMem;
 
-use super::{le32, le64, Ctx, GuestVa, Reply};
+use super::{Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
+use crate::xen::abi::{VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo};
 use crate::xen::domu::vcpuop;
 use crate::xen::evtchn;
 use crate::xen::Errno;
@@ -36,8 +37,10 @@ pub fn vcpu_op<M: PhysMem + TableMem>(
             // gfn (-EINVAL); already registered (-EBUSY); an area that crosses
             // its page or is not xen_ulong_t aligned (-ENXIO); a gfn that is
             // not the caller's RAM (-EINVAL, get_page_from_gfn failing).
-            let b = ctx.read::<16>(GuestVa(arg))?;
-            let (gfn, off) = (le64(&b, 0), u64::from(le32(&b, 8)));
+            let r = VcpuRegisterVcpuInfo::from_bytes(
+                &ctx.read::<{ VcpuRegisterVcpuInfo::SIZE }>(GuestVa(arg))?,
+            );
+            let (gfn, off) = (r.mfn, u64::from(r.offset));
             if off >= PAGE_SIZE {
                 return Err(Errno::EINVAL);
             }
@@ -75,8 +78,11 @@ pub fn vcpu_op<M: PhysMem + TableMem>(
             Ok(0)
         }
         vcpuop::REGISTER_RUNSTATE_MEMORY_AREA | vcpuop::REGISTER_RUNSTATE_PHYS_AREA => {
-            let b = ctx.read::<8>(GuestVa(arg))?;
-            let addr = le64(&b, 0);
+            let addr =
+                VcpuRegisterRunstateMemoryArea::from_bytes(
+                    &ctx.read::<{ VcpuRegisterRunstateMemoryArea::SIZE }>(GuestVa(arg))?,
+                )
+                .addr;
             let phys = cmd == vcpuop::REGISTER_RUNSTATE_PHYS_AREA;
             crate::glog!(
                 caller,
