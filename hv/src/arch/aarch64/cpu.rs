@@ -8,12 +8,9 @@ use crate::arch::{Arch, El1Reg, El1Sysregs, ExitVector, GuestGprs, PhysMem, RawE
 use crate::bootinfo::{FixedVec, PsciConduit, MAX_MEMORY};
 use crate::mm::tlbi::{ipas2_operand, range_steps, RangeStep};
 use crate::mm::MemRange;
-use alloc::collections::BTreeMap;
 use memops::TableMem;
 use pv_tlb::inval::InvalidationSet;
-use pv_tlb::plan::plan;
 use pv_tlb::{PhysAddr, TlbOp, Vmid, PAGE_SIZE};
-use spin::Mutex;
 
 /// `HCR_EL2` while hv runs and while guests run (hv keeps TGE = 0 throughout,
 /// so `TLBI *E1*` at EL2 always target the EL1&0 regime of the current VMID).
@@ -38,12 +35,6 @@ pub const HCR_GUEST: u64 = (1 << 0)   // VM: stage-2 translation
 
 /// `VTTBR_EL2.BADDR` (bits 47:1; bit 0 is CnP).
 const BADDR_MASK: u64 = 0x0000_ffff_ffff_fffe;
-
-/// The VMID each stage-2 root was last loaded with ([`Arch::vcpu_load`]), so
-/// that `TableMem::invalidate_now_for(root, ..)` can issue a plan for the
-/// right VMID. A root that was never loaded has never been walked, so no TLB
-/// holds its translations.
-static STAGE2_VMIDS: Mutex<BTreeMap<u64, Vmid>> = Mutex::new(BTreeMap::new());
 
 /// One physical CPU's view of the hardware.
 pub struct Cpu {
@@ -392,9 +383,13 @@ impl Arch for Cpu {
         // SAFETY: as above.
         unsafe { write_sysreg!("vmpidr_el2", vmpidr) };
         isb(); // new stage-2 context before TLBIs or the guest use it
-        STAGE2_VMIDS
-            .lock()
-            .insert(stage2.vttbr & BADDR_MASK, Vmid((stage2.vttbr >> 48) as u16));
+        if let Some(s2) = crate::tlb::stage2() {
+            // Lock-free unless this stage-2 was never loaded before.
+            s2.vmids.loaded(
+                Vmid((stage2.vttbr >> 48) as u16),
+                PhysAddr(stage2.vttbr & BADDR_MASK),
+            );
+        }
         // SAFETY: TPIDR_EL2 points at this CPU's PerCpu; only this CPU uses its fp.
         unsafe { (*percpu::this()).fp = sysregs.fp };
         if has_pauth() {
@@ -786,6 +781,9 @@ impl TableMem for HostMem {
     }
 
     fn free_table(&mut self, pa: PhysAddr) {
+        if let Some(s2) = crate::tlb::stage2() {
+            s2.vmids.table_freed(pa); // a root going away: its stage-2 is gone
+        }
         crate::mm::frame::frames().lock().free(pa, 1);
     }
 
@@ -830,16 +828,11 @@ impl TableMem for HostMem {
         if set.is_empty() {
             return;
         }
-        let vmid = STAGE2_VMIDS.lock().get(&(root.raw() & BADDR_MASK)).copied();
         let mut cpu = Cpu::new(percpu::index(), None);
-        match vmid {
-            Some(vmid) => {
-                let policy = super::boot::options().tlb_policy(crate::options::boot_facts());
-                crate::tlb::execute_ops(plan(vmid, set, &policy).ops(), &mut cpu);
-            }
-            // Never loaded: no TLB entry can hold its translations; only
-            // publish the broken entry before the caller writes the new one.
-            None => crate::tlb::execute_ops(&[TlbOp::DsbIshst], &mut cpu),
+        match crate::tlb::stage2() {
+            // The portable layer plans (VMID and policy); this only executes.
+            Some(s2) => s2.invalidate_for(root, set, &mut cpu),
+            None => self.invalidate_now(set),
         }
     }
 }
