@@ -39,7 +39,9 @@ pub struct RawExit {
     pub esr: u64,
     /// `FAR_EL2` at the exit.
     pub far: u64,
-    /// `HPFAR_EL2` at the exit.
+    /// `HPFAR_EL2` at the exit, for a synchronous instruction or data abort
+    /// from the guest (ESR EC 0x20/0x24); 0 for every other exit (the
+    /// aarch64 exit path reads it only then: nested, each read traps to L0).
     pub hpfar: u64,
 }
 
