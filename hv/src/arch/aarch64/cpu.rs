@@ -45,6 +45,14 @@ pub struct Cpu {
     tlbirange: bool,
     ttl: bool,
     loaded: bool,
+    /// What this pCPU's EL1 registers hold (as of the last `vcpu_put` read or
+    /// `vcpu_load`/`write_el1` write), bit `r` of `hw_known` set when `hw[r]`
+    /// is exact: `vcpu_load` skips writing a register that already holds the
+    /// value. Nested under KVM several of these accesses trap to L0
+    /// (`CNTKCTL_EL12`, `CNTV_CTL_EL02`, `CNTV_CVAL_EL02` writes), and vCPUs of
+    /// one domain mostly share them.
+    hw: [u64; El1Reg::COUNT],
+    hw_known: u32,
 }
 
 impl Cpu {
@@ -71,6 +79,10 @@ impl Cpu {
         unsafe { write_sysreg!("cnthctl_el2", 1u64 << 10) };
         // SAFETY: see above.
         unsafe { write_sysreg!("vttbr_el2", 0) };
+        // MDSCR_EL1 (reset value UNKNOWN): no EL1 debug exceptions, no
+        // single-step. Guests never reach it (TDA below), so it stays 0.
+        // SAFETY: see above (EL1 debug control; hv's EL2 is unaffected, TDE = 0).
+        unsafe { write_sysreg!("mdscr_el1", 0) };
         // HCRX_EL2 (FEAT_HCX, ID_AA64MMFR1_EL1.HCX): with FEAT_MOPS the
         // guest's CPY*/SET* instructions are UNDEFINED unless MSCEn = 1 (Arm
         // ARM, HCRX_EL2.MSCEn); Linux patches memcpy/memset to them once it
@@ -129,6 +141,8 @@ impl Cpu {
             tlbirange: (isar0 >> 56) & 0xf == 2,
             ttl: (mmfr2 >> 48) & 0xf != 0,
             loaded: false,
+            hw: [0; El1Reg::COUNT],
+            hw_known: 0,
         }
     }
 
@@ -325,7 +339,7 @@ fn host_id_regs() -> &'static [u64; 56] {
     })
 }
 
-const ALL_EL1: [El1Reg; El1Reg::COUNT] = [
+const ALL_EL1: [El1Reg; El1Reg::COUNT - 1] = [
     El1Reg::SctlrEl1,
     El1Reg::Ttbr0El1,
     El1Reg::Ttbr1El1,
@@ -349,7 +363,10 @@ const ALL_EL1: [El1Reg; El1Reg::COUNT] = [
     El1Reg::CntkctlEl1,
     El1Reg::CntvCtlEl0,
     El1Reg::CntvCvalEl0,
-    El1Reg::MdscrEl1,
+    // Not El1Reg::MdscrEl1: MDCR_EL2.TDA traps every guest access to it
+    // (answered RAZ/WI, crate::trap), so no guest can see or change the
+    // register; init_el2 clears it once. Switching it cost two traps to L0
+    // per vCPU switch when nested.
 ];
 
 macro_rules! tlbi {
@@ -371,8 +388,14 @@ impl Arch for Cpu {
 
     fn vcpu_load(&mut self, sysregs: &El1Sysregs, stage2: Stage2Regs, vmpidr: u64) {
         for r in ALL_EL1 {
+            let (v, bit) = (sysregs.get(r), 1u32 << (r as u32));
+            if self.hw_known & bit != 0 && self.hw[r as usize] == v {
+                continue; // already there (see `hw`)
+            }
             // SAFETY: the vCPU is being loaded: these registers now hold its state.
-            unsafe { write_el1_reg(r, sysregs.get(r)) };
+            unsafe { write_el1_reg(r, v) };
+            self.hw[r as usize] = v;
+            self.hw_known |= bit;
         }
         let vtcr = self.vtcr_fixup(stage2.vtcr);
         // SAFETY: stage-2 and VMPIDR registers only affect EL1&0, where no
@@ -407,7 +430,10 @@ impl Arch for Cpu {
 
     fn vcpu_put(&mut self, sysregs: &mut El1Sysregs) {
         for r in ALL_EL1 {
-            sysregs.set(r, read_el1_reg(r));
+            let v = read_el1_reg(r);
+            sysregs.set(r, v);
+            self.hw[r as usize] = v;
+            self.hw_known |= 1 << (r as u32);
         }
         // SAFETY: as in vcpu_load.
         sysregs.fp = unsafe { (*percpu::this()).fp };
@@ -433,6 +459,8 @@ impl Arch for Cpu {
         }
         // SAFETY: a vCPU is loaded (checked above).
         unsafe { write_el1_reg(reg, val) };
+        self.hw[reg as usize] = val;
+        self.hw_known |= 1 << (reg as u32);
     }
 
     fn run_vcpu(&mut self, gprs: &mut GuestGprs) -> RawExit {
