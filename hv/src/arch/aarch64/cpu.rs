@@ -4,7 +4,9 @@ use super::head::hv_guest_enter;
 use super::percpu;
 use super::sysreg::{isb, read_sysreg, write_sysreg};
 use super::{psci, ExitRecord};
-use crate::arch::{Arch, El1Reg, El1Sysregs, ExitVector, GuestGprs, PhysMem, RawExit, Stage2Regs};
+use crate::arch::{
+    Arch, El1Reg, El1Shadow, El1Sysregs, ExitVector, GuestGprs, PhysMem, RawExit, Stage2Regs,
+};
 use crate::bootinfo::{FixedVec, PsciConduit, MAX_MEMORY};
 use crate::mm::tlbi::{ipas2_operand, range_steps, RangeStep};
 use crate::mm::MemRange;
@@ -45,14 +47,10 @@ pub struct Cpu {
     tlbirange: bool,
     ttl: bool,
     loaded: bool,
-    /// What this pCPU's EL1 registers hold (as of the last `vcpu_put` read or
-    /// `vcpu_load`/`write_el1` write), bit `r` of `hw_known` set when `hw[r]`
-    /// is exact: `vcpu_load` skips writing a register that already holds the
-    /// value. Nested under KVM several of these accesses trap to L0
-    /// (`CNTKCTL_EL12`, `CNTV_CTL_EL02`, `CNTV_CVAL_EL02` writes), and vCPUs of
-    /// one domain mostly share them.
-    hw: [u64; El1Reg::COUNT],
-    hw_known: u32,
+    /// What this pCPU's EL1 registers hold ([`El1Shadow`]): `vcpu_load`
+    /// skips a register that already holds the value (vCPUs of one domain
+    /// mostly share `CNTKCTL_EL1`, and its EL12 write traps to L0 nested).
+    hw: El1Shadow,
 }
 
 impl Cpu {
@@ -141,8 +139,7 @@ impl Cpu {
             tlbirange: (isar0 >> 56) & 0xf == 2,
             ttl: (mmfr2 >> 48) & 0xf != 0,
             loaded: false,
-            hw: [0; El1Reg::COUNT],
-            hw_known: 0,
+            hw: El1Shadow::new(),
         }
     }
 
@@ -388,14 +385,11 @@ impl Arch for Cpu {
 
     fn vcpu_load(&mut self, sysregs: &El1Sysregs, stage2: Stage2Regs, vmpidr: u64) {
         for r in ALL_EL1 {
-            let (v, bit) = (sysregs.get(r), 1u32 << (r as u32));
-            if self.hw_known & bit != 0 && self.hw[r as usize] == v {
-                continue; // already there (see `hw`)
+            let v = sysregs.get(r);
+            if self.hw.needs_write(r, v) {
+                // SAFETY: the vCPU is being loaded: these registers now hold its state.
+                unsafe { write_el1_reg(r, v) };
             }
-            // SAFETY: the vCPU is being loaded: these registers now hold its state.
-            unsafe { write_el1_reg(r, v) };
-            self.hw[r as usize] = v;
-            self.hw_known |= bit;
         }
         let vtcr = self.vtcr_fixup(stage2.vtcr);
         // SAFETY: stage-2 and VMPIDR registers only affect EL1&0, where no
@@ -432,8 +426,7 @@ impl Arch for Cpu {
         for r in ALL_EL1 {
             let v = read_el1_reg(r);
             sysregs.set(r, v);
-            self.hw[r as usize] = v;
-            self.hw_known |= 1 << (r as u32);
+            self.hw.note(r, v);
         }
         // SAFETY: as in vcpu_load.
         sysregs.fp = unsafe { (*percpu::this()).fp };
@@ -459,8 +452,7 @@ impl Arch for Cpu {
         }
         // SAFETY: a vCPU is loaded (checked above).
         unsafe { write_el1_reg(reg, val) };
-        self.hw[reg as usize] = val;
-        self.hw_known |= 1 << (reg as u32);
+        self.hw.note(reg, val);
     }
 
     fn run_vcpu(&mut self, gprs: &mut GuestGprs) -> RawExit {
