@@ -820,6 +820,8 @@ pub fn run_primary_with_domus<A: Arch, M: PhysMem + TableMem + Send + 'static>(
     let pool = carve_pool(&mut GlobalFrames, free);
     log::info!("guest page pool: {} MiB", pool.total_frames() >> 8);
     let policy = options.tlb_policy(crate::options::boot_facts());
+    // Break-before-make invalidations by root are planned under the same policy.
+    crate::tlb::init_stage2(policy, arch.vmid_bits());
     let system = System::new(
         mem,
         pool,

@@ -11,8 +11,20 @@ dmesg | grep -E 'kvm \[|KVM|IPA Size|Nested' | sed 's/^/RIG: dmesg: /'
 [ -c /dev/kvm ] || echo "RIG: no /dev/kvm"
 . /rig/args
 echo "RIG: vmm $*"
+if [ "${TRACE_EXITS:-0}" = 1 ]; then
+    # --trace-exits: a histogram of the VM's traps to this (L1) KVM by (exit code, exception
+    # class, PC), kept in the kernel (hist triggers take at most 3 keys; a trapped system
+    # register is named from the instruction at its PC).
+    T=/sys/kernel/tracing
+    mount -t tracefs nodev $T 2>/dev/null
+    echo 'hist:keys=ret,esr_ec,vcpu_pc:size=16384' >$T/events/kvm/kvm_exit/trigger ||
+        echo "RIG: trace: no hist trigger on kvm_exit"
+fi
 t0=$(cut -d' ' -f1 /proc/uptime)
 /rig/vmm "$@"
 rc=$?
+if [ "${TRACE_EXITS:-0}" = 1 ]; then
+    grep -v '^#' $T/events/kvm/kvm_exit/hist | grep . | sed 's/^/RIG: hist kvm_exit: /'
+fi
 echo "RIG: vmm exit $rc after $(cut -d' ' -f1 /proc/uptime) s (started at $t0 s)"
 poweroff -f

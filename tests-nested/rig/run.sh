@@ -16,7 +16,7 @@ usage() {
 usage: run.sh --guest IMAGE [--ipa-limit 48|52] [--smp N] [--vm-cpus N] [--vm-mem MIB]
               [--vm-ipa BITS] [--cmdline STR] [--module FILE [--module-args STR]]
               [--ramdisk FILE] [--timeout SECS] [--log FILE] [--expect TEXT]...
-              [--exit-stamps] [--cpu-stamps] [--quiet] [--l1-append STR]
+              [--exit-stamps] [--cpu-stamps] [--quiet] [--l1-append STR] [--trace-exits]
   --ipa-limit  L1 KVM's IPA limit: 48 (-cpu max,lpa2=off, default) or 52 (-cpu max)
   --smp        L0 CPUs given to L1 (default 1)
   --vm-cpus    vCPUs of the VMM's VM (default 1); --vm-mem its RAM (default 512 MiB)
@@ -27,12 +27,16 @@ usage: run.sh --guest IMAGE [--ipa-limit 48|52] [--smp N] [--vm-cpus N] [--vm-me
                  (rig-stamp: `   12.345678| line`)
   --quiet      do not copy the serial output to stdout (the log still has it)
   --l1-append  extra words for the L1 kernel's command line
+  --trace-exits  (or RIG_TRACE_EXITS=1) L1 keeps an ftrace histogram of KVM's exits by
+                 (exit code, exception class, PC) and prints it as `RIG: hist ...` lines
+                 (tests-nested/results/2026-12-04-traps/traps.py turns them into a table)
 U
     exit 2
 }
 
 IPA_LIMIT=48 SMP=1 TIMEOUT=900 LOG="" GUEST="" CMDLINE=""
 VM_CPUS=1 VM_MEM=512 VM_IPA=40 STAMPS="" QUIET=0 CPU_STAMPS=0 L1_APPEND=
+TRACE_EXITS=${RIG_TRACE_EXITS:-0}
 MODS=() EXPECT=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -52,6 +56,7 @@ while [ $# -gt 0 ]; do
         --quiet) QUIET=1; shift ;;
         --cpu-stamps) CPU_STAMPS=1; shift ;;
         --l1-append) L1_APPEND=" $2"; shift 2 ;;
+        --trace-exits) TRACE_EXITS=1; shift ;;
         *) usage ;;
     esac
 done
@@ -98,6 +103,7 @@ while [ $i -lt ${#MODS[@]} ]; do
     i=$((i + 2))
 done
 printf 'set -- %s\n' "$set_args" >"$ROOT/args"
+[ "$TRACE_EXITS" = 1 ] && echo 'TRACE_EXITS=1' >>"$ROOT/args"
 CPIO=$WORK/initramfs-$$.cpio
 "$CARGO_TARGET_DIR/release/rig-cpio" "$CPIO" \
     dir:bin dir:dev dir:proc dir:sys dir:tmp dir:rig cdev:dev/console=5,1 \

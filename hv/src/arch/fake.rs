@@ -413,6 +413,9 @@ pub struct FakeArch {
     /// This pCPU's `ICH_VMCR_EL2`.
     pub vmcr: u64,
     apr: [[u64; 4]; 2],
+    /// When set, `vcpu_load` notes the stage-2 there, as the real arch
+    /// notes it in [`crate::tlb::stage2`].
+    pub stage2_tlb: Option<Arc<crate::tlb::Stage2Tlb>>,
 }
 
 /// List registers of the fake GIC.
@@ -430,6 +433,7 @@ impl FakeArch {
             hcr: 0,
             vmcr: 0,
             apr: [[0; 4]; 2],
+            stage2_tlb: None,
         }
     }
 
@@ -470,6 +474,10 @@ impl Arch for FakeArch {
             vmid,
             vmpidr,
         });
+        if let Some(s2) = &self.stage2_tlb {
+            s2.vmids
+                .loaded(vmid, PhysAddr(stage2.vttbr & 0x0000_ffff_ffff_fffe));
+        }
         self.loaded = Some(Loaded {
             sysregs: *sysregs,
             vmid,
@@ -742,6 +750,9 @@ pub struct FakeMem {
     book: Arc<Mutex<FrameBook>>,
     /// Every `invalidate_now` call (break-before-make), in order.
     pub invalidations: Vec<InvalidationSet>,
+    /// When set, `free_table` tells it (as the real arch tells
+    /// [`crate::tlb::stage2`]).
+    pub stage2_tlb: Option<Arc<crate::tlb::Stage2Tlb>>,
 }
 
 /// A [`FrameSource`] handle on a [`FakeMem`]'s frames.
@@ -790,6 +801,7 @@ impl FakeMem {
                 free: Vec::new(),
             })),
             invalidations: Vec::new(),
+            stage2_tlb: None,
         }
     }
 
@@ -869,6 +881,9 @@ impl TableMem for FakeMem {
     }
 
     fn free_table(&mut self, pa: PhysAddr) {
+        if let Some(s2) = &self.stage2_tlb {
+            s2.vmids.table_freed(pa);
+        }
         self.book.lock().give_back(pa.page_number(), Kind::Table);
         // Hostile: a freed table keeps no valid entries.
         self.frame(pa.page_number()).fill(0x5a);

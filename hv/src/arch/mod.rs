@@ -39,7 +39,9 @@ pub struct RawExit {
     pub esr: u64,
     /// `FAR_EL2` at the exit.
     pub far: u64,
-    /// `HPFAR_EL2` at the exit.
+    /// `HPFAR_EL2` at the exit, for a synchronous instruction or data abort
+    /// from the guest (ESR EC 0x20/0x24); 0 for every other exit (the
+    /// aarch64 exit path reads it only then: nested, each read traps to L0).
     pub hpfar: u64,
 }
 
@@ -143,6 +145,52 @@ impl El1Sysregs {
     /// Set `reg` to `val`.
     pub fn set(&mut self, reg: El1Reg, val: u64) {
         self.regs[reg as usize] = val;
+    }
+}
+
+/// What a pCPU's EL1 registers hold, as far as the arch layer knows: each
+/// entry is exact as of the last read (`vcpu_put`) or write (`vcpu_load`,
+/// `write_el1`) of that register. `vcpu_load` uses it to skip writing a
+/// register that already holds the value: nested under KVM some EL1 writes
+/// trap to L0 (`CNTKCTL_EL12`, the `*_EL02` timer registers).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct El1Shadow {
+    hw: [u64; El1Reg::COUNT],
+    known: u32,
+}
+
+const _: () = assert!(El1Reg::COUNT <= 32); // `known` is a bit per register
+
+impl El1Shadow {
+    /// Nothing known (a pCPU that has not loaded a vCPU yet).
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            hw: [0; El1Reg::COUNT],
+            known: 0,
+        }
+    }
+
+    /// `reg` now holds `val` (just read or written).
+    pub fn note(&mut self, reg: El1Reg, val: u64) {
+        self.hw[reg as usize] = val;
+        self.known |= 1 << (reg as u32);
+    }
+
+    /// Whether loading `val` into `reg` needs a write; if so, the caller
+    /// writes it and the shadow records it.
+    pub fn needs_write(&mut self, reg: El1Reg, val: u64) -> bool {
+        let bit = 1u32 << (reg as u32);
+        if self.known & bit != 0 && self.hw[reg as usize] == val {
+            return false;
+        }
+        self.note(reg, val);
+        true
+    }
+
+    /// Forget everything (the registers changed behind the shadow's back).
+    pub fn forget(&mut self) {
+        self.known = 0;
     }
 }
 
@@ -304,4 +352,71 @@ pub trait PhysMem {
         self.write(pa, &(old & mask).to_le_bytes());
         old
     }
+}
+
+#[cfg(test)]
+mod shadow_tests {
+    use super::*;
+
+    /// Issue 14 item 2: a vCPU switch between vCPUs with equal EL1 values
+    /// writes none of them again (each write traps to L0 when nested), and
+    /// a value changed by `write_el1` or a guest (seen at put) is written.
+    #[test]
+    fn load_writes_only_what_the_pcpu_does_not_hold() {
+        let mut sh = El1Shadow::new();
+        let a = El1Sysregs::default();
+        let writes = |sh: &mut El1Shadow, regs: &El1Sysregs| {
+            (0..El1Reg::COUNT)
+                .filter(|&i| {
+                    let r = ALL_REGS[i];
+                    sh.needs_write(r, regs.get(r))
+                })
+                .count()
+        };
+        // Nothing known: every register is written.
+        assert_eq!(writes(&mut sh, &a), El1Reg::COUNT);
+        // The guest ran and changed CNTV_CVAL; put reads everything back.
+        let mut put = a;
+        put.set(El1Reg::CntvCvalEl0, 1234);
+        for r in ALL_REGS {
+            sh.note(r, put.get(r));
+        }
+        // Loading a vCPU equal to `a` rewrites only CNTV_CVAL.
+        assert_eq!(writes(&mut sh, &a), 1);
+        // Loading the same again: nothing.
+        assert_eq!(writes(&mut sh, &a), 0);
+        // write_el1 notes its value: loading `a` restores that register.
+        sh.note(El1Reg::CntkctlEl1, 7);
+        assert_eq!(writes(&mut sh, &a), 1);
+        // After forget, everything is written again.
+        sh.forget();
+        assert_eq!(writes(&mut sh, &a), El1Reg::COUNT);
+    }
+
+    const ALL_REGS: [El1Reg; El1Reg::COUNT] = [
+        El1Reg::SctlrEl1,
+        El1Reg::Ttbr0El1,
+        El1Reg::Ttbr1El1,
+        El1Reg::TcrEl1,
+        El1Reg::MairEl1,
+        El1Reg::AmairEl1,
+        El1Reg::VbarEl1,
+        El1Reg::ElrEl1,
+        El1Reg::SpsrEl1,
+        El1Reg::EsrEl1,
+        El1Reg::FarEl1,
+        El1Reg::SpEl1,
+        El1Reg::ContextidrEl1,
+        El1Reg::TpidrEl1,
+        El1Reg::TpidrEl0,
+        El1Reg::TpidrroEl0,
+        El1Reg::CpacrEl1,
+        El1Reg::Afsr0El1,
+        El1Reg::Afsr1El1,
+        El1Reg::ParEl1,
+        El1Reg::CntkctlEl1,
+        El1Reg::CntvCtlEl0,
+        El1Reg::CntvCvalEl0,
+        El1Reg::MdscrEl1,
+    ];
 }

@@ -4,16 +4,15 @@ use super::head::hv_guest_enter;
 use super::percpu;
 use super::sysreg::{isb, read_sysreg, write_sysreg};
 use super::{psci, ExitRecord};
-use crate::arch::{Arch, El1Reg, El1Sysregs, ExitVector, GuestGprs, PhysMem, RawExit, Stage2Regs};
+use crate::arch::{
+    Arch, El1Reg, El1Shadow, El1Sysregs, ExitVector, GuestGprs, PhysMem, RawExit, Stage2Regs,
+};
 use crate::bootinfo::{FixedVec, PsciConduit, MAX_MEMORY};
 use crate::mm::tlbi::{ipas2_operand, range_steps, RangeStep};
 use crate::mm::MemRange;
-use alloc::collections::BTreeMap;
 use memops::TableMem;
 use pv_tlb::inval::InvalidationSet;
-use pv_tlb::plan::plan;
 use pv_tlb::{PhysAddr, TlbOp, Vmid, PAGE_SIZE};
-use spin::Mutex;
 
 /// `HCR_EL2` while hv runs and while guests run (hv keeps TGE = 0 throughout,
 /// so `TLBI *E1*` at EL2 always target the EL1&0 regime of the current VMID).
@@ -39,12 +38,6 @@ pub const HCR_GUEST: u64 = (1 << 0)   // VM: stage-2 translation
 /// `VTTBR_EL2.BADDR` (bits 47:1; bit 0 is CnP).
 const BADDR_MASK: u64 = 0x0000_ffff_ffff_fffe;
 
-/// The VMID each stage-2 root was last loaded with ([`Arch::vcpu_load`]), so
-/// that `TableMem::invalidate_now_for(root, ..)` can issue a plan for the
-/// right VMID. A root that was never loaded has never been walked, so no TLB
-/// holds its translations.
-static STAGE2_VMIDS: Mutex<BTreeMap<u64, Vmid>> = Mutex::new(BTreeMap::new());
-
 /// One physical CPU's view of the hardware.
 pub struct Cpu {
     index: usize,
@@ -54,6 +47,10 @@ pub struct Cpu {
     tlbirange: bool,
     ttl: bool,
     loaded: bool,
+    /// What this pCPU's EL1 registers hold ([`El1Shadow`]): `vcpu_load`
+    /// skips a register that already holds the value (vCPUs of one domain
+    /// mostly share `CNTKCTL_EL1`, and its EL12 write traps to L0 nested).
+    hw: El1Shadow,
 }
 
 impl Cpu {
@@ -80,6 +77,10 @@ impl Cpu {
         unsafe { write_sysreg!("cnthctl_el2", 1u64 << 10) };
         // SAFETY: see above.
         unsafe { write_sysreg!("vttbr_el2", 0) };
+        // MDSCR_EL1 (reset value UNKNOWN): no EL1 debug exceptions, no
+        // single-step. Guests never reach it (TDA below), so it stays 0.
+        // SAFETY: see above (EL1 debug control; hv's EL2 is unaffected, TDE = 0).
+        unsafe { write_sysreg!("mdscr_el1", 0) };
         // HCRX_EL2 (FEAT_HCX, ID_AA64MMFR1_EL1.HCX): with FEAT_MOPS the
         // guest's CPY*/SET* instructions are UNDEFINED unless MSCEn = 1 (Arm
         // ARM, HCRX_EL2.MSCEn); Linux patches memcpy/memset to them once it
@@ -138,6 +139,7 @@ impl Cpu {
             tlbirange: (isar0 >> 56) & 0xf == 2,
             ttl: (mmfr2 >> 48) & 0xf != 0,
             loaded: false,
+            hw: El1Shadow::new(),
         }
     }
 
@@ -334,7 +336,7 @@ fn host_id_regs() -> &'static [u64; 56] {
     })
 }
 
-const ALL_EL1: [El1Reg; El1Reg::COUNT] = [
+const ALL_EL1: [El1Reg; El1Reg::COUNT - 1] = [
     El1Reg::SctlrEl1,
     El1Reg::Ttbr0El1,
     El1Reg::Ttbr1El1,
@@ -358,7 +360,10 @@ const ALL_EL1: [El1Reg; El1Reg::COUNT] = [
     El1Reg::CntkctlEl1,
     El1Reg::CntvCtlEl0,
     El1Reg::CntvCvalEl0,
-    El1Reg::MdscrEl1,
+    // Not El1Reg::MdscrEl1: MDCR_EL2.TDA traps every guest access to it
+    // (answered RAZ/WI, crate::trap), so no guest can see or change the
+    // register; init_el2 clears it once. Switching it cost two traps to L0
+    // per vCPU switch when nested.
 ];
 
 macro_rules! tlbi {
@@ -380,8 +385,11 @@ impl Arch for Cpu {
 
     fn vcpu_load(&mut self, sysregs: &El1Sysregs, stage2: Stage2Regs, vmpidr: u64) {
         for r in ALL_EL1 {
-            // SAFETY: the vCPU is being loaded: these registers now hold its state.
-            unsafe { write_el1_reg(r, sysregs.get(r)) };
+            let v = sysregs.get(r);
+            if self.hw.needs_write(r, v) {
+                // SAFETY: the vCPU is being loaded: these registers now hold its state.
+                unsafe { write_el1_reg(r, v) };
+            }
         }
         let vtcr = self.vtcr_fixup(stage2.vtcr);
         // SAFETY: stage-2 and VMPIDR registers only affect EL1&0, where no
@@ -392,9 +400,13 @@ impl Arch for Cpu {
         // SAFETY: as above.
         unsafe { write_sysreg!("vmpidr_el2", vmpidr) };
         isb(); // new stage-2 context before TLBIs or the guest use it
-        STAGE2_VMIDS
-            .lock()
-            .insert(stage2.vttbr & BADDR_MASK, Vmid((stage2.vttbr >> 48) as u16));
+        if let Some(s2) = crate::tlb::stage2() {
+            // Lock-free unless this stage-2 was never loaded before.
+            s2.vmids.loaded(
+                Vmid((stage2.vttbr >> 48) as u16),
+                PhysAddr(stage2.vttbr & BADDR_MASK),
+            );
+        }
         // SAFETY: TPIDR_EL2 points at this CPU's PerCpu; only this CPU uses its fp.
         unsafe { (*percpu::this()).fp = sysregs.fp };
         if has_pauth() {
@@ -412,7 +424,9 @@ impl Arch for Cpu {
 
     fn vcpu_put(&mut self, sysregs: &mut El1Sysregs) {
         for r in ALL_EL1 {
-            sysregs.set(r, read_el1_reg(r));
+            let v = read_el1_reg(r);
+            sysregs.set(r, v);
+            self.hw.note(r, v);
         }
         // SAFETY: as in vcpu_load.
         sysregs.fp = unsafe { (*percpu::this()).fp };
@@ -438,6 +452,7 @@ impl Arch for Cpu {
         }
         // SAFETY: a vCPU is loaded (checked above).
         unsafe { write_el1_reg(reg, val) };
+        self.hw.note(reg, val);
     }
 
     fn run_vcpu(&mut self, gprs: &mut GuestGprs) -> RawExit {
@@ -786,6 +801,9 @@ impl TableMem for HostMem {
     }
 
     fn free_table(&mut self, pa: PhysAddr) {
+        if let Some(s2) = crate::tlb::stage2() {
+            s2.vmids.table_freed(pa); // a root going away: its stage-2 is gone
+        }
         crate::mm::frame::frames().lock().free(pa, 1);
     }
 
@@ -830,16 +848,11 @@ impl TableMem for HostMem {
         if set.is_empty() {
             return;
         }
-        let vmid = STAGE2_VMIDS.lock().get(&(root.raw() & BADDR_MASK)).copied();
         let mut cpu = Cpu::new(percpu::index(), None);
-        match vmid {
-            Some(vmid) => {
-                let policy = super::boot::options().tlb_policy(crate::options::boot_facts());
-                crate::tlb::execute_ops(plan(vmid, set, &policy).ops(), &mut cpu);
-            }
-            // Never loaded: no TLB entry can hold its translations; only
-            // publish the broken entry before the caller writes the new one.
-            None => crate::tlb::execute_ops(&[TlbOp::DsbIshst], &mut cpu),
+        match crate::tlb::stage2() {
+            // The portable layer plans (VMID and policy); this only executes.
+            Some(s2) => s2.invalidate_for(root, set, &mut cpu),
+            None => self.invalidate_now(set),
         }
     }
 }

@@ -308,7 +308,19 @@ pub fn write_apr(group1: bool, n: usize, v: u64) {
 
 /// `ICH_VTR_EL2`.
 pub fn vtr() -> u64 {
-    read_sysreg!("S3_4_C12_C11_1")
+    // Read once: it never changes (and hv assumes symmetric CPUs), and
+    // nested under KVM every read traps to L0 (ICH_VTR_EL2 is emulated, not
+    // in the VNCR page); the LR code asks for it at every guest entry.
+    // Never 0 (PRIbits >= 4), so 0 means "not read yet".
+    static VTR: AtomicU64 = AtomicU64::new(0);
+    match VTR.load(Ordering::Relaxed) {
+        0 => {
+            let v = read_sysreg!("S3_4_C12_C11_1");
+            VTR.store(v, Ordering::Relaxed);
+            v
+        }
+        v => v,
+    }
 }
 
 /// `ICH_ELRSR_EL2`.

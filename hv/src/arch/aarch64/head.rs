@@ -497,8 +497,19 @@ hv_guest_exit:
     ldr     x0, [x5, #{pc_exit}]
     mrs     x2, esr_el2
     mrs     x3, far_el2
-    mrs     x4, hpfar_el2
-    stp     x1, x2, [x0, #0]            // vector, esr
+    // HPFAR_EL2 only for a synchronous instruction/data abort from the guest
+    // (EC 0x20/0x24), the only exits that use it: nested under KVM (FEAT_NV2)
+    // ESR/FAR/ELR/SPSR_EL2 are redirected to registers but an HPFAR_EL2 read
+    // traps to L0 (a second trap on every hypercall before).
+    mov     x4, xzr
+    cbnz    x1, 2f                      // IRQ/FIQ/SError: ESR is not this exit's
+    ubfx    x6, x2, #26, #6             // ESR_EL2.EC
+    cmp     x6, #0x20
+    b.eq    1f
+    cmp     x6, #0x24
+    b.ne    2f
+1:  mrs     x4, hpfar_el2
+2:  stp     x1, x2, [x0, #0]            // vector, esr
     stp     x3, x4, [x0, #16]           // far, hpfar
     add     x3, x5, #{pc_fp}
     stp     q0, q1, [x3, #0]

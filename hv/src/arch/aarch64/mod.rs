@@ -88,10 +88,13 @@
 //! `memops::TableMem` over the identity map (every write to host RAM is
 //! cleaned to the point of coherency and its I-cache lines invalidated, so a
 //! guest with its MMU off sees it); `TableMem::invalidate_now_for(root, set)`
-//! executes `pv_tlb::plan` of the set for the VMID that root was last loaded
-//! with (hv's policy from `tlb=` and the nesting verdict), counted in
-//! `hv::tlb::STATS`; a root never loaded needs no TLBI; the root-less
-//! `invalidate_now` falls back to a counted `TLBI ALLE1IS`.
+//! executes the operations the portable [`crate::tlb::Stage2Tlb`] plans for
+//! it (the VMID that root was last loaded with, hv's policy from `tlb=` and
+//! the nesting verdict; a root never loaded needs no TLBI), counted in
+//! `hv::tlb::STATS`: the arch layer never plans. `vcpu_load` notes the
+//! stage-2 there (lock-free after its first load) and `free_table` forgets a
+//! root as its stage-2 is torn down. The root-less `invalidate_now` falls
+//! back to a counted `TLBI ALLE1IS`.
 //!
 //! **ID registers.** `HCR_EL2.TID3` traps guest reads of the ID space;
 //! `Arch::host_id_reg` reads the host's values once and [`crate::idregs`]
