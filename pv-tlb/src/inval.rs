@@ -10,6 +10,10 @@
 //! or weakened, with the level of those leaf entries (1 = 1 GiB block,
 //! 2 = 2 MiB block, 3 = 4 KiB page). The level is the FEAT_TTL hint and also
 //! tells the planner how many IPA-based TLBIs a run needs: one per leaf entry.
+//! Level 0 means "level not known": a table entry was removed, so leaves of
+//! any level below it and the walk-cache copies of the table entry itself
+//! must go; its TLBIs carry no TTL hint (as Linux's `tlb_get_level` returns 0
+//! when tables are freed: the hint is only valid for leaf entries).
 
 use alloc::vec::Vec;
 
@@ -35,7 +39,8 @@ pub struct IpaRange {
     pub base: Ipa,
     /// Number of 4 KiB pages (a multiple of [`pages_per_entry`]`(level)`).
     pub pages: u64,
-    /// Level (1..=3) of the leaf entries that were removed or weakened.
+    /// Level (1..=3) of the leaf entries that were removed or weakened, or 0
+    /// when a table entry was removed (no TTL hint; one TLBI per page).
     pub level: u8,
 }
 

@@ -187,13 +187,31 @@ fn map_foreign(
     chunk: usize,
     domu_gfn: impl Fn(u64) -> u64,
 ) -> Result<(), Fail> {
+    map_foreign_at(a, domid, count, chunk, domu_gfn, |k| {
+        FOREIGN_WINDOW_GFN + first + k
+    })
+}
+
+/// Map `count` foreign pages (`domu_gfn(k)`) of `domid` at the gfns
+/// `win(k)`, in chunks of at most `chunk` that end on a 2 MiB boundary of
+/// the window where one is in reach (`layout::chunk_len`), so that every
+/// 2 MiB aligned run goes to hv in one call (hv maps it as one stage-2
+/// block); every errs[] must be 0.
+fn map_foreign_at(
+    a: &mut Arrays,
+    domid: u16,
+    count: u64,
+    chunk: usize,
+    domu_gfn: impl Fn(u64) -> u64,
+    win: impl Fn(u64) -> u64,
+) -> Result<(), Fail> {
     let chunk = chunk.min(a.gfns.len()).min(u16::MAX as usize) as u64;
     let mut k = 0;
     while k < count {
-        let n = (count - k).min(chunk);
+        let n = layout::chunk_len(k, count, chunk, &win);
         for i in 0..n as usize {
             a.idxs[i] = domu_gfn(k + i as u64);
-            a.gfns[i] = FOREIGN_WINDOW_GFN + first + k + i as u64;
+            a.gfns[i] = win(k + i as u64);
             a.errs[i] = 1;
         }
         let mut arg = abi::add_to_physmap_batch(
@@ -238,10 +256,22 @@ unsafe fn remove_batch_raw(gfns_addr: u64, errs_addr: u64, n: u32) -> i64 {
 
 /// Unmap window pages `first..first + count` with `v`.
 fn unmap(a: &mut Arrays, v: Variant, first: u64, count: u64, chunk: u32) -> Result<(), Fail> {
+    unmap_at(a, v, count, chunk, |k| FOREIGN_WINDOW_GFN + first + k)
+}
+
+/// Unmap the window gfns `win(0..count)` with `v` (batches cut as in
+/// [`map_foreign_at`], so that hv can remove a 2 MiB block whole).
+fn unmap_at(
+    a: &mut Arrays,
+    v: Variant,
+    count: u64,
+    chunk: u32,
+    win: impl Fn(u64) -> u64,
+) -> Result<(), Fail> {
     match v {
         Variant::Single => {
             for k in 0..count {
-                let rc = remove_single(FOREIGN_WINDOW_GFN + first + k);
+                let rc = remove_single(win(k));
                 if rc != 0 {
                     return Err(fail("remove_from_physmap", rc));
                 }
@@ -252,9 +282,9 @@ fn unmap(a: &mut Arrays, v: Variant, first: u64, count: u64, chunk: u32) -> Resu
             let chunk = (chunk as u64).min(a.gfns.len() as u64);
             let mut k = 0;
             while k < count {
-                let n = (count - k).min(chunk);
+                let n = layout::chunk_len(k, count, chunk, &win);
                 for i in 0..n as usize {
-                    a.gfns[i] = FOREIGN_WINDOW_GFN + first + k + i as u64;
+                    a.gfns[i] = win(k + i as u64);
                     a.errs[i] = 1;
                 }
                 // SAFETY: both arrays are live scratch of at least `n` entries.
@@ -337,13 +367,25 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
     }
 
     let page_gfn = |k: u64| pl.page(k).map_or(0, |(g, _, _)| g);
-    map_foreign(
+    // Each domU page at the window gfn of its offset in the domU's RAM: the
+    // window keeps the domU's 2 MiB alignment, so each 2 MiB extent of it
+    // (populate_physmap order 9: contiguous, aligned frames) is one 2 MiB
+    // block in d0's stage-2 (one L1 shadow fault instead of 512 nested).
+    let ram_gfn = ram.base / PAGE;
+    if mem / PAGE > FOREIGN_WINDOW_PAGES {
+        return Err(with(fail(
+            "domU RAM exceeds the foreign window",
+            -errno::ENOMEM,
+        )));
+    }
+    let win = |k: u64| FOREIGN_WINDOW_GFN + page_gfn(k).wrapping_sub(ram_gfn);
+    map_foreign_at(
         &mut c.a,
         domid,
-        0,
         pages,
         c.cfg.map_chunk as usize,
         page_gfn,
+        win,
     )
     .map_err(with)?;
     let dtb_bytes: &[u8] = c.a.dtb.get(..dtb_len as usize).unwrap_or(&[]);
@@ -359,7 +401,7 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
         };
         // SAFETY: window page k was just mapped (every errs[] was 0) and is
         // no Rust object.
-        unsafe { hc::write_page(FOREIGN_WINDOW_GFN + k, data, off) };
+        unsafe { hc::write_page(win(k), data, off) };
     }
     if c.cfg.verify {
         let bad = (0..pages)
@@ -374,7 +416,7 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
                     Src::Zero => &[],
                 };
                 // SAFETY: window page k is mapped (above) and no Rust object.
-                !unsafe { hc::page_matches(FOREIGN_WINDOW_GFN + k, data, off) }
+                !unsafe { hc::page_matches(win(k), data, off) }
             })
             .count();
         if bad != 0 {
@@ -385,7 +427,7 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
         }
         println!("dom0: verify: {} pages match their source", pages);
     }
-    unmap(&mut c.a, v, 0, pages, c.cfg.unmap_chunk).map_err(with)?;
+    unmap_at(&mut c.a, v, pages, c.cfg.unmap_chunk, win).map_err(with)?;
 
     let ctx = abi::vcpu_boot_context(p.kernel, p.dtb);
     let rc = hc::setvcpucontext(domid, 0, &ctx);

@@ -231,6 +231,24 @@ impl PageList {
     }
 }
 
+/// Pages in a 2 MiB block.
+pub const BLOCK_PAGES: u64 = SUPERPAGE / PAGE;
+
+/// Length of the batch of pages `k..` (of `count`, at most `chunk`) whose
+/// gfns are `win(k)..`: cut at the last page before `k + chunk` whose gfn is
+/// 2 MiB aligned, when there is one after `k`, so that a 2 MiB aligned run
+/// of gfns is never split between two hypercalls.
+pub fn chunk_len(k: u64, count: u64, chunk: u64, win: impl Fn(u64) -> u64) -> u64 {
+    let n = (count - k).min(chunk.max(1));
+    if k + n == count {
+        return n;
+    }
+    (k + 1..=k + n)
+        .rev()
+        .find(|&e| win(e).is_multiple_of(BLOCK_PAGES))
+        .map_or(n, |e| e - k)
+}
+
 /// The largest part of `ram` that overlaps none of `reserved`.
 #[must_use]
 pub fn largest_free(ram: Region, reserved: &[Region]) -> Option<Region> {
@@ -310,6 +328,21 @@ impl Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_end_on_2m_boundaries_of_the_window() {
+        // Pages 0..100 at gfns 412.., then 100.. at 5000 + k (a segment jump).
+        let win = |k: u64| if k < 100 { 412 + k } else { 5000 + k };
+        // Cut at the last aligned gfn in reach: 5632 (k = 632); from there, 6144 (k = 1144).
+        assert_eq!(chunk_len(0, 3000, 1024, win), 632);
+        assert_eq!(chunk_len(632, 3000, 1000, win), 512);
+        // A contiguous window: cut at gfn 512.
+        assert_eq!(chunk_len(0, 3000, 1024, |k| 412 + k), 612);
+        // No boundary in reach: the whole chunk; the last chunk is the rest.
+        assert_eq!(chunk_len(121, 3000, 300, win), 300);
+        assert_eq!(chunk_len(2900, 3000, 1024, win), 100);
+        assert_eq!(chunk_len(0, 5, 0, win), 1);
+    }
 
     const RAM16: Region = Region {
         base: 0x4000_0000,
