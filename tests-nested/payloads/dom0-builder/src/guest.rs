@@ -379,13 +379,17 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
         )));
     }
     let win = |k: u64| FOREIGN_WINDOW_GFN + page_gfn(k).wrapping_sub(ram_gfn);
+    // What is mapped: the written pages' 2 MiB extents, whole.
+    let ml = layout::MapList::new(ram, &pl);
+    let map_gfn = |j: u64| ml.gfn(j);
+    let map_win = |j: u64| FOREIGN_WINDOW_GFN + ml.gfn(j).wrapping_sub(ram_gfn);
     map_foreign_at(
         &mut c.a,
         domid,
-        pages,
+        ml.total_pages(),
         c.cfg.map_chunk as usize,
-        page_gfn,
-        win,
+        map_gfn,
+        map_win,
     )
     .map_err(with)?;
     let dtb_bytes: &[u8] = c.a.dtb.get(..dtb_len as usize).unwrap_or(&[]);
@@ -427,7 +431,7 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
         }
         println!("dom0: verify: {} pages match their source", pages);
     }
-    unmap_at(&mut c.a, v, pages, c.cfg.unmap_chunk, win).map_err(with)?;
+    unmap_at(&mut c.a, v, ml.total_pages(), c.cfg.unmap_chunk, map_win).map_err(with)?;
 
     let ctx = abi::vcpu_boot_context(p.kernel, p.dtb);
     let rc = hc::setvcpucontext(domid, 0, &ctx);

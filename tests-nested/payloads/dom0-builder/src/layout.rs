@@ -231,6 +231,75 @@ impl PageList {
     }
 }
 
+/// The domU gfns the builder maps: each written segment of a [`PageList`]
+/// rounded out to the 2 MiB extents it touches (inside the domU's RAM),
+/// overlaps merged, in gfn order. A 2 MiB extent of the domU is one
+/// populate_physmap order-9 extent (contiguous, aligned frames), so each
+/// range maps as whole 2 MiB stage-2 blocks in the control domain: one
+/// nested shadow fault per 2 MiB instead of one per page, also for the
+/// partly written extents at a segment's ends (their other pages are the
+/// domU's own scrubbed RAM, mapped and unmapped unwritten).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MapList {
+    ranges: [(u64, u64); 8],
+    n: usize,
+}
+
+impl MapList {
+    /// The mapped ranges of `pl` in `ram`.
+    #[must_use]
+    pub fn new(ram: Region, pl: &PageList) -> Self {
+        let mut v = [(0u64, 0u64); 8];
+        let mut n = 0;
+        for s in pl.segments().filter(|s| s.pages > 0) {
+            let lo = (s.ipa - s.ipa % SUPERPAGE).max(ram.base);
+            let hi = round_up(s.ipa + s.pages * PAGE, SUPERPAGE).min(ram.end());
+            if n < v.len() {
+                v[n] = (lo / PAGE, (hi - lo) / PAGE);
+                n += 1;
+            }
+        }
+        v[..n].sort_unstable();
+        let mut m = 0;
+        for i in 0..n {
+            let (g, p) = v[i];
+            if m > 0 && g <= v[m - 1].0 + v[m - 1].1 {
+                let end = (v[m - 1].0 + v[m - 1].1).max(g + p);
+                v[m - 1].1 = end - v[m - 1].0;
+            } else {
+                v[m] = (g, p);
+                m += 1;
+            }
+        }
+        Self { ranges: v, n: m }
+    }
+
+    /// The ranges `(first gfn, pages)`.
+    #[must_use]
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges[..self.n]
+    }
+
+    /// Pages mapped.
+    #[must_use]
+    pub fn total_pages(&self) -> u64 {
+        self.ranges().iter().map(|r| r.1).sum()
+    }
+
+    /// The `j`-th mapped gfn (0 past the end).
+    #[must_use]
+    pub fn gfn(&self, j: u64) -> u64 {
+        let mut j = j;
+        for &(g, p) in self.ranges() {
+            if j < p {
+                return g + j;
+            }
+            j -= p;
+        }
+        0
+    }
+}
+
 /// Pages in a 2 MiB block.
 pub const BLOCK_PAGES: u64 = SUPERPAGE / PAGE;
 
@@ -328,6 +397,51 @@ impl Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapped_ranges_are_the_written_segments_rounded_to_2m_extents() {
+        let ram = Region {
+            base: 0x4000_0000,
+            size: 128 << 20,
+        };
+        let hdr = ImageHeader {
+            text_offset: 0,
+            effective_size: 48_832_448,
+        };
+        let p = place(ram, &hdr, 1_976_832, 1195).unwrap();
+        let pl = PageList::new(ram, &p, 48_832_448, 1_976_832, 1195, 0);
+        let m = MapList::new(ram, &pl);
+        // Kernel: 0x4000_0000 .. up to 0x42e0_0000 (23 whole + 1 partial
+        // extent); initrd + DTB in the last extent of RAM.
+        assert_eq!(
+            m.ranges(),
+            &[(0x4_0000, 24 * 512), (0x4_7e00, 512)],
+            "{:?}",
+            p
+        );
+        assert_eq!(m.total_pages(), 25 * 512);
+        assert_eq!(m.gfn(0), 0x4_0000);
+        assert_eq!(m.gfn(24 * 512), 0x4_7e00);
+        assert_eq!(m.gfn(25 * 512), 0);
+        // Every written page is mapped.
+        for k in 0..pl.total_pages() {
+            let g = pl.page(k).unwrap().0;
+            assert!(m.ranges().iter().any(|r| g >= r.0 && g < r.0 + r.1));
+        }
+        // Overlapping rounded segments merge; RAM ends bound them.
+        let small = Region {
+            base: 0x4000_0000,
+            size: 3 << 20,
+        };
+        let hdr = ImageHeader {
+            text_offset: 0,
+            effective_size: 4096,
+        };
+        let p = place(small, &hdr, 8192, 100).unwrap();
+        let pl = PageList::new(small, &p, 4096, 8192, 100, 0);
+        let m = MapList::new(small, &pl);
+        assert_eq!(m.ranges(), &[(0x4_0000, 768)], "{p:?}");
+    }
 
     #[test]
     fn chunks_end_on_2m_boundaries_of_the_window() {

@@ -8,11 +8,14 @@
 //!    `memory_op(XENMEM_populate_physmap)` of the domU's RAM at
 //!    `GUEST_RAM0_BASE` in order-9 (2 MiB) extents where they fit, order 0
 //!    for the rest and for any extent hv could not give (partial success);
-//! 2. maps every domU page it must write into its own physmap with
+//! 2. maps the 2 MiB extents of the domU's RAM that hold a page it must
+//!    write (`layout::MapList`) into its own physmap with
 //!    `XENMEM_add_to_physmap_batch` (`XENMAPSPACE_gmfn_foreign`) in chunks of
-//!    `map-chunk` pages, at gfns from [`FOREIGN_WINDOW_GFN`] up (IPA
-//!    4 GiB, just above Xen's guest RAM bank 0 and below bank 1: free in every
-//!    domain's physmap), and copies the kernel Image (at RAM base +
+//!    at most `map-chunk` pages ending on 2 MiB boundaries, each domU page at
+//!    [`FOREIGN_WINDOW_GFN`] + its offset in the domU's RAM (IPA 4 GiB up,
+//!    just above Xen's guest RAM bank 0 and below bank 1: free in every
+//!    domain's physmap; the window keeps the domU's 2 MiB alignment, so hv
+//!    maps each extent as one 2 MiB stage-2 block), and copies the kernel Image (at RAM base +
 //!    text_offset), the initrd and a DTB it writes (placement of
 //!    `xg_dom_arm.c`) into them;
 //! 3. unmaps them: variant `single` with one `XENMEM_remove_from_physmap` per
