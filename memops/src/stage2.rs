@@ -24,8 +24,9 @@
 //! An unmap leaves empty tables in place: freeing a table frame would need the
 //! same TLB/walk-cache flush as freeing a data page, and tables are at most
 //! 1/512 of the mapped memory. The one table freed while the [`Stage2`] lives
-//! is a level-3 table that [`Stage2::promote`] replaces by a 2 MiB block, after
-//! the synchronous invalidation of its break. [`Stage2::destroy`] frees them
+//! is a level-3 table that a 2 MiB block replaces ([`Stage2::promote`] of a
+//! full one, [`Stage2::map`] of a block over an empty one), after the
+//! synchronous invalidation of its break. [`Stage2::destroy`] frees them
 //! all; the caller must have flushed the VMID (the domain is dead) before the
 //! frames are reused.
 
@@ -62,9 +63,10 @@ pub trait TableMem {
     /// A zeroed, 4 KiB aligned table frame, or `None` when out of memory.
     fn alloc_table(&mut self) -> Option<PhysAddr>;
     /// Give back a frame from [`alloc_table`](Self::alloc_table). Called from
-    /// [`Stage2::destroy`] (after the caller flushed the VMID) and from
-    /// [`Stage2::promote`] (after the synchronous invalidation of the entry
-    /// that pointed to it).
+    /// [`Stage2::destroy`] (after the caller flushed the VMID) and when a
+    /// 2 MiB block replaces a level-3 table ([`Stage2::promote`],
+    /// [`Stage2::map`]), after the synchronous invalidation of the entry
+    /// that pointed to it.
     fn free_table(&mut self, pa: PhysAddr);
     /// Entry `index` (0..512) of the table at `table`.
     fn read_entry(&self, table: PhysAddr, index: usize) -> u64;
@@ -238,6 +240,11 @@ pub const fn is_bbm_required(old: u64, new: u64) -> bool {
     old & TYPE_BITS != new & TYPE_BITS
 }
 
+/// True if no entry of the table at `t` is valid.
+fn is_empty_table(mem: &impl TableMem, t: PhysAddr) -> bool {
+    (0..ENTRIES).all(|i| !is_valid(mem.read_entry(t, i)))
+}
+
 /// The level-2 block descriptor equivalent to the level-3 table at `l3`, if
 /// its 512 entries are valid pages mapping one 2 MiB aligned, contiguous
 /// physical run with identical attributes.
@@ -364,7 +371,11 @@ impl Stage2 {
     /// leaves alignment allows. Existing mappings in the range are replaced;
     /// replacements that need break-before-make are flushed synchronously
     /// through [`TableMem::invalidate_now`]; the others (permission-only
-    /// changes) are returned for the caller to plan.
+    /// changes) are returned for the caller to plan. An empty level-3 table
+    /// where a 2 MiB block fits is replaced by the block (break-before-make,
+    /// one walk-cache TLBI, the table freed): the caller must have run every
+    /// pending invalidation of the range before (memops' handlers do, through
+    /// `DeferredFlush::before_map`).
     ///
     /// # Errors
     /// [`Error::EmptyRange`], [`Error::Misaligned`] (ipa, pa or size not 4 KiB aligned),
@@ -436,13 +447,24 @@ impl Stage2 {
             let pa = pa_start + (ipa - start);
             let old = mem.read_entry(table, idx);
             let whole = ipa == entry_base && chunk_end == entry_base + size;
-            if (level == 1 || level == 2 || level == 3)
-                && whole
-                && pa.is_multiple_of(size)
-                && !is_table(old, level)
-            {
+            let leaf_fits =
+                (level == 1 || level == 2 || level == 3) && whole && pa.is_multiple_of(size);
+            if leaf_fits && !is_table(old, level) {
                 let new = leaf_descriptor(PhysAddr(pa), attrs, level);
                 self.replace_leaf(mem, table, idx, level, Ipa(entry_base), old, new, inv);
+            } else if leaf_fits && level == 2 && is_empty_table(mem, PhysAddr(old & OA_MASK)) {
+                // An empty level-3 table (left by earlier unmaps) gives way to
+                // the block: break-before-make. Its leaves were all removed
+                // and their invalidations ran (callers run pending ones
+                // before mapping again), so only walk-cache copies of the
+                // table entry remain: one TLBI, then the block, then the
+                // table frame no walker can reach any more is freed.
+                mem.write_entry(table, idx, 0);
+                let mut now = InvalidationSet::new();
+                now.add_walk(Ipa(entry_base));
+                mem.invalidate_now_for(self.root, &now);
+                mem.write_entry(table, idx, leaf_descriptor(PhysAddr(pa), attrs, level));
+                mem.free_table(PhysAddr(old & OA_MASK));
             } else {
                 let next = self.next_table(mem, table, idx, level, Ipa(entry_base), old, ipa)?;
                 self.map_in(mem, next, level + 1, ipa, chunk_end, pa, attrs, inv)?;

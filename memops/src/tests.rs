@@ -587,6 +587,56 @@ fn removing_one_page_of_a_promoted_block_splits_it_back() {
 }
 
 #[test]
+fn a_block_replaces_an_empty_table_with_one_walk_cache_invalidation() {
+    let mut m = SimTableMem::new();
+    let mut s = Stage2::new(&mut m, 40).unwrap();
+    s.map(&mut m, Ipa(WIN), PhysAddr(FRAMES), MIB2, S2Attrs::RAM)
+        .unwrap();
+    // Split, then every page removed: an empty level-3 table stays.
+    for i in 0..512 {
+        s.unmap(&mut m, Ipa(WIN + i * PAGE_SIZE), PAGE_SIZE)
+            .unwrap();
+    }
+    assert!(leaves(&s, &m).is_empty());
+    let tables = m.live_tables();
+    m.sync_invalidations.clear();
+    let inv = s
+        .map(
+            &mut m,
+            Ipa(WIN),
+            PhysAddr(FRAMES + MIB2),
+            MIB2,
+            S2Attrs::RAM,
+        )
+        .unwrap();
+    assert!(inv.is_empty());
+    assert_eq!(leaves(&s, &m), [(WIN, FRAMES + MIB2, MIB2)]);
+    assert_eq!(m.sync_invalidations.len(), 1);
+    let w = &m.sync_invalidations[0];
+    assert_eq!(
+        w.ranges(),
+        &[IpaRange {
+            base: Ipa(WIN),
+            pages: 1,
+            level: 0
+        }]
+    );
+    assert!(!w.needs_stage1(), "nothing combined through an empty table");
+    assert_eq!(m.bbm_violations, 0);
+    assert_eq!(m.live_tables(), tables - 1, "the empty table is freed");
+    // A table that still maps a page is not replaced that way: the page is
+    // remapped by the map (level-3 entries) and nothing is freed.
+    s.unmap(&mut m, Ipa(WIN), MIB2 - PAGE_SIZE).unwrap();
+    let tables = m.live_tables();
+    s.map(&mut m, Ipa(WIN), PhysAddr(FRAMES), MIB2, S2Attrs::RAM)
+        .unwrap();
+    assert_eq!(leaves(&s, &m).len(), 512);
+    assert_eq!(m.live_tables(), tables);
+    s.destroy(&mut m);
+    assert_eq!(m.live_tables(), 0);
+}
+
+#[test]
 fn physmap_promotes_only_foreign_runs_and_removes_a_foreign_block_whole() {
     let mut m = SimTableMem::new();
     let mut pm = Physmap::new(&mut m, 0, 40, 1 << 20).unwrap();
@@ -701,6 +751,9 @@ mod promotion_props {
         Map { gfn: u64, shifted: bool, ro: bool },
         /// Map a whole region page by page, naturally (the fast route to promotions).
         FillRegion { region: u64 },
+        /// Map a whole region in one call (a block where the entry is
+        /// invalid or an empty table), naturally or shifted by one page.
+        MapRegion { region: u64, shifted: bool },
         /// Unmap `pages` pages from `gfn`.
         Unmap { gfn: u64, pages: u64 },
     }
@@ -710,6 +763,8 @@ mod promotion_props {
             8 => (0..PAGES, prop::bool::weighted(0.1), prop::bool::weighted(0.1))
                 .prop_map(|(gfn, shifted, ro)| Op::Map { gfn, shifted, ro }),
             2 => (0..PAGES / 512).prop_map(|region| Op::FillRegion { region }),
+            2 => (0..PAGES / 512, prop::bool::weighted(0.2))
+                .prop_map(|(region, shifted)| Op::MapRegion { region, shifted }),
             4 => (0..PAGES, prop_oneof![Just(1u64), 1..700u64])
                 .prop_map(|(gfn, pages)| Op::Unmap { gfn, pages }),
         ]
@@ -764,6 +819,19 @@ mod promotion_props {
                     inv.merge(&map(side, g, false, false)?);
                 }
                 Ok(inv)
+            }
+            Op::MapRegion { region, shifted } => {
+                let g = region * 512;
+                let pa = FRAMES + (g + u64::from(shifted)) * PAGE_SIZE;
+                side.s
+                    .map(
+                        &mut side.m,
+                        Ipa(WIN + g * PAGE_SIZE),
+                        PhysAddr(pa),
+                        MIB2,
+                        S2Attrs::RAM,
+                    )
+                    .map_err(|e| format!("{e}"))
             }
             Op::Unmap { gfn, pages } => {
                 let pages = pages.min(PAGES - gfn);
@@ -868,6 +936,5 @@ mod promotion_props {
             },
         ];
         assert_eq!(run(&ops).unwrap(), 3, "promotions (tables freed)");
-        let _ = MIB2;
     }
 }

@@ -107,6 +107,20 @@ impl InvalidationSet {
         self.ranges.push(IpaRange { base, pages, level });
     }
 
+    /// Record that a table entry covering `base` was removed whose leaves
+    /// were all removed and invalidated before: only walk-cache copies of
+    /// the table entry can remain, and one IPA-based TLBI of any IPA it
+    /// covered, without a level hint, drops them. Nothing combined
+    /// (stage-1+2) can have been cached through an empty table, so this
+    /// does not set [`needs_stage1`](Self::needs_stage1).
+    pub fn add_walk(&mut self, base: Ipa) {
+        self.ranges.push(IpaRange {
+            base,
+            pages: 1,
+            level: 0,
+        });
+    }
+
     /// Record that only stage-1 (combined) entries of this VMID must go
     /// (e.g. after a guest-visible change that does not touch stage-2 leaves).
     pub fn add_stage1(&mut self) {
@@ -199,5 +213,8 @@ mod tests {
         assert!(!s.contains(Ipa(0x4020_4000)));
         s.clear();
         assert!(s.is_empty());
+        s.add_walk(Ipa(0x4020_0000));
+        assert!(!s.is_empty() && !s.needs_stage1());
+        assert_eq!((s.pages(), s.entries()), (1, 1));
     }
 }
