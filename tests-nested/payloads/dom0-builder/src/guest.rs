@@ -440,7 +440,10 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
     }
     let ticks = hc::ticks().wrapping_sub(t0);
     let counters = hc::counters();
-    line(|w| report::write_build_line(w, v.name(), pages, ticks, c.freq, counters));
+    // Pages mapped (and removed): the written ones and the rest of their
+    // mostly written 2 MiB extents.
+    let mapped = ml.total_pages();
+    line(|w| report::write_build_line(w, v.name(), mapped, ticks, c.freq, counters));
     println!(
         "dom0: d{} built: kernel at {:#x} ({} bytes), initrd at {:#x} ({} bytes), dtb at {:#x} ({} bytes)",
         domid,
@@ -451,7 +454,10 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
         p.dtb,
         dtb_len
     );
-    Ok(Built { domid, pages })
+    Ok(Built {
+        domid,
+        pages: mapped,
+    })
 }
 
 /// Unpause and wait (yielding) until the domU shuts down; its SHUTDOWN_* code.

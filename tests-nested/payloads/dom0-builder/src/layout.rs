@@ -231,17 +231,17 @@ impl PageList {
     }
 }
 
-/// The domU gfns the builder maps: each written segment of a [`PageList`]
-/// rounded out to the 2 MiB extents it touches (inside the domU's RAM),
-/// overlaps merged, in gfn order. A 2 MiB extent of the domU is one
-/// populate_physmap order-9 extent (contiguous, aligned frames), so each
-/// range maps as whole 2 MiB stage-2 blocks in the control domain: one
-/// nested shadow fault per 2 MiB instead of one per page, also for the
-/// partly written extents at a segment's ends (their other pages are the
-/// domU's own scrubbed RAM, mapped and unmapped unwritten).
+/// The domU gfns the builder maps: the written pages of a [`PageList`],
+/// and all of each 2 MiB extent of which at least half is written (inside
+/// the domU's RAM), in gfn order. A 2 MiB extent of the domU is one
+/// populate_physmap order-9 extent (contiguous, aligned frames), so a whole
+/// extent maps as one 2 MiB stage-2 block in the control domain: one nested
+/// shadow fault instead of one per page. Its unwritten pages are the domU's
+/// own scrubbed RAM, mapped and unmapped unwritten; below half written,
+/// mapping the rest would cost more page operations than it saves.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MapList {
-    ranges: [(u64, u64); 8],
+    ranges: [(u64, u64); 32],
     n: usize,
 }
 
@@ -249,29 +249,56 @@ impl MapList {
     /// The mapped ranges of `pl` in `ram`.
     #[must_use]
     pub fn new(ram: Region, pl: &PageList) -> Self {
-        let mut v = [(0u64, 0u64); 8];
-        let mut n = 0;
+        let mut segs = [(0u64, 0u64); 8];
+        let mut ns = 0;
         for s in pl.segments().filter(|s| s.pages > 0) {
-            let lo = (s.ipa - s.ipa % SUPERPAGE).max(ram.base);
-            let hi = round_up(s.ipa + s.pages * PAGE, SUPERPAGE).min(ram.end());
-            if n < v.len() {
-                v[n] = (lo / PAGE, (hi - lo) / PAGE);
-                n += 1;
+            if ns < segs.len() {
+                segs[ns] = (s.ipa, s.ipa + s.pages * PAGE);
+                ns += 1;
             }
         }
-        v[..n].sort_unstable();
-        let mut m = 0;
-        for i in 0..n {
-            let (g, p) = v[i];
-            if m > 0 && g <= v[m - 1].0 + v[m - 1].1 {
-                let end = (v[m - 1].0 + v[m - 1].1).max(g + p);
-                v[m - 1].1 = end - v[m - 1].0;
-            } else {
-                v[m] = (g, p);
-                m += 1;
+        let segs = &mut segs[..ns];
+        segs.sort_unstable();
+        let written = |lo: u64, hi: u64| -> u64 {
+            segs.iter()
+                .map(|&(a, b)| b.min(hi).saturating_sub(a.max(lo)))
+                .sum()
+        };
+        let mut m = Self {
+            ranges: [(0, 0); 32],
+            n: 0,
+        };
+        for &(a0, e) in segs.iter() {
+            let mut a = a0;
+            while a < e {
+                let xlo = a - a % SUPERPAGE;
+                let xhi = xlo + SUPERPAGE;
+                let b = e.min(xhi);
+                let (lo, hi) = if written(xlo, xhi) >= SUPERPAGE / 2 {
+                    (xlo.max(ram.base), xhi.min(ram.end()))
+                } else {
+                    (a, b)
+                };
+                m.push(lo / PAGE, hi / PAGE);
+                a = b;
             }
         }
-        Self { ranges: v, n: m }
+        m
+    }
+
+    /// Append gfns `g0..g1` (ascending), merged with the last range when they touch.
+    fn push(&mut self, g0: u64, g1: u64) {
+        if self.n > 0 {
+            let last = &mut self.ranges[self.n - 1];
+            if g0 <= last.0 + last.1 {
+                last.1 = (last.0 + last.1).max(g1) - last.0;
+                return;
+            }
+        }
+        if self.n < self.ranges.len() {
+            self.ranges[self.n] = (g0, g1 - g0);
+            self.n += 1;
+        }
     }
 
     /// The ranges `(first gfn, pages)`.
@@ -411,24 +438,26 @@ mod tests {
         let p = place(ram, &hdr, 1_976_832, 1195).unwrap();
         let pl = PageList::new(ram, &p, 48_832_448, 1_976_832, 1195, 0);
         let m = MapList::new(ram, &pl);
-        // Kernel: 0x4000_0000 .. up to 0x42e0_0000 (23 whole + 1 partial
-        // extent); initrd + DTB in the last extent of RAM.
+        // Kernel: 23 whole extents and 146 pages of the 24th (less than
+        // half: those pages only); initrd + DTB: 484 pages of the last
+        // extent of RAM (more than half: all of it).
         assert_eq!(
             m.ranges(),
-            &[(0x4_0000, 24 * 512), (0x4_7e00, 512)],
+            &[(0x4_0000, 23 * 512 + 146), (0x4_7e00, 512)],
             "{:?}",
             p
         );
-        assert_eq!(m.total_pages(), 25 * 512);
+        assert_eq!(m.total_pages(), 24 * 512 + 146);
         assert_eq!(m.gfn(0), 0x4_0000);
-        assert_eq!(m.gfn(24 * 512), 0x4_7e00);
-        assert_eq!(m.gfn(25 * 512), 0);
+        assert_eq!(m.gfn(23 * 512 + 146), 0x4_7e00);
+        assert_eq!(m.gfn(m.total_pages()), 0);
         // Every written page is mapped.
         for k in 0..pl.total_pages() {
             let g = pl.page(k).unwrap().0;
             assert!(m.ranges().iter().any(|r| g >= r.0 && g < r.0 + r.1));
         }
-        // Overlapping rounded segments merge; RAM ends bound them.
+        // A few written pages map alone; segments sharing a mostly written
+        // extent make it whole (and merge).
         let small = Region {
             base: 0x4000_0000,
             size: 3 << 20,
@@ -440,7 +469,10 @@ mod tests {
         let p = place(small, &hdr, 8192, 100).unwrap();
         let pl = PageList::new(small, &p, 4096, 8192, 100, 0);
         let m = MapList::new(small, &pl);
-        assert_eq!(m.ranges(), &[(0x4_0000, 768)], "{p:?}");
+        assert_eq!(m.ranges(), &[(0x4_0000, 1), (0x4_02fd, 3)], "{p:?}");
+        let pl = PageList::new(small, &p, 4096, 8192, 100, 400);
+        let m = MapList::new(small, &pl);
+        assert_eq!(m.ranges(), &[(0x4_0000, 512), (0x4_02fd, 3)], "{p:?}");
     }
 
     #[test]
