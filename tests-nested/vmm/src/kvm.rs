@@ -39,15 +39,11 @@ unsafe impl Sync for GuestRam {}
 
 impl GuestRam {
     fn new(size: usize) -> Result<Self, Error> {
-        // 2 MiB more than needed, to start the RAM on a 2 MiB boundary (as the guest physical
-        // base is): KVM maps a 2 MiB block of the (shadow) stage-2 only where the host
-        // mapping is a 2 MiB transparent huge page at the same offset.
-        const HUGE: usize = 2 << 20;
         // SAFETY: an anonymous private mapping at an address the kernel picks aliases nothing.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                size + HUGE,
+                size,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -60,14 +56,10 @@ impl GuestRam {
                 std::io::Error::last_os_error()
             )));
         }
-        let pad = (HUGE - (p as usize) % HUGE) % HUGE;
-        // SAFETY: pad < HUGE, so the result stays inside the mapping of size + HUGE bytes.
-        let ptr: *mut u8 = unsafe { p.cast::<u8>().add(pad) };
-        // Ask for transparent huge pages (the kernel's THP mode may be `madvise`); an error
-        // (no THP support) only costs speed.
-        // SAFETY: madvise on a range of our own live mapping changes no Rust-visible memory.
-        let _ = unsafe { libc::madvise(ptr.cast(), size, libc::MADV_HUGEPAGE) };
-        Ok(GuestRam { ptr, size })
+        Ok(GuestRam {
+            ptr: p.cast(),
+            size,
+        })
     }
 
     fn write(&self, gpa: u64, data: &[u8]) -> Result<(), Error> {
