@@ -382,6 +382,100 @@ impl Physmap {
         Ok(inv)
     }
 
+    /// Promote the 2 MiB region containing `gfn` to one stage-2 block if all
+    /// its 512 gfns are foreign mappings of one 2 MiB aligned, contiguous
+    /// physical run ([`Stage2::promote`]: break-before-make, synchronous
+    /// invalidation, the level-3 table freed). The records, reference counts
+    /// and budgets stay per page; a later remove of one page splits the
+    /// block again. Returns true if it promoted.
+    pub fn promote_foreign(&mut self, tables: &mut impl TableMem, gfn: u64) -> bool {
+        let first = gfn & !511;
+        if !self.gfn_in_range(first + 511) {
+            return false;
+        }
+        let foreign =
+            |e: Option<&P2mEntry>| e.is_some_and(|e| matches!(e.kind, P2mKind::Foreign { .. }));
+        // Cheap tests first (this runs after every foreign page mapped).
+        if !foreign(self.gfns.get(&first))
+            || !foreign(self.gfns.get(&(first + 511)))
+            || !self.stage2.promotable(tables, Ipa::from_page_number(first))
+        {
+            return false;
+        }
+        let all_foreign = self.gfns.range(first..first + 512).count() == 512
+            && self
+                .gfns
+                .range(first..first + 512)
+                .all(|(_, e)| foreign(Some(e)));
+        if !all_foreign {
+            return false;
+        }
+        self.stage2.promote(
+            &mut Counted {
+                inner: tables,
+                used: &mut self.tables,
+            },
+            Ipa::from_page_number(first),
+        )
+    }
+
+    /// True if the 512 gfns from `gfn` (2 MiB aligned) are foreign mappings
+    /// held by one 2 MiB stage-2 block (what [`Physmap::remove_foreign_block`] removes).
+    #[must_use]
+    pub fn is_foreign_block(&self, tables: &impl TableMem, gfn: u64) -> bool {
+        if !gfn.is_multiple_of(512) || !self.gfn_in_range(gfn.saturating_add(511)) {
+            return false;
+        }
+        let block = self
+            .stage2
+            .walk(tables, Ipa::from_page_number(gfn))
+            .is_some_and(|l| l.level == 2);
+        block
+            && self.gfns.range(gfn..gfn + 512).count() == 512
+            && self
+                .gfns
+                .range(gfn..gfn + 512)
+                .all(|(_, e)| matches!(e.kind, P2mKind::Foreign { .. }))
+    }
+
+    /// Remove the 512 foreign mappings at `gfn` that one 2 MiB block holds
+    /// ([`Physmap::is_foreign_block`]) with one leaf change: the block's
+    /// invalidation (one level-2 entry) and the 512 references to drop after
+    /// it ran (into `held`). The same records and counts go as with 512
+    /// [`Physmap::remove`] calls, without splitting the block first.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if the gfns are not such a block (nothing changed);
+    /// [`Error::OutOfMemory`] if `held` cannot grow (nothing changed).
+    pub fn remove_foreign_block(
+        &mut self,
+        tables: &mut impl TableMem,
+        gfn: u64,
+        held: &mut Vec<PhysAddr>,
+    ) -> Result<InvalidationSet, Error> {
+        if !self.is_foreign_block(tables, gfn) {
+            return Err(Error::Invalid {
+                what: "not a block of foreign mappings",
+            });
+        }
+        held.try_reserve(512).map_err(|_| Error::OutOfMemory)?;
+        let inv = self.stage2.unmap(
+            &mut Counted {
+                inner: tables,
+                used: &mut self.tables,
+            },
+            Ipa::from_page_number(gfn),
+            512 * PAGE_SIZE,
+        )?;
+        for g in gfn..gfn + 512 {
+            if let Some(e) = self.gfns.remove(&g) {
+                held.push(e.pa);
+            }
+        }
+        self.foreign = self.foreign.saturating_sub(512);
+        Ok(inv)
+    }
+
     /// Unmap `gfn`. `give_back` says whether own RAM leaves the domain
     /// (`decrease_reservation`: its allocation reference is to be released)
     /// or stays owned (`remove_from_physmap`).

@@ -21,11 +21,14 @@
 //! and KVM's `stage2_try_break_pte` do.
 //!
 //! # Table lifetime
-//! Intermediate tables are never freed while the [`Stage2`] lives (an unmap
-//! leaves empty tables in place): freeing a table frame would need the same
-//! TLB/walk-cache flush as freeing a data page, and tables are at most
-//! 1/512 of the mapped memory. [`Stage2::destroy`] frees them all; the caller
-//! must have flushed the VMID (the domain is dead) before the frames are reused.
+//! An unmap leaves empty tables in place: freeing a table frame would need the
+//! same TLB/walk-cache flush as freeing a data page, and tables are at most
+//! 1/512 of the mapped memory. The one table freed while the [`Stage2`] lives
+//! is a level-3 table that a 2 MiB block replaces ([`Stage2::promote`] of a
+//! full one, [`Stage2::map`] of a block over an empty one), after the
+//! synchronous invalidation of its break. [`Stage2::destroy`] frees them
+//! all; the caller must have flushed the VMID (the domain is dead) before the
+//! frames are reused.
 
 use pv_tlb::{pages_per_entry, InvalidationSet};
 
@@ -59,8 +62,11 @@ const OA_MASK: u64 = ((1u64 << PA_BITS) - 1) & !(PAGE_SIZE - 1);
 pub trait TableMem {
     /// A zeroed, 4 KiB aligned table frame, or `None` when out of memory.
     fn alloc_table(&mut self) -> Option<PhysAddr>;
-    /// Give back a frame from [`alloc_table`](Self::alloc_table). Only called
-    /// from [`Stage2::destroy`] (after the caller flushed the VMID).
+    /// Give back a frame from [`alloc_table`](Self::alloc_table). Called from
+    /// [`Stage2::destroy`] (after the caller flushed the VMID) and when a
+    /// 2 MiB block replaces a level-3 table ([`Stage2::promote`],
+    /// [`Stage2::map`]), after the synchronous invalidation of the entry
+    /// that pointed to it.
     fn free_table(&mut self, pa: PhysAddr);
     /// Entry `index` (0..512) of the table at `table`.
     fn read_entry(&self, table: PhysAddr, index: usize) -> u64;
@@ -234,6 +240,33 @@ pub const fn is_bbm_required(old: u64, new: u64) -> bool {
     old & TYPE_BITS != new & TYPE_BITS
 }
 
+/// True if no entry of the table at `t` is valid.
+fn is_empty_table(mem: &impl TableMem, t: PhysAddr) -> bool {
+    (0..ENTRIES).all(|i| !is_valid(mem.read_entry(t, i)))
+}
+
+/// The level-2 block descriptor equivalent to the level-3 table at `l3`, if
+/// its 512 entries are valid pages mapping one 2 MiB aligned, contiguous
+/// physical run with identical attributes.
+fn contiguous_block(mem: &impl TableMem, l3: PhysAddr) -> Option<u64> {
+    let first = mem.read_entry(l3, 0);
+    if !is_leaf(first, 3) || !(first & OA_MASK).is_multiple_of(level_size(2)) {
+        return None;
+    }
+    // Entry i must be entry 0 with its output address advanced by i pages
+    // (the base is 2 MiB aligned: the sum stays inside the OA field). The
+    // last entry first: a table filled in IPA order fails here at once.
+    let want = |i: usize| first + i as u64 * PAGE_SIZE;
+    if mem.read_entry(l3, ENTRIES - 1) != want(ENTRIES - 1) {
+        return None;
+    }
+    if (1..ENTRIES - 1).any(|i| mem.read_entry(l3, i) != want(i)) {
+        return None;
+    }
+    // Same attributes and output address, block type (bit 1 clear).
+    Some(first & !TABLE_OR_PAGE)
+}
+
 /// A leaf entry found by [`Stage2::walk`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Leaf {
@@ -338,7 +371,11 @@ impl Stage2 {
     /// leaves alignment allows. Existing mappings in the range are replaced;
     /// replacements that need break-before-make are flushed synchronously
     /// through [`TableMem::invalidate_now`]; the others (permission-only
-    /// changes) are returned for the caller to plan.
+    /// changes) are returned for the caller to plan. An empty level-3 table
+    /// where a 2 MiB block fits is replaced by the block (break-before-make,
+    /// one walk-cache TLBI, the table freed): the caller must have run every
+    /// pending invalidation of the range before (memops' handlers do, through
+    /// `DeferredFlush::before_map`).
     ///
     /// # Errors
     /// [`Error::EmptyRange`], [`Error::Misaligned`] (ipa, pa or size not 4 KiB aligned),
@@ -410,13 +447,24 @@ impl Stage2 {
             let pa = pa_start + (ipa - start);
             let old = mem.read_entry(table, idx);
             let whole = ipa == entry_base && chunk_end == entry_base + size;
-            if (level == 1 || level == 2 || level == 3)
-                && whole
-                && pa.is_multiple_of(size)
-                && !is_table(old, level)
-            {
+            let leaf_fits =
+                (level == 1 || level == 2 || level == 3) && whole && pa.is_multiple_of(size);
+            if leaf_fits && !is_table(old, level) {
                 let new = leaf_descriptor(PhysAddr(pa), attrs, level);
                 self.replace_leaf(mem, table, idx, level, Ipa(entry_base), old, new, inv);
+            } else if leaf_fits && level == 2 && is_empty_table(mem, PhysAddr(old & OA_MASK)) {
+                // An empty level-3 table (left by earlier unmaps) gives way to
+                // the block: break-before-make. Its leaves were all removed
+                // and their invalidations ran (callers run pending ones
+                // before mapping again), so only walk-cache copies of the
+                // table entry remain: one TLBI, then the block, then the
+                // table frame no walker can reach any more is freed.
+                mem.write_entry(table, idx, 0);
+                let mut now = InvalidationSet::new();
+                now.add_walk(Ipa(entry_base));
+                mem.invalidate_now_for(self.root, &now);
+                mem.write_entry(table, idx, leaf_descriptor(PhysAddr(pa), attrs, level));
+                mem.free_table(PhysAddr(old & OA_MASK));
             } else {
                 let next = self.next_table(mem, table, idx, level, Ipa(entry_base), old, ipa)?;
                 self.map_in(mem, next, level + 1, ipa, chunk_end, pa, attrs, inv)?;
@@ -499,6 +547,70 @@ impl Stage2 {
         }
         mem.write_entry(table, idx, desc);
         Ok(next)
+    }
+
+    /// Promote the 2 MiB region containing `ipa` to one 2 MiB block if its
+    /// level-3 table maps all 512 pages to one 2 MiB aligned, physically
+    /// contiguous run with identical attributes (e.g. once the 512th page of
+    /// a contiguous foreign extent has been mapped page by page). Returns
+    /// true if it did.
+    ///
+    /// Replacing a table entry by a block changes the translation size, so
+    /// it is a break-before-make: the level-2 entry becomes invalid, its
+    /// invalidation (every page of the region, *without* a level hint: the
+    /// leaves were level-3 entries and the walk caches may hold the table
+    /// entry itself, as KVM's `stage2_try_break_pte` and Linux's
+    /// `tlb_get_level` for freed tables) runs synchronously through
+    /// [`TableMem::invalidate_now_for`], then the block is written, and only
+    /// then is the replaced table frame freed (no walker can reach it any
+    /// more). Every translation of the region is the same before and after.
+    pub fn promote(&mut self, mem: &mut impl TableMem, ipa: Ipa) -> bool {
+        let Some((table, idx, l3, block)) = self.promotion(mem, ipa) else {
+            return false;
+        };
+        // Break.
+        mem.write_entry(table, idx, 0);
+        let mut now = InvalidationSet::new();
+        now.add(ipa.align_down(level_size(2)), pages_per_entry(2), 0);
+        mem.invalidate_now_for(self.root, &now);
+        // Make, then free the table no walker can reach any more.
+        mem.write_entry(table, idx, block);
+        mem.free_table(l3);
+        true
+    }
+
+    /// True if [`promote`](Self::promote) would promote the region of `ipa`
+    /// (nothing changes).
+    #[must_use]
+    pub fn promotable(&self, mem: &impl TableMem, ipa: Ipa) -> bool {
+        self.promotion(mem, ipa).is_some()
+    }
+
+    /// For a promotable region: the level-2 table, the entry's index, the
+    /// level-3 table and the block descriptor replacing it.
+    fn promotion(&self, mem: &impl TableMem, ipa: Ipa) -> Option<(PhysAddr, usize, PhysAddr, u64)> {
+        if ipa.0 >> self.ipa_bits != 0 || self.start_level > 2 {
+            return None;
+        }
+        let mut table = self.root;
+        let mut level = self.start_level;
+        while level < 2 {
+            let idx = ((ipa.0 >> level_shift(level)) & (ENTRIES as u64 - 1)) as usize;
+            let d = mem.read_entry(table, idx);
+            if !is_table(d, level) {
+                return None;
+            }
+            table = PhysAddr(d & OA_MASK);
+            level += 1;
+        }
+        let idx = ((ipa.0 >> level_shift(2)) & (ENTRIES as u64 - 1)) as usize;
+        let d = mem.read_entry(table, idx);
+        if !is_table(d, 2) {
+            return None;
+        }
+        let l3 = PhysAddr(d & OA_MASK);
+        let block = contiguous_block(mem, l3)?;
+        Some((table, idx, l3, block))
     }
 
     /// Remove every mapping in `size` bytes at `ipa`. Blocks only partly

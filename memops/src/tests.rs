@@ -401,3 +401,540 @@ fn attrs_roundtrip() {
     assert_eq!(S2Attrs::DEVICE.descriptor_bits() & 0x3c, 0b0001 << 2);
     assert_ne!(S2Attrs::DEVICE.descriptor_bits() & (1 << 54), 0);
 }
+
+// ---- 2 MiB promotion of contiguous page runs (issue 14 item 3) ----
+
+const WIN: u64 = 0x1_0000_0000;
+const FRAMES: u64 = 0x8000_0000;
+
+/// Map the 512 pages of the region at `ipa` one by one (in a scrambled
+/// order) to the contiguous run at `pa`; promotion must not happen before
+/// the 512th page.
+fn map_pages_scrambled(s: &mut Stage2, m: &mut SimTableMem, ipa: u64, pa: u64, n: u64) {
+    for k in 0..n {
+        let i = (k * 7) % 512;
+        s.map(
+            m,
+            Ipa(ipa + i * PAGE_SIZE),
+            PhysAddr(pa + i * PAGE_SIZE),
+            PAGE_SIZE,
+            S2Attrs::RAM_RO,
+        )
+        .unwrap();
+        if k + 1 < 512 {
+            assert!(
+                !s.promotable(m, Ipa(ipa)),
+                "promotable after {} pages",
+                k + 1
+            );
+            assert!(!s.promote(m, Ipa(ipa)));
+        }
+    }
+}
+
+#[test]
+fn the_512th_contiguous_page_promotes_the_table_to_a_block_with_bbm() {
+    let mut m = SimTableMem::new();
+    let mut s = Stage2::new(&mut m, 40).unwrap();
+    map_pages_scrambled(&mut s, &mut m, WIN, FRAMES, 512);
+    assert_eq!(leaves(&s, &m).len(), 512);
+    let tables = m.live_tables();
+    assert!(m.sync_invalidations.is_empty());
+    assert!(s.promote(&mut m, Ipa(WIN + 77 * PAGE_SIZE)));
+    // One leaf, same translation and attributes everywhere.
+    assert_eq!(leaves(&s, &m), [(WIN, FRAMES, MIB2)]);
+    for i in 0..512 {
+        assert_eq!(
+            s.lookup(&m, Ipa(WIN + i * PAGE_SIZE + 8)),
+            Some((PhysAddr(FRAMES + i * PAGE_SIZE + 8), S2Attrs::RAM_RO))
+        );
+    }
+    // Break-before-make: the table entry was invalidated (every page, no
+    // level hint) before the block was written; the table frame is freed.
+    assert_eq!(m.bbm_violations, 0);
+    assert_eq!(m.sync_invalidations.len(), 1);
+    assert_eq!(
+        m.sync_invalidations[0].ranges(),
+        &[IpaRange {
+            base: Ipa(WIN),
+            pages: 512,
+            level: 0
+        }]
+    );
+    assert_eq!(m.sync_roots, [s.root()]);
+    assert_eq!(m.live_tables(), tables - 1);
+    assert_eq!(m.freed, 1);
+    // Nothing more to promote.
+    assert!(!s.promote(&mut m, Ipa(WIN)));
+    s.destroy(&mut m);
+    assert_eq!(m.live_tables(), 0, "no table frame leaked");
+}
+
+#[test]
+fn only_a_full_aligned_contiguous_uniform_table_is_promoted() {
+    // 511 pages.
+    let mut m = SimTableMem::new();
+    let mut s = Stage2::new(&mut m, 40).unwrap();
+    map_pages_scrambled(&mut s, &mut m, WIN, FRAMES, 511);
+    assert!(!s.promote(&mut m, Ipa(WIN)));
+    // The physical run is not 2 MiB aligned.
+    let mut m = SimTableMem::new();
+    let mut s = Stage2::new(&mut m, 40).unwrap();
+    s.map(
+        &mut m,
+        Ipa(WIN),
+        PhysAddr(FRAMES + PAGE_SIZE),
+        MIB2,
+        S2Attrs::RAM,
+    )
+    .unwrap();
+    assert!(!s.promote(&mut m, Ipa(WIN)));
+    // Two pages swapped.
+    let mut m = SimTableMem::new();
+    let mut s = Stage2::new(&mut m, 40).unwrap();
+    s.map(
+        &mut m,
+        Ipa(WIN),
+        PhysAddr(FRAMES),
+        MIB2 - 2 * PAGE_SIZE,
+        S2Attrs::RAM,
+    )
+    .unwrap();
+    let top = MIB2 - 2 * PAGE_SIZE;
+    s.map(
+        &mut m,
+        Ipa(WIN + top),
+        PhysAddr(FRAMES + top + PAGE_SIZE),
+        PAGE_SIZE,
+        S2Attrs::RAM,
+    )
+    .unwrap();
+    s.map(
+        &mut m,
+        Ipa(WIN + top + PAGE_SIZE),
+        PhysAddr(FRAMES + top),
+        PAGE_SIZE,
+        S2Attrs::RAM,
+    )
+    .unwrap();
+    assert!(!s.promote(&mut m, Ipa(WIN)));
+    // One page with other attributes.
+    let mut m = SimTableMem::new();
+    let mut s = Stage2::new(&mut m, 40).unwrap();
+    s.map(&mut m, Ipa(WIN), PhysAddr(FRAMES), PAGE_SIZE, S2Attrs::RAM)
+        .unwrap();
+    s.map(
+        &mut m,
+        Ipa(WIN + PAGE_SIZE),
+        PhysAddr(FRAMES + PAGE_SIZE),
+        MIB2 - PAGE_SIZE,
+        S2Attrs::RAM_RO,
+    )
+    .unwrap();
+    assert!(!s.promote(&mut m, Ipa(WIN)));
+    assert!(m.sync_invalidations.is_empty());
+    assert_eq!(leaves(&s, &m).len(), 512);
+}
+
+#[test]
+fn removing_one_page_of_a_promoted_block_splits_it_back() {
+    let mut m = SimTableMem::new();
+    let mut s = Stage2::new(&mut m, 40).unwrap();
+    map_pages_scrambled(&mut s, &mut m, WIN, FRAMES, 512);
+    assert!(s.promote(&mut m, Ipa(WIN)));
+    m.sync_invalidations.clear();
+    let inv = s
+        .unmap(&mut m, Ipa(WIN + 300 * PAGE_SIZE), PAGE_SIZE)
+        .unwrap();
+    // The block was broken and invalidated before its table was written ...
+    assert_eq!(m.bbm_violations, 0);
+    assert_eq!(
+        m.sync_invalidations[0].ranges(),
+        &[IpaRange {
+            base: Ipa(WIN),
+            pages: 512,
+            level: 2
+        }]
+    );
+    // ... and exactly the removed page is left to invalidate.
+    assert_eq!(
+        inv.ranges(),
+        &[IpaRange {
+            base: Ipa(WIN + 300 * PAGE_SIZE),
+            pages: 1,
+            level: 3
+        }]
+    );
+    let l = leaves(&s, &m);
+    assert_eq!(l.len(), 511);
+    for (ipa, pa, size) in l {
+        assert_eq!((pa - FRAMES, size), (ipa - WIN, PAGE_SIZE));
+    }
+    assert_eq!(s.lookup(&m, Ipa(WIN + 300 * PAGE_SIZE)), None);
+    // Mapping the page back promotes again.
+    s.map(
+        &mut m,
+        Ipa(WIN + 300 * PAGE_SIZE),
+        PhysAddr(FRAMES + 300 * PAGE_SIZE),
+        PAGE_SIZE,
+        S2Attrs::RAM_RO,
+    )
+    .unwrap();
+    assert!(s.promote(&mut m, Ipa(WIN)));
+    assert_eq!(leaves(&s, &m), [(WIN, FRAMES, MIB2)]);
+    s.destroy(&mut m);
+    assert_eq!(m.live_tables(), 0);
+}
+
+#[test]
+fn a_block_replaces_an_empty_table_with_one_walk_cache_invalidation() {
+    let mut m = SimTableMem::new();
+    let mut s = Stage2::new(&mut m, 40).unwrap();
+    s.map(&mut m, Ipa(WIN), PhysAddr(FRAMES), MIB2, S2Attrs::RAM)
+        .unwrap();
+    // Split, then every page removed: an empty level-3 table stays.
+    for i in 0..512 {
+        s.unmap(&mut m, Ipa(WIN + i * PAGE_SIZE), PAGE_SIZE)
+            .unwrap();
+    }
+    assert!(leaves(&s, &m).is_empty());
+    let tables = m.live_tables();
+    m.sync_invalidations.clear();
+    let inv = s
+        .map(
+            &mut m,
+            Ipa(WIN),
+            PhysAddr(FRAMES + MIB2),
+            MIB2,
+            S2Attrs::RAM,
+        )
+        .unwrap();
+    assert!(inv.is_empty());
+    assert_eq!(leaves(&s, &m), [(WIN, FRAMES + MIB2, MIB2)]);
+    assert_eq!(m.sync_invalidations.len(), 1);
+    let w = &m.sync_invalidations[0];
+    assert_eq!(
+        w.ranges(),
+        &[IpaRange {
+            base: Ipa(WIN),
+            pages: 1,
+            level: 0
+        }]
+    );
+    assert!(!w.needs_stage1(), "nothing combined through an empty table");
+    assert_eq!(m.bbm_violations, 0);
+    assert_eq!(m.live_tables(), tables - 1, "the empty table is freed");
+    // A table that still maps a page is not replaced that way: the page is
+    // remapped by the map (level-3 entries) and nothing is freed.
+    s.unmap(&mut m, Ipa(WIN), MIB2 - PAGE_SIZE).unwrap();
+    let tables = m.live_tables();
+    s.map(&mut m, Ipa(WIN), PhysAddr(FRAMES), MIB2, S2Attrs::RAM)
+        .unwrap();
+    assert_eq!(leaves(&s, &m).len(), 512);
+    assert_eq!(m.live_tables(), tables);
+    s.destroy(&mut m);
+    assert_eq!(m.live_tables(), 0);
+}
+
+#[test]
+fn physmap_promotes_only_foreign_runs_and_removes_a_foreign_block_whole() {
+    let mut m = SimTableMem::new();
+    let mut pm = Physmap::new(&mut m, 0, 40, 1 << 20).unwrap();
+    let g = WIN >> 12;
+    let foreign = P2mKind::Foreign { owner: 1 };
+    // Own RAM is never promoted by promote_foreign.
+    for i in 0..512 {
+        let _ = pm
+            .insert(
+                &mut m,
+                0x4_0000 + i,
+                PhysAddr(FRAMES + MIB2 + i * PAGE_SIZE),
+                1,
+                P2mKind::Ram,
+                S2Attrs::RAM,
+            )
+            .unwrap();
+    }
+    assert!(!pm.promote_foreign(&mut m, 0x4_0000));
+    for i in 0..512 {
+        let _ = pm
+            .insert(
+                &mut m,
+                g + i,
+                PhysAddr(FRAMES + i * PAGE_SIZE),
+                1,
+                foreign,
+                S2Attrs::RAM_RO,
+            )
+            .unwrap();
+        assert_eq!(pm.promote_foreign(&mut m, g + i), i == 511);
+    }
+    let tables = pm.table_frames();
+    assert!(pm.is_foreign_block(&m, g));
+    assert!(!pm.is_foreign_block(&m, g + 1));
+    // Records stay per page.
+    assert_eq!(pm.mapped(), 1024);
+    assert_eq!(pm.foreign_mapped(), 512);
+    assert_eq!(
+        pm.lookup(g + 9).unwrap().pa,
+        PhysAddr(FRAMES + 9 * PAGE_SIZE)
+    );
+    // One page removed: split, the others stay.
+    let (inv, r) = pm.remove(&mut m, g + 9, false).unwrap();
+    assert_eq!(r, Removed::Release(PhysAddr(FRAMES + 9 * PAGE_SIZE)));
+    assert_eq!(inv.pages(), 1);
+    assert_eq!(pm.table_frames(), tables + 1);
+    assert!(!pm.is_foreign_block(&m, g));
+    let mut held = Vec::new();
+    assert!(pm.remove_foreign_block(&mut m, g, &mut held).is_err());
+    assert!(held.is_empty());
+    // Back, promoted again, then removed whole: one level-2 entry.
+    let _ = pm
+        .insert(
+            &mut m,
+            g + 9,
+            PhysAddr(FRAMES + 9 * PAGE_SIZE),
+            1,
+            foreign,
+            S2Attrs::RAM_RO,
+        )
+        .unwrap();
+    assert!(pm.promote_foreign(&mut m, g + 9));
+    assert_eq!(pm.table_frames(), tables);
+    let inv = pm.remove_foreign_block(&mut m, g, &mut held).unwrap();
+    assert_eq!(
+        inv.ranges(),
+        &[IpaRange {
+            base: Ipa(WIN),
+            pages: 512,
+            level: 2
+        }]
+    );
+    assert_eq!(held.len(), 512);
+    assert!(held
+        .iter()
+        .enumerate()
+        .all(|(i, pa)| pa.0 == FRAMES + i as u64 * PAGE_SIZE));
+    assert_eq!(pm.foreign_mapped(), 0);
+    assert_eq!(pm.mapped(), 512);
+    assert!(pm.lookup(g).is_none() && pm.lookup(g + 511).is_none());
+    let t = pm.teardown(&m);
+    t.finish(&mut m);
+    assert_eq!(m.live_tables(), 0, "no table frame leaked");
+}
+
+mod promotion_props {
+    //! Random map/unmap sequences on two tables, one promoting after every
+    //! mapping and one never: every IPA translates the same in both, every
+    //! translation a step changed is covered by the invalidation it returned
+    //! or ran synchronously, and the live table frames are exactly the ones
+    //! reachable from the root.
+    extern crate std;
+
+    use std::collections::BTreeMap;
+    use std::format;
+    use std::string::String;
+
+    use proptest::prelude::*;
+
+    use super::{FRAMES, MIB2, WIN};
+    use crate::sim::SimTableMem;
+    use crate::*;
+
+    /// 4 regions of 2 MiB.
+    const PAGES: u64 = 2048;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Map page `gfn` to its "natural" frame (contiguous runs appear) or
+        /// to a shifted one (never promotable), with one of two attributes.
+        Map { gfn: u64, shifted: bool, ro: bool },
+        /// Map a whole region page by page, naturally (the fast route to promotions).
+        FillRegion { region: u64 },
+        /// Map a whole region in one call (a block where the entry is
+        /// invalid or an empty table), naturally or shifted by one page.
+        MapRegion { region: u64, shifted: bool },
+        /// Unmap `pages` pages from `gfn`.
+        Unmap { gfn: u64, pages: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0..PAGES, prop::bool::weighted(0.1), prop::bool::weighted(0.1))
+                .prop_map(|(gfn, shifted, ro)| Op::Map { gfn, shifted, ro }),
+            2 => (0..PAGES / 512).prop_map(|region| Op::FillRegion { region }),
+            2 => (0..PAGES / 512, prop::bool::weighted(0.2))
+                .prop_map(|(region, shifted)| Op::MapRegion { region, shifted }),
+            4 => (0..PAGES, prop_oneof![Just(1u64), 1..700u64])
+                .prop_map(|(gfn, pages)| Op::Unmap { gfn, pages }),
+        ]
+    }
+
+    fn all(s: &Stage2, m: &SimTableMem) -> BTreeMap<u64, (PhysAddr, S2Attrs)> {
+        (0..PAGES)
+            .filter_map(|g| {
+                let ipa = Ipa(WIN + g * PAGE_SIZE);
+                s.lookup(m, ipa).map(|t| (g, t))
+            })
+            .collect()
+    }
+
+    fn reachable(m: &SimTableMem, table: PhysAddr, level: u8) -> usize {
+        let mut n = 1;
+        if level < 3 {
+            for i in 0..512 {
+                let d = m.read_entry(table, i);
+                if d & 3 == 3 {
+                    n += reachable(m, PhysAddr(d & 0x0000_ffff_ffff_f000), level + 1);
+                }
+            }
+        }
+        n
+    }
+
+    struct Side {
+        m: SimTableMem,
+        s: Stage2,
+    }
+
+    fn apply(side: &mut Side, op: &Op, promote: bool) -> Result<InvalidationSet, String> {
+        let map = |side: &mut Side, gfn: u64, shifted: bool, ro: bool| {
+            let pa = FRAMES + (gfn + u64::from(shifted)) * PAGE_SIZE;
+            let attrs = if ro { S2Attrs::RAM_RO } else { S2Attrs::RAM };
+            let ipa = Ipa(WIN + gfn * PAGE_SIZE);
+            let inv = side
+                .s
+                .map(&mut side.m, ipa, PhysAddr(pa), PAGE_SIZE, attrs)
+                .map_err(|e| format!("{e}"))?;
+            if promote {
+                side.s.promote(&mut side.m, ipa);
+            }
+            Ok::<_, String>(inv)
+        };
+        match *op {
+            Op::Map { gfn, shifted, ro } => map(side, gfn, shifted, ro),
+            Op::FillRegion { region } => {
+                let mut inv = InvalidationSet::new();
+                for g in region * 512..region * 512 + 512 {
+                    inv.merge(&map(side, g, false, false)?);
+                }
+                Ok(inv)
+            }
+            Op::MapRegion { region, shifted } => {
+                let g = region * 512;
+                let pa = FRAMES + (g + u64::from(shifted)) * PAGE_SIZE;
+                side.s
+                    .map(
+                        &mut side.m,
+                        Ipa(WIN + g * PAGE_SIZE),
+                        PhysAddr(pa),
+                        MIB2,
+                        S2Attrs::RAM,
+                    )
+                    .map_err(|e| format!("{e}"))
+            }
+            Op::Unmap { gfn, pages } => {
+                let pages = pages.min(PAGES - gfn);
+                side.s
+                    .unmap(&mut side.m, Ipa(WIN + gfn * PAGE_SIZE), pages * PAGE_SIZE)
+                    .map_err(|e| format!("{e}"))
+            }
+        }
+    }
+
+    fn run(ops: &[Op]) -> Result<u64, String> {
+        let mk = || {
+            let mut m = SimTableMem::new();
+            let s = Stage2::new(&mut m, 40).unwrap();
+            Side { m, s }
+        };
+        let (mut a, mut b) = (mk(), mk());
+        let mut promotions = 0;
+        for (n, op) in ops.iter().enumerate() {
+            let before = all(&a.s, &a.m);
+            let freed = a.m.freed;
+            a.m.sync_invalidations.clear();
+            let inv = apply(&mut a, op, true)?;
+            apply(&mut b, op, false)?;
+            promotions += (a.m.freed - freed) as u64;
+            let after = all(&a.s, &a.m);
+            if after != all(&b.s, &b.m) {
+                return Err(format!("op {n} {op:?}: translations differ with promotion"));
+            }
+            // Every changed translation is covered by an invalidation.
+            for g in 0..PAGES {
+                if before.get(&g) != after.get(&g) && before.contains_key(&g) {
+                    let ipa = Ipa(WIN + g * PAGE_SIZE);
+                    let covered =
+                        inv.contains(ipa) || a.m.sync_invalidations.iter().any(|s| s.contains(ipa));
+                    if !covered {
+                        return Err(format!("op {n} {op:?}: gfn {g} changed, not invalidated"));
+                    }
+                }
+            }
+            if a.m.bbm_violations != 0 {
+                return Err(format!("op {n} {op:?}: break-before-make violated"));
+            }
+            let live = a.m.live_tables();
+            let reach = reachable(&a.m, a.s.root(), a.s.start_level());
+            if live != reach {
+                return Err(format!(
+                    "op {n} {op:?}: {live} live tables, {reach} reachable"
+                ));
+            }
+            // A promoted block's leaf is level 2 with the right output.
+            for g in (0..PAGES).step_by(512) {
+                if let Some(l) = a.s.walk(&a.m, Ipa(WIN + g * PAGE_SIZE)) {
+                    if l.level == 2 && l.pa != PhysAddr(FRAMES + g * PAGE_SIZE) {
+                        return Err(format!("op {n}: block at gfn {g} maps {}", l.pa));
+                    }
+                }
+            }
+        }
+        a.s.destroy(&mut a.m);
+        if a.m.live_tables() != 0 {
+            return Err(format!("{} table frames leaked", a.m.live_tables()));
+        }
+        Ok(promotions)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+        #[test]
+        fn promotion_changes_no_translation_and_invalidates_every_change(
+            ops in prop::collection::vec(op(), 1..40)
+        ) {
+            let r = run(&ops);
+            prop_assert!(r.is_ok(), "{}", r.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn the_property_sees_promotions_and_splits() {
+        use Op::*;
+        let ops = [
+            FillRegion { region: 1 },
+            Unmap { gfn: 600, pages: 1 },
+            Map {
+                gfn: 600,
+                shifted: false,
+                ro: false,
+            },
+            Map {
+                gfn: 600,
+                shifted: false,
+                ro: true,
+            },
+            Map {
+                gfn: 600,
+                shifted: false,
+                ro: false,
+            },
+            Unmap {
+                gfn: 0,
+                pages: 2048,
+            },
+        ];
+        assert_eq!(run(&ops).unwrap(), 3, "promotions (tables freed)");
+    }
+}

@@ -244,6 +244,36 @@ fn write_i32_at(g: &mut impl GuestCopy, handle: u64, i: u64, v: i32) -> Result<(
     g.copy_to(elem(handle, i, 4)?, &v.to_le_bytes())
 }
 
+/// Elements `i..i + out.len()` of a guest array of u64 at `handle`, read 64 at a time.
+fn read_u64s(g: &mut impl GuestCopy, handle: u64, i: u64, out: &mut [u64]) -> Result<(), Error> {
+    let mut buf = [0u8; 512];
+    for (c, chunk) in out.chunks_mut(64).enumerate() {
+        let b = &mut buf[..chunk.len() * 8];
+        g.copy_from(elem(handle, i + c as u64 * 64, 8)?, b)?;
+        for (v, x) in chunk.iter_mut().zip(b.chunks_exact(8)) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(x);
+            *v = u64::from_le_bytes(a);
+        }
+    }
+    Ok(())
+}
+
+/// Store 0 into elements `i..i + n` of a guest array of i32 at `handle`.
+fn write_zero_i32s(g: &mut impl GuestCopy, handle: u64, i: u64, n: u64) -> Result<(), Error> {
+    let zeros = [0u8; 256];
+    let mut k = 0;
+    while k < n {
+        let m = (n - k).min(64);
+        g.copy_to(elem(handle, i + k, 4)?, &zeros[..m as usize * 4])?;
+        k += m;
+    }
+    Ok(())
+}
+
+/// Pages of a 2 MiB stage-2 block.
+const BLOCK_PAGES: u64 = 512;
+
 impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
     /// Resolve `DOMID_SELF` and check that `caller` may act on `domid`.
     fn target(&self, caller: u16, domid: u16) -> Result<u16, i64> {
@@ -386,6 +416,157 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         let inv = pm.insert(self.tables, gfn, pa, pages, kind, attrs)?;
         self.record(d, &inv, &[], out);
         Ok(())
+    }
+
+    /// After a foreign page was mapped at `gfn` of `d`: if it completed a
+    /// 2 MiB aligned region of foreign pages contiguous in IPA and PA, use one
+    /// stage-2 block for it (`Physmap::promote_foreign`). Not under
+    /// xen-compat, which keeps upstream Xen's p2m (page entries for foreign
+    /// mappings, and one full flush per p2m operation).
+    fn promote_foreign(&mut self, d: u16, gfn: u64) {
+        if self.flush.policy().is_xen_compat() {
+            return;
+        }
+        if let Some(pm) = self.env.physmap_mut(d) {
+            pm.promote_foreign(self.tables, gfn);
+        }
+    }
+
+    /// add_to_physmap_batch (gmfn_foreign) fast path: if entries `i..i + 512`
+    /// map a 2 MiB aligned run of gfns of `d`, all unmapped, to 512 pages of
+    /// the foreign domain that are contiguous from a 2 MiB aligned frame, map
+    /// them as one stage-2 block (no page entries, hence nothing to
+    /// invalidate when the block entry was invalid; an empty table left
+    /// there is promoted away with break-before-make). Each page still holds
+    /// its own reference and record, as through the per-entry path, and each
+    /// errs[] entry gets 0. `Ok(false)`: not such a run, or a step failed and
+    /// was undone (the per-entry path then gives each entry its own answer).
+    /// `Err`: errs[] could not be written (the mapping is kept, as when the
+    /// per-entry path fails to write an errs[] entry).
+    fn map_foreign_block(
+        &mut self,
+        d: u16,
+        x: &AddToPhysmapBatch,
+        guest: &mut impl GuestCopy,
+        i: u64,
+        out: &mut Flush,
+    ) -> Result<bool, Error> {
+        let fd = x.foreign_domid;
+        if self.flush.policy().is_xen_compat()
+            || i + BLOCK_PAGES > u64::from(x.size)
+            || fd == d
+            || fd == DOMID_SELF
+        {
+            return Ok(false);
+        }
+        let (Ok(g0), Ok(idx0)) = (
+            read_u64_at(guest, x.gpfns, i),
+            read_u64_at(guest, x.idxs, i),
+        ) else {
+            return Ok(false);
+        };
+        let (Some(src), Some(dst)) = (self.env.physmap(fd), self.env.physmap(d)) else {
+            return Ok(false);
+        };
+        let pa0 = match src.lookup(idx0) {
+            Some(e) if e.kind == P2mKind::Ram && e.pa.is_aligned(BLOCK_PAGES * PAGE_SIZE) => e.pa,
+            _ => return Ok(false),
+        };
+        if !g0.is_multiple_of(BLOCK_PAGES) || !dst.gfn_in_range(g0.saturating_add(BLOCK_PAGES - 1))
+        {
+            return Ok(false);
+        }
+        // Every entry: the next gfn, unmapped, and the next foreign frame.
+        let (mut gpfns, mut idxs) = ([0u64; 64], [0u64; 64]);
+        for c in (0..BLOCK_PAGES).step_by(64) {
+            if read_u64s(guest, x.gpfns, i + c, &mut gpfns).is_err()
+                || read_u64s(guest, x.idxs, i + c, &mut idxs).is_err()
+            {
+                return Ok(false);
+            }
+            for (k, (g, idx)) in gpfns.iter().zip(idxs.iter()).enumerate() {
+                let j = c + k as u64;
+                let next_frame = src
+                    .lookup(*idx)
+                    .is_some_and(|e| e.kind == P2mKind::Ram && e.pa.0 == pa0.0 + j * PAGE_SIZE);
+                if *g != g0 + j || !next_frame || dst.lookup(*g).is_some() {
+                    return Ok(false);
+                }
+            }
+        }
+        // One reference per page, as the per-entry path takes.
+        for j in 0..BLOCK_PAGES {
+            if self.frames.get(PhysAddr(pa0.0 + j * PAGE_SIZE)).is_err() {
+                for k in 0..j {
+                    let _ = self.frames.put(PhysAddr(pa0.0 + k * PAGE_SIZE));
+                }
+                return Ok(false);
+            }
+        }
+        let kind = P2mKind::Foreign { owner: fd };
+        if self
+            .map_at(d, g0, pa0, BLOCK_PAGES, kind, FOREIGN_ATTRS, out)
+            .is_err()
+        {
+            for k in 0..BLOCK_PAGES {
+                let _ = self.frames.put(PhysAddr(pa0.0 + k * PAGE_SIZE));
+            }
+            return Ok(false);
+        }
+        // Mapped into an existing (empty) level-3 table: replace it by the block.
+        self.promote_foreign(d, g0);
+        write_zero_i32s(guest, x.errs, i, BLOCK_PAGES)?;
+        Ok(true)
+    }
+
+    /// remove_from_physmap_batch fast path: if entries `i..i + 512` name the
+    /// 2 MiB aligned run of gfns of one stage-2 block of foreign mappings,
+    /// remove it whole (one level-2 entry to invalidate, the 512 references
+    /// released after it ran) instead of splitting it on the first entry.
+    /// `Ok(false)`: not such a run (nothing changed). `Err`: errs[] could not
+    /// be written (the removal is kept, as in the per-entry path).
+    fn remove_foreign_block(
+        &mut self,
+        d: u16,
+        x: &RemoveFromPhysmapBatch,
+        guest: &mut impl GuestCopy,
+        i: u64,
+        out: &mut Flush,
+    ) -> Result<bool, Error> {
+        if self.flush.policy().is_xen_compat() || i + BLOCK_PAGES > u64::from(x.size) {
+            return Ok(false);
+        }
+        let Ok(g0) = read_u64_at(guest, x.gpfns, i) else {
+            return Ok(false);
+        };
+        let is_block = self
+            .env
+            .physmap(d)
+            .is_some_and(|pm| pm.is_foreign_block(self.tables, g0));
+        if !is_block {
+            return Ok(false);
+        }
+        let mut gpfns = [0u64; 64];
+        for c in (0..BLOCK_PAGES).step_by(64) {
+            if read_u64s(guest, x.gpfns, i + c, &mut gpfns).is_err()
+                || gpfns
+                    .iter()
+                    .enumerate()
+                    .any(|(k, g)| *g != g0 + c + k as u64)
+            {
+                return Ok(false);
+            }
+        }
+        let Some(pm) = self.env.physmap_mut(d) else {
+            return Ok(false);
+        };
+        let mut held = alloc::vec::Vec::new();
+        let Ok(inv) = pm.remove_foreign_block(self.tables, g0, &mut held) else {
+            return Ok(false);
+        };
+        self.record(d, &inv, &held, out);
+        write_zero_i32s(guest, x.errs, i, BLOCK_PAGES)?;
+        Ok(true)
     }
 
     /// Map hv special frame `pa` (shared info, a grant frame) at `gpfn` of
@@ -657,7 +838,10 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                     FOREIGN_ATTRS,
                     out,
                 ) {
-                    Ok(()) => 0,
+                    Ok(()) => {
+                        self.promote_foreign(d, gpfn);
+                        0
+                    }
                     Err(e) => {
                         let _ = self.frames.put(pa);
                         e.xen_errno()
@@ -702,6 +886,19 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                 return MemOpRet::Continue {
                     cmd: XENMEM_ADD_TO_PHYSMAP_BATCH | (i << MEMOP_EXTENT_SHIFT),
                 };
+            }
+            if space == XENMAPSPACE_GMFN_FOREIGN {
+                match self.map_foreign_block(d, &x, guest, i, out) {
+                    Ok(true) => {
+                        i += BLOCK_PAGES;
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(_) => {
+                        self.end(caller, d, false, out);
+                        return err(errno::EFAULT);
+                    }
+                }
             }
             let (idx, gpfn) = match (
                 read_u64_at(guest, x.idxs, i),
@@ -781,6 +978,17 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                 return MemOpRet::Continue {
                     cmd: XENMEM_REMOVE_FROM_PHYSMAP_BATCH | (i << MEMOP_EXTENT_SHIFT),
                 };
+            }
+            match self.remove_foreign_block(d, &x, guest, i, out) {
+                Ok(true) => {
+                    i += BLOCK_PAGES;
+                    continue;
+                }
+                Ok(false) => {}
+                Err(_) => {
+                    self.end(caller, d, false, out);
+                    return err(errno::EFAULT);
+                }
             }
             let gfn = match read_u64_at(guest, x.gpfns, i) {
                 Ok(g) => g,

@@ -10,6 +10,10 @@
 //! or weakened, with the level of those leaf entries (1 = 1 GiB block,
 //! 2 = 2 MiB block, 3 = 4 KiB page). The level is the FEAT_TTL hint and also
 //! tells the planner how many IPA-based TLBIs a run needs: one per leaf entry.
+//! Level 0 means "level not known": a table entry was removed, so leaves of
+//! any level below it and the walk-cache copies of the table entry itself
+//! must go; its TLBIs carry no TTL hint (as Linux's `tlb_get_level` returns 0
+//! when tables are freed: the hint is only valid for leaf entries).
 
 use alloc::vec::Vec;
 
@@ -35,7 +39,8 @@ pub struct IpaRange {
     pub base: Ipa,
     /// Number of 4 KiB pages (a multiple of [`pages_per_entry`]`(level)`).
     pub pages: u64,
-    /// Level (1..=3) of the leaf entries that were removed or weakened.
+    /// Level (1..=3) of the leaf entries that were removed or weakened, or 0
+    /// when a table entry was removed (no TTL hint; one TLBI per page).
     pub level: u8,
 }
 
@@ -100,6 +105,20 @@ impl InvalidationSet {
             }
         }
         self.ranges.push(IpaRange { base, pages, level });
+    }
+
+    /// Record that a table entry covering `base` was removed whose leaves
+    /// were all removed and invalidated before: only walk-cache copies of
+    /// the table entry can remain, and one IPA-based TLBI of any IPA it
+    /// covered, without a level hint, drops them. Nothing combined
+    /// (stage-1+2) can have been cached through an empty table, so this
+    /// does not set [`needs_stage1`](Self::needs_stage1).
+    pub fn add_walk(&mut self, base: Ipa) {
+        self.ranges.push(IpaRange {
+            base,
+            pages: 1,
+            level: 0,
+        });
     }
 
     /// Record that only stage-1 (combined) entries of this VMID must go
@@ -194,5 +213,8 @@ mod tests {
         assert!(!s.contains(Ipa(0x4020_4000)));
         s.clear();
         assert!(s.is_empty());
+        s.add_walk(Ipa(0x4020_0000));
+        assert!(!s.is_empty() && !s.needs_stage1());
+        assert_eq!((s.pages(), s.entries()), (1, 1));
     }
 }

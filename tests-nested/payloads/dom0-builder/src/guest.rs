@@ -187,13 +187,31 @@ fn map_foreign(
     chunk: usize,
     domu_gfn: impl Fn(u64) -> u64,
 ) -> Result<(), Fail> {
+    map_foreign_at(a, domid, count, chunk, domu_gfn, |k| {
+        FOREIGN_WINDOW_GFN + first + k
+    })
+}
+
+/// Map `count` foreign pages (`domu_gfn(k)`) of `domid` at the gfns
+/// `win(k)`, in chunks of at most `chunk` that end on a 2 MiB boundary of
+/// the window where one is in reach (`layout::chunk_len`), so that every
+/// 2 MiB aligned run goes to hv in one call (hv maps it as one stage-2
+/// block); every errs[] must be 0.
+fn map_foreign_at(
+    a: &mut Arrays,
+    domid: u16,
+    count: u64,
+    chunk: usize,
+    domu_gfn: impl Fn(u64) -> u64,
+    win: impl Fn(u64) -> u64,
+) -> Result<(), Fail> {
     let chunk = chunk.min(a.gfns.len()).min(u16::MAX as usize) as u64;
     let mut k = 0;
     while k < count {
-        let n = (count - k).min(chunk);
+        let n = layout::chunk_len(k, count, chunk, &win);
         for i in 0..n as usize {
             a.idxs[i] = domu_gfn(k + i as u64);
-            a.gfns[i] = FOREIGN_WINDOW_GFN + first + k + i as u64;
+            a.gfns[i] = win(k + i as u64);
             a.errs[i] = 1;
         }
         let mut arg = abi::add_to_physmap_batch(
@@ -238,10 +256,22 @@ unsafe fn remove_batch_raw(gfns_addr: u64, errs_addr: u64, n: u32) -> i64 {
 
 /// Unmap window pages `first..first + count` with `v`.
 fn unmap(a: &mut Arrays, v: Variant, first: u64, count: u64, chunk: u32) -> Result<(), Fail> {
+    unmap_at(a, v, count, chunk, |k| FOREIGN_WINDOW_GFN + first + k)
+}
+
+/// Unmap the window gfns `win(0..count)` with `v` (batches cut as in
+/// [`map_foreign_at`], so that hv can remove a 2 MiB block whole).
+fn unmap_at(
+    a: &mut Arrays,
+    v: Variant,
+    count: u64,
+    chunk: u32,
+    win: impl Fn(u64) -> u64,
+) -> Result<(), Fail> {
     match v {
         Variant::Single => {
             for k in 0..count {
-                let rc = remove_single(FOREIGN_WINDOW_GFN + first + k);
+                let rc = remove_single(win(k));
                 if rc != 0 {
                     return Err(fail("remove_from_physmap", rc));
                 }
@@ -252,9 +282,9 @@ fn unmap(a: &mut Arrays, v: Variant, first: u64, count: u64, chunk: u32) -> Resu
             let chunk = (chunk as u64).min(a.gfns.len() as u64);
             let mut k = 0;
             while k < count {
-                let n = (count - k).min(chunk);
+                let n = layout::chunk_len(k, count, chunk, &win);
                 for i in 0..n as usize {
-                    a.gfns[i] = FOREIGN_WINDOW_GFN + first + k + i as u64;
+                    a.gfns[i] = win(k + i as u64);
                     a.errs[i] = 1;
                 }
                 // SAFETY: both arrays are live scratch of at least `n` entries.
@@ -337,13 +367,29 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
     }
 
     let page_gfn = |k: u64| pl.page(k).map_or(0, |(g, _, _)| g);
-    map_foreign(
+    // Each domU page at the window gfn of its offset in the domU's RAM: the
+    // window keeps the domU's 2 MiB alignment, so each 2 MiB extent of it
+    // (populate_physmap order 9: contiguous, aligned frames) is one 2 MiB
+    // block in d0's stage-2 (one L1 shadow fault instead of 512 nested).
+    let ram_gfn = ram.base / PAGE;
+    if mem / PAGE > FOREIGN_WINDOW_PAGES {
+        return Err(with(fail(
+            "domU RAM exceeds the foreign window",
+            -errno::ENOMEM,
+        )));
+    }
+    let win = |k: u64| FOREIGN_WINDOW_GFN + page_gfn(k).wrapping_sub(ram_gfn);
+    // What is mapped: the written pages' 2 MiB extents, whole.
+    let ml = layout::MapList::new(ram, &pl);
+    let map_gfn = |j: u64| ml.gfn(j);
+    let map_win = |j: u64| FOREIGN_WINDOW_GFN + ml.gfn(j).wrapping_sub(ram_gfn);
+    map_foreign_at(
         &mut c.a,
         domid,
-        0,
-        pages,
+        ml.total_pages(),
         c.cfg.map_chunk as usize,
-        page_gfn,
+        map_gfn,
+        map_win,
     )
     .map_err(with)?;
     let dtb_bytes: &[u8] = c.a.dtb.get(..dtb_len as usize).unwrap_or(&[]);
@@ -359,7 +405,7 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
         };
         // SAFETY: window page k was just mapped (every errs[] was 0) and is
         // no Rust object.
-        unsafe { hc::write_page(FOREIGN_WINDOW_GFN + k, data, off) };
+        unsafe { hc::write_page(win(k), data, off) };
     }
     if c.cfg.verify {
         let bad = (0..pages)
@@ -374,7 +420,7 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
                     Src::Zero => &[],
                 };
                 // SAFETY: window page k is mapped (above) and no Rust object.
-                !unsafe { hc::page_matches(FOREIGN_WINDOW_GFN + k, data, off) }
+                !unsafe { hc::page_matches(win(k), data, off) }
             })
             .count();
         if bad != 0 {
@@ -385,7 +431,7 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
         }
         println!("dom0: verify: {} pages match their source", pages);
     }
-    unmap(&mut c.a, v, 0, pages, c.cfg.unmap_chunk).map_err(with)?;
+    unmap_at(&mut c.a, v, ml.total_pages(), c.cfg.unmap_chunk, map_win).map_err(with)?;
 
     let ctx = abi::vcpu_boot_context(p.kernel, p.dtb);
     let rc = hc::setvcpucontext(domid, 0, &ctx);
@@ -394,7 +440,10 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
     }
     let ticks = hc::ticks().wrapping_sub(t0);
     let counters = hc::counters();
-    line(|w| report::write_build_line(w, v.name(), pages, ticks, c.freq, counters));
+    // Pages mapped (and removed): the written ones and the rest of their
+    // mostly written 2 MiB extents.
+    let mapped = ml.total_pages();
+    line(|w| report::write_build_line(w, v.name(), mapped, ticks, c.freq, counters));
     println!(
         "dom0: d{} built: kernel at {:#x} ({} bytes), initrd at {:#x} ({} bytes), dtb at {:#x} ({} bytes)",
         domid,
@@ -405,7 +454,10 @@ fn build(c: &mut Ctx, v: Variant) -> Result<Built, (Option<u16>, Fail)> {
         p.dtb,
         dtb_len
     );
-    Ok(Built { domid, pages })
+    Ok(Built {
+        domid,
+        pages: mapped,
+    })
 }
 
 /// Unpause and wait (yielding) until the domU shuts down; its SHUTDOWN_* code.

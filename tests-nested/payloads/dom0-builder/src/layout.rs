@@ -231,6 +231,120 @@ impl PageList {
     }
 }
 
+/// The domU gfns the builder maps: the written pages of a [`PageList`],
+/// and all of each 2 MiB extent of which at least half is written (inside
+/// the domU's RAM), in gfn order. A 2 MiB extent of the domU is one
+/// populate_physmap order-9 extent (contiguous, aligned frames), so a whole
+/// extent maps as one 2 MiB stage-2 block in the control domain: one nested
+/// shadow fault instead of one per page. Its unwritten pages are the domU's
+/// own scrubbed RAM, mapped and unmapped unwritten; below half written,
+/// mapping the rest would cost more page operations than it saves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MapList {
+    ranges: [(u64, u64); 32],
+    n: usize,
+}
+
+impl MapList {
+    /// The mapped ranges of `pl` in `ram`.
+    #[must_use]
+    pub fn new(ram: Region, pl: &PageList) -> Self {
+        let mut segs = [(0u64, 0u64); 8];
+        let mut ns = 0;
+        for s in pl.segments().filter(|s| s.pages > 0) {
+            if ns < segs.len() {
+                segs[ns] = (s.ipa, s.ipa + s.pages * PAGE);
+                ns += 1;
+            }
+        }
+        let segs = &mut segs[..ns];
+        segs.sort_unstable();
+        let written = |lo: u64, hi: u64| -> u64 {
+            segs.iter()
+                .map(|&(a, b)| b.min(hi).saturating_sub(a.max(lo)))
+                .sum()
+        };
+        let mut m = Self {
+            ranges: [(0, 0); 32],
+            n: 0,
+        };
+        for &(a0, e) in segs.iter() {
+            let mut a = a0;
+            while a < e {
+                let xlo = a - a % SUPERPAGE;
+                let xhi = xlo + SUPERPAGE;
+                let b = e.min(xhi);
+                let (lo, hi) = if written(xlo, xhi) >= SUPERPAGE / 2 {
+                    (xlo.max(ram.base), xhi.min(ram.end()))
+                } else {
+                    (a, b)
+                };
+                m.push(lo / PAGE, hi / PAGE);
+                a = b;
+            }
+        }
+        m
+    }
+
+    /// Append gfns `g0..g1` (ascending), merged with the last range when they touch.
+    fn push(&mut self, g0: u64, g1: u64) {
+        if self.n > 0 {
+            let last = &mut self.ranges[self.n - 1];
+            if g0 <= last.0 + last.1 {
+                last.1 = (last.0 + last.1).max(g1) - last.0;
+                return;
+            }
+        }
+        if self.n < self.ranges.len() {
+            self.ranges[self.n] = (g0, g1 - g0);
+            self.n += 1;
+        }
+    }
+
+    /// The ranges `(first gfn, pages)`.
+    #[must_use]
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges[..self.n]
+    }
+
+    /// Pages mapped.
+    #[must_use]
+    pub fn total_pages(&self) -> u64 {
+        self.ranges().iter().map(|r| r.1).sum()
+    }
+
+    /// The `j`-th mapped gfn (0 past the end).
+    #[must_use]
+    pub fn gfn(&self, j: u64) -> u64 {
+        let mut j = j;
+        for &(g, p) in self.ranges() {
+            if j < p {
+                return g + j;
+            }
+            j -= p;
+        }
+        0
+    }
+}
+
+/// Pages in a 2 MiB block.
+pub const BLOCK_PAGES: u64 = SUPERPAGE / PAGE;
+
+/// Length of the batch of pages `k..` (of `count`, at most `chunk`) whose
+/// gfns are `win(k)..`: cut at the last page before `k + chunk` whose gfn is
+/// 2 MiB aligned, when there is one after `k`, so that a 2 MiB aligned run
+/// of gfns is never split between two hypercalls.
+pub fn chunk_len(k: u64, count: u64, chunk: u64, win: impl Fn(u64) -> u64) -> u64 {
+    let n = (count - k).min(chunk.max(1));
+    if k + n == count {
+        return n;
+    }
+    (k + 1..=k + n)
+        .rev()
+        .find(|&e| win(e).is_multiple_of(BLOCK_PAGES))
+        .map_or(n, |e| e - k)
+}
+
 /// The largest part of `ram` that overlaps none of `reserved`.
 #[must_use]
 pub fn largest_free(ram: Region, reserved: &[Region]) -> Option<Region> {
@@ -310,6 +424,71 @@ impl Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapped_ranges_are_the_written_segments_rounded_to_2m_extents() {
+        let ram = Region {
+            base: 0x4000_0000,
+            size: 128 << 20,
+        };
+        let hdr = ImageHeader {
+            text_offset: 0,
+            effective_size: 48_832_448,
+        };
+        let p = place(ram, &hdr, 1_976_832, 1195).unwrap();
+        let pl = PageList::new(ram, &p, 48_832_448, 1_976_832, 1195, 0);
+        let m = MapList::new(ram, &pl);
+        // Kernel: 23 whole extents and 146 pages of the 24th (less than
+        // half: those pages only); initrd + DTB: 484 pages of the last
+        // extent of RAM (more than half: all of it).
+        assert_eq!(
+            m.ranges(),
+            &[(0x4_0000, 23 * 512 + 146), (0x4_7e00, 512)],
+            "{:?}",
+            p
+        );
+        assert_eq!(m.total_pages(), 24 * 512 + 146);
+        assert_eq!(m.gfn(0), 0x4_0000);
+        assert_eq!(m.gfn(23 * 512 + 146), 0x4_7e00);
+        assert_eq!(m.gfn(m.total_pages()), 0);
+        // Every written page is mapped.
+        for k in 0..pl.total_pages() {
+            let g = pl.page(k).unwrap().0;
+            assert!(m.ranges().iter().any(|r| g >= r.0 && g < r.0 + r.1));
+        }
+        // A few written pages map alone; segments sharing a mostly written
+        // extent make it whole (and merge).
+        let small = Region {
+            base: 0x4000_0000,
+            size: 3 << 20,
+        };
+        let hdr = ImageHeader {
+            text_offset: 0,
+            effective_size: 4096,
+        };
+        let p = place(small, &hdr, 8192, 100).unwrap();
+        let pl = PageList::new(small, &p, 4096, 8192, 100, 0);
+        let m = MapList::new(small, &pl);
+        assert_eq!(m.ranges(), &[(0x4_0000, 1), (0x4_02fd, 3)], "{p:?}");
+        let pl = PageList::new(small, &p, 4096, 8192, 100, 400);
+        let m = MapList::new(small, &pl);
+        assert_eq!(m.ranges(), &[(0x4_0000, 512), (0x4_02fd, 3)], "{p:?}");
+    }
+
+    #[test]
+    fn chunks_end_on_2m_boundaries_of_the_window() {
+        // Pages 0..100 at gfns 412.., then 100.. at 5000 + k (a segment jump).
+        let win = |k: u64| if k < 100 { 412 + k } else { 5000 + k };
+        // Cut at the last aligned gfn in reach: 5632 (k = 632); from there, 6144 (k = 1144).
+        assert_eq!(chunk_len(0, 3000, 1024, win), 632);
+        assert_eq!(chunk_len(632, 3000, 1000, win), 512);
+        // A contiguous window: cut at gfn 512.
+        assert_eq!(chunk_len(0, 3000, 1024, |k| 412 + k), 612);
+        // No boundary in reach: the whole chunk; the last chunk is the rest.
+        assert_eq!(chunk_len(121, 3000, 300, win), 300);
+        assert_eq!(chunk_len(2900, 3000, 1024, win), 100);
+        assert_eq!(chunk_len(0, 5, 0, win), 1);
+    }
 
     const RAM16: Region = Region {
         base: 0x4000_0000,

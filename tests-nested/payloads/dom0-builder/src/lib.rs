@@ -8,11 +8,15 @@
 //!    `memory_op(XENMEM_populate_physmap)` of the domU's RAM at
 //!    `GUEST_RAM0_BASE` in order-9 (2 MiB) extents where they fit, order 0
 //!    for the rest and for any extent hv could not give (partial success);
-//! 2. maps every domU page it must write into its own physmap with
+//! 2. maps every domU page it must write, and the rest of each 2 MiB extent
+//!    of the domU's RAM at least half of which it writes (`layout::MapList`),
+//!    into its own physmap with
 //!    `XENMEM_add_to_physmap_batch` (`XENMAPSPACE_gmfn_foreign`) in chunks of
-//!    `map-chunk` pages, at gfns from [`FOREIGN_WINDOW_GFN`] up (IPA
-//!    4 GiB, just above Xen's guest RAM bank 0 and below bank 1: free in every
-//!    domain's physmap), and copies the kernel Image (at RAM base +
+//!    at most `map-chunk` pages ending on 2 MiB boundaries, each domU page at
+//!    [`FOREIGN_WINDOW_GFN`] + its offset in the domU's RAM (IPA 4 GiB up,
+//!    just above Xen's guest RAM bank 0 and below bank 1: free in every
+//!    domain's physmap; the window keeps the domU's 2 MiB alignment, so hv
+//!    maps each extent as one 2 MiB stage-2 block), and copies the kernel Image (at RAM base +
 //!    text_offset), the initrd and a DTB it writes (placement of
 //!    `xg_dom_arm.c`) into them;
 //! 3. unmaps them: variant `single` with one `XENMEM_remove_from_physmap` per
@@ -30,7 +34,8 @@
 //! dom0: variant=batch pages=21 build_ticks=1234 build_us=1234 tlbi: IPAS2E1IS=0 RIPAS2E1IS=1 VMALLE1IS=1 VMALLE1=0 VMALLS12E1IS=0 VMALLS12E1=0 ALLE1IS=0 IC_IALLU=0 total=2 p2m_ops=.. plans=.. exits=.. hypercalls=..
 //! ```
 //!
-//! `pages` = domU pages mapped and written; `build_*` = createdomain through
+//! `pages` = domU pages mapped (those written, and the rest of their mostly
+//! written 2 MiB extents) and removed again; `build_*` = createdomain through
 //! setvcpucontext, in CNTVCT ticks and microseconds (CNTFRQ); the counters are
 //! hv's (`hv_op` 49, `HVOP_reset_counters` before the build,
 //! `HVOP_get_counters` after setvcpucontext), `total` = every TLBI kind
