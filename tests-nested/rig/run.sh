@@ -45,7 +45,8 @@ usage: run.sh --guest IMAGE [--ipa-limit 48|52] [--smp N] [--vm-cpus N] [--vm-me
   --load       (qemu) FILE loaded raw at ADDR (-device loader,...,force-raw=on)
   --file       (qemu) FILE is put at /rig/NAME for --qemu-run
   --qemu-run   (qemu) instead of --guest: one more L1 QEMU run NAME with ARGS (words split
-               on blanks; /rig/NAME paths for --file FILES); runs go one after the other
+               on blanks, @SP@ in a word is a blank; /rig/NAME paths for --file FILES);
+               runs go one after the other
   With --l1-vmm qemu, --exit-stamps stamps QEMU's output with KVM's exits from debugfs
   (rig-kvm-stamp), and each run's KVM exits (debugfs) are printed as `RIG: kvm NAME ...`.
 U
@@ -170,7 +171,7 @@ else
     while [ $i -lt ${#QRUNS[@]} ]; do
         name=${QRUNS[$i]} qa=${QRUNS[$((i + 1))]}
         # shellcheck disable=SC2086 # ARGS is split on blanks by design
-        { q run; q "$name"; for w in "${QEMU_L1[@]}" $qa; do q "$w"; done; echo; } >>"$ROOT/args"
+        { q run; q "$name"; for w in "${QEMU_L1[@]}" $qa; do q "${w//@SP@/ }"; done; echo; } >>"$ROOT/args"
         RUNS+=("$name")
         i=$((i + 2))
     done
