@@ -88,11 +88,13 @@ if [ $RELOCK = 1 ]; then
     mapfile -t debs < <(closure | download_all)
     root=$RIG_CACHE/qemu-l1/relock
     unpack_all "$root" "${debs[@]}"
-    files=$(needed "$root"; echo "${QEMU_BIN}"; i=$(interp "$root"); echo "${i#/}")
+    # The interpreter: /lib/... is base-files' merged-/usr symlink, the packages ship usr/lib/...
+    i=$(interp "$root"); i=${i#/}; [ -e "$root/$i" ] || i=usr/${i#usr/}
+    files=$(needed "$root"; echo "${QEMU_BIN}"; echo "$i")
     # The package of each file (symlinks resolved inside the root).
     declare -A owner=()
     for d in "${debs[@]}"; do
-        while read -r f; do owner["$f"]=$d; done < <(dpkg-deb -c "$d" | awk '{print $6}' | sed 's|^\./||')
+        while read -r f; do [ -n "$f" ] && owner["$f"]=$d; done < <(dpkg-deb -c "$d" | awk '{print $6}' | sed 's|^\./||')
     done
     echo "# qemu-system-aarch64 for the rig's L1 (fetch-qemu-l1.sh): Debian trixie-backports' qemu-system-arm"
     echo "# and the packages holding every shared library it loads (NEEDED closure). name version sha256-of-.deb"
