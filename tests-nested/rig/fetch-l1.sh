@@ -21,60 +21,10 @@ BUSYBOX_SHA256=c833be48abfa16bc19c4966ec93e289ff1ce5d2f1476cad3a57bd105378cd15c
 
 log() { echo "[fetch-l1] $*" >&2; }
 
-APTD=$RIG_CACHE/apt
 DEBS=$RIG_CACHE/debs
-mkdir -p "$APTD/state/lists/partial" "$APTD/cache/archives/partial" "$APTD/etc/sources.list.d" \
-         "$APTD/etc/preferences.d" "$APTD/etc/apt.conf.d" "$DEBS"
-: >"$APTD/status"
-
-# The keyring must carry the trixie keys (bookworm's debian-archive-keyring 2023.3+deb12u2 does);
-# apt-get update fails on a bad signature anyway, this only gives a clearer message.
-if command -v gpg >/dev/null &&
-   ! gpg --no-default-keyring --keyring "$KEYRING" --list-keys 2>/dev/null | grep -qi '13/trixie'; then
-    log "keyring $KEYRING has no trixie key; install debian-archive-keyring from bookworm-backports"
-    exit 1
-fi
-
-cat >"$APTD/etc/sources.list" <<SRC
-deb [arch=arm64 signed-by=$KEYRING] $MIRROR trixie main
-deb [arch=arm64 signed-by=$KEYRING] $MIRROR trixie-backports main
-SRC
-
-APT=(apt-get -q
-     -o "Dir=$APTD" -o "Dir::State=$APTD/state" -o "Dir::State::status=$APTD/status"
-     -o "Dir::Cache=$APTD/cache" -o "Dir::Etc=$APTD/etc"
-     -o "Dir::Etc::sourcelist=$APTD/etc/sources.list"
-     -o "Dir::Etc::sourceparts=$APTD/etc/sources.list.d"
-     -o "Dir::Etc::preferencesparts=$APTD/etc/preferences.d"
-     -o "Dir::Etc::parts=$APTD/etc/apt.conf.d"
-     -o "APT::Architecture=arm64" -o "APT::Architectures=arm64"
-     -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-CACHE=(apt-cache
-     -o "Dir=$APTD" -o "Dir::State=$APTD/state" -o "Dir::State::status=$APTD/status"
-     -o "Dir::Cache=$APTD/cache" -o "Dir::Etc=$APTD/etc"
-     -o "Dir::Etc::sourcelist=$APTD/etc/sources.list"
-     -o "Dir::Etc::sourceparts=$APTD/etc/sources.list.d"
-     -o "Dir::Etc::preferencesparts=$APTD/etc/preferences.d"
-     -o "Dir::Etc::parts=$APTD/etc/apt.conf.d"
-     -o "APT::Architecture=arm64" -o "APT::Architectures=arm64")
-
-updated=0
-apt_update() {
-    if [ $updated = 0 ]; then
-        log "apt-get update (private state in $APTD)"
-        "${APT[@]}" update >&2
-        updated=1
-    fi
-}
-
-# download PKG=VER DEST: apt-get download into a scratch dir, then move to DEST.
-download() {
-    local tmp; tmp=$(mktemp -d "$RIG_CACHE/dl.XXXXXX")
-    ( cd "$tmp" && "${APT[@]}" download "$1" >&2 )
-    mv "$tmp"/*.deb "$2"; rmdir "$tmp"
-}
-
-sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+mkdir -p "$DEBS"
+# shellcheck source=apt-private.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt-private.sh"
 
 # fetch NAME VERSION SHA256 -> prints the path of the verified .deb
 fetch() {
@@ -99,7 +49,7 @@ if [ -f "$kfile" ] && [ "$(sha_of "$kfile")" = "$KERNEL_SHA256" ]; then
     kernel_deb=$kfile
 else
     apt_update
-    if "${CACHE[@]}" show "$KERNEL_PKG=$KERNEL_VER" 2>/dev/null | grep -q '^Package:'; then
+    if "${CACHE[@]}" show "$KERNEL_PKG=$KERNEL_VER" 2>/dev/null | grep '^Package:' >/dev/null; then
         kernel_deb=$(fetch "$KERNEL_PKG" "$KERNEL_VER" "$KERNEL_SHA256")
     else
         # Backports keep only the newest version: take the newest linux-binary-7.*-arm64 there.

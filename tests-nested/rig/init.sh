@@ -1,30 +1,74 @@
 #!/bin/sh
 # /init of the rig's L1 initramfs (busybox-static). KVM is built into Debian's kernel
-# (CONFIG_KVM=y), so nothing is loaded: mount, report what KVM says, run the VMM, power off.
+# (CONFIG_KVM=y), so nothing is loaded: mount, report what KVM says, run the VMM(s), power off.
+# /rig/args is a script of `run NAME PROGRAM ARGS...` lines (the rig VMM or QEMU), run one after
+# the other; each prints `RIG: vmm NAME exit RC after T s (started at T0 s)`.
+#   RIG_STAMP=1: the run's output goes through /rig/kvm-stamp (QEMU has no exit counter: each
+#     line gets `L0=<KVM exits>` from debugfs; at the end `RIG: kvm-stamp exits=...`).
+#   TRACE_EXITS=1: ftrace histograms (kept in the kernel) of the VM's traps to this (L1) KVM by
+#     (ret, exception class, PC) and of trapped system registers, printed after each run as
+#     `RIG: hist NAME kvm_exit: ...` / `RIG: hist NAME kvm_sys_access: ...`, with the exits
+#     summed by exception class as `RIG: exits NAME <count> ec=0x.. ret=..`.
+#   RIG_TICK=N: every N s, `RIG: tick NAME exits=...` (shows a guest that spins or sleeps).
 /bin/busybox --install -s /bin
-export PATH=/bin
+export PATH=/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 echo "RIG: L1 $(uname -r) up after $(cut -d' ' -f1 /proc/uptime) s"
 dmesg | grep -E 'kvm \[|KVM|IPA Size|Nested' | sed 's/^/RIG: dmesg: /'
 [ -c /dev/kvm ] || echo "RIG: no /dev/kvm"
-. /rig/args
-echo "RIG: vmm $*"
-if [ "${TRACE_EXITS:-0}" = 1 ]; then
-    # --trace-exits: a histogram of the VM's traps to this (L1) KVM by (exit code, exception
-    # class, PC), kept in the kernel (hist triggers take at most 3 keys; a trapped system
-    # register is named from the instruction at its PC).
-    T=/sys/kernel/tracing
+K=/sys/kernel/debug/kvm
+T=/sys/kernel/tracing
+HIST_EXIT='hist:keys=ret,esr_ec,vcpu_pc:size=16384'
+HIST_SYS='hist:keys=Op0,Op1,CRn,CRm,Op2,is_write,vcpu_pc:size=16384'
+RIG_STAMP=0 RIG_TICK=0 TRACE_EXITS=0
+trace_on() {
     mount -t tracefs nodev $T 2>/dev/null
-    echo 'hist:keys=ret,esr_ec,vcpu_pc:size=16384' >$T/events/kvm/kvm_exit/trigger ||
-        echo "RIG: trace: no hist trigger on kvm_exit"
-fi
-t0=$(cut -d' ' -f1 /proc/uptime)
-/rig/vmm "$@"
-rc=$?
-if [ "${TRACE_EXITS:-0}" = 1 ]; then
-    grep -v '^#' $T/events/kvm/kvm_exit/hist | grep . | sed 's/^/RIG: hist kvm_exit: /'
-fi
-echo "RIG: vmm exit $rc after $(cut -d' ' -f1 /proc/uptime) s (started at $t0 s)"
+    echo "$HIST_EXIT" >$T/events/kvm/kvm_exit/trigger || echo "RIG: trace: no hist trigger on kvm_exit"
+    echo "$HIST_SYS" >$T/events/kvm/kvm_sys_access/trigger ||
+        echo "RIG: trace: no hist trigger on kvm_sys_access"
+}
+trace_off() {
+    for e in kvm_exit kvm_sys_access; do
+        grep -v '^#' $T/events/kvm/$e/hist | grep . | sed "s/^/RIG: hist $1 $e: /"
+    done
+    # By exception class: `{ ret: 1, esr_ec: 24, vcpu_pc: ... } hitcount: 5`.
+    grep -v '^#' $T/events/kvm/kvm_exit/hist | awk -v n="$1" '
+        /hitcount:/ {
+            r = $0; sub(/.*ret: */, "", r); sub(/[ ,].*/, "", r)
+            e = $0; sub(/.*esr_ec: */, "", e); sub(/[ ,].*/, "", e)
+            h = $0; sub(/.*hitcount: */, "", h)
+            c[sprintf("ec=0x%02x ret=%s", e, r)] += h; t += h
+        }
+        END { for (k in c) printf "RIG: exits %s %d %s\n", n, c[k], k; printf "RIG: exits %s %d total\n", n, t }'
+    echo "!$HIST_EXIT" >$T/events/kvm/kvm_exit/trigger
+    echo "!$HIST_SYS" >$T/events/kvm/kvm_sys_access/trigger
+}
+run() {
+    name=$1; shift
+    echo "RIG: vmm $name: $*"
+    [ "$TRACE_EXITS" = 1 ] && trace_on
+    tick=""
+    if [ "$RIG_TICK" != 0 ]; then
+        ( while sleep "$RIG_TICK"; do echo "RIG: tick $name exits=$(cat $K/exits)"; done ) &
+        tick=$!
+    fi
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    if [ "$RIG_STAMP" = 1 ]; then
+        { "$@" </dev/null; echo $? >/tmp/rc; } 2>&1 | /rig/kvm-stamp | sed "s/^RIG: kvm-stamp /RIG: kvm $name /"
+        rc=$(cat /tmp/rc)
+    else
+        "$@"
+        rc=$?
+    fi
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    [ -n "$tick" ] && kill "$tick"
+    [ "$TRACE_EXITS" = 1 ] && trace_off "$name"
+    echo "RIG: vmm $name exit $rc after $t1 s (started at $t0 s)"
+    # The single-run form that older runners check.
+    [ "$name" = vmm ] && echo "RIG: vmm exit $rc after $t1 s (started at $t0 s)"
+}
+. /rig/args
 poweroff -f

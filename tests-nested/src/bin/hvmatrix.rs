@@ -16,7 +16,9 @@ use tests_nested::{domu, image, toolchain};
 const USAGE: &str = "\
 usage: hvmatrix [--quick] [--only TEXT]... [--out DIR] [--report-only] [--dry-run]
        hvmatrix smoke
-  smoke          the nested smoke test (CI): hv at vEL2 in the rig (IPA limit 48)
+  smoke          the nested smoke test (CI): first hv in the rig with Debian's QEMU
+                 11.1 as L1's VMM (-accel kvm, the bare-QEMU DTB; HVMATRIX_SMOKE_ONLY_QEMU=1
+                 stops after it), then hv at vEL2 in the rig (IPA limit 48)
                  says \"nested under KVM\" with its evidence, picks the targeted
                  nested policy with tlb=auto, d0 builds a 16 MiB domU with the
                  batch remove, the domU (guest-hello) runs, all power off; then hv
@@ -673,6 +675,11 @@ fn smoke(paths: &toolchain::Paths) -> Result<(), String> {
     let inp = prepare(paths)?;
     let dir = inp.work.join("smoke");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // 0. The rig with the L1 VMM users run (QEMU -accel kvm in L1), same DTB as bare QEMU.
+    smoke_rig_qemu(paths, &inp, &dir, 1, "auto")?;
+    if std::env::var_os("HVMATRIX_SMOKE_ONLY_QEMU").is_some() {
+        return Ok(());
+    }
 
     // 1. The rig, IPA limit 48, one vCPU: nested under KVM, targeted nested policy.
     smoke_rig(paths, &inp, &dir, 1, "auto")?;
@@ -859,5 +866,114 @@ fn smoke_rig(
         t.elapsed().as_secs_f64()
     );
 
+    Ok(())
+}
+
+/// The smoke in the rig with the L1 VMM users run: Debian's qemu-system-aarch64
+/// (`-accel kvm -M virt,virtualization=on`, `run.sh --l1-vmm qemu`) booting hv with the
+/// same DTB (QEMU's virt DTB with d0 and its ramdisk under /chosen), modules and command
+/// line as on bare QEMU. IPA limit 48, `smp` L0 CPUs and vCPUs.
+fn smoke_rig_qemu(
+    paths: &toolchain::Paths,
+    inp: &Inputs,
+    dir: &Path,
+    smp: u32,
+    nested_word: &str,
+) -> Result<(), String> {
+    let t = Instant::now();
+    let name = format!("smoke-qemu48-smp{smp}-nested-{nested_word}");
+    let log = dir.join(format!("{name}.log"));
+    let [verdict, policy] = verdict_markers(nested_word, true);
+    let sizes = [file_len(&inp.dom0)?, file_len(&inp.hello_blob)?];
+    let addrs = image::place_modules(&sizes, qemu::RAM_END)?;
+    let dtb = domu::dom0_dtb(
+        paths,
+        &name,
+        smp,
+        SMOKE_DOM0,
+        &format!("loglvl=info tlb=auto nested={nested_word}"),
+        [(addrs[0], sizes[0]), (addrs[1], sizes[1])],
+    )?;
+    let mut args: Vec<String> = [
+        paths
+            .repo
+            .join("tests-nested/rig/run.sh")
+            .display()
+            .to_string(),
+        "--l1-vmm".into(),
+        "qemu".into(),
+        "--guest".into(),
+        inp.hv.display().to_string(),
+        "--dtb".into(),
+        dtb.display().to_string(),
+        "--load".into(),
+        format!("{}@{:#x}", inp.dom0.display(), addrs[0]),
+        "--load".into(),
+        format!("{}@{:#x}", inp.hello_blob.display(), addrs[1]),
+        "--vm-mem".into(),
+        ((qemu::RAM_END - image::RAM_BASE) >> 20).to_string(),
+        "--ipa-limit".into(),
+        "48".into(),
+        "--smp".into(),
+        smp.to_string(),
+        "--vm-cpus".into(),
+        smp.to_string(),
+        "--timeout".into(),
+        "400".into(),
+        "--exit-stamps".into(),
+        "--quiet".into(),
+        "--log".into(),
+        log.display().to_string(),
+    ]
+    .into();
+    for m in [
+        "IPA Size Limit: 48 bits",
+        "RIG: vmm vmm: timeout -s KILL 400 /usr/bin/qemu-system-aarch64 -accel kvm",
+        verdict,
+        "hv: nested-detect evidence: hyp-uid=b66fb428-e911c52e-564bcaa9-743a004d ",
+        policy,
+        "hv: d1: created by domctl",
+        if smp > 1 {
+            "hv: CPU1 online"
+        } else {
+            "hv: CPU0 online"
+        },
+    ]
+    .iter()
+    .chain(SMOKE_COMMON.iter())
+    {
+        args.push("--expect".into());
+        args.push((*m).into());
+    }
+    eprintln!("hvmatrix smoke: {}", cmd_text("bash", &args));
+    let st = qemu::status_in_group(
+        Command::new("bash")
+            .args(&args)
+            .env("CARGO_TARGET_DIR", &paths.target),
+    )
+    .map_err(|e| format!("cannot start run.sh: {e}"))?;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for l in text.lines().filter(|l| {
+        l.contains("hv: platform:")
+            || l.contains("nested-detect evidence")
+            || l.contains("tlb policy")
+            || l.contains("RIG: kvm vmm")
+    }) {
+        eprintln!("hvmatrix smoke: rig (QEMU in L1): {}", l.trim());
+    }
+    if !st.success() {
+        return Err(format!(
+            "nested smoke, QEMU in L1 ({smp} CPU(s), nested={nested_word}) failed ({st}); log {}",
+            log.display()
+        ));
+    }
+    smoke_build_ok(
+        &format!("rig (QEMU in L1), IPA limit 48, {smp} CPU(s), nested={nested_word}"),
+        &text,
+    )?;
+    eprintln!(
+        "hvmatrix smoke: rig, QEMU in L1 ({smp} CPU(s), nested={nested_word}) PASS in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -197,9 +197,24 @@ pub fn kick(cpu: usize) {
 }
 
 /// Arm (or disarm) the EL2 physical timer (`CNTHP_CVAL_EL2`, `CNTHP_CTL_EL2`).
+/// `deadline` is a `CNTVCT_EL0` value (hv's clock, [`crate::arch::Arch::counter`]).
 pub fn set_hyp_timer(deadline: Option<u64>) {
     match deadline {
         Some(t) => {
+            // CNTHP_CVAL_EL2 compares with the physical count (CNTPCT_EL0), hv's
+            // deadlines are virtual counts. hv sets CNTVOFF_EL2 = 0, so on hardware
+            // the two are equal; a guest hypervisor under KVM also sees the
+            // virtual-counter offset its VMM set for the whole VM (QEMU writes
+            // KVM_REG_ARM_TIMER_CNT when it resets a vCPU: seconds under TCG), which
+            // the physical count does not have. Unconverted, every deadline was
+            // already past there: an endless timer interrupt, and a domU never ran
+            // (QEMU-in-L1 rig, issue 14). The difference is read at each arming (the
+            // VMM may change the offset, e.g. on a VM pause); neither read traps when
+            // the physical counter has no offset.
+            isb(); // the counters are read after everything before (not early)
+            let v = read_sysreg!("cntvct_el0");
+            let p = read_sysreg!("cntpct_el0");
+            let t = t.wrapping_add(p.wrapping_sub(v));
             // SAFETY: hv's own EL2 timer; its interrupt (PPI 26) only wakes hv.
             unsafe { write_sysreg!("S3_4_C14_C2_2", t) };
             // SAFETY: as above. ENABLE = 1, IMASK = 0.
