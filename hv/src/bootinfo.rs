@@ -480,6 +480,21 @@ fn validate(dtb: &[u8]) -> Result<(), BootInfoError> {
     }
 }
 
+/// Check that `dtb` is a well-formed, NOP-free flattened device tree that the
+/// `fdt` crate can walk without panicking (what [`BootInfo::parse`] checks
+/// first; `crate::hostdt` reads the host DTB after the same check).
+///
+/// # Errors
+/// [`BootInfoError::NotADtb`] or [`BootInfoError::HasNops`].
+pub fn check_dtb(dtb: &[u8]) -> Result<(), BootInfoError> {
+    let mut nops = 0;
+    scan_tokens(dtb, |nop| nops += usize::from(nop))?;
+    if nops != 0 {
+        return Err(BootInfoError::HasNops);
+    }
+    validate(dtb)
+}
+
 /// Remove every `FDT_NOP` token from the DTB's structure block in place
 /// (shrinking `size_dt_struct`); returns how many were removed.
 ///
@@ -671,12 +686,7 @@ impl<'a> BootInfo<'a> {
     /// `reg` hv needs but cannot decode, [`BootInfoError::TooMany`] when reserved
     /// ranges or boot modules exceed hv's fixed capacity.
     pub fn parse(dtb: &'a [u8]) -> Result<BootInfo<'a>, BootInfoError> {
-        let mut nops = 0;
-        scan_tokens(dtb, |nop| nops += usize::from(nop))?;
-        if nops != 0 {
-            return Err(BootInfoError::HasNops);
-        }
-        validate(dtb)?;
+        check_dtb(dtb)?;
         let fdt = Fdt::new(dtb).map_err(|_| BootInfoError::NotADtb)?;
         let mut info = BootInfo {
             dtb_size: fdt.total_size(),

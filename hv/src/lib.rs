@@ -13,6 +13,7 @@ pub mod demo;
 pub mod dom0less;
 pub mod domain;
 pub mod guest;
+pub mod hostdt;
 pub mod idregs;
 pub mod logger;
 pub mod mm;
