@@ -775,8 +775,7 @@ fn page_down(a: u64) -> u64 {
 }
 
 fn page_up(a: u64) -> u64 {
-    a.checked_next_multiple_of(PAGE)
-        .unwrap_or(!(PAGE - 1))
+    a.checked_next_multiple_of(PAGE).unwrap_or(!(PAGE - 1))
 }
 
 /// Every `reg` (translated) and PCI `ranges` window of the tree, for
@@ -878,10 +877,26 @@ pub fn derive(host: &[u8], spec: &Dom0DtSpec<'_>) -> Result<Dom0Dt, HostDtError>
     {
         return Err(HostDtError::BadSpec("dom0 memory banks"));
     }
+    let fits = |r: &MemRange| {
+        let max = |cells: usize| {
+            if cells == 1 {
+                u64::from(u32::MAX)
+            } else {
+                u64::MAX
+            }
+        };
+        r.base.0 <= max(root_cells.0) && r.size <= max(root_cells.1)
+    };
+    if !spec.memory.iter().all(fits) {
+        return Err(HostDtError::BadSpec("dom0 memory banks"));
+    }
     if !(1..=MAX_VCPUS).contains(&spec.vcpus) {
         return Err(HostDtError::BadSpec("dom0 vCPUs"));
     }
-    if spec.gnttab.size == 0 || spec.gnttab.base.0.checked_add(spec.gnttab.size).is_none() {
+    if spec.gnttab.size == 0
+        || spec.gnttab.base.0.checked_add(spec.gnttab.size).is_none()
+        || !fits(&spec.gnttab)
+    {
         return Err(HostDtError::BadSpec("grant-table region"));
     }
     // The primary GIC: the first arm,gic-v3 interrupt controller with a phandle.
@@ -955,6 +970,8 @@ pub fn derive(host: &[u8], spec: &Dom0DtSpec<'_>) -> Result<Dom0Dt, HostDtError>
             holes.ext_regions()
         }
     };
+    // Regions the root's cells cannot express are left out (Xen would write them truncated).
+    walk.plan.ext_regions.retain(fits);
     walk.node(root, "/", 0, (2, 1), &Xlate::Identity, None);
     if !walk.gic_done {
         return Err(HostDtError::NoGic);

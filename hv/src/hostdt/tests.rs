@@ -619,3 +619,51 @@ fn xens_node_rules_on_a_synthetic_host() {
     );
     let _ = HostDtError::NoTimer.to_string();
 }
+
+/// With one root address cell, a region above 4 GiB cannot be written:
+/// decisions that need one are refused, extended regions that would need one
+/// are left out (Xen's `dt_child_set_range` would truncate them).
+#[test]
+fn one_cell_roots_get_no_truncated_addresses() {
+    let mut w = FdtWriter::new();
+    w.begin_node("");
+    w.prop_u32s("#address-cells", &[1]);
+    w.prop_u32s("#size-cells", &[1]);
+    w.prop_u32s("interrupt-parent", &[1]);
+    w.begin_node("memory@40000000");
+    w.prop_str("device_type", "memory");
+    w.prop_u32s("reg", &[0x4000_0000, 0x4000_0000]);
+    w.end_node();
+    w.begin_node("gic@8000000");
+    w.prop("compatible", b"arm,gic-v3\0");
+    w.prop("interrupt-controller", &[]);
+    w.prop_u32s("phandle", &[1]);
+    w.prop_u32s("reg", &[0x800_0000, 0x1_0000, 0x80a_0000, 0x10_0000]);
+    w.end_node();
+    w.begin_node("timer");
+    w.prop("compatible", b"arm,armv8-timer\0");
+    w.prop_u32s("interrupts", &[1, 13, 4, 1, 14, 4, 1, 11, 4]);
+    w.end_node();
+    w.begin_node("cpus");
+    w.begin_node("cpu@0");
+    w.prop_str("device_type", "cpu");
+    w.prop("compatible", b"arm,cortex-a53\0");
+    w.end_node();
+    w.end_node();
+    w.end_node();
+    let host = w.finish();
+    let mut s = spec();
+    s.ext_regions = ExtRegions::Holes { ipa_bits: 40 };
+    let d = derive(&host, &s).unwrap();
+    assert!(!d.plan.ext_regions.is_empty());
+    assert!(d.plan.ext_regions.iter().all(|r| r.end() <= 1 << 32));
+    let fdt = Fdt::new(&d.dtb).unwrap();
+    let reg = cells(prop(fdt.find_node("/hypervisor").unwrap(), "reg").unwrap());
+    assert_eq!(reg.len(), 2 * (1 + d.plan.ext_regions.len()));
+    static HIGH: [MemRange; 1] = [MemRange::new(0x1_0000_0000, 0x1000_0000)];
+    s.memory = &HIGH;
+    assert_eq!(
+        derive(&host, &s).unwrap_err(),
+        HostDtError::BadSpec("dom0 memory banks")
+    );
+}
