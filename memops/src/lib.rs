@@ -17,6 +17,10 @@
 //!   with Xen's numbers and arm64 struct layouts, plus hv's
 //!   `XENMEM_remove_from_physmap_batch` (63). Guest memory goes through
 //!   [`GuestCopy`], the domains through [`MemEnv`].
+//! - [`xen_abi`]: Xen's public ABI structures that hv and memops read from
+//!   or write to guest memory, written once (typed, `#[repr(C)]`, size and
+//!   offsets asserted at compile time, little-endian `from_bytes` /
+//!   `to_bytes`); hv re-exports them from `hv::xen::abi`.
 //!
 //! # TLB maintenance
 //! Nothing here executes TLB maintenance. Every table change returns the
@@ -41,6 +45,7 @@ pub mod physmap;
 pub mod sim;
 pub mod stage2;
 pub mod xen;
+pub mod xen_abi;
 
 pub use error::Error;
 pub use frames::{Frame, FrameTable};

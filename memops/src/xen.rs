@@ -1,9 +1,9 @@
 //! Xen `memory_op` (hypercall 12) semantics over memops' physmaps.
 //!
-//! Numbers and layouts follow Xen's `xen/include/public/memory.h` (as of
-//! xen-project/xen c447b73, 2026-08) for arm64, where every guest handle is a
-//! 64-bit, 8-byte aligned field (`arch-arm.h`: `__guest_handle_64_*`,
-//! `xen_pfn_t` and `xen_ulong_t` are `uint64_t`). The continuation encoding
+//! Numbers follow Xen's `xen/include/public/memory.h` (as of
+//! xen-project/xen c447b73, 2026-08); the arm64 struct layouts are the shared
+//! ones of [`crate::xen_abi`] (Xen 4.20's headers, sizes and offsets asserted
+//! at compile time). The continuation encoding
 //! is Xen's (`xen/include/xen/hypercall.h`): `cmd[5:0]` is the operation,
 //! `cmd[63:6]` the extent to resume at.
 //!
@@ -208,175 +208,17 @@ const fn err(e: i64) -> MemOpRet {
     MemOpRet::Done(-e)
 }
 
-fn rd_u16(b: &[u8], o: usize) -> u16 {
-    let mut a = [0u8; 2];
-    if let Some(s) = b.get(o..o + 2) {
-        a.copy_from_slice(s);
-    }
-    u16::from_le_bytes(a)
-}
-fn rd_u32(b: &[u8], o: usize) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(o..o + 4) {
-        a.copy_from_slice(s);
-    }
-    u32::from_le_bytes(a)
-}
-fn rd_u64(b: &[u8], o: usize) -> u64 {
-    let mut a = [0u8; 8];
-    if let Some(s) = b.get(o..o + 8) {
-        a.copy_from_slice(s);
-    }
-    u64::from_le_bytes(a)
-}
-
-/// `struct xen_memory_reservation` (arm64: 32 bytes).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct MemoryReservation {
-    /// offset 0: `XEN_GUEST_HANDLE(xen_pfn_t) extent_start`.
-    pub extent_start: u64,
-    /// offset 8: `xen_ulong_t nr_extents`.
-    pub nr_extents: u64,
-    /// offset 16: `unsigned int extent_order`.
-    pub extent_order: u32,
-    /// offset 20: `unsigned int mem_flags` (XENMEMF_*; ignored by hv).
-    pub mem_flags: u32,
-    /// offset 24: `domid_t domid`.
-    pub domid: u16,
-}
-impl MemoryReservation {
-    /// `sizeof(struct xen_memory_reservation)`.
-    pub const SIZE: usize = 32;
-    /// Decode from guest bytes.
-    #[must_use]
-    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
-        Self {
-            extent_start: rd_u64(b, 0),
-            nr_extents: rd_u64(b, 8),
-            extent_order: rd_u32(b, 16),
-            mem_flags: rd_u32(b, 20),
-            domid: rd_u16(b, 24),
-        }
-    }
-}
-
-/// `struct xen_add_to_physmap` (arm64: 24 bytes).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct AddToPhysmap {
-    /// offset 0: `domid_t domid`.
-    pub domid: u16,
-    /// offset 2: `uint16_t size` (gmfn_range only).
-    pub size: u16,
-    /// offset 4: `unsigned int space`.
-    pub space: u32,
-    /// offset 8: `xen_ulong_t idx`.
-    pub idx: u64,
-    /// offset 16: `xen_pfn_t gpfn`.
-    pub gpfn: u64,
-}
-impl AddToPhysmap {
-    /// `sizeof(struct xen_add_to_physmap)`.
-    pub const SIZE: usize = 24;
-    /// Decode from guest bytes.
-    #[must_use]
-    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
-        Self {
-            domid: rd_u16(b, 0),
-            size: rd_u16(b, 2),
-            space: rd_u32(b, 4),
-            idx: rd_u64(b, 8),
-            gpfn: rd_u64(b, 16),
-        }
-    }
-}
-
-/// `struct xen_add_to_physmap_batch` (arm64: 32 bytes).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct AddToPhysmapBatch {
-    /// offset 0: `domid_t domid`.
-    pub domid: u16,
-    /// offset 2: `uint16_t space`.
-    pub space: u16,
-    /// offset 4: `uint16_t size`.
-    pub size: u16,
-    /// offset 6: `u.foreign_domid` (gmfn_foreign) / `u.res0`.
-    pub foreign_domid: u16,
-    /// offset 8: `XEN_GUEST_HANDLE(xen_ulong_t) idxs`.
-    pub idxs: u64,
-    /// offset 16: `XEN_GUEST_HANDLE(xen_pfn_t) gpfns`.
-    pub gpfns: u64,
-    /// offset 24: `XEN_GUEST_HANDLE(int) errs`.
-    pub errs: u64,
-}
-impl AddToPhysmapBatch {
-    /// `sizeof(struct xen_add_to_physmap_batch)`.
-    pub const SIZE: usize = 32;
-    /// Decode from guest bytes.
-    #[must_use]
-    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
-        Self {
-            domid: rd_u16(b, 0),
-            space: rd_u16(b, 2),
-            size: rd_u16(b, 4),
-            foreign_domid: rd_u16(b, 6),
-            idxs: rd_u64(b, 8),
-            gpfns: rd_u64(b, 16),
-            errs: rd_u64(b, 24),
-        }
-    }
-}
-
-/// `struct xen_remove_from_physmap` (arm64: 16 bytes).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct RemoveFromPhysmap {
-    /// offset 0: `domid_t domid`.
-    pub domid: u16,
-    /// offset 8: `xen_pfn_t gpfn`.
-    pub gpfn: u64,
-}
-impl RemoveFromPhysmap {
-    /// `sizeof(struct xen_remove_from_physmap)`.
-    pub const SIZE: usize = 16;
-    /// Decode from guest bytes.
-    #[must_use]
-    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
-        Self {
-            domid: rd_u16(b, 0),
-            gpfn: rd_u64(b, 8),
-        }
-    }
-}
-
-/// `struct xen_remove_from_physmap_batch` (hv; 24 bytes; see
+/// `struct xen_memory_reservation` (the shared definition, [`crate::xen_abi`]).
+pub type MemoryReservation = crate::xen_abi::XenMemoryReservation;
+/// `struct xen_add_to_physmap` ([`crate::xen_abi`]).
+pub type AddToPhysmap = crate::xen_abi::XenAddToPhysmap;
+/// `struct xen_add_to_physmap_batch` ([`crate::xen_abi`]).
+pub type AddToPhysmapBatch = crate::xen_abi::XenAddToPhysmapBatch;
+/// `struct xen_remove_from_physmap` ([`crate::xen_abi`]).
+pub type RemoveFromPhysmap = crate::xen_abi::XenRemoveFromPhysmap;
+/// hv's `struct xen_remove_from_physmap_batch` ([`crate::xen_abi`]; see
 /// [`XENMEM_REMOVE_FROM_PHYSMAP_BATCH`]).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct RemoveFromPhysmapBatch {
-    /// offset 0: `domid_t domid`.
-    pub domid: u16,
-    /// offset 2: `uint16_t res0` (must be 0).
-    pub res0: u16,
-    /// offset 4: `uint32_t size`.
-    pub size: u32,
-    /// offset 8: `XEN_GUEST_HANDLE(xen_pfn_t) gpfns`.
-    pub gpfns: u64,
-    /// offset 16: `XEN_GUEST_HANDLE(int) errs`.
-    pub errs: u64,
-}
-impl RemoveFromPhysmapBatch {
-    /// `sizeof(struct xen_remove_from_physmap_batch)`.
-    pub const SIZE: usize = 24;
-    /// Decode from guest bytes.
-    #[must_use]
-    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
-        Self {
-            domid: rd_u16(b, 0),
-            res0: rd_u16(b, 2),
-            size: rd_u32(b, 4),
-            gpfns: rd_u64(b, 8),
-            errs: rd_u64(b, 16),
-        }
-    }
-}
+pub type RemoveFromPhysmapBatch = crate::xen_abi::XenRemoveFromPhysmapBatch;
 
 fn read_struct<const N: usize>(g: &mut impl GuestCopy, arg: u64) -> Result<[u8; N], Error> {
     let mut b = [0u8; N];
@@ -616,7 +458,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         out: &mut Flush,
     ) -> MemOpRet {
         let r = match read_struct::<{ MemoryReservation::SIZE }>(guest, arg) {
-            Ok(b) => MemoryReservation::parse(&b),
+            Ok(b) => MemoryReservation::from_bytes(&b),
             Err(_) => return err(errno::EFAULT),
         };
         let d = match self.target(caller, r.domid) {
@@ -735,7 +577,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         out: &mut Flush,
     ) -> MemOpRet {
         let x = match read_struct::<{ AddToPhysmap::SIZE }>(guest, arg) {
-            Ok(b) => AddToPhysmap::parse(&b),
+            Ok(b) => AddToPhysmap::from_bytes(&b),
             Err(_) => return err(errno::EFAULT),
         };
         if start != 0 {
@@ -835,7 +677,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         out: &mut Flush,
     ) -> MemOpRet {
         let x = match read_struct::<{ AddToPhysmapBatch::SIZE }>(guest, arg) {
-            Ok(b) => AddToPhysmapBatch::parse(&b),
+            Ok(b) => AddToPhysmapBatch::from_bytes(&b),
             Err(_) => return err(errno::EFAULT),
         };
         if start > u64::from(x.size) {
@@ -894,7 +736,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             return err(errno::EINVAL);
         }
         let x = match read_struct::<{ RemoveFromPhysmap::SIZE }>(guest, arg) {
-            Ok(b) => RemoveFromPhysmap::parse(&b),
+            Ok(b) => RemoveFromPhysmap::from_bytes(&b),
             Err(_) => return err(errno::EFAULT),
         };
         let d = match self.target(caller, x.domid) {
@@ -920,7 +762,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         out: &mut Flush,
     ) -> MemOpRet {
         let x = match read_struct::<{ RemoveFromPhysmapBatch::SIZE }>(guest, arg) {
-            Ok(b) => RemoveFromPhysmapBatch::parse(&b),
+            Ok(b) => RemoveFromPhysmapBatch::from_bytes(&b),
             Err(_) => return err(errno::EFAULT),
         };
         if x.res0 != 0 || start > u64::from(x.size) {

@@ -299,20 +299,20 @@ fn struct_layouts_match_xen_arm64() {
     for (i, x) in b.iter_mut().enumerate() {
         *x = i as u8;
     }
-    let r = MemoryReservation::parse(&b);
+    let r = MemoryReservation::from_bytes(&b);
     assert_eq!(r.extent_start, u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]));
     assert_eq!(r.extent_order, u32::from_le_bytes([16, 17, 18, 19]));
     assert_eq!(r.domid, u16::from_le_bytes([24, 25]));
-    let a = AddToPhysmapBatch::parse(&b);
+    let a = AddToPhysmapBatch::from_bytes(&b);
     assert_eq!(a.size, u16::from_le_bytes([4, 5]));
     assert_eq!(a.foreign_domid, u16::from_le_bytes([6, 7]));
     assert_eq!(a.errs, u64::from_le_bytes([24, 25, 26, 27, 28, 29, 30, 31]));
-    let x = AddToPhysmap::parse(&b[..24].try_into().unwrap());
+    let x = AddToPhysmap::from_bytes(&b[..24].try_into().unwrap());
     assert_eq!(x.space, u32::from_le_bytes([4, 5, 6, 7]));
     assert_eq!(x.gpfn, u64::from_le_bytes([16, 17, 18, 19, 20, 21, 22, 23]));
-    let rm = RemoveFromPhysmap::parse(&b[..16].try_into().unwrap());
+    let rm = RemoveFromPhysmap::from_bytes(&b[..16].try_into().unwrap());
     assert_eq!(rm.gpfn, u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]));
-    let rb = RemoveFromPhysmapBatch::parse(&b[..24].try_into().unwrap());
+    let rb = RemoveFromPhysmapBatch::from_bytes(&b[..24].try_into().unwrap());
     assert_eq!(rb.size, u32::from_le_bytes([4, 5, 6, 7]));
     assert_eq!(rb.gpfns, u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]));
     assert_eq!(XENMEM_REMOVE_FROM_PHYSMAP_BATCH & MEMOP_CMD_MASK, 63);

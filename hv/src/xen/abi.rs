@@ -7,6 +7,14 @@
 //! - xen_version: `xen/include/public/version.h` (`XENVER_*`, struct layouts);
 //! - features: `xen/include/public/features.h` (`XENFEAT_*`);
 //! - sched_op: `xen/include/public/sched.h` (`SCHEDOP_*`, `SHUTDOWN_*`).
+//!
+//! The structures hv reads from or writes to guest memory (memory_op, domctl,
+//! sysctl, vcpu_op, event channels, grant table, hvm_op, multicall, shared
+//! info) are written once, in [`memops::xen_abi`] (typed, size and offsets
+//! asserted at compile time), and re-exported here: use
+//! `crate::xen::abi::XenDomctl` etc., never raw offsets.
+
+pub use memops::xen_abi::*;
 
 /// The `HVC` immediate of a Xen hypercall on Arm (`XEN_HYPERCALL_TAG`).
 pub const XEN_HYPERCALL_TAG: u16 = 0xea1;

@@ -22,6 +22,24 @@
 //! - `xen/include/public/errno.h`: errno values.
 //! - hv (`DESIGN.md`, `memops/src/xen.rs`): `XENMEM_remove_from_physmap_batch`
 //!   (63) and `hv_op` (49) with `HVOP_get_counters` / `HVOP_reset_counters`.
+//!
+//! The structures themselves are hv's: [`xen_abi`] is `memops/src/xen_abi.rs`
+//! included as is (typed, size and offsets asserted at compile time, Xen
+//! 4.20's headers), so the payload and hv cannot disagree on a layout. The
+//! payload cannot depend on the `memops` crate (it links `alloc`, and a
+//! payload has no allocator: "no global memory allocator found"), but that
+//! file needs nothing else. The encoders below fill those structs; the unit
+//! tests check the bytes at Xen's offsets written out as numbers.
+
+#[path = "../../../../memops/src/xen_abi.rs"]
+pub mod xen_abi;
+
+use xen_abi::{
+    VcpuGuestContext, XenAddToPhysmapBatch, XenArchDomainconfig, XenDomctl, XenDomctlCreatedomain,
+    XenDomctlGetdomaininfo, XenDomctlMaxMem, XenDomctlMaxVcpus, XenDomctlVcpucontext,
+    XenMemoryReservation, XenRemoveFromPhysmap, XenRemoveFromPhysmapBatch, XenSysctl,
+    XenSysctlPhysinfo,
+};
 
 /// `__HYPERVISOR_memory_op`.
 pub const HYPERVISOR_MEMORY_OP: u64 = 12;
@@ -52,27 +70,27 @@ pub const XENMAPSPACE_GMFN_FOREIGN: u16 = 4;
 pub const DOMID_SELF: u16 = 0x7FF0;
 
 /// `XEN_DOMCTL_INTERFACE_VERSION` of Xen 4.20 and 4.21.
-pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x17;
-/// `XEN_SYSCTL_INTERFACE_VERSION` of Xen 4.21.
-pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x15;
+pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = xen_abi::XEN_DOMCTL_INTERFACE_VERSION;
+/// `XEN_SYSCTL_INTERFACE_VERSION` of Xen 4.17 to 4.20 (what hv implements).
+pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = xen_abi::XEN_SYSCTL_INTERFACE_VERSION;
 
 /// `XEN_DOMCTL_createdomain`.
-pub const XEN_DOMCTL_CREATEDOMAIN: u32 = 1;
+pub const XEN_DOMCTL_CREATEDOMAIN: u32 = xen_abi::domctl_cmd::CREATEDOMAIN;
 /// `XEN_DOMCTL_destroydomain`.
-pub const XEN_DOMCTL_DESTROYDOMAIN: u32 = 2;
+pub const XEN_DOMCTL_DESTROYDOMAIN: u32 = xen_abi::domctl_cmd::DESTROYDOMAIN;
 /// `XEN_DOMCTL_unpausedomain`.
-pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
+pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = xen_abi::domctl_cmd::UNPAUSEDOMAIN;
 /// `XEN_DOMCTL_getdomaininfo`.
-pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
+pub const XEN_DOMCTL_GETDOMAININFO: u32 = xen_abi::domctl_cmd::GETDOMAININFO;
 /// `XEN_DOMCTL_max_mem`.
-pub const XEN_DOMCTL_MAX_MEM: u32 = 11;
+pub const XEN_DOMCTL_MAX_MEM: u32 = xen_abi::domctl_cmd::MAX_MEM;
 /// `XEN_DOMCTL_setvcpucontext`.
-pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = 12;
+pub const XEN_DOMCTL_SETVCPUCONTEXT: u32 = xen_abi::domctl_cmd::SETVCPUCONTEXT;
 /// `XEN_DOMCTL_max_vcpus`.
-pub const XEN_DOMCTL_MAX_VCPUS: u32 = 15;
+pub const XEN_DOMCTL_MAX_VCPUS: u32 = xen_abi::domctl_cmd::MAX_VCPUS;
 
 /// `XEN_SYSCTL_physinfo`.
-pub const XEN_SYSCTL_PHYSINFO: u32 = 3;
+pub const XEN_SYSCTL_PHYSINFO: u32 = xen_abi::XEN_SYSCTL_PHYSINFO;
 
 /// `XEN_DOMCTL_CDF_hvm` (required on Arm).
 pub const XEN_DOMCTL_CDF_HVM: u32 = 1 << 0;
@@ -106,7 +124,7 @@ pub const HVOP_RESET_COUNTERS: u64 = 2;
 /// hv_op sub-op: copy `struct hv_resources` (8 u64) to the handle in x1.
 pub const HVOP_GET_RESOURCES: u64 = 3;
 /// `sizeof(struct hv_resources)`.
-pub const HV_RESOURCES_SIZE: usize = 64;
+pub const HV_RESOURCES_SIZE: usize = xen_abi::HvResources::SIZE;
 
 /// `__HYPERVISOR_event_channel_op`.
 pub const HYPERVISOR_EVENT_CHANNEL_OP: u64 = 32;
@@ -148,15 +166,16 @@ impl HvResources {
     /// Decode the 64 bytes `HVOP_get_resources` wrote.
     #[must_use]
     pub fn decode(b: &Buf<HV_RESOURCES_SIZE>) -> Self {
+        let r = xen_abi::HvResources::from_bytes(&b.0);
         Self {
-            pool_free: get64(&b.0, 0),
-            pool_total: get64(&b.0, 8),
-            hv_frames_free: get64(&b.0, 16),
-            vmids_in_use: get64(&b.0, 24),
-            domains: get64(&b.0, 32),
-            evtchns_in_use: get64(&b.0, 40),
-            heap_free: get64(&b.0, 48),
-            pool_used: get64(&b.0, 56),
+            pool_free: r.pool_free,
+            pool_total: r.pool_total,
+            hv_frames_free: r.hv_frames_free,
+            vmids_in_use: r.vmids_in_use,
+            domains: r.domains,
+            evtchns_in_use: r.evtchns_in_use,
+            heap_free: r.heap_free,
+            pool_used: r.pool_used,
         }
     }
 
@@ -206,21 +225,25 @@ pub mod guest {
     pub const EVTCHN_PPI: u32 = 31;
 }
 
+#[cfg(test)]
 fn put16(b: &mut [u8], o: usize, v: u16) {
     if let Some(s) = b.get_mut(o..o + 2) {
         s.copy_from_slice(&v.to_le_bytes());
     }
 }
+#[cfg(test)]
 fn put32(b: &mut [u8], o: usize, v: u32) {
     if let Some(s) = b.get_mut(o..o + 4) {
         s.copy_from_slice(&v.to_le_bytes());
     }
 }
+#[cfg(test)]
 fn put64(b: &mut [u8], o: usize, v: u64) {
     if let Some(s) = b.get_mut(o..o + 8) {
         s.copy_from_slice(&v.to_le_bytes());
     }
 }
+#[cfg(test)]
 fn get16(b: &[u8], o: usize) -> u16 {
     let mut a = [0; 2];
     if let Some(s) = b.get(o..o + 2) {
@@ -228,6 +251,7 @@ fn get16(b: &[u8], o: usize) -> u16 {
     }
     u16::from_le_bytes(a)
 }
+#[cfg(test)]
 fn get32(b: &[u8], o: usize) -> u32 {
     let mut a = [0; 4];
     if let Some(s) = b.get(o..o + 4) {
@@ -235,6 +259,7 @@ fn get32(b: &[u8], o: usize) -> u32 {
     }
     u32::from_le_bytes(a)
 }
+#[cfg(test)]
 fn get64(b: &[u8], o: usize) -> u64 {
     let mut a = [0; 8];
     if let Some(s) = b.get(o..o + 8) {
@@ -258,9 +283,9 @@ impl<const N: usize> Buf<N> {
 
 /// `sizeof(struct xen_domctl)`: cmd, interface_version, domain, `_pad[3]`,
 /// then the 128-byte union at offset 16.
-pub const DOMCTL_SIZE: usize = 144;
+pub const DOMCTL_SIZE: usize = XenDomctl::SIZE;
 /// Offset of `xen_domctl.u`.
-pub const DOMCTL_U: usize = 16;
+pub const DOMCTL_U: usize = core::mem::offset_of!(XenDomctl, u);
 
 /// A `struct xen_domctl` image.
 pub type Domctl = Buf<DOMCTL_SIZE>;
@@ -306,111 +331,104 @@ impl CreateDomain {
     }
 }
 
-/// Offsets inside `xen_domctl.u.createdomain` (76 bytes on arm64).
+/// Offsets inside `xen_domctl.u.createdomain` (from the shared struct).
 pub mod createdomain_off {
     #![allow(missing_docs)]
-    pub const SSIDREF: usize = 0;
-    pub const HANDLE: usize = 4;
-    pub const FLAGS: usize = 20;
-    pub const IOMMU_OPTS: usize = 24;
-    pub const MAX_VCPUS: usize = 28;
-    pub const MAX_EVTCHN_PORT: usize = 32;
-    pub const MAX_GRANT_FRAMES: usize = 36;
-    pub const MAX_MAPTRACK_FRAMES: usize = 40;
-    pub const GRANT_OPTS: usize = 44;
-    pub const ALTP2M_OPTS: usize = 48;
-    pub const ALTP2M_NR: usize = 50;
-    pub const VMTRACE_SIZE: usize = 52;
-    pub const CPUPOOL_ID: usize = 56;
+    use super::xen_abi::XenDomctlCreatedomain as C;
+    use core::mem::offset_of;
+    pub const SSIDREF: usize = offset_of!(C, ssidref);
+    pub const HANDLE: usize = offset_of!(C, handle);
+    pub const FLAGS: usize = offset_of!(C, flags);
+    pub const IOMMU_OPTS: usize = offset_of!(C, iommu_opts);
+    pub const MAX_VCPUS: usize = offset_of!(C, max_vcpus);
+    pub const MAX_EVTCHN_PORT: usize = offset_of!(C, max_evtchn_port);
+    pub const MAX_GRANT_FRAMES: usize = offset_of!(C, max_grant_frames);
+    pub const MAX_MAPTRACK_FRAMES: usize = offset_of!(C, max_maptrack_frames);
+    pub const GRANT_OPTS: usize = offset_of!(C, grant_opts);
+    pub const ALTP2M_OPTS: usize = offset_of!(C, altp2m_opts);
+    pub const VMTRACE_SIZE: usize = offset_of!(C, vmtrace_size);
+    pub const CPUPOOL_ID: usize = offset_of!(C, cpupool_id);
     /// `struct xen_arch_domainconfig`: gic_version u8 +0, sve_vl u8 +1,
-    /// tee_type u16 +2, nr_spis u32 +4, clock_frequency u32 +8 (OUT),
-    /// arm_sci_type u8 +12; 16 bytes.
-    pub const ARCH: usize = 60;
-    pub const SIZE: usize = 76;
+    /// tee_type u16 +2, nr_spis u32 +4, clock_frequency u32 +8 (OUT); Xen
+    /// 4.21 adds arm_sci_type u8 +12 (left zero).
+    pub const ARCH: usize = offset_of!(C, arch);
+    pub const SIZE: usize = C::SIZE;
 }
 
 /// A domctl header for `cmd` on `domain`.
 #[must_use]
 pub fn domctl(cmd: u32, domain: u16) -> Domctl {
-    let mut d = Domctl::zeroed();
-    put32(&mut d.0, 0, cmd);
-    put32(&mut d.0, 4, XEN_DOMCTL_INTERFACE_VERSION);
-    put16(&mut d.0, 8, domain);
-    d
+    Buf(XenDomctl::new(cmd, domain).to_bytes())
+}
+
+/// A domctl carrying union member `m`.
+fn domctl_with<T: xen_abi::Le>(cmd: u32, domain: u16, m: &T) -> Domctl {
+    let mut d = XenDomctl::new(cmd, domain);
+    d.set_member(m);
+    Buf(d.to_bytes())
 }
 
 /// `XEN_DOMCTL_createdomain` (domain 0 asks hv to pick the domid).
 #[must_use]
 pub fn domctl_createdomain(c: &CreateDomain) -> Domctl {
-    use createdomain_off as o;
-    let mut d = domctl(XEN_DOMCTL_CREATEDOMAIN, 0);
-    let u = &mut d.0[DOMCTL_U..];
-    put32(u, o::FLAGS, c.flags);
-    put32(u, o::MAX_VCPUS, c.max_vcpus);
-    put32(u, o::MAX_EVTCHN_PORT, c.max_evtchn_port);
-    put32(u, o::MAX_GRANT_FRAMES, c.max_grant_frames as u32);
-    put32(u, o::MAX_MAPTRACK_FRAMES, c.max_maptrack_frames as u32);
-    put32(u, o::GRANT_OPTS, c.grant_opts);
-    if let Some(b) = u.get_mut(o::ARCH) {
-        *b = c.gic_version;
-    }
-    put16(u, o::ARCH + 2, c.tee_type);
-    put32(u, o::ARCH + 4, c.nr_spis);
-    d
+    let m = XenDomctlCreatedomain {
+        flags: c.flags,
+        max_vcpus: c.max_vcpus,
+        max_evtchn_port: c.max_evtchn_port,
+        max_grant_frames: c.max_grant_frames,
+        max_maptrack_frames: c.max_maptrack_frames,
+        grant_opts: c.grant_opts,
+        arch: XenArchDomainconfig {
+            gic_version: c.gic_version,
+            tee_type: c.tee_type,
+            nr_spis: c.nr_spis,
+            ..XenArchDomainconfig::default()
+        },
+        ..XenDomctlCreatedomain::default()
+    };
+    domctl_with(XEN_DOMCTL_CREATEDOMAIN, 0, &m)
 }
 
 /// `xen_domctl.domain` (IN/OUT: createdomain returns the new domid here).
 #[must_use]
 pub fn domctl_domain(d: &Domctl) -> u16 {
-    get16(&d.0, 8)
+    XenDomctl::from_bytes(&d.0).domain
 }
 
 /// `XEN_DOMCTL_max_vcpus`: `u.max_vcpus.max` (u32 at 0).
 #[must_use]
 pub fn domctl_max_vcpus(domain: u16, max: u32) -> Domctl {
-    let mut d = domctl(XEN_DOMCTL_MAX_VCPUS, domain);
-    put32(&mut d.0, DOMCTL_U, max);
-    d
+    domctl_with(XEN_DOMCTL_MAX_VCPUS, domain, &XenDomctlMaxVcpus { max })
 }
 
 /// `XEN_DOMCTL_max_mem`: `u.max_mem.max_memkb` (u64 at 0).
 #[must_use]
 pub fn domctl_max_mem(domain: u16, max_memkb: u64) -> Domctl {
-    let mut d = domctl(XEN_DOMCTL_MAX_MEM, domain);
-    put64(&mut d.0, DOMCTL_U, max_memkb);
-    d
+    domctl_with(XEN_DOMCTL_MAX_MEM, domain, &XenDomctlMaxMem { max_memkb })
 }
 
 /// `XEN_DOMCTL_setvcpucontext`: `u.vcpucontext` = { u32 vcpu at 0,
 /// `XEN_GUEST_HANDLE_64(vcpu_guest_context_t) ctxt` at 8 }.
 #[must_use]
 pub fn domctl_setvcpucontext(domain: u16, vcpu: u32, ctxt: u64) -> Domctl {
-    let mut d = domctl(XEN_DOMCTL_SETVCPUCONTEXT, domain);
-    put32(&mut d.0, DOMCTL_U, vcpu);
-    put64(&mut d.0, DOMCTL_U + 8, ctxt);
-    d
+    domctl_with(
+        XEN_DOMCTL_SETVCPUCONTEXT,
+        domain,
+        &XenDomctlVcpucontext { vcpu, ctxt },
+    )
 }
 
-/// Offsets inside `xen_domctl.u.getdomaininfo`.
+/// Offsets inside `xen_domctl.u.getdomaininfo` (from the shared struct).
 pub mod getdomaininfo_off {
     #![allow(missing_docs)]
-    pub const DOMAIN: usize = 0;
-    pub const FLAGS: usize = 4;
-    pub const TOT_PAGES: usize = 8;
-    pub const MAX_PAGES: usize = 16;
-    pub const OUTSTANDING_PAGES: usize = 24;
-    pub const SHR_PAGES: usize = 32;
-    pub const PAGED_PAGES: usize = 40;
-    pub const SHARED_INFO_FRAME: usize = 48;
-    pub const CPU_TIME: usize = 56;
-    pub const NR_ONLINE_VCPUS: usize = 64;
-    pub const MAX_VCPU_ID: usize = 68;
-    pub const SSIDREF: usize = 72;
-    pub const HANDLE: usize = 76;
-    pub const CPUPOOL: usize = 92;
-    pub const GPADDR_BITS: usize = 96;
-    pub const ARCH_CONFIG: usize = 104;
-    pub const SIZE: usize = 120;
+    use super::xen_abi::XenDomctlGetdomaininfo as G;
+    use core::mem::offset_of;
+    pub const DOMAIN: usize = offset_of!(G, domain);
+    pub const FLAGS: usize = offset_of!(G, flags);
+    pub const TOT_PAGES: usize = offset_of!(G, tot_pages);
+    pub const MAX_PAGES: usize = offset_of!(G, max_pages);
+    pub const NR_ONLINE_VCPUS: usize = offset_of!(G, nr_online_vcpus);
+    pub const SIZE: usize = G::SIZE;
 }
 
 /// The fields of `struct xen_domctl_getdomaininfo` the builder uses.
@@ -432,14 +450,13 @@ impl DomainInfo {
     /// Decode `xen_domctl.u.getdomaininfo` from an answered domctl.
     #[must_use]
     pub fn decode(d: &Domctl) -> Self {
-        use getdomaininfo_off as o;
-        let u = &d.0[DOMCTL_U..];
+        let i: XenDomctlGetdomaininfo = XenDomctl::from_bytes(&d.0).member();
         Self {
-            domain: get16(u, o::DOMAIN),
-            flags: get32(u, o::FLAGS),
-            tot_pages: get64(u, o::TOT_PAGES),
-            max_pages: get64(u, o::MAX_PAGES),
-            nr_online_vcpus: get32(u, o::NR_ONLINE_VCPUS),
+            domain: i.domain,
+            flags: i.flags,
+            tot_pages: i.tot_pages,
+            max_pages: i.max_pages,
+            nr_online_vcpus: i.nr_online_vcpus,
         }
     }
 
@@ -455,27 +472,29 @@ impl DomainInfo {
 }
 
 /// `sizeof(struct vcpu_guest_context)` on arm64.
-pub const VCPU_GUEST_CONTEXT_SIZE: usize = 352;
+pub const VCPU_GUEST_CONTEXT_SIZE: usize = VcpuGuestContext::SIZE;
 
-/// Offsets inside `struct vcpu_guest_context` (arm64): `flags` u32 at 0,
-/// `user_regs` (`struct vcpu_guest_core_regs`, 312 bytes) at 8, then
-/// `sctlr`, `ttbcr`, `ttbr0`, `ttbr1`.
+/// Offsets inside `struct vcpu_guest_context` (arm64; from the shared struct):
+/// `flags` u32 at 0, `user_regs` (`struct vcpu_guest_core_regs`, 312 bytes)
+/// at 8, then `sctlr`, `ttbcr`, `ttbr0`, `ttbr1`.
 pub mod vcpu_ctx_off {
     #![allow(missing_docs)]
-    pub const FLAGS: usize = 0;
-    pub const USER_REGS: usize = 8;
+    use super::xen_abi::{VcpuGuestContext as C, VcpuGuestCoreRegs as R};
+    use core::mem::offset_of;
+    pub const FLAGS: usize = offset_of!(C, flags);
+    pub const USER_REGS: usize = offset_of!(C, user_regs);
     /// x0..x30: `USER_REGS + 8 * n`.
-    pub const X0: usize = USER_REGS;
-    pub const PC64: usize = USER_REGS + 248;
-    pub const CPSR: usize = USER_REGS + 256;
-    pub const SPSR_EL1: usize = USER_REGS + 264;
-    pub const SP_EL0: usize = USER_REGS + 288;
-    pub const SP_EL1: usize = USER_REGS + 296;
-    pub const ELR_EL1: usize = USER_REGS + 304;
-    pub const SCTLR: usize = 320;
-    pub const TTBCR: usize = 328;
-    pub const TTBR0: usize = 336;
-    pub const TTBR1: usize = 344;
+    pub const X0: usize = USER_REGS + offset_of!(R, x);
+    pub const PC64: usize = USER_REGS + offset_of!(R, pc64);
+    pub const CPSR: usize = USER_REGS + offset_of!(R, cpsr);
+    pub const SPSR_EL1: usize = USER_REGS + offset_of!(R, spsr_el1);
+    pub const SP_EL0: usize = USER_REGS + offset_of!(R, sp_el0);
+    pub const SP_EL1: usize = USER_REGS + offset_of!(R, sp_el1);
+    pub const ELR_EL1: usize = USER_REGS + offset_of!(R, elr_el1);
+    pub const SCTLR: usize = offset_of!(C, sctlr);
+    pub const TTBCR: usize = offset_of!(C, ttbcr);
+    pub const TTBR0: usize = offset_of!(C, ttbr0);
+    pub const TTBR1: usize = offset_of!(C, ttbr1);
 }
 
 /// The boot vCPU context the toolstack gives an arm64 kernel (Xen's
@@ -483,18 +502,19 @@ pub mod vcpu_ctx_off {
 /// EL1h with DAIF masked, MMU off, online.
 #[must_use]
 pub fn vcpu_boot_context(pc: u64, dtb: u64) -> Buf<VCPU_GUEST_CONTEXT_SIZE> {
-    use vcpu_ctx_off as o;
-    let mut c = Buf::<VCPU_GUEST_CONTEXT_SIZE>::zeroed();
-    put32(&mut c.0, o::FLAGS, VGCF_ONLINE);
-    put64(&mut c.0, o::X0, dtb);
-    put64(&mut c.0, o::PC64, pc);
-    put64(&mut c.0, o::CPSR, PSR_GUEST64_INIT);
-    put64(&mut c.0, o::SCTLR, SCTLR_GUEST_INIT);
-    c
+    let mut c = VcpuGuestContext {
+        flags: VGCF_ONLINE,
+        sctlr: SCTLR_GUEST_INIT,
+        ..VcpuGuestContext::default()
+    };
+    c.user_regs.x[0] = dtb;
+    c.user_regs.pc64 = pc;
+    c.user_regs.cpsr = PSR_GUEST64_INIT;
+    Buf(c.to_bytes())
 }
 
 /// `sizeof(struct xen_memory_reservation)` on arm64.
-pub const MEMORY_RESERVATION_SIZE: usize = 32;
+pub const MEMORY_RESERVATION_SIZE: usize = XenMemoryReservation::SIZE;
 
 /// `struct xen_memory_reservation`: extent_start handle at 0, nr_extents
 /// at 8, extent_order at 16, mem_flags at 20, domid at 24.
@@ -505,16 +525,18 @@ pub fn memory_reservation(
     extent_order: u32,
     domid: u16,
 ) -> Buf<MEMORY_RESERVATION_SIZE> {
-    let mut b = Buf::zeroed();
-    put64(&mut b.0, 0, extent_start);
-    put64(&mut b.0, 8, nr_extents);
-    put32(&mut b.0, 16, extent_order);
-    put16(&mut b.0, 24, domid);
-    b
+    Buf(XenMemoryReservation {
+        extent_start,
+        nr_extents,
+        extent_order,
+        domid,
+        ..XenMemoryReservation::default()
+    }
+    .to_bytes())
 }
 
 /// `sizeof(struct xen_add_to_physmap_batch)` on arm64.
-pub const ADD_TO_PHYSMAP_BATCH_SIZE: usize = 32;
+pub const ADD_TO_PHYSMAP_BATCH_SIZE: usize = XenAddToPhysmapBatch::SIZE;
 
 /// `struct xen_add_to_physmap_batch`: domid at 0, space at 2, size at 4,
 /// `u.foreign_domid` at 6, idxs at 8, gpfns at 16, errs at 24.
@@ -528,31 +550,29 @@ pub fn add_to_physmap_batch(
     gpfns: u64,
     errs: u64,
 ) -> Buf<ADD_TO_PHYSMAP_BATCH_SIZE> {
-    let mut b = Buf::zeroed();
-    put16(&mut b.0, 0, domid);
-    put16(&mut b.0, 2, space);
-    put16(&mut b.0, 4, size);
-    put16(&mut b.0, 6, foreign_domid);
-    put64(&mut b.0, 8, idxs);
-    put64(&mut b.0, 16, gpfns);
-    put64(&mut b.0, 24, errs);
-    b
+    Buf(XenAddToPhysmapBatch {
+        domid,
+        space,
+        size,
+        foreign_domid,
+        idxs,
+        gpfns,
+        errs,
+    }
+    .to_bytes())
 }
 
 /// `sizeof(struct xen_remove_from_physmap)` on arm64.
-pub const REMOVE_FROM_PHYSMAP_SIZE: usize = 16;
+pub const REMOVE_FROM_PHYSMAP_SIZE: usize = XenRemoveFromPhysmap::SIZE;
 
 /// `struct xen_remove_from_physmap`: domid at 0, gpfn at 8.
 #[must_use]
 pub fn remove_from_physmap(domid: u16, gpfn: u64) -> Buf<REMOVE_FROM_PHYSMAP_SIZE> {
-    let mut b = Buf::zeroed();
-    put16(&mut b.0, 0, domid);
-    put64(&mut b.0, 8, gpfn);
-    b
+    Buf(XenRemoveFromPhysmap { domid, gpfn }.to_bytes())
 }
 
 /// `sizeof(struct xen_remove_from_physmap_batch)` (hv).
-pub const REMOVE_FROM_PHYSMAP_BATCH_SIZE: usize = 24;
+pub const REMOVE_FROM_PHYSMAP_BATCH_SIZE: usize = XenRemoveFromPhysmapBatch::SIZE;
 
 /// hv's `struct xen_remove_from_physmap_batch`: domid at 0, res0 at 2
 /// (zero), size (u32) at 4, gpfns at 8, errs at 16.
@@ -563,27 +583,31 @@ pub fn remove_from_physmap_batch(
     gpfns: u64,
     errs: u64,
 ) -> Buf<REMOVE_FROM_PHYSMAP_BATCH_SIZE> {
-    let mut b = Buf::zeroed();
-    put16(&mut b.0, 0, domid);
-    put32(&mut b.0, 4, size);
-    put64(&mut b.0, 8, gpfns);
-    put64(&mut b.0, 16, errs);
-    b
+    Buf(XenRemoveFromPhysmapBatch {
+        domid,
+        res0: 0,
+        size,
+        gpfns,
+        errs,
+    }
+    .to_bytes())
 }
 
 /// `sizeof(struct xen_sysctl)`: cmd, interface_version, then the 128-byte
 /// union at offset 8.
-pub const SYSCTL_SIZE: usize = 136;
+pub const SYSCTL_SIZE: usize = XenSysctl::SIZE;
 /// Offset of `xen_sysctl.u`.
-pub const SYSCTL_U: usize = 8;
+pub const SYSCTL_U: usize = core::mem::offset_of!(XenSysctl, u);
 
 /// `XEN_SYSCTL_physinfo` request.
 #[must_use]
 pub fn sysctl_physinfo() -> Buf<SYSCTL_SIZE> {
-    let mut b = Buf::zeroed();
-    put32(&mut b.0, 0, XEN_SYSCTL_PHYSINFO);
-    put32(&mut b.0, 4, XEN_SYSCTL_INTERFACE_VERSION);
-    b
+    Buf(XenSysctl {
+        cmd: XEN_SYSCTL_PHYSINFO,
+        interface_version: XEN_SYSCTL_INTERFACE_VERSION,
+        ..XenSysctl::default()
+    }
+    .to_bytes())
 }
 
 /// The page counts of `struct xen_sysctl_physinfo` (ten u32, then
@@ -602,11 +626,11 @@ impl PhysInfo {
     /// Decode an answered `XEN_SYSCTL_physinfo`.
     #[must_use]
     pub fn decode(b: &Buf<SYSCTL_SIZE>) -> Self {
-        let u = &b.0[SYSCTL_U..];
+        let p: XenSysctlPhysinfo = XenSysctl::from_bytes(&b.0).member();
         Self {
-            total_pages: get64(u, 40),
-            free_pages: get64(u, 48),
-            scrub_pages: get64(u, 56),
+            total_pages: p.total_pages,
+            free_pages: p.free_pages,
+            scrub_pages: p.scrub_pages,
         }
     }
 }
@@ -625,7 +649,7 @@ pub const TLBI_KINDS: [&str; 8] = [
 ];
 
 /// `sizeof(struct hv_counters)`: 12 u64.
-pub const HV_COUNTERS_SIZE: usize = 96;
+pub const HV_COUNTERS_SIZE: usize = xen_abi::HvCounters::SIZE;
 
 /// hv's `struct hv_counters` (DESIGN.md, "hv_op").
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -646,15 +670,14 @@ impl HvCounters {
     /// Decode the 96 bytes `HVOP_get_counters` wrote.
     #[must_use]
     pub fn decode(b: &Buf<HV_COUNTERS_SIZE>) -> Self {
-        let mut c = Self::default();
-        for (i, t) in c.tlbi.iter_mut().enumerate() {
-            *t = get64(&b.0, 8 * i);
+        let c = xen_abi::HvCounters::from_bytes(&b.0);
+        Self {
+            tlbi: c.tlbi,
+            p2m_ops: c.p2m_ops,
+            plans: c.plans,
+            guest_exits: c.guest_exits,
+            hypercalls: c.hypercalls,
         }
-        c.p2m_ops = get64(&b.0, 64);
-        c.plans = get64(&b.0, 72);
-        c.guest_exits = get64(&b.0, 80);
-        c.hypercalls = get64(&b.0, 88);
-        c
     }
 
     /// TLB invalidations executed (every kind but `IC_IALLU`).
@@ -810,5 +833,132 @@ mod tests {
         );
         assert_eq!(c.tlbi_total(), 28, "IC_IALLU is not a TLBI");
         assert_eq!(c.full_flushes(), 5 + 6 + 7);
+    }
+
+    /// The encoders as they were before they used the shared structs (raw
+    /// offsets from the headers, written out): every image is the same,
+    /// byte for byte, and every decoder reads the same fields.
+    mod before {
+        use super::super::*;
+        pub fn domctl(cmd: u32, domain: u16) -> Domctl {
+            let mut d = Domctl::zeroed();
+            put32(&mut d.0, 0, cmd);
+            put32(&mut d.0, 4, 0x17);
+            put16(&mut d.0, 8, domain);
+            d
+        }
+        pub fn createdomain(c: &CreateDomain) -> Domctl {
+            let mut d = domctl(1, 0);
+            let u = &mut d.0[16..];
+            put32(u, 20, c.flags);
+            put32(u, 28, c.max_vcpus);
+            put32(u, 32, c.max_evtchn_port);
+            put32(u, 36, c.max_grant_frames as u32);
+            put32(u, 40, c.max_maptrack_frames as u32);
+            put32(u, 44, c.grant_opts);
+            u[60] = c.gic_version;
+            put16(u, 62, c.tee_type);
+            put32(u, 64, c.nr_spis);
+            d
+        }
+        pub fn boot_context(pc: u64, dtb: u64) -> [u8; 352] {
+            let mut c = [0u8; 352];
+            put32(&mut c, 0, VGCF_ONLINE);
+            put64(&mut c, 8, dtb);
+            put64(&mut c, 8 + 248, pc);
+            put64(&mut c, 8 + 256, PSR_GUEST64_INIT);
+            put64(&mut c, 320, SCTLR_GUEST_INIT);
+            c
+        }
+    }
+
+    #[test]
+    fn shared_struct_encoders_match_the_raw_offsets_byte_for_byte() {
+        for (i, v) in [0u64, 1, 0x7ff0, 0x1234_5678_9abc_def0, u64::MAX]
+            .into_iter()
+            .enumerate()
+        {
+            let (w, h) = (v as u32, v as u16);
+            let c = CreateDomain {
+                flags: w,
+                max_vcpus: w.rotate_left(3),
+                max_evtchn_port: !w,
+                max_grant_frames: w as i32,
+                max_maptrack_frames: -(i as i32),
+                grant_opts: w >> 1,
+                gic_version: v as u8,
+                tee_type: h,
+                nr_spis: w ^ 0x55,
+            };
+            assert_eq!(domctl_createdomain(&c), before::createdomain(&c), "{c:?}");
+            assert_eq!(domctl(w, h), before::domctl(w, h));
+            let mut d = before::domctl(15, h);
+            put32(&mut d.0, 16, w);
+            assert_eq!(domctl_max_vcpus(h, w), d);
+            let mut d = before::domctl(11, h);
+            put64(&mut d.0, 16, v);
+            assert_eq!(domctl_max_mem(h, v), d);
+            let mut d = before::domctl(12, h);
+            put32(&mut d.0, 16, w);
+            put64(&mut d.0, 24, !v);
+            assert_eq!(domctl_setvcpucontext(h, w, !v), d);
+            assert_eq!(vcpu_boot_context(v, !v).0, before::boot_context(v, !v));
+            let mut r = [0u8; 32];
+            put64(&mut r, 0, v);
+            put64(&mut r, 8, !v);
+            put32(&mut r, 16, w);
+            put16(&mut r, 24, h);
+            assert_eq!(memory_reservation(v, !v, w, h).0, r);
+            let mut a = [0u8; 32];
+            for (k, x) in [h, !h, h ^ 1, h.rotate_left(4)].iter().enumerate() {
+                put16(&mut a, 2 * k, *x);
+            }
+            put64(&mut a, 8, v);
+            put64(&mut a, 16, !v);
+            put64(&mut a, 24, v ^ 7);
+            assert_eq!(
+                add_to_physmap_batch(h, !h, h ^ 1, h.rotate_left(4), v, !v, v ^ 7).0,
+                a
+            );
+            let mut x = [0u8; 16];
+            put16(&mut x, 0, h);
+            put64(&mut x, 8, v);
+            assert_eq!(remove_from_physmap(h, v).0, x);
+            let mut b = [0u8; 24];
+            put16(&mut b, 0, h);
+            put32(&mut b, 4, w);
+            put64(&mut b, 8, v);
+            put64(&mut b, 16, !v);
+            assert_eq!(remove_from_physmap_batch(h, w, v, !v).0, b);
+            // Decoders: fields at the raw offsets.
+            let mut g = before::domctl(5, h);
+            put16(&mut g.0, 16, h);
+            put32(&mut g.0, 20, w);
+            put64(&mut g.0, 24, v);
+            put64(&mut g.0, 32, !v);
+            put32(&mut g.0, 16 + 64, w ^ 9);
+            let info = DomainInfo::decode(&g);
+            assert_eq!(
+                (
+                    info.domain,
+                    info.flags,
+                    info.tot_pages,
+                    info.max_pages,
+                    info.nr_online_vcpus
+                ),
+                (h, w, v, !v, w ^ 9)
+            );
+            assert_eq!(domctl_domain(&g), h);
+            let mut s = Buf::<SYSCTL_SIZE>::zeroed();
+            put64(&mut s.0, 8 + 40, v);
+            put64(&mut s.0, 8 + 48, !v);
+            put64(&mut s.0, 8 + 56, v ^ 3);
+            let p = PhysInfo::decode(&s);
+            assert_eq!((p.total_pages, p.free_pages, p.scrub_pages), (v, !v, v ^ 3));
+        }
+        let mut s = [0u8; 136];
+        put32(&mut s, 0, 3);
+        put32(&mut s, 4, 0x15);
+        assert_eq!(sysctl_physinfo().0, s);
     }
 }
