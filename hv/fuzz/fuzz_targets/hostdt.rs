@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let gnttab = MemRange::new(u64::from(d[2]) << 24, u64::from(d[3]) << 12);
     let spec = Dom0DtSpec {
         hv_devices: &["/pl011@9000000", "/soc/serial@1000"],
+        hv_mmio: &[MemRange::new(0x904_0000, 0x1000)],
         memory: &memory,
         vcpus: u32::from(d[4]),
         gnttab,

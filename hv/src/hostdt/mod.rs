@@ -117,6 +117,9 @@ pub enum ExtRegions {
 pub struct Dom0DtSpec<'a> {
     /// Paths of the host nodes hv drives itself (its UART, e.g. `/pl011@9000000`).
     pub hv_devices: &'a [&'a str],
+    /// MMIO hv drives itself (e.g. `BootInfo::uart`): a node with a `reg` range
+    /// (in CPU addresses) overlapping one of these is hv's, like [`Dom0DtSpec::hv_devices`].
+    pub hv_mmio: &'a [MemRange],
     /// dom0's RAM banks, direct-mapped (IPA == PA), in address order.
     pub memory: &'a [MemRange],
     /// dom0's vCPUs (1..=[`MAX_VCPUS`]).
@@ -490,7 +493,16 @@ impl Walk<'_, '_, '_> {
             if path == "/hypervisor" {
                 return self.remove(path, Why::Replaced);
             }
-            if self.spec.hv_devices.contains(&path) {
+            let mmio: Vec<MemRange> = regs(n, parent_cells)
+                .into_iter()
+                .filter_map(|(a, s)| Some(MemRange::new(xlate.cpu(a, s)?, s)))
+                .filter(|r| r.size != 0)
+                .collect();
+            if self.spec.hv_devices.contains(&path)
+                || mmio
+                    .iter()
+                    .any(|r| self.spec.hv_mmio.iter().any(|h| h.overlaps(r)))
+            {
                 return self.remove(path, Why::UsedByHv);
             }
             if prop(n, "#iommu-cells").is_some() {
@@ -504,11 +516,6 @@ impl Walk<'_, '_, '_> {
                 return self.remove(path, Why::HiddenPci);
             }
             // handle_device: its MMIO and SPIs.
-            let mmio: Vec<MemRange> = regs(n, parent_cells)
-                .into_iter()
-                .filter_map(|(a, s)| Some(MemRange::new(xlate.cpu(a, s)?, s)))
-                .filter(|r| r.size != 0)
-                .collect();
             let ram = path.starts_with("/reserved-memory/");
             if ram {
                 self.resv.extend(mmio.iter().copied());

@@ -15,6 +15,7 @@ const GNTTAB: MemRange = MemRange::new(0x4008_0000, 0x4_0000);
 fn spec() -> Dom0DtSpec<'static> {
     Dom0DtSpec {
         hv_devices: &["/pl011@9000000"],
+        hv_mmio: &[],
         memory: &DOM0_RAM,
         vcpus: 2,
         gnttab: GNTTAB,
@@ -143,6 +144,12 @@ fn qemu_virt_devices_are_passed_through_with_their_spis() {
     assert_eq!(why("/psci"), Some(Why::Skipped));
     assert_eq!(why("/cpus"), Some(Why::Skipped));
     assert_eq!(why("/memory@40000000"), Some(Why::Skipped));
+    // hv's UART named by its registers, as BootInfo::uart gives them: the same tree.
+    let mut s = spec();
+    s.hv_devices = &[];
+    static UART: [MemRange; 1] = [MemRange::new(0x900_0000, 0x1000)];
+    s.hv_mmio = &UART;
+    assert_eq!(derive(VIRT, &s).unwrap(), derive(VIRT, &spec()).unwrap());
     // With hide_pci off the host bridge is passed through (Xen's behaviour).
     let mut s = spec();
     s.hide_pci = false;
@@ -517,7 +524,9 @@ fn synthetic_host() -> Vec<u8> {
 fn xens_node_rules_on_a_synthetic_host() {
     let host = synthetic_host();
     let s = Dom0DtSpec {
-        hv_devices: &["/soc/serial@1000"],
+        hv_devices: &[],
+        // hv's UART named by its registers (BootInfo::uart), behind /soc's ranges.
+        hv_mmio: &[MemRange::new(0x1_0000_1000, 0x1000)],
         memory: &DOM0_RAM,
         vcpus: 1,
         gnttab: GNTTAB,
