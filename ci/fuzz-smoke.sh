@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../hv/fuzz"
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 secs="${FUZZ_SECONDS:-30}"
-all=(hypercall vgic_mmio memops s1walk bootinfo options)
+all=(hypercall vgic_mmio memops s1walk bootinfo options hostdt)
 targets=("$@")
 [ "$#" -gt 0 ] || targets=("${all[@]}")
 

@@ -6,14 +6,39 @@
 //! DTB: the `fdt` crate's panicking conveniences (`chosen()`, `memory()`,
 //! `cpus()`, `bootargs()`) are avoided and `reg` cells are decoded here.
 //!
-//! Boot modules follow Xen's binding (docs/misc/arm/device-tree/booting.txt):
-//! `/chosen/module@ADDR` nodes with `compatible = "multiboot,kernel"` /
-//! `"multiboot,ramdisk"` / `"multiboot,module"`, `reg = <addr size>` in
-//! `/chosen`'s cells and an optional `bootargs`. Xen's dom0less domains
-//! (`/chosen/domU*` nodes with `compatible = "xen,domain"`, `memory` in KiB,
-//! `cpus`, and their own `multiboot,kernel` / `multiboot,ramdisk` children,
-//! docs/misc/arm/device-tree/booting.txt "Dom0less") are read into
-//! [`BootInfo::domus`].
+//! Boot modules follow Xen 4.20's binding (docs/misc/arm/device-tree/booting.txt,
+//! xen/common/device-tree/bootfdt.c `early_scan_node`, `process_multiboot_node`,
+//! `process_chosen_node`, `boot_fdt_cmdline`; xen/common/device-tree/bootinfo.c
+//! `add_boot_module`, `boot_module_find_by_kind`): module nodes under `/chosen`
+//! (`/chosen/module@ADDR`, or one level deeper as U-Boot scripts write
+//! `/chosen/modules/module@0`) with `compatible = "multiboot,kernel"` /
+//! `"multiboot,ramdisk"` / `"multiboot,module"` (or the Xen 4.4 names),
+//! `reg = <addr size>` in the parent's cells and an optional `bootargs`.
+//!
+//! **dom0** ([`BootInfo::dom0`], Xen's rule): the first kernel module that is not
+//! inside a `xen,domain` node is dom0's kernel; dom0's initrd is the first
+//! such ramdisk module (or `/chosen` `linux,initrd-start`/`-end`, which Xen reads
+//! first); dom0's command line is `/chosen/xen,dom0-bootargs`, else the kernel
+//! module's non-empty `bootargs`, else `/chosen/bootargs` (xen/arch/arm/domain_build.c
+//! `write_properties`). hv's own command line ([`BootInfo::cmdline`]) is
+//! `xen,xen-bootargs`, else `bootargs` when `xen,dom0-bootargs` or dom0's module
+//! `bootargs` exist (`boot_fdt_cmdline`); **hv extension**: else hv still reads
+//! `/chosen/bootargs` for its own words ([`CmdlineFrom::SharedBootargs`]; Xen
+//! would give it only to dom0, GRUB's `xen_hypervisor` writes hv's words there).
+//!
+//! **hv extension, module domains** ([`BootInfo::module_domains`]): every further
+//! kernel module outside `xen,domain` nodes (Xen ignores them) is one more
+//! unprivileged domain, with the ramdisk module that directly follows it. The
+//! old rule, "the kernel module whose bootargs hold the word `dom0` is d0, the
+//! others d1, d2, ...", is what [`BootInfo::modules`] still serves to
+//! `start::System::add_module_domains_with` (the adapter until the new domain
+//! builder takes [`BootInfo::dom0`]); both rules agree when the `dom0` module
+//! is the first kernel module ([`BootInfo::legacy_rule_agrees`]).
+//!
+//! Xen's dom0less domains (`/chosen/domU*` nodes with `compatible = "xen,domain"`,
+//! `memory` in KiB, `cpus`, and their own `multiboot,kernel` /
+//! `multiboot,ramdisk` children, docs/misc/arm/device-tree/booting.txt
+//! "Dom0less") are read into [`BootInfo::domus`].
 //!
 //! The `fdt` crate (0.1.5) mis-parses `FDT_NOP` tokens between properties,
 //! which libfdt leaves behind when firmware (QEMU among them) edits a DTB in
@@ -124,6 +149,47 @@ pub struct BootModule<'a> {
     pub kind: ModuleKind,
     /// The module's own `bootargs`, if any.
     pub bootargs: Option<&'a str>,
+}
+
+/// dom0's boot modules and command line, found by Xen's rule (see the module docs).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Dom0Boot<'a> {
+    /// The first kernel module outside `xen,domain` nodes.
+    pub kernel: BootModule<'a>,
+    /// The first ramdisk outside `xen,domain` nodes (`/chosen`
+    /// `linux,initrd-start`/`-end` first, as Xen reads `/chosen` before its children).
+    pub ramdisk: Option<BootModule<'a>>,
+    /// dom0's command line: `xen,dom0-bootargs`, else the kernel module's
+    /// non-empty `bootargs`, else `/chosen/bootargs` (Xen's `write_properties`).
+    pub bootargs: Option<&'a str>,
+}
+
+/// One domain built from `/chosen` modules ([`BootInfo::module_domains`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ModuleDomain<'a> {
+    /// Its kernel.
+    pub kernel: BootModule<'a>,
+    /// Its initrd.
+    pub ramdisk: Option<BootModule<'a>>,
+    /// Its command line.
+    pub bootargs: Option<&'a str>,
+    /// dom0 (Xen's rule), else an hv-extension domain.
+    pub dom0: bool,
+}
+
+/// Where hv's command line ([`BootInfo::cmdline`]) came from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum CmdlineFrom {
+    /// No command line for hv.
+    #[default]
+    Absent,
+    /// `/chosen/xen,xen-bootargs`.
+    XenBootargs,
+    /// `/chosen/bootargs`, Xen's rule (dom0 has its own command line).
+    Bootargs,
+    /// hv extension: `/chosen/bootargs`, which Xen would give to dom0 only
+    /// (no `xen,xen-bootargs`, `xen,dom0-bootargs` or dom0 module `bootargs`).
+    SharedBootargs,
 }
 
 /// A dom0less domain: a `/chosen` child with `compatible = "xen,domain"`.
@@ -260,10 +326,15 @@ pub struct BootInfo<'a> {
     /// The CPUs (`/cpus/cpu@*` `reg` = MPIDR affinity), in DTB order: as
     /// many as the DTB has (no fixed limit; read from the DTB on demand).
     pub cpus: CpuList<'a>,
-    /// hv's command line: `/chosen/xen,xen-bootargs`, else `/chosen/bootargs`, else "".
+    /// hv's command line (see the module docs and [`BootInfo::cmdline_from`]), else "".
     pub cmdline: &'a str,
-    /// Boot modules, in DTB order.
+    /// Where [`BootInfo::cmdline`] came from.
+    pub cmdline_from: CmdlineFrom,
+    /// Boot modules outside `xen,domain` nodes, in DTB order (Xen drops a
+    /// second module of the same kind at the same address; so does hv).
     pub modules: FixedVec<BootModule<'a>, MAX_MODULES>,
+    /// dom0, by Xen's rule (`None`: no kernel module outside `xen,domain` nodes).
+    pub dom0: Option<Dom0Boot<'a>>,
     /// Dom0less domains, in DTB order (their modules are not in [`BootInfo::modules`]).
     pub domus: FixedVec<DomUNode<'a>, MAX_DOMUS>,
     /// The root node's raw `compatible` (NUL-separated), for `nested-detect`'s DT hints.
@@ -407,6 +478,21 @@ fn validate(dtb: &[u8]) -> Result<(), BootInfoError> {
         }
         at += len;
     }
+}
+
+/// Check that `dtb` is a well-formed, NOP-free flattened device tree that the
+/// `fdt` crate can walk without panicking (what [`BootInfo::parse`] checks
+/// first; `crate::hostdt` reads the host DTB after the same check).
+///
+/// # Errors
+/// [`BootInfoError::NotADtb`] or [`BootInfoError::HasNops`].
+pub fn check_dtb(dtb: &[u8]) -> Result<(), BootInfoError> {
+    let mut nops = 0;
+    scan_tokens(dtb, |nop| nops += usize::from(nop))?;
+    if nops != 0 {
+        return Err(BootInfoError::HasNops);
+    }
+    validate(dtb)
 }
 
 /// Remove every `FDT_NOP` token from the DTB's structure block in place
@@ -600,12 +686,7 @@ impl<'a> BootInfo<'a> {
     /// `reg` hv needs but cannot decode, [`BootInfoError::TooMany`] when reserved
     /// ranges or boot modules exceed hv's fixed capacity.
     pub fn parse(dtb: &'a [u8]) -> Result<BootInfo<'a>, BootInfoError> {
-        let mut nops = 0;
-        scan_tokens(dtb, |nop| nops += usize::from(nop))?;
-        if nops != 0 {
-            return Err(BootInfoError::HasNops);
-        }
-        validate(dtb)?;
+        check_dtb(dtb)?;
         let fdt = Fdt::new(dtb).map_err(|_| BootInfoError::NotADtb)?;
         let mut info = BootInfo {
             dtb_size: fdt.total_size(),
@@ -619,7 +700,9 @@ impl<'a> BootInfo<'a> {
             psci: None,
             cpus: CpuList { dtb, count: 0 },
             cmdline: "",
+            cmdline_from: CmdlineFrom::Absent,
             modules: FixedVec::default(),
+            dom0: None,
             domus: FixedVec::default(),
             root_compatible: &[],
             hypervisor_node: fdt.find_node("/hypervisor").is_some(),
@@ -665,9 +748,60 @@ impl<'a> BootInfo<'a> {
 
         let chosen = fdt.find_node("/chosen");
         if let Some(chosen) = chosen {
-            info.cmdline = str_prop(chosen, "xen,xen-bootargs")
-                .or_else(|| str_prop(chosen, "bootargs"))
-                .unwrap_or("");
+            let chosen_cells = child_cells(chosen, root_cells);
+            // Xen reads /chosen's linux,initrd-* before its module children.
+            let mut initrd = initrd_props(chosen, &mut info)?;
+            let mut kind_guess = 0;
+            for m in chosen.children() {
+                if has_compatible(m, "xen,domain") {
+                    let d = domu_node(m, chosen_cells)?;
+                    info.domus
+                        .push(d)
+                        .map_err(|_| too_many("dom0less domains", MAX_DOMUS))?;
+                    continue;
+                }
+                if module_kind(m, &mut kind_guess.clone()).is_some() {
+                    add_module(&mut info, m, chosen_cells, &mut kind_guess)?;
+                    continue;
+                }
+                // Xen (early_scan_node): modules up to depth 3, e.g. U-Boot's
+                // /chosen/modules/module@0, in their parent's cells.
+                let cells_here = child_cells(m, chosen_cells);
+                for mm in m.children() {
+                    if module_kind(mm, &mut kind_guess.clone()).is_some() {
+                        add_module(&mut info, mm, cells_here, &mut kind_guess)?;
+                    }
+                }
+            }
+            let first = |kind| info.modules().iter().find(|m| m.kind == kind).copied();
+            if let Some(kernel) = first(ModuleKind::Kernel) {
+                if initrd.is_none() {
+                    initrd = first(ModuleKind::Ramdisk);
+                }
+                let module_args = kernel.bootargs.filter(|a| !a.is_empty());
+                let dom0_args = str_prop(chosen, "xen,dom0-bootargs");
+                info.dom0 = Some(Dom0Boot {
+                    kernel,
+                    ramdisk: initrd,
+                    bootargs: dom0_args
+                        .or(module_args)
+                        .or_else(|| str_prop(chosen, "bootargs")),
+                });
+            }
+            // Xen's boot_fdt_cmdline, then hv's extension.
+            let dom0_has_own = str_prop(chosen, "xen,dom0-bootargs").is_some()
+                || info
+                    .dom0
+                    .is_some_and(|d| d.kernel.bootargs.is_some_and(|a| !a.is_empty()));
+            (info.cmdline, info.cmdline_from) = match (
+                str_prop(chosen, "xen,xen-bootargs"),
+                str_prop(chosen, "bootargs"),
+            ) {
+                (Some(x), _) => (x, CmdlineFrom::XenBootargs),
+                (None, Some(b)) if dom0_has_own => (b, CmdlineFrom::Bootargs),
+                (None, Some(b)) => (b, CmdlineFrom::SharedBootargs),
+                (None, None) => ("", CmdlineFrom::Absent),
+            };
             // Xen (drivers/char/dt-uart.c): dtuart=path-or-alias[:options],
             // else stdout-path in the same form.
             let named = match cmdline_value(info.cmdline, "dtuart") {
@@ -681,47 +815,6 @@ impl<'a> BootInfo<'a> {
                     name,
                     found: false,
                 };
-            }
-            let chosen_cells = child_cells(chosen, root_cells);
-            let mut kind_guess = 0;
-            for m in chosen.children() {
-                if has_compatible(m, "xen,domain") {
-                    let d = domu_node(m, chosen_cells)?;
-                    info.domus
-                        .push(d)
-                        .map_err(|_| too_many("dom0less domains", MAX_DOMUS))?;
-                    continue;
-                }
-                let kind = if has_compatible(m, "multiboot,kernel")
-                    || has_compatible(m, "xen,linux-zimage")
-                {
-                    ModuleKind::Kernel
-                } else if has_compatible(m, "multiboot,ramdisk")
-                    || has_compatible(m, "xen,linux-initrd")
-                {
-                    ModuleKind::Ramdisk
-                } else if has_compatible(m, "multiboot,module") {
-                    // Xen (bootfdt.c, process_multiboot_node): the first two
-                    // modules of no specific kind are the kernel and the
-                    // ramdisk; GRUB's xen_module writes only this compatible.
-                    kind_guess += 1;
-                    match kind_guess {
-                        1 => ModuleKind::Kernel,
-                        2 => ModuleKind::Ramdisk,
-                        _ => ModuleKind::Module,
-                    }
-                } else {
-                    continue;
-                };
-                let r = first_reg(m, chosen_cells, "boot module")?;
-                info.modules
-                    .push(BootModule {
-                        pa: r.base,
-                        size: r.size,
-                        kind,
-                        bootargs: str_prop(m, "bootargs"),
-                    })
-                    .map_err(|_| too_many("boot modules", MAX_MODULES))?;
             }
         }
 
@@ -794,6 +887,66 @@ impl<'a> BootInfo<'a> {
         self.modules.as_slice()
     }
 
+    /// dom0 by Xen's rule.
+    #[must_use]
+    pub fn dom0(&self) -> Option<Dom0Boot<'a>> {
+        self.dom0
+    }
+
+    /// The domains the `/chosen` modules (outside `xen,domain` nodes) stand for:
+    /// dom0 first (Xen's rule), then, as an hv extension, one unprivileged domain
+    /// per further kernel module with the ramdisk module right after it (not
+    /// dom0's) and its own `bootargs`.
+    pub fn module_domains(&self) -> impl Iterator<Item = ModuleDomain<'a>> + '_ {
+        let dom0 = self.dom0;
+        let mods = self.modules();
+        let extra = mods
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.kind == ModuleKind::Kernel)
+            .skip(1)
+            .map(move |(i, m)| ModuleDomain {
+                kernel: *m,
+                ramdisk: mods
+                    .get(i + 1)
+                    .filter(|r| r.kind == ModuleKind::Ramdisk)
+                    .filter(|r| dom0.and_then(|d| d.ramdisk) != Some(**r))
+                    .copied(),
+                bootargs: m.bootargs,
+                dom0: false,
+            });
+        dom0.map(|d| ModuleDomain {
+            kernel: d.kernel,
+            ramdisk: d.ramdisk,
+            bootargs: d.bootargs,
+            dom0: true,
+        })
+        .into_iter()
+        .chain(extra)
+    }
+
+    /// Whether hv's old rule (the kernel module whose bootargs hold the word
+    /// `dom0` is the control domain, [`BootInfo::modules`] as
+    /// `start::System::add_module_domains_with` reads it) picks the same
+    /// control domain as Xen's: the `dom0` word is on the first kernel module and
+    /// on no other. False when no module names itself `dom0` but a kernel
+    /// module exists (Xen makes it dom0, the old rule makes it d1).
+    #[must_use]
+    pub fn legacy_rule_agrees(&self) -> bool {
+        let word = |m: &BootModule<'_>| {
+            m.bootargs
+                .is_some_and(|a| a.split_ascii_whitespace().any(|w| w == "dom0"))
+        };
+        let mut kernels = self
+            .modules()
+            .iter()
+            .filter(|m| m.kind == ModuleKind::Kernel);
+        match kernels.next() {
+            None => true,
+            Some(first) => word(first) && !kernels.any(word),
+        }
+    }
+
     /// The dom0less domains.
     #[must_use]
     pub fn domus(&self) -> &[DomUNode<'a>] {
@@ -807,6 +960,94 @@ impl<'a> BootInfo<'a> {
             .iter()
             .flat_map(|d| core::iter::once(d.kernel).chain(d.ramdisk))
     }
+}
+
+/// The kind of module `m` is, if it is one (Xen's `process_multiboot_node`):
+/// a specific compatible, else the generic `multiboot,module` /
+/// `xen,multiboot-module` guessed as the kernel, then the ramdisk, then a plain
+/// module (`kind_guess` counts the guesses). hv also takes a node with only a
+/// specific compatible, which Xen's scan (on the generic one) would skip.
+fn module_kind(m: FdtNode<'_, '_>, kind_guess: &mut u32) -> Option<ModuleKind> {
+    if has_compatible(m, "multiboot,kernel") || has_compatible(m, "xen,linux-zimage") {
+        Some(ModuleKind::Kernel)
+    } else if has_compatible(m, "multiboot,ramdisk") || has_compatible(m, "xen,linux-initrd") {
+        Some(ModuleKind::Ramdisk)
+    } else if has_compatible(m, "multiboot,module") || has_compatible(m, "xen,multiboot-module") {
+        *kind_guess += 1;
+        Some(match *kind_guess {
+            1 => ModuleKind::Kernel,
+            2 => ModuleKind::Ramdisk,
+            _ => ModuleKind::Module,
+        })
+    } else {
+        None
+    }
+}
+
+/// Add module node `m` (a `module_kind`) to `info.modules`, unless Xen's
+/// `add_boot_module` would drop it as a duplicate (same kind and address).
+fn add_module<'a>(
+    info: &mut BootInfo<'a>,
+    m: FdtNode<'_, 'a>,
+    cells_of_parent: Cells,
+    kind_guess: &mut u32,
+) -> Result<(), BootInfoError> {
+    let Some(kind) = module_kind(m, kind_guess) else {
+        return Ok(());
+    };
+    let r = first_reg(m, cells_of_parent, "boot module")?;
+    if info
+        .modules()
+        .iter()
+        .any(|x| x.kind == kind && x.pa == r.base)
+    {
+        return Ok(());
+    }
+    info.modules
+        .push(BootModule {
+            pa: r.base,
+            size: r.size,
+            kind,
+            bootargs: str_prop(m, "bootargs"),
+        })
+        .map_err(|_| BootInfoError::TooMany {
+            what: "boot modules",
+            capacity: MAX_MODULES,
+        })
+}
+
+/// `/chosen` `linux,initrd-start` / `linux,initrd-end` (one or two cells each)
+/// as a ramdisk, as Xen's `process_chosen_node` reads them; also kept in
+/// `info.modules` (the frame allocator must not hand its pages out).
+fn initrd_props<'a>(
+    chosen: FdtNode<'_, 'a>,
+    info: &mut BootInfo<'a>,
+) -> Result<Option<BootModule<'a>>, BootInfoError> {
+    let Some(start) = chosen.property("linux,initrd-start") else {
+        return Ok(None);
+    };
+    let bad = BootInfoError::BadReg("linux,initrd-start/end");
+    let start = cells(start.value)
+        .filter(|_| start.value.len() >= 4)
+        .ok_or(bad)?;
+    let end = chosen
+        .property("linux,initrd-end")
+        .and_then(|p| cells(p.value).filter(|_| p.value.len() >= 4))
+        .ok_or(bad)?;
+    if start >= end {
+        return Err(bad);
+    }
+    let m = BootModule {
+        pa: PhysAddr(start),
+        size: end - start,
+        kind: ModuleKind::Ramdisk,
+        bootargs: None,
+    };
+    info.modules.push(m).map_err(|_| BootInfoError::TooMany {
+        what: "boot modules",
+        capacity: MAX_MODULES,
+    })?;
+    Ok(Some(m))
 }
 
 /// Read one `/chosen/domU*` node (Xen's dom0less binding): `memory` (KiB,
@@ -1371,5 +1612,243 @@ mod tests {
             [ModuleKind::Kernel, ModuleKind::Ramdisk, ModuleKind::Module]
         );
         assert_eq!(b.modules()[0].bootargs, Some("console=hvc0"));
+    }
+    /// `/chosen` with the given string properties and modules
+    /// `(name, compatible, addr, bootargs)` (one level deeper when the name
+    /// has a '/': `modules/module@0`).
+    fn chosen_dtb(
+        props: &[(&str, &str)],
+        mods: &[(&str, &[u8], u32, Option<&str>)],
+    ) -> alloc::vec::Vec<u8> {
+        use crate::domain::dtb::FdtWriter;
+        let mut w = FdtWriter::new();
+        w.begin_node("");
+        w.prop_u32s("#address-cells", &[2]);
+        w.prop_u32s("#size-cells", &[2]);
+        w.begin_node("memory@40000000");
+        w.prop_str("device_type", "memory");
+        w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+        w.end_node();
+        w.begin_node("chosen");
+        w.prop_u32s("#address-cells", &[1]);
+        w.prop_u32s("#size-cells", &[1]);
+        for (k, v) in props {
+            if k.starts_with("linux,initrd") {
+                w.prop_u64(k, v.parse().unwrap());
+            } else {
+                w.prop_str(k, v);
+            }
+        }
+        let mut open_sub: Option<&str> = None;
+        for (name, compat, addr, args) in mods {
+            let (sub, leaf) = match name.split_once('/') {
+                Some((a, b)) => (Some(a), b),
+                None => (None, *name),
+            };
+            if open_sub != sub {
+                if open_sub.is_some() {
+                    w.end_node();
+                }
+                if let Some(s) = sub {
+                    w.begin_node(s);
+                }
+                open_sub = sub;
+            }
+            w.begin_node(leaf);
+            w.prop("compatible", compat);
+            w.prop_u32s("reg", &[*addr, 0x1000]);
+            if let Some(a) = args {
+                w.prop_str("bootargs", a);
+            }
+            w.end_node();
+        }
+        w.finish()
+    }
+
+    const KERNEL: &[u8] = b"multiboot,kernel\0multiboot,module\0";
+    const RAMDISK: &[u8] = b"multiboot,ramdisk\0multiboot,module\0";
+
+    /// Xen's rule: the first kernel module is dom0's, the first ramdisk its
+    /// initrd; the `dom0` word of hv's old rule does not move it.
+    #[test]
+    fn dom0_is_the_first_kernel_module_as_xen_finds_it() {
+        let blob = chosen_dtb(
+            &[
+                (
+                    "xen,xen-bootargs",
+                    "console=dtuart dtuart=serial0 dom0_mem=512M,max:512M",
+                ),
+                ("bootargs", "console=hvc0 root=/dev/vda"),
+            ],
+            &[
+                ("module@48000000", KERNEL, 0x4800_0000, None),
+                (
+                    "module@49000000",
+                    KERNEL,
+                    0x4900_0000,
+                    Some("dom0 console=hvc0"),
+                ),
+                ("module@4a000000", RAMDISK, 0x4a00_0000, None),
+            ],
+        );
+        let b = BootInfo::parse(&blob).unwrap();
+        let d = b.dom0().unwrap();
+        assert_eq!(d.kernel.pa, PhysAddr(0x4800_0000));
+        // Xen's first ramdisk, even though it follows the second kernel.
+        assert_eq!(d.ramdisk.map(|r| r.pa), Some(PhysAddr(0x4a00_0000)));
+        // xen,xen-bootargs is hv's; without xen,dom0-bootargs or module
+        // bootargs, /chosen/bootargs is dom0's.
+        assert_eq!(d.bootargs, Some("console=hvc0 root=/dev/vda"));
+        assert_eq!(
+            (b.cmdline, b.cmdline_from),
+            (
+                "console=dtuart dtuart=serial0 dom0_mem=512M,max:512M",
+                CmdlineFrom::XenBootargs
+            )
+        );
+        let doms: alloc::vec::Vec<_> = b.module_domains().collect();
+        assert_eq!(doms.len(), 2);
+        assert!(doms[0].dom0 && !doms[1].dom0);
+        assert_eq!(doms[1].kernel.pa, PhysAddr(0x4900_0000));
+        assert_eq!(doms[1].ramdisk, None, "dom0's ramdisk is not shared");
+        assert_eq!(doms[1].bootargs, Some("dom0 console=hvc0"));
+        // The old rule would make the second module d0: they disagree.
+        assert!(!b.legacy_rule_agrees());
+        // The runners' layout (the `dom0` module first) satisfies both rules.
+        let blob = chosen_dtb(
+            &[("xen,xen-bootargs", "loglvl=info")],
+            &[
+                ("module@48000000", KERNEL, 0x4800_0000, Some("dom0 x")),
+                ("module@4a000000", RAMDISK, 0x4a00_0000, None),
+                ("module@4c000000", KERNEL, 0x4c00_0000, Some("y")),
+                ("module@4d000000", RAMDISK, 0x4d00_0000, None),
+            ],
+        );
+        let b = BootInfo::parse(&blob).unwrap();
+        assert!(b.legacy_rule_agrees());
+        let doms: alloc::vec::Vec<_> = b.module_domains().collect();
+        assert_eq!(doms[0].bootargs, Some("dom0 x"));
+        assert_eq!(doms[0].ramdisk.map(|r| r.pa), Some(PhysAddr(0x4a00_0000)));
+        assert_eq!(doms[1].ramdisk.map(|r| r.pa), Some(PhysAddr(0x4d00_0000)));
+        // No module at all: no dom0, nothing to disagree about.
+        let blob = chosen_dtb(&[], &[]);
+        let b = BootInfo::parse(&blob).unwrap();
+        assert_eq!((b.dom0(), b.module_domains().count()), (None, 0));
+        assert!(b.legacy_rule_agrees());
+    }
+
+    /// docs/misc/arm/device-tree/booting.txt "Command lines", case by case.
+    #[test]
+    fn command_lines_for_hv_and_dom0_follow_xens_table() {
+        use CmdlineFrom::*;
+        let case = |props: &[(&str, &str)], module_args: Option<&str>| {
+            let blob = chosen_dtb(
+                props,
+                &[("module@48000000", KERNEL, 0x4800_0000, module_args)],
+            );
+            let b = BootInfo::parse(&blob).unwrap();
+            let d = b.dom0().unwrap().bootargs.map(alloc::string::String::from);
+            (alloc::string::String::from(b.cmdline), b.cmdline_from, d)
+        };
+        let s = |x: &str| alloc::string::String::from(x);
+        // All three: each its own.
+        assert_eq!(
+            case(
+                &[
+                    ("xen,xen-bootargs", "X"),
+                    ("xen,dom0-bootargs", "D"),
+                    ("bootargs", "B")
+                ],
+                Some("M")
+            ),
+            (s("X"), XenBootargs, Some(s("D")))
+        );
+        // No xen,xen-bootargs but xen,dom0-bootargs: bootargs is hv's.
+        assert_eq!(
+            case(&[("bootargs", "B"), ("xen,dom0-bootargs", "D")], None),
+            (s("B"), Bootargs, Some(s("D")))
+        );
+        // A kernel module with bootargs: the top-level bootargs is hv's.
+        assert_eq!(
+            case(&[("bootargs", "B")], Some("M")),
+            (s("B"), Bootargs, Some(s("M")))
+        );
+        // xen,xen-bootargs and no xen,dom0-bootargs: bootargs is dom0's (an
+        // empty module bootargs does not count, as Xen's `cmdline[0]` test).
+        assert_eq!(
+            case(&[("xen,xen-bootargs", "X"), ("bootargs", "B")], Some("")),
+            (s("X"), XenBootargs, Some(s("B")))
+        );
+        // xen,dom0-bootargs wins over the module's bootargs.
+        assert_eq!(
+            case(
+                &[("xen,xen-bootargs", "X"), ("xen,dom0-bootargs", "D")],
+                Some("M")
+            ),
+            (s("X"), XenBootargs, Some(s("D")))
+        );
+        // No Xen property: bootargs is dom0's; hv extension: hv reads it too.
+        assert_eq!(
+            case(&[("bootargs", "B")], None),
+            (s("B"), SharedBootargs, Some(s("B")))
+        );
+        assert_eq!(case(&[], None), (s(""), CmdlineFrom::Absent, None));
+    }
+
+    /// U-Boot scripts put modules one level deeper (`/chosen/modules/module@0`,
+    /// in that node's cells); Xen scans down to depth 3 (`early_scan_node`).
+    /// /chosen's linux,initrd-start/-end is dom0's initrd before any module.
+    #[test]
+    fn nested_modules_initrd_properties_and_duplicates() {
+        let blob = chosen_dtb(
+            &[("xen,dom0-bootargs", "console=hvc0")],
+            &[
+                (
+                    "modules/module@0",
+                    b"xen,linux-zimage\0xen,multiboot-module\0",
+                    0x4800_0000,
+                    None,
+                ),
+                (
+                    "modules/module@1",
+                    b"xen,linux-initrd\0xen,multiboot-module\0",
+                    0x4900_0000,
+                    None,
+                ),
+                // The same kernel again: dropped, as Xen's add_boot_module does.
+                ("module@48000000", KERNEL, 0x4800_0000, None),
+            ],
+        );
+        let b = BootInfo::parse(&blob).unwrap();
+        let d = b.dom0().unwrap();
+        assert_eq!(d.kernel.pa, PhysAddr(0x4800_0000));
+        assert_eq!(d.ramdisk.map(|r| r.pa), Some(PhysAddr(0x4900_0000)));
+        assert_eq!(b.modules().len(), 2);
+        assert_eq!(b.module_domains().count(), 1);
+        let blob = chosen_dtb(
+            &[
+                ("linux,initrd-start", "1275068416"), // 0x4c000000
+                ("linux,initrd-end", "1275072512"),
+            ],
+            &[
+                ("module@48000000", KERNEL, 0x4800_0000, None),
+                ("module@49000000", RAMDISK, 0x4900_0000, None),
+            ],
+        );
+        let b = BootInfo::parse(&blob).unwrap();
+        assert_eq!(
+            b.dom0().unwrap().ramdisk.map(|r| (r.pa, r.size)),
+            Some((PhysAddr(0x4c00_0000), 0x1000))
+        );
+        // Kept out of the frame allocator's pool with the other modules.
+        assert_eq!(b.modules().len(), 3);
+        let blob = chosen_dtb(
+            &[("linux,initrd-start", "4096"), ("linux,initrd-end", "4096")],
+            &[],
+        );
+        assert_eq!(
+            BootInfo::parse(&blob).err(),
+            Some(BootInfoError::BadReg("linux,initrd-start/end"))
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod counters;
 pub mod demo;
 pub mod domain;
 pub mod guest;
+pub mod hostdt;
 pub mod hypercall;
 pub mod idregs;
 pub mod logger;

@@ -6,15 +6,23 @@
 //!
 //! | word | values | default |
 //! |---|---|---|
-//! | `loglvl=` | `none`, `error`, `warn`, `info`, `debug`, `trace` (`all` = `trace`) | `info` |
+//! | `loglvl=` | `<level>[/<rate-limited level>]`, level one of Xen's `none`, `error`, `warning`, `info`, `debug`, `all` (hv also takes `off`, `warn`, `trace`) | `info` |
 //! | `tlb=` | `xen-compat`, `targeted`, `auto` | `auto` |
 //! | `nested=` | `auto`, `on`, `off` | `auto` |
-//! | `dom0_mem=` | a size, `<n>[B|K|M|G]` (no suffix: KiB, as Xen's `parse_size_and_unit`) | 16M |
-//! | `dom0_max_vcpus=` | vCPUs of the control domain | 1 |
+//! | `console=` | Xen's comma list; hv's only console is `dtuart` (`none` silences nothing) | `dtuart` |
+//! | `dtuart=` | the console's path or alias (`serial0`, `/pl011@9000000`), read by `bootinfo` | `stdout-path` |
+//! | `dom0_mem=` | a size, `<n>[B|K|M|G|T]` (no suffix: KiB, as Xen's `parse_size_and_unit`), or x86 Xen's list `<size>,max:<size>,min:<size>` | 16M |
+//! | `dom0_max_vcpus=` | `<n>` (Arm Xen; `0` = one per physical CPU) or x86 Xen's `<min>-<max>` | 1 |
 //!
 //! `dom0_mem=` and `dom0_max_vcpus=` are Xen's names (docs/misc/xen-command-line.pandoc) for
-//! the control domain's RAM and vCPUs: the `/chosen/module@` kernel whose bootargs carry
-//! the word `dom0`. (hv also still reads `mem=`, `vcpus=` and `dom0` from a module's own
+//! the control domain's RAM and vCPUs. Arm Xen 4.20 reads `dom0_mem` with
+//! `parse_size_and_unit` only (xen/arch/arm/domain_build.c `parse_dom0_mem`: a trailing
+//! `,max:...` is reported as invalid but the leading size is kept) and `dom0_max_vcpus` as a
+//! plain integer (`integer_param`, 0 = every CPU of cpupool0, `dom0_max_vcpus()`); x86 Xen
+//! (xen/arch/x86/dom0_build.c `parse_dom0_mem`, `parse_dom0_max_vcpus`) also takes the list
+//! and range forms, which DTBs written for x86 habits carry, so hv accepts both
+//! ([`HvOptions::dom0_mem_bytes`], [`HvOptions::dom0_vcpus`]).
+//! (hv also still reads `mem=`, `vcpus=` and `dom0` from a module's own
 //! bootargs, and removes them from what the guest sees; dom0less domains use their node's
 //! `memory` and `cpus` properties.)
 //!
@@ -53,26 +61,42 @@ pub enum NestedChoice {
 /// The parsed command line.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct HvOptions {
-    /// Maximum log level (`loglvl=`).
+    /// Maximum log level always printed (`loglvl=<level>`).
     pub log_level: LevelFilter,
+    /// Xen's upper threshold (`loglvl=<level>/<rate-limited level>`): messages above
+    /// [`HvOptions::log_level`] up to this one are printed rate-limited
+    /// (xen/drivers/char/console.c `_parse_loglvl`; never below `log_level`).
+    pub log_level_rate_limited: LevelFilter,
     /// TLB policy (`tlb=`).
     pub tlb: TlbPolicyChoice,
     /// Nested-virtualization assumption (`nested=`).
     pub nested: NestedChoice,
-    /// The control domain's RAM in bytes (`dom0_mem=`).
+    /// The control domain's RAM in bytes (`dom0_mem=<size>`, the list's bare size).
     pub dom0_mem: Option<u64>,
-    /// The control domain's vCPUs (`dom0_max_vcpus=`).
+    /// `dom0_mem=...,max:<size>` (x86 Xen's list form).
+    pub dom0_mem_max: Option<u64>,
+    /// `dom0_mem=...,min:<size>` (x86 Xen's list form).
+    pub dom0_mem_min: Option<u64>,
+    /// The control domain's vCPUs when `dom0_max_vcpus=<n>` names a fixed number
+    /// (`n > 0`); see [`HvOptions::dom0_vcpus`] for Xen's full rule.
     pub dom0_max_vcpus: Option<u32>,
+    /// `dom0_max_vcpus=` as written: `(min, max)`; `<n>` is `(n, n)`, `0` is
+    /// `(0, 0)` (every CPU), `<min>-<max>` x86 Xen's range.
+    pub dom0_vcpus_range: Option<(u32, u32)>,
 }
 
 impl Default for HvOptions {
     fn default() -> Self {
         Self {
             log_level: LevelFilter::Info,
+            log_level_rate_limited: LevelFilter::Info,
             tlb: TlbPolicyChoice::Auto,
             nested: NestedChoice::Auto,
             dom0_mem: None,
+            dom0_mem_max: None,
+            dom0_mem_min: None,
             dom0_max_vcpus: None,
+            dom0_vcpus_range: None,
         }
     }
 }
@@ -113,7 +137,10 @@ impl HvOptions {
                 continue;
             };
             let ok = match key {
-                "loglvl" => parse_level(value).map(|l| opts.log_level = l),
+                "loglvl" => parse_loglvl(value).map(|(l, u)| {
+                    opts.log_level = l;
+                    opts.log_level_rate_limited = u;
+                }),
                 "tlb" => match value {
                     "xen-compat" => Some(TlbPolicyChoice::XenCompat),
                     "targeted" => Some(TlbPolicyChoice::Targeted),
@@ -129,15 +156,22 @@ impl HvOptions {
                 }
                 .map(|n| opts.nested = n),
                 // The console device (Xen's dtuart=): read by bootinfo.
-                "dtuart" => Some(()),
-                "dom0_mem" => parse_xen_size(value)
-                    .filter(|&b| b > 0)
-                    .map(|b| opts.dom0_mem = Some(b)),
-                "dom0_max_vcpus" => value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .map(|n| opts.dom0_max_vcpus = Some(n)),
+                "dtuart" => Some(()).filter(|()| !value.is_empty()),
+                // Xen's console list (drivers/char/console.c): hv's only console is
+                // the DT UART; `none` is accepted (hv keeps its UART for errors).
+                "console" => value
+                    .split(',')
+                    .all(|c| matches!(c, "dtuart" | "none"))
+                    .then_some(()),
+                "dom0_mem" => parse_dom0_mem(value).map(|(amount, min, max)| {
+                    opts.dom0_mem = amount;
+                    opts.dom0_mem_min = min;
+                    opts.dom0_mem_max = max;
+                }),
+                "dom0_max_vcpus" => parse_vcpu_range(value).map(|(lo, hi)| {
+                    opts.dom0_vcpus_range = Some((lo, hi));
+                    opts.dom0_max_vcpus = (lo == hi && hi > 0).then_some(hi);
+                }),
                 _ => {
                     warn(OptionWarning::UnknownWord(word));
                     continue;
@@ -236,6 +270,89 @@ fn parse_level(value: &str) -> Option<LevelFilter> {
     })
 }
 
+/// Xen's `loglvl=<level>[/<upper>]` (xen/drivers/char/console.c `_parse_loglvl`): the
+/// upper (rate-limited) threshold defaults to, and is never below, the level.
+fn parse_loglvl(value: &str) -> Option<(LevelFilter, LevelFilter)> {
+    let (lower, upper) = match value.split_once('/') {
+        Some((l, u)) => (parse_level(l)?, parse_level(u)?),
+        None => {
+            let l = parse_level(value)?;
+            (l, l)
+        }
+    };
+    Some((lower, upper.max(lower)))
+}
+
+/// `dom0_mem=`: Arm Xen's single size, or x86 Xen's comma list of `<size>`,
+/// `min:<size>`, `max:<size>` (xen/arch/x86/dom0_build.c `parse_dom0_mem`;
+/// negative sizes, x86's "all but", are not taken). Gives `(amount, min, max)`;
+/// `None` for anything unreadable or a zero size.
+fn parse_dom0_mem(value: &str) -> Option<(Option<u64>, Option<u64>, Option<u64>)> {
+    let (mut amount, mut min, mut max) = (None, None, None);
+    for item in value.split(',') {
+        let (slot, size) = if let Some(v) = item.strip_prefix("min:") {
+            (&mut min, v)
+        } else if let Some(v) = item.strip_prefix("max:") {
+            (&mut max, v)
+        } else {
+            (&mut amount, item)
+        };
+        *slot = Some(parse_xen_size(size).filter(|&b| b > 0)?);
+    }
+    if let (Some(lo), Some(hi)) = (min, max) {
+        if lo > hi {
+            return None;
+        }
+    }
+    Some((amount, min, max))
+}
+
+/// `dom0_max_vcpus=`: Arm Xen's `<n>` (`integer_param`; 0 = every CPU), or x86
+/// Xen's `<min>-<max>` (either side may be omitted: `<min>-`, `-<max>`;
+/// xen/arch/x86/dom0_build.c `parse_dom0_max_vcpus`). Gives `(min, max)`, max
+/// 0 for "no upper limit" in the range form.
+fn parse_vcpu_range(value: &str) -> Option<(u32, u32)> {
+    match value.split_once('-') {
+        None => value.parse::<u32>().ok().map(|n| (n, n)),
+        Some((lo, hi)) => {
+            let lo = if lo.is_empty() { 0 } else { lo.parse().ok()? };
+            let hi = if hi.is_empty() { 0 } else { hi.parse().ok()? };
+            (hi == 0 || lo <= hi).then_some((lo, hi))
+        }
+    }
+}
+
+/// Xen's limit on a domain's vCPUs on Arm (`MAX_VIRT_CPUS`, xen/arch/arm/include/asm/config.h).
+pub const XEN_MAX_VIRT_CPUS: u32 = 128;
+
+impl HvOptions {
+    /// The control domain's vCPU count on a machine with `cpus` physical CPUs,
+    /// as Xen computes it: nothing or `0` = one per CPU, capped at
+    /// [`XEN_MAX_VIRT_CPUS`] (Arm `dom0_max_vcpus()`); a range clamps the CPU
+    /// count into `[min, max]` (x86 `dom0_max_vcpus()`).
+    #[must_use]
+    pub fn dom0_vcpus(&self, cpus: u32) -> u32 {
+        let n = match self.dom0_vcpus_range {
+            None | Some((0, 0)) => cpus,
+            Some((lo, hi)) if lo == hi => hi,
+            Some((lo, hi)) => {
+                let hi = if hi == 0 { u32::MAX } else { hi };
+                cpus.clamp(lo, hi)
+            }
+        };
+        n.clamp(1, XEN_MAX_VIRT_CPUS)
+    }
+
+    /// The control domain's RAM: `dom0_mem`'s size (else `max:`, else
+    /// `default`), kept within `min:` / `max:`.
+    #[must_use]
+    pub fn dom0_mem_bytes(&self, default: u64) -> u64 {
+        let want = self.dom0_mem.or(self.dom0_mem_max).unwrap_or(default);
+        let want = self.dom0_mem_max.map_or(want, |m| want.min(m));
+        self.dom0_mem_min.map_or(want, |m| want.max(m))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,10 +437,123 @@ mod tests {
         assert_eq!(parse("dom0_mem=65536").0.dom0_mem, Some(64 << 20));
         assert_eq!(parse("dom0_mem=1G").0.dom0_mem, Some(1 << 30));
         assert_eq!(parse("dom0_mem=4096B").0.dom0_mem, Some(4096));
-        let (o, w) = parse("dom0_mem=lots dom0_max_vcpus=0 dom0_mem=0");
+        let (o, w) = parse("dom0_mem=lots dom0_max_vcpus=x dom0_mem=0");
         assert_eq!((o.dom0_mem, o.dom0_max_vcpus), (None, None));
         assert_eq!(w.len(), 3);
         assert_eq!(HvOptions::default().dom0_mem, None);
+    }
+
+    /// What Debian's Xen DTBs and the Xen wiki write on `xen,xen-bootargs`.
+    #[test]
+    fn xen_command_lines_are_accepted_without_warnings() {
+        let (o, w) = parse(
+            "console=dtuart dtuart=serial0 dom0_mem=512M,max:512M dom0_max_vcpus=2 loglvl=all/all",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.dom0_mem, Some(512 << 20));
+        assert_eq!(o.dom0_mem_max, Some(512 << 20));
+        assert_eq!(o.dom0_mem_bytes(16 << 20), 512 << 20);
+        assert_eq!((o.dom0_max_vcpus, o.dom0_vcpus(4)), (Some(2), 2));
+        assert_eq!(o.log_level, LevelFilter::Trace);
+        let (_, w) = parse("console=dtuart,none dtuart=/pl011@9000000:115200n8");
+        assert!(w.is_empty(), "{w:?}");
+        // A console hv does not have is reported, not silently taken.
+        let (_, w) = parse("console=com1 console=vga,dtuart");
+        assert_eq!(w.len(), 2, "{w:?}");
+    }
+
+    #[test]
+    fn loglvl_takes_xen_levels_and_the_rate_limited_threshold() {
+        let lv = |s| {
+            let (o, w) = parse(s);
+            assert!(w.is_empty(), "{s}: {w:?}");
+            (o.log_level, o.log_level_rate_limited)
+        };
+        use LevelFilter::*;
+        assert_eq!(lv("loglvl=none"), (Off, Off));
+        assert_eq!(lv("loglvl=error"), (Error, Error));
+        assert_eq!(lv("loglvl=warning"), (Warn, Warn));
+        assert_eq!(lv("loglvl=info"), (Info, Info));
+        assert_eq!(lv("loglvl=debug"), (Debug, Debug));
+        assert_eq!(lv("loglvl=all"), (Trace, Trace));
+        assert_eq!(lv("loglvl=warning/debug"), (Warn, Debug));
+        assert_eq!(lv("loglvl=none/all"), (Off, Trace));
+        // The upper threshold is never below the level (Xen's `_parse_loglvl`).
+        assert_eq!(lv("loglvl=debug/error"), (Debug, Debug));
+        for bad in [
+            "loglvl=",
+            "loglvl=loud",
+            "loglvl=info/",
+            "loglvl=/info",
+            "loglvl=info/x",
+        ] {
+            let (o, w) = parse(bad);
+            assert_eq!(w.len(), 1, "{bad}");
+            assert_eq!(o.log_level, Info, "{bad} keeps the default");
+        }
+    }
+
+    #[test]
+    fn dom0_mem_list_form_of_x86_xen() {
+        let (o, w) = parse("dom0_mem=1G,min:256M,max:768M");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            (o.dom0_mem, o.dom0_mem_min, o.dom0_mem_max),
+            (Some(1 << 30), Some(256 << 20), Some(768 << 20))
+        );
+        assert_eq!(o.dom0_mem_bytes(16 << 20), 768 << 20, "max: caps the size");
+        let (o, _) = parse("dom0_mem=max:64M");
+        assert_eq!((o.dom0_mem, o.dom0_mem_bytes(16 << 20)), (None, 64 << 20));
+        let (o, _) = parse("dom0_mem=min:32M");
+        assert_eq!(
+            o.dom0_mem_bytes(16 << 20),
+            32 << 20,
+            "min: raises the default"
+        );
+        assert_eq!(parse("").0.dom0_mem_bytes(16 << 20), 16 << 20);
+        for bad in [
+            "dom0_mem=512M,",
+            "dom0_mem=512M,max:",
+            "dom0_mem=max:1x",
+            "dom0_mem=min:1G,max:512M",
+            "dom0_mem=-1G",
+        ] {
+            let (o, w) = parse(bad);
+            assert_eq!(w.len(), 1, "{bad}");
+            assert_eq!(
+                (o.dom0_mem, o.dom0_mem_max, o.dom0_mem_min),
+                (None, None, None)
+            );
+        }
+    }
+
+    #[test]
+    fn dom0_max_vcpus_number_zero_and_ranges() {
+        let v = |s: &str, cpus| {
+            let (o, w) = parse(s);
+            assert!(w.is_empty(), "{s}: {w:?}");
+            (o.dom0_max_vcpus, o.dom0_vcpus(cpus))
+        };
+        assert_eq!(v("dom0_max_vcpus=3", 8), (Some(3), 3));
+        // Arm Xen: 0 (or nothing) is one vCPU per physical CPU, at most MAX_VIRT_CPUS.
+        assert_eq!(v("dom0_max_vcpus=0", 8), (None, 8));
+        assert_eq!(v("", 6), (None, 6));
+        assert_eq!(v("", 512), (None, XEN_MAX_VIRT_CPUS));
+        // x86 Xen's ranges clamp the CPU count.
+        assert_eq!(v("dom0_max_vcpus=2-4", 8), (None, 4));
+        assert_eq!(v("dom0_max_vcpus=2-4", 1), (None, 2));
+        assert_eq!(v("dom0_max_vcpus=2-4", 3), (None, 3));
+        assert_eq!(v("dom0_max_vcpus=-2", 8), (None, 2));
+        assert_eq!(v("dom0_max_vcpus=6-", 4), (None, 6));
+        for bad in [
+            "dom0_max_vcpus=4-2",
+            "dom0_max_vcpus=a-b",
+            "dom0_max_vcpus=1-2-3",
+        ] {
+            let (o, w) = parse(bad);
+            assert_eq!(w.len(), 1, "{bad}");
+            assert_eq!(o.dom0_vcpus_range, None);
+        }
     }
 
     #[test]
@@ -334,13 +564,13 @@ mod tests {
 
     #[test]
     fn unknown_words_warn_but_do_not_fail() {
-        let (o, w) = parse("console=dtuart dom0_vcpus_pin noreboot tlb=sometimes loglvl=trace");
+        let (o, w) = parse("guest_loglvl=all dom0_vcpus_pin noreboot tlb=sometimes loglvl=trace");
         assert_eq!(o.log_level, LevelFilter::Trace);
         assert_eq!(o.tlb, TlbPolicyChoice::Auto);
         assert_eq!(
             w,
             [
-                OptionWarning::UnknownWord("console=dtuart"),
+                OptionWarning::UnknownWord("guest_loglvl=all"),
                 OptionWarning::UnknownWord("dom0_vcpus_pin"),
                 OptionWarning::UnknownWord("noreboot"),
                 OptionWarning::BadValue {

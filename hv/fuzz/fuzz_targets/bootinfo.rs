@@ -18,6 +18,19 @@ fn check(info: &BootInfo<'_>, len: usize) {
         let spec = hv::domain::build::dom0less_spec(d);
         assert!(spec.dtb && !spec.privileged);
     }
+    // Xen's dom0 is the first kernel module, and the first module domain.
+    let doms: std::vec::Vec<_> = info.module_domains().collect();
+    match info.dom0() {
+        Some(d) => {
+            assert!(info.modules().contains(&d.kernel));
+            assert!(d.ramdisk.is_none_or(|r| info.modules().contains(&r)));
+            assert!(doms[0].dom0 && doms[0].kernel == d.kernel);
+        }
+        None => assert!(doms.is_empty()),
+    }
+    assert!(doms.iter().skip(1).all(|m| !m.dom0));
+    assert!(doms.len() <= info.modules().len());
+    let _ = info.legacy_rule_agrees();
     let n = info.domu_modules().count();
     assert!(n <= 2 * info.domus().len());
     let _ = hv::options::HvOptions::parse(info.cmdline, |_| {});
