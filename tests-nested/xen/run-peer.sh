@@ -13,6 +13,8 @@
 # stamps), xen-peer.dtb (the DTB QEMU built for this run, modules included: the same DTB
 # boots hv, see README.md), figures.env.
 #
+# With TRACE=1, the TCG plugin hvtrace.c counts every hypercall (number, sub-op) and TLBI per
+# phase (the phases are cut at dom0's "DOM0: " console lines) into OUT/trace.txt.
 # Usage: tests-nested/xen/run-peer.sh   env: SMP (2), MEM (2G), DOM0_MEM (512M), TIMEOUT (s, 900),
 #        XEN_ARGS_EXTRA (appended to Xen's command line), DOM0_ARGS_EXTRA (to dom0's), QEMU, OUT.
 # Run it under the machine-wide QEMU lock: flock /work/notes/qemu.lock tests-nested/xen/run-peer.sh
@@ -32,6 +34,12 @@ mkdir -p "$OUT"
 eval "$("$HERE/fetch.sh")"          # XEN_IMAGE ...
 eval "$("$HERE/build-dom0.sh")"     # DOM0_KERNEL DOM0_INITRD DOM0_*_ADDR DOM0_CMDLINE
 ( cd "$REPO" && cargo build -q --release -p vmm --bin rig-stamp ) >&2
+PLUGIN=()
+if [ -n "${TRACE:-}" ]; then
+    # Count hypercalls (by number and sub-op) and TLBIs per phase with hvtrace.c.
+    gcc -shared -fPIC -O2 -Wall -o "$OUT/hvtrace.so" "$HERE/hvtrace.c"
+    PLUGIN=(-plugin "$OUT/hvtrace.so,out=$OUT/trace.txt")
+fi
 
 XEN_ARGS="console=dtuart dtuart=serial0 dom0_mem=$DOM0_MEM dom0_max_vcpus=$SMP loglvl=all guest_loglvl=all ${XEN_ARGS_EXTRA:-}"
 DOM0_ARGS="$DOM0_CMDLINE ${DOM0_ARGS_EXTRA:-}"
@@ -54,7 +62,7 @@ us() { local t=$EPOCHREALTIME; echo $(( ${t/./} )); }
 start=$(us)
 set +e
 timeout --foreground "$TIMEOUT" "$CARGO_TARGET_DIR/release/rig-stamp" -- \
-    "$QEMU" "${M[@]}" -nographic -no-reboot "${BOOT[@]}" </dev/null |
+    "$QEMU" "${M[@]}" -nographic -no-reboot "${PLUGIN[@]}" "${BOOT[@]}" </dev/null |
     while IFS= read -r line; do
         t=$EPOCHREALTIME; t=$(( ${t/./} - start ))
         printf '%d.%06d %s\n' $((t / 1000000)) $((t % 1000000)) "${line//$'\r'/}"
