@@ -136,6 +136,7 @@ static const char *hc_name(uint64_t nr)
     case 17: return "xen_version";
     case 18: return "console_io";
     case 20: return "grant_table_op";
+    case 21: return "vm_assist";
     case 24: return "vcpu_op";
     case 27: return "xsm_op";
     case 29: return "sched_op";
