@@ -18,6 +18,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 OUT=${DOM0_OUT:-$REPO/.cache/xen/dom0}
 log() { echo "[xen-dom0] $*" >&2; }
 
+for t in readelf strings xz dpkg-deb; do
+    command -v "$t" >/dev/null || { log "$t is missing (binutils / xz-utils / dpkg)"; exit 1; }
+done
 eval "$("$HERE/fetch.sh")"   # XEN_IMAGE XEN_ROOT XEN_MODULES DOM0_KERNEL BUSYBOX
 
 # Modules, in load order (dependencies are added before their users from `depends=`).
