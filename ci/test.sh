@@ -123,6 +123,9 @@ step hostile bash ci/qemu-hostile.sh
 # (~45 s); a domU larger than what is free is refused cleanly while another one runs (~15 s).
 step linux-2g bash ci/qemu-linux.sh run 2g 2 1 4G 2048
 step linux-toobig bash ci/qemu-linux.sh toobig
+# The Xen peer (issues 11-13): Debian's Xen 4.20 boots the project's dom0 image (Debian's kernel +
+# xen-utils-4.20) to `xl list` showing Domain-0 (~35 s of QEMU, ~1 min with the image build).
+step xen-peer bash ci/xen-peer.sh
 # The nested rig: hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Build the dom0 image: Debian's unmodified arm64 kernel Image + an initramfs holding Debian's
+# xen-utils-4.20 daemons and tools (only the ELF files they need, resolved from DT_NEEDED with
+# readelf -d), the kernel modules the Xen stack needs (with their `depends=`), busybox-static,
+# and /init (tests-nested/xen/init.sh). Everything comes from tests-nested/xen/fetch.sh (pinned).
+#
+# Output directory (default .cache/xen/dom0): Image, initramfs.cpio, dom0.env. dom0.env is the
+# image's description, shared by every runner that boots it (the Xen peer, hv):
+#   DOM0_KERNEL, DOM0_INITRD   the two files
+#   DOM0_KERNEL_ADDR, DOM0_INITRD_ADDR   where runners load them (guest-physical, QEMU virt)
+#   DOM0_CMDLINE               dom0's command line (multiboot,kernel module's bootargs)
+# Prints the same KEY=VALUE lines on stdout.
+# Env: DOM0_OUT (output dir), DOM0_EXTRA_MODULES (more module names to include and load).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+OUT=${DOM0_OUT:-$REPO/.cache/xen/dom0}
+log() { echo "[xen-dom0] $*" >&2; }
+
+for t in readelf strings xz dpkg-deb; do
+    command -v "$t" >/dev/null || { log "$t is missing (binutils / xz-utils / dpkg)"; exit 1; }
+done
+eval "$("$HERE/fetch.sh")"   # XEN_IMAGE XEN_ROOT XEN_MODULES DOM0_KERNEL BUSYBOX
+
+# Modules, in load order (dependencies are added before their users from `depends=`).
+# Xen stack: xen-evtchn, xen-gntdev, xen-gntalloc, xen-privcmd, xenfs (xenfs needs privcmd).
+# PV backends (issue 13): loop, xen-blkback, xen-netback, bridge (+ stp, llc).
+# Passed-through virtio-mmio disk with ext4 (issue 11): virtio_mmio, virtio_blk, ext4 (+ deps).
+MODULES="xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs loop xen-blkback xen-netback bridge
+         virtio_mmio virtio_blk ext4 ${DOM0_EXTRA_MODULES:-}"
+# Xen's user space: the daemons dom0 starts and the tools the tests run.
+XEN_BIN=/usr/lib/xen-4.20/bin
+PROGRAMS="$XEN_BIN/xl $XEN_BIN/xenstored $XEN_BIN/xenconsoled $XEN_BIN/xen-init-dom0
+          $XEN_BIN/xenstore-control /usr/bin/xenstore"
+# Libraries loaded with dlopen (not in any DT_NEEDED): glibc's pthread_cancel needs libgcc_s.
+DLOPENED="libgcc_s.so.1"
+LIBDIRS="$XEN_ROOT/usr/lib/aarch64-linux-gnu $XEN_ROOT/usr/lib $XEN_ROOT/usr/lib/xen-4.20/lib"
+
+mkdir -p "$OUT"
+stage=$OUT/stage
+rm -rf "$stage"; mkdir -p "$stage/mod"
+
+# --- kernel modules: find each by file name, decompress (busybox insmod takes plain .ko),
+# resolve `depends=` from the .modinfo strings, emit in dependency order.
+declare -A mod_path=() mod_done=()
+while IFS= read -r f; do
+    n=$(basename "$f"); n=${n%.ko*}; mod_path[$n]=$f; mod_path[${n//-/_}]=$f
+done < <(find "$XEN_MODULES/kernel" -name '*.ko*')
+order=()
+add_mod() {
+    local m=$1 f deps d
+    [ -z "${mod_done[$m]:-}" ] || return 0
+    f=${mod_path[$m]:-${mod_path[${m//-/_}]:-}}
+    [ -n "$f" ] || { log "module $m is not in $XEN_MODULES (built in?)"; exit 1; }
+    mod_done[$m]=1
+    case $f in
+        *.xz) xz -dc "$f" >"$stage/mod/$m.ko" ;;
+        *.zst) zstd -qdc "$f" >"$stage/mod/$m.ko" ;;
+        *) cp "$f" "$stage/mod/$m.ko" ;;
+    esac
+    deps=$(strings "$stage/mod/$m.ko" | sed -n 's/^depends=//p' | head -1)
+    for d in ${deps//,/ }; do add_mod "$d"; done
+    order+=("$m")
+}
+for m in $MODULES; do add_mod "$m"; done
+printf '%s\n' "${order[@]}" >"$stage/mod/order"
+
+# --- ELF files and their libraries, from DT_NEEDED (recursively).
+declare -A lib_done=()
+files=()   # "archive-path=host-path"
+find_lib() {
+    local d
+    for d in $LIBDIRS; do [ -e "$d/$1" ] && { readlink -f "$d/$1"; return; }; done
+    return 1
+}
+add_elf() {   # add_elf HOSTFILE: its NEEDED libraries, recursively
+    local n p
+    for n in $(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+        [ -z "${lib_done[$n]:-}" ] || continue
+        lib_done[$n]=1
+        p=$(find_lib "$n") || { log "library $n (needed by $1) not found in the unpacked packages"; exit 1; }
+        files+=("usr/lib/aarch64-linux-gnu/$n=$p")
+        add_elf "$p"
+    done
+}
+for p in $PROGRAMS; do
+    [ -f "$XEN_ROOT$p" ] || { log "$p is not in the packages"; exit 1; }
+    files+=("${p#/}=$XEN_ROOT$p")
+    add_elf "$XEN_ROOT$p"
+done
+for n in $DLOPENED; do
+    [ -n "${lib_done[$n]:-}" ] && continue
+    lib_done[$n]=1
+    p=$(find_lib "$n") || { log "library $n not found"; exit 1; }
+    files+=("usr/lib/aarch64-linux-gnu/$n=$p"); add_elf "$p"
+done
+
+( cd "$REPO" && cargo build -q --release -p vmm --bin rig-cpio ) >&2
+specs=(dir:bin dir:dev dir:etc dir:proc dir:sys dir:tmp dir:mnt dir:root dir:run
+       dir:var dir:var/lib dir:var/lib/xen dir:var/lib/xenstored dir:var/log dir:var/log/xen
+       dir:var/run dir:var/run/xen dir:var/run/xenstored
+       dir:etc/xen dir:usr dir:usr/bin dir:usr/lib dir:usr/lib/aarch64-linux-gnu
+       dir:usr/lib/xen-4.20 dir:usr/lib/xen-4.20/bin dir:usr/lib/modules
+       sym:lib=usr/lib
+       "sym:usr/lib/ld-linux-aarch64.so.1=aarch64-linux-gnu/ld-linux-aarch64.so.1"
+       cdev:dev/console=5,1
+       "file:bin/busybox=$BUSYBOX" sym:bin/sh=busybox "file:init=$HERE/init.sh"
+       "file:etc/xen/xl.conf=$HERE/xl.conf:644")
+for f in "${files[@]}"; do specs+=("file:${f%%=*}=${f#*=}"); done
+for m in "${order[@]}"; do specs+=("file:usr/lib/modules/$m.ko=$stage/mod/$m.ko:644"); done
+specs+=("file:usr/lib/modules/order=$stage/mod/order:644")
+"$CARGO_TARGET_DIR/release/rig-cpio" "$OUT/initramfs.cpio" "${specs[@]}"
+cp "$DOM0_KERNEL" "$OUT/Image"
+
+log "initramfs: $(stat -c %s "$OUT/initramfs.cpio") bytes; ${#files[@]} ELF files; modules: ${order[*]}"
+cat >"$OUT/dom0.env" <<ENV
+DOM0_KERNEL=$OUT/Image
+DOM0_INITRD=$OUT/initramfs.cpio
+DOM0_KERNEL_ADDR=0x50000000
+DOM0_INITRD_ADDR=0x58000000
+DOM0_CMDLINE="console=hvc0 earlycon=xenboot rdinit=/init"
+ENV
+cat "$OUT/dom0.env"
