@@ -3,7 +3,7 @@
 
 usage: traps.py LOG HV_ELF [--per N] [--min COUNT]
 
-Reads the `RIG: hist kvm_exit:` lines (an ftrace hist trigger in L1: every trap of
+Reads the `RIG: hist [NAME] kvm_exit:` lines (with or without the run name the merged rig scripts print) (an ftrace hist trigger in L1: every trap of
 the VM to L1's KVM, keyed by exit code, exception class and PC; a trapped system
 register access is named by disassembling hv's instruction there), names each PC in hv's
 image with llvm-addr2line (hv is relocated to its load address, printed by hv as
@@ -23,7 +23,7 @@ EC = {
 RET = {0: "IRQ", 1: "EL1 serror", 2: "trap", 3: "illegal", 4: "IL", 5: "serror"}
 def rows(text):
     for line in text.splitlines():
-        m = re.search(r"RIG: hist (\w+): \{(.*)\} hitcount:\s*(\d+)", line)
+        m = re.search(r"RIG: hist (?:\S+ )?(\w+): \{(.*)\} hitcount:\s*(\d+)", line)
         if not m:
             continue
         keys = {}
