@@ -17,7 +17,6 @@
 # phase (the phases are cut at dom0's "DOM0: " console lines) into OUT/trace.txt.
 # Usage: tests-nested/xen/run-peer.sh   env: SMP (2), MEM (2G), DOM0_MEM (512M), TIMEOUT (s, 900),
 #        XEN_ARGS_EXTRA (appended to Xen's command line), DOM0_ARGS_EXTRA (to dom0's), QEMU, OUT.
-# Run it under the machine-wide QEMU lock: flock /work/notes/qemu.lock tests-nested/xen/run-peer.sh
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
