@@ -95,6 +95,34 @@ pub enum El1Reg {
 impl El1Reg {
     /// Number of registers in [`El1Sysregs`].
     pub const COUNT: usize = El1Reg::MdscrEl1 as usize + 1;
+
+    /// Every register, in [`El1Sysregs`] order.
+    pub const ALL: [El1Reg; El1Reg::COUNT] = [
+        El1Reg::SctlrEl1,
+        El1Reg::Ttbr0El1,
+        El1Reg::Ttbr1El1,
+        El1Reg::TcrEl1,
+        El1Reg::MairEl1,
+        El1Reg::AmairEl1,
+        El1Reg::VbarEl1,
+        El1Reg::ElrEl1,
+        El1Reg::SpsrEl1,
+        El1Reg::EsrEl1,
+        El1Reg::FarEl1,
+        El1Reg::SpEl1,
+        El1Reg::ContextidrEl1,
+        El1Reg::TpidrEl1,
+        El1Reg::TpidrEl0,
+        El1Reg::TpidrroEl0,
+        El1Reg::CpacrEl1,
+        El1Reg::Afsr0El1,
+        El1Reg::Afsr1El1,
+        El1Reg::ParEl1,
+        El1Reg::CntkctlEl1,
+        El1Reg::CntvCtlEl0,
+        El1Reg::CntvCvalEl0,
+        El1Reg::MdscrEl1,
+    ];
 }
 
 /// A vCPU's FP/SIMD state. The real arch layer saves it at every guest exit
@@ -368,7 +396,7 @@ mod shadow_tests {
         let writes = |sh: &mut El1Shadow, regs: &El1Sysregs| {
             (0..El1Reg::COUNT)
                 .filter(|&i| {
-                    let r = ALL_REGS[i];
+                    let r = El1Reg::ALL[i];
                     sh.needs_write(r, regs.get(r))
                 })
                 .count()
@@ -378,7 +406,7 @@ mod shadow_tests {
         // The guest ran and changed CNTV_CVAL; put reads everything back.
         let mut put = a;
         put.set(El1Reg::CntvCvalEl0, 1234);
-        for r in ALL_REGS {
+        for r in El1Reg::ALL {
             sh.note(r, put.get(r));
         }
         // Loading a vCPU equal to `a` rewrites only CNTV_CVAL.
@@ -392,31 +420,4 @@ mod shadow_tests {
         sh.forget();
         assert_eq!(writes(&mut sh, &a), El1Reg::COUNT);
     }
-
-    const ALL_REGS: [El1Reg; El1Reg::COUNT] = [
-        El1Reg::SctlrEl1,
-        El1Reg::Ttbr0El1,
-        El1Reg::Ttbr1El1,
-        El1Reg::TcrEl1,
-        El1Reg::MairEl1,
-        El1Reg::AmairEl1,
-        El1Reg::VbarEl1,
-        El1Reg::ElrEl1,
-        El1Reg::SpsrEl1,
-        El1Reg::EsrEl1,
-        El1Reg::FarEl1,
-        El1Reg::SpEl1,
-        El1Reg::ContextidrEl1,
-        El1Reg::TpidrEl1,
-        El1Reg::TpidrEl0,
-        El1Reg::TpidrroEl0,
-        El1Reg::CpacrEl1,
-        El1Reg::Afsr0El1,
-        El1Reg::Afsr1El1,
-        El1Reg::ParEl1,
-        El1Reg::CntkctlEl1,
-        El1Reg::CntvCtlEl0,
-        El1Reg::CntvCvalEl0,
-        El1Reg::MdscrEl1,
-    ];
 }

@@ -336,35 +336,14 @@ fn host_id_regs() -> &'static [u64; 56] {
     })
 }
 
-const ALL_EL1: [El1Reg; El1Reg::COUNT - 1] = [
-    El1Reg::SctlrEl1,
-    El1Reg::Ttbr0El1,
-    El1Reg::Ttbr1El1,
-    El1Reg::TcrEl1,
-    El1Reg::MairEl1,
-    El1Reg::AmairEl1,
-    El1Reg::VbarEl1,
-    El1Reg::ElrEl1,
-    El1Reg::SpsrEl1,
-    El1Reg::EsrEl1,
-    El1Reg::FarEl1,
-    El1Reg::SpEl1,
-    El1Reg::ContextidrEl1,
-    El1Reg::TpidrEl1,
-    El1Reg::TpidrEl0,
-    El1Reg::TpidrroEl0,
-    El1Reg::CpacrEl1,
-    El1Reg::Afsr0El1,
-    El1Reg::Afsr1El1,
-    El1Reg::ParEl1,
-    El1Reg::CntkctlEl1,
-    El1Reg::CntvCtlEl0,
-    El1Reg::CntvCvalEl0,
-    // Not El1Reg::MdscrEl1: MDCR_EL2.TDA traps every guest access to it
-    // (answered RAZ/WI, crate::trap), so no guest can see or change the
-    // register; init_el2 clears it once. Switching it cost two traps to L0
-    // per vCPU switch when nested.
-];
+/// The registers a vCPU switch saves and restores: every [`El1Reg`] but
+/// `MdscrEl1`: MDCR_EL2.TDA traps every guest access to it
+/// (answered RAZ/WI, crate::trap), so no guest can see or change the
+/// register; init_el2 clears it once. Switching it cost two traps to L0
+/// per vCPU switch when nested.
+fn switched_el1() -> impl Iterator<Item = El1Reg> {
+    El1Reg::ALL.into_iter().filter(|r| *r != El1Reg::MdscrEl1)
+}
 
 macro_rules! tlbi {
     ($op:literal) => {
@@ -384,7 +363,7 @@ impl Arch for Cpu {
     }
 
     fn vcpu_load(&mut self, sysregs: &El1Sysregs, stage2: Stage2Regs, vmpidr: u64) {
-        for r in ALL_EL1 {
+        for r in switched_el1() {
             let v = sysregs.get(r);
             if self.hw.needs_write(r, v) {
                 // SAFETY: the vCPU is being loaded: these registers now hold its state.
@@ -423,7 +402,7 @@ impl Arch for Cpu {
     }
 
     fn vcpu_put(&mut self, sysregs: &mut El1Sysregs) {
-        for r in ALL_EL1 {
+        for r in switched_el1() {
             let v = read_el1_reg(r);
             sysregs.set(r, v);
             self.hw.note(r, v);
