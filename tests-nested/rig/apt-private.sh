@@ -1,8 +1,9 @@
 # Sourced by fetch-l1.sh and fetch-qemu-l1.sh: apt-get / apt-cache pointed at a private state dir
 # ($RIG_CACHE/apt) for Debian trixie + trixie-backports arm64, signed by $KEYRING. Defines APT, CACHE,
 # apt_update (once per run), download PKG=VER DEST and sha_of FILE. Needs RIG_CACHE, KEYRING, MIRROR
-# and a log function.
-APTD=$RIG_CACHE/apt
+# and a log function. Optional: APTD (the state dir, default $RIG_CACHE/apt) and APT_EXTRA_SOURCES
+# (more sources.list lines, e.g. trixie-updates and trixie-security for tests-nested/xen/fetch.sh).
+APTD=${APTD:-$RIG_CACHE/apt}
 mkdir -p "$APTD/state/lists/partial" "$APTD/cache/archives/partial" "$APTD/etc/sources.list.d" \
          "$APTD/etc/preferences.d" "$APTD/etc/apt.conf.d"
 : >"$APTD/status"
@@ -18,6 +19,7 @@ fi
 cat >"$APTD/etc/sources.list" <<SRC
 deb [arch=arm64 signed-by=$KEYRING] $MIRROR trixie main
 deb [arch=arm64 signed-by=$KEYRING] $MIRROR trixie-backports main
+${APT_EXTRA_SOURCES:-}
 SRC
 
 APT_DIRS=(-o "Dir=$APTD" -o "Dir::State=$APTD/state" -o "Dir::State::status=$APTD/status"
@@ -41,7 +43,7 @@ apt_update() {
 
 # download PKG=VER DEST: apt-get download into a scratch dir, then move to DEST.
 download() {
-    local tmp; tmp=$(mktemp -d "$RIG_CACHE/dl.XXXXXX")
+    local tmp; tmp=$(mktemp -d "$APTD/dl.XXXXXX")
     ( cd "$tmp" && "${APT[@]}" download "$1" >&2 )
     mv "$tmp"/*.deb "$2"; rmdir "$tmp"
 }

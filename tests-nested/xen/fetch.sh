@@ -59,41 +59,14 @@ log() { echo "[xen-fetch] $*" >&2; }
 # The kernel Image and busybox: the project's pins (fetch-l1.sh, cached under .cache/rig).
 eval "$("$REPO/tests-nested/rig/fetch-l1.sh")"   # L1_IMAGE, BUSYBOX, KERNEL_DEB
 
-APTD=$XEN_CACHE/apt
 DEBS=$XEN_CACHE/debs
-mkdir -p "$APTD/state/lists/partial" "$APTD/cache/archives/partial" "$APTD/etc/sources.list.d" \
-         "$APTD/etc/preferences.d" "$APTD/etc/apt.conf.d" "$DEBS"
-: >"$APTD/status"
-cat >"$APTD/etc/sources.list" <<SRC
-deb [arch=arm64 signed-by=$KEYRING] $MIRROR trixie main
-deb [arch=arm64 signed-by=$KEYRING] $MIRROR trixie-updates main
-deb [arch=arm64 signed-by=$KEYRING] $MIRROR trixie-backports main
-deb [arch=arm64 signed-by=$KEYRING] $SECURITY trixie-security main
-SRC
-OPTS=(-o "Dir=$APTD" -o "Dir::State=$APTD/state" -o "Dir::State::status=$APTD/status"
-      -o "Dir::Cache=$APTD/cache" -o "Dir::Etc=$APTD/etc"
-      -o "Dir::Etc::sourcelist=$APTD/etc/sources.list"
-      -o "Dir::Etc::sourceparts=$APTD/etc/sources.list.d"
-      -o "Dir::Etc::preferencesparts=$APTD/etc/preferences.d"
-      -o "Dir::Etc::parts=$APTD/etc/apt.conf.d"
-      -o "APT::Architecture=arm64" -o "APT::Architectures=arm64")
-APT=(apt-get -q "${OPTS[@]}" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-CACHE=(apt-cache "${OPTS[@]}")
-
-updated=0
-apt_update() {
-    if [ $updated = 0 ]; then
-        log "apt-get update (private state in $APTD)"
-        "${APT[@]}" update >&2
-        updated=1
-    fi
-}
-sha_of() { sha256sum "$1" | cut -d' ' -f1; }
-download() {   # download PKG=VER DEST
-    local tmp; tmp=$(mktemp -d "$XEN_CACHE/dl.XXXXXX")
-    ( cd "$tmp" && "${APT[@]}" download "$1" >&2 )
-    mv "$tmp"/*.deb "$2"; rmdir "$tmp"
-}
+mkdir -p "$DEBS"
+# apt with a private state dir (the rig's helper): APT, CACHE, apt_update, download, sha_of.
+APTD=$XEN_CACHE/apt
+APT_EXTRA_SOURCES="deb [arch=arm64 signed-by=$KEYRING] $MIRROR trixie-updates main
+deb [arch=arm64 signed-by=$KEYRING] $SECURITY trixie-security main"
+# shellcheck source=../rig/apt-private.sh
+. "$REPO/tests-nested/rig/apt-private.sh"
 
 # fetch NAME VERSION SHA256 -> the path of the .deb (verified, or the new candidate with its
 # checksum printed when the pin has left the mirror).
