@@ -423,7 +423,7 @@ pub const RX_BATCH: usize = 256;
 
 /// The UART's receive interrupt arrived: read what it holds (through the
 /// logger's console, [`crate::logger::poll_input`]) and hand it to
-/// [`CONSOLE`]; returns the upcalls to deliver.
+/// [`CONSOLE`], then deliver the event upcalls it raised.
 pub fn serial_irq<M: PhysMem + TableMem>(
     world: &mut crate::world::World<M>,
     runq: Option<&spin::Mutex<crate::sched::RunQueues>>,
