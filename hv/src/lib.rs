@@ -9,8 +9,8 @@ extern crate alloc;
 
 pub mod arch;
 pub mod bootinfo;
-pub mod counters;
 pub mod console;
+pub mod counters;
 pub mod demo;
 pub mod domain;
 pub mod guest;
