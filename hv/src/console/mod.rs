@@ -26,6 +26,15 @@
 //!   notified, as `xenconsoled` does for a PV console; what does not fit is
 //!   dropped and counted (hv never blocks on a guest).
 //! - **hv** takes them as debug keys ([`keys`]).
+//! - **Output of the reader.** A privileged domain bound to `VIRQ_CONSOLE`
+//!   ([`is_console_reader`]: Linux's hvc0 as the initial domain) has its
+//!   `console_io` writes printed raw and unbuffered, as Xen's
+//!   `guest_console_write` does for the hardware domain (prompts, echo and
+//!   terminal escapes must reach the terminal); hv's own lines start a fresh
+//!   line after such output. Every other domain keeps `(d<N>) <line>`.
+//! - **Fallback.** A UART node without a GIC SPI (or no GICv3) gets no
+//!   input: hv warns `console: the UART's DTB node has no GIC SPI` and runs
+//!   on; output is unaffected.
 //!
 //! The UART's receive interrupt (an SPI found in the DTB, [`uart_spi`]) is
 //! routed to hv's boot CPU; the run loop calls [`serial_irq`] when it is
