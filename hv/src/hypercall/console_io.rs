@@ -8,9 +8,10 @@ use pv_tlb::Ipa;
 
 use super::{low32, unknown_command, Action, CallerView, Ctx, Reply};
 use crate::arch::PhysMem;
-use crate::guest::GuestHandle;
+use crate::guest::{GuestHandle, GuestMemory};
 use crate::xen::abi::{consoleio, nr};
 use crate::xen::console::CHUNK;
+use crate::xen::console::{ConsoleLine, ConsoleSink};
 use crate::xen::Errno;
 
 /// A `console_io` sub-command.
@@ -85,6 +86,44 @@ pub fn console_io_as<M: PhysMem + TableMem>(
     ctx: &mut CallerView<'_, M>,
     raw: bool,
 ) -> Reply {
+    let CallerView {
+        domid,
+        privileged,
+        mem,
+        line,
+        sink,
+        ..
+    } = ctx;
+    let mut me = Caller {
+        domid: *domid,
+        privileged: *privileged,
+        mem,
+        line,
+        sink: &mut **sink,
+    };
+    caller_io(op, &mut me, raw)
+}
+
+/// What `console_io` needs of its caller (a [`CallerView`]'s part).
+pub struct Caller<'c, 'm, M: PhysMem + TableMem> {
+    /// The calling domain.
+    pub domid: u16,
+    /// It is privileged (may read the serial input).
+    pub privileged: bool,
+    /// Its memory, through its stage 1.
+    pub mem: &'c mut GuestMemory<'m, M>,
+    /// Its partial console line.
+    pub line: &'c mut ConsoleLine,
+    /// Where console lines go.
+    pub sink: &'c mut dyn ConsoleSink,
+}
+
+/// [`console_io_as`] on a [`Caller`].
+pub fn caller_io<M: PhysMem + TableMem>(
+    op: ConsoleIo,
+    ctx: &mut Caller<'_, '_, M>,
+    raw: bool,
+) -> Reply {
     match op {
         ConsoleIo::Write { count, buf } => {
             let total = u64::from(count);
@@ -140,7 +179,7 @@ pub fn console_io_as<M: PhysMem + TableMem>(
             let r = crate::console::CONSOLE
                 .lock()
                 .rx
-                .read_to_guest(count, buf.ipa(), &mut ctx.mem);
+                .read_to_guest(count, buf.ipa(), ctx.mem);
             if let Err(e) = r {
                 crate::glog!(
                     ctx.domid,
@@ -159,8 +198,6 @@ pub fn console_io_as<M: PhysMem + TableMem>(
 mod tests {
     use super::*;
     use crate::arch::fake::FakeMem;
-    use crate::xen::console::ConsoleLine;
-    use crate::xen::ConsoleSink;
     use memops::{S2Attrs, Stage2};
     use pv_tlb::PhysAddr;
 
@@ -184,17 +221,17 @@ mod tests {
         .unwrap();
         let mut line = ConsoleLine::default();
         let mut sink = NoLines;
-        let mut v = CallerView {
+        let mut gm = GuestMemory::new(&s2, &mut mem);
+        let mut v = Caller {
             domid: 0,
             privileged,
-            handle: [0; 16],
-            mem: crate::guest::GuestMemory::new(&s2, &mut mem),
+            mem: &mut gm,
             line: &mut line,
             sink: &mut sink,
         };
         let op =
             ConsoleIo::decode([u64::from(consoleio::READ), u64::from(count), at, 0, 0]).unwrap();
-        let r = console_io(op, &mut v).ret;
+        let r = caller_io(op, &mut v, false).ret;
         let mut b = [0u8; 8];
         let _ = v.mem.copy_from_guest(Ipa(B), &mut b);
         (r, b)
@@ -227,11 +264,11 @@ mod tests {
         .unwrap();
         let mut line = ConsoleLine::default();
         let mut sink = Rec::default();
-        let mut v = CallerView {
+        let mut gm = GuestMemory::new(&s2, &mut mem);
+        let mut v = Caller {
             domid: 0,
             privileged: true,
-            handle: [0; 16],
-            mem: crate::guest::GuestMemory::new(&s2, &mut mem),
+            mem: &mut gm,
             line: &mut line,
             sink: &mut sink,
         };
@@ -242,8 +279,8 @@ mod tests {
             count: n,
             buf: GuestHandle::new(at),
         };
-        assert_eq!(console_io_as(w(10, B), &mut v, false).ret, 0);
-        assert_eq!(console_io_as(w(8, B + 10), &mut v, true).ret, 0);
+        assert_eq!(caller_io(w(10, B), &mut v, false).ret, 0);
+        assert_eq!(caller_io(w(8, B + 10), &mut v, true).ret, 0);
         assert_eq!(
             sink.0,
             ["line d0 early", "line d0 [ 1]", "raw d0 \x1b[6n/ # "]
