@@ -86,6 +86,19 @@ pub fn print(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Write `text` to the console as it is, atomically with respect to log
+/// lines, and *not* into anything that keeps hv's log (`xl dmesg`'s ring):
+/// the raw console output of dom0 ([`crate::console::is_console_reader`]),
+/// which Xen keeps out of its console ring by default (`console_to_ring=0`).
+/// Kept, it would feed itself: dom0's `xl dmesg` prints the ring, which
+/// grows with what dom0 prints.
+pub fn print_direct(text: &str) {
+    let guard = CONSOLE.lock();
+    if let Some(sink) = *guard {
+        sink.write_bytes(text.as_bytes());
+    }
+}
+
 /// A byte typed on the console, if any (for debug keys; polled, never
 /// blocks, and gives up if another CPU is printing).
 #[must_use]

@@ -55,7 +55,7 @@ impl ConsoleSink for LogConsole {
         if text.is_empty() {
             return;
         }
-        crate::logger::print(format_args!("{text}"));
+        crate::logger::print_direct(text);
         RAW_MIDLINE.store(!text.ends_with('\n'), core::sync::atomic::Ordering::Relaxed);
     }
 }
