@@ -58,6 +58,9 @@ impl Log for Logger {
         }
         let guard = CONSOLE.lock();
         if let Some(sink) = *guard {
+            if crate::xen::console::take_raw_midline() {
+                sink.write_bytes(b"\n"); // after dom0's raw partial line (a prompt)
+            }
             let _ = write_line(&mut SinkWriter(sink), record.level(), *record.args());
         }
     }

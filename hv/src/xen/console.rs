@@ -44,13 +44,6 @@ impl ConsoleSink for LogConsole {
         crate::logger::print(format_args!("(d{domid}) {line}\n"));
     }
 
-    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
-        if take_raw_midline() {
-            crate::logger::print(format_args!("\n"));
-        }
-        log::info!("{args}");
-    }
-
     fn guest_raw(&mut self, _domid: u16, text: &str) {
         if text.is_empty() {
             return;
