@@ -674,6 +674,8 @@ impl Domain {
         vmids: &mut VmidAllocator,
     ) {
         let vmid = self.vmid;
+        // Its physical SPIs (dom0's devices) go back first: disabled, deactivated.
+        self.vgic.release_hw();
         let t = self.physmap.teardown(mem);
         let mut f = flush.record(vmid, &t.inval, &t.held);
         f.append(flush.flush_vmid(vmid));
@@ -694,6 +696,7 @@ impl Domain {
         pool: &mut FrameTable,
         vmids: &mut VmidAllocator,
     ) {
+        self.vgic.release_hw();
         let t = self.physmap.teardown(mem);
         let mut xen = self.xen;
         xen.release(pool);

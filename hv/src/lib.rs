@@ -16,6 +16,7 @@ pub mod guest;
 pub mod hostdt;
 pub mod hypercall;
 pub mod idregs;
+pub mod irq;
 pub mod logger;
 pub mod mm;
 pub mod options;
