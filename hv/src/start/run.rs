@@ -650,6 +650,8 @@ fn vtimer_fired(arch: &mut dyn Arch, v: &mut Vcpu) {
 }
 
 #[cfg(test)]
+mod irq_tests;
+#[cfg(test)]
 mod tests;
 
 /// The pCPUs (of `ncpus`, other than `me`) that the kick mask `k` names: bit

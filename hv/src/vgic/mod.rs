@@ -672,3 +672,6 @@ impl VgicState {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hw_tests;
