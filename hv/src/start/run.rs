@@ -404,10 +404,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         a: &DataAbort,
     ) -> Option<Next> {
         let ipa = a.ipa.raw();
-        if !vgic::mmio::in_range(ipa) {
+        let g = v.vgic.clone()?;
+        if !g.in_range(ipa) {
             return None;
         }
-        let g = v.vgic.clone()?;
         let Some(s) = a.access else {
             // No instruction syndrome: hv cannot emulate the access without
             // decoding the instruction. The guest gets a synchronous external abort.

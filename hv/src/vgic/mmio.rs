@@ -91,24 +91,46 @@ enum BitReg {
     ClearActive,
 }
 
+/// A layout's bases (local shorthand).
+struct GicAt {
+    gicd: u64,
+    gicr: u64,
+}
+
 impl Vgic {
+    fn at(&self) -> GicAt {
+        let l = self.layout();
+        GicAt {
+            gicd: l.gicd,
+            gicr: l.gicr,
+        }
+    }
+
+    /// True if `ipa` lies in this vGIC's distributor or redistributor range.
+    #[must_use]
+    pub fn in_range(&self, ipa: u64) -> bool {
+        let GicAt { gicd, gicr } = self.at();
+        (gicd..gicd + GICD_SIZE).contains(&ipa) || (gicr..gicr + GICR_SIZE).contains(&ipa)
+    }
+
     /// Emulate a guest access at `ipa` by vCPU `vcpu`. `None` if `ipa` is not
     /// in the vGIC's ranges; else the value a read returns (0 for writes), or
     /// [`BadAccess`] for an unaligned access or a width the register lacks.
     #[must_use]
     pub fn mmio(&self, vcpu: u32, ipa: u64, acc: MmioAccess) -> Option<MmioResult> {
-        if !in_range(ipa) {
+        if !self.in_range(ipa) {
             return None;
         }
+        let GicAt { gicd, gicr } = self.at();
         if !matches!(acc.size, 1 | 2 | 4 | 8) || !ipa.is_multiple_of(u64::from(acc.size)) {
             return Some(Err(BadAccess));
         }
         let mut s = self.state.lock();
-        if (GICD_BASE..GICD_BASE + GICD_SIZE).contains(&ipa) {
-            return Some(s.dist(vcpu as usize, ipa - GICD_BASE, acc));
+        if (gicd..gicd + GICD_SIZE).contains(&ipa) {
+            return Some(s.dist(vcpu as usize, ipa - gicd, acc));
         }
-        if (GICR_BASE..GICR_BASE + GICR_SIZE).contains(&ipa) {
-            let rel = ipa - GICR_BASE;
+        if (gicr..gicr + GICR_SIZE).contains(&ipa) {
+            let rel = ipa - gicr;
             let cpu = (rel / GICR_STRIDE) as usize;
             let off = rel % GICR_STRIDE;
             if cpu >= s.cpus.len() {

@@ -161,6 +161,37 @@ pub struct VgicState {
 #[derive(Debug)]
 pub struct Vgic {
     state: Mutex<VgicState>,
+    layout: VgicLayout,
+}
+
+/// Where a domain's vGIC sits in its IPA space: the distributor and the
+/// first redistributor (one every [`GICR_STRIDE`] per vCPU, up to
+/// [`GICR_SIZE`]). Interface agreed with helper "irq" (issue 11); this is
+/// the minimal local version until its branch lands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VgicLayout {
+    /// `GICD` base.
+    pub gicd: u64,
+    /// First `GICR` frame.
+    pub gicr: u64,
+}
+
+impl VgicLayout {
+    /// Xen's guest addresses (`GUEST_GICV3_GICD_BASE`, `GUEST_GICV3_GICR0_BASE`).
+    pub const GUEST: VgicLayout = VgicLayout {
+        gicd: GICD_BASE,
+        gicr: GICR_BASE,
+    };
+}
+
+/// Why a physical SPI cannot be routed to a domain.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RouteError {
+    /// The INTID is not an SPI this vGIC has.
+    BadIntid,
+    /// Hardware routing is not available in this build (helper "irq"'s
+    /// delivery path has not landed on this branch).
+    Unsupported,
 }
 
 /// pCPUs that should look at their vCPUs' interrupts again (bit n = pCPU n).
@@ -208,6 +239,13 @@ impl Vgic {
     /// A vGIC for domain `domid` with `nr_vcpus` redistributors (1..=[`MAX_VCPUS`]).
     #[must_use]
     pub fn new(domid: u16, nr_vcpus: u32) -> Self {
+        Self::with_layout(domid, nr_vcpus, VgicLayout::GUEST)
+    }
+
+    /// [`Vgic::new`] at `layout` (dom0: the host's GICD/GICR, as Xen's
+    /// hardware domain).
+    #[must_use]
+    pub fn with_layout(domid: u16, nr_vcpus: u32, layout: VgicLayout) -> Self {
         let n = nr_vcpus.clamp(1, MAX_VCPUS) as usize;
         let spi = IrqState {
             level: true,
@@ -222,7 +260,28 @@ impl Vgic {
                 routes: alloc::vec![0; SPI_COUNT as usize],
                 cpus: alloc::vec![VgicCpu::default(); n],
             }),
+            layout,
         }
+    }
+
+    /// Where this vGIC sits.
+    #[must_use]
+    pub fn layout(&self) -> VgicLayout {
+        self.layout
+    }
+
+    /// Link virtual SPI `intid` to the physical SPI of the same number
+    /// (`level`: level-triggered). Local placeholder: helper "irq" provides
+    /// the delivery path; until then every route is refused.
+    ///
+    /// # Errors
+    /// [`RouteError`].
+    pub fn route_hw_spi(&self, intid: u32, level: bool) -> Result<(), RouteError> {
+        let _ = level;
+        if !(32..NR_IRQS).contains(&intid) {
+            return Err(RouteError::BadIntid);
+        }
+        Err(RouteError::Unsupported)
     }
 
     /// Number of redistributors (vCPUs).
