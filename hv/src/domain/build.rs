@@ -124,13 +124,13 @@ pub fn dom0less_spec<'a>(d: &DomUNode<'a>) -> DomainSpec<'a> {
     }
 }
 
-/// One domain a kernel boot module asks for (Xen's `/chosen/module@`
-/// binding): its settings, its command line without hv's words, its kernel
-/// and the `multiboot,ramdisk` module right after it, if any.
+/// One domain a kernel boot module asks for, in Xen's guest layout (hv's
+/// bare payloads, [`legacy_module_domain`]): its settings, its command line
+/// without hv's words, its kernel and its ramdisk.
 pub struct ModuleDomain<'m> {
     /// RAM: `mem=`, else (control domain) `dom0_mem=`, else the default.
     pub ram_bytes: u64,
-    /// The word `dom0` in its bootargs.
+    /// dom0 by Xen's rule (the first kernel module).
     pub privileged: bool,
     /// vCPUs: `vcpus=`, else (control domain) `dom0_max_vcpus=`, else 1.
     pub vcpus: u32,
@@ -156,47 +156,70 @@ impl ModuleDomain<'_> {
     }
 }
 
-/// The domains the kernel boot modules ask for, in order: `mem=` in its
-/// bootargs sets the RAM size, the word `dom0` makes it the privileged
-/// control domain d0 (whose RAM and vCPUs come from hv's `dom0_mem=` /
-/// `dom0_max_vcpus=` unless it says `mem=` / `vcpus=`), a `multiboot,ramdisk`
-/// module right after it becomes its initrd.
+/// Xen's rule over a bare module list (what
+/// [`crate::bootinfo::BootInfo::module_domains`] does with a DTB's `/chosen`):
+/// the first kernel module is dom0 with the first ramdisk module; every
+/// further kernel module (an hv extension) is one more domain with the
+/// ramdisk module right after it (unless that is dom0's).
 #[must_use]
-pub fn module_domains<'m>(
+pub fn domains_from_modules<'m>(
     modules: &[BootModule<'m>],
-    options: &HvOptions,
-) -> Vec<ModuleDomain<'m>> {
+) -> Vec<crate::bootinfo::ModuleDomain<'m>> {
+    let dom0_rd = modules
+        .iter()
+        .find(|m| m.kind == ModuleKind::Ramdisk)
+        .copied();
     let mut out = Vec::new();
     for (i, m) in modules
         .iter()
         .enumerate()
         .filter(|(_, m)| m.kind == ModuleKind::Kernel)
     {
-        let privileged = m
-            .bootargs
-            .is_some_and(|a| a.split_whitespace().any(|w| w == "dom0"));
-        let (dom0_mem, dom0_vcpus) = if privileged {
-            (options.dom0_mem, options.dom0_max_vcpus)
+        let dom0 = out.is_empty();
+        let ramdisk = if dom0 {
+            dom0_rd
         } else {
-            (None, None)
-        };
-        out.push(ModuleDomain {
-            ram_bytes: m
-                .bootargs
-                .and_then(parse_mem)
-                .or(dom0_mem)
-                .unwrap_or(DEFAULT_RAM_BYTES),
-            privileged,
-            vcpus: m.bootargs.and_then(parse_vcpus).or(dom0_vcpus).unwrap_or(1),
-            cmdline: m.bootargs.map(guest_cmdline),
-            kernel: *m,
-            ramdisk: modules
+            modules
                 .get(i + 1)
-                .filter(|r| r.kind == ModuleKind::Ramdisk)
-                .copied(),
+                .filter(|r| r.kind == ModuleKind::Ramdisk && Some(**r) != dom0_rd)
+                .copied()
+        };
+        out.push(crate::bootinfo::ModuleDomain {
+            kernel: *m,
+            ramdisk,
+            bootargs: m.bootargs,
+            dom0,
         });
     }
     out
+}
+
+/// A module domain built in Xen's guest layout: `mem=` in its bootargs sets
+/// the RAM size (dom0: else `dom0_mem=`), `vcpus=` the vCPUs (dom0: else a
+/// fixed `dom0_max_vcpus=`), else [`DEFAULT_RAM_BYTES`] and 1; those words and
+/// `dom0` are removed from its command line ([`guest_cmdline`]).
+#[must_use]
+pub fn legacy_module_domain<'m>(
+    m: &crate::bootinfo::ModuleDomain<'m>,
+    options: &HvOptions,
+) -> ModuleDomain<'m> {
+    let (dom0_mem, dom0_vcpus) = if m.dom0 {
+        (options.dom0_mem, options.dom0_max_vcpus)
+    } else {
+        (None, None)
+    };
+    ModuleDomain {
+        ram_bytes: m
+            .bootargs
+            .and_then(parse_mem)
+            .or(dom0_mem)
+            .unwrap_or(DEFAULT_RAM_BYTES),
+        privileged: m.dom0,
+        vcpus: m.bootargs.and_then(parse_vcpus).or(dom0_vcpus).unwrap_or(1),
+        cmdline: m.bootargs.map(guest_cmdline),
+        kernel: m.kernel,
+        ramdisk: m.ramdisk,
+    }
 }
 
 /// Copy host memory at `pa` into `buf`, split at page boundaries as [`PhysMem`] requires.

@@ -195,6 +195,35 @@ fn place_stacks(info: &BootInfo<'_>, dtb_pa: u64, ncpus: usize) {
     STACKS_COUNT.store(n, Ordering::Relaxed);
 }
 
+/// The host DTB hv booted from (NOP-free), once the boot CPU parsed it.
+static HOST_DTB: Once<&'static [u8]> = Once::new();
+
+/// What the hardware domain's build needs from the platform
+/// ([`crate::start::HwEnv`]): the host DTB, hv's UART and image, the host
+/// GIC's addresses, the timer's PPIs, the CPU count.
+pub(super) fn hw_env(info: &'static BootInfo<'static>) -> crate::start::HwEnv<'static> {
+    let t = info.timer.unwrap_or_default();
+    crate::start::HwEnv {
+        host_dtb: HOST_DTB.get().copied().unwrap_or(&[]),
+        uart: info.uart,
+        hv_image: image_range(),
+        gic: info.gic.as_ref().and_then(|g| {
+            Some(crate::vgic::VgicLayout {
+                gicd: g.dist.base.raw(),
+                gicr: g.redist.as_slice().first()?.base.raw(),
+            })
+        }),
+        timer_ppis: [
+            t.sec_phys,
+            t.phys,
+            t.virt,
+            t.hyp_phys,
+            t.hyp_virt.unwrap_or(0),
+        ],
+        ncpus: u32::try_from(cpu_count(info)).unwrap_or(1),
+    }
+}
+
 fn image_range() -> MemRange {
     let start = core::ptr::addr_of!(__image_start) as u64;
     let end = core::ptr::addr_of!(__image_end) as u64;
@@ -278,6 +307,7 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64, bad_relocs: u64) -> ! {
 
     // From here on: MMU and caches on, atomics usable.
     let info = BOOT.call_once(|| info);
+    HOST_DTB.call_once(|| dtb);
     if let Some(u) = info.uart {
         // SAFETY: the DTB's PL011, identity-mapped as Device memory above;
         // all later output goes through the logger's lock.
