@@ -495,6 +495,45 @@ pub fn check_dtb(dtb: &[u8]) -> Result<(), BootInfoError> {
     validate(dtb)
 }
 
+/// The most bytes of a DTB hv reads (Linux's booting.rst: "must not exceed
+/// 2 megabytes"; Xen's `MAX_FDT_SIZE`).
+pub const MAX_DTB_BYTES: u32 = 2 << 20;
+
+/// The `totalsize` to use for a DTB whose 40-byte header is `hdr`: its own
+/// when it is at most [`MAX_DTB_BYTES`], else the end of the last block the
+/// header names (memory reservations, structure, strings), rounded up to 8,
+/// if that fits. QEMU's `-dtb` loader (`load_device_tree`, then
+/// `fdt_open_into`) grows a file's totalsize to twice its size plus 20000
+/// bytes, so a DTB saved with QEMU's 1 MiB `dumpdtb` padding arrives with a
+/// totalsize above 2 MiB although its blocks use a few KiB; such a blob used
+/// to be refused before any console was known (hv printed nothing at all).
+/// `None`: not a DTB header, or blocks that pass the limit.
+#[must_use]
+pub fn usable_totalsize(hdr: &[u8]) -> Option<u32> {
+    let word = |i: usize| be32(hdr, 4 * i);
+    if word(0)? != 0xd00d_feed {
+        return None;
+    }
+    let total = word(1)?;
+    if (40..=MAX_DTB_BYTES).contains(&total) {
+        return Some(total);
+    }
+    let (off_struct, off_strings, off_rsv) = (word(2)?, word(3)?, word(4)?);
+    let (size_strings, size_struct) = (word(8)?, word(9)?);
+    // The reservation list is at least its terminating 16-byte entry; a
+    // longer list before the structure block is covered by the others' ends.
+    let used = [
+        off_struct.checked_add(size_struct)?,
+        off_strings.checked_add(size_strings)?,
+        off_rsv.checked_add(16)?,
+        40,
+    ]
+    .into_iter()
+    .max()?
+    .checked_next_multiple_of(8)?;
+    (used <= total && used <= MAX_DTB_BYTES).then_some(used)
+}
+
 /// Remove every `FDT_NOP` token from the DTB's structure block in place
 /// (shrinking `size_dt_struct`); returns how many were removed.
 ///
