@@ -334,6 +334,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             dom.destroy(arch, mem, pool, flush, vmids);
             sink.hv_line(format_args!("d{id} ended ({why})"));
         }
+        crate::hypercall::virq::dom_exc(domains, mem); // xenstored's @releaseDomain (Xen: send_global_virq)
         if self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1 {
             // Lock order: shared, then runq.
             sink.hv_line(format_args!(
