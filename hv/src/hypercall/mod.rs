@@ -34,6 +34,8 @@ pub mod vm_assist;
 pub mod xen_version;
 
 #[cfg(test)]
+mod privif_tests;
+#[cfg(test)]
 mod tests;
 
 use alloc::boxed::Box;

@@ -1,0 +1,569 @@
+//! The privileged interfaces (issue 11 item 5) over a small world with a
+//! privileged d0 (2 vCPUs) and a toolstack-built domU d1: xen_version,
+//! sysctl, getdomaininfo, global VIRQs, memory_op reservations, privcmd
+//! buffers in user memory, and the dom0 start-up sequence of Xen 4.20's trace
+//! (/work/shared/xen-toolstack-trace.md §2.1 and §3) replayed.
+
+use super::*;
+use crate::arch::fake::{FakeArch, FakeMachine, FakeMem};
+use crate::domain::GUEST_RAM0_BASE;
+use crate::xen::abi::{
+    cpupool_op, domctl_cmd, physcap, sysctl_cmd, virq, XenDomctl, XenDomctlGetdomaininfo,
+    XenSysctl, XenSysctlCpupoolOp, XenSysctlCputopoinfo, XenSysctlGetdomaininfolist,
+    XenSysctlNumainfo, XenSysctlPhysinfo, XenSysctlReadconsole, XenSysctlSchedId,
+    XEN_DOMCTL_INTERFACE_VERSION, XEN_SYSCTL_INTERFACE_VERSION,
+};
+use crate::xen::domu::DomainXen;
+use alloc::string::String;
+use alloc::sync::Arc;
+use memops::FrameTable;
+use spin::Mutex;
+
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+impl ConsoleSink for Lines {
+    fn guest_line(&mut self, domid: u16, line: &str) {
+        self.0.lock().push(std::format!("(d{domid}) {line}"));
+    }
+    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
+        self.0.lock().push(std::format!("hv: {args}"));
+    }
+}
+
+const B: u64 = GUEST_RAM0_BASE;
+/// Where the tests put a call's struct (in d0's RAM, MMU off).
+const ARG: u64 = B + 0x1000;
+/// An output buffer.
+const BUF: u64 = B + 0x4000;
+
+struct W {
+    world: crate::world::World<FakeMem>,
+    arch: FakeArch,
+    irq: Vec<(u16, u32)>,
+    s1: Stage1,
+}
+
+impl W {
+    /// d0: privileged, 2 vCPUs, 8 MiB; d1: a toolstack-built domU, 1 vCPU.
+    fn new() -> Self {
+        let mem = FakeMem::new(0x8000_0000, 0x800_0000);
+        let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x8000);
+        let mut world = crate::world::World::new(
+            mem,
+            pool,
+            pv_tlb::Policy::XenCompat,
+            Box::new(Lines::default()),
+            4,
+            40,
+        );
+        world.heap_free = || usize::MAX;
+        for (id, vcpus, ram) in [(0u16, 2u32, 8u64 << 20), (1, 1, 4 << 20)] {
+            let wd = &mut world;
+            let mut d =
+                Domain::create(id, ram, 40, &mut wd.vmids, &mut wd.mem, &mut wd.pool).unwrap();
+            d.xen =
+                DomainXen::setup(id, vcpus, d.physmap_mut(), &mut wd.mem, &mut wd.pool).unwrap();
+            d.max_vcpus = vcpus;
+            d.privileged = id == 0;
+            d.from_domctl = id == 1;
+            wd.domains.push(d);
+        }
+        Self {
+            world,
+            arch: FakeArch::new(0, FakeMachine::new_shared()),
+            irq: Vec::new(),
+            s1: Stage1::default(),
+        }
+    }
+
+    fn idx(&self, d: u16) -> usize {
+        self.world.domains.iter().position(|x| x.id == d).unwrap()
+    }
+
+    fn put(&mut self, d: u16, ipa: u64, b: &[u8]) {
+        let i = self.idx(d);
+        self.world.domains[i]
+            .guest_memory(&mut self.world.mem)
+            .copy_to_guest(Ipa(ipa), b)
+            .unwrap();
+    }
+
+    fn get(&mut self, d: u16, ipa: u64, n: usize) -> Vec<u8> {
+        let i = self.idx(d);
+        let mut b = alloc::vec![0u8; n];
+        self.world.domains[i]
+            .guest_memory(&mut self.world.mem)
+            .copy_from_guest(Ipa(ipa), &mut b)
+            .unwrap();
+        b
+    }
+
+    fn raw(&mut self, caller: u16, vcpu: u32, nr: u64, args: [u64; 5]) -> Reply {
+        let mut ctx = Ctx::new(caller, vcpu, self.s1, &mut self.world, &mut self.arch);
+        let r = handle(Call { nr, args }, &mut ctx);
+        let up = core::mem::take(&mut ctx.fx.upcalls.upcalls);
+        self.irq.extend(up);
+        r
+    }
+
+    /// A call's x0 as a signed value (errno negative).
+    fn call(&mut self, caller: u16, nr: u64, args: [u64; 3]) -> i64 {
+        self.raw(caller, 0, nr, [args[0], args[1], args[2], 0, 0])
+            .ret as i64
+    }
+
+    fn sysctl_as(&mut self, caller: u16, cmd: u32, member: &[u8]) -> (i64, XenSysctl) {
+        let mut op = XenSysctl {
+            cmd,
+            interface_version: XEN_SYSCTL_INTERFACE_VERSION,
+            ..XenSysctl::default()
+        };
+        op.u[..member.len()].copy_from_slice(member);
+        let at = if caller == 0 { ARG } else { B + 0x1000 };
+        self.put(caller, at, &op.to_bytes());
+        let r = self.call(caller, nr::SYSCTL, [at, 0, 0]);
+        let back = self.get(caller, at, XenSysctl::SIZE);
+        (
+            r,
+            XenSysctl::from_bytes(back.as_slice().try_into().unwrap()),
+        )
+    }
+
+    fn sysctl(&mut self, cmd: u32, member: &[u8]) -> (i64, XenSysctl) {
+        self.sysctl_as(0, cmd, member)
+    }
+
+    fn domctl(&mut self, cmd: u32, dom: u16) -> (i64, XenDomctl) {
+        let op = XenDomctl::new(cmd, dom);
+        self.put(0, ARG, &op.to_bytes());
+        let r = self.call(0, nr::DOMCTL, [ARG, 0, 0]);
+        let back = self.get(0, ARG, XenDomctl::SIZE);
+        (
+            r,
+            XenDomctl::from_bytes(back.as_slice().try_into().unwrap()),
+        )
+    }
+
+    fn evtchn(&mut self, caller: u16, cmd: u32, s: &[u8]) -> (i64, Vec<u8>) {
+        let at = B + 0x2000;
+        self.put(caller, at, s);
+        let r = self.call(caller, nr::EVENT_CHANNEL_OP, [u64::from(cmd), at, 0]);
+        (r, self.get(caller, at, s.len()))
+    }
+}
+
+fn e(x: Errno) -> i64 {
+    -(x as i64)
+}
+
+#[test]
+fn xen_version_varbufs_and_privileged_strings() {
+    let mut w = W::new();
+    // Length requests (NULL), then the strings without NUL.
+    let ev = xen_version::EXTRAVERSION;
+    assert_eq!(w.call(0, nr::XEN_VERSION, [11, 0, 0]), ev.len() as i64);
+    w.put(0, ARG, &64u32.to_le_bytes());
+    assert_eq!(w.call(0, nr::XEN_VERSION, [11, ARG, 0]), ev.len() as i64);
+    assert_eq!(w.get(0, ARG + 4, ev.len()), ev.as_bytes());
+    let caps = xen_version::CAPABILITIES;
+    assert_eq!(w.call(0, nr::XEN_VERSION, [12, ARG, 0]), caps.len() as i64);
+    assert_eq!(w.get(0, ARG + 4, caps.len()), caps.as_bytes());
+    assert_eq!(
+        w.call(0, nr::XEN_VERSION, [13, ARG, 0]),
+        xen_version::CHANGESET.len() as i64
+    );
+    // Too small a buffer: -ENOBUFS, nothing written past the header.
+    w.put(0, ARG, &2u32.to_le_bytes());
+    w.put(0, ARG + 4, &[0xee; 8]);
+    assert_eq!(w.call(0, nr::XEN_VERSION, [12, ARG, 0]), e(Errno::ENOBUFS));
+    assert_eq!(w.get(0, ARG + 4, 8), [0xee; 8]);
+    // A header outside RAM: -EFAULT.
+    assert_eq!(
+        w.call(0, nr::XEN_VERSION, [11, 0x10_0000_0000, 0]),
+        e(Errno::EFAULT)
+    );
+    // build_id: hv has none (-ENODATA as Xen without one); a domU is refused first.
+    assert_eq!(w.call(0, nr::XEN_VERSION, [10, 0, 0]), e(Errno::ENODATA));
+    assert_eq!(w.call(1, nr::XEN_VERSION, [10, 0, 0]), e(Errno::EPERM));
+    // commandline2: the control domain's only (host facts: unset in tests, empty).
+    assert_eq!(
+        w.call(0, nr::XEN_VERSION, [14, 0, 0]),
+        host::host_facts().cmdline.len() as i64
+    );
+    assert_eq!(w.call(1, nr::XEN_VERSION, [14, 0, 0]), e(Errno::EPERM));
+    // extraversion2 is for everyone.
+    assert_eq!(
+        w.call(1, nr::XEN_VERSION, [11, 0, 0]),
+        ev.len() as i64,
+        "XSM_HOOK"
+    );
+    // XENVER_commandline: char[1024] for dom0, "<denied>" for a domU.
+    w.put(0, BUF, &[0xee; 1100]);
+    assert_eq!(w.call(0, nr::XEN_VERSION, [9, BUF, 0]), 0);
+    let cl = w.get(0, BUF, 1025);
+    assert_eq!(cl[1024], 0xee, "exactly 1024 bytes");
+    assert_eq!(cl[host::host_facts().cmdline.len()], 0, "NUL terminated");
+    w.put(1, B + 0x3000, &[0xee; 16]);
+    assert_eq!(w.call(1, nr::XEN_VERSION, [9, B + 0x3000, 0]), 0);
+    assert_eq!(&w.get(1, B + 0x3000, 10), b"<denied>\0\xee");
+    // XENVER_version, pagesize as the trace (0x40014, 0x1000).
+    assert_eq!(w.call(0, nr::XEN_VERSION, [0, 0, 0]), 0x40014);
+    assert_eq!(w.call(0, nr::XEN_VERSION, [7, 0, 0]), 0x1000);
+}
+
+#[test]
+fn get_features_dom0_is_direct_mapped_domu_unchanged() {
+    let mut w = W::new();
+    w.put(0, ARG, &[0; 8]);
+    assert_eq!(w.call(0, nr::XEN_VERSION, [6, ARG, 0]), 0);
+    let f = u32::from_le_bytes(w.get(0, ARG + 4, 4).try_into().unwrap());
+    use crate::xen::abi::xenfeat as x;
+    assert_ne!(f & (1 << x::DOM0), 0);
+    assert_ne!(f & (1 << x::DIRECT_MAPPED), 0);
+    assert_eq!(f & (1 << x::NOT_DIRECT_MAPPED), 0);
+    w.put(1, B + 0x3000, &[0; 8]);
+    assert_eq!(w.call(1, nr::XEN_VERSION, [6, B + 0x3000, 0]), 0);
+    let g = u32::from_le_bytes(w.get(1, B + 0x3004, 4).try_into().unwrap());
+    assert_eq!(g & (1 << x::DOM0), 0);
+    assert_eq!(g & (1 << x::DIRECT_MAPPED), 0);
+    assert_ne!(g & (1 << x::NOT_DIRECT_MAPPED), 0);
+    // Submap 1 does not exist.
+    w.put(0, ARG, &1u32.to_le_bytes());
+    assert_eq!(w.call(0, nr::XEN_VERSION, [6, ARG, 0]), e(Errno::EINVAL));
+}
+
+#[test]
+fn sysctl_checks_version_then_privilege() {
+    let mut w = W::new();
+    let mut op = XenSysctl {
+        cmd: sysctl_cmd::PHYSINFO,
+        interface_version: 0x14,
+        ..XenSysctl::default()
+    };
+    w.put(0, ARG, &op.to_bytes());
+    assert_eq!(w.call(0, nr::SYSCTL, [ARG, 0, 0]), e(Errno::EACCES));
+    op.interface_version = XEN_SYSCTL_INTERFACE_VERSION;
+    w.put(1, B + 0x1000, &op.to_bytes());
+    assert_eq!(w.call(1, nr::SYSCTL, [B + 0x1000, 0, 0]), e(Errno::EPERM));
+    assert_eq!(
+        w.call(0, nr::SYSCTL, [0x10_0000_0000, 0, 0]),
+        e(Errno::EFAULT)
+    );
+    // perfc_op (xenperf): -ENOSYS as Xen without CONFIG_PERF_COUNTERS;
+    // the struct is not written back.
+    let (r, back) = w.sysctl(sysctl_cmd::PERFC_OP, &[0xab; 8]);
+    assert_eq!(r, e(Errno::ENOSYS));
+    assert_eq!(&back.u[..8], &[0xab; 8]);
+}
+
+#[test]
+fn physinfo_sched_id_and_topology() {
+    let mut w = W::new();
+    let (r, back) = w.sysctl(sysctl_cmd::PHYSINFO, &[0xff; 112]);
+    assert_eq!(r, 0);
+    let p: XenSysctlPhysinfo = back.member();
+    let n = host::host_facts().nr_cpus.max(1);
+    assert_eq!(p.threads_per_core, 1);
+    assert_eq!(p.cores_per_socket, 1);
+    assert_eq!(p.nr_cpus, n);
+    assert_eq!(p.max_cpu_id, n - 1);
+    assert_eq!((p.nr_nodes, p.max_node_id), (1, 0));
+    let khz = (w.arch.counter_frequency() + 500) / 1000;
+    assert_eq!(u64::from(p.cpu_khz), khz);
+    assert_eq!(
+        p.capabilities,
+        physcap::HVM | physcap::HAP | physcap::GNTTAB_V1
+    );
+    assert_eq!(p.arch_capabilities & physcap::ARM_SVE_MASK, 0, "no SVE");
+    assert_eq!(p.total_pages, w.world.pool.total_frames());
+    assert_eq!(p.free_pages, w.world.pool.free_frames());
+    assert!(p.free_pages < p.total_pages, "the domains hold pages");
+    assert_eq!((p.scrub_pages, p.outstanding_pages), (0, 0));
+    assert_eq!(p.hw_cap, [0; 8], "the union's input is not echoed");
+
+    let (r, back) = w.sysctl(sysctl_cmd::SCHED_ID, &[]);
+    assert_eq!(r, 0);
+    let s: XenSysctlSchedId = back.member();
+    assert_eq!(s.sched_id, 6, "XEN_SCHEDULER_CREDIT2");
+
+    // cputopoinfo: NULL handle = count; then entries (core/socket/node 0).
+    let q = XenSysctlCputopoinfo {
+        num_cpus: 0,
+        cputopo: 0,
+    };
+    let (r, back) = w.sysctl(sysctl_cmd::CPUTOPOINFO, &q.to_bytes());
+    assert_eq!(r, 0);
+    assert_eq!(back.member::<XenSysctlCputopoinfo>().num_cpus, n);
+    w.put(0, BUF, &[0xee; 64]);
+    let q = XenSysctlCputopoinfo {
+        num_cpus: 4,
+        cputopo: BUF,
+    };
+    let (r, back) = w.sysctl(sysctl_cmd::CPUTOPOINFO, &q.to_bytes());
+    assert_eq!(r, 0);
+    assert_eq!(back.member::<XenSysctlCputopoinfo>().num_cpus, n);
+    let t = w.get(0, BUF, 12 * n as usize + 1);
+    assert!(t[..12 * n as usize].iter().all(|b| *b == 0));
+    assert_eq!(t[12 * n as usize], 0xee);
+
+    // numainfo: one node with the pool, distance 20.
+    let q = XenSysctlNumainfo {
+        num_nodes: 0,
+        meminfo: 0,
+        distance: 0,
+    };
+    let (r, back) = w.sysctl(sysctl_cmd::NUMAINFO, &q.to_bytes());
+    assert_eq!((r, back.member::<XenSysctlNumainfo>().num_nodes), (0, 1));
+    let q = XenSysctlNumainfo {
+        num_nodes: 2,
+        meminfo: BUF,
+        distance: BUF + 0x100,
+    };
+    let (r, back) = w.sysctl(sysctl_cmd::NUMAINFO, &q.to_bytes());
+    assert_eq!((r, back.member::<XenSysctlNumainfo>().num_nodes), (0, 1));
+    let m = w.get(0, BUF, 16);
+    assert_eq!(
+        u64::from_le_bytes(m[..8].try_into().unwrap()),
+        w.world.pool.total_frames() * 4096
+    );
+    assert_eq!(w.get(0, BUF + 0x100, 4), 20u32.to_le_bytes());
+}
+
+#[test]
+fn cpupool_enumeration_ends_with_enoent() {
+    let mut w = W::new();
+    let info = |pool: u32, nr_bits: u32| XenSysctlCpupoolOp {
+        op: cpupool_op::INFO,
+        cpupool_id: pool,
+        cpumap: crate::xen::abi::XenctlBitmap {
+            bitmap: BUF,
+            nr_bits,
+        },
+        ..XenSysctlCpupoolOp::default()
+    };
+    w.put(0, BUF, &[0xee; 16]);
+    let (r, back) = w.sysctl(sysctl_cmd::CPUPOOL_OP, &info(0, 64).to_bytes());
+    assert_eq!(r, 0);
+    let p: XenSysctlCpupoolOp = back.member();
+    assert_eq!((p.cpupool_id, p.sched_id, p.n_dom), (0, 6, 2));
+    let n = host::host_facts().nr_cpus.max(1);
+    let map = w.get(0, BUF, 9);
+    assert_eq!(
+        u64::from_le_bytes(map[..8].try_into().unwrap()),
+        (1 << n) - 1
+    );
+    assert_eq!(map[8], 0xee, "nr_bits 64: 8 bytes");
+    // xen-init-dom0 then asks for pool 1: -ENOENT ends the enumeration.
+    let (r, _) = w.sysctl(sysctl_cmd::CPUPOOL_OP, &info(1, 64).to_bytes());
+    assert_eq!(r, e(Errno::ENOENT));
+    // FREEINFO (xl info): no free CPUs.
+    w.put(0, BUF, &[0xee; 16]);
+    let mut f = info(0, 16);
+    f.op = cpupool_op::FREEINFO;
+    assert_eq!(w.sysctl(sysctl_cmd::CPUPOOL_OP, &f.to_bytes()).0, 0);
+    assert_eq!(w.get(0, BUF, 3), [0, 0, 0xee]);
+    // A huge nr_bits is written in pieces up to the end of RAM, then -EFAULT.
+    let big = info(0, u32::MAX);
+    assert_eq!(
+        w.sysctl(sysctl_cmd::CPUPOOL_OP, &big.to_bytes()).0,
+        e(Errno::EFAULT)
+    );
+    let mut c = info(0, 8);
+    c.op = cpupool_op::CREATE;
+    assert_eq!(
+        w.sysctl(sysctl_cmd::CPUPOOL_OP, &c.to_bytes()).0,
+        e(Errno::ENOSYS)
+    );
+}
+
+fn list(w: &mut W, first: u16, max: u32) -> (i64, Vec<XenDomctlGetdomaininfo>) {
+    let l = XenSysctlGetdomaininfolist {
+        first_domain: first,
+        max_domains: max,
+        buffer: BUF,
+        num_domains: 0,
+    };
+    let (r, back) = w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+    let n = back.member::<XenSysctlGetdomaininfolist>().num_domains as usize;
+    let raw = w.get(0, BUF, n * 120);
+    let v = raw
+        .chunks(120)
+        .map(|c| XenDomctlGetdomaininfo::from_bytes(c.try_into().unwrap()))
+        .collect();
+    (r, v)
+}
+
+#[test]
+fn getdomaininfolist_and_getdomaininfo_as_xl_list_reads_them() {
+    let mut w = W::new();
+    // d0 running on vCPU 0, vCPU 1 blocked; d1 paused, never ran.
+    {
+        use crate::xen::domu::runstate;
+        let d0 = w.idx(0);
+        let rs = &mut w.world.domains[d0].xen.runstate;
+        rs[0].state = runstate::RUNNING;
+        rs[0].time[0] = 1000;
+        rs[1].state = runstate::BLOCKED;
+        rs[1].time[0] = 234;
+    }
+    let (r, all) = list(&mut w, 0, 1024);
+    assert_eq!(r, 0);
+    assert_eq!(all.iter().map(|i| i.domain).collect::<Vec<_>>(), [0, 1]);
+    let d0 = all[0];
+    use super::domctl::dominf;
+    assert_eq!(
+        d0.flags & 0xffff,
+        dominf::RUNNING | dominf::HVM_GUEST | dominf::HAP
+    );
+    assert_eq!(d0.flags >> 16, 0xffff, "SHUTDOWN_CODE_INVALID, as Xen");
+    assert_eq!(d0.nr_online_vcpus, 2);
+    assert_eq!(d0.max_vcpu_id, 1);
+    assert_eq!(d0.cpu_time, 1234);
+    assert_eq!(d0.tot_pages, w.world.domains[0].physmap().tot_pages());
+    assert_eq!(d0.max_pages, w.world.domains[0].physmap().max_pages());
+    assert_eq!(d0.gpaddr_bits, 40);
+    assert_eq!(
+        d0.shared_info_frame,
+        w.world.domains[0].xen.evtchn.shared_info().unwrap().0 >> 12
+    );
+    let d1 = all[1];
+    assert_eq!(
+        d1.flags & 0xffff,
+        dominf::PAUSED | dominf::HVM_GUEST | dominf::HAP
+    );
+    assert_eq!(d1.nr_online_vcpus, 0);
+    // first_domain / max_domains (xenconsoled: first 1; xl create: first = new).
+    let (_, from1) = list(&mut w, 1, 32751);
+    assert_eq!(from1.iter().map(|i| i.domain).collect::<Vec<_>>(), [1]);
+    let (_, one) = list(&mut w, 0, 1);
+    assert_eq!(one.len(), 1);
+    let (_, none) = list(&mut w, 2, 1024);
+    assert!(none.is_empty());
+    // A bad buffer: -EFAULT.
+    let l = XenSysctlGetdomaininfolist {
+        first_domain: 0,
+        max_domains: 4,
+        buffer: 0x10_0000_0000,
+        num_domains: 0,
+    };
+    assert_eq!(
+        w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes()).0,
+        e(Errno::EFAULT)
+    );
+    // XEN_DOMCTL_getdomaininfo(dom=0): xen-init-dom0's five calls.
+    let (r, back) = w.domctl(domctl_cmd::GETDOMAININFO, 0);
+    assert_eq!(r, 0);
+    assert_eq!(back.member::<XenDomctlGetdomaininfo>(), d0);
+    assert_eq!(w.domctl(domctl_cmd::GETDOMAININFO, 9).0, e(Errno::ESRCH));
+    // A domU that shut down (crash): shutdown flag with the code, not dying.
+    let i1 = w.idx(1);
+    w.world.domains[i1].ending = Some(crate::domain::EndReason::Shutdown(
+        crate::xen::ShutdownReason::Crash,
+    ));
+    let (_, back) = w.domctl(domctl_cmd::GETDOMAININFO, 1);
+    let f = back.member::<XenDomctlGetdomaininfo>().flags;
+    assert_eq!(f & (dominf::SHUTDOWN | dominf::DYING), dominf::SHUTDOWN);
+    assert_eq!((f >> 16) & 0xff, 3, "SHUTDOWN_crash");
+    // Unknown domctls: -ENOSYS.
+    assert_eq!(w.domctl(77, 0).0, e(Errno::ENOSYS));
+    // The interface version is checked first.
+    let mut op = XenDomctl::new(domctl_cmd::GETDOMAININFO, 0);
+    op.interface_version = XEN_DOMCTL_INTERFACE_VERSION - 1;
+    w.put(0, ARG, &op.to_bytes());
+    assert_eq!(w.call(0, nr::DOMCTL, [ARG, 0, 0]), e(Errno::EACCES));
+}
+
+#[test]
+fn readconsole_reads_hvs_log_incrementally_and_clears() {
+    let mut w = W::new();
+    crate::conring::puts(b"hv: readconsole-test line\n");
+    let rc = |clear: u8, incremental: u8, index: u32, count: u32| XenSysctlReadconsole {
+        clear,
+        incremental,
+        index,
+        buffer: BUF,
+        count,
+        ..XenSysctlReadconsole::default()
+    };
+    // `xl dmesg`: the whole ring (other tests write to it too).
+    let (r, back) = w.sysctl(sysctl_cmd::READCONSOLE, &rc(0, 0, 0, 0x3000).to_bytes());
+    assert_eq!(r, 0);
+    let out: XenSysctlReadconsole = back.member();
+    assert!(out.count > 0 && out.count <= 0x3000);
+    let text = w.get(0, BUF, out.count as usize);
+    assert!(
+        text.windows(20).any(|x| x == b"readconsole-test lin") || out.count == 0x3000,
+        "hv's line is in the ring"
+    );
+    // Incremental from the end index: only what was written since.
+    crate::conring::puts(b"after\n");
+    let (_, back) = w.sysctl(
+        sysctl_cmd::READCONSOLE,
+        &rc(0, 1, out.index, 0x3000).to_bytes(),
+    );
+    let next: XenSysctlReadconsole = back.member();
+    let tail = w.get(0, BUF, next.count as usize);
+    assert!(tail.ends_with(b"after\n") || tail.windows(6).any(|x| x == b"after\n"));
+    assert!(next.index.wrapping_sub(out.index) >= 6);
+    // count 0: nothing copied, index unchanged semantics (oldest).
+    let (r, back) = w.sysctl(sysctl_cmd::READCONSOLE, &rc(0, 0, 0, 0).to_bytes());
+    assert_eq!((r, back.member::<XenSysctlReadconsole>().count), (0, 0));
+    // A bad buffer: -EFAULT.
+    let mut bad = rc(0, 0, 0, 16);
+    bad.buffer = 0x10_0000_0000;
+    assert_eq!(
+        w.sysctl(sysctl_cmd::READCONSOLE, &bad.to_bytes()).0,
+        e(Errno::EFAULT)
+    );
+}
+
+#[test]
+fn dom_exc_is_bound_by_dom0_moved_and_raised_when_a_domain_goes() {
+    let mut w = W::new();
+    // Make dom0's vCPU 0 deliverable: its shared-info slot unmasked.
+    let mut b = [0u8; 12];
+    b[0..4].copy_from_slice(&virq::DOM_EXC.to_le_bytes());
+    b[4..8].copy_from_slice(&1u32.to_le_bytes());
+    assert_eq!(
+        w.evtchn(0, evtchn::op::BIND_VIRQ, &b).0,
+        e(Errno::EINVAL),
+        "global VIRQ on vCPU 1"
+    );
+    b[4..8].copy_from_slice(&0u32.to_le_bytes());
+    let (r, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &b);
+    assert_eq!(r, 0);
+    let port = u32::from_le_bytes(out[8..12].try_into().unwrap());
+    // xenstored: bind_vcpu(port, 0) succeeds on a global VIRQ.
+    let mut bv = [0u8; 8];
+    bv[0..4].copy_from_slice(&port.to_le_bytes());
+    assert_eq!(w.evtchn(0, evtchn::op::BIND_VCPU, &bv).0, 0);
+    // Status: VIRQ 3 on vCPU 0.
+    let mut st = [0u8; 24];
+    st[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
+    st[4..8].copy_from_slice(&port.to_le_bytes());
+    let (r, s) = w.evtchn(0, evtchn::op::STATUS, &st);
+    assert_eq!(r, 0);
+    assert_eq!(
+        u32::from_le_bytes(s[8..12].try_into().unwrap()),
+        4,
+        "EVTCHNSTAT_virq"
+    );
+    assert_eq!(u32::from_le_bytes(s[16..20].try_into().unwrap()), 3);
+    // destroydomain of d1: VIRQ_DOM_EXC pending on dom0, upcall on vCPU 0.
+    w.irq.clear();
+    assert_eq!(w.domctl(domctl_cmd::DESTROYDOMAIN, 1).0, 0);
+    assert!(w.world.domain(1).is_none());
+    let si = w.world.domains[w.idx(0)].xen.evtchn.shared_info().unwrap();
+    let mut pend = [0u8; 8];
+    w.world
+        .mem
+        .read(PhysAddr(si.0 + 48 + u64::from(port / 64) * 8), &mut pend);
+    assert_ne!(u64::from_le_bytes(pend) & (1 << (port % 64)), 0);
+    assert_eq!(w.irq, [(0, 0)]);
+    // The handler is the privileged domain; a domain without a bound port gets nothing.
+    assert_eq!(super::virq::global_virq_handler(&w.world.domains), Some(0));
+    w.irq.clear();
+    let before = w.world.domains.len();
+    super::virq::dom_exc(&mut w.world.domains, &mut w.world.mem);
+    assert_eq!(w.world.domains.len(), before);
+}
