@@ -26,6 +26,7 @@ pub mod hv_op;
 pub mod hvm_op;
 pub mod memory_op;
 pub mod multicall;
+pub mod platform_op;
 pub mod sched_op;
 pub mod sysctl;
 pub mod vcpu_op;
@@ -383,6 +384,7 @@ pub fn handle<M: PhysMem + TableMem>(call: Call, ctx: &mut Ctx<'_, M>) -> Reply 
         nr::VM_ASSIST => vm_assist::call(a, ctx),
         nr::MULTICALL => multicall::call(a, ctx),
         nr::SYSCTL => sysctl::call(a, ctx),
+        nr::PLATFORM_OP => platform_op::call(a, ctx),
         nr::DOMCTL => domctl::call(a, ctx),
         hv_op::HYPERVISOR_HV_OP => hv_op::call(a, ctx),
         nr => {

@@ -567,3 +567,95 @@ fn dom_exc_is_bound_by_dom0_moved_and_raised_when_a_domain_goes() {
     super::virq::dom_exc(&mut w.world.domains, &mut w.world.mem);
     assert_eq!(w.world.domains.len(), before);
 }
+
+/// privcmd (Linux drivers/xen/privcmd.c -> arch/arm64/xen/hypercall.S
+/// `privcmd_call`): dom0's user space (libxencall) issues hypercalls through
+/// the kernel with its buffers at *user* VAs, translated through TTBR0 (ASID
+/// in TTBR0[63:48], top-byte-ignore on for user pointers). PSTATE.PAN may be
+/// set during the HVC: Xen translates with `AT S1E1R/W`, which PAN does not
+/// affect (Armv8.1), so the EL1 permissions count (AP\[2\]), not the EL0
+/// ones (AP\[1\]) nor PAN — hv's walk does the same.
+#[test]
+fn privcmd_buffers_at_user_vas_go_through_ttbr0() {
+    let mut w = W::new();
+    let (l0, l1, l2, l3) = (B + 0x10_0000, B + 0x10_1000, B + 0x10_2000, B + 0x10_3000);
+    let va: u64 = 0x0000_ffff_a000_0000;
+    let desc =
+        |w: &mut W, table: u64, idx: u64, d: u64| w.put(0, table + idx * 8, &d.to_le_bytes());
+    desc(&mut w, l0, (va >> 39) & 511, l1 | 3);
+    desc(&mut w, l1, (va >> 30) & 511, l2 | 3);
+    desc(&mut w, l2, (va >> 21) & 511, l3 | 3);
+    const AF: u64 = 1 << 10;
+    const AP_USER_RW: u64 = 1 << 6; // AP[2:1] = 01
+    const AP_USER_RO: u64 = 3 << 6; // AP[2:1] = 11
+    let i3 = (va >> 12) & 511;
+    // Two user RW pages at non-contiguous IPAs, then a user read-only page.
+    desc(&mut w, l3, i3, (B + 0x20_0000) | 3 | AF | AP_USER_RW);
+    desc(&mut w, l3, i3 + 1, (B + 0x30_0000) | 3 | AF | AP_USER_RW);
+    desc(&mut w, l3, i3 + 2, (B + 0x40_0000) | 3 | AF | AP_USER_RO);
+    // TCR: T0SZ = T1SZ = 16, TG0 = 4K, TG1 = 4K, TBI0.
+    let tcr = 16 | (16 << 16) | (2 << 30) | (1 << 37);
+    w.s1 = Stage1 {
+        sctlr: 1,
+        tcr,
+        ttbr0: (0x42 << 48) | l0,
+        ttbr1: 0,
+    };
+    // The struct xen_sysctl straddles the two pages (libxencall's buffers
+    // are page-aligned, but a struct inside one need not be).
+    let user = va + 0xf80;
+    let op = XenSysctl {
+        cmd: sysctl_cmd::PHYSINFO,
+        interface_version: XEN_SYSCTL_INTERFACE_VERSION,
+        ..XenSysctl::default()
+    }
+    .to_bytes();
+    w.put(0, B + 0x20_0f80, &op[..0x80]);
+    w.put(0, B + 0x30_0000, &op[0x80..]);
+    for ptr in [user, (0x5a << 56) | user] {
+        assert_eq!(w.call(0, nr::SYSCTL, [ptr, 0, 0]), 0, "{ptr:#x}");
+        let mut back = w.get(0, B + 0x20_0f80, 0x80);
+        back.extend(w.get(0, B + 0x30_0000, XenSysctl::SIZE - 0x80));
+        let p: XenSysctlPhysinfo =
+            XenSysctl::from_bytes(back.as_slice().try_into().unwrap()).member();
+        assert_eq!(p.total_pages, w.world.pool.total_frames());
+        assert_eq!(p.threads_per_core, 1);
+    }
+    // Output into the user read-only page: -EFAULT (as AT S1E1W faults).
+    let l = XenSysctlGetdomaininfolist {
+        first_domain: 0,
+        max_domains: 8,
+        buffer: va + 0x2000,
+        num_domains: 0,
+    };
+    let mut op = XenSysctl {
+        cmd: sysctl_cmd::GETDOMAININFOLIST,
+        interface_version: XEN_SYSCTL_INTERFACE_VERSION,
+        ..XenSysctl::default()
+    };
+    op.set_member(&l);
+    w.put(0, B + 0x20_0000, &op.to_bytes());
+    assert_eq!(w.call(0, nr::SYSCTL, [va, 0, 0]), e(Errno::EFAULT));
+    // The same into the second RW page works.
+    let mut l2b = l;
+    l2b.buffer = va + 0x1000;
+    op.set_member(&l2b);
+    w.put(0, B + 0x20_0000, &op.to_bytes());
+    assert_eq!(w.call(0, nr::SYSCTL, [va, 0, 0]), 0);
+    let first = w.get(0, B + 0x30_0000, 120);
+    assert_eq!(
+        XenDomctlGetdomaininfo::from_bytes(first.as_slice().try_into().unwrap()).domain,
+        0
+    );
+    // An unmapped user VA and a kernel VA with no TTBR1 tables: -EFAULT.
+    assert_eq!(w.call(0, nr::SYSCTL, [va + 0x3000, 0, 0]), e(Errno::EFAULT));
+    assert_eq!(
+        w.call(0, nr::SYSCTL, [0xffff_8000_0000_0000, 0, 0]),
+        e(Errno::EFAULT)
+    );
+    // A non-canonical user VA (bits 55:48 set without TBI meaning): -EFAULT.
+    assert_eq!(
+        w.call(0, nr::SYSCTL, [0x00ff_0000_0000_0000 | user, 0, 0]),
+        e(Errno::EFAULT)
+    );
+}
