@@ -82,8 +82,9 @@ impl<const N: usize> Conring<N> {
     /// Read up to `max` bytes as `read_console_ring`: from the oldest byte
     /// held, or from `index` if `incremental` and `index` lies in
     /// (oldest, producer\] (an index outside that is ignored, as in Xen).
+    /// `None` if hv's heap has no room for the copy (at most `N` bytes).
     #[must_use]
-    pub fn read(&self, incremental: bool, index: u32, max: u32) -> ReadOut {
+    pub fn read(&self, incremental: bool, index: u32, max: u32) -> Option<ReadOut> {
         let (mut c, p) = (self.c, self.p);
         let inside = if c <= p {
             c < index && index <= p
@@ -96,15 +97,15 @@ impl<const N: usize> Conring<N> {
         let n = p.wrapping_sub(c).min(max);
         let mut bytes = Vec::new();
         // At most N bytes are held, so this reservation is bounded by the ring.
-        bytes.reserve_exact(n as usize);
+        bytes.try_reserve_exact(n as usize).ok()?;
         for i in 0..n {
             bytes.push(self.buf[Self::idx(c.wrapping_add(i))]);
         }
-        ReadOut {
+        Some(ReadOut {
             bytes,
             end: c.wrapping_add(n),
             producer: p,
-        }
+        })
     }
 
     /// `clear` after a read that ended at `end` when the producer was at
@@ -150,7 +151,7 @@ pub fn dropped() -> u64 {
 
 /// A copy of what hv's ring holds (see [`Conring::read`]).
 #[must_use]
-pub fn read(incremental: bool, index: u32, max: u32) -> ReadOut {
+pub fn read(incremental: bool, index: u32, max: u32) -> Option<ReadOut> {
     RING.lock().read(incremental, index, max)
 }
 
@@ -167,13 +168,17 @@ mod tests {
     fn keeps_the_last_n_bytes_and_reads_from_the_oldest() {
         let mut r = Conring::<8>::new();
         r.puts(b"abc");
-        assert_eq!(r.read(false, 0, 100).bytes, b"abc");
-        assert_eq!(r.read(false, 0, 100).end, 3);
-        assert_eq!(r.read(false, 0, 2).bytes, b"ab", "count bounds the read");
+        assert_eq!(r.read(false, 0, 100).unwrap().bytes, b"abc");
+        assert_eq!(r.read(false, 0, 100).unwrap().end, 3);
+        assert_eq!(
+            r.read(false, 0, 2).unwrap().bytes,
+            b"ab",
+            "count bounds the read"
+        );
         r.puts(b"defghij");
         // 10 bytes written into 8: the oldest two are gone.
         assert_eq!(r.indices(), (10, 2));
-        let out = r.read(false, 0, 100);
+        let out = r.read(false, 0, 100).unwrap();
         assert_eq!(out.bytes, b"cdefghij");
         assert_eq!(out.end, 10);
     }
@@ -182,37 +187,37 @@ mod tests {
     fn incremental_reads_continue_where_the_last_ended() {
         let mut r = Conring::<16>::new();
         r.puts(b"hello ");
-        let first = r.read(true, 0, 100);
+        let first = r.read(true, 0, 100).unwrap();
         assert_eq!(first.bytes, b"hello ");
         r.puts(b"world");
-        let next = r.read(true, first.end, 100);
+        let next = r.read(true, first.end, 100).unwrap();
         assert_eq!(next.bytes, b"world");
         assert_eq!(next.end, 11);
         // Nothing new: an empty read at the same index.
-        let none = r.read(true, next.end, 100);
+        let none = r.read(true, next.end, 100).unwrap();
         assert!(none.bytes.is_empty());
         assert_eq!(none.end, 11);
         // An index outside (oldest, producer] is ignored: read from the oldest.
-        assert_eq!(r.read(true, 999, 100).bytes, b"hello world");
+        assert_eq!(r.read(true, 999, 100).unwrap().bytes, b"hello world");
         assert_eq!(
-            r.read(true, 0, 100).bytes,
+            r.read(true, 0, 100).unwrap().bytes,
             b"hello world",
             "index == oldest"
         );
         // Non-incremental ignores index.
-        assert_eq!(r.read(false, 6, 100).bytes, b"hello world");
+        assert_eq!(r.read(false, 6, 100).unwrap().bytes, b"hello world");
     }
 
     #[test]
     fn clear_drops_what_was_read() {
         let mut r = Conring::<16>::new();
         r.puts(b"0123456789");
-        let out = r.read(false, 0, 4);
+        let out = r.read(false, 0, 4).unwrap();
         r.clear_to(out.end, out.producer);
-        assert_eq!(r.read(false, 0, 100).bytes, b"456789");
-        let all = r.read(false, 0, 100);
+        assert_eq!(r.read(false, 0, 100).unwrap().bytes, b"456789");
+        let all = r.read(false, 0, 100).unwrap();
         r.clear_to(all.end, all.producer);
-        assert!(r.read(false, 0, 100).bytes.is_empty());
+        assert!(r.read(false, 0, 100).unwrap().bytes.is_empty());
         // A clear whose read is older than a whole ring keeps the last N.
         r.clear_to(0, 100);
         assert_eq!(r.indices().1, 100 - 16);
@@ -226,18 +231,18 @@ mod tests {
             c: u32::MAX - 2,
         };
         r.puts(b"wxyz12");
-        let out = r.read(false, 0, 100);
+        let out = r.read(false, 0, 100).unwrap();
         assert_eq!(out.bytes, b"wxyz12");
         assert_eq!(out.end, 3);
         // Incremental from before the wrap.
-        let part = r.read(true, u32::MAX, 100);
+        let part = r.read(true, u32::MAX, 100).unwrap();
         assert_eq!(part.bytes, b"yz12");
     }
 
     #[test]
     fn the_global_ring_takes_bytes() {
         puts(b"conring-test-marker\n");
-        let out = read(false, 0, u32::MAX);
+        let out = read(false, 0, u32::MAX).unwrap();
         assert!(out.bytes.windows(19).any(|w| w == b"conring-test-marker"));
     }
 }

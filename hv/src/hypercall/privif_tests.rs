@@ -781,9 +781,10 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
         let got = gnttab(&mut w, 6, &q);
         r.check("GNTTABOP_query_size", got, Xen::Ok, None);
     }
-    // The grant frame goes at a gfn outside dom0's RAM (Xen: 0x40200, the
-    // DT hypervisor node's first range).
-    let gnt_gfn = crate::xen::grant::GUEST_GNTTAB_BASE >> 12;
+    // The grant frame goes at a gfn outside dom0's RAM, in the DT
+    // hypervisor node's first range (Xen: 0x40200 with dom0 at 0x60000000;
+    // here dom0's RAM is at 0x40000000, so a gfn past it).
+    let gnt_gfn = 0x9_0200;
     r.check(
         "XENMEM_add_to_physmap grant_table",
         xatp(&mut w, 1, 0, gnt_gfn),

@@ -165,7 +165,11 @@ fn physinfo<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>) -> XenSysctlPhysinfo {
 /// was read. A bad buffer is -EFAULT and clears nothing.
 fn readconsole<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, op: &mut XenSysctl) -> Out {
     let mut rc: XenSysctlReadconsole = op.member();
-    let got = crate::conring::read(rc.incremental != 0, rc.index, rc.count);
+    let Some(got) = crate::conring::read(rc.incremental != 0, rc.index, rc.count) else {
+        let c = ctx.caller;
+        crate::glog!(c, Warn, "d{c}: readconsole: no heap for the copy: -ENOMEM");
+        return Out::err(Errno::ENOMEM);
+    };
     if !got.bytes.is_empty() {
         if let Err(e) = ctx.write(GuestVa(rc.buffer), &got.bytes) {
             let c = ctx.caller;
