@@ -29,6 +29,7 @@ struct SinkWriter<'s>(&'s dyn ConsoleSink);
 
 impl Write for SinkWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        crate::conring::puts(s.as_bytes()); // kept for XEN_SYSCTL_readconsole (`xl dmesg`)
         self.0.write_bytes(s.as_bytes());
         Ok(())
     }

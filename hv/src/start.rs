@@ -458,6 +458,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             dom.destroy(arch, mem, pool, flush, vmids);
             sink.hv_line(format_args!("d{id} ended ({why})"));
         }
+        crate::hypercall::virq::dom_exc(domains, mem); // xenstored's @releaseDomain (Xen: send_global_virq)
         let last = self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1;
         if hwdom && !last {
             sink.hv_line(format_args!(

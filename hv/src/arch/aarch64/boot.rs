@@ -374,6 +374,17 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64, bad_relocs: u64) -> ! {
     logger::print(format_args!("hv: CPU0 online\n"));
     ONLINE.fetch_add(1, Ordering::SeqCst);
     start_secondaries(info);
+    crate::hypercall::host::set_host_facts(crate::hypercall::host::HostFacts {
+        nr_cpus: ONLINE.load(Ordering::SeqCst) as u32,
+        cmdline: info.cmdline,
+        ram_end_pfn: info
+            .memory
+            .as_slice()
+            .iter()
+            .map(|r| (r.base.0 + r.size) >> 12)
+            .max()
+            .unwrap_or(0),
+    }); // sysctl physinfo / XENVER_commandline (Xen: num_online_cpus, saved_cmdline, max_page)
 
     let cpu = Cpu::new(0, info.psci);
     let mem = HostMem::new(info.memory);
