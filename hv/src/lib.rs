@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod arch;
 pub mod bootinfo;
 pub mod conring;
+pub mod console;
 pub mod counters;
 pub mod demo;
 pub mod domain;

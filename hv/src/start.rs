@@ -981,6 +981,7 @@ pub fn run_primary_boot<A: Arch, M: PhysMem + TableMem + Send + 'static>(
         log::info!("all domains ended, powering off");
         arch.system_off();
     }
+    crate::console::endboot(&system.shared.lock().domains);
     RUNNER.call_once(|| system);
     let exit = system.run_cpu(&mut arch);
     finish(&mut arch, exit)

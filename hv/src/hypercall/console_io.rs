@@ -1,6 +1,7 @@
 //! `console_io` (18): guest text to hv's console ([`crate::xen::console`]
 //! keeps the per-domain line and the sink), after Xen's `do_console_io` and
-//! `guest_console_write` (xen/drivers/char/console.c).
+//! `guest_console_write` (xen/drivers/char/console.c). `CONSOLEIO_read`
+//! takes serial input from dom0's ring ([`crate::console`]).
 
 use memops::TableMem;
 use pv_tlb::Ipa;
@@ -10,6 +11,7 @@ use crate::arch::PhysMem;
 use crate::guest::GuestHandle;
 use crate::xen::abi::{consoleio, nr};
 use crate::xen::console::CHUNK;
+use crate::xen::Errno;
 
 /// A `console_io` sub-command.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -102,7 +104,97 @@ pub fn console_io<M: PhysMem + TableMem>(op: ConsoleIo, ctx: &mut CallerView<'_,
             }
             Reply::ret(Ok(0))
         }
-        // hv has no console input for guests: no characters.
-        ConsoleIo::Read { .. } => Reply::ret(Ok(0)),
+        ConsoleIo::Read { count, buf } => {
+            // Xen's xsm_console_io: reading the serial input is the
+            // control domain's (XSM_PRIV); hv lets every domain write.
+            if !ctx.privileged {
+                crate::glog!(
+                    ctx.domid,
+                    Debug,
+                    "d{}: console_io read: not a privileged domain (-EPERM)",
+                    ctx.domid
+                );
+                return Reply::ret(Err(Errno::EPERM));
+            }
+            let r = crate::console::CONSOLE
+                .lock()
+                .rx
+                .read_to_guest(count, buf.ipa(), &mut ctx.mem);
+            if let Err(e) = r {
+                crate::glog!(
+                    ctx.domid,
+                    Debug,
+                    "d{}: console_io read of {count} bytes at {:#x}: {e:?}",
+                    ctx.domid,
+                    buf.ipa().0
+                );
+            }
+            Reply::ret(r)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::fake::FakeMem;
+    use crate::xen::console::ConsoleLine;
+    use crate::xen::ConsoleSink;
+    use memops::{S2Attrs, Stage2};
+    use pv_tlb::PhysAddr;
+
+    struct NoLines;
+    impl ConsoleSink for NoLines {
+        fn guest_line(&mut self, _: u16, _: &str) {}
+    }
+
+    const B: u64 = 0x4000_0000;
+
+    fn read(privileged: bool, count: u32, at: u64) -> (u64, [u8; 8]) {
+        let mut mem = FakeMem::new(0x8000_0000, 0x100_0000);
+        let mut s2 = Stage2::new(&mut mem, 40).unwrap();
+        s2.map(
+            &mut mem,
+            Ipa(B),
+            PhysAddr(0x8010_0000),
+            0x1000,
+            S2Attrs::RAM,
+        )
+        .unwrap();
+        let mut line = ConsoleLine::default();
+        let mut sink = NoLines;
+        let mut v = CallerView {
+            domid: 0,
+            privileged,
+            handle: [0; 16],
+            mem: crate::guest::GuestMemory::new(&s2, &mut mem),
+            line: &mut line,
+            sink: &mut sink,
+        };
+        let op =
+            ConsoleIo::decode([u64::from(consoleio::READ), u64::from(count), at, 0, 0]).unwrap();
+        let r = console_io(op, &mut v).ret;
+        let mut b = [0u8; 8];
+        let _ = v.mem.copy_from_guest(Ipa(B), &mut b);
+        (r, b)
+    }
+
+    /// The only test that touches hv's global console state.
+    #[test]
+    fn consoleio_read_is_the_control_domains_and_takes_dom0s_ring() {
+        {
+            let mut c = crate::console::CONSOLE.lock();
+            for &b in b"typed" {
+                assert!(c.rx.push(b));
+            }
+        }
+        assert_eq!(read(false, 8, B).0, Errno::EPERM.to_x0(), "domU: -EPERM");
+        assert_eq!(read(true, 8, B + 0x1000).0, Errno::EFAULT.to_x0());
+        assert_eq!(read(true, 0x8000_0000, B).0, Errno::E2BIG.to_x0());
+        assert_eq!(read(true, 0, B).0, 0);
+        let (n, b) = read(true, 8, B);
+        assert_eq!(n, 5);
+        assert_eq!(&b[..5], b"typed");
+        assert_eq!(read(true, 8, B).0, 0, "consumed");
     }
 }

@@ -329,6 +329,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     }
                 }
                 irq::KICK_SGI | irq::MAINTENANCE => {}
+                i if crate::console::is_uart_irq(i) => {
+                    crate::console::serial_irq(&mut self.shared.lock(), Some(&self.runq));
+                }
                 other => log::warn!("CPU{cpu}: unexpected physical interrupt {other}"),
             }
             arch.irq_eoi(intid);

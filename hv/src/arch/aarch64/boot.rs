@@ -371,6 +371,7 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64, bad_relocs: u64) -> ! {
     super::gic::init_distributor(info, ncpus);
     // SAFETY: once on this CPU, before any guest, IRQs masked.
     unsafe { super::gic::init_cpu(info, 0) };
+    super::pl011::start_input(info, dtb, UART.get());
     logger::print(format_args!("hv: CPU0 online\n"));
     ONLINE.fetch_add(1, Ordering::SeqCst);
     start_secondaries(info);

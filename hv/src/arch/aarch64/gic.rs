@@ -553,3 +553,39 @@ pub fn write_hcr(v: u64) {
     // interrupt conditions); affects only the guest hv enters next.
     unsafe { write_sysreg!("S3_4_C12_C11_0", v) };
 }
+
+/// Route SPI `intid` to hv itself on the calling CPU (the console UART's
+/// receive interrupt): disabled while it is set up, then Group 1, hv's
+/// priority, level or edge (`GICD_ICFGR`), `GICD_IROUTER` = this CPU's
+/// affinity (IRM = 0), enabled. Boot CPU, after [`init_distributor`].
+pub fn enable_spi_to_self(info: &BootInfo<'_>, intid: u32, level: bool) {
+    let Some(gic) = &info.gic else {
+        return;
+    };
+    if !(32..1020).contains(&intid) {
+        return;
+    }
+    let d = gic.dist.base.raw();
+    let (word, bit) = (u64::from(intid / 32) * 4, 1u32 << (intid % 32));
+    mmio_write32(d + 0x180 + word, bit); // GICD_ICENABLER
+    while mmio_read32(d) & (1 << 31) != 0 {
+        core::hint::spin_loop(); // GICD_CTLR.RWP: the disable has taken effect
+    }
+    mmio_write32(d + 0x080 + word, mmio_read32(d + 0x080 + word) | bit); // IGROUPR: Group 1
+    let prio = d + 0x400 + u64::from(intid & !3);
+    let shift = 8 * (intid & 3);
+    mmio_write32(
+        prio,
+        (mmio_read32(prio) & !(0xff << shift)) | (u32::from(HV_PRIO) << shift),
+    );
+    let cfg = d + 0xc00 + u64::from(intid / 16) * 4;
+    let edge = 2u32 << (2 * (intid % 16)); // Int_config[1]: 1 edge, 0 level
+    let v = mmio_read32(cfg);
+    mmio_write32(cfg, if level { v & !edge } else { v | edge });
+    let mpidr = read_sysreg!("mpidr_el1");
+    let route = (mpidr & 0xff_ffff) | (((mpidr >> 32) & 0xff) << 32);
+    // SAFETY: GICD_IROUTER<n> is a 64-bit register inside the distributor
+    // range (identity-mapped Device memory); hv owns the physical GIC.
+    unsafe { ((d + 0x6000 + 8 * u64::from(intid)) as *mut u64).write_volatile(route) };
+    mmio_write32(d + 0x100 + word, bit); // GICD_ISENABLER
+}

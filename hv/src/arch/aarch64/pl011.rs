@@ -1,4 +1,6 @@
-//! The PL011 UART (console only: transmit, polled).
+//! The PL011 UART: hv's console. Transmit is polled; receive raises the
+//! UART's SPI (routed to hv's boot CPU by [`start_input`]), whose handler
+//! reads the FIFO through [`ConsoleSink::read_byte`] ([`crate::console`]).
 
 use crate::logger::ConsoleSink;
 use tock_registers::interfaces::{Readable, Writeable};
@@ -46,6 +48,10 @@ register_structs! {
     }
 }
 
+/// `RXIM`/`RXIC` and `RTIM`/`RTIC` in `UARTIMSC` / `UARTICR`.
+const IRQ_RX: u32 = 1 << 4;
+const IRQ_RT: u32 = 1 << 6;
+
 /// A PL011 whose registers are mapped (identity) as Device memory.
 pub struct Pl011 {
     regs: &'static Pl011Regs,
@@ -64,6 +70,14 @@ impl Pl011 {
         // register block that stays mapped for hv's lifetime.
         let regs = unsafe { &*(base as *const Pl011Regs) };
         Self { regs }
+    }
+
+    /// Raise the interrupt when a byte arrives: receive (`RXIM`, bit 4) and
+    /// receive timeout (`RTIM`, bit 6) in `UARTIMSC` (PL011 TRM 3.3.10);
+    /// the rest stay masked.
+    pub fn enable_rx_interrupt(&self) {
+        self.regs.icr.set(IRQ_RX | IRQ_RT);
+        self.regs.imsc.set(IRQ_RX | IRQ_RT);
     }
 
     fn put(&self, b: u8) {
@@ -86,6 +100,9 @@ impl ConsoleSink for Pl011 {
 
     fn read_byte(&self) -> Option<u8> {
         if self.regs.fr.is_set(FR::RXFE) {
+            // Drained: the receive interrupts deassert once the FIFO is
+            // empty; clearing them too covers a timeout raised meanwhile.
+            self.regs.icr.set(IRQ_RX | IRQ_RT);
             None
         } else {
             Some((self.regs.dr.get() & 0xff) as u8)
@@ -98,3 +115,29 @@ impl ConsoleSink for Pl011 {
 unsafe impl Sync for Pl011 {}
 // SAFETY: a `Pl011` is only an address of MMIO registers.
 unsafe impl Send for Pl011 {}
+
+/// Serial input (issue 11): route the UART's receive SPI (from its DTB node,
+/// [`crate::console::uart_spi`]) to hv on this CPU and unmask the UART's
+/// receive interrupts. Boot CPU, after the GIC is set up. Without an SPI (no
+/// `interrupts` in the node, or no GICv3) there is no serial input: hv says
+/// so and runs on (output is unaffected).
+pub fn start_input(info: &crate::bootinfo::BootInfo<'_>, dtb: &[u8], uart: Option<&Pl011>) {
+    let (Some(u), Some(r)) = (uart, info.uart) else {
+        return;
+    };
+    let Some((intid, level)) = crate::console::uart_spi(dtb, r.base.raw()) else {
+        log::warn!("console: the UART's DTB node has no GIC SPI: no serial input");
+        return;
+    };
+    if info.gic.is_none() {
+        log::warn!("console: no GICv3: no serial input");
+        return;
+    }
+    super::gic::enable_spi_to_self(info, intid, level);
+    crate::console::set_uart_irq(intid);
+    u.enable_rx_interrupt();
+    log::info!(
+        "console: serial input on INTID {intid} ({}-triggered), to CPU0",
+        if level { "level" } else { "edge" }
+    );
+}
