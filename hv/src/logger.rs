@@ -25,11 +25,15 @@ static LOGGER: Logger = Logger;
 
 struct Logger;
 
-struct SinkWriter<'s>(&'s dyn ConsoleSink);
+/// The console, and whether what goes there is also kept in hv's console
+/// ring ([`crate::conring`], read by `XEN_SYSCTL_readconsole` / `xl dmesg`).
+struct SinkWriter<'s>(&'s dyn ConsoleSink, bool);
 
 impl Write for SinkWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        crate::conring::puts(s.as_bytes()); // kept for XEN_SYSCTL_readconsole (`xl dmesg`)
+        if self.1 {
+            crate::conring::puts(s.as_bytes());
+        }
         self.0.write_bytes(s.as_bytes());
         Ok(())
     }
@@ -59,7 +63,7 @@ impl Log for Logger {
         }
         let guard = CONSOLE.lock();
         if let Some(sink) = *guard {
-            let _ = write_line(&mut SinkWriter(sink), record.level(), *record.args());
+            let _ = write_line(&mut SinkWriter(sink, true), record.level(), *record.args());
         }
     }
 
@@ -79,11 +83,23 @@ pub fn set_level(level: LevelFilter) {
     log::set_max_level(level);
 }
 
-/// Write raw text to the console (no prefix), atomically with respect to log lines.
+/// Write raw text to the console (no prefix), atomically with respect to
+/// log lines, and keep it in the console ring.
 pub fn print(args: fmt::Arguments<'_>) {
+    print_to(args, true);
+}
+
+/// [`print`] without the console ring: the hardware domain's own output, as
+/// Xen's `guest_console_write` sends dom0's text to the serial only (dom0's
+/// `xl dmesg` would otherwise read back, print and read again what it prints).
+pub fn print_serial_only(args: fmt::Arguments<'_>) {
+    print_to(args, false);
+}
+
+fn print_to(args: fmt::Arguments<'_>, ring: bool) {
     let guard = CONSOLE.lock();
     if let Some(sink) = *guard {
-        let _ = SinkWriter(sink).write_fmt(args);
+        let _ = SinkWriter(sink, ring).write_fmt(args);
     }
 }
 
@@ -101,7 +117,7 @@ pub fn emergency_print(args: fmt::Arguments<'_>) {
     for _ in 0..1_000_000 {
         if let Some(guard) = CONSOLE.try_lock() {
             if let Some(sink) = *guard {
-                let _ = SinkWriter(sink).write_fmt(args);
+                let _ = SinkWriter(sink, true).write_fmt(args);
             }
             return;
         }

@@ -30,7 +30,11 @@ pub struct LogConsole;
 
 impl ConsoleSink for LogConsole {
     fn guest_line(&mut self, domid: u16, line: &str) {
-        crate::logger::print(format_args!("(d{domid}) {line}\n"));
+        if domid == 0 {
+            crate::logger::print_serial_only(format_args!("(d{domid}) {line}\n"));
+        } else {
+            crate::logger::print(format_args!("(d{domid}) {line}\n"));
+        }
     }
 }
 
