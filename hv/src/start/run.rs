@@ -437,8 +437,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         a: &DataAbort,
     ) -> Option<Next> {
         let ipa = a.ipa.raw();
-        // The domain's own layout (dom0's vGIC sits at the host's addresses).
-        let g = v.vgic.clone().filter(|g| g.contains(ipa))?;
+        let g = v.vgic.clone()?;
+        if !g.in_range(ipa) {
+            return None;
+        }
         let Some(s) = a.access else {
             // No instruction syndrome: hv cannot emulate the access without
             // decoding the instruction. The guest gets a synchronous external abort.

@@ -87,7 +87,7 @@ fn host_layout_decodes_at_the_host_addresses_only() {
         HOST.gicr,
         HOST.gicr + 2 * GICR_STRIDE - 4,
     ] {
-        assert!(g.contains(ipa), "{ipa:#x}");
+        assert!(g.in_range(ipa), "{ipa:#x}");
     }
     // Not Xen's guest addresses, not past the vCPUs' frames (QEMU virt puts
     // more redistributor space there, then the UART at 0x0900_0000).
@@ -99,7 +99,7 @@ fn host_layout_decodes_at_the_host_addresses_only() {
         0x0900_0000,
         HOST.gicd - 4,
     ] {
-        assert!(!g.contains(ipa), "{ipa:#x}");
+        assert!(!g.in_range(ipa), "{ipa:#x}");
         assert_eq!(acc(&g, 0, ipa, false, 4, 0), None, "{ipa:#x} not decoded");
     }
     // GICD_TYPER.ITLinesNumber is the host's (288 lines: 8), 256 SPIs.
@@ -112,8 +112,8 @@ fn host_layout_decodes_at_the_host_addresses_only() {
     assert_eq!(rd(&g, HOST.gicr + 8) >> 4 & 1, 0);
     // Growing the domain's vCPUs grows the decoded range.
     g.set_nr_vcpus(4);
-    assert!(g.contains(HOST.gicr + 4 * GICR_STRIDE - 4));
-    assert!(!g.contains(HOST.gicr + 4 * GICR_STRIDE));
+    assert!(g.in_range(HOST.gicr + 4 * GICR_STRIDE - 4));
+    assert!(!g.in_range(HOST.gicr + 4 * GICR_STRIDE));
     // SPI 287 is implemented (enable sticks), 288.. are not (RAZ/WI).
     let (r, b) = bit(HOST, 0x100, 287);
     wr(&g, r, b);
@@ -127,8 +127,8 @@ fn guest_layout_keeps_xens_addresses_and_64_spis() {
     let (_m, hw) = machine_and_hw(HOST_LINES);
     let g = Vgic::with_hw(3, 1, VgicLayout::GUEST, Some(hw));
     assert_eq!(g.nr_spis(), SPI_COUNT);
-    assert!(g.contains(GICD_BASE) && g.contains(GICR_BASE + GICR_SIZE - 4));
-    assert!(!g.contains(HOST.gicd));
+    assert!(g.in_range(GICD_BASE) && g.in_range(GICR_BASE + GICR_SIZE - 4));
+    assert!(!g.in_range(HOST.gicd));
     assert_eq!(rd(&g, GICD_BASE + 4) & 0x1f, u64::from(NR_IRQS / 32 - 1));
     // A host layout without a physical distributor: Xen's guest SPI count.
     let g = Vgic::with_hw(0, 1, HOST, None);
