@@ -32,6 +32,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -223,6 +224,27 @@ impl HwIrqs {
         self.dist.spi_deactivate(intid);
         o.remove(&intid);
     }
+}
+
+/// Routed SPIs delivered to a domain (acknowledged by hv, injected).
+static DELIVERED: AtomicU64 = AtomicU64::new(0);
+/// Physical SPIs hv acknowledged that no domain owned (ended by hv).
+static STRAY: AtomicU64 = AtomicU64::new(0);
+
+/// Count one routed SPI delivered (`stray` false) or one nobody owned.
+pub fn count(stray: bool) {
+    let c = if stray { &STRAY } else { &DELIVERED };
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `(delivered, stray)`: routed SPIs injected into domains, and SPIs hv
+/// acknowledged that no domain owned, since boot (debug keys, power-off line).
+#[must_use]
+pub fn stats() -> (u64, u64) {
+    (
+        DELIVERED.load(Ordering::Relaxed),
+        STRAY.load(Ordering::Relaxed),
+    )
 }
 
 /// The machine's table, installed once at boot by the arch layer.

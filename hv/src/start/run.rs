@@ -312,6 +312,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     if let Err(e) = g.inject_hw(intid) {
                         log::warn!("CPU{cpu}: physical SPI {intid}: {e}");
                     }
+                    crate::irq::count(false);
                     continue;
                 }
             }
@@ -329,7 +330,13 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     }
                 }
                 irq::KICK_SGI | irq::MAINTENANCE => {}
-                other => log::warn!("CPU{cpu}: unexpected physical interrupt {other}"),
+                other => {
+                    // An SPI no domain owns (released meanwhile): ended here.
+                    if other >= crate::irq::SPI_FIRST {
+                        crate::irq::count(true);
+                    }
+                    log::warn!("CPU{cpu}: unexpected physical interrupt {other}");
+                }
             }
             arch.irq_eoi(intid);
         }
@@ -437,10 +444,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         a: &DataAbort,
     ) -> Option<Next> {
         let ipa = a.ipa.raw();
-        let g = v.vgic.clone()?;
-        if !g.in_range(ipa) {
-            return None;
-        }
+        // The domain's own layout (dom0's vGIC sits at the host's addresses).
+        let g = v.vgic.clone().filter(|g| g.contains(ipa))?;
         let Some(s) = a.access else {
             // No instruction syndrome: hv cannot emulate the access without
             // decoding the instruction. The guest gets a synchronous external abort.

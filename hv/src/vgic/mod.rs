@@ -359,6 +359,12 @@ impl Vgic {
         s.layout.in_gicd(ipa) || s.layout.in_gicr(ipa, s.cpus.len() as u32)
     }
 
+    /// [`Vgic::in_range`] (the name the integration branch uses).
+    #[must_use]
+    pub fn contains(&self, ipa: u64) -> bool {
+        self.in_range(ipa)
+    }
+
     /// Link virtual SPI `intid` to physical SPI `intid` (Xen gives the
     /// hardware domain the same numbers): the physical SPI is given to this
     /// domain and configured (Group 1, a priority, level-sensitive if `level`
