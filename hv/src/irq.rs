@@ -24,7 +24,12 @@
 //! vCPU and moves it when the vCPU migrates (`vgic_migrate_irq`,
 //! `arch_move_irqs`); hv's vCPUs float between pCPUs, so a fixed pCPU is the
 //! first step: the IRQ exit on pCPU 0 injects and kicks the pCPU that runs
-//! the target vCPU (or wakes it).
+//! the target vCPU (or wakes it). The guest's deactivation then happens on
+//! whichever pCPU runs that vCPU: an SPI's active state lives in the
+//! distributor, so an HW list register sends the deactivation there from any
+//! CPU interface (GICv3 spec, `GICV_DIR`/`ICH_LR<n>_EL2.HW`; QEMU fixed its
+//! GICv2 model for exactly this Xen case, commit 7175a562 "hw/intc/arm_gic:
+//! Fix deactivation of SPI lines").
 //!
 //! The distributor itself is behind [`PhysDist`] (the real one in
 //! `arch/aarch64/gic.rs`, installed at boot with [`install`]; a recording
