@@ -449,3 +449,24 @@ fn guest_writes_everywhere_touch_only_linked_spis() {
     }
     assert!(ops(&m).is_empty());
 }
+
+/// A routed SPI for a vCPU that is not running (or runs elsewhere) wakes the
+/// scheduler (the wake epoch moves) and asks for a kick of its pCPU.
+#[test]
+fn inject_hw_wakes_and_kicks() {
+    let (_m, _hw, g) = dom0(2);
+    gic_on(&g, HOST, 2);
+    g.route_hw_spi(RTC, true).unwrap();
+    let (set, b) = bit(HOST, 0x100, RTC);
+    wr(&g, set, b);
+    // Route the virtual SPI to vCPU 1 (GICD_IROUTER: Aff0 = 1), resident on pCPU 1.
+    acc(&g, 0, HOST.gicd + 0x6000 + 8 * u64::from(RTC), true, 8, 1);
+    g.set_resident(1, Some(1));
+    let before = wake_epoch();
+    g.inject_hw(RTC).unwrap();
+    assert!(wake_epoch() > before, "blocked vCPUs are looked at again");
+    assert!(
+        g.has_deliverable(1) && !g.has_deliverable(0),
+        "for vCPU 1 only"
+    );
+}
