@@ -233,23 +233,16 @@ impl HwIrqs {
 
 /// Routed SPIs delivered to a domain (acknowledged by hv, injected).
 static DELIVERED: AtomicU64 = AtomicU64::new(0);
-/// Physical SPIs hv acknowledged that no domain owned (ended by hv).
-static STRAY: AtomicU64 = AtomicU64::new(0);
 
-/// Count one routed SPI delivered (`stray` false) or one nobody owned.
-pub fn count(stray: bool) {
-    let c = if stray { &STRAY } else { &DELIVERED };
-    c.fetch_add(1, Ordering::Relaxed);
+/// Count one routed SPI delivered to its domain (the IRQ exit).
+pub fn count_delivered() {
+    DELIVERED.fetch_add(1, Ordering::Relaxed);
 }
 
-/// `(delivered, stray)`: routed SPIs injected into domains, and SPIs hv
-/// acknowledged that no domain owned, since boot (debug keys, power-off line).
+/// Routed SPIs injected into domains since boot (debug keys, power-off line).
 #[must_use]
-pub fn stats() -> (u64, u64) {
-    (
-        DELIVERED.load(Ordering::Relaxed),
-        STRAY.load(Ordering::Relaxed),
-    )
+pub fn delivered() -> u64 {
+    DELIVERED.load(Ordering::Relaxed)
 }
 
 /// The machine's table, installed once at boot by the arch layer.

@@ -312,7 +312,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     if let Err(e) = g.inject_hw(intid) {
                         log::warn!("CPU{cpu}: physical SPI {intid}: {e}");
                     }
-                    crate::irq::count(false);
+                    crate::irq::count_delivered();
                     continue;
                 }
             }
@@ -330,13 +330,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     }
                 }
                 irq::KICK_SGI | irq::MAINTENANCE => {}
-                other => {
-                    // An SPI no domain owns (released meanwhile): ended here.
-                    if other >= crate::irq::SPI_FIRST {
-                        crate::irq::count(true);
-                    }
-                    log::warn!("CPU{cpu}: unexpected physical interrupt {other}");
-                }
+                other => log::warn!("CPU{cpu}: unexpected physical interrupt {other}"),
             }
             arch.irq_eoi(intid);
         }
