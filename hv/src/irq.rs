@@ -24,7 +24,12 @@
 //! vCPU and moves it when the vCPU migrates (`vgic_migrate_irq`,
 //! `arch_move_irqs`); hv's vCPUs float between pCPUs, so a fixed pCPU is the
 //! first step: the IRQ exit on pCPU 0 injects and kicks the pCPU that runs
-//! the target vCPU (or wakes it).
+//! the target vCPU (or wakes it). The guest's deactivation then happens on
+//! whichever pCPU runs that vCPU: an SPI's active state lives in the
+//! distributor, so an HW list register sends the deactivation there from any
+//! CPU interface (GICv3 spec, `GICV_DIR`/`ICH_LR<n>_EL2.HW`; QEMU fixed its
+//! GICv2 model for exactly this Xen case, commit 7175a562 "hw/intc/arm_gic:
+//! Fix deactivation of SPI lines").
 //!
 //! The distributor itself is behind [`PhysDist`] (the real one in
 //! `arch/aarch64/gic.rs`, installed at boot with [`install`]; a recording
@@ -32,6 +37,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -223,6 +229,20 @@ impl HwIrqs {
         self.dist.spi_deactivate(intid);
         o.remove(&intid);
     }
+}
+
+/// Routed SPIs delivered to a domain (acknowledged by hv, injected).
+static DELIVERED: AtomicU64 = AtomicU64::new(0);
+
+/// Count one routed SPI delivered to its domain (the IRQ exit).
+pub fn count_delivered() {
+    DELIVERED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Routed SPIs injected into domains since boot (debug keys, power-off line).
+#[must_use]
+pub fn delivered() -> u64 {
+    DELIVERED.load(Ordering::Relaxed)
 }
 
 /// The machine's table, installed once at boot by the arch layer.

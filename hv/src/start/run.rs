@@ -312,6 +312,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     if let Err(e) = g.inject_hw(intid) {
                         log::warn!("CPU{cpu}: physical SPI {intid}: {e}");
                     }
+                    crate::irq::count_delivered();
                     continue;
                 }
             }

@@ -87,7 +87,7 @@ fn host_layout_decodes_at_the_host_addresses_only() {
         HOST.gicr,
         HOST.gicr + 2 * GICR_STRIDE - 4,
     ] {
-        assert!(g.contains(ipa), "{ipa:#x}");
+        assert!(g.in_range(ipa), "{ipa:#x}");
     }
     // Not Xen's guest addresses, not past the vCPUs' frames (QEMU virt puts
     // more redistributor space there, then the UART at 0x0900_0000).
@@ -99,7 +99,7 @@ fn host_layout_decodes_at_the_host_addresses_only() {
         0x0900_0000,
         HOST.gicd - 4,
     ] {
-        assert!(!g.contains(ipa), "{ipa:#x}");
+        assert!(!g.in_range(ipa), "{ipa:#x}");
         assert_eq!(acc(&g, 0, ipa, false, 4, 0), None, "{ipa:#x} not decoded");
     }
     // GICD_TYPER.ITLinesNumber is the host's (288 lines: 8), 256 SPIs.
@@ -112,8 +112,8 @@ fn host_layout_decodes_at_the_host_addresses_only() {
     assert_eq!(rd(&g, HOST.gicr + 8) >> 4 & 1, 0);
     // Growing the domain's vCPUs grows the decoded range.
     g.set_nr_vcpus(4);
-    assert!(g.contains(HOST.gicr + 4 * GICR_STRIDE - 4));
-    assert!(!g.contains(HOST.gicr + 4 * GICR_STRIDE));
+    assert!(g.in_range(HOST.gicr + 4 * GICR_STRIDE - 4));
+    assert!(!g.in_range(HOST.gicr + 4 * GICR_STRIDE));
     // SPI 287 is implemented (enable sticks), 288.. are not (RAZ/WI).
     let (r, b) = bit(HOST, 0x100, 287);
     wr(&g, r, b);
@@ -127,8 +127,8 @@ fn guest_layout_keeps_xens_addresses_and_64_spis() {
     let (_m, hw) = machine_and_hw(HOST_LINES);
     let g = Vgic::with_hw(3, 1, VgicLayout::GUEST, Some(hw));
     assert_eq!(g.nr_spis(), SPI_COUNT);
-    assert!(g.contains(GICD_BASE) && g.contains(GICR_BASE + GICR_SIZE - 4));
-    assert!(!g.contains(HOST.gicd));
+    assert!(g.in_range(GICD_BASE) && g.in_range(GICR_BASE + GICR_SIZE - 4));
+    assert!(!g.in_range(HOST.gicd));
     assert_eq!(rd(&g, GICD_BASE + 4) & 0x1f, u64::from(NR_IRQS / 32 - 1));
     // A host layout without a physical distributor: Xen's guest SPI count.
     let g = Vgic::with_hw(0, 1, HOST, None);
@@ -448,4 +448,25 @@ fn guest_writes_everywhere_touch_only_linked_spis() {
         wr(&g, HOST.gicd + off, u64::MAX);
     }
     assert!(ops(&m).is_empty());
+}
+
+/// A routed SPI for a vCPU that is not running (or runs elsewhere) wakes the
+/// scheduler (the wake epoch moves) and asks for a kick of its pCPU.
+#[test]
+fn inject_hw_wakes_and_kicks() {
+    let (_m, _hw, g) = dom0(2);
+    gic_on(&g, HOST, 2);
+    g.route_hw_spi(RTC, true).unwrap();
+    let (set, b) = bit(HOST, 0x100, RTC);
+    wr(&g, set, b);
+    // Route the virtual SPI to vCPU 1 (GICD_IROUTER: Aff0 = 1), resident on pCPU 1.
+    acc(&g, 0, HOST.gicd + 0x6000 + 8 * u64::from(RTC), true, 8, 1);
+    g.set_resident(1, Some(1));
+    let before = wake_epoch();
+    g.inject_hw(RTC).unwrap();
+    assert!(wake_epoch() > before, "blocked vCPUs are looked at again");
+    assert!(
+        g.has_deliverable(1) && !g.has_deliverable(0),
+        "for vCPU 1 only"
+    );
 }

@@ -38,7 +38,7 @@ pub struct BadAccess;
 pub type MmioResult = Result<u64, BadAccess>;
 
 /// True if `ipa` lies in the distributor or redistributor range of a vGIC
-/// at [`VgicLayout::GUEST`] (any other layout: [`Vgic::contains`]).
+/// at [`VgicLayout::GUEST`] (any other layout: [`Vgic::in_range`]).
 #[must_use]
 pub fn in_range(ipa: u64) -> bool {
     let l = VgicLayout::GUEST;

@@ -64,7 +64,9 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use spin::Mutex;
 
-use crate::irq::{HwIrqs, RouteError};
+use crate::irq::HwIrqs;
+/// Why [`Vgic::route_hw_spi`] refused (defined with the SPI ownership table).
+pub use crate::irq::RouteError;
 
 /// Distributor base IPA (`GUEST_GICV3_GICD_BASE`).
 pub const GICD_BASE: u64 = 0x0300_1000;
@@ -352,9 +354,15 @@ impl Vgic {
     /// True if `ipa` is one of this vGIC's registers (its distributor, or the
     /// redistributor frames of its vCPUs; see [`VgicLayout::gicr_size`]).
     #[must_use]
-    pub fn contains(&self, ipa: u64) -> bool {
+    pub fn in_range(&self, ipa: u64) -> bool {
         let s = self.state.lock();
         s.layout.in_gicd(ipa) || s.layout.in_gicr(ipa, s.cpus.len() as u32)
+    }
+
+    /// [`Vgic::in_range`] (the name the integration branch uses).
+    #[must_use]
+    pub fn contains(&self, ipa: u64) -> bool {
+        self.in_range(ipa)
     }
 
     /// Link virtual SPI `intid` to physical SPI `intid` (Xen gives the

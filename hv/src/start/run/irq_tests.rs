@@ -109,8 +109,10 @@ fn routed_spi_is_injected_with_the_hw_bit_and_ended_by_the_guest() {
             ],
         );
     }
+    let delivered = crate::irq::delivered();
     let mut arch = FakeArch::new(0, machine.clone());
     assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
+    assert!(crate::irq::delivered() > delivered, "counted");
     let m = machine.lock();
     let ends = m.irq_ends();
     assert!(
