@@ -1149,7 +1149,7 @@ mod tests {
         blob[4..8].copy_from_slice(&(grown as u32).to_be_bytes());
         let size = usable_totalsize(&blob[..40]).unwrap();
         assert!(
-            size as usize <= peer.len().next_multiple_of(8) && size % 8 == 0,
+            size as usize <= peer.len().next_multiple_of(8) && size.is_multiple_of(8),
             "{size}"
         );
         let blob = &mut blob[..size as usize];
