@@ -534,8 +534,7 @@ impl Domain {
         };
         d.ram_bytes = ram_bytes;
         d.physmap.set_max_pages(ram_bytes / PAGE_SIZE);
-        let mut mapped = 0;
-        for &(base, bytes) in &runs {
+        for (mapped, &(base, bytes)) in runs.iter().enumerate() {
             let pages = bytes / PAGE_SIZE;
             for i in 0..pages {
                 mem.zero_frame(PhysAddr(base + i * PAGE_SIZE));
@@ -559,7 +558,6 @@ impl Domain {
                 pa: PhysAddr(base),
                 pages,
             });
-            mapped += 1;
         }
         d.direct = runs;
         Ok(d)

@@ -254,9 +254,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         options: &HvOptions,
         hw: &HwEnv<'_>,
     ) -> Result<(), DomainError> {
-        let layout = hw
-            .gic
-            .ok_or(DomainError::Dom0Dt("the host has no GICv3"))?;
+        let layout = hw.gic.ok_or(DomainError::Dom0Dt("the host has no GICv3"))?;
         let evtchn_ppi =
             pick_evtchn_ppi(&hw.timer_ppis).ok_or(DomainError::Dom0Dt("no free PPI"))?;
         let hv_mmio: Vec<crate::mm::MemRange> = hw.uart.into_iter().collect();
@@ -936,7 +934,14 @@ pub fn run_primary<A: Arch, M: PhysMem + TableMem + Send + 'static>(
     modules: &[BootModule<'_>],
     options: &HvOptions,
 ) -> ! {
-    run_primary_boot(arch, mem, &domains_from_modules(modules), &[], options, None)
+    run_primary_boot(
+        arch,
+        mem,
+        &domains_from_modules(modules),
+        &[],
+        options,
+        None,
+    )
 }
 
 /// [`run_primary`] from a DTB's boot information: the module domains

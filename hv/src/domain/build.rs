@@ -274,7 +274,11 @@ pub fn page_runs(ranges: impl Iterator<Item = crate::mm::MemRange>) -> Vec<(u64,
     let mut v: Vec<(u64, u64)> = ranges
         .filter(|r| r.size != 0)
         .filter_map(|r| {
-            let end = r.base.0.checked_add(r.size)?.checked_next_multiple_of(PAGE_SIZE)?;
+            let end = r
+                .base
+                .0
+                .checked_add(r.size)?
+                .checked_next_multiple_of(PAGE_SIZE)?;
             Some((r.base.0 & !(PAGE_SIZE - 1), end))
         })
         .collect();

@@ -153,7 +153,12 @@ fn modules_are_placed_as_xens_place_modules() {
     );
     // A small bank: at its top, above the kernel.
     assert_eq!(
-        place_modules((0x8000_0000, 16 << 20), (0x8000_0000, 0x8001_0000), 0x3000, 0x2000),
+        place_modules(
+            (0x8000_0000, 16 << 20),
+            (0x8000_0000, 0x8001_0000),
+            0x3000,
+            0x2000
+        ),
         Some((0x80c0_0000, 0x80e0_0000))
     );
     // Below the kernel when only that fits.
@@ -163,7 +168,12 @@ fn modules_are_placed_as_xens_place_modules() {
     );
     // Nowhere.
     assert_eq!(
-        place_modules((0x8000_0000, 4 << 20), (0x8000_0000, 0x8030_0000), 0x10_0000, 0x100),
+        place_modules(
+            (0x8000_0000, 4 << 20),
+            (0x8000_0000, 0x8030_0000),
+            0x10_0000,
+            0x100
+        ),
         None
     );
 }
@@ -267,14 +277,29 @@ fn dom0_is_built_from_the_peers_boot_information() {
     }
     assert!(s2.lookup(mem, Ipa(0x8100_0000)).is_none(), "past the bank");
     // Devices 1:1 (virtio-mmio, PL031, PL061, fw-cfg, flash), Device-nGnRE.
-    for ipa in [0x0a00_0000u64, 0x0a00_3e00, 0x0901_0000, 0x0903_0000, 0x0902_0000, 0] {
-        let (pa, a) = s2.lookup(mem, Ipa(ipa)).unwrap_or_else(|| panic!("{ipa:#x}"));
+    for ipa in [
+        0x0a00_0000u64,
+        0x0a00_3e00,
+        0x0901_0000,
+        0x0903_0000,
+        0x0902_0000,
+        0,
+    ] {
+        let (pa, a) = s2
+            .lookup(mem, Ipa(ipa))
+            .unwrap_or_else(|| panic!("{ipa:#x}"));
         assert_eq!(pa.0, ipa);
         assert_eq!(a.mem, MemType::DeviceNgnre);
         assert!(!a.exec);
     }
     // hv's UART, the GIC (emulated), the ITS and PCIe (hidden): not mapped.
-    for ipa in [0x0900_0000u64, 0x0800_0000, 0x080a_0000, 0x0808_0000, 0x1000_0000] {
+    for ipa in [
+        0x0900_0000u64,
+        0x0800_0000,
+        0x080a_0000,
+        0x0808_0000,
+        0x1000_0000,
+    ] {
         assert!(s2.lookup(mem, Ipa(ipa)).is_none(), "{ipa:#x} mapped");
     }
     // The kernel at bank 0 + text_offset, the initrd where the DTB says.
@@ -303,7 +328,10 @@ fn dom0_is_built_from_the_peers_boot_information() {
     let hyp = fdt.find_node("/hypervisor").unwrap();
     let irq = hyp.property("interrupts").unwrap().value;
     assert_eq!(irq[..8], [0, 0, 0, 1, 0, 0, 0, 0], "PPI 16 (PPI number 0)");
-    assert!(fdt.find_node("/pl011@9000000").is_none(), "hv's UART hidden");
+    assert!(
+        fdt.find_node("/pl011@9000000").is_none(),
+        "hv's UART hidden"
+    );
     assert_eq!(fdt.cpus().count(), 2);
 }
 
