@@ -1117,3 +1117,35 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     );
     assert_eq!(r.rows.len(), 175, "calls replayed");
 }
+
+/// hv's console input raises `VIRQ_CONSOLE` on dom0 (helper "console"):
+/// [`super::virq::raise_global`] finds the port dom0's hvc0 bound, sets it
+/// pending and injects the upcall; without a bound port nothing happens.
+#[test]
+fn virq_console_is_raised_on_dom0s_port() {
+    let mut w = W::new();
+    assert_eq!(
+        super::virq::raise_global(&mut w.world.domains, &mut w.world.mem, virq::CONSOLE),
+        None,
+        "not bound yet"
+    );
+    let mut b = [0u8; 12];
+    b[0..4].copy_from_slice(&virq::CONSOLE.to_le_bytes());
+    let (r, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &b);
+    assert_eq!(r, 0);
+    let port = u32::from_le_bytes(out[8..12].try_into().unwrap());
+    assert_eq!(
+        super::virq::raise_global(&mut w.world.domains, &mut w.world.mem, virq::CONSOLE),
+        Some(port)
+    );
+    let si = w.world.domains[w.idx(0)].xen.evtchn.shared_info().unwrap();
+    let mut pend = [0u8; 8];
+    w.world
+        .mem
+        .read(PhysAddr(si.0 + 48 + u64::from(port / 64) * 8), &mut pend);
+    assert_ne!(u64::from_le_bytes(pend) & (1 << (port % 64)), 0);
+    // A domU binding VIRQ_CONSOLE is not the handler: dom0 still is.
+    let (r, _) = w.evtchn(1, evtchn::op::BIND_VIRQ, &b);
+    assert_eq!(r, 0);
+    assert_eq!(super::virq::global_virq_handler(&w.world.domains), Some(0));
+}
