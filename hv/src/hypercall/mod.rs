@@ -321,6 +321,11 @@ pub fn direct_mapped(d: &Domain) -> bool {
     d.privileged
 }
 
+/// hv's system time (ns since the counter's zero), what runstates are kept in.
+fn now_ns<M: PhysMem + TableMem>(ctx: &Ctx<'_, M>) -> u64 {
+    crate::xen::domu::ticks_to_ns(ctx.arch.counter(), ctx.arch.counter_frequency())
+}
+
 /// A hypercall number hv does not implement (`-ENOSYS`), for the log line.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Unimplemented {

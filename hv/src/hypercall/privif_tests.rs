@@ -401,10 +401,15 @@ fn getdomaininfolist_and_getdomaininfo_as_xl_list_reads_them() {
         use crate::xen::domu::runstate;
         let d0 = w.idx(0);
         let rs = &mut w.world.domains[d0].xen.runstate;
+        // Running since counter 0 (the fake counter runs at 1 GHz: ns).
         rs[0].state = runstate::RUNNING;
+        rs[0].entry = 0;
         rs[0].time[0] = 1000;
         rs[1].state = runstate::BLOCKED;
         rs[1].time[0] = 234;
+    }
+    for _ in 0..50 {
+        w.arch.wait_for_interrupt(); // 1 ms of fake time each
     }
     let (r, all) = list(&mut w, 0, 1024);
     assert_eq!(r, 0);
@@ -418,7 +423,11 @@ fn getdomaininfolist_and_getdomaininfo_as_xl_list_reads_them() {
     assert_eq!(d0.flags >> 16, 0xffff, "SHUTDOWN_CODE_INVALID, as Xen");
     assert_eq!(d0.nr_online_vcpus, 2);
     assert_eq!(d0.max_vcpu_id, 1);
-    assert_eq!(d0.cpu_time, 1234);
+    assert_eq!(
+        d0.cpu_time,
+        50_000_000 + 1234,
+        "time running so far, the current stretch included (vcpu_runstate_get)"
+    );
     assert_eq!(d0.tot_pages, w.world.domains[0].physmap().tot_pages());
     assert_eq!(d0.max_pages, w.world.domains[0].physmap().max_pages());
     assert_eq!(d0.gpaddr_bits, 40);
