@@ -475,6 +475,13 @@ fn getdomaininfolist_and_getdomaininfo_as_xl_list_reads_them() {
     assert_eq!((f >> 16) & 0xff, 3, "SHUTDOWN_crash");
     // Unknown domctls: -ENOSYS.
     assert_eq!(w.domctl(77, 0).0, e(Errno::ENOSYS));
+    // set_llc_colors (every xl create, 0 colours): -EOPNOTSUPP as Xen
+    // without colouring, which libxl accepts; -ESRCH for no domain.
+    assert_eq!(
+        w.domctl(domctl_cmd::SET_LLC_COLORS, 1).0,
+        e(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(w.domctl(domctl_cmd::SET_LLC_COLORS, 9).0, e(Errno::ESRCH));
     // The interface version is checked first.
     let mut op = XenDomctl::new(domctl_cmd::GETDOMAININFO, 0);
     op.interface_version = XEN_DOMCTL_INTERFACE_VERSION - 1;

@@ -207,6 +207,27 @@ pub fn getdomaininfo<M>(sh: &World<M>, op: &mut XenDomctl, now_ns: u64) -> Answe
     Answer::ok(true)
 }
 
+/// `XEN_DOMCTL_set_llc_colors` (89), which `xl create` issues for every
+/// domain (0 colours when none are configured): Xen built without LLC
+/// colouring (xen/common/domctl.c) answers -EINVAL for a non-zero `pad`, else
+/// -EOPNOTSUPP, which libxl accepts for 0 colours (libxl_create.c); hv has no
+/// colouring. A missing domain is -ESRCH first (`do_domctl`'s lookup).
+pub fn set_llc_colors<M>(sh: &World<M>, op: &XenDomctl) -> Answer {
+    if sh.domain(op.domain).is_none() {
+        return Answer::err(Errno::ESRCH);
+    }
+    // struct xen_domctl_set_llc_colors { uint32_t num_llc_colors; uint32_t pad; handle llc_colors; }
+    let pad = u32::from_le_bytes([op.u[4], op.u[5], op.u[6], op.u[7]]);
+    if pad != 0 {
+        return Answer::err(Errno::EINVAL);
+    }
+    log::debug!(
+        "d{}: set_llc_colors: hv has no LLC colouring: -EOPNOTSUPP",
+        op.domain
+    );
+    Answer::err(Errno::EOPNOTSUPP)
+}
+
 /// `SHUTDOWN_CODE_INVALID` (xen/include/xen/sched.h): a domain's shutdown
 /// code until it shuts down; Xen ORs it in unmasked, so a live domain's
 /// flags carry 0xffff in bits 31:16 (toolstacks read the code only with
