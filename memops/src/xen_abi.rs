@@ -278,6 +278,7 @@ pub mod domctl_cmd {
     pub const MAX_MEM: u32 = 11;
     pub const SETVCPUCONTEXT: u32 = 12;
     pub const MAX_VCPUS: u32 = 15;
+    pub const SET_LLC_COLORS: u32 = 89;
 }
 
 xen_struct! {

@@ -12,7 +12,10 @@
 //! [`console_io`], [`xen_version`], [`sched_op`], [`memory_op`],
 //! [`grant_table_op`], [`event_channel_op`], [`vcpu_op`], [`hvm_op`],
 //! [`vm_assist`], [`multicall`] (which re-enters [`handle`] per entry),
-//! [`sysctl`], [`domctl`] (split by subject) and hv's own [`hv_op`].
+//! [`sysctl`], [`domctl`] (split by subject), [`platform_op`] and hv's own
+//! [`hv_op`]. [`virq`] raises global VIRQs from hv itself (`VIRQ_DOM_EXC`,
+//! `VIRQ_CONSOLE`); [`host`] holds the machine facts the privileged calls
+//! report (CPUs, hv's command line, the RAM bound), recorded at boot.
 //!
 //! Guest values are checked and answered with Xen's errno; nothing here
 //! panics on guest input.
@@ -319,6 +322,11 @@ impl<'a, M: PhysMem + TableMem> Ctx<'a, M> {
 #[must_use]
 pub fn direct_mapped(d: &Domain) -> bool {
     d.privileged
+}
+
+/// hv's system time (ns since the counter's zero), what runstates are kept in.
+fn now_ns<M: PhysMem + TableMem>(ctx: &Ctx<'_, M>) -> u64 {
+    crate::xen::domu::ticks_to_ns(ctx.arch.counter(), ctx.arch.counter_frequency())
 }
 
 /// A hypercall number hv does not implement (`-ENOSYS`), for the log line.

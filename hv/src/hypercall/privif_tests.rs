@@ -401,10 +401,15 @@ fn getdomaininfolist_and_getdomaininfo_as_xl_list_reads_them() {
         use crate::xen::domu::runstate;
         let d0 = w.idx(0);
         let rs = &mut w.world.domains[d0].xen.runstate;
+        // Running since counter 0 (the fake counter runs at 1 GHz: ns).
         rs[0].state = runstate::RUNNING;
+        rs[0].entry = 0;
         rs[0].time[0] = 1000;
         rs[1].state = runstate::BLOCKED;
         rs[1].time[0] = 234;
+    }
+    for _ in 0..50 {
+        w.arch.wait_for_interrupt(); // 1 ms of fake time each
     }
     let (r, all) = list(&mut w, 0, 1024);
     assert_eq!(r, 0);
@@ -418,7 +423,11 @@ fn getdomaininfolist_and_getdomaininfo_as_xl_list_reads_them() {
     assert_eq!(d0.flags >> 16, 0xffff, "SHUTDOWN_CODE_INVALID, as Xen");
     assert_eq!(d0.nr_online_vcpus, 2);
     assert_eq!(d0.max_vcpu_id, 1);
-    assert_eq!(d0.cpu_time, 1234);
+    assert_eq!(
+        d0.cpu_time,
+        50_000_000 + 1234,
+        "time running so far, the current stretch included (vcpu_runstate_get)"
+    );
     assert_eq!(d0.tot_pages, w.world.domains[0].physmap().tot_pages());
     assert_eq!(d0.max_pages, w.world.domains[0].physmap().max_pages());
     assert_eq!(d0.gpaddr_bits, 40);
@@ -466,6 +475,13 @@ fn getdomaininfolist_and_getdomaininfo_as_xl_list_reads_them() {
     assert_eq!((f >> 16) & 0xff, 3, "SHUTDOWN_crash");
     // Unknown domctls: -ENOSYS.
     assert_eq!(w.domctl(77, 0).0, e(Errno::ENOSYS));
+    // set_llc_colors (every xl create, 0 colours): -EOPNOTSUPP as Xen
+    // without colouring, which libxl accepts; -ESRCH for no domain.
+    assert_eq!(
+        w.domctl(domctl_cmd::SET_LLC_COLORS, 1).0,
+        e(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(w.domctl(domctl_cmd::SET_LLC_COLORS, 9).0, e(Errno::ESRCH));
     // The interface version is checked first.
     let mut op = XenDomctl::new(domctl_cmd::GETDOMAININFO, 0);
     op.interface_version = XEN_DOMCTL_INTERFACE_VERSION - 1;
@@ -1116,4 +1132,36 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
         ]
     );
     assert_eq!(r.rows.len(), 175, "calls replayed");
+}
+
+/// hv's console input raises `VIRQ_CONSOLE` on dom0 (helper "console"):
+/// [`super::virq::raise_global`] finds the port dom0's hvc0 bound, sets it
+/// pending and injects the upcall; without a bound port nothing happens.
+#[test]
+fn virq_console_is_raised_on_dom0s_port() {
+    let mut w = W::new();
+    assert_eq!(
+        super::virq::raise_global(&mut w.world.domains, &mut w.world.mem, virq::CONSOLE),
+        None,
+        "not bound yet"
+    );
+    let mut b = [0u8; 12];
+    b[0..4].copy_from_slice(&virq::CONSOLE.to_le_bytes());
+    let (r, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &b);
+    assert_eq!(r, 0);
+    let port = u32::from_le_bytes(out[8..12].try_into().unwrap());
+    assert_eq!(
+        super::virq::raise_global(&mut w.world.domains, &mut w.world.mem, virq::CONSOLE),
+        Some(port)
+    );
+    let si = w.world.domains[w.idx(0)].xen.evtchn.shared_info().unwrap();
+    let mut pend = [0u8; 8];
+    w.world
+        .mem
+        .read(PhysAddr(si.0 + 48 + u64::from(port / 64) * 8), &mut pend);
+    assert_ne!(u64::from_le_bytes(pend) & (1 << (port % 64)), 0);
+    // A domU binding VIRQ_CONSOLE is not the handler: dom0 still is.
+    let (r, _) = w.evtchn(1, evtchn::op::BIND_VIRQ, &b);
+    assert_eq!(r, 0);
+    assert_eq!(super::virq::global_virq_handler(&w.world.domains), Some(0));
 }

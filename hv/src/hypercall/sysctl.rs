@@ -199,6 +199,7 @@ fn domids<M>(w: &crate::world::World<M>) -> Vec<DomId> {
 fn getdomaininfolist<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, op: &mut XenSysctl) -> Out {
     let mut l: XenSysctlGetdomaininfolist = op.member();
     let mut n: u32 = 0;
+    let now = super::now_ns(ctx);
     for id in domids(ctx.world) {
         if id < l.first_domain {
             continue;
@@ -206,7 +207,7 @@ fn getdomaininfolist<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, op: &mut XenSy
         if n == l.max_domains {
             break;
         }
-        let Some(info) = ctx.world.domain(id).map(domaininfo) else {
+        let Some(info) = ctx.world.domain(id).map(|d| domaininfo(d, now)) else {
             continue;
         };
         let at = l

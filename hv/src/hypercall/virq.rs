@@ -42,11 +42,21 @@ pub fn send_global_virq<M: PhysMem + ?Sized>(
     Some(port)
 }
 
-/// `VIRQ_DOM_EXC` from outside a hypercall (the run loop, after a domain
-/// ended): raised and its upcall injected at once.
-pub fn dom_exc<M: PhysMem + ?Sized>(domains: &mut [Domain], mem: &mut M) {
+/// Global VIRQ `v` from outside a hypercall (the run loop; hv's console
+/// input for `VIRQ_CONSOLE`): raised on its handler and the upcall injected
+/// at once. Returns the handler's port, if one was bound.
+pub fn raise_global<M: PhysMem + ?Sized>(
+    domains: &mut [Domain],
+    mem: &mut M,
+    v: u32,
+) -> Option<u32> {
     let mut irq = RecordingIrqSink::default();
-    if send_global_virq(domains, mem, virq::DOM_EXC, &mut irq).is_some() {
-        crate::world::deliver_upcalls(domains, &irq.upcalls);
-    }
+    let port = send_global_virq(domains, mem, v, &mut irq)?;
+    crate::world::deliver_upcalls(domains, &irq.upcalls);
+    Some(port)
+}
+
+/// `VIRQ_DOM_EXC` after a domain ended (the run loop's `drop_vcpu`).
+pub fn dom_exc<M: PhysMem + ?Sized>(domains: &mut [Domain], mem: &mut M) {
+    let _ = raise_global(domains, mem, virq::DOM_EXC);
 }

@@ -140,8 +140,12 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
                 a
             }
             cmd::UNPAUSEDOMAIN => domain::unpause(ctx, domain),
-            cmd::GETDOMAININFO => domain::getdomaininfo(ctx.world, &mut op),
+            cmd::GETDOMAININFO => {
+                let now = super::now_ns(ctx);
+                domain::getdomaininfo(ctx.world, &mut op, now)
+            }
             cmd::MAX_MEM => memory::max_mem(ctx.world, &op),
+            cmd::SET_LLC_COLORS => domain::set_llc_colors(ctx.world, &op),
             cmd::MAX_VCPUS => vcpu::max_vcpus(ctx.world, &op),
             cmd::SETVCPUCONTEXT => vcpu::setvcpucontext(ctx, &op),
             other => {
