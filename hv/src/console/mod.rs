@@ -26,6 +26,15 @@
 //!   notified, as `xenconsoled` does for a PV console; what does not fit is
 //!   dropped and counted (hv never blocks on a guest).
 //! - **hv** takes them as debug keys ([`keys`]).
+//! - **Output of the reader.** A privileged domain bound to `VIRQ_CONSOLE`
+//!   ([`is_console_reader`]: Linux's hvc0 as the initial domain) has its
+//!   `console_io` writes printed raw and unbuffered, as Xen's
+//!   `guest_console_write` does for the hardware domain (prompts, echo and
+//!   terminal escapes must reach the terminal); hv's own lines start a fresh
+//!   line after such output. Every other domain keeps `(d<N>) <line>`.
+//! - **Fallback.** A UART node without a GIC SPI (or no GICv3) gets no
+//!   input: hv warns `console: the UART's DTB node has no GIC SPI` and runs
+//!   on; output is unaffected.
 //!
 //! The UART's receive interrupt (an SPI found in the DTB, [`uart_spi`]) is
 //! routed to hv's boot CPU; the run loop calls [`serial_irq`] when it is
@@ -43,7 +52,7 @@ use pv_tlb::Ipa;
 use crate::arch::PhysMem;
 use crate::domain::{DomId, Domain};
 use crate::guest::GuestMemory;
-use crate::xen::evtchn::{HvPort, PortState, RecordingIrqSink, MAX_PORTS};
+use crate::xen::evtchn::{HvPort, RecordingIrqSink};
 use crate::xen::Errno;
 
 /// `CTRL-a`: Xen's default `conswitch=a` (`switch_code = 'a' - 'a' + 1`).
@@ -366,17 +375,23 @@ impl Console {
     }
 }
 
-/// The port `VIRQ_CONSOLE` is bound to in `d` (a global VIRQ: Linux binds
-/// it on vCPU 0, `EVTCHNOP_bind_vcpu` may move its delivery elsewhere).
+/// The port `VIRQ_CONSOLE` is bound to in `d` (a global VIRQ: bound on
+/// vCPU 0, as Linux's `hvc_xen.c` does for the initial domain; after helper
+/// privif's change `virq_port` finds a global VIRQ wherever it was moved).
 #[must_use]
 pub fn virq_console_port(d: &Domain) -> Option<u32> {
-    let e = &d.xen.evtchn;
-    e.virq_port(VIRQ_CONSOLE, 0).or_else(|| {
-        (1..MAX_PORTS).find(|&p| {
-            e.port(p)
-                .is_some_and(|x| x.state == PortState::Virq(VIRQ_CONSOLE))
-        })
-    })
+    d.xen.evtchn.virq_port(VIRQ_CONSOLE, 0)
+}
+
+/// `d` reads hv's serial input: privileged and bound to `VIRQ_CONSOLE`
+/// (Linux's `hvc_xen.c` as the initial domain). Its `console_io` output goes
+/// out raw and unbuffered, as Xen's `guest_console_write` does for the
+/// hardware domain ("Use direct console output as it could be
+/// interactive"): prompts, echo and terminal escapes reach the terminal.
+/// Every other domain keeps hv's `(d<N>) ` lines.
+#[must_use]
+pub fn is_console_reader(d: &Domain) -> bool {
+    d.privileged && virq_console_port(d).is_some()
 }
 
 /// What console input may touch: the world's domains and memory, the
@@ -413,6 +428,11 @@ pub struct LogOut;
 
 impl core::fmt::Write for LogOut {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        // hv's line starts on a line of its own after a raw partial line
+        // (a shell prompt of dom0's).
+        if crate::xen::console::take_raw_midline() {
+            crate::logger::print(format_args!("\n"));
+        }
         crate::logger::print(format_args!("{s}"));
         Ok(())
     }

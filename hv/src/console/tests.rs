@@ -223,6 +223,20 @@ fn input_goes_to_dom0_then_each_domu_then_hv() {
 }
 
 #[test]
+fn the_console_reader_is_a_privileged_domain_bound_to_virq_console() {
+    let mut m = Machine::new(&[0, 1]);
+    assert!(is_console_reader(&m.domains[0]));
+    assert!(!is_console_reader(&m.domains[1]));
+    // Bound but unprivileged, or privileged without the VIRQ: no.
+    m.domains[1].xen.evtchn.bind_virq(VIRQ_CONSOLE, 0).unwrap();
+    assert!(!is_console_reader(&m.domains[1]));
+    let mut m = Machine::new(&[0]);
+    let p = virq_console_port(&m.domains[0]).unwrap();
+    m.domains[0].xen.evtchn.free(p).unwrap();
+    assert!(!is_console_reader(&m.domains[0]));
+}
+
+#[test]
 fn first_focus_without_dom0_is_the_first_domu_and_hv_without_domains() {
     let m = Machine::new(&[3, 1]);
     let mut con = Console::default();
@@ -437,4 +451,33 @@ fn unknown_and_newline_keys() {
         assert!(o.contains(what), "{what}: {o}");
     }
     assert!(o.contains("hv:  tlbi: IPAS2E1IS="), "{o}");
+}
+
+proptest::proptest! {
+    /// Any byte stream: every run of CTRL-a gives run/3 switches, the
+    /// remainder is handed on only if another byte follows; every other
+    /// byte comes out once, in order.
+    #[test]
+    fn switch_machine_loses_and_invents_nothing(bytes in proptest::collection::vec(
+        proptest::prop_oneof![proptest::strategy::Just(SWITCH_CODE), proptest::num::u8::ANY],
+        0..200,
+    )) {
+        let ev = events(&bytes);
+        let mut want = Vec::new();
+        let mut run = 0usize;
+        for &c in &bytes {
+            if c == SWITCH_CODE {
+                run += 1;
+                if run == 3 {
+                    want.push(Rx::Switch);
+                    run = 0;
+                }
+            } else {
+                want.extend(core::iter::repeat_n(Rx::Byte(SWITCH_CODE), run));
+                run = 0;
+                want.push(Rx::Byte(c));
+            }
+        }
+        proptest::prop_assert_eq!(ev, want);
+    }
 }

@@ -8,9 +8,10 @@ use pv_tlb::Ipa;
 
 use super::{low32, unknown_command, Action, CallerView, Ctx, Reply};
 use crate::arch::PhysMem;
-use crate::guest::GuestHandle;
+use crate::guest::{GuestHandle, GuestMemory};
 use crate::xen::abi::{consoleio, nr};
 use crate::xen::console::CHUNK;
+use crate::xen::console::{ConsoleLine, ConsoleSink};
 use crate::xen::Errno;
 
 /// A `console_io` sub-command.
@@ -52,8 +53,9 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     let Some(op) = ConsoleIo::decode(a) else {
         return unknown_command(ctx.caller, nr::CONSOLE_IO, a[0]);
     };
+    let raw = ctx.me().is_ok_and(|d| crate::console::is_console_reader(d));
     match ctx.caller_view() {
-        Ok(mut v) => console_io(op, &mut v),
+        Ok(mut v) => console_io_as(op, &mut v, raw),
         Err(e) => Reply::ret(Err(e)),
     }
 }
@@ -72,6 +74,56 @@ pub const WRITE_BUDGET: u64 = CHUNK as u64;
 /// guest memory (whatever was copied before the fault has been printed, as in
 /// Xen).
 pub fn console_io<M: PhysMem + TableMem>(op: ConsoleIo, ctx: &mut CallerView<'_, M>) -> Reply {
+    console_io_as(op, ctx, false)
+}
+
+/// [`console_io`]; `raw`: the caller reads hv's serial input
+/// ([`crate::console::is_console_reader`]), so its writes go out raw and
+/// unbuffered (Xen's hardware-domain path of `guest_console_write`), after
+/// any partial line it left in hv's line buffer.
+pub fn console_io_as<M: PhysMem + TableMem>(
+    op: ConsoleIo,
+    ctx: &mut CallerView<'_, M>,
+    raw: bool,
+) -> Reply {
+    let CallerView {
+        domid,
+        privileged,
+        mem,
+        line,
+        sink,
+        ..
+    } = ctx;
+    let mut me = Caller {
+        domid: *domid,
+        privileged: *privileged,
+        mem,
+        line,
+        sink: &mut **sink,
+    };
+    caller_io(op, &mut me, raw)
+}
+
+/// What `console_io` needs of its caller (a [`CallerView`]'s part).
+pub struct Caller<'c, 'm, M: PhysMem + TableMem> {
+    /// The calling domain.
+    pub domid: u16,
+    /// It is privileged (may read the serial input).
+    pub privileged: bool,
+    /// Its memory, through its stage 1.
+    pub mem: &'c mut GuestMemory<'m, M>,
+    /// Its partial console line.
+    pub line: &'c mut ConsoleLine,
+    /// Where console lines go.
+    pub sink: &'c mut dyn ConsoleSink,
+}
+
+/// [`console_io_as`] on a [`Caller`].
+pub fn caller_io<M: PhysMem + TableMem>(
+    op: ConsoleIo,
+    ctx: &mut Caller<'_, '_, M>,
+    raw: bool,
+) -> Reply {
     match op {
         ConsoleIo::Write { count, buf } => {
             let total = u64::from(count);
@@ -85,7 +137,15 @@ pub fn console_io<M: PhysMem + TableMem>(op: ConsoleIo, ctx: &mut CallerView<'_,
                     crate::glog!(ctx.domid, Debug, "d{}: console_io write: {e}", ctx.domid);
                     return Reply::ret(Err(e.errno()));
                 }
-                ctx.line.push(ctx.domid, &chunk[..n], ctx.sink);
+                if raw {
+                    if !ctx.line.is_empty() {
+                        ctx.line.flush(ctx.domid, ctx.sink);
+                    }
+                    let text = alloc::string::String::from_utf8_lossy(&chunk[..n]);
+                    ctx.sink.guest_raw(ctx.domid, &text);
+                } else {
+                    ctx.line.push(ctx.domid, &chunk[..n], ctx.sink);
+                }
                 left -= n as u64;
                 ipa = Ipa(ipa.0.wrapping_add(n as u64));
             }
@@ -119,7 +179,7 @@ pub fn console_io<M: PhysMem + TableMem>(op: ConsoleIo, ctx: &mut CallerView<'_,
             let r = crate::console::CONSOLE
                 .lock()
                 .rx
-                .read_to_guest(count, buf.ipa(), &mut ctx.mem);
+                .read_to_guest(count, buf.ipa(), ctx.mem);
             if let Err(e) = r {
                 crate::glog!(
                     ctx.domid,
@@ -138,8 +198,6 @@ pub fn console_io<M: PhysMem + TableMem>(op: ConsoleIo, ctx: &mut CallerView<'_,
 mod tests {
     use super::*;
     use crate::arch::fake::FakeMem;
-    use crate::xen::console::ConsoleLine;
-    use crate::xen::ConsoleSink;
     use memops::{S2Attrs, Stage2};
     use pv_tlb::PhysAddr;
 
@@ -163,20 +221,70 @@ mod tests {
         .unwrap();
         let mut line = ConsoleLine::default();
         let mut sink = NoLines;
-        let mut v = CallerView {
+        let mut gm = GuestMemory::new(&s2, &mut mem);
+        let mut v = Caller {
             domid: 0,
             privileged,
-            handle: [0; 16],
-            mem: crate::guest::GuestMemory::new(&s2, &mut mem),
+            mem: &mut gm,
             line: &mut line,
             sink: &mut sink,
         };
         let op =
             ConsoleIo::decode([u64::from(consoleio::READ), u64::from(count), at, 0, 0]).unwrap();
-        let r = console_io(op, &mut v).ret;
+        let r = caller_io(op, &mut v, false).ret;
         let mut b = [0u8; 8];
         let _ = v.mem.copy_from_guest(Ipa(B), &mut b);
         (r, b)
+    }
+
+    #[derive(Default)]
+    struct Rec(alloc::vec::Vec<alloc::string::String>);
+    impl ConsoleSink for Rec {
+        fn guest_line(&mut self, d: u16, l: &str) {
+            self.0.push(std::format!("line d{d} {l}"));
+        }
+        fn guest_raw(&mut self, d: u16, t: &str) {
+            self.0.push(std::format!("raw d{d} {t}"));
+        }
+    }
+
+    /// The serial-input reader's writes go out raw (prompt without newline,
+    /// escapes kept), after the partial line it had buffered before.
+    #[test]
+    fn console_reader_writes_raw_after_its_buffered_line() {
+        let mut mem = FakeMem::new(0x8000_0000, 0x100_0000);
+        let mut s2 = Stage2::new(&mut mem, 40).unwrap();
+        s2.map(
+            &mut mem,
+            Ipa(B),
+            PhysAddr(0x8010_0000),
+            0x1000,
+            S2Attrs::RAM,
+        )
+        .unwrap();
+        let mut line = ConsoleLine::default();
+        let mut sink = Rec::default();
+        let mut gm = GuestMemory::new(&s2, &mut mem);
+        let mut v = Caller {
+            domid: 0,
+            privileged: true,
+            mem: &mut gm,
+            line: &mut line,
+            sink: &mut sink,
+        };
+        v.mem
+            .copy_to_guest(Ipa(B), b"early\n[ 1]\x1b[6n/ # ")
+            .unwrap();
+        let w = |n: u32, at: u64| ConsoleIo::Write {
+            count: n,
+            buf: GuestHandle::new(at),
+        };
+        assert_eq!(caller_io(w(10, B), &mut v, false).ret, 0);
+        assert_eq!(caller_io(w(8, B + 10), &mut v, true).ret, 0);
+        assert_eq!(
+            sink.0,
+            ["line d0 early", "line d0 [ 1]", "raw d0 \x1b[6n/ # "]
+        );
     }
 
     /// The only test that touches hv's global console state.

@@ -17,6 +17,14 @@ pub trait ConsoleSink {
     /// shows it as `(d<domid>) <line>`.
     fn guest_line(&mut self, domid: u16, line: &str);
 
+    /// Raw output of a domain that reads hv's serial input
+    /// ([`crate::console::is_console_reader`]), printed as it comes (no
+    /// prefix, no line buffering, as Xen for the hardware domain). The
+    /// default hands it on as a line (test sinks).
+    fn guest_raw(&mut self, domid: u16, text: &str) {
+        self.guest_line(domid, text);
+    }
+
     /// Print one of hv's own status lines (`hv: <text>` on the console);
     /// the default sends it to the `log` backend at info level.
     fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
@@ -30,12 +38,45 @@ pub struct LogConsole;
 
 impl ConsoleSink for LogConsole {
     fn guest_line(&mut self, domid: u16, line: &str) {
+        if take_raw_midline() {
+            crate::logger::print(format_args!("\n"));
+        }
         if domid == 0 {
+            // The hardware domain's text goes to the serial only, as Xen's
+            // guest_console_write (dom0's `xl dmesg` would read back what it prints).
             crate::logger::print_serial_only(format_args!("(d{domid}) {line}\n"));
         } else {
             crate::logger::print(format_args!("(d{domid}) {line}\n"));
         }
     }
+
+    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
+        if take_raw_midline() {
+            crate::logger::print(format_args!("\n"));
+        }
+        log::info!("{args}");
+    }
+
+    fn guest_raw(&mut self, domid: u16, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if domid == 0 {
+            crate::logger::print_serial_only(format_args!("{text}"));
+        } else {
+            crate::logger::print(format_args!("{text}"));
+        }
+        RAW_MIDLINE.store(!text.ends_with('\n'), core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The last raw output ([`ConsoleSink::guest_raw`]) left its line open.
+static RAW_MIDLINE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// True (and reset) if raw guest output left the console mid-line: hv's
+/// console lines print a newline first so they start a line of their own.
+pub fn take_raw_midline() -> bool {
+    RAW_MIDLINE.swap(false, core::sync::atomic::Ordering::Relaxed)
 }
 
 /// A domain's partial console line.
