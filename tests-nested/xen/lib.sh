@@ -308,6 +308,12 @@ dom0_main() {
     dlog "$hyp: -smp $SMP -m $MEM, dom0_mem=$DOM0_MEM; output in $OUT"
     dlog "hypervisor: $XEN_ARGS"
     for m in "${modes[@]}"; do
+        if [ "$rc" != 0 ] && [ "${modes[0]}" = check ] && [ -z "${DOM0_NO_SKIP:-}" ]; then
+            # The other modes need a dom0 that boots to its shell: after a failed check they
+            # would only wait for their timeout (DOM0_NO_SKIP=1 runs them anyway).
+            dlog "$m: SKIPPED (check failed)"
+            continue
+        fi
         "dom0_mode_$m" "$hyp" || rc=1
     done
     return $rc
