@@ -115,7 +115,9 @@ dom0_run() {
     local log=$1 start end; shift
     start=$(us)
     set +e
-    timeout "$TIMEOUT" "$CARGO_TARGET_DIR/release/rig-stamp" -- \
+    # setpriv --pdeathsig: QEMU dies with rig-stamp, whatever kills it (an orphaned QEMU would
+    # run on and keep any lock its caller holds).
+    timeout "$TIMEOUT" "$CARGO_TARGET_DIR/release/rig-stamp" -- setpriv --pdeathsig KILL -- \
         "$QEMU" "${MACHINE[@]}" -nographic -no-reboot "$@" </dev/null | stamp_lines "$start" >"$log"
     RUN_RC=${PIPESTATUS[0]}
     set -e
@@ -132,7 +134,7 @@ dom0_run_console() {
     while [ "$1" != -- ]; do steps+=("$1"); shift; done; shift
     rm -f "$sock"
     start=$(us)
-    timeout "$TIMEOUT" "$QEMU" "${MACHINE[@]}" -display none -monitor none -no-reboot \
+    timeout "$TIMEOUT" setpriv --pdeathsig KILL -- "$QEMU" "${MACHINE[@]}" -display none -monitor none -no-reboot \
         -chardev "socket,id=ser0,path=$sock,server=on,wait=on" -serial chardev:ser0 "$@" \
         </dev/null >"$log.qemu" 2>&1 &
     qpid=$!
