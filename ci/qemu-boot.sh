@@ -16,7 +16,8 @@
 #       (grub-efi-arm64-bin; pinned .debs, SHA-256 checked, cached in .cache/uefi; the GRUB EFI
 #       image is built with the host's grub-mkimage from the package's modules):
 #       (a) GRUB `xen_hypervisor /hv loglvl=info; xen_module /guest-hello.bin` boots hv, which
-#           runs the module as d1 (-M virt,acpi=off: edk2 then offers the DT);
+#           runs the module as d0 (Xen's rule: the first kernel module is dom0;
+#           -M virt,acpi=off: edk2 then offers the DT);
 #       (b) hv itself as \EFI\BOOT\BOOTAA64.EFI (firmware's DT, embedded demo guest);
 #       (c) the same with ACPI on (edk2 offers only ACPI): hv must say so and stop.
 #
@@ -261,7 +262,7 @@ CFG
     run_watch "$log" 300 "" -M "$MACHINE,acpi=off" "${m[@]}" -drive "file=fat:rw:$esp,format=raw,if=virtio" || fail=1
     check_log "$log" "edk2 + GRUB xen_hypervisor/xen_module" "grub: xen_module /guest-hello.bin" \
         "hv: UEFI: device tree found, exiting boot services" "hv: hv " "command line: \"loglvl=info\"" \
-        "CPU1 online" "(d1) guest-hello: all checks passed" "hv: all domains ended, powering off" || true
+        "CPU1 online" "(d0) guest-hello: all checks passed" "hv: all domains ended, powering off" || true
     if grep -aqF "no boot modules" "$log"; then
         echo "qemu-boot: FAIL hv ran its embedded guest, not GRUB's module ($log)"
         fail=1

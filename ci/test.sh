@@ -124,8 +124,14 @@ step hostile bash ci/qemu-hostile.sh
 step linux-2g bash ci/qemu-linux.sh run 2g 2 1 4G 2048
 step linux-toobig bash ci/qemu-linux.sh toobig
 # The Xen peer (issues 11-13): Debian's Xen 4.20 boots the project's dom0 image (Debian's kernel +
-# xen-utils-4.20) to `xl list` showing Domain-0 (~35 s of QEMU, ~1 min with the image build).
+# xen-utils-4.20) to `xl list` showing Domain-0, reads the virtio-blk disk, answers on its console,
+# reports a dom0 panic (~1 min of QEMU, ~2 min with the image build).
+# The dom0 runners' checks (tests-nested/xen/lib.sh) against recorded logs, no QEMU (~1 s).
+step dom0-checks bash tests-nested/xen/selftest.sh
 step xen-peer bash ci/xen-peer.sh
+# Issue 11: hv boots the same dom0 image from the same DTB (Xen's boot binding): every marker,
+# the virtio-blk disk, xl info/list/dmesg, console input and Ctrl-A x3, poweroff, dom0 panic.
+step dom0 bash ci/qemu-dom0.sh
 # The nested rig: hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 

@@ -29,11 +29,8 @@
 //! **hv extension, module domains** ([`BootInfo::module_domains`]): every further
 //! kernel module outside `xen,domain` nodes (Xen ignores them) is one more
 //! unprivileged domain, with the ramdisk module that directly follows it. The
-//! old rule, "the kernel module whose bootargs hold the word `dom0` is d0, the
-//! others d1, d2, ...", is what [`BootInfo::modules`] still serves to
-//! `start::System::add_module_domains_with` (the adapter until the new domain
-//! builder takes [`BootInfo::dom0`]); both rules agree when the `dom0` module
-//! is the first kernel module ([`BootInfo::legacy_rule_agrees`]).
+//! boot flow builds exactly these (`start::System::add_boot_domains`); hv's
+//! old rule (the module whose bootargs hold the word `dom0` is d0) is gone.
 //!
 //! Xen's dom0less domains (`/chosen/domU*` nodes with `compatible = "xen,domain"`,
 //! `memory` in KiB, `cpus`, and their own `multiboot,kernel` /
@@ -495,6 +492,45 @@ pub fn check_dtb(dtb: &[u8]) -> Result<(), BootInfoError> {
     validate(dtb)
 }
 
+/// The most bytes of a DTB hv reads (Linux's booting.rst: "must not exceed
+/// 2 megabytes"; Xen's `MAX_FDT_SIZE`).
+pub const MAX_DTB_BYTES: u32 = 2 << 20;
+
+/// The `totalsize` to use for a DTB whose 40-byte header is `hdr`: its own
+/// when it is at most [`MAX_DTB_BYTES`], else the end of the last block the
+/// header names (memory reservations, structure, strings), rounded up to 8,
+/// if that fits. QEMU's `-dtb` loader (`load_device_tree`, then
+/// `fdt_open_into`) grows a file's totalsize to twice its size plus 20000
+/// bytes, so a DTB saved with QEMU's 1 MiB `dumpdtb` padding arrives with a
+/// totalsize above 2 MiB although its blocks use a few KiB; such a blob used
+/// to be refused before any console was known (hv printed nothing at all).
+/// `None`: not a DTB header, or blocks that pass the limit.
+#[must_use]
+pub fn usable_totalsize(hdr: &[u8]) -> Option<u32> {
+    let word = |i: usize| be32(hdr, 4 * i);
+    if word(0)? != 0xd00d_feed {
+        return None;
+    }
+    let total = word(1)?;
+    if (40..=MAX_DTB_BYTES).contains(&total) {
+        return Some(total);
+    }
+    let (off_struct, off_strings, off_rsv) = (word(2)?, word(3)?, word(4)?);
+    let (size_strings, size_struct) = (word(8)?, word(9)?);
+    // The reservation list is at least its terminating 16-byte entry; a
+    // longer list before the structure block is covered by the others' ends.
+    let used = [
+        off_struct.checked_add(size_struct)?,
+        off_strings.checked_add(size_strings)?,
+        off_rsv.checked_add(16)?,
+        40,
+    ]
+    .into_iter()
+    .max()?
+    .checked_next_multiple_of(8)?;
+    (used <= total && used <= MAX_DTB_BYTES).then_some(used)
+}
+
 /// Remove every `FDT_NOP` token from the DTB's structure block in place
 /// (shrinking `size_dt_struct`); returns how many were removed.
 ///
@@ -925,28 +961,6 @@ impl<'a> BootInfo<'a> {
         .chain(extra)
     }
 
-    /// Whether hv's old rule (the kernel module whose bootargs hold the word
-    /// `dom0` is the control domain, [`BootInfo::modules`] as
-    /// `start::System::add_module_domains_with` reads it) picks the same
-    /// control domain as Xen's: the `dom0` word is on the first kernel module and
-    /// on no other. False when no module names itself `dom0` but a kernel
-    /// module exists (Xen makes it dom0, the old rule makes it d1).
-    #[must_use]
-    pub fn legacy_rule_agrees(&self) -> bool {
-        let word = |m: &BootModule<'_>| {
-            m.bootargs
-                .is_some_and(|a| a.split_ascii_whitespace().any(|w| w == "dom0"))
-        };
-        let mut kernels = self
-            .modules()
-            .iter()
-            .filter(|m| m.kind == ModuleKind::Kernel);
-        match kernels.next() {
-            None => true,
-            Some(first) => word(first) && !kernels.any(word),
-        }
-    }
-
     /// The dom0less domains.
     #[must_use]
     pub fn domus(&self) -> &[DomUNode<'a>] {
@@ -1122,6 +1136,39 @@ mod tests {
 
     const VIRT: &[u8] = include_bytes!("../tests/fixtures/qemu-virt-gicv3-smp2.dtb");
     const MODULES: &[u8] = include_bytes!("../tests/fixtures/qemu-virt-gicv3-smp2-modules.dtb");
+
+    /// QEMU's `-dtb` loader grows a file's totalsize to twice its size plus
+    /// 20000 bytes: a DTB saved with `dumpdtb`'s 1 MiB padding arrives with a
+    /// totalsize above 2 MiB. hv used to park silently on it (issue 11).
+    #[test]
+    fn a_dtb_grown_past_2_mib_by_qemu_is_shrunk_to_its_blocks() {
+        let peer: &[u8] = include_bytes!("../tests/fixtures/xen-peer.dtb");
+        let grown = 2 * (1 << 20) + 20000;
+        let mut blob = alloc::vec![0u8; grown];
+        blob[..peer.len()].copy_from_slice(peer);
+        blob[4..8].copy_from_slice(&(grown as u32).to_be_bytes());
+        let size = usable_totalsize(&blob[..40]).unwrap();
+        assert!(
+            size as usize <= peer.len().next_multiple_of(8) && size.is_multiple_of(8),
+            "{size}"
+        );
+        let blob = &mut blob[..size as usize];
+        blob[4..8].copy_from_slice(&size.to_be_bytes());
+        strip_nops(blob).unwrap();
+        let b = BootInfo::parse(blob).unwrap();
+        assert!(b.dom0().is_some());
+        // A totalsize within the limit is kept; a bad magic or blocks past
+        // the limit are refused.
+        assert_eq!(usable_totalsize(&peer[..40]), Some(peer.len() as u32));
+        let mut bad = peer[..40].to_vec();
+        bad[0] = 0;
+        assert_eq!(usable_totalsize(&bad), None);
+        let mut far = peer[..40].to_vec();
+        far[4..8].copy_from_slice(&(grown as u32).to_be_bytes());
+        far[12..16].copy_from_slice(&(MAX_DTB_BYTES).to_be_bytes()); // strings at 2 MiB
+        assert_eq!(usable_totalsize(&far), None);
+        assert_eq!(usable_totalsize(&peer[..6]), None);
+    }
 
     #[test]
     fn qemu_virt_dtb() {
@@ -1712,9 +1759,7 @@ mod tests {
         assert_eq!(doms[1].kernel.pa, PhysAddr(0x4900_0000));
         assert_eq!(doms[1].ramdisk, None, "dom0's ramdisk is not shared");
         assert_eq!(doms[1].bootargs, Some("dom0 console=hvc0"));
-        // The old rule would make the second module d0: they disagree.
-        assert!(!b.legacy_rule_agrees());
-        // The runners' layout (the `dom0` module first) satisfies both rules.
+        // The runners' layout (the `dom0` module first).
         let blob = chosen_dtb(
             &[("xen,xen-bootargs", "loglvl=info")],
             &[
@@ -1725,7 +1770,6 @@ mod tests {
             ],
         );
         let b = BootInfo::parse(&blob).unwrap();
-        assert!(b.legacy_rule_agrees());
         let doms: alloc::vec::Vec<_> = b.module_domains().collect();
         assert_eq!(doms[0].bootargs, Some("dom0 x"));
         assert_eq!(doms[0].ramdisk.map(|r| r.pa), Some(PhysAddr(0x4a00_0000)));
@@ -1734,7 +1778,6 @@ mod tests {
         let blob = chosen_dtb(&[], &[]);
         let b = BootInfo::parse(&blob).unwrap();
         assert_eq!((b.dom0(), b.module_domains().count()), (None, 0));
-        assert!(b.legacy_rule_agrees());
     }
 
     /// docs/misc/arm/device-tree/booting.txt "Command lines", case by case.

@@ -92,6 +92,9 @@ pub enum DomainError {
     },
     /// Copying the kernel into guest memory failed.
     Copy(GuestMemError),
+    /// dom0's device tree could not be derived from the host's
+    /// ([`crate::hostdt::derive`]), or it and the initrd fit nowhere in bank 0.
+    Dom0Dt(&'static str),
     /// The DTB and ramdisk do not fit between the kernel and the end of RAM.
     NoRoomForBootData {
         /// First free IPA after the kernel.
@@ -122,6 +125,7 @@ impl fmt::Display for DomainError {
                 )
             }
             DomainError::Copy(e) => write!(f, "copying into guest RAM: {e}"),
+            DomainError::Dom0Dt(e) => write!(f, "dom0's device tree: {e}"),
             DomainError::NoRoomForBootData {
                 kernel_end,
                 ramdisk,
@@ -262,6 +266,9 @@ pub struct Domain {
     physmap: Physmap,
     ram: Vec<RamChunk>,
     ram_bytes: u64,
+    /// A direct-mapped domain's RAM banks `(IPA == PA, bytes)` in address
+    /// order (empty: Xen's guest layout, [`ram_banks`]).
+    direct: Vec<(u64, u64)>,
     /// Xen's `xen_domain_handle_t` (a UUID; hv derives it from the id).
     pub handle: [u8; 16],
     /// A privileged (control) domain.
@@ -328,6 +335,118 @@ pub fn kernel_load_offset(header: &[u8]) -> u64 {
     }
 }
 
+/// The smallest run of a direct-mapped domain's RAM (a stage-2 block).
+pub const DIRECT_BLOCK: u64 = 2 << 20;
+/// The most banks a direct-mapped domain's RAM is split into (Xen's
+/// `NR_MEM_BANKS` is larger; hv's pool is one contiguous carve, so a few suffice).
+pub const MAX_DIRECT_BANKS: usize = 64;
+
+/// Take `bytes` (a multiple of [`DIRECT_BLOCK`]) of contiguous RAM from the
+/// pool for `owner`, as Xen's `allocate_memory_11` does for dom0: the
+/// largest naturally aligned power-of-two run that fits what is left (at most
+/// 1 GiB, the pool's largest order; at least 2 MiB), then the next, each
+/// order tried down to 2 MiB; the pool gives the lowest run free (below
+/// 4 GiB first when it spans it, as Xen wants bank 0 for 32-bit DMA).
+/// Returns the banks `(base, bytes)` sorted and with adjacent runs merged.
+/// Each frame holds its one allocation reference; nothing is zeroed here.
+///
+/// # Errors
+/// [`DomainError::OutOfMemory`] (everything taken is given back).
+pub fn alloc_direct(
+    pool: &mut FrameTable,
+    owner: DomId,
+    bytes: u64,
+) -> Result<Vec<(u64, u64)>, DomainError> {
+    const MIN_ORDER: u32 = 9;
+    const MAX_ORDER: u32 = 18;
+    let oom = DomainError::OutOfMemory { bytes };
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let give_back = |pool: &mut FrameTable, runs: &[(u64, u64)]| {
+        for &(base, n) in runs {
+            for i in 0..n / PAGE_SIZE {
+                let _ = pool.put(PhysAddr(base + i * PAGE_SIZE));
+            }
+        }
+    };
+    let mut left = bytes / PAGE_SIZE;
+    if !bytes.is_multiple_of(DIRECT_BLOCK) || left == 0 {
+        return Err(DomainError::BadRamSize { bytes });
+    }
+    while left > 0 {
+        let mut order = (63 - left.leading_zeros()).min(MAX_ORDER);
+        let got = loop {
+            if order < MIN_ORDER {
+                break None;
+            }
+            if let Ok(pa) = pool.alloc(owner, order) {
+                break Some((pa.0, PAGE_SIZE << order));
+            }
+            order -= 1;
+        };
+        let Some(run) = got else {
+            give_back(pool, &runs);
+            return Err(oom);
+        };
+        if runs.try_reserve(1).is_err() {
+            give_back(pool, &runs);
+            give_back(pool, &[run]);
+            return Err(oom);
+        }
+        runs.push(run);
+        left -= run.1 / PAGE_SIZE;
+    }
+    runs.sort_unstable();
+    let mut banks: Vec<(u64, u64)> = Vec::new();
+    for r in &runs {
+        match banks.last_mut() {
+            Some(b) if b.0 + b.1 == r.0 => b.1 += r.1,
+            _ => banks.push(*r),
+        }
+    }
+    if banks.len() > MAX_DIRECT_BANKS {
+        give_back(pool, &runs);
+        return Err(oom);
+    }
+    Ok(banks)
+}
+
+/// Where a direct-mapped domain's DTB and initrd go, as Xen's
+/// `place_modules` (xen/arch/arm/kernel.c): both 2 MiB-rounded, DTB first
+/// then the initrd, at bank 0 + 128 MiB when that is above the kernel and
+/// fits, else at the top of bank 0 above the 2 MiB-rounded kernel, else below
+/// the kernel. `bank0` is `(base, bytes)`, `kernel` `[start, end)`.
+/// Returns `(dtb, initrd)` addresses, `None` if they fit nowhere.
+#[must_use]
+pub fn place_modules(
+    bank0: (u64, u64),
+    kernel: (u64, u64),
+    initrd_bytes: u64,
+    dtb_bytes: u64,
+) -> Option<(u64, u64)> {
+    let round = |n: u64| n.checked_next_multiple_of(DIRECT_BLOCK);
+    let initrd_len = round(initrd_bytes)?;
+    let dtb_len = round(dtb_bytes)?;
+    let modsize = initrd_len.checked_add(dtb_len)?;
+    let (rambase, ramsize) = bank0;
+    let ramend = rambase.checked_add(ramsize)?;
+    let (kernbase, kernend) = kernel;
+    let kernsize = round(kernend)?.checked_sub(kernbase)?;
+    let ram128mb = rambase.checked_add(128 << 20)?;
+    if modsize.checked_add(kernsize)? > ramsize {
+        return None;
+    }
+    let modbase = if ramend >= ram128mb.checked_add(modsize)? && kernend < ram128mb {
+        ram128mb
+    } else if ramend - modsize > round(kernend)? {
+        ramend - modsize
+    } else if kernbase.checked_sub(rambase)? > modsize {
+        kernbase - modsize
+    } else {
+        return None;
+    };
+    Some((modbase, modbase + dtb_len))
+}
+
 impl Domain {
     /// Build a domain: a VMID, an empty physmap (stage-2 table of
     /// `ipa_bits`), and `ram_bytes` of zeroed RAM from the guest page pool
@@ -373,6 +492,77 @@ impl Domain {
         Ok(d)
     }
 
+    /// A direct-mapped domain (Xen's hardware domain on Arm,
+    /// `allocate_memory_11`): `ram_bytes` of zeroed RAM taken from the guest
+    /// page pool as naturally aligned power-of-two runs ([`alloc_direct`])
+    /// and mapped at IPA == PA. Its banks are [`Domain::banks`].
+    ///
+    /// # Errors
+    /// [`DomainError::BadRamSize`] (not a multiple of 2 MiB, or a bank past
+    /// `ipa_bits`), [`DomainError::OutOfMemory`], [`DomainError::Stage2`];
+    /// everything taken so far is given back.
+    pub fn create_direct<M: PhysMem + TableMem>(
+        id: DomId,
+        ram_bytes: u64,
+        ipa_bits: u8,
+        vmids: &mut VmidAllocator,
+        mem: &mut M,
+        pool: &mut FrameTable,
+    ) -> Result<Domain, DomainError> {
+        if ram_bytes < DIRECT_BLOCK || !ram_bytes.is_multiple_of(DIRECT_BLOCK) {
+            return Err(DomainError::BadRamSize { bytes: ram_bytes });
+        }
+        let runs = alloc_direct(pool, id, ram_bytes)?;
+        let top = 1u64 << ipa_bits.min(63);
+        let give_back = |pool: &mut FrameTable, runs: &[(u64, u64)]| {
+            for &(base, bytes) in runs {
+                for i in 0..bytes / PAGE_SIZE {
+                    let _ = pool.put(PhysAddr(base + i * PAGE_SIZE));
+                }
+            }
+        };
+        if runs.iter().any(|&(b, n)| b + n > top) {
+            give_back(pool, &runs);
+            return Err(DomainError::BadRamSize { bytes: ram_bytes });
+        }
+        let mut d = match Self::create_inner(id, 0, ipa_bits, vmids, mem, pool) {
+            Ok(d) => d,
+            Err(e) => {
+                give_back(pool, &runs);
+                return Err(e);
+            }
+        };
+        d.ram_bytes = ram_bytes;
+        d.physmap.set_max_pages(ram_bytes / PAGE_SIZE);
+        for (mapped, &(base, bytes)) in runs.iter().enumerate() {
+            let pages = bytes / PAGE_SIZE;
+            for i in 0..pages {
+                mem.zero_frame(PhysAddr(base + i * PAGE_SIZE));
+            }
+            // A fresh mapping of never-mapped IPAs: nothing to invalidate.
+            if let Err(e) = d.physmap.insert(
+                mem,
+                base / PAGE_SIZE,
+                PhysAddr(base),
+                pages,
+                P2mKind::Ram,
+                S2Attrs::RAM,
+            ) {
+                // The runs not mapped yet go back here; the mapped ones with the physmap.
+                give_back(pool, &runs[mapped..]);
+                d.discard(mem, pool, vmids);
+                return Err(DomainError::Stage2(e));
+            }
+            d.ram.push(RamChunk {
+                ipa: Ipa(base),
+                pa: PhysAddr(base),
+                pages,
+            });
+        }
+        d.direct = runs;
+        Ok(d)
+    }
+
     fn create_inner<M: PhysMem + TableMem>(
         id: DomId,
         ram_bytes: u64,
@@ -397,6 +587,7 @@ impl Domain {
             physmap,
             ram: Vec::new(),
             ram_bytes,
+            direct: Vec::new(),
             handle,
             privileged: false,
             console: ConsoleLine::default(),
@@ -537,11 +728,11 @@ impl Domain {
         };
         let span = size.max(image_size);
         let needed = offset.saturating_add(span);
-        let bank0 = ram_banks(self.ram_bytes)[0].1;
+        let (base0, bank0) = self.bank0();
         if needed > bank0 {
             return Err(DomainError::KernelTooBig { needed, ram: bank0 });
         }
-        let load = Ipa(GUEST_RAM0_BASE + offset);
+        let load = Ipa(base0 + offset);
         self.copy_in(mem, load, size, image)?;
         Ok(KernelPlacement {
             entry: load,
@@ -643,12 +834,40 @@ impl Domain {
         &self.ram
     }
 
-    /// `IPA` is inside this domain's RAM (either bank).
+    /// `IPA` is inside this domain's RAM (any bank).
     #[must_use]
     pub fn is_ram(&self, ipa: Ipa) -> bool {
-        ram_banks(self.ram_bytes)
+        self.banks()
             .iter()
             .any(|&(base, size)| ipa.0 >= base && ipa.0 - base < size)
+    }
+
+    /// The RAM banks `(IPA, bytes)`: a direct-mapped domain's own, else Xen's
+    /// guest layout ([`ram_banks`], empty banks left out).
+    #[must_use]
+    pub fn banks(&self) -> Vec<(u64, u64)> {
+        if self.direct.is_empty() {
+            ram_banks(self.ram_bytes)
+                .into_iter()
+                .filter(|b| b.1 != 0)
+                .collect()
+        } else {
+            self.direct.clone()
+        }
+    }
+
+    /// RAM is mapped at IPA == PA ([`Domain::create_direct`]).
+    #[must_use]
+    pub fn is_direct(&self) -> bool {
+        !self.direct.is_empty()
+    }
+
+    /// The first bank `(IPA, bytes)`, where the kernel goes.
+    fn bank0(&self) -> (u64, u64) {
+        match self.direct.first() {
+            Some(&b) => b,
+            None => (GUEST_RAM0_BASE, ram_banks(self.ram_bytes)[0].1),
+        }
     }
 
     /// `VTTBR_EL2`/`VTCR_EL2` for this domain (the arch layer adds PS, VS and RES1 bits to VTCR).
@@ -674,6 +893,8 @@ impl Domain {
         vmids: &mut VmidAllocator,
     ) {
         let vmid = self.vmid;
+        // Its physical SPIs (dom0's devices) go back first: disabled, deactivated.
+        self.vgic.release_hw();
         let t = self.physmap.teardown(mem);
         let mut f = flush.record(vmid, &t.inval, &t.held);
         f.append(flush.flush_vmid(vmid));
@@ -694,6 +915,7 @@ impl Domain {
         pool: &mut FrameTable,
         vmids: &mut VmidAllocator,
     ) {
+        self.vgic.release_hw();
         let t = self.physmap.teardown(mem);
         let mut xen = self.xen;
         xen.release(pool);

@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod arch;
 pub mod bootinfo;
+pub mod conring;
 pub mod console;
 pub mod counters;
 pub mod demo;
@@ -17,6 +18,7 @@ pub mod guest;
 pub mod hostdt;
 pub mod hypercall;
 pub mod idregs;
+pub mod irq;
 pub mod logger;
 pub mod mm;
 pub mod options;

@@ -25,10 +25,15 @@ static LOGGER: Logger = Logger;
 
 struct Logger;
 
-struct SinkWriter<'s>(&'s dyn ConsoleSink);
+/// The console, and whether what goes there is also kept in hv's console
+/// ring ([`crate::conring`], read by `XEN_SYSCTL_readconsole` / `xl dmesg`).
+struct SinkWriter<'s>(&'s dyn ConsoleSink, bool);
 
 impl Write for SinkWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.1 {
+            crate::conring::puts(s.as_bytes());
+        }
         self.0.write_bytes(s.as_bytes());
         Ok(())
     }
@@ -61,7 +66,7 @@ impl Log for Logger {
             if crate::xen::console::take_raw_midline() {
                 sink.write_bytes(b"\n"); // after dom0's raw partial line (a prompt)
             }
-            let _ = write_line(&mut SinkWriter(sink), record.level(), *record.args());
+            let _ = write_line(&mut SinkWriter(sink, true), record.level(), *record.args());
         }
     }
 
@@ -81,24 +86,23 @@ pub fn set_level(level: LevelFilter) {
     log::set_max_level(level);
 }
 
-/// Write raw text to the console (no prefix), atomically with respect to log lines.
+/// Write raw text to the console (no prefix), atomically with respect to
+/// log lines, and keep it in the console ring.
 pub fn print(args: fmt::Arguments<'_>) {
-    let guard = CONSOLE.lock();
-    if let Some(sink) = *guard {
-        let _ = SinkWriter(sink).write_fmt(args);
-    }
+    print_to(args, true);
 }
 
-/// Write `text` to the console as it is, atomically with respect to log
-/// lines, and *not* into anything that keeps hv's log (`xl dmesg`'s ring):
-/// the raw console output of dom0 ([`crate::console::is_console_reader`]),
-/// which Xen keeps out of its console ring by default (`console_to_ring=0`).
-/// Kept, it would feed itself: dom0's `xl dmesg` prints the ring, which
-/// grows with what dom0 prints.
-pub fn print_direct(text: &str) {
+/// [`print`] without the console ring: the hardware domain's own output, as
+/// Xen's `guest_console_write` sends dom0's text to the serial only (dom0's
+/// `xl dmesg` would otherwise read back, print and read again what it prints).
+pub fn print_serial_only(args: fmt::Arguments<'_>) {
+    print_to(args, false);
+}
+
+fn print_to(args: fmt::Arguments<'_>, ring: bool) {
     let guard = CONSOLE.lock();
     if let Some(sink) = *guard {
-        sink.write_bytes(text.as_bytes());
+        let _ = SinkWriter(sink, ring).write_fmt(args);
     }
 }
 
@@ -116,7 +120,7 @@ pub fn emergency_print(args: fmt::Arguments<'_>) {
     for _ in 0..1_000_000 {
         if let Some(guard) = CONSOLE.try_lock() {
             if let Some(sink) = *guard {
-                let _ = SinkWriter(sink).write_fmt(args);
+                let _ = SinkWriter(sink, true).write_fmt(args);
             }
             return;
         }

@@ -27,8 +27,11 @@ use pv_tlb::{LastRan, Policy};
 use spin::{Mutex, Once};
 
 use crate::arch::{Arch, PhysMem, RawExit};
-use crate::bootinfo::{BootModule, DomUNode};
-use crate::domain::build::{dom0less_spec, module_domains, read_host, BootImage, DomainSpec};
+use crate::bootinfo::{BootModule, DomUNode, ModuleDomain};
+use crate::domain::build::{
+    dom0less_spec, domains_from_modules, legacy_module_domain, pick_evtchn_ppi, read_host,
+    BootImage, Dom0Setup, DomainSpec,
+};
 use crate::domain::{DomId, Domain, DomainError, EndReason, FrameSource, DEFAULT_RAM_BYTES};
 use crate::hypercall::{self, Action, Reply};
 use crate::options::HvOptions;
@@ -57,6 +60,28 @@ impl FrameSource for GlobalFrames {
             crate::mm::frame::frames().lock().free(pa, count);
         }
     }
+}
+
+/// dom0's RAM when `dom0_mem=` is absent: Xen on Arm's default ("PLEASE
+/// SPECIFY dom0_mem PARAMETER - USING 512M FOR NOW").
+pub const DOM0_DEFAULT_MEM: u64 = 512 << 20;
+
+/// What building the hardware domain needs from the platform
+/// ([`System::add_boot_domains`]).
+#[derive(Clone, Copy, Debug)]
+pub struct HwEnv<'a> {
+    /// The host DTB (NOP-free).
+    pub host_dtb: &'a [u8],
+    /// MMIO hv drives itself (its UART).
+    pub uart: Option<crate::mm::MemRange>,
+    /// hv's image in host RAM (dom0's grant-table region is carved from it, as Xen's).
+    pub hv_image: crate::mm::MemRange,
+    /// The host's GICD and first GICR (dom0's vGIC goes there).
+    pub gic: Option<crate::vgic::VgicLayout>,
+    /// The PPIs the host timer uses (not the event channel's; 0: none).
+    pub timer_ppis: [u32; 5],
+    /// Physical CPUs (dom0's default vCPU count).
+    pub ncpus: u32,
 }
 
 /// Frames left to hv's own allocator when the guest page pool is carved
@@ -165,20 +190,113 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         Ok(id)
     }
 
-    /// Build one domain per kernel module ([`crate::domain::build::module_domains`]).
+    /// Build the domains of the kernel modules `modules` by Xen's rule
+    /// ([`domains_from_modules`]: the first kernel is dom0) with default options.
     pub fn add_module_domains(&self, modules: &[BootModule<'_>]) {
         self.add_module_domains_with(modules, &HvOptions::default());
     }
 
     /// [`System::add_module_domains`] with hv's command line (`dom0_mem=`,
-    /// `dom0_max_vcpus=` for the control domain).
+    /// `dom0_max_vcpus=`), without a host DTB: every domain in Xen's guest layout.
     pub fn add_module_domains_with(&self, modules: &[BootModule<'_>], options: &HvOptions) {
-        for m in module_domains(modules, options) {
-            let r = self.add_images(m.spec(), &m.kernel, m.ramdisk.as_ref());
-            if let Err(e) = r {
+        self.add_boot_domains(&domains_from_modules(modules), options, None);
+    }
+
+    /// Build the domains the boot modules stand for
+    /// ([`crate::bootinfo::BootInfo::module_domains`]: dom0 first). dom0 whose
+    /// kernel is an arm64 `Image` becomes Xen's hardware domain when `hw`
+    /// describes the host ([`System::add_hwdom`]); any other module domain
+    /// (hv's bare test payloads, linked at Xen's guest RAM base) is built in
+    /// Xen's guest layout with hv's module words (`mem=`, `vcpus=`). Failures
+    /// are logged (`domain not built`).
+    pub fn add_boot_domains(
+        &self,
+        domains: &[ModuleDomain<'_>],
+        options: &HvOptions,
+        hw: Option<&HwEnv<'_>>,
+    ) -> Vec<Result<DomId, DomainError>> {
+        let mut out = Vec::new();
+        for m in domains {
+            let r = match hw {
+                Some(hw) if m.dom0 && self.is_image(m.kernel.pa) => {
+                    self.add_hwdom(m, options, hw).map(|()| 0)
+                }
+                _ => {
+                    let l = legacy_module_domain(m, options);
+                    self.add_images(l.spec(), &m.kernel, m.ramdisk.as_ref())
+                }
+            };
+            if let Err(e) = &r {
                 log::error!("module at {}: domain not built: {e}", m.kernel.pa);
             }
+            out.push(r);
         }
+        out
+    }
+
+    /// True if host memory at `pa` starts with an arm64 `Image` header.
+    fn is_image(&self, pa: PhysAddr) -> bool {
+        let mut hdr = [0u8; 64];
+        read_host(&self.shared.lock().mem, pa, &mut hdr);
+        crate::domain::is_arm64_image(&hdr)
+    }
+
+    /// Build Xen's hardware domain from module domain `m`
+    /// ([`crate::domain::build::Builder::build_dom0`]): RAM `dom0_mem=`
+    /// (512 MiB when absent, as Xen on Arm; rounded up to 2 MiB), vCPUs
+    /// `dom0_max_vcpus=` (one per CPU when absent), its command line unchanged.
+    ///
+    /// # Errors
+    /// [`DomainError`].
+    pub fn add_hwdom(
+        &self,
+        m: &ModuleDomain<'_>,
+        options: &HvOptions,
+        hw: &HwEnv<'_>,
+    ) -> Result<(), DomainError> {
+        let layout = hw.gic.ok_or(DomainError::Dom0Dt("the host has no GICv3"))?;
+        let evtchn_ppi =
+            pick_evtchn_ppi(&hw.timer_ppis).ok_or(DomainError::Dom0Dt("no free PPI"))?;
+        let hv_mmio: Vec<crate::mm::MemRange> = hw.uart.into_iter().collect();
+        let ram_bytes = options
+            .dom0_mem_bytes(DOM0_DEFAULT_MEM)
+            .checked_next_multiple_of(crate::domain::DIRECT_BLOCK)
+            .unwrap_or(u64::MAX);
+        // Xen's gnttab region: its own text (`_stext`), at most 64 frames.
+        let gnttab = crate::mm::MemRange::new(
+            hw.hv_image.base.0 & !(pv_tlb::PAGE_SIZE - 1),
+            (hw.hv_image.size & !(pv_tlb::PAGE_SIZE - 1)).min(64 * pv_tlb::PAGE_SIZE),
+        );
+        let setup = Dom0Setup {
+            ram_bytes,
+            vcpus: options.dom0_vcpus(hw.ncpus),
+            bootargs: m.bootargs,
+            host_dtb: hw.host_dtb,
+            hv_mmio: &hv_mmio,
+            gnttab,
+            evtchn_ppi,
+            layout,
+        };
+        let kbase = m.kernel.pa;
+        let mut read_kernel =
+            |mem: &M, off: u64, buf: &mut [u8]| read_host(mem, PhysAddr(kbase.0 + off), buf);
+        let rbase = m.ramdisk.map_or(PhysAddr(0), |r| r.pa);
+        let mut read_rd =
+            |mem: &M, off: u64, buf: &mut [u8]| read_host(mem, PhysAddr(rbase.0 + off), buf);
+        let boot = self.shared.lock().builder().build_dom0(
+            &setup,
+            BootImage {
+                size: m.kernel.size,
+                read: &mut read_kernel,
+            },
+            m.ramdisk.map(|r| BootImage {
+                size: r.size,
+                read: &mut read_rd,
+            }),
+        )?;
+        self.live_domains.fetch_add(1, Ordering::SeqCst);
+        self.runq.lock().push_back(boot);
+        Ok(())
     }
 
     /// Build every dom0less domain (`/chosen/domU*`, after the module
@@ -323,6 +441,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             e.console.flush(e.id, sink.as_mut());
         }
         let id = e.id;
+        // Xen's hardware domain ending ends the machine (`hwdom_shutdown`:
+        // poweroff halts it, reboot and crash restart it; hv powers off in
+        // every case, which QEMU's `-no-reboot` makes the same exit).
+        let hwdom = e.is_direct() && e.privileged;
         // Its log rate limit starts afresh for the next domain with this id.
         crate::ratelimit::forget(id);
         if e.from_domctl {
@@ -334,7 +456,15 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             dom.destroy(arch, mem, pool, flush, vmids);
             sink.hv_line(format_args!("d{id} ended ({why})"));
         }
-        if self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1 {
+        crate::hypercall::virq::dom_exc(domains, mem); // xenstored's @releaseDomain (Xen: send_global_virq)
+        let last = self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1;
+        if hwdom && !last {
+            sink.hv_line(format_args!(
+                "hardware domain d{id} ended ({why}): ending the machine with {} domain(s) still running, as Xen",
+                self.live_domains.load(Ordering::SeqCst)
+            ));
+        }
+        if last || hwdom {
             // Lock order: shared, then runq.
             sink.hv_line(format_args!(
                 "id-regs: reads={} writes={} sve_sme_traps={}",
@@ -362,7 +492,11 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 "counters:{tlbi} p2m_ops={} plans={} guest_exits={} hypercalls={}",
                 c[8], c[9], c[10], c[11]
             ));
-            sink.hv_line(format_args!("all domains ended, powering off"));
+            if last {
+                sink.hv_line(format_args!("all domains ended, powering off"));
+            } else {
+                sink.hv_line(format_args!("powering off"));
+            }
             return Some(CpuExit::PowerOff);
         }
         None
@@ -791,25 +925,36 @@ fn finish(arch: &mut dyn Arch, exit: CpuExit) -> ! {
     }
 }
 
-/// The boot CPU's last step: build a domain per kernel module, let the
-/// secondaries in, and run until every domain has ended; then power off.
+/// The boot CPU's last step: build a domain per kernel module (Xen's rule,
+/// [`domains_from_modules`], no host DTB), let the secondaries in, and run
+/// until every domain has ended; then power off.
 pub fn run_primary<A: Arch, M: PhysMem + TableMem + Send + 'static>(
     arch: A,
     mem: M,
     modules: &[BootModule<'_>],
     options: &HvOptions,
 ) -> ! {
-    run_primary_with_domus(arch, mem, modules, &[], options)
+    run_primary_boot(
+        arch,
+        mem,
+        &domains_from_modules(modules),
+        &[],
+        options,
+        None,
+    )
 }
 
-/// [`run_primary`] that also builds the dom0less domains `domus` (after the
-/// module domains, see [`System::add_dom0less`]).
-pub fn run_primary_with_domus<A: Arch, M: PhysMem + TableMem + Send + 'static>(
+/// [`run_primary`] from a DTB's boot information: the module domains
+/// (`BootInfo::module_domains`, dom0 first; with `hw`, dom0 is Xen's
+/// hardware domain, [`System::add_boot_domains`]), then the dom0less domains
+/// `domus` ([`System::add_dom0less`]).
+pub fn run_primary_boot<A: Arch, M: PhysMem + TableMem + Send + 'static>(
     mut arch: A,
     mem: M,
-    modules: &[BootModule<'_>],
+    modules: &[ModuleDomain<'_>],
     domus: &[crate::bootinfo::DomUNode<'_>],
     options: &HvOptions,
+    hw: Option<&HwEnv<'_>>,
 ) -> ! {
     log::debug!(
         "run_primary: tlb policy {:?}, nested {:?}",
@@ -831,7 +976,7 @@ pub fn run_primary_with_domus<A: Arch, M: PhysMem + TableMem + Send + 'static>(
         arch.ipa_bits(),
     );
     let system: &'static System<M> = Box::leak(Box::new(system));
-    system.add_module_domains_with(modules, options);
+    system.add_boot_domains(modules, options, hw);
     system.add_dom0less(domus);
     if modules.is_empty() && domus.is_empty() {
         add_demo_domain(system);
@@ -886,6 +1031,8 @@ pub fn run_secondary<A: Arch>(mut arch: A) -> ! {
     finish(&mut arch, exit)
 }
 
+#[cfg(test)]
+mod dom0_tests;
 mod run;
 #[cfg(test)]
 mod tests;

@@ -113,7 +113,7 @@ pub fn domain_destroyed(domains: &mut [Domain], gone: &Domain) {
 pub fn deliver_upcalls(domains: &[Domain], upcalls: &[(u16, u32)]) {
     for &(d, v) in upcalls {
         if let Some(dom) = domains.iter().find(|x| x.id == d) {
-            if let Err(e) = dom.vgic.inject(v, crate::xen::evtchn::GUEST_EVTCHN_PPI) {
+            if let Err(e) = dom.vgic.inject(v, dom.xen.upcall_ppi) {
                 crate::glog!(d, Debug, "d{d}v{v}: event upcall not injected: {e:?}");
             }
         }

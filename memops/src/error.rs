@@ -128,11 +128,12 @@ pub enum Errno {
     ENODATA = 61,
     EOVERFLOW = 75,
     EOPNOTSUPP = 95,
+    ENOBUFS = 105,
 }
 
 impl Errno {
     /// Every errno in the table.
-    pub const ALL: [Errno; 22] = [
+    pub const ALL: [Errno; 23] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -155,6 +156,7 @@ impl Errno {
         Errno::ENODATA,
         Errno::EOVERFLOW,
         Errno::EOPNOTSUPP,
+        Errno::ENOBUFS,
     ];
 
     /// The value as the guest receives it: `-(errno)` in a 64-bit register.

@@ -382,6 +382,40 @@ impl Physmap {
         Ok(inv)
     }
 
+    /// Map host MMIO `[pa, pa + pages)` at the same IPA range starting at
+    /// `gfn` (a direct-mapped hardware domain's passed-through device, Xen's
+    /// `map_regions_p2mt(.., p2m_mmio_direct_c)`) with `attrs`. Nothing is
+    /// recorded per gfn: these are not pool frames (no reference, no
+    /// reservation; [`Physmap::teardown`] only invalidates and frees the
+    /// tables). Every gfn must be unrecorded.
+    ///
+    /// # Errors
+    /// As [`Physmap::insert`] (range, [`Error::Busy`], table budget).
+    pub fn map_mmio(
+        &mut self,
+        tables: &mut impl TableMem,
+        gfn: u64,
+        pa: PhysAddr,
+        pages: u64,
+        attrs: S2Attrs,
+    ) -> Result<InvalidationSet, Error> {
+        let ipa = self.check_range(gfn, pages)?;
+        if let Some((_, e)) = self.gfns.range(gfn..gfn + pages).next() {
+            return Err(Error::Busy { pa: e.pa });
+        }
+        self.tables_room(worst_new_tables(pages), ipa)?;
+        self.stage2.map(
+            &mut Counted {
+                inner: tables,
+                used: &mut self.tables,
+            },
+            ipa,
+            pa,
+            pages * PAGE_SIZE,
+            attrs,
+        )
+    }
+
     /// Promote the 2 MiB region containing `gfn` to one stage-2 block if all
     /// its 512 gfns are foreign mappings of one 2 MiB aligned, contiguous
     /// physical run ([`Stage2::promote`]: break-before-make, synchronous

@@ -938,3 +938,50 @@ mod promotion_props {
         assert_eq!(run(&ops).unwrap(), 3, "promotions (tables freed)");
     }
 }
+
+/// A direct-mapped hardware domain's passed-through MMIO (issue 11): mapped
+/// 1:1 with the given attributes (2 MiB blocks where aligned), not recorded
+/// (no reference, no reservation), refused over a recorded gfn, and left to
+/// teardown's invalidation (nothing to release).
+#[test]
+fn physmap_maps_mmio_without_records() {
+    let mut m = SimTableMem::new();
+    let mut pm = Physmap::new(&mut m, 0, 40, 16).unwrap();
+    // A 4 MiB flash at 0 and one virtio-mmio page.
+    let _ = pm
+        .map_mmio(&mut m, 0, PhysAddr(0), 1024, S2Attrs::DEVICE)
+        .unwrap();
+    let _ = pm
+        .map_mmio(&mut m, 0xa000, PhysAddr(0xa00_0000), 1, S2Attrs::DEVICE)
+        .unwrap();
+    for ipa in [0u64, 0x3f_f000, 0xa00_0000] {
+        let (pa, a) = pm.stage2().lookup(&m, Ipa(ipa)).unwrap();
+        assert_eq!((pa.0, a), (ipa, S2Attrs::DEVICE));
+    }
+    assert!(pm.stage2().lookup(&m, Ipa(0x40_0000)).is_none());
+    assert_eq!((pm.mapped(), pm.tot_pages()), (0, 0));
+    assert_eq!(pm.lookup(0xa000), None);
+    // Over a recorded gfn: Busy, nothing changed.
+    let _ = pm
+        .insert(
+            &mut m,
+            0x5_0000,
+            PhysAddr(FRAMES),
+            1,
+            P2mKind::Ram,
+            S2Attrs::RAM,
+        )
+        .unwrap();
+    assert!(matches!(
+        pm.map_mmio(&mut m, 0x5_0000, PhysAddr(0x5000_0000), 1, S2Attrs::DEVICE),
+        Err(Error::Busy { .. })
+    ));
+    assert_eq!(
+        pm.stage2().lookup(&m, Ipa(0x5000_0000)).unwrap().0,
+        PhysAddr(FRAMES)
+    );
+    let t = pm.teardown(&m);
+    assert_eq!(t.held, [PhysAddr(FRAMES)], "only the RAM page goes back");
+    t.finish(&mut m);
+    assert_eq!(m.live_tables(), 0);
+}

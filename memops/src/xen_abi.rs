@@ -278,6 +278,7 @@ pub mod domctl_cmd {
     pub const MAX_MEM: u32 = 11;
     pub const SETVCPUCONTEXT: u32 = 12;
     pub const MAX_VCPUS: u32 = 15;
+    pub const SET_LLC_COLORS: u32 = 89;
 }
 
 xen_struct! {
@@ -521,6 +522,187 @@ xen_struct! {
 }
 
 const _: () = assert!(XenSysctlPhysinfo::SIZE <= CTL_UNION_SIZE);
+
+/// `XEN_SYSCTL_*` commands (sysctl.h) hv knows by name.
+pub mod sysctl_cmd {
+    #![allow(missing_docs)]
+    pub const READCONSOLE: u32 = 1;
+    pub const TBUF_OP: u32 = 2;
+    pub const PHYSINFO: u32 = 3;
+    pub const SCHED_ID: u32 = 4;
+    pub const PERFC_OP: u32 = 5;
+    pub const GETDOMAININFOLIST: u32 = 6;
+    pub const DEBUG_KEYS: u32 = 7;
+    pub const GETCPUINFO: u32 = 8;
+    pub const AVAILHEAP: u32 = 9;
+    pub const CPUTOPOINFO: u32 = 16;
+    pub const NUMAINFO: u32 = 17;
+    pub const CPUPOOL_OP: u32 = 18;
+    pub const SCHEDULER_OP: u32 = 19;
+    pub const GET_CPU_FEATURESET: u32 = 26;
+    pub const GET_CPU_POLICY: u32 = 29;
+}
+
+/// `XEN_SYSCTL_PHYSCAP_*` (sysctl.h).
+pub mod physcap {
+    #![allow(missing_docs)]
+    pub const HVM: u32 = 1 << 0;
+    pub const PV: u32 = 1 << 1;
+    pub const DIRECTIO: u32 = 1 << 2;
+    pub const HAP: u32 = 1 << 3;
+    pub const SHADOW: u32 = 1 << 4;
+    pub const IOMMU_HAP_PT_SHARE: u32 = 1 << 5;
+    pub const VMTRACE: u32 = 1 << 6;
+    pub const VPMU: u32 = 1 << 7;
+    pub const GNTTAB_V1: u32 = 1 << 8;
+    pub const GNTTAB_V2: u32 = 1 << 9;
+    /// `XEN_SYSCTL_PHYSCAP_ARM_SVE_MASK` of `arch_capabilities`: the SVE
+    /// vector length / 128 (0: no SVE for guests).
+    pub const ARM_SVE_MASK: u32 = 0x1f;
+}
+
+xen_struct! {
+    /// `struct xen_sysctl_readconsole` (sysctl.h; `XEN_SYSCTL_readconsole`).
+    pub struct XenSysctlReadconsole: 24 {
+        /// `uint8_t clear` (IN: non-zero clears after reading).
+        clear: u8 = 0,
+        /// `uint8_t incremental` (IN: non-zero starts at `index`).
+        incremental: u8 = 1,
+        /// `uint8_t pad0, pad1`.
+        pad: [u8; 2] = 2,
+        /// `uint32_t index` (IN: start if incremental; OUT: end index).
+        index: u32 = 4,
+        /// `XEN_GUEST_HANDLE_64(char) buffer`.
+        buffer: u64 = 8,
+        /// `uint32_t count` (IN: buffer size; OUT: bytes written).
+        count: u32 = 16,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_sysctl_sched_id` (sysctl.h; `XEN_SYSCTL_sched_id`).
+    pub struct XenSysctlSchedId: 4 {
+        /// `uint32_t sched_id` (OUT, `XEN_SCHEDULER_*`).
+        sched_id: u32 = 0,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_sysctl_getdomaininfolist` (sysctl.h; `XEN_SYSCTL_getdomaininfolist`).
+    pub struct XenSysctlGetdomaininfolist: 24 {
+        /// `domid_t first_domain` (IN).
+        first_domain: u16 = 0,
+        /// `uint32_t max_domains` (IN).
+        max_domains: u32 = 4,
+        /// `XEN_GUEST_HANDLE_64(xen_domctl_getdomaininfo_t) buffer`.
+        buffer: u64 = 8,
+        /// `uint32_t num_domains` (OUT).
+        num_domains: u32 = 16,
+    }
+}
+
+xen_struct! {
+    /// `struct xenctl_bitmap` (xen.h).
+    pub struct XenctlBitmap: 16 {
+        /// `XEN_GUEST_HANDLE_64(uint8) bitmap`.
+        bitmap: u64 = 0,
+        /// `uint32_t nr_bits`.
+        nr_bits: u32 = 8,
+    }
+}
+
+/// `XEN_SYSCTL_CPUPOOL_OP_*` (sysctl.h).
+pub mod cpupool_op {
+    #![allow(missing_docs)]
+    pub const CREATE: u32 = 1;
+    pub const DESTROY: u32 = 2;
+    pub const INFO: u32 = 3;
+    pub const ADDCPU: u32 = 4;
+    pub const RMCPU: u32 = 5;
+    pub const MOVEDOMAIN: u32 = 6;
+    pub const FREEINFO: u32 = 7;
+    /// `XEN_SYSCTL_CPUPOOL_PAR_ANY`.
+    pub const PAR_ANY: u32 = 0xffff_ffff;
+}
+
+xen_struct! {
+    /// `struct xen_sysctl_cpupool_op` (sysctl.h; `XEN_SYSCTL_cpupool_op`).
+    pub struct XenSysctlCpupoolOp: 40 {
+        /// `uint32_t op` (`XEN_SYSCTL_CPUPOOL_OP_*`).
+        op: u32 = 0,
+        /// `uint32_t cpupool_id` (IN: CDIARM, OUT: CI).
+        cpupool_id: u32 = 4,
+        /// `uint32_t sched_id` (IN: C, OUT: I).
+        sched_id: u32 = 8,
+        /// `uint32_t domid` (IN: M).
+        domid: u32 = 12,
+        /// `uint32_t cpu` (IN: AR).
+        cpu: u32 = 16,
+        /// `uint32_t n_dom` (OUT: I).
+        n_dom: u32 = 20,
+        /// `struct xenctl_bitmap cpumap` (OUT: IF; the caller's buffer).
+        cpumap: XenctlBitmap = 24,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_sysctl_cputopo` (sysctl.h): one CPU of `cputopoinfo`.
+    pub struct XenSysctlCputopo: 12 {
+        /// `uint32_t core`.
+        core: u32 = 0,
+        /// `uint32_t socket`.
+        socket: u32 = 4,
+        /// `uint32_t node`.
+        node: u32 = 8,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_sysctl_cputopoinfo` (sysctl.h; `XEN_SYSCTL_cputopoinfo`).
+    pub struct XenSysctlCputopoinfo: 16 {
+        /// `uint32_t num_cpus` (IN: entries in `cputopo`; OUT: entries Xen has).
+        num_cpus: u32 = 0,
+        /// `XEN_GUEST_HANDLE_64(xen_sysctl_cputopo_t) cputopo` (NULL: size query).
+        cputopo: u64 = 8,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_sysctl_meminfo` (sysctl.h): one node of `numainfo`.
+    pub struct XenSysctlMeminfo: 16 {
+        /// `uint64_t memsize` (bytes).
+        memsize: u64 = 0,
+        /// `uint64_t memfree` (bytes).
+        memfree: u64 = 8,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_sysctl_numainfo` (sysctl.h; `XEN_SYSCTL_numainfo`).
+    pub struct XenSysctlNumainfo: 24 {
+        /// `uint32_t num_nodes`.
+        num_nodes: u32 = 0,
+        /// `XEN_GUEST_HANDLE_64(xen_sysctl_meminfo_t) meminfo`.
+        meminfo: u64 = 8,
+        /// `XEN_GUEST_HANDLE_64(uint32) distance` (`num_nodes` squared entries).
+        distance: u64 = 16,
+    }
+}
+
+const _: () = assert!(XenSysctlCpupoolOp::SIZE <= CTL_UNION_SIZE);
+
+// ---------------------------------------------------------------------------
+// version.h: xen_varbuf (XENVER_build_id, XENVER_*2)
+// ---------------------------------------------------------------------------
+
+xen_struct! {
+    /// The header of `struct xen_varbuf` (version.h): `uint32_t len` then
+    /// `char buf[]` (a flexible array at offset 4, `len` bytes, no NUL).
+    pub struct XenVarbuf: 4 {
+        /// `uint32_t len` (IN: the buffer's size).
+        len: u32 = 0,
+    }
+}
 
 // ---------------------------------------------------------------------------
 // vcpu_op: xen/include/public/vcpu.h

@@ -345,13 +345,21 @@ fn report(name: &str, log: &Path, out: &Outcome, mut problems: Vec<String>) -> R
 
 fn run_hostile(paths: &Paths, o: &Options) -> Result<(), String> {
     let hv = paths.flat("hv");
+    // Xen's rule makes the first kernel module dom0 (issue 11): guest-hello
+    // takes that place so that guest-hostile stays the unprivileged d1.
+    let d0 = paths.flat("guest-hello");
     let d1 = paths.flat("guest-hostile");
     let d2 = paths.flat("guest-responder");
-    let sizes = [file_len(&d1)?, file_len(&d2)?];
+    let sizes = [file_len(&d1)?, file_len(&d2)?, file_len(&d0)?];
     let addrs = crate::image::place_modules(&sizes, qemu::RAM_END)?;
     let name = format!("hostile-seed{}", o.seed);
     let edit = crate::dts::ChosenEdit {
         modules: vec![
+            crate::dts::Module {
+                addr: addrs[2],
+                size: sizes[2],
+                bootargs: None,
+            },
             crate::dts::Module {
                 addr: addrs[0],
                 size: sizes[0],
@@ -376,7 +384,11 @@ fn run_hostile(paths: &Paths, o: &Options) -> Result<(), String> {
         domus: Vec::new(),
     };
     let dtb = toolchain::prepare_dtb(paths, o.smp, &edit, &name)?;
-    let loads: Vec<(&Path, u64)> = vec![(d1.as_path(), addrs[0]), (d2.as_path(), addrs[1])];
+    let loads: Vec<(&Path, u64)> = vec![
+        (d1.as_path(), addrs[0]),
+        (d2.as_path(), addrs[1]),
+        (d0.as_path(), addrs[2]),
+    ];
     let args = qemu::run_args(o.smp, &hv, &dtb, &loads);
     let log = paths.out.join(format!("{name}.log"));
     eprintln!(

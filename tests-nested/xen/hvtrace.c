@@ -15,7 +15,7 @@
  * resolve against the QEMU binary that loads the plugin).
  * Use:   qemu-system-aarch64 ... -plugin ./hvtrace.so,out=FILE
  * Output (FILE, default stderr), one line per counter at the end of each phase:
- *   PHASE <n> <name> hvc <hypercall>[:<sub>] <count>
+ *   PHASE <n> <name> <hypercall>[:<sub>] <count>
  *   PHASE <n> <name> tlbi <OPERATION> el<N> <count>
  *   END <n> <name>
  */

@@ -3,10 +3,16 @@
 # Debian's Xen 4.20 (the peer, tests-nested/xen/run-peer.sh) and under hv. Markers, in order:
 #   DOM0: /init reached        DOM0: modules loaded        DOM0: xenfs mounted
 #   DOM0: xenstored up         DOM0: xen-init-dom0 done    DOM0: xenconsoled up
-#   DOM0: xl info begin/end    DOM0: xl list begin/end     DOM0: done
+#   DOM0: disk ok <content>    (or "DOM0: disk none" when there is no /dev/vda)
+#   DOM0: xenfs mounted        DOM0: xenstored up          DOM0: xen-init-dom0 done
+#   DOM0: xenconsoled up       DOM0: xl info begin/end     DOM0: xl list begin/end
+#   DOM0: xl dmesg begin/end   DOM0: done
 # each with dom0's uptime ("t=<s>"). A failing step prints "DOM0: FAIL <step> ..." and goes on
-# to power off. Kernel command-line words: dom0.shell (a shell on the console instead of the
-# power-off), dom0.noxl (stop after the daemons).
+# to power off. The disk: a passed-through virtio-mmio virtio-blk disk (/dev/vda) holding an
+# ext4 file system whose file /token the test wrote (tests-nested/xen/lib.sh, dom0_disk).
+# Kernel command-line words: dom0.shell (a shell on the console, then the power-off when it
+# exits), dom0.noxl (stop after the daemons), dom0.panic (crash the kernel through sysrq 'c'
+# instead of powering off).
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/lib/xen-4.20/bin:/usr/bin
 export LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu
@@ -24,6 +30,7 @@ FAILED=0
 mark "/init reached on $(uname -r)"
 case " $(cat /proc/cmdline) " in *" dom0.shell "*) SHELL_AT_END=1 ;; esac
 case " $(cat /proc/cmdline) " in *" dom0.noxl "*) NOXL=1 ;; esac
+case " $(cat /proc/cmdline) " in *" dom0.panic "*) PANIC=1 ;; esac
 
 for m in $(cat /usr/lib/modules/order); do
     # A module may already be built in or loaded (then insmod fails with EEXIST): check first.
@@ -31,6 +38,26 @@ for m in $(cat /usr/lib/modules/order); do
     insmod "/usr/lib/modules/$m.ko" || fail "insmod $m"
 done
 mark "modules loaded: $(cut -d' ' -f1 /proc/modules | tr '\n' ' ')"
+
+# The passed-through virtio-blk disk: virtio_mmio probes the host's transports (dom0's DT
+# has them), virtio_blk makes /dev/vda asynchronously: wait up to 5 s for it.
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+if [ -b /dev/vda ]; then
+    mkdir -p /mnt/disk
+    if mount -t ext4 -o ro /dev/vda /mnt/disk; then
+        if [ -r /mnt/disk/token ]; then
+            mark "disk ok $(cat /mnt/disk/token)"
+        else
+            fail "disk: no /token on /dev/vda"
+        fi
+        umount /mnt/disk
+    else
+        fail "mount /dev/vda (ext4)"
+    fi
+else
+    mark "disk none"
+fi
 
 mount -t xenfs xenfs /proc/xen || fail "mount xenfs"
 mark "xenfs mounted: $(cat /proc/xen/capabilities 2>/dev/null)"
@@ -56,9 +83,18 @@ if [ -z "${NOXL:-}" ]; then
     mark "xl list begin"
     xl list || fail "xl list exit $?"
     mark "xl list end"
+    mark "xl dmesg begin"
+    xl dmesg || fail "xl dmesg exit $?"
+    mark "xl dmesg end"
 fi
 [ $FAILED = 0 ] && mark "done" || mark "done with failures"
 if [ -n "${SHELL_AT_END:-}" ]; then
+    mark "shell"
     setsid cttyhack sh
+fi
+if [ -n "${PANIC:-}" ]; then
+    mark "panic"
+    echo 1 >/proc/sys/kernel/sysrq
+    echo c >/proc/sysrq-trigger
 fi
 poweroff -f

@@ -30,7 +30,6 @@ fn check(info: &BootInfo<'_>, len: usize) {
     }
     assert!(doms.iter().skip(1).all(|m| !m.dom0));
     assert!(doms.len() <= info.modules().len());
-    let _ = info.legacy_rule_agrees();
     let n = info.domu_modules().count();
     assert!(n <= 2 * info.domus().len());
     let _ = hv::options::HvOptions::parse(info.cmdline, |_| {});

@@ -291,6 +291,9 @@ impl Arch for GuestCpu {
     fn irq_eoi(&mut self, intid: u32) {
         self.inner.irq_eoi(intid);
     }
+    fn irq_drop_priority(&mut self, intid: u32) {
+        self.inner.irq_drop_priority(intid);
+    }
     fn kick(&mut self, to: usize) {
         self.inner.kick(to);
     }

@@ -125,6 +125,15 @@ pub enum Event {
         /// INTID.
         intid: u32,
     },
+    /// `irq_drop_priority` (`ICC_EOIR1_EL1` alone, EOImode = 1).
+    PrioDrop {
+        /// pCPU.
+        cpu: usize,
+        /// INTID.
+        intid: u32,
+    },
+    /// An operation on the physical distributor ([`FakeDist`]).
+    Dist(DistOp),
     /// `kick` from `cpu` to `to`.
     Kick {
         /// pCPU sending.
@@ -139,6 +148,85 @@ pub enum Event {
         /// Deadline (counter ticks).
         deadline: Option<u64>,
     },
+}
+
+/// One operation on the fake physical distributor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistOp {
+    /// [`crate::irq::PhysDist::spi_configure`].
+    Configure {
+        /// INTID.
+        intid: u32,
+        /// Level-sensitive.
+        level: bool,
+        /// Priority.
+        priority: u8,
+        /// Target pCPU.
+        target: usize,
+    },
+    /// `GICD_ISENABLER`.
+    Enable(u32),
+    /// `GICD_ICENABLER`.
+    Disable(u32),
+    /// `GICD_ISPENDR` (true) / `GICD_ICPENDR`.
+    SetPending(u32, bool),
+    /// `GICD_ICACTIVER`.
+    Deactivate(u32),
+}
+
+/// A recording fake of the physical distributor: every operation goes into
+/// the machine's event log ([`Event::Dist`]) and its SPI enable set.
+pub struct FakeDist {
+    machine: SharedMachine,
+    lines: u32,
+}
+
+impl FakeDist {
+    /// A distributor with `lines` interrupt lines on `machine`.
+    #[must_use]
+    pub fn new(machine: SharedMachine, lines: u32) -> Self {
+        Self { machine, lines }
+    }
+
+    fn op(&self, op: DistOp) {
+        let mut m = self.machine.lock();
+        match op {
+            DistOp::Enable(i) => {
+                m.spi_enabled.insert(i);
+            }
+            DistOp::Disable(i) | DistOp::Configure { intid: i, .. } => {
+                m.spi_enabled.remove(&i);
+            }
+            _ => {}
+        }
+        m.events.push(Event::Dist(op));
+    }
+}
+
+impl crate::irq::PhysDist for FakeDist {
+    fn lines(&self) -> u32 {
+        self.lines
+    }
+    fn spi_configure(&self, intid: u32, level: bool, priority: u8, target: usize) {
+        self.op(DistOp::Configure {
+            intid,
+            level,
+            priority,
+            target,
+        });
+    }
+    fn spi_enable(&self, intid: u32) {
+        self.op(DistOp::Enable(intid));
+    }
+    fn spi_disable(&self, intid: u32) {
+        self.op(DistOp::Disable(intid));
+    }
+    fn spi_set_pending(&self, intid: u32, pending: bool) {
+        self.op(DistOp::SetPending(intid, pending));
+    }
+    fn spi_deactivate(&self, intid: u32) {
+        self.op(DistOp::Deactivate(intid));
+    }
 }
 
 /// One scripted guest step: register effects, then an exit.
@@ -303,6 +391,8 @@ pub struct FakeMachine {
     pub wfis: u64,
     /// The host ID registers `host_id_reg` returns, by `(CRm, op2)` (absent: 0).
     pub id_regs: BTreeMap<(u8, u8), u64>,
+    /// SPIs enabled in the fake physical distributor ([`FakeDist`]).
+    pub spi_enabled: alloc::collections::BTreeSet<u32>,
 }
 
 /// The shared machine handle.
@@ -380,6 +470,32 @@ impl FakeMachine {
             .iter()
             .filter_map(|e| match e {
                 Event::WriteEl1 { reg, val, .. } => Some((*reg, *val)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every physical distributor operation, in order.
+    #[must_use]
+    pub fn dist_ops(&self) -> Vec<DistOp> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Dist(op) => Some(*op),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How hv ended each physical interrupt, in order: `(cpu, intid, deactivated)`
+    /// (`irq_eoi` = priority drop and deactivation: true; `irq_drop_priority`: false).
+    #[must_use]
+    pub fn irq_ends(&self) -> Vec<(usize, u32, bool)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Eoi { cpu, intid } => Some((*cpu, *intid, true)),
+                Event::PrioDrop { cpu, intid } => Some((*cpu, *intid, false)),
                 _ => None,
             })
             .collect()
@@ -660,6 +776,13 @@ impl Arch for FakeArch {
 
     fn irq_eoi(&mut self, intid: u32) {
         self.record(Event::Eoi {
+            cpu: self.cpu,
+            intid,
+        });
+    }
+
+    fn irq_drop_priority(&mut self, intid: u32) {
+        self.record(Event::PrioDrop {
             cpu: self.cpu,
             intid,
         });

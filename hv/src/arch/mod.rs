@@ -315,8 +315,14 @@ pub trait Arch {
     /// Acknowledge hv's highest-priority pending physical interrupt
     /// (`ICC_IAR1_EL1`); `None` when nothing is pending (INTID 1023).
     fn irq_ack(&mut self) -> Option<u32>;
-    /// End (priority drop and deactivation) of a physical interrupt from [`Arch::irq_ack`].
+    /// End one of hv's own physical interrupts from [`Arch::irq_ack`]:
+    /// priority drop and deactivation (`ICC_EOIR1_EL1` then `ICC_DIR_EL1`:
+    /// hv runs with `ICC_CTLR_EL1.EOImode` = 1).
     fn irq_eoi(&mut self, intid: u32);
+    /// Priority drop only (`ICC_EOIR1_EL1`) of a physical SPI routed to a
+    /// guest ([`crate::irq`]): it stays active until the guest deactivates
+    /// the virtual interrupt its list register links to it (HW = 1).
+    fn irq_drop_priority(&mut self, intid: u32);
     /// Send hv's kick SGI to pCPU `cpu` (it leaves its guest or its idle wait).
     fn kick(&mut self, cpu: usize);
     /// Arm hv's EL2 physical timer for `deadline` (in [`Arch::counter`]

@@ -253,6 +253,21 @@ impl core::fmt::Display for HostDtError {
     }
 }
 
+impl HostDtError {
+    /// A fixed description (for callers whose errors are `Copy`).
+    #[must_use]
+    pub fn what(&self) -> &'static str {
+        match self {
+            HostDtError::Dtb(_) => "the host DTB is not usable",
+            HostDtError::NoGic => "no usable arm,gic-v3 node",
+            HostDtError::NoTimer => "no usable architected timer node",
+            HostDtError::NoCpu => "no /cpus/cpu node with a compatible",
+            HostDtError::RootCells => "root #address-cells/#size-cells not 1 or 2",
+            HostDtError::BadSpec(what) => what,
+        }
+    }
+}
+
 fn be32(b: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
 }

@@ -1,7 +1,12 @@
 //! `event_channel_op` (32): 2-level event channels ([`crate::xen::evtchn`]
-//! holds the state): alloc_unbound, bind_interdomain, bind_virq, bind_ipi,
-//! send, unmask, close, status, bind_vcpu; `init_control` = -ENOSYS so Linux
-//! uses 2-level.
+//! holds the state): alloc_unbound, bind_interdomain, bind_virq (global
+//! VIRQs such as `VIRQ_DOM_EXC` and `VIRQ_CONSOLE` on vCPU 0, movable with
+//! bind_vcpu; hv raises them through [`super::virq`]), bind_ipi, send,
+//! unmask, close, status, bind_vcpu. FIFO event channels are not offered:
+//! `init_control` (and `expand_array`, `set_priority`) answer -ENOSYS, and
+//! Linux then uses the 2-level ABI (drivers/xen/events/events_base.c
+//! `xen_init_IRQ`: `xen_evtchn_fifo_init()` failing -> `xen_evtchn_2l_init()`),
+//! where Xen 4.20 would have said yes.
 
 use memops::TableMem;
 
@@ -140,6 +145,13 @@ pub fn event_channel_op<M: PhysMem + TableMem>(
         }
         // FIFO event channels are not offered: Linux falls back to 2-level
         // (drivers/xen/events/events_fifo.c: init_control failing).
-        _ => Err(Errno::ENOSYS),
+        other => {
+            crate::glog!(
+                caller,
+                Debug,
+                "d{caller}: EVTCHNOP {other} not implemented: -ENOSYS"
+            );
+            Err(Errno::ENOSYS)
+        }
     }
 }

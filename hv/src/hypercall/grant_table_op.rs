@@ -91,6 +91,13 @@ pub fn grant_table_op<M: PhysMem + TableMem>(
             ctx.write(GuestVa(arg + 4), &1u32.to_le_bytes())?;
             Ok(0)
         }
-        _ => Err(Errno::ENOSYS),
+        // GNTTABOP_cache_flush (12) among them: hv has no cache-maintenance
+        // hook yet, and Linux then bounces foreign-page DMA of non-coherent
+        // devices through swiotlb (arch/arm/xen/mm.c: hypercall_cflush false).
+        other => {
+            let c = ctx.caller;
+            crate::glog!(c, Debug, "d{c}: GNTTABOP {other} not implemented: -ENOSYS");
+            Err(Errno::ENOSYS)
+        }
     }
 }

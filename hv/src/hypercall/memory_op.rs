@@ -144,6 +144,9 @@ impl<M: PhysMem + TableMem> MemEnv for Env<'_, '_, '_, M> {
 /// `memory_op(cmd, arg)`: a preempted batch continues with x0 = the command
 /// and its resume index (x1, x2 unchanged), as Xen's continuation on Arm.
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
+    if let Some(r) = stat_op(a[0], a[1], ctx) {
+        return Reply::ret(r);
+    }
     match memory_op(a[0], a[1], ctx) {
         MemoryOpResult::Done(x0) => Reply {
             ret: x0,
@@ -153,6 +156,52 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
             args: [cmd, a[1], a[2]],
             block: false,
         }),
+    }
+}
+
+/// `XENMEM_current_reservation` (3), `XENMEM_maximum_reservation` (4).
+pub const XENMEM_CURRENT_RESERVATION: u64 = 3;
+/// See [`XENMEM_CURRENT_RESERVATION`].
+pub const XENMEM_MAXIMUM_RESERVATION: u64 = 4;
+/// `XENMEM_get_sharing_freed_pages` (18), `XENMEM_get_sharing_shared_pages` (19).
+pub const XENMEM_GET_SHARING_FREED_PAGES: u64 = 18;
+/// See [`XENMEM_GET_SHARING_FREED_PAGES`].
+pub const XENMEM_GET_SHARING_SHARED_PAGES: u64 = 19;
+
+/// The memory_op commands that only read a number (xen/common/memory.c
+/// `do_memory_op`, xen/arch/arm/mm.c `arch_memory_op`), or `None` for
+/// memops' commands:
+/// - `current_reservation` / `maximum_reservation`: `struct
+///   xen_memory_domain { domid_t domid; }` in; the domain's `tot_pages` /
+///   `max_pages`; -EINVAL for a continuation index, -EFAULT, -ESRCH for no
+///   such domain, -EPERM for another domain from an unprivileged caller
+///   (XSM_TARGET);
+/// - `get_sharing_freed_pages` / `get_sharing_shared_pages`: 0 on Arm
+///   ("memsharing not working yet"), what `xl info`'s multicalls read.
+fn stat_op<M: PhysMem + TableMem>(
+    cmd: u64,
+    arg: u64,
+    ctx: &mut Ctx<'_, M>,
+) -> Option<Result<u64, Errno>> {
+    let op = cmd & 0x3f; // MEMOP_CMD_MASK
+    let start = cmd >> 6; // MEMOP_EXTENT_SHIFT
+    match op {
+        XENMEM_GET_SHARING_FREED_PAGES | XENMEM_GET_SHARING_SHARED_PAGES => Some(Ok(0)),
+        XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION => Some((|| {
+            if start != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let b = ctx.read::<2>(super::GuestVa(arg))?;
+            let dom = ctx.self_or(u16::from_le_bytes(b))?;
+            let d = ctx.world.domain(dom).ok_or(Errno::ESRCH)?;
+            let p = d.physmap();
+            Ok(if op == XENMEM_CURRENT_RESERVATION {
+                p.tot_pages()
+            } else {
+                p.max_pages()
+            })
+        })()),
+        _ => None,
     }
 }
 

@@ -295,9 +295,27 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     }
 
     /// Acknowledge and handle every pending physical interrupt of this pCPU.
+    ///
+    /// EOImode = 1 ([`crate::irq`]): hv's own interrupts are ended with a
+    /// priority drop and a deactivation ([`Arch::irq_eoi`]); an SPI routed to
+    /// a domain only has its priority dropped ([`Arch::irq_drop_priority`])
+    /// and is made pending in the owner's vGIC, whose list register links it
+    /// (HW): the guest's deactivation ends it.
     fn phys_irqs(&self, arch: &mut dyn Arch, cpu: usize, mut current: Option<&mut Vcpu>) {
         while let Some(intid) = arch.irq_ack() {
             log::trace!("CPU{cpu}: physical IRQ {intid}");
+            if intid >= crate::irq::SPI_FIRST {
+                if let Some(g) = self.hw_owner(intid, current.as_deref()) {
+                    arch.irq_drop_priority(intid);
+                    // Pending for its target vCPU, which is kicked or woken
+                    // by the loop (vgic's kick set and wake epoch).
+                    if let Err(e) = g.inject_hw(intid) {
+                        log::warn!("CPU{cpu}: physical SPI {intid}: {e}");
+                    }
+                    crate::irq::count_delivered();
+                    continue;
+                }
+            }
             match intid {
                 irq::VTIMER => {
                     if let Some(v) = current.as_deref_mut() {
@@ -319,6 +337,22 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             }
             arch.irq_eoi(intid);
         }
+    }
+
+    /// The vGIC physical SPI `intid` is linked to: the running vCPU's
+    /// domain's first (dom0's vCPUs take most of them), else the domain's
+    /// that owns it.
+    fn hw_owner(&self, intid: u32, current: Option<&Vcpu>) -> Option<Arc<Vgic>> {
+        if let Some(g) = current.and_then(|v| v.vgic.as_ref()) {
+            if g.is_hw(intid) {
+                return Some(g.clone());
+            }
+        }
+        let sh = self.shared.lock();
+        sh.domains
+            .iter()
+            .find(|d| d.vgic.is_hw(intid))
+            .map(|d| d.vgic.clone())
     }
 
     /// A physical IRQ ended the guest's run.
@@ -407,10 +441,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         a: &DataAbort,
     ) -> Option<Next> {
         let ipa = a.ipa.raw();
-        if !vgic::mmio::in_range(ipa) {
-            return None;
-        }
-        let g = v.vgic.clone()?;
+        // The domain's own layout (dom0's vGIC sits at the host's addresses).
+        let g = v.vgic.clone().filter(|g| g.contains(ipa))?;
         let Some(s) = a.access else {
             // No instruction syndrome: hv cannot emulate the access without
             // decoding the instruction. The guest gets a synchronous external abort.
@@ -621,6 +653,8 @@ fn vtimer_fired(arch: &mut dyn Arch, v: &mut Vcpu) {
     }
 }
 
+#[cfg(test)]
+mod irq_tests;
 #[cfg(test)]
 mod tests;
 

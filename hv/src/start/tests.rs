@@ -119,7 +119,7 @@ fn hypercalls_answer_in_x0_and_the_domain_powers_off() {
             Step::hypercall(18, &[0, 13, GUEST_RAM0_BASE + 0x100]),
             Step::hypercall(99, &[1, 2, 3]),
             Step::hypercall(20, &[]),
-            Step::hypercall(17, &[10]),
+            Step::hypercall(17, &[15]),
             Step::hypercall(18, &[0, 16, 0x1000_0000]),
             Step::hypercall(18, &[1, 16, GUEST_RAM0_BASE]),
             Step::hypercall(12, &[6, 0]),
@@ -581,7 +581,7 @@ fn mem_option_and_module_reading() {
     assert_eq!(r.sys.live_domains(), 1);
     let back = r
         .sys
-        .with_guest_memory(1, |gm| {
+        .with_guest_memory(0, |gm| {
             let mut b = vec![0u8; img.len()];
             gm.copy_from_guest(Ipa(GUEST_RAM0_BASE), &mut b).unwrap();
             b
@@ -590,15 +590,16 @@ fn mem_option_and_module_reading() {
     assert_eq!(back, img);
     assert!(
         r.lines.has(
-            "hv: d1: 3 MiB RAM at 0x40000000, VMID 1, kernel 0x1800 bytes entry 0x0000000040000000, DTB 0x402f0000"
+            "hv: d0: 3 MiB RAM at 0x40000000, VMID 1, kernel 0x1800 bytes entry 0x0000000040000000, DTB 0x402f0000 (control domain)"
         ),
         "{:?}",
         r.lines.all()
     );
     // Its DTB (x0) names its bootargs and the ramdisk module that follows it.
+    // (Xen's rule: the first kernel module is dom0, whatever its bootargs.)
     let (args, rd) = r
         .sys
-        .with_guest_memory(1, |gm| {
+        .with_guest_memory(0, |gm| {
             let mut blob = vec![0u8; 4096];
             gm.copy_from_guest(Ipa(0x402f_0000), &mut blob).unwrap();
             let fdt = fdt::Fdt::new(&blob).unwrap();
@@ -737,37 +738,38 @@ fn dom0_module_is_privileged_and_reads_counters_through_hv_op() {
     let img = kernel(b"");
     let pa = MODULES;
     r.sys.with_mem(|m, _| m.write(PhysAddr(pa), &img[..0x1000]));
+    // Xen's rule: the first kernel module is dom0.
     let modules = [
-        BootModule {
-            pa: PhysAddr(pa),
-            size: 0x1000,
-            kind: ModuleKind::Kernel,
-            bootargs: None,
-        },
         BootModule {
             pa: PhysAddr(pa),
             size: 0x1000,
             kind: ModuleKind::Kernel,
             bootargs: Some("console=hvc0 dom0 mem=2M"),
         },
+        BootModule {
+            pa: PhysAddr(pa),
+            size: 0x1000,
+            kind: ModuleKind::Kernel,
+            bootargs: None,
+        },
     ];
     r.sys.add_module_domains(&modules);
-    assert!(r.lines.has("hv: d0: 2 MiB RAM at 0x40000000, VMID 2, kernel 0x1000 bytes entry 0x0000000040000000, DTB 0x401f0000 (control domain)"), "{:?}", r.lines.all());
+    assert!(r.lines.has("hv: d0: 2 MiB RAM at 0x40000000, VMID 1, kernel 0x1000 bytes entry 0x0000000040000000, DTB 0x401f0000 (control domain)"), "{:?}", r.lines.all());
     assert!(r
         .lines
         .all()
         .iter()
         .any(|l| l.starts_with("hv: d1: 16 MiB RAM")));
-    // d1 (VMID 1) is refused hv_op; d0 (VMID 2) reads the counters.
+    // d1 (VMID 2) is refused hv_op; d0 (VMID 1) reads the counters.
     r.script(
-        1,
+        2,
         [
             Step::hypercall(49, &[1, GUEST_RAM0_BASE + 0x800]),
             shutdown(GUEST_RAM0_BASE + 0x200),
         ],
     );
     r.script(
-        2,
+        1,
         [
             Step::hypercall(49, &[1, GUEST_RAM0_BASE + 0x800]),
             Step::hypercall(49, &[1, 0x1000_0000]),
@@ -777,9 +779,9 @@ fn dom0_module_is_privileged_and_reads_counters_through_hv_op() {
     );
     // Read d0's copy of the counters at its last exit, before it is torn down.
     assert_eq!(r.run(0), CpuExit::PowerOff);
-    let e1 = r.entries(1);
+    let e1 = r.entries(2);
     assert_eq!(e1[1].x[0], (-1i64) as u64, "-EPERM for d1");
-    let e0 = r.entries(2);
+    let e0 = r.entries(1);
     assert_eq!(e0[1].x[0], 0, "get_counters for d0");
     assert_eq!(e0[2].x[0], EFAULT);
     assert_eq!(e0[3].x[0], NOSYS);
@@ -792,30 +794,31 @@ fn hv_op_get_resources_answers_d0_only_and_checks_its_handle() {
     let img = kernel(b"");
     let pa = MODULES;
     r.sys.with_mem(|m, _| m.write(PhysAddr(pa), &img[..0x1000]));
+    // Xen's rule: the first kernel module is dom0.
     let modules = [
-        BootModule {
-            pa: PhysAddr(pa),
-            size: 0x1000,
-            kind: ModuleKind::Kernel,
-            bootargs: None,
-        },
         BootModule {
             pa: PhysAddr(pa),
             size: 0x1000,
             kind: ModuleKind::Kernel,
             bootargs: Some("dom0 mem=2M"),
         },
+        BootModule {
+            pa: PhysAddr(pa),
+            size: 0x1000,
+            kind: ModuleKind::Kernel,
+            bootargs: None,
+        },
     ];
     r.sys.add_module_domains(&modules);
     r.script(
-        1,
+        2,
         [
             Step::hypercall(49, &[3, GUEST_RAM0_BASE + 0x800]),
             shutdown(GUEST_RAM0_BASE + 0x200),
         ],
     );
     r.script(
-        2,
+        1,
         [
             Step::hypercall(49, &[3, GUEST_RAM0_BASE + 0x800]),
             Step::hypercall(49, &[3, 0x1000_0000]),
@@ -827,8 +830,8 @@ fn hv_op_get_resources_answers_d0_only_and_checks_its_handle() {
         ],
     );
     assert_eq!(r.run(0), CpuExit::PowerOff);
-    assert_eq!(r.entries(1)[1].x[0], (-1i64) as u64, "-EPERM for d1");
-    let e0 = r.entries(2);
+    assert_eq!(r.entries(2)[1].x[0], (-1i64) as u64, "-EPERM for d1");
+    let e0 = r.entries(1);
     assert_eq!(e0[1].x[0], 0, "get_resources for d0");
     assert_eq!(e0[2].x[0], EFAULT);
     assert_eq!(e0[3].x[0], 0);

@@ -20,13 +20,21 @@
 //!   priority registers are saved and restored, and the LRs the outgoing vCPU
 //!   used are cleared, only when another vCPU really takes the pCPU.
 //!
+//! - **Hardware interrupts** ([`super::IrqState::hw`]): the LR gets `HW` = 1
+//!   and pINTID = the INTID, so the guest's deactivation deactivates the
+//!   physical SPI hv acknowledged; such an LR is never pending and active at
+//!   once (the pending latch waits in the vGIC until the active state ends).
+//!   Their state moves between LRs and the vGIC exactly as the others' (a
+//!   put clears the LR only after [`sync`] took its state; [`flush`]
+//!   presents it again with `HW` wherever the vCPU runs next).
+//!
 //! The same split as KVM's `vgic_flush_lr_state`/`vgic_sync_hwstate` and its
 //! `vgic_v3_load`/`vgic_v3_put` (virt/kvm/arm/vgic), written from the GICv3
 //! architecture specification's description of `ICH_LR<n>_EL2`.
 
 use alloc::vec::Vec;
 
-use super::{IrqState, Vgic, VgicState, NR_IRQS};
+use super::{IrqState, Vgic, VgicState};
 use crate::arch::Arch;
 
 /// `ICH_LR<n>_EL2` fields.
@@ -37,6 +45,10 @@ pub mod bits {
     pub const ACTIVE: u64 = 1 << 63;
     /// `HW` [61]: linked to a physical interrupt.
     pub const HW: u64 = 1 << 61;
+    /// pINTID [44:32] (with `HW` = 1).
+    pub const PINTID_SHIFT: u32 = 32;
+    /// pINTID field mask (13 bits).
+    pub const PINTID_MASK: u64 = 0x1fff;
     /// `Group` [60]: Group 1.
     pub const GROUP1: u64 = 1 << 60;
     /// Priority [55:48].
@@ -108,6 +120,13 @@ pub fn apr_count(vtr: u64) -> usize {
     }
 }
 
+/// Whether an LR presenting `irq` carries its pending state: not for a
+/// hardware interrupt that is active (KVM's `vgic_v3_populate_lr`: "never
+/// set pending+active on a HW interrupt").
+fn lr_pending(irq: &IrqState) -> bool {
+    irq.pending_now() && !(irq.hw && irq.active)
+}
+
 /// The LR value presenting `intid` with `irq`'s state.
 #[must_use]
 pub fn encode(intid: u32, irq: &IrqState) -> u64 {
@@ -115,7 +134,10 @@ pub fn encode(intid: u32, irq: &IrqState) -> u64 {
     if irq.group1 {
         v |= bits::GROUP1;
     }
-    if irq.pending_now() {
+    if irq.hw {
+        v |= bits::HW | ((u64::from(intid) & bits::PINTID_MASK) << bits::PINTID_SHIFT);
+    }
+    if lr_pending(irq) {
         v |= bits::PENDING;
     }
     if irq.active {
@@ -129,14 +151,17 @@ pub fn encode(intid: u32, irq: &IrqState) -> u64 {
 #[must_use]
 pub fn ordered(s: &VgicState, cpu: usize) -> Vec<u32> {
     let mut list: Vec<(bool, u8, u32)> = Vec::new();
-    for intid in 0..NR_IRQS {
-        if intid >= 32 && s.spi_target(intid) != cpu {
-            continue;
+    if let Some(c) = s.cpus.get(cpu) {
+        for (intid, irq) in c.private.iter().enumerate() {
+            if irq.active || s.forwardable(irq) {
+                list.push((!irq.active, irq.priority, intid as u32));
+            }
         }
-        let Some(irq) = s.irq(cpu, intid) else {
-            continue;
-        };
-        if irq.active || s.forwardable(irq) {
+    }
+    // Most of a host-sized vGIC's SPIs are idle: test the state first.
+    for (n, irq) in s.spis.iter().enumerate() {
+        let intid = n as u32 + 32;
+        if (irq.active || s.forwardable(irq)) && s.spi_target(intid) == cpu {
             list.push((!irq.active, irq.priority, intid));
         }
     }
@@ -157,11 +182,12 @@ pub fn flush(s: &mut VgicState, cpu: usize, arch: &mut dyn Arch) -> usize {
             continue;
         };
         let val = encode(intid, irq);
-        if irq.pending {
+        if irq.pending && val & bits::PENDING != 0 {
             latched |= 1 << slot;
+            // The LR owns the pending state now.
+            irq.pending = false;
         }
-        // The LR owns the state now.
-        irq.pending = false;
+        // The LR owns the active state now.
         irq.active = false;
         irq.in_lr = true;
         intids[slot] = intid;

@@ -15,8 +15,7 @@
 //! caller injects a data abort, as Xen does. Every index into the state is
 //! derived from an aligned offset and bounds-checked.
 
-use super::{warn_unknown, Vgic, VgicState, GICD_BASE, GICD_SIZE, GICR_BASE, GICR_SIZE};
-use super::{GICR_STRIDE, NR_IRQS, PRIO_MASK};
+use super::{warn_unknown, Vgic, VgicLayout, VgicState, GICR_STRIDE, PRIO_MASK};
 
 /// A guest load or store to emulate.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -38,11 +37,12 @@ pub struct BadAccess;
 /// [`BadAccess`].
 pub type MmioResult = Result<u64, BadAccess>;
 
-/// True if `ipa` lies in the vGIC's distributor or redistributor range.
+/// True if `ipa` lies in the distributor or redistributor range of a vGIC
+/// at [`VgicLayout::GUEST`] (any other layout: [`Vgic::in_range`]).
 #[must_use]
 pub fn in_range(ipa: u64) -> bool {
-    (GICD_BASE..GICD_BASE + GICD_SIZE).contains(&ipa)
-        || (GICR_BASE..GICR_BASE + GICR_SIZE).contains(&ipa)
+    let l = VgicLayout::GUEST;
+    l.in_gicd(ipa) || l.in_gicr(ipa, super::MAX_VCPUS)
 }
 
 /// `GICD_CTLR` bits (single security state: `DS` = 1).
@@ -79,6 +79,16 @@ mod off {
     pub const CIDR0: u64 = 0xfff0;
 }
 
+/// What a guest write to a hardware interrupt's bit does to the physical SPI.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PhysOp {
+    Enable,
+    Disable,
+    SetPending,
+    ClearPending,
+    Deactivate,
+}
+
 /// Which bit-per-interrupt register.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum BitReg {
@@ -93,35 +103,35 @@ enum BitReg {
 
 impl Vgic {
     /// Emulate a guest access at `ipa` by vCPU `vcpu`. `None` if `ipa` is not
-    /// in the vGIC's ranges; else the value a read returns (0 for writes), or
-    /// [`BadAccess`] for an unaligned access or a width the register lacks.
+    /// in the vGIC's ranges (its [`VgicLayout`]); else the value a read
+    /// returns (0 for writes), or [`BadAccess`] for an unaligned access or a
+    /// width the register lacks.
     #[must_use]
     pub fn mmio(&self, vcpu: u32, ipa: u64, acc: MmioAccess) -> Option<MmioResult> {
-        if !in_range(ipa) {
+        let mut s = self.state.lock();
+        let l = s.layout;
+        let in_gicd = l.in_gicd(ipa);
+        if !in_gicd && !l.in_gicr(ipa, s.cpus.len() as u32) {
             return None;
         }
         if !matches!(acc.size, 1 | 2 | 4 | 8) || !ipa.is_multiple_of(u64::from(acc.size)) {
             return Some(Err(BadAccess));
         }
-        let mut s = self.state.lock();
-        if (GICD_BASE..GICD_BASE + GICD_SIZE).contains(&ipa) {
-            return Some(s.dist(vcpu as usize, ipa - GICD_BASE, acc));
+        if in_gicd {
+            return Some(s.dist(vcpu as usize, ipa - l.gicd, acc));
         }
-        if (GICR_BASE..GICR_BASE + GICR_SIZE).contains(&ipa) {
-            let rel = ipa - GICR_BASE;
-            let cpu = (rel / GICR_STRIDE) as usize;
-            let off = rel % GICR_STRIDE;
-            if cpu >= s.cpus.len() {
-                // No redistributor there (the previous one says Last).
-                return Some(Ok(0));
-            }
-            return Some(if off < 0x1_0000 {
-                s.rd_base(cpu, off, acc)
-            } else {
-                s.sgi_base(cpu, off - 0x1_0000, acc)
-            });
+        let rel = ipa - l.gicr;
+        let cpu = (rel / GICR_STRIDE) as usize;
+        let off = rel % GICR_STRIDE;
+        if cpu >= s.cpus.len() {
+            // No redistributor there (the previous one says Last).
+            return Some(Ok(0));
         }
-        None
+        Some(if off < 0x1_0000 {
+            s.rd_base(cpu, off, acc)
+        } else {
+            s.sgi_base(cpu, off - 0x1_0000, acc)
+        })
     }
 }
 
@@ -176,7 +186,7 @@ impl VgicState {
             // (INTIDs below 1024), No1N (1-of-N SPI routing not supported).
             // Read-only: writes are ignored (Xen's `write_ignore_32`).
             0x0004 if w => word(0),
-            0x0004 => word(u64::from(NR_IRQS / 32 - 1) | (9 << 19) | (1 << 25)),
+            0x0004 => word(u64::from(self.nr_irqs().div_ceil(32) - 1) | (9 << 19) | (1 << 25)),
             0x0008 if w => word(0),
             0x0008 => word(u64::from(IIDR)),
             // TYPER2, STATUSR: zero.
@@ -365,13 +375,13 @@ impl VgicState {
 
     /// A distributor bit-per-interrupt register at byte offset `rel` (32-bit
     /// accesses, aligned by the caller); the first 32 INTIDs are RAZ/WI here
-    /// (banked in the redistributor with ARE), INTIDs beyond [`NR_IRQS`] RAZ/WI.
+    /// (banked in the redistributor with ARE), INTIDs beyond the vGIC's RAZ/WI.
     fn bits_dist(&mut self, cpu: usize, r: BitReg, rel: u64, acc: MmioAccess) -> MmioResult {
         if acc.size != 4 || !rel.is_multiple_of(4) {
             return Err(BadAccess);
         }
         let first = (rel * 8) as u32;
-        if !(32..NR_IRQS).contains(&first) {
+        if !(32..self.nr_irqs()).contains(&first) {
             return Ok(0);
         }
         Ok(self.bits_reg(cpu, r, first, acc))
@@ -381,6 +391,9 @@ impl VgicState {
     fn bits_reg(&mut self, cpu: usize, r: BitReg, first: u32, acc: MmioAccess) -> u64 {
         let mut out = 0u64;
         let mut notify = alloc::vec::Vec::new();
+        // Physical distributor operations for hardware interrupts, made
+        // after the loop (Xen's vgic_enable_irqs, KVM's vgic_hw_irq_*).
+        let mut phys: alloc::vec::Vec<(u32, PhysOp)> = alloc::vec::Vec::new();
         for i in 0..32u32 {
             let intid = first + i;
             let target = if intid < 32 {
@@ -400,10 +413,35 @@ impl VgicState {
                     BitReg::Group => irq.group1 = (acc.value >> i) & 1 == 1,
                     BitReg::SetEnable => irq.enabled = true,
                     BitReg::ClearEnable => irq.enabled = false,
+                    // A hardware interrupt is made pending at its source:
+                    // it then arrives (and is acknowledged) as any other.
+                    BitReg::SetPending if irq.hw => phys.push((intid, PhysOp::SetPending)),
                     BitReg::SetPending => irq.pending = true,
                     BitReg::ClearPending => irq.pending = false,
                     BitReg::SetActive => irq.active = true,
                     BitReg::ClearActive => irq.active = false,
+                }
+                if irq.hw {
+                    match r {
+                        BitReg::SetEnable if !before.enabled => {
+                            phys.push((intid, PhysOp::Enable));
+                        }
+                        BitReg::ClearEnable if before.enabled => {
+                            phys.push((intid, PhysOp::Disable));
+                        }
+                        BitReg::ClearPending => {
+                            phys.push((intid, PhysOp::ClearPending));
+                            // The physical SPI hv acknowledged for this
+                            // pending state would stay active for ever.
+                            if before.pending && !irq.active {
+                                phys.push((intid, PhysOp::Deactivate));
+                            }
+                        }
+                        BitReg::ClearActive if before.active && !irq.pending => {
+                            phys.push((intid, PhysOp::Deactivate));
+                        }
+                        _ => {}
+                    }
                 }
                 if *irq != before {
                     notify.push(target);
@@ -421,6 +459,18 @@ impl VgicState {
         notify.dedup();
         for t in notify {
             self.notify(t);
+        }
+        if let Some(hw) = self.hw.as_ref().filter(|_| !phys.is_empty()) {
+            let d = hw.dist();
+            for (intid, op) in phys {
+                match op {
+                    PhysOp::Enable => d.spi_enable(intid),
+                    PhysOp::Disable => d.spi_disable(intid),
+                    PhysOp::SetPending => d.spi_set_pending(intid, true),
+                    PhysOp::ClearPending => d.spi_set_pending(intid, false),
+                    PhysOp::Deactivate => d.spi_deactivate(intid),
+                }
+            }
         }
         out
     }

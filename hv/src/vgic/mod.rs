@@ -10,6 +10,13 @@
 //! - [`Vgic::set_level`]`(vcpu, intid, high)`: drive a level-sensitive input.
 //! - [`Vgic::is_pending`], [`Vgic::has_deliverable`]: queries (a blocked
 //!   vCPU is woken when `has_deliverable` turns true).
+//! - [`Vgic::with_layout`]`(domid, nr_vcpus, layout)`: a vGIC at other
+//!   addresses ([`VgicLayout`]; dom0 sees its vGIC at the host's GICD/GICR,
+//!   as Xen's hardware domain, with the host's number of SPIs).
+//! - [`Vgic::route_hw_spi`]`(intid, level)`: link virtual SPI `intid` to the
+//!   physical SPI of the same number ([`crate::irq`]); [`Vgic::inject_hw`] is
+//!   how the IRQ exit delivers it, [`Vgic::release_hw`] gives every link back
+//!   (domain destroy).
 //! - Every injection that may need a running or sleeping pCPU to look again
 //!   sets bits in [`take_kicks`] (a global hint: the run loop sends hv's kick
 //!   SGI to those pCPUs after each exit it handles).
@@ -18,6 +25,26 @@
 //! `GUEST_GICV3_GICD_BASE` 0x0300_1000 (64 KiB), `GUEST_GICV3_GICR0_BASE`
 //! 0x0302_0000 with one 128 KiB redistributor (RD_base + SGI_base frames)
 //! per vCPU, up to 128 vCPUs (`GUEST_GICV3_GICR0_SIZE` 16 MiB).
+//! Any other [`VgicLayout`] (dom0 at the host's addresses) decodes the 64 KiB
+//! distributor and exactly one redistributor frame pair per vCPU of the
+//! domain: the host's redistributor region is followed by other devices
+//! (QEMU virt: GICR 0x080a_0000..0x0900_0000, then the UART), so the vGIC
+//! must not claim more than it serves. Xen's `vgic_v3_domain_init` gives
+//! the hardware domain the host's regions the same way.
+//!
+//! # Hardware interrupts (see [`crate::irq`])
+//! A virtual SPI linked to a physical one ([`IrqState::hw`]) is presented
+//! with `ICH_LR<n>_EL2.HW` = 1 and pINTID = its INTID; the guest's
+//! deactivation deactivates the physical SPI. Its guest-visible registers
+//! reach the physical distributor as Xen's `vgic_enable_irqs` and KVM's
+//! `vgic_hw_irq_*` do: `ISENABLER`/`ICENABLER` enable/disable the physical
+//! SPI; `ISPENDR` makes the *physical* one pending (it then arrives as any
+//! other); `ICPENDR` clears both and, if the virtual one is not active,
+//! deactivates the physical one hv acknowledged for it; `ICACTIVER` on a
+//! virtual SPI that is not pending does the same (else the physical SPI
+//! would stay active and never fire again). A list register never holds a
+//! HW interrupt both pending and active (KVM's rule: the physical side holds
+//! the second pending state).
 //!
 //! # What the guest sees
 //! A GICv3 with a single security state (`GICD_CTLR.DS` = 1), affinity
@@ -31,10 +58,15 @@
 pub mod lr;
 pub mod mmio;
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use spin::Mutex;
+
+use crate::irq::HwIrqs;
+/// Why [`Vgic::route_hw_spi`] refused (defined with the SPI ownership table).
+pub use crate::irq::RouteError;
 
 /// Distributor base IPA (`GUEST_GICV3_GICD_BASE`).
 pub const GICD_BASE: u64 = 0x0300_1000;
@@ -48,10 +80,53 @@ pub const GICR_SIZE: u64 = 0x0100_0000;
 pub const GICR_STRIDE: u64 = 0x2_0000;
 /// Most vCPUs a domain's vGIC serves (`GICR_SIZE / GICR_STRIDE`).
 pub const MAX_VCPUS: u32 = (GICR_SIZE / GICR_STRIDE) as u32;
-/// SPIs each vGIC has (INTIDs 32..32 + SPI_COUNT).
+/// SPIs each vGIC at [`VgicLayout::GUEST`] has (INTIDs 32..32 + SPI_COUNT).
 pub const SPI_COUNT: u32 = 64;
-/// One past the largest INTID the vGIC implements.
+/// One past the largest INTID a vGIC at [`VgicLayout::GUEST`] implements.
 pub const NR_IRQS: u32 = 32 + SPI_COUNT;
+/// Most SPIs any vGIC implements (INTIDs up to 1019).
+pub const MAX_SPIS: u32 = crate::irq::SPI_LIMIT - 32;
+
+/// Where a domain's distributor and redistributors sit in its IPA space.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VgicLayout {
+    /// Distributor base (64 KiB, [`GICD_SIZE`]).
+    pub gicd: u64,
+    /// First redistributor; one [`GICR_STRIDE`] (RD_base + SGI_base) per vCPU.
+    pub gicr: u64,
+}
+
+impl VgicLayout {
+    /// Xen's guest addresses (`GUEST_GICV3_GICD_BASE`, `GUEST_GICV3_GICR0_BASE`).
+    pub const GUEST: VgicLayout = VgicLayout {
+        gicd: GICD_BASE,
+        gicr: GICR_BASE,
+    };
+
+    /// True if `ipa` is in the distributor frame.
+    #[must_use]
+    pub fn in_gicd(&self, ipa: u64) -> bool {
+        ipa.wrapping_sub(self.gicd) < GICD_SIZE
+    }
+
+    /// Bytes of redistributor space decoded for `nr_vcpus` vCPUs: Xen's
+    /// whole guest region at [`VgicLayout::GUEST`], one frame pair per vCPU
+    /// elsewhere (see the module doc).
+    #[must_use]
+    pub fn gicr_size(&self, nr_vcpus: u32) -> u64 {
+        if *self == VgicLayout::GUEST {
+            GICR_SIZE
+        } else {
+            u64::from(nr_vcpus.clamp(1, MAX_VCPUS)) * GICR_STRIDE
+        }
+    }
+
+    /// True if `ipa` is in the redistributor space of `nr_vcpus` vCPUs.
+    #[must_use]
+    pub fn in_gicr(&self, ipa: u64, nr_vcpus: u32) -> bool {
+        ipa.wrapping_sub(self.gicr) < self.gicr_size(nr_vcpus)
+    }
+}
 
 /// Xen's event-channel upcall PPI (`GUEST_EVTCHN_PPI`).
 pub const PPI_EVTCHN: u32 = 31;
@@ -100,6 +175,8 @@ pub struct IrqState {
     pub priority: u8,
     /// Currently held by a list register of the vCPU it is queued on.
     pub in_lr: bool,
+    /// Linked to the physical SPI of the same INTID ([`Vgic::route_hw_spi`]).
+    pub hw: bool,
 }
 
 impl IrqState {
@@ -155,12 +232,24 @@ pub struct VgicState {
     pub routes: Vec<u64>,
     /// Redistributors, one per vCPU.
     pub cpus: Vec<VgicCpu>,
+    /// Where the guest sees the distributor and redistributors.
+    pub layout: VgicLayout,
+    /// The physical distributor and SPI ownership, for hardware interrupts.
+    pub hw: Option<Arc<HwIrqs>>,
 }
 
 /// One domain's virtual GIC (shared by its vCPUs and by whoever injects).
 #[derive(Debug)]
 pub struct Vgic {
     state: Mutex<VgicState>,
+}
+
+impl Drop for Vgic {
+    /// A vGIC that goes away gives its hardware interrupts back (domain
+    /// destroy calls [`Vgic::release_hw`] earlier; this is the safety net).
+    fn drop(&mut self) {
+        self.state.get_mut().release_hw();
+    }
 }
 
 /// pCPUs that should look at their vCPUs' interrupts again (bit n = pCPU n).
@@ -205,10 +294,33 @@ pub(crate) fn warn_unknown(domid: u16, what: &str, offset: u64, write: bool) {
 }
 
 impl Vgic {
-    /// A vGIC for domain `domid` with `nr_vcpus` redistributors (1..=[`MAX_VCPUS`]).
+    /// A vGIC for domain `domid` with `nr_vcpus` redistributors
+    /// (1..=[`MAX_VCPUS`]) at Xen's guest addresses, [`SPI_COUNT`] SPIs.
     #[must_use]
     pub fn new(domid: u16, nr_vcpus: u32) -> Self {
+        Self::with_layout(domid, nr_vcpus, VgicLayout::GUEST)
+    }
+
+    /// A vGIC at `layout`. At [`VgicLayout::GUEST`] it has [`SPI_COUNT`]
+    /// SPIs; at any other layout (dom0 at the host's addresses) the host's
+    /// number of SPIs (`GICD_TYPER.ITLinesNumber` of the physical
+    /// distributor, as Xen's `vgic_v3_domain_init` for the hardware domain),
+    /// or [`SPI_COUNT`] when hv has no physical distributor. Hardware
+    /// interrupts go through the machine's [`crate::irq::global`] table.
+    #[must_use]
+    pub fn with_layout(domid: u16, nr_vcpus: u32, layout: VgicLayout) -> Self {
+        Self::with_hw(domid, nr_vcpus, layout, crate::irq::global())
+    }
+
+    /// [`Vgic::with_layout`] with an explicit hardware-interrupt table (host
+    /// tests give a fake one).
+    #[must_use]
+    pub fn with_hw(domid: u16, nr_vcpus: u32, layout: VgicLayout, hw: Option<Arc<HwIrqs>>) -> Self {
         let n = nr_vcpus.clamp(1, MAX_VCPUS) as usize;
+        let nr_spis = match &hw {
+            Some(h) if layout != VgicLayout::GUEST => h.nr_spis().min(MAX_SPIS),
+            _ => SPI_COUNT,
+        } as usize;
         let spi = IrqState {
             level: true,
             ..IrqState::default()
@@ -218,11 +330,113 @@ impl Vgic {
                 domid,
                 grp0: false,
                 grp1: false,
-                spis: alloc::vec![spi; SPI_COUNT as usize],
-                routes: alloc::vec![0; SPI_COUNT as usize],
+                spis: alloc::vec![spi; nr_spis],
+                routes: alloc::vec![0; nr_spis],
                 cpus: alloc::vec![VgicCpu::default(); n],
+                layout,
+                hw,
             }),
         }
+    }
+
+    /// Where the guest sees this vGIC.
+    #[must_use]
+    pub fn layout(&self) -> VgicLayout {
+        self.state.lock().layout
+    }
+
+    /// SPIs this vGIC implements.
+    #[must_use]
+    pub fn nr_spis(&self) -> u32 {
+        self.state.lock().spis.len() as u32
+    }
+
+    /// True if `ipa` is one of this vGIC's registers (its distributor, or the
+    /// redistributor frames of its vCPUs; see [`VgicLayout::gicr_size`]).
+    #[must_use]
+    pub fn in_range(&self, ipa: u64) -> bool {
+        let s = self.state.lock();
+        s.layout.in_gicd(ipa) || s.layout.in_gicr(ipa, s.cpus.len() as u32)
+    }
+
+    /// [`Vgic::in_range`] (the name the integration branch uses).
+    #[must_use]
+    pub fn contains(&self, ipa: u64) -> bool {
+        self.in_range(ipa)
+    }
+
+    /// Link virtual SPI `intid` to physical SPI `intid` (Xen gives the
+    /// hardware domain the same numbers): the physical SPI is given to this
+    /// domain and configured (Group 1, a priority, level-sensitive if `level`
+    /// else edge-triggered, routed to pCPU [`crate::irq::TARGET_PCPU`]),
+    /// enabled only while the guest enables the virtual one. The virtual
+    /// SPI's trigger is set to match. Routing it again reconfigures it.
+    ///
+    /// # Errors
+    /// [`RouteError::NotSpi`] for an INTID that is no physical SPI,
+    /// [`RouteError::BeyondVgic`] for one beyond this vGIC's SPIs,
+    /// [`RouteError::Busy`] if hv or another domain owns it,
+    /// [`RouteError::NoPhysicalGic`] without a physical distributor.
+    pub fn route_hw_spi(&self, intid: u32, level: bool) -> Result<(), RouteError> {
+        let mut s = self.state.lock();
+        let domid = s.domid;
+        let r = s.route_hw_spi(intid, level);
+        match r {
+            Ok(()) => log::debug!(
+                "d{domid}: physical SPI {intid} routed as a hardware interrupt ({})",
+                if level { "level" } else { "edge" }
+            ),
+            Err(e) => log::warn!("d{domid}: cannot route physical SPI {intid}: {e}"),
+        }
+        r
+    }
+
+    /// True if virtual SPI `intid` is linked to the physical one.
+    #[must_use]
+    pub fn is_hw(&self, intid: u32) -> bool {
+        let mut s = self.state.lock();
+        intid >= 32 && s.irq_mut(0, intid).is_ok_and(|i| i.hw)
+    }
+
+    /// The INTIDs linked to physical SPIs, in order.
+    #[must_use]
+    pub fn hw_spis(&self) -> Vec<u32> {
+        let s = self.state.lock();
+        s.spis
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.hw)
+            .map(|(n, _)| n as u32 + 32)
+            .collect()
+    }
+
+    /// Physical SPI `intid` was acknowledged by hv (and its priority
+    /// dropped): make the linked virtual SPI pending for its target vCPU,
+    /// which is kicked or woken ([`take_kicks`], [`wake_epoch`]). The
+    /// physical SPI stays active until the guest deactivates the virtual
+    /// one (list register HW bit).
+    ///
+    /// # Errors
+    /// [`VgicError::BadIntid`] if `intid` is not linked here.
+    pub fn inject_hw(&self, intid: u32) -> Result<(), VgicError> {
+        let mut s = self.state.lock();
+        if intid < 32 {
+            return Err(VgicError::BadIntid(intid));
+        }
+        let target = s.spi_target(intid);
+        let irq = s.irq_mut(target, intid)?;
+        if !irq.hw {
+            return Err(VgicError::BadIntid(intid));
+        }
+        irq.pending = true;
+        s.notify(target);
+        Ok(())
+    }
+
+    /// Give every physical SPI linked here back ([`crate::irq::HwIrqs::release`]:
+    /// disabled, deactivated, free for another domain). Domain destroy.
+    pub fn release_hw(&self) {
+        self.state.lock().release_hw();
     }
 
     /// Number of redistributors (vCPUs).
@@ -345,10 +559,51 @@ impl VgicState {
             }
             return Err(VgicError::BadVcpu(vcpu));
         }
-        if intid >= NR_IRQS {
+        if intid >= self.nr_irqs() {
             return Err(VgicError::BadIntid(intid));
         }
         Ok(self.spi_target(intid))
+    }
+
+    /// One past the largest INTID this vGIC implements.
+    #[must_use]
+    pub fn nr_irqs(&self) -> u32 {
+        32 + self.spis.len() as u32
+    }
+
+    fn route_hw_spi(&mut self, intid: u32, level: bool) -> Result<(), RouteError> {
+        let hw = self.hw.clone().ok_or(RouteError::NoPhysicalGic)?;
+        if !(crate::irq::SPI_FIRST..hw.lines()).contains(&intid) {
+            return Err(RouteError::NotSpi(intid));
+        }
+        let domid = self.domid;
+        let irq = self
+            .spis
+            .get_mut((intid - 32) as usize)
+            .ok_or(RouteError::BeyondVgic(intid))?;
+        hw.claim(intid, domid, level)?;
+        irq.hw = true;
+        irq.level = level;
+        irq.line = false;
+        if irq.enabled {
+            hw.dist().spi_enable(intid);
+        }
+        Ok(())
+    }
+
+    fn release_hw(&mut self) {
+        let Some(hw) = self.hw.clone() else {
+            return;
+        };
+        let domid = self.domid;
+        for (n, irq) in self.spis.iter_mut().enumerate() {
+            if irq.hw {
+                hw.release(n as u32 + 32, domid);
+                irq.hw = false;
+                irq.pending = false;
+                irq.active = false;
+            }
+        }
     }
 
     /// The vCPU SPI `intid` is routed to.
@@ -389,14 +644,6 @@ impl VgicState {
         }
     }
 
-    fn irq(&self, cpu: usize, intid: u32) -> Option<&IrqState> {
-        if intid < 32 {
-            self.cpus.get(cpu).map(|c| &c.private[intid as usize])
-        } else {
-            self.spis.get((intid - 32) as usize)
-        }
-    }
-
     fn group_enabled(&self, irq: &IrqState) -> bool {
         if irq.group1 {
             self.grp1
@@ -415,11 +662,8 @@ impl VgicState {
             return false;
         };
         c.private.iter().any(|i| i.in_lr || self.forwardable(i))
-            || (32..NR_IRQS).any(|intid| {
-                self.spi_target(intid) == cpu
-                    && self
-                        .irq(cpu, intid)
-                        .is_some_and(|i| i.in_lr || self.forwardable(i))
+            || self.spis.iter().enumerate().any(|(n, i)| {
+                (i.in_lr || self.forwardable(i)) && self.spi_target(n as u32 + 32) == cpu
             })
     }
 
@@ -436,3 +680,6 @@ impl VgicState {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hw_tests;

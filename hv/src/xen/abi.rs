@@ -139,6 +139,11 @@ pub mod xenver {
     pub const PAGESIZE: u32 = 7;
     pub const GUEST_HANDLE: u32 = 8;
     pub const COMMANDLINE: u32 = 9;
+    pub const BUILD_ID: u32 = 10;
+    pub const EXTRAVERSION2: u32 = 11;
+    pub const CAPABILITIES2: u32 = 12;
+    pub const CHANGESET2: u32 = 13;
+    pub const COMMANDLINE2: u32 = 14;
 
     /// `xen_extraversion_t`: `char[16]`.
     pub const EXTRAVERSION_LEN: usize = 16;
@@ -167,6 +172,35 @@ pub mod xenfeat {
     pub const NOT_DIRECT_MAPPED: u32 = 16;
     pub const DIRECT_MAPPED: u32 = 17;
     pub const RUNSTATE_PHYS_AREA: u32 = 18;
+}
+
+/// `VIRQ_*` (xen/include/public/xen.h).
+pub mod virq {
+    #![allow(missing_docs)]
+    pub const TIMER: u32 = 0;
+    pub const DEBUG: u32 = 1;
+    pub const CONSOLE: u32 = 2;
+    pub const DOM_EXC: u32 = 3;
+    pub const TBUF: u32 = 4;
+    pub const DEBUGGER: u32 = 6;
+    pub const XENOPROF: u32 = 7;
+    pub const CON_RING: u32 = 8;
+    pub const PCPU_STATE: u32 = 9;
+    pub const MEM_EVENT: u32 = 10;
+    pub const ARGO: u32 = 11;
+    pub const ENOMEM: u32 = 12;
+    pub const XENPMU: u32 = 13;
+    pub const ARCH_0: u32 = 16;
+    pub const ARCH_7: u32 = 23;
+
+    /// Xen's `virq_is_global` (xen/common/event_channel.c): every VIRQ but
+    /// the per-vCPU ones (timer, debug, xenoprof, xenpmu) is global — bound
+    /// on vCPU 0 only, may move with `EVTCHNOP_bind_vcpu`, raised for the one
+    /// domain that handles it. On Arm `arch_virq_is_global` is true.
+    #[must_use]
+    pub const fn is_global(v: u32) -> bool {
+        !matches!(v, TIMER | DEBUG | XENOPROF | XENPMU)
+    }
 }
 
 /// `SCHEDOP_*` (xen/include/public/sched.h).

@@ -41,14 +41,23 @@ impl ConsoleSink for LogConsole {
         if take_raw_midline() {
             crate::logger::print(format_args!("\n"));
         }
-        crate::logger::print(format_args!("(d{domid}) {line}\n"));
+        if domid == 0 {
+            // The hardware domain's text goes to the serial only, as Xen's
+            // guest_console_write (dom0's `xl dmesg` would read back what it prints).
+            crate::logger::print_serial_only(format_args!("(d{domid}) {line}\n"));
+        } else {
+            crate::logger::print(format_args!("(d{domid}) {line}\n"));
+        }
     }
 
     fn guest_raw(&mut self, _domid: u16, text: &str) {
         if text.is_empty() {
             return;
         }
-        crate::logger::print_direct(text);
+        // The serial-input reader is the hardware domain: its text goes to
+        // the serial only, as Xen's guest_console_write (dom0's `xl dmesg`
+        // would read back what it prints).
+        crate::logger::print_serial_only(format_args!("{text}"));
         RAW_MIDLINE.store(!text.ends_with('\n'), core::sync::atomic::Ordering::Relaxed);
     }
 }

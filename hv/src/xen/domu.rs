@@ -158,6 +158,10 @@ pub struct DomainXen {
     pub runstate_update_flag: bool,
     /// Bytes drained from the console ring so far.
     pub console_bytes: u64,
+    /// The event-channel upcall PPI (INTID): Xen's `GUEST_EVTCHN_PPI` for a
+    /// domU, the PPI chosen for the hardware domain (Xen's
+    /// `vgic_allocate_ppi` in domain_build.c `evtchn_allocate`), as its DTB says.
+    pub upcall_ppi: u32,
     /// Every hv-owned frame of the domain (released at teardown).
     frames: Vec<PhysAddr>,
     /// Guest RAM frames hv keeps a host address of (registered `vcpu_info`
@@ -179,6 +183,7 @@ impl Default for DomainXen {
             runstate: alloc::vec![Runstate::default()],
             runstate_update_flag: false,
             console_bytes: 0,
+            upcall_ppi: evtchn::GUEST_EVTCHN_PPI,
             frames: Vec::new(),
             pinned: Vec::new(),
         }
@@ -202,6 +207,38 @@ impl DomainXen {
         mem: &mut M,
         pool: &mut FrameTable,
     ) -> Result<Self, memops::Error> {
+        Self::setup_with(domid, vcpus, physmap, mem, pool, true)
+    }
+
+    /// What the hardware domain gets ([`DomainXen::setup`] without the
+    /// console ring: Xen gives dom0 no `HVM_PARAM_CONSOLE_*`, its console is
+    /// `console_io`), with `upcall_ppi` as its event-channel PPI. Nothing is
+    /// mapped in its physmap (its IPA space is the host's layout; Linux maps
+    /// shared info and grant frames where it chooses).
+    ///
+    /// # Errors
+    /// `memops::Error` if the pool is empty (everything taken is given back).
+    pub fn setup_hwdom<M: PhysMem + TableMem>(
+        domid: u16,
+        vcpus: u32,
+        physmap: &mut Physmap,
+        mem: &mut M,
+        pool: &mut FrameTable,
+        upcall_ppi: u32,
+    ) -> Result<Self, memops::Error> {
+        let mut x = Self::setup_with(domid, vcpus, physmap, mem, pool, false)?;
+        x.upcall_ppi = upcall_ppi;
+        Ok(x)
+    }
+
+    fn setup_with<M: PhysMem + TableMem>(
+        domid: u16,
+        vcpus: u32,
+        physmap: &mut Physmap,
+        mem: &mut M,
+        pool: &mut FrameTable,
+        ring: bool,
+    ) -> Result<Self, memops::Error> {
         let mut frames = Vec::new();
         let n = XEN_FRAMES as usize;
         for _ in 0..n {
@@ -218,30 +255,38 @@ impl DomainXen {
                 }
             }
         }
-        let (si, ring) = (frames[0], frames[1]);
-        // A fresh mapping of a never-mapped gfn: nothing to invalidate.
-        if let Err(e) = physmap.insert(mem, CONSOLE_GFN, ring, 1, P2mKind::SharedInfo, S2Attrs::RAM)
-        {
-            for f in frames {
-                let _ = pool.put(f);
-            }
-            return Err(e);
-        }
+        let si = frames[0];
         let mut evtchn = Evtchns::new(vcpus, Some(si));
-        let port = evtchn
-            .alloc(evtchn::PortState::Hv(HvPort::Console), 0)
-            .unwrap_or(0);
         let mut params = [0u64; hvm_param::NR as usize];
-        params[hvm_param::CONSOLE_PFN as usize] = CONSOLE_GFN;
-        params[hvm_param::CONSOLE_EVTCHN as usize] = u64::from(port);
+        let console_ring = if ring {
+            let ring = frames[1];
+            // A fresh mapping of a never-mapped gfn: nothing to invalidate.
+            if let Err(e) =
+                physmap.insert(mem, CONSOLE_GFN, ring, 1, P2mKind::SharedInfo, S2Attrs::RAM)
+            {
+                for f in frames {
+                    let _ = pool.put(f);
+                }
+                return Err(e);
+            }
+            let port = evtchn
+                .alloc(evtchn::PortState::Hv(HvPort::Console), 0)
+                .unwrap_or(0);
+            params[hvm_param::CONSOLE_PFN as usize] = CONSOLE_GFN;
+            params[hvm_param::CONSOLE_EVTCHN as usize] = u64::from(port);
+            Some(ring)
+        } else {
+            None
+        };
         Ok(Self {
             evtchn,
             grant: GrantTable::new(frames[2..].to_vec()),
             params,
-            console_ring: Some(ring),
+            console_ring,
             runstate: alloc::vec![Runstate::default(); vcpus.max(1) as usize],
             runstate_update_flag: false,
             console_bytes: 0,
+            upcall_ppi: evtchn::GUEST_EVTCHN_PPI,
             frames,
             pinned: Vec::new(),
         })

@@ -33,6 +33,7 @@ use pv_tlb::PhysAddr;
 
 use super::Errno;
 use crate::arch::PhysMem;
+use crate::xen::abi::virq;
 
 /// The event-channel upcall PPI (`GUEST_EVTCHN_PPI`, public/arch-arm.h): INTID 31.
 pub const GUEST_EVTCHN_PPI: u32 = 31;
@@ -412,34 +413,41 @@ impl Evtchns {
         Ok(())
     }
 
-    /// `EVTCHNOP_bind_virq`: a new port for `virq` on `vcpu`.
+    /// `EVTCHNOP_bind_virq`: a new port for `virq` on `vcpu` (Xen's
+    /// `evtchn_bind_virq`). A global VIRQ ([`virq::is_global`]: all but
+    /// timer, debug, xenoprof, xenpmu) is bound on vCPU 0 only and once per
+    /// domain, wherever [`Evtchns::bind_vcpu`] moved it since.
     ///
     /// # Errors
-    /// `-EINVAL` for a VIRQ number out of range; `-ENOENT` for a missing vCPU;
-    /// `-EEXIST` if the VIRQ is bound on that vCPU already; `-ENOSPC`.
+    /// `-EINVAL` for a VIRQ number out of range or a global VIRQ on a vCPU
+    /// other than 0; `-ENOENT` for a missing vCPU; `-EEXIST` if the VIRQ is
+    /// bound (on that vCPU; anywhere for a global one); `-ENOSPC`.
     pub fn bind_virq(&mut self, virq: u32, vcpu: u32) -> Result<u32, Errno> {
         if virq >= NR_VIRQS {
+            return Err(Errno::EINVAL);
+        }
+        if virq::is_global(virq) && vcpu != 0 {
             return Err(Errno::EINVAL);
         }
         if vcpu >= self.vcpus() {
             return Err(Errno::ENOENT);
         }
-        if self
-            .ports
-            .iter()
-            .any(|p| p.state == PortState::Virq(virq) && p.vcpu == vcpu)
-        {
+        if self.virq_port(virq, vcpu).is_some() {
             return Err(Errno::EEXIST);
         }
         self.alloc(PortState::Virq(virq), vcpu)
     }
 
-    /// The port bound to `virq` on `vcpu`, if any (to raise a VIRQ).
+    /// The port bound to `virq` on `vcpu`, if any (to raise a VIRQ). A
+    /// global VIRQ has one port per domain: it is found whatever `vcpu`
+    /// (Xen keeps it in vCPU 0's `virq_to_evtchn` and delivers it to the
+    /// port's notify vCPU).
     #[must_use]
     pub fn virq_port(&self, virq: u32, vcpu: u32) -> Option<u32> {
+        let global = virq::is_global(virq);
         self.ports
             .iter()
-            .position(|p| p.state == PortState::Virq(virq) && p.vcpu == vcpu)
+            .position(|p| p.state == PortState::Virq(virq) && (global || p.vcpu == vcpu))
             .map(|i| i as u32)
     }
 
@@ -462,8 +470,8 @@ impl Evtchns {
         }
         let p = self.port_mut(port)?;
         match p.state {
-            // Only global VIRQs may move; hv has none (VIRQ_TIMER etc. are per vCPU).
-            PortState::Virq(_) => Err(Errno::EINVAL),
+            // Only global VIRQs may move (Xen's `evtchn_bind_vcpu`).
+            PortState::Virq(v) if !virq::is_global(v) => Err(Errno::EINVAL),
             _ => {
                 p.vcpu = vcpu;
                 Ok(())
@@ -893,6 +901,42 @@ mod tests {
             d1.unmask(1, MAX_PORTS + 5, &mut mem, &mut irq),
             Err(Errno::EINVAL)
         );
+    }
+
+    /// Global VIRQs (VIRQ_DOM_EXC 3, VIRQ_CONSOLE 2) as Xen's
+    /// `evtchn_bind_virq` / `evtchn_bind_vcpu`: vCPU 0 only, once per
+    /// domain, movable; the trace's xenstored binds DOM_EXC then moves it.
+    #[test]
+    fn global_virqs_bind_on_vcpu0_and_move() {
+        let (mut w, mut mem) = setup();
+        let mut irq = RecordingIrqSink::default();
+        let d1 = w.events(1).unwrap();
+        assert_eq!(d1.bind_virq(virq::DOM_EXC, 1), Err(Errno::EINVAL));
+        let p = d1.bind_virq(virq::DOM_EXC, 0).unwrap();
+        assert_eq!(d1.bind_virq(virq::DOM_EXC, 0), Err(Errno::EEXIST));
+        d1.bind_vcpu(p, 1).unwrap();
+        assert_eq!(d1.port(p).unwrap().vcpu, 1);
+        assert_eq!(
+            d1.bind_virq(virq::DOM_EXC, 0),
+            Err(Errno::EEXIST),
+            "still bound, though moved"
+        );
+        assert_eq!(d1.virq_port(virq::DOM_EXC, 0), Some(p));
+        assert_eq!(d1.virq_port(virq::DOM_EXC, 1), Some(p));
+        // Raised on the vCPU it moved to.
+        d1.register_vcpu_info(1, 1, VI1, &mut mem, &mut irq)
+            .unwrap();
+        mem.write(VI1, &[0u8; 16]);
+        irq.upcalls.clear();
+        d1.set_pending(1, p, &mut mem, &mut irq);
+        assert_eq!(irq.upcalls, [(1, 1)]);
+        // The console VIRQ too (dom0's hvc0 binds it on vCPU 0 and re-binds it there).
+        let c = d1.bind_virq(virq::CONSOLE, 0).unwrap();
+        assert_eq!(d1.bind_vcpu(c, 0), Ok(()));
+        // Per-vCPU VIRQs stay where they were bound.
+        let t = d1.bind_virq(virq::TIMER, 1).unwrap();
+        assert_eq!(d1.bind_vcpu(t, 0), Err(Errno::EINVAL));
+        assert_eq!(d1.virq_port(virq::TIMER, 0), None);
     }
 
     #[test]

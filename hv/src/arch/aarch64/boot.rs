@@ -51,7 +51,9 @@ fn park() -> ! {
 }
 
 /// The DTB blob at `pa`, sized by its header (at most 2 MiB, as booting.rst
-/// allows), with its `FDT_NOP` tokens removed in place ([`strip_nops`]).
+/// allows; a larger `totalsize` whose blocks fit is shrunk to them,
+/// [`crate::bootinfo::usable_totalsize`]), with its `FDT_NOP` tokens removed
+/// in place ([`strip_nops`]).
 ///
 /// # Safety
 /// `pa` is the address the boot protocol gave in x0.
@@ -59,20 +61,20 @@ unsafe fn dtb_slice(pa: u64) -> Option<&'static [u8]> {
     if pa == 0 || !pa.is_multiple_of(8) {
         return None;
     }
-    let hdr = pa as *const u32;
-    // SAFETY: booting.rst: x0 holds the DTB's address in RAM, 8-byte aligned;
-    // its header is readable (identity / MMU off).
-    let magic = unsafe { hdr.read_volatile() };
-    // SAFETY: as above (the second header word, `totalsize`).
-    let size = unsafe { hdr.wrapping_add(1).read_volatile() };
-    let size = u32::from_be(size) as usize;
-    if u32::from_be(magic) != 0xd00d_feed || !(40..=(2 << 20)).contains(&size) {
-        return None;
+    let mut hdr = [0u8; 40];
+    for (i, w) in hdr.chunks_exact_mut(4).enumerate() {
+        // SAFETY: booting.rst: x0 holds the DTB's address in RAM, 8-byte
+        // aligned; its 40-byte header is readable (identity / MMU off).
+        let v = unsafe { (pa as *const u32).wrapping_add(i).read_volatile() };
+        w.copy_from_slice(&v.to_ne_bytes());
     }
-    // SAFETY: the whole blob is in RAM that the boot protocol hands to hv and
-    // that hv never hands out (it is excluded from the frame allocator); this
-    // is the only reference while the NOPs are stripped.
-    let blob = unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, size) };
+    let size = crate::bootinfo::usable_totalsize(&hdr)?;
+    // SAFETY: the whole blob (`size` <= its own totalsize) is in RAM that the
+    // boot protocol hands to hv and that hv never hands out (it is excluded
+    // from the frame allocator); this is the only reference while the
+    // header's totalsize is rewritten and the NOPs are stripped.
+    let blob = unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, size as usize) };
+    blob[4..8].copy_from_slice(&size.to_be_bytes());
     strip_nops(blob).ok()?;
     Some(blob)
 }
@@ -193,6 +195,35 @@ fn place_stacks(info: &BootInfo<'_>, dtb_pa: u64, ncpus: usize) {
     STACKS_COUNT.store(n, Ordering::Relaxed);
 }
 
+/// The host DTB hv booted from (NOP-free), once the boot CPU parsed it.
+static HOST_DTB: Once<&'static [u8]> = Once::new();
+
+/// What the hardware domain's build needs from the platform
+/// ([`crate::start::HwEnv`]): the host DTB, hv's UART and image, the host
+/// GIC's addresses, the timer's PPIs, the CPU count.
+pub(super) fn hw_env(info: &'static BootInfo<'static>) -> crate::start::HwEnv<'static> {
+    let t = info.timer.unwrap_or_default();
+    crate::start::HwEnv {
+        host_dtb: HOST_DTB.get().copied().unwrap_or(&[]),
+        uart: info.uart,
+        hv_image: image_range(),
+        gic: info.gic.as_ref().and_then(|g| {
+            Some(crate::vgic::VgicLayout {
+                gicd: g.dist.base.raw(),
+                gicr: g.redist.as_slice().first()?.base.raw(),
+            })
+        }),
+        timer_ppis: [
+            t.sec_phys,
+            t.phys,
+            t.virt,
+            t.hyp_phys,
+            t.hyp_virt.unwrap_or(0),
+        ],
+        ncpus: u32::try_from(cpu_count(info)).unwrap_or(1),
+    }
+}
+
 fn image_range() -> MemRange {
     let start = core::ptr::addr_of!(__image_start) as u64;
     let end = core::ptr::addr_of!(__image_end) as u64;
@@ -276,6 +307,7 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64, bad_relocs: u64) -> ! {
 
     // From here on: MMU and caches on, atomics usable.
     let info = BOOT.call_once(|| info);
+    HOST_DTB.call_once(|| dtb);
     if let Some(u) = info.uart {
         // SAFETY: the DTB's PL011, identity-mapped as Device memory above;
         // all later output goes through the logger's lock.
@@ -343,6 +375,17 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64, bad_relocs: u64) -> ! {
     logger::print(format_args!("hv: CPU0 online\n"));
     ONLINE.fetch_add(1, Ordering::SeqCst);
     start_secondaries(info);
+    crate::hypercall::host::set_host_facts(crate::hypercall::host::HostFacts {
+        nr_cpus: ONLINE.load(Ordering::SeqCst) as u32,
+        cmdline: info.cmdline,
+        ram_end_pfn: info
+            .memory
+            .as_slice()
+            .iter()
+            .map(|r| (r.base.0 + r.size) >> 12)
+            .max()
+            .unwrap_or(0),
+    }); // sysctl physinfo / XENVER_commandline (Xen: num_online_cpus, saved_cmdline, max_page)
 
     let cpu = Cpu::new(0, info.psci);
     let mem = HostMem::new(info.memory);

@@ -639,6 +639,10 @@ impl Arch for Cpu {
         super::gic::eoi(intid);
     }
 
+    fn irq_drop_priority(&mut self, intid: u32) {
+        super::gic::drop_priority(intid);
+    }
+
     fn kick(&mut self, cpu: usize) {
         super::gic::kick(cpu);
     }

@@ -9,17 +9,27 @@
 //! `Last`), woken through `GICR_WAKER`; SGIs/PPIs in Group 1, hv's kick SGI
 //! and PPIs 25 (maintenance), 26 (EL2 physical timer), 27 (EL1 virtual timer)
 //! enabled; CPU interface: `ICC_PMR_EL1` = 0xff, `ICC_BPR1_EL1` = 0,
-//! `ICC_CTLR_EL1.EOImode` = 0 (an EOI also deactivates), `ICC_IGRPEN1_EL1` = 1;
+//! `ICC_CTLR_EL1.EOImode` = 1 (an EOI only drops the priority; deactivation
+//! is a separate `ICC_DIR_EL1` write), `ICC_IGRPEN1_EL1` = 1;
 //! `ICH_HCR_EL2` = 0 until a vCPU is entered. hv runs with `PSTATE.I` set at
 //! EL2 all the time: physical IRQs arrive as guest exits (`HCR_EL2.IMO`) or
 //! wake `WFI` in the idle loop, and are then acknowledged through
-//! `ICC_IAR1_EL1` ([`ack`]) and ended through `ICC_EOIR1_EL1` ([`eoi`]).
+//! `ICC_IAR1_EL1` ([`ack`]). hv's own are ended with `ICC_EOIR1_EL1` +
+//! `ICC_DIR_EL1` ([`eoi`]); an SPI routed to a guest only with
+//! `ICC_EOIR1_EL1` ([`drop_priority`]): the guest's deactivation of the
+//! virtual interrupt linked to it (list register HW bit) deactivates it.
+//!
+//! **SPIs** ([`init_distributor`], as Xen's `gicv3_dist_init`): all disabled,
+//! deactivated, not pending, Group 1, priority 0xa0, routed to the boot CPU.
+//! [`HostDist`] is the [`crate::irq::PhysDist`] hv configures guests' SPIs
+//! through (installed with [`crate::irq::install`]).
 //!
 //! **Guest SGIs.** With `HCR_EL2.IMO`/`FMO` set, EL1 writes to
 //! `ICC_SGI1R_EL1`/`ICC_ASGI1R_EL1`/`ICC_SGI0R_EL1` trap to EL2 (GICv3
 //! architecture spec, the registers' "Traps" sections; QEMU models it in
 //! `gicv3_sgi_access`, hw/intc/arm_gicv3_cpuif.c); no `ICH_HCR_EL2.TC` needed.
 
+use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::sysreg::{isb, read_sysreg, write_sysreg};
@@ -52,6 +62,139 @@ fn mmio_read64(pa: u64) -> u64 {
     unsafe { (pa as *const u64).read_volatile() }
 }
 
+fn mmio_write64(pa: u64, v: u64) {
+    // SAFETY: as in mmio_read32; GICD_IROUTER<n> is a 64-bit register that
+    // takes 64-bit accesses (GICv3 spec, "GICD_IROUTER<n>").
+    unsafe { (pa as *mut u64).write_volatile(v) };
+}
+
+/// Distributor register offsets (GICv3 spec, "Distributor register map").
+mod gicd {
+    pub const CTLR: u64 = 0x0000;
+    pub const TYPER: u64 = 0x0004;
+    pub const IGROUPR: u64 = 0x0080;
+    pub const ISENABLER: u64 = 0x0100;
+    pub const ICENABLER: u64 = 0x0180;
+    pub const ISPENDR: u64 = 0x0200;
+    pub const ICPENDR: u64 = 0x0280;
+    pub const ICACTIVER: u64 = 0x0380;
+    pub const IPRIORITYR: u64 = 0x0400;
+    pub const ICFGR: u64 = 0x0c00;
+    pub const IROUTER: u64 = 0x6000;
+    /// `GICD_CTLR.RWP`: a write to CTLR or ICENABLER is still in progress.
+    pub const RWP: u32 = 1 << 31;
+}
+
+/// Wait until the distributor finished the last `GICD_CTLR`/`GICD_ICENABLER`
+/// write (`GICD_CTLR.RWP`), as the spec requires before relying on it.
+fn wait_rwp(d: u64) {
+    while mmio_read32(d + gicd::CTLR) & gicd::RWP != 0 {
+        core::hint::spin_loop();
+    }
+}
+
+/// The physical distributor as [`crate::irq::PhysDist`]: SPIs given to guests.
+pub struct HostDist {
+    base: u64,
+    lines: u32,
+    /// Serialises read-modify-writes of shared registers (IGROUPR,
+    /// IPRIORITYR, ICFGR) between pCPUs.
+    lock: spin::Mutex<()>,
+}
+
+impl HostDist {
+    fn bit(&self, reg: u64, intid: u32) -> (u64, u32) {
+        (
+            self.base + reg + 4 * u64::from(intid / 32),
+            1 << (intid % 32),
+        )
+    }
+}
+
+/// The routing value (`GICD_IROUTER` layout: Aff3 [39:32], Aff2.Aff1.Aff0
+/// [23:0], IRM = 0) of pCPU `cpu`, or of the calling CPU if `cpu` is not online.
+fn irouter_of(cpu: usize) -> u64 {
+    match MPIDRS
+        .get()
+        .and_then(|v| v.get(cpu))
+        .map(|m| m.load(Ordering::Acquire))
+    {
+        Some(m) if m != u64::MAX => m,
+        _ => {
+            let mpidr = read_sysreg!("mpidr_el1");
+            (mpidr & 0xff_ffff) | (((mpidr >> 32) & 0xff) << 32)
+        }
+    }
+}
+
+impl crate::irq::PhysDist for HostDist {
+    fn lines(&self) -> u32 {
+        self.lines
+    }
+
+    fn spi_configure(&self, intid: u32, level: bool, priority: u8, target: usize) {
+        if !(32..self.lines).contains(&intid) {
+            return;
+        }
+        let _g = self.lock.lock();
+        // Disabled first: changing ICFGR of an enabled SPI is UNPREDICTABLE.
+        let (reg, bit) = self.bit(gicd::ICENABLER, intid);
+        mmio_write32(reg, bit);
+        wait_rwp(self.base);
+        let (reg, bit) = self.bit(gicd::IGROUPR, intid);
+        mmio_write32(reg, mmio_read32(reg) | bit);
+        let reg = self.base + gicd::IPRIORITYR + u64::from(intid & !3);
+        let shift = 8 * (intid & 3);
+        mmio_write32(
+            reg,
+            (mmio_read32(reg) & !(0xff << shift)) | (u32::from(priority) << shift),
+        );
+        // ICFGR: two bits per INTID, bit 2n+1 set = edge-triggered.
+        let reg = self.base + gicd::ICFGR + 4 * u64::from(intid / 16);
+        let edge = 1u32 << (2 * (intid % 16) + 1);
+        let v = mmio_read32(reg);
+        mmio_write32(reg, if level { v & !edge } else { v | edge });
+        mmio_write64(
+            self.base + gicd::IROUTER + 8 * u64::from(intid),
+            irouter_of(target),
+        );
+    }
+
+    fn spi_enable(&self, intid: u32) {
+        if (32..self.lines).contains(&intid) {
+            let (reg, bit) = self.bit(gicd::ISENABLER, intid);
+            mmio_write32(reg, bit);
+        }
+    }
+
+    fn spi_disable(&self, intid: u32) {
+        if (32..self.lines).contains(&intid) {
+            let (reg, bit) = self.bit(gicd::ICENABLER, intid);
+            mmio_write32(reg, bit);
+            wait_rwp(self.base);
+        }
+    }
+
+    fn spi_set_pending(&self, intid: u32, pending: bool) {
+        if (32..self.lines).contains(&intid) {
+            let r = if pending {
+                gicd::ISPENDR
+            } else {
+                gicd::ICPENDR
+            };
+            let (reg, bit) = self.bit(r, intid);
+            mmio_write32(reg, bit);
+        }
+    }
+
+    fn spi_deactivate(&self, intid: u32) {
+        if (32..self.lines).contains(&intid) {
+            let (reg, bit) = self.bit(gicd::ICACTIVER, intid);
+            mmio_write32(reg, bit);
+        }
+    }
+}
+
 /// Distributor set-up and the kick table for `ncpus` CPUs (boot CPU, after
 /// the heap exists, before secondaries start).
 pub fn init_distributor(info: &BootInfo<'_>, ncpus: usize) {
@@ -70,6 +213,32 @@ pub fn init_distributor(info: &BootInfo<'_>, ncpus: usize) {
     while mmio_read32(d) & (1 << 31) != 0 {
         core::hint::spin_loop();
     }
+    // GICD_TYPER.ITLinesNumber [4:0]: 32 * (N + 1) lines, INTIDs below 1020.
+    let lines = (32 * ((mmio_read32(d + gicd::TYPER) & 0x1f) + 1)).min(crate::irq::SPI_LIMIT);
+    // Every SPI off, inactive, not pending, Group 1, priority HV_PRIO,
+    // routed to this (the boot) CPU, as Xen's gicv3_dist_init.
+    for first in (32..lines).step_by(32) {
+        let w = 4 * u64::from(first / 32);
+        mmio_write32(d + gicd::ICENABLER + w, u32::MAX);
+        mmio_write32(d + gicd::ICACTIVER + w, u32::MAX);
+        mmio_write32(d + gicd::ICPENDR + w, u32::MAX);
+        mmio_write32(d + gicd::IGROUPR + w, u32::MAX);
+    }
+    wait_rwp(d);
+    let prio4 = u32::from_ne_bytes([HV_PRIO; 4]);
+    for first in (32..lines).step_by(4) {
+        mmio_write32(d + gicd::IPRIORITYR + u64::from(first), prio4);
+    }
+    let me = irouter_of(usize::MAX);
+    for intid in 32..lines {
+        mmio_write64(d + gicd::IROUTER + 8 * u64::from(intid), me);
+    }
+    crate::irq::install(Arc::new(HostDist {
+        base: d,
+        lines,
+        lock: spin::Mutex::new(()),
+    }));
+    log::debug!("GICv3 distributor: {lines} interrupt lines, SPIs 32..{lines} off");
 }
 
 /// This CPU's redistributor base, found by affinity.
@@ -139,8 +308,10 @@ pub unsafe fn init_cpu(info: &BootInfo<'_>, index: usize) {
     unsafe { write_sysreg!("S3_0_C4_C6_0", 0xffu64) };
     // SAFETY: see above. ICC_BPR1_EL1 = 0.
     unsafe { write_sysreg!("S3_0_C12_C12_3", 0u64) };
-    // SAFETY: see above. ICC_CTLR_EL1: EOImode = 0.
-    unsafe { write_sysreg!("S3_0_C12_C12_4", 0u64) };
+    // SAFETY: see above. ICC_CTLR_EL1: EOImode [1] = 1: EOIR drops the
+    // priority only, DIR deactivates (guest SPIs are deactivated by the
+    // guest through the list register's HW bit, crate::irq).
+    unsafe { write_sysreg!("S3_0_C12_C12_4", 1u64 << 1) };
     // SAFETY: see above. ICC_IGRPEN1_EL1 = 1.
     unsafe { write_sysreg!("S3_0_C12_C12_7", 1u64) };
     // SAFETY: virtual interface off until a vCPU enters (ICH_HCR_EL2).
@@ -160,11 +331,27 @@ pub fn ack() -> Option<u32> {
     (intid < 1020).then_some(intid)
 }
 
-/// `ICC_EOIR1_EL1` (EOImode 0: priority drop and deactivation).
+/// End one of hv's own interrupts: `ICC_EOIR1_EL1` (priority drop, EOImode
+/// = 1) then `ICC_DIR_EL1` (deactivation), as Linux's `gic_eoimode1_eoi_irq`.
 pub fn eoi(intid: u32) {
-    // SAFETY: ends an interrupt hv acknowledged with ack().
+    // SAFETY: drops the running priority of an interrupt hv acknowledged
+    // with ack(); EOImode = 1, so it stays active until DIR.
     unsafe { write_sysreg!("S3_0_C12_C12_1", u64::from(intid)) };
+    // SAFETY: ICC_DIR_EL1 deactivates the interrupt hv just ended (valid
+    // with EOImode = 1, which init_cpu set).
+    unsafe { write_sysreg!("S3_0_C12_C11_1", u64::from(intid)) };
     isb(); // the deactivation takes effect before hv waits again
+}
+
+/// Priority drop only (`ICC_EOIR1_EL1` with EOImode = 1) of a physical SPI
+/// routed to a guest: it stays active until the guest deactivates the
+/// virtual interrupt its list register links to it.
+pub fn drop_priority(intid: u32) {
+    // SAFETY: drops the running priority of an SPI hv acknowledged with
+    // ack() without deactivating it (EOImode = 1); the guest's EOI through
+    // an HW list register deactivates it.
+    unsafe { write_sysreg!("S3_0_C12_C12_1", u64::from(intid)) };
+    isb(); // the priority drop takes effect before hv acknowledges the next one
 }
 
 /// Send hv's kick SGI to CPU `cpu` (`ICC_SGI1R_EL1` by affinity).

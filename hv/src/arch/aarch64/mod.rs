@@ -207,7 +207,9 @@ fn enter_primary(
     info: &'static BootInfo<'static>,
     options: &HvOptions,
 ) -> ! {
-    crate::start::run_primary_with_domus(cpu, mem, info.modules(), info.domus(), options)
+    let domains: alloc::vec::Vec<_> = info.module_domains().collect();
+    let hw = boot::hw_env(info);
+    crate::start::run_primary_boot(cpu, mem, &domains, info.domus(), options, Some(&hw))
 }
 
 /// Hand a secondary CPU to portable code.

@@ -195,36 +195,118 @@ pub fn unpause<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, id: DomId) -> Answer
     a
 }
 
-/// `XEN_DOMCTL_getdomaininfo`.
-pub fn getdomaininfo<M>(sh: &World<M>, op: &mut XenDomctl) -> Answer {
+/// `XEN_DOMCTL_getdomaininfo` of any domain (the control domain's own
+/// included: `xen-init-dom0` asks for d0), at system time `now_ns`.
+pub fn getdomaininfo<M>(sh: &World<M>, op: &mut XenDomctl, now_ns: u64) -> Answer {
     let id = op.domain;
     let Some(d) = sh.domain(id) else {
+        log::debug!("getdomaininfo: no domain {id}: -ESRCH");
         return Answer::err(Errno::ESRCH);
     };
-    let mut flags = dominf::HVM_GUEST | dominf::HAP;
-    if d.live_vcpus > 0 {
-        flags |= dominf::RUNNING;
-    } else if !d.unpaused {
-        flags |= dominf::PAUSED;
+    op.set_member(&domaininfo(d, now_ns));
+    Answer::ok(true)
+}
+
+/// `XEN_DOMCTL_set_llc_colors` (89), which `xl create` issues for every
+/// domain (0 colours when none are configured): Xen built without LLC
+/// colouring (xen/common/domctl.c) answers -EINVAL for a non-zero `pad`, else
+/// -EOPNOTSUPP, which libxl accepts for 0 colours (libxl_create.c); hv has no
+/// colouring. A missing domain is -ESRCH first (`do_domctl`'s lookup).
+pub fn set_llc_colors<M>(sh: &World<M>, op: &XenDomctl) -> Answer {
+    if sh.domain(op.domain).is_none() {
+        return Answer::err(Errno::ESRCH);
     }
-    if let Some(r) = d.ending {
-        flags |= dominf::SHUTDOWN | ((r.shutdown_code() & 0xff) << dominf::SHUTDOWNSHIFT);
-        if d.live_vcpus == 0 {
-            flags |= dominf::DYING;
+    // struct xen_domctl_set_llc_colors { uint32_t num_llc_colors; uint32_t pad; handle llc_colors; }
+    let pad = u32::from_le_bytes([op.u[4], op.u[5], op.u[6], op.u[7]]);
+    if pad != 0 {
+        return Answer::err(Errno::EINVAL);
+    }
+    log::debug!(
+        "d{}: set_llc_colors: hv has no LLC colouring: -EOPNOTSUPP",
+        op.domain
+    );
+    Answer::err(Errno::EOPNOTSUPP)
+}
+
+/// `SHUTDOWN_CODE_INVALID` (xen/include/xen/sched.h): a domain's shutdown
+/// code until it shuts down; Xen ORs it in unmasked, so a live domain's
+/// flags carry 0xffff in bits 31:16 (toolstacks read the code only with
+/// `XEN_DOMINF_shutdown`).
+const SHUTDOWN_CODE_INVALID: u32 = !0;
+/// `XEN_INVALID_MAX_VCPU_ID` (public/domctl.h): a domain without vCPUs.
+const INVALID_MAX_VCPU_ID: u32 = !0;
+
+/// Xen's `getdomaininfo` (xen/common/domctl.c) and Arm's
+/// `arch_get_domain_info`, from hv's domain: the vCPUs' runstates give
+/// `nr_online_vcpus` (not offline), `running` (one is running), `blocked`
+/// (every online one blocked) and `cpu_time` (ns running, the current
+/// stretch up to `now_ns` included, as Xen's `vcpu_runstate_get`); `paused` is a
+/// toolstack-built domain not unpaused yet; a domain ended by
+/// `destroydomain` is `dying`, one that shut down (or that hv ended) is
+/// `shutdown` with its code; `hvm_guest` and `hap` always (Arm);
+/// `shared_info_frame` is the frame of its shared-info page (Arm's
+/// `mfn_to_gfn` is the identity); ssidref 0 (no XSM); cpupool 0.
+#[must_use]
+pub fn domaininfo(d: &crate::domain::Domain, now_ns: u64) -> XenDomctlGetdomaininfo {
+    use crate::xen::domu::runstate;
+    let mut online = 0u32;
+    let mut all_blocked = true;
+    let mut running = false;
+    let mut cpu_time = 0u64;
+    for r in &d.xen.runstate {
+        cpu_time = cpu_time.saturating_add(r.time[runstate::RUNNING as usize]);
+        if r.state == runstate::RUNNING {
+            cpu_time = cpu_time.saturating_add(now_ns.saturating_sub(r.entry));
+        }
+        if r.state == runstate::OFFLINE {
+            continue;
+        }
+        online += 1;
+        all_blocked &= r.state == runstate::BLOCKED;
+        running |= r.state == runstate::RUNNING;
+    }
+    let mut flags = 0;
+    if online > 0 {
+        if all_blocked {
+            flags |= dominf::BLOCKED;
+        }
+        if running {
+            flags |= dominf::RUNNING;
         }
     }
-    op.set_member(&XenDomctlGetdomaininfo {
-        domain: id,
+    let code = match d.ending {
+        Some(EndReason::Destroyed) => {
+            flags |= dominf::DYING;
+            SHUTDOWN_CODE_INVALID
+        }
+        Some(r) => {
+            flags |= dominf::SHUTDOWN;
+            r.shutdown_code()
+        }
+        None => SHUTDOWN_CODE_INVALID,
+    };
+    if d.from_domctl && !d.unpaused {
+        flags |= dominf::PAUSED;
+    }
+    flags |= dominf::HVM_GUEST | dominf::HAP | (code << dominf::SHUTDOWNSHIFT);
+    XenDomctlGetdomaininfo {
+        domain: d.id,
         flags,
         tot_pages: d.physmap().tot_pages(),
         max_pages: d.physmap().max_pages(),
-        nr_online_vcpus: d.live_vcpus,
-        max_vcpu_id: d.max_vcpus.saturating_sub(1),
+        shared_info_frame: d.xen.evtchn.shared_info().map_or(0, |pa| pa.0 >> 12),
+        cpu_time,
+        nr_online_vcpus: online,
+        max_vcpu_id: (d.xen.runstate.len() as u32)
+            .max(d.max_vcpus)
+            .checked_sub(1)
+            .unwrap_or(INVALID_MAX_VCPU_ID),
+        ssidref: 0,
         handle: d.handle,
+        cpupool: 0,
         gpaddr_bits: d.stage2().ipa_bits(),
         ..XenDomctlGetdomaininfo::default()
-    });
-    Answer::ok(true)
+    }
 }
 
 #[cfg(test)]

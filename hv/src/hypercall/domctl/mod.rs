@@ -35,6 +35,7 @@ pub mod dominf {
     pub const HVM_GUEST: u32 = 1 << 1;
     pub const SHUTDOWN: u32 = 1 << 2;
     pub const PAUSED: u32 = 1 << 3;
+    pub const BLOCKED: u32 = 1 << 4;
     pub const RUNNING: u32 = 1 << 5;
     pub const HAP: u32 = 1 << 8;
     pub const SHUTDOWNSHIFT: u32 = 16;
@@ -124,14 +125,31 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     } else {
         match c {
             cmd::CREATEDOMAIN => domain::createdomain(ctx.world, &mut op),
-            cmd::DESTROYDOMAIN => domain::destroydomain(ctx.world, ctx.arch, domain),
+            cmd::DESTROYDOMAIN => {
+                let a = domain::destroydomain(ctx.world, ctx.arch, domain);
+                if a.ret.is_ok() {
+                    // xenstored's @releaseDomain (Xen: domain_kill's send_global_virq).
+                    let w = &mut *ctx.world;
+                    super::virq::send_global_virq(
+                        &mut w.domains,
+                        &mut w.mem,
+                        crate::xen::abi::virq::DOM_EXC,
+                        &mut ctx.fx.upcalls,
+                    );
+                }
+                a
+            }
             cmd::UNPAUSEDOMAIN => domain::unpause(ctx, domain),
-            cmd::GETDOMAININFO => domain::getdomaininfo(ctx.world, &mut op),
+            cmd::GETDOMAININFO => {
+                let now = super::now_ns(ctx);
+                domain::getdomaininfo(ctx.world, &mut op, now)
+            }
             cmd::MAX_MEM => memory::max_mem(ctx.world, &op),
+            cmd::SET_LLC_COLORS => domain::set_llc_colors(ctx.world, &op),
             cmd::MAX_VCPUS => vcpu::max_vcpus(ctx.world, &op),
             cmd::SETVCPUCONTEXT => vcpu::setvcpucontext(ctx, &op),
             other => {
-                log::debug!("d{caller}: domctl {other} not implemented");
+                log::debug!("d{caller}: domctl {other} on d{domain} not implemented: -ENOSYS");
                 Answer::err(Errno::ENOSYS)
             }
         }

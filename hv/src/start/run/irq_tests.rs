@@ -1,0 +1,204 @@
+//! Physical SPIs routed to a domain through the run loop (fake arch): the
+//! IRQ exit drops the priority only and injects with the HW bit, the guest's
+//! EOI ends it, an SPI for a blocked vCPU wakes it from the idle loop, hv's
+//! own interrupts get a priority drop and a deactivation, and the domain's
+//! end releases its SPIs.
+
+use super::super::*;
+use crate::arch::fake::{DistOp, FakeArch, FakeDist, FakeMachine, FakeMem, SharedMachine, Step};
+use crate::arch::{irq, El1Reg};
+use crate::irq::{HwIrqs, Owner};
+use crate::vgic::lr::bits;
+use crate::vgic::VgicLayout;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use memops::FrameTable;
+
+/// QEMU virt's GICv3 addresses: dom0's vGIC sits there.
+const HOST: VgicLayout = VgicLayout {
+    gicd: 0x0800_0000,
+    gicr: 0x080a_0000,
+};
+/// PL031's SPI on QEMU virt.
+const RTC: u32 = 34;
+
+struct Quiet;
+impl ConsoleSink for Quiet {
+    fn guest_line(&mut self, _: u16, _: &str) {}
+    fn hv_line(&mut self, _: core::fmt::Arguments<'_>) {}
+}
+
+/// A system with one 1-vCPU domain whose vGIC is at the host's addresses
+/// with SPI 34 routed to it (what dom0's builder does).
+fn system_with_routed_rtc() -> (System<FakeMem>, SharedMachine, Arc<HwIrqs>, DomId) {
+    let mem = FakeMem::new(0x8000_0000, 0x400_0000);
+    let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x3000);
+    let sys = System::new(mem, pool, Policy::XenCompat, Box::new(Quiet), 2, 40);
+    let machine = FakeMachine::new_shared();
+    let hw = Arc::new(HwIrqs::new(Arc::new(FakeDist::new(machine.clone(), 288))));
+    let img = vec![0u8; 0x1000];
+    let id = sys
+        .add_domain(
+            DomainSpec::domu(2 << 20),
+            BootImage {
+                size: img.len() as u64,
+                read: &mut |_m: &FakeMem, off, buf: &mut [u8]| {
+                    buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
+                },
+            },
+            None,
+        )
+        .unwrap();
+    {
+        let mut sh = sys.shared.lock();
+        let d = sh.entry(id).unwrap();
+        d.vgic = Arc::new(crate::vgic::Vgic::with_hw(id, 1, HOST, Some(hw.clone())));
+        d.vgic.route_hw_spi(RTC, true).unwrap();
+    }
+    (sys, machine, hw, id)
+}
+
+fn mmio_write(ipa: u64, val: u64) -> Step {
+    let mut s = Step::data_abort(ipa, true);
+    s.set_x.push((0, val));
+    s
+}
+
+/// Linux's set-up at the host's addresses: groups, redistributor, SPI 34
+/// Group 1 and enabled (ISENABLER1 bit 2), PPI 27 enabled.
+fn gic_on() -> [Step; 5] {
+    [
+        mmio_write(HOST.gicd, 0x12),
+        mmio_write(HOST.gicr + 0x14, 0),
+        mmio_write(HOST.gicr + 0x1_0000 + 0x100, 1 << 27),
+        mmio_write(HOST.gicd + 0x84, 0xffff_ffff),
+        mmio_write(HOST.gicd + 0x104, 1 << (RTC - 32)),
+    ]
+}
+
+fn poweroff() -> Step {
+    Step::hypercall(29, &[2, 0x4000_0200])
+}
+
+/// Every LR write that presents `intid`, as `(value)`.
+fn lr_writes_of(m: &FakeMachine, intid: u32) -> Vec<u64> {
+    m.lr_accesses()
+        .into_iter()
+        .filter_map(|(_, _, w)| w)
+        .filter(|v| v & 0xffff_ffff == u64::from(intid) && v >> 62 != 0)
+        .collect()
+}
+
+#[test]
+fn routed_spi_is_injected_with_the_hw_bit_and_ended_by_the_guest() {
+    let (sys, machine, hw, id) = system_with_routed_rtc();
+    {
+        let mut m = machine.lock();
+        m.script(1, 0, gic_on());
+        m.script(
+            1,
+            0,
+            [
+                // The device interrupts while the guest runs; the kick SGI
+                // (hv's own) arrives with it.
+                Step::irq_with(&[RTC, irq::KICK_SGI]),
+                // The guest acknowledged and EOIed it: LR 0 is empty again.
+                Step::hypercall(29, &[0]).with_lr(0, 0),
+                poweroff(),
+            ],
+        );
+    }
+    let delivered = crate::irq::delivered();
+    let mut arch = FakeArch::new(0, machine.clone());
+    assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
+    assert!(crate::irq::delivered() > delivered, "counted");
+    let m = machine.lock();
+    let ends = m.irq_ends();
+    assert!(
+        ends.contains(&(0, RTC, false)),
+        "priority drop only: {ends:?}"
+    );
+    assert!(!ends.contains(&(0, RTC, true)), "hv never deactivates it");
+    assert!(
+        ends.contains(&(0, irq::KICK_SGI, true)),
+        "hv's own: EOIR + DIR"
+    );
+    let lrs = lr_writes_of(&m, RTC);
+    assert_eq!(lrs.len(), 1, "presented once: {lrs:x?}");
+    assert_ne!(lrs[0] & bits::HW, 0);
+    assert_eq!((lrs[0] >> 32) & 0x1fff, u64::from(RTC));
+    assert_eq!(lrs[0] >> 62, 1, "pending");
+    // Configured at route time, enabled by the guest, released when the
+    // domain ended (disabled, not pending, deactivated).
+    let ops = m.dist_ops();
+    assert_eq!(
+        ops[0],
+        DistOp::Configure {
+            intid: RTC,
+            level: true,
+            priority: 0xa0,
+            target: 0
+        }
+    );
+    assert_eq!(ops[1], DistOp::Enable(RTC));
+    assert_eq!(
+        &ops[2..],
+        [
+            DistOp::Disable(RTC),
+            DistOp::SetPending(RTC, false),
+            DistOp::Deactivate(RTC)
+        ]
+    );
+    drop(m);
+    assert_eq!(hw.owner(RTC), None, "released with d{id}");
+    assert!(sys.shared.lock().entry(id).is_none());
+}
+
+#[test]
+fn routed_spi_wakes_a_blocked_vcpu_from_the_idle_loop() {
+    let (sys, machine, _hw, _id) = system_with_routed_rtc();
+    {
+        let mut m = machine.lock();
+        m.script(1, 0, gic_on());
+        m.script(
+            1,
+            0,
+            [
+                // WFI with the timer off and the GIC on: the vCPU blocks; the
+                // SPI becomes pending physically meanwhile (the idle pCPU
+                // acknowledges it after its WFI).
+                Step::wfx(false)
+                    .with_el1(El1Reg::CntvCtlEl0, 0)
+                    .raising(&[RTC]),
+                Step::hypercall(29, &[0]).with_lr(0, 0),
+                poweroff(),
+            ],
+        );
+    }
+    let mut arch = FakeArch::new(0, machine.clone());
+    assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
+    let m = machine.lock();
+    assert!(m.wfis >= 1, "the pCPU idled");
+    assert!(m.irq_ends().contains(&(0, RTC, false)));
+    let lrs = lr_writes_of(&m, RTC);
+    assert_eq!(lrs.len(), 1, "woken and presented");
+    assert_ne!(lrs[0] & bits::HW, 0);
+}
+
+#[test]
+fn an_spi_nobody_owns_is_ended_by_hv() {
+    let (sys, machine, hw, _id) = system_with_routed_rtc();
+    hw.reserve_for_hv(40).unwrap();
+    assert_eq!(hw.owner(40), Some(Owner::Hv));
+    {
+        let mut m = machine.lock();
+        m.script(1, 0, gic_on());
+        m.script(1, 0, [Step::irq_with(&[41]), poweroff()]);
+    }
+    let mut arch = FakeArch::new(0, machine.clone());
+    assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
+    let m = machine.lock();
+    assert!(m.irq_ends().contains(&(0, 41, true)), "EOIR + DIR");
+    assert!(lr_writes_of(&m, 41).is_empty());
+}
