@@ -69,6 +69,11 @@ unsafe fn dtb_slice(pa: u64) -> Option<&'static [u8]> {
         w.copy_from_slice(&v.to_ne_bytes());
     }
     let size = crate::bootinfo::usable_totalsize(&hdr)?;
+    let given = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    if given != size {
+        // Plain store: the MMU is off, only the boot CPU runs (reported once the console is up).
+        DTB_GROWN_FROM.store(u64::from(given), Ordering::Relaxed);
+    }
     // SAFETY: the whole blob (`size` <= its own totalsize) is in RAM that the
     // boot protocol hands to hv and that hv never hands out (it is excluded
     // from the frame allocator); this is the only reference while the
@@ -194,6 +199,9 @@ fn place_stacks(info: &BootInfo<'_>, dtb_pa: u64, ncpus: usize) {
     STACKS_BASE.store(at.raw().next_multiple_of(stack), Ordering::Relaxed);
     STACKS_COUNT.store(n, Ordering::Relaxed);
 }
+
+/// The DTB header's totalsize when hv shrank it ([`dtb_slice`]), else 0.
+static DTB_GROWN_FROM: AtomicU64 = AtomicU64::new(0);
 
 /// The host DTB hv booted from (NOP-free), once the boot CPU parsed it.
 static HOST_DTB: Once<&'static [u8]> = Once::new();
@@ -327,6 +335,13 @@ extern "C" fn hv_boot_primary(dtb_pa: u64, vh: u64, bad_relocs: u64) -> ! {
     let options =
         OPTIONS.call_once(|| HvOptions::parse(info.cmdline, |w| log::warn!("command line: {w}")));
     log::info!("command line: \"{}\"", info.cmdline);
+    let grown = DTB_GROWN_FROM.load(Ordering::Relaxed);
+    if grown != 0 {
+        log::info!(
+            "DTB: totalsize {grown:#x} is past 2 MiB (QEMU's -dtb grows a padded file); using its blocks' {:#x} bytes",
+            dtb.len()
+        );
+    }
     log_console(info);
     if info.memory_ignored != 0 {
         log::warn!(
