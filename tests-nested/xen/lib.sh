@@ -265,7 +265,8 @@ dom0_report() {
 #            ends the run with QEMU exit status 0; prints the boot-time figures.
 #   console  dom0.shell: the serial port on a unix socket; types `echo "hello-""N"` (N random)
 #            into dom0's shell and expects hello-N; 3x Ctrl-A (input to the hypervisor), `h`
-#            (its debug-key help), 3x Ctrl-A (back to dom0), `poweroff -f`: QEMU exit status 0.
+#            (its debug-key help; hv: then `p`, its counters), 3x Ctrl-A (back to dom0),
+#            `poweroff -f`: QEMU exit status 0.
 #   panic    dom0.panic: dom0's kernel crashes (sysrq 'c'); the hypervisor must report it and
 #            end the run (QEMU -no-reboot: exit status 0).
 #   all      the three.
@@ -275,6 +276,7 @@ dom0_report() {
 dom0_main() {
     local hyp=$1 modes=() m rc=0; shift
     modes=("$@"); [ ${#modes[@]} -gt 0 ] || modes=(check)
+    MORE_KEYS=()
     [ "${modes[*]}" != all ] || modes=(check console panic)
     for m in "${modes[@]}"; do
         case $m in check | console | panic) ;; *) dlog "unknown mode $m (check, console, panic, all)"; return 2 ;; esac
@@ -305,6 +307,8 @@ dom0_main() {
         SWITCH_EXPECT=${HV_SWITCH_EXPECT:-"*** Serial input to hv"}
         KEY_EXPECT=${HV_KEY_EXPECT:-"'h' pressed"}
         BACK_EXPECT=${HV_BACK_EXPECT:-"*** Serial input to DOM0"}
+        # hv's counters key (hv/src/console/keys.rs: `hv: 'p' pressed -> hv's counters`).
+        MORE_KEYS=(send=p "expect=${HV_COUNTERS_EXPECT:-"'p' pressed"}" sleep=500)
         PANIC_ERE=${PANIC_ERE:-'d0 ended \((crash|reboot)'}
     fi
     dlog "$hyp: -smp $SMP -m $MEM, dom0_mem=$DOM0_MEM; output in $OUT"
@@ -361,7 +365,7 @@ dom0_mode_console() {
         "expect=DOM0: shell" sleep=1500 \
         "send=echo \"hello-\"\"$n\"\\r" "expect=hello-$n" \
         'send=\x01\x01\x01' "expect=$SWITCH_EXPECT" \
-        send=h "expect=$KEY_EXPECT" sleep=500 \
+        send=h "expect=$KEY_EXPECT" sleep=500 "${MORE_KEYS[@]}" \
         'send=\x01\x01\x01' "expect=$BACK_EXPECT" sleep=500 \
         'send=poweroff -f\r' -- "${BOOT[@]}" "${DISK[@]}"
     dom0_check_markers "$log" '/init reached' 'disk ok' 'xl list end' 'shell' || true
