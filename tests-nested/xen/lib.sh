@@ -215,7 +215,7 @@ dom0_figures() {
     read -r W_INIT C_INIT <<<"$(dom0_stamp "$log" '^DOM0: /init reached')"
     read -r W_XS C_XS <<<"$(dom0_stamp "$log" '^DOM0: xenstored up')"
     read -r W_LIST C_LIST <<<"$(dom0_stamp "$log" '^DOM0: xl list end')"
-    C_END=$(tail -n1 "$log" | sed 's/|.*//' | awk '{print $2}')
+    C_END=$(tail -n1 "$log" | sed 's/|.*//' | awk '{ if ($2 != "") printf "%.2f", $2 }')
     cat <<FIG
 ${p}_TO_INIT_WALL=${W_INIT:-}
 ${p}_TO_INIT_CPU=${C_INIT:-}
@@ -234,13 +234,16 @@ dom0_trace_sums() {
         $1 == "PHASE" { n = $2; name[n] = $3; if ($4 == "tlbi") t[n] += $NF; else h[n] += $NF }
         $1 == "END" { name[$2] = $3; if ($2 > max) max = $2 }
         END {
-            ii = -1; il = -1
+            ii = -1; il = -1; hi = ti = hl = tl = 0
             for (i = 0; i <= max; i++) { if (name[i] == "/init_reached" && ii < 0) ii = i; if (name[i] == "xl_list_end" && il < 0) il = i }
             for (i = 0; i <= max; i++) {
-                if (ii >= 0 && i < ii) { hi += h[i]; ti += t[i] }
-                if (i < il || il < 0) { hl += h[i]; tl += t[i] }
+                if (i < ii) { hi += h[i]; ti += t[i] }
+                if (i < il) { hl += h[i]; tl += t[i] }
             }
-            printf "%d %d %d %d\n", hi, ti, hl, tl
+            # A run that never printed the marker has no figure for it.
+            if (ii < 0) { hi = "-"; ti = "-" }
+            if (il < 0) { hl = "-"; tl = "-" }
+            printf "%s %s %s %s\n", hi, ti, hl, tl
         }' "$1"
 }
 
