@@ -6,7 +6,8 @@
 #
 # Env: SMP (2), MEM (2G), DOM0_MEM (512M), TIMEOUT (s, 300), XEN_ARGS_EXTRA (appended to the
 # hypervisor's command line, /chosen/bootargs), DOM0_ARGS_EXTRA (to dom0's), QEMU, TRACE=1
-# (hvtrace.c counts hypercalls and TLBIs per phase).
+# (hvtrace.c counts hypercalls and TLBIs per phase), HV_PREBUILT (hv.bin to use instead of
+# building this tree's hv).
 XEN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$XEN_DIR/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
@@ -70,14 +71,20 @@ dom0_dtb() {
 
 # dom0_build_hv DIR: hv for aarch64-unknown-none (release) as a flat Image DIR/hv.bin (HV_BIN),
 # made the way hvrun makes it (llvm-objcopy -O binary); HV_VERSION = its version.
+# With HV_PREBUILT=FILE, FILE (a flat hv Image built elsewhere) is copied instead.
 dom0_build_hv() {
+    HV_BIN=$1/hv.bin
+    HV_VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n1)
+    if [ -n "${HV_PREBUILT:-}" ]; then
+        cp "$HV_PREBUILT" "$HV_BIN"
+        dlog "hv: prebuilt $HV_PREBUILT"
+        return
+    fi
     ( cd "$REPO" && cargo build -q --release --target aarch64-unknown-none -p hv ) >&2
     local objcopy
     objcopy=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy
     [ -x "$objcopy" ] || objcopy=llvm-objcopy
-    HV_BIN=$1/hv.bin
     "$objcopy" -O binary "$CARGO_TARGET_DIR/aarch64-unknown-none/release/hv" "$HV_BIN"
-    HV_VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n1)
 }
 
 # dom0_boot_hv DTB: BOOT_HV = hv booted with Xen's binding: the DTB of dom0_dtb unchanged,
