@@ -222,7 +222,8 @@ dom0_figures() {
     read -r W_INIT C_INIT <<<"$(dom0_stamp "$log" '^DOM0: /init reached')"
     read -r W_XS C_XS <<<"$(dom0_stamp "$log" '^DOM0: xenstored up')"
     read -r W_LIST C_LIST <<<"$(dom0_stamp "$log" '^DOM0: xl list end')"
-    C_END=$(tail -n1 "$log" | sed 's/|.*//' | awk '{ if ($2 != "") printf "%.2f", $2 }')
+    # The largest CPU stamp: lines read after QEMU's exit carry a smaller one (its process is gone).
+    C_END=$(sed 's/|.*//' "$log" | awk '$2 > m { m = $2 } END { if (m != "") printf "%.2f", m }')
     cat <<FIG
 ${p}_TO_INIT_WALL=${W_INIT:-}
 ${p}_TO_INIT_CPU=${C_INIT:-}
