@@ -69,9 +69,9 @@ mv "$OUT/bench.env.new" "$OUT/bench.env"
     row 'to QEMU exit (wall / CPU)' end
     if [ -n "${TRACE:-}" ]; then
         row 'hypercalls to /init' hvc_init
-        row 'TLBIs to /init' tlbi_init
+        row 'TLBIs (all ELs) to /init' tlbi_init
         row 'hypercalls to xl list done' hvc_list
-        row 'TLBIs to xl list done' tlbi_list
+        row 'TLBIs (all ELs) to xl list' tlbi_list
     fi
     for h in "${HYPS[@]}"; do echo "$h: ${R[$h.status]}"; done
 } | tee "$OUT/bench.txt"

@@ -6,7 +6,8 @@
 #
 # Env: SMP (2), MEM (2G), DOM0_MEM (512M), TIMEOUT (s, 300), XEN_ARGS_EXTRA (appended to the
 # hypervisor's command line, /chosen/bootargs), DOM0_ARGS_EXTRA (to dom0's), QEMU, TRACE=1
-# (hvtrace.c counts hypercalls and TLBIs per phase).
+# (hvtrace.c counts hypercalls and TLBIs per phase), HV_PREBUILT (hv.bin to use instead of
+# building this tree's hv).
 XEN_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$XEN_DIR/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
@@ -70,14 +71,20 @@ dom0_dtb() {
 
 # dom0_build_hv DIR: hv for aarch64-unknown-none (release) as a flat Image DIR/hv.bin (HV_BIN),
 # made the way hvrun makes it (llvm-objcopy -O binary); HV_VERSION = its version.
+# With HV_PREBUILT=FILE, FILE (a flat hv Image built elsewhere) is copied instead.
 dom0_build_hv() {
+    HV_BIN=$1/hv.bin
+    HV_VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n1)
+    if [ -n "${HV_PREBUILT:-}" ]; then
+        cp "$HV_PREBUILT" "$HV_BIN"
+        dlog "hv: prebuilt $HV_PREBUILT"
+        return
+    fi
     ( cd "$REPO" && cargo build -q --release --target aarch64-unknown-none -p hv ) >&2
     local objcopy
     objcopy=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy
     [ -x "$objcopy" ] || objcopy=llvm-objcopy
-    HV_BIN=$1/hv.bin
     "$objcopy" -O binary "$CARGO_TARGET_DIR/aarch64-unknown-none/release/hv" "$HV_BIN"
-    HV_VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -n1)
 }
 
 # dom0_boot_hv DTB: BOOT_HV = hv booted with Xen's binding: the DTB of dom0_dtb unchanged,
@@ -215,7 +222,8 @@ dom0_figures() {
     read -r W_INIT C_INIT <<<"$(dom0_stamp "$log" '^DOM0: /init reached')"
     read -r W_XS C_XS <<<"$(dom0_stamp "$log" '^DOM0: xenstored up')"
     read -r W_LIST C_LIST <<<"$(dom0_stamp "$log" '^DOM0: xl list end')"
-    C_END=$(tail -n1 "$log" | sed 's/|.*//' | awk '{print $2}')
+    # The largest CPU stamp: lines read after QEMU's exit carry a smaller one (its process is gone).
+    C_END=$(sed 's/|.*//' "$log" | awk '$2 > m { m = $2 } END { if (m != "") printf "%.2f", m }')
     cat <<FIG
 ${p}_TO_INIT_WALL=${W_INIT:-}
 ${p}_TO_INIT_CPU=${C_INIT:-}
@@ -234,13 +242,16 @@ dom0_trace_sums() {
         $1 == "PHASE" { n = $2; name[n] = $3; if ($4 == "tlbi") t[n] += $NF; else h[n] += $NF }
         $1 == "END" { name[$2] = $3; if ($2 > max) max = $2 }
         END {
-            ii = -1; il = -1
+            ii = -1; il = -1; hi = ti = hl = tl = 0
             for (i = 0; i <= max; i++) { if (name[i] == "/init_reached" && ii < 0) ii = i; if (name[i] == "xl_list_end" && il < 0) il = i }
             for (i = 0; i <= max; i++) {
-                if (ii >= 0 && i < ii) { hi += h[i]; ti += t[i] }
-                if (i < il || il < 0) { hl += h[i]; tl += t[i] }
+                if (i < ii) { hi += h[i]; ti += t[i] }
+                if (i < il) { hl += h[i]; tl += t[i] }
             }
-            printf "%d %d %d %d\n", hi, ti, hl, tl
+            # A run that never printed the marker has no figure for it.
+            if (ii < 0) { hi = "-"; ti = "-" }
+            if (il < 0) { hl = "-"; tl = "-" }
+            printf "%s %s %s %s\n", hi, ti, hl, tl
         }' "$1"
 }
 
@@ -265,7 +276,8 @@ dom0_report() {
 #            ends the run with QEMU exit status 0; prints the boot-time figures.
 #   console  dom0.shell: the serial port on a unix socket; types `echo "hello-""N"` (N random)
 #            into dom0's shell and expects hello-N; 3x Ctrl-A (input to the hypervisor), `h`
-#            (its debug-key help), 3x Ctrl-A (back to dom0), `poweroff -f`: QEMU exit status 0.
+#            (its debug-key help; hv: then `p`, its counters), 3x Ctrl-A (back to dom0),
+#            `poweroff -f`: QEMU exit status 0.
 #   panic    dom0.panic: dom0's kernel crashes (sysrq 'c'); the hypervisor must report it and
 #            end the run (QEMU -no-reboot: exit status 0).
 #   all      the three.
@@ -275,6 +287,7 @@ dom0_report() {
 dom0_main() {
     local hyp=$1 modes=() m rc=0; shift
     modes=("$@"); [ ${#modes[@]} -gt 0 ] || modes=(check)
+    MORE_KEYS=()
     [ "${modes[*]}" != all ] || modes=(check console panic)
     for m in "${modes[@]}"; do
         case $m in check | console | panic) ;; *) dlog "unknown mode $m (check, console, panic, all)"; return 2 ;; esac
@@ -305,6 +318,8 @@ dom0_main() {
         SWITCH_EXPECT=${HV_SWITCH_EXPECT:-"*** Serial input to hv"}
         KEY_EXPECT=${HV_KEY_EXPECT:-"'h' pressed"}
         BACK_EXPECT=${HV_BACK_EXPECT:-"*** Serial input to DOM0"}
+        # hv's counters key (hv/src/console/keys.rs: `hv: 'p' pressed -> hv's counters`).
+        MORE_KEYS=(send=p "expect=${HV_COUNTERS_EXPECT:-"'p' pressed"}" sleep=500)
         PANIC_ERE=${PANIC_ERE:-'d0 ended \((crash|reboot)'}
     fi
     dlog "$hyp: -smp $SMP -m $MEM, dom0_mem=$DOM0_MEM; output in $OUT"
@@ -361,7 +376,7 @@ dom0_mode_console() {
         "expect=DOM0: shell" sleep=1500 \
         "send=echo \"hello-\"\"$n\"\\r" "expect=hello-$n" \
         'send=\x01\x01\x01' "expect=$SWITCH_EXPECT" \
-        send=h "expect=$KEY_EXPECT" sleep=500 \
+        send=h "expect=$KEY_EXPECT" sleep=500 "${MORE_KEYS[@]}" \
         'send=\x01\x01\x01' "expect=$BACK_EXPECT" sleep=500 \
         'send=poweroff -f\r' -- "${BOOT[@]}" "${DISK[@]}"
     dom0_check_markers "$log" '/init reached' 'disk ok' 'xl list end' 'shell' || true

@@ -9,7 +9,8 @@
 #
 # Usage: tests-nested/xen/run-hv.sh [check|console|panic|all]   (default check)
 # Output in OUT (default target/hv-dom0). Env as run-peer.sh, plus HV_SWITCH_EXPECT,
-# HV_KEY_EXPECT, HV_BACK_EXPECT (console mode: what hv prints after 3x Ctrl-A, after `h`,
+# HV_KEY_EXPECT, HV_COUNTERS_EXPECT, HV_BACK_EXPECT (console mode: what hv prints after 3x
+# Ctrl-A, after `h`, after `p` (counters),
 # after 3x Ctrl-A back to dom0) and PANIC_ERE (panic mode: hv's report of dom0's crash).
 set -euo pipefail
 # shellcheck source=tests-nested/xen/lib.sh
