@@ -526,7 +526,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// coalescing window first.
     fn put(&self, arch: &mut dyn Arch, v: &mut Vcpu) {
         self.close_window(arch, v.domid);
-        self.runstate(arch, v, xen::domu::runstate::RUNNABLE);
+        if !v.blocked {
+            // A blocked vCPU stays blocked while parked (Xen's runstate).
+            self.runstate(arch, v, xen::domu::runstate::RUNNABLE);
+        }
         arch.vcpu_put(&mut v.sysregs);
     }
 

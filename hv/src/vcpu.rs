@@ -37,6 +37,9 @@ pub struct Vcpu {
     pub sysregs: El1Sysregs,
     /// Its domain's vGIC (set when the vCPU is first loaded).
     pub vgic: Option<alloc::sync::Arc<crate::vgic::Vgic>>,
+    /// Its runstate says blocked (it waits in WFI or SCHEDOP_block while
+    /// still loaded on its pCPU); the next run makes it running again.
+    pub blocked: bool,
 }
 
 impl Vcpu {
@@ -54,6 +57,7 @@ impl Vcpu {
             gprs,
             sysregs: El1Sysregs::default(),
             vgic: None,
+            blocked: false,
         }
     }
 

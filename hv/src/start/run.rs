@@ -140,7 +140,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     continue;
                 }
                 Decision::Continue(k) => match p.current.take() {
-                    Some(c) if key(&c) == k => c,
+                    Some(mut c) if key(&c) == k => {
+                        if core::mem::take(&mut c.blocked) {
+                            // Woken where it blocked (still loaded): its
+                            // runstate, and so getdomaininfo's cpu_time, says running.
+                            self.runstate(arch, &c, crate::xen::domu::runstate::RUNNING);
+                        }
+                        c
+                    }
                     other => {
                         log::error!(
                             "CPU{cpu}: scheduler resumes d{}v{} which is not loaded here",
@@ -189,6 +196,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     p.current = Some(v);
                 }
                 Next::Block => {
+                    // Blocked time is not running time (Xen's vcpu_block:
+                    // RUNSTATE_blocked); `put` or the next run ends it.
+                    self.runstate(arch, &v, crate::xen::domu::runstate::BLOCKED);
+                    v.blocked = true;
                     let mut rq = self.runq.lock();
                     rq.sched.block(cpu);
                     // An interrupt injected after the WFI check but before the
@@ -379,6 +390,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         if !self.load(arch, n, &mut p.last_ran) {
             return false;
         }
+        n.blocked = false; // `load` made it running
         let mut rq = self.runq.lock();
         rq.vgics.insert(n.domid, vgic.clone());
         if same_vmid_switch {
