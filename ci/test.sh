@@ -119,6 +119,10 @@ step hvrun-linux cargo run -q -p tests-nested --bin hvrun -- linux --no-build --
 # 100 create/destroy rounds that must give back every frame, VMID, event
 # channel and heap byte (~20 s).
 step hostile bash ci/qemu-hostile.sh
+# hv's serial input (issue 11): a command typed into hv's UART reaches a Linux domU's shell
+# through its console ring and the answer comes back; CTRL-a x3 switches to hv, whose debug keys
+# print counters, domains, run queues and the nesting verdict; back to the domU, power-off (~10 s).
+step console bash ci/qemu-console.sh
 # a 2 GiB Linux domU on -m 4G boots to its marker (hv's heap grows with RAM)
 # (~45 s); a domU larger than what is free is refused cleanly while another one runs (~15 s).
 step linux-2g bash ci/qemu-linux.sh run 2g 2 1 4G 2048
