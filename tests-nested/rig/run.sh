@@ -20,7 +20,7 @@ usage: run.sh --guest IMAGE [--ipa-limit 48|52] [--smp N] [--vm-cpus N] [--vm-me
               [--ramdisk FILE] [--timeout SECS] [--log FILE] [--expect TEXT]...
               [--exit-stamps] [--cpu-stamps] [--quiet] [--l1-append STR]
               [--l1-vmm rig|qemu] [--qemu-cpu CPU] [--trace-exits] [--tick N] [--dtb FILE] [--load FILE@ADDR]...
-              [--file NAME=FILE]... [--qemu-run NAME ARGS]...
+              [--file NAME=FILE]... [--qemu-run NAME ARGS]... [--l1-sh LINE]...
   --ipa-limit  L1 KVM's IPA limit: 48 (-cpu max,lpa2=off, default) or 52 (-cpu max)
   --smp        L0 CPUs given to L1 (default 1)
   --vm-cpus    vCPUs of the VMM's VM (default 1); --vm-mem its RAM (default 512 MiB)
@@ -47,6 +47,8 @@ usage: run.sh --guest IMAGE [--ipa-limit 48|52] [--smp N] [--vm-cpus N] [--vm-me
   --qemu-run   (qemu) instead of --guest: one more L1 QEMU run NAME with ARGS (words split
                on blanks, @SP@ in a word is a blank; /rig/NAME paths for --file FILES);
                runs go one after the other
+  --l1-sh      (qemu) LINE, a busybox shell line, run by L1's /init between the --qemu-runs
+               given before and after it (e.g. printing a file a run wrote)
   With --l1-vmm qemu, --exit-stamps stamps QEMU's output with KVM's exits from debugfs
   (rig-kvm-stamp), and each run's KVM exits (debugfs) are printed as `RIG: kvm NAME ...`.
 U
@@ -83,6 +85,7 @@ while [ $# -gt 0 ]; do
         --load) LOADS+=("$2"); shift 2 ;;
         --file) FILES+=("$2"); shift 2 ;;
         --qemu-run) QRUNS+=("$2" "$3"); shift 3 ;;
+        --l1-sh) QRUNS+=("@sh" "$2"); shift 2 ;;
         *) usage ;;
     esac
 done
@@ -170,6 +173,11 @@ else
     i=0
     while [ $i -lt ${#QRUNS[@]} ]; do
         name=${QRUNS[$i]} qa=${QRUNS[$((i + 1))]}
+        if [ "$name" = @sh ]; then
+            printf '%s\n' "$qa" >>"$ROOT/args"
+            i=$((i + 2))
+            continue
+        fi
         # shellcheck disable=SC2086 # ARGS is split on blanks by design
         { q run; q "$name"; for w in "${QEMU_L1[@]}" $qa; do q "${w//@SP@/ }"; done; echo; } >>"$ROOT/args"
         RUNS+=("$name")

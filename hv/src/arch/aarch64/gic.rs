@@ -45,27 +45,56 @@ static MPIDRS: spin::Once<Vec<AtomicU64>> = spin::Once::new();
 /// Priority of hv's own interrupts.
 const HV_PRIO: u8 = 0xa0;
 
+// The GIC accessors are one `ldr`/`str` each with a plain base register,
+// written in asm rather than `read_volatile`/`write_volatile`: the compiler
+// may turn a volatile access in a loop into a post-indexed `str x8, [x9], #8`,
+// and an access with writeback (or a pair) traps to a hypervisor below hv
+// with ESR_EL2.ISS.ISV = 0 (Arm ARM, ISS encoding for a Data Abort: ISV is
+// set only for a single general-purpose register load/store without
+// writeback), which KVM cannot emulate: it injects an external abort (seen in
+// the nested rig, hv at vEL2: GICD_IROUTER32 init, ESR 0x96000010). Linux's
+// arm64 `__raw_readl`/`__raw_writel` (arch/arm64/include/asm/io.h) are asm for
+// the same reason.
+
 fn mmio_read32(pa: u64) -> u32 {
+    let v: u32;
     // SAFETY: `pa` is a GIC register inside a DTB GIC range, identity-mapped
     // Device-nGnRE by boot.rs; a 32-bit aligned read has no side effect on
-    // the registers hv reads.
-    unsafe { (pa as *const u32).read_volatile() }
+    // the registers hv reads. One `ldr` without writeback (ISV = 1).
+    unsafe {
+        core::arch::asm!("ldr {v:w}, [{a}]", a = in(reg) pa, v = out(reg) v,
+                         options(nostack, readonly, preserves_flags));
+    }
+    v
 }
 
 fn mmio_write32(pa: u64, v: u32) {
-    // SAFETY: as in mmio_read32; hv owns the physical GIC.
-    unsafe { (pa as *mut u32).write_volatile(v) };
+    // SAFETY: as in mmio_read32; hv owns the physical GIC. One `str` without
+    // writeback (ISV = 1).
+    unsafe {
+        core::arch::asm!("str {v:w}, [{a}]", a = in(reg) pa, v = in(reg) v,
+                         options(nostack, preserves_flags));
+    }
 }
 
 fn mmio_read64(pa: u64) -> u64 {
+    let v: u64;
     // SAFETY: as in mmio_read32 (GICR_TYPER is a 64-bit register).
-    unsafe { (pa as *const u64).read_volatile() }
+    unsafe {
+        core::arch::asm!("ldr {v:x}, [{a}]", a = in(reg) pa, v = out(reg) v,
+                         options(nostack, readonly, preserves_flags));
+    }
+    v
 }
 
 fn mmio_write64(pa: u64, v: u64) {
     // SAFETY: as in mmio_read32; GICD_IROUTER<n> is a 64-bit register that
-    // takes 64-bit accesses (GICv3 spec, "GICD_IROUTER<n>").
-    unsafe { (pa as *mut u64).write_volatile(v) };
+    // takes 64-bit accesses (GICv3 spec, "GICD_IROUTER<n>"). One `str`
+    // without writeback (ISV = 1).
+    unsafe {
+        core::arch::asm!("str {v:x}, [{a}]", a = in(reg) pa, v = in(reg) v,
+                         options(nostack, preserves_flags));
+    }
 }
 
 /// Distributor register offsets (GICv3 spec, "Distributor register map").
@@ -584,8 +613,7 @@ pub fn enable_spi_to_self(info: &BootInfo<'_>, intid: u32, level: bool) {
     mmio_write32(cfg, if level { v & !edge } else { v | edge });
     let mpidr = read_sysreg!("mpidr_el1");
     let route = (mpidr & 0xff_ffff) | (((mpidr >> 32) & 0xff) << 32);
-    // SAFETY: GICD_IROUTER<n> is a 64-bit register inside the distributor
-    // range (identity-mapped Device memory); hv owns the physical GIC.
-    unsafe { ((d + 0x6000 + 8 * u64::from(intid)) as *mut u64).write_volatile(route) };
+    // GICD_IROUTER<n>: a 64-bit register inside the distributor range.
+    mmio_write64(d + 0x6000 + 8 * u64::from(intid), route);
     mmio_write32(d + 0x100 + word, bit); // GICD_ISENABLER
 }
