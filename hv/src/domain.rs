@@ -318,6 +318,20 @@ pub fn is_arm64_image(header: &[u8]) -> bool {
     header.get(56..60) == Some(&ARM64_IMAGE_MAGIC.to_le_bytes()[..])
 }
 
+/// True if `header` is an arm64 `Image` whose flags say it may sit anywhere
+/// in physical memory (bit 3, "physical placement independence", Linux's
+/// Documentation/arch/arm64/booting.rst; Linux sets it since 4.6). Only such a
+/// kernel can run direct-mapped at wherever its RAM bank lies; hv's bare test
+/// payloads (flags 0x2, linked at Xen's guest RAM base) cannot.
+#[must_use]
+pub fn is_relocatable_image(header: &[u8]) -> bool {
+    is_arm64_image(header)
+        && header
+            .get(24..32)
+            .and_then(|b| b.try_into().ok())
+            .is_some_and(|b: [u8; 8]| u64::from_le_bytes(b) & 8 != 0)
+}
+
 /// Where a kernel goes: offset from the RAM base of the load address.
 /// An arm64 `Image` (magic at 56) loads at `text_offset` (bytes 8..16);
 /// anything else is a raw binary loaded at the RAM base.

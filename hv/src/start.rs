@@ -204,9 +204,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
 
     /// Build the domains the boot modules stand for
     /// ([`crate::bootinfo::BootInfo::module_domains`]: dom0 first). dom0 whose
-    /// kernel is an arm64 `Image` becomes Xen's hardware domain when `hw`
-    /// describes the host ([`System::add_hwdom`]); any other module domain
-    /// (hv's bare test payloads, linked at Xen's guest RAM base) is built in
+    /// kernel is an arm64 `Image` that may sit anywhere in RAM (flags bit 3,
+    /// as Linux's) becomes Xen's hardware domain when `hw` describes the host
+    /// ([`System::add_hwdom`]); any other module domain (hv's bare test
+    /// payloads: flags 0x2, linked at Xen's guest RAM base) is built in
     /// Xen's guest layout with hv's module words (`mem=`, `vcpus=`). Failures
     /// are logged (`domain not built`).
     pub fn add_boot_domains(
@@ -218,7 +219,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let mut out = Vec::new();
         for m in domains {
             let r = match hw {
-                Some(hw) if m.dom0 && self.is_image(m.kernel.pa) => {
+                Some(hw) if m.dom0 && self.is_relocatable_image(m.kernel.pa) => {
                     self.add_hwdom(m, options, hw).map(|()| 0)
                 }
                 _ => {
@@ -234,11 +235,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         out
     }
 
-    /// True if host memory at `pa` starts with an arm64 `Image` header.
-    fn is_image(&self, pa: PhysAddr) -> bool {
+    /// True if host memory at `pa` starts with the header of an arm64 `Image`
+    /// that may sit anywhere in RAM ([`crate::domain::is_relocatable_image`]).
+    fn is_relocatable_image(&self, pa: PhysAddr) -> bool {
         let mut hdr = [0u8; 64];
         read_host(&self.shared.lock().mem, pa, &mut hdr);
-        crate::domain::is_arm64_image(&hdr)
+        crate::domain::is_relocatable_image(&hdr)
     }
 
     /// Build Xen's hardware domain from module domain `m`

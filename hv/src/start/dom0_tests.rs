@@ -49,6 +49,8 @@ fn image() -> Vec<u8> {
     let mut k: Vec<u8> = (0..0x2000u32).map(|i| i as u8).collect();
     k[..64].fill(0);
     k[16..24].copy_from_slice(&0x1_0000u64.to_le_bytes());
+    // Little-endian, 4 KiB pages, placement independent (Linux's 0xa).
+    k[24..32].copy_from_slice(&0xau64.to_le_bytes());
     k[56..60].copy_from_slice(&crate::domain::ARM64_IMAGE_MAGIC.to_le_bytes());
     k
 }
@@ -335,21 +337,31 @@ fn dom0_is_built_from_the_peers_boot_information() {
     assert_eq!(fdt.cpus().count(), 2);
 }
 
-/// A kernel that is not an arm64 Image as dom0 (hv's bare payloads) stays in
-/// Xen's guest layout, privileged, with hv's module words.
+/// A dom0 kernel that cannot sit anywhere in RAM (hv's bare payloads: an
+/// Image header with flags 0x2, or none) stays in Xen's guest layout,
+/// privileged, with hv's module words.
 #[test]
 fn a_bare_payload_as_dom0_keeps_the_guest_layout() {
-    let lines = Lines::default();
-    let sys = system(&lines);
     let info = BootInfo::parse(PEER).unwrap();
-    let mut doms = peer_domains(&info, &sys);
-    sys.with_mem(|m, _| m.write(PhysAddr(KERNEL_AT + 56), &[0; 4]));
+    let mut doms = peer_domains(&info, &system(&Lines::default()));
     doms[0].bootargs = Some("dom0 mem=2M");
-    let r = sys.add_boot_domains(&doms, &HvOptions::default(), Some(&hw_env(&info)));
-    assert_eq!(r, [Ok(0)]);
-    let sh = sys.shared.lock();
-    assert!(!sh.domains[0].is_direct() && sh.domains[0].privileged);
-    assert_eq!(sh.domains[0].ram_bytes(), 2 << 20);
+    // The payloads' header: an Image with flags 0x2 (text_offset 0x80000,
+    // not placement independent); then no Image at all.
+    for patch in [(24, [2u8, 0, 0, 0]), (56, [0; 4])] {
+        let lines = Lines::default();
+        let sys = system(&lines);
+        let _ = peer_domains(&info, &sys);
+        sys.with_mem(|m, _| m.write(PhysAddr(KERNEL_AT + patch.0), &patch.1));
+        let r = sys.add_boot_domains(&doms, &HvOptions::default(), Some(&hw_env(&info)));
+        assert_eq!(r, [Ok(0)]);
+        let sh = sys.shared.lock();
+        assert!(!sh.domains[0].is_direct() && sh.domains[0].privileged);
+        assert_eq!(sh.domains[0].ram_bytes(), 2 << 20);
+        assert_eq!(
+            sh.domains[0].banks(),
+            [(crate::domain::GUEST_RAM0_BASE, 2 << 20)]
+        );
+    }
 }
 
 /// dom0's poweroff ends hv: with only d0, "all domains ended"; with a domU
