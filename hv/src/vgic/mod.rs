@@ -596,13 +596,21 @@ impl VgicState {
             return;
         };
         let domid = self.domid;
+        let mut released = 0;
         for (n, irq) in self.spis.iter_mut().enumerate() {
             if irq.hw {
                 hw.release(n as u32 + 32, domid);
                 irq.hw = false;
                 irq.pending = false;
                 irq.active = false;
+                released += 1;
             }
+        }
+        if released > 0 {
+            log::info!(
+                "d{domid}: {released} physical SPIs released ({} routed interrupts delivered to domains since boot)",
+                crate::irq::delivered()
+            );
         }
     }
 
