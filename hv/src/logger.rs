@@ -63,7 +63,7 @@ impl Log for Logger {
         }
         let guard = CONSOLE.lock();
         if let Some(sink) = *guard {
-            if crate::xen::console::take_raw_midline() {
+            if take_raw_midline() {
                 sink.write_bytes(b"\n"); // after dom0's raw partial line (a prompt)
             }
             let _ = write_line(&mut SinkWriter(sink, true), record.level(), *record.args());
@@ -71,6 +71,21 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// The last raw guest output (dom0's console, `xen::console::LogConsole::guest_raw`)
+/// left the console's line open (a prompt).
+static RAW_MIDLINE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Raw guest output just ended mid-line (`true`) or at a line end.
+pub fn set_raw_midline(open: bool) {
+    RAW_MIDLINE.store(open, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// True (and reset) if raw guest output left the console mid-line: hv's
+/// console lines print a newline first so they start a line of their own.
+pub fn take_raw_midline() -> bool {
+    RAW_MIDLINE.swap(false, core::sync::atomic::Ordering::Relaxed)
 }
 
 /// Register `sink` as the console and install the logger at `level`.

@@ -430,7 +430,7 @@ impl core::fmt::Write for LogOut {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         // hv's line starts on a line of its own after a raw partial line
         // (a shell prompt of dom0's).
-        if crate::xen::console::take_raw_midline() {
+        if crate::logger::take_raw_midline() {
             crate::logger::print(format_args!("\n"));
         }
         crate::logger::print(format_args!("{s}"));

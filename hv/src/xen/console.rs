@@ -38,7 +38,7 @@ pub struct LogConsole;
 
 impl ConsoleSink for LogConsole {
     fn guest_line(&mut self, domid: u16, line: &str) {
-        if take_raw_midline() {
+        if crate::logger::take_raw_midline() {
             crate::logger::print(format_args!("\n"));
         }
         if domid == 0 {
@@ -58,17 +58,8 @@ impl ConsoleSink for LogConsole {
         // the serial only, as Xen's guest_console_write (dom0's `xl dmesg`
         // would read back what it prints).
         crate::logger::print_serial_only(format_args!("{text}"));
-        RAW_MIDLINE.store(!text.ends_with('\n'), core::sync::atomic::Ordering::Relaxed);
+        crate::logger::set_raw_midline(!text.ends_with('\n'));
     }
-}
-
-/// The last raw output ([`ConsoleSink::guest_raw`]) left its line open.
-static RAW_MIDLINE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
-/// True (and reset) if raw guest output left the console mid-line: hv's
-/// console lines print a newline first so they start a line of their own.
-pub fn take_raw_midline() -> bool {
-    RAW_MIDLINE.swap(false, core::sync::atomic::Ordering::Relaxed)
 }
 
 /// A domain's partial console line.

@@ -594,6 +594,12 @@ pub fn enable_spi_to_self(info: &BootInfo<'_>, intid: u32, level: bool) {
     if !(32..1020).contains(&intid) {
         return;
     }
+    // hv's own SPI: no domain may ever be given it (hostdt hides the UART
+    // from dom0 too; this keeps the rule in the ownership table).
+    if let Some(Err(e)) = crate::irq::global().map(|t| t.reserve_for_hv(intid)) {
+        log::warn!("SPI {intid} for hv itself: {e}");
+        return;
+    }
     let d = gic.dist.base.raw();
     let (word, bit) = (u64::from(intid / 32) * 4, 1u32 << (intid % 32));
     mmio_write32(d + 0x180 + word, bit); // GICD_ICENABLER
