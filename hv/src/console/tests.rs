@@ -300,25 +300,11 @@ fn input_for_a_domain_that_ended_is_dropped() {
 /// d0 with a 2-page RAM buffer at B, a read-only page at B + 0x2000,
 /// nothing mapped at B + 0x3000.
 fn with_guest(f: impl FnOnce(&mut GuestMemory<'_, FakeMem>)) {
-    use memops::{S2Attrs, Stage2};
-    let mut mem = FakeMem::new(0x8000_0000, 0x100_0000);
-    let mut s2 = Stage2::new(&mut mem, 40).unwrap();
-    s2.map(
-        &mut mem,
-        Ipa(B),
-        PhysAddr(0x8010_0000),
-        0x2000,
-        S2Attrs::RAM,
-    )
-    .unwrap();
-    s2.map(
-        &mut mem,
-        Ipa(B + 0x2000),
-        PhysAddr(0x8020_0000),
-        0x1000,
-        S2Attrs::RAM_RO,
-    )
-    .unwrap();
+    use memops::S2Attrs;
+    let (mut mem, s2) = crate::testutil::stage2_with(&[
+        (B, 0x8010_0000, 0x2000, S2Attrs::RAM),
+        (B + 0x2000, 0x8020_0000, 0x1000, S2Attrs::RAM_RO),
+    ]);
     let mut gm = GuestMemory::new(&s2, &mut mem);
     f(&mut gm);
 }

@@ -7,6 +7,7 @@
 use super::*;
 use crate::arch::fake::{FakeArch, FakeMachine, FakeMem};
 use crate::domain::GUEST_RAM0_BASE;
+use crate::testutil::Lines;
 use crate::xen::abi::{
     cpupool_op, domctl_cmd, physcap, sysctl_cmd, virq, XenDomctl, XenDomctlGetdomaininfo,
     XenSysctl, XenSysctlCpupoolOp, XenSysctlCputopoinfo, XenSysctlGetdomaininfolist,
@@ -15,20 +16,7 @@ use crate::xen::abi::{
 };
 use crate::xen::domu::DomainXen;
 use alloc::string::String;
-use alloc::sync::Arc;
 use memops::FrameTable;
-use spin::Mutex;
-
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-impl ConsoleSink for Lines {
-    fn guest_line(&mut self, domid: u16, line: &str) {
-        self.0.lock().push(std::format!("(d{domid}) {line}"));
-    }
-    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
-        self.0.lock().push(std::format!("hv: {args}"));
-    }
-}
 
 const B: u64 = GUEST_RAM0_BASE;
 /// Where the tests put a call's struct (in d0's RAM, MMU off).

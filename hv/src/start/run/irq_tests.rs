@@ -11,9 +11,7 @@ use crate::irq::{HwIrqs, Owner};
 use crate::vgic::lr::bits;
 use crate::vgic::VgicLayout;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
-use memops::FrameTable;
 
 /// QEMU virt's GICv3 addresses: dom0's vGIC sits there.
 const HOST: VgicLayout = VgicLayout {
@@ -32,24 +30,10 @@ impl ConsoleSink for Quiet {
 /// A system with one 1-vCPU domain whose vGIC is at the host's addresses
 /// with SPI 34 routed to it (what dom0's builder does).
 fn system_with_routed_rtc() -> (System<FakeMem>, SharedMachine, Arc<HwIrqs>, DomId) {
-    let mem = FakeMem::new(0x8000_0000, 0x400_0000);
-    let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x3000);
-    let sys = System::new(mem, pool, Policy::XenCompat, Box::new(Quiet), 2, 40);
+    let sys = crate::testutil::system(Policy::XenCompat, Box::new(Quiet), 2);
     let machine = FakeMachine::new_shared();
     let hw = Arc::new(HwIrqs::new(Arc::new(FakeDist::new(machine.clone(), 288))));
-    let img = vec![0u8; 0x1000];
-    let id = sys
-        .add_domain(
-            DomainSpec::domu(2 << 20),
-            BootImage {
-                size: img.len() as u64,
-                read: &mut |_m: &FakeMem, off, buf: &mut [u8]| {
-                    buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
-                },
-            },
-            None,
-        )
-        .unwrap();
+    let id = crate::testutil::add_image(&sys, DomainSpec::domu(2 << 20), &[0u8; 0x1000]).unwrap();
     {
         let mut sh = sys.shared.lock();
         let d = sh.entry(id).unwrap();
