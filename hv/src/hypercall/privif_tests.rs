@@ -138,6 +138,21 @@ impl W {
         let r = self.call(caller, nr::EVENT_CHANNEL_OP, [u64::from(cmd), at, 0]);
         (r, self.get(caller, at, s.len()))
     }
+    /// `EVTCHNOP_bind_virq(virq, vcpu)` by `caller`: the result and the port.
+    fn bind_virq(&mut self, caller: u16, virq: u32, vcpu: u32) -> (i64, u32) {
+        let mut b = [0u8; 12];
+        b[0..4].copy_from_slice(&virq.to_le_bytes());
+        b[4..8].copy_from_slice(&vcpu.to_le_bytes());
+        let (r, out) = self.evtchn(caller, evtchn::op::BIND_VIRQ, &b);
+        (r, u32::from_le_bytes(out[8..12].try_into().unwrap()))
+    }
+    /// `EVTCHNOP_bind_vcpu(port, vcpu)` by dom0: the result.
+    fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> i64 {
+        let mut b = [0u8; 8];
+        b[0..4].copy_from_slice(&port.to_le_bytes());
+        b[4..8].copy_from_slice(&vcpu.to_le_bytes());
+        self.evtchn(0, evtchn::op::BIND_VCPU, &b).0
+    }
 }
 
 fn e(x: Errno) -> i64 {
@@ -525,22 +540,15 @@ fn readconsole_reads_hvs_log_incrementally_and_clears() {
 fn dom_exc_is_bound_by_dom0_moved_and_raised_when_a_domain_goes() {
     let mut w = W::new();
     // Make dom0's vCPU 0 deliverable: its shared-info slot unmasked.
-    let mut b = [0u8; 12];
-    b[0..4].copy_from_slice(&virq::DOM_EXC.to_le_bytes());
-    b[4..8].copy_from_slice(&1u32.to_le_bytes());
     assert_eq!(
-        w.evtchn(0, evtchn::op::BIND_VIRQ, &b).0,
+        w.bind_virq(0, virq::DOM_EXC, 1).0,
         e(Errno::EINVAL),
         "global VIRQ on vCPU 1"
     );
-    b[4..8].copy_from_slice(&0u32.to_le_bytes());
-    let (r, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &b);
+    let (r, port) = w.bind_virq(0, virq::DOM_EXC, 0);
     assert_eq!(r, 0);
-    let port = u32::from_le_bytes(out[8..12].try_into().unwrap());
     // xenstored: bind_vcpu(port, 0) succeeds on a global VIRQ.
-    let mut bv = [0u8; 8];
-    bv[0..4].copy_from_slice(&port.to_le_bytes());
-    assert_eq!(w.evtchn(0, evtchn::op::BIND_VCPU, &bv).0, 0);
+    assert_eq!(w.bind_vcpu(port, 0), 0);
     // Status: VIRQ 3 on vCPU 0.
     let mut st = [0u8; 24];
     st[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
@@ -846,15 +854,8 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     let (got, out) = w.evtchn(0, evtchn::op::ALLOC_UNBOUND, &au);
     r.check("EVTCHNOP_alloc_unbound self/self", got, Xen::Ok, None);
     let store_port = u32::from_le_bytes(out[4..8].try_into().unwrap());
-    let mut bv = [0u8; 8];
-    bv[0..4].copy_from_slice(&store_port.to_le_bytes());
-    bv[4..8].copy_from_slice(&1u32.to_le_bytes());
-    r.check(
-        "EVTCHNOP_bind_vcpu store->1",
-        w.evtchn(0, evtchn::op::BIND_VCPU, &bv).0,
-        Xen::Ok,
-        None,
-    );
+    let got = w.bind_vcpu(store_port, 1);
+    r.check("EVTCHNOP_bind_vcpu store->1", got, Xen::Ok, None);
     let got = gnttab(&mut w, 12, &[0u8; 24]);
     r.check(
         "GNTTABOP_cache_flush (probe)",
@@ -878,11 +879,8 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
         let got = w.call(0, nr::PHYSDEV_OP, [cmd, ARG, 0]);
         r.check(label, got, Xen::Err(Errno::ENOSYS), None);
     }
-    let mut bvq = [0u8; 12];
-    bvq[0..4].copy_from_slice(&virq::CONSOLE.to_le_bytes());
-    let (got, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &bvq);
+    let (got, con_port) = w.bind_virq(0, virq::CONSOLE, 0);
     r.check("EVTCHNOP_bind_virq VIRQ_CONSOLE", got, Xen::Ok, None);
-    let con_port = u32::from_le_bytes(out[8..12].try_into().unwrap());
     r.check("XENPF_settime64", settime(&mut w), Xen::Ok, None);
     let got = w.call(
         0,
@@ -907,14 +905,8 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
         );
         r.check("VCPUOP_register_runstate_memory_area", got, Xen::Ok, None);
     }
-    bv[0..4].copy_from_slice(&con_port.to_le_bytes());
-    bv[4..8].copy_from_slice(&0u32.to_le_bytes());
-    r.check(
-        "EVTCHNOP_bind_vcpu console->0",
-        w.evtchn(0, evtchn::op::BIND_VCPU, &bv).0,
-        Xen::Ok,
-        None,
-    );
+    let got = w.bind_vcpu(con_port, 0);
+    r.check("EVTCHNOP_bind_vcpu console->0", got, Xen::Ok, None);
 
     // --- §3 toolstack start ---
     // xenstored: dom0's store port, VIRQ_DOM_EXC, notifications.
@@ -924,19 +916,11 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     let (got, out) = w.evtchn(0, evtchn::op::BIND_INTERDOMAIN, &bi);
     r.check("EVTCHNOP_bind_interdomain remote 0", got, Xen::Ok, None);
     let xs_port = u32::from_le_bytes(out[8..12].try_into().unwrap());
-    bvq[0..4].copy_from_slice(&virq::DOM_EXC.to_le_bytes());
-    let (got, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &bvq);
+    let (got, exc_port) = w.bind_virq(0, virq::DOM_EXC, 0);
     r.check("EVTCHNOP_bind_virq VIRQ_DOM_EXC", got, Xen::Ok, None);
-    let exc_port = u32::from_le_bytes(out[8..12].try_into().unwrap());
     for (port, vcpu) in [(xs_port, 1u32), (exc_port, 0)] {
-        bv[0..4].copy_from_slice(&port.to_le_bytes());
-        bv[4..8].copy_from_slice(&vcpu.to_le_bytes());
-        r.check(
-            "EVTCHNOP_bind_vcpu (xenstored)",
-            w.evtchn(0, evtchn::op::BIND_VCPU, &bv).0,
-            Xen::Ok,
-            None,
-        );
+        let got = w.bind_vcpu(port, vcpu);
+        r.check("EVTCHNOP_bind_vcpu (xenstored)", got, Xen::Ok, None);
     }
     for _ in 0..97 {
         let got = w.evtchn(0, evtchn::op::SEND, &xs_port.to_le_bytes()).0;
@@ -1133,11 +1117,8 @@ fn virq_console_is_raised_on_dom0s_port() {
         None,
         "not bound yet"
     );
-    let mut b = [0u8; 12];
-    b[0..4].copy_from_slice(&virq::CONSOLE.to_le_bytes());
-    let (r, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &b);
+    let (r, port) = w.bind_virq(0, virq::CONSOLE, 0);
     assert_eq!(r, 0);
-    let port = u32::from_le_bytes(out[8..12].try_into().unwrap());
     assert_eq!(
         super::virq::raise_global(&mut w.world.domains, &mut w.world.mem, virq::CONSOLE),
         Some(port)
@@ -1149,7 +1130,7 @@ fn virq_console_is_raised_on_dom0s_port() {
         .read(PhysAddr(si.0 + 48 + u64::from(port / 64) * 8), &mut pend);
     assert_ne!(u64::from_le_bytes(pend) & (1 << (port % 64)), 0);
     // A domU binding VIRQ_CONSOLE is not the handler: dom0 still is.
-    let (r, _) = w.evtchn(1, evtchn::op::BIND_VIRQ, &b);
+    let (r, _) = w.bind_virq(1, virq::CONSOLE, 0);
     assert_eq!(r, 0);
     assert_eq!(super::virq::global_virq_handler(&w.world.domains), Some(0));
 }

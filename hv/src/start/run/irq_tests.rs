@@ -61,6 +61,13 @@ fn gic_on() -> [Step; 5] {
     ]
 }
 
+/// d1v0's script: Linux's [`gic_on`], then `steps`.
+fn script(machine: &SharedMachine, steps: impl IntoIterator<Item = Step>) {
+    let mut m = machine.lock();
+    m.script(1, 0, gic_on());
+    m.script(1, 0, steps);
+}
+
 fn poweroff() -> Step {
     Step::hypercall(29, &[2, 0x4000_0200])
 }
@@ -77,22 +84,17 @@ fn lr_writes_of(m: &FakeMachine, intid: u32) -> Vec<u64> {
 #[test]
 fn routed_spi_is_injected_with_the_hw_bit_and_ended_by_the_guest() {
     let (sys, machine, hw, id) = system_with_routed_rtc();
-    {
-        let mut m = machine.lock();
-        m.script(1, 0, gic_on());
-        m.script(
-            1,
-            0,
-            [
-                // The device interrupts while the guest runs; the kick SGI
-                // (hv's own) arrives with it.
-                Step::irq_with(&[RTC, irq::KICK_SGI]),
-                // The guest acknowledged and EOIed it: LR 0 is empty again.
-                Step::hypercall(29, &[0]).with_lr(0, 0),
-                poweroff(),
-            ],
-        );
-    }
+    script(
+        &machine,
+        [
+            // The device interrupts while the guest runs; the kick SGI
+            // (hv's own) arrives with it.
+            Step::irq_with(&[RTC, irq::KICK_SGI]),
+            // The guest acknowledged and EOIed it: LR 0 is empty again.
+            Step::hypercall(29, &[0]).with_lr(0, 0),
+            poweroff(),
+        ],
+    );
     let delivered = crate::irq::delivered();
     let mut arch = FakeArch::new(0, machine.clone());
     assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
@@ -142,24 +144,19 @@ fn routed_spi_is_injected_with_the_hw_bit_and_ended_by_the_guest() {
 #[test]
 fn routed_spi_wakes_a_blocked_vcpu_from_the_idle_loop() {
     let (sys, machine, _hw, _id) = system_with_routed_rtc();
-    {
-        let mut m = machine.lock();
-        m.script(1, 0, gic_on());
-        m.script(
-            1,
-            0,
-            [
-                // WFI with the timer off and the GIC on: the vCPU blocks; the
-                // SPI becomes pending physically meanwhile (the idle pCPU
-                // acknowledges it after its WFI).
-                Step::wfx(false)
-                    .with_el1(El1Reg::CntvCtlEl0, 0)
-                    .raising(&[RTC]),
-                Step::hypercall(29, &[0]).with_lr(0, 0),
-                poweroff(),
-            ],
-        );
-    }
+    script(
+        &machine,
+        [
+            // WFI with the timer off and the GIC on: the vCPU blocks; the
+            // SPI becomes pending physically meanwhile (the idle pCPU
+            // acknowledges it after its WFI).
+            Step::wfx(false)
+                .with_el1(El1Reg::CntvCtlEl0, 0)
+                .raising(&[RTC]),
+            Step::hypercall(29, &[0]).with_lr(0, 0),
+            poweroff(),
+        ],
+    );
     let mut arch = FakeArch::new(0, machine.clone());
     assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
     let m = machine.lock();
@@ -175,11 +172,7 @@ fn an_spi_nobody_owns_is_ended_by_hv() {
     let (sys, machine, hw, _id) = system_with_routed_rtc();
     hw.reserve_for_hv(40).unwrap();
     assert_eq!(hw.owner(40), Some(Owner::Hv));
-    {
-        let mut m = machine.lock();
-        m.script(1, 0, gic_on());
-        m.script(1, 0, [Step::irq_with(&[41]), poweroff()]);
-    }
+    script(&machine, [Step::irq_with(&[41]), poweroff()]);
     let mut arch = FakeArch::new(0, machine.clone());
     assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
     let m = machine.lock();
