@@ -146,6 +146,20 @@ impl W {
         let (r, out) = self.evtchn(caller, evtchn::op::BIND_VIRQ, &b);
         (r, u32::from_le_bytes(out[8..12].try_into().unwrap()))
     }
+    /// Whether `port` is pending in `domid`'s shared info
+    /// (`evtchn_pending[]` at offset 48).
+    fn pending(&self, domid: u16, port: u32) -> bool {
+        let si = self.world.domains[self.idx(domid)]
+            .xen
+            .evtchn
+            .shared_info()
+            .unwrap();
+        let mut pend = [0u8; 8];
+        self.world
+            .mem
+            .read(PhysAddr(si.0 + 48 + u64::from(port / 64) * 8), &mut pend);
+        u64::from_le_bytes(pend) & (1 << (port % 64)) != 0
+    }
     /// `EVTCHNOP_bind_vcpu(port, vcpu)` by dom0: the result.
     fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> i64 {
         let mut b = [0u8; 8];
@@ -565,12 +579,7 @@ fn dom_exc_is_bound_by_dom0_moved_and_raised_when_a_domain_goes() {
     w.irq.clear();
     assert_eq!(w.domctl(domctl_cmd::DESTROYDOMAIN, 1).0, 0);
     assert!(w.world.domain(1).is_none());
-    let si = w.world.domains[w.idx(0)].xen.evtchn.shared_info().unwrap();
-    let mut pend = [0u8; 8];
-    w.world
-        .mem
-        .read(PhysAddr(si.0 + 48 + u64::from(port / 64) * 8), &mut pend);
-    assert_ne!(u64::from_le_bytes(pend) & (1 << (port % 64)), 0);
+    assert!(w.pending(0, port));
     assert_eq!(w.irq, [(0, 0)]);
     // The handler is the privileged domain; a domain without a bound port gets nothing.
     assert_eq!(super::virq::global_virq_handler(&w.world.domains), Some(0));
@@ -1083,12 +1092,7 @@ fn virq_console_is_raised_on_dom0s_port() {
         super::virq::raise_global(&mut w.world.domains, &mut w.world.mem, virq::CONSOLE),
         Some(port)
     );
-    let si = w.world.domains[w.idx(0)].xen.evtchn.shared_info().unwrap();
-    let mut pend = [0u8; 8];
-    w.world
-        .mem
-        .read(PhysAddr(si.0 + 48 + u64::from(port / 64) * 8), &mut pend);
-    assert_ne!(u64::from_le_bytes(pend) & (1 << (port % 64)), 0);
+    assert!(w.pending(0, port));
     // A domU binding VIRQ_CONSOLE is not the handler: dom0 still is.
     let (r, _) = w.bind_virq(1, virq::CONSOLE, 0);
     assert_eq!(r, 0);

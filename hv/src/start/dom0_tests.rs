@@ -124,46 +124,42 @@ fn direct_allocation_takes_aligned_runs_and_gives_everything_back_on_failure() {
 
 #[test]
 fn modules_are_placed_as_xens_place_modules() {
-    type Bank = (u64, u64);
-    let cases: [(&str, Bank, Bank, u64, u64, Option<Bank>); 4] = [
-        // The peer's log: BANK[0] 0x60000000-0x80000000, zImage
-        // 0x60000000-0x62e91fc0, DTB at 0x68000000, initrd at 0x68200000.
-        (
-            "the peer's",
+    // The peer's log: BANK[0] 0x60000000-0x80000000, zImage 0x60000000-0x62e91fc0,
+    // DTB at 0x68000000, initrd at 0x68200000.
+    assert_eq!(
+        place_modules(
             (0x6000_0000, 512 << 20),
             (0x6000_0000, 0x62e9_1fc0),
             0x9b_37ec,
-            0x1d17,
-            Some((0x6800_0000, 0x6820_0000)),
+            0x1d17
         ),
-        (
-            "a small bank: at its top, above the kernel",
+        Some((0x6800_0000, 0x6820_0000))
+    );
+    // A small bank: at its top, above the kernel.
+    assert_eq!(
+        place_modules(
             (0x8000_0000, 16 << 20),
             (0x8000_0000, 0x8001_0000),
             0x3000,
-            0x2000,
-            Some((0x80c0_0000, 0x80e0_0000)),
+            0x2000
         ),
-        (
-            "below the kernel when only that fits",
-            (0x8000_0000, 8 << 20),
-            (0x8040_0000, 0x8070_0000),
-            0,
-            0x100,
-            Some((0x8020_0000, 0x8040_0000)),
-        ),
-        (
-            "nowhere",
+        Some((0x80c0_0000, 0x80e0_0000))
+    );
+    // Below the kernel when only that fits.
+    assert_eq!(
+        place_modules((0x8000_0000, 8 << 20), (0x8040_0000, 0x8070_0000), 0, 0x100),
+        Some((0x8020_0000, 0x8040_0000))
+    );
+    // Nowhere.
+    assert_eq!(
+        place_modules(
             (0x8000_0000, 4 << 20),
             (0x8000_0000, 0x8030_0000),
             0x10_0000,
-            0x100,
-            None,
+            0x100
         ),
-    ];
-    for (what, bank, kernel, dtb, initrd, want) in cases {
-        assert_eq!(place_modules(bank, kernel, dtb, initrd), want, "{what}");
-    }
+        None
+    );
 }
 
 #[test]
