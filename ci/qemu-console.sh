@@ -12,57 +12,19 @@
 #   4. CTRL-a x3 -> back to DOM1; `poweroff -f` ends the domU, hv powers off, QEMU exits 0.
 # Usage: ci/qemu-console.sh   (env: TIMEOUT=secs, default 300; SMP (default 2); QEMU; HV_ARGS)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-REPO=$PWD
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+# shellcheck source=ci/lib-linux.sh
+source "$(dirname "$0")/lib-linux.sh"
+linux_setup console
 TIMEOUT=${TIMEOUT:-300}
 SMP=${SMP:-2}
-QEMU=${QEMU:-qemu-system-aarch64}
-WORK=$CARGO_TARGET_DIR/qemu-console
-mkdir -p "$WORK"
 LOG=$WORK/console.log
-now() { date +%s; }
 
 # The initramfs is built into the target dir (.cache may be shared read-only).
 export LINUX_OUT=$WORK/linux
-eval "$(tests-nested/linux/build.sh)"   # LINUX_IMAGE, LINUX_INITRD
-cargo build -q --release --target aarch64-unknown-none -p hv
-OBJCOPY=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy
-"$OBJCOPY" -O binary "$CARGO_TARGET_DIR/aarch64-unknown-none/release/hv" "$WORK/hv.bin"
-
-KADDR=0x50000000
-RADDR=0x54000000
-KSIZE=$(stat -c %s "$LINUX_IMAGE")
-RSIZE=$(stat -c %s "$LINUX_INITRD")
+linux_build qemu-console
 ARGS="console=hvc0 earlycon=xenboot rdinit=/init panic=-1 loglevel=4 hv.shell"
 M=(-M virt,virtualization=on,gic-version=3 -cpu max -smp "$SMP" -m 1G -nic none)
-"$QEMU" "${M[@]}" -machine dumpdtb="$WORK/base.dtb" -display none >/dev/null 2>&1
-dtc -q -I dtb -O dts "$WORK/base.dtb" >"$WORK/base.dts"
-# Xen's dom0less binding: /chosen/domU1 with its kernel and ramdisk modules.
-awk -v hvargs="${HV_ARGS:-loglvl=info}" -v ks="$KSIZE" -v rs="$RSIZE" -v args="$ARGS" \
-    -v ka="$KADDR" -v ra="$RADDR" '
-    /^\tchosen \{/ && !done { inchosen = 1; print; print "\t\txen,xen-bootargs = \"" hvargs "\";"; next }
-    inchosen && /^\t\};/ {
-        print "\t\tdomU1 {"
-        print "\t\t\tcompatible = \"xen,domain\";"
-        print "\t\t\t#address-cells = <0x1>;"
-        print "\t\t\t#size-cells = <0x1>;"
-        print "\t\t\tmemory = <0x0 0x40000>;"
-        print "\t\t\tcpus = <1>;"
-        printf "\t\t\tmodule@%s {\n", substr(ka, 3)
-        print "\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";"
-        printf "\t\t\t\treg = <%s %s>;\n", ka, ks
-        printf "\t\t\t\tbootargs = \"%s\";\n", args
-        print "\t\t\t};"
-        printf "\t\t\tmodule@%s {\n", substr(ra, 3)
-        print "\t\t\t\tcompatible = \"multiboot,ramdisk\", \"multiboot,module\";"
-        printf "\t\t\t\treg = <%s %s>;\n", ra, rs
-        print "\t\t\t};"
-        print "\t\t};"
-        inchosen = 0; done = 1
-    }
-    { print }' "$WORK/base.dts" >"$WORK/console.dts"
-dtc -q -I dts -O dtb -o "$WORK/console.dtb" "$WORK/console.dts"
+dom0less_dtb console 1 0x40000 1 "${M[@]}"
 
 T0=$(now)
 DEADLINE=$((T0 + TIMEOUT))

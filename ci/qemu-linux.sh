@@ -13,28 +13,12 @@
 #          with a clean "domain not built" line (issue 9 finding 12). Env TOOBIG_MIB adds such a
 #          domU (after the DOMUS others) to any run.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-REPO=$PWD
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+# shellcheck source=ci/lib-linux.sh
+source "$(dirname "$0")/lib-linux.sh"
+linux_setup linux
 WHICH=${1:-all}
 TIMEOUT=${TIMEOUT:-900}
-QEMU=${QEMU:-qemu-system-aarch64}
-WORK=$CARGO_TARGET_DIR/qemu-linux
-mkdir -p "$WORK"
-now() { date +%s; }
-
-eval "$(tests-nested/linux/build.sh)"   # LINUX_IMAGE, LINUX_INITRD
-
-t=$(now)
-cargo build -q --release --target aarch64-unknown-none -p hv
-OBJCOPY=$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy
-"$OBJCOPY" -O binary "$CARGO_TARGET_DIR/aarch64-unknown-none/release/hv" "$WORK/hv.bin"
-echo "[qemu-linux] hv built in $(( $(now) - t )) s" >&2
-
-KADDR=0x50000000
-RADDR=0x54000000
-KSIZE=$(stat -c %s "$LINUX_IMAGE")
-RSIZE=$(stat -c %s "$LINUX_INITRD")
+linux_build qemu-linux
 # Kernel args: the PV console; early messages through console_io (xenboot earlycon).
 ARGS="console=hvc0 earlycon=xenboot rdinit=/init panic=-1 loglevel=7"
 
@@ -43,54 +27,7 @@ run() {
     local name=$1 smp=$2 vcpus=$3 qmem=${4:-1G} domu_mib=${5:-256} ndom=${6:-1}
     local domu_kib; domu_kib=$(printf '0x%x' $((domu_mib * 1024)))
     local m=(-M virt,virtualization=on,gic-version=3 -cpu max -smp "$smp" -m "$qmem" -nic none)
-    "$QEMU" "${m[@]}" -machine dumpdtb="$WORK/$name-base.dtb" -nographic >/dev/null 2>&1
-    dtc -q -I dtb -O dts "$WORK/$name-base.dtb" >"$WORK/$name-base.dts"
-    # Xen's dom0less binding: /chosen/domU1 (xen,domain; memory in KiB; cpus) with its kernel
-    # and ramdisk modules; hv's own command line in xen,xen-bootargs.
-    # Every domU boots the same kernel and initramfs modules (hv copies them into each domain).
-    awk -v hvargs="${HV_ARGS:-loglvl=info}" -v ks="$KSIZE" -v rs="$RSIZE" -v args="$ARGS" -v cpus="$vcpus" \
-        -v ka="$KADDR" -v ra="$RADDR" -v mem="$domu_kib" -v ndom="$ndom" -v big="${TOOBIG_MIB:-}" '
-        /^\tchosen \{/ && !done { inchosen = 1; print; print "\t\txen,xen-bootargs = \"" hvargs "\";"; next }
-        inchosen && /^\t\};/ {
-          for (d = 1; d <= ndom; d++) {
-            print "\t\tdomU" d " {"
-            print "\t\t\tcompatible = \"xen,domain\";"
-            print "\t\t\t#address-cells = <0x1>;"
-            print "\t\t\t#size-cells = <0x1>;"
-            printf "\t\t\tmemory = <0x0 %s>;\n", mem
-            printf "\t\t\tcpus = <%d>;\n", cpus
-            printf "\t\t\tmodule@%s {\n", substr(ka, 3)
-            print "\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";"
-            printf "\t\t\t\treg = <%s %s>;\n", ka, ks
-            printf "\t\t\t\tbootargs = \"%s\";\n", args
-            print "\t\t\t};"
-            printf "\t\t\tmodule@%s {\n", substr(ra, 3)
-            print "\t\t\t\tcompatible = \"multiboot,ramdisk\", \"multiboot,module\";"
-            printf "\t\t\t\treg = <%s %s>;\n", ra, rs
-            print "\t\t\t};"
-            print "\t\t};"
-          }
-          if (big != "") {
-              # One more domU with the same modules and more RAM than is free.
-              print "\t\tdomU" (ndom + 1) " {"
-              print "\t\t\tcompatible = \"xen,domain\";"
-              print "\t\t\t#address-cells = <0x1>;"
-              print "\t\t\t#size-cells = <0x1>;"
-              printf "\t\t\tmemory = <0x0 0x%x>;\n", big * 1024
-              print "\t\t\tcpus = <1>;"
-              printf "\t\t\tmodule@%s {\n", substr(ka, 3)
-              print "\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";"
-              printf "\t\t\t\treg = <%s %s>;\n", ka, ks
-              printf "\t\t\t\tbootargs = \"%s\";\n", args
-              print "\t\t\t};"
-              print "\t\t};"
-          }
-          inchosen = 0; done = 1
-        }
-        { print }
-        ' "$WORK/$name-base.dts" >"$WORK/$name.dts"
-    grep -q 'domU1' "$WORK/$name.dts" || { echo "[qemu-linux] no /chosen in QEMU's DTB" >&2; return 1; }
-    dtc -q -I dts -O dtb -o "$WORK/$name.dtb" "$WORK/$name.dts"
+    dom0less_dtb "$name" "$vcpus" "$domu_kib" "$ndom" "${m[@]}"
     local log=$WORK/$name.log t0; t0=$(now)
     echo "[qemu-linux] ($name) -smp $smp -m $qmem, $ndom domU(s) with $vcpus vCPU(s) and $domu_mib MiB; log: $log" >&2
     set +e

@@ -26,6 +26,8 @@ pub mod psci;
 pub mod ratelimit;
 pub mod sched;
 pub mod start;
+#[cfg(test)]
+mod testutil;
 pub mod tlb;
 pub mod trap;
 pub mod vcpu;

@@ -7,6 +7,7 @@
 use super::*;
 use crate::arch::fake::{FakeArch, FakeMachine, FakeMem};
 use crate::domain::GUEST_RAM0_BASE;
+use crate::testutil::Lines;
 use crate::xen::abi::{
     cpupool_op, domctl_cmd, physcap, sysctl_cmd, virq, XenDomctl, XenDomctlGetdomaininfo,
     XenSysctl, XenSysctlCpupoolOp, XenSysctlCputopoinfo, XenSysctlGetdomaininfolist,
@@ -15,20 +16,7 @@ use crate::xen::abi::{
 };
 use crate::xen::domu::DomainXen;
 use alloc::string::String;
-use alloc::sync::Arc;
 use memops::FrameTable;
-use spin::Mutex;
-
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-impl ConsoleSink for Lines {
-    fn guest_line(&mut self, domid: u16, line: &str) {
-        self.0.lock().push(std::format!("(d{domid}) {line}"));
-    }
-    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
-        self.0.lock().push(std::format!("hv: {args}"));
-    }
-}
 
 const B: u64 = GUEST_RAM0_BASE;
 /// Where the tests put a call's struct (in d0's RAM, MMU off).
@@ -149,6 +137,35 @@ impl W {
         self.put(caller, at, s);
         let r = self.call(caller, nr::EVENT_CHANNEL_OP, [u64::from(cmd), at, 0]);
         (r, self.get(caller, at, s.len()))
+    }
+    /// `EVTCHNOP_bind_virq(virq, vcpu)` by `caller`: the result and the port.
+    fn bind_virq(&mut self, caller: u16, virq: u32, vcpu: u32) -> (i64, u32) {
+        let mut b = [0u8; 12];
+        b[0..4].copy_from_slice(&virq.to_le_bytes());
+        b[4..8].copy_from_slice(&vcpu.to_le_bytes());
+        let (r, out) = self.evtchn(caller, evtchn::op::BIND_VIRQ, &b);
+        (r, u32::from_le_bytes(out[8..12].try_into().unwrap()))
+    }
+    /// Whether `port` is pending in `domid`'s shared info
+    /// (`evtchn_pending[]` at offset 48).
+    fn pending(&self, domid: u16, port: u32) -> bool {
+        let si = self.world.domains[self.idx(domid)]
+            .xen
+            .evtchn
+            .shared_info()
+            .unwrap();
+        let mut pend = [0u8; 8];
+        self.world
+            .mem
+            .read(PhysAddr(si.0 + 48 + u64::from(port / 64) * 8), &mut pend);
+        u64::from_le_bytes(pend) & (1 << (port % 64)) != 0
+    }
+    /// `EVTCHNOP_bind_vcpu(port, vcpu)` by dom0: the result.
+    fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> i64 {
+        let mut b = [0u8; 8];
+        b[0..4].copy_from_slice(&port.to_le_bytes());
+        b[4..8].copy_from_slice(&vcpu.to_le_bytes());
+        self.evtchn(0, evtchn::op::BIND_VCPU, &b).0
     }
 }
 
@@ -537,22 +554,15 @@ fn readconsole_reads_hvs_log_incrementally_and_clears() {
 fn dom_exc_is_bound_by_dom0_moved_and_raised_when_a_domain_goes() {
     let mut w = W::new();
     // Make dom0's vCPU 0 deliverable: its shared-info slot unmasked.
-    let mut b = [0u8; 12];
-    b[0..4].copy_from_slice(&virq::DOM_EXC.to_le_bytes());
-    b[4..8].copy_from_slice(&1u32.to_le_bytes());
     assert_eq!(
-        w.evtchn(0, evtchn::op::BIND_VIRQ, &b).0,
+        w.bind_virq(0, virq::DOM_EXC, 1).0,
         e(Errno::EINVAL),
         "global VIRQ on vCPU 1"
     );
-    b[4..8].copy_from_slice(&0u32.to_le_bytes());
-    let (r, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &b);
+    let (r, port) = w.bind_virq(0, virq::DOM_EXC, 0);
     assert_eq!(r, 0);
-    let port = u32::from_le_bytes(out[8..12].try_into().unwrap());
     // xenstored: bind_vcpu(port, 0) succeeds on a global VIRQ.
-    let mut bv = [0u8; 8];
-    bv[0..4].copy_from_slice(&port.to_le_bytes());
-    assert_eq!(w.evtchn(0, evtchn::op::BIND_VCPU, &bv).0, 0);
+    assert_eq!(w.bind_vcpu(port, 0), 0);
     // Status: VIRQ 3 on vCPU 0.
     let mut st = [0u8; 24];
     st[0..2].copy_from_slice(&evtchn::DOMID_SELF.to_le_bytes());
@@ -569,12 +579,7 @@ fn dom_exc_is_bound_by_dom0_moved_and_raised_when_a_domain_goes() {
     w.irq.clear();
     assert_eq!(w.domctl(domctl_cmd::DESTROYDOMAIN, 1).0, 0);
     assert!(w.world.domain(1).is_none());
-    let si = w.world.domains[w.idx(0)].xen.evtchn.shared_info().unwrap();
-    let mut pend = [0u8; 8];
-    w.world
-        .mem
-        .read(PhysAddr(si.0 + 48 + u64::from(port / 64) * 8), &mut pend);
-    assert_ne!(u64::from_le_bytes(pend) & (1 << (port % 64)), 0);
+    assert!(w.pending(0, port));
     assert_eq!(w.irq, [(0, 0)]);
     // The handler is the privileged domain; a domain without a bound port gets nothing.
     assert_eq!(super::virq::global_virq_handler(&w.world.domains), Some(0));
@@ -710,6 +715,10 @@ impl Replay {
             .push((String::from(label), xen, got, deviation.map(|d| d.1)));
         got
     }
+    /// [`Replay::check`] of a call Xen answers with success, no deviation.
+    fn ok(&mut self, label: &str, got: i64) -> i64 {
+        self.check(label, got, Xen::Ok, None)
+    }
 }
 
 fn xatp(w: &mut W, space: u32, idx: u64, gpfn: u64) -> i64 {
@@ -779,33 +788,29 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     // --- §2.1 dom0 kernel boot ---
     w.put(0, ARG, &[0; 8]);
     let got = w.call(0, nr::XEN_VERSION, [6, ARG, 0]);
-    r.check("XENVER_get_features", got, Xen::Ok, None);
+    r.ok("XENVER_get_features", got);
     let si_gfn = (B + 0x60_0000) >> 12;
-    r.check(
+    r.ok(
         "XENMEM_add_to_physmap shared_info",
         xatp(&mut w, 0, 0, si_gfn),
-        Xen::Ok,
-        None,
     );
     let mut q = [0u8; 16];
     q[0..2].copy_from_slice(&self_);
     let got = gnttab(&mut w, 6, &q);
-    r.check("GNTTABOP_query_size", got, Xen::Ok, None);
+    r.ok("GNTTABOP_query_size", got);
     let got = gnttab(&mut w, 8, &1u32.to_le_bytes());
-    r.check("GNTTABOP_set_version 1", got, Xen::Ok, None);
+    r.ok("GNTTABOP_set_version 1", got);
     for _ in 0..3 {
         let got = gnttab(&mut w, 6, &q);
-        r.check("GNTTABOP_query_size", got, Xen::Ok, None);
+        r.ok("GNTTABOP_query_size", got);
     }
     // The grant frame goes at a gfn outside dom0's RAM, in the DT
     // hypervisor node's first range (Xen: 0x40200 with dom0 at 0x60000000;
     // here dom0's RAM is at 0x40000000, so a gfn past it).
     let gnt_gfn = 0x9_0200;
-    r.check(
+    r.ok(
         "XENMEM_add_to_physmap grant_table",
         xatp(&mut w, 1, 0, gnt_gfn),
-        Xen::Ok,
-        None,
     );
     let fifo = Some((
         Errno::ENOSYS,
@@ -819,7 +824,7 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
         let got = w.call(0, nr::EVENT_CHANNEL_OP, [11, ARG, 0]);
         r.check("EVTCHNOP_init_control", got, Xen::Ok, fifo);
         if vcpu == 0 {
-            r.check("XENPF_settime64", settime(&mut w), Xen::Ok, None);
+            r.ok("XENPF_settime64", settime(&mut w));
         }
         let mut vi = [0u8; 16];
         vi[0..8].copy_from_slice(&((B + 0x50_0000 + u64::from(vcpu) * 0x1000) >> 12).to_le_bytes());
@@ -839,14 +844,14 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
                 ],
             )
             .ret as i64;
-        r.check("VCPUOP_register_vcpu_info", got, Xen::Ok, None);
+        r.ok("VCPUOP_register_vcpu_info", got);
     }
     let mut hp = [0u8; 16];
     hp[0..2].copy_from_slice(&self_);
     hp[4..8].copy_from_slice(&hvm_param::STORE_EVTCHN.to_le_bytes());
     w.put(0, ARG, &hp);
     let got = w.call(0, nr::HVM_OP, [1, ARG, 0]);
-    r.check("HVMOP_get_param STORE_EVTCHN", got, Xen::Ok, None);
+    r.ok("HVMOP_get_param STORE_EVTCHN", got);
     assert_eq!(
         w.get(0, ARG + 8, 8),
         [0; 8],
@@ -856,17 +861,10 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     au[0..2].copy_from_slice(&self_);
     au[2..4].copy_from_slice(&self_);
     let (got, out) = w.evtchn(0, evtchn::op::ALLOC_UNBOUND, &au);
-    r.check("EVTCHNOP_alloc_unbound self/self", got, Xen::Ok, None);
+    r.ok("EVTCHNOP_alloc_unbound self/self", got);
     let store_port = u32::from_le_bytes(out[4..8].try_into().unwrap());
-    let mut bv = [0u8; 8];
-    bv[0..4].copy_from_slice(&store_port.to_le_bytes());
-    bv[4..8].copy_from_slice(&1u32.to_le_bytes());
-    r.check(
-        "EVTCHNOP_bind_vcpu store->1",
-        w.evtchn(0, evtchn::op::BIND_VCPU, &bv).0,
-        Xen::Ok,
-        None,
-    );
+    let got = w.bind_vcpu(store_port, 1);
+    r.ok("EVTCHNOP_bind_vcpu store->1", got);
     let got = gnttab(&mut w, 12, &[0u8; 24]);
     r.check(
         "GNTTABOP_cache_flush (probe)",
@@ -879,9 +877,9 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     );
     w.put(0, ARG, &self_);
     let got = w.call(0, nr::MEMORY_OP, [3, ARG, 0]);
-    r.check("XENMEM_current_reservation", got, Xen::Ok, None);
+    r.ok("XENMEM_current_reservation", got);
     assert_eq!(got as u64, w.world.domains[0].physmap().tot_pages());
-    r.check("XENPF_settime64", settime(&mut w), Xen::Ok, None);
+    r.ok("XENPF_settime64", settime(&mut w));
     for (label, cmd) in [
         ("PHYSDEVOP_pci_device_add", 25u64),
         ("PHYSDEVOP_manage_pci_add", 15),
@@ -890,12 +888,9 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
         let got = w.call(0, nr::PHYSDEV_OP, [cmd, ARG, 0]);
         r.check(label, got, Xen::Err(Errno::ENOSYS), None);
     }
-    let mut bvq = [0u8; 12];
-    bvq[0..4].copy_from_slice(&virq::CONSOLE.to_le_bytes());
-    let (got, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &bvq);
-    r.check("EVTCHNOP_bind_virq VIRQ_CONSOLE", got, Xen::Ok, None);
-    let con_port = u32::from_le_bytes(out[8..12].try_into().unwrap());
-    r.check("XENPF_settime64", settime(&mut w), Xen::Ok, None);
+    let (got, con_port) = w.bind_virq(0, virq::CONSOLE, 0);
+    r.ok("EVTCHNOP_bind_virq VIRQ_CONSOLE", got);
+    r.ok("XENPF_settime64", settime(&mut w));
     let got = w.call(
         0,
         nr::VM_ASSIST,
@@ -905,7 +900,7 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
             0,
         ],
     );
-    r.check("VMASST runstate_update_flag", got, Xen::Ok, None);
+    r.ok("VMASST runstate_update_flag", got);
     for vcpu in 0..2u64 {
         w.put(
             0,
@@ -917,16 +912,10 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
             nr::VCPU_OP,
             [u64::from(vcpuop::REGISTER_RUNSTATE_MEMORY_AREA), vcpu, ARG],
         );
-        r.check("VCPUOP_register_runstate_memory_area", got, Xen::Ok, None);
+        r.ok("VCPUOP_register_runstate_memory_area", got);
     }
-    bv[0..4].copy_from_slice(&con_port.to_le_bytes());
-    bv[4..8].copy_from_slice(&0u32.to_le_bytes());
-    r.check(
-        "EVTCHNOP_bind_vcpu console->0",
-        w.evtchn(0, evtchn::op::BIND_VCPU, &bv).0,
-        Xen::Ok,
-        None,
-    );
+    let got = w.bind_vcpu(con_port, 0);
+    r.ok("EVTCHNOP_bind_vcpu console->0", got);
 
     // --- §3 toolstack start ---
     // xenstored: dom0's store port, VIRQ_DOM_EXC, notifications.
@@ -934,40 +923,30 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     bi[0..2].copy_from_slice(&0u16.to_le_bytes());
     bi[4..8].copy_from_slice(&store_port.to_le_bytes());
     let (got, out) = w.evtchn(0, evtchn::op::BIND_INTERDOMAIN, &bi);
-    r.check("EVTCHNOP_bind_interdomain remote 0", got, Xen::Ok, None);
+    r.ok("EVTCHNOP_bind_interdomain remote 0", got);
     let xs_port = u32::from_le_bytes(out[8..12].try_into().unwrap());
-    bvq[0..4].copy_from_slice(&virq::DOM_EXC.to_le_bytes());
-    let (got, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &bvq);
-    r.check("EVTCHNOP_bind_virq VIRQ_DOM_EXC", got, Xen::Ok, None);
-    let exc_port = u32::from_le_bytes(out[8..12].try_into().unwrap());
+    let (got, exc_port) = w.bind_virq(0, virq::DOM_EXC, 0);
+    r.ok("EVTCHNOP_bind_virq VIRQ_DOM_EXC", got);
     for (port, vcpu) in [(xs_port, 1u32), (exc_port, 0)] {
-        bv[0..4].copy_from_slice(&port.to_le_bytes());
-        bv[4..8].copy_from_slice(&vcpu.to_le_bytes());
-        r.check(
-            "EVTCHNOP_bind_vcpu (xenstored)",
-            w.evtchn(0, evtchn::op::BIND_VCPU, &bv).0,
-            Xen::Ok,
-            None,
-        );
+        let got = w.bind_vcpu(port, vcpu);
+        r.ok("EVTCHNOP_bind_vcpu (xenstored)", got);
     }
     for _ in 0..97 {
         let got = w.evtchn(0, evtchn::op::SEND, &xs_port.to_le_bytes()).0;
-        r.check("EVTCHNOP_send (xenstored)", got, Xen::Ok, None);
+        r.ok("EVTCHNOP_send (xenstored)", got);
     }
     for _ in 0..2 {
         let got = w.evtchn(0, evtchn::op::UNMASK, &exc_port.to_le_bytes()).0;
-        r.check("EVTCHNOP_unmask", got, Xen::Ok, None);
+        r.ok("EVTCHNOP_unmask", got);
     }
     // xen-init-dom0.
     for _ in 0..5 {
         let got = w.domctl(domctl_cmd::GETDOMAININFO, 0).0;
-        r.check("XEN_DOMCTL_getdomaininfo dom0", got, Xen::Ok, None);
+        r.ok("XEN_DOMCTL_getdomaininfo dom0", got);
     }
-    r.check(
+    r.ok(
         "XEN_SYSCTL_physinfo",
         sysctl_ret(&mut w, sysctl_cmd::PHYSINFO, &[]),
-        Xen::Ok,
-        None,
     );
     for (pool, xen) in [(0u32, Xen::Ok), (1, Xen::Err(Errno::ENOENT))] {
         let p = XenSysctlCpupoolOp {
@@ -1000,7 +979,7 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
             num_domains: 0,
         };
         let got = sysctl_ret(&mut w, sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
-        r.check("XEN_SYSCTL_getdomaininfolist first 1", got, Xen::Ok, None);
+        r.ok("XEN_SYSCTL_getdomaininfolist first 1", got);
     }
     // xenperf.
     let got = sysctl_ret(&mut w, sysctl_cmd::PERFC_OP, &[]);
@@ -1012,75 +991,37 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
         "hv has no build id (Xen without one answers the same; xl prints no build_id)",
     ));
     for _ in 0..2 {
-        r.check(
-            "XENVER_version",
-            w.call(0, nr::XEN_VERSION, [0, 0, 0]),
-            Xen::Ok,
-            None,
-        );
-        r.check(
-            "XENVER_extraversion2",
-            xenver_varbuf(&mut w, 11),
-            Xen::Ok,
-            None,
-        );
+        r.ok("XENVER_version", w.call(0, nr::XEN_VERSION, [0, 0, 0]));
+        r.ok("XENVER_extraversion2", xenver_varbuf(&mut w, 11));
         w.put(0, BUF, &[0u8; 144]);
-        r.check(
+        r.ok(
             "XENVER_compile_info",
             w.call(0, nr::XEN_VERSION, [2, BUF, 0]),
-            Xen::Ok,
-            None,
         );
-        r.check(
-            "XENVER_capabilities2",
-            xenver_varbuf(&mut w, 12),
-            Xen::Ok,
-            None,
-        );
-        r.check(
-            "XENVER_changeset2",
-            xenver_varbuf(&mut w, 13),
-            Xen::Ok,
-            None,
-        );
-        r.check(
+        r.ok("XENVER_capabilities2", xenver_varbuf(&mut w, 12));
+        r.ok("XENVER_changeset2", xenver_varbuf(&mut w, 13));
+        r.ok(
             "XENVER_platform_parameters",
             w.call(0, nr::XEN_VERSION, [5, BUF, 0]),
-            Xen::Ok,
-            None,
         );
-        r.check(
-            "XENVER_pagesize",
-            w.call(0, nr::XEN_VERSION, [7, 0, 0]),
-            Xen::Ok,
-            None,
-        );
-        r.check(
-            "XENVER_commandline2",
-            xenver_varbuf(&mut w, 14),
-            Xen::Ok,
-            None,
-        );
+        r.ok("XENVER_pagesize", w.call(0, nr::XEN_VERSION, [7, 0, 0]));
+        r.ok("XENVER_commandline2", xenver_varbuf(&mut w, 14));
         // build_id: Xen answers the length (0x14), then the 20 bytes.
         let got = w.call(0, nr::XEN_VERSION, [10, 0, 0]);
         r.check("XENVER_build_id (length)", got, Xen::Ok, no_build_id);
-        r.check(
+        r.ok(
             "XEN_SYSCTL_physinfo (xl)",
             sysctl_ret(&mut w, sysctl_cmd::PHYSINFO, &[]),
-            Xen::Ok,
-            None,
         );
         for cmd in [18u64, 19] {
             let (got, res) = one_memop_multicall(&mut w, cmd);
-            r.check("multicall [XENMEM_get_sharing_*]", got, Xen::Ok, None);
+            r.ok("multicall [XENMEM_get_sharing_*]", got);
             assert_eq!(res, 0, "Arm: memsharing not working yet, 0");
         }
     }
-    r.check(
+    r.ok(
         "XEN_SYSCTL_sched_id",
         sysctl_ret(&mut w, sysctl_cmd::SCHED_ID, &[]),
-        Xen::Ok,
-        None,
     );
     let f = XenSysctlCpupoolOp {
         op: cpupool_op::FREEINFO,
@@ -1091,7 +1032,7 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
         ..XenSysctlCpupoolOp::default()
     };
     let got = sysctl_ret(&mut w, sysctl_cmd::CPUPOOL_OP, &f.to_bytes());
-    r.check("XEN_SYSCTL_cpupool_op FREEINFO", got, Xen::Ok, None);
+    r.ok("XEN_SYSCTL_cpupool_op FREEINFO", got);
     for first in [0u16, 1] {
         let l = XenSysctlGetdomaininfolist {
             first_domain: first,
@@ -1100,7 +1041,7 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
             num_domains: 0,
         };
         let (got, back) = w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
-        r.check("XEN_SYSCTL_getdomaininfolist (xl list)", got, Xen::Ok, None);
+        r.ok("XEN_SYSCTL_getdomaininfolist (xl list)", got);
         if first == 0 {
             let n = back.member::<XenSysctlGetdomaininfolist>().num_domains;
             assert_eq!(n, 2, "Domain-0 and d1");
@@ -1145,23 +1086,15 @@ fn virq_console_is_raised_on_dom0s_port() {
         None,
         "not bound yet"
     );
-    let mut b = [0u8; 12];
-    b[0..4].copy_from_slice(&virq::CONSOLE.to_le_bytes());
-    let (r, out) = w.evtchn(0, evtchn::op::BIND_VIRQ, &b);
+    let (r, port) = w.bind_virq(0, virq::CONSOLE, 0);
     assert_eq!(r, 0);
-    let port = u32::from_le_bytes(out[8..12].try_into().unwrap());
     assert_eq!(
         super::virq::raise_global(&mut w.world.domains, &mut w.world.mem, virq::CONSOLE),
         Some(port)
     );
-    let si = w.world.domains[w.idx(0)].xen.evtchn.shared_info().unwrap();
-    let mut pend = [0u8; 8];
-    w.world
-        .mem
-        .read(PhysAddr(si.0 + 48 + u64::from(port / 64) * 8), &mut pend);
-    assert_ne!(u64::from_le_bytes(pend) & (1 << (port % 64)), 0);
+    assert!(w.pending(0, port));
     // A domU binding VIRQ_CONSOLE is not the handler: dom0 still is.
-    let (r, _) = w.evtchn(1, evtchn::op::BIND_VIRQ, &b);
+    let (r, _) = w.bind_virq(1, virq::CONSOLE, 0);
     assert_eq!(r, 0);
     assert_eq!(super::virq::global_virq_handler(&w.world.domains), Some(0));
 }

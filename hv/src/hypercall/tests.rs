@@ -4,6 +4,7 @@ use super::*;
 use crate::arch::fake::{FakeArch, FakeMachine, FakeMem};
 use crate::domain::runstate_switch;
 use crate::domain::GUEST_RAM0_BASE;
+use crate::testutil::Lines;
 use crate::xen::console_ring as ring;
 use crate::xen::domu::{
     hvm_param, runstate, ticks_to_ns, vcpuop, vmasst, DomainXen, CONSOLE_GFN, GUEST_MAGIC_BASE,
@@ -11,27 +12,9 @@ use crate::xen::domu::{
 use crate::xen::evtchn::RecordingIrqSink;
 use crate::xen::grant;
 use alloc::string::String;
-use alloc::sync::Arc;
 use memops::physmap::P2mKind;
 use memops::FrameTable;
 use multicall::MULTICALL_BUDGET;
-use spin::Mutex;
-
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-impl ConsoleSink for Lines {
-    fn guest_line(&mut self, domid: u16, line: &str) {
-        self.0.lock().push(std::format!("(d{domid}) {line}"));
-    }
-    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
-        self.0.lock().push(std::format!("hv: {args}"));
-    }
-}
-impl Lines {
-    fn all(&self) -> Vec<String> {
-        self.0.lock().clone()
-    }
-}
 
 const B: u64 = GUEST_RAM0_BASE;
 

@@ -5,20 +5,16 @@ extern crate std;
 use super::*;
 use crate::arch::fake::{FakeArch, FakeMachine, FakeMem, SharedMachine, Step};
 use crate::arch::{El1Reg, ExitVector, GuestGprs, RawExit};
-use crate::domain::build::{BootImage, DomainSpec};
+use crate::domain::build::DomainSpec;
 use crate::domain::GUEST_RAM0_BASE;
 use crate::start::{CpuExit, System};
+use crate::testutil::Lines;
 use crate::trap::{ExitReason, ESR_IL};
-use crate::xen::ConsoleSink;
 use alloc::boxed::Box;
-use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use memops::FrameTable;
 use proptest::prelude::*;
-use pv_tlb::{PhysAddr, Policy};
-use spin::Mutex;
+use pv_tlb::Policy;
 
 /// ESR ISS of `MRS/MSR` op0 3, op1 0, CRn 0, `crm`, `op2` with `rt`.
 fn iss(crm: u64, op2: u64, rt: u64, read: bool) -> u64 {
@@ -241,43 +237,11 @@ proptest! {
 
 // ---- Through the run loop with the fake arch ----
 
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-
-impl ConsoleSink for Lines {
-    fn guest_line(&mut self, domid: u16, line: &str) {
-        self.0.lock().push(std::format!("(d{domid}) {line}"));
-    }
-    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
-        self.0.lock().push(std::format!("hv: {args}"));
-    }
-}
-
 /// One domU (VMID 1) with a raw 4 KiB kernel whose word at 0x200 is 0
 /// (SHUTDOWN_poweroff reason), on a fake machine.
 fn rig() -> (System<FakeMem>, SharedMachine) {
-    let mem = FakeMem::new(0x8000_0000, 0x400_0000);
-    let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x3000);
-    let sys = System::new(
-        mem,
-        pool,
-        Policy::XenCompat,
-        Box::new(Lines::default()),
-        2,
-        40,
-    );
-    let img = vec![0u8; 0x1000];
-    sys.add_domain(
-        DomainSpec::domu(2 << 20),
-        BootImage {
-            size: img.len() as u64,
-            read: &mut |_m: &FakeMem, off, buf: &mut [u8]| {
-                buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
-            },
-        },
-        None,
-    )
-    .unwrap();
+    let sys = crate::testutil::system(Policy::XenCompat, Box::new(Lines::default()), 2);
+    crate::testutil::add_image(&sys, DomainSpec::domu(2 << 20), &[0u8; 0x1000]).unwrap();
     (sys, FakeMachine::new_shared())
 }
 

@@ -8,39 +8,21 @@ use crate::bootinfo::{BootInfo, ModuleKind};
 use crate::domain::build::{domains_from_modules, page_runs, pick_evtchn_ppi};
 use crate::domain::{alloc_direct, place_modules};
 use crate::mm::MemRange;
-use alloc::string::String;
-use alloc::sync::Arc;
+use crate::testutil::{Lines, HOST_RAM as POOL_BASE, POOL_FRAMES};
 use alloc::vec;
 use fdt::Fdt;
 use memops::{FrameTable, MemType};
 use pv_tlb::Ipa;
-use std::format;
 
 /// The Xen 4.20 peer's DTB (QEMU virt, -smp 2 -m 2G, modules at 0x50000000
 /// and 0x58000000; tests-nested/xen/README.md), compacted by dtc.
 const PEER: &[u8] = include_bytes!("../../tests/fixtures/xen-peer.dtb");
 
-const POOL_BASE: u64 = 0x8000_0000;
-const POOL_FRAMES: u64 = 0x3000;
 const KERNEL_AT: u64 = 0x8380_0000;
 const INITRD_AT: u64 = 0x8390_0000;
 
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-
-impl ConsoleSink for Lines {
-    fn guest_line(&mut self, domid: u16, line: &str) {
-        self.0.lock().push(format!("(d{domid}) {line}"));
-    }
-    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
-        self.0.lock().push(format!("hv: {args}"));
-    }
-}
-
 fn system(lines: &Lines) -> System<FakeMem> {
-    let mem = FakeMem::new(POOL_BASE, 0x400_0000);
-    let pool = FrameTable::new(PhysAddr(POOL_BASE), POOL_FRAMES);
-    System::new(mem, pool, Policy::XenCompat, Box::new(lines.clone()), 8, 40)
+    crate::testutil::system(Policy::XenCompat, Box::new(lines.clone()), 8)
 }
 
 /// An arm64 `Image` (text_offset 0, image_size 0x10000) of 0x2000 bytes

@@ -6,42 +6,19 @@ use crate::arch::{El1Reg, GuestGprs};
 use crate::bootinfo::ModuleKind;
 use crate::domain::build::parse_mem;
 use crate::domain::{FrameSource, GUEST_RAM0_BASE};
+use crate::testutil::{Lines, POOL_FRAMES};
 use alloc::string::{String, ToString};
-use alloc::sync::Arc;
 use alloc::vec;
 use memops::FrameTable;
 use pv_tlb::{Ipa, TlbOp};
 use std::format;
 
 const RAM: u64 = 2 << 20;
-/// Frames of the guest page pool in [`rig`] (48 MiB).
-const POOL_FRAMES: u64 = 0x3000;
 /// Where tests put boot modules in the rig's host RAM (above the pool).
 const MODULES: u64 = 0x8380_0000;
 const NOSYS: u64 = (-38i64) as u64;
 const EFAULT: u64 = (-14i64) as u64;
 const EINVAL: u64 = (-22i64) as u64;
-
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-
-impl ConsoleSink for Lines {
-    fn guest_line(&mut self, domid: u16, line: &str) {
-        self.0.lock().push(format!("(d{domid}) {line}"));
-    }
-    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
-        self.0.lock().push(format!("hv: {args}"));
-    }
-}
-
-impl Lines {
-    fn all(&self) -> Vec<String> {
-        self.0.lock().clone()
-    }
-    fn has(&self, s: &str) -> bool {
-        self.0.lock().iter().any(|l| l == s)
-    }
-}
 
 struct Rig {
     sys: System<FakeMem>,
@@ -54,12 +31,10 @@ fn rig() -> Rig {
 }
 
 fn rig_with(policy: Policy) -> Rig {
-    let mem = FakeMem::new(0x8000_0000, 0x400_0000);
     // Guest pages: the bottom 48 MiB; table frames come from the fake's top;
     // test modules sit at MODULES in between.
-    let pool = FrameTable::new(PhysAddr(0x8000_0000), POOL_FRAMES);
     let lines = Lines::default();
-    let sys = System::new(mem, pool, policy, Box::new(lines.clone()), 2, 40);
+    let sys = crate::testutil::system(policy, Box::new(lines.clone()), 2);
     Rig {
         sys,
         lines,
@@ -78,19 +53,7 @@ fn kernel(text: &[u8]) -> Vec<u8> {
 
 impl Rig {
     fn add(&self, image: &[u8]) -> DomId {
-        let img = image.to_vec();
-        self.sys
-            .add_domain(
-                DomainSpec::domu(RAM),
-                BootImage {
-                    size: img.len() as u64,
-                    read: &mut |_m: &FakeMem, off, buf: &mut [u8]| {
-                        buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
-                    },
-                },
-                None,
-            )
-            .unwrap()
+        crate::testutil::add_image(&self.sys, DomainSpec::domu(RAM), image).unwrap()
     }
     fn script(&self, vmid: u16, steps: impl IntoIterator<Item = Step>) {
         self.machine.lock().script(vmid, 0, steps);

@@ -69,6 +69,19 @@ impl Vgic {
     }
 }
 
+/// [`dom0`] with `n` vCPUs after Linux's [`gic_on`], the RTC's SPI routed
+/// to it and, if `enable`, enabled by the guest (GICD_ISENABLER).
+fn dom0_rtc(n: u32, enable: bool) -> (SharedMachine, Arc<HwIrqs>, Vgic) {
+    let (m, hw, g) = dom0(n);
+    gic_on(&g, HOST, n);
+    g.route_hw_spi(RTC, true).unwrap();
+    if enable {
+        let (set, b) = bit(HOST, 0x100, RTC);
+        wr(&g, set, b);
+    }
+    (m, hw, g)
+}
+
 fn ops(m: &SharedMachine) -> Vec<DistOp> {
     let mut m = m.lock();
     let o = m.dist_ops();
@@ -233,12 +246,8 @@ fn state(lr: u64) -> (bool, bool) {
 
 #[test]
 fn ack_inject_and_the_guests_eoi_deactivate_through_the_hw_bit() {
-    let (m, _hw, g) = dom0(1);
+    let (m, _hw, g) = dom0_rtc(1, true);
     let mut a = FakeArch::new(0, m.clone());
-    gic_on(&g, HOST, 1);
-    g.route_hw_spi(RTC, true).unwrap();
-    let (set, b) = bit(HOST, 0x100, RTC);
-    wr(&g, set, b);
     ops(&m);
     assert!(!g.has_deliverable(0));
     // hv acknowledged physical SPI 34 and dropped its priority: inject.
@@ -277,12 +286,8 @@ fn ack_inject_and_the_guests_eoi_deactivate_through_the_hw_bit() {
 
 #[test]
 fn a_hw_lr_is_never_pending_and_active() {
-    let (m, _hw, g) = dom0(1);
+    let (m, _hw, g) = dom0_rtc(1, true);
     let mut a = FakeArch::new(0, m.clone());
-    gic_on(&g, HOST, 1);
-    g.route_hw_spi(RTC, true).unwrap();
-    let (set, b) = bit(HOST, 0x100, RTC);
-    wr(&g, set, b);
     // Active (the guest acknowledged it) and pending again (a second
     // physical edge after an ICACTIVER game): only the active state goes to
     // the LR, the pending latch waits in the vGIC.
@@ -304,13 +309,9 @@ fn a_hw_lr_is_never_pending_and_active() {
 
 #[test]
 fn put_and_load_keep_a_hw_interrupt_in_flight() {
-    let (m, _hw, g) = dom0(2);
+    let (m, _hw, g) = dom0_rtc(2, true);
     let mut a0 = FakeArch::new(0, m.clone());
     let mut a1 = FakeArch::new(1, m.clone());
-    gic_on(&g, HOST, 2);
-    g.route_hw_spi(RTC, true).unwrap();
-    let (set, b) = bit(HOST, 0x100, RTC);
-    wr(&g, set, b);
     g.load_cpu(0, 0, &mut a0);
     g.inject_hw(RTC).unwrap();
     g.flush_lrs(0, &mut a0);
@@ -332,9 +333,7 @@ fn put_and_load_keep_a_hw_interrupt_in_flight() {
 
 #[test]
 fn pending_and_active_writes_on_a_hw_spi_follow_the_physical_one() {
-    let (m, _hw, g) = dom0(1);
-    gic_on(&g, HOST, 1);
-    g.route_hw_spi(RTC, true).unwrap();
+    let (m, _hw, g) = dom0_rtc(1, false);
     ops(&m);
     let (ispend, b) = bit(HOST, 0x200, RTC);
     let (icpend, _) = bit(HOST, 0x280, RTC);
@@ -454,11 +453,7 @@ fn guest_writes_everywhere_touch_only_linked_spis() {
 /// scheduler (the wake epoch moves) and asks for a kick of its pCPU.
 #[test]
 fn inject_hw_wakes_and_kicks() {
-    let (_m, _hw, g) = dom0(2);
-    gic_on(&g, HOST, 2);
-    g.route_hw_spi(RTC, true).unwrap();
-    let (set, b) = bit(HOST, 0x100, RTC);
-    wr(&g, set, b);
+    let (_m, _hw, g) = dom0_rtc(2, true);
     // Route the virtual SPI to vCPU 1 (GICD_IROUTER: Aff0 = 1), resident on pCPU 1.
     acc(&g, 0, HOST.gicd + 0x6000 + 8 * u64::from(RTC), true, 8, 1);
     g.set_resident(1, Some(1));

@@ -11,9 +11,7 @@ use crate::irq::{HwIrqs, Owner};
 use crate::vgic::lr::bits;
 use crate::vgic::VgicLayout;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
-use memops::FrameTable;
 
 /// QEMU virt's GICv3 addresses: dom0's vGIC sits there.
 const HOST: VgicLayout = VgicLayout {
@@ -32,24 +30,10 @@ impl ConsoleSink for Quiet {
 /// A system with one 1-vCPU domain whose vGIC is at the host's addresses
 /// with SPI 34 routed to it (what dom0's builder does).
 fn system_with_routed_rtc() -> (System<FakeMem>, SharedMachine, Arc<HwIrqs>, DomId) {
-    let mem = FakeMem::new(0x8000_0000, 0x400_0000);
-    let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x3000);
-    let sys = System::new(mem, pool, Policy::XenCompat, Box::new(Quiet), 2, 40);
+    let sys = crate::testutil::system(Policy::XenCompat, Box::new(Quiet), 2);
     let machine = FakeMachine::new_shared();
     let hw = Arc::new(HwIrqs::new(Arc::new(FakeDist::new(machine.clone(), 288))));
-    let img = vec![0u8; 0x1000];
-    let id = sys
-        .add_domain(
-            DomainSpec::domu(2 << 20),
-            BootImage {
-                size: img.len() as u64,
-                read: &mut |_m: &FakeMem, off, buf: &mut [u8]| {
-                    buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
-                },
-            },
-            None,
-        )
-        .unwrap();
+    let id = crate::testutil::add_image(&sys, DomainSpec::domu(2 << 20), &[0u8; 0x1000]).unwrap();
     {
         let mut sh = sys.shared.lock();
         let d = sh.entry(id).unwrap();
@@ -77,6 +61,13 @@ fn gic_on() -> [Step; 5] {
     ]
 }
 
+/// d1v0's script: Linux's [`gic_on`], then `steps`.
+fn script(machine: &SharedMachine, steps: impl IntoIterator<Item = Step>) {
+    let mut m = machine.lock();
+    m.script(1, 0, gic_on());
+    m.script(1, 0, steps);
+}
+
 fn poweroff() -> Step {
     Step::hypercall(29, &[2, 0x4000_0200])
 }
@@ -93,22 +84,17 @@ fn lr_writes_of(m: &FakeMachine, intid: u32) -> Vec<u64> {
 #[test]
 fn routed_spi_is_injected_with_the_hw_bit_and_ended_by_the_guest() {
     let (sys, machine, hw, id) = system_with_routed_rtc();
-    {
-        let mut m = machine.lock();
-        m.script(1, 0, gic_on());
-        m.script(
-            1,
-            0,
-            [
-                // The device interrupts while the guest runs; the kick SGI
-                // (hv's own) arrives with it.
-                Step::irq_with(&[RTC, irq::KICK_SGI]),
-                // The guest acknowledged and EOIed it: LR 0 is empty again.
-                Step::hypercall(29, &[0]).with_lr(0, 0),
-                poweroff(),
-            ],
-        );
-    }
+    script(
+        &machine,
+        [
+            // The device interrupts while the guest runs; the kick SGI
+            // (hv's own) arrives with it.
+            Step::irq_with(&[RTC, irq::KICK_SGI]),
+            // The guest acknowledged and EOIed it: LR 0 is empty again.
+            Step::hypercall(29, &[0]).with_lr(0, 0),
+            poweroff(),
+        ],
+    );
     let delivered = crate::irq::delivered();
     let mut arch = FakeArch::new(0, machine.clone());
     assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
@@ -158,24 +144,19 @@ fn routed_spi_is_injected_with_the_hw_bit_and_ended_by_the_guest() {
 #[test]
 fn routed_spi_wakes_a_blocked_vcpu_from_the_idle_loop() {
     let (sys, machine, _hw, _id) = system_with_routed_rtc();
-    {
-        let mut m = machine.lock();
-        m.script(1, 0, gic_on());
-        m.script(
-            1,
-            0,
-            [
-                // WFI with the timer off and the GIC on: the vCPU blocks; the
-                // SPI becomes pending physically meanwhile (the idle pCPU
-                // acknowledges it after its WFI).
-                Step::wfx(false)
-                    .with_el1(El1Reg::CntvCtlEl0, 0)
-                    .raising(&[RTC]),
-                Step::hypercall(29, &[0]).with_lr(0, 0),
-                poweroff(),
-            ],
-        );
-    }
+    script(
+        &machine,
+        [
+            // WFI with the timer off and the GIC on: the vCPU blocks; the
+            // SPI becomes pending physically meanwhile (the idle pCPU
+            // acknowledges it after its WFI).
+            Step::wfx(false)
+                .with_el1(El1Reg::CntvCtlEl0, 0)
+                .raising(&[RTC]),
+            Step::hypercall(29, &[0]).with_lr(0, 0),
+            poweroff(),
+        ],
+    );
     let mut arch = FakeArch::new(0, machine.clone());
     assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
     let m = machine.lock();
@@ -191,11 +172,7 @@ fn an_spi_nobody_owns_is_ended_by_hv() {
     let (sys, machine, hw, _id) = system_with_routed_rtc();
     hw.reserve_for_hv(40).unwrap();
     assert_eq!(hw.owner(40), Some(Owner::Hv));
-    {
-        let mut m = machine.lock();
-        m.script(1, 0, gic_on());
-        m.script(1, 0, [Step::irq_with(&[41]), poweroff()]);
-    }
+    script(&machine, [Step::irq_with(&[41]), poweroff()]);
     let mut arch = FakeArch::new(0, machine.clone());
     assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
     let m = machine.lock();
