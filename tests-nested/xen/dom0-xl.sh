@@ -8,6 +8,7 @@
 #   domu console wait / ok         "DOMU: /init reached" in xenconsoled's log
 #                                  (/var/log/xen/console/guest-domu.log, --log=guest)
 #   xl shutdown begin / end        xl shutdown -w domu (the domU powers itself off)
+#   domu gone                      no domu row in `xl list` any more
 #   xl create2 begin / end         a second domain (name domu2), its /init marker seen
 #   domu2 console wait / ok
 #   xl destroy begin / end         xl destroy domu2
@@ -27,6 +28,15 @@ for w in $(cat /proc/cmdline); do
     case $w in dom0.xl.rounds=*) ROUNDS=${w#dom0.xl.rounds=} ;; esac
 done
 mkdir -p /var/log/xen/console
+
+# gone NAME SECONDS: wait until `xl list` has no row NAME.
+gone() {
+    local i=0
+    while xl list | grep -q "^$1 "; do
+        [ $i -lt $(($2 * 10)) ] || { xl list; return 1; }
+        sleep 0.1; i=$((i + 1))
+    done
+}
 
 # wait_console NAME SECONDS: wait for the domU's /init marker in xenconsoled's log of NAME.
 wait_console() {
@@ -55,7 +65,10 @@ wait_console domu 120
 mark "xl shutdown begin"
 xl shutdown -w domu || xfail "shutdown exit $?"
 mark "xl shutdown end"
-xl list | grep -q '^domu ' && xfail "shutdown: domu still listed"
+# `xl shutdown -w` returns when the domain has shut down; the xl process that `xl create` left
+# behind (it watches the domain) then destroys it (on_poweroff="destroy"): wait for that.
+gone domu 30 || xfail "shutdown: domu still listed 30 s after it shut down"
+mark "domu gone"
 grep -q 'DOMU: poweroff requested' /var/log/xen/console/guest-domu.log ||
     echo "DOM0: xl: (the domU's poweroff line is not in its log)"
 
@@ -66,7 +79,7 @@ wait_console domu2 120
 mark "xl destroy begin"
 xl destroy domu2 || xfail "destroy exit $?"
 mark "xl destroy end"
-xl list | grep -q '^domu2 ' && xfail "destroy: domu2 still listed"
+gone domu2 0 || xfail "destroy: domu2 still listed"
 
 FREE1=$(free_mem)
 mark "xl rounds begin: n=$ROUNDS free_memory=$FREE1"

@@ -13,7 +13,7 @@
 
 # The markers of dom0-xl.sh, in order, after init.sh's up to `xl dmesg end`.
 XL_MARKERS=('xl create begin' 'xl create end' 'xl list domu end' 'domu console wait'
-            'domu console ok' 'xl shutdown begin' 'xl shutdown end' 'xl create2 begin'
+            'domu console ok' 'xl shutdown begin' 'xl shutdown end' 'domu gone' 'xl create2 begin'
             'xl create2 end' 'domu2 console ok' 'xl destroy begin' 'xl destroy end'
             'xl rounds begin' 'xl rounds end' 'xl test done' 'done t=')
 
