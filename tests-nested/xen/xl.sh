@@ -58,6 +58,18 @@ xl_trace_summary() {
         }' "$1"
 }
 
+# xl_check LOG: appends to FAIL the first missing marker (init.sh's up to `xl dmesg end`, then
+# dom0-xl.sh's, then `done`), any "DOM0: FAIL" line, and a missing `domu` row (128 MB, 1 vCPU)
+# in the `xl list` after the first create.
+xl_check() {
+    local m=("${DOM0_MARKERS[@]}")
+    dom0_check_markers "$1" "${m[@]:0:${#m[@]}-1}" "${XL_MARKERS[@]}" || true
+    if dom0_serial "$1" | grep -q '^DOM0: xl list domu end'; then
+        dom0_block "$1" 'xl list domu begin' 'xl list domu end' | grep -Eq '^domu +[0-9]+ +128 +1 ' ||
+            FAIL+=("xl list shows no 'domu' row with 128 MB and 1 vCPU")
+    fi
+}
+
 dom0_mode_xl() {
     local hyp=$1 log=$OUT/xl.log rounds=${XL_ROUNDS:-20} t=$TIMEOUT
     FAIL=()
@@ -68,12 +80,7 @@ dom0_mode_xl() {
     TIMEOUT=${XL_TIMEOUT:-$TIMEOUT}; [ "$TIMEOUT" -le 400 ] || TIMEOUT=400
     dlog "xl: dom0.xl, $rounds rounds, timeout ${TIMEOUT}s; initramfs $(stat -c %s "$DOM0_INITRD") bytes; log: $log"
     dom0_run "$log" "${PLUGIN[@]}" "${BOOT[@]}" "${DISK[@]}"
-    local m=("${DOM0_MARKERS[@]}")
-    dom0_check_markers "$log" "${m[@]:0:${#m[@]}-1}" "${XL_MARKERS[@]}" || true
-    if dom0_serial "$log" | grep -q '^DOM0: xl list domu end'; then
-        dom0_block "$log" 'xl list domu begin' 'xl list domu end' | grep -Eq '^domu +[0-9]+ +128 +1 ' ||
-            FAIL+=("xl list shows no 'domu' row with 128 MB and 1 vCPU")
-    fi
+    xl_check "$log"
     [ "$RUN_RC" = 0 ] || FAIL+=("QEMU exit status $RUN_RC (124 = timeout after ${TIMEOUT}s)")
     TIMEOUT=$t
     xl_phases "$log" >"$OUT/xl-phases.txt"
