@@ -17,12 +17,15 @@
 #   xl rounds end                  free_memory (xl info) before and after, which must match
 #   xl test done
 # A failed step prints "DOM0: FAIL xl <step> ..." and the test stops there (init.sh goes on
-# to power off).
+# to power off). Every xl command runs under busybox `timeout` (XL_T s, 120; exit status 143 =
+# killed), so a hypervisor on which xl hangs fails at that step instead of at the runner's timeout.
 up() { cut -d' ' -f1 /proc/uptime; }
 mark() { echo "DOM0: $* t=$(up)"; }
 xfail() { echo "DOM0: FAIL xl $*"; exit 1; }
-free_mem() { xl info | sed -n 's/^free_memory *: *//p'; }
+free_mem() { t_xl info | sed -n 's/^free_memory *: *//p'; }
 CFG=/etc/xen/domu.cfg
+XL_T=120
+t_xl() { timeout "$XL_T" xl "$@"; }
 ROUNDS=20
 for w in $(cat /proc/cmdline); do
     case $w in dom0.xl.rounds=*) ROUNDS=${w#dom0.xl.rounds=} ;; esac
@@ -32,7 +35,7 @@ mkdir -p /var/log/xen/console
 # gone NAME SECONDS: wait until `xl list` has no row NAME.
 gone() {
     local i=0
-    while xl list | grep -q "^$1 "; do
+    while t_xl list | grep -q "^$1 "; do
         [ $i -lt $(($2 * 10)) ] || { xl list; return 1; }
         sleep 0.1; i=$((i + 1))
     done
@@ -56,14 +59,14 @@ wait_console() {
 
 FREE0=$(free_mem)
 mark "xl create begin: free_memory=$FREE0"
-xl create "$CFG" || xfail "create exit $?"
+t_xl create "$CFG" || xfail "create exit $?"
 mark "xl create end"
 mark "xl list domu begin"
-xl list || xfail "list exit $?"
+t_xl list || xfail "list exit $?"
 mark "xl list domu end"
 wait_console domu 120
 mark "xl shutdown begin"
-xl shutdown -w domu || xfail "shutdown exit $?"
+t_xl shutdown -w domu || xfail "shutdown exit $?"
 mark "xl shutdown end"
 # `xl shutdown -w` returns when the domain has shut down; the xl process that `xl create` left
 # behind (it watches the domain) then destroys it (on_poweroff="destroy"): wait for that.
@@ -73,11 +76,11 @@ grep -q 'DOMU: poweroff requested' /var/log/xen/console/guest-domu.log ||
     echo "DOM0: xl: (the domU's poweroff line is not in its log)"
 
 mark "xl create2 begin"
-xl create "$CFG" 'name="domu2"' || xfail "create2 exit $?"
+t_xl create "$CFG" 'name="domu2"' || xfail "create2 exit $?"
 mark "xl create2 end"
 wait_console domu2 120
 mark "xl destroy begin"
-xl destroy domu2 || xfail "destroy exit $?"
+t_xl destroy domu2 || xfail "destroy exit $?"
 mark "xl destroy end"
 gone domu2 0 || xfail "destroy: domu2 still listed"
 
@@ -86,9 +89,9 @@ mark "xl rounds begin: n=$ROUNDS free_memory=$FREE1"
 n=1
 while [ $n -le "$ROUNDS" ]; do
     mark "round create: $n"
-    xl create -q "$CFG" 'name="domr"' || xfail "round $n: create exit $?"
+    t_xl create -q "$CFG" 'name="domr"' || xfail "round $n: create exit $?"
     mark "round destroy: $n"
-    xl destroy domr || xfail "round $n: destroy exit $?"
+    t_xl destroy domr || xfail "round $n: destroy exit $?"
     n=$((n + 1))
 done
 FREE2=$(free_mem)
