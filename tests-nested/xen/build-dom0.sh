@@ -10,7 +10,9 @@
 #   DOM0_KERNEL_ADDR, DOM0_INITRD_ADDR   where runners load them (guest-physical, QEMU virt)
 #   DOM0_CMDLINE               dom0's command line (multiboot,kernel module's bootargs)
 # Prints the same KEY=VALUE lines on stdout.
-# Env: DOM0_OUT (output dir), DOM0_EXTRA_MODULES (more module names to include and load).
+# Env: DOM0_OUT (output dir), DOM0_EXTRA_MODULES (more module names to include and load),
+#      DOM0_DOMU=1 (issue 12: add the domU of build-domu.sh, /var/lib/domu/{Image.gz,initrd.cpio},
+#      ~19 MB; /etc/xen/domu.cfg and dom0-xl.sh, the `dom0.xl` test, are always in the image).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -106,7 +108,14 @@ specs=(dir:bin dir:dev dir:etc dir:proc dir:sys dir:tmp dir:mnt dir:root dir:run
        "sym:usr/lib/ld-linux-aarch64.so.1=aarch64-linux-gnu/ld-linux-aarch64.so.1"
        cdev:dev/console=5,1
        "file:bin/busybox=$BUSYBOX" sym:bin/sh=busybox "file:init=$HERE/init.sh"
-       "file:etc/xen/xl.conf=$HERE/xl.conf:644")
+       "file:etc/xen/xl.conf=$HERE/xl.conf:644"
+       dir:usr/lib/hvtest "file:usr/lib/hvtest/dom0-xl.sh=$HERE/dom0-xl.sh"
+       "file:etc/xen/domu.cfg=$HERE/domu.cfg:644")
+if [ -n "${DOM0_DOMU:-}" ]; then
+    eval "$(DOMU_OUT=${DOMU_OUT:-$OUT/domu} "$HERE/build-domu.sh")"   # DOMU_KERNEL DOMU_INITRD
+    specs+=(dir:var/lib/domu "file:var/lib/domu/Image.gz=$DOMU_KERNEL:644"
+            "file:var/lib/domu/initrd.cpio=$DOMU_INITRD:644")
+fi
 for f in "${files[@]}"; do specs+=("file:${f%%=*}=${f#*=}"); done
 for m in "${order[@]}"; do specs+=("file:usr/lib/modules/$m.ko=$stage/mod/$m.ko:644"); done
 specs+=("file:usr/lib/modules/order=$stage/mod/order:644")

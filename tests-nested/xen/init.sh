@@ -11,7 +11,8 @@
 # to power off. The disk: a passed-through virtio-mmio virtio-blk disk (/dev/vda) holding an
 # ext4 file system whose file /token the test wrote (tests-nested/xen/lib.sh, dom0_disk).
 # Kernel command-line words: dom0.shell (a shell on the console, then the power-off when it
-# exits), dom0.noxl (stop after the daemons), dom0.panic (crash the kernel through sysrq 'c'
+# exits), dom0.noxl (stop after the daemons), dom0.xl (issue 12: after `xl dmesg`, the `xl
+# create` test of /usr/lib/hvtest/dom0-xl.sh, tests-nested/xen/xl.sh), dom0.panic (crash the kernel through sysrq 'c'
 # instead of powering off).
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/lib/xen-4.20/bin:/usr/bin
@@ -31,6 +32,7 @@ mark "/init reached on $(uname -r)"
 case " $(cat /proc/cmdline) " in *" dom0.shell "*) SHELL_AT_END=1 ;; esac
 case " $(cat /proc/cmdline) " in *" dom0.noxl "*) NOXL=1 ;; esac
 case " $(cat /proc/cmdline) " in *" dom0.panic "*) PANIC=1 ;; esac
+case " $(cat /proc/cmdline) " in *" dom0.xl "*) XLTEST=1 ;; esac
 
 for m in $(cat /usr/lib/modules/order); do
     # A module may already be built in or loaded (then insmod fails with EEXIST): check first.
@@ -86,6 +88,9 @@ if [ -z "${NOXL:-}" ]; then
     mark "xl dmesg begin"
     xl dmesg || fail "xl dmesg exit $?"
     mark "xl dmesg end"
+    if [ -n "${XLTEST:-}" ]; then
+        sh /usr/lib/hvtest/dom0-xl.sh || FAILED=1
+    fi
 fi
 [ $FAILED = 0 ] && mark "done" || mark "done with failures"
 if [ -n "${SHELL_AT_END:-}" ]; then

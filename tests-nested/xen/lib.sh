@@ -290,7 +290,7 @@ dom0_main() {
     MORE_KEYS=()
     [ "${modes[*]}" != all ] || modes=(check console panic)
     for m in "${modes[@]}"; do
-        case $m in check | console | panic) ;; *) dlog "unknown mode $m (check, console, panic, all)"; return 2 ;; esac
+        case $m in check | console | panic | xl) ;; *) dlog "unknown mode $m (check, console, panic, xl, all)"; return 2 ;; esac
     done
     case $hyp in
         xen)
@@ -407,3 +407,7 @@ dom0_mode_panic() {
     [ ${#FAIL[@]} != 0 ] || dom0_serial "$log" | grep -E -m2 "Kernel panic|$PANIC_ERE" >&2
     dom0_report panic "$log"
 }
+
+# The `xl` mode (issue 12): dom0_mode_xl.
+# shellcheck source=tests-nested/xen/xl.sh
+source "$XEN_DIR/xl.sh"

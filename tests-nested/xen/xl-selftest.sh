@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The `xl` mode's checks (xl.sh) against the recorded peer log, no QEMU (~1 s): the full run of
+# results/2026-12-05-xl-peer passes; the same log cut after the domU's /init names 'xl shutdown
+# begin' as the first missing marker; a log without the domU row fails the `xl list` check; the
+# phases table sums the 20 rounds.
+set -euo pipefail
+# shellcheck source=tests-nested/xen/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG=$REPO/tests-nested/results/2026-12-05-xl-peer/xl.log
+TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+n=0
+check() { FAIL=(); xl_check "$1"; }
+expect() {
+    local got="${FAIL[*]:-}"
+    if [ "$got" = "$2" ]; then n=$((n + 1)); else echo "xl-selftest: FAIL $1: got [$got], want [$2]"; exit 1; fi
+}
+check "$LOG"; expect "peer run" ""
+awk '{ print } /DOM0: domu console ok/ { exit }' "$LOG" >"$TMP/cut.log"
+check "$TMP/cut.log"; expect "cut run" "stopped before 'DOM0: xl shutdown begin' (last marker: 'DOM0: domu console ok')"
+grep -v '| domu  ' "$LOG" >"$TMP/norow.log"
+check "$TMP/norow.log"; expect "no domu row" "xl list shows no 'domu' row with 128 MB and 1 vCPU"
+xl_phases "$LOG" | grep -q '^round_create .*(20 x' || { echo "xl-selftest: FAIL phases"; exit 1; }
+echo "xl-selftest: $((n + 1)) checks PASS"

@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# The `xl` mode of the dom0 runners (issue 12), sourced by lib.sh: run-peer.sh xl / run-hv.sh xl.
+# dom0's image gets the domU (build-dom0.sh DOM0_DOMU=1: build-domu.sh's gzip'd kernel and
+# busybox initrd, /etc/xen/domu.cfg) and boots with `dom0.xl dom0.xl.rounds=N`: /init then
+# runs dom0-xl.sh (xl create, xl list, the domU's /init marker in xenconsoled's log, xl
+# shutdown -w, a second create + xl destroy, N create/destroy rounds with free_memory before and
+# after). The check: every marker in order (a run that stops names the first missing marker
+# and the last one seen), no "DOM0: FAIL", a `domu` row (128 MB, 1 vCPU) in `xl list`, QEMU
+# exit status 0. Output in OUT: xl.log (stamped serial lines), xl.dtb, xl-phases.txt (dom0's
+# seconds per phase), xl-trace.txt + xl-trace-summary.txt (TRACE=1: hypercalls and TLBIs by
+# kind per phase).
+# Env: XL_ROUNDS (20), XL_TIMEOUT (TIMEOUT capped at 400 s).
+
+# The markers of dom0-xl.sh, in order, after init.sh's up to `xl dmesg end`.
+XL_MARKERS=('xl create begin' 'xl create end' 'xl list domu end' 'domu console wait'
+            'domu console ok' 'xl shutdown begin' 'xl shutdown end' 'domu gone' 'xl create2 begin'
+            'xl create2 end' 'domu2 console ok' 'xl destroy begin' 'xl destroy end'
+            'xl rounds begin' 'xl rounds end' 'xl test done' 'done t=')
+
+# xl_phases LOG: one line per dom0 marker of the xl test: "<phase> <seconds until the next
+# marker>" (dom0's uptime t=), the round phases summed ("round_create" and "round_destroy",
+# with their count and mean).
+xl_phases() {
+    dom0_serial "$1" | awk '
+        /^DOM0: / && / t=[0-9.]+/ {
+            name = substr($0, 7); sub(/(:| on | t=).*/, "", name); gsub(/ /, "_", name)
+            t = $0; sub(/.* t=/, "", t); sub(/ .*/, "", t)
+            if (prev != "" && started) { d = t - pt; sum[prev] += d; cnt[prev]++; if (!(prev in seen)) { seen[prev] = 1; order[++n] = prev } }
+            if (name == "xl_create_begin") started = 1
+            prev = name; pt = t
+        }
+        END {
+            for (i = 1; i <= n; i++) {
+                p = order[i]
+                if (cnt[p] > 1) printf "%-20s %8.2f s  (%d x, mean %.2f s)\n", p, sum[p], cnt[p], sum[p] / cnt[p]
+                else printf "%-20s %8.2f s\n", p, sum[p]
+            }
+        }'
+}
+
+# xl_trace_summary TRACE: per phase name (rounds summed) from the xl test on: hypercalls,
+# TLBIs in all and by kind (operation@EL).
+xl_trace_summary() {
+    awk '
+        $1 == "PHASE" { nm = $3; if (nm == "xl_create_begin") on = 1; if (!on) next
+                        if (!(nm in seen)) { seen[nm] = 1; order[++n] = nm }
+                        if ($4 == "tlbi") { k = $5 "@" $6; tl[nm] += $NF; tk[nm, k] += $NF; if (!(k in kseen)) { kseen[k] = 1; kinds[++m] = k } }
+                        else hc[nm] += $NF }
+        END {
+            printf "%-20s %9s %9s", "phase", "hypercall", "tlbi"
+            for (j = 1; j <= m; j++) printf " %s", kinds[j]
+            printf "\n"
+            for (i = 1; i <= n; i++) {
+                p = order[i]; printf "%-20s %9d %9d", p, hc[p], tl[p]
+                for (j = 1; j <= m; j++) printf " %s=%d", kinds[j], tk[p, kinds[j]]
+                printf "\n"
+            }
+        }' "$1"
+}
+
+# xl_check LOG: appends to FAIL the first missing marker (init.sh's up to `xl dmesg end`, then
+# dom0-xl.sh's, then `done`), any "DOM0: FAIL" line, and a missing `domu` row (128 MB, 1 vCPU)
+# in the `xl list` after the first create.
+xl_check() {
+    local m=("${DOM0_MARKERS[@]}")
+    dom0_check_markers "$1" "${m[@]:0:${#m[@]}-1}" "${XL_MARKERS[@]}" || true
+    if dom0_serial "$1" | grep -q '^DOM0: xl list domu end'; then
+        dom0_block "$1" 'xl list domu begin' 'xl list domu end' | grep -Eq '^domu +[0-9]+ +128 +1 ' ||
+            FAIL+=("xl list shows no 'domu' row with 128 MB and 1 vCPU")
+    fi
+}
+
+dom0_mode_xl() {
+    local hyp=$1 log=$OUT/xl.log rounds=${XL_ROUNDS:-20} t=$TIMEOUT
+    FAIL=()
+    # The image with the domU (its own directory: the default image stays small).
+    eval "$(DOM0_OUT=${XL_DOM0_OUT:-$OUT/dom0-xl} DOM0_DOMU=1 "$XEN_DIR/build-dom0.sh")"
+    dom0_boot "$hyp" "$DOM0_CMDLINE dom0.xl dom0.xl.rounds=$rounds ${DOM0_ARGS_EXTRA:-}" "$OUT/xl.dtb"
+    dom0_plugin "$OUT/xl-trace.txt"
+    TIMEOUT=${XL_TIMEOUT:-$TIMEOUT}; [ "$TIMEOUT" -le 400 ] || TIMEOUT=400
+    dlog "xl: dom0.xl, $rounds rounds, timeout ${TIMEOUT}s; initramfs $(stat -c %s "$DOM0_INITRD") bytes; log: $log"
+    dom0_run "$log" "${PLUGIN[@]}" "${BOOT[@]}" "${DISK[@]}"
+    xl_check "$log"
+    [ "$RUN_RC" = 0 ] || FAIL+=("QEMU exit status $RUN_RC (124 = timeout after ${TIMEOUT}s)")
+    TIMEOUT=$t
+    xl_phases "$log" >"$OUT/xl-phases.txt"
+    dom0_block "$log" 'xl list domu begin' 'xl list domu end' >&2 || true
+    dom0_serial "$log" | grep -E '^DOM0: (domu2? console ok|xl rounds (begin|end))' >&2 || true
+    dlog "xl: dom0's seconds per phase ($OUT/xl-phases.txt):"
+    cat "$OUT/xl-phases.txt" >&2
+    printf '[%s] xl: wall %.1f s, QEMU CPU %s s\n' "$DLOG" "$RUN_WALL" \
+        "$(sed 's/|.*//' "$log" | awk '$2 > m { m = $2 } END { print m }')" >&2
+    if [ -n "${TRACE:-}" ]; then
+        xl_trace_summary "$OUT/xl-trace.txt" >"$OUT/xl-trace-summary.txt"
+        dlog "xl: hypercalls and TLBIs per phase ($OUT/xl-trace-summary.txt):"
+        cat "$OUT/xl-trace-summary.txt" >&2
+    fi
+    dom0_report xl "$log"
+}
