@@ -130,8 +130,9 @@ step linux-toobig bash ci/qemu-linux.sh toobig
 # The Xen peer (issues 11-13): Debian's Xen 4.20 boots the project's dom0 image (Debian's kernel +
 # xen-utils-4.20) to `xl list` showing Domain-0, reads the virtio-blk disk, answers on its console,
 # reports a dom0 panic (~1 min of QEMU, ~2 min with the image build).
-# The dom0 runners' checks (tests-nested/xen/lib.sh) against recorded logs, no QEMU (~1 s).
+# The dom0 runners' checks (tests-nested/xen/lib.sh, xl.sh) against recorded logs, no QEMU (~1 s).
 step dom0-checks bash tests-nested/xen/selftest.sh
+step xl-checks bash tests-nested/xen/xl-selftest.sh
 step xen-peer bash ci/xen-peer.sh
 # Issue 11: hv boots the same dom0 image from the same DTB (Xen's boot binding): every marker,
 # the virtio-blk disk, xl info/list/dmesg, console input and Ctrl-A x3, poweroff, dom0 panic.
