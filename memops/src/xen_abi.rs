@@ -187,6 +187,26 @@ xen_struct! {
 }
 
 xen_struct! {
+    /// `struct xen_mem_acquire_resource` (memory.h; `XENMEM_acquire_resource`).
+    pub struct XenMemAcquireResource: 32 {
+        /// `domid_t domid`: the domain owning the resource.
+        domid: u16 = 0,
+        /// `uint16_t type` (`XENMEM_resource_*`).
+        r#type: u16 = 2,
+        /// `uint32_t id` (for the grant table: `_id_shared` 0 / `_id_status` 1).
+        id: u32 = 4,
+        /// `uint32_t nr_frames` (IN; OUT for a size query).
+        nr_frames: u32 = 8,
+        /// `uint32_t pad` (must be 0; `flags` before 4.15).
+        pad: u32 = 12,
+        /// `uint64_aligned_t frame`: the first frame of the resource.
+        frame: u64 = 16,
+        /// `XEN_GUEST_HANDLE(xen_pfn_t) frame_list`: the caller's gfns.
+        frame_list: u64 = 24,
+    }
+}
+
+xen_struct! {
     /// `struct xen_remove_from_physmap` (memory.h; `XENMEM_remove_from_physmap`).
     pub struct XenRemoveFromPhysmap: 16 {
         /// `domid_t domid`.
