@@ -701,3 +701,59 @@ fn xl_create_sequence_of_the_xen_trace() {
         .collect();
     assert!(deviations.is_empty(), "{deviations:?}");
 }
+
+/// hv's own builder payload (dom0-builder) creates domains without a
+/// toolstack console: such a domain gets hv's console ring (at the magic
+/// page, port from its own allocator) when it is unpaused; one whose
+/// toolstack set `HVM_PARAM_CONSOLE_PFN` (xl) does not, and xl's ports
+/// start at 1 as on Xen.
+#[test]
+fn hvs_console_only_for_domains_unpaused_without_one() {
+    use crate::xen::domu::CONSOLE_GFN;
+    let mut w = big_world();
+    let config = XenDomctlCreatedomain {
+        flags: domctl::cdf::HVM | domctl::cdf::HAP,
+        max_vcpus: 1,
+        grant_opts: 1,
+        ..XenDomctlCreatedomain::default()
+    };
+    let (got, back) = domctl(&mut w, domctl_cmd::CREATEDOMAIN, 0, &config.to_bytes());
+    assert_eq!(got, 0);
+    let dom = back.domain;
+    let d = &w.world.domains[w.idx(dom)];
+    assert!(d.xen.console_ring.is_none());
+    assert!(
+        d.physmap().lookup(CONSOLE_GFN).is_none(),
+        "the magic page is free for xl"
+    );
+    let mut au = [0u8; 8];
+    au[0..2].copy_from_slice(&dom.to_le_bytes());
+    let (got, out) = w.evtchn(0, evtchn::op::ALLOC_UNBOUND, &au);
+    assert_eq!(got, 0);
+    assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()), 1);
+    let mut c = VcpuGuestContext::default();
+    c.user_regs.pc64 = 0x4000_0000;
+    c.user_regs.cpsr = 0x3c5;
+    w.put(0, VCPU_CTX, &c.to_bytes());
+    let vc = XenDomctlVcpucontext {
+        vcpu: 0,
+        ctxt: VCPU_CTX,
+    };
+    assert_eq!(
+        domctl(&mut w, domctl_cmd::SETVCPUCONTEXT, dom, &vc.to_bytes()).0,
+        0
+    );
+    assert_eq!(domctl(&mut w, domctl_cmd::UNPAUSEDOMAIN, dom, &[]).0, 0);
+    let d = &w.world.domains[w.idx(dom)];
+    let ring = d
+        .xen
+        .console_ring
+        .expect("hv's console attached at unpause");
+    assert_eq!(d.physmap().lookup(CONSOLE_GFN).map(|e| e.pa), Some(ring));
+    assert_eq!(d.xen.params[hvm_param::CONSOLE_PFN as usize], CONSOLE_GFN);
+    assert_eq!(
+        d.xen.params[hvm_param::CONSOLE_EVTCHN as usize],
+        2,
+        "after the builder's port 1"
+    );
+}
