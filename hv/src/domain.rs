@@ -294,6 +294,32 @@ pub struct Domain {
     pub xen: crate::xen::domu::DomainXen,
     /// The domain's virtual GICv3 (shared with its vCPUs; see [`crate::vgic`]).
     pub vgic: alloc::sync::Arc<crate::vgic::Vgic>,
+    /// The toolstack's settings that hv records and reports back but does
+    /// not act on (scheduler parameters, P2M pool size).
+    pub ctl: DomainCtl,
+}
+
+/// What `XEN_DOMCTL_scheduler_op` and `XEN_DOMCTL_set_paging_mempool_size`
+/// set: reported back as Xen does, not enforced (hv's run queue has no
+/// weights or caps, and stage-2 tables come from hv's shared table pool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainCtl {
+    /// credit2 weight (Xen's `CSCHED2_DEFAULT_WEIGHT` 256 until set).
+    pub weight: u16,
+    /// credit2 cap (percent of one pCPU; 0 = none).
+    pub cap: u32,
+    /// The P2M pool size in bytes (page multiple).
+    pub paging_mempool: u64,
+}
+
+impl Default for DomainCtl {
+    fn default() -> Self {
+        Self {
+            weight: 256,
+            cap: 0,
+            paging_mempool: 0,
+        }
+    }
 }
 
 /// The arm64 `Image` header magic (`ARM\x64` at offset 56), Linux's
@@ -613,6 +639,7 @@ impl Domain {
             unpaused: false,
             xen: crate::xen::domu::DomainXen::default(),
             vgic: alloc::sync::Arc::new(crate::vgic::Vgic::new(id, 1)),
+            ctl: DomainCtl::default(),
         };
         if let Err(e) = d.populate(mem, pool) {
             d.discard(mem, pool, vmids);
@@ -834,6 +861,11 @@ impl Domain {
     /// The domain's physmap, for memory operations.
     pub fn physmap_mut(&mut self) -> &mut Physmap {
         &mut self.physmap
+    }
+
+    /// Its Xen-interface state and its physmap, both mutable.
+    pub fn xen_and_physmap(&mut self) -> (&mut crate::xen::domu::DomainXen, &mut Physmap) {
+        (&mut self.xen, &mut self.physmap)
     }
 
     /// RAM size in bytes.

@@ -196,6 +196,8 @@ pub mod errno {
     pub const EDOM: i64 = Errno::EDOM as i64;
     /// Operation not supported.
     pub const EOPNOTSUPP: i64 = Errno::EOPNOTSUPP as i64;
+    /// I/O error (Xen's answer when a later frame of a resource fails).
+    pub const EIO: i64 = Errno::EIO as i64;
 }
 
 impl Error {

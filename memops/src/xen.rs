@@ -38,6 +38,12 @@ pub const XENMEM_ADD_TO_PHYSMAP: u64 = 7;
 pub const XENMEM_REMOVE_FROM_PHYSMAP: u64 = 15;
 /// `XENMEM_add_to_physmap_batch`.
 pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u64 = 23;
+/// `XENMEM_acquire_resource`.
+pub const XENMEM_ACQUIRE_RESOURCE: u64 = 28;
+/// `XENMEM_resource_ioreq_server`, `_grant_table`, `_vmtrace_buf` (memory.h).
+pub const XENMEM_RESOURCE_GRANT_TABLE: u16 = 1;
+/// `XENMEM_resource_grant_table_id_shared` / `_status`.
+pub const XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED: u32 = 0;
 
 /// hv's `XENMEM_remove_from_physmap_batch`: **63**.
 ///
@@ -146,6 +152,17 @@ pub trait MemEnv {
     fn grant_frame(&mut self, _domid: u16, _idx: u64, _gpfn: u64) -> Option<PhysAddr> {
         None
     }
+    /// How many frames the domain's grant table may grow to
+    /// (`max_grant_frames`); `None` (the default): no such table.
+    fn grant_max_frames(&self, _domid: u16) -> Option<u32> {
+        None
+    }
+    /// Grant-table frame `idx` of the domain for `XENMEM_acquire_resource`
+    /// (the table grows to cover it, Xen's `gnttab_grow_table`); `None`
+    /// (the default) past the maximum.
+    fn acquire_grant_frame(&mut self, _domid: u16, _idx: u64) -> Option<PhysAddr> {
+        None
+    }
     /// Zero `pa` (4 KiB) before a domain can see it.
     fn scrub(&mut self, pa: PhysAddr);
     /// Execute `plan` now, before returning (hv's arch executor, which
@@ -214,6 +231,8 @@ pub type MemoryReservation = crate::xen_abi::XenMemoryReservation;
 pub type AddToPhysmap = crate::xen_abi::XenAddToPhysmap;
 /// `struct xen_add_to_physmap_batch` ([`crate::xen_abi`]).
 pub type AddToPhysmapBatch = crate::xen_abi::XenAddToPhysmapBatch;
+/// `struct xen_mem_acquire_resource` ([`crate::xen_abi`]).
+pub type MemAcquireResource = crate::xen_abi::XenMemAcquireResource;
 /// `struct xen_remove_from_physmap` ([`crate::xen_abi`]).
 pub type RemoveFromPhysmap = crate::xen_abi::XenRemoveFromPhysmap;
 /// hv's `struct xen_remove_from_physmap_batch` ([`crate::xen_abi`]; see
@@ -624,6 +643,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             XENMEM_REMOVE_FROM_PHYSMAP_BATCH => {
                 self.remove_from_physmap_batch(caller, guest, start, arg, &mut out)
             }
+            XENMEM_ACQUIRE_RESOURCE => self.acquire_resource(caller, guest, start, arg, &mut out),
             _ => err(errno::ENOSYS),
         };
         MemOpOutcome { ret, flush: out }
@@ -850,6 +870,106 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             }
             _ => -errno::ENOSYS,
         }
+    }
+
+    /// `XENMEM_acquire_resource` (xen/common/memory.c `acquire_resource`,
+    /// Xen 4.20) for a translated caller (Arm): `pad` must be 0 (-EINVAL),
+    /// `frame` must fit 32 bits (-EINVAL); the target is another domain
+    /// (-EPERM for the caller itself: `rcu_lock_remote_domain_by_id`;
+    /// -ESRCH for none, DOMID_SELF included) and the caller its control
+    /// domain (-EPERM, XSM_DM_PRIV); the type is the grant table (anything
+    /// else -EOPNOTSUPP: no ioreq servers or vmtrace on hv) with id
+    /// `shared` (-EINVAL: v1 has no status frames). A null `frame_list`
+    /// asks the size (`nr_frames` must be 0, `max_grant_frames` written
+    /// back). Otherwise frames `frame..frame + nr_frames` (-EINVAL past
+    /// the maximum; the table grows) are mapped at the caller's gfns from
+    /// `frame_list`, each a foreign mapping holding a reference on the
+    /// page (Xen's `set_foreign_p2m_entry`); a failure after the first
+    /// frame is -EIO, as Xen. `start` resumes a continued call
+    /// (-EINVAL past `nr_frames`); hv maps at most 64 frames per call, never
+    /// preempted.
+    fn acquire_resource(
+        &mut self,
+        caller: u16,
+        guest: &mut impl GuestCopy,
+        start: u64,
+        arg: u64,
+        out: &mut Flush,
+    ) -> MemOpRet {
+        let x = match read_struct::<{ MemAcquireResource::SIZE }>(guest, arg) {
+            Ok(b) => MemAcquireResource::from_bytes(&b),
+            Err(_) => return err(errno::EFAULT),
+        };
+        if x.pad != 0 || x.frame > u64::from(u32::MAX) {
+            return err(errno::EINVAL);
+        }
+        if x.domid == caller {
+            return err(errno::EPERM);
+        }
+        if x.domid == DOMID_SELF || self.env.physmap(x.domid).is_none() {
+            return err(errno::ESRCH);
+        }
+        if !self.env.is_privileged(caller) {
+            return err(errno::EPERM);
+        }
+        if x.r#type != XENMEM_RESOURCE_GRANT_TABLE {
+            return err(errno::EOPNOTSUPP);
+        }
+        if x.id != XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED {
+            return err(errno::EINVAL);
+        }
+        let Some(max) = self.env.grant_max_frames(x.domid) else {
+            return err(errno::EOPNOTSUPP);
+        };
+        if x.frame_list == 0 {
+            if x.nr_frames != 0 || start != 0 {
+                return err(errno::EINVAL);
+            }
+            let at = arg.wrapping_add(8);
+            return match guest.copy_to(Ipa(at), &max.to_le_bytes()) {
+                Ok(()) => MemOpRet::Done(0),
+                Err(_) => err(errno::EFAULT),
+            };
+        }
+        let nr = u64::from(x.nr_frames);
+        if start >= nr || nr > (u64::from(u32::MAX) >> MEMOP_EXTENT_SHIFT) {
+            return err(errno::EINVAL);
+        }
+        // gnttab_acquire_resource: the whole range within the maximum.
+        if x.frame + nr > u64::from(max) {
+            return err(errno::EINVAL);
+        }
+        let d = caller;
+        let mut rc = 0;
+        for i in start..nr {
+            let gfn = match read_u64_at(guest, x.frame_list, i) {
+                Ok(g) => g,
+                Err(_) => {
+                    rc = -errno::EFAULT;
+                    break;
+                }
+            };
+            let Some(pa) = self.env.acquire_grant_frame(x.domid, x.frame + i) else {
+                rc = -errno::EINVAL;
+                break;
+            };
+            if self.frames.get(pa).is_err() {
+                rc = -errno::EINVAL;
+                break;
+            }
+            let kind = P2mKind::Foreign { owner: x.domid };
+            if let Err(e) = self.map_at(d, gfn, pa, 1, kind, FOREIGN_ATTRS, out) {
+                let _ = self.frames.put(pa);
+                rc = if i == start {
+                    e.xen_errno()
+                } else {
+                    -errno::EIO
+                };
+                break;
+            }
+        }
+        self.end(caller, d, false, out);
+        MemOpRet::Done(rc)
     }
 
     fn add_to_physmap_batch(

@@ -187,6 +187,26 @@ xen_struct! {
 }
 
 xen_struct! {
+    /// `struct xen_mem_acquire_resource` (memory.h; `XENMEM_acquire_resource`).
+    pub struct XenMemAcquireResource: 32 {
+        /// `domid_t domid`: the domain owning the resource.
+        domid: u16 = 0,
+        /// `uint16_t type` (`XENMEM_resource_*`).
+        r#type: u16 = 2,
+        /// `uint32_t id` (for the grant table: `_id_shared` 0 / `_id_status` 1).
+        id: u32 = 4,
+        /// `uint32_t nr_frames` (IN; OUT for a size query).
+        nr_frames: u32 = 8,
+        /// `uint32_t pad` (must be 0; `flags` before 4.15).
+        pad: u32 = 12,
+        /// `uint64_aligned_t frame`: the first frame of the resource.
+        frame: u64 = 16,
+        /// `XEN_GUEST_HANDLE(xen_pfn_t) frame_list`: the caller's gfns.
+        frame_list: u64 = 24,
+    }
+}
+
+xen_struct! {
     /// `struct xen_remove_from_physmap` (memory.h; `XENMEM_remove_from_physmap`).
     pub struct XenRemoveFromPhysmap: 16 {
         /// `domid_t domid`.
@@ -275,9 +295,16 @@ pub mod domctl_cmd {
     pub const PAUSEDOMAIN: u32 = 3;
     pub const UNPAUSEDOMAIN: u32 = 4;
     pub const GETDOMAININFO: u32 = 5;
+    pub const SETVCPUAFFINITY: u32 = 9;
     pub const MAX_MEM: u32 = 11;
     pub const SETVCPUCONTEXT: u32 = 12;
     pub const MAX_VCPUS: u32 = 15;
+    pub const SCHEDULER_OP: u32 = 16;
+    pub const SET_ADDRESS_SIZE: u32 = 35;
+    pub const SETNODEAFFINITY: u32 = 68;
+    pub const CACHEFLUSH: u32 = 71;
+    pub const GET_PAGING_MEMPOOL_SIZE: u32 = 85;
+    pub const SET_PAGING_MEMPOOL_SIZE: u32 = 86;
     pub const SET_LLC_COLORS: u32 = 89;
 }
 
@@ -378,6 +405,75 @@ xen_struct! {
     pub struct XenDomctlMaxMem: 8 {
         /// `uint64_aligned_t max_memkb`.
         max_memkb: u64 = 0,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_domctl_vcpuaffinity` (domctl.h; `XEN_DOMCTL_setvcpuaffinity`).
+    pub struct XenDomctlVcpuaffinity: 40 {
+        /// `uint32_t vcpu`.
+        vcpu: u32 = 0,
+        /// `uint32_t flags` (`XEN_VCPUAFFINITY_HARD` 1, `_SOFT` 2).
+        flags: u32 = 4,
+        /// `struct xenctl_bitmap cpumap_hard` (IN/OUT).
+        cpumap_hard: XenctlBitmap = 8,
+        /// `struct xenctl_bitmap cpumap_soft` (IN/OUT).
+        cpumap_soft: XenctlBitmap = 24,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_domctl_nodeaffinity` (domctl.h; `XEN_DOMCTL_setnodeaffinity`).
+    pub struct XenDomctlNodeaffinity: 16 {
+        /// `struct xenctl_bitmap nodemap`.
+        nodemap: XenctlBitmap = 0,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_domctl_address_size` (domctl.h; `XEN_DOMCTL_set_address_size`).
+    pub struct XenDomctlAddressSize: 4 {
+        /// `uint32_t size` (bits).
+        size: u32 = 0,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_domctl_paging_mempool` (domctl.h;
+    /// `XEN_DOMCTL_{get,set}_paging_mempool_size`).
+    pub struct XenDomctlPagingMempool: 8 {
+        /// `uint64_aligned_t size` (bytes).
+        size: u64 = 0,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_domctl_cacheflush` (domctl.h; `XEN_DOMCTL_cacheflush`).
+    pub struct XenDomctlCacheflush: 16 {
+        /// `xen_pfn_t start_pfn` (a gfn of the target).
+        start_pfn: u64 = 0,
+        /// `xen_pfn_t nr_pfns`.
+        nr_pfns: u64 = 8,
+    }
+}
+
+xen_struct! {
+    /// `struct xen_domctl_scheduler_op` (domctl.h; `XEN_DOMCTL_scheduler_op`)
+    /// with its union read as `struct xen_domctl_sched_credit2` (the union is
+    /// 16 bytes at 8: its largest member, `v`, holds a 64-bit handle).
+    pub struct XenDomctlSchedulerOp: 24 {
+        /// `uint32_t sched_id` (`XEN_SCHEDULER_*`).
+        sched_id: u32 = 0,
+        /// `uint32_t cmd` (`XEN_DOMCTL_SCHEDOP_*`).
+        cmd: u32 = 4,
+        /// `u.credit2.weight`.
+        credit2_weight: u16 = 8,
+        /// `u.credit2.pad`.
+        credit2_pad: u16 = 10,
+        /// `u.credit2.cap`.
+        credit2_cap: u32 = 12,
+        /// The rest of the union.
+        rest: u64 = 16,
     }
 }
 

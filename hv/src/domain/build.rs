@@ -584,7 +584,7 @@ impl<M: PhysMem + TableMem> Builder<'_, M> {
         d.handle = handle;
         d.max_vcpus = vcpus.clamp(1, crate::vgic::MAX_VCPUS);
         d.vgic.set_nr_vcpus(d.max_vcpus);
-        match DomainXen::setup(id, d.max_vcpus, d.physmap_mut(), mem, pool) {
+        match DomainXen::setup_toolstack(id, d.max_vcpus, d.physmap_mut(), mem, pool) {
             Ok(x) => d.xen = x,
             Err(e) => {
                 d.discard(mem, pool, vmids);

@@ -130,6 +130,18 @@ impl<M: PhysMem + TableMem> MemEnv for Env<'_, '_, '_, M> {
             .find(|d| d.id == domid)
             .and_then(|d| d.xen.grant.map_frame(idx, gpfn).ok())
     }
+    fn grant_max_frames(&self, domid: u16) -> Option<u32> {
+        self.domains
+            .iter()
+            .find(|d| d.id == domid)
+            .map(|d| d.xen.grant.max_frames())
+    }
+    fn acquire_grant_frame(&mut self, domid: u16, idx: u64) -> Option<PhysAddr> {
+        self.domains
+            .iter_mut()
+            .find(|d| d.id == domid)
+            .and_then(|d| d.xen.grant.acquire_frame(idx))
+    }
     fn scrub(&mut self, pa: PhysAddr) {
         self.mem.borrow_mut().zero_frame(pa);
     }

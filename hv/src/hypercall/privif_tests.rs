@@ -1098,3 +1098,5 @@ fn virq_console_is_raised_on_dom0s_port() {
     assert_eq!(r, 0);
     assert_eq!(super::virq::global_virq_handler(&w.world.domains), Some(0));
 }
+
+mod xl_create;

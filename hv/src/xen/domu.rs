@@ -48,6 +48,7 @@ pub mod hvm_param {
     pub const STORE_EVTCHN: u32 = 2;
     pub const CONSOLE_PFN: u32 = 17;
     pub const CONSOLE_EVTCHN: u32 = 18;
+    pub const MONITOR_RING_PFN: u32 = 28;
     /// `HVM_NR_PARAMS`.
     pub const NR: u32 = 39;
 }
@@ -256,40 +257,76 @@ impl DomainXen {
             }
         }
         let si = frames[0];
-        let mut evtchn = Evtchns::new(vcpus, Some(si));
-        let mut params = [0u64; hvm_param::NR as usize];
-        let console_ring = if ring {
-            let ring = frames[1];
-            // A fresh mapping of a never-mapped gfn: nothing to invalidate.
-            if let Err(e) =
-                physmap.insert(mem, CONSOLE_GFN, ring, 1, P2mKind::SharedInfo, S2Attrs::RAM)
-            {
-                for f in frames {
-                    let _ = pool.put(f);
-                }
-                return Err(e);
-            }
-            let port = evtchn
-                .alloc(evtchn::PortState::Hv(HvPort::Console), 0)
-                .unwrap_or(0);
-            params[hvm_param::CONSOLE_PFN as usize] = CONSOLE_GFN;
-            params[hvm_param::CONSOLE_EVTCHN as usize] = u64::from(port);
-            Some(ring)
-        } else {
-            None
-        };
-        Ok(Self {
+        let evtchn = Evtchns::new(vcpus, Some(si));
+        let params = [0u64; hvm_param::NR as usize];
+        let mut x = Self {
             evtchn,
             grant: GrantTable::new(frames[2..].to_vec()),
             params,
-            console_ring,
+            console_ring: None,
             runstate: alloc::vec![Runstate::default(); vcpus.max(1) as usize],
             runstate_update_flag: false,
             console_bytes: 0,
             upcall_ppi: evtchn::GUEST_EVTCHN_PPI,
             frames,
             pinned: Vec::new(),
-        })
+        };
+        if ring {
+            if let Err(e) = x.attach_hv_console(physmap, mem) {
+                for f in x.frames {
+                    let _ = pool.put(f);
+                }
+                return Err(e);
+            }
+        }
+        Ok(x)
+    }
+
+    /// What a domain created by `XEN_DOMCTL_createdomain` gets
+    /// ([`DomainXen::setup`] without the console ring for now): Xen's
+    /// toolstack gives it a console of its own (xenconsoled's ring at
+    /// `GUEST_MAGIC_BASE`, `HVM_PARAM_CONSOLE_*`, ports from
+    /// `EVTCHNOP_alloc_unbound` numbered from 1 as on Xen); a domain
+    /// unpaused without one gets hv's console then
+    /// ([`DomainXen::attach_hv_console`]).
+    ///
+    /// # Errors
+    /// `memops::Error` if the pool is empty (everything taken is given back).
+    pub fn setup_toolstack<M: PhysMem + TableMem>(
+        domid: u16,
+        vcpus: u32,
+        physmap: &mut Physmap,
+        mem: &mut M,
+        pool: &mut FrameTable,
+    ) -> Result<Self, memops::Error> {
+        Self::setup_with(domid, vcpus, physmap, mem, pool, false)
+    }
+
+    /// hv's PV console: its ring frame mapped at [`CONSOLE_GFN`], an event
+    /// channel whose other end is hv, `HVM_PARAM_CONSOLE_PFN/EVTCHN` set.
+    /// Done once; for a domain that has not run (no TLB entry can exist for
+    /// the fresh mapping, nothing to invalidate).
+    ///
+    /// # Errors
+    /// `memops::Error` if [`CONSOLE_GFN`] cannot be mapped (e.g. already is).
+    pub fn attach_hv_console<M: TableMem>(
+        &mut self,
+        physmap: &mut Physmap,
+        mem: &mut M,
+    ) -> Result<(), memops::Error> {
+        if self.console_ring.is_some() {
+            return Ok(());
+        }
+        let ring = self.frames[1];
+        physmap.insert(mem, CONSOLE_GFN, ring, 1, P2mKind::SharedInfo, S2Attrs::RAM)?;
+        let port = self
+            .evtchn
+            .alloc(evtchn::PortState::Hv(HvPort::Console), 0)
+            .unwrap_or(0);
+        self.params[hvm_param::CONSOLE_PFN as usize] = CONSOLE_GFN;
+        self.params[hvm_param::CONSOLE_EVTCHN as usize] = u64::from(port);
+        self.console_ring = Some(ring);
+        Ok(())
     }
 
     /// The shared-info frame (`XENMAPSPACE_shared_info`).

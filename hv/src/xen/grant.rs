@@ -114,6 +114,16 @@ impl GrantTable {
         Ok(pa)
     }
 
+    /// Frame `idx` for `XENMEM_acquire_resource` (another domain maps it):
+    /// the table grows to cover it (Xen's `gnttab_acquire_resource`);
+    /// `None` past the maximum.
+    pub fn acquire_frame(&mut self, idx: u64) -> Option<PhysAddr> {
+        let i = usize::try_from(idx).ok()?;
+        let pa = *self.frames.get(i)?;
+        self.nr_frames = self.nr_frames.max(i as u32 + 1);
+        Some(pa)
+    }
+
     /// Frame `idx`'s host address without mapping it.
     #[must_use]
     pub fn frame(&self, idx: u64) -> Option<PhysAddr> {

@@ -2,7 +2,7 @@
 
 use memops::TableMem;
 
-use super::{cdf, dominf, with_domu, Answer, DOMID_FIRST_RESERVED};
+use super::{cdf, dominf, Answer, DOMID_FIRST_RESERVED};
 use super::{GIC_NATIVE, GIC_V3, GRANT_VERSION_MASK};
 use crate::arch::{Arch, PhysMem};
 use crate::domain::{DomId, EndReason};
@@ -165,30 +165,44 @@ pub fn destroydomain<M: PhysMem + TableMem>(
 }
 
 /// `XEN_DOMCTL_unpausedomain`: its vCPU 0 and online vCPUs start.
+///
+/// A domain whose toolstack gave it no console (`HVM_PARAM_CONSOLE_PFN`
+/// unset: hv's builder payload, not `xl`) gets hv's console ring now
+/// ([`crate::xen::domu::DomainXen::attach_hv_console`]).
 pub fn unpause<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, id: DomId) -> Answer {
     let queue = &mut ctx.fx.start;
     let before = queue.len();
-    let a = with_domu(ctx.world, id, |d| {
-        if d.unpaused {
-            return Answer::ok(false);
-        }
-        if !d.vcpu_contexts.iter().any(|(v, _)| v.id == 0) {
-            log::debug!("d{}: unpause without a vCPU 0 context", d.id);
-            return Answer::err(Errno::EINVAL);
-        }
-        if queue.try_reserve(d.vcpu_contexts.len()).is_err() {
-            return Answer::err(Errno::ENOMEM);
-        }
-        d.unpaused = true;
-        // vCPU 0 and the online ones run; the rest wait for PSCI CPU_ON.
-        for (v, online) in core::mem::take(&mut d.vcpu_contexts) {
-            if online {
-                queue.push(v);
+    let World { domains, mem, .. } = &mut *ctx.world;
+    let a = match domains.iter_mut().find(|d| d.id == id && d.from_domctl) {
+        None => Answer::err(Errno::ESRCH),
+        Some(d) => (|| {
+            if d.unpaused {
+                return Answer::ok(false);
             }
-        }
-        d.live_vcpus = (queue.len() - before) as u32;
-        Answer::ok(false)
-    });
+            if !d.vcpu_contexts.iter().any(|(v, _)| v.id == 0) {
+                log::debug!("d{}: unpause without a vCPU 0 context", d.id);
+                return Answer::err(Errno::EINVAL);
+            }
+            if queue.try_reserve(d.vcpu_contexts.len()).is_err() {
+                return Answer::err(Errno::ENOMEM);
+            }
+            if d.xen.params[crate::xen::domu::hvm_param::CONSOLE_PFN as usize] == 0 {
+                let (x, pm) = d.xen_and_physmap();
+                if let Err(e) = x.attach_hv_console(pm, mem) {
+                    log::warn!("d{}: no console (hv's ring not mapped: {e})", d.id);
+                }
+            }
+            d.unpaused = true;
+            // vCPU 0 and the online ones run; the rest wait for PSCI CPU_ON.
+            for (v, online) in core::mem::take(&mut d.vcpu_contexts) {
+                if online {
+                    queue.push(v);
+                }
+            }
+            d.live_vcpus = (queue.len() - before) as u32;
+            Answer::ok(false)
+        })(),
+    };
     if ctx.fx.start.len() > before {
         ctx.fx.domains_started += 1;
     }

@@ -6,12 +6,15 @@
 //!
 //! By subject: [`domain`] (`createdomain` 1, `destroydomain` 2,
 //! `unpausedomain` 4, `getdomaininfo` 5), [`vcpu`] (`setvcpucontext` 12,
-//! `max_vcpus` 15), [`memory`] (`max_mem` 11). Everything else answers
+//! `max_vcpus` 15), [`memory`] (`max_mem` 11, `set_address_size` 35,
+//! `cacheflush` 71, `get/set_paging_mempool_size` 85/86), [`sched`]
+//! (`setvcpuaffinity` 9, `scheduler_op` 16, `setnodeaffinity` 68). Everything else answers
 //! `-ENOSYS`; unprivileged callers get `-EPERM`. A new domctl: a
 //! `cmd::` constant, one arm in [`call`], its handler in the subject's file.
 
 pub mod domain;
 pub mod memory;
+pub mod sched;
 pub mod vcpu;
 
 use memops::TableMem;
@@ -148,6 +151,13 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
             cmd::SET_LLC_COLORS => domain::set_llc_colors(ctx.world, &op),
             cmd::MAX_VCPUS => vcpu::max_vcpus(ctx.world, &op),
             cmd::SETVCPUCONTEXT => vcpu::setvcpucontext(ctx, &op),
+            cmd::SETVCPUAFFINITY => sched::setvcpuaffinity(ctx, &op),
+            cmd::SETNODEAFFINITY => sched::setnodeaffinity(ctx, &op),
+            cmd::SCHEDULER_OP => sched::scheduler_op(ctx.world, &mut op),
+            cmd::SET_ADDRESS_SIZE => memory::set_address_size(ctx.world, &op),
+            cmd::SET_PAGING_MEMPOOL_SIZE => memory::set_paging_mempool_size(ctx.world, &op),
+            cmd::GET_PAGING_MEMPOOL_SIZE => memory::get_paging_mempool_size(ctx.world, &mut op),
+            cmd::CACHEFLUSH => memory::cacheflush(ctx.world, &op),
             other => {
                 log::debug!("d{caller}: domctl {other} on d{domain} not implemented: -ENOSYS");
                 Answer::err(Errno::ENOSYS)
