@@ -486,6 +486,9 @@ dom0_add_domu() {
 dom0_mode_domus() {
     local hyp=$1 log=$OUT/domus.log dtb=$OUT/domus.dtb n=$RANDOM$RANDOM k=$RANDOM$RANDOM
     local domu_args="console=hvc0 earlycon=xenboot rdinit=/init panic=-1 loglevel=4 hv.shell" extra=
+    # The domU's console lines: hv prefixes its PV console ring's lines "(d1) "; Xen prints its
+    # vpl011's as "(XEN) DOM1: " (vpl011_write_data_xen) and its console_io ones "(d1) ".
+    local pre='(d1) ' pre_ere='^\(d1\) '
     FAIL=()
     dom0_domu_setup
     if [ "$hyp" = xen ]; then
@@ -495,6 +498,7 @@ dom0_mode_domus() {
         # console on ttyAMA0 there (its earlycon stays Xen's console_io).
         domu_args="console=ttyAMA0 earlycon=xenboot rdinit=/init panic=-1 loglevel=4 hv.shell"
         extra="vpl011;"
+        pre='DOM1: ' pre_ere='^(\(XEN\) )?DOM1: '
     fi
     dom0_boot_xen "$DOM0_CMDLINE dom0.shell ${DOM0_ARGS_EXTRA:-}"
     dom0_dtb "$dtb"
@@ -516,15 +520,15 @@ dom0_mode_domus() {
         "expect=DOM0: shell" sleep=1500 \
         "send=echo \"hello-\"\"$n\"\\r" "expect=hello-$n" \
         'send=\x01\x01\x01' "expect=$DOMU_SWITCH_EXPECT" sleep=500 \
-        "send=echo \"domu-\"\"$k\"\\r" "expect=(d1) domu-$k" \
+        "send=echo \"domu-\"\"$k\"\\r" "expect=${pre}domu-$k" \
         'send=\x01\x01\x01' "expect=$SWITCH_EXPECT" \
         send=q "expect=${QKEY_EXPECT:-"'q' pressed"}" sleep=500 \
         'send=\x01\x01\x01' "expect=$BACK_EXPECT" sleep=500 \
         'send=poweroff -f\r' -- "${BOOT[@]}" "${DISK[@]}"
     dom0_check_markers "$log" '/init reached' 'disk ok' 'xl list end' 'shell' || true
-    dom0_serial "$log" | grep -q '^(d1) HV-LINUX-MARKER' || FAIL+=("no '(d1) HV-LINUX-MARKER' from the domU")
-    dom0_serial "$log" | grep -Eq "^\(d1\) HV-LINUX-NPROC=$DOMU_CPUS[[:space:]]*\$" || FAIL+=("the domU's nproc is not $DOMU_CPUS")
-    dom0_serial "$log" | grep -q '^(d1) HV-LINUX-SHELL ready' || FAIL+=("no '(d1) HV-LINUX-SHELL ready' from the domU")
+    dom0_serial "$log" | grep -Eq "${pre_ere}HV-LINUX-MARKER" || FAIL+=("no '${pre}HV-LINUX-MARKER' from the domU")
+    dom0_serial "$log" | grep -Eq "${pre_ere}HV-LINUX-NPROC=$DOMU_CPUS[[:space:]]*\$" || FAIL+=("the domU's nproc is not $DOMU_CPUS")
+    dom0_serial "$log" | grep -Eq "${pre_ere}HV-LINUX-SHELL ready" || FAIL+=("no '${pre}HV-LINUX-SHELL ready' from the domU")
     if [ "$hyp" = hv ]; then
         local errors; errors=$(dom0_serial "$log" | grep '^hv: ERROR' || true)
         [ -z "$errors" ] || FAIL+=("hv logged an error: $(head -n1 <<<"$errors")")
@@ -533,7 +537,7 @@ dom0_mode_domus() {
     [ "$RUN_RC" = 0 ] || FAIL+=("QEMU exit status $RUN_RC (124 = timeout after ${TIMEOUT}s)")
     if [ ${#FAIL[@]} = 0 ]; then
         # (xl dmesg in dom0 prints the hypervisor's buffer again, the domU's lines included: first only.)
-        dom0_serial "$log" | grep -E -m3 '^\(d1\) HV-LINUX' >&2 || true
+        dom0_serial "$log" | grep -E -m3 "${pre_ere}HV-LINUX" >&2 || true
         dom0_serial "$log" | grep -E '^hvserial: saw|d[0-9]+ ended|still running|Hardware Dom0' >&2 || true
         dlog "domus: xl list in dom0:"
         dom0_block "$log" 'xl list begin' 'xl list end' >&2
