@@ -488,7 +488,7 @@ dom0_mode_domus() {
     local domu_args="console=hvc0 earlycon=xenboot rdinit=/init panic=-1 loglevel=4 hv.shell" extra=
     # The domU's console lines: hv prefixes its PV console ring's lines "(d1) "; Xen prints its
     # vpl011's as "(XEN) DOM1: " (vpl011_write_data_xen) and its console_io ones "(d1) ".
-    local pre='(d1) ' pre_ere='^\(d1\) '
+    local pre='(d1) ' pre_ere='^\(d1\) ' answer="(d1) domu-$k"
     FAIL=()
     dom0_domu_setup
     if [ "$hyp" = xen ]; then
@@ -499,6 +499,8 @@ dom0_mode_domus() {
         domu_args="console=ttyAMA0 earlycon=xenboot rdinit=/init panic=-1 loglevel=4 hv.shell"
         extra="vpl011;"
         pre='DOM1: ' pre_ere='^(\(XEN\) )?DOM1: '
+        # While serial input goes to the domU, Xen prints its vpl011 lines "(XEN) text".
+        answer="(XEN) domu-$k"
     fi
     dom0_boot_xen "$DOM0_CMDLINE dom0.shell ${DOM0_ARGS_EXTRA:-}"
     dom0_dtb "$dtb"
@@ -520,7 +522,7 @@ dom0_mode_domus() {
         "expect=DOM0: shell" sleep=1500 \
         "send=echo \"hello-\"\"$n\"\\r" "expect=hello-$n" \
         'send=\x01\x01\x01' "expect=$DOMU_SWITCH_EXPECT" sleep=500 \
-        "send=echo \"domu-\"\"$k\"\\r" "expect=${pre}domu-$k" \
+        "send=echo \"domu-\"\"$k\"\\r" "expect=$answer" \
         'send=\x01\x01\x01' "expect=$SWITCH_EXPECT" \
         send=q "expect=${QKEY_EXPECT:-"'q' pressed"}" sleep=500 \
         'send=\x01\x01\x01' "expect=$BACK_EXPECT" sleep=500 \
