@@ -537,6 +537,9 @@ dom0_mode_domus() {
     if [ "$hyp" = hv ]; then
         local errors; errors=$(dom0_serial "$log" | grep '^hv: ERROR' || true)
         [ -z "$errors" ] || FAIL+=("hv logged an error: $(head -n1 <<<"$errors")")
+        # hv's `q` lists both domains, the domU with its console ring.
+        dom0_serial "$log" | grep -Eq "^hv: +d1: RAM $DOMU_MEM_MIB MiB .*console ring yes" ||
+            FAIL+=("hv's 'q' did not list d1 ($DOMU_MEM_MIB MiB, console ring yes)")
     fi
     [ "$CHAT_RC" = 0 ] || FAIL+=("$(dom0_serial "$log" | grep -m1 '^hvserial: FAIL' || echo "hvserial exit status $CHAT_RC")")
     [ "$RUN_RC" = 0 ] || FAIL+=("QEMU exit status $RUN_RC (124 = timeout after ${TIMEOUT}s)")
