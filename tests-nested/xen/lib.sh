@@ -280,7 +280,15 @@ dom0_report() {
 #            `poweroff -f`: QEMU exit status 0.
 #   panic    dom0.panic: dom0's kernel crashes (sysrq 'c'); the hypervisor must report it and
 #            end the run (QEMU -no-reboot: exit status 0).
-#   all      the three.
+#   domus    dom0 (dom0.shell) next to one dom0less domU (/chosen/domU1, "xen,domain": Debian's
+#            kernel with tests-nested/linux's initramfs, `hv.shell`): dom0 reaches its shell
+#            (markers /init reached, disk ok, xl list end, shell), the domU prints its markers
+#            (`(d1) HV-LINUX-MARKER`, `(d1) HV-LINUX-SHELL ready`); typed input reaches dom0's
+#            shell; 3x Ctrl-A -> the domU's console, a command typed there is answered by the
+#            domU's shell (`(d1) domu-N`); 3x Ctrl-A -> the hypervisor, `q` (its domains);
+#            3x Ctrl-A -> dom0, `poweroff -f`: the machine ends with the domU still running
+#            (Xen's hwdom_shutdown), QEMU exit status 0. See dom0_mode_domus for Xen's variant.
+#   all      check, console, panic (hv: and domus).
 # Output in OUT (xen: target/xen-peer, hv: target/hv-dom0): <mode>.log (stamped serial
 # lines; check mode: run.log), the DTB (xen-peer.dtb / boot.dtb, same tree for both
 # hypervisors), figures.env, trace.txt (TRACE=1).
@@ -288,9 +296,12 @@ dom0_main() {
     local hyp=$1 modes=() m rc=0; shift
     modes=("$@"); [ ${#modes[@]} -gt 0 ] || modes=(check)
     MORE_KEYS=()
-    [ "${modes[*]}" != all ] || modes=(check console panic)
+    if [ "${modes[*]}" = all ]; then
+        modes=(check console panic)
+        [ "$hyp" != hv ] || modes+=(domus)
+    fi
     for m in "${modes[@]}"; do
-        case $m in check | console | panic | xl) ;; *) dlog "unknown mode $m (check, console, panic, xl, all)"; return 2 ;; esac
+        case $m in check | console | panic | domus | xl) ;; *) dlog "unknown mode $m (check, console, panic, domus, xl, all)"; return 2 ;; esac
     done
     case $hyp in
         xen)
@@ -298,6 +309,7 @@ dom0_main() {
             VERSION_ERE='^xen_version +: 4\.20'
             BANNER_ERE='Xen version 4\.20'
             SWITCH_EXPECT="*** Serial input to Xen"
+            DOMU_SWITCH_EXPECT="*** Serial input to DOM1"
             KEY_EXPECT="'h' pressed"
             BACK_EXPECT="*** Serial input to DOM0"
             PANIC_ERE=${PANIC_ERE:-'Hardware Dom0 (crashed|shutdown)'}
@@ -316,6 +328,7 @@ dom0_main() {
         BANNER_ERE="hv $HV_VERSION booting"
         # hv's console switch and debug keys (Xen's wording, issue 11): override if hv words them otherwise.
         SWITCH_EXPECT=${HV_SWITCH_EXPECT:-"*** Serial input to hv"}
+        DOMU_SWITCH_EXPECT=${HV_DOMU_SWITCH_EXPECT:-"*** Serial input to DOM1"}
         KEY_EXPECT=${HV_KEY_EXPECT:-"'h' pressed"}
         BACK_EXPECT=${HV_BACK_EXPECT:-"*** Serial input to DOM0"}
         # hv's counters key (hv/src/console/keys.rs: `hv: 'p' pressed -> hv's counters`).
@@ -406,6 +419,138 @@ dom0_mode_panic() {
     [ "$RUN_RC" = 0 ] || FAIL+=("QEMU exit status $RUN_RC (124 = timeout after ${TIMEOUT}s)")
     [ ${#FAIL[@]} != 0 ] || dom0_serial "$log" | grep -E -m2 "Kernel panic|$PANIC_ERE" >&2
     dom0_report panic "$log"
+}
+
+# The dom0less domU of the domus mode: Debian's kernel (tests-nested/linux/build.sh: the same
+# pinned Image as dom0's) with tests-nested/linux's initramfs (init.sh: HV-LINUX-MARKER,
+# HV-LINUX-NPROC, with `hv.shell` a shell on hvc0), DOMU_MEM_MIB (256) MiB, DOMU_CPUS (1)
+# vCPUs, its modules at DOMU_KERNEL_ADDR/DOMU_INITRD_ADDR (above dom0's modules: dom0's kernel
+# at 0x50000000 is ~47 MiB, its initramfs at 0x58000000 ~10 MiB).
+DOMU_MEM_MIB=${DOMU_MEM_MIB:-256}
+DOMU_CPUS=${DOMU_CPUS:-1}
+DOMU_KERNEL_ADDR=0x60000000
+DOMU_INITRD_ADDR=0x64000000
+
+# dom0_domu_setup: DOMU_KERNEL, DOMU_INITRD (the initramfs is built into OUT: .cache may be
+# shared read-only).
+dom0_domu_setup() {
+    local env
+    env=$(LINUX_OUT=$OUT/linux "$REPO/tests-nested/linux/build.sh")
+    DOMU_KERNEL=$(sed -n 's/^LINUX_IMAGE=//p' <<<"$env")
+    DOMU_INITRD=$(sed -n 's/^LINUX_INITRD=//p' <<<"$env")
+    [ -f "$DOMU_KERNEL" ] && [ -f "$DOMU_INITRD" ] || { dlog "domU image missing: $env"; return 1; }
+    if [ $(( DOMU_KERNEL_ADDR + $(stat -c %s "$DOMU_KERNEL") )) -gt $((DOMU_INITRD_ADDR)) ]; then
+        dlog "the domU's kernel overlaps its initramfs at $DOMU_INITRD_ADDR"; return 1
+    fi
+}
+
+# dom0_add_domu DTB ARGS [EXTRA_PROP]: adds to DTB (made by dom0_dtb, DTB.dts next to it) one
+# dom0less domain the way Xen's docs/misc/arm/device-tree/booting.txt ("Dom0less") describes
+# it: /chosen/domU1 { compatible = "xen,domain"; #address-cells, #size-cells; memory (KiB,
+# two cells); cpus; module@ADDR { "multiboot,kernel", "multiboot,module"; reg; bootargs = ARGS };
+# module@ADDR { "multiboot,ramdisk", "multiboot,module"; reg } }, plus EXTRA_PROP (a property
+# line, e.g. "vpl011;"). DTB is rewritten (DTB.dts too).
+dom0_add_domu() {
+    local dtb=$1 args=$2 extra=${3:-} ks rs
+    ks=$(printf '0x%x' "$(stat -c %s "$DOMU_KERNEL")")
+    rs=$(printf '0x%x' "$(stat -c %s "$DOMU_INITRD")")
+    awk -v ks="$ks" -v rs="$rs" -v args="$args" -v cpus="$DOMU_CPUS" -v extra="$extra" \
+        -v ka="$DOMU_KERNEL_ADDR" -v ra="$DOMU_INITRD_ADDR" -v mem="$(printf '0x%x' $((DOMU_MEM_MIB * 1024)))" '
+        /^\tchosen \{/ && !done { inchosen = 1 }
+        inchosen && /^\t\};/ {
+            print "\t\tdomU1 {"
+            print "\t\t\tcompatible = \"xen,domain\";"
+            print "\t\t\t#address-cells = <0x1>;"
+            print "\t\t\t#size-cells = <0x1>;"
+            printf "\t\t\tmemory = <0x0 %s>;\n", mem
+            printf "\t\t\tcpus = <%d>;\n", cpus
+            if (extra != "") print "\t\t\t" extra
+            printf "\t\t\tmodule@%s {\n", substr(ka, 3)
+            print "\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";"
+            printf "\t\t\t\treg = <%s %s>;\n", ka, ks
+            printf "\t\t\t\tbootargs = \"%s\";\n", args
+            print "\t\t\t};"
+            printf "\t\t\tmodule@%s {\n", substr(ra, 3)
+            print "\t\t\t\tcompatible = \"multiboot,ramdisk\", \"multiboot,module\";"
+            printf "\t\t\t\treg = <%s %s>;\n", ra, rs
+            print "\t\t\t};"
+            print "\t\t};"
+            inchosen = 0; done = 1
+        }
+        { print }' "$dtb.dts" >"$dtb.domu.dts"
+    grep -q 'domU1 {' "$dtb.domu.dts" || { dlog "no /chosen in $dtb.dts"; return 1; }
+    mv "$dtb.domu.dts" "$dtb.dts"
+    dtc -q -I dts -O dtb -o "$dtb" "$dtb.dts"
+}
+
+dom0_mode_domus() {
+    local hyp=$1 log=$OUT/domus.log dtb=$OUT/domus.dtb n=$RANDOM$RANDOM k=$RANDOM$RANDOM
+    local domu_args="console=hvc0 earlycon=xenboot rdinit=/init panic=-1 loglevel=4 hv.shell" extra=
+    # The domU's console lines: hv prefixes its PV console ring's lines "(d1) "; Xen prints its
+    # vpl011's as "(XEN) DOM1: " (vpl011_write_data_xen) and its console_io ones "(d1) ".
+    local pre='(d1) ' pre_ere='^\(d1\) ' answer="(d1) domu-$k"
+    FAIL=()
+    dom0_domu_setup
+    if [ "$hyp" = xen ]; then
+        # Xen 4.20 gives a dom0less domU no PV console ring unless dom0's toolstack makes one
+        # (init-dom0less, xen,enhanced) and routes serial input to a domU only through its
+        # emulated PL011 (`vpl011`, CONFIG_SBSA_VUART_CONSOLE): the domU gets vpl011 and its
+        # console on ttyAMA0 there (its earlycon stays Xen's console_io).
+        domu_args="console=ttyAMA0 earlycon=xenboot rdinit=/init panic=-1 loglevel=4 hv.shell"
+        extra="vpl011;"
+        pre='DOM1: ' pre_ere='^(\(XEN\) )?DOM1: '
+        # While serial input goes to the domU, Xen prints its vpl011 text as it comes, "(XEN) "
+        # inserted wherever a flush fell (seen: `(XEN) cho "domu-""13(XEN) 55626327"`, then
+        # `domu-1355626327` with no prefix): only the answer itself (the echoed command line has
+        # `"domu-""K"`, never `domu-K`; a flush inside it would still fail the run).
+        answer="domu-$k"
+    fi
+    dom0_boot_xen "$DOM0_CMDLINE dom0.shell ${DOM0_ARGS_EXTRA:-}"
+    dom0_dtb "$dtb"
+    dom0_add_domu "$dtb" "$domu_args" "$extra"
+    local loaders=(-device "loader,file=$DOMU_KERNEL,addr=$DOMU_KERNEL_ADDR,force-raw=on"
+                   -device "loader,file=$DOMU_INITRD,addr=$DOMU_INITRD_ADDR,force-raw=on")
+    if [ "$hyp" = xen ]; then
+        # The same DTB given to Xen with -dtb (no -append: /chosen/bootargs stays Xen's), every
+        # module loaded at its address as for hv.
+        BOOT=(-kernel "$XEN_IMAGE" -dtb "$dtb"
+              -device "loader,file=$DOM0_KERNEL,addr=$DOM0_KERNEL_ADDR,force-raw=on"
+              -device "loader,file=$DOM0_INITRD,addr=$DOM0_INITRD_ADDR,force-raw=on" "${loaders[@]}")
+    else
+        dom0_boot_hv "$dtb"
+        BOOT=("${BOOT_HV[@]}" "${loaders[@]}")
+    fi
+    dlog "domus: dom0.shell + domU1 ($DOMU_CPUS vCPU, $DOMU_MEM_MIB MiB: $domu_args); log: $log"
+    dom0_run_console "$log" "$OUT/serial.sock" \
+        "expect=DOM0: shell" sleep=1500 \
+        "send=echo \"hello-\"\"$n\"\\r" "expect=hello-$n" \
+        'send=\x01\x01\x01' "expect=$DOMU_SWITCH_EXPECT" sleep=500 \
+        "send=echo \"domu-\"\"$k\"\\r" "expect=$answer" \
+        'send=\x01\x01\x01' "expect=$SWITCH_EXPECT" \
+        send=q "expect=${QKEY_EXPECT:-"'q' pressed"}" sleep=500 \
+        'send=\x01\x01\x01' "expect=$BACK_EXPECT" sleep=500 \
+        'send=poweroff -f\r' -- "${BOOT[@]}" "${DISK[@]}"
+    dom0_check_markers "$log" '/init reached' 'disk ok' 'xl list end' 'shell' || true
+    dom0_serial "$log" | grep -Eq "${pre_ere}HV-LINUX-MARKER" || FAIL+=("no '${pre}HV-LINUX-MARKER' from the domU")
+    dom0_serial "$log" | grep -Eq "${pre_ere}HV-LINUX-NPROC=$DOMU_CPUS[[:space:]]*\$" || FAIL+=("the domU's nproc is not $DOMU_CPUS")
+    dom0_serial "$log" | grep -Eq "${pre_ere}HV-LINUX-SHELL ready" || FAIL+=("no '${pre}HV-LINUX-SHELL ready' from the domU")
+    if [ "$hyp" = hv ]; then
+        local errors; errors=$(dom0_serial "$log" | grep '^hv: ERROR' || true)
+        [ -z "$errors" ] || FAIL+=("hv logged an error: $(head -n1 <<<"$errors")")
+        # hv's `q` lists both domains, the domU with its console ring.
+        dom0_serial "$log" | grep -Eq "^hv: +d1: RAM $DOMU_MEM_MIB MiB .*console ring yes" ||
+            FAIL+=("hv's 'q' did not list d1 ($DOMU_MEM_MIB MiB, console ring yes)")
+    fi
+    [ "$CHAT_RC" = 0 ] || FAIL+=("$(dom0_serial "$log" | grep -m1 '^hvserial: FAIL' || echo "hvserial exit status $CHAT_RC")")
+    [ "$RUN_RC" = 0 ] || FAIL+=("QEMU exit status $RUN_RC (124 = timeout after ${TIMEOUT}s)")
+    if [ ${#FAIL[@]} = 0 ]; then
+        # (xl dmesg in dom0 prints the hypervisor's buffer again, the domU's lines included: first only.)
+        dom0_serial "$log" | grep -E -m3 "${pre_ere}HV-LINUX" >&2 || true
+        dom0_serial "$log" | grep -E '^hvserial: saw|d[0-9]+ ended|still running|Hardware Dom0' >&2 || true
+        dlog "domus: xl list in dom0:"
+        dom0_block "$log" 'xl list begin' 'xl list end' >&2
+    fi
+    dom0_report domus "$log"
 }
 
 # The `xl` mode (issue 12): dom0_mode_xl.

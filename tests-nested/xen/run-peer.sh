@@ -7,12 +7,12 @@
 # "multiboot,ramdisk", the kernel's bootargs in its node). A virtio-blk disk (virtio-mmio)
 # holds an ext4 file system with a token dom0 must read.
 #
-# Usage: tests-nested/xen/run-peer.sh [check|console|panic|all]   (default check)
+# Usage: tests-nested/xen/run-peer.sh [check|console|panic|domus|all]   (default check)
 #   check: every DOM0: marker of init.sh (disk ok <token>, xl info, xl list with Domain-0,
 #          xl dmesg with Xen's banner), no "DOM0: FAIL", QEMU exits 0 (dom0's poweroff powers
 #          the machine off through Xen); prints the figures: wall and QEMU CPU seconds to
 #          dom0's /init, to `xl list` done, to exit.
-#   console, panic: see dom0_main in lib.sh (shared with run-hv.sh).
+#   console, panic, domus: see dom0_main in lib.sh (shared with run-hv.sh).
 # Output in OUT (default target/xen-peer): run.log (every serial line with "wall cpu|"
 # stamps), xen-peer.dtb (the DTB QEMU built for this run, modules included: the same DTB
 # boots hv, see README.md), figures.env, trace.txt (TRACE=1: hvtrace.c's hypercall and TLBI
