@@ -301,7 +301,7 @@ dom0_main() {
         [ "$hyp" != hv ] || modes+=(domus)
     fi
     for m in "${modes[@]}"; do
-        case $m in check | console | panic | domus | xl) ;; *) dlog "unknown mode $m (check, console, panic, domus, xl, all)"; return 2 ;; esac
+        case $m in check | console | panic | domus | xl | shell) ;; *) dlog "unknown mode $m (check, console, panic, domus, xl, shell, all)"; return 2 ;; esac
     done
     case $hyp in
         xen)
@@ -378,6 +378,17 @@ dom0_mode_check() {
         "$DLOG" "${W_INIT:-?}" "${C_INIT:-?}" "${W_LIST:-?}" "${C_LIST:-?}" "$RUN_WALL" "${C_END:-?}" >&2
     [ -z "${TRACE:-}" ] || dlog "trace: $OUT/trace.txt (hypercalls/TLBIs to /init, to xl list done: $(dom0_trace_sums "$OUT/trace.txt"))"
     dom0_report check "$log"
+}
+
+# shell: not a test. dom0 boots as in check (disk attached), then its shell runs on this
+# terminal (`-serial stdio`, no QEMU mux: three Ctrl-A reach the hypervisor's console switch);
+# `xl`, `xenstore-ls` etc. are on dom0's PATH; `poweroff -f` in dom0 ends the run.
+dom0_mode_shell() {
+    local hyp=$1
+    dom0_boot "$hyp" "$DOM0_CMDLINE dom0.shell ${DOM0_ARGS_EXTRA:-}" "$OUT/$DTB_NAME"
+    dlog "shell: dom0's shell on this terminal once 'DOM0: shell' shows; three Ctrl-A switch input; 'poweroff -f' ends it"
+    setpriv --pdeathsig KILL -- "$QEMU" "${MACHINE[@]}" -display none -monitor none -serial stdio -no-reboot \
+        "${BOOT[@]}" "${DISK[@]}"
 }
 
 dom0_mode_console() {
