@@ -58,7 +58,9 @@ pub struct ModuleArg {
 }
 
 impl ModuleArg {
-    /// Whether `--module-args` make this module the control domain (d0).
+    /// Whether `--module-args` mark this module as the control domain (d0; hv's rule is
+    /// Xen's, the first module: the mark turns its `--mem`/`--vcpus` into hv's
+    /// `dom0_mem=`/`dom0_max_vcpus=`).
     pub fn is_dom0(&self) -> bool {
         self.bootargs
             .as_deref()
@@ -150,8 +152,9 @@ options (demo):
   --module PATH         a kernel Image to boot instead of guest-hello (repeat
                         for more domains); the options below apply to the
                         --module before them
-  --module-args STR     its command line; the word `dom0` makes it the control
-                        domain (d0)
+  --module-args STR     its command line; the first module is the control
+                        domain d0 (Xen's rule): the word `dom0` in its args
+                        turns its --mem/--vcpus into dom0_mem=/dom0_max_vcpus=
   --mem SIZE            its domain's RAM (default 16M)
   --vcpus N             its domain's vCPUs (default 1)
   --initrd PATH         its initrd
