@@ -46,8 +46,8 @@ pub struct Options {
 pub struct ModuleArg {
     /// The kernel Image.
     pub path: PathBuf,
-    /// The guest's command line (the module's `bootargs`); the word `dom0` makes the
-    /// module hv's control domain.
+    /// The guest's command line (the module's `bootargs`); the word `dom0` marks the
+    /// control domain (see [`ModuleArg::is_dom0`]).
     pub bootargs: Option<String>,
     /// The domain's RAM in bytes (`--mem`).
     pub mem: Option<u64>,
