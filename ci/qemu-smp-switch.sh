@@ -28,7 +28,7 @@ run() { # <smp> <policy> -> serial output on stdout
     cargo run -q -p tests-nested --bin hvrun -- demo --no-build --smp "$1" \
         --module "$out/guest-smp.bin" --module-args "vcpus=2" \
         --bootargs "loglvl=info tlb=$2" \
-        --expect "(d1) guest-smp: all checks passed" \
+        --expect "(d0) guest-smp: all checks passed" \
         --expect "hv: sched: *" --expect "hv: counters: *" --timeout 90
 }
 # field <name> <line>: the value of " name=<n>" in line
@@ -47,7 +47,7 @@ for policy in targeted xen-compat; do
     sw[$policy]="$(field switches "$s")"
 done
 
-printf '\n%-34s %10s %10s\n' "2 vCPUs of d1 on 1 pCPU" targeted xen-compat
+printf '\n%-34s %10s %10s\n' "2 vCPUs of d0 on 1 pCPU" targeted xen-compat
 for row in "vCPU switches (loads):sw" "same-VMID switches:same" \
            "TLBI VMALLS12E1 (stage-1+2, local):vm12" "TLBI VMALLE1 (stage-1, local):vme1" \
            "IC IALLU:ic"; do

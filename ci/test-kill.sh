@@ -36,7 +36,7 @@ for sig in KILL TERM INT; do
     pid=$!
     up=0
     for _ in $(seq 1 600); do
-        if grep -q '^hv: d1: ' "$T/$sig.out" && [ -n "$(qemus)" ]; then up=1; break; fi
+        if grep -q '^hv: d0: ' "$T/$sig.out" && [ -n "$(qemus)" ]; then up=1; break; fi
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done

@@ -10,7 +10,7 @@ pub enum Action {
     Build,
     /// Run hv with guest-hello (or the given modules) and show its output.
     Demo,
-    /// Run the smoke test: guest-fault as d1, guest-hello as d2.
+    /// Run the smoke test: guest-fault as d0 (the first module), guest-hello as d1.
     Smoke,
     /// Boot a Linux kernel (Debian's by default) as a dom0less domU.
     Linux,
@@ -117,8 +117,8 @@ commands:
                         and write flat binaries to <target>/hvrun/
   demo                  build, then boot hv under QEMU with guest-hello as d1
                         (or the --module kernels) and check hv's serial markers
-  smoke                 build, then boot hv with guest-fault as d1 and
-                        guest-hello as d2 and check the markers (CI runs this)
+  smoke                 build, then boot hv with guest-fault as d0 and
+                        guest-hello as d1 and check the markers (CI runs this)
   linux                 boot a Linux kernel as a dom0less domU: Debian's arm64
                         kernel with a small initramfs (fetched and checked on
                         first use), or yours with --kernel/--initrd

@@ -10,12 +10,13 @@ pub const ALL_ENDED: &str = "hv: all domains ended, powering off";
 
 /// The line guest-fault prints before its faulting load.
 pub const FAULT_GUEST_LINE: &str = "guest-fault: reading IPA 0x10000000 outside guest RAM";
-/// hv's log of the fault, with ESR/FAR/HPFAR decoded (start.rs logs it as an
-/// error: "d1v0: stage-2 data abort at IPA <ipa> (...), ESR .., FAR .., HPFAR ..").
-pub const FAULT_HV_LOG: &str = "hv: *d1v0: stage-2 data abort at IPA *10000000*ESR*FAR*HPFAR";
-/// hv's end of d1: the reason names the stage-2 fault and the faulting IPA
+/// hv's log of the fault (guest-fault is the first module, so d0 by Xen's rule), with
+/// ESR/FAR/HPFAR decoded (start.rs logs it as an error: "d0v0: stage-2 data abort at IPA
+/// <ipa> (...), ESR .., FAR .., HPFAR ..").
+pub const FAULT_HV_LOG: &str = "hv: *d0v0: stage-2 data abort at IPA *10000000*ESR*FAR*HPFAR";
+/// hv's end of d0: the reason names the stage-2 fault and the faulting IPA
 /// (hv's `EndReason::Stage2Fault` prints "stage-2 fault at IPA <ipa>").
-pub const FAULT_HV_LINE: &str = "hv: d1 ended (stage-2 fault at IPA *10000000";
+pub const FAULT_HV_LINE: &str = "hv: d0 ended (stage-2 fault at IPA *10000000";
 
 fn cpus(smp: u32) -> Vec<Vec<String>> {
     (0..smp)
@@ -155,25 +156,26 @@ pub fn demo(smp: u32, default_guest: bool, modules: u32, extra: &[String]) -> Ex
     }
 }
 
-/// The smoke test: guest-fault as d1 (ended by its stage-2 fault, nothing
-/// printed after it), guest-hello as d2 (all checks pass), then power-off.
+/// The smoke test: guest-fault as d0 (the first kernel module, Xen's rule; ended by its
+/// stage-2 fault, nothing printed after it), guest-hello as d1 (all checks pass), then
+/// power-off.
 pub fn smoke(smp: u32) -> Expectations {
     let mut chains = cpus(smp);
     chains.push(vec![
-        format!("(d1) {FAULT_GUEST_LINE}"),
+        format!("(d0) {FAULT_GUEST_LINE}"),
         FAULT_HV_LOG.to_string(),
         FAULT_HV_LINE.to_string(),
     ]);
-    chains.push(hello_chain(2));
+    chains.push(hello_chain(1));
     common_never(
         Expectations::new()
             .then(BANNER)
             .then_all(chains)
             .then(ALL_ENDED),
     )
-    .never("(d1) guest-fault: ERROR")
-    .never("hv: d1 ended (poweroff")
-    .never("(d2) FAIL")
+    .never("(d0) guest-fault: ERROR")
+    .never("hv: d0 ended (poweroff")
+    .never("(d1) FAIL")
 }
 
 /// A Linux kernel as a dom0less domU (`hvrun linux`): hv's banner and CPUs, `extra` markers
@@ -210,15 +212,15 @@ mod tests {
         vec![
             "hv: hv 0.1.0 booting at EL2 (VHE)",
             "hv: CPU0 online",
-            "(d1) guest-fault: reading IPA 0x10000000 outside guest RAM",
+            "(d0) guest-fault: reading IPA 0x10000000 outside guest RAM",
             "hv: CPU1 online",
-            "(d2) hello from guest-hello",
-            "hv: ERROR: d1v0: stage-2 data abort at IPA 0x0000000010000000 (translation fault level 1, read, 8 bytes via x8), ESR 0x93c08007, FAR 0x10000000, HPFAR 0x100000, pc 0x40080a10, ending d1",
-            "hv: d1 ended (stage-2 fault at IPA 0x0000000010000000)",
-            "(d2) xen_version = 4.20",
-            "(d2) PASS unknown hypercall -> -ENOSYS",
-            "(d2) guest-hello: all checks passed",
-            "hv: d2 ended (poweroff)",
+            "(d1) hello from guest-hello",
+            "hv: ERROR: d0v0: stage-2 data abort at IPA 0x0000000010000000 (translation fault level 1, read, 8 bytes via x8), ESR 0x93c08007, FAR 0x10000000, HPFAR 0x100000, pc 0x40080a10, ending d0",
+            "hv: d0 ended (stage-2 fault at IPA 0x0000000010000000)",
+            "(d1) xen_version = 4.20",
+            "(d1) PASS unknown hypercall -> -ENOSYS",
+            "(d1) guest-hello: all checks passed",
+            "hv: d1 ended (poweroff)",
             "hv: all domains ended, powering off",
         ]
     }
@@ -236,9 +238,9 @@ mod tests {
         let mut log = smoke_log();
         log.insert(
             6,
-            "(d1) guest-fault: ERROR still running after the load (read 0x0)",
+            "(d0) guest-fault: ERROR still running after the load (read 0x0)",
         );
-        log.insert(9, "(d2) FAIL console_io bad buffer -> -EFAULT");
+        log.insert(9, "(d1) FAIL console_io bad buffer -> -EFAULT");
         let mut m = Matcher::new(smoke(2));
         log.into_iter().for_each(|l| m.feed(l));
         assert_eq!(m.violations().len(), 2);

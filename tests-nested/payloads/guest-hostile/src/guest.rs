@@ -29,6 +29,7 @@ const VCPU_OP: u64 = 24;
 const SCHED_OP: u64 = 29;
 const EVENT_CHANNEL_OP: u64 = 32;
 const HVM_OP: u64 = 34;
+const PLATFORM_OP: u64 = 7;
 const SYSCTL: u64 = 35;
 const DOMCTL: u64 = 36;
 const HV_OP: u64 = 49;
@@ -384,7 +385,9 @@ fn sweep() {
     // whatever the handle, so those two are left to the targeted tests.
     let p2 = |nr: u64| -> Option<i64> {
         Some(match nr {
-            MULTICALL | CONSOLE_IO | EVENT_CHANNEL_OP | HVM_OP | SYSCTL | DOMCTL => EFAULT,
+            MULTICALL | CONSOLE_IO | EVENT_CHANNEL_OP | HVM_OP | SYSCTL | DOMCTL | PLATFORM_OP => {
+                EFAULT
+            }
             VM_ASSIST => EINVAL,
             VCPU_OP => ENOENT,
             SCHED_OP => 0,
@@ -394,9 +397,8 @@ fn sweep() {
     };
     let p3 = |nr: u64| -> Option<i64> {
         Some(match nr {
-            MEMORY_OP | MULTICALL | XEN_VERSION | EVENT_CHANNEL_OP | HVM_OP | SYSCTL | DOMCTL => {
-                EFAULT
-            }
+            MEMORY_OP | MULTICALL | XEN_VERSION | EVENT_CHANNEL_OP | HVM_OP | SYSCTL | DOMCTL
+            | PLATFORM_OP => EFAULT,
             VM_ASSIST => EINVAL,
             VCPU_OP => ENOENT,
             HV_OP => EPERM,

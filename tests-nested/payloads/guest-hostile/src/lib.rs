@@ -38,7 +38,7 @@ pub const GICR_SIZE: u64 = 0x0100_0000;
 pub const MAGIC: u64 = 0x3900_0000;
 
 /// Hypercall numbers hv implements (Xen's `__HYPERVISOR_*`, hv_op 49).
-pub const IMPLEMENTED: [u64; 13] = [12, 13, 17, 18, 20, 21, 24, 29, 32, 34, 35, 36, 49];
+pub const IMPLEMENTED: [u64; 14] = [7, 12, 13, 17, 18, 20, 21, 24, 29, 32, 34, 35, 36, 49];
 
 /// xorshift64* (Vigna): tiny, deterministic, good enough to pick cases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
