@@ -103,9 +103,23 @@ impl EventDomains for Doms<'_> {
 }
 
 /// A domain has left `domains` for good (it is being torn down): its event
-/// channels' peers go back to unbound (Xen's `evtchn_destroy`).
+/// channels' peers go back to unbound (Xen's `evtchn_destroy`), and the
+/// grants it still had mapped are unpinned in their granters (Xen's
+/// `gnttab_release_mappings`; the page references go with its physmap).
+/// The granters' `GTF_reading`/`GTF_writing` bits are cleared at the next
+/// `grant_table_op` (no host memory is at hand here).
 pub fn domain_destroyed(domains: &mut [Domain], gone: &Domain) {
     crate::xen::evtchn::domain_destroyed(&mut Doms(domains), gone.id, &gone.xen.evtchn);
+    for m in gone.xen.grant.mappings() {
+        let granter = domains
+            .iter_mut()
+            .find(|d| d.id == m.dom && d.xen.grant.serial() == m.table);
+        if let Some(rd) = granter {
+            let readonly = m.flags & crate::xen::grant::gntmap::READONLY != 0;
+            let clear = rd.xen.grant.unpin(m.gref, readonly);
+            rd.xen.grant.queue_clear(m.gref, clear);
+        }
+    }
 }
 
 /// Inject the event-channel upcall PPI ([`crate::xen::evtchn::GUEST_EVTCHN_PPI`]) for

@@ -127,13 +127,14 @@ pub enum Errno {
     ENOSYS = 38,
     ENODATA = 61,
     EOVERFLOW = 75,
+    EILSEQ = 84,
     EOPNOTSUPP = 95,
     ENOBUFS = 105,
 }
 
 impl Errno {
     /// Every errno in the table.
-    pub const ALL: [Errno; 23] = [
+    pub const ALL: [Errno; 24] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -155,6 +156,7 @@ impl Errno {
         Errno::ENOSYS,
         Errno::ENODATA,
         Errno::EOVERFLOW,
+        Errno::EILSEQ,
         Errno::EOPNOTSUPP,
         Errno::ENOBUFS,
     ];

@@ -110,8 +110,15 @@ pub const DOMID_SELF: u16 = 0x7FF0;
 /// is 9 on Arm: 2 MiB).
 pub const MAX_EXTENT_ORDER: u32 = 9;
 
-/// Stage-2 attributes of a foreign mapping (Xen's `p2m_map_foreign_rw`:
-/// read/write, never executable).
+/// Stage-2 attributes of a read-only grant mapping (Xen's
+/// `p2m_grant_map_ro`: read-only, never executable).
+pub const FOREIGN_RO_ATTRS: S2Attrs = S2Attrs {
+    write: false,
+    ..FOREIGN_ATTRS
+};
+
+/// Stage-2 attributes of a foreign mapping (Xen's `p2m_map_foreign_rw`,
+/// `p2m_grant_map_rw`: read/write, never executable).
 pub const FOREIGN_ATTRS: S2Attrs = S2Attrs {
     read: true,
     write: true,
@@ -1129,6 +1136,78 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         }
         self.end(caller, d, false, out);
         MemOpRet::Done(0)
+    }
+
+    /// Map granted frame `pa`, a RAM page of domain `owner`, at `gfn` of
+    /// `mapper` (`GNTTABOP_map_grant_ref` with `GNTMAP_host_map`; Xen on
+    /// Arm: `create_grant_host_mapping` -> `guest_physmap_add_entry` with
+    /// `p2m_grant_map_rw`/`_ro`, which replaces what the gfn mapped). The
+    /// mapping is a foreign one holding its own page reference, as a
+    /// gmfn_foreign mapping, so the page outlives its owner until
+    /// [`MemCtx::grant_unmap`]; read-only when `readonly`. Page entries
+    /// only (no 2 MiB promotion: grant mappings are single pages).
+    ///
+    /// # Errors
+    /// As [`Physmap::insert`] (range, budgets, heap), [`Error::NotOwner`]
+    /// if `pa` is not an allocated frame of the pool.
+    pub fn grant_map(
+        &mut self,
+        mapper: u16,
+        gfn: u64,
+        owner: u16,
+        pa: PhysAddr,
+        readonly: bool,
+        out: &mut Flush,
+    ) -> Result<(), Error> {
+        self.frames.get(pa)?;
+        let attrs = if readonly {
+            FOREIGN_RO_ATTRS
+        } else {
+            FOREIGN_ATTRS
+        };
+        let kind = P2mKind::Foreign { owner };
+        self.map_at(mapper, gfn, pa, 1, kind, attrs, out)
+            .inspect_err(|_| {
+                let _ = self.frames.put(pa);
+            })
+    }
+
+    /// Remove the grant mapping of `pa` at `gfn` of `mapper`
+    /// (`GNTTABOP_unmap_grant_ref`; Xen on Arm: `replace_grant_host_mapping`
+    /// -> `guest_physmap_remove_page`, which refuses a gfn that maps another
+    /// frame). The invalidation and the page reference (dropped after it
+    /// ran) go into `out`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if `gfn` does not map `pa` as a foreign page
+    /// (nothing changed), else as [`Physmap::remove`].
+    pub fn grant_unmap(
+        &mut self,
+        mapper: u16,
+        gfn: u64,
+        pa: PhysAddr,
+        out: &mut Flush,
+    ) -> Result<(), Error> {
+        let pm = self
+            .env
+            .physmap(mapper)
+            .ok_or(Error::NoSuchDomain { domid: mapper })?;
+        match pm.lookup(gfn) {
+            Some(e) if e.pa == pa && matches!(e.kind, P2mKind::Foreign { .. }) => {}
+            _ => {
+                return Err(Error::Invalid {
+                    what: "gfn does not map the granted frame",
+                })
+            }
+        }
+        self.remove_one(mapper, gfn, false, out)
+    }
+
+    /// A `grant_table_op` of `caller` that changed `mapper`'s physmap ends:
+    /// its invalidations are planned together (one plan per hypercall under
+    /// the targeted policies; not coalescable past the call).
+    pub fn grant_end(&mut self, caller: u16, mapper: u16, out: &mut Flush) {
+        self.end(caller, mapper, false, out);
     }
 
     /// Tear a dying domain's physmap down: one invalidation for the whole

@@ -967,6 +967,54 @@ xen_struct! {
 }
 
 xen_struct! {
+    /// `struct gnttab_map_grant_ref` (`GNTTABOP_map_grant_ref`).
+    pub struct GnttabMapGrantRef: 32 {
+        /// `uint64_t host_addr` (IN; on Arm the caller's guest-physical address).
+        host_addr: u64 = 0,
+        /// `uint32_t flags` (IN, `GNTMAP_*`).
+        flags: u32 = 8,
+        /// `grant_ref_t ref` (IN).
+        r#ref: u32 = 12,
+        /// `domid_t dom` (IN, the granting domain).
+        dom: u16 = 16,
+        /// `int16_t status` (OUT, `GNTST_*`).
+        status: i16 = 18,
+        /// `grant_handle_t handle` (OUT).
+        handle: u32 = 20,
+        /// `uint64_t dev_bus_addr` (OUT).
+        dev_bus_addr: u64 = 24,
+    }
+}
+
+xen_struct! {
+    /// `struct gnttab_unmap_grant_ref` (`GNTTABOP_unmap_grant_ref`).
+    pub struct GnttabUnmapGrantRef: 24 {
+        /// `uint64_t host_addr` (IN).
+        host_addr: u64 = 0,
+        /// `uint64_t dev_bus_addr` (IN).
+        dev_bus_addr: u64 = 8,
+        /// `grant_handle_t handle` (IN).
+        handle: u32 = 16,
+        /// `int16_t status` (OUT, `GNTST_*`).
+        status: i16 = 20,
+    }
+}
+
+xen_struct! {
+    /// `struct gnttab_cache_flush` (`GNTTABOP_cache_flush`).
+    pub struct GnttabCacheFlush: 16 {
+        /// `union { uint64_t dev_bus_addr; grant_ref_t ref; } a` (IN).
+        a: u64 = 0,
+        /// `uint16_t offset` (IN, within the page).
+        offset: u16 = 8,
+        /// `uint16_t length` (IN).
+        length: u16 = 10,
+        /// `uint32_t op` (IN, `GNTTAB_CACHE_*`).
+        op: u32 = 12,
+    }
+}
+
+xen_struct! {
     /// `struct gnttab_set_version` (`GNTTABOP_set_version`).
     pub struct GnttabSetVersion: 4 {
         /// `uint32_t version` (IN/OUT).

@@ -377,6 +377,14 @@ pub trait PhysMem {
         self.write(pa, &(old | mask).to_le_bytes());
         old
     }
+    /// Clean (`clean`) and/or invalidate (`inval`) the data cache lines of
+    /// `pa..pa + len` (RAM of one frame) to the point of coherency, for a
+    /// guest's non-coherent DMA (`GNTTABOP_cache_flush`). The default does
+    /// nothing (fakes have no caches); hv's arch cleans and invalidates
+    /// by VA.
+    fn dcache_maint(&mut self, pa: PhysAddr, len: usize, clean: bool, inval: bool) {
+        let _ = (pa, len, clean, inval);
+    }
     /// Atomically AND `mask` into the aligned u64 at `pa`; returns the old value
     /// (see [`PhysMem::fetch_or_u64`]).
     fn fetch_and_u64(&mut self, pa: PhysAddr, mask: u64) -> u64 {

@@ -1,21 +1,471 @@
-//! `grant_table_op` (20): query_size, setup_table, set_version (1),
-//! get_version ([`crate::xen::grant`] holds the table).
+//! `grant_table_op` (20): map_grant_ref, unmap_grant_ref, query_size,
+//! setup_table, set_version (1), get_version, cache_flush
+//! ([`crate::xen::grant`] holds each domain's table, active entries and
+//! maptrack).
+//!
+//! Map and unmap follow Xen 4.20's xen/common/grant_table.c
+//! (`map_grant_ref`, `unmap_common`, `unmap_common_complete`) with Arm's
+//! hooks (xen/arch/arm/mm.c `create_grant_host_mapping`,
+//! `replace_grant_host_mapping`): `host_addr` is a guest-physical address
+//! of the caller, the granted frame is mapped at its gfn as a foreign
+//! mapping holding a page reference (memops' `MemCtx::grant_map`, the
+//! mechanism of gmfn_foreign and acquire_resource mappings), so the page
+//! outlives a destroyed granter until it is unmapped. An unmap batch's
+//! invalidations are planned together (one plan per invocation, through
+//! `pv_tlb::DeferredFlush` as every p2m removal), executed before the
+//! hypercall returns; only then are the page references dropped and the
+//! granter's `GTF_reading`/`GTF_writing` cleared (Xen flushes before
+//! `unmap_common_complete` too).
 
-use memops::TableMem;
+use alloc::vec::Vec;
 
-use super::{le16, le32, le64, Ctx, GuestVa, Reply};
+use memops::{FrameTable, P2mKind, TableMem};
+use pv_tlb::{Flush, PhysAddr};
+
+use super::memory_op::{grant_p2m, run_flush, GrantP2m};
+use super::{le16, le32, le64, Action, Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
-use crate::xen::grant;
+use crate::domain::Domain;
+use crate::xen::abi::{GnttabCacheFlush, GnttabMapGrantRef, GnttabUnmapGrantRef};
+use crate::xen::grant::{self, gntmap, gtf, Mapping};
 use crate::xen::Errno;
 
-/// `grant_table_op(...)` from the caller's registers.
+/// Map/unmap ops handled per invocation before a continuation (Xen checks
+/// `hypercall_preempt_check()` per op; hv uses a fixed budget).
+pub const GRANT_BUDGET: u32 = 512;
+
+/// `grant_table_op(cmd, uop, count)` from the caller's registers. A
+/// preempted map/unmap batch continues as Xen's
+/// `hypercall_create_continuation(.., "ihi", cmd, uop advanced, count left)`.
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
-    Reply::ret(grant_table_op(
-        super::low32(a[0]),
-        a[1],
-        super::low32(a[2]),
-        ctx,
-    ))
+    let raw = super::low32(a[0]);
+    let count = super::low32(a[2]);
+    let cmd = raw & grant::CMD_MASK;
+    // do_grant_table_op: a negative count, or continuation bits on a
+    // command that takes none.
+    if (count as i32) < 0 || (cmd != grant::op::CACHE_FLUSH && raw != cmd) {
+        return Reply::ret(Err(Errno::EINVAL));
+    }
+    apply_pending_clears(ctx);
+    let size = match cmd {
+        grant::op::MAP_GRANT_REF => GnttabMapGrantRef::SIZE,
+        grant::op::UNMAP_GRANT_REF => GnttabUnmapGrantRef::SIZE,
+        grant::op::CACHE_FLUSH => {
+            return Reply::ret(cache_flush(
+                a[1],
+                count,
+                raw >> grant::CONTINUATION_ARG_SHIFT,
+                ctx,
+            ));
+        }
+        _ => return Reply::ret(grant_table_op(cmd, a[1], count, ctx)),
+    };
+    let r = if cmd == grant::op::MAP_GRANT_REF {
+        map_batch(a[1], count, ctx)
+    } else {
+        unmap_batch(a[1], count, ctx)
+    };
+    match r {
+        Ok(done) if done < count => Reply::then(Action::Continuation {
+            args: [
+                u64::from(cmd),
+                a[1].wrapping_add(u64::from(done) * size as u64),
+                u64::from(count - done),
+            ],
+            block: false,
+        }),
+        r => Reply::ret(r.map(|_| 0)),
+    }
+}
+
+/// Entries whose mapper was destroyed without unmapping get their
+/// `GTF_*` bits back now ([`crate::world::domain_destroyed`] queued them:
+/// the destroy paths hold no host memory there).
+fn apply_pending_clears<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>) {
+    let w = &mut *ctx.world;
+    for d in w.domains.iter_mut().filter(|d| d.xen.grant.has_pending()) {
+        d.xen.grant.apply_pending(&mut w.mem);
+    }
+}
+
+fn index(domains: &[Domain], id: u16) -> Option<usize> {
+    domains.iter().position(|d| d.id == id)
+}
+
+/// `GNTTABOP_map_grant_ref` on `count` structs at `arg`: the number of ops
+/// done (all of them unless preempted), each with its own status.
+///
+/// # Errors
+/// `-EFAULT` when a struct cannot be read or written back (the ops before
+/// it stay done, as Xen's).
+fn map_batch<M: PhysMem + TableMem>(
+    arg: u64,
+    count: u32,
+    ctx: &mut Ctx<'_, M>,
+) -> Result<u32, Errno> {
+    let n = count.min(GRANT_BUDGET);
+    let mut out = Flush::default();
+    let mut r = Ok(n);
+    for i in 0..n {
+        let at = GuestVa(arg.wrapping_add(u64::from(i) * GnttabMapGrantRef::SIZE as u64));
+        let mut op = match ctx.read::<{ GnttabMapGrantRef::SIZE }>(at) {
+            Ok(b) => GnttabMapGrantRef::from_bytes(&b),
+            Err(e) => {
+                r = Err(e);
+                break;
+            }
+        };
+        map_one(&mut op, ctx, &mut out);
+        if op.status != grant::GNTST_OKAY {
+            let c = ctx.caller;
+            crate::glog!(
+                c,
+                Debug,
+                "d{c}: GNTTABOP_map_grant_ref d{} ref {:#x} flags {:#x} at {:#x}: status {}",
+                op.dom,
+                op.r#ref,
+                op.flags,
+                op.host_addr,
+                op.status
+            );
+        }
+        if let Err(e) = ctx.write(at, &op.to_bytes()) {
+            r = Err(e);
+            break;
+        }
+    }
+    finish(ctx, out);
+    r
+}
+
+/// End the call's p2m changes: plan them (one plan), run it, then drop the
+/// page references it covered.
+fn finish<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, mut out: Flush) {
+    let c = ctx.caller;
+    let end = GrantP2m::End {
+        caller: c,
+        mapper: c,
+    };
+    let _ = grant_p2m(ctx.world, ctx.arch, end, &mut out);
+    run_flush(ctx.world, ctx.arch, out, c);
+}
+
+/// One `map_grant_ref` op (Xen's `map_grant_ref` with Arm's
+/// `create_grant_host_mapping`), in Xen's order of checks:
+/// - neither `GNTMAP_host_map` nor `GNTMAP_device_map`: `GNTST_bad_gntref`;
+/// - `GNTMAP_device_map`, `_application_map` or `_contains_pte` (a
+///   translated caller): `GNTST_general_error`;
+/// - no domain `dom` (`DOMID_SELF` is not resolved): `GNTST_bad_domain`;
+/// - no maptrack handle left: `GNTST_no_space`;
+/// - `ref` past the granter's entries in use: `GNTST_bad_gntref`;
+/// - mapped already by another domain, or a pin counter full:
+///   `GNTST_general_error`;
+/// - entry not `GTF_permit_access` for the caller, or `GTF_readonly` for
+///   a writable mapping (`_set_status_v1`): `GNTST_general_error`. Xen
+///   answers these with general_error, not `GNTST_permission_denied`
+///   (which only its XSM hook gives);
+/// - the entry's frame not RAM of the granter (`get_paged_frame`):
+///   `GNTST_bad_page`;
+/// - flags other than `host_map` (+ `readonly`), or the entry's cache
+///   attributes set (`GTF_PWT|PCD|PAT`), or the gfn cannot be mapped
+///   (outside the caller's IPA range, its p2m budget): `GNTST_general_error`.
+///
+/// `host_addr` is used as Xen's `gaddr_to_gfn`: its page offset is ignored.
+/// On success `handle` and `dev_bus_addr` (the frame's machine address,
+/// Xen's `mfn_to_maddr`; dom0 without IOMMU programs devices with it) are
+/// set.
+fn map_one<M: PhysMem + TableMem>(
+    op: &mut GnttabMapGrantRef,
+    ctx: &mut Ctx<'_, M>,
+    out: &mut Flush,
+) {
+    op.status = map_status(op, ctx, out).err().unwrap_or(grant::GNTST_OKAY);
+}
+
+fn map_status<M: PhysMem + TableMem>(
+    op: &mut GnttabMapGrantRef,
+    ctx: &mut Ctx<'_, M>,
+    out: &mut Flush,
+) -> Result<(), i16> {
+    let ld = ctx.caller;
+    if op.flags & (gntmap::DEVICE_MAP | gntmap::HOST_MAP) == 0 {
+        return Err(grant::GNTST_BAD_GNTREF);
+    }
+    if op.flags & (gntmap::DEVICE_MAP | gntmap::APPLICATION_MAP | gntmap::CONTAINS_PTE) != 0 {
+        return Err(grant::GNTST_GENERAL_ERROR);
+    }
+    let readonly = op.flags & gntmap::READONLY != 0;
+    let gref = op.r#ref;
+    let w = &mut *ctx.world;
+    let ri = index(&w.domains, op.dom).ok_or(grant::GNTST_BAD_DOMAIN)?;
+    let li = index(&w.domains, ld).ok_or(grant::GNTST_GENERAL_ERROR)?;
+    if !w.domains[li].xen.grant.maptrack_room() {
+        return Err(grant::GNTST_NO_SPACE);
+    }
+    let rgt = &w.domains[ri].xen.grant;
+    let entry = rgt.entry_pa(gref).ok_or(grant::GNTST_BAD_GNTREF)?;
+    let act = rgt.active(gref);
+    if act.is_some_and(|a| a.mapper != ld || a.full(readonly)) {
+        return Err(grant::GNTST_GENERAL_ERROR);
+    }
+    let mut pa = act.map(|a| a.pa);
+    if act.is_none_or(|a| !readonly && a.write_pins == 0) {
+        let frame = grant::set_status(&mut w.mem, entry, act.is_some(), ld, readonly)?;
+        if act.is_none() {
+            // get_paged_frame: the granter's own RAM (a foreign page or an
+            // hv special frame is not grantable here).
+            match w.domains[ri].physmap().lookup(u64::from(frame)) {
+                Some(e) if e.kind == P2mKind::Ram => pa = Some(e.pa),
+                _ => {
+                    grant::clear_status(&mut w.mem, entry, grant::reduce_status(None, readonly));
+                    return Err(grant::GNTST_BAD_PAGE);
+                }
+            }
+        }
+    }
+    let Some(pa) = pa else {
+        return Err(grant::GNTST_GENERAL_ERROR);
+    };
+    w.domains[ri].xen.grant.pin(gref, ld, pa, readonly);
+    let table = w.domains[ri].xen.grant.serial();
+    let mut flags = [0u8; 2];
+    w.mem.read(entry, &mut flags);
+    let cache_flags = u16::from_le_bytes(flags) & (gtf::PWT | gtf::PCD | gtf::PAT);
+    let mapped = if cache_flags != 0 || op.flags & !gntmap::READONLY != gntmap::HOST_MAP {
+        Err(None)
+    } else {
+        let m = GrantP2m::Map {
+            mapper: ld,
+            gfn: op.host_addr >> 12,
+            owner: op.dom,
+            pa,
+            readonly,
+        };
+        grant_p2m(w, ctx.arch, m, out).map_err(Some)
+    };
+    let tracked = mapped.and_then(|()| {
+        let m = Mapping {
+            dom: op.dom,
+            table,
+            gref,
+            flags: op.flags,
+            pa,
+        };
+        w.domains[li].xen.grant.track(m).map_err(|_| None)
+    });
+    match tracked {
+        Ok(handle) => {
+            op.handle = handle;
+            op.dev_bus_addr = pa.0;
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(e) = e {
+                crate::glog!(ld, Debug, "d{ld}: grant map at {:#x}: {e}", op.host_addr);
+            }
+            // undo_out: the mapping (if made) stays only if tracking failed,
+            // which maptrack_room excluded; the pin and status go back.
+            let rgt = &mut w.domains[ri].xen.grant;
+            let clear = rgt.unpin(gref, readonly);
+            grant::clear_status(&mut w.mem, entry, clear);
+            Err(grant::GNTST_GENERAL_ERROR)
+        }
+    }
+}
+
+/// What an unmap leaves to do once its invalidation ran
+/// (`unmap_common_complete`).
+#[derive(Clone, Copy)]
+struct Unpin {
+    dom: u16,
+    table: u64,
+    gref: u32,
+    readonly: bool,
+}
+
+/// `GNTTABOP_unmap_grant_ref` on `count` structs at `arg` (see
+/// [`map_batch`] for the answer).
+///
+/// # Errors
+/// `-EFAULT` as [`map_batch`]; `-ENOMEM` if hv's heap cannot hold the
+/// batch's bookkeeping (nothing done).
+fn unmap_batch<M: PhysMem + TableMem>(
+    arg: u64,
+    count: u32,
+    ctx: &mut Ctx<'_, M>,
+) -> Result<u32, Errno> {
+    let n = count.min(GRANT_BUDGET);
+    let mut done: Vec<Unpin> = Vec::new();
+    done.try_reserve(n as usize).map_err(|_| Errno::ENOMEM)?;
+    let mut out = Flush::default();
+    let mut r = Ok(n);
+    for i in 0..n {
+        let at = arg.wrapping_add(u64::from(i) * GnttabUnmapGrantRef::SIZE as u64);
+        let mut op = match ctx.read::<{ GnttabUnmapGrantRef::SIZE }>(GuestVa(at)) {
+            Ok(b) => GnttabUnmapGrantRef::from_bytes(&b),
+            Err(e) => {
+                r = Err(e);
+                break;
+            }
+        };
+        op.status = match unmap_one(&op, ctx, &mut out) {
+            Ok(Some(u)) => {
+                done.push(u);
+                grant::GNTST_OKAY
+            }
+            Ok(None) => grant::GNTST_OKAY,
+            Err(s) => {
+                let c = ctx.caller;
+                crate::glog!(
+                    c,
+                    Debug,
+                    "d{c}: GNTTABOP_unmap_grant_ref handle {:#x} at {:#x}: status {s}",
+                    op.handle,
+                    op.host_addr
+                );
+                s
+            }
+        };
+        let status_at = GuestVa(at + core::mem::offset_of!(GnttabUnmapGrantRef, status) as u64);
+        if let Err(e) = ctx.write(status_at, &op.status.to_le_bytes()) {
+            r = Err(e);
+            break;
+        }
+    }
+    finish(ctx, out);
+    // unmap_common_complete, after the flush: the granter may reuse the page.
+    let w = &mut *ctx.world;
+    for u in done {
+        let Some(rd) = w
+            .domains
+            .iter_mut()
+            .find(|d| d.id == u.dom && d.xen.grant.serial() == u.table)
+        else {
+            continue; // The granter is gone: its table went with it.
+        };
+        let clear = rd.xen.grant.unpin(u.gref, u.readonly);
+        if let Some(pa) = rd.xen.grant.entry_pa(u.gref) {
+            grant::clear_status(&mut w.mem, pa, clear);
+        }
+    }
+    r
+}
+
+/// One `unmap_grant_ref` op (Xen's `unmap_common`): an unknown or freed
+/// handle is `GNTST_bad_handle`; with `host_addr` 0 nothing is unmapped
+/// and the answer is `GNTST_okay` (Xen: the host mapping is only removed
+/// for a non-zero `host_addr`); a gfn that does not map the granted frame
+/// is `GNTST_general_error` (`replace_grant_host_mapping`: -EILSEQ). The
+/// granter may be gone (destroyed while mapped): its page was kept by the
+/// mapping's reference and is freed once the invalidation ran.
+fn unmap_one<M: PhysMem + TableMem>(
+    op: &GnttabUnmapGrantRef,
+    ctx: &mut Ctx<'_, M>,
+    out: &mut Flush,
+) -> Result<Option<Unpin>, i16> {
+    let ld = ctx.caller;
+    let w = &mut *ctx.world;
+    let li = index(&w.domains, ld).ok_or(grant::GNTST_GENERAL_ERROR)?;
+    let m = w.domains[li]
+        .xen
+        .grant
+        .mapping(op.handle)
+        .ok_or(grant::GNTST_BAD_HANDLE)?;
+    if op.host_addr == 0 || m.flags & gntmap::HOST_MAP == 0 {
+        return Ok(None);
+    }
+    let u = GrantP2m::Unmap {
+        mapper: ld,
+        gfn: op.host_addr >> 12,
+        pa: m.pa,
+    };
+    if let Err(e) = grant_p2m(w, ctx.arch, u, out) {
+        crate::glog!(ld, Debug, "d{ld}: grant unmap at {:#x}: {e}", op.host_addr);
+        return Err(grant::GNTST_GENERAL_ERROR);
+    }
+    w.domains[li].xen.grant.untrack(op.handle);
+    Ok(Some(Unpin {
+        dom: m.dom,
+        table: m.table,
+        gref: m.gref,
+        readonly: m.flags & gntmap::READONLY != 0,
+    }))
+}
+
+/// `GNTTABOP_cache_flush` (Xen 4.20's `gnttab_cache_flush` / `_cache_flush`)
+/// on `count` structs at `arg`; `cur_ref` is the continuation state
+/// carried in `cmd` (hv never preempts one, so only 0 is expected):
+/// - `offset`/`length` beyond the page, or `op` bits other than
+///   `GNTTAB_CACHE_CLEAN|INVAL` (so `GNTTAB_CACHE_SOURCE_GREF` too):
+///   -EINVAL, the call stops there;
+/// - `length` or `op` 0: nothing to do (-EILSEQ with a `cur_ref`);
+/// - `dev_bus_addr` not a frame of the guest pool (`mfn_valid`): -EINVAL;
+///   a free frame (no owner): -EPERM; a frame of another domain that the
+///   caller has no grant mapping of (`grant_map_exists`): -EINVAL;
+/// - otherwise the data cache lines of the range are cleaned and/or
+///   invalidated to the point of coherency ([`PhysMem::dcache_maint`]).
+///
+/// The probe Linux makes (`count` 0) answers 0.
+fn cache_flush<M: PhysMem + TableMem>(
+    arg: u64,
+    count: u32,
+    cur_ref: u32,
+    ctx: &mut Ctx<'_, M>,
+) -> Result<u64, Errno> {
+    let ld = ctx.caller;
+    for i in 0..u64::from(count) {
+        let at = GuestVa(arg.wrapping_add(i * GnttabCacheFlush::SIZE as u64));
+        let c = GnttabCacheFlush::from_bytes(&ctx.read::<{ GnttabCacheFlush::SIZE }>(at)?);
+        let (off, len) = (u64::from(c.offset), u64::from(c.length));
+        if off >= 4096
+            || len > 4096
+            || off + len > 4096
+            || c.op & !(grant::cache::INVAL | grant::cache::CLEAN) != 0
+        {
+            crate::glog!(ld, Debug, "d{ld}: GNTTABOP_cache_flush {c:?}: -EINVAL");
+            return Err(Errno::EINVAL);
+        }
+        if len == 0 || c.op == 0 {
+            if cur_ref != 0 {
+                return Err(Errno::EILSEQ);
+            }
+            continue;
+        }
+        let pa = PhysAddr(c.a & !0xfff);
+        let w = &mut *ctx.world;
+        let owner = flush_owner(&w.pool, pa)?;
+        if owner != ld {
+            let granted = w
+                .domains
+                .iter()
+                .find(|d| d.id == owner)
+                .is_some_and(|d| d.xen.grant.active_mapping_of(ld, pa));
+            if !granted {
+                crate::glog!(
+                    ld,
+                    Debug,
+                    "d{ld}: GNTTABOP_cache_flush of {pa} not granted to it: -EINVAL"
+                );
+                return Err(Errno::EINVAL);
+            }
+        }
+        w.mem.dcache_maint(
+            PhysAddr(pa.0 + off),
+            len as usize,
+            c.op & grant::cache::CLEAN != 0,
+            c.op & grant::cache::INVAL != 0,
+        );
+    }
+    Ok(0)
+}
+
+/// The owner of pool frame `pa` for a cache flush (-EINVAL outside the
+/// pool, -EPERM for a free frame).
+fn flush_owner(pool: &FrameTable, pa: PhysAddr) -> Result<u16, Errno> {
+    match pool.frame(pa) {
+        None => Err(Errno::EINVAL),
+        Some(f) => f.owner.ok_or(Errno::EPERM),
+    }
 }
 
 /// Handle `GNTTABOP_<cmd>` on `count` structs at `arg` (a VA of the caller).
@@ -91,9 +541,8 @@ pub fn grant_table_op<M: PhysMem + TableMem>(
             ctx.write(GuestVa(arg + 4), &1u32.to_le_bytes())?;
             Ok(0)
         }
-        // GNTTABOP_cache_flush (12) among them: hv has no cache-maintenance
-        // hook yet, and Linux then bounces foreign-page DMA of non-coherent
-        // devices through swiotlb (arch/arm/xen/mm.c: hypercall_cflush false).
+        // transfer, copy, unmap_and_replace, get_status_frames (v2),
+        // swap_grant_ref.
         other => {
             let c = ctx.caller;
             crate::glog!(c, Debug, "d{c}: GNTTABOP {other} not implemented: -ENOSYS");

@@ -14,12 +14,13 @@ use core::cell::RefCell;
 use core::sync::atomic::Ordering;
 
 use memops::{GuestCopy, InvalidationSet, MemCtx, MemEnv, MemOpRet, Physmap, Stage2View, TableMem};
-use pv_tlb::{Ipa, PhysAddr, Plan, Vmid};
+use pv_tlb::{Flush, Ipa, PhysAddr, Plan, Vmid};
 
 use super::{Action, Ctx, Reply};
 use crate::arch::{Arch, PhysMem};
 use crate::domain::Domain;
 use crate::guest::GuestMemory;
+use crate::world::World;
 use crate::xen::Errno;
 
 /// Entries of a batch processed per invocation before a continuation (the
@@ -270,5 +271,80 @@ pub fn memory_op<M: PhysMem + TableMem>(
             MemoryOpResult::Done(v as u64)
         }
         MemOpRet::Continue { cmd } => MemoryOpResult::Continue { cmd },
+    }
+}
+
+/// A change of a domain's p2m that `grant_table_op` makes, through memops
+/// as memory_op's own (the same records, references and TLB planning).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum GrantP2m {
+    /// [`MemCtx::grant_map`].
+    Map {
+        mapper: u16,
+        gfn: u64,
+        owner: u16,
+        pa: PhysAddr,
+        readonly: bool,
+    },
+    /// [`MemCtx::grant_unmap`].
+    Unmap { mapper: u16, gfn: u64, pa: PhysAddr },
+    /// [`MemCtx::grant_end`]: the call of `caller` ends.
+    End { caller: u16, mapper: u16 },
+}
+
+/// Make `op` on the world's p2ms; the invalidation and the page references
+/// it needs are gathered into `out` (run by [`run_flush`]), except what
+/// memops must run at once (break-before-make over a pending invalidation).
+pub(super) fn grant_p2m<M: PhysMem + TableMem>(
+    w: &mut World<M>,
+    arch: &mut dyn Arch,
+    op: GrantP2m,
+    out: &mut Flush,
+) -> Result<(), memops::Error> {
+    let recorded = w.flush.stats().recorded;
+    let cell = RefCell::new(&mut w.mem);
+    let mut tables = Tables(&cell);
+    let mut env = Env {
+        domains: &mut w.domains,
+        mem: &cell,
+        arch,
+        heap_free: w.heap_free,
+    };
+    let mut mc = MemCtx {
+        env: &mut env,
+        tables: &mut tables,
+        frames: &mut w.pool,
+        flush: &mut w.flush,
+        budget: BATCH_BUDGET,
+    };
+    let r = match op {
+        GrantP2m::Map {
+            mapper,
+            gfn,
+            owner,
+            pa,
+            readonly,
+        } => mc.grant_map(mapper, gfn, owner, pa, readonly, out),
+        GrantP2m::Unmap { mapper, gfn, pa } => mc.grant_unmap(mapper, gfn, pa, out),
+        GrantP2m::End { caller, mapper } => {
+            mc.grant_end(caller, mapper, out);
+            Ok(())
+        }
+    };
+    let delta = w.flush.stats().recorded.saturating_sub(recorded);
+    crate::counters::P2M_OPS.fetch_add(delta, Ordering::Relaxed);
+    r
+}
+
+/// Run what [`grant_p2m`] gathered: the plan, then the page releases.
+pub(super) fn run_flush<M: PhysMem + TableMem>(
+    w: &mut World<M>,
+    arch: &mut dyn Arch,
+    out: Flush,
+    caller: u16,
+) {
+    crate::tlb::execute_ops(out.plan.ops(), arch);
+    if let Err(e) = w.pool.release(&out.released) {
+        log::error!("d{caller}: grant_table_op: releasing pages: {e}");
     }
 }

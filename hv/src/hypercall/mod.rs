@@ -38,6 +38,8 @@ pub mod vm_assist;
 pub mod xen_version;
 
 #[cfg(test)]
+mod grant_tests;
+#[cfg(test)]
 mod privif_tests;
 #[cfg(test)]
 mod tests;

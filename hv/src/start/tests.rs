@@ -81,7 +81,7 @@ fn hypercalls_answer_in_x0_and_the_domain_powers_off() {
             Step::hypercall(17, &[0]),
             Step::hypercall(18, &[0, 13, GUEST_RAM0_BASE + 0x100]),
             Step::hypercall(99, &[1, 2, 3]),
-            Step::hypercall(20, &[]),
+            Step::hypercall(20, &[4]),
             Step::hypercall(17, &[15]),
             Step::hypercall(18, &[0, 16, 0x1000_0000]),
             Step::hypercall(18, &[1, 16, GUEST_RAM0_BASE]),

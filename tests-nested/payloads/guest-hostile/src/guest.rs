@@ -381,8 +381,8 @@ fn sweep() {
     ];
     // Xen's answers for pattern 2 (handle outside RAM) and pattern 3 (MMIO
     // handle). Pattern 2's sub-op 0 is one hv does not have for memory_op
-    // (increase_reservation) and grant_table_op (map_grant_ref): -ENOSYS
-    // whatever the handle, so those two are left to the targeted tests.
+    // (increase_reservation: -ENOSYS whatever the handle) and, for
+    // grant_table_op, map_grant_ref: both are left to the targeted tests.
     let p2 = |nr: u64| -> Option<i64> {
         Some(match nr {
             MULTICALL | CONSOLE_IO | EVENT_CHANNEL_OP | HVM_OP | SYSCTL | DOMCTL | PLATFORM_OP => {
@@ -531,8 +531,13 @@ fn unknown_subops() {
     );
     expect(
         "grant_table_op unknown cmd -> -ENOSYS",
-        hc(GRANT_TABLE_OP, [0x7fff_fff0, s, 1, 0, 0]),
+        hc(GRANT_TABLE_OP, [0xff0, s, 1, 0, 0]),
         ENOSYS,
+    );
+    expect(
+        "grant_table_op continuation bits on a cmd that takes none -> -EINVAL",
+        hc(GRANT_TABLE_OP, [0x7fff_fff0, s, 1, 0, 0]),
+        EINVAL,
     );
     expect(
         "sched_op unknown cmd -> -ENOSYS",
