@@ -7,6 +7,7 @@
 //! and initrd copies are scaled down (the per-page calls are the same).
 
 use super::*;
+use crate::xen::abi::{GnttabMapGrantRef, GnttabUnmapGrantRef};
 use crate::xen::abi::{
     VcpuGuestContext, XenAddToPhysmapBatch, XenArchDomainconfig, XenDomctlAddressSize,
     XenDomctlCacheflush, XenDomctlCreatedomain, XenDomctlMaxMem, XenDomctlMaxVcpus,
@@ -14,6 +15,7 @@ use crate::xen::abi::{
     XenDomctlVcpucontext, XenMemoryReservation, XenRemoveFromPhysmap, XenctlBitmap,
 };
 use crate::xen::domu::{hvm_param, GUEST_MAGIC_BASE};
+use crate::xen::grant;
 
 /// Where dom0's privcmd puts foreign pages: gfns outside its RAM (Linux's
 /// unpopulated-alloc region, inside the DT hypervisor node's ranges).
@@ -579,13 +581,17 @@ fn xl_create_sequence_of_the_xen_trace() {
     let got = w.call(0, nr::MEMORY_OP, [28, ARG, 0]);
     let got = r.check("XENMEM_acquire_resource grant_table", got, Xen::Ok, None);
     assert_eq!(got, 0);
-    // xl writes the reserved entries (console 0, xenstore 1) for dom0.
+    // xl writes the reserved entries (console 0, xenstore 1) for dom0
+    // (xc_dom_gnttab_seed).
     let gnt_at = (FOREIGN_GFN + 0x2000) << 12;
     // grant_entry_v1 { u16 flags; domid_t domid; u32 frame; }
     let mut e0 = [0u8; 8];
     e0[0..2].copy_from_slice(&0x0001u16.to_le_bytes()); // GTF_permit_access
     e0[4..8].copy_from_slice(&(magic[0] as u32).to_le_bytes());
+    let mut e1 = e0;
+    e1[4..8].copy_from_slice(&(magic[1] as u32).to_le_bytes());
     w.put(0, gnt_at, &e0);
+    w.put(0, gnt_at + 8, &e1);
     let gframe = w.world.domains[w.idx(dom)].xen.grant.frame(0).unwrap();
     let mut seen = [0u8; 8];
     crate::arch::PhysMem::read(&w.world.mem, gframe, &mut seen);
@@ -687,6 +693,75 @@ fn xl_create_sequence_of_the_xen_trace() {
         "xl gave it xenconsoled's console: no hv ring at the magic page"
     );
     assert_eq!(d.xen.params[hvm_param::CONSOLE_PFN as usize], magic[0]);
+
+    // §4.2: xenstored maps the xenstore ring (GNTTAB_RESERVED_XENSTORE),
+    // xenconsoled the console ring (GNTTAB_RESERVED_CONSOLE), through
+    // gntdev: GNTMAP_host_map at a page of dom0 without RAM.
+    let mut handles = Vec::new();
+    for (label, gref, at, page) in [
+        (
+            "GNTTABOP_map_grant_ref (xenstored)",
+            1u32,
+            FOREIGN_GFN + 0x3000,
+            magic[1],
+        ),
+        (
+            "GNTTABOP_map_grant_ref (xenconsoled)",
+            0,
+            FOREIGN_GFN + 0x3001,
+            magic[0],
+        ),
+    ] {
+        let op = GnttabMapGrantRef {
+            host_addr: at << 12,
+            flags: grant::gntmap::HOST_MAP,
+            r#ref: gref,
+            dom,
+            ..GnttabMapGrantRef::default()
+        };
+        w.put(0, ARG, &op.to_bytes());
+        let got = w.call(0, nr::GRANT_TABLE_OP, [0, ARG, 1]);
+        r.check(label, got, Xen::Ok, None);
+        let back = GnttabMapGrantRef::from_bytes(w.get(0, ARG, 32).as_slice().try_into().unwrap());
+        assert_eq!(back.status, grant::GNTST_OKAY, "{label}");
+        // The ring written through dom0's mapping is the domU's page.
+        w.put(0, at << 12, label.as_bytes());
+        assert_eq!(w.get(dom, page << 12, label.len()), label.as_bytes());
+        handles.push((back.handle, at));
+    }
+    // §6 (steps 32, 36): their unmaps when the domain goes.
+    for (label, (handle, at)) in [
+        "GNTTABOP_unmap_grant_ref (xenstored)",
+        "GNTTABOP_unmap_grant_ref (xenconsoled)",
+    ]
+    .into_iter()
+    .zip(handles)
+    {
+        let op = GnttabUnmapGrantRef {
+            host_addr: at << 12,
+            dev_bus_addr: 0,
+            handle,
+            status: 1,
+        };
+        w.put(0, ARG, &op.to_bytes());
+        let got = w.call(0, nr::GRANT_TABLE_OP, [1, ARG, 1]);
+        r.check(label, got, Xen::Ok, None);
+        let back =
+            GnttabUnmapGrantRef::from_bytes(w.get(0, ARG, 24).as_slice().try_into().unwrap());
+        assert_eq!(back.status, grant::GNTST_OKAY, "{label}");
+        assert!(w.world.domains[0].physmap().lookup(at).is_none(), "{label}");
+    }
+    let fl = |w: &W, off: u64| {
+        let pa = w.world.domains[w.idx(dom)].xen.grant.entry_pa(0).unwrap();
+        let mut b = [0u8; 2];
+        crate::arch::PhysMem::read(&w.world.mem, PhysAddr(pa.0 + off), &mut b);
+        u16::from_le_bytes(b)
+    };
+    assert_eq!(
+        (fl(&w, 0), fl(&w, 8)),
+        (1, 1),
+        "GTF_reading/writing cleared"
+    );
 
     for (label, xen, got, why) in &r.rows {
         std::println!(
