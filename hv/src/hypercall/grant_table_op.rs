@@ -30,12 +30,12 @@ use crate::xen::abi::{GnttabCacheFlush, GnttabMapGrantRef, GnttabUnmapGrantRef};
 use crate::xen::grant::{self, gntmap, gtf, Mapping};
 use crate::xen::Errno;
 
-/// Map/unmap ops handled per invocation before a continuation (Xen checks
-/// `hypercall_preempt_check()` per op; hv uses a fixed budget).
+/// Map/unmap/cache_flush ops handled per invocation before a continuation
+/// (Xen checks `hypercall_preempt_check()` per op; hv uses a fixed budget).
 pub const GRANT_BUDGET: u32 = 512;
 
 /// `grant_table_op(cmd, uop, count)` from the caller's registers. A
-/// preempted map/unmap batch continues as Xen's
+/// preempted map/unmap/cache_flush batch continues as Xen's
 /// `hypercall_create_continuation(.., "ihi", cmd, uop advanced, count left)`.
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     let raw = super::low32(a[0]);
@@ -47,23 +47,17 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
         return Reply::ret(Err(Errno::EINVAL));
     }
     apply_pending_clears(ctx);
-    let size = match cmd {
-        grant::op::MAP_GRANT_REF => GnttabMapGrantRef::SIZE,
-        grant::op::UNMAP_GRANT_REF => GnttabUnmapGrantRef::SIZE,
+    let (size, r) = match cmd {
+        grant::op::MAP_GRANT_REF => (GnttabMapGrantRef::SIZE, map_batch(a[1], count, ctx)),
+        grant::op::UNMAP_GRANT_REF => (GnttabUnmapGrantRef::SIZE, unmap_batch(a[1], count, ctx)),
         grant::op::CACHE_FLUSH => {
-            return Reply::ret(cache_flush(
-                a[1],
-                count,
-                raw >> grant::CONTINUATION_ARG_SHIFT,
-                ctx,
-            ));
+            let cur_ref = raw >> grant::CONTINUATION_ARG_SHIFT;
+            (
+                GnttabCacheFlush::SIZE,
+                cache_flush(a[1], count, cur_ref, ctx),
+            )
         }
         _ => return Reply::ret(grant_table_op(cmd, a[1], count, ctx)),
-    };
-    let r = if cmd == grant::op::MAP_GRANT_REF {
-        map_batch(a[1], count, ctx)
-    } else {
-        unmap_batch(a[1], count, ctx)
     };
     match r {
         Ok(done) if done < count => Reply::then(Action::Continuation {
@@ -405,15 +399,20 @@ fn unmap_one<M: PhysMem + TableMem>(
 /// - otherwise the data cache lines of the range are cleaned and/or
 ///   invalidated to the point of coherency ([`PhysMem::dcache_maint`]).
 ///
-/// The probe Linux makes (`count` 0) answers 0.
+/// The probe Linux makes (one zeroed struct) answers 0. Returns the ops
+/// done (all of them unless preempted after [`GRANT_BUDGET`]).
+///
+/// # Errors
+/// As listed; the ops before the failing one stay done.
 fn cache_flush<M: PhysMem + TableMem>(
     arg: u64,
     count: u32,
     cur_ref: u32,
     ctx: &mut Ctx<'_, M>,
-) -> Result<u64, Errno> {
+) -> Result<u32, Errno> {
     let ld = ctx.caller;
-    for i in 0..u64::from(count) {
+    let n = count.min(GRANT_BUDGET);
+    for i in 0..u64::from(n) {
         let at = GuestVa(arg.wrapping_add(i * GnttabCacheFlush::SIZE as u64));
         let c = GnttabCacheFlush::from_bytes(&ctx.read::<{ GnttabCacheFlush::SIZE }>(at)?);
         let (off, len) = (u64::from(c.offset), u64::from(c.length));
@@ -456,7 +455,7 @@ fn cache_flush<M: PhysMem + TableMem>(
             c.op & grant::cache::INVAL != 0,
         );
     }
-    Ok(0)
+    Ok(n)
 }
 
 /// The owner of pool frame `pa` for a cache flush (-EINVAL outside the

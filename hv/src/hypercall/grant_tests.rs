@@ -626,6 +626,17 @@ fn hypercall_level_answers() {
     let st = w.get(0, ARG + 20, 2).unwrap();
     assert_eq!(i16::from_le_bytes([st[0], st[1]]), grant::GNTST_BAD_HANDLE);
     assert_eq!(w.call(0, [1, next, left]), 0);
+    // cache_flush too (zeroed entries: nothing to do each), without
+    // carrying a cur_ref.
+    w.put(0, ARG, &alloc::vec![0u8; n as usize * 16]);
+    let r = w.raw(0, [12, ARG, n]);
+    assert_eq!(
+        r.action,
+        Action::Continuation {
+            args: [12, ARG + u64::from(GRANT_BUDGET) * 16, left],
+            block: false
+        }
+    );
 }
 
 #[test]
