@@ -811,9 +811,12 @@ fn evtchn_abuse() {
 }
 
 // GNTTABOP_* (public/grant_table.h).
+const GT_MAP_GRANT_REF: u64 = 0;
+const GT_UNMAP_GRANT_REF: u64 = 1;
 const GT_SETUP_TABLE: u64 = 2;
 const GT_QUERY_SIZE: u64 = 6;
 const GT_SET_VERSION: u64 = 8;
+const GT_CACHE_FLUSH: u64 = 12;
 
 fn grant_abuse() {
     let s = SCRATCH;
@@ -895,6 +898,39 @@ fn grant_abuse() {
         sane(rc),
         rc,
         "a value or errno",
+    );
+    // map_grant_ref { u64 host_addr; u32 flags; u32 ref; domid_t dom;
+    // OUT int16 status; OUT u32 handle; OUT u64 dev_bus_addr }
+    sac_fill(s, 4, 0);
+    sac_write_u64(s, SCRATCH + 0x2000);
+    put32(s, 8, 2); // GNTMAP_host_map
+    put16(s, 16, 0x7000);
+    let rc = hc(GRANT_TABLE_OP, [GT_MAP_GRANT_REF, s, 1, 0, 0]);
+    let st = (get32(s, 16) >> 16) as u16 as i16;
+    check(
+        "GNTTABOP_map_grant_ref from domain 0x7000 -> status GNTST_bad_domain",
+        rc == 0 && st == -2,
+        if rc != 0 { rc } else { i64::from(st) },
+        "rc 0, status -2",
+    );
+    // unmap_grant_ref { u64 host_addr; u64 dev_bus_addr; u32 handle; OUT int16 status }
+    sac_fill(s, 3, 0);
+    sac_write_u64(s, SCRATCH + 0x2000);
+    put32(s, 16, 0x1234);
+    let rc = hc(GRANT_TABLE_OP, [GT_UNMAP_GRANT_REF, s, 1, 0, 0]);
+    let st = get32(s, 20) as u16 as i16;
+    check(
+        "GNTTABOP_unmap_grant_ref of an unknown handle -> status GNTST_bad_handle",
+        rc == 0 && st == -4,
+        if rc != 0 { rc } else { i64::from(st) },
+        "rc 0, status -4",
+    );
+    // Linux's cache_flush probe: one zeroed struct answers 0.
+    sac_fill(s, 2, 0);
+    expect(
+        "GNTTABOP_cache_flush probe -> 0",
+        hc(GRANT_TABLE_OP, [GT_CACHE_FLUSH, s, 1, 0, 0]),
+        0,
     );
 }
 
