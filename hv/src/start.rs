@@ -456,6 +456,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             let dom = domains.swap_remove(idx);
             crate::world::domain_destroyed(domains, &dom);
             dom.destroy(arch, mem, pool, flush, vmids);
+            crate::world::grant_clears(domains, mem);
             sink.hv_line(format_args!("d{id} ended ({why})"));
         }
         crate::hypercall::virq::dom_exc(domains, mem); // xenstored's @releaseDomain (Xen: send_global_virq)

@@ -106,8 +106,8 @@ impl EventDomains for Doms<'_> {
 /// channels' peers go back to unbound (Xen's `evtchn_destroy`), and the
 /// grants it still had mapped are unpinned in their granters (Xen's
 /// `gnttab_release_mappings`; the page references go with its physmap).
-/// The granters' `GTF_reading`/`GTF_writing` bits are cleared at the next
-/// `grant_table_op` (no host memory is at hand here).
+/// The granters' `GTF_reading`/`GTF_writing` bits are cleared by
+/// [`grant_clears`] (no host memory is at hand here).
 pub fn domain_destroyed(domains: &mut [Domain], gone: &Domain) {
     crate::xen::evtchn::domain_destroyed(&mut Doms(domains), gone.id, &gone.xen.evtchn);
     for m in gone.xen.grant.mappings() {
@@ -119,6 +119,15 @@ pub fn domain_destroyed(domains: &mut [Domain], gone: &Domain) {
             let clear = rd.xen.grant.unpin(m.gref, readonly);
             rd.xen.grant.queue_clear(m.gref, clear);
         }
+    }
+}
+
+/// Clear the `GTF_*` bits [`domain_destroyed`] queued in the granters of a
+/// destroyed mapper (called where host memory is at hand: the run loop
+/// right after a destroy, and every `grant_table_op`).
+pub fn grant_clears<M: crate::arch::PhysMem + ?Sized>(domains: &mut [Domain], mem: &mut M) {
+    for d in domains.iter_mut().filter(|d| d.xen.grant.has_pending()) {
+        d.xen.grant.apply_pending(mem);
     }
 }
 

@@ -73,13 +73,11 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
 }
 
 /// Entries whose mapper was destroyed without unmapping get their
-/// `GTF_*` bits back now ([`crate::world::domain_destroyed`] queued them:
-/// the destroy paths hold no host memory there).
+/// `GTF_*` bits back now, if the destroy path could not
+/// ([`crate::world::grant_clears`]).
 fn apply_pending_clears<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>) {
     let w = &mut *ctx.world;
-    for d in w.domains.iter_mut().filter(|d| d.xen.grant.has_pending()) {
-        d.xen.grant.apply_pending(&mut w.mem);
-    }
+    crate::world::grant_clears(&mut w.domains, &mut w.mem);
 }
 
 fn index(domains: &[Domain], id: u16) -> Option<usize> {

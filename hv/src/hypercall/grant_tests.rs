@@ -696,3 +696,54 @@ fn cache_flush_as_xen() {
     assert_eq!(w.unmap(op.handle, HOST), grant::GNTST_OKAY);
     assert_eq!(flush(&mut w, 0, pa.0, 0, 8, clean), e(Errno::EINVAL));
 }
+
+#[test]
+fn an_unmap_batch_is_one_targeted_plan() {
+    let plans = |ops: &[TlbOp]| ops.iter().filter(|o| matches!(o, TlbOp::DsbIshst)).count();
+    let mut w = W::new();
+    let mut handles = Vec::new();
+    for i in 0..3u32 {
+        w.grant(1, 10 + i, RW, 0, GRANTED_GFN + u64::from(i));
+        let op = w.map(1, 10 + i, gntmap::HOST_MAP, HOST + u64::from(i) * 0x1000);
+        assert_eq!(op.status, grant::GNTST_OKAY);
+        handles.push(op.handle);
+    }
+    let before = w.tlb_ops().len();
+    for (i, h) in handles.iter().enumerate() {
+        let op = GnttabUnmapGrantRef {
+            host_addr: HOST + i as u64 * 0x1000,
+            dev_bus_addr: 0,
+            handle: *h,
+            status: 1,
+        };
+        w.put(0, ARG + i as u64 * 24, &op.to_bytes());
+    }
+    assert_eq!(w.call(0, [1, ARG, 3]), 0);
+    let ops = w.tlb_ops()[before..].to_vec();
+    assert_eq!(plans(&ops), 1, "one plan for the batch: {ops:?}");
+    let pages = ops
+        .iter()
+        .filter(|o| matches!(o, TlbOp::Ipas2e1is { .. }))
+        .count();
+    assert_eq!(pages, 3, "each unmapped IPA by address: {ops:?}");
+    for i in 0..3u32 {
+        assert_eq!(w.entry(1, 10 + i).0, RW);
+        assert!(w
+            .dom(0)
+            .physmap()
+            .lookup((HOST >> 12) + u64::from(i))
+            .is_none());
+    }
+    // The same three as single calls: three plans.
+    let handles: Vec<u32> = (0..3u32)
+        .map(|i| {
+            w.map(1, 10 + i, gntmap::HOST_MAP, HOST + u64::from(i) * 0x1000)
+                .handle
+        })
+        .collect();
+    let before = w.tlb_ops().len();
+    for (i, h) in handles.iter().enumerate() {
+        assert_eq!(w.unmap(*h, HOST + i as u64 * 0x1000), grant::GNTST_OKAY);
+    }
+    assert_eq!(plans(&w.tlb_ops()[before..]), 3);
+}
