@@ -963,3 +963,62 @@ fn a_batch_that_is_not_one_extent_falls_back_to_pages() {
     assert_eq!(d0_level(&w, FMAP + 2048), Some(3));
     assert_eq!(w.env.counters.full_stage2(), 0);
 }
+
+#[test]
+fn grant_map_holds_a_reference_and_unmap_checks_the_frame() {
+    let mut w = World::new(TARGETED, 4096);
+    assert_eq!(w.populate(DOMU, DOMID_SELF, &[RAM0, RAM0 + 1], 0), 2);
+    let pa = w.env.physmap(DOMU).unwrap().lookup(RAM0).unwrap().pa;
+    let other = w.env.physmap(DOMU).unwrap().lookup(RAM0 + 1).unwrap().pa;
+    let mut out = Flush::default();
+    let mut ctx = MemCtx {
+        env: &mut w.env,
+        tables: &mut w.tables,
+        frames: &mut w.frames,
+        flush: &mut w.flush,
+        budget: 4096,
+    };
+    ctx.grant_map(DOM0, FMAP, DOMU, pa, true, &mut out).unwrap();
+    // Not a pool frame: refused, nothing mapped.
+    assert!(matches!(
+        ctx.grant_map(DOM0, FMAP + 1, DOMU, PhysAddr(0x1000), false, &mut out),
+        Err(Error::NotOwner { .. })
+    ));
+    // The gfn maps another frame / nothing: refused, nothing changed.
+    assert!(ctx.grant_unmap(DOM0, FMAP, other, &mut out).is_err());
+    assert!(ctx.grant_unmap(DOM0, FMAP + 1, pa, &mut out).is_err());
+    ctx.grant_end(DOM0, DOM0, &mut out);
+    w.exec(core::mem::take(&mut out));
+    assert!(w.env.physmap(DOM0).unwrap().lookup(FMAP + 1).is_none());
+    let e = w.env.physmap(DOM0).unwrap().lookup(FMAP).unwrap();
+    assert_eq!((e.pa, e.kind), (pa, P2mKind::Foreign { owner: DOMU }));
+    let attrs = w
+        .env
+        .physmap(DOM0)
+        .unwrap()
+        .stage2()
+        .lookup(&w.tables, Ipa::from_page_number(FMAP))
+        .unwrap()
+        .1;
+    assert!(
+        attrs.read && !attrs.write && !attrs.exec,
+        "read-only grant map"
+    );
+    assert_eq!(w.refs(DOMU, RAM0), 2);
+    // The owner gives the page back: the mapping's reference keeps it.
+    assert_eq!(w.decrease(DOMU, DOMID_SELF, &[RAM0]), 1);
+    assert_eq!(w.frames.frame(pa).unwrap().refs, 1);
+    let mut ctx = MemCtx {
+        env: &mut w.env,
+        tables: &mut w.tables,
+        frames: &mut w.frames,
+        flush: &mut w.flush,
+        budget: 4096,
+    };
+    ctx.grant_unmap(DOM0, FMAP, pa, &mut out).unwrap();
+    ctx.grant_end(DOM0, DOM0, &mut out);
+    assert_eq!(out.released, [pa], "released after the plan");
+    assert!(!out.plan.is_empty());
+    w.exec(out);
+    assert_eq!(w.frames.frame(pa).unwrap().refs, 0, "free");
+}
