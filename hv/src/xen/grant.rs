@@ -33,8 +33,9 @@ use crate::arch::PhysMem;
 pub const GUEST_GNTTAB_BASE: u64 = 0x3800_0000;
 /// `GUEST_GNTTAB_SIZE` (public/arch-arm.h).
 pub const GUEST_GNTTAB_SIZE: u64 = 0x0100_0000;
-/// Grant frames a domain may have (Xen's default for domUs is larger; Linux
-/// only needs a few without backends).
+/// Grant frames a domain may have (Xen's default `max_grant_frames` is 64:
+/// 2048 v1 entries here suffice for Linux's console, xenstore and a few PV
+/// rings, but a frontend with many persistent grants may want more).
 pub const MAX_GRANT_FRAMES: u32 = 4;
 
 /// `GNTTABOP_*` (public/grant_table.h).
