@@ -747,3 +747,23 @@ fn an_unmap_batch_is_one_targeted_plan() {
     }
     assert_eq!(plans(&w.tlb_ops()[before..]), 3);
 }
+
+#[test]
+fn pin_counters_do_not_overflow() {
+    let mut w = W::new();
+    w.grant(1, 1, RW, 0, GRANTED_GFN);
+    let ro = gntmap::HOST_MAP | gntmap::READONLY;
+    for i in 0..u64::from(grant::MAX_PINS) {
+        let op = w.map(1, 1, ro, HOST + i * 0x1000);
+        assert_eq!(op.status, grant::GNTST_OKAY, "mapping {i}");
+    }
+    let at = HOST + u64::from(grant::MAX_PINS) * 0x1000;
+    assert_eq!(w.map(1, 1, ro, at).status, grant::GNTST_GENERAL_ERROR);
+    assert!(w.dom(0).physmap().lookup(at >> 12).is_none());
+    // A writable mapping still has its own counter.
+    assert_eq!(w.map(1, 1, gntmap::HOST_MAP, at).status, grant::GNTST_OKAY);
+    assert_eq!(
+        w.refs(w.granted_pa()),
+        1 + u32::from(grant::MAX_PINS as u16) + 1
+    );
+}

@@ -540,4 +540,45 @@ mod tests {
         assert_eq!(g.set_version(2), Err(Errno::EOPNOTSUPP));
         assert_eq!(g.set_version(3), Err(Errno::EINVAL));
     }
+
+    #[test]
+    fn maptrack_is_bounded_and_reuses_handles() {
+        let mut g = GrantTable::new(alloc::vec![PhysAddr(0x8000_0000)]);
+        let m = Mapping {
+            dom: 1,
+            table: 7,
+            gref: 0,
+            flags: gntmap::HOST_MAP,
+            pa: PhysAddr(0x9000_0000),
+        };
+        for h in 0..MAX_MAPTRACK as u32 {
+            assert!(g.maptrack_room());
+            assert_eq!(g.track(m), Ok(h));
+        }
+        assert!(!g.maptrack_room());
+        assert_eq!(g.track(m), Err(GNTST_NO_SPACE));
+        g.untrack(77);
+        assert_eq!(g.mapping(77), None);
+        g.untrack(77); // twice: one free slot only
+        assert!(g.maptrack_room());
+        assert_eq!(g.track(m), Ok(77));
+        assert_eq!(g.track(m), Err(GNTST_NO_SPACE));
+        assert_eq!(g.mappings().count(), MAX_MAPTRACK);
+    }
+
+    #[test]
+    fn status_bits_follow_xens_set_and_reduce() {
+        let a = |r, w| Active {
+            mapper: 0,
+            pa: PhysAddr(0),
+            read_pins: r,
+            write_pins: w,
+        };
+        assert_eq!(reduce_status(None, true), gtf::READING);
+        assert_eq!(reduce_status(None, false), gtf::READING | gtf::WRITING);
+        assert_eq!(reduce_status(Some(&a(1, 0)), false), gtf::WRITING);
+        assert_eq!(reduce_status(Some(&a(0, 1)), false), 0);
+        assert_eq!(reduce_status(Some(&a(1, 1)), true), 0);
+        assert!(a(MAX_PINS, 0).full(true) && !a(MAX_PINS, 0).full(false));
+    }
 }
