@@ -54,6 +54,8 @@ impl W {
             d.max_vcpus = vcpus;
             d.privileged = id == 0;
             d.from_domctl = id == 1;
+            // As createdomain leaves it: paused once until its first unpause.
+            d.pause_count = u32::from(id == 1);
             wd.domains.push(d);
         }
         Self {

@@ -2095,3 +2095,137 @@ mod dom0less {
         );
     }
 }
+
+/// [`toolstack_d0`]'s image with the pause domctls added: pausedomain of d1
+/// at 0x2000, of d0 itself at 0x2100; the script up to and including the
+/// first unpause of d1 (createdomain .. unpausedomain).
+fn pause_toolstack(r: &Rig) -> Vec<Step> {
+    let (mut k, script) = toolstack_d0(GUEST_RAM0_BASE, 1);
+    for (o, dom) in [(0x2000usize, 1u16), (0x2100, 0)] {
+        k[o..o + 4].copy_from_slice(&3u32.to_le_bytes()); // XEN_DOMCTL_pausedomain
+        k[o + 4..o + 8].copy_from_slice(&0x17u32.to_le_bytes());
+        k[o + 8..o + 10].copy_from_slice(&dom.to_le_bytes());
+    }
+    r.sys.with_mem(|m, _| {
+        for (i, c) in k.chunks(0x1000).enumerate() {
+            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
+        }
+    });
+    r.sys.add_module_domains(&[BootModule {
+        pa: PhysAddr(MODULES),
+        size: k.len() as u64,
+        kind: ModuleKind::Kernel,
+        bootargs: Some("dom0 mem=2M"),
+    }]);
+    // physinfo, createdomain, max_mem, populate, setvcpucontext, unpause.
+    script.into_iter().take(6).collect()
+}
+
+/// Issue 12: `XEN_DOMCTL_pausedomain` / `unpausedomain` keep Xen's
+/// controller pause count: a paused domU is not scheduled (d0 yields and
+/// runs alone) until the matching unpause; pausing the caller itself is
+/// -EINVAL and an unpause with no pause left -EINVAL.
+#[test]
+fn pausedomain_keeps_a_domain_off_the_cpus_until_unpaused() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let dc = |o: u64| Step::hypercall(36, &[b + o]);
+    let yld = || Step::hypercall(29, &[0]);
+    let mut script = pause_toolstack(&r);
+    script.extend([
+        dc(0x2000), // pause d1 (its vCPU is queued, not yet run)
+        dc(0x2100), // pause d0 itself: -EINVAL
+        dc(0x2000), // pause d1 again: count 2
+        yld(),
+        yld(),
+        dc(0x500), // unpause: count 1, still paused
+        yld(),
+        yld(),
+        dc(0x500), // unpause: count 0, d1 runs again
+        dc(0x500), // no pause left: -EINVAL
+        yld(),
+        yld(),
+        yld(),
+        dc(0x800), // destroydomain (d1 has powered off)
+        shutdown(b + 0x1ff0),
+    ]);
+    r.script(1, script);
+    r.machine.lock().script(2, 0, d1_vcpu0());
+    assert_eq!(r.run(0), CpuExit::PowerOff, "{:?}", r.lines.all());
+    let x0: Vec<u64> = r.entries(1).iter().skip(1).map(|g| g.x[0]).collect();
+    assert_eq!(x0[5], 0, "first unpause");
+    assert_eq!(x0[6], 0, "pausedomain");
+    assert_eq!(x0[7], EINVAL, "pausedomain of the caller itself");
+    assert_eq!(x0[8], 0, "second pausedomain");
+    assert_eq!(x0[11], 0, "unpause to 1");
+    assert_eq!(x0[14], 0, "unpause to 0");
+    assert_eq!(x0[15], EINVAL, "unpause with no pause left");
+    assert_eq!(x0[19], 0, "destroydomain");
+    // d1 entered the CPU only after the unpause that took the count to 0.
+    let m = r.machine.lock();
+    let d0_entries: Vec<usize> = m
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Event::Enter { vmid, .. } if vmid.0 == 1))
+        .map(|(i, _)| i)
+        .collect();
+    let last_unpause = d0_entries[15]; // d0's entry after its 15th call
+    let d1_enters: Vec<usize> = m
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Event::Enter { vmid, .. } if vmid.0 == 2))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(d1_enters.len(), 2, "d1 ran its yield and its shutdown");
+    assert!(
+        d1_enters[0] > last_unpause,
+        "d1 entered at event {} before the unpause at {last_unpause}",
+        d1_enters[0]
+    );
+    drop(m);
+    assert!(
+        r.lines.has("hv: d1 ended (poweroff)"),
+        "{:?}",
+        r.lines.all()
+    );
+}
+
+/// `xl destroy`'s order (issue 12): pausedomain, then destroydomain of the
+/// paused domain. Its vCPU, taken off the scheduler by the pause, is
+/// dropped and the domain torn down: every page back, no VMID left.
+#[test]
+fn destroying_a_paused_domain_drops_its_parked_vcpus() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let dc = |o: u64| Step::hypercall(36, &[b + o]);
+    let yld = || Step::hypercall(29, &[0]);
+    let mut script = pause_toolstack(&r);
+    script.extend([
+        yld(), // d1 runs its first step (a yield)
+        dc(0x2000),
+        yld(),
+        dc(0x800), // destroydomain while paused
+        yld(),
+        yld(),
+        shutdown(b + 0x1ff0),
+    ]);
+    r.script(1, script);
+    r.machine.lock().script(2, 0, d1_vcpu0());
+    let before = r.sys.pool_free();
+    assert_eq!(r.run(0), CpuExit::PowerOff, "{:?}", r.lines.all());
+    let x0: Vec<u64> = r.entries(1).iter().skip(1).map(|g| g.x[0]).collect();
+    assert_eq!(x0[7], 0, "pausedomain");
+    assert_eq!(x0[9], 0, "destroydomain");
+    assert_eq!(r.entries(2).len(), 1, "d1 ran once, never after the pause");
+    assert!(
+        r.lines
+            .has("hv: d1 ended (destroyed by the control domain)"),
+        "{:?}",
+        r.lines.all()
+    );
+    assert!(before < POOL_FRAMES);
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES);
+    r.sys.with_mem(|_, vmids| assert_eq!(vmids, 0));
+}
