@@ -517,14 +517,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             return;
         }
         let mut sh = self.shared.lock();
-        let Some(vmid) = sh.entry(id).map(|d| d.vmid()) else {
-            return;
-        };
-        let f = sh.flush.close_window(vmid);
-        crate::tlb::execute_ops(f.plan.ops(), arch);
-        if let Err(e) = sh.pool.release(&f.released) {
-            log::error!("d{id}: releasing pages after a window flush: {e}");
-        }
+        sh.close_window(arch, id);
         let idle = sh.flush.is_idle();
         self.deferred.store(!idle, Ordering::SeqCst);
     }

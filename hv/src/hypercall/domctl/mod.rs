@@ -158,7 +158,7 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
             cmd::SET_ADDRESS_SIZE => memory::set_address_size(ctx.world, &op),
             cmd::SET_PAGING_MEMPOOL_SIZE => memory::set_paging_mempool_size(ctx.world, &op),
             cmd::GET_PAGING_MEMPOOL_SIZE => memory::get_paging_mempool_size(ctx.world, &mut op),
-            cmd::CACHEFLUSH => memory::cacheflush(ctx.world, &op),
+            cmd::CACHEFLUSH => memory::cacheflush(ctx, &op),
             other => {
                 log::debug!("d{caller}: domctl {other} on d{domain} not implemented: -ENOSYS");
                 Answer::err(Errno::ENOSYS)

@@ -26,16 +26,14 @@ const VCPU_CTX: u64 = B + 0xc000;
 /// A larger world: 512 MiB of fake RAM, 384 MiB of it the guest page pool
 /// (the domU gets 128 MiB as in the trace).
 fn big_world() -> W {
+    big_world_with(pv_tlb::Policy::XenCompat)
+}
+
+/// [`big_world`] under TLB policy `policy`.
+fn big_world_with(policy: pv_tlb::Policy) -> W {
     let mem = FakeMem::new(0x8000_0000, 0x2000_0000);
     let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x1_8000);
-    let mut world = crate::world::World::new(
-        mem,
-        pool,
-        pv_tlb::Policy::XenCompat,
-        Box::new(Lines::default()),
-        4,
-        40,
-    );
+    let mut world = crate::world::World::new(mem, pool, policy, Box::new(Lines::default()), 4, 40);
     world.heap_free = || usize::MAX;
     let wd = &mut world;
     let mut d = Domain::create(0, 8 << 20, 40, &mut wd.vmids, &mut wd.mem, &mut wd.pool).unwrap();
@@ -756,4 +754,92 @@ fn hvs_console_only_for_domains_unpaused_without_one() {
         2,
         "after the builder's port 1"
     );
+}
+
+/// A fresh paused domU of 1 vCPU with `max_memkb` and, at gfn 0x40000 on,
+/// `pages` pages of RAM (order 0): its domid.
+fn small_domu(w: &mut W, pages: u64) -> u16 {
+    let config = XenDomctlCreatedomain {
+        flags: domctl::cdf::HVM | domctl::cdf::HAP,
+        max_vcpus: 1,
+        grant_opts: 1,
+        ..XenDomctlCreatedomain::default()
+    };
+    let (got, back) = domctl(w, domctl_cmd::CREATEDOMAIN, 0, &config.to_bytes());
+    assert_eq!(got, 0);
+    let dom = back.domain;
+    let m = XenDomctlMaxMem {
+        max_memkb: pages * 4 + 1024,
+    };
+    assert_eq!(domctl(w, domctl_cmd::MAX_MEM, dom, &m.to_bytes()).0, 0);
+    let gfns: Vec<u64> = (0..pages).map(|i| 0x4_0000 + i).collect();
+    let (got, result, _) = populate(w, dom, 0, &gfns);
+    assert_eq!((got, result), (0, pages as i64));
+    dom
+}
+
+/// Issue 12 item 2: under the targeted policy libxl's single
+/// `XENMEM_remove_from_physmap` calls leave their invalidation pending (the
+/// caller's coalescing window); `XEN_DOMCTL_cacheflush` closes the window
+/// (the pending plan runs, its pages are released) before it cleans the
+/// domU's frames of the range through the arch hook, contiguous frames in
+/// one call, holes skipped.
+#[test]
+fn cacheflush_closes_the_remove_window_and_cleans_the_ranges_frames() {
+    let mut w = big_world_with(pv_tlb::Policy::Targeted {
+        has_range: false,
+        nested: false,
+    });
+    let dom = small_domu(&mut w, 8);
+    for i in 0..8u64 {
+        let (got, err) = map_foreign(&mut w, dom, 0x4_0000 + i, FOREIGN_GFN + i);
+        assert_eq!((got, err), (0, 0));
+    }
+    let tlbis = |w: &W| {
+        w.arch
+            .machine()
+            .lock()
+            .tlb_ops()
+            .iter()
+            .filter(|o| o.kind().is_some())
+            .count()
+    };
+    let before_removes = tlbis(&w);
+    for i in 0..8u64 {
+        assert_eq!(unmap(&mut w, FOREIGN_GFN + i), 0);
+    }
+    assert_eq!(
+        tlbis(&w),
+        before_removes,
+        "single removes: invalidation kept pending in the window"
+    );
+    assert!(!w.world.flush.is_idle(), "the window is open");
+    assert_eq!(cacheflush(&mut w, dom, 0x4_0000, 16), 0);
+    assert!(
+        tlbis(&w) > before_removes,
+        "the removes' invalidation ran inside the cacheflush"
+    );
+    assert!(w.world.flush.is_idle(), "window closed, pages released");
+    // The frames cleaned are exactly the domU's 8 pages of the range.
+    let cleans = w.arch.machine().lock().dcache_cleans();
+    let d = &w.world.domains[w.idx(dom)];
+    let mut want: Vec<u64> = (0..8u64)
+        .map(|i| d.physmap().lookup(0x4_0000 + i).unwrap().pa.0)
+        .collect();
+    want.sort_unstable();
+    let mut got: Vec<u64> = cleans
+        .iter()
+        .flat_map(|&(pa, len)| (0..len / 4096).map(move |k| pa.0 + k * 4096))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    assert!(
+        cleans.len() <= 8,
+        "contiguous frames in one call: {cleans:?}"
+    );
+    // A range that maps nothing cleans nothing; the window stays closed.
+    let n = cleans.len();
+    assert_eq!(cacheflush(&mut w, dom, 0x5_0000, 16), 0);
+    assert_eq!(w.arch.machine().lock().dcache_cleans().len(), n);
+    assert_eq!(cacheflush(&mut w, 77, 0x4_0000, 1), e(Errno::ESRCH));
 }
