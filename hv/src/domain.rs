@@ -957,8 +957,9 @@ impl Domain {
         // Its physical SPIs (dom0's devices) go back first: disabled, deactivated.
         self.vgic.release_hw();
         let t = self.physmap.teardown(mem);
-        let mut f = flush.record(vmid, &t.inval, &t.held);
-        f.append(flush.flush_vmid(vmid));
+        // One full flush of the VMID whatever the policy (and whatever was
+        // pending for it): never an invalidation per page (issue 12).
+        let f = flush.retire_vmid(vmid, &t.held);
         crate::tlb::execute_ops(f.plan.ops(), arch);
         let mut xen = self.xen;
         xen.release(pool);

@@ -14,6 +14,7 @@ use crate::xen::abi::{
     XenDomctlVcpucontext, XenMemoryReservation, XenRemoveFromPhysmap, XenctlBitmap,
 };
 use crate::xen::domu::{hvm_param, GUEST_MAGIC_BASE};
+use pv_tlb::TlbOp;
 
 /// Where dom0's privcmd puts foreign pages: gfns outside its RAM (Linux's
 /// unpopulated-alloc region, inside the DT hypervisor node's ranges).
@@ -842,4 +843,56 @@ fn cacheflush_closes_the_remove_window_and_cleans_the_ranges_frames() {
     assert_eq!(cacheflush(&mut w, dom, 0x5_0000, 16), 0);
     assert_eq!(w.arch.machine().lock().dcache_cleans().len(), n);
     assert_eq!(cacheflush(&mut w, 77, 0x4_0000, 1), e(Errno::ESRCH));
+}
+
+/// Issue 12 item 3: destroying a domain that ran (here: shut down, its
+/// vCPUs gone) costs at most ONE full stage-2 flush of its VMID, never an
+/// invalidation per page, under every policy; every page and table frame
+/// comes back and its VMID is free again.
+#[test]
+fn destroydomain_flushes_the_stage2_once() {
+    for policy in [
+        pv_tlb::Policy::XenCompat,
+        pv_tlb::Policy::Targeted {
+            has_range: false,
+            nested: false,
+        },
+        pv_tlb::Policy::Targeted {
+            has_range: true,
+            nested: true,
+        },
+    ] {
+        let mut w = big_world_with(policy);
+        let free = w.world.pool.free_frames();
+        let dom = small_domu(&mut w, 0);
+        let m = XenDomctlMaxMem {
+            max_memkb: 64 << 10,
+        };
+        assert_eq!(domctl(&mut w, domctl_cmd::MAX_MEM, dom, &m.to_bytes()).0, 0);
+        // 16 MiB in 2 MiB extents plus 300 single pages.
+        let big: Vec<u64> = (0..8).map(|i| 0x4_0000 + i * 512).collect();
+        assert_eq!(populate(&mut w, dom, 9, &big).1, 8);
+        let small: Vec<u64> = (0..300).map(|i| 0x5_0000 + i).collect();
+        assert_eq!(populate(&mut w, dom, 0, &small).1, 300);
+        let i = w.idx(dom);
+        w.world.domains[i].unpaused = true; // it ran: its VMID may be in TLBs
+        let vmid = w.world.domains[i].vmid();
+        let before = w.arch.machine().lock().tlb_ops().len();
+        let (got, _) = domctl(&mut w, domctl_cmd::DESTROYDOMAIN, dom, &[]);
+        assert_eq!(got, 0, "{policy:?}");
+        let ops: Vec<TlbOp> = w.arch.machine().lock().tlb_ops()[before..].to_vec();
+        let full = ops
+            .iter()
+            .filter(|o| matches!(o, TlbOp::Vmalls12e1is { vmid: v } if *v == vmid))
+            .count();
+        let per_page = ops
+            .iter()
+            .filter(|o| matches!(o, TlbOp::Ipas2e1is { .. } | TlbOp::Ripas2e1is { .. }))
+            .count();
+        assert_eq!(full, 1, "{policy:?}: {ops:?}");
+        assert_eq!(per_page, 0, "{policy:?}: {ops:?}");
+        assert!(w.world.domain(dom).is_none());
+        assert_eq!(w.world.pool.free_frames(), free, "{policy:?}");
+        assert_eq!(w.world.vmids.in_use(), 1, "only dom0's VMID");
+    }
 }
