@@ -120,17 +120,27 @@ pub fn createdomain<M: PhysMem + TableMem>(sh: &mut World<M>, op: &mut XenDomctl
     }
 }
 
-/// `XEN_DOMCTL_destroydomain` (of a domain the control domain built).
+/// `XEN_DOMCTL_destroydomain`, as Xen's `domain_kill`: the caller itself is
+/// -EINVAL; any other domain (built by the toolstack or by hv, running,
+/// paused, shut down or already dying) goes. One whose vCPUs still exist
+/// is marked dying (`getdomaininfo`: `dying`) and its vCPUs stop at their
+/// pCPUs' next look (paused ones are dropped there), the last one tearing
+/// it down; one without vCPUs is torn down now. Xen's `domain_kill` is
+/// preemptible (-ERESTART continuations, 19-53 in the trace); hv's teardown
+/// is one pass under the world lock with a single VMID flush (no
+/// continuation: the domctl returns 0 at once).
 pub fn destroydomain<M: PhysMem + TableMem>(
     sh: &mut World<M>,
     arch: &mut dyn Arch,
+    caller: DomId,
     domain: DomId,
 ) -> Answer {
-    let Some(idx) = sh
-        .domains
-        .iter()
-        .position(|d| d.id == domain && d.from_domctl)
-    else {
+    if domain == caller {
+        log::debug!("d{caller}: destroydomain of itself: -EINVAL");
+        return Answer::err(Errno::EINVAL);
+    }
+    let Some(idx) = sh.domains.iter().position(|d| d.id == domain) else {
+        log::debug!("d{caller}: destroydomain d{domain}: no such domain: -ESRCH");
         return Answer::err(Errno::ESRCH);
     };
     if sh.domains[idx].live_vcpus > 0 {

@@ -129,7 +129,7 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
         match c {
             cmd::CREATEDOMAIN => domain::createdomain(ctx.world, &mut op),
             cmd::DESTROYDOMAIN => {
-                let a = domain::destroydomain(ctx.world, ctx.arch, domain);
+                let a = domain::destroydomain(ctx.world, ctx.arch, caller, domain);
                 if a.ret.is_ok() {
                     // xenstored's @releaseDomain (Xen: domain_kill's send_global_virq).
                     let w = &mut *ctx.world;
