@@ -753,7 +753,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         self.deferred.store(!sh.flush.is_idle(), Ordering::SeqCst);
         let mut next = apply_reply(&sh, v, reply);
         drop(sh);
-        if fx.paused && next == Next::Resume {
+        if fx.deschedule && next == Next::Resume {
             // Back to the loop top, which deschedules the paused domain's
             // vCPUs (`collect_ending`) before the caller runs on.
             next = Next::Resched;

@@ -2229,3 +2229,48 @@ fn destroying_a_paused_domain_drops_its_parked_vcpus() {
     assert_eq!(r.sys.pool_free(), POOL_FRAMES);
     r.sys.with_mem(|_, vmids| assert_eq!(vmids, 0));
 }
+
+/// `SCHEDOP_remote_shutdown` of a running domU (`xl shutdown -F`): its vCPU
+/// is taken off at the caller's next loop top and the domain ends with the
+/// reason, before running its own script to the end; destroydomain then
+/// tears it down.
+#[test]
+fn remote_shutdown_stops_a_running_domu() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let dc = |o: u64| Step::hypercall(36, &[b + o]);
+    let yld = || Step::hypercall(29, &[0]);
+    let mut script = pause_toolstack(&r);
+    // struct sched_remote_shutdown { domid 1; reason SHUTDOWN_reboot } in d0's RAM.
+    r.sys
+        .with_guest_memory(0, |gm| {
+            gm.copy_to_guest(Ipa(b + 0x2200), &[1, 0, 0, 0, 1, 0, 0, 0])
+                .unwrap();
+        })
+        .unwrap();
+    script.extend([
+        yld(), // d1 runs one step
+        Step::hypercall(29, &[4, b + 0x2200]),
+        yld(),
+        yld(),
+        dc(0x800), // destroydomain
+        shutdown(b + 0x1ff0),
+    ]);
+    r.script(1, script);
+    let d1: Vec<Step> = (0..20)
+        .map(|_| yld())
+        .chain([shutdown(b + 0x100)])
+        .collect();
+    r.machine.lock().script(2, 0, d1);
+    assert_eq!(r.run(0), CpuExit::PowerOff, "{:?}", r.lines.all());
+    let x0: Vec<u64> = r.entries(1).iter().skip(1).map(|g| g.x[0]).collect();
+    assert_eq!(x0[7], 0, "remote_shutdown");
+    assert_eq!(x0[10], 0, "destroydomain");
+    assert!(
+        r.entries(2).len() < 5,
+        "d1 stopped early: {} entries",
+        r.entries(2).len()
+    );
+    assert!(r.lines.has("hv: d1 ended (reboot)"), "{:?}", r.lines.all());
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES);
+}

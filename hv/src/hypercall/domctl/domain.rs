@@ -182,7 +182,7 @@ pub const MAX_CONTROLLER_PAUSES: u32 = 255;
 /// one more controller pause (-EOVERFLOW past 255); while the count is
 /// non-zero no vCPU of the domain is scheduled. The run loop takes the
 /// domain's vCPUs off the scheduler before the caller resumes
-/// ([`crate::hypercall::Effects::paused`]); a vCPU running on another pCPU
+/// ([`crate::hypercall::Effects::deschedule`]); a vCPU running on another pCPU
 /// at that moment stops at its pCPU's next look (it is kicked), where Xen's
 /// `domain_pause` waits for it (`vcpu_sleep_sync`).
 pub fn pause<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, id: DomId) -> Answer {
@@ -200,7 +200,7 @@ pub fn pause<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, id: DomId) -> Answer {
         return Answer::err(Errno::EOVERFLOW);
     }
     d.pause_count += 1;
-    ctx.fx.paused = true;
+    ctx.fx.deschedule = true;
     Answer::ok(false)
 }
 
