@@ -2274,3 +2274,65 @@ fn remote_shutdown_stops_a_running_domu() {
     assert!(r.lines.has("hv: d1 ended (reboot)"), "{:?}", r.lines.all());
     assert_eq!(r.sys.pool_free(), POOL_FRAMES);
 }
+
+/// Pause and unpause of a domU that runs on the other pCPU (two pCPUs, real
+/// threads, many rounds): no vCPU is lost or run twice, every pause is
+/// matched, the domain is destroyed at the end and everything comes back.
+#[test]
+fn pause_unpause_across_two_pcpus_loses_nothing() {
+    for round in 0..8 {
+        let r = rig();
+        let b = GUEST_RAM0_BASE;
+        let dc = |o: u64| Step::hypercall(36, &[b + o]);
+        let yld = || Step::hypercall(29, &[0]);
+        let mut script = pause_toolstack(&r);
+        for i in 0..12 {
+            script.push(dc(0x2000)); // pause
+            for _ in 0..(i % 3) {
+                script.push(yld());
+            }
+            script.push(dc(0x500)); // unpause
+            script.push(yld());
+        }
+        script.extend([dc(0x800), yld(), yld(), shutdown(b + 0x1ff0)]);
+        let calls = script.len();
+        r.script(1, script);
+        let d1: Vec<Step> = (0..200)
+            .map(|_| yld())
+            .chain([shutdown(b + 0x100)])
+            .collect();
+        r.machine.lock().script(2, 0, d1);
+        let exits: Vec<CpuExit> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|cpu| {
+                    s.spawn({
+                        let r = &r;
+                        move || r.run(cpu)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            exits.iter().filter(|e| **e == CpuExit::PowerOff).count(),
+            1,
+            "round {round}: {exits:?}"
+        );
+        let x0: Vec<u64> = r.entries(1).iter().skip(1).map(|g| g.x[0]).collect();
+        assert_eq!(
+            x0.len(),
+            calls - 1,
+            "round {round}: d0 ran its whole script"
+        );
+        assert!(
+            x0[6..calls - 3].iter().all(|&x| x == 0),
+            "round {round}: every pause, unpause and the destroy answered 0: {x0:?}"
+        );
+        assert!(r.entries(2).len() <= 201, "round {round}");
+        assert_eq!(r.sys.pool_free(), POOL_FRAMES, "round {round}");
+        r.sys.with_mem(|m, vmids| {
+            assert_eq!(m.allocated(Kind::Table), 0, "round {round}");
+            assert_eq!(vmids, 0, "round {round}");
+        });
+    }
+}
