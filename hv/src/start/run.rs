@@ -270,10 +270,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 if d.ending.is_some() && d.live_vcpus > 0 {
                     ending.push(d.id);
                     stashed.append(&mut d.paused_vcpus);
-                } else if d.pause_count > 0
-                    && d.unpaused
-                    && d.live_vcpus as usize > d.paused_vcpus.len()
-                {
+                } else if d.pause_count > 0 && d.live_vcpus as usize > d.paused_vcpus.len() {
                     paused.push(d.id);
                 }
             }

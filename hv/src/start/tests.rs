@@ -2336,3 +2336,81 @@ fn pause_unpause_across_two_pcpus_loses_nothing() {
         });
     }
 }
+
+/// A domain hv built from a boot module (not by the toolstack) can be
+/// paused and unpaused too (Xen: any domain but the caller): it does not
+/// run between the pause and the unpause.
+#[test]
+fn a_boot_built_domain_pauses_too() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let (mut k, _) = toolstack_d0(b, 1);
+    for (o, cmd) in [(0x2000usize, 3u32), (0x2100, 4)] {
+        k[o..o + 4].copy_from_slice(&cmd.to_le_bytes()); // pause / unpause d1
+        k[o + 4..o + 8].copy_from_slice(&0x17u32.to_le_bytes());
+        k[o + 8..o + 10].copy_from_slice(&1u16.to_le_bytes());
+    }
+    let d1 = kernel(b"");
+    r.sys.with_mem(|m, _| {
+        for (i, c) in k.chunks(0x1000).enumerate() {
+            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
+        }
+        m.write(PhysAddr(MODULES + 0x10000), &d1);
+    });
+    r.sys.add_module_domains(&[
+        BootModule {
+            pa: PhysAddr(MODULES),
+            size: k.len() as u64,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("dom0 mem=2M"),
+        },
+        BootModule {
+            pa: PhysAddr(MODULES + 0x10000),
+            size: d1.len() as u64,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("mem=1M"),
+        },
+    ]);
+    let dc = |o: u64| Step::hypercall(36, &[b + o]);
+    let yld = || Step::hypercall(29, &[0]);
+    r.script(
+        1,
+        [
+            dc(0x2000),
+            yld(),
+            yld(),
+            yld(),
+            dc(0x2100),
+            yld(),
+            yld(),
+            shutdown(b + 0x1ff0),
+        ],
+    );
+    r.script(2, [yld(), yld(), shutdown(b + 0x200)]);
+    assert_eq!(r.run(0), CpuExit::PowerOff, "{:?}", r.lines.all());
+    let x0: Vec<u64> = r.entries(1).iter().skip(1).map(|g| g.x[0]).collect();
+    assert_eq!((x0[0], x0[4]), (0, 0), "pause, unpause");
+    let m = r.machine.lock();
+    let enters: Vec<(usize, u16)> = m
+        .events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Event::Enter { vmid, .. } => Some((i, vmid.0)),
+            _ => None,
+        })
+        .collect();
+    let d0: Vec<usize> = enters.iter().filter(|e| e.1 == 1).map(|e| e.0).collect();
+    let (paused_at, unpaused_at) = (d0[1], d0[5]);
+    assert!(
+        !enters
+            .iter()
+            .any(|&(i, v)| v == 2 && i > paused_at && i < unpaused_at),
+        "d1 ran while paused: {enters:?}"
+    );
+    assert_eq!(
+        m.entries(2, 0).len(),
+        3,
+        "d1 ran its script after the unpause"
+    );
+}
