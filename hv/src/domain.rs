@@ -288,8 +288,18 @@ pub struct Domain {
     /// `VGCF_online` flag), until unpaused: vCPU 0 and the online ones run
     /// then, the others wait for PSCI CPU_ON.
     pub vcpu_contexts: Vec<(alloc::boxed::Box<crate::vcpu::Vcpu>, bool)>,
-    /// Unpaused at least once (its vCPUs were queued).
+    /// Unpaused at least once (its vCPUs were queued): Xen's `creation_finished`.
     pub unpaused: bool,
+    /// Xen's `controller_pause_count`: pauses by the control domain
+    /// (`XEN_DOMCTL_pausedomain`) not yet undone; 1 from `createdomain`
+    /// until the toolstack's first unpause. While it is non-zero no vCPU of
+    /// the domain is scheduled.
+    pub pause_count: u32,
+    /// vCPUs the run loop took off the scheduler because the domain is
+    /// paused ([`Domain::pause_count`]); queued again at the last unpause,
+    /// dropped if the domain ends meanwhile. They still count in
+    /// [`Domain::live_vcpus`].
+    pub paused_vcpus: Vec<alloc::boxed::Box<crate::vcpu::Vcpu>>,
     /// Xen-interface state: event channels, grant table, console ring ([`crate::xen::domu`]).
     pub xen: crate::xen::domu::DomainXen,
     /// The domain's virtual GICv3 (shared with its vCPUs; see [`crate::vgic`]).
@@ -529,6 +539,9 @@ impl Domain {
     ) -> Result<Domain, DomainError> {
         let mut d = Self::create_inner(id, 0, ipa_bits, vmids, mem, pool)?;
         d.from_domctl = true;
+        // Xen's domain_create: controller_pause_count = 1 until the
+        // toolstack's first unpause.
+        d.pause_count = 1;
         Ok(d)
     }
 
@@ -637,6 +650,8 @@ impl Domain {
             max_vcpus: 1,
             vcpu_contexts: Vec::new(),
             unpaused: false,
+            pause_count: 0,
+            paused_vcpus: Vec::new(),
             xen: crate::xen::domu::DomainXen::default(),
             vgic: alloc::sync::Arc::new(crate::vgic::Vgic::new(id, 1)),
             ctl: DomainCtl::default(),
@@ -942,8 +957,9 @@ impl Domain {
         // Its physical SPIs (dom0's devices) go back first: disabled, deactivated.
         self.vgic.release_hw();
         let t = self.physmap.teardown(mem);
-        let mut f = flush.record(vmid, &t.inval, &t.held);
-        f.append(flush.flush_vmid(vmid));
+        // One full flush of the VMID whatever the policy (and whatever was
+        // pending for it): never an invalidation per page (issue 12).
+        let f = flush.retire_vmid(vmid, &t.held);
         crate::tlb::execute_ops(f.plan.ops(), arch);
         let mut xen = self.xen;
         xen.release(pool);

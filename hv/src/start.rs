@@ -405,8 +405,13 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         true
     }
 
-    fn ending(&self, id: DomId) -> Option<EndReason> {
-        self.shared.lock().entry(id).and_then(|d| d.ending)
+    /// Domain `id`'s end reason if it is ending, and whether the control
+    /// domain has it paused (`XEN_DOMCTL_pausedomain`), under one lock.
+    fn ending_or_paused(&self, id: DomId) -> (Option<EndReason>, bool) {
+        self.shared
+            .lock()
+            .entry(id)
+            .map_or((None, false), |d| (d.ending, d.pause_count > 0))
     }
 
     /// A vCPU (already put) leaves for good; ends its domain with `reason`
@@ -513,14 +518,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             return;
         }
         let mut sh = self.shared.lock();
-        let Some(vmid) = sh.entry(id).map(|d| d.vmid()) else {
-            return;
-        };
-        let f = sh.flush.close_window(vmid);
-        crate::tlb::execute_ops(f.plan.ops(), arch);
-        if let Err(e) = sh.pool.release(&f.released) {
-            log::error!("d{id}: releasing pages after a window flush: {e}");
-        }
+        sh.close_window(arch, id);
         let idle = sh.flush.is_idle();
         self.deferred.store(!idle, Ordering::SeqCst);
     }
@@ -754,8 +752,13 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         let fx = core::mem::take(&mut ctx.fx);
         crate::world::deliver_upcalls(&sh.domains, &fx.upcalls.upcalls);
         self.deferred.store(!sh.flush.is_idle(), Ordering::SeqCst);
-        let next = apply_reply(&sh, v, reply);
+        let mut next = apply_reply(&sh, v, reply);
         drop(sh);
+        if fx.deschedule && next == Next::Resume {
+            // Back to the loop top, which deschedules the paused domain's
+            // vCPUs (`collect_ending`) before the caller runs on.
+            next = Next::Resched;
+        }
         if fx.domains_started > 0 {
             self.live_domains
                 .fetch_add(fx.domains_started, Ordering::SeqCst);

@@ -292,6 +292,14 @@ impl Physmap {
         self.gfns.get(&gfn).copied()
     }
 
+    /// Every mapped gfn in `start..end` with what it maps, in gfn order
+    /// (holes skipped: one walk of the records, not one lookup per gfn).
+    pub fn entries_in(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, P2mEntry)> + '_ {
+        self.gfns
+            .range(start..end.max(start))
+            .map(|(&g, &e)| (g, e))
+    }
+
     /// True if `gfn` lies inside the stage-2 input range.
     #[must_use]
     pub fn gfn_in_range(&self, gfn: u64) -> bool {

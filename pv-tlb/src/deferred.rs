@@ -68,7 +68,7 @@ use alloc::vec::Vec;
 
 use crate::addr::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
 use crate::inval::InvalidationSet;
-use crate::plan::{plan, Plan, Policy};
+use crate::plan::{full_flush, plan, Plan, Policy};
 
 /// A plan to execute, then the pages whose references may be dropped.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
@@ -331,6 +331,26 @@ impl DeferredFlush {
         f
     }
 
+    /// `vmid`'s stage 2 is being torn down (its domain is destroyed; every
+    /// leaf is going, and the VMID is freed after this): ONE full flush of
+    /// the VMID under every policy, covering what was pending for it too,
+    /// releasing its held pages and `held`. Per-page or per-range TLBIs
+    /// would only spare TLB entries of a VMID nobody will use again (and,
+    /// nested, each is a trap to L0).
+    pub fn retire_vmid(&mut self, vmid: Vmid, held: &[PhysAddr]) -> Flush {
+        let mut released = match self.pending.iter().position(|p| p.vmid == vmid) {
+            Some(i) => self.pending.swap_remove(i).held,
+            None => Vec::new(),
+        };
+        released.extend_from_slice(held);
+        self.stats.explicit += 1;
+        self.stats.plans += 1;
+        Flush {
+            plan: full_flush(vmid),
+            released,
+        }
+    }
+
     /// Flush everything pending for every VMID now (allocator pressure, idle).
     pub fn flush_all(&mut self) -> Flush {
         let mut out = Flush::default();
@@ -400,6 +420,47 @@ mod tests {
         }
         assert_eq!(n, 10);
         assert!(d.is_idle());
+    }
+
+    #[test]
+    fn retiring_a_vmid_is_one_full_flush_under_every_policy() {
+        use crate::TlbOp;
+        for policy in [
+            Policy::XenCompat,
+            Policy::Targeted {
+                has_range: false,
+                nested: false,
+            },
+            Policy::Targeted {
+                has_range: true,
+                nested: true,
+            },
+        ] {
+            let mut d = DeferredFlush::new(policy);
+            let mut one = InvalidationSet::new();
+            one.add(Ipa(0x4000_0000), 1, 3);
+            let first = d.record(Vmid(3), &one, &[PhysAddr(0x1000)]);
+            let f = d.retire_vmid(Vmid(3), &[PhysAddr(0x2000), PhysAddr(0x3000)]);
+            assert_eq!(
+                f.plan.ops(),
+                [
+                    TlbOp::DsbIshst,
+                    TlbOp::Vmalls12e1is { vmid: Vmid(3) },
+                    TlbOp::DsbIsh,
+                    TlbOp::Isb
+                ],
+                "{policy:?}"
+            );
+            let mut released = first.released.clone();
+            released.extend_from_slice(&f.released);
+            released.sort_unstable();
+            assert_eq!(
+                released,
+                [PhysAddr(0x1000), PhysAddr(0x2000), PhysAddr(0x3000)],
+                "{policy:?}: every held page once"
+            );
+            assert!(d.is_idle(), "{policy:?}");
+        }
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl Plan {
     }
 }
 
-fn full_flush(vmid: Vmid) -> Plan {
+pub(crate) fn full_flush(vmid: Vmid) -> Plan {
     Plan::from_ops(alloc::vec![
         // Table stores visible to all walkers before the invalidation.
         TlbOp::DsbIshst,

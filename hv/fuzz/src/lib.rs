@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use hv::arch::fake::FakeArch;
 use hv::arch::{Arch, El1Reg, El1Sysregs, ExitVector, GuestGprs, RawExit, Stage2Regs};
-use pv_tlb::TlbOp;
+use pv_tlb::{PhysAddr, TlbOp};
 
 /// The unwind payload that ends an input early (not a finding).
 pub struct Stop;
@@ -233,6 +233,9 @@ impl Arch for GuestCpu {
     }
     fn tlb_op(&mut self, op: TlbOp) {
         self.inner.tlb_op(op);
+    }
+    fn dcache_clean_inval(&mut self, pa: PhysAddr, len: u64) {
+        self.inner.dcache_clean_inval(pa, len);
     }
     fn counter(&self) -> u64 {
         self.counter

@@ -78,6 +78,15 @@ pub enum Event {
         /// The guest registers at entry.
         gprs: Box<GuestGprs>,
     },
+    /// `dcache_clean_inval`.
+    DcacheCleanInval {
+        /// pCPU.
+        cpu: usize,
+        /// First byte.
+        pa: PhysAddr,
+        /// Bytes.
+        len: u64,
+    },
     /// `system_off`.
     SystemOff {
         /// pCPU.
@@ -445,6 +454,18 @@ impl FakeMachine {
             .collect()
     }
 
+    /// Every `dcache_clean_inval` range, in order.
+    #[must_use]
+    pub fn dcache_cleans(&self) -> Vec<(PhysAddr, u64)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::DcacheCleanInval { pa, len, .. } => Some((*pa, *len)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Make physical `intid` pending on pCPU `cpu`.
     pub fn raise(&mut self, cpu: usize, intid: u32) {
         self.phys.entry(cpu).or_default().push_back(intid);
@@ -669,6 +690,14 @@ impl Arch for FakeArch {
 
     fn tlb_op(&mut self, op: TlbOp) {
         self.record(Event::Tlb { cpu: self.cpu, op });
+    }
+
+    fn dcache_clean_inval(&mut self, pa: PhysAddr, len: u64) {
+        self.record(Event::DcacheCleanInval {
+            cpu: self.cpu,
+            pa,
+            len,
+        });
     }
 
     fn counter(&self) -> u64 {

@@ -257,6 +257,15 @@ pub trait Arch {
     /// Execute one TLB maintenance operation or barrier exactly as named.
     fn tlb_op(&mut self, op: TlbOp);
 
+    /// Clean and invalidate the data cache, to the point of coherency, for
+    /// host RAM `[pa, pa + len)` through hv's own mapping of it (Xen's
+    /// `clean_and_invalidate_dcache_va_range`, what `XEN_DOMCTL_cacheflush`
+    /// does for a domain's pages: what the toolstack wrote through its
+    /// cacheable mapping reaches memory before the guest reads it with its
+    /// MMU and caches off). Complete when this returns. Callers pass guest
+    /// pool frames (RAM hv maps); maintenance changes no data.
+    fn dcache_clean_inval(&mut self, pa: PhysAddr, len: u64);
+
     /// The virtual counter (`CNTVCT_EL0`, with hv's own offset of 0).
     fn counter(&self) -> u64;
 

@@ -196,10 +196,10 @@ fn counters<M>(con: &Console, w: &mut Input<'_, M>) {
 fn domains<M: PhysMem + TableMem>(w: &mut Input<'_, M>) {
     let _ = writeln!(w.out, "hv: 'q' pressed -> dumping domain info");
     for d in w.domains {
-        let state = match (d.ending, d.unpaused || !d.from_domctl) {
+        let state = match (d.ending, d.pause_count) {
             (Some(r), _) => alloc::format!("ending ({r})"),
-            (None, true) => "running".into(),
-            (None, false) => "paused".into(),
+            (None, 0) => "running".into(),
+            (None, n) => alloc::format!("paused ({n})"),
         };
         let _ = writeln!(
             w.out,

@@ -133,6 +133,10 @@ pub struct Effects {
     pub start: Vec<Box<Vcpu>>,
     /// Domains that began to run (`unpausedomain`): added to the live count.
     pub domains_started: usize,
+    /// A domain was paused (`pausedomain`) or told to shut down
+    /// (`SCHEDOP_remote_shutdown`): the run loop takes its vCPUs off the
+    /// scheduler before this vCPU resumes.
+    pub deschedule: bool,
 }
 
 /// Everything a hypercall may touch.

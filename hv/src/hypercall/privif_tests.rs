@@ -54,6 +54,8 @@ impl W {
             d.max_vcpus = vcpus;
             d.privileged = id == 0;
             d.from_domctl = id == 1;
+            // As createdomain leaves it: paused once until its first unpause.
+            d.pause_count = u32::from(id == 1);
             wd.domains.push(d);
         }
         Self {
@@ -1089,3 +1091,66 @@ fn virq_console_is_raised_on_dom0s_port() {
 }
 
 mod xl_create;
+
+/// `SCHEDOP_remote_shutdown` (`xl shutdown -F`, `xl reboot -F`), as Xen's
+/// `do_sched_op`: -EFAULT, -ESRCH, -EPERM (XSM dummy: control domain only),
+/// then the target is shut down with the reason (getdomaininfo `shutdown`,
+/// code in bits 31:16) and xenstored's `VIRQ_DOM_EXC` raised for a domain
+/// with no vCPU to stop; the caller itself shuts down at once.
+#[test]
+fn remote_shutdown_as_xen() {
+    use super::domctl::dominf;
+    use crate::xen::abi::schedop;
+    let mut w = W::new();
+    let (_, port) = w.bind_virq(0, virq::DOM_EXC, 0);
+    let rs = |w: &mut W, caller: u16, dom: u16, reason: u32| {
+        let at = if caller == 0 { ARG } else { B + 0x1000 };
+        let mut b = [0u8; 8];
+        b[0..2].copy_from_slice(&dom.to_le_bytes());
+        b[4..8].copy_from_slice(&reason.to_le_bytes());
+        w.put(caller, at, &b);
+        w.raw(
+            caller,
+            0,
+            nr::SCHED_OP,
+            [u64::from(schedop::REMOTE_SHUTDOWN), at, 0, 0, 0],
+        )
+    };
+    let ret = |r: Reply| r.ret as i64;
+    let bad = w.raw(
+        0,
+        0,
+        nr::SCHED_OP,
+        [u64::from(schedop::REMOTE_SHUTDOWN), 0x10, 0, 0, 0],
+    );
+    assert_eq!(ret(bad), e(Errno::EFAULT));
+    assert_eq!(ret(rs(&mut w, 0, 9, 0)), e(Errno::ESRCH));
+    assert_eq!(ret(rs(&mut w, 1, 0, 0)), e(Errno::EPERM), "a domU may not");
+    assert_eq!(ret(rs(&mut w, 1, 1, 0)), e(Errno::EPERM), "not even itself");
+    assert_eq!(
+        ret(rs(&mut w, 0, 1, 99)),
+        e(Errno::EINVAL),
+        "unknown reason"
+    );
+    let flags = |w: &mut W| {
+        let now = 0;
+        super::domctl::domain::domaininfo(&w.world.domains[w.idx(1)], now).flags
+    };
+    assert_eq!(flags(&mut w) & dominf::SHUTDOWN, 0);
+    w.irq.clear();
+    let r = rs(&mut w, 0, 1, 1); // SHUTDOWN_reboot
+    assert_eq!((ret(r), r.action), (0, Action::Continue));
+    let f = flags(&mut w);
+    assert_ne!(f & dominf::SHUTDOWN, 0);
+    assert_eq!(f >> dominf::SHUTDOWNSHIFT, 1, "SHUTDOWN_reboot");
+    assert!(w.pending(0, port), "VIRQ_DOM_EXC for xenstored");
+    assert_eq!(w.irq, [(0, 0)]);
+    assert_eq!(ret(rs(&mut w, 0, 1, 0)), 0, "already shut down: 0");
+    assert_eq!(flags(&mut w) >> dominf::SHUTDOWNSHIFT, 1, "code kept");
+    let me = rs(&mut w, 0, 0, 0);
+    assert_eq!(
+        me.action,
+        Action::Shutdown(crate::xen::ShutdownReason::Poweroff),
+        "the caller itself"
+    );
+}

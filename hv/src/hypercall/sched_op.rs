@@ -2,10 +2,11 @@
 
 use memops::TableMem;
 
-use super::{low32, unknown_command, Action, CallerView, Ctx, Reply};
+use super::{low32, unknown_command, Action, CallerView, Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
+use crate::domain::EndReason;
 use crate::guest::GuestHandle;
-use crate::xen::abi::{nr, schedop};
+use crate::xen::abi::{nr, schedop, virq};
 use crate::xen::{Errno, ShutdownReason};
 
 /// A `sched_op` sub-command.
@@ -34,6 +35,9 @@ impl SchedOp {
 
 /// `sched_op(cmd, arg)`.
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
+    if low32(a[0]) == schedop::REMOTE_SHUTDOWN {
+        return remote_shutdown(GuestVa(a[1]), ctx);
+    }
     let Some(op) = SchedOp::decode(a) else {
         return unknown_command(ctx.caller, nr::SCHED_OP, a[0]);
     };
@@ -86,4 +90,81 @@ pub fn sched_op<M: PhysMem + TableMem>(op: SchedOp, ctx: &mut CallerView<'_, M>)
             }
         }
     }
+}
+
+/// `SCHEDOP_remote_shutdown` (`struct sched_remote_shutdown { domid_t
+/// domain_id; unsigned int reason; }`, 8 bytes), as Xen's `do_sched_op`:
+/// -EFAULT for an unreadable argument, -ESRCH for no such domain, -EPERM
+/// unless the caller is privileged (XSM dummy `XSM_DM_PRIV`; hv has no
+/// device-model domains), then `domain_shutdown(d, reason)`: the target's
+/// vCPUs stop as for its own `SCHEDOP_shutdown` (the caller's pCPU goes back
+/// to its loop top first, [`super::Effects::deschedule`]); the caller itself
+/// shuts down at once; a domain already shutting down is left as it is
+/// (0); one without running vCPUs (created, never unpaused) is marked shut
+/// down and `VIRQ_DOM_EXC` raised now (Xen's `__domain_finalise_shutdown`).
+/// Deviation: a reason Xen does not know (above `SHUTDOWN_soft_reset`)
+/// is -EINVAL here (Xen records any code).
+fn remote_shutdown<M: PhysMem + TableMem>(arg: GuestVa, ctx: &mut Ctx<'_, M>) -> Reply {
+    let caller = ctx.caller;
+    let raw = match ctx.read::<8>(arg) {
+        Ok(b) => b,
+        Err(e) => {
+            crate::glog!(
+                caller,
+                Debug,
+                "d{caller}: sched_op remote_shutdown: {arg}: {e:?}"
+            );
+            return Reply::ret(Err(e));
+        }
+    };
+    let target = u16::from_le_bytes([raw[0], raw[1]]);
+    let reason = u32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
+    if ctx.world.domain(target).is_none() {
+        crate::glog!(
+            caller,
+            Debug,
+            "d{caller}: remote_shutdown of d{target}: no such domain: -ESRCH"
+        );
+        return Reply::ret(Err(Errno::ESRCH));
+    }
+    if !ctx.privileged() {
+        crate::glog!(
+            caller,
+            Debug,
+            "d{caller}: remote_shutdown of d{target}: not privileged: -EPERM"
+        );
+        return Reply::ret(Err(Errno::EPERM));
+    }
+    let Some(r) = ShutdownReason::from_raw(reason) else {
+        crate::glog!(
+            caller,
+            Warn,
+            "d{caller}: remote_shutdown of d{target}: unknown reason {reason}: -EINVAL"
+        );
+        return Reply::ret(Err(Errno::EINVAL));
+    };
+    if target == caller {
+        return Reply::then(Action::Shutdown(r));
+    }
+    let Some(d) = ctx.world.entry(target) else {
+        return Reply::ret(Err(Errno::ESRCH));
+    };
+    if d.ending.is_some() {
+        return Reply::ret(Ok(0));
+    }
+    d.ending = Some(EndReason::Shutdown(r));
+    log::info!("d{caller}: remote_shutdown of d{target} ({r:?})");
+    if d.live_vcpus == 0 {
+        // Nothing to stop: shut down now, xenstored told now.
+        let w = &mut *ctx.world;
+        super::virq::send_global_virq(
+            &mut w.domains,
+            &mut w.mem,
+            virq::DOM_EXC,
+            &mut ctx.fx.upcalls,
+        );
+    } else {
+        ctx.fx.deschedule = true;
+    }
+    Reply::ret(Ok(0))
 }

@@ -177,12 +177,21 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                     n
                 }
             };
-            if let Some(reason) = self.ending(v.domid) {
+            let (ending, paused) = self.ending_or_paused(v.domid);
+            if let Some(reason) = ending {
                 self.put_vcpu(arch, &mut v);
                 self.runq.lock().sched.remove(key(&v));
                 if let Some(exit) = self.drop_vcpu(arch, v, Some(reason)) {
                     return exit;
                 }
+                continue;
+            }
+            if paused {
+                // Paused after the loop top looked (or started by PSCI CPU_ON
+                // while paused): it waits in its domain for the unpause.
+                self.put_vcpu(arch, &mut v);
+                self.runq.lock().sched.remove(key(&v));
+                self.stash_paused(v);
                 continue;
             }
             // The slice end, or an earlier timer deadline of a blocked vCPU
@@ -246,15 +255,35 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// loaded here is put and dropped, every parked one (queued or blocked)
     /// is taken out of the scheduler and dropped, and the pCPUs holding
     /// others are kicked so they do the same at their next look.
+    ///
+    /// Paused domains ([`crate::domain::Domain::pause_count`], Xen's
+    /// `domain_pause`) lose their vCPUs the same way, but into the domain's
+    /// `paused_vcpus` (queued again at the last unpause); an ending domain's
+    /// paused vCPUs are dropped here.
     fn collect_ending(&self, arch: &mut dyn Arch, p: &mut Pcpu) -> Option<CpuExit> {
-        let ending: Vec<crate::domain::DomId> = self
-            .shared
-            .lock()
-            .domains
-            .iter()
-            .filter(|d| d.ending.is_some() && d.live_vcpus > 0)
-            .map(|d| d.id)
-            .collect();
+        let (ending, paused, stashed) = {
+            let mut sh = self.shared.lock();
+            let mut ending = Vec::new();
+            let mut paused = Vec::new();
+            let mut stashed = Vec::new();
+            for d in &mut sh.domains {
+                if d.ending.is_some() && d.live_vcpus > 0 {
+                    ending.push(d.id);
+                    stashed.append(&mut d.paused_vcpus);
+                } else if d.pause_count > 0 && d.live_vcpus as usize > d.paused_vcpus.len() {
+                    paused.push(d.id);
+                }
+            }
+            (ending, paused, stashed)
+        };
+        if !paused.is_empty() {
+            self.collect_paused(arch, p, &paused);
+        }
+        for v in stashed {
+            if let Some(exit) = self.drop_vcpu(arch, v, None) {
+                return Some(exit);
+            }
+        }
         if ending.is_empty() {
             return None;
         }
@@ -278,6 +307,45 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             }
         }
         None
+    }
+
+    /// Take the vCPUs of the paused domains `paused` off the scheduler: the
+    /// one loaded here is put, the parked ones are taken out, and the pCPUs
+    /// holding others are kicked to do the same at their next look (each
+    /// goes to its domain's `paused_vcpus`, [`System::stash_paused`]).
+    fn collect_paused(&self, arch: &mut dyn Arch, p: &mut Pcpu, paused: &[crate::domain::DomId]) {
+        if let Some(mut v) = p.current.take_if(|c| paused.contains(&c.domid)) {
+            self.put_vcpu(arch, &mut v);
+            self.runq.lock().sched.remove(key(&v));
+            self.stash_paused(v);
+        }
+        let parked = {
+            let mut rq = self.runq.lock();
+            let parked = rq.sched.take_parked(|k| paused.contains(&k.dom));
+            let holders = rq.sched.holders(|k| paused.contains(&k.dom));
+            rq.kicks |= holders; // not this pCPU: it holds none of them now
+            parked
+        };
+        for (_, v) in parked {
+            self.stash_paused(v);
+        }
+    }
+
+    /// `v` (put, out of the scheduler) belongs to a domain that was paused:
+    /// keep it in the domain until the last unpause. If the domain was
+    /// unpaused meanwhile it is queued again; if it is ending (or gone), the
+    /// next `collect_ending` drops it with the others.
+    fn stash_paused(&self, v: Box<Vcpu>) {
+        let mut sh = self.shared.lock();
+        match sh.entry(v.domid) {
+            Some(d) if d.pause_count > 0 || d.ending.is_some() => d.paused_vcpus.push(v),
+            Some(_) => self.runq.lock().push_back(v), // lock order: shared, runq
+            None => log::error!(
+                "d{}v{}: paused vCPU of a domain that is gone",
+                v.domid,
+                v.id
+            ),
+        }
     }
 
     /// Send hv's kick SGI to the pCPUs named in `kicks` and the vGIC's kick

@@ -2095,3 +2095,322 @@ mod dom0less {
         );
     }
 }
+
+/// [`toolstack_d0`]'s image with the pause domctls added: pausedomain of d1
+/// at 0x2000, of d0 itself at 0x2100; the script up to and including the
+/// first unpause of d1 (createdomain .. unpausedomain).
+fn pause_toolstack(r: &Rig) -> Vec<Step> {
+    let (mut k, script) = toolstack_d0(GUEST_RAM0_BASE, 1);
+    for (o, dom) in [(0x2000usize, 1u16), (0x2100, 0)] {
+        k[o..o + 4].copy_from_slice(&3u32.to_le_bytes()); // XEN_DOMCTL_pausedomain
+        k[o + 4..o + 8].copy_from_slice(&0x17u32.to_le_bytes());
+        k[o + 8..o + 10].copy_from_slice(&dom.to_le_bytes());
+    }
+    r.sys.with_mem(|m, _| {
+        for (i, c) in k.chunks(0x1000).enumerate() {
+            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
+        }
+    });
+    r.sys.add_module_domains(&[BootModule {
+        pa: PhysAddr(MODULES),
+        size: k.len() as u64,
+        kind: ModuleKind::Kernel,
+        bootargs: Some("dom0 mem=2M"),
+    }]);
+    // physinfo, createdomain, max_mem, populate, setvcpucontext, unpause.
+    script.into_iter().take(6).collect()
+}
+
+/// Issue 12: `XEN_DOMCTL_pausedomain` / `unpausedomain` keep Xen's
+/// controller pause count: a paused domU is not scheduled (d0 yields and
+/// runs alone) until the matching unpause; pausing the caller itself is
+/// -EINVAL and an unpause with no pause left -EINVAL.
+#[test]
+fn pausedomain_keeps_a_domain_off_the_cpus_until_unpaused() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let dc = |o: u64| Step::hypercall(36, &[b + o]);
+    let yld = || Step::hypercall(29, &[0]);
+    let mut script = pause_toolstack(&r);
+    script.extend([
+        dc(0x2000), // pause d1 (its vCPU is queued, not yet run)
+        dc(0x2100), // pause d0 itself: -EINVAL
+        dc(0x2000), // pause d1 again: count 2
+        yld(),
+        yld(),
+        dc(0x500), // unpause: count 1, still paused
+        yld(),
+        yld(),
+        dc(0x500), // unpause: count 0, d1 runs again
+        dc(0x500), // no pause left: -EINVAL
+        yld(),
+        yld(),
+        yld(),
+        dc(0x800), // destroydomain (d1 has powered off)
+        shutdown(b + 0x1ff0),
+    ]);
+    r.script(1, script);
+    r.machine.lock().script(2, 0, d1_vcpu0());
+    assert_eq!(r.run(0), CpuExit::PowerOff, "{:?}", r.lines.all());
+    let x0: Vec<u64> = r.entries(1).iter().skip(1).map(|g| g.x[0]).collect();
+    assert_eq!(x0[5], 0, "first unpause");
+    assert_eq!(x0[6], 0, "pausedomain");
+    assert_eq!(x0[7], EINVAL, "pausedomain of the caller itself");
+    assert_eq!(x0[8], 0, "second pausedomain");
+    assert_eq!(x0[11], 0, "unpause to 1");
+    assert_eq!(x0[14], 0, "unpause to 0");
+    assert_eq!(x0[15], EINVAL, "unpause with no pause left");
+    assert_eq!(x0[19], 0, "destroydomain");
+    // d1 entered the CPU only after the unpause that took the count to 0.
+    let m = r.machine.lock();
+    let d0_entries: Vec<usize> = m
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Event::Enter { vmid, .. } if vmid.0 == 1))
+        .map(|(i, _)| i)
+        .collect();
+    let last_unpause = d0_entries[15]; // d0's entry after its 15th call
+    let d1_enters: Vec<usize> = m
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Event::Enter { vmid, .. } if vmid.0 == 2))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(d1_enters.len(), 2, "d1 ran its yield and its shutdown");
+    assert!(
+        d1_enters[0] > last_unpause,
+        "d1 entered at event {} before the unpause at {last_unpause}",
+        d1_enters[0]
+    );
+    drop(m);
+    assert!(
+        r.lines.has("hv: d1 ended (poweroff)"),
+        "{:?}",
+        r.lines.all()
+    );
+}
+
+/// `xl destroy`'s order (issue 12): pausedomain, then destroydomain of the
+/// paused domain. Its vCPU, taken off the scheduler by the pause, is
+/// dropped and the domain torn down: every page back, no VMID left.
+#[test]
+fn destroying_a_paused_domain_drops_its_parked_vcpus() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let dc = |o: u64| Step::hypercall(36, &[b + o]);
+    let yld = || Step::hypercall(29, &[0]);
+    let mut script = pause_toolstack(&r);
+    script.extend([
+        yld(), // d1 runs its first step (a yield)
+        dc(0x2000),
+        yld(),
+        dc(0x800), // destroydomain while paused
+        yld(),
+        yld(),
+        shutdown(b + 0x1ff0),
+    ]);
+    r.script(1, script);
+    r.machine.lock().script(2, 0, d1_vcpu0());
+    let before = r.sys.pool_free();
+    assert_eq!(r.run(0), CpuExit::PowerOff, "{:?}", r.lines.all());
+    let x0: Vec<u64> = r.entries(1).iter().skip(1).map(|g| g.x[0]).collect();
+    assert_eq!(x0[7], 0, "pausedomain");
+    assert_eq!(x0[9], 0, "destroydomain");
+    assert_eq!(r.entries(2).len(), 1, "d1 ran once, never after the pause");
+    assert!(
+        r.lines
+            .has("hv: d1 ended (destroyed by the control domain)"),
+        "{:?}",
+        r.lines.all()
+    );
+    assert!(before < POOL_FRAMES);
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES);
+    r.sys.with_mem(|_, vmids| assert_eq!(vmids, 0));
+}
+
+/// `SCHEDOP_remote_shutdown` of a running domU (`xl shutdown -F`): its vCPU
+/// is taken off at the caller's next loop top and the domain ends with the
+/// reason, before running its own script to the end; destroydomain then
+/// tears it down.
+#[test]
+fn remote_shutdown_stops_a_running_domu() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let dc = |o: u64| Step::hypercall(36, &[b + o]);
+    let yld = || Step::hypercall(29, &[0]);
+    let mut script = pause_toolstack(&r);
+    // struct sched_remote_shutdown { domid 1; reason SHUTDOWN_reboot } in d0's RAM.
+    r.sys
+        .with_guest_memory(0, |gm| {
+            gm.copy_to_guest(Ipa(b + 0x2200), &[1, 0, 0, 0, 1, 0, 0, 0])
+                .unwrap();
+        })
+        .unwrap();
+    script.extend([
+        yld(), // d1 runs one step
+        Step::hypercall(29, &[4, b + 0x2200]),
+        yld(),
+        yld(),
+        dc(0x800), // destroydomain
+        shutdown(b + 0x1ff0),
+    ]);
+    r.script(1, script);
+    let d1: Vec<Step> = (0..20)
+        .map(|_| yld())
+        .chain([shutdown(b + 0x100)])
+        .collect();
+    r.machine.lock().script(2, 0, d1);
+    assert_eq!(r.run(0), CpuExit::PowerOff, "{:?}", r.lines.all());
+    let x0: Vec<u64> = r.entries(1).iter().skip(1).map(|g| g.x[0]).collect();
+    assert_eq!(x0[7], 0, "remote_shutdown");
+    assert_eq!(x0[10], 0, "destroydomain");
+    assert!(
+        r.entries(2).len() < 5,
+        "d1 stopped early: {} entries",
+        r.entries(2).len()
+    );
+    assert!(r.lines.has("hv: d1 ended (reboot)"), "{:?}", r.lines.all());
+    assert_eq!(r.sys.pool_free(), POOL_FRAMES);
+}
+
+/// Pause and unpause of a domU that runs on the other pCPU (two pCPUs, real
+/// threads, many rounds): no vCPU is lost or run twice, every pause is
+/// matched, the domain is destroyed at the end and everything comes back.
+#[test]
+fn pause_unpause_across_two_pcpus_loses_nothing() {
+    for round in 0..8 {
+        let r = rig();
+        let b = GUEST_RAM0_BASE;
+        let dc = |o: u64| Step::hypercall(36, &[b + o]);
+        let yld = || Step::hypercall(29, &[0]);
+        let mut script = pause_toolstack(&r);
+        for i in 0..12 {
+            script.push(dc(0x2000)); // pause
+            for _ in 0..(i % 3) {
+                script.push(yld());
+            }
+            script.push(dc(0x500)); // unpause
+            script.push(yld());
+        }
+        script.extend([dc(0x800), yld(), yld(), shutdown(b + 0x1ff0)]);
+        let calls = script.len();
+        r.script(1, script);
+        let d1: Vec<Step> = (0..200)
+            .map(|_| yld())
+            .chain([shutdown(b + 0x100)])
+            .collect();
+        r.machine.lock().script(2, 0, d1);
+        let exits: Vec<CpuExit> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|cpu| {
+                    s.spawn({
+                        let r = &r;
+                        move || r.run(cpu)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            exits.iter().filter(|e| **e == CpuExit::PowerOff).count(),
+            1,
+            "round {round}: {exits:?}"
+        );
+        let x0: Vec<u64> = r.entries(1).iter().skip(1).map(|g| g.x[0]).collect();
+        assert_eq!(
+            x0.len(),
+            calls - 1,
+            "round {round}: d0 ran its whole script"
+        );
+        assert!(
+            x0[6..calls - 3].iter().all(|&x| x == 0),
+            "round {round}: every pause, unpause and the destroy answered 0: {x0:?}"
+        );
+        assert!(r.entries(2).len() <= 201, "round {round}");
+        assert_eq!(r.sys.pool_free(), POOL_FRAMES, "round {round}");
+        r.sys.with_mem(|m, vmids| {
+            assert_eq!(m.allocated(Kind::Table), 0, "round {round}");
+            assert_eq!(vmids, 0, "round {round}");
+        });
+    }
+}
+
+/// A domain hv built from a boot module (not by the toolstack) can be
+/// paused and unpaused too (Xen: any domain but the caller): it does not
+/// run between the pause and the unpause.
+#[test]
+fn a_boot_built_domain_pauses_too() {
+    let r = rig();
+    let b = GUEST_RAM0_BASE;
+    let (mut k, _) = toolstack_d0(b, 1);
+    for (o, cmd) in [(0x2000usize, 3u32), (0x2100, 4)] {
+        k[o..o + 4].copy_from_slice(&cmd.to_le_bytes()); // pause / unpause d1
+        k[o + 4..o + 8].copy_from_slice(&0x17u32.to_le_bytes());
+        k[o + 8..o + 10].copy_from_slice(&1u16.to_le_bytes());
+    }
+    let d1 = kernel(b"");
+    r.sys.with_mem(|m, _| {
+        for (i, c) in k.chunks(0x1000).enumerate() {
+            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
+        }
+        m.write(PhysAddr(MODULES + 0x10000), &d1);
+    });
+    r.sys.add_module_domains(&[
+        BootModule {
+            pa: PhysAddr(MODULES),
+            size: k.len() as u64,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("dom0 mem=2M"),
+        },
+        BootModule {
+            pa: PhysAddr(MODULES + 0x10000),
+            size: d1.len() as u64,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("mem=1M"),
+        },
+    ]);
+    let dc = |o: u64| Step::hypercall(36, &[b + o]);
+    let yld = || Step::hypercall(29, &[0]);
+    r.script(
+        1,
+        [
+            dc(0x2000),
+            yld(),
+            yld(),
+            yld(),
+            dc(0x2100),
+            yld(),
+            yld(),
+            shutdown(b + 0x1ff0),
+        ],
+    );
+    r.script(2, [yld(), yld(), shutdown(b + 0x200)]);
+    assert_eq!(r.run(0), CpuExit::PowerOff, "{:?}", r.lines.all());
+    let x0: Vec<u64> = r.entries(1).iter().skip(1).map(|g| g.x[0]).collect();
+    assert_eq!((x0[0], x0[4]), (0, 0), "pause, unpause");
+    let m = r.machine.lock();
+    let enters: Vec<(usize, u16)> = m
+        .events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Event::Enter { vmid, .. } => Some((i, vmid.0)),
+            _ => None,
+        })
+        .collect();
+    let d0: Vec<usize> = enters.iter().filter(|e| e.1 == 1).map(|e| e.0).collect();
+    let (paused_at, unpaused_at) = (d0[1], d0[5]);
+    assert!(
+        !enters
+            .iter()
+            .any(|&(i, v)| v == 2 && i > paused_at && i < unpaused_at),
+        "d1 ran while paused: {enters:?}"
+    );
+    assert_eq!(
+        m.entries(2, 0).len(),
+        3,
+        "d1 ran its script after the unpause"
+    );
+}

@@ -455,6 +455,37 @@ impl Arch for Cpu {
         }
     }
 
+    fn dcache_clean_inval(&mut self, pa: PhysAddr, len: u64) {
+        if len == 0 {
+            return;
+        }
+        // CTR_EL0.DminLine: log2 of the smallest data-cache line, in words.
+        let line = 4u64 << ((read_sysreg!("ctr_el0") >> 16) & 0xf);
+        let end = pa.raw().saturating_add(len);
+        let mut a = pa.raw() & !(line - 1);
+        // SAFETY: a barrier only orders memory accesses.
+        // hv's own earlier stores to the range are issued before the
+        // maintenance, so their lines are the ones written back (Xen's
+        // clean_and_invalidate_dcache_va_range starts with the same dsb sy).
+        unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+        while a < end {
+            // SAFETY: DC CIVAC by VA of RAM hv identity-maps as Normal memory
+            // (the caller passes guest pool frames); clean+invalidate writes
+            // dirty lines back to the point of coherency and changes no data
+            // (Arm ARM D7.5.9, data cache maintenance instructions); an
+            // unmapped VA would be a translation fault, not a corruption.
+            unsafe {
+                core::arch::asm!("dc civac, {0}", in(reg) a, options(nostack, preserves_flags))
+            };
+            a += line;
+        }
+        // SAFETY: a barrier only orders memory accesses.
+        // DC CIVAC completes only at a DSB: the lines are in memory before
+        // the domctl returns and the toolstack lets the guest run (Xen: the
+        // closing dsb sy of clean_and_invalidate_dcache_va_range).
+        unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+    }
+
     fn tlb_op(&mut self, op: TlbOp) {
         match op {
             // Order page-table stores before the TLBIs that follow.

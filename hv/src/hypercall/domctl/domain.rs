@@ -120,17 +120,27 @@ pub fn createdomain<M: PhysMem + TableMem>(sh: &mut World<M>, op: &mut XenDomctl
     }
 }
 
-/// `XEN_DOMCTL_destroydomain` (of a domain the control domain built).
+/// `XEN_DOMCTL_destroydomain`, as Xen's `domain_kill`: the caller itself is
+/// -EINVAL; any other domain (built by the toolstack or by hv, running,
+/// paused, shut down or already dying) goes. One whose vCPUs still exist
+/// is marked dying (`getdomaininfo`: `dying`) and its vCPUs stop at their
+/// pCPUs' next look (paused ones are dropped there), the last one tearing
+/// it down; one without vCPUs is torn down now. Xen's `domain_kill` is
+/// preemptible (-ERESTART continuations, 19-53 in the trace); hv's teardown
+/// is one pass under the world lock with a single VMID flush (no
+/// continuation: the domctl returns 0 at once).
 pub fn destroydomain<M: PhysMem + TableMem>(
     sh: &mut World<M>,
     arch: &mut dyn Arch,
+    caller: DomId,
     domain: DomId,
 ) -> Answer {
-    let Some(idx) = sh
-        .domains
-        .iter()
-        .position(|d| d.id == domain && d.from_domctl)
-    else {
+    if domain == caller {
+        log::debug!("d{caller}: destroydomain of itself: -EINVAL");
+        return Answer::err(Errno::EINVAL);
+    }
+    let Some(idx) = sh.domains.iter().position(|d| d.id == domain) else {
+        log::debug!("d{caller}: destroydomain d{domain}: no such domain: -ESRCH");
         return Answer::err(Errno::ESRCH);
     };
     if sh.domains[idx].live_vcpus > 0 {
@@ -147,7 +157,6 @@ pub fn destroydomain<M: PhysMem + TableMem>(
         vmids,
         pool,
         flush,
-        sink,
         ..
     } = sh;
     let id = d.id;
@@ -157,6 +166,10 @@ pub fn destroydomain<M: PhysMem + TableMem>(
         // Never ran: no TLB entry can exist for its VMID.
         d.discard(mem, pool, vmids);
     }
+    // The granters of pages it still mapped get their GTF_reading/writing
+    // bits back now (as the run loop's destroy path does).
+    crate::world::grant_clears(&mut sh.domains, &mut sh.mem);
+    let World { vmids, sink, .. } = sh;
     sink.hv_line(format_args!(
         "d{id} destroyed ({} VMIDs in use)",
         vmids.in_use()
@@ -164,23 +177,75 @@ pub fn destroydomain<M: PhysMem + TableMem>(
     Answer::ok(false)
 }
 
-/// `XEN_DOMCTL_unpausedomain`: its vCPU 0 and online vCPUs start.
+/// Xen's limit on `controller_pause_count` (`_domain_pause_by_systemcontroller`).
+pub const MAX_CONTROLLER_PAUSES: u32 = 255;
+
+/// `XEN_DOMCTL_pausedomain`, as Xen's `domain_pause_by_systemcontroller`
+/// (xen/common/domain.c; domctl.c refuses the caller itself with -EINVAL):
+/// one more controller pause (-EOVERFLOW past 255); while the count is
+/// non-zero no vCPU of the domain is scheduled. The run loop takes the
+/// domain's vCPUs off the scheduler before the caller resumes
+/// ([`crate::hypercall::Effects::deschedule`]); a vCPU running on another pCPU
+/// at that moment stops at its pCPU's next look (it is kicked), where Xen's
+/// `domain_pause` waits for it (`vcpu_sleep_sync`).
+pub fn pause<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, id: DomId) -> Answer {
+    let caller = ctx.caller;
+    let Some(d) = ctx.world.entry(id) else {
+        log::debug!("d{caller}: pausedomain d{id}: no such domain: -ESRCH");
+        return Answer::err(Errno::ESRCH);
+    };
+    if id == caller {
+        log::debug!("d{caller}: pausedomain of itself: -EINVAL");
+        return Answer::err(Errno::EINVAL);
+    }
+    if d.pause_count >= MAX_CONTROLLER_PAUSES {
+        log::debug!("d{caller}: pausedomain d{id}: {MAX_CONTROLLER_PAUSES} pauses: -EOVERFLOW");
+        return Answer::err(Errno::EOVERFLOW);
+    }
+    d.pause_count += 1;
+    ctx.fx.deschedule = true;
+    Answer::ok(false)
+}
+
+/// `XEN_DOMCTL_unpausedomain`, as Xen's `domain_unpause_by_systemcontroller`:
+/// one controller pause less (-EINVAL when there is none). The first time
+/// the count reaches 0 (Xen's `creation_finished`) vCPU 0 and the online
+/// vCPUs of a toolstack-built domain start; later, the vCPUs the run loop
+/// took off while it was paused are queued again.
 ///
 /// A domain whose toolstack gave it no console (`HVM_PARAM_CONSOLE_PFN`
-/// unset: hv's builder payload, not `xl`) gets hv's console ring now
-/// ([`crate::xen::domu::DomainXen::attach_hv_console`]).
+/// unset: hv's builder payload, not `xl`) gets hv's console ring at its
+/// first start ([`crate::xen::domu::DomainXen::attach_hv_console`]).
 pub fn unpause<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, id: DomId) -> Answer {
+    let caller = ctx.caller;
     let queue = &mut ctx.fx.start;
     let before = queue.len();
     let World { domains, mem, .. } = &mut *ctx.world;
-    let a = match domains.iter_mut().find(|d| d.id == id && d.from_domctl) {
-        None => Answer::err(Errno::ESRCH),
+    let mut started = false;
+    let a = match domains.iter_mut().find(|d| d.id == id) {
+        None => {
+            log::debug!("d{caller}: unpausedomain d{id}: no such domain: -ESRCH");
+            Answer::err(Errno::ESRCH)
+        }
         Some(d) => (|| {
-            if d.unpaused {
+            if d.pause_count == 0 {
+                log::debug!("d{caller}: unpausedomain d{id}: not paused: -EINVAL");
+                return Answer::err(Errno::EINVAL);
+            }
+            if d.pause_count > 1 || d.unpaused || !d.from_domctl {
+                d.pause_count -= 1;
+                if d.pause_count == 0 && !d.paused_vcpus.is_empty() {
+                    if queue.try_reserve(d.paused_vcpus.len()).is_err() {
+                        d.pause_count = 1;
+                        return Answer::err(Errno::ENOMEM);
+                    }
+                    queue.append(&mut d.paused_vcpus);
+                }
                 return Answer::ok(false);
             }
+            // The first unpause of a toolstack-built domain: it starts.
             if !d.vcpu_contexts.iter().any(|(v, _)| v.id == 0) {
-                log::debug!("d{}: unpause without a vCPU 0 context", d.id);
+                log::debug!("d{}: unpause without a vCPU 0 context: -EINVAL", d.id);
                 return Answer::err(Errno::EINVAL);
             }
             if queue.try_reserve(d.vcpu_contexts.len()).is_err() {
@@ -192,6 +257,7 @@ pub fn unpause<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, id: DomId) -> Answer
                     log::warn!("d{}: no console (hv's ring not mapped: {e})", d.id);
                 }
             }
+            d.pause_count = 0;
             d.unpaused = true;
             // vCPU 0 and the online ones run; the rest wait for PSCI CPU_ON.
             for (v, online) in core::mem::take(&mut d.vcpu_contexts) {
@@ -200,10 +266,11 @@ pub fn unpause<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, id: DomId) -> Answer
                 }
             }
             d.live_vcpus = (queue.len() - before) as u32;
+            started = d.live_vcpus > 0;
             Answer::ok(false)
         })(),
     };
-    if ctx.fx.start.len() > before {
+    if started {
         ctx.fx.domains_started += 1;
     }
     a
@@ -254,8 +321,9 @@ const INVALID_MAX_VCPU_ID: u32 = !0;
 /// `arch_get_domain_info`, from hv's domain: the vCPUs' runstates give
 /// `nr_online_vcpus` (not offline), `running` (one is running), `blocked`
 /// (every online one blocked) and `cpu_time` (ns running, the current
-/// stretch up to `now_ns` included, as Xen's `vcpu_runstate_get`); `paused` is a
-/// toolstack-built domain not unpaused yet; a domain ended by
+/// stretch up to `now_ns` included, as Xen's `vcpu_runstate_get`); `paused`
+/// is a controller pause count above 0 (created and not unpaused yet, or
+/// `pausedomain`); a domain ended by
 /// `destroydomain` is `dying`, one that shut down (or that hv ended) is
 /// `shutdown` with its code; `hvm_guest` and `hap` always (Arm);
 /// `shared_info_frame` is the frame of its shared-info page (Arm's
@@ -299,7 +367,7 @@ pub fn domaininfo(d: &crate::domain::Domain, now_ns: u64) -> XenDomctlGetdomaini
         }
         None => SHUTDOWN_CODE_INVALID,
     };
-    if d.from_domctl && !d.unpaused {
+    if d.pause_count > 0 {
         flags |= dominf::PAUSED;
     }
     flags |= dominf::HVM_GUEST | dominf::HAP | (code << dominf::SHUTDOWNSHIFT);

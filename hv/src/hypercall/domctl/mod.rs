@@ -5,7 +5,7 @@
 //! (xen/common/domctl.c). Every guest handle is a VA of the caller.
 //!
 //! By subject: [`domain`] (`createdomain` 1, `destroydomain` 2,
-//! `unpausedomain` 4, `getdomaininfo` 5), [`vcpu`] (`setvcpucontext` 12,
+//! `pausedomain` 3, `unpausedomain` 4, `getdomaininfo` 5), [`vcpu`] (`setvcpucontext` 12,
 //! `max_vcpus` 15), [`memory`] (`max_mem` 11, `set_address_size` 35,
 //! `cacheflush` 71, `get/set_paging_mempool_size` 85/86), [`sched`]
 //! (`setvcpuaffinity` 9, `scheduler_op` 16, `setnodeaffinity` 68). Everything else answers
@@ -129,7 +129,7 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
         match c {
             cmd::CREATEDOMAIN => domain::createdomain(ctx.world, &mut op),
             cmd::DESTROYDOMAIN => {
-                let a = domain::destroydomain(ctx.world, ctx.arch, domain);
+                let a = domain::destroydomain(ctx.world, ctx.arch, caller, domain);
                 if a.ret.is_ok() {
                     // xenstored's @releaseDomain (Xen: domain_kill's send_global_virq).
                     let w = &mut *ctx.world;
@@ -142,6 +142,7 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
                 }
                 a
             }
+            cmd::PAUSEDOMAIN => domain::pause(ctx, domain),
             cmd::UNPAUSEDOMAIN => domain::unpause(ctx, domain),
             cmd::GETDOMAININFO => {
                 let now = super::now_ns(ctx);
@@ -157,7 +158,7 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
             cmd::SET_ADDRESS_SIZE => memory::set_address_size(ctx.world, &op),
             cmd::SET_PAGING_MEMPOOL_SIZE => memory::set_paging_mempool_size(ctx.world, &op),
             cmd::GET_PAGING_MEMPOOL_SIZE => memory::get_paging_mempool_size(ctx.world, &mut op),
-            cmd::CACHEFLUSH => memory::cacheflush(ctx.world, &op),
+            cmd::CACHEFLUSH => memory::cacheflush(ctx, &op),
             other => {
                 log::debug!("d{caller}: domctl {other} on d{domain} not implemented: -ENOSYS");
                 Answer::err(Errno::ENOSYS)

@@ -16,6 +16,7 @@ use crate::xen::abi::{
 };
 use crate::xen::domu::{hvm_param, GUEST_MAGIC_BASE};
 use crate::xen::grant;
+use pv_tlb::TlbOp;
 
 /// Where dom0's privcmd puts foreign pages: gfns outside its RAM (Linux's
 /// unpopulated-alloc region, inside the DT hypervisor node's ranges).
@@ -28,16 +29,14 @@ const VCPU_CTX: u64 = B + 0xc000;
 /// A larger world: 512 MiB of fake RAM, 384 MiB of it the guest page pool
 /// (the domU gets 128 MiB as in the trace).
 fn big_world() -> W {
+    big_world_with(pv_tlb::Policy::XenCompat)
+}
+
+/// [`big_world`] under TLB policy `policy`.
+fn big_world_with(policy: pv_tlb::Policy) -> W {
     let mem = FakeMem::new(0x8000_0000, 0x2000_0000);
     let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x1_8000);
-    let mut world = crate::world::World::new(
-        mem,
-        pool,
-        pv_tlb::Policy::XenCompat,
-        Box::new(Lines::default()),
-        4,
-        40,
-    );
+    let mut world = crate::world::World::new(mem, pool, policy, Box::new(Lines::default()), 4, 40);
     world.heap_free = || usize::MAX;
     let wd = &mut world;
     let mut d = Domain::create(0, 8 << 20, 40, &mut wd.vmids, &mut wd.mem, &mut wd.pool).unwrap();
@@ -831,4 +830,291 @@ fn hvs_console_only_for_domains_unpaused_without_one() {
         2,
         "after the builder's port 1"
     );
+}
+
+/// A fresh paused domU of 1 vCPU with `max_memkb` and, at gfn 0x40000 on,
+/// `pages` pages of RAM (order 0): its domid.
+fn small_domu(w: &mut W, pages: u64) -> u16 {
+    let config = XenDomctlCreatedomain {
+        flags: domctl::cdf::HVM | domctl::cdf::HAP,
+        max_vcpus: 1,
+        grant_opts: 1,
+        ..XenDomctlCreatedomain::default()
+    };
+    let (got, back) = domctl(w, domctl_cmd::CREATEDOMAIN, 0, &config.to_bytes());
+    assert_eq!(got, 0);
+    let dom = back.domain;
+    let m = XenDomctlMaxMem {
+        max_memkb: pages * 4 + 1024,
+    };
+    assert_eq!(domctl(w, domctl_cmd::MAX_MEM, dom, &m.to_bytes()).0, 0);
+    let gfns: Vec<u64> = (0..pages).map(|i| 0x4_0000 + i).collect();
+    let (got, result, _) = populate(w, dom, 0, &gfns);
+    assert_eq!((got, result), (0, pages as i64));
+    dom
+}
+
+/// Issue 12 item 2: under the targeted policy libxl's single
+/// `XENMEM_remove_from_physmap` calls leave their invalidation pending (the
+/// caller's coalescing window); `XEN_DOMCTL_cacheflush` closes the window
+/// (the pending plan runs, its pages are released) before it cleans the
+/// domU's frames of the range through the arch hook, contiguous frames in
+/// one call, holes skipped.
+#[test]
+fn cacheflush_closes_the_remove_window_and_cleans_the_ranges_frames() {
+    let mut w = big_world_with(pv_tlb::Policy::Targeted {
+        has_range: false,
+        nested: false,
+    });
+    let dom = small_domu(&mut w, 8);
+    for i in 0..8u64 {
+        let (got, err) = map_foreign(&mut w, dom, 0x4_0000 + i, FOREIGN_GFN + i);
+        assert_eq!((got, err), (0, 0));
+    }
+    let tlbis = |w: &W| {
+        w.arch
+            .machine()
+            .lock()
+            .tlb_ops()
+            .iter()
+            .filter(|o| o.kind().is_some())
+            .count()
+    };
+    let before_removes = tlbis(&w);
+    for i in 0..8u64 {
+        assert_eq!(unmap(&mut w, FOREIGN_GFN + i), 0);
+    }
+    assert_eq!(
+        tlbis(&w),
+        before_removes,
+        "single removes: invalidation kept pending in the window"
+    );
+    assert!(!w.world.flush.is_idle(), "the window is open");
+    assert_eq!(cacheflush(&mut w, dom, 0x4_0000, 16), 0);
+    assert!(
+        tlbis(&w) > before_removes,
+        "the removes' invalidation ran inside the cacheflush"
+    );
+    assert!(w.world.flush.is_idle(), "window closed, pages released");
+    // The frames cleaned are exactly the domU's 8 pages of the range.
+    let cleans = w.arch.machine().lock().dcache_cleans();
+    let d = &w.world.domains[w.idx(dom)];
+    let mut want: Vec<u64> = (0..8u64)
+        .map(|i| d.physmap().lookup(0x4_0000 + i).unwrap().pa.0)
+        .collect();
+    want.sort_unstable();
+    let mut got: Vec<u64> = cleans
+        .iter()
+        .flat_map(|&(pa, len)| (0..len / 4096).map(move |k| pa.0 + k * 4096))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    assert!(
+        cleans.len() <= 8,
+        "contiguous frames in one call: {cleans:?}"
+    );
+    // A range that maps nothing cleans nothing; the window stays closed.
+    let n = cleans.len();
+    assert_eq!(cacheflush(&mut w, dom, 0x5_0000, 16), 0);
+    assert_eq!(w.arch.machine().lock().dcache_cleans().len(), n);
+    assert_eq!(cacheflush(&mut w, 77, 0x4_0000, 1), e(Errno::ESRCH));
+}
+
+/// Issue 12 item 3: destroying a domain that ran (here: shut down, its
+/// vCPUs gone) costs at most ONE full stage-2 flush of its VMID, never an
+/// invalidation per page, under every policy; every page and table frame
+/// comes back and its VMID is free again.
+#[test]
+fn destroydomain_flushes_the_stage2_once() {
+    for policy in [
+        pv_tlb::Policy::XenCompat,
+        pv_tlb::Policy::Targeted {
+            has_range: false,
+            nested: false,
+        },
+        pv_tlb::Policy::Targeted {
+            has_range: true,
+            nested: true,
+        },
+    ] {
+        let mut w = big_world_with(policy);
+        let free = w.world.pool.free_frames();
+        let dom = small_domu(&mut w, 0);
+        let m = XenDomctlMaxMem {
+            max_memkb: 64 << 10,
+        };
+        assert_eq!(domctl(&mut w, domctl_cmd::MAX_MEM, dom, &m.to_bytes()).0, 0);
+        // 16 MiB in 2 MiB extents plus 300 single pages.
+        let big: Vec<u64> = (0..8).map(|i| 0x4_0000 + i * 512).collect();
+        assert_eq!(populate(&mut w, dom, 9, &big).1, 8);
+        let small: Vec<u64> = (0..300).map(|i| 0x5_0000 + i).collect();
+        assert_eq!(populate(&mut w, dom, 0, &small).1, 300);
+        let i = w.idx(dom);
+        w.world.domains[i].unpaused = true; // it ran: its VMID may be in TLBs
+        let vmid = w.world.domains[i].vmid();
+        let before = w.arch.machine().lock().tlb_ops().len();
+        let (got, _) = domctl(&mut w, domctl_cmd::DESTROYDOMAIN, dom, &[]);
+        assert_eq!(got, 0, "{policy:?}");
+        let ops: Vec<TlbOp> = w.arch.machine().lock().tlb_ops()[before..].to_vec();
+        let full = ops
+            .iter()
+            .filter(|o| matches!(o, TlbOp::Vmalls12e1is { vmid: v } if *v == vmid))
+            .count();
+        let per_page = ops
+            .iter()
+            .filter(|o| matches!(o, TlbOp::Ipas2e1is { .. } | TlbOp::Ripas2e1is { .. }))
+            .count();
+        assert_eq!(full, 1, "{policy:?}: {ops:?}");
+        assert_eq!(per_page, 0, "{policy:?}: {ops:?}");
+        assert!(w.world.domain(dom).is_none());
+        assert_eq!(w.world.pool.free_frames(), free, "{policy:?}");
+        assert_eq!(w.world.vmids.in_use(), 1, "only dom0's VMID");
+    }
+}
+
+/// Issue 12 items 1, 3, 4: `xl pause`, `xl unpause` and `xl destroy` of a
+/// started domU, in the order Xen 4.20's toolstack issued them
+/// (xen-toolstack-trace.md §6, the `xl` process, and xenstored's reaction),
+/// replayed against hv: every answer must be Xen's. xenstored has bound
+/// `VIRQ_DOM_EXC` (§3) and gets it when the domain is destroyed.
+#[test]
+fn xl_pause_unpause_destroy_sequence_of_the_xen_trace() {
+    use super::super::domctl::dominf;
+    let mut w = big_world();
+    let mut r = Replay::default();
+    let (got, port) = w.bind_virq(0, crate::xen::abi::virq::DOM_EXC, 0);
+    assert_eq!(got, 0, "xenstored binds VIRQ_DOM_EXC");
+    // A started domU (xl create, abridged).
+    let dom = small_domu(&mut w, 16);
+    let mut c = VcpuGuestContext {
+        flags: 1,
+        ..VcpuGuestContext::default()
+    };
+    c.user_regs.pc64 = 0x4000_0000;
+    c.user_regs.cpsr = 0x3c5;
+    w.put(0, VCPU_CTX, &c.to_bytes());
+    let vc = XenDomctlVcpucontext {
+        vcpu: 0,
+        ctxt: VCPU_CTX,
+    };
+    assert_eq!(
+        domctl(&mut w, domctl_cmd::SETVCPUCONTEXT, dom, &vc.to_bytes()).0,
+        0
+    );
+    r.ok(
+        "XEN_DOMCTL_unpausedomain (create)",
+        domctl(&mut w, domctl_cmd::UNPAUSEDOMAIN, dom, &[]).0,
+    );
+    let flags = |w: &mut W| getdomaininfo(w, dom).1.flags;
+
+    // xl pause / xl unpause: getdomaininfo, then the domctl.
+    r.ok("XEN_DOMCTL_getdomaininfo", getdomaininfo(&mut w, dom).0);
+    r.ok(
+        "XEN_DOMCTL_pausedomain (xl pause)",
+        domctl(&mut w, domctl_cmd::PAUSEDOMAIN, dom, &[]).0,
+    );
+    assert_ne!(flags(&mut w) & dominf::PAUSED, 0, "xl list: p");
+    r.ok(
+        "XEN_DOMCTL_unpausedomain (xl unpause)",
+        domctl(&mut w, domctl_cmd::UNPAUSEDOMAIN, dom, &[]).0,
+    );
+    assert_eq!(flags(&mut w) & dominf::PAUSED, 0, "running again");
+    r.check(
+        "XEN_DOMCTL_unpausedomain (not paused)",
+        domctl(&mut w, domctl_cmd::UNPAUSEDOMAIN, dom, &[]).0,
+        Xen::Err(Errno::EINVAL),
+        None,
+    );
+    r.check(
+        "XEN_DOMCTL_pausedomain (dom0 itself)",
+        domctl(&mut w, domctl_cmd::PAUSEDOMAIN, 0, &[]).0,
+        Xen::Err(Errno::EINVAL),
+        None,
+    );
+    r.check(
+        "XEN_DOMCTL_pausedomain (no such domain)",
+        domctl(&mut w, domctl_cmd::PAUSEDOMAIN, 999, &[]).0,
+        Xen::Err(Errno::ESRCH),
+        None,
+    );
+    // Xen caps the controller pause count at 255.
+    for _ in 0..255 {
+        assert_eq!(domctl(&mut w, domctl_cmd::PAUSEDOMAIN, dom, &[]).0, 0);
+    }
+    r.check(
+        "XEN_DOMCTL_pausedomain (256th)",
+        domctl(&mut w, domctl_cmd::PAUSEDOMAIN, dom, &[]).0,
+        Xen::Err(Errno::EOVERFLOW),
+        None,
+    );
+    for _ in 0..255 {
+        assert_eq!(domctl(&mut w, domctl_cmd::UNPAUSEDOMAIN, dom, &[]).0, 0);
+    }
+    assert_eq!(flags(&mut w) & dominf::PAUSED, 0);
+
+    // xl destroy (§6, steps 10-37).
+    r.ok(
+        "XEN_SYSCTL_physinfo",
+        sysctl_ret(&mut w, sysctl_cmd::PHYSINFO, &[]),
+    );
+    for first in [0u16, dom + 1] {
+        let l = XenSysctlGetdomaininfolist {
+            first_domain: first,
+            max_domains: 1024,
+            buffer: BUF,
+            num_domains: 0,
+        };
+        let got = sysctl_ret(&mut w, sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+        r.ok("XEN_SYSCTL_getdomaininfolist", got);
+    }
+    r.ok("XEN_DOMCTL_getdomaininfo", getdomaininfo(&mut w, dom).0);
+    r.ok(
+        "XEN_DOMCTL_pausedomain",
+        domctl(&mut w, domctl_cmd::PAUSEDOMAIN, dom, &[]).0,
+    );
+    for _ in 0..4 {
+        r.ok("XEN_DOMCTL_getdomaininfo", getdomaininfo(&mut w, dom).0);
+    }
+    r.check(
+        "XEN_DOMCTL_destroydomain (dom0 itself)",
+        domctl(&mut w, domctl_cmd::DESTROYDOMAIN, 0, &[]).0,
+        Xen::Err(Errno::EINVAL),
+        None,
+    );
+    w.irq.clear();
+    r.ok(
+        "XEN_DOMCTL_destroydomain",
+        domctl(&mut w, domctl_cmd::DESTROYDOMAIN, dom, &[]).0,
+    );
+    assert!(w.pending(0, port), "VIRQ_DOM_EXC for xenstored");
+    assert_eq!(w.irq, [(0, 0)], "dom0's vCPU 0 gets the upcall");
+    // xenstored looks at dom0 and at the domain: dying (its vCPU, queued by
+    // the unpause, has not been collected by a run loop in this replay).
+    r.ok(
+        "XEN_DOMCTL_getdomaininfo (dom0)",
+        getdomaininfo(&mut w, 0).0,
+    );
+    let (got, info) = getdomaininfo(&mut w, dom);
+    r.ok("XEN_DOMCTL_getdomaininfo (dying)", got);
+    assert_ne!(info.flags & dominf::DYING, 0);
+    r.ok(
+        "XEN_DOMCTL_destroydomain (again, dying)",
+        domctl(&mut w, domctl_cmd::DESTROYDOMAIN, dom, &[]).0,
+    );
+    let l = XenSysctlGetdomaininfolist {
+        first_domain: dom,
+        max_domains: 1,
+        buffer: BUF,
+        num_domains: 0,
+    };
+    r.ok(
+        "XEN_SYSCTL_getdomaininfolist first=dom",
+        sysctl_ret(&mut w, sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes()),
+    );
+    let deviations: Vec<&str> = r
+        .rows
+        .iter()
+        .filter_map(|x| x.3.map(|_| x.0.as_str()))
+        .collect();
+    assert!(deviations.is_empty(), "{deviations:?}");
 }
