@@ -463,6 +463,13 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             dom.destroy(arch, mem, pool, flush, vmids);
             crate::world::grant_clears(domains, mem);
             sink.hv_line(format_args!("d{id} ended ({why})"));
+            if why == EndReason::Destroyed {
+                // As destroydomain's line for a domain that was not running.
+                sink.hv_line(format_args!(
+                    "d{id} destroyed ({} VMIDs in use)",
+                    vmids.in_use()
+                ));
+            }
         }
         crate::hypercall::virq::dom_exc(domains, mem); // xenstored's @releaseDomain (Xen: send_global_virq)
         let last = self.live_domains.fetch_sub(1, Ordering::SeqCst) == 1;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The `xl` mode's checks (xl.sh) against the recorded peer log, no QEMU (~1 s): the full run of
 # results/2026-12-05-xl-peer passes; the same log cut after the domU's /init names 'xl shutdown
-# begin' as the first missing marker; a log without the domU row fails the `xl list` check; the
-# phases table sums the 20 rounds.
+# begin' as the first missing marker; a log without the domU row fails the `xl list` check; hv's
+# recorded run (results/2026-12-05-xl-hv) passes, and fails once a destroy leaves a VMID in use;
+# the phases table sums the 20 rounds.
 set -euo pipefail
 # shellcheck source=tests-nested/xen/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,5 +20,9 @@ awk '{ print } /DOM0: domu console ok/ { exit }' "$LOG" >"$TMP/cut.log"
 check "$TMP/cut.log"; expect "cut run" "stopped before 'DOM0: xl shutdown begin' (last marker: 'DOM0: domu console ok')"
 grep -v '| domu  ' "$LOG" >"$TMP/norow.log"
 check "$TMP/norow.log"; expect "no domu row" "xl list shows no 'domu' row with 128 MB and 1 vCPU"
+HVLOG=$REPO/tests-nested/results/2026-12-05-xl-hv/xl.log
+check "$HVLOG"; expect "hv run" ""
+{ cat "$HVLOG"; echo "105.0 106.0| hv: d22 destroyed (2 VMIDs in use)"; } >"$TMP/vmid.log"
+check "$TMP/vmid.log"; expect "VMID kept" "VMIDs not returned after the last destroy: hv: d22 destroyed (2 VMIDs in use)"
 xl_phases "$LOG" | grep -q '^round_create .*(20 x' || { echo "xl-selftest: FAIL phases"; exit 1; }
 echo "xl-selftest: $((n + 1)) checks PASS"

@@ -59,14 +59,20 @@ xl_trace_summary() {
 }
 
 # xl_check LOG: appends to FAIL the first missing marker (init.sh's up to `xl dmesg end`, then
-# dom0-xl.sh's, then `done`), any "DOM0: FAIL" line, and a missing `domu` row (128 MB, 1 vCPU)
-# in the `xl list` after the first create.
+# dom0-xl.sh's, then `done`), any "DOM0: FAIL" line, a missing `domu` row (128 MB, 1 vCPU)
+# in the `xl list` after the first create, and (hv) VMIDs still in use after the last destroy.
 xl_check() {
     local m=("${DOM0_MARKERS[@]}")
     dom0_check_markers "$1" "${m[@]:0:${#m[@]}-1}" "${XL_MARKERS[@]}" || true
     if dom0_serial "$1" | grep -q '^DOM0: xl list domu end'; then
         dom0_block "$1" 'xl list domu begin' 'xl list domu end' | grep -Eq '^domu +[0-9]+ +128 +1 ' ||
             FAIL+=("xl list shows no 'domu' row with 128 MB and 1 vCPU")
+    fi
+    # hv: every VMID back after the last destroy (dom0's is the one left in use).
+    local v
+    v=$(dom0_serial "$1" | grep -E '^hv: d[0-9]+ destroyed \([0-9]+ VMIDs in use\)' | tail -n 1 || true)
+    if [ -n "$v" ] && ! grep -q '(1 VMIDs in use)' <<<"$v"; then
+        FAIL+=("VMIDs not returned after the last destroy: $v")
     fi
 }
 
