@@ -137,6 +137,10 @@ step xen-peer bash ci/xen-peer.sh
 # Issue 11: hv boots the same dom0 image from the same DTB (Xen's boot binding): every marker,
 # the virtio-blk disk, xl info/list/dmesg, console input and Ctrl-A x3, poweroff, dom0 panic.
 step dom0 bash ci/qemu-dom0.sh
+# Issue 12: from that dom0, Xen's `xl` creates a 128 MB Linux domU (its /init marker through `xl
+# console`'s daemon), shuts it down, creates + destroys another, then 20 create/destroy rounds
+# with free memory and VMIDs back (~2 min of QEMU, +1 min for the image with the domU).
+step xl bash ci/qemu-xl.sh
 # The nested rig: hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 
