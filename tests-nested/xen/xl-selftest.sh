@@ -3,6 +3,7 @@
 # results/2026-12-05-xl-peer passes; the same log cut after the domU's /init names 'xl shutdown
 # begin' as the first missing marker; a log without the domU row fails the `xl list` check; hv's
 # recorded run (results/2026-12-05-xl-hv) passes, and fails once a destroy leaves a VMID in use;
+# hv's TLBI counters agree with the plugin's in the recorded TRACE=1 run, not once a count differs;
 # the phases table sums the 20 rounds.
 set -euo pipefail
 # shellcheck source=tests-nested/xen/lib.sh
@@ -24,5 +25,11 @@ HVLOG=$REPO/tests-nested/results/2026-12-05-xl-hv/xl.log
 check "$HVLOG"; expect "hv run" ""
 { cat "$HVLOG"; echo "105.0 106.0| hv: d22 destroyed (2 VMIDs in use)"; } >"$TMP/vmid.log"
 check "$TMP/vmid.log"; expect "VMID kept" "VMIDs not returned after the last destroy: hv: d22 destroyed (2 VMIDs in use)"
+TR=$REPO/tests-nested/results/2026-12-05-xl-hv/trace
+DLOG=xl-selftest
+FAIL=(); xl_trace_agree "$TR/xl.log" "$TR/xl-trace.txt" 2>/dev/null; expect "hv = plugin" ""
+sed 's/^\(PHASE [0-9]* [^ ]* tlbi IPAS2E1IS el2\) \([0-9]*\)$/\1 0/' "$TR/xl-trace.txt" >"$TMP/trace.txt"
+FAIL=(); xl_trace_agree "$TR/xl.log" "$TMP/trace.txt" 2>/dev/null
+expect "hv != plugin" "TLBI IPAS2E1IS: hv counted 24898, the plugin 0"
 xl_phases "$LOG" | grep -q '^round_create .*(20 x' || { echo "xl-selftest: FAIL phases"; exit 1; }
 echo "xl-selftest: $((n + 1)) checks PASS"

@@ -58,6 +58,24 @@ xl_trace_summary() {
         }' "$1"
 }
 
+# xl_trace_agree LOG TRACE: on hv, its own TLBI counters (the power-off `hv: counters:` line,
+# guest-TLB operations by kind) must equal the plugin's count of the same EL2 instructions over
+# the whole run; appends each disagreement to FAIL and prints the comparison.
+xl_trace_agree() {
+    local line k n p bad=0
+    line=$(dom0_serial "$1" | grep -m1 '^hv: counters:' || true)
+    [ -n "$line" ] || return 0
+    for k in IPAS2E1IS RIPAS2E1IS VMALLE1IS VMALLE1 VMALLS12E1IS VMALLS12E1 ALLE1IS; do
+        n=$(sed -n "s/.* $k=\([0-9]*\).*/\1/p" <<<"$line")
+        p=$(awk -v k="$k" '$1 == "PHASE" && $4 == "tlbi" && $5 == k && $6 == "el2" { s += $NF } END { print s + 0 }' "$2")
+        if [ "$n" != "$p" ]; then
+            FAIL+=("TLBI $k: hv counted $n, the plugin $p"); bad=1
+        fi
+        printf '[%s] xl: TLBI %-13s hv %8s  plugin %8s\n' "$DLOG" "$k" "$n" "$p" >&2
+    done
+    [ $bad = 1 ] || dlog "xl: hv's TLBI counters equal the plugin's (EL2, whole run)"
+}
+
 # xl_check LOG: appends to FAIL the first missing marker (init.sh's up to `xl dmesg end`, then
 # dom0-xl.sh's, then `done`), any "DOM0: FAIL" line, a missing `domu` row (128 MB, 1 vCPU)
 # in the `xl list` after the first create, and (hv) VMIDs still in use after the last destroy.
@@ -97,6 +115,7 @@ dom0_mode_xl() {
     printf '[%s] xl: wall %.1f s, QEMU CPU %s s\n' "$DLOG" "$RUN_WALL" \
         "$(sed 's/|.*//' "$log" | awk '$2 > m { m = $2 } END { print m }')" >&2
     if [ -n "${TRACE:-}" ]; then
+        xl_trace_agree "$log" "$OUT/xl-trace.txt"
         xl_trace_summary "$OUT/xl-trace.txt" >"$OUT/xl-trace-summary.txt"
         dlog "xl: hypercalls and TLBIs per phase ($OUT/xl-trace-summary.txt):"
         cat "$OUT/xl-trace-summary.txt" >&2
