@@ -62,6 +62,30 @@ impl Rig {
         let mut arch = FakeArch::new(cpu, self.machine.clone());
         self.sys.run_cpu(&mut arch)
     }
+    /// Write image `k` at [`MODULES`] and build it as module domain d0
+    /// (`dom0 mem=2M`).
+    fn add_d0_module(&self, k: &[u8]) {
+        self.sys.with_mem(|m, _| {
+            for (i, c) in k.chunks(0x1000).enumerate() {
+                m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
+            }
+        });
+        self.sys.add_module_domains(&[BootModule {
+            pa: PhysAddr(MODULES),
+            size: k.len() as u64,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("dom0 mem=2M"),
+        }]);
+    }
+    /// Run pCPUs `0..cpus`, each on a thread of its own, until each exits.
+    fn run_threads(&self, cpus: usize) -> Vec<CpuExit> {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..cpus)
+                .map(|cpu| s.spawn(move || self.run(cpu)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
     fn entries(&self, vmid: u16) -> Vec<GuestGprs> {
         self.machine.lock().entries(vmid, 0)
     }
@@ -456,17 +480,7 @@ fn two_pcpus_share_the_domains_and_exactly_one_powers_off() {
         steps.push(shutdown(GUEST_RAM0_BASE + 0x200));
         r.script(vmid, steps);
     }
-    let exits: Vec<CpuExit> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|cpu| {
-                s.spawn({
-                    let r = &r;
-                    move || r.run(cpu)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let exits = r.run_threads(2);
     assert_eq!(
         exits.iter().filter(|e| **e == CpuExit::PowerOff).count(),
         1,
@@ -1402,17 +1416,7 @@ fn createdomain_storm(
         k[o + 16 + 20..o + 16 + 24].copy_from_slice(&flags.to_le_bytes());
         k[o + 16 + 28..o + 16 + 32].copy_from_slice(&1u32.to_le_bytes()); // max_vcpus
     }
-    r.sys.with_mem(|m, _| {
-        for (i, c) in k.chunks(0x1000).enumerate() {
-            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
-        }
-    });
-    r.sys.add_module_domains(&[BootModule {
-        pa: PhysAddr(MODULES),
-        size: size as u64,
-        kind: ModuleKind::Kernel,
-        bootargs: Some("dom0 mem=2M"),
-    }]);
+    r.add_d0_module(&k);
     if let Some(h) = heap {
         // After d0 is built (a build is heap-checked too).
         r.sys.set_heap_probe(h);
@@ -1904,17 +1908,7 @@ fn toolstack_d0(va: u64, vcpus: u32) -> (Vec<u8>, Vec<Step>) {
 /// after each of its calls.
 fn run_toolstack(r: &Rig, va: u64, vcpus: u32, d1: [Vec<Step>; 2]) -> Vec<u64> {
     let (k, script) = toolstack_d0(va, vcpus);
-    r.sys.with_mem(|m, _| {
-        for (i, c) in k.chunks(0x1000).enumerate() {
-            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
-        }
-    });
-    r.sys.add_module_domains(&[BootModule {
-        pa: PhysAddr(MODULES),
-        size: k.len() as u64,
-        kind: ModuleKind::Kernel,
-        bootargs: Some("dom0 mem=2M"),
-    }]);
+    r.add_d0_module(&k);
     r.script(1, script);
     let [v0, v1] = d1;
     r.machine.lock().script(2, 0, v0);
@@ -2106,17 +2100,7 @@ fn pause_toolstack(r: &Rig) -> Vec<Step> {
         k[o + 4..o + 8].copy_from_slice(&0x17u32.to_le_bytes());
         k[o + 8..o + 10].copy_from_slice(&dom.to_le_bytes());
     }
-    r.sys.with_mem(|m, _| {
-        for (i, c) in k.chunks(0x1000).enumerate() {
-            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
-        }
-    });
-    r.sys.add_module_domains(&[BootModule {
-        pa: PhysAddr(MODULES),
-        size: k.len() as u64,
-        kind: ModuleKind::Kernel,
-        bootargs: Some("dom0 mem=2M"),
-    }]);
+    r.add_d0_module(&k);
     // physinfo, createdomain, max_mem, populate, setvcpucontext, unpause.
     script.into_iter().take(6).collect()
 }
@@ -2302,17 +2286,7 @@ fn pause_unpause_across_two_pcpus_loses_nothing() {
             .chain([shutdown(b + 0x100)])
             .collect();
         r.machine.lock().script(2, 0, d1);
-        let exits: Vec<CpuExit> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..2)
-                .map(|cpu| {
-                    s.spawn({
-                        let r = &r;
-                        move || r.run(cpu)
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
-        });
+        let exits = r.run_threads(2);
         assert_eq!(
             exits.iter().filter(|e| **e == CpuExit::PowerOff).count(),
             1,
