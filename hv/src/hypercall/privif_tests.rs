@@ -7,16 +7,14 @@
 use super::*;
 use crate::arch::fake::{FakeArch, FakeMachine, FakeMem};
 use crate::domain::GUEST_RAM0_BASE;
-use crate::testutil::Lines;
+use crate::testutil::{self, Lines};
 use crate::xen::abi::{
     cpupool_op, domctl_cmd, physcap, sysctl_cmd, virq, XenDomctl, XenDomctlGetdomaininfo,
     XenSysctl, XenSysctlCpupoolOp, XenSysctlCputopoinfo, XenSysctlGetdomaininfolist,
     XenSysctlNumainfo, XenSysctlPhysinfo, XenSysctlReadconsole, XenSysctlSchedId,
     XEN_DOMCTL_INTERFACE_VERSION, XEN_SYSCTL_INTERFACE_VERSION,
 };
-use crate::xen::domu::DomainXen;
 use alloc::string::String;
-use memops::FrameTable;
 
 const B: u64 = GUEST_RAM0_BASE;
 /// Where the tests put a call's struct (in d0's RAM, MMU off).
@@ -34,29 +32,15 @@ struct W {
 impl W {
     /// d0: privileged, 2 vCPUs, 8 MiB; d1: a toolstack-built domU, 1 vCPU.
     fn new() -> Self {
-        let mem = FakeMem::new(0x8000_0000, 0x800_0000);
-        let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x8000);
-        let mut world = crate::world::World::new(
-            mem,
-            pool,
-            pv_tlb::Policy::XenCompat,
-            Box::new(Lines::default()),
-            4,
-            40,
-        );
-        world.heap_free = || usize::MAX;
+        let policy = pv_tlb::Policy::XenCompat;
+        let mut world = testutil::world(0x800_0000, 0x8000, policy, Box::new(Lines::default()), 4);
         for (id, vcpus, ram) in [(0u16, 2u32, 8u64 << 20), (1, 1, 4 << 20)] {
-            let wd = &mut world;
-            let mut d =
-                Domain::create(id, ram, 40, &mut wd.vmids, &mut wd.mem, &mut wd.pool).unwrap();
-            d.xen =
-                DomainXen::setup(id, vcpus, d.physmap_mut(), &mut wd.mem, &mut wd.pool).unwrap();
+            let d = testutil::push_domain(&mut world, id, ram, vcpus);
             d.max_vcpus = vcpus;
             d.privileged = id == 0;
             d.from_domctl = id == 1;
             // As createdomain leaves it: paused once until its first unpause.
             d.pause_count = u32::from(id == 1);
-            wd.domains.push(d);
         }
         Self {
             world,

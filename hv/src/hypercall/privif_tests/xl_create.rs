@@ -34,16 +34,11 @@ fn big_world() -> W {
 
 /// [`big_world`] under TLB policy `policy`.
 fn big_world_with(policy: pv_tlb::Policy) -> W {
-    let mem = FakeMem::new(0x8000_0000, 0x2000_0000);
-    let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x1_8000);
-    let mut world = crate::world::World::new(mem, pool, policy, Box::new(Lines::default()), 4, 40);
-    world.heap_free = || usize::MAX;
-    let wd = &mut world;
-    let mut d = Domain::create(0, 8 << 20, 40, &mut wd.vmids, &mut wd.mem, &mut wd.pool).unwrap();
-    d.xen = DomainXen::setup(0, 2, d.physmap_mut(), &mut wd.mem, &mut wd.pool).unwrap();
+    let sink = Box::new(Lines::default());
+    let mut world = testutil::world(0x2000_0000, 0x1_8000, policy, sink, 4);
+    let d = testutil::push_domain(&mut world, 0, 8 << 20, 2);
     d.max_vcpus = 2;
     d.privileged = true;
-    wd.domains.push(d);
     W {
         world,
         arch: FakeArch::new(0, FakeMachine::new_shared()),
