@@ -747,6 +747,18 @@ fn sysctl_ret(w: &mut W, cmd: u32, m: &[u8]) -> i64 {
     w.sysctl(cmd, m).0
 }
 
+/// `XEN_SYSCTL_getdomaininfolist` of at most `max` domains from `first`,
+/// into [`BUF`].
+fn domaininfolist(w: &mut W, first: u16, max: u32) -> i64 {
+    let l = XenSysctlGetdomaininfolist {
+        first_domain: first,
+        max_domains: max,
+        buffer: BUF,
+        num_domains: 0,
+    };
+    sysctl_ret(w, sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes())
+}
+
 fn one_memop_multicall(w: &mut W, cmd: u64) -> (i64, i64) {
     let mut e = [0u8; 64];
     e[0..8].copy_from_slice(&nr::MEMORY_OP.to_le_bytes());
@@ -951,13 +963,7 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     }
     // xenconsoled.
     for _ in 0..3 {
-        let l = XenSysctlGetdomaininfolist {
-            first_domain: 1,
-            max_domains: 32751,
-            buffer: BUF,
-            num_domains: 0,
-        };
-        let got = sysctl_ret(&mut w, sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+        let got = domaininfolist(&mut w, 1, 32751);
         r.ok("XEN_SYSCTL_getdomaininfolist first 1", got);
     }
     // xenperf.
