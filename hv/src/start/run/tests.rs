@@ -5,26 +5,13 @@
 use super::super::*;
 use crate::arch::fake::{Event, FakeArch, FakeMachine, FakeMem, SharedMachine, Step};
 use crate::arch::{irq, El1Reg};
+use crate::testutil::Lines;
 use crate::vgic::{GICD_BASE, GICR_BASE, GICR_STRIDE};
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use pv_tlb::TlbOpKind;
-use std::format;
 
 const ENTRY1: u64 = 0x4000_0800;
-
-#[derive(Clone, Default)]
-struct Lines(alloc::sync::Arc<Mutex<Vec<String>>>);
-
-impl ConsoleSink for Lines {
-    fn guest_line(&mut self, domid: u16, line: &str) {
-        self.0.lock().push(format!("(d{domid}) {line}"));
-    }
-    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
-        self.0.lock().push(format!("hv: {args}"));
-    }
-}
 
 fn system(policy: Policy) -> (System<FakeMem>, Lines, SharedMachine) {
     let lines = Lines::default();
