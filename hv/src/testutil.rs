@@ -85,6 +85,20 @@ pub(crate) fn push_domain(
     w.domains.last_mut().unwrap()
 }
 
+/// Where domain `d` is in `world`'s list.
+pub(crate) fn dom_index(world: &World<FakeMem>, d: DomId) -> usize {
+    world.domains.iter().position(|x| x.id == d).unwrap()
+}
+
+/// Write `b` at `ipa` of domain `d` of `world` (through its stage 2).
+pub(crate) fn guest_put(world: &mut World<FakeMem>, d: DomId, ipa: u64, b: &[u8]) {
+    let i = dom_index(world, d);
+    world.domains[i]
+        .guest_memory(&mut world.mem)
+        .copy_to_guest(Ipa(ipa), b)
+        .unwrap();
+}
+
 /// Host RAM base of [`system`]'s fake machine.
 pub(crate) const HOST_RAM: u64 = 0x8000_0000;
 /// Frames of [`system`]'s guest page pool (48 MiB at [`HOST_RAM`]); table

@@ -51,15 +51,11 @@ impl W {
     }
 
     fn idx(&self, d: u16) -> usize {
-        self.world.domains.iter().position(|x| x.id == d).unwrap()
+        testutil::dom_index(&self.world, d)
     }
 
     fn put(&mut self, d: u16, ipa: u64, b: &[u8]) {
-        let i = self.idx(d);
-        self.world.domains[i]
-            .guest_memory(&mut self.world.mem)
-            .copy_to_guest(Ipa(ipa), b)
-            .unwrap();
+        testutil::guest_put(&mut self.world, d, ipa, b);
     }
 
     fn get(&mut self, d: u16, ipa: u64, n: usize) -> Vec<u8> {
