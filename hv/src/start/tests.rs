@@ -91,6 +91,16 @@ impl Rig {
     }
 }
 
+/// `domctl` (hypercall 36) with its struct at [`GUEST_RAM0_BASE`] + `o`.
+fn dc(o: u64) -> Step {
+    Step::hypercall(36, &[GUEST_RAM0_BASE + o])
+}
+
+/// `sched_op(SCHEDOP_yield)`.
+fn yld() -> Step {
+    Step::hypercall(29, &[0])
+}
+
 fn shutdown(reason_ipa: u64) -> Step {
     Step::hypercall(29, &[2, reason_ipa])
 }
@@ -2113,8 +2123,6 @@ fn pause_toolstack(r: &Rig) -> Vec<Step> {
 fn pausedomain_keeps_a_domain_off_the_cpus_until_unpaused() {
     let r = rig();
     let b = GUEST_RAM0_BASE;
-    let dc = |o: u64| Step::hypercall(36, &[b + o]);
-    let yld = || Step::hypercall(29, &[0]);
     let mut script = pause_toolstack(&r);
     script.extend([
         dc(0x2000), // pause d1 (its vCPU is queued, not yet run)
@@ -2183,8 +2191,6 @@ fn pausedomain_keeps_a_domain_off_the_cpus_until_unpaused() {
 fn destroying_a_paused_domain_drops_its_parked_vcpus() {
     let r = rig();
     let b = GUEST_RAM0_BASE;
-    let dc = |o: u64| Step::hypercall(36, &[b + o]);
-    let yld = || Step::hypercall(29, &[0]);
     let mut script = pause_toolstack(&r);
     script.extend([
         yld(), // d1 runs its first step (a yield)
@@ -2222,8 +2228,6 @@ fn destroying_a_paused_domain_drops_its_parked_vcpus() {
 fn remote_shutdown_stops_a_running_domu() {
     let r = rig();
     let b = GUEST_RAM0_BASE;
-    let dc = |o: u64| Step::hypercall(36, &[b + o]);
-    let yld = || Step::hypercall(29, &[0]);
     let mut script = pause_toolstack(&r);
     // struct sched_remote_shutdown { domid 1; reason SHUTDOWN_reboot } in d0's RAM.
     r.sys
@@ -2267,8 +2271,6 @@ fn pause_unpause_across_two_pcpus_loses_nothing() {
     for round in 0..8 {
         let r = rig();
         let b = GUEST_RAM0_BASE;
-        let dc = |o: u64| Step::hypercall(36, &[b + o]);
-        let yld = || Step::hypercall(29, &[0]);
         let mut script = pause_toolstack(&r);
         for i in 0..12 {
             script.push(dc(0x2000)); // pause
@@ -2345,8 +2347,6 @@ fn a_boot_built_domain_pauses_too() {
             bootargs: Some("mem=1M"),
         },
     ]);
-    let dc = |o: u64| Step::hypercall(36, &[b + o]);
-    let yld = || Step::hypercall(29, &[0]);
     r.script(
         1,
         [
