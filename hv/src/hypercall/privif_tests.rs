@@ -376,13 +376,7 @@ fn cpupool_enumeration_ends_with_enoent() {
 }
 
 fn list(w: &mut W, first: u16, max: u32) -> (i64, Vec<XenDomctlGetdomaininfo>) {
-    let l = XenSysctlGetdomaininfolist {
-        first_domain: first,
-        max_domains: max,
-        buffer: BUF,
-        num_domains: 0,
-    };
-    let (r, back) = w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+    let (r, back) = domaininfolist(w, first, max);
     let n = back.member::<XenSysctlGetdomaininfolist>().num_domains as usize;
     let raw = w.get(0, BUF, n * 120);
     let v = raw
@@ -744,15 +738,15 @@ fn sysctl_ret(w: &mut W, cmd: u32, m: &[u8]) -> i64 {
 }
 
 /// `XEN_SYSCTL_getdomaininfolist` of at most `max` domains from `first`,
-/// into [`BUF`].
-fn domaininfolist(w: &mut W, first: u16, max: u32) -> i64 {
+/// into [`BUF`]: (ret, the sysctl written back).
+fn domaininfolist(w: &mut W, first: u16, max: u32) -> (i64, XenSysctl) {
     let l = XenSysctlGetdomaininfolist {
         first_domain: first,
         max_domains: max,
         buffer: BUF,
         num_domains: 0,
     };
-    sysctl_ret(w, sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes())
+    w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes())
 }
 
 fn one_memop_multicall(w: &mut W, cmd: u64) -> (i64, i64) {
@@ -959,7 +953,7 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     }
     // xenconsoled.
     for _ in 0..3 {
-        let got = domaininfolist(&mut w, 1, 32751);
+        let got = domaininfolist(&mut w, 1, 32751).0;
         r.ok("XEN_SYSCTL_getdomaininfolist first 1", got);
     }
     // xenperf.
@@ -1015,13 +1009,7 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     let got = sysctl_ret(&mut w, sysctl_cmd::CPUPOOL_OP, &f.to_bytes());
     r.ok("XEN_SYSCTL_cpupool_op FREEINFO", got);
     for first in [0u16, 1] {
-        let l = XenSysctlGetdomaininfolist {
-            first_domain: first,
-            max_domains: 1024,
-            buffer: BUF,
-            num_domains: 0,
-        };
-        let (got, back) = w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+        let (got, back) = domaininfolist(&mut w, first, 1024);
         r.ok("XEN_SYSCTL_getdomaininfolist (xl list)", got);
         if first == 0 {
             let n = back.member::<XenSysctlGetdomaininfolist>().num_domains;

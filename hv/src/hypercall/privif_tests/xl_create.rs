@@ -229,7 +229,7 @@ fn xl_create_sequence_of_the_xen_trace() {
     );
     // 24-28.
     for first in [0u16, dom + 1] {
-        let got = domaininfolist(&mut w, first, 1024);
+        let got = domaininfolist(&mut w, first, 1024).0;
         r.check("XEN_SYSCTL_getdomaininfolist", got, Xen::Ok, None);
     }
     let got = w.call(0, nr::XSM_OP, [ARG, 0, 0]);
@@ -654,13 +654,7 @@ fn xl_create_sequence_of_the_xen_trace() {
     // 90-91: go.
     let got = domctl(&mut w, domctl_cmd::UNPAUSEDOMAIN, dom, &[]).0;
     r.check("XEN_DOMCTL_unpausedomain", got, Xen::Ok, None);
-    let l = XenSysctlGetdomaininfolist {
-        first_domain: dom,
-        max_domains: 1,
-        buffer: BUF,
-        num_domains: 0,
-    };
-    let (got, back) = w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+    let (got, back) = domaininfolist(&mut w, dom, 1);
     r.check("XEN_SYSCTL_getdomaininfolist first=new", got, Xen::Ok, None);
     assert_eq!(back.member::<XenSysctlGetdomaininfolist>().num_domains, 1);
     let info =
@@ -1024,7 +1018,7 @@ fn xl_pause_unpause_destroy_sequence_of_the_xen_trace() {
         sysctl_ret(&mut w, sysctl_cmd::PHYSINFO, &[]),
     );
     for first in [0u16, dom + 1] {
-        let got = domaininfolist(&mut w, first, 1024);
+        let got = domaininfolist(&mut w, first, 1024).0;
         r.ok("XEN_SYSCTL_getdomaininfolist", got);
     }
     r.ok("XEN_DOMCTL_getdomaininfo", getdomaininfo(&mut w, dom).0);
@@ -1063,7 +1057,7 @@ fn xl_pause_unpause_destroy_sequence_of_the_xen_trace() {
     );
     r.ok(
         "XEN_SYSCTL_getdomaininfolist first=dom",
-        domaininfolist(&mut w, dom, 1),
+        domaininfolist(&mut w, dom, 1).0,
     );
     let deviations: Vec<&str> = r
         .rows
