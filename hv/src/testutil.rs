@@ -4,8 +4,10 @@
 
 use crate::arch::fake::FakeMem;
 use crate::domain::build::{BootImage, DomainSpec};
-use crate::domain::{DomId, DomainError};
+use crate::domain::{DomId, Domain, DomainError};
 use crate::start::System;
+use crate::world::World;
+use crate::xen::domu::DomainXen;
 use crate::xen::ConsoleSink;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -50,6 +52,51 @@ pub(crate) fn stage2_with(maps: &[(u64, u64, u64, S2Attrs)]) -> (FakeMem, Stage2
             .unwrap();
     }
     (mem, s2)
+}
+
+/// A world on `ram` bytes of fake host RAM at 0x8000_0000 whose first
+/// `frames` frames are the guest page pool, 40-bit IPAs, no heap bound.
+pub(crate) fn world(
+    ram: u64,
+    frames: u64,
+    policy: Policy,
+    sink: Box<dyn ConsoleSink + Send>,
+    vmid_bits: u8,
+) -> World<FakeMem> {
+    let mem = FakeMem::new(0x8000_0000, ram);
+    let pool = FrameTable::new(PhysAddr(0x8000_0000), frames);
+    let mut world = World::new(mem, pool, policy, sink, vmid_bits, 40);
+    world.heap_free = || usize::MAX;
+    world
+}
+
+/// Domain `id` with `ram` bytes of RAM and the Xen state of a guest booted
+/// by hv for `vcpus` vCPUs, added to `world`.
+pub(crate) fn push_domain(
+    world: &mut World<FakeMem>,
+    id: DomId,
+    ram: u64,
+    vcpus: u32,
+) -> &mut Domain {
+    let w = world;
+    let mut d = Domain::create(id, ram, 40, &mut w.vmids, &mut w.mem, &mut w.pool).unwrap();
+    d.xen = DomainXen::setup(id, vcpus, d.physmap_mut(), &mut w.mem, &mut w.pool).unwrap();
+    w.domains.push(d);
+    w.domains.last_mut().unwrap()
+}
+
+/// Where domain `d` is in `world`'s list.
+pub(crate) fn dom_index(world: &World<FakeMem>, d: DomId) -> usize {
+    world.domains.iter().position(|x| x.id == d).unwrap()
+}
+
+/// Write `b` at `ipa` of domain `d` of `world` (through its stage 2).
+pub(crate) fn guest_put(world: &mut World<FakeMem>, d: DomId, ipa: u64, b: &[u8]) {
+    let i = dom_index(world, d);
+    world.domains[i]
+        .guest_memory(&mut world.mem)
+        .copy_to_guest(Ipa(ipa), b)
+        .unwrap();
 }
 
 /// Host RAM base of [`system`]'s fake machine.

@@ -321,6 +321,37 @@ impl Physmap {
         Ok(Ipa::from_page_number(gfn))
     }
 
+    /// [`Physmap::check_range`], and no gfn of the range recorded ([`Error::Busy`]).
+    fn check_unrecorded(&self, gfn: u64, pages: u64) -> Result<Ipa, Error> {
+        let ipa = self.check_range(gfn, pages)?;
+        if let Some((_, e)) = self.gfns.range(gfn..gfn + pages).next() {
+            return Err(Error::Busy { pa: e.pa });
+        }
+        Ok(ipa)
+    }
+
+    /// Map `pages` frames from `pa` at `ipa` in stage 2, within the table budget.
+    fn map_pages(
+        &mut self,
+        tables: &mut impl TableMem,
+        ipa: Ipa,
+        pa: PhysAddr,
+        pages: u64,
+        attrs: S2Attrs,
+    ) -> Result<InvalidationSet, Error> {
+        self.tables_room(worst_new_tables(pages), ipa)?;
+        self.stage2.map(
+            &mut Counted {
+                inner: tables,
+                used: &mut self.tables,
+            },
+            ipa,
+            pa,
+            pages * PAGE_SIZE,
+            attrs,
+        )
+    }
+
     /// Map `pages` frames from `pa` at `gfn` (every gfn must be unmapped:
     /// callers remove old entries first) and record them as `kind`.
     /// Own RAM is counted against the reservation.
@@ -339,10 +370,7 @@ impl Physmap {
         kind: P2mKind,
         attrs: S2Attrs,
     ) -> Result<InvalidationSet, Error> {
-        let ipa = self.check_range(gfn, pages)?;
-        if let Some((_, e)) = self.gfns.range(gfn..gfn + pages).next() {
-            return Err(Error::Busy { pa: e.pa });
-        }
+        let ipa = self.check_unrecorded(gfn, pages)?;
         if kind == P2mKind::Ram && self.tot_pages.saturating_add(pages) > self.max_pages {
             return Err(Error::Invalid {
                 what: "over reservation",
@@ -358,17 +386,7 @@ impl Physmap {
                 .try_reserve(pages as usize)
                 .map_err(|_| Error::OutOfMemory)?;
         }
-        self.tables_room(worst_new_tables(pages), ipa)?;
-        let inv = self.stage2.map(
-            &mut Counted {
-                inner: tables,
-                used: &mut self.tables,
-            },
-            ipa,
-            pa,
-            pages * PAGE_SIZE,
-            attrs,
-        )?;
+        let inv = self.map_pages(tables, ipa, pa, pages, attrs)?;
         for i in 0..pages {
             self.gfns.insert(
                 gfn + i,
@@ -407,21 +425,8 @@ impl Physmap {
         pages: u64,
         attrs: S2Attrs,
     ) -> Result<InvalidationSet, Error> {
-        let ipa = self.check_range(gfn, pages)?;
-        if let Some((_, e)) = self.gfns.range(gfn..gfn + pages).next() {
-            return Err(Error::Busy { pa: e.pa });
-        }
-        self.tables_room(worst_new_tables(pages), ipa)?;
-        self.stage2.map(
-            &mut Counted {
-                inner: tables,
-                used: &mut self.tables,
-            },
-            ipa,
-            pa,
-            pages * PAGE_SIZE,
-            attrs,
-        )
+        let ipa = self.check_unrecorded(gfn, pages)?;
+        self.map_pages(tables, ipa, pa, pages, attrs)
     }
 
     /// Promote the 2 MiB region containing `gfn` to one stage-2 block if all

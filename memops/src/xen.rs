@@ -246,10 +246,15 @@ pub type RemoveFromPhysmap = crate::xen_abi::XenRemoveFromPhysmap;
 /// [`XENMEM_REMOVE_FROM_PHYSMAP_BATCH`]).
 pub type RemoveFromPhysmapBatch = crate::xen_abi::XenRemoveFromPhysmapBatch;
 
-fn read_struct<const N: usize>(g: &mut impl GuestCopy, arg: u64) -> Result<[u8; N], Error> {
+/// The structure at `arg`, decoded by `decode` (its `from_bytes`).
+fn read_struct<const N: usize, S>(
+    g: &mut impl GuestCopy,
+    arg: u64,
+    decode: fn(&[u8; N]) -> S,
+) -> Result<S, Error> {
     let mut b = [0u8; N];
     g.copy_from(Ipa(arg), &mut b)?;
-    Ok(b)
+    Ok(decode(&b))
 }
 
 /// Element `i` of a guest array of `size`-byte elements at `handle`.
@@ -442,6 +447,25 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         let inv = pm.insert(self.tables, gfn, pa, pages, kind, attrs)?;
         self.record(d, &inv, &[], out);
         Ok(())
+    }
+
+    /// Map frame `pa`, on which the caller took a page reference, at `gfn`
+    /// of `d` as a foreign page of `owner`; if that fails the reference is
+    /// dropped again.
+    fn map_foreign_page(
+        &mut self,
+        d: u16,
+        gfn: u64,
+        owner: u16,
+        pa: PhysAddr,
+        attrs: S2Attrs,
+        out: &mut Flush,
+    ) -> Result<(), Error> {
+        let kind = P2mKind::Foreign { owner };
+        self.map_at(d, gfn, pa, 1, kind, attrs, out)
+            .inspect_err(|_| {
+                let _ = self.frames.put(pa);
+            })
     }
 
     /// After a foreign page was mapped at `gfn` of `d`: if it completed a
@@ -665,9 +689,8 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         arg: u64,
         out: &mut Flush,
     ) -> MemOpRet {
-        let r = match read_struct::<{ MemoryReservation::SIZE }>(guest, arg) {
-            Ok(b) => MemoryReservation::from_bytes(&b),
-            Err(_) => return err(errno::EFAULT),
+        let Ok(r) = read_struct(guest, arg, MemoryReservation::from_bytes) else {
+            return err(errno::EFAULT);
         };
         let d = match self.target(caller, r.domid) {
             Ok(d) => d,
@@ -784,9 +807,8 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         arg: u64,
         out: &mut Flush,
     ) -> MemOpRet {
-        let x = match read_struct::<{ AddToPhysmap::SIZE }>(guest, arg) {
-            Ok(b) => AddToPhysmap::from_bytes(&b),
-            Err(_) => return err(errno::EFAULT),
+        let Ok(x) = read_struct(guest, arg, AddToPhysmap::from_bytes) else {
+            return err(errno::EFAULT);
         };
         if start != 0 {
             return err(errno::EINVAL);
@@ -856,23 +878,12 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                 if self.frames.get(pa).is_err() {
                     return -errno::EINVAL;
                 }
-                match self.map_at(
-                    d,
-                    gpfn,
-                    pa,
-                    1,
-                    P2mKind::Foreign { owner: fd },
-                    FOREIGN_ATTRS,
-                    out,
-                ) {
+                match self.map_foreign_page(d, gpfn, fd, pa, FOREIGN_ATTRS, out) {
                     Ok(()) => {
                         self.promote_foreign(d, gpfn);
                         0
                     }
-                    Err(e) => {
-                        let _ = self.frames.put(pa);
-                        e.xen_errno()
-                    }
+                    Err(e) => e.xen_errno(),
                 }
             }
             _ => -errno::ENOSYS,
@@ -903,9 +914,8 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         arg: u64,
         out: &mut Flush,
     ) -> MemOpRet {
-        let x = match read_struct::<{ MemAcquireResource::SIZE }>(guest, arg) {
-            Ok(b) => MemAcquireResource::from_bytes(&b),
-            Err(_) => return err(errno::EFAULT),
+        let Ok(x) = read_struct(guest, arg, MemAcquireResource::from_bytes) else {
+            return err(errno::EFAULT);
         };
         if x.pad != 0 || x.frame > u64::from(u32::MAX) {
             return err(errno::EINVAL);
@@ -964,9 +974,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                 rc = -errno::EINVAL;
                 break;
             }
-            let kind = P2mKind::Foreign { owner: x.domid };
-            if let Err(e) = self.map_at(d, gfn, pa, 1, kind, FOREIGN_ATTRS, out) {
-                let _ = self.frames.put(pa);
+            if let Err(e) = self.map_foreign_page(d, gfn, x.domid, pa, FOREIGN_ATTRS, out) {
                 rc = if i == start {
                     e.xen_errno()
                 } else {
@@ -987,9 +995,8 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         arg: u64,
         out: &mut Flush,
     ) -> MemOpRet {
-        let x = match read_struct::<{ AddToPhysmapBatch::SIZE }>(guest, arg) {
-            Ok(b) => AddToPhysmapBatch::from_bytes(&b),
-            Err(_) => return err(errno::EFAULT),
+        let Ok(x) = read_struct(guest, arg, AddToPhysmapBatch::from_bytes) else {
+            return err(errno::EFAULT);
         };
         if start > u64::from(x.size) {
             return err(errno::EDOM);
@@ -1059,9 +1066,8 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         if start != 0 {
             return err(errno::EINVAL);
         }
-        let x = match read_struct::<{ RemoveFromPhysmap::SIZE }>(guest, arg) {
-            Ok(b) => RemoveFromPhysmap::from_bytes(&b),
-            Err(_) => return err(errno::EFAULT),
+        let Ok(x) = read_struct(guest, arg, RemoveFromPhysmap::from_bytes) else {
+            return err(errno::EFAULT);
         };
         let d = match self.target(caller, x.domid) {
             Ok(d) => d,
@@ -1085,9 +1091,8 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         arg: u64,
         out: &mut Flush,
     ) -> MemOpRet {
-        let x = match read_struct::<{ RemoveFromPhysmapBatch::SIZE }>(guest, arg) {
-            Ok(b) => RemoveFromPhysmapBatch::from_bytes(&b),
-            Err(_) => return err(errno::EFAULT),
+        let Ok(x) = read_struct(guest, arg, RemoveFromPhysmapBatch::from_bytes) else {
+            return err(errno::EFAULT);
         };
         if x.res0 != 0 || start > u64::from(x.size) {
             return err(errno::EINVAL);
@@ -1165,11 +1170,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         } else {
             FOREIGN_ATTRS
         };
-        let kind = P2mKind::Foreign { owner };
-        self.map_at(mapper, gfn, pa, 1, kind, attrs, out)
-            .inspect_err(|_| {
-                let _ = self.frames.put(pa);
-            })
+        self.map_foreign_page(mapper, gfn, owner, pa, attrs, out)
     }
 
     /// Remove the grant mapping of `pa` at `gfn` of `mapper`

@@ -170,6 +170,17 @@ impl World {
         }
     }
 
+    /// A memory-op context on the world (its `budget`), outside a guest call.
+    fn ctx(&mut self) -> MemCtx<'_, Env, SimTableMem> {
+        MemCtx {
+            env: &mut self.env,
+            tables: &mut self.tables,
+            frames: &mut self.frames,
+            flush: &mut self.flush,
+            budget: self.budget,
+        }
+    }
+
     /// Execute a flush as hv does: BBM flushes that happened synchronously,
     /// then the plan, then the releases.
     fn exec(&mut self, f: Flush) {
@@ -593,14 +604,7 @@ fn create_destroy_100_domains_returns_every_frame_and_table() {
         assert_eq!(r, 0);
         let dom = w.env.take(d);
         let before = w.env.counters.full_stage2();
-        let (f, t) = MemCtx {
-            env: &mut w.env,
-            tables: &mut w.tables,
-            frames: &mut w.frames,
-            flush: &mut w.flush,
-            budget: 4096,
-        }
-        .teardown(dom.pm, dom.vmid);
+        let (f, t) = w.ctx().teardown(dom.pm, dom.vmid);
         w.exec(f);
         t.finish(&mut w.tables);
         full += w.env.counters.full_stage2() - before;
@@ -971,13 +975,7 @@ fn grant_map_holds_a_reference_and_unmap_checks_the_frame() {
     let pa = w.env.physmap(DOMU).unwrap().lookup(RAM0).unwrap().pa;
     let other = w.env.physmap(DOMU).unwrap().lookup(RAM0 + 1).unwrap().pa;
     let mut out = Flush::default();
-    let mut ctx = MemCtx {
-        env: &mut w.env,
-        tables: &mut w.tables,
-        frames: &mut w.frames,
-        flush: &mut w.flush,
-        budget: 4096,
-    };
+    let mut ctx = w.ctx();
     ctx.grant_map(DOM0, FMAP, DOMU, pa, true, &mut out).unwrap();
     // Not a pool frame: refused, nothing mapped.
     assert!(matches!(
@@ -1008,13 +1006,7 @@ fn grant_map_holds_a_reference_and_unmap_checks_the_frame() {
     // The owner gives the page back: the mapping's reference keeps it.
     assert_eq!(w.decrease(DOMU, DOMID_SELF, &[RAM0]), 1);
     assert_eq!(w.frames.frame(pa).unwrap().refs, 1);
-    let mut ctx = MemCtx {
-        env: &mut w.env,
-        tables: &mut w.tables,
-        frames: &mut w.frames,
-        flush: &mut w.flush,
-        budget: 4096,
-    };
+    let mut ctx = w.ctx();
     ctx.grant_unmap(DOM0, FMAP, pa, &mut out).unwrap();
     ctx.grant_end(DOM0, DOM0, &mut out);
     assert_eq!(out.released, [pa], "released after the plan");

@@ -343,6 +343,26 @@ impl<M: PhysMem + TableMem> Builder<'_, M> {
             .map_err(|_| DomainError::HeapFull { bytes: 0, need })
     }
 
+    /// Room for a domain of `ram_bytes`: frames for its RAM and hv's Xen
+    /// pages, heap for a physmap record per page.
+    ///
+    /// # Errors
+    /// [`DomainError::OutOfMemory`] or [`DomainError::HeapFull`].
+    fn check_build_room(&self, ram_bytes: u64) -> Result<(), DomainError> {
+        let pages = (ram_bytes / PAGE_SIZE).saturating_add(XEN_FRAMES);
+        if pages > self.pool.free_frames() {
+            return Err(DomainError::OutOfMemory { bytes: ram_bytes });
+        }
+        let need = crate::mm::heap::build_bytes(pages).unwrap_or(usize::MAX);
+        if !crate::mm::heap::room((self.heap_free)(), need) {
+            return Err(DomainError::HeapFull {
+                bytes: ram_bytes,
+                need,
+            });
+        }
+        Ok(())
+    }
+
     /// Build a domain (d0 if privileged, else d<N> with N counting from 1):
     /// RAM, the kernel, and (for [`DomainSpec::dtb`]) the Xen-interface
     /// state, the ramdisk and a guest DTB whose address goes in x0. Returns
@@ -361,17 +381,7 @@ impl<M: PhysMem + TableMem> Builder<'_, M> {
         // is taken: frames for its RAM and hv's Xen pages, heap for a physmap
         // record per page, a slot in the domain list (a domain too large for
         // the machine gets this error, never a failed allocation).
-        let pages = (ram_bytes / PAGE_SIZE).saturating_add(XEN_FRAMES);
-        if pages > self.pool.free_frames() {
-            return Err(DomainError::OutOfMemory { bytes: ram_bytes });
-        }
-        let need = crate::mm::heap::build_bytes(pages).unwrap_or(usize::MAX);
-        if !crate::mm::heap::room((self.heap_free)(), need) {
-            return Err(DomainError::HeapFull {
-                bytes: ram_bytes,
-                need,
-            });
-        }
+        self.check_build_room(ram_bytes)?;
         self.reserve_domain_slot()?;
         let privileged = spec.privileged && !self.domains.iter().any(|d| d.id == 0);
         if spec.privileged && !privileged {
@@ -448,17 +458,7 @@ impl<M: PhysMem + TableMem> Builder<'_, M> {
         ramdisk: Option<BootImage<'_, M>>,
     ) -> Result<Box<Vcpu>, DomainError> {
         let ram_bytes = setup.ram_bytes;
-        let pages = (ram_bytes / PAGE_SIZE).saturating_add(XEN_FRAMES);
-        if pages > self.pool.free_frames() {
-            return Err(DomainError::OutOfMemory { bytes: ram_bytes });
-        }
-        let need = crate::mm::heap::build_bytes(pages).unwrap_or(usize::MAX);
-        if !crate::mm::heap::room((self.heap_free)(), need) {
-            return Err(DomainError::HeapFull {
-                bytes: ram_bytes,
-                need,
-            });
-        }
+        self.check_build_room(ram_bytes)?;
         if self.domains.iter().any(|d| d.id == 0) {
             return Err(DomainError::Dom0Dt("d0 exists already"));
         }

@@ -198,8 +198,7 @@ pub fn caller_io<M: PhysMem + TableMem>(
 mod tests {
     use super::*;
     use crate::arch::fake::FakeMem;
-    use memops::{S2Attrs, Stage2};
-    use pv_tlb::PhysAddr;
+    use memops::S2Attrs;
 
     struct NoLines;
     impl ConsoleSink for NoLines {
@@ -208,33 +207,33 @@ mod tests {
 
     const B: u64 = 0x4000_0000;
 
-    fn read(privileged: bool, count: u32, at: u64) -> (u64, [u8; 8]) {
-        let mut mem = FakeMem::new(0x8000_0000, 0x100_0000);
-        let mut s2 = Stage2::new(&mut mem, 40).unwrap();
-        s2.map(
-            &mut mem,
-            Ipa(B),
-            PhysAddr(0x8010_0000),
-            0x1000,
-            S2Attrs::RAM,
-        )
-        .unwrap();
+    /// `f` as d0 (`privileged` or not) with RAM at [`B`], its lines to `sink`.
+    fn with_caller<R>(
+        privileged: bool,
+        sink: &mut dyn ConsoleSink,
+        f: impl FnOnce(&mut Caller<'_, '_, FakeMem>) -> R,
+    ) -> R {
+        let (mut mem, s2) = crate::testutil::stage2_with(&[(B, 0x8010_0000, 0x1000, S2Attrs::RAM)]);
         let mut line = ConsoleLine::default();
-        let mut sink = NoLines;
         let mut gm = GuestMemory::new(&s2, &mut mem);
-        let mut v = Caller {
+        f(&mut Caller {
             domid: 0,
             privileged,
             mem: &mut gm,
             line: &mut line,
-            sink: &mut sink,
-        };
-        let op =
-            ConsoleIo::decode([u64::from(consoleio::READ), u64::from(count), at, 0, 0]).unwrap();
-        let r = caller_io(op, &mut v, false).ret;
-        let mut b = [0u8; 8];
-        let _ = v.mem.copy_from_guest(Ipa(B), &mut b);
-        (r, b)
+            sink,
+        })
+    }
+
+    fn read(privileged: bool, count: u32, at: u64) -> (u64, [u8; 8]) {
+        with_caller(privileged, &mut NoLines, |v| {
+            let op = ConsoleIo::decode([u64::from(consoleio::READ), u64::from(count), at, 0, 0])
+                .unwrap();
+            let r = caller_io(op, v, false).ret;
+            let mut b = [0u8; 8];
+            let _ = v.mem.copy_from_guest(Ipa(B), &mut b);
+            (r, b)
+        })
     }
 
     #[derive(Default)]
@@ -252,35 +251,18 @@ mod tests {
     /// escapes kept), after the partial line it had buffered before.
     #[test]
     fn console_reader_writes_raw_after_its_buffered_line() {
-        let mut mem = FakeMem::new(0x8000_0000, 0x100_0000);
-        let mut s2 = Stage2::new(&mut mem, 40).unwrap();
-        s2.map(
-            &mut mem,
-            Ipa(B),
-            PhysAddr(0x8010_0000),
-            0x1000,
-            S2Attrs::RAM,
-        )
-        .unwrap();
-        let mut line = ConsoleLine::default();
         let mut sink = Rec::default();
-        let mut gm = GuestMemory::new(&s2, &mut mem);
-        let mut v = Caller {
-            domid: 0,
-            privileged: true,
-            mem: &mut gm,
-            line: &mut line,
-            sink: &mut sink,
-        };
-        v.mem
-            .copy_to_guest(Ipa(B), b"early\n[ 1]\x1b[6n/ # ")
-            .unwrap();
-        let w = |n: u32, at: u64| ConsoleIo::Write {
-            count: n,
-            buf: GuestHandle::new(at),
-        };
-        assert_eq!(caller_io(w(10, B), &mut v, false).ret, 0);
-        assert_eq!(caller_io(w(8, B + 10), &mut v, true).ret, 0);
+        with_caller(true, &mut sink, |v| {
+            v.mem
+                .copy_to_guest(Ipa(B), b"early\n[ 1]\x1b[6n/ # ")
+                .unwrap();
+            let w = |n: u32, at: u64| ConsoleIo::Write {
+                count: n,
+                buf: GuestHandle::new(at),
+            };
+            assert_eq!(caller_io(w(10, B), v, false).ret, 0);
+            assert_eq!(caller_io(w(8, B + 10), v, true).ret, 0);
+        });
         assert_eq!(
             sink.0,
             ["line d0 early", "line d0 [ 1]", "raw d0 \x1b[6n/ # "]

@@ -95,33 +95,52 @@ fn map_batch<M: PhysMem + TableMem>(
     count: u32,
     ctx: &mut Ctx<'_, M>,
 ) -> Result<u32, Errno> {
+    each_op(
+        arg,
+        count,
+        ctx,
+        GnttabMapGrantRef::from_bytes,
+        |ctx, at, mut op, out| {
+            map_one(&mut op, ctx, out);
+            if op.status != grant::GNTST_OKAY {
+                let c = ctx.caller;
+                crate::glog!(
+                    c,
+                    Debug,
+                    "d{c}: GNTTABOP_map_grant_ref d{} ref {:#x} flags {:#x} at {:#x}: status {}",
+                    op.dom,
+                    op.r#ref,
+                    op.flags,
+                    op.host_addr,
+                    op.status
+                );
+            }
+            ctx.write(at, &op.to_bytes())
+        },
+    )
+}
+
+/// The first `count` (at most [`GRANT_BUDGET`]) structs of the array at
+/// `arg`, each decoded by `decode` and handed to `each` with its address
+/// and the call's [`Flush`], which is [`finish`]ed after the last one. The
+/// number of structs done, or the first error reading one or from `each`
+/// (the ones before it stay done).
+fn each_op<'c, M: PhysMem + TableMem, const N: usize, S>(
+    arg: u64,
+    count: u32,
+    ctx: &mut Ctx<'c, M>,
+    decode: fn(&[u8; N]) -> S,
+    mut each: impl FnMut(&mut Ctx<'c, M>, GuestVa, S, &mut Flush) -> Result<(), Errno>,
+) -> Result<u32, Errno> {
     let n = count.min(GRANT_BUDGET);
     let mut out = Flush::default();
     let mut r = Ok(n);
     for i in 0..n {
-        let at = GuestVa(arg.wrapping_add(u64::from(i) * GnttabMapGrantRef::SIZE as u64));
-        let mut op = match ctx.read::<{ GnttabMapGrantRef::SIZE }>(at) {
-            Ok(b) => GnttabMapGrantRef::from_bytes(&b),
-            Err(e) => {
-                r = Err(e);
-                break;
-            }
-        };
-        map_one(&mut op, ctx, &mut out);
-        if op.status != grant::GNTST_OKAY {
-            let c = ctx.caller;
-            crate::glog!(
-                c,
-                Debug,
-                "d{c}: GNTTABOP_map_grant_ref d{} ref {:#x} flags {:#x} at {:#x}: status {}",
-                op.dom,
-                op.r#ref,
-                op.flags,
-                op.host_addr,
-                op.status
-            );
-        }
-        if let Err(e) = ctx.write(at, &op.to_bytes()) {
+        let at = GuestVa(arg.wrapping_add(u64::from(i) * N as u64));
+        let done = ctx
+            .read::<N>(at)
+            .and_then(|b| each(ctx, at, decode(&b), &mut out));
+        if let Err(e) = done {
             r = Err(e);
             break;
         }
@@ -286,45 +305,38 @@ fn unmap_batch<M: PhysMem + TableMem>(
     count: u32,
     ctx: &mut Ctx<'_, M>,
 ) -> Result<u32, Errno> {
-    let n = count.min(GRANT_BUDGET);
     let mut done: Vec<Unpin> = Vec::new();
-    done.try_reserve(n as usize).map_err(|_| Errno::ENOMEM)?;
-    let mut out = Flush::default();
-    let mut r = Ok(n);
-    for i in 0..n {
-        let at = arg.wrapping_add(u64::from(i) * GnttabUnmapGrantRef::SIZE as u64);
-        let mut op = match ctx.read::<{ GnttabUnmapGrantRef::SIZE }>(GuestVa(at)) {
-            Ok(b) => GnttabUnmapGrantRef::from_bytes(&b),
-            Err(e) => {
-                r = Err(e);
-                break;
-            }
-        };
-        op.status = match unmap_one(&op, ctx, &mut out) {
-            Ok(Some(u)) => {
-                done.push(u);
-                grant::GNTST_OKAY
-            }
-            Ok(None) => grant::GNTST_OKAY,
-            Err(s) => {
-                let c = ctx.caller;
-                crate::glog!(
-                    c,
-                    Debug,
-                    "d{c}: GNTTABOP_unmap_grant_ref handle {:#x} at {:#x}: status {s}",
-                    op.handle,
-                    op.host_addr
-                );
-                s
-            }
-        };
-        let status_at = GuestVa(at + core::mem::offset_of!(GnttabUnmapGrantRef, status) as u64);
-        if let Err(e) = ctx.write(status_at, &op.status.to_le_bytes()) {
-            r = Err(e);
-            break;
-        }
-    }
-    finish(ctx, out);
+    done.try_reserve(count.min(GRANT_BUDGET) as usize)
+        .map_err(|_| Errno::ENOMEM)?;
+    let r = each_op(
+        arg,
+        count,
+        ctx,
+        GnttabUnmapGrantRef::from_bytes,
+        |ctx, at, mut op, out| {
+            op.status = match unmap_one(&op, ctx, out) {
+                Ok(Some(u)) => {
+                    done.push(u);
+                    grant::GNTST_OKAY
+                }
+                Ok(None) => grant::GNTST_OKAY,
+                Err(s) => {
+                    let c = ctx.caller;
+                    crate::glog!(
+                        c,
+                        Debug,
+                        "d{c}: GNTTABOP_unmap_grant_ref handle {:#x} at {:#x}: status {s}",
+                        op.handle,
+                        op.host_addr
+                    );
+                    s
+                }
+            };
+            let status_at =
+                GuestVa(at.0 + core::mem::offset_of!(GnttabUnmapGrantRef, status) as u64);
+            ctx.write(status_at, &op.status.to_le_bytes())
+        },
+    );
     // unmap_common_complete, after the flush: the granter may reuse the page.
     let w = &mut *ctx.world;
     for u in done {

@@ -6,11 +6,10 @@ use super::grant_table_op::GRANT_BUDGET;
 use super::*;
 use crate::arch::fake::{FakeArch, FakeMachine, FakeMem};
 use crate::domain::GUEST_RAM0_BASE;
-use crate::testutil::Lines;
+use crate::testutil::{self, Lines};
 use crate::xen::abi::{GnttabCacheFlush, GnttabMapGrantRef, GnttabUnmapGrantRef};
-use crate::xen::domu::DomainXen;
 use crate::xen::grant::{self, gntmap, gtf};
-use memops::{FrameTable, P2mKind};
+use memops::P2mKind;
 use pv_tlb::TlbOp;
 
 const B: u64 = GUEST_RAM0_BASE;
@@ -30,29 +29,16 @@ struct W {
 
 impl W {
     fn new() -> Self {
-        let mem = FakeMem::new(0x8000_0000, 0x800_0000);
-        let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x8000);
-        let mut world = crate::world::World::new(
-            mem,
-            pool,
-            pv_tlb::Policy::Targeted {
-                has_range: false,
-                nested: false,
-            },
-            Box::new(Lines::default()),
-            4,
-            40,
-        );
-        world.heap_free = || usize::MAX;
+        let policy = pv_tlb::Policy::Targeted {
+            has_range: false,
+            nested: false,
+        };
+        let mut world = testutil::world(0x800_0000, 0x8000, policy, Box::new(Lines::default()), 4);
         for (id, ram) in [(0u16, 8u64 << 20), (1, 4 << 20), (2, 4 << 20)] {
-            let wd = &mut world;
-            let mut d =
-                Domain::create(id, ram, 40, &mut wd.vmids, &mut wd.mem, &mut wd.pool).unwrap();
-            d.xen = DomainXen::setup(id, 1, d.physmap_mut(), &mut wd.mem, &mut wd.pool).unwrap();
+            let d = testutil::push_domain(&mut world, id, ram, 1);
             d.privileged = id == 0;
             // One grant frame in use (libxl's acquire_resource grows it so).
             d.xen.grant.acquire_frame(0).unwrap();
-            wd.domains.push(d);
         }
         let mut w = Self {
             world,
@@ -63,7 +49,7 @@ impl W {
     }
 
     fn idx(&self, d: u16) -> usize {
-        self.world.domains.iter().position(|x| x.id == d).unwrap()
+        testutil::dom_index(&self.world, d)
     }
 
     fn dom(&self, d: u16) -> &Domain {
@@ -71,11 +57,7 @@ impl W {
     }
 
     fn put(&mut self, d: u16, ipa: u64, b: &[u8]) {
-        let i = self.idx(d);
-        self.world.domains[i]
-            .guest_memory(&mut self.world.mem)
-            .copy_to_guest(Ipa(ipa), b)
-            .unwrap();
+        testutil::guest_put(&mut self.world, d, ipa, b);
     }
 
     fn get(&mut self, d: u16, ipa: u64, n: usize) -> Option<Vec<u8>> {
@@ -337,14 +319,8 @@ fn a_reused_domid_is_not_the_destroyed_granter() {
     let op = w.map(1, 1, gntmap::HOST_MAP, HOST);
     w.destroy(1);
     // A new d1, whose entry 1 d0 maps too.
-    {
-        let wd = &mut w.world;
-        let mut d =
-            Domain::create(1, 4 << 20, 40, &mut wd.vmids, &mut wd.mem, &mut wd.pool).unwrap();
-        d.xen = DomainXen::setup(1, 1, d.physmap_mut(), &mut wd.mem, &mut wd.pool).unwrap();
-        d.xen.grant.acquire_frame(0).unwrap();
-        wd.domains.push(d);
-    }
+    let d = testutil::push_domain(&mut w.world, 1, 4 << 20, 1);
+    d.xen.grant.acquire_frame(0).unwrap();
     w.grant(1, 1, RW, 0, GRANTED_GFN);
     let op2 = w.map(1, 1, gntmap::HOST_MAP, HOST + 0x1000);
     assert_eq!(op2.status, grant::GNTST_OKAY);

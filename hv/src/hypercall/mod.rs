@@ -504,8 +504,8 @@ mod view_tests {
     use crate::xen::Errno;
     use alloc::string::String;
     use alloc::vec::Vec;
-    use memops::{S2Attrs, Stage2};
-    use pv_tlb::{Ipa, PhysAddr};
+    use memops::S2Attrs;
+    use pv_tlb::Ipa;
 
     #[derive(Default)]
     struct Lines(Vec<String>);
@@ -518,24 +518,10 @@ mod view_tests {
     const B: u64 = 0x4000_0000;
 
     fn with_ctx(privileged: bool, f: impl FnOnce(&mut CallerView<'_, FakeMem>)) -> Lines {
-        let mut mem = FakeMem::new(0x8000_0000, 0x100_0000);
-        let mut s2 = Stage2::new(&mut mem, 40).unwrap();
-        s2.map(
-            &mut mem,
-            Ipa(B),
-            PhysAddr(0x8010_0000),
-            0x2000,
-            S2Attrs::RAM,
-        )
-        .unwrap();
-        s2.map(
-            &mut mem,
-            Ipa(B + 0x2000),
-            PhysAddr(0x8020_0000),
-            0x1000,
-            S2Attrs::RAM_RO,
-        )
-        .unwrap();
+        let (mut mem, s2) = crate::testutil::stage2_with(&[
+            (B, 0x8010_0000, 0x2000, S2Attrs::RAM),
+            (B + 0x2000, 0x8020_0000, 0x1000, S2Attrs::RAM_RO),
+        ]);
         let mut line = ConsoleLine::default();
         let mut sink = Lines::default();
         let mut ctx = CallerView {

@@ -7,16 +7,14 @@
 use super::*;
 use crate::arch::fake::{FakeArch, FakeMachine, FakeMem};
 use crate::domain::GUEST_RAM0_BASE;
-use crate::testutil::Lines;
+use crate::testutil::{self, Lines};
 use crate::xen::abi::{
     cpupool_op, domctl_cmd, physcap, sysctl_cmd, virq, XenDomctl, XenDomctlGetdomaininfo,
     XenSysctl, XenSysctlCpupoolOp, XenSysctlCputopoinfo, XenSysctlGetdomaininfolist,
     XenSysctlNumainfo, XenSysctlPhysinfo, XenSysctlReadconsole, XenSysctlSchedId,
     XEN_DOMCTL_INTERFACE_VERSION, XEN_SYSCTL_INTERFACE_VERSION,
 };
-use crate::xen::domu::DomainXen;
 use alloc::string::String;
-use memops::FrameTable;
 
 const B: u64 = GUEST_RAM0_BASE;
 /// Where the tests put a call's struct (in d0's RAM, MMU off).
@@ -34,29 +32,15 @@ struct W {
 impl W {
     /// d0: privileged, 2 vCPUs, 8 MiB; d1: a toolstack-built domU, 1 vCPU.
     fn new() -> Self {
-        let mem = FakeMem::new(0x8000_0000, 0x800_0000);
-        let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x8000);
-        let mut world = crate::world::World::new(
-            mem,
-            pool,
-            pv_tlb::Policy::XenCompat,
-            Box::new(Lines::default()),
-            4,
-            40,
-        );
-        world.heap_free = || usize::MAX;
+        let policy = pv_tlb::Policy::XenCompat;
+        let mut world = testutil::world(0x800_0000, 0x8000, policy, Box::new(Lines::default()), 4);
         for (id, vcpus, ram) in [(0u16, 2u32, 8u64 << 20), (1, 1, 4 << 20)] {
-            let wd = &mut world;
-            let mut d =
-                Domain::create(id, ram, 40, &mut wd.vmids, &mut wd.mem, &mut wd.pool).unwrap();
-            d.xen =
-                DomainXen::setup(id, vcpus, d.physmap_mut(), &mut wd.mem, &mut wd.pool).unwrap();
+            let d = testutil::push_domain(&mut world, id, ram, vcpus);
             d.max_vcpus = vcpus;
             d.privileged = id == 0;
             d.from_domctl = id == 1;
             // As createdomain leaves it: paused once until its first unpause.
             d.pause_count = u32::from(id == 1);
-            wd.domains.push(d);
         }
         Self {
             world,
@@ -67,15 +51,11 @@ impl W {
     }
 
     fn idx(&self, d: u16) -> usize {
-        self.world.domains.iter().position(|x| x.id == d).unwrap()
+        testutil::dom_index(&self.world, d)
     }
 
     fn put(&mut self, d: u16, ipa: u64, b: &[u8]) {
-        let i = self.idx(d);
-        self.world.domains[i]
-            .guest_memory(&mut self.world.mem)
-            .copy_to_guest(Ipa(ipa), b)
-            .unwrap();
+        testutil::guest_put(&mut self.world, d, ipa, b);
     }
 
     fn get(&mut self, d: u16, ipa: u64, n: usize) -> Vec<u8> {
@@ -396,13 +376,7 @@ fn cpupool_enumeration_ends_with_enoent() {
 }
 
 fn list(w: &mut W, first: u16, max: u32) -> (i64, Vec<XenDomctlGetdomaininfo>) {
-    let l = XenSysctlGetdomaininfolist {
-        first_domain: first,
-        max_domains: max,
-        buffer: BUF,
-        num_domains: 0,
-    };
-    let (r, back) = w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+    let (r, back) = domaininfolist(w, first, max);
     let n = back.member::<XenSysctlGetdomaininfolist>().num_domains as usize;
     let raw = w.get(0, BUF, n * 120);
     let v = raw
@@ -763,6 +737,18 @@ fn sysctl_ret(w: &mut W, cmd: u32, m: &[u8]) -> i64 {
     w.sysctl(cmd, m).0
 }
 
+/// `XEN_SYSCTL_getdomaininfolist` of at most `max` domains from `first`,
+/// into [`BUF`]: (ret, the sysctl written back).
+fn domaininfolist(w: &mut W, first: u16, max: u32) -> (i64, XenSysctl) {
+    let l = XenSysctlGetdomaininfolist {
+        first_domain: first,
+        max_domains: max,
+        buffer: BUF,
+        num_domains: 0,
+    };
+    w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes())
+}
+
 fn one_memop_multicall(w: &mut W, cmd: u64) -> (i64, i64) {
     let mut e = [0u8; 64];
     e[0..8].copy_from_slice(&nr::MEMORY_OP.to_le_bytes());
@@ -967,13 +953,7 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     }
     // xenconsoled.
     for _ in 0..3 {
-        let l = XenSysctlGetdomaininfolist {
-            first_domain: 1,
-            max_domains: 32751,
-            buffer: BUF,
-            num_domains: 0,
-        };
-        let got = sysctl_ret(&mut w, sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+        let got = domaininfolist(&mut w, 1, 32751).0;
         r.ok("XEN_SYSCTL_getdomaininfolist first 1", got);
     }
     // xenperf.
@@ -1029,13 +1009,7 @@ fn dom0_start_up_sequence_of_the_xen_trace() {
     let got = sysctl_ret(&mut w, sysctl_cmd::CPUPOOL_OP, &f.to_bytes());
     r.ok("XEN_SYSCTL_cpupool_op FREEINFO", got);
     for first in [0u16, 1] {
-        let l = XenSysctlGetdomaininfolist {
-            first_domain: first,
-            max_domains: 1024,
-            buffer: BUF,
-            num_domains: 0,
-        };
-        let (got, back) = w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+        let (got, back) = domaininfolist(&mut w, first, 1024);
         r.ok("XEN_SYSCTL_getdomaininfolist (xl list)", got);
         if first == 0 {
             let n = back.member::<XenSysctlGetdomaininfolist>().num_domains;

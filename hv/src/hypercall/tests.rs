@@ -4,16 +4,15 @@ use super::*;
 use crate::arch::fake::{FakeArch, FakeMachine, FakeMem};
 use crate::domain::runstate_switch;
 use crate::domain::GUEST_RAM0_BASE;
-use crate::testutil::Lines;
+use crate::testutil::{self, Lines};
 use crate::xen::console_ring as ring;
 use crate::xen::domu::{
-    hvm_param, runstate, ticks_to_ns, vcpuop, vmasst, DomainXen, CONSOLE_GFN, GUEST_MAGIC_BASE,
+    hvm_param, runstate, ticks_to_ns, vcpuop, vmasst, CONSOLE_GFN, GUEST_MAGIC_BASE,
 };
 use crate::xen::evtchn::RecordingIrqSink;
 use crate::xen::grant;
 use alloc::string::String;
 use memops::physmap::P2mKind;
-use memops::FrameTable;
 use multicall::MULTICALL_BUDGET;
 
 const B: u64 = GUEST_RAM0_BASE;
@@ -68,24 +67,11 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        let mem = FakeMem::new(0x8000_0000, 0x400_0000);
-        let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x3000);
         let lines = Lines::default();
-        let mut world = crate::world::World::new(
-            mem,
-            pool,
-            pv_tlb::Policy::XenCompat,
-            Box::new(lines.clone()),
-            2,
-            40,
-        );
-        world.heap_free = || usize::MAX;
+        let policy = pv_tlb::Policy::XenCompat;
+        let mut world = testutil::world(0x400_0000, 0x3000, policy, Box::new(lines.clone()), 2);
         for id in [1, 2] {
-            let wd = &mut world;
-            let mut d =
-                Domain::create(id, 4 << 20, 40, &mut wd.vmids, &mut wd.mem, &mut wd.pool).unwrap();
-            d.xen = DomainXen::setup(id, 2, d.physmap_mut(), &mut wd.mem, &mut wd.pool).unwrap();
-            wd.domains.push(d);
+            testutil::push_domain(&mut world, id, 4 << 20, 2);
         }
         Self {
             world,

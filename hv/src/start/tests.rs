@@ -62,9 +62,43 @@ impl Rig {
         let mut arch = FakeArch::new(cpu, self.machine.clone());
         self.sys.run_cpu(&mut arch)
     }
+    /// Write image `k` at [`MODULES`] and build it as module domain d0
+    /// (`dom0 mem=2M`).
+    fn add_d0_module(&self, k: &[u8]) {
+        self.sys.with_mem(|m, _| {
+            for (i, c) in k.chunks(0x1000).enumerate() {
+                m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
+            }
+        });
+        self.sys.add_module_domains(&[BootModule {
+            pa: PhysAddr(MODULES),
+            size: k.len() as u64,
+            kind: ModuleKind::Kernel,
+            bootargs: Some("dom0 mem=2M"),
+        }]);
+    }
+    /// Run pCPUs `0..cpus`, each on a thread of its own, until each exits.
+    fn run_threads(&self, cpus: usize) -> Vec<CpuExit> {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..cpus)
+                .map(|cpu| s.spawn(move || self.run(cpu)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
     fn entries(&self, vmid: u16) -> Vec<GuestGprs> {
         self.machine.lock().entries(vmid, 0)
     }
+}
+
+/// `domctl` (hypercall 36) with its struct at [`GUEST_RAM0_BASE`] + `o`.
+fn dc(o: u64) -> Step {
+    Step::hypercall(36, &[GUEST_RAM0_BASE + o])
+}
+
+/// `sched_op(SCHEDOP_yield)`.
+fn yld() -> Step {
+    Step::hypercall(29, &[0])
 }
 
 fn shutdown(reason_ipa: u64) -> Step {
@@ -456,17 +490,7 @@ fn two_pcpus_share_the_domains_and_exactly_one_powers_off() {
         steps.push(shutdown(GUEST_RAM0_BASE + 0x200));
         r.script(vmid, steps);
     }
-    let exits: Vec<CpuExit> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|cpu| {
-                s.spawn({
-                    let r = &r;
-                    move || r.run(cpu)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let exits = r.run_threads(2);
     assert_eq!(
         exits.iter().filter(|e| **e == CpuExit::PowerOff).count(),
         1,
@@ -1402,17 +1426,7 @@ fn createdomain_storm(
         k[o + 16 + 20..o + 16 + 24].copy_from_slice(&flags.to_le_bytes());
         k[o + 16 + 28..o + 16 + 32].copy_from_slice(&1u32.to_le_bytes()); // max_vcpus
     }
-    r.sys.with_mem(|m, _| {
-        for (i, c) in k.chunks(0x1000).enumerate() {
-            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
-        }
-    });
-    r.sys.add_module_domains(&[BootModule {
-        pa: PhysAddr(MODULES),
-        size: size as u64,
-        kind: ModuleKind::Kernel,
-        bootargs: Some("dom0 mem=2M"),
-    }]);
+    r.add_d0_module(&k);
     if let Some(h) = heap {
         // After d0 is built (a build is heap-checked too).
         r.sys.set_heap_probe(h);
@@ -1904,17 +1918,7 @@ fn toolstack_d0(va: u64, vcpus: u32) -> (Vec<u8>, Vec<Step>) {
 /// after each of its calls.
 fn run_toolstack(r: &Rig, va: u64, vcpus: u32, d1: [Vec<Step>; 2]) -> Vec<u64> {
     let (k, script) = toolstack_d0(va, vcpus);
-    r.sys.with_mem(|m, _| {
-        for (i, c) in k.chunks(0x1000).enumerate() {
-            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
-        }
-    });
-    r.sys.add_module_domains(&[BootModule {
-        pa: PhysAddr(MODULES),
-        size: k.len() as u64,
-        kind: ModuleKind::Kernel,
-        bootargs: Some("dom0 mem=2M"),
-    }]);
+    r.add_d0_module(&k);
     r.script(1, script);
     let [v0, v1] = d1;
     r.machine.lock().script(2, 0, v0);
@@ -2106,17 +2110,7 @@ fn pause_toolstack(r: &Rig) -> Vec<Step> {
         k[o + 4..o + 8].copy_from_slice(&0x17u32.to_le_bytes());
         k[o + 8..o + 10].copy_from_slice(&dom.to_le_bytes());
     }
-    r.sys.with_mem(|m, _| {
-        for (i, c) in k.chunks(0x1000).enumerate() {
-            m.write(PhysAddr(MODULES + 0x1000 * i as u64), c);
-        }
-    });
-    r.sys.add_module_domains(&[BootModule {
-        pa: PhysAddr(MODULES),
-        size: k.len() as u64,
-        kind: ModuleKind::Kernel,
-        bootargs: Some("dom0 mem=2M"),
-    }]);
+    r.add_d0_module(&k);
     // physinfo, createdomain, max_mem, populate, setvcpucontext, unpause.
     script.into_iter().take(6).collect()
 }
@@ -2129,8 +2123,6 @@ fn pause_toolstack(r: &Rig) -> Vec<Step> {
 fn pausedomain_keeps_a_domain_off_the_cpus_until_unpaused() {
     let r = rig();
     let b = GUEST_RAM0_BASE;
-    let dc = |o: u64| Step::hypercall(36, &[b + o]);
-    let yld = || Step::hypercall(29, &[0]);
     let mut script = pause_toolstack(&r);
     script.extend([
         dc(0x2000), // pause d1 (its vCPU is queued, not yet run)
@@ -2199,8 +2191,6 @@ fn pausedomain_keeps_a_domain_off_the_cpus_until_unpaused() {
 fn destroying_a_paused_domain_drops_its_parked_vcpus() {
     let r = rig();
     let b = GUEST_RAM0_BASE;
-    let dc = |o: u64| Step::hypercall(36, &[b + o]);
-    let yld = || Step::hypercall(29, &[0]);
     let mut script = pause_toolstack(&r);
     script.extend([
         yld(), // d1 runs its first step (a yield)
@@ -2238,8 +2228,6 @@ fn destroying_a_paused_domain_drops_its_parked_vcpus() {
 fn remote_shutdown_stops_a_running_domu() {
     let r = rig();
     let b = GUEST_RAM0_BASE;
-    let dc = |o: u64| Step::hypercall(36, &[b + o]);
-    let yld = || Step::hypercall(29, &[0]);
     let mut script = pause_toolstack(&r);
     // struct sched_remote_shutdown { domid 1; reason SHUTDOWN_reboot } in d0's RAM.
     r.sys
@@ -2283,8 +2271,6 @@ fn pause_unpause_across_two_pcpus_loses_nothing() {
     for round in 0..8 {
         let r = rig();
         let b = GUEST_RAM0_BASE;
-        let dc = |o: u64| Step::hypercall(36, &[b + o]);
-        let yld = || Step::hypercall(29, &[0]);
         let mut script = pause_toolstack(&r);
         for i in 0..12 {
             script.push(dc(0x2000)); // pause
@@ -2302,17 +2288,7 @@ fn pause_unpause_across_two_pcpus_loses_nothing() {
             .chain([shutdown(b + 0x100)])
             .collect();
         r.machine.lock().script(2, 0, d1);
-        let exits: Vec<CpuExit> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..2)
-                .map(|cpu| {
-                    s.spawn({
-                        let r = &r;
-                        move || r.run(cpu)
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
-        });
+        let exits = r.run_threads(2);
         assert_eq!(
             exits.iter().filter(|e| **e == CpuExit::PowerOff).count(),
             1,
@@ -2371,8 +2347,6 @@ fn a_boot_built_domain_pauses_too() {
             bootargs: Some("mem=1M"),
         },
     ]);
-    let dc = |o: u64| Step::hypercall(36, &[b + o]);
-    let yld = || Step::hypercall(29, &[0]);
     r.script(
         1,
         [

@@ -34,16 +34,11 @@ fn big_world() -> W {
 
 /// [`big_world`] under TLB policy `policy`.
 fn big_world_with(policy: pv_tlb::Policy) -> W {
-    let mem = FakeMem::new(0x8000_0000, 0x2000_0000);
-    let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x1_8000);
-    let mut world = crate::world::World::new(mem, pool, policy, Box::new(Lines::default()), 4, 40);
-    world.heap_free = || usize::MAX;
-    let wd = &mut world;
-    let mut d = Domain::create(0, 8 << 20, 40, &mut wd.vmids, &mut wd.mem, &mut wd.pool).unwrap();
-    d.xen = DomainXen::setup(0, 2, d.physmap_mut(), &mut wd.mem, &mut wd.pool).unwrap();
+    let sink = Box::new(Lines::default());
+    let mut world = testutil::world(0x2000_0000, 0x1_8000, policy, sink, 4);
+    let d = testutil::push_domain(&mut world, 0, 8 << 20, 2);
     d.max_vcpus = 2;
     d.privileged = true;
-    wd.domains.push(d);
     W {
         world,
         arch: FakeArch::new(0, FakeMachine::new_shared()),
@@ -158,6 +153,22 @@ fn getdomaininfo(w: &mut W, dom: u16) -> (i64, XenDomctlGetdomaininfo) {
     (r, back.member())
 }
 
+/// `XEN_DOMCTL_set_address_size` of `dom` to `size` bits.
+fn set_address_size(w: &mut W, dom: u16, size: u32) -> i64 {
+    let m = XenDomctlAddressSize { size }.to_bytes();
+    domctl(w, domctl_cmd::SET_ADDRESS_SIZE, dom, &m).0
+}
+
+/// `XEN_DOMCTL_setvcpucontext` of `dom`'s vCPU 0 to `c` (put at [`VCPU_CTX`]).
+fn set_vcpu_context(w: &mut W, dom: u16, c: &VcpuGuestContext) -> i64 {
+    w.put(0, VCPU_CTX, &c.to_bytes());
+    let vc = XenDomctlVcpucontext {
+        vcpu: 0,
+        ctxt: VCPU_CTX,
+    };
+    domctl(w, domctl_cmd::SETVCPUCONTEXT, dom, &vc.to_bytes()).0
+}
+
 #[test]
 fn xl_create_sequence_of_the_xen_trace() {
     let mut w = big_world();
@@ -218,13 +229,7 @@ fn xl_create_sequence_of_the_xen_trace() {
     );
     // 24-28.
     for first in [0u16, dom + 1] {
-        let l = XenSysctlGetdomaininfolist {
-            first_domain: first,
-            max_domains: 1024,
-            buffer: BUF,
-            num_domains: 0,
-        };
-        let got = sysctl_ret(&mut w, sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+        let got = domaininfolist(&mut w, first, 1024).0;
         r.check("XEN_SYSCTL_getdomaininfolist", got, Xen::Ok, None);
     }
     let got = w.call(0, nr::XSM_OP, [ARG, 0, 0]);
@@ -383,21 +388,9 @@ fn xl_create_sequence_of_the_xen_trace() {
     let got = set_param(&mut w, dom, hvm_param::CALLBACK_IRQ, 0x0200_0000_0000_021f);
     r.check("HVMOP_set_param CALLBACK_IRQ", got, Xen::Ok, None);
     // 44.
-    let got = domctl(
-        &mut w,
-        domctl_cmd::SET_ADDRESS_SIZE,
-        dom,
-        &XenDomctlAddressSize { size: 64 }.to_bytes(),
-    )
-    .0;
+    let got = set_address_size(&mut w, dom, 64);
     r.check("XEN_DOMCTL_set_address_size 64", got, Xen::Ok, None);
-    let got = domctl(
-        &mut w,
-        domctl_cmd::SET_ADDRESS_SIZE,
-        dom,
-        &XenDomctlAddressSize { size: 48 }.to_bytes(),
-    )
-    .0;
+    let got = set_address_size(&mut w, dom, 48);
     assert_eq!(got, e(Errno::EINVAL));
 
     // 45-46: 128 MB of RAM in 2 MB extents, in a multicall, continued.
@@ -414,13 +407,7 @@ fn xl_create_sequence_of_the_xen_trace() {
     let (got, info) = getdomaininfo(&mut w, dom);
     r.check("XEN_DOMCTL_getdomaininfo", got, Xen::Ok, None);
     assert_eq!(info.tot_pages, 32768);
-    let got = domctl(
-        &mut w,
-        domctl_cmd::SET_ADDRESS_SIZE,
-        dom,
-        &XenDomctlAddressSize { size: 64 }.to_bytes(),
-    )
-    .0;
+    let got = set_address_size(&mut w, dom, 64);
     assert_eq!(
         got,
         e(Errno::EBUSY),
@@ -535,12 +522,7 @@ fn xl_create_sequence_of_the_xen_trace() {
     c.user_regs.x[0] = 0x4_7fff << 12;
     c.user_regs.cpsr = 0x3c5;
     c.sctlr = 0x00c5_0878; // SCTLR_GUEST_INIT
-    w.put(0, VCPU_CTX, &c.to_bytes());
-    let vc = XenDomctlVcpucontext {
-        vcpu: 0,
-        ctxt: VCPU_CTX,
-    };
-    let got = domctl(&mut w, domctl_cmd::SETVCPUCONTEXT, dom, &vc.to_bytes()).0;
+    let got = set_vcpu_context(&mut w, dom, &c);
     r.check("XEN_DOMCTL_setvcpucontext vcpu 0", got, Xen::Ok, None);
     // 70-75: unmap what was loaded (DTB, initrd, kernel), one call a page,
     // then one cacheflush per range.
@@ -672,13 +654,7 @@ fn xl_create_sequence_of_the_xen_trace() {
     // 90-91: go.
     let got = domctl(&mut w, domctl_cmd::UNPAUSEDOMAIN, dom, &[]).0;
     r.check("XEN_DOMCTL_unpausedomain", got, Xen::Ok, None);
-    let l = XenSysctlGetdomaininfolist {
-        first_domain: dom,
-        max_domains: 1,
-        buffer: BUF,
-        num_domains: 0,
-    };
-    let (got, back) = w.sysctl(sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+    let (got, back) = domaininfolist(&mut w, dom, 1);
     r.check("XEN_SYSCTL_getdomaininfolist first=new", got, Xen::Ok, None);
     assert_eq!(back.member::<XenSysctlGetdomaininfolist>().num_domains, 1);
     let info =
@@ -808,15 +784,7 @@ fn hvs_console_only_for_domains_unpaused_without_one() {
     let mut c = VcpuGuestContext::default();
     c.user_regs.pc64 = 0x4000_0000;
     c.user_regs.cpsr = 0x3c5;
-    w.put(0, VCPU_CTX, &c.to_bytes());
-    let vc = XenDomctlVcpucontext {
-        vcpu: 0,
-        ctxt: VCPU_CTX,
-    };
-    assert_eq!(
-        domctl(&mut w, domctl_cmd::SETVCPUCONTEXT, dom, &vc.to_bytes()).0,
-        0
-    );
+    assert_eq!(set_vcpu_context(&mut w, dom, &c), 0);
     assert_eq!(domctl(&mut w, domctl_cmd::UNPAUSEDOMAIN, dom, &[]).0, 0);
     let d = &w.world.domains[w.idx(dom)];
     let ring = d
@@ -992,15 +960,7 @@ fn xl_pause_unpause_destroy_sequence_of_the_xen_trace() {
     };
     c.user_regs.pc64 = 0x4000_0000;
     c.user_regs.cpsr = 0x3c5;
-    w.put(0, VCPU_CTX, &c.to_bytes());
-    let vc = XenDomctlVcpucontext {
-        vcpu: 0,
-        ctxt: VCPU_CTX,
-    };
-    assert_eq!(
-        domctl(&mut w, domctl_cmd::SETVCPUCONTEXT, dom, &vc.to_bytes()).0,
-        0
-    );
+    assert_eq!(set_vcpu_context(&mut w, dom, &c), 0);
     r.ok(
         "XEN_DOMCTL_unpausedomain (create)",
         domctl(&mut w, domctl_cmd::UNPAUSEDOMAIN, dom, &[]).0,
@@ -1058,13 +1018,7 @@ fn xl_pause_unpause_destroy_sequence_of_the_xen_trace() {
         sysctl_ret(&mut w, sysctl_cmd::PHYSINFO, &[]),
     );
     for first in [0u16, dom + 1] {
-        let l = XenSysctlGetdomaininfolist {
-            first_domain: first,
-            max_domains: 1024,
-            buffer: BUF,
-            num_domains: 0,
-        };
-        let got = sysctl_ret(&mut w, sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes());
+        let got = domaininfolist(&mut w, first, 1024).0;
         r.ok("XEN_SYSCTL_getdomaininfolist", got);
     }
     r.ok("XEN_DOMCTL_getdomaininfo", getdomaininfo(&mut w, dom).0);
@@ -1101,15 +1055,9 @@ fn xl_pause_unpause_destroy_sequence_of_the_xen_trace() {
         "XEN_DOMCTL_destroydomain (again, dying)",
         domctl(&mut w, domctl_cmd::DESTROYDOMAIN, dom, &[]).0,
     );
-    let l = XenSysctlGetdomaininfolist {
-        first_domain: dom,
-        max_domains: 1,
-        buffer: BUF,
-        num_domains: 0,
-    };
     r.ok(
         "XEN_SYSCTL_getdomaininfolist first=dom",
-        sysctl_ret(&mut w, sysctl_cmd::GETDOMAININFOLIST, &l.to_bytes()),
+        domaininfolist(&mut w, dom, 1).0,
     );
     let deviations: Vec<&str> = r
         .rows

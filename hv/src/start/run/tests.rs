@@ -5,33 +5,17 @@
 use super::super::*;
 use crate::arch::fake::{Event, FakeArch, FakeMachine, FakeMem, SharedMachine, Step};
 use crate::arch::{irq, El1Reg};
+use crate::testutil::Lines;
 use crate::vgic::{GICD_BASE, GICR_BASE, GICR_STRIDE};
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use memops::FrameTable;
 use pv_tlb::TlbOpKind;
-use std::format;
 
 const ENTRY1: u64 = 0x4000_0800;
 
-#[derive(Clone, Default)]
-struct Lines(alloc::sync::Arc<Mutex<Vec<String>>>);
-
-impl ConsoleSink for Lines {
-    fn guest_line(&mut self, domid: u16, line: &str) {
-        self.0.lock().push(format!("(d{domid}) {line}"));
-    }
-    fn hv_line(&mut self, args: core::fmt::Arguments<'_>) {
-        self.0.lock().push(format!("hv: {args}"));
-    }
-}
-
 fn system(policy: Policy) -> (System<FakeMem>, Lines, SharedMachine) {
-    let mem = FakeMem::new(0x8000_0000, 0x400_0000);
-    let pool = FrameTable::new(PhysAddr(0x8000_0000), 0x3000);
     let lines = Lines::default();
-    let sys = System::new(mem, pool, policy, Box::new(lines.clone()), 2, 40);
+    let sys = crate::testutil::system(policy, Box::new(lines.clone()), 2);
     (sys, lines, FakeMachine::new_shared())
 }
 
@@ -41,17 +25,7 @@ fn add(sys: &System<FakeMem>, vcpus: u32) -> DomId {
         vcpus,
         ..DomainSpec::domu(2 << 20)
     };
-    sys.add_domain(
-        spec,
-        BootImage {
-            size: img.len() as u64,
-            read: &mut |_m: &FakeMem, off, buf: &mut [u8]| {
-                buf.copy_from_slice(&img[off as usize..off as usize + buf.len()]);
-            },
-        },
-        None,
-    )
-    .unwrap()
+    crate::testutil::add_image(sys, spec, &img).unwrap()
 }
 
 fn yield_() -> Step {
