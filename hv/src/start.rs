@@ -28,6 +28,7 @@ use spin::{Mutex, Once};
 
 use crate::arch::{Arch, PhysMem, RawExit};
 use crate::bootinfo::{BootModule, DomUNode, ModuleDomain};
+use crate::counters::WindowClose;
 use crate::domain::build::{
     dom0less_spec, domains_from_modules, legacy_module_domain, pick_evtchn_ppi, read_host,
     BootImage, Dom0Setup, DomainSpec,
@@ -507,6 +508,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                 "counters:{tlbi} p2m_ops={} plans={} guest_exits={} hypercalls={}",
                 c[8], c[9], c[10], c[11]
             ));
+            sink.hv_line(format_args!(
+                "{}",
+                crate::counters::window_line(&flush.stats())
+            ));
             if last {
                 sink.hv_line(format_args!("all domains ended, powering off"));
             } else {
@@ -520,20 +525,34 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// Domain `id`'s coalescing window closes (its exit is not a coalescable
     /// remove, or one of its vCPUs is put): run the flushes it kept pending,
     /// then release their pages (`pv_tlb::deferred`, "The coalescing window").
-    fn close_window(&self, arch: &mut dyn Arch, id: DomId) {
+    fn close_window(&self, arch: &mut dyn Arch, id: DomId, why: WindowClose) -> bool {
         if !self.deferred.load(Ordering::SeqCst) {
-            return;
+            return false;
         }
         let mut sh = self.shared.lock();
-        sh.close_window(arch, id);
+        let flushed = sh.close_window(arch, id);
+        if flushed {
+            why.count();
+        }
         let idle = sh.flush.is_idle();
         self.deferred.store(!idle, Ordering::SeqCst);
+        flushed
+    }
+
+    /// True if domain `id`'s coalescing window keeps invalidations pending.
+    fn window_open(&self, id: DomId) -> bool {
+        if !self.deferred.load(Ordering::SeqCst) {
+            return false;
+        }
+        let sh = self.shared.lock();
+        sh.domain(id)
+            .is_some_and(|d| sh.flush.window_open(d.vmid()))
     }
 
     /// Save `v`'s EL1 state (it leaves this pCPU), closing its domain's
     /// coalescing window first.
     fn put(&self, arch: &mut dyn Arch, v: &mut Vcpu) {
-        self.close_window(arch, v.domid);
+        let _ = self.close_window(arch, v.domid, WindowClose::Put);
         if !v.blocked {
             // A blocked vCPU stays blocked while parked (Xen's runstate).
             self.runstate(arch, v, xen::domu::runstate::RUNNABLE);
@@ -556,6 +575,9 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     fn run_until_yield(&self, arch: &mut dyn Arch, v: &mut Vcpu) -> Next {
         loop {
             if let Some(g) = &v.vgic {
+                // Before the LRs are filled: anything notified later is new
+                // to the guest at the next exit.
+                v.irq_mark = g.notified(v.id);
                 g.flush_lrs(v.id, arch);
             }
             let raw = arch.run_vcpu(&mut v.gprs);
@@ -577,8 +599,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     fn handle_exit(&self, arch: &mut dyn Arch, v: &mut Vcpu, raw: &RawExit) -> Next {
         let (d, n) = (v.domid, v.id);
         let exit = ExitReason::decode(raw);
-        if !keeps_window(&exit, v) {
-            self.close_window(arch, d);
+        // An IRQ exit decides once its interrupts are handled (`irq_exit`).
+        if !matches!(exit, ExitReason::Irq | ExitReason::Fiq) {
+            v.irq_keeps = 0;
+            if !keeps_window(&exit, v) {
+                let _ = self.close_window(arch, d, window_close_kind(&exit));
+            }
         }
         match exit {
             ExitReason::Hvc { imm16: 0 } => self.psci(v),
@@ -856,6 +882,20 @@ impl Need {
 /// `memory_op` that is a remove (`XENMEM_remove_from_physmap`, hv's
 /// `XENMEM_remove_from_physmap_batch`) or the continuation of a preempted
 /// call (resume index in `cmd[63:6]`). Every other exit closes it.
+/// What `exit` counts as when it closes a window.
+fn window_close_kind(exit: &ExitReason) -> WindowClose {
+    match exit {
+        ExitReason::Hvc {
+            imm16: xen::abi::XEN_HYPERCALL_TAG,
+        } => WindowClose::Hypercall,
+        ExitReason::Irq | ExitReason::Fiq => WindowClose::Irq,
+        ExitReason::Wfx { .. } => WindowClose::Wfx,
+        ExitReason::DataAbortLower(_) | ExitReason::InstrAbortLower(_) => WindowClose::Abort,
+        ExitReason::SysReg(_) => WindowClose::SysReg,
+        _ => WindowClose::Other,
+    }
+}
+
 fn keeps_window(exit: &ExitReason, v: &Vcpu) -> bool {
     let ExitReason::Hvc { imm16 } = *exit else {
         return false;

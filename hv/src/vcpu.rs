@@ -40,6 +40,12 @@ pub struct Vcpu {
     /// Its runstate says blocked (it waits in WFI or SCHEDOP_block while
     /// still loaded on its pCPU); the next run makes it running again.
     pub blocked: bool,
+    /// Its vGIC's notification count ([`crate::vgic::Vgic::notified`]) when
+    /// it last entered the guest: an IRQ exit compares against it.
+    pub irq_mark: u64,
+    /// IRQ exits in a row that kept its domain's coalescing window open
+    /// ([`pv_tlb::irq_exit_closes_window`]).
+    pub irq_keeps: u32,
 }
 
 impl Vcpu {
@@ -58,6 +64,8 @@ impl Vcpu {
             sysregs: El1Sysregs::default(),
             vgic: None,
             blocked: false,
+            irq_mark: 0,
+            irq_keeps: 0,
         }
     }
 

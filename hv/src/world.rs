@@ -78,16 +78,21 @@ impl<M> World<M> {
     /// Domain `id`'s coalescing window closes (DESIGN "When TLB
     /// invalidations run"): run the flushes its single removes kept pending
     /// on `arch`, then give their pages back to the pool. Nothing to do when
-    /// the window is closed already (or `id` is gone).
-    pub fn close_window(&mut self, arch: &mut dyn crate::arch::Arch, id: DomId) {
+    /// the window is closed already (or `id` is gone). True if it flushed
+    /// or released anything.
+    pub fn close_window(&mut self, arch: &mut dyn crate::arch::Arch, id: DomId) -> bool {
         let Some(vmid) = self.domain(id).map(Domain::vmid) else {
-            return;
+            return false;
         };
         let f = self.flush.close_window(vmid);
+        if f.is_empty() {
+            return false;
+        }
         crate::tlb::execute_ops(f.plan.ops(), arch);
         if let Err(e) = self.pool.release(&f.released) {
             log::error!("d{id}: releasing pages after a window flush: {e}");
         }
+        true
     }
 
     /// The parts a domain is built from ([`crate::domain::build`]).

@@ -146,7 +146,8 @@ impl InvalidationSet {
         self.stage1 |= other.stage1;
     }
 
-    /// The runs, in the order they were recorded.
+    /// The runs, in the order they were recorded (sorted once
+    /// [normalized](Self::normalize)).
     #[must_use]
     pub fn ranges(&self) -> &[IpaRange] {
         &self.ranges
@@ -186,6 +187,58 @@ impl InvalidationSet {
         self.ranges.iter().any(|r| r.contains(ipa))
     }
 
+    /// Sort the runs by IPA and merge runs of one level that touch or
+    /// overlap (in place, no allocation): the order removes arrive in, e.g.
+    /// a guest unmapping a descending list of frames, no longer splits
+    /// runs. Runs of different levels stay apart (each keeps its hint).
+    pub fn normalize(&mut self) {
+        self.ranges.sort_unstable_by_key(|r| (r.base, r.level));
+        let mut w = 0usize;
+        for i in 0..self.ranges.len() {
+            let r = self.ranges[i];
+            if w > 0 {
+                let last = &mut self.ranges[w - 1];
+                if last.level == r.level && r.base <= last.end() {
+                    let end = last.end().max(r.end());
+                    last.pages = (end.0 - last.base.0) >> PAGE_SHIFT;
+                    continue;
+                }
+            }
+            self.ranges[w] = r;
+            w += 1;
+        }
+        self.ranges.truncate(w);
+    }
+
+    /// True if [`normalize`](Self::normalize) would change nothing.
+    #[must_use]
+    pub fn is_normalized(&self) -> bool {
+        self.ranges.windows(2).all(|w| {
+            (w[0].base, w[0].level) < (w[1].base, w[1].level)
+                && !(w[0].level == w[1].level && w[1].base <= w[0].end())
+        })
+    }
+
+    /// The same set, [normalized](Self::normalize).
+    #[must_use]
+    pub fn normalized(&self) -> InvalidationSet {
+        let mut s = self.clone();
+        s.normalize();
+        s
+    }
+
+    /// Pages from the lowest IPA the set covers to one past its highest
+    /// (0 for a set without runs).
+    #[must_use]
+    pub fn span_pages(&self) -> u64 {
+        let lo = self.ranges.iter().map(|r| r.base.0).min();
+        let hi = self.ranges.iter().map(|r| r.end().0).max();
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => (hi - lo) >> PAGE_SHIFT,
+            _ => 0,
+        }
+    }
+
     /// Forget everything.
     pub fn clear(&mut self) {
         self.ranges.clear();
@@ -216,5 +269,46 @@ mod tests {
         s.add_walk(Ipa(0x4020_0000));
         assert!(!s.is_empty() && !s.needs_stage1());
         assert_eq!((s.pages(), s.entries()), (1, 1));
+    }
+
+    #[test]
+    fn normalize_sorts_and_merges_descending_singles() {
+        let mut s = InvalidationSet::new();
+        // A descending unmap: 8 singles, then a duplicate, then a block run
+        // next to them (another level: kept apart) and a far page.
+        for i in (0..8u64).rev() {
+            s.add(Ipa(0x9000_0000 + (i << 12)), 1, 3);
+        }
+        s.add(Ipa(0x9000_3000), 2, 3);
+        s.add(Ipa(0x9020_0000), 512, 2);
+        s.add(Ipa(0x4000_0000), 1, 3);
+        assert_eq!(s.ranges().len(), 11);
+        assert!(!s.is_normalized());
+        assert_eq!(s.span_pages(), (0x9040_0000 - 0x4000_0000) >> 12);
+        let n = s.normalized();
+        assert!(n.is_normalized() && n.needs_stage1());
+        assert_eq!(
+            n.ranges(),
+            [
+                IpaRange {
+                    base: Ipa(0x4000_0000),
+                    pages: 1,
+                    level: 3
+                },
+                IpaRange {
+                    base: Ipa(0x9000_0000),
+                    pages: 8,
+                    level: 3
+                },
+                IpaRange {
+                    base: Ipa(0x9020_0000),
+                    pages: 512,
+                    level: 2
+                },
+            ]
+        );
+        s.normalize();
+        assert_eq!(s, n);
+        assert!(InvalidationSet::new().is_normalized());
     }
 }

@@ -32,7 +32,9 @@ pub mod plan;
 pub mod switch;
 
 pub use addr::{Ipa, PhysAddr, VirtAddr, Vmid, PAGE_SHIFT, PAGE_SIZE};
-pub use deferred::{DeferredFlush, DeferredStats, Flush};
+pub use deferred::{
+    irq_exit_closes_window, DeferredFlush, DeferredStats, Flush, MAX_IRQ_EXITS_KEPT,
+};
 pub use inval::{pages_per_entry, InvalidationSet, IpaRange};
 pub use op::{TlbCounters, TlbOp, TlbOpKind};
 pub use plan::{plan, resolve, Plan, Policy, PolicyChoice};

@@ -15,6 +15,24 @@
 //!   `TLBI VMALLE1IS` (IPA-based TLBIs do not remove combined stage-1+2
 //!   entries), `DSB ISH`, `ISB`. Above a per-environment threshold of TLBI
 //!   instructions one `VMALLS12E1IS` replaces them (see [`Policy::threshold`]).
+//!
+//! # Covering scattered runs (FEAT_TLBIRANGE)
+//! A gathered set is usually many short runs (an unmodified dom0 unmaps its
+//! foreign mappings one page per call, from gfns its balloon or
+//! unpopulated-alloc handed out in no particular order). The runs are
+//! sorted and merged first ([`InvalidationSet::normalize`]); then, with
+//! FEAT_TLBIRANGE, runs whose span from the first run's start to the last
+//! one's end stays within [`MAX_COVER_PAGES`] share ONE `RIPAS2E1IS` that
+//! spans them, gaps included. Invalidating IPAs of the same VMID that did
+//! not change is harmless (their entries are refilled from the unchanged
+//! tables on the next access); the bound keeps the cost of the
+//! over-invalidation (refills, and nested: L0's walk of that much of its
+//! shadow stage-2) to one 1 GiB step per instruction. A run alone in its
+//! span is planned exactly as before (with its level hint), except that a
+//! run of 4 KiB pages within the bound is one range rounded up to the next
+//! expressible size instead of several exact ones; a span of several runs
+//! carries a level hint only if all its runs share one leaf level, else
+//! none (entries of any level in the span go).
 
 use alloc::vec::Vec;
 
@@ -227,6 +245,76 @@ pub(crate) fn full_flush(vmid: Vmid) -> Plan {
     ])
 }
 
+/// Most pages one covering `RIPAS2E1IS` spans over several runs (1 GiB):
+/// the over-invalidation of one instruction is bounded by what one step of
+/// KVM's stage-2 range walk (`stage2_apply_range`, 1 GiB per step) covers
+/// nested, and stays far below a full flush on bare metal. One instruction
+/// can express it exactly or by rounding up (`SCALE` 3 covers up to
+/// 31 x 64 Ki pages).
+pub const MAX_COVER_PAGES: u64 = 1 << 18;
+
+/// One `RIPAS2E1IS` operand covering at least `pages` pages (`2..=` the
+/// largest expressible count), rounded up to the smallest expressible count.
+fn cover_pages(pages: u64) -> u64 {
+    for scale in 0..=RANGE_MAX_SCALE {
+        let unit = 1u64 << (5 * scale + 1);
+        let n = pages.div_ceil(unit).max(1);
+        if n <= RANGE_MAX_NUM + 1 {
+            return n * unit;
+        }
+    }
+    range_pages(RANGE_MAX_NUM, RANGE_MAX_SCALE)
+}
+
+/// Spans of a [normalized](InvalidationSet::normalize) set's runs: each is
+/// `(first run, runs)`, consecutive runs grouped while the span from the
+/// group's first base to its furthest end stays within [`MAX_COVER_PAGES`].
+/// Without FEAT_TLBIRANGE every run is its own span.
+fn spans(runs: &[IpaRange], has_range: bool) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    let mut end = 0u64;
+    for (i, r) in runs.iter().enumerate() {
+        if let Some(last) = out.last_mut() {
+            let base = runs[last.0].base.0;
+            let new_end = end.max(r.end().0);
+            if has_range && (new_end - base) >> crate::addr::PAGE_SHIFT <= MAX_COVER_PAGES {
+                last.1 += 1;
+                end = new_end;
+                continue;
+            }
+        }
+        out.push((i, 1));
+        end = r.end().0;
+    }
+    out
+}
+
+/// The IPA TLBIs of one span of `runs` (see [`spans`]).
+fn span_ops(vmid: Vmid, runs: &[IpaRange], has_range: bool, out: &mut Plan) {
+    if let [r] = runs {
+        // A run of pages that needs several exact ranges (11 922 pages are
+        // 10 240 + 1 664 + 18) takes one rounded-up range instead.
+        if !(has_range && r.level == 3 && (2..=MAX_COVER_PAGES).contains(&r.pages)) {
+            run_ops(vmid, r, has_range, out);
+            return;
+        }
+    }
+    let base = runs[0].base;
+    let end = runs.iter().map(|r| r.end().0).max().unwrap_or(base.0);
+    let level = runs[0].level;
+    let ttl = if (1..=3).contains(&level) && runs.iter().all(|r| r.level == level) {
+        Some(level)
+    } else {
+        None
+    };
+    out.push(TlbOp::Ripas2e1is {
+        vmid,
+        base,
+        pages: cover_pages((end - base.0) / PAGE_SIZE),
+        ttl,
+    });
+}
+
 /// The per-run IPA TLBIs of a targeted plan.
 fn run_ops(vmid: Vmid, r: &IpaRange, has_range: bool, out: &mut Plan) {
     let per = pages_per_entry(r.level);
@@ -270,18 +358,24 @@ fn run_ops(vmid: Vmid, r: &IpaRange, has_range: bool, out: &mut Plan) {
 /// Number of IPA TLBI instructions a targeted plan of `set` would issue.
 #[must_use]
 pub fn targeted_tlbis(set: &InvalidationSet, has_range: bool) -> u64 {
-    set.ranges()
-        .iter()
-        .map(|r| {
-            let entries = r.entries();
-            if !has_range {
-                return entries;
-            }
-            let mut v = Vec::new();
-            let tail = split_range(r.pages, &mut v);
-            entries.min(v.len() as u64 + u64::from(tail))
-        })
-        .sum()
+    let mut p = Plan::new();
+    ipa_ops(Vmid(0), set, has_range, &mut p);
+    p.ops.len() as u64
+}
+
+/// The IPA TLBIs for `set` (normalized here if it is not already).
+fn ipa_ops(vmid: Vmid, set: &InvalidationSet, has_range: bool, out: &mut Plan) {
+    let sorted;
+    let set = if set.is_normalized() {
+        set
+    } else {
+        sorted = set.normalized();
+        &sorted
+    };
+    let runs = set.ranges();
+    for (first, n) in spans(runs, has_range) {
+        span_ops(vmid, &runs[first..first + n], has_range, out);
+    }
 }
 
 /// The plan that invalidates `set` for `vmid` under `policy`.
@@ -297,15 +391,15 @@ pub fn plan(vmid: Vmid, set: &InvalidationSet, policy: &Policy) -> Plan {
     match *policy {
         Policy::XenCompat => full_flush(vmid),
         Policy::Targeted { has_range, .. } => {
-            if targeted_tlbis(set, has_range) > policy.threshold() {
+            let mut ipa = Plan::new();
+            ipa_ops(vmid, set, has_range, &mut ipa);
+            if ipa.ops.len() as u64 > policy.threshold() {
                 return full_flush(vmid);
             }
             let mut p = Plan::new();
             // Table stores (the invalid entries) visible to the walkers first.
             p.push(TlbOp::DsbIshst);
-            for r in set.ranges() {
-                run_ops(vmid, r, has_range, &mut p);
-            }
+            p.append(ipa);
             // Stage-2 invalidation complete before dropping combined entries
             // (which could otherwise be refilled from stale stage-2 entries).
             p.push(TlbOp::DsbIsh);
@@ -391,8 +485,13 @@ mod tests {
 
     #[test]
     fn ranges_are_exactly_expressible_and_cover_the_run() {
+        // Runs above the cover bound are split exactly (runs below it are
+        // one rounded-up range: `single_runs_are_one_rounded_up_range`).
         for pages in [
-            2u64, 3, 31, 32, 33, 62, 63, 64, 65, 511, 1000, 11_900, 2_031_616, 5_000_000,
+            MAX_COVER_PAGES + 1,
+            MAX_COVER_PAGES + 63,
+            2_031_616,
+            5_000_000,
         ] {
             let p = plan(Vmid(2), &set(&[(0x8000_0000, pages, 3)]), &TR);
             let mut next = 0x8000_0000u64;
@@ -428,6 +527,188 @@ mod tests {
                 p.tlbis()
             );
         }
+    }
+
+    /// True if some IPA TLBI of `p` for `vmid` covers the page at `ipa`
+    /// with a hint that matches `level` (or none).
+    fn covered(p: &Plan, vmid: Vmid, ipa: u64, level: u8) -> bool {
+        p.ops().iter().any(|o| match *o {
+            TlbOp::Ipas2e1is {
+                vmid: v,
+                ipa: a,
+                ttl,
+            } => {
+                v == vmid
+                    && ttl.is_none_or(|t| t == level)
+                    && a.0 <= ipa
+                    && ipa < a.0 + pages_per_entry(level).max(1) * PAGE_SIZE
+            }
+            TlbOp::Ripas2e1is {
+                vmid: v,
+                base,
+                pages,
+                ttl,
+            } => {
+                v == vmid
+                    && ttl.is_none_or(|t| t == level)
+                    && base.0 <= ipa
+                    && ipa < base.0 + pages * PAGE_SIZE
+            }
+            _ => false,
+        })
+    }
+
+    fn expressible(n: u64) -> bool {
+        (0..=RANGE_MAX_SCALE).any(|s| (0..=RANGE_MAX_NUM).any(|num| range_pages(num, s) == n))
+    }
+
+    /// libxl's unmap of a loaded kernel through privcmd: ~12 000 single
+    /// removes of gfns handed out by dom0's unpopulated-alloc, in no order
+    /// (here: descending, every third page skipped, in 4 clusters spread
+    /// over 768 MiB). Before the covering this planned one IPAS2E1IS per
+    /// page.
+    #[test]
+    fn scattered_singles_are_covered_by_a_few_ranges() {
+        let mut s = InvalidationSet::new();
+        let mut pages = Vec::new();
+        for cluster in 0..4u64 {
+            let base = 0x1_0000_0000 + cluster * (192 << 20);
+            for i in (0..4500u64).rev().filter(|i| i % 3 != 1) {
+                pages.push(base + i * PAGE_SIZE);
+            }
+        }
+        for &a in &pages {
+            s.add(Ipa(a), 1, 3);
+        }
+        assert_eq!(s.ranges().len(), pages.len(), "every single its own run");
+        let p = plan(Vmid(4), &s, &TR);
+        assert!(check_barriers_ok(&p));
+        assert_eq!(p.count(TlbOpKind::Vmalls12e1is), 0);
+        assert_eq!(p.count(TlbOpKind::Ipas2e1is), 0);
+        // 768 MiB of span: one 1 GiB cover.
+        assert_eq!(p.count(TlbOpKind::Ripas2e1is), 1, "{:?}", p.ops());
+        assert_eq!(p.tlbis(), 2, "one RIPAS2E1IS + VMALLE1IS");
+        for &a in &pages {
+            assert!(covered(&p, Vmid(4), a, 3), "{a:#x} not invalidated");
+        }
+        for o in p.ops() {
+            if let TlbOp::Ripas2e1is { pages, ttl, .. } = *o {
+                assert!(expressible(pages), "{pages}");
+                assert_eq!(ttl, Some(3), "all runs are pages: hint kept");
+            }
+        }
+        assert_eq!(targeted_tlbis(&s, true), 1);
+        // Without FEAT_TLBIRANGE: still one IPAS2E1IS per page (sorted).
+        let p = plan(Vmid(4), &s, &T);
+        assert_eq!(p.count(TlbOpKind::Ipas2e1is), pages.len() as u64);
+        for &a in pages.iter().step_by(97) {
+            assert!(covered(&p, Vmid(4), a, 3));
+        }
+    }
+
+    fn check_barriers_ok(p: &Plan) -> bool {
+        crate::model::check_barriers(p.ops())
+    }
+
+    #[test]
+    fn covers_are_bounded_and_drop_the_hint_across_levels() {
+        // Two pages 2 GiB apart: two exact single ops, no 2 GiB cover.
+        let s = set(&[(0x8000_0000, 1, 3), (0x1_0000_0000, 1, 3)]);
+        let p = plan(Vmid(1), &s, &TR);
+        assert_eq!(p.count(TlbOpKind::Ipas2e1is), 2, "{:?}", p.ops());
+        assert_eq!(p.count(TlbOpKind::Ripas2e1is), 0);
+        // Runs whose span is exactly the bound share one op; one page more
+        // does not.
+        let last = 0x8000_0000 + (MAX_COVER_PAGES - 1) * PAGE_SIZE;
+        let s = set(&[(last, 1, 3), (0x8000_0000, 1, 3)]);
+        let p = plan(Vmid(1), &s, &TR);
+        assert_eq!(
+            p.ops()[1],
+            TlbOp::Ripas2e1is {
+                vmid: Vmid(1),
+                base: Ipa(0x8000_0000),
+                pages: MAX_COVER_PAGES,
+                ttl: Some(3)
+            }
+        );
+        assert_eq!(p.tlbis(), 2);
+        let s = set(&[(0x8000_0000, 1, 3), (last + PAGE_SIZE, 1, 3)]);
+        assert_eq!(plan(Vmid(1), &s, &TR).count(TlbOpKind::Ripas2e1is), 0);
+        // A page next to a 2 MiB block: one cover without a hint, and both
+        // (the whole block, the page) are invalidated.
+        let s = set(&[(0x4000_0000, 512, 2), (0x4030_0000, 1, 3)]);
+        let p = plan(Vmid(1), &s, &TR);
+        let [_, TlbOp::Ripas2e1is {
+            base, pages, ttl, ..
+        }, ..] = *p.ops()
+        else {
+            panic!("{:?}", p.ops());
+        };
+        assert_eq!((base, ttl), (Ipa(0x4000_0000), None));
+        assert!(expressible(pages) && pages >= 0x301);
+        assert!(covered(&p, Vmid(1), 0x4000_0000, 2));
+        assert!(covered(&p, Vmid(1), 0x401f_f000, 2));
+        assert!(covered(&p, Vmid(1), 0x4030_0000, 3));
+        // Rounding up: 63 pages of span need SCALE 1 (64 pages).
+        let s = set(&[(0x4000_0000, 1, 3), (0x4000_0000 + 62 * PAGE_SIZE, 1, 3)]);
+        let p = plan(Vmid(1), &s, &TR);
+        assert!(matches!(p.ops()[1], TlbOp::Ripas2e1is { pages: 64, .. }));
+        for n in 2..5000u64 {
+            let c = cover_pages(n);
+            assert!(c >= n && expressible(c), "{n} -> {c}");
+        }
+        assert!(expressible(cover_pages(MAX_COVER_PAGES)));
+    }
+
+    #[test]
+    fn single_runs_are_one_rounded_up_range() {
+        for pages in [
+            2u64,
+            3,
+            31,
+            62,
+            63,
+            64,
+            65,
+            511,
+            1000,
+            11_922,
+            MAX_COVER_PAGES,
+        ] {
+            let p = plan(Vmid(2), &set(&[(0x8000_0000, pages, 3)]), &TR);
+            let ipa: Vec<_> = p
+                .ops()
+                .iter()
+                .filter(|o| matches!(o, TlbOp::Ripas2e1is { .. } | TlbOp::Ipas2e1is { .. }))
+                .collect();
+            let [TlbOp::Ripas2e1is {
+                base,
+                pages: n,
+                ttl: Some(3),
+                ..
+            }] = ipa[..]
+            else {
+                panic!("{pages}: {:?}", p.ops());
+            };
+            assert_eq!(base.0, 0x8000_0000);
+            assert!(*n >= pages && expressible(*n), "{pages} -> {n}");
+            // Rounded up by less than one unit of the smallest scale that
+            // can express it: at most about twice the run.
+            assert!(
+                *n == cover_pages(pages) && *n < 2 * pages + 2,
+                "{pages} -> {n}"
+            );
+        }
+        // One page stays one IPAS2E1IS; a run of blocks is planned exactly
+        // (no rounding into the next block).
+        let p = plan(Vmid(2), &set(&[(0x8000_0000, 1, 3)]), &TR);
+        assert_eq!(p.count(TlbOpKind::Ipas2e1is), 1);
+        let p = plan(Vmid(2), &set(&[(0x8000_0000, 1536, 2)]), &TR);
+        assert!(p.ops().iter().all(|o| !matches!(
+            o,
+            TlbOp::Ripas2e1is { pages, .. } if *pages > 1536
+        )));
+        assert_eq!(p.tlbis(), 2, "{:?}", p.ops());
     }
 
     #[test]

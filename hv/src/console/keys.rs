@@ -28,6 +28,8 @@ pub struct WorldInfo<'a> {
     pub vmids_in_use: usize,
     /// hv's heap: free bytes.
     pub heap_free: usize,
+    /// The deferred-flush gatherer's counters.
+    pub deferred: pv_tlb::DeferredStats,
 }
 
 /// One debug key.
@@ -163,6 +165,11 @@ fn counters<M>(con: &Console, w: &mut Input<'_, M>) {
         w.out,
         "hv:  p2m_ops={} plans={} guest_exits={} hypercalls={}",
         c[8], c[9], c[10], c[11]
+    );
+    let _ = writeln!(
+        w.out,
+        "hv:  {}",
+        crate::counters::window_line(&w.info.deferred)
     );
     if let Some(rq) = w.runq {
         let s = rq.lock().sched.stats;

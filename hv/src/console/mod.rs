@@ -478,6 +478,7 @@ pub fn serial_irq<M: PhysMem + TableMem>(
             policy: flush.policy(),
             vmids_in_use: vmids.in_use(),
             heap_free: (*heap_free)(),
+            deferred: flush.stats(),
         };
         let mut out = LogOut;
         let mut input = Input {

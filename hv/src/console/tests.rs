@@ -116,6 +116,7 @@ impl Machine {
             policy: pv_tlb::Policy::XenCompat,
             vmids_in_use: self.domains.len(),
             heap_free: 1 << 20,
+            deferred: pv_tlb::DeferredStats::default(),
         };
         let mut w = Input {
             mem: &mut self.mem,
@@ -448,6 +449,8 @@ fn unknown_and_newline_keys() {
             "run queues",
             "tlb policy: XenCompat",
             "hv:  tlbi: IPAS2E1IS=",
+            "hv:  window_closes: hypercall=",
+            " at_window_close=",
         ],
     );
 }

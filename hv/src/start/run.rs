@@ -30,6 +30,7 @@ use pv_tlb::LastRan;
 
 use super::{CpuExit, Next, System};
 use crate::arch::{irq, Arch, El1Reg, PhysMem};
+use crate::counters::WindowClose;
 use crate::psci::{self, PsciCall};
 use crate::sched::{Decision, VcpuKey};
 use crate::trap::{DataAbort, SysRegAccess};
@@ -247,7 +248,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         }
         self.arm_timer(arch, p.cpu, until);
         arch.wait_for_interrupt();
-        self.phys_irqs(arch, p.cpu, p.current.as_deref_mut());
+        let _ = self.phys_irqs(arch, p.cpu, p.current.as_deref_mut());
     }
 
     /// Deschedule the vCPUs of ending domains wherever they are, as Xen's
@@ -380,7 +381,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// a domain only has its priority dropped ([`Arch::irq_drop_priority`])
     /// and is made pending in the owner's vGIC, whose list register links it
     /// (HW): the guest's deactivation ends it.
-    fn phys_irqs(&self, arch: &mut dyn Arch, cpu: usize, mut current: Option<&mut Vcpu>) {
+    fn phys_irqs(
+        &self,
+        arch: &mut dyn Arch,
+        cpu: usize,
+        mut current: Option<&mut Vcpu>,
+    ) -> IrqsHandled {
+        let mut seen = 0u8;
+        let mut own_timer = 0u64;
         while let Some(intid) = arch.irq_ack() {
             log::trace!("CPU{cpu}: physical IRQ {intid}");
             if intid >= crate::irq::SPI_FIRST {
@@ -392,29 +400,38 @@ impl<M: PhysMem + TableMem + Send> System<M> {
                         log::warn!("CPU{cpu}: physical SPI {intid}: {e}");
                     }
                     crate::irq::count_delivered();
+                    seen |= crate::counters::irq_class::SPI;
                     continue;
                 }
             }
             match intid {
                 irq::VTIMER => {
+                    seen |= crate::counters::irq_class::VTIMER;
                     if let Some(v) = current.as_deref_mut() {
-                        vtimer_fired(arch, v);
+                        own_timer += u64::from(vtimer_fired(arch, v));
                     }
                 }
                 irq::HYP_TIMER => {
+                    seen |= crate::counters::irq_class::HYP_TIMER;
                     // Level-sensitive: disarm; the loop re-arms what it needs.
                     arch.set_hv_timer(None);
                     if let Some(s) = self.hv_timer.get(cpu) {
                         s.store(u64::MAX, Ordering::Relaxed);
                     }
                 }
-                irq::KICK_SGI | irq::MAINTENANCE => {}
+                irq::KICK_SGI => seen |= crate::counters::irq_class::KICK,
+                irq::MAINTENANCE => seen |= crate::counters::irq_class::MAINTENANCE,
                 i if crate::console::is_uart_irq(i) => {
+                    seen |= crate::counters::irq_class::UART;
                     crate::console::serial_irq(&mut self.shared.lock(), Some(&self.runq));
                 }
                 other => log::warn!("CPU{cpu}: unexpected physical interrupt {other}"),
             }
             arch.irq_eoi(intid);
+        }
+        IrqsHandled {
+            kinds: seen,
+            own_timer,
         }
     }
 
@@ -435,9 +452,30 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     }
 
     /// A physical IRQ ended the guest's run.
+    ///
+    /// Its domain's coalescing window closes only if the vCPU will take an
+    /// interrupt other than its own timer's, or after too many such exits
+    /// in a row (`pv_tlb::irq_exit_closes_window`).
     pub(super) fn irq_exit(&self, arch: &mut dyn Arch, v: &mut Vcpu) -> Next {
         let cpu = arch.cpu_index();
-        self.phys_irqs(arch, cpu, Some(v));
+        let h = self.phys_irqs(arch, cpu, Some(v));
+        let closes = match &v.vgic {
+            Some(g) => pv_tlb::irq_exit_closes_window(
+                g.notified(v.id).wrapping_sub(v.irq_mark),
+                h.own_timer,
+                v.irq_keeps,
+            ),
+            None => true,
+        };
+        if closes {
+            v.irq_keeps = 0;
+            if self.close_window(arch, v.domid, WindowClose::Irq) {
+                crate::counters::count_irq_classes(h.kinds);
+            }
+        } else if self.window_open(v.domid) {
+            v.irq_keeps += 1;
+            crate::counters::WINDOW_KEPT_BY_IRQ.fetch_add(1, Ordering::Relaxed);
+        }
         Next::Resched
     }
 
@@ -722,15 +760,24 @@ impl<M: PhysMem + TableMem + Send> System<M> {
 
 /// The loaded vCPU's virtual timer raised physical PPI 27: mask it on the
 /// guest's behalf and inject virtual PPI 27 (Xen's `vtimer_interrupt`).
-fn vtimer_fired(arch: &mut dyn Arch, v: &mut Vcpu) {
+fn vtimer_fired(arch: &mut dyn Arch, v: &mut Vcpu) -> bool {
     let ctl = arch.read_el1(El1Reg::CntvCtlEl0);
     if ctl & cntv::ENABLE == 0 || ctl & cntv::ISTATUS == 0 || ctl & cntv::IMASK != 0 {
-        return; // no longer firing (the guest reprogrammed it)
+        return false; // no longer firing (the guest reprogrammed it)
     }
     arch.write_el1(El1Reg::CntvCtlEl0, ctl | cntv::IMASK);
-    if let Some(g) = &v.vgic {
-        let _ = g.inject(v.id, PPI_VTIMER);
+    match &v.vgic {
+        Some(g) => g.inject(v.id, PPI_VTIMER).is_ok(),
+        None => false,
     }
+}
+
+/// What [`System::phys_irqs`] handled.
+pub(super) struct IrqsHandled {
+    /// [`crate::counters::irq_class`] bits of the kinds seen.
+    pub kinds: u8,
+    /// Injections of the running vCPU's own virtual timer.
+    pub own_timer: u64,
 }
 
 #[cfg(test)]

@@ -156,10 +156,19 @@ fn hypercalls_answer_in_x0_and_the_domain_powers_off() {
     assert!(i < j);
     assert_eq!(lines.last().unwrap(), "hv: all domains ended, powering off");
     assert_eq!(r.sys.live_domains(), 0);
-    let counters = &lines[lines.len() - 2];
+    let counters = &lines[lines.len() - 3];
     assert!(
         counters.starts_with("hv: counters: IPAS2E1IS="),
         "{counters}"
+    );
+    // Then what closed the coalescing windows and why plans ran.
+    let window = &lines[lines.len() - 2];
+    assert!(
+        window.starts_with("hv: window_closes: hypercall=")
+            && window.contains(" kept_by_irq=")
+            && window.contains(" at_window_close=")
+            && window.contains(" sorted_runs="),
+        "{window}"
     );
     assert!(
         counters.contains(" VMALLS12E1IS=") && counters.contains(" hypercalls="),

@@ -198,6 +198,10 @@ pub struct VgicCpu {
     pub lrs: lr::LrBook,
     /// The pCPU this vCPU is loaded on (running, or kept loaded while idle).
     pub resident: Option<usize>,
+    /// How many times something became pending for this vCPU
+    /// ([`Vgic::notified`]; a cell: bumped by `notify`, which needs no
+    /// `&mut`, always under the vGIC's lock).
+    pub notified: core::cell::Cell<u64>,
 }
 
 impl Default for VgicCpu {
@@ -213,6 +217,7 @@ impl Default for VgicCpu {
             sleep: true,
             lrs: lr::LrBook::default(),
             resident: None,
+            notified: core::cell::Cell::new(0),
         }
     }
 }
@@ -497,6 +502,16 @@ impl Vgic {
         s.irq_mut(target, intid).is_ok_and(|i| i.pending_now())
     }
 
+    /// How many times an interrupt became pending (or something else
+    /// changed) for vCPU `vcpu`: unchanged across a guest exit means that
+    /// exit gave the vCPU nothing new to take (the coalescing window's IRQ
+    /// rule, `pv_tlb::deferred`).
+    #[must_use]
+    pub fn notified(&self, vcpu: u32) -> u64 {
+        let s = self.state.lock();
+        s.cpus.get(vcpu as usize).map_or(0, |c| c.notified.get())
+    }
+
     /// True if vCPU `vcpu` has an interrupt the GIC would signal to it
     /// (pending, enabled, its group enabled), or one in its list registers.
     #[must_use]
@@ -679,6 +694,9 @@ impl VgicState {
     /// it is loaded on (or every pCPU, if it is not loaded) to look again.
     fn notify(&self, cpu: usize) {
         WAKE_EPOCH.fetch_add(1, Ordering::AcqRel);
+        if let Some(c) = self.cpus.get(cpu) {
+            c.notified.set(c.notified.get().wrapping_add(1));
+        }
         match self.cpus.get(cpu).and_then(|c| c.resident) {
             Some(p) if p < 64 => request_kicks(1 << p),
             _ => request_kicks(u64::MAX),

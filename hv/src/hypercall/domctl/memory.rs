@@ -116,7 +116,9 @@ pub fn cacheflush<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, op: &XenDomctl) -
         return Answer::err(Errno::ESRCH);
     }
     let caller = ctx.caller;
-    ctx.world.close_window(&mut *ctx.arch, caller);
+    if ctx.world.close_window(&mut *ctx.arch, caller) {
+        crate::counters::WindowClose::Domctl.count();
+    }
     let Some(d) = ctx.world.domain(op.domain) else {
         return Answer::err(Errno::ESRCH);
     };

@@ -5,13 +5,16 @@
 //! end releases its SPIs.
 
 use super::super::*;
-use crate::arch::fake::{DistOp, FakeArch, FakeDist, FakeMachine, FakeMem, SharedMachine, Step};
+use crate::arch::fake::{
+    DistOp, Event, FakeArch, FakeDist, FakeMachine, FakeMem, SharedMachine, Step,
+};
 use crate::arch::{irq, El1Reg};
 use crate::irq::{HwIrqs, Owner};
 use crate::vgic::lr::bits;
 use crate::vgic::VgicLayout;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use pv_tlb::TlbOp;
 
 /// QEMU virt's GICv3 addresses: dom0's vGIC sits there.
 const HOST: VgicLayout = VgicLayout {
@@ -178,4 +181,120 @@ fn an_spi_nobody_owns_is_ended_by_hv() {
     let m = machine.lock();
     assert!(m.irq_ends().contains(&(0, 41, true)), "EOIR + DIR");
     assert!(lr_writes_of(&m, 41).is_empty());
+}
+
+/// [`system_with_routed_rtc`] under the targeted policy, its image holding
+/// three `struct xen_remove_from_physmap` (DOMID_SELF, a RAM page each) at
+/// +0x300.
+fn targeted_system_with_routed_rtc() -> (System<FakeMem>, SharedMachine) {
+    let policy = Policy::Targeted {
+        has_range: true,
+        nested: false,
+    };
+    let sys = crate::testutil::system(policy, Box::new(Quiet), 2);
+    let machine = FakeMachine::new_shared();
+    let hw = Arc::new(HwIrqs::new(Arc::new(FakeDist::new(machine.clone(), 288))));
+    let mut k = [0u8; 0x1000];
+    for i in 0..3u64 {
+        let o = 0x300 + 16 * i as usize;
+        k[o..o + 2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+        k[o + 8..o + 16].copy_from_slice(&((RAM0 >> 12) + 0x100 + i).to_le_bytes());
+    }
+    let id = crate::testutil::add_image(&sys, DomainSpec::domu(2 << 20), &k).unwrap();
+    {
+        let mut sh = sys.shared.lock();
+        let d = sh.entry(id).unwrap();
+        d.vgic = Arc::new(crate::vgic::Vgic::with_hw(id, 1, HOST, Some(hw)));
+        d.vgic.route_hw_spi(RTC, true).unwrap();
+    }
+    (sys, machine)
+}
+
+const RAM0: u64 = crate::domain::GUEST_RAM0_BASE;
+
+fn remove(i: u64) -> Step {
+    Step::hypercall(12, &[15, RAM0 + 0x300 + 16 * i])
+}
+
+/// The stage-2 IPA TLBIs (and VMALLE1IS) d1 got between its entries
+/// `from` and `to` (entry 0 is the first), i.e. during the exits in between.
+fn tlbis_between(m: &FakeMachine, from: usize, to: usize) -> usize {
+    let mut n = 0usize;
+    let mut out = 0;
+    for e in &m.events {
+        match e {
+            Event::Enter { vmid, .. } if vmid.0 == 1 => {
+                n += 1;
+                if n > to {
+                    break;
+                }
+            }
+            Event::Tlb { op, .. } if n > from => {
+                if matches!(
+                    op,
+                    TlbOp::Ipas2e1is { .. } | TlbOp::Ripas2e1is { .. } | TlbOp::Vmalle1is { .. }
+                ) {
+                    out += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The coalescing window across physical-interrupt exits: after two
+/// single removes, IRQ exits that give the caller nothing new (hv's own
+/// timer, a kick, its own virtual timer firing) keep the invalidation
+/// pending; one after which it takes another interrupt (a device's SPI)
+/// runs it before the guest resumes; so does the 16th IRQ exit in a row.
+#[test]
+fn irq_exits_keep_the_window_unless_the_caller_gets_an_interrupt() {
+    let vtimer = || {
+        Step::irq_with(&[irq::VTIMER]).with_el1(El1Reg::CntvCtlEl0, 0b101) // ENABLE | ISTATUS
+    };
+    // Entries: 0 boot, 1..=5 Linux's GIC set-up, 6 and 7 after the removes.
+    for (case, irq_steps, closes_at) in [
+        // hv's timer, a kick with nothing for this vCPU, its own tick.
+        (
+            "own",
+            vec![
+                Step::irq_with(&[irq::HYP_TIMER]),
+                Step::irq_with(&[irq::KICK_SGI]),
+                vtimer(),
+            ],
+            None,
+        ),
+        // Its tick, then the RTC's SPI (routed to it).
+        ("spi", vec![vtimer(), Step::irq_with(&[RTC])], Some(1)),
+        // 16 hv timer IRQs in a row.
+        (
+            "bound",
+            (0..pv_tlb::MAX_IRQ_EXITS_KEPT)
+                .map(|_| Step::irq_with(&[irq::HYP_TIMER]))
+                .collect(),
+            Some(pv_tlb::MAX_IRQ_EXITS_KEPT as usize - 1),
+        ),
+    ] {
+        let (sys, machine) = targeted_system_with_routed_rtc();
+        let n = irq_steps.len();
+        let mut steps = vec![remove(0), remove(1)];
+        steps.extend(irq_steps);
+        // A console write: any hypercall but a remove closes the window.
+        steps.push(Step::hypercall(18, &[0, 1, RAM0 + 0x100]));
+        steps.push(poweroff());
+        script(&machine, steps);
+        let mut arch = FakeArch::new(0, machine.clone());
+        assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff, "{case}");
+        let m = machine.lock();
+        assert_eq!(tlbis_between(&m, 6, 7), 0, "{case}: the second remove");
+        for k in 0..n {
+            let got = tlbis_between(&m, 7 + k, 8 + k);
+            let want = if closes_at == Some(k) { 2 } else { 0 };
+            assert_eq!(got, want, "{case}: IRQ exit {k}");
+        }
+        let at_write = tlbis_between(&m, 7 + n, 8 + n);
+        let want = if closes_at.is_none() { 2 } else { 0 };
+        assert_eq!(at_write, want, "{case}: the console write");
+    }
 }
