@@ -456,34 +456,9 @@ impl Arch for Cpu {
     }
 
     fn dcache_clean_inval(&mut self, pa: PhysAddr, len: u64) {
-        if len == 0 {
-            return;
-        }
-        // CTR_EL0.DminLine: log2 of the smallest data-cache line, in words.
-        let line = 4u64 << ((read_sysreg!("ctr_el0") >> 16) & 0xf);
-        let end = pa.raw().saturating_add(len);
-        let mut a = pa.raw() & !(line - 1);
-        // SAFETY: a barrier only orders memory accesses.
-        // hv's own earlier stores to the range are issued before the
-        // maintenance, so their lines are the ones written back (Xen's
-        // clean_and_invalidate_dcache_va_range starts with the same dsb sy).
-        unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
-        while a < end {
-            // SAFETY: DC CIVAC by VA of RAM hv identity-maps as Normal memory
-            // (the caller passes guest pool frames); clean+invalidate writes
-            // dirty lines back to the point of coherency and changes no data
-            // (Arm ARM D7.5.9, data cache maintenance instructions); an
-            // unmapped VA would be a translation fault, not a corruption.
-            unsafe {
-                core::arch::asm!("dc civac, {0}", in(reg) a, options(nostack, preserves_flags))
-            };
-            a += line;
-        }
-        // SAFETY: a barrier only orders memory accesses.
-        // DC CIVAC completes only at a DSB: the lines are in memory before
-        // the domctl returns and the toolstack lets the guest run (Xen: the
-        // closing dsb sy of clean_and_invalidate_dcache_va_range).
-        unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+        // XEN_DOMCTL_cacheflush: clean + invalidate, as Xen's
+        // clean_and_invalidate_dcache_va_range (the caller passes guest pool frames).
+        dcache_range(pa.raw(), len, true);
     }
 
     fn tlb_op(&mut self, op: TlbOp) {
@@ -687,6 +662,46 @@ impl Arch for Cpu {
     }
 }
 
+/// Data-cache maintenance by VA over `[start, start + len)` of RAM hv
+/// identity-maps as Normal memory: `DC CIVAC` (clean + invalidate) when
+/// `invalidate`, else `DC CVAC` (clean), line by line (`CTR_EL0.DminLine`),
+/// between two `DSB SY` (Xen's clean_and_invalidate_dcache_va_range /
+/// clean_dcache_va_range do the same).
+fn dcache_range(start: u64, len: u64, invalidate: bool) {
+    if len == 0 {
+        return;
+    }
+    // CTR_EL0.DminLine: log2 of the smallest data-cache line, in words.
+    let line = 4u64 << ((read_sysreg!("ctr_el0") >> 16) & 0xf);
+    let end = start.saturating_add(len);
+    let mut a = start & !(line - 1);
+    // SAFETY: a barrier only orders memory accesses.
+    // hv's own earlier stores to the range are issued before the maintenance,
+    // so their lines are the ones written back.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+    while a < end {
+        if invalidate {
+            // SAFETY: DC CIVAC by VA of identity-mapped RAM (the callers pass
+            // RAM frames); clean+invalidate writes dirty lines back to the
+            // point of coherency and changes no data (Arm ARM D7.5.9, data
+            // cache maintenance instructions).
+            unsafe {
+                core::arch::asm!("dc civac, {0}", in(reg) a, options(nostack, preserves_flags))
+            };
+        } else {
+            // SAFETY: as above; DC CVAC only cleans.
+            unsafe {
+                core::arch::asm!("dc cvac, {0}", in(reg) a, options(nostack, preserves_flags))
+            };
+        }
+        a += line;
+    }
+    // SAFETY: a barrier only orders memory accesses.
+    // DC maintenance completes only at a DSB: the lines are in memory before
+    // the hypercall returns and the guest (or its device) is told to go.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
 /// hv's access to host RAM through the identity map.
 #[derive(Clone, Copy)]
 pub struct HostMem {
@@ -800,31 +815,10 @@ impl PhysMem for HostMem {
         if len == 0 || !(clean || inval) || !self.check(pa, len) {
             return;
         }
-        let ctr = read_sysreg!("ctr_el0");
-        let dline = 4u64 << ((ctr >> 16) & 0xf);
-        let end = pa.raw() + len as u64;
-        let mut a = pa.raw() & !(dline - 1);
-        while a < end {
-            if inval {
-                // An invalidation is done as clean + invalidate: a line the
-                // range shares with other data (partial lines at either end)
-                // must not lose that data, and a clean line is unchanged.
-                // SAFETY: cache maintenance by VA of identity-mapped RAM
-                // (checked above); it changes no data.
-                unsafe {
-                    core::arch::asm!("dc civac, {0}", in(reg) a, options(nostack, preserves_flags))
-                };
-            } else {
-                // SAFETY: as above.
-                unsafe {
-                    core::arch::asm!("dc cvac, {0}", in(reg) a, options(nostack, preserves_flags))
-                };
-            }
-            a += dline;
-        }
-        // SAFETY: a barrier only orders memory accesses.
-        // The maintenance completes before the guest's device is told to go.
-        unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+        // An invalidation is done as clean + invalidate: a line the range
+        // shares with other data (partial lines at either end) must not lose
+        // that data, and a clean line is unchanged.
+        dcache_range(pa.raw(), len as u64, inval);
     }
 
     fn zero_frame(&mut self, pa: PhysAddr) {
