@@ -238,6 +238,12 @@ pub enum HostDtError {
     RootCells,
     /// A decision in [`Dom0DtSpec`] is unusable.
     BadSpec(&'static str),
+    /// Two children of the root share a name (the DT specification makes
+    /// sibling names unique): a path such as `/reserved-memory` would find
+    /// one node in the host tree and another in dom0's (found by the
+    /// `hostdt` fuzz target: a host memory node named `reserved-memory`
+    /// left the real one, with unreadable cells, first in dom0's tree).
+    DuplicateNode,
 }
 
 impl core::fmt::Display for HostDtError {
@@ -249,6 +255,7 @@ impl core::fmt::Display for HostDtError {
             HostDtError::NoCpu => write!(f, "no /cpus/cpu node with a compatible"),
             HostDtError::RootCells => write!(f, "root #address-cells/#size-cells not 1 or 2"),
             HostDtError::BadSpec(what) => write!(f, "bad dom0 decision: {what}"),
+            HostDtError::DuplicateNode => write!(f, "two root nodes share a name"),
         }
     }
 }
@@ -264,6 +271,7 @@ impl HostDtError {
             HostDtError::NoCpu => "no /cpus/cpu node with a compatible",
             HostDtError::RootCells => "root #address-cells/#size-cells not 1 or 2",
             HostDtError::BadSpec(what) => what,
+            HostDtError::DuplicateNode => "two root nodes share a name",
         }
     }
 }
@@ -889,6 +897,11 @@ pub fn derive(host: &[u8], spec: &Dom0DtSpec<'_>) -> Result<Dom0Dt, HostDtError>
     let root_cells = cells_of(root, (2, 1));
     if !(1..=2).contains(&root_cells.0) || !(1..=2).contains(&root_cells.1) {
         return Err(HostDtError::RootCells);
+    }
+    let mut names: Vec<&str> = root.children().map(|n| n.name).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(HostDtError::DuplicateNode);
     }
     if spec.memory.is_empty()
         || spec

@@ -405,6 +405,25 @@ fn unusable_decisions_and_hosts_are_errors() {
         derive(&w.finish(), &spec()).unwrap_err(),
         HostDtError::NoGic
     );
+    // Two root nodes named `reserved-memory` (the first a memory node, the
+    // second with unreadable cells): which one `/reserved-memory` finds would
+    // differ between the host tree and dom0's, which drops memory nodes.
+    let mut w = FdtWriter::new();
+    w.begin_node("");
+    w.prop_u32s("#address-cells", &[2]);
+    w.prop_u32s("#size-cells", &[2]);
+    w.begin_node("reserved-memory");
+    w.prop_str("device_type", "memory");
+    w.prop_u32s("reg", &[0, 0x4000_0000, 0, 0x4000_0000]);
+    w.end_node();
+    w.begin_node("reserved-memory");
+    w.prop_u32s("#size-cells", &[0x802]);
+    w.end_node();
+    w.end_node();
+    assert_eq!(
+        derive(&w.finish(), &spec()).unwrap_err(),
+        HostDtError::DuplicateNode
+    );
 }
 
 /// A host tree with what QEMU virt lacks: a bus with `ranges`, hv's UART on
