@@ -495,8 +495,8 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             ));
             let s = self.runq.lock().sched.stats;
             sink.hv_line(format_args!(
-                "sched: switches={} same_vmid_switches={} lazy_resumes={} migrations={} preemptions={}",
-                s.switches, s.same_vmid_switches, s.lazy_resumes, s.migrations, s.preemptions
+                "sched: switches={} same_vmid_switches={} lazy_resumes={} migrations={} preemptions={} boosts={}",
+                s.switches, s.same_vmid_switches, s.lazy_resumes, s.migrations, s.preemptions, s.boosts
             ));
             let c = crate::counters::counters();
             let mut tlbi = alloc::string::String::new();

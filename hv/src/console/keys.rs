@@ -175,8 +175,8 @@ fn counters<M>(con: &Console, w: &mut Input<'_, M>) {
         let s = rq.lock().sched.stats;
         let _ = writeln!(
             w.out,
-            "hv:  sched: switches={} same_vmid_switches={} lazy_resumes={} migrations={} preemptions={}",
-            s.switches, s.same_vmid_switches, s.lazy_resumes, s.migrations, s.preemptions
+            "hv:  sched: switches={} same_vmid_switches={} lazy_resumes={} migrations={} preemptions={} boosts={}",
+            s.switches, s.same_vmid_switches, s.lazy_resumes, s.migrations, s.preemptions, s.boosts
         );
     }
     let _ = writeln!(

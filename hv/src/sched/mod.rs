@@ -6,7 +6,14 @@
 //!
 //! Policy: per-pCPU FIFO run queues; a running vCPU keeps its pCPU until it
 //! yields, blocks (WFI, `SCHEDOP_block`), stops, or its time slice ends
-//! while another vCPU waits in the same queue; a pCPU whose queue is empty
+//! while another vCPU waits in the same queue; a vCPU *woken* from blocked
+//! (an interrupt for it: an IPI, an event channel, its timer) is *boosted*:
+//! it queues ahead of the vCPUs that were preempted or yielded, and takes the
+//! pCPU from a running unboosted vCPU once that one has run for the rate
+//! limit (a tenth of a slice), as Xen's credit scheduler boosts a waking vCPU
+//! (`CSCHED_PRI_TS_BOOST`) and bounds it by `sched_ratelimit_us` (1 ms): a
+//! dom0 vCPU answering xenstore or an IPI then waits at most ~1 ms behind a
+//! domU vCPU that computes, not the rest of a 10 ms slice per wake-up; a pCPU whose queue is empty
 //! takes the oldest parked vCPU from the longest other queue (migration);
 //! with nothing to run the pCPU idles (WFI) until kicked, an interrupt, or
 //! the earliest virtual-timer deadline of a blocked vCPU. **Lazy
@@ -95,6 +102,9 @@ enum Home<V> {
 struct Entry<V> {
     state: RunState,
     home: Home<V>,
+    /// Woken from blocked and not yet run since: queued ahead of unboosted
+    /// vCPUs, and may preempt an unboosted one after the rate limit.
+    boost: bool,
 }
 
 /// What a pCPU does next.
@@ -141,6 +151,11 @@ struct Pcpu {
     /// The last decision here was [`Decision::Idle`]: the pCPU sleeps until kicked.
     idle: bool,
     slice_end: u64,
+    /// When the running vCPU got this pCPU (counter ticks).
+    started: u64,
+    /// The running vCPU got this pCPU boosted (a boosted one is not
+    /// preempted by another boost, only by its slice end).
+    running_boost: bool,
 }
 
 /// Counters of scheduler activity.
@@ -154,6 +169,8 @@ pub struct SchedStats {
     pub migrations: u64,
     /// Time slices that ended with another vCPU waiting.
     pub preemptions: u64,
+    /// Running vCPUs preempted by a woken (boosted) one after the rate limit.
+    pub boosts: u64,
     /// Loads of a vCPU on a pCPU whose last vCPU of that VMID was another
     /// one (the switches that need pv-tlb's `LastRan` plan).
     pub same_vmid_switches: u64,
@@ -166,6 +183,8 @@ pub struct Scheduler<V> {
     cpus: Vec<Pcpu>,
     vcpus: BTreeMap<VcpuKey, Entry<V>>,
     slice: u64,
+    /// Least run time before a boosted vCPU preempts (counter ticks).
+    ratelimit: u64,
     /// Activity counters.
     pub stats: SchedStats,
 }
@@ -188,13 +207,21 @@ impl<V> Scheduler<V> {
             cpus: alloc::vec![Pcpu::default(); ncpus.max(1)],
             vcpus: BTreeMap::new(),
             slice: slice.max(1),
+            ratelimit: Self::ratelimit_of(slice),
             stats: SchedStats::default(),
         }
     }
 
-    /// Set the time-slice length (counter ticks).
+    /// The rate limit for `slice`: a tenth of it (1 ms of hv's 10 ms slices,
+    /// Xen's default `sched_ratelimit_us`).
+    fn ratelimit_of(slice: u64) -> u64 {
+        (slice / 10).max(1)
+    }
+
+    /// Set the time-slice length (counter ticks), and with it the rate limit.
     pub fn set_slice(&mut self, slice: u64) {
         self.slice = slice.max(1);
+        self.ratelimit = Self::ratelimit_of(slice);
     }
 
     /// Number of pCPUs.
@@ -277,6 +304,7 @@ impl<V> Scheduler<V> {
             Entry {
                 state: RunState::Queued { queue: q },
                 home: Home::Parked(v),
+                boost: false,
             },
         );
         Ok(bit(q) | self.idle_mask())
@@ -368,9 +396,16 @@ impl<V> Scheduler<V> {
                     Home::Parked(_) => None,
                 };
                 let q = held.unwrap_or_else(|| self.shortest_queue());
-                self.cpus[q].queue.push_back(key);
+                // Boosted: behind the vCPUs woken before it, ahead of the rest.
+                let at = self.cpus[q]
+                    .queue
+                    .iter()
+                    .position(|k| !self.vcpus.get(k).is_some_and(|e| e.boost))
+                    .unwrap_or(self.cpus[q].queue.len());
+                self.cpus[q].queue.insert(at, key);
                 if let Some(e) = self.vcpus.get_mut(&key) {
                     e.state = RunState::Queued { queue: q };
+                    e.boost = true;
                 }
                 if held.is_some() {
                     bit(q)
@@ -427,7 +462,24 @@ impl<V> Scheduler<V> {
     #[must_use]
     pub fn slice_deadline(&self, cpu: usize) -> Option<u64> {
         let c = self.cpus.get(cpu)?;
-        (c.running.is_some() && !c.queue.is_empty()).then_some(c.slice_end)
+        if c.running.is_none() || c.queue.is_empty() {
+            return None;
+        }
+        Some(if self.boost_waits(cpu) {
+            c.slice_end.min(c.started.saturating_add(self.ratelimit))
+        } else {
+            c.slice_end
+        })
+    }
+
+    /// A boosted vCPU heads `cpu`'s queue and the running one was not boosted.
+    fn boost_waits(&self, cpu: usize) -> bool {
+        let c = &self.cpus[cpu];
+        !c.running_boost
+            && c.queue
+                .front()
+                .and_then(|k| self.vcpus.get(k))
+                .is_some_and(|e| e.boost)
     }
 
     /// When the pCPU running a vCPU must look again: the end of its slice
@@ -464,12 +516,20 @@ impl<V> Scheduler<V> {
             self.cpus[cpu].putting
         );
         if let Some(cur) = self.cpus[cpu].running {
-            if self.cpus[cpu].queue.is_empty() || now < self.cpus[cpu].slice_end {
+            let c = &self.cpus[cpu];
+            let slice_over = now >= c.slice_end;
+            let boosted = self.boost_waits(cpu) && now >= c.started.saturating_add(self.ratelimit);
+            if c.queue.is_empty() || !(slice_over || boosted) {
                 self.cpus[cpu].idle = false;
                 return Decision::Continue(cur);
             }
-            // Its slice is over and someone waits: to the back of the queue.
-            self.stats.preemptions += 1;
+            // Its slice is over, or a woken vCPU waits and it has had its
+            // rate limit: to the back of the queue.
+            if slice_over {
+                self.stats.preemptions += 1;
+            } else {
+                self.stats.boosts += 1;
+            }
             self.yield_now(cpu);
         }
         let own = self.cpus[cpu]
@@ -487,15 +547,21 @@ impl<V> Scheduler<V> {
                 until: self.earliest_deadline(),
             };
         };
-        let c = &mut self.cpus[cpu];
-        c.idle = false;
-        c.running = Some(key);
-        c.slice_end = now.saturating_add(self.slice);
-        let old = c.loaded;
         let Some(e) = self.vcpus.get_mut(&key) else {
             unreachable!("picked vCPUs are known");
         };
         e.state = RunState::Running { cpu };
+        let boost = core::mem::take(&mut e.boost);
+        let c = &mut self.cpus[cpu];
+        c.idle = false;
+        c.running = Some(key);
+        c.slice_end = now.saturating_add(self.slice);
+        c.started = now;
+        c.running_boost = boost;
+        let old = c.loaded;
+        let Some(e) = self.vcpus.get_mut(&key) else {
+            unreachable!("picked vCPUs are known");
+        };
         if old == Some(key) {
             self.stats.lazy_resumes += 1;
             return Decision::Continue(key);

@@ -130,3 +130,61 @@ fn wake_of_running_vcpu_names_its_pcpu_and_remove_cleans_up() {
     assert_eq!(s.loaded(0), None);
     assert_eq!(next(&mut s, 0, 1), Decision::Idle { until: None });
 }
+
+/// The xl rounds' case (2 pCPUs, dom0's two vCPUs and a computing domU
+/// vCPU): a dom0 vCPU woken by an IPI queues behind the domU's vCPU, and
+/// takes the pCPU after the rate limit (a tenth of the slice), not at the
+/// end of the domU's slice.
+#[test]
+fn woken_vcpu_preempts_after_the_rate_limit_not_the_slice() {
+    let mut s = Scheduler::<()>::new(1, 100);
+    s.add(C, ()).unwrap();
+    s.add(A, ()).unwrap();
+    assert_eq!(next(&mut s, 0, 0), Decision::Switch { to: C, vcpu: () });
+    s.yield_now(0);
+    assert_eq!(next(&mut s, 0, 1), Decision::Switch { to: A, vcpu: () });
+    s.block(0); // A waits for an IPI
+    assert_eq!(next(&mut s, 0, 2), Decision::Switch { to: C, vcpu: () });
+    // Nobody waits: the domU's vCPU runs without a timer.
+    assert_eq!(s.slice_deadline(0), None);
+    assert_eq!(s.wake(A), 1);
+    // Its timer: the rate limit after C started (2 + 10), not the slice end (102).
+    assert_eq!(s.slice_deadline(0), Some(12));
+    assert_eq!(next(&mut s, 0, 11), Decision::Continue(C), "C had < 1/10 slice");
+    assert_eq!(next(&mut s, 0, 12), Decision::Switch { to: A, vcpu: () });
+    assert_eq!((s.stats.boosts, s.stats.preemptions), (1, 0));
+    // A got the pCPU boosted: C, queued behind it, waits for A's whole slice.
+    assert_eq!(s.slice_deadline(0), Some(112));
+    assert_eq!(next(&mut s, 0, 50), Decision::Continue(A));
+    assert_eq!(next(&mut s, 0, 112), Decision::Switch { to: C, vcpu: () });
+    assert_eq!((s.stats.boosts, s.stats.preemptions), (1, 1));
+}
+
+/// A boosted vCPU does not preempt another boosted one before its slice
+/// ends, and woken vCPUs queue in wake order ahead of preempted ones.
+#[test]
+fn boosted_vcpus_queue_in_wake_order_ahead_of_preempted_ones() {
+    const D: VcpuKey = VcpuKey { dom: 2, idx: 1 };
+    let mut s = Scheduler::<()>::new(1, 100);
+    for k in [A, B, D] {
+        s.add(k, ()).unwrap();
+    }
+    assert_eq!(next(&mut s, 0, 0), Decision::Switch { to: A, vcpu: () });
+    s.block(0);
+    assert_eq!(next(&mut s, 0, 1), Decision::Switch { to: B, vcpu: () });
+    s.block(0);
+    assert_eq!(next(&mut s, 0, 2), Decision::Switch { to: D, vcpu: () });
+    s.add(C, ()).unwrap(); // a new, unboosted vCPU waits first
+    s.wake(B);
+    s.wake(A);
+    assert_eq!(next(&mut s, 0, 12), Decision::Switch { to: B, vcpu: () });
+    // B was boosted: A's boost does not preempt it at the rate limit.
+    assert_eq!(s.slice_deadline(0), Some(112));
+    assert_eq!(next(&mut s, 0, 30), Decision::Continue(B));
+    assert_eq!(next(&mut s, 0, 112), Decision::Switch { to: A, vcpu: () });
+    // Then C (queued first, unboosted), then D (preempted by B's boost).
+    s.yield_now(0);
+    assert_eq!(next(&mut s, 0, 113), Decision::Switch { to: C, vcpu: () });
+    s.yield_now(0);
+    assert_eq!(next(&mut s, 0, 114), Decision::Switch { to: D, vcpu: () });
+}
