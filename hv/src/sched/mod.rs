@@ -462,13 +462,25 @@ impl<V> Scheduler<V> {
     #[must_use]
     pub fn slice_deadline(&self, cpu: usize) -> Option<u64> {
         let c = self.cpus.get(cpu)?;
-        if c.running.is_none() || c.queue.is_empty() {
+        if c.running.is_none() || (c.queue.is_empty() && !self.waits_elsewhere(cpu)) {
             return None;
         }
         Some(if self.boost_waits(cpu) {
             c.slice_end.min(c.started.saturating_add(self.ratelimit))
         } else {
             c.slice_end
+        })
+    }
+
+    /// A parked vCPU waits in another pCPU's queue (one `cpu` could steal).
+    fn waits_elsewhere(&self, cpu: usize) -> bool {
+        self.cpus.iter().enumerate().any(|(n, c)| {
+            n != cpu
+                && c.queue.iter().any(|k| {
+                    self.vcpus
+                        .get(k)
+                        .is_some_and(|e| matches!(e.home, Home::Parked(_)))
+                })
         })
     }
 
@@ -519,7 +531,9 @@ impl<V> Scheduler<V> {
             let c = &self.cpus[cpu];
             let slice_over = now >= c.slice_end;
             let boosted = self.boost_waits(cpu) && now >= c.started.saturating_add(self.ratelimit);
-            if c.queue.is_empty() || !(slice_over || boosted) {
+            let waits_here = !c.queue.is_empty();
+            let waits = waits_here || (slice_over && self.waits_elsewhere(cpu));
+            if !waits || !(slice_over || boosted) {
                 self.cpus[cpu].idle = false;
                 return Decision::Continue(cur);
             }
@@ -531,6 +545,17 @@ impl<V> Scheduler<V> {
                 self.stats.boosts += 1;
             }
             self.yield_now(cpu);
+            if !waits_here {
+                // Only another pCPU's queue has someone waiting (that pCPU
+                // runs a vCPU too): balance the load, take it, and leave the
+                // preempted vCPU queued here, stealable once parked. Else
+                // per-pCPU queues never mix while no pCPU idles: a domU
+                // vCPU that computes keeps a pCPU while dom0's two vCPUs
+                // share the other.
+                if let Some(k) = self.steal(cpu) {
+                    self.cpus[cpu].queue.push_front(k);
+                }
+            }
         }
         let own = self.cpus[cpu]
             .queue

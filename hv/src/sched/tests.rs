@@ -150,7 +150,11 @@ fn woken_vcpu_preempts_after_the_rate_limit_not_the_slice() {
     assert_eq!(s.wake(A), 1);
     // Its timer: the rate limit after C started (2 + 10), not the slice end (102).
     assert_eq!(s.slice_deadline(0), Some(12));
-    assert_eq!(next(&mut s, 0, 11), Decision::Continue(C), "C had < 1/10 slice");
+    assert_eq!(
+        next(&mut s, 0, 11),
+        Decision::Continue(C),
+        "C had < 1/10 slice"
+    );
     assert_eq!(next(&mut s, 0, 12), Decision::Switch { to: A, vcpu: () });
     assert_eq!((s.stats.boosts, s.stats.preemptions), (1, 0));
     // A got the pCPU boosted: C, queued behind it, waits for A's whole slice.
@@ -187,4 +191,29 @@ fn boosted_vcpus_queue_in_wake_order_ahead_of_preempted_ones() {
     assert_eq!(next(&mut s, 0, 113), Decision::Switch { to: C, vcpu: () });
     s.yield_now(0);
     assert_eq!(next(&mut s, 0, 114), Decision::Switch { to: D, vcpu: () });
+}
+
+/// The other half of the xl rounds' case: dom0's two vCPUs queued on pCPU 0
+/// while a domU vCPU computes on pCPU 1 (no pCPU ever idles, so nobody
+/// steals): at the end of its slice pCPU 1 takes the vCPU waiting on pCPU 0
+/// and the preempted one waits on pCPU 1, so the three share both pCPUs.
+#[test]
+fn slice_end_takes_a_vcpu_waiting_on_another_pcpu() {
+    let mut s = Scheduler::<()>::new(2, 100);
+    s.add(A, ()).unwrap(); // queue 0
+    s.add(C, ()).unwrap(); // queue 1
+    assert_eq!(next(&mut s, 0, 0), Decision::Switch { to: A, vcpu: () });
+    assert_eq!(next(&mut s, 1, 0), Decision::Switch { to: C, vcpu: () });
+    assert_eq!(s.slice_deadline(1), None, "nobody waits anywhere");
+    s.add(B, ()).unwrap(); // ties go to queue 0
+    assert_eq!(s.state(B), Some(RunState::Queued { queue: 0 }));
+    assert_eq!(s.slice_deadline(1), Some(100), "B waits on pCPU 0");
+    assert_eq!(next(&mut s, 1, 50), Decision::Continue(C));
+    assert_eq!(next(&mut s, 1, 100), Decision::Switch { to: B, vcpu: () });
+    assert_eq!(s.state(C), Some(RunState::Queued { queue: 1 }));
+    assert_eq!(s.state(B), Some(RunState::Running { cpu: 1 }));
+    // pCPU 0's slice ends: it takes C, parked on pCPU 1's queue.
+    assert_eq!(next(&mut s, 0, 100), Decision::Switch { to: C, vcpu: () });
+    assert_eq!(s.state(A), Some(RunState::Queued { queue: 0 }));
+    assert_eq!(s.stats.migrations, 2);
 }

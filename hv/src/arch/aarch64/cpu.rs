@@ -25,6 +25,7 @@ pub const HCR_GUEST: u64 = (1 << 0)   // VM: stage-2 translation
     | (1 << 9)                        // FB: broadcast TLB/IC maintenance
     | (1 << 10)                       // BSU = inner shareable
     | (1 << 13)                       // TWI: trap WFI
+    | (1 << 14)                       // TWE: trap WFE (a yield: Linux waits for another vCPU's lock/IPI on WFE; as Xen's default vwfi=trap)
     | (1 << 18)                       // TID3: trap ID register reads (crate::idregs)
     | (1 << 19)                       // TSC: trap SMC
     | (1 << 20)                       // TIDCP: trap IMPDEF sysregs
