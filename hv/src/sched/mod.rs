@@ -472,6 +472,15 @@ impl<V> Scheduler<V> {
         })
     }
 
+    /// pCPUs other than `cpu` running a vCPU with an empty queue.
+    fn untimed(&self, cpu: usize) -> u64 {
+        (0..self.cpus.len())
+            .filter(|&c| {
+                c != cpu && self.cpus[c].running.is_some() && self.cpus[c].queue.is_empty()
+            })
+            .fold(0, |m, c| m | bit(c))
+    }
+
     /// A parked vCPU waits in another pCPU's queue (one `cpu` could steal).
     fn waits_elsewhere(&self, cpu: usize) -> bool {
         self.cpus.iter().enumerate().any(|(n, c)| {
@@ -634,7 +643,11 @@ impl<V> Scheduler<V> {
                 0
             }
             // (`cpu` itself is not idle; the sender never kicks itself.)
-            RunState::Queued { .. } => self.idle_mask(),
+            // Also the pCPUs running a vCPU with nobody waiting in their own
+            // queue: they entered it with no slice timer and may never exit
+            // by themselves (a domU booting with its timer not yet armed), so
+            // they could not take this one at their slice end otherwise.
+            RunState::Queued { .. } => self.idle_mask() | self.untimed(cpu),
             RunState::Running { .. } => unreachable!("a vCPU being put runs nowhere"),
         })
     }

@@ -217,3 +217,20 @@ fn slice_end_takes_a_vcpu_waiting_on_another_pcpu() {
     assert_eq!(s.state(A), Some(RunState::Queued { queue: 0 }));
     assert_eq!(s.stats.migrations, 2);
 }
+
+/// A preempted vCPU parked while another pCPU runs a vCPU with no slice
+/// timer (its own queue was empty): that pCPU is kicked, so it arms its
+/// slice timer and can take the parked one.
+#[test]
+fn parking_a_runnable_vcpu_kicks_a_pcpu_running_without_slice_timer() {
+    let mut s = Scheduler::<()>::new(2, 100);
+    s.add(A, ()).unwrap(); // queue 0
+    s.add(C, ()).unwrap(); // queue 1
+    assert_eq!(next(&mut s, 0, 0), Decision::Switch { to: A, vcpu: () });
+    assert_eq!(next(&mut s, 1, 0), Decision::Switch { to: C, vcpu: () });
+    assert_eq!(s.slice_deadline(1), None, "pCPU 1 enters C untimed");
+    s.add(B, ()).unwrap(); // queue 0 (kicks pCPU 0 only)
+    assert_eq!(s.next(0, 100).key(), Decision::Switch { to: B, vcpu: () });
+    assert_eq!(s.park(0, A, (), None), Ok(0b10), "pCPU 1 is kicked");
+    assert_eq!(s.slice_deadline(1), Some(100), "A waits for pCPU 1 too");
+}
