@@ -1,7 +1,7 @@
-//! `grant_table_op` (20): map_grant_ref, unmap_grant_ref, query_size,
-//! setup_table, set_version (1), get_version, cache_flush
-//! ([`crate::xen::grant`] holds each domain's table, active entries and
-//! maptrack).
+//! `grant_table_op` (20): map_grant_ref, unmap_grant_ref, copy
+//! ([`copy`]), query_size, setup_table, set_version (1),
+//! get_version, cache_flush ([`crate::xen::grant`] holds each domain's
+//! table, active entries and maptrack).
 //!
 //! Map and unmap follow Xen 4.20's xen/common/grant_table.c
 //! (`map_grant_ref`, `unmap_common`, `unmap_common_complete`) with Arm's
@@ -17,6 +17,8 @@
 //! granter's `GTF_reading`/`GTF_writing` cleared (Xen flushes before
 //! `unmap_common_complete` too).
 
+mod copy;
+
 use alloc::vec::Vec;
 
 use memops::{FrameTable, P2mKind, TableMem};
@@ -26,7 +28,7 @@ use super::memory_op::{grant_p2m, run_flush, GrantP2m};
 use super::{le16, le32, le64, Action, Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
 use crate::domain::Domain;
-use crate::xen::abi::{GnttabCacheFlush, GnttabMapGrantRef, GnttabUnmapGrantRef};
+use crate::xen::abi::{GnttabCacheFlush, GnttabCopy, GnttabMapGrantRef, GnttabUnmapGrantRef};
 use crate::xen::grant::{self, gntmap, gtf, Mapping};
 use crate::xen::Errno;
 
@@ -35,7 +37,7 @@ use crate::xen::Errno;
 pub const GRANT_BUDGET: u32 = 512;
 
 /// `grant_table_op(cmd, uop, count)` from the caller's registers. A
-/// preempted map/unmap/cache_flush batch continues as Xen's
+/// preempted map/unmap/copy/cache_flush batch continues as Xen's
 /// `hypercall_create_continuation(.., "ihi", cmd, uop advanced, count left)`.
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     let raw = super::low32(a[0]);
@@ -50,6 +52,7 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     let (size, r) = match cmd {
         grant::op::MAP_GRANT_REF => (GnttabMapGrantRef::SIZE, map_batch(a[1], count, ctx)),
         grant::op::UNMAP_GRANT_REF => (GnttabUnmapGrantRef::SIZE, unmap_batch(a[1], count, ctx)),
+        grant::op::COPY => (GnttabCopy::SIZE, copy::copy_batch(a[1], count, ctx)),
         grant::op::CACHE_FLUSH => {
             let cur_ref = raw >> grant::CONTINUATION_ARG_SHIFT;
             (
@@ -221,7 +224,7 @@ fn map_status<M: PhysMem + TableMem>(
     }
     let mut pa = act.map(|a| a.pa);
     if act.is_none_or(|a| !readonly && a.write_pins == 0) {
-        let frame = grant::set_status(&mut w.mem, entry, act.is_some(), ld, readonly)?;
+        let frame = grant::set_status(&mut w.mem, entry, act.is_some(), ld, readonly, true)?;
         if act.is_none() {
             // get_paged_frame: the granter's own RAM (a foreign page or an
             // hv special frame is not grantable here).
@@ -550,7 +553,7 @@ pub fn grant_table_op<M: PhysMem + TableMem>(
             ctx.write(GuestVa(arg + 4), &1u32.to_le_bytes())?;
             Ok(0)
         }
-        // transfer, copy, unmap_and_replace, get_status_frames (v2),
+        // transfer, unmap_and_replace, get_status_frames (v2),
         // swap_grant_ref.
         other => {
             let c = ctx.caller;

@@ -743,3 +743,5 @@ fn pin_counters_do_not_overflow() {
         1 + u32::from(grant::MAX_PINS as u16) + 1
     );
 }
+
+mod copy;

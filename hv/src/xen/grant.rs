@@ -86,6 +86,13 @@ pub mod gtf {
     pub const SUB_PAGE: u16 = 1 << 8;
 }
 
+/// `GNTCOPY_*` (`gnttab_copy.flags`).
+pub mod gntcopy {
+    #![allow(missing_docs)]
+    pub const SOURCE_GREF: u16 = 1 << 0;
+    pub const DEST_GREF: u16 = 1 << 1;
+}
+
 /// `GNTTAB_CACHE_*` (`gnttab_cache_flush.op`).
 pub mod cache {
     #![allow(missing_docs)]
@@ -116,10 +123,14 @@ pub const GNTST_BAD_DOMAIN: i16 = -2;
 pub const GNTST_BAD_GNTREF: i16 = -3;
 /// `GNTST_bad_handle`.
 pub const GNTST_BAD_HANDLE: i16 = -4;
+/// `GNTST_bad_virt_addr`.
+pub const GNTST_BAD_VIRT_ADDR: i16 = -5;
 /// `GNTST_permission_denied`.
 pub const GNTST_PERMISSION_DENIED: i16 = -8;
 /// `GNTST_bad_page`.
 pub const GNTST_BAD_PAGE: i16 = -9;
+/// `GNTST_bad_copy_arg`.
+pub const GNTST_BAD_COPY_ARG: i16 = -10;
 /// `GNTST_no_space`.
 pub const GNTST_NO_SPACE: i16 = -13;
 
@@ -474,11 +485,13 @@ pub fn clear_status<M: PhysMem + ?Sized>(mem: &mut M, pa: PhysAddr, clear: u16) 
     }
 }
 
-/// Xen's `_set_status_v1` for a mapping by `mapper` of the v1 entry at `pa`:
-/// `GTF_reading` (and `GTF_writing` unless `readonly`) set atomically. When
-/// the entry is not mapped yet (`pinned` false) it must be a plain
-/// `GTF_permit_access` (no sub-page) for `mapper`; a writable mapping of a
-/// `GTF_readonly` entry is refused. Returns the entry's `frame`.
+/// Xen's `_set_status_v1` for a mapping (`map`, Xen's `mapflag`) or a
+/// copy by `mapper` of the v1 entry at `pa`: `GTF_reading` (and
+/// `GTF_writing` unless `readonly`) set atomically. When the entry is not
+/// pinned yet (`pinned` false) it must be `GTF_permit_access` for `mapper`
+/// (and, for a mapping, without `GTF_sub_page`: a copy ignores that bit of
+/// a v1 entry, as Xen); writing to a `GTF_readonly` entry is refused.
+/// Returns the entry's `frame`.
 ///
 /// Xen uses a compare-and-swap; hv sets the bits with one atomic OR and
 /// judges the value it replaced, taking back the bits it added when that
@@ -493,14 +506,15 @@ pub fn set_status<M: PhysMem + ?Sized>(
     pinned: bool,
     mapper: u16,
     readonly: bool,
+    map: bool,
 ) -> Result<u32, i16> {
     let want = gtf::READING | if readonly { 0 } else { gtf::WRITING };
+    let mask = gtf::TYPE_MASK | if map { gtf::SUB_PAGE } else { 0 };
     let old = mem.fetch_or_u64(pa, u64::from(want));
     let flags = old as u16;
     let domid = (old >> 16) as u16;
     let frame = (old >> 32) as u32;
-    let refused = (!pinned
-        && ((flags & (gtf::TYPE_MASK | gtf::SUB_PAGE)) != gtf::PERMIT_ACCESS || domid != mapper))
+    let refused = (!pinned && ((flags & mask) != gtf::PERMIT_ACCESS || domid != mapper))
         || (!readonly && flags & gtf::READONLY != 0);
     if refused {
         clear_status(mem, pa, want & !flags);
