@@ -745,3 +745,4 @@ fn pin_counters_do_not_overflow() {
 }
 
 mod copy;
+mod ops;

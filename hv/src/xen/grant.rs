@@ -450,18 +450,6 @@ impl GrantTable {
             .map(|g| g.unwrap_or(INVALID_GFN))
             .collect())
     }
-
-    /// `GNTTABOP_set_version`: only version 1 exists here.
-    ///
-    /// # Errors
-    /// `-EOPNOTSUPP` for version 2 (the guest keeps v1), `-EINVAL` otherwise.
-    pub fn set_version(&self, version: u32) -> Result<(), Errno> {
-        match version {
-            0 | 1 => Ok(()),
-            2 => Err(Errno::EOPNOTSUPP),
-            _ => Err(Errno::EINVAL),
-        }
-    }
 }
 
 /// The `GTF_*` bits to clear in an entry after one of its mappings
@@ -550,9 +538,6 @@ mod tests {
         );
         assert_eq!(g.nr_frames(), 4);
         assert_eq!(g.setup_table(5), Err(GNTST_GENERAL_ERROR));
-        assert_eq!(g.set_version(1), Ok(()));
-        assert_eq!(g.set_version(2), Err(Errno::EOPNOTSUPP));
-        assert_eq!(g.set_version(3), Err(Errno::EINVAL));
     }
 
     #[test]

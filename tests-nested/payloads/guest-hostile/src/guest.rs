@@ -841,9 +841,9 @@ fn grant_abuse() {
     let st = get32(s, 8) as u16 as i16;
     check(
         "GNTTABOP_setup_table frame_list outside RAM -> -EFAULT or GNTST_bad_virt_addr",
-        rc == EFAULT || (rc == 0 && st == -3),
+        rc == EFAULT || (rc == 0 && st == -5),
         if rc != 0 { rc } else { i64::from(st) },
-        "-14, or status -3",
+        "-14, or status -5",
     );
     sac_fill(s, 4, 0);
     put16(s, 0, 0x7000);
