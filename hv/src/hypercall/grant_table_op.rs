@@ -28,6 +28,7 @@ use super::memory_op::{grant_p2m, run_flush, GrantP2m};
 use super::{Action, Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
 use crate::domain::Domain;
+use crate::world::World;
 use crate::xen::abi::{
     GnttabCacheFlush, GnttabCopy, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef,
     GnttabQuerySize, GnttabSetVersion, GnttabSetupTable, GnttabUnmapGrantRef,
@@ -642,19 +643,25 @@ pub fn grant_table_op<M: PhysMem + TableMem>(
     }
 }
 
-/// `setup_table` of domain `d` (checked by [`target`]): its status.
+/// `setup_table` of domain `d` (checked by [`target`]): its status. More
+/// frames than `max_grant_frames` is `GNTST_general_error`, as a table that
+/// cannot grow (`gnttab_grow_table` failing: hv's pool or heap is full).
 fn setup_table<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, d: u16, t: &GnttabSetupTable) -> i16 {
-    let gfns = match ctx
-        .world
-        .entry(d)
-        .map(|dom| dom.xen.grant.setup_table(t.nr_frames))
-    {
-        Some(Ok(g)) => g,
-        Some(Err(s)) => return s,
-        None => return grant::GNTST_BAD_DOMAIN,
+    let World {
+        domains, pool, mem, ..
+    } = &mut *ctx.world;
+    let Some(dom) = domains.iter_mut().find(|x| x.id == d) else {
+        return grant::GNTST_BAD_DOMAIN;
     };
-    for (j, g) in gfns.iter().enumerate() {
-        let to = t.frame_list.wrapping_add(j as u64 * 8);
+    if dom.xen.grow_grant(d, t.nr_frames, pool, mem).is_err() {
+        return grant::GNTST_GENERAL_ERROR;
+    }
+    for j in 0..t.nr_frames {
+        let g = match ctx.world.entry(d) {
+            Some(dom) => dom.xen.grant.shared_gfn(j),
+            None => return grant::GNTST_BAD_DOMAIN,
+        };
+        let to = t.frame_list.wrapping_add(u64::from(j) * 8);
         if ctx.write(GuestVa(to), &g.to_le_bytes()).is_err() {
             return grant::GNTST_BAD_VIRT_ADDR;
         }
