@@ -5,7 +5,7 @@
 #![allow(missing_docs)]
 
 use hv::xen::abi::*;
-use hv::xen::{domu, evtchn, grant};
+use hv::xen::{domu, evtchn};
 
 #[test]
 fn hv_sizes_and_offsets_are_the_shared_structs() {
@@ -14,8 +14,6 @@ fn hv_sizes_and_offsets_are_the_shared_structs() {
     assert_eq!(evtchn::layout::VCPU_INFO_SIZE, layout::VCPU_INFO_SIZE);
     assert_eq!(evtchn::layout::SI_PENDING, layout::SI_PENDING);
     assert_eq!(evtchn::layout::SI_MASK, layout::SI_MASK);
-    assert_eq!(grant::QUERY_SIZE_LEN, GnttabQuerySize::SIZE);
-    assert_eq!(grant::SETUP_TABLE_LEN, GnttabSetupTable::SIZE);
     assert_eq!(
         hv::hypercall::multicall::MULTICALL_ENTRY_LEN,
         MulticallEntry::SIZE as u64

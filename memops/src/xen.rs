@@ -155,8 +155,16 @@ pub trait MemEnv {
     /// hv's shared-info frame of the domain.
     fn shared_info(&self, domid: u16) -> Option<PhysAddr>;
     /// hv's grant-table frame `idx` of the domain, about to be mapped at
-    /// `gpfn` (`XENMAPSPACE_grant_table`); `None` (the default) is `-EINVAL`.
-    fn grant_frame(&mut self, _domid: u16, _idx: u64, _gpfn: u64) -> Option<PhysAddr> {
+    /// `gpfn` (`XENMAPSPACE_grant_table`): the table grows to cover it
+    /// (Xen's `gnttab_map_frame` -> `gnttab_grow_table`), its new frames
+    /// taken from `frames`; `None` (the default) is `-EINVAL`.
+    fn grant_frame(
+        &mut self,
+        _frames: &mut FrameTable,
+        _domid: u16,
+        _idx: u64,
+        _gpfn: u64,
+    ) -> Option<PhysAddr> {
         None
     }
     /// How many frames the domain's grant table may grow to
@@ -165,9 +173,14 @@ pub trait MemEnv {
         None
     }
     /// Grant-table frame `idx` of the domain for `XENMEM_acquire_resource`
-    /// (the table grows to cover it, Xen's `gnttab_grow_table`); `None`
-    /// (the default) past the maximum.
-    fn acquire_grant_frame(&mut self, _domid: u16, _idx: u64) -> Option<PhysAddr> {
+    /// (the table grows to cover it, Xen's `gnttab_grow_table`, its new
+    /// frames taken from `frames`); `None` (the default) past the maximum.
+    fn acquire_grant_frame(
+        &mut self,
+        _frames: &mut FrameTable,
+        _domid: u16,
+        _idx: u64,
+    ) -> Option<PhysAddr> {
         None
     }
     /// Zero `pa` (4 KiB) before a domain can see it.
@@ -853,7 +866,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
             }
             XENMAPSPACE_GRANT_TABLE => {
                 // A frame of hv's grant table, like shared info: hv-owned, never freed by the p2m.
-                let Some(pa) = self.env.grant_frame(d, idx, gpfn) else {
+                let Some(pa) = self.env.grant_frame(self.frames, d, idx, gpfn) else {
                     return -errno::EINVAL;
                 };
                 match self.map_special(d, gpfn, pa, out) {
@@ -966,7 +979,10 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
                     break;
                 }
             };
-            let Some(pa) = self.env.acquire_grant_frame(x.domid, x.frame + i) else {
+            let Some(pa) = self
+                .env
+                .acquire_grant_frame(self.frames, x.domid, x.frame + i)
+            else {
                 rc = -errno::EINVAL;
                 break;
             };

@@ -1034,6 +1034,59 @@ xen_struct! {
     }
 }
 
+xen_struct! {
+    /// `struct gnttab_copy_ptr` (the `source` / `dest` of a `struct
+    /// gnttab_copy`).
+    pub struct GnttabCopyPtr: 16 {
+        /// `union { grant_ref_t ref; xen_pfn_t gmfn; } u` (IN): a grant
+        /// reference (the low 32 bits) with `GNTCOPY_{source,dest}_gref`,
+        /// else a frame of the caller.
+        u: u64 = 0,
+        /// `domid_t domid` (IN).
+        domid: u16 = 8,
+        /// `uint16_t offset` (IN, within the page).
+        offset: u16 = 10,
+    }
+}
+
+impl GnttabCopyPtr {
+    /// `u.ref`: the grant reference member of the union.
+    #[must_use]
+    pub fn gref(&self) -> u32 {
+        self.u as u32
+    }
+}
+
+xen_struct! {
+    /// `struct gnttab_copy` (`GNTTABOP_copy`).
+    pub struct GnttabCopy: 40 {
+        /// `struct gnttab_copy_ptr source` (IN).
+        source: GnttabCopyPtr = 0,
+        /// `struct gnttab_copy_ptr dest` (IN).
+        dest: GnttabCopyPtr = 16,
+        /// `uint16_t len` (IN).
+        len: u16 = 32,
+        /// `uint16_t flags` (IN, `GNTCOPY_*`).
+        flags: u16 = 34,
+        /// `int16_t status` (OUT, `GNTST_*`).
+        status: i16 = 36,
+    }
+}
+
+xen_struct! {
+    /// `struct gnttab_get_status_frames` (`GNTTABOP_get_status_frames`).
+    pub struct GnttabGetStatusFrames: 16 {
+        /// `uint32_t nr_frames` (IN).
+        nr_frames: u32 = 0,
+        /// `domid_t dom` (IN).
+        dom: u16 = 4,
+        /// `int16_t status` (OUT, `GNTST_*`).
+        status: i16 = 6,
+        /// `XEN_GUEST_HANDLE(uint64_t) frame_list` (OUT).
+        frame_list: u64 = 8,
+    }
+}
+
 // ---------------------------------------------------------------------------
 // hvm_op: xen/include/public/hvm/hvm_op.h
 // ---------------------------------------------------------------------------

@@ -108,7 +108,13 @@ impl MemEnv for Env {
     fn shared_info(&self, domid: u16) -> Option<PhysAddr> {
         Some(PhysAddr(0x7000_0000 + u64::from(domid) * PAGE_SIZE))
     }
-    fn grant_frame(&mut self, domid: u16, idx: u64, _gpfn: u64) -> Option<PhysAddr> {
+    fn grant_frame(
+        &mut self,
+        _frames: &mut FrameTable,
+        domid: u16,
+        idx: u64,
+        _gpfn: u64,
+    ) -> Option<PhysAddr> {
         (idx < 4).then(|| PhysAddr(0x7100_0000 + (u64::from(domid) * 4 + idx) * PAGE_SIZE))
     }
     fn scrub(&mut self, _pa: PhysAddr) {}

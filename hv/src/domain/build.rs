@@ -519,7 +519,9 @@ impl<M: PhysMem + TableMem> Builder<'_, M> {
         ));
         let vcpus = dom.max_vcpus;
         let physmap = dom.physmap_mut();
-        dom.xen = DomainXen::setup_hwdom(0, vcpus, physmap, mem, pool, setup.evtchn_ppi)
+        // Xen's gnttab_dom0_frames(): as many frames as the DT region has.
+        let max_grant = u32::try_from(setup.gnttab.size / PAGE_SIZE).unwrap_or(u32::MAX);
+        dom.xen = DomainXen::setup_hwdom(0, vcpus, physmap, mem, pool, setup.evtchn_ppi, max_grant)
             .map_err(DomainError::Stage2)?;
         let k = dom.load_kernel(mem, kernel.size, kernel.read)?;
         let banks: Vec<MemRange> = dom
@@ -569,7 +571,7 @@ impl<M: PhysMem + TableMem> Builder<'_, M> {
     /// memory and vCPU contexts), `vcpus` vCPUs, with the Xen-interface
     /// state of a domain hv boots ([`DomainXen::setup`]). The caller has
     /// reserved the slot and picked the id; `handle` is its
-    /// `xen_domain_handle_t`.
+    /// `xen_domain_handle_t`; its grant table may grow to `max_grant` frames.
     ///
     /// # Errors
     /// [`DomainError`] (nothing is left behind).
@@ -578,13 +580,14 @@ impl<M: PhysMem + TableMem> Builder<'_, M> {
         id: DomId,
         vcpus: u32,
         handle: [u8; 16],
+        max_grant: u32,
     ) -> Result<(), DomainError> {
         let (mem, vmids, pool) = (&mut *self.mem, &mut *self.vmids, &mut *self.pool);
         let mut d = Domain::create_empty(id, self.ipa_bits, vmids, mem, pool)?;
         d.handle = handle;
         d.max_vcpus = vcpus.clamp(1, crate::vgic::MAX_VCPUS);
         d.vgic.set_nr_vcpus(d.max_vcpus);
-        match DomainXen::setup_toolstack(id, d.max_vcpus, d.physmap_mut(), mem, pool) {
+        match DomainXen::setup_toolstack(id, d.max_vcpus, d.physmap_mut(), mem, pool, max_grant) {
             Ok(x) => d.xen = x,
             Err(e) => {
                 d.discard(mem, pool, vmids);

@@ -1,7 +1,7 @@
-//! `grant_table_op` (20): map_grant_ref, unmap_grant_ref, query_size,
-//! setup_table, set_version (1), get_version, cache_flush
-//! ([`crate::xen::grant`] holds each domain's table, active entries and
-//! maptrack).
+//! `grant_table_op` (20): map_grant_ref, unmap_grant_ref, copy
+//! ([`copy`]), query_size, setup_table, set_version (1),
+//! get_version, cache_flush ([`crate::xen::grant`] holds each domain's
+//! table, active entries and maptrack).
 //!
 //! Map and unmap follow Xen 4.20's xen/common/grant_table.c
 //! (`map_grant_ref`, `unmap_common`, `unmap_common_complete`) with Arm's
@@ -17,16 +17,23 @@
 //! granter's `GTF_reading`/`GTF_writing` cleared (Xen flushes before
 //! `unmap_common_complete` too).
 
+mod copy;
+
 use alloc::vec::Vec;
 
 use memops::{FrameTable, P2mKind, TableMem};
 use pv_tlb::{Flush, PhysAddr};
 
 use super::memory_op::{grant_p2m, run_flush, GrantP2m};
-use super::{le16, le32, le64, Action, Ctx, GuestVa, Reply};
+use super::{Action, Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
 use crate::domain::Domain;
-use crate::xen::abi::{GnttabCacheFlush, GnttabMapGrantRef, GnttabUnmapGrantRef};
+use crate::world::World;
+use crate::xen::abi::{
+    GnttabCacheFlush, GnttabCopy, GnttabGetStatusFrames, GnttabGetVersion, GnttabMapGrantRef,
+    GnttabQuerySize, GnttabSetVersion, GnttabSetupTable, GnttabUnmapGrantRef,
+};
+use crate::xen::evtchn::DOMID_SELF;
 use crate::xen::grant::{self, gntmap, gtf, Mapping};
 use crate::xen::Errno;
 
@@ -35,7 +42,7 @@ use crate::xen::Errno;
 pub const GRANT_BUDGET: u32 = 512;
 
 /// `grant_table_op(cmd, uop, count)` from the caller's registers. A
-/// preempted map/unmap/cache_flush batch continues as Xen's
+/// preempted map/unmap/copy/cache_flush batch continues as Xen's
 /// `hypercall_create_continuation(.., "ihi", cmd, uop advanced, count left)`.
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     let raw = super::low32(a[0]);
@@ -50,6 +57,7 @@ pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     let (size, r) = match cmd {
         grant::op::MAP_GRANT_REF => (GnttabMapGrantRef::SIZE, map_batch(a[1], count, ctx)),
         grant::op::UNMAP_GRANT_REF => (GnttabUnmapGrantRef::SIZE, unmap_batch(a[1], count, ctx)),
+        grant::op::COPY => (GnttabCopy::SIZE, copy::copy_batch(a[1], count, ctx)),
         grant::op::CACHE_FLUSH => {
             let cur_ref = raw >> grant::CONTINUATION_ARG_SHIFT;
             (
@@ -221,7 +229,7 @@ fn map_status<M: PhysMem + TableMem>(
     }
     let mut pa = act.map(|a| a.pa);
     if act.is_none_or(|a| !readonly && a.write_pins == 0) {
-        let frame = grant::set_status(&mut w.mem, entry, act.is_some(), ld, readonly)?;
+        let frame = grant::set_status(&mut w.mem, entry, act.is_some(), ld, readonly, true)?;
         if act.is_none() {
             // get_paged_frame: the granter's own RAM (a foreign page or an
             // hv special frame is not grantable here).
@@ -477,10 +485,52 @@ fn flush_owner(pool: &FrameTable, pa: PhysAddr) -> Result<u16, Errno> {
     }
 }
 
-/// Handle `GNTTABOP_<cmd>` on `count` structs at `arg` (a VA of the caller).
+/// The domain `dom` names for `query_size` / `setup_table` /
+/// `get_status_frames`, as Xen's `rcu_lock_domain_by_any_id` then
+/// `xsm_grant_*(XSM_TARGET, ..)`: `DOMID_SELF` or the caller's id is the
+/// caller; another domain only for a control domain.
 ///
 /// # Errors
-/// Xen's errno for each sub-op.
+/// `GNTST_bad_domain` for no such domain, `GNTST_permission_denied` for
+/// another domain of an unprivileged caller.
+fn target<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, dom: u16) -> Result<u16, i16> {
+    let id = if dom == DOMID_SELF { ctx.caller } else { dom };
+    if ctx.world.entry(id).is_none() {
+        return Err(grant::GNTST_BAD_DOMAIN);
+    }
+    if id != ctx.caller && !ctx.privileged() {
+        return Err(grant::GNTST_PERMISSION_DENIED);
+    }
+    Ok(id)
+}
+
+/// Handle `GNTTABOP_<cmd>` on `count` structs at `arg` (a VA of the caller),
+/// as Xen 4.20's xen/common/grant_table.c:
+/// - `query_size` (`gnttab_query_size`): `count` must be 1 (-EINVAL); the
+///   struct is written back whole, `nr_frames` / `max_nr_frames` only on
+///   success; status `GNTST_bad_domain` / `GNTST_permission_denied`
+///   ([`target`]);
+/// - `setup_table` (`gnttab_setup_table`): `count` 1; more frames than the
+///   maximum is `GNTST_general_error`; the table grows to `nr_frames` and
+///   each frame's gfn (`INVALID_GFN` unless the guest mapped it: Arm's
+///   `gnttab_shared_gfn`) goes to `frame_list`, a fault there being
+///   `GNTST_bad_virt_addr`; only `status` is written back;
+/// - `set_version` (`gnttab_set_version`, any `count`): 1 is accepted, 2 is
+///   -ENOSYS (Xen on Arm's `GNTTAB_MAX_VERSION` is 1, so every domain's
+///   `max_version` is), anything else -EINVAL; the version in use (1) is
+///   written back in every case;
+/// - `get_version` (`gnttab_get_version`, any `count`): -ESRCH for no such
+///   domain, -EPERM for another domain of an unprivileged caller; `version`
+///   = 1;
+/// - `get_status_frames` (`gnttab_get_status_frames`): `count` 1; a v1
+///   table has no status frames, so any `nr_frames` but 0 is
+///   `GNTST_general_error` (Linux asks only for a v2 table);
+/// - transfer, unmap_and_replace, swap_grant_ref, dump_table and unknown
+///   commands: -ENOSYS.
+///
+/// # Errors
+/// Xen's errno for each sub-op (-EFAULT for a struct that cannot be read or
+/// written back).
 pub fn grant_table_op<M: PhysMem + TableMem>(
     cmd: u32,
     arg: u64,
@@ -488,74 +538,133 @@ pub fn grant_table_op<M: PhysMem + TableMem>(
     ctx: &mut Ctx<'_, M>,
 ) -> Result<u64, Errno> {
     use grant::op;
+    let c = ctx.caller;
+    let at = GuestVa(arg);
     match cmd {
-        op::QUERY_SIZE | op::SETUP_TABLE if count > 16 => Err(Errno::EINVAL),
+        op::QUERY_SIZE | op::SETUP_TABLE | op::GET_STATUS_FRAMES if count != 1 => {
+            crate::glog!(c, Debug, "d{c}: GNTTABOP {cmd} count {count}: -EINVAL");
+            Err(Errno::EINVAL)
+        }
         op::QUERY_SIZE => {
-            for i in 0..u64::from(count) {
-                let at = arg + i * grant::QUERY_SIZE_LEN as u64;
-                let b = ctx.read::<{ grant::QUERY_SIZE_LEN }>(GuestVa(at))?;
-                let mut out = [0u8; 12];
-                match ctx.self_or(le16(&b, 0)) {
-                    Ok(d) if d == ctx.caller => {
-                        let (n, max) = ctx.me()?.xen.grant.query_size();
-                        out[0..4].copy_from_slice(&n.to_le_bytes());
-                        out[4..8].copy_from_slice(&max.to_le_bytes());
-                        out[8..10].copy_from_slice(&grant::GNTST_OKAY.to_le_bytes());
-                    }
-                    _ => out[8..10].copy_from_slice(&grant::GNTST_BAD_DOMAIN.to_le_bytes()),
+            let mut q = GnttabQuerySize::from_bytes(&ctx.read(at)?);
+            match target(ctx, q.dom) {
+                Ok(d) => {
+                    let gt = &ctx.world.entry(d).ok_or(Errno::ESRCH)?.xen.grant;
+                    (q.nr_frames, q.max_nr_frames) = gt.query_size();
+                    q.status = grant::GNTST_OKAY;
                 }
-                ctx.write(GuestVa(at + 4), &out)?;
+                Err(s) => {
+                    crate::glog!(c, Debug, "d{c}: GNTTABOP_query_size d{}: status {s}", q.dom);
+                    q.status = s;
+                }
             }
+            ctx.write(at, &q.to_bytes())?;
             Ok(0)
         }
         op::SETUP_TABLE => {
-            for i in 0..u64::from(count) {
-                let at = arg + i * grant::SETUP_TABLE_LEN as u64;
-                let b = ctx.read::<{ grant::SETUP_TABLE_LEN }>(GuestVa(at))?;
-                let list = le64(&b, 16);
-                let status = match ctx.self_or(le16(&b, 0)) {
-                    Ok(d) if d == ctx.caller => {
-                        match ctx.me()?.xen.grant.setup_table(le32(&b, 4)) {
-                            Ok(gfns) => {
-                                for (j, g) in gfns.iter().enumerate() {
-                                    ctx.write(GuestVa(list + j as u64 * 8), &g.to_le_bytes())?;
-                                }
-                                grant::GNTST_OKAY
-                            }
-                            Err(s) => s,
-                        }
-                    }
-                    _ => grant::GNTST_BAD_DOMAIN,
-                };
-                ctx.write(GuestVa(at + 8), &status.to_le_bytes())?;
+            let t = GnttabSetupTable::from_bytes(&ctx.read(at)?);
+            let status = match target(ctx, t.dom) {
+                Ok(d) => setup_table(ctx, d, &t),
+                Err(s) => s,
+            };
+            if status != grant::GNTST_OKAY {
+                crate::glog!(
+                    c,
+                    Debug,
+                    "d{c}: GNTTABOP_setup_table d{} {} frames: status {status}",
+                    t.dom,
+                    t.nr_frames
+                );
             }
+            let status_at =
+                arg.wrapping_add(core::mem::offset_of!(GnttabSetupTable, status) as u64);
+            ctx.write(GuestVa(status_at), &status.to_le_bytes())?;
             Ok(0)
         }
         op::SET_VERSION => {
-            if count != 1 {
-                return Err(Errno::EINVAL);
+            let v = GnttabSetVersion::from_bytes(&ctx.read(at)?);
+            let r = match v.version {
+                1 => Ok(0),
+                2 => Err(Errno::ENOSYS),
+                _ => Err(Errno::EINVAL),
+            };
+            if let Err(e) = r {
+                crate::glog!(c, Debug, "d{c}: GNTTABOP_set_version {}: {e:?}", v.version);
             }
-            let b = ctx.read::<4>(GuestVa(arg))?;
-            let r = ctx.me()?.xen.grant.set_version(le32(&b, 0));
             // The version in use goes back either way.
-            ctx.write(GuestVa(arg), &1u32.to_le_bytes())?;
-            r.map(|()| 0)
+            let back = GnttabSetVersion { version: 1 };
+            ctx.write(at, &back.to_bytes())?;
+            r
         }
         op::GET_VERSION => {
-            if count != 1 {
-                return Err(Errno::EINVAL);
+            let mut v = GnttabGetVersion::from_bytes(&ctx.read(at)?);
+            let id = if v.dom == DOMID_SELF { c } else { v.dom };
+            if ctx.world.entry(id).is_none() {
+                crate::glog!(c, Debug, "d{c}: GNTTABOP_get_version d{}: -ESRCH", v.dom);
+                return Err(Errno::ESRCH);
             }
-            let b = ctx.read::<8>(GuestVa(arg))?;
-            ctx.self_or(le16(&b, 0))?;
-            ctx.write(GuestVa(arg + 4), &1u32.to_le_bytes())?;
+            if id != c && !ctx.privileged() {
+                crate::glog!(c, Debug, "d{c}: GNTTABOP_get_version d{}: -EPERM", v.dom);
+                return Err(Errno::EPERM);
+            }
+            v.version = 1;
+            let version_at =
+                arg.wrapping_add(core::mem::offset_of!(GnttabGetVersion, version) as u64);
+            ctx.write(GuestVa(version_at), &v.version.to_le_bytes())?;
             Ok(0)
         }
-        // transfer, copy, unmap_and_replace, get_status_frames (v2),
-        // swap_grant_ref.
+        op::GET_STATUS_FRAMES => {
+            let g = GnttabGetStatusFrames::from_bytes(&ctx.read(at)?);
+            let status = match target(ctx, g.dom) {
+                // nr_status_frames() of a v1 table is 0.
+                Ok(_) if g.nr_frames > 0 => grant::GNTST_GENERAL_ERROR,
+                Ok(_) => grant::GNTST_OKAY,
+                Err(s) => s,
+            };
+            if status != grant::GNTST_OKAY {
+                crate::glog!(
+                    c,
+                    Debug,
+                    "d{c}: GNTTABOP_get_status_frames d{} {} frames (v1 table): status {status}",
+                    g.dom,
+                    g.nr_frames
+                );
+            }
+            let status_at =
+                arg.wrapping_add(core::mem::offset_of!(GnttabGetStatusFrames, status) as u64);
+            ctx.write(GuestVa(status_at), &status.to_le_bytes())?;
+            Ok(0)
+        }
+        // transfer, unmap_and_replace, swap_grant_ref, dump_table.
         other => {
-            let c = ctx.caller;
             crate::glog!(c, Debug, "d{c}: GNTTABOP {other} not implemented: -ENOSYS");
             Err(Errno::ENOSYS)
         }
     }
+}
+
+/// `setup_table` of domain `d` (checked by [`target`]): its status. More
+/// frames than `max_grant_frames` is `GNTST_general_error`, as a table that
+/// cannot grow (`gnttab_grow_table` failing: hv's pool or heap is full).
+fn setup_table<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, d: u16, t: &GnttabSetupTable) -> i16 {
+    let World {
+        domains, pool, mem, ..
+    } = &mut *ctx.world;
+    let Some(dom) = domains.iter_mut().find(|x| x.id == d) else {
+        return grant::GNTST_BAD_DOMAIN;
+    };
+    if dom.xen.grow_grant(d, t.nr_frames, pool, mem).is_err() {
+        return grant::GNTST_GENERAL_ERROR;
+    }
+    for j in 0..t.nr_frames {
+        let g = match ctx.world.entry(d) {
+            Some(dom) => dom.xen.grant.shared_gfn(j),
+            None => return grant::GNTST_BAD_DOMAIN,
+        };
+        let to = t.frame_list.wrapping_add(u64::from(j) * 8);
+        if ctx.write(GuestVa(to), &g.to_le_bytes()).is_err() {
+            return grant::GNTST_BAD_VIRT_ADDR;
+        }
+    }
+    grant::GNTST_OKAY
 }

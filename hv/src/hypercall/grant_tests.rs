@@ -37,8 +37,8 @@ impl W {
         for (id, ram) in [(0u16, 8u64 << 20), (1, 4 << 20), (2, 4 << 20)] {
             let d = testutil::push_domain(&mut world, id, ram, 1);
             d.privileged = id == 0;
-            // One grant frame in use (libxl's acquire_resource grows it so).
-            d.xen.grant.acquire_frame(0).unwrap();
+            // One grant frame in use from creation (INITIAL_NR_GRANT_FRAMES).
+            assert_eq!(d.xen.grant.nr_frames(), 1);
         }
         let mut w = Self {
             world,
@@ -320,7 +320,7 @@ fn a_reused_domid_is_not_the_destroyed_granter() {
     w.destroy(1);
     // A new d1, whose entry 1 d0 maps too.
     let d = testutil::push_domain(&mut w.world, 1, 4 << 20, 1);
-    d.xen.grant.acquire_frame(0).unwrap();
+    assert_eq!(d.xen.grant.nr_frames(), 1);
     w.grant(1, 1, RW, 0, GRANTED_GFN);
     let op2 = w.map(1, 1, gntmap::HOST_MAP, HOST + 0x1000);
     assert_eq!(op2.status, grant::GNTST_OKAY);
@@ -743,3 +743,6 @@ fn pin_counters_do_not_overflow() {
         1 + u32::from(grant::MAX_PINS as u16) + 1
     );
 }
+
+mod copy;
+mod ops;

@@ -13,7 +13,9 @@
 use core::cell::RefCell;
 use core::sync::atomic::Ordering;
 
-use memops::{GuestCopy, InvalidationSet, MemCtx, MemEnv, MemOpRet, Physmap, Stage2View, TableMem};
+use memops::{
+    FrameTable, GuestCopy, InvalidationSet, MemCtx, MemEnv, MemOpRet, Physmap, Stage2View, TableMem,
+};
 use pv_tlb::{Flush, Ipa, PhysAddr, Plan, Vmid};
 
 use super::{Action, Ctx, Reply};
@@ -125,11 +127,22 @@ impl<M: PhysMem + TableMem> MemEnv for Env<'_, '_, '_, M> {
             .find(|d| d.id == domid)
             .and_then(|d| d.xen.shared_info())
     }
-    fn grant_frame(&mut self, domid: u16, idx: u64, gpfn: u64) -> Option<PhysAddr> {
-        self.domains
-            .iter_mut()
-            .find(|d| d.id == domid)
-            .and_then(|d| d.xen.grant.map_frame(idx, gpfn).ok())
+    fn grant_frame(
+        &mut self,
+        frames: &mut FrameTable,
+        domid: u16,
+        idx: u64,
+        gpfn: u64,
+    ) -> Option<PhysAddr> {
+        // Status frames (bit 31, v2) and indices past the maximum: -EINVAL.
+        let n = u32::try_from(idx).ok()?.checked_add(1)?;
+        let d = self.domains.iter_mut().find(|d| d.id == domid)?;
+        let mut mem = self.mem.borrow_mut();
+        if let Err(e) = d.xen.grow_grant(domid, n, frames, &mut **mem) {
+            crate::glog!(domid, Debug, "d{domid}: grant frame {idx}: {e:?}");
+            return None;
+        }
+        d.xen.grant.map_frame(idx, gpfn).ok()
     }
     fn grant_max_frames(&self, domid: u16) -> Option<u32> {
         self.domains
@@ -137,11 +150,17 @@ impl<M: PhysMem + TableMem> MemEnv for Env<'_, '_, '_, M> {
             .find(|d| d.id == domid)
             .map(|d| d.xen.grant.max_frames())
     }
-    fn acquire_grant_frame(&mut self, domid: u16, idx: u64) -> Option<PhysAddr> {
-        self.domains
-            .iter_mut()
-            .find(|d| d.id == domid)
-            .and_then(|d| d.xen.grant.acquire_frame(idx))
+    fn acquire_grant_frame(
+        &mut self,
+        frames: &mut FrameTable,
+        domid: u16,
+        idx: u64,
+    ) -> Option<PhysAddr> {
+        let n = u32::try_from(idx).ok()?.checked_add(1)?;
+        let d = self.domains.iter_mut().find(|d| d.id == domid)?;
+        let mut mem = self.mem.borrow_mut();
+        d.xen.grow_grant(domid, n, frames, &mut **mem).ok()?;
+        d.xen.grant.frame(idx)
     }
     fn scrub(&mut self, pa: PhysAddr) {
         self.mem.borrow_mut().zero_frame(pa);

@@ -233,14 +233,22 @@ fn linux_boot_calls_through_system_call() {
     };
     assert_eq!(w.call(1, 0, qs).ret, 0);
     let q = w.get::<16>(0, B + 0x500);
-    assert_eq!((le32(&q, 4), le32(&q, 8), le16(&q, 12)), (0, 4, 0));
+    assert_eq!(
+        (le32(&q, 4), le32(&q, 8), le16(&q, 12)),
+        (1, grant::DEFAULT_MAX_GRANT_FRAMES, 0),
+        "INITIAL_NR_GRANT_FRAMES in use, Xen's default maximum"
+    );
     w.put(0, B + 0x600, &2u32.to_le_bytes());
     let sv = Hypercall::GrantTableOp {
         cmd: grant::op::SET_VERSION,
         arg: B + 0x600,
         count: 1,
     };
-    assert_eq!(w.call(1, 0, sv).ret, Errno::EOPNOTSUPP.to_x0());
+    assert_eq!(
+        w.call(1, 0, sv).ret,
+        Errno::ENOSYS.to_x0(),
+        "Xen on Arm: max_version 1"
+    );
     assert_eq!(le32(&w.get::<4>(0, B + 0x600), 0), 1, "v1 stays");
 
     // vm_assist: only the runstate update flag.
@@ -419,8 +427,12 @@ fn add_to_physmap_maps_shared_info_and_grant_frames() {
     assert_eq!(atp(&mut w, 0, 0, si_gfn), 0);
     let gnt_gfn = grant::GUEST_GNTTAB_BASE >> 12;
     assert_eq!(atp(&mut w, 1, 0, gnt_gfn), 0);
-    assert_eq!(atp(&mut w, 1, 4, gnt_gfn + 4), Errno::EINVAL.to_x0());
-    assert_eq!(w.world.domains[0].xen.grant.query_size(), (1, 4));
+    let max = grant::DEFAULT_MAX_GRANT_FRAMES;
+    assert_eq!(
+        atp(&mut w, 1, u64::from(max), gnt_gfn + u64::from(max)),
+        Errno::EINVAL.to_x0()
+    );
+    assert_eq!(w.world.domains[0].xen.grant.query_size(), (1, max));
     // The guest's writes land in hv's frames.
     w.put(0, B + 0x5000 + evtchn::layout::SI_MASK, &[0xff]);
     w.put(0, grant::GUEST_GNTTAB_BASE + 8, &[0x42]);

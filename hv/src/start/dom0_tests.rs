@@ -312,6 +312,12 @@ fn dom0_is_built_from_the_peers_boot_information() {
     let hyp = fdt.find_node("/hypervisor").unwrap();
     let irq = hyp.property("interrupts").unwrap().value;
     assert_eq!(irq[..8], [0, 0, 0, 1, 0, 0, 0, 0], "PPI 16 (PPI number 0)");
+    // Its grant table may grow over the whole region the DT names, no further
+    // (Xen's gnttab_dom0_frames(): min(64, hv's image)).
+    let greg = hyp.property("reg").unwrap().value;
+    let gsize = u64::from_be_bytes(greg[8..16].try_into().unwrap());
+    assert_eq!(gsize, 64 * 4096);
+    assert_eq!(d.xen.grant.query_size(), (1, 64));
     assert!(
         fdt.find_node("/pl011@9000000").is_none(),
         "hv's UART hidden"

@@ -965,6 +965,7 @@ fn control_domain_builds_a_domu_through_domctl() {
     w32(&mut k, 0x104, 0x15);
     domctl(&mut k, 0x200, 1, 0); // createdomain, hv picks the domid
     w32(&mut k, 0x200 + 16 + 20, 3); // hvm | hap
+    w32(&mut k, 0x200 + 16 + 36, u32::MAX); // max_grant_frames -1 (xl's)
     w32(&mut k, 0x200 + 16 + 28, 1); // max_vcpus
     domctl(&mut k, 0x300, 11, 2); // max_mem 16 KiB = 4 pages
     w64(&mut k, 0x310, 16);
@@ -1292,6 +1293,7 @@ fn createdomain_with_a_full_heap_is_refused() {
     k[0x204..0x208].copy_from_slice(&0x17u32.to_le_bytes());
     k[0x200 + 16 + 20..0x200 + 16 + 24].copy_from_slice(&3u32.to_le_bytes()); // hvm | hap
     k[0x200 + 16 + 28..0x200 + 16 + 32].copy_from_slice(&1u32.to_le_bytes()); // max_vcpus
+    k[0x200 + 16 + 36..0x200 + 16 + 40].copy_from_slice(&(-1i32).to_le_bytes()); // max_grant_frames
     r.sys.with_mem(|m, _| m.write(PhysAddr(MODULES), &k));
     r.sys.add_module_domains(&[BootModule {
         pa: PhysAddr(MODULES),
@@ -1434,6 +1436,7 @@ fn createdomain_storm(
         };
         k[o + 16 + 20..o + 16 + 24].copy_from_slice(&flags.to_le_bytes());
         k[o + 16 + 28..o + 16 + 32].copy_from_slice(&1u32.to_le_bytes()); // max_vcpus
+        k[o + 16 + 36..o + 16 + 40].copy_from_slice(&(-1i32).to_le_bytes()); // max_grant_frames
     }
     r.add_d0_module(&k);
     if let Some(h) = heap {
@@ -1857,6 +1860,7 @@ fn toolstack_d0(va: u64, vcpus: u32) -> (Vec<u8>, Vec<Step>) {
     domctl(&mut k, 0x200, 1, 0); // createdomain, hv picks the domid (d1)
     k[0x200 + 20..0x200 + 22].copy_from_slice(&0x7ff0u16.to_le_bytes()); // handle
     w32(&mut k, 0x200 + 16 + 20, 3); // hvm | hap
+    w32(&mut k, 0x200 + 16 + 36, u32::MAX); // max_grant_frames -1 (xl's)
     w32(&mut k, 0x200 + 16 + 28, vcpus);
     domctl(&mut k, 0x300, 11, 1); // max_mem 16 KiB = 4 pages
     w64(&mut k, 0x310, 16);

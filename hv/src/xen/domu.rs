@@ -37,8 +37,9 @@ pub const GUEST_MAGIC_BASE: u64 = 0x3900_0000;
 /// The console ring's gfn (`HVM_PARAM_CONSOLE_PFN`).
 pub const CONSOLE_GFN: u64 = GUEST_MAGIC_BASE >> 12;
 
-/// Pool frames [`DomainXen::setup`] takes: shared info, console ring, grant frames.
-pub const XEN_FRAMES: u64 = 2 + grant::MAX_GRANT_FRAMES as u64;
+/// Pool frames [`DomainXen::setup`] takes: shared info, console ring, the
+/// grant table's initial frames (it grows later: [`DomainXen::grow_grant`]).
+pub const XEN_FRAMES: u64 = 2 + grant::INITIAL_NR_GRANT_FRAMES as u64;
 
 /// `HVM_PARAM_*` (public/hvm/params.h).
 pub mod hvm_param {
@@ -193,7 +194,8 @@ impl Default for DomainXen {
 
 impl DomainXen {
     /// Set up what a guest booted by hv gets: a zeroed shared-info page,
-    /// [`grant::MAX_GRANT_FRAMES`] grant frames, the console ring mapped at
+    /// a grant table of [`grant::INITIAL_NR_GRANT_FRAMES`] that may grow to
+    /// [`grant::DEFAULT_MAX_GRANT_FRAMES`], the console ring mapped at
     /// [`CONSOLE_GFN`] with an event channel whose other end is hv, and the
     /// HVM params naming them (store PFN and event channel stay 0: no xenstore).
     /// Frames come from `pool` owned by `domid`.
@@ -208,17 +210,21 @@ impl DomainXen {
         mem: &mut M,
         pool: &mut FrameTable,
     ) -> Result<Self, memops::Error> {
-        Self::setup_with(domid, vcpus, physmap, mem, pool, true)
+        let max = grant::DEFAULT_MAX_GRANT_FRAMES;
+        Self::setup_with(domid, vcpus, physmap, mem, pool, true, max)
     }
 
     /// What the hardware domain gets ([`DomainXen::setup`] without the
     /// console ring: Xen gives dom0 no `HVM_PARAM_CONSOLE_*`, its console is
-    /// `console_io`), with `upcall_ppi` as its event-channel PPI. Nothing is
-    /// mapped in its physmap (its IPA space is the host's layout; Linux maps
-    /// shared info and grant frames where it chooses).
+    /// `console_io`), with `upcall_ppi` as its event-channel PPI and a grant
+    /// table that may grow to `max_grant` frames (Xen's
+    /// `gnttab_dom0_frames()`: the size of the region its DTB names).
+    /// Nothing is mapped in its physmap (its IPA space is the host's layout;
+    /// Linux maps shared info and grant frames where it chooses).
     ///
     /// # Errors
     /// `memops::Error` if the pool is empty (everything taken is given back).
+    #[allow(clippy::too_many_arguments)]
     pub fn setup_hwdom<M: PhysMem + TableMem>(
         domid: u16,
         vcpus: u32,
@@ -226,8 +232,9 @@ impl DomainXen {
         mem: &mut M,
         pool: &mut FrameTable,
         upcall_ppi: u32,
+        max_grant: u32,
     ) -> Result<Self, memops::Error> {
-        let mut x = Self::setup_with(domid, vcpus, physmap, mem, pool, false)?;
+        let mut x = Self::setup_with(domid, vcpus, physmap, mem, pool, false, max_grant)?;
         x.upcall_ppi = upcall_ppi;
         Ok(x)
     }
@@ -239,6 +246,7 @@ impl DomainXen {
         mem: &mut M,
         pool: &mut FrameTable,
         ring: bool,
+        max_grant: u32,
     ) -> Result<Self, memops::Error> {
         let mut frames = Vec::new();
         let n = XEN_FRAMES as usize;
@@ -261,7 +269,10 @@ impl DomainXen {
         let params = [0u64; hvm_param::NR as usize];
         let mut x = Self {
             evtchn,
-            grant: GrantTable::new(frames[2..].to_vec()),
+            grant: GrantTable::new(
+                frames[2..].to_vec(),
+                max_grant.max(grant::INITIAL_NR_GRANT_FRAMES),
+            ),
             params,
             console_ring: None,
             runstate: alloc::vec![Runstate::default(); vcpus.max(1) as usize],
@@ -288,7 +299,8 @@ impl DomainXen {
     /// `GUEST_MAGIC_BASE`, `HVM_PARAM_CONSOLE_*`, ports from
     /// `EVTCHNOP_alloc_unbound` numbered from 1 as on Xen); a domain
     /// unpaused without one gets hv's console then
-    /// ([`DomainXen::attach_hv_console`]).
+    /// ([`DomainXen::attach_hv_console`]). Its grant table may grow to
+    /// `max_grant` frames (`createdomain`'s `max_grant_frames`).
     ///
     /// # Errors
     /// `memops::Error` if the pool is empty (everything taken is given back).
@@ -298,8 +310,9 @@ impl DomainXen {
         physmap: &mut Physmap,
         mem: &mut M,
         pool: &mut FrameTable,
+        max_grant: u32,
     ) -> Result<Self, memops::Error> {
-        Self::setup_with(domid, vcpus, physmap, mem, pool, false)
+        Self::setup_with(domid, vcpus, physmap, mem, pool, false, max_grant)
     }
 
     /// hv's PV console: its ring frame mapped at [`CONSOLE_GFN`], an event
@@ -326,6 +339,53 @@ impl DomainXen {
         self.params[hvm_param::CONSOLE_PFN as usize] = CONSOLE_GFN;
         self.params[hvm_param::CONSOLE_EVTCHN as usize] = u64::from(port);
         self.console_ring = Some(ring);
+        Ok(())
+    }
+
+    /// Xen's `gnttab_grow_table`: the grant table grows to `n` frames, new
+    /// ones zeroed pool frames owned by `domid` (hv-owned like the table's
+    /// first: released at teardown). All or nothing.
+    ///
+    /// # Errors
+    /// `-EINVAL` past the table's maximum, `-ENOMEM` if the pool or hv's
+    /// heap cannot hold them (nothing changed).
+    pub fn grow_grant<M: PhysMem + ?Sized>(
+        &mut self,
+        domid: u16,
+        n: u32,
+        pool: &mut FrameTable,
+        mem: &mut M,
+    ) -> Result<(), Errno> {
+        if n > self.grant.max_frames() {
+            return Err(Errno::EINVAL);
+        }
+        let more = n.saturating_sub(self.grant.nr_frames()) as usize;
+        if more == 0 {
+            return Ok(());
+        }
+        let mut new: Vec<PhysAddr> = Vec::new();
+        if new.try_reserve(more).is_err()
+            || self.frames.try_reserve(more).is_err()
+            || !self.grant.reserve(more)
+        {
+            return Err(Errno::ENOMEM);
+        }
+        for _ in 0..more {
+            match pool.alloc(domid, 0) {
+                Ok(pa) => {
+                    mem.zero_frame(pa);
+                    new.push(pa);
+                }
+                Err(_) => {
+                    for f in new {
+                        let _ = pool.put(f);
+                    }
+                    return Err(Errno::ENOMEM);
+                }
+            }
+        }
+        self.frames.extend_from_slice(&new);
+        self.grant.add_frames(&new);
         Ok(())
     }
 

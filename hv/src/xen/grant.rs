@@ -3,17 +3,21 @@
 //! Sources: Xen `xen/include/public/grant_table.h` (`GNTTABOP_*`, the
 //! argument structs, `GNTST_*`), `xen/include/public/arch-arm.h`
 //! (`GUEST_GNTTAB_BASE` 0x38000000, `GUEST_GNTTAB_SIZE` 0x01000000), Xen
-//! `xen/common/grant_table.c` (query_size / setup_table / set_version
-//! semantics); Linux `drivers/xen/grant-table.c` (`gnttab_max_grant_frames`
-//! uses query_size, `gnttab_map` maps frame `i` with `XENMEM_add_to_physmap`
-//! space `XENMAPSPACE_grant_table` idx `i` at a gfn of the DT's grant region)
+//! 4.20's `xen/common/grant_table.c` (`grant_table_init`,
+//! `gnttab_grow_table`, query_size / setup_table / set_version semantics);
+//! Linux `drivers/xen/grant-table.c` (`gnttab_max_grant_frames` uses
+//! query_size, `gnttab_expand` -> `gnttab_map` maps frames `start..=end`,
+//! the largest index first, with `XENMEM_add_to_physmap` space
+//! `XENMAPSPACE_grant_table` idx `i` at gfn `i` of the DT's grant region)
 //! and `arch/arm/xen/enlighten.c` (the region is `/hypervisor`'s `reg`).
 //!
-//! hv keeps the shared frames (zeroed, hv-owned pool frames) and where the
-//! guest mapped them. Their content is the guest's, except the
-//! `GTF_reading`/`GTF_writing` bits hv sets while another domain maps an
-//! entry (`GNTTABOP_map_grant_ref`, Xen's `_set_status_v1`) and clears
-//! when the last such mapping goes (`reduce_status_for_pin`). Per domain,
+//! hv keeps the shared frames (zeroed, hv-owned pool frames: the table
+//! starts with [`INITIAL_NR_GRANT_FRAMES`] and grows to its maximum, see
+//! `DomainXen::grow_grant`) and where the guest mapped them. Their content
+//! is the guest's, except the `GTF_reading`/`GTF_writing` bits hv sets
+//! while another domain maps (or copies through) an entry
+//! (`GNTTABOP_map_grant_ref` / `GNTTABOP_copy`, Xen's `_set_status_v1`)
+//! and clears when the last such pin goes (`reduce_status_for_pin`). Per domain,
 //! hv also keeps what Xen keeps: the *active* entries (granted refs that
 //! are mapped: by whom, which frame, how many read-only and writable
 //! mappings) and the *maptrack* (the domain's own mappings of other
@@ -33,10 +37,15 @@ use crate::arch::PhysMem;
 pub const GUEST_GNTTAB_BASE: u64 = 0x3800_0000;
 /// `GUEST_GNTTAB_SIZE` (public/arch-arm.h).
 pub const GUEST_GNTTAB_SIZE: u64 = 0x0100_0000;
-/// Grant frames a domain may have (Xen's default `max_grant_frames` is 64:
-/// 2048 v1 entries here suffice for Linux's console, xenstore and a few PV
-/// rings, but a frontend with many persistent grants may want more).
-pub const MAX_GRANT_FRAMES: u32 = 4;
+/// Grant frames a domain may grow its table to unless its creator says
+/// otherwise: Xen's `opt_max_grant_frames` (64 frames, 32768 v1 entries;
+/// `xl`'s default `max_grant_frames` -1 means this). Linux grows its table
+/// (`gnttab_expand`) as its frontends take references: a domU with a
+/// multi-queue netfront and blkfront needs more than a few frames.
+pub const DEFAULT_MAX_GRANT_FRAMES: u32 = 64;
+/// Frames a table has from its creation (Xen's `INITIAL_NR_GRANT_FRAMES`:
+/// `grant_table_init` grows it to 1).
+pub const INITIAL_NR_GRANT_FRAMES: u32 = 1;
 
 /// `GNTTABOP_*` (public/grant_table.h).
 pub mod op {
@@ -86,6 +95,13 @@ pub mod gtf {
     pub const SUB_PAGE: u16 = 1 << 8;
 }
 
+/// `GNTCOPY_*` (`gnttab_copy.flags`).
+pub mod gntcopy {
+    #![allow(missing_docs)]
+    pub const SOURCE_GREF: u16 = 1 << 0;
+    pub const DEST_GREF: u16 = 1 << 1;
+}
+
 /// `GNTTAB_CACHE_*` (`gnttab_cache_flush.op`).
 pub mod cache {
     #![allow(missing_docs)]
@@ -116,18 +132,17 @@ pub const GNTST_BAD_DOMAIN: i16 = -2;
 pub const GNTST_BAD_GNTREF: i16 = -3;
 /// `GNTST_bad_handle`.
 pub const GNTST_BAD_HANDLE: i16 = -4;
+/// `GNTST_bad_virt_addr`.
+pub const GNTST_BAD_VIRT_ADDR: i16 = -5;
 /// `GNTST_permission_denied`.
 pub const GNTST_PERMISSION_DENIED: i16 = -8;
 /// `GNTST_bad_page`.
 pub const GNTST_BAD_PAGE: i16 = -9;
+/// `GNTST_bad_copy_arg`.
+pub const GNTST_BAD_COPY_ARG: i16 = -10;
 /// `GNTST_no_space`.
 pub const GNTST_NO_SPACE: i16 = -13;
 
-/// `sizeof(struct gnttab_query_size)`: dom u16 @0, nr_frames u32 @4, max_nr_frames u32 @8, status i16 @12.
-pub const QUERY_SIZE_LEN: usize = 16;
-/// `sizeof(struct gnttab_setup_table)` on arm64: dom u16 @0, nr_frames u32 @4,
-/// status i16 @8, frame_list handle (u64) @16.
-pub const SETUP_TABLE_LEN: usize = 24;
 /// `INVALID_GFN` as written into a setup_table frame list.
 pub const INVALID_GFN: u64 = !0;
 
@@ -178,9 +193,11 @@ static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 /// One domain's grant table.
 #[derive(Debug)]
 pub struct GrantTable {
+    /// The frames in use (Xen's `shared_raw[0..nr_grant_frames]`).
     frames: Vec<PhysAddr>,
     mapped_at: Vec<Option<u64>>,
-    nr_frames: u32,
+    /// `max_grant_frames`.
+    max: u32,
     serial: u64,
     active: BTreeMap<u32, Active>,
     maptrack: Vec<Option<Mapping>>,
@@ -192,20 +209,20 @@ pub struct GrantTable {
 
 impl Default for GrantTable {
     fn default() -> Self {
-        Self::new(Vec::new())
+        Self::new(Vec::new(), 0)
     }
 }
 
 impl GrantTable {
-    /// A v1 table backed by `frames` (zeroed host frames, at most
-    /// [`MAX_GRANT_FRAMES`] are used).
+    /// A v1 table of `frames` (zeroed host frames) that may grow to `max`
+    /// frames ([`GrantTable::add_frames`]).
     #[must_use]
-    pub fn new(frames: Vec<PhysAddr>) -> Self {
+    pub fn new(frames: Vec<PhysAddr>, max: u32) -> Self {
         let n = frames.len();
         Self {
             frames,
             mapped_at: alloc::vec![None; n],
-            nr_frames: 0,
+            max,
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
             active: BTreeMap::new(),
             maptrack: Vec::new(),
@@ -223,7 +240,7 @@ impl GrantTable {
     /// Entries in use (`nr_grant_entries`: 512 per frame in use, v1).
     #[must_use]
     pub fn nr_entries(&self) -> u32 {
-        self.nr_frames * ENTRIES_PER_FRAME
+        self.nr_frames() * ENTRIES_PER_FRAME
     }
 
     /// Host address of entry `gref` (`None` past [`GrantTable::nr_entries`]).
@@ -364,16 +381,16 @@ impl GrantTable {
         !self.pending_clear.is_empty()
     }
 
-    /// Frames in use (`nr_frames`).
+    /// Frames in use (`nr_grant_frames`).
     #[must_use]
     pub fn nr_frames(&self) -> u32 {
-        self.nr_frames
+        self.frames.len() as u32
     }
 
-    /// Frames the table may grow to (`max_nr_frames`).
+    /// Frames the table may grow to (`max_grant_frames`).
     #[must_use]
     pub fn max_frames(&self) -> u32 {
-        self.frames.len() as u32
+        self.max
     }
 
     /// The host frames (for teardown).
@@ -382,11 +399,33 @@ impl GrantTable {
         &self.frames
     }
 
-    /// Frame `idx` for `XENMAPSPACE_grant_table`, to be mapped at `gfn`:
-    /// the table grows to cover it (Xen's `gnttab_map_frame`).
+    /// Room in hv's heap for `n` more frames' records.
+    pub fn reserve(&mut self, n: usize) -> bool {
+        self.frames.try_reserve(n).is_ok() && self.mapped_at.try_reserve(n).is_ok()
+    }
+
+    /// The table grows by `new` (zeroed frames; the caller checked
+    /// [`GrantTable::max_frames`] and [`GrantTable::reserve`]d room: frames
+    /// past either are not taken).
+    pub fn add_frames(&mut self, new: &[PhysAddr]) {
+        for &pa in new {
+            if self.frames.len() >= self.max as usize
+                || self.frames.len() == self.frames.capacity()
+                || self.mapped_at.len() == self.mapped_at.capacity()
+            {
+                return;
+            }
+            self.frames.push(pa);
+            self.mapped_at.push(None);
+        }
+    }
+
+    /// Frame `idx` (grown to already) for `XENMAPSPACE_grant_table`, to be
+    /// mapped at `gfn` (Xen's `gnttab_map_frame`; Arm's
+    /// `gnttab_set_frame_gfn` records where).
     ///
     /// # Errors
-    /// `-EINVAL` for an index past the maximum (or a status frame, v2 only).
+    /// `-EINVAL` for a frame not in use (or a status frame, v2 only).
     pub fn map_frame(&mut self, idx: u64, gfn: u64) -> Result<PhysAddr, Errno> {
         // XENMAPSPACE_grant_table: bit 31 selects status frames (v2 only).
         if idx & (1 << 31) != 0 {
@@ -394,22 +433,13 @@ impl GrantTable {
         }
         let i = usize::try_from(idx).map_err(|_| Errno::EINVAL)?;
         let pa = *self.frames.get(i).ok_or(Errno::EINVAL)?;
-        self.mapped_at[i] = Some(gfn);
-        self.nr_frames = self.nr_frames.max(i as u32 + 1);
+        if let Some(at) = self.mapped_at.get_mut(i) {
+            *at = Some(gfn);
+        }
         Ok(pa)
     }
 
-    /// Frame `idx` for `XENMEM_acquire_resource` (another domain maps it):
-    /// the table grows to cover it (Xen's `gnttab_acquire_resource`);
-    /// `None` past the maximum.
-    pub fn acquire_frame(&mut self, idx: u64) -> Option<PhysAddr> {
-        let i = usize::try_from(idx).ok()?;
-        let pa = *self.frames.get(i)?;
-        self.nr_frames = self.nr_frames.max(i as u32 + 1);
-        Some(pa)
-    }
-
-    /// Frame `idx`'s host address without mapping it.
+    /// Frame `idx`'s host address, if it is in use.
     #[must_use]
     pub fn frame(&self, idx: u64) -> Option<PhysAddr> {
         usize::try_from(idx)
@@ -420,36 +450,19 @@ impl GrantTable {
     /// `GNTTABOP_query_size`: `(nr_frames, max_nr_frames)`.
     #[must_use]
     pub fn query_size(&self) -> (u32, u32) {
-        (self.nr_frames, self.max_frames())
+        (self.nr_frames(), self.max_frames())
     }
 
-    /// `GNTTABOP_setup_table` for `nr` frames: the table grows to `nr` and the
-    /// gfn of each frame is returned (where the guest mapped it, else
-    /// `INVALID_GFN`: on Arm a translated guest maps frames itself).
-    ///
-    /// # Errors
-    /// `GNTST_general_error` if `nr` exceeds the maximum.
-    pub fn setup_table(&mut self, nr: u32) -> Result<Vec<u64>, i16> {
-        if nr > self.max_frames() {
-            return Err(GNTST_GENERAL_ERROR);
-        }
-        self.nr_frames = self.nr_frames.max(nr);
-        Ok(self.mapped_at[..nr as usize]
-            .iter()
-            .map(|g| g.unwrap_or(INVALID_GFN))
-            .collect())
-    }
-
-    /// `GNTTABOP_set_version`: only version 1 exists here.
-    ///
-    /// # Errors
-    /// `-EOPNOTSUPP` for version 2 (the guest keeps v1), `-EINVAL` otherwise.
-    pub fn set_version(&self, version: u32) -> Result<(), Errno> {
-        match version {
-            0 | 1 => Ok(()),
-            2 => Err(Errno::EOPNOTSUPP),
-            _ => Err(Errno::EINVAL),
-        }
+    /// The gfn of frame `i` for `GNTTABOP_setup_table` (Arm's
+    /// `gnttab_shared_gfn`): where the guest mapped it, else `INVALID_GFN`
+    /// (a translated guest maps frames itself).
+    #[must_use]
+    pub fn shared_gfn(&self, i: u32) -> u64 {
+        self.mapped_at
+            .get(i as usize)
+            .copied()
+            .flatten()
+            .unwrap_or(INVALID_GFN)
     }
 }
 
@@ -474,11 +487,13 @@ pub fn clear_status<M: PhysMem + ?Sized>(mem: &mut M, pa: PhysAddr, clear: u16) 
     }
 }
 
-/// Xen's `_set_status_v1` for a mapping by `mapper` of the v1 entry at `pa`:
-/// `GTF_reading` (and `GTF_writing` unless `readonly`) set atomically. When
-/// the entry is not mapped yet (`pinned` false) it must be a plain
-/// `GTF_permit_access` (no sub-page) for `mapper`; a writable mapping of a
-/// `GTF_readonly` entry is refused. Returns the entry's `frame`.
+/// Xen's `_set_status_v1` for a mapping (`map`, Xen's `mapflag`) or a
+/// copy by `mapper` of the v1 entry at `pa`: `GTF_reading` (and
+/// `GTF_writing` unless `readonly`) set atomically. When the entry is not
+/// pinned yet (`pinned` false) it must be `GTF_permit_access` for `mapper`
+/// (and, for a mapping, without `GTF_sub_page`: a copy ignores that bit of
+/// a v1 entry, as Xen); writing to a `GTF_readonly` entry is refused.
+/// Returns the entry's `frame`.
 ///
 /// Xen uses a compare-and-swap; hv sets the bits with one atomic OR and
 /// judges the value it replaced, taking back the bits it added when that
@@ -493,14 +508,15 @@ pub fn set_status<M: PhysMem + ?Sized>(
     pinned: bool,
     mapper: u16,
     readonly: bool,
+    map: bool,
 ) -> Result<u32, i16> {
     let want = gtf::READING | if readonly { 0 } else { gtf::WRITING };
+    let mask = gtf::TYPE_MASK | if map { gtf::SUB_PAGE } else { 0 };
     let old = mem.fetch_or_u64(pa, u64::from(want));
     let flags = old as u16;
     let domid = (old >> 16) as u16;
     let frame = (old >> 32) as u32;
-    let refused = (!pinned
-        && ((flags & (gtf::TYPE_MASK | gtf::SUB_PAGE)) != gtf::PERMIT_ACCESS || domid != mapper))
+    let refused = (!pinned && ((flags & mask) != gtf::PERMIT_ACCESS || domid != mapper))
         || (!readonly && flags & gtf::READONLY != 0);
     if refused {
         clear_status(mem, pa, want & !flags);
@@ -514,36 +530,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frames_grow_as_the_guest_maps_them() {
+    fn frames_are_used_as_the_table_grows() {
         let f = [0x8000_0000u64, 0x8000_1000, 0x8000_2000, 0x8000_3000].map(PhysAddr);
-        let mut g = GrantTable::new(f.to_vec());
-        assert_eq!(g.query_size(), (0, 4));
+        let mut g = GrantTable::new(alloc::vec![f[0]], 4);
+        assert_eq!(g.query_size(), (1, 4), "INITIAL_NR_GRANT_FRAMES");
+        assert_eq!(g.nr_entries(), 512);
         // Linux maps frame 0 at the first gfn of the DT region.
         let gfn = GUEST_GNTTAB_BASE >> 12;
         assert_eq!(g.map_frame(0, gfn), Ok(f[0]));
-        assert_eq!(g.query_size(), (1, 4));
+        assert_eq!(g.map_frame(1, gfn + 1), Err(Errno::EINVAL), "not grown yet");
+        assert!(g.reserve(3));
+        g.add_frames(&f[1..]);
+        assert_eq!(g.query_size(), (4, 4));
+        assert_eq!(g.nr_entries(), 2048);
+        assert_eq!(g.entry_pa(2047), Some(PhysAddr(f[3].0 + 511 * 8)));
+        assert_eq!(g.entry_pa(2048), None);
         assert_eq!(g.map_frame(2, gfn + 2), Ok(f[2]));
-        assert_eq!(g.query_size(), (3, 4));
-        assert_eq!(g.map_frame(4, gfn + 4), Err(Errno::EINVAL));
         assert_eq!(
             g.map_frame(1 << 31, gfn),
             Err(Errno::EINVAL),
             "status frames are v2"
         );
-        assert_eq!(
-            g.setup_table(4),
-            Ok(alloc::vec![gfn, INVALID_GFN, gfn + 2, INVALID_GFN])
-        );
+        let gfns: Vec<u64> = (0..4).map(|i| g.shared_gfn(i)).collect();
+        assert_eq!(gfns, [gfn, INVALID_GFN, gfn + 2, INVALID_GFN]);
+        // Never past the maximum.
+        assert!(g.reserve(1));
+        g.add_frames(&[PhysAddr(0x9000_0000)]);
         assert_eq!(g.nr_frames(), 4);
-        assert_eq!(g.setup_table(5), Err(GNTST_GENERAL_ERROR));
-        assert_eq!(g.set_version(1), Ok(()));
-        assert_eq!(g.set_version(2), Err(Errno::EOPNOTSUPP));
-        assert_eq!(g.set_version(3), Err(Errno::EINVAL));
+        assert_eq!(g.frame(4), None);
     }
 
     #[test]
     fn maptrack_is_bounded_and_reuses_handles() {
-        let mut g = GrantTable::new(alloc::vec![PhysAddr(0x8000_0000)]);
+        let mut g = GrantTable::new(alloc::vec![PhysAddr(0x8000_0000)], 1);
         let m = Mapping {
             dom: 1,
             table: 7,

@@ -43,6 +43,13 @@ pub fn sanitise_createdomain(c: &XenDomctlCreatedomain) -> Result<(), &'static s
     if grant & !GRANT_VERSION_MASK != 0 || grant & GRANT_VERSION_MASK > 1 {
         return Err("grant options (hv has grant table v1 only)");
     }
+    // grant_table_init: a negative max_grant_frames is Xen's default, fewer
+    // than INITIAL_NR_GRANT_FRAMES is "Bad grant table size".
+    if c.max_grant_frames >= 0
+        && (c.max_grant_frames as u32) < crate::xen::grant::INITIAL_NR_GRANT_FRAMES
+    {
+        return Err("bad grant table size (max_grant_frames)");
+    }
     if c.altp2m_opts != 0 {
         return Err("altp2m is not supported on Arm");
     }
@@ -101,7 +108,9 @@ pub fn createdomain<M: PhysMem + TableMem>(sh: &mut World<M>, op: &mut XenDomctl
     } else {
         want
     };
-    match b.create_paused(id, config.max_vcpus, config.handle) {
+    let max_grant = u32::try_from(config.max_grant_frames)
+        .unwrap_or(crate::xen::grant::DEFAULT_MAX_GRANT_FRAMES);
+    match b.create_paused(id, config.max_vcpus, config.handle, max_grant) {
         Ok(()) => {
             op.domain = id;
             // Xen fills in the native GIC version for the toolstack (the
@@ -400,6 +409,7 @@ mod tests {
             flags,
             max_vcpus: 1,
             grant_opts: 1,
+            max_grant_frames: -1,
             ..XenDomctlCreatedomain::default()
         }
     }
@@ -440,6 +450,12 @@ mod tests {
             "grant_opts above the mask"
         );
         assert_eq!(with(&|c| c.grant_opts = 0), Ok(()));
+        assert!(
+            with(&|c| c.max_grant_frames = 0).is_err(),
+            "grant_table_init"
+        );
+        assert_eq!(with(&|c| c.max_grant_frames = 1), Ok(()));
+        assert_eq!(with(&|c| c.max_grant_frames = 128), Ok(()));
         assert!(with(&|c| c.altp2m_opts = 1).is_err());
         assert!(with(&|c| c.vmtrace_size = 0x1000).is_err());
         assert!(with(&|c| c.arch.gic_version = 1).is_err(), "GICv2");

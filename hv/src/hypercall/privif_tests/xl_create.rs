@@ -765,6 +765,7 @@ fn hvs_console_only_for_domains_unpaused_without_one() {
         flags: domctl::cdf::HVM | domctl::cdf::HAP,
         max_vcpus: 1,
         grant_opts: 1,
+        max_grant_frames: -1,
         ..XenDomctlCreatedomain::default()
     };
     let (got, back) = domctl(&mut w, domctl_cmd::CREATEDOMAIN, 0, &config.to_bytes());
@@ -807,6 +808,7 @@ fn small_domu(w: &mut W, pages: u64) -> u16 {
         flags: domctl::cdf::HVM | domctl::cdf::HAP,
         max_vcpus: 1,
         grant_opts: 1,
+        max_grant_frames: -1,
         ..XenDomctlCreatedomain::default()
     };
     let (got, back) = domctl(w, domctl_cmd::CREATEDOMAIN, 0, &config.to_bytes());

@@ -817,6 +817,8 @@ const GT_SETUP_TABLE: u64 = 2;
 const GT_QUERY_SIZE: u64 = 6;
 const GT_SET_VERSION: u64 = 8;
 const GT_CACHE_FLUSH: u64 = 12;
+const GT_COPY: u64 = 5;
+const GNTCOPY_SOURCE_GREF: u16 = 1;
 
 fn grant_abuse() {
     let s = SCRATCH;
@@ -841,9 +843,9 @@ fn grant_abuse() {
     let st = get32(s, 8) as u16 as i16;
     check(
         "GNTTABOP_setup_table frame_list outside RAM -> -EFAULT or GNTST_bad_virt_addr",
-        rc == EFAULT || (rc == 0 && st == -3),
+        rc == EFAULT || (rc == 0 && st == -5),
         if rc != 0 { rc } else { i64::from(st) },
-        "-14, or status -3",
+        "-14, or status -5",
     );
     sac_fill(s, 4, 0);
     put16(s, 0, 0x7000);
@@ -931,6 +933,93 @@ fn grant_abuse() {
         "GNTTABOP_cache_flush probe -> 0",
         hc(GRANT_TABLE_OP, [GT_CACHE_FLUSH, s, 1, 0, 0]),
         0,
+    );
+}
+
+/// `GNTTABOP_copy` of `len` bytes: the source `(u, domid, offset)`, the
+/// dest a frame of ours at `dest_off`, `flags`: (rc, status).
+fn grant_copy(src: (u64, u16, u16), dest_off: u16, len: u16, flags: u16) -> (i64, i16) {
+    // gnttab_copy { {u64 u; domid_t domid; u16 offset} source, dest;
+    // u16 len; u16 flags; OUT int16 status }
+    let s = SCRATCH;
+    sac_fill(s, 5, 0);
+    sac_write_u64(s, src.0);
+    put16(s, 8, src.1);
+    put16(s, 10, src.2);
+    sac_write_u64(s + 16, (SCRATCH + 0x5000) >> 12);
+    put16(s, 24, DOMID_SELF);
+    put16(s, 26, dest_off);
+    put16(s, 32, len);
+    put16(s, 34, flags);
+    put16(s, 36, 0x77);
+    let rc = hc(GRANT_TABLE_OP, [GT_COPY, s, 1, 0, 0]);
+    (rc, get32(s, 36) as u16 as i16)
+}
+
+/// A copy probe: its name, source `(u, domid, offset)`, dest offset, len,
+/// the status Xen gives.
+type CopyCase = (&'static str, (u64, u16, u16), u16, u16, i16);
+
+fn grant_copy_abuse() {
+    let from = (SCRATCH + 0x4000) >> 12;
+    sac_write_u64(SCRATCH + 0x4010, 0x1122_3344_5566_7788);
+    sac_write_u64(SCRATCH + 0x5020, 0);
+    let cases: [CopyCase; 5] = [
+        (
+            "GNTTABOP_copy between own frames (DOMID_SELF) -> status GNTST_okay",
+            (from, DOMID_SELF, 0x10),
+            0x20,
+            8,
+            0,
+        ),
+        (
+            "GNTTABOP_copy of a frame named by a domid, not DOMID_SELF -> status GNTST_permission_denied",
+            (from, 0, 0),
+            0,
+            8,
+            -8,
+        ),
+        (
+            "GNTTABOP_copy from a grant of domain 0x7000 -> status GNTST_bad_domain",
+            (1, 0x7000, 0),
+            0,
+            8,
+            -2,
+        ),
+        (
+            "GNTTABOP_copy from grant ref 0xffffffff of its own -> status GNTST_bad_gntref",
+            (0xffff_ffff, DOMID_SELF, 0),
+            0,
+            8,
+            -3,
+        ),
+        (
+            "GNTTABOP_copy past the end of the page -> status GNTST_bad_copy_arg",
+            (from, DOMID_SELF, 0xff0),
+            0,
+            0x20,
+            -10,
+        ),
+    ];
+    for (i, (name, src, dest_off, len, want)) in cases.into_iter().enumerate() {
+        let flags = if matches!(i, 2 | 3) {
+            GNTCOPY_SOURCE_GREF
+        } else {
+            0
+        };
+        let (rc, st) = grant_copy(src, dest_off, len, flags);
+        check(
+            name,
+            rc == 0 && st == want,
+            if rc != 0 { rc } else { i64::from(st) },
+            "rc 0 and Xen's status",
+        );
+    }
+    check(
+        "GNTTABOP_copy between own frames moved the bytes",
+        sac_read_u64(SCRATCH + 0x5020) == 0x1122_3344_5566_7788,
+        sac_read_u64(SCRATCH + 0x5020) as i64,
+        "the source word",
     );
 }
 
@@ -1846,6 +1935,7 @@ extern "C" fn guest_main() {
         evtchn_abuse();
         println!("== grant table");
         grant_abuse();
+        grant_copy_abuse();
         println!("== vcpu_op");
         vcpu_abuse();
         println!("== multicall");
