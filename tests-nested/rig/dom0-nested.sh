@@ -173,7 +173,7 @@ xl_nested_phases() {
 # phase_get TABLE PHASE COLUMN -> that column of xl_nested_phases' row (- if absent); with n > 1
 # the mean.
 phase_get() {
-    awk -v p="$2" -v c="$3" '$1 == p { v = $c; if ($2 > 1) v = v / $2; printf "%.2f", v; f = 1 } END { if (!f) print "-" }' "$1"
+    awk -v p="$2" -v c="$3" '$1 == p { v = $c; if ($2 > 1) v = v / $2; printf(c == 5 ? "%d" : "%.2f", v); f = 1 } END { if (!f) print "-" }' "$1"
 }
 
 # The DTB L1 printed.
