@@ -19,6 +19,9 @@
 # A failed step prints "DOM0: FAIL xl <step> ..." and the test stops there (init.sh goes on
 # to power off). Every xl command runs under busybox `timeout` (XL_T s, 120; exit status 143 =
 # killed), so a hypervisor on which xl hangs fails at that step instead of at the runner's timeout.
+# `dom0.xl.timeout=N` sets XL_T, the domU console waits and the wait for a shut-down domU to go
+# (120 s each by default; that wait was 30 s before): nested under
+# KVM one `xl create` takes minutes (tests-nested/rig/dom0-nested.sh MODE=xl).
 up() { cut -d' ' -f1 /proc/uptime; }
 mark() { echo "DOM0: $* t=$(up)"; }
 xfail() { echo "DOM0: FAIL xl $*"; exit 1; }
@@ -28,7 +31,10 @@ XL_T=120
 t_xl() { timeout "$XL_T" xl "$@"; }
 ROUNDS=20
 for w in $(cat /proc/cmdline); do
-    case $w in dom0.xl.rounds=*) ROUNDS=${w#dom0.xl.rounds=} ;; esac
+    case $w in
+        dom0.xl.rounds=*) ROUNDS=${w#dom0.xl.rounds=} ;;
+        dom0.xl.timeout=*) XL_T=${w#dom0.xl.timeout=} ;;
+    esac
 done
 mkdir -p /var/log/xen/console
 
@@ -64,13 +70,13 @@ mark "xl create end"
 mark "xl list domu begin"
 t_xl list || xfail "list exit $?"
 mark "xl list domu end"
-wait_console domu 120
+wait_console domu "$XL_T"
 mark "xl shutdown begin"
 t_xl shutdown -w domu || xfail "shutdown exit $?"
 mark "xl shutdown end"
 # `xl shutdown -w` returns when the domain has shut down; the xl process that `xl create` left
 # behind (it watches the domain) then destroys it (on_poweroff="destroy"): wait for that.
-gone domu 30 || xfail "shutdown: domu still listed 30 s after it shut down"
+gone domu "$XL_T" || xfail "shutdown: domu still listed $XL_T s after it shut down"
 mark "domu gone"
 grep -q 'DOMU: poweroff requested' /var/log/xen/console/guest-domu.log ||
     echo "DOM0: xl: (the domU's poweroff line is not in its log)"
@@ -78,7 +84,7 @@ grep -q 'DOMU: poweroff requested' /var/log/xen/console/guest-domu.log ||
 mark "xl create2 begin"
 t_xl create "$CFG" 'name="domu2"' || xfail "create2 exit $?"
 mark "xl create2 end"
-wait_console domu2 120
+wait_console domu2 "$XL_T"
 mark "xl destroy begin"
 t_xl destroy domu2 || xfail "destroy exit $?"
 mark "xl destroy end"
