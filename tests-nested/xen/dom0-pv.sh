@@ -7,7 +7,7 @@
 # disk,destroy,net), each ending with "DOM0: pv <part> ok" or "DOM0: FAIL pv <part> ..."; a
 # failed part does not stop the next one (the network part comes last: on a hypervisor without
 # GNTTABOP_copy, netback's data path cannot work while blkback's map/unmap path can).
-#   setup    xenbr0 (brctl: STP off, forward delay 0) with 192.0.2.1/24 (TEST-NET-1: QEMU has
+#   setup    xenbr0 (brctl addbr: STP off; forward delay 0) with 192.0.2.1/24 (TEST-NET-1: QEMU has
 #            -nic none, no packet leaves the emulated machine); a tmpfs on /var/lib/pv with
 #            xvda.img, an ext4 image (mke2fs -t ext4) holding /token = a fresh token, written
 #            by dom0 through a loop mount.
@@ -104,7 +104,9 @@ img_umount() { umount /mnt/pv; losetup -d "$LOOP"; }
 setup() {
     mark "pv begin: parts=$PARTS bench=${BENCH}MiB"
     # The bridge the vifs join (vif-bridge: `bridge=xenbr0`), with dom0's address on it.
-    brctl addbr $BR && brctl stp $BR off && brctl setfd $BR 0 &&
+    # (busybox's brctl has no stp/setfd here: a new bridge has STP off; its forward delay goes
+    # through sysfs, so that a port forwards as soon as it joins.)
+    brctl addbr $BR && echo 0 >/sys/class/net/$BR/bridge/forward_delay &&
         ip addr add $DOM0_IP/24 dev $BR && ip link set $BR up || { pfail "setup: bridge $BR"; return 1; }
     # The image: on a tmpfs, sized for the benchmark's file plus the file system's own.
     local mib=64

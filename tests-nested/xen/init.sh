@@ -27,6 +27,8 @@ mount -t devpts devpts /dev/pts
 # What udev would make and devtmpfs does not: Xen's hotplug scripts (locking.sh) stat /dev/stdin.
 ln -sf /proc/self/fd /dev/fd
 ln -sf /proc/self/fd/0 /dev/stdin; ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
+# e2fsprogs (mke2fs, e2fsck) look for mounted file systems in /etc/mtab.
+ln -sf /proc/self/mounts /etc/mtab
 mkdir -p /var/run/xen /var/run/xenstored /var/lib/xen/xenstore /var/log/xen
 up() { cut -d' ' -f1 /proc/uptime; }
 mark() { echo "DOM0: $* t=$(up)"; }
