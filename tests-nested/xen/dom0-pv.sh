@@ -3,7 +3,7 @@
 # has `dom0.pv`, after xenconsoled is up: Linux's backends in dom0 (xen-blkback on a loop device
 # that Xen's /etc/xen/scripts/block sets up for an image file, xen-netback with Xen's
 # vif-bridge on bridge xenbr0; libxl runs both scripts itself, xl.conf run_hotplug_scripts=1)
-# against Linux's frontends in a domU (domu-pv.sh). Parts (dom0.pv.parts=a,b,..., default
+# against Linux's frontends in a domU (domu-pv.sh). Parts (dom0.pv.parts=a+b+..., default
 # disk,destroy,net), each ending with "DOM0: pv <part> ok" or "DOM0: FAIL pv <part> ..."; a
 # failed part does not stop the next one (the network part comes last: on a hypervisor without
 # GNTTABOP_copy, netback's data path cannot work while blkback's map/unmap path can).
@@ -219,7 +219,7 @@ part_net() {
 
 FREE0=$(free_mem)
 if setup; then
-    for p in $(echo "$PARTS" | tr , ' '); do
+    for p in $(echo "$PARTS" | tr ,+ '  '); do
         case $p in
             disk | destroy | net) "part_$p" || true ;;
             *) pfail "unknown part $p" ;;

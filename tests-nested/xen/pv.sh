@@ -103,7 +103,9 @@ dom0_mode_pv() {
     local p n0 res=() allfail=()
     FAIL=()
     eval "$(DOM0_OUT=${PV_DOM0_OUT:-$OUT/dom0-pv} DOM0_PV=1 "$XEN_DIR/build-dom0.sh")"
-    dom0_boot "$hyp" "$DOM0_CMDLINE dom0.pv dom0.pv.parts=$parts dom0.pv.bench=$bench ${DOM0_ARGS_EXTRA:-}" "$OUT/pv.dtb"
+    # Parts joined with '+' on dom0's command line: QEMU's -device guest-loader option takes
+    # bootargs=... and splits its value at commas.
+    dom0_boot "$hyp" "$DOM0_CMDLINE dom0.pv dom0.pv.parts=${parts//,/+} dom0.pv.bench=$bench ${DOM0_ARGS_EXTRA:-}" "$OUT/pv.dtb"
     dom0_plugin "$OUT/pv-trace.txt"
     TIMEOUT=${PV_TIMEOUT:-$TIMEOUT}; [ "$TIMEOUT" -le 900 ] || TIMEOUT=900
     dlog "pv: dom0.pv parts=$parts bench=${bench}MiB, timeout ${TIMEOUT}s; initramfs $(stat -c %s "$DOM0_INITRD") bytes; log: $log"
