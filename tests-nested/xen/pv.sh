@@ -35,7 +35,7 @@ pv_markers() {
         net)
             echo 'pv net begin|pv net created|pv net bridge port|pv net domu ping ok|pv net dom0 ping ok|pv net gone|pv net ok'
             ;;
-        end) echo 'pv end|pv test done|done t=' ;;
+        end) echo 'pv end|pv test done|done' ;;   # init.sh: "done" or "done with failures"
     esac
 }
 
