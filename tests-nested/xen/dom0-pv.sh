@@ -227,6 +227,12 @@ if setup; then
     done
 fi
 # dom0 is still healthy: xl answers, only Domain-0 is left, its memory came back, no loop device.
+# (A domain whose netback still holds grants stays listed as "(null) ... --ps-d", dying, for a
+# moment after `xl shutdown -w` returned: seen on Xen 4.20; wait up to 30 s for it to go.)
+i=0
+while L=$(t_xl list) && [ "$(echo "$L" | tail -n +2 | grep -vc '^Domain-0 ')" != 0 ] && [ $i -lt 300 ]; do
+    sleep 0.1; i=$((i + 1))
+done
 L=$(t_xl list); rc=$?
 echo "$L"
 FREE1=$(free_mem)

@@ -28,6 +28,9 @@ done
 end() { sync; poweroff -f; }
 die() { say "FAIL $*"; end; }
 
+# /dev/xvda: blkfront's disk node comes from devtmpfs (domu-init.sh mounts only proc and sysfs;
+# without it the disk connects, "blkfront: xvda: ...", but no /dev/xvda appears).
+mount -t devtmpfs dev /dev 2>/dev/null || true
 for m in $(cat /usr/lib/modules/order); do
     grep -q "^$(echo "$m" | tr - _) " /proc/modules && continue
     insmod "/usr/lib/modules/$m.ko" || die "insmod $m"
