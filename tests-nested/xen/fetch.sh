@@ -21,6 +21,11 @@ SECURITY=${XEN_SECURITY_MIRROR:-http://security.debian.org/debian-security}
 
 # Pinned packages: name version sha256. Xen 4.20 is in trixie (and trixie-security); the
 # kernel's modules come from trixie-backports, matching fetch-l1.sh's kernel ABI.
+# Issue 13 (PV disk and network): Xen's hotplug scripts (/etc/xen/scripts/block, vif-bridge,
+# from xen-utils-common) are bash scripts (arrays, `for ((..))`, `trap ERR` in locking.sh and
+# xen-hotplug-common.sh) that take their lock with flock(1), which busybox-static lacks: bash
+# and util-linux (only /usr/bin/flock is used). e2fsprogs (+ libblkid1): mke2fs -t ext4 and
+# e2fsck in dom0 (busybox's mke2fs makes ext2 only and it has no fsck for ext4).
 XV=4.20.4+63-g7abfd2bce2-0+deb13u1
 PINS="
 xen-hypervisor-4.20-arm64 $XV b8b63ed4e100c92eab55f34ac05f03874ab9e84ce3e559cad9c25f338a0a2657
@@ -51,6 +56,10 @@ libzstd1                  1.5.7+dfsg-1+deb13u1 ab5ad90f986b315bfa12be50f438aa345
 liblzma5                  5.8.1-1+deb13u2 88f3aa499dc30edf01b9209ab40f11e37edfbecef971f84f4721de1874ed4827
 libbz2-1.0                1.0.8-6 3537fe4fc577a60c8a9568873cd577db7ebc135eb8bb1825f18caf8972d9d2f2
 liblz4-1                  1.10.0-4 f86fa7f8112d56b74f99c4a8baade57a9962d187d7c8e319428e171b2a34d223
+bash                      5.2.37-2+b10 9e2d2b3646b250f53be79b6128d9cff5e99cc5ff4a8c84e58efab59ad9bb0ddc
+util-linux                2.41.5-0+deb13u1 d427f83a08d46107e8f7d39f1522a8a316e785e45f04ad657d2ecb7570210d84
+e2fsprogs                 1.47.2-3+b12 ebd315c483853fafe877e39c1f49bf725834d7af7249a98b727f2ef4fe01a5c4
+libblkid1                 2.41.5-0+deb13u1 d7d122b4c7a0a8ae6135a1687c9c4ce80a88f9e498c01998f634dd32caab9016
 linux-modules-7.2.12+deb13-arm64 7.2.12-1~bpo13+1 db43e8c0a8e822423f558a4ff67d6304cfd1007a549d04b4a33e049c4d513400
 "
 

@@ -12,8 +12,9 @@
 # ext4 file system whose file /token the test wrote (tests-nested/xen/lib.sh, dom0_disk).
 # Kernel command-line words: dom0.shell (a shell on the console, then the power-off when it
 # exits), dom0.noxl (stop after the daemons), dom0.xl (issue 12: after `xl dmesg`, the `xl
-# create` test of /usr/lib/hvtest/dom0-xl.sh, tests-nested/xen/xl.sh), dom0.panic (crash the kernel through sysrq 'c'
-# instead of powering off).
+# create` test of /usr/lib/hvtest/dom0-xl.sh, tests-nested/xen/xl.sh), dom0.pv (issue 13: after
+# `xl dmesg`, the PV disk and network test of /usr/lib/hvtest/dom0-pv.sh, tests-nested/xen/pv.sh),
+# dom0.panic (crash the kernel through sysrq 'c' instead of powering off).
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/lib/xen-4.20/bin:/usr/bin
 export LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu
@@ -23,6 +24,11 @@ mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm
 # xenconsoled creates a pty per guest console: devpts must be mounted.
 mount -t devpts devpts /dev/pts
+# What udev would make and devtmpfs does not: Xen's hotplug scripts (locking.sh) stat /dev/stdin.
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin; ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
+# e2fsprogs (mke2fs, e2fsck) look for mounted file systems in /etc/mtab.
+ln -sf /proc/self/mounts /etc/mtab
 mkdir -p /var/run/xen /var/run/xenstored /var/lib/xen/xenstore /var/log/xen
 up() { cut -d' ' -f1 /proc/uptime; }
 mark() { echo "DOM0: $* t=$(up)"; }
@@ -33,6 +39,7 @@ case " $(cat /proc/cmdline) " in *" dom0.shell "*) SHELL_AT_END=1 ;; esac
 case " $(cat /proc/cmdline) " in *" dom0.noxl "*) NOXL=1 ;; esac
 case " $(cat /proc/cmdline) " in *" dom0.panic "*) PANIC=1 ;; esac
 case " $(cat /proc/cmdline) " in *" dom0.xl "*) XLTEST=1 ;; esac
+case " $(cat /proc/cmdline) " in *" dom0.pv "*) PVTEST=1 ;; esac
 
 for m in $(cat /usr/lib/modules/order); do
     # A module may already be built in or loaded (then insmod fails with EEXIST): check first.
@@ -90,6 +97,9 @@ if [ -z "${NOXL:-}" ]; then
     mark "xl dmesg end"
     if [ -n "${XLTEST:-}" ]; then
         sh /usr/lib/hvtest/dom0-xl.sh || FAILED=1
+    fi
+    if [ -n "${PVTEST:-}" ]; then
+        sh /usr/lib/hvtest/dom0-pv.sh || FAILED=1
     fi
 fi
 [ $FAILED = 0 ] && mark "done" || mark "done with failures"

@@ -301,7 +301,7 @@ dom0_main() {
         [ "$hyp" != hv ] || modes+=(domus)
     fi
     for m in "${modes[@]}"; do
-        case $m in check | console | panic | domus | xl | shell) ;; *) dlog "unknown mode $m (check, console, panic, domus, xl, shell, all)"; return 2 ;; esac
+        case $m in check | console | panic | domus | xl | pv | shell) ;; *) dlog "unknown mode $m (check, console, panic, domus, xl, pv, shell, all)"; return 2 ;; esac
     done
     case $hyp in
         xen)
@@ -567,3 +567,6 @@ dom0_mode_domus() {
 # The `xl` mode (issue 12): dom0_mode_xl.
 # shellcheck source=tests-nested/xen/xl.sh
 source "$XEN_DIR/xl.sh"
+# The `pv` mode (issue 13): dom0_mode_pv.
+# shellcheck source=tests-nested/xen/pv.sh
+source "$XEN_DIR/pv.sh"

@@ -7,7 +7,7 @@
 # showing hv's version and `xl dmesg` showing hv's banner ("hv <version> booting").
 # A run that stops early fails naming the first missing marker and the last one seen.
 #
-# Usage: tests-nested/xen/run-hv.sh [check|console|panic|domus|xl|shell|all]   (default check)
+# Usage: tests-nested/xen/run-hv.sh [check|console|panic|domus|xl|pv|shell|all]   (default check)
 # Output in OUT (default target/hv-dom0). Env as run-peer.sh, plus HV_SWITCH_EXPECT,
 # HV_KEY_EXPECT, HV_COUNTERS_EXPECT, HV_BACK_EXPECT (console mode: what hv prints after 3x
 # Ctrl-A, after `h`, after `p` (counters),

@@ -7,7 +7,7 @@
 # "multiboot,ramdisk", the kernel's bootargs in its node). A virtio-blk disk (virtio-mmio)
 # holds an ext4 file system with a token dom0 must read.
 #
-# Usage: tests-nested/xen/run-peer.sh [check|console|panic|domus|xl|shell|all]   (default check)
+# Usage: tests-nested/xen/run-peer.sh [check|console|panic|domus|xl|pv|shell|all]   (default check)
 #   check: every DOM0: marker of init.sh (disk ok <token>, xl info, xl list with Domain-0,
 #          xl dmesg with Xen's banner), no "DOM0: FAIL", QEMU exits 0 (dom0's poweroff powers
 #          the machine off through Xen); prints the figures: wall and QEMU CPU seconds to
