@@ -141,6 +141,10 @@ step dom0 bash ci/qemu-dom0.sh
 # console`'s daemon), shuts it down, creates + destroys another, then 20 create/destroy rounds
 # with free memory and VMIDs back (~2 min of QEMU, +1 min for the image with the domU).
 step xl bash ci/qemu-xl.sh
+# Issue 13: PV disk (blkback/blkfront on a loop-backed ext4 image) and network (netback/netfront
+# over a bridge, GNTTABOP_copy), destroy with I/O in flight + e2fsck, on hv.
+step pv-checks bash tests-nested/xen/pv-selftest.sh
+step pv bash ci/qemu-pv.sh
 # The nested rig: hv at vEL2 under KVM, a domU build, bare QEMU's verdict (~1-2 min).
 step rig-nested-smoke bash ci/rig-nested-smoke.sh
 
