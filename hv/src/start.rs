@@ -602,7 +602,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
         // An IRQ exit decides once its interrupts are handled (`irq_exit`).
         if !matches!(exit, ExitReason::Irq | ExitReason::Fiq) {
             v.irq_keeps = 0;
-            if !keeps_window(&exit, v) {
+            if window_closes(&exit, v) {
                 let _ = self.close_window(arch, d, window_close_kind(&exit));
             }
         }
@@ -878,10 +878,6 @@ impl Need {
     }
 }
 
-/// True if `exit` leaves the caller's coalescing window open: a Xen
-/// `memory_op` that is a remove (`XENMEM_remove_from_physmap`, hv's
-/// `XENMEM_remove_from_physmap_batch`) or the continuation of a preempted
-/// call (resume index in `cmd[63:6]`). Every other exit closes it.
 /// What `exit` counts as when it closes a window.
 fn window_close_kind(exit: &ExitReason) -> WindowClose {
     match exit {
@@ -896,9 +892,40 @@ fn window_close_kind(exit: &ExitReason) -> WindowClose {
     }
 }
 
-fn keeps_window(exit: &ExitReason, v: &Vcpu) -> bool {
-    let ExitReason::Hvc { imm16 } = *exit else {
+/// True if `exit` (not an IRQ exit: `irq_exit`) of `v` closes its domain's
+/// coalescing window: only an exit of the vCPU that made the removes (the
+/// caller, [`Vcpu::window_opener`]) that [`keeps_window`] does not keep. A
+/// sibling vCPU's exits leave it open: what it can reach through a stale
+/// entry is a page the domain still holds (the pages stay held until the
+/// flush), and it learns of the caller's removes only through memory, which
+/// no exit of its own orders anyway (`pv_tlb::deferred`, "The coalescing
+/// window"). dom0's idle vCPU waking and sleeping (WFI) beside libxl's
+/// removes would otherwise cut them into dozens of plans per `xl create`.
+fn window_closes(exit: &ExitReason, v: &mut Vcpu) -> bool {
+    if keeps_window(exit, v) {
+        if matches!(exit, ExitReason::Hvc { .. }) {
+            v.window_opener = true;
+        }
         return false;
+    }
+    core::mem::take(&mut v.window_opener)
+}
+
+/// True if `exit` leaves the caller's coalescing window open: a Xen
+/// `memory_op` that is a remove (`XENMEM_remove_from_physmap`, hv's
+/// `XENMEM_remove_from_physmap_batch`) or the continuation of a preempted
+/// call (resume index in `cmd[63:6]`), or a WFE. Every other exit closes it
+/// (IRQ exits decide in `irq_exit`).
+fn keeps_window(exit: &ExitReason, v: &Vcpu) -> bool {
+    let imm16 = match *exit {
+        // A WFE (trapped since HCR_EL2.TWE: hv yields the pCPU) tells the
+        // caller nothing: it returns at once, or after another vCPU ran
+        // here, and putting this vCPU for that closes the window (`put`).
+        // A spinning dom0 vCPU would otherwise cut libxl's run of removes
+        // into many plans.
+        ExitReason::Wfx { wfe: true } => return true,
+        ExitReason::Hvc { imm16 } => imm16,
+        _ => return false,
     };
     let cmd = v.gprs.x[0];
     let op = cmd & memops::xen::MEMOP_CMD_MASK;

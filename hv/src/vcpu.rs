@@ -46,6 +46,10 @@ pub struct Vcpu {
     /// IRQ exits in a row that kept its domain's coalescing window open
     /// ([`pv_tlb::irq_exit_closes_window`]).
     pub irq_keeps: u32,
+    /// It made a coalescable remove since one of its own exits last closed
+    /// its domain's coalescing window: its exits close the window, a
+    /// sibling's do not (`start::window_closes`).
+    pub window_opener: bool,
 }
 
 impl Vcpu {
@@ -66,6 +70,7 @@ impl Vcpu {
             blocked: false,
             irq_mark: 0,
             irq_keeps: 0,
+            window_opener: false,
         }
     }
 

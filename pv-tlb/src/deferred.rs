@@ -38,9 +38,12 @@
 //!   single removes (unmodified dom0 kernels unmap one page per call) thus
 //!   collapse into one plan;
 //! - the window of a caller closes ([`DeferredFlush::close_window`]) at the
-//!   caller domain's next exit that is not another remove (or the
+//!   caller's next exit (hv: the exit of the vCPU that made the removes; a
+//!   sibling vCPU learns of them only through memory, which no exit of its
+//!   own orders, and reaches through a stale entry only a held page) that
+//!   is not another remove (or the
 //!   continuation of a preempted call): any other hypercall (a console line,
-//!   a domctl), WFI/WFE, an abort, a trapped system register, PSCI, and a
+//!   a domctl), WFI (a WFE, which hv traps only to yield, keeps it), an abort, a trapped system register, PSCI, and a
 //!   physical-interrupt exit after which the vCPU takes an interrupt other
 //!   than its own virtual timer ([`irq_exit_closes_window`]); and before any
 //!   vCPU of the caller is put (descheduled). So by the time the caller can

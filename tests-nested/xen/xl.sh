@@ -9,7 +9,8 @@
 # exit status 0. Output in OUT: xl.log (stamped serial lines), xl.dtb, xl-phases.txt (dom0's
 # seconds per phase), xl-trace.txt + xl-trace-summary.txt (TRACE=1: hypercalls and TLBIs by
 # kind per phase).
-# Env: XL_ROUNDS (20), XL_TIMEOUT (TIMEOUT capped at 400 s).
+# Env: XL_ROUNDS (20), XL_TIMEOUT (TIMEOUT capped at 400 s), XL_ASSERT_TLB (targeted|xen-compat:
+# with TRACE=1, xl_trace_limits' counts per create and destroy), XL_CREATE_TLBI_MAX (64).
 
 # The markers of dom0-xl.sh, in order, after init.sh's up to `xl dmesg end`.
 XL_MARKERS=('xl create begin' 'xl create end' 'xl list domu end' 'domu console wait'
@@ -76,6 +77,80 @@ xl_trace_agree() {
     [ $bad = 1 ] || dlog "xl: hv's TLBI counters equal the plugin's (EL2, whole run)"
 }
 
+# xl_trace_limits TRACE POLICY: issue 12's per-create and per-destroy TLBI counts, from the
+# plugin's EL2 (hypervisor) TLBIs of each occurrence of a phase (the rounds one by one); appends
+# each violation to FAIL and prints what it checked.
+#   targeted    every create (xl_create_begin, xl_create2_begin, each round_create): 0
+#               VMALLS12E1*, 0 ALLE1*, at most XL_CREATE_TLBI_MAX (64) TLBIs for the p2m
+#               changes (every EL2 TLBI but the local VMALLE1 hv issues when a vCPU of a
+#               domain follows another vCPU of it on a pCPU, Xen's flush_guest_tlb_local at
+#               a context switch: a scheduling cost, printed beside; it appears once the
+#               unpaused domU competes with dom0's two vCPUs for the two pCPUs); every
+#               destroy (xl_destroy_begin + xl_destroy_end, each round_destroy) and the shutdown
+#               (xl_shutdown_begin + xl_shutdown_end): at most 1 full flush (VMALLS12E1*/ALLE1*).
+#   xen-compat  the first create: one VMALLS12E1IS per page removed (memory_op 15 calls, in
+#               multicalls too), as upstream Xen; no ALLE1*.
+xl_trace_limits() {
+    local out
+    out=$(awk -v policy="$2" -v max="${XL_CREATE_TLBI_MAX:-64}" '
+        # Occurrences: a PHASE number is one occurrence; a destroy spans two phases.
+        $1 == "PHASE" {
+            n = $2; nm = $3
+            if (!(n in name)) { name[n] = nm; order[++k] = n }
+            if ($4 == "tlbi" && $6 == "el2") {
+                if ($5 == "VMALLE1") sw[n] += $NF; else tl[n] += $NF
+                if ($5 ~ /^(VMALLS12E1|ALLE1)/) full[n] += $NF
+                if ($5 ~ /^ALLE1/) alle1[n] += $NF
+                if ($5 == "VMALLS12E1IS") vs12[n] += $NF
+            } else if ($4 ~ /^(multicall>)?memory_op:15$/) rm[n] += $NF
+        }
+        function unit(nm) {
+            if (nm == "xl_destroy_end") return "xl_destroy_begin"
+            if (nm == "xl_shutdown_end") return "xl_shutdown_begin"
+            return nm
+        }
+        END {
+            for (i = 1; i <= k; i++) {
+                n = order[i]; nm = name[n]
+                if (policy == "targeted" && nm ~ /^(xl_create_begin|xl_create2_begin|round_create)$/) {
+                    creates++
+                    printf "CHECK create %s (phase %d): %d TLBIs, %d full (+ %d VMALLE1 at vCPU switches)\n", nm, n, tl[n], full[n], sw[n]
+                    if (full[n] > 0) printf "FAIL %s (phase %d): %d full flushes (VMALLS12E1*/ALLE1*) under tlb=targeted\n", nm, n, full[n]
+                    if (tl[n] > max) printf "FAIL %s (phase %d): %d EL2 TLBIs for the p2m, more than %d\n", nm, n, tl[n], max
+                }
+                u = unit(nm)
+                if (policy == "targeted" && u ~ /^(xl_destroy_begin|xl_shutdown_begin|round_destroy)$/) {
+                    if (u != nm) { df[last[u]] += full[n]; continue }
+                    last[u] = n; df[n] += full[n]; dn[n] = u; dorder[++dk] = n
+                }
+                if (policy == "xen-compat" && nm == "xl_create_begin" && !done) {
+                    done = 1
+                    printf "CHECK create %s (phase %d): %d VMALLS12E1IS for %d removes, %d ALLE1*\n", nm, n, vs12[n], rm[n], alle1[n]
+                    if (rm[n] == 0) printf "FAIL xen-compat: no remove_from_physmap in %s\n", nm
+                    if (vs12[n] != rm[n]) printf "FAIL xen-compat: %d VMALLS12E1IS for %d removed pages in %s\n", vs12[n], rm[n], nm
+                    if (alle1[n] > 0) printf "FAIL xen-compat: %d ALLE1* in %s\n", alle1[n], nm
+                }
+            }
+            for (i = 1; i <= dk; i++) {
+                n = dorder[i]; destroys++
+                if (df[n] > 1) printf "FAIL %s (phase %d): %d full flushes, more than 1\n", dn[n], n, df[n]
+                else printf "CHECK destroy %s (phase %d): %d full\n", dn[n], n, df[n]
+            }
+            if (policy == "targeted" && (creates == 0 || destroys == 0)) printf "FAIL no create or destroy phase in the trace\n"
+            if (policy == "xen-compat" && !done) printf "FAIL no xl_create_begin phase in the trace\n"
+        }' "$1")
+    local l
+    while IFS= read -r l; do
+        case $l in
+            FAIL\ *) FAIL+=("${l#FAIL }") ;;
+        esac
+    done <<<"$out"
+    grep -c '^CHECK' <<<"$out" | xargs printf '[%s] xl: tlb=%s: %s phases checked\n' "$DLOG" "$2" >&2
+    grep -E '^CHECK create (xl_create_begin|xl_create2_begin)' <<<"$out" | sed "s/^CHECK /[$DLOG] xl: /" >&2 || true
+    awk '$1 == "CHECK" && $3 == "round_create" { sub(/,/, "", $6); t += $6; if ($6 > m) m = $6; c++ }
+         END { if (c) printf "[%s] xl: round creates: %d, EL2 TLBIs mean %.1f, max %d\n", d, c, t / c, m }' d="$DLOG" <<<"$out" >&2
+}
+
 # xl_check LOG: appends to FAIL the first missing marker (init.sh's up to `xl dmesg end`, then
 # dom0-xl.sh's, then `done`), any "DOM0: FAIL" line, a missing `domu` row (128 MB, 1 vCPU)
 # in the `xl list` after the first create, and (hv) VMIDs still in use after the last destroy.
@@ -116,6 +191,7 @@ dom0_mode_xl() {
         "$(sed 's/|.*//' "$log" | awk '$2 > m { m = $2 } END { print m }')" >&2
     if [ -n "${TRACE:-}" ]; then
         xl_trace_agree "$log" "$OUT/xl-trace.txt"
+        [ -z "${XL_ASSERT_TLB:-}" ] || xl_trace_limits "$OUT/xl-trace.txt" "$XL_ASSERT_TLB"
         xl_trace_summary "$OUT/xl-trace.txt" >"$OUT/xl-trace-summary.txt"
         dlog "xl: hypercalls and TLBIs per phase ($OUT/xl-trace-summary.txt):"
         cat "$OUT/xl-trace-summary.txt" >&2

@@ -453,9 +453,10 @@ impl<M: PhysMem + TableMem + Send> System<M> {
 
     /// A physical IRQ ended the guest's run.
     ///
-    /// Its domain's coalescing window closes only if the vCPU will take an
-    /// interrupt other than its own timer's, or after too many such exits
-    /// in a row (`pv_tlb::irq_exit_closes_window`).
+    /// Its domain's coalescing window closes only if the vCPU made the
+    /// removes ([`Vcpu::window_opener`]) and will take an interrupt other
+    /// than its own timer's, or after too many such exits in a row
+    /// (`pv_tlb::irq_exit_closes_window`).
     pub(super) fn irq_exit(&self, arch: &mut dyn Arch, v: &mut Vcpu) -> Next {
         let cpu = arch.cpu_index();
         let h = self.phys_irqs(arch, cpu, Some(v));
@@ -467,8 +468,12 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             ),
             None => true,
         };
-        if closes {
+        if !v.window_opener {
+            // A sibling of the caller: its interrupts leave the window as
+            // its other exits do (`window_closes`).
+        } else if closes {
             v.irq_keeps = 0;
+            v.window_opener = false;
             if self.close_window(arch, v.domid, WindowClose::Irq) {
                 crate::counters::count_irq_classes(h.kinds);
             }

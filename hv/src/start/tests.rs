@@ -1250,6 +1250,99 @@ fn single_removes_coalesce_until_the_next_other_exit() {
     }
 }
 
+/// A WFE between single removes (a dom0 vCPU spinning on a lock: trapped
+/// since HCR_EL2.TWE) keeps the caller's window open, a WFI closes it: with
+/// WFE the three removes are one plan at the next other exit, with WFI the
+/// first remove's plan runs at the WFI.
+#[test]
+fn a_wfe_keeps_the_remove_window_a_wfi_closes_it() {
+    for wfe in [true, false] {
+        let r = rig_with(Policy::Targeted {
+            has_range: true,
+            nested: false,
+        });
+        let b = GUEST_RAM0_BASE;
+        let mut k = kernel(b"");
+        for i in 0..3u64 {
+            let o = 0x300 + 16 * i as usize;
+            k[o..o + 2].copy_from_slice(&0x7ff0u16.to_le_bytes());
+            k[o + 8..o + 16].copy_from_slice(&((b >> 12) + 0x100 + 2 * i).to_le_bytes());
+        }
+        r.add(&k);
+        let rm = |i: u64| Step::hypercall(12, &[15, b + 0x300 + 16 * i]);
+        r.script(
+            1,
+            [
+                rm(0),
+                Step::wfx(wfe),
+                rm(1),
+                rm(2),
+                Step::hypercall(17, &[0]),
+            ],
+        );
+        r.script(1, [shutdown(b + 0x200)]);
+        assert_eq!(r.run(0), CpuExit::PowerOff);
+        let e = r.entries(1);
+        assert_eq!((e[1].x[0], e[3].x[0], e[4].x[0]), (0, 0, 0), "wfe {wfe}");
+        let stage1 = |ops: &[TlbOp]| {
+            ops.iter()
+                .filter(|o| matches!(o, TlbOp::Vmalle1is { .. }))
+                .count()
+        };
+        // Entries: 0 boot, 1 after remove 0, 2 after the WFx, 3 and 4 after
+        // removes 1 and 2, 5 after xen_version.
+        let at_wfx = ops_between(&r, 1, 1, 2);
+        let later = ops_between(&r, 1, 2, 4);
+        let at_close = ops_between(&r, 1, 4, 5);
+        assert!(later.is_empty(), "wfe {wfe}: {later:?}");
+        assert!(
+            !at_close
+                .iter()
+                .any(|o| matches!(o, TlbOp::Vmalls12e1is { .. })),
+            "{at_close:?}"
+        );
+        if wfe {
+            assert!(at_wfx.is_empty(), "{at_wfx:?}");
+            assert_eq!(stage1(&at_close), 1, "one plan: {at_close:?}");
+        } else {
+            assert_eq!(stage1(&at_wfx), 1, "the WFI closed it: {at_wfx:?}");
+            assert_eq!(stage1(&at_close), 1, "{at_close:?}");
+        }
+    }
+}
+
+/// Only the caller's own exits close its domain's window: a sibling vCPU
+/// waking and sleeping (WFI) beside the removes keeps it; the caller's next
+/// non-remove exit closes it (once), and a WFE never does.
+#[test]
+fn only_the_callers_exits_close_the_window() {
+    use crate::vcpu::Vcpu;
+    let mut caller = Vcpu::new(0, 0, 0, 0);
+    let mut sibling = Vcpu::new(0, 1, 0, 0);
+    let hvc = ExitReason::Hvc {
+        imm16: xen::abi::XEN_HYPERCALL_TAG,
+    };
+    let wfi = ExitReason::Wfx { wfe: false };
+    let wfe = ExitReason::Wfx { wfe: true };
+    // XENMEM_remove_from_physmap: memory_op (12), cmd 15.
+    caller.gprs.x[16] = xen::abi::nr::MEMORY_OP;
+    caller.gprs.x[0] = memops::xen::XENMEM_REMOVE_FROM_PHYSMAP;
+    assert!(!window_closes(&hvc, &mut caller), "a remove keeps it");
+    assert!(caller.window_opener);
+    assert!(!window_closes(&wfi, &mut sibling), "a sibling's WFI");
+    assert!(!window_closes(&hvc, &mut sibling), "a sibling's hypercall");
+    assert!(!sibling.window_opener);
+    assert!(!window_closes(&wfe, &mut caller), "the caller's WFE");
+    assert!(window_closes(&wfi, &mut caller), "the caller's WFI");
+    assert!(!caller.window_opener);
+    assert!(!window_closes(&wfi, &mut caller), "closed once");
+    // A sibling that removes too becomes a caller.
+    sibling.gprs.x[16] = xen::abi::nr::MEMORY_OP;
+    sibling.gprs.x[0] = memops::xen::XENMEM_REMOVE_FROM_PHYSMAP;
+    assert!(!window_closes(&hvc, &mut sibling));
+    assert!(window_closes(&wfi, &mut sibling));
+}
+
 /// With hv's heap at its reserve, guest-driven mappings fail with -ENOMEM
 /// (populate_physmap reports 0 extents done) and hv keeps running.
 #[test]
