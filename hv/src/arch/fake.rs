@@ -398,6 +398,8 @@ pub struct FakeMachine {
     pub phys: BTreeMap<usize, VecDeque<u32>>,
     /// `wait_for_interrupt` calls (counted, not logged: idle pCPUs loop).
     pub wfis: u64,
+    /// `set_wfe_trap` calls: (pCPU, trap), in order.
+    pub wfe_trap: Vec<(usize, bool)>,
     /// The host ID registers `host_id_reg` returns, by `(CRm, op2)` (absent: 0).
     pub id_regs: BTreeMap<(u8, u8), u64>,
     /// SPIs enabled in the fake physical distributor ([`FakeDist`]).
@@ -831,6 +833,10 @@ impl Arch for FakeArch {
             cpu: self.cpu,
             deadline,
         });
+    }
+
+    fn set_wfe_trap(&mut self, trap: bool) {
+        self.machine.lock().wfe_trap.push((self.cpu, trap));
     }
 
     fn wait_for_interrupt(&mut self) {

@@ -337,6 +337,10 @@ pub trait Arch {
     /// Arm hv's EL2 physical timer for `deadline` (in [`Arch::counter`]
     /// ticks), or disarm it with `None`.
     fn set_hv_timer(&mut self, deadline: Option<u64>);
+    /// Trap the guest's WFE (`HCR_EL2.TWE`) from the next guest entry on
+    /// this pCPU, or let it execute. Off when nobody waits for the pCPU:
+    /// a trapped WFE only yields, and nested each trap is a round trip to L0.
+    fn set_wfe_trap(&mut self, trap: bool);
     /// Wait (WFI) until a physical interrupt is pending for this pCPU (it is
     /// not taken: the caller acknowledges it with [`Arch::irq_ack`]).
     fn wait_for_interrupt(&mut self);

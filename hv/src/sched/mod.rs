@@ -493,6 +493,16 @@ impl<V> Scheduler<V> {
         })
     }
 
+    /// A vCPU waits in `cpu`'s queue that `cpu` could run: a guest WFE on
+    /// `cpu` is worth trapping (a yield gives the pCPU to it; KVM likewise
+    /// traps WFE only when other tasks wait for the CPU).
+    #[must_use]
+    pub fn someone_waits(&self, cpu: usize) -> bool {
+        self.cpus
+            .get(cpu)
+            .is_some_and(|c| c.queue.iter().any(|k| self.pickable(cpu, *k)))
+    }
+
     /// A boosted vCPU heads `cpu`'s queue and the running one was not boosted.
     fn boost_waits(&self, cpu: usize) -> bool {
         let c = &self.cpus[cpu];

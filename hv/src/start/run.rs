@@ -197,8 +197,14 @@ impl<M: PhysMem + TableMem + Send> System<M> {
             }
             // The slice end, or an earlier timer deadline of a blocked vCPU
             // parked somewhere (this vCPU may never exit by itself).
-            let deadline = self.runq.lock().sched.run_deadline(cpu);
+            let (deadline, waits) = {
+                let rq = self.runq.lock();
+                (rq.sched.run_deadline(cpu), rq.sched.someone_waits(cpu))
+            };
             self.arm_timer(arch, cpu, deadline);
+            // WFE traps (a yield) only while a vCPU waits for this pCPU: one
+            // queued later kicks it, and the loop comes back here.
+            arch.set_wfe_trap(waits);
             match self.run_until_yield(arch, &mut v) {
                 Next::Resume | Next::Resched => p.current = Some(v),
                 Next::Yield => {

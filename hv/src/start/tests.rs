@@ -1311,6 +1311,53 @@ fn a_wfe_keeps_the_remove_window_a_wfi_closes_it() {
     }
 }
 
+/// WFE traps only while another vCPU waits for the pCPU: a domain alone
+/// runs with it off; two on one pCPU run with it on until one ends.
+#[test]
+fn wfe_traps_only_while_someone_waits_for_the_pcpu() {
+    let r = rig();
+    r.add(&kernel(b""));
+    r.script(
+        1,
+        [Step::hypercall(17, &[0]), shutdown(GUEST_RAM0_BASE + 0x200)],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let alone = r.machine.lock().wfe_trap.clone();
+    assert!(
+        !alone.is_empty() && alone.iter().all(|&(_, t)| !t),
+        "{alone:?}"
+    );
+    let r = rig();
+    r.add(&kernel(b""));
+    r.add(&kernel(b""));
+    r.script(
+        1,
+        [Step::hypercall(17, &[0]), shutdown(GUEST_RAM0_BASE + 0x200)],
+    );
+    r.script(
+        2,
+        [
+            Step::hypercall(17, &[0]),
+            Step::wfx(true),
+            Step::hypercall(17, &[0]),
+            Step::hypercall(17, &[0]),
+            shutdown(GUEST_RAM0_BASE + 0x200),
+        ],
+    );
+    assert_eq!(r.run(0), CpuExit::PowerOff);
+    let two = r.machine.lock().wfe_trap.clone();
+    assert_eq!(
+        two.first(),
+        Some(&(0, true)),
+        "d2 waits while d1 runs: {two:?}"
+    );
+    assert_eq!(
+        two.last(),
+        Some(&(0, false)),
+        "d2 alone at the end: {two:?}"
+    );
+}
+
 /// Only the caller's own exits close its domain's window: a sibling vCPU
 /// waking and sleeping (WFI) beside the removes keeps it; the caller's next
 /// non-remove exit closes it (once), and a WFE never does.

@@ -25,7 +25,7 @@ pub const HCR_GUEST: u64 = (1 << 0)   // VM: stage-2 translation
     | (1 << 9)                        // FB: broadcast TLB/IC maintenance
     | (1 << 10)                       // BSU = inner shareable
     | (1 << 13)                       // TWI: trap WFI
-    | (1 << 14)                       // TWE: trap WFE (a yield: Linux waits for another vCPU's lock/IPI on WFE; as Xen's default vwfi=trap)
+    | (1 << 14)                       // TWE: trap WFE (a yield: Linux waits for another vCPU's lock/IPI on WFE; as Xen's default vwfi=trap); cleared while nobody waits for the pCPU (Arch::set_wfe_trap)
     | (1 << 18)                       // TID3: trap ID register reads (crate::idregs)
     | (1 << 19)                       // TSC: trap SMC
     | (1 << 20)                       // TIDCP: trap IMPDEF sysregs
@@ -52,7 +52,12 @@ pub struct Cpu {
     /// skips a register that already holds the value (vCPUs of one domain
     /// mostly share `CNTKCTL_EL1`, and its EL12 write traps to L0 nested).
     hw: El1Shadow,
+    /// `HCR_EL2.TWE` as last written ([`HCR_GUEST`] sets it at boot).
+    wfe_trap: bool,
 }
+
+/// `HCR_EL2.TWE`.
+const HCR_TWE: u64 = 1 << 14;
 
 impl Cpu {
     /// Per-CPU EL2 state hv needs before running guests: guest `HCR_EL2`,
@@ -141,6 +146,7 @@ impl Cpu {
             ttl: (mmfr2 >> 48) & 0xf != 0,
             loaded: false,
             hw: El1Shadow::new(),
+            wfe_trap: true,
         }
     }
 
@@ -660,6 +666,24 @@ impl Arch for Cpu {
 
     fn wait_for_interrupt(&mut self) {
         super::gic::wfi();
+    }
+
+    fn set_wfe_trap(&mut self, trap: bool) {
+        if trap == self.wfe_trap {
+            return;
+        }
+        self.wfe_trap = trap;
+        let hcr = if trap {
+            HCR_GUEST
+        } else {
+            HCR_GUEST & !HCR_TWE
+        };
+        // SAFETY: HCR_EL2 controls only the EL1&0 regime (hv keeps TGE = 0
+        // and E2H = 1, both unchanged here); no guest runs on this pCPU
+        // while hv executes, and the ERET into the guest is the context
+        // synchronization event that makes TWE take effect (ARM DDI 0487
+        // D23.2.52 / "Synchronization requirements for System registers").
+        unsafe { write_sysreg!("hcr_el2", hcr) };
     }
 }
 
