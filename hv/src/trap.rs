@@ -222,6 +222,17 @@ pub struct SysRegAccess {
     pub read: bool,
 }
 
+impl SysRegAccess {
+    /// A write of `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1` or `ICC_SGI0R_EL1` (the
+    /// guest sends an SGI; trapped with `HCR_EL2.IMO`/`FMO`).
+    #[must_use]
+    pub fn is_sgi_write(&self) -> bool {
+        (self.op0, self.op1, self.crn, self.crm) == (3, 0, 12, 11)
+            && matches!(self.op2, 5..=7)
+            && !self.read
+    }
+}
+
 impl core::fmt::Display for SysRegAccess {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(

@@ -43,7 +43,7 @@
 //!   own orders, and reaches through a stale entry only a held page) that
 //!   is not another remove (or the
 //!   continuation of a preempted call): any other hypercall (a console line,
-//!   a domctl), WFI (a WFE, which hv traps only to yield, keeps it), an abort, a trapped system register, PSCI, and a
+//!   a domctl), WFI (a WFE, which hv traps only to yield, keeps it), an abort, a trapped system register (not an SGI write), PSCI, and a
 //!   physical-interrupt exit after which the vCPU takes an interrupt other
 //!   than its own virtual timer ([`irq_exit_closes_window`]); and before any
 //!   vCPU of the caller is put (descheduled). So by the time the caller can

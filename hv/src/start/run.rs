@@ -651,10 +651,7 @@ impl<M: PhysMem + TableMem + Send> System<M> {
     /// A trapped `ICC_SGI1R_EL1`/`ICC_ASGI1R_EL1`/`ICC_SGI0R_EL1` write
     /// (`None` for any other system register).
     pub(super) fn sgi_trap(&self, v: &mut Vcpu, acc: &SysRegAccess) -> Option<Next> {
-        if (acc.op0, acc.op1, acc.crn, acc.crm) != (3, 0, 12, 11)
-            || !matches!(acc.op2, 5..=7)
-            || acc.read
-        {
+        if !acc.is_sgi_write() {
             return None;
         }
         let g = v.vgic.clone()?;

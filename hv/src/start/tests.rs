@@ -1380,6 +1380,32 @@ fn only_the_callers_exits_close_the_window() {
     assert!(!window_closes(&hvc, &mut sibling), "a sibling's hypercall");
     assert!(!sibling.window_opener);
     assert!(!window_closes(&wfe, &mut caller), "the caller's WFE");
+    let sgi = |op2: u8, read: bool| {
+        ExitReason::SysReg(crate::trap::SysRegAccess {
+            op0: 3,
+            op1: 0,
+            crn: 12,
+            crm: 11,
+            op2,
+            rt: 1,
+            read,
+        })
+    };
+    assert!(
+        !window_closes(&sgi(5, false), &mut caller),
+        "ICC_SGI1R_EL1 write"
+    );
+    assert!(
+        !window_closes(&sgi(6, false), &mut caller),
+        "ICC_ASGI1R_EL1 write"
+    );
+    assert!(caller.window_opener);
+    assert!(
+        window_closes(&sgi(4, false), &mut caller),
+        "another system register (ICC_EOIR1... op2 4)"
+    );
+    assert!(!caller.window_opener);
+    caller.window_opener = true;
     assert!(window_closes(&wfi, &mut caller), "the caller's WFI");
     assert!(!caller.window_opener);
     assert!(!window_closes(&wfi, &mut caller), "closed once");
