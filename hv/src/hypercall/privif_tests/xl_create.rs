@@ -894,7 +894,7 @@ fn cacheflush_closes_the_remove_window_and_cleans_the_ranges_frames() {
 /// destroying a domain that ran (here: shut down, its vCPUs gone) costs at
 /// most ONE full stage-2 flush of its VMID. Under xen-compat exactly that
 /// (as Xen's `p2m_teardown`); under targeted, IPA TLBIs over what it mapped
-/// + `VMALLE1IS` of its VMID and no full flush (one range with
+/// and `VMALLE1IS` of its VMID, no full flush (one range with
 /// FEAT_TLBIRANGE, one `IPAS2E1IS` per entry without), or the one full flush
 /// when the entries exceed the policy's threshold. Every page and table
 /// frame comes back and its VMID is free again.
