@@ -406,11 +406,12 @@ impl DeferredFlush {
     /// list cannot grow (allocation is fallible here), one full flush.
     ///
     /// Why not KVM's way (no flush at free; a VMID generation, the whole
-    /// TLB flushed once at rollover before VMIDs are reused): hv hands a freed
-    /// VMID out again at once (`VmidAllocator`, 8-bit VMIDs on some CPUs),
-    /// so the flush would only move to the next create, still a whole-VMID
-    /// (or, at rollover, `ALLE1IS`) flush that L0 KVM emulates by walking
-    /// the whole IPA range, and a freed VMID would no longer be clean for
+    /// TLB flushed once at rollover before VMIDs are reused): hv's
+    /// `VmidAllocator` hands VMIDs out round-robin with no generation (8-bit
+    /// VMIDs on some CPUs), so a lazy scheme still needs a whole-VMID flush
+    /// before each reuse, or `ALLE1IS` at a rollover, both emulated by L0
+    /// KVM with a walk of the whole IPA range: the stall only moves to a
+    /// later create. And a freed VMID would no longer be clean for
     /// `Stage2Vmids` and the page-release rule (pages go back to the pool
     /// only after their invalidation ran). Invalidating what the domain
     /// mapped costs a few TLBIs, bounded by the same threshold, and keeps
