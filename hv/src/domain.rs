@@ -942,8 +942,8 @@ impl Domain {
 
     /// Tear the domain down once none of its vCPUs can run: its physmap
     /// goes, the invalidation of everything it mapped is planned through
-    /// `flush` (under the boot policy: at most one full flush for the whole
-    /// domain) and executed on `arch`; only then do its pages go back to the
+    /// `flush` (under the boot policy: range TLBIs over what it mapped, or
+    /// at most one full flush for the whole domain) and executed on `arch`; only then do its pages go back to the
     /// pool, its tables to `mem` and its VMID to `vmids`.
     pub fn destroy<M: PhysMem + TableMem>(
         self,
@@ -957,9 +957,12 @@ impl Domain {
         // Its physical SPIs (dom0's devices) go back first: disabled, deactivated.
         self.vgic.release_hw();
         let t = self.physmap.teardown(mem);
-        // One full flush of the VMID whatever the policy (and whatever was
-        // pending for it): never an invalidation per page (issue 12).
-        let f = flush.retire_vmid(vmid, &t.held);
+        // One plan retires the VMID (pv-tlb `retire_plan`): under targeted,
+        // range TLBIs over what it mapped (and what was pending for it) +
+        // VMALLE1IS, falling back to ONE full flush above the policy's
+        // threshold; under xen-compat one full flush, as Xen. Nested, a full
+        // flush is L0 KVM walking the whole IPA range (128 s at 52 bits).
+        let f = flush.retire_vmid(vmid, &t.inval, &t.held);
         crate::tlb::execute_ops(f.plan.ops(), arch);
         let mut xen = self.xen;
         xen.release(pool);

@@ -156,7 +156,8 @@ pub struct Physmap {
 #[derive(Debug)]
 #[must_use = "finish() frees the tables"]
 pub struct Teardown {
-    /// Every leaf that was mapped.
+    /// Every leaf that was mapped, and one page (level 0) of every table
+    /// left without a valid entry: what retiring the VMID must cover.
     pub inval: InvalidationSet,
     /// References to drop after the invalidation ran (own RAM allocation
     /// references and foreign-mapping references).
@@ -613,6 +614,9 @@ impl Physmap {
             };
             inval.add(ipa, size / PAGE_SIZE, level);
         });
+        // Tables left empty: no leaf above covers their table entries.
+        self.stage2
+            .for_each_empty_table(tables, &mut |ipa| inval.add_walk(ipa));
         Teardown {
             inval,
             held,

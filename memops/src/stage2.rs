@@ -819,6 +819,36 @@ impl Stage2 {
         }
     }
 
+    /// Call `f(ipa)` with the first IPA covered by every table below the
+    /// root that holds no valid entry at all (left by removes that did not
+    /// free it), in IPA order. With the leaves of [`Stage2::for_each_leaf`],
+    /// one IPA under every table entry of the tree: an IPA-based TLBI of each
+    /// drops every walk-cache copy of the table entries (retiring a VMID).
+    pub fn for_each_empty_table(&self, mem: &impl TableMem, f: &mut dyn FnMut(Ipa)) {
+        Self::walk_empty(mem, self.root, self.start_level, 0, f);
+    }
+
+    fn walk_empty(
+        mem: &impl TableMem,
+        table: PhysAddr,
+        level: u8,
+        base: u64,
+        f: &mut dyn FnMut(Ipa),
+    ) {
+        for i in 0..ENTRIES {
+            let d = mem.read_entry(table, i);
+            if is_table(d, level) {
+                let ipa = base + ((i as u64) << level_shift(level));
+                let child = PhysAddr(d & OA_MASK);
+                if (0..ENTRIES).all(|j| mem.read_entry(child, j) & 1 == 0) {
+                    f(Ipa(ipa));
+                } else {
+                    Self::walk_empty(mem, child, level + 1, ipa, f);
+                }
+            }
+        }
+    }
+
     /// Free every table frame of this stage-2, root included.
     ///
     /// The caller must have made sure no TLB or walk cache can still use

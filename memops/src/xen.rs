@@ -1227,9 +1227,9 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         self.end(caller, mapper, false, out);
     }
 
-    /// Tear a dying domain's physmap down: one invalidation for the whole
-    /// domain (flushed at once: at most one full flush, none under targeted
-    /// with ranges), every reference it held released after it. The caller
+    /// Tear a dying domain's physmap down: its VMID retired at once
+    /// ([`pv_tlb::DeferredFlush::retire_vmid`]: at most one full flush, none
+    /// under targeted with ranges), every reference it held released after it. The caller
     /// executes `flush`, releases its frames, then calls
     /// [`crate::Teardown::finish`] on the returned value to free the tables,
     /// and must not reuse the VMID before a plan for it ran.
@@ -1241,10 +1241,7 @@ impl<E: MemEnv, T: TableMem> MemCtx<'_, E, T> {
         let t = pm.teardown(self.tables);
         let mut out = Flush::default();
         match vmid {
-            Some(v) => {
-                out.append(self.flush.record(v, &t.inval, &t.held));
-                out.append(self.flush.flush_vmid(v));
-            }
+            Some(v) => out.append(self.flush.retire_vmid(v, &t.inval, &t.held)),
             None => out.released.extend_from_slice(&t.held),
         }
         (out, t)

@@ -16,7 +16,7 @@
 //!    Every map must first call [`DeferredFlush::before_map`], which flushes
 //!    the VMID if the range overlaps its pending set.
 //! 3. the VMID is not handed to another domain before it is flushed
-//!    ([`DeferredFlush::flush_vmid`] on destroy / VMID recycling).
+//!    ([`DeferredFlush::retire_vmid`] on destroy, before the VMID is freed).
 //!
 //! Nothing else is observable: the page still belongs to the same owners
 //! and still holds what the domain last wrote, exactly as if its access had
@@ -82,7 +82,7 @@ use alloc::vec::Vec;
 
 use crate::addr::{Ipa, PhysAddr, Vmid, PAGE_SIZE};
 use crate::inval::InvalidationSet;
-use crate::plan::{full_flush, plan, Plan, Policy};
+use crate::plan::{full_flush, plan, retire_plan, Plan, Policy};
 
 /// A plan to execute, then the pages whose references may be dropped.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
@@ -395,23 +395,55 @@ impl DeferredFlush {
     }
 
     /// `vmid`'s stage 2 is being torn down (its domain is destroyed; every
-    /// leaf is going, and the VMID is freed after this): ONE full flush of
-    /// the VMID under every policy, covering what was pending for it too,
-    /// releasing its held pages and `held`. Per-page or per-range TLBIs
-    /// would only spare TLB entries of a VMID nobody will use again (and,
-    /// nested, each is a trap to L0).
-    pub fn retire_vmid(&mut self, vmid: Vmid, held: &[PhysAddr]) -> Flush {
-        let mut released = match self.pending.iter().position(|p| p.vmid == vmid) {
-            Some(i) => self.pending.swap_remove(i).held,
-            None => Vec::new(),
+    /// leaf is going, then its tables, and the VMID is freed after this):
+    /// one plan for the VMID covering `mapped` (every leaf the stage-2 still
+    /// maps and one IPA of every table left empty: memops'
+    /// `Physmap::teardown`) and whatever was pending for it, releasing its
+    /// held pages and `held` after it ([`crate::plan::retire_plan`]).
+    ///
+    /// Xen-compat: ONE full flush, as Xen's `p2m_teardown`. Targeted: range
+    /// (or per-page) IPA TLBIs over those runs plus `VMALLE1IS` for the VMID,
+    /// or one full flush when that would exceed the policy's threshold; so a
+    /// retire is never more than one full flush. A 128 MiB domU is one or
+    /// two `RIPAS2E1IS` + `VMALLE1IS` with FEAT_TLBIRANGE. If the gathered
+    /// list cannot grow (allocation is fallible here), one full flush.
+    ///
+    /// Why not KVM's way (no flush at free; a VMID generation, the whole
+    /// TLB flushed once at rollover before VMIDs are reused): hv's
+    /// `VmidAllocator` hands VMIDs out round-robin with no generation (8-bit
+    /// VMIDs on some CPUs), so a lazy scheme still needs a whole-VMID flush
+    /// before each reuse, or `ALLE1IS` at a rollover, both emulated by L0
+    /// KVM with a walk of the whole IPA range: the stall only moves to a
+    /// later create. And a freed VMID would no longer be clean for
+    /// `Stage2Vmids` and the page-release rule (pages go back to the pool
+    /// only after their invalidation ran). Invalidating what the domain
+    /// mapped costs a few TLBIs, bounded by the same threshold, and keeps
+    /// every invariant local to the destroy.
+    pub fn retire_vmid(
+        &mut self,
+        vmid: Vmid,
+        mapped: &InvalidationSet,
+        held: &[PhysAddr],
+    ) -> Flush {
+        let (mut set, mut released) = match self.pending.iter().position(|p| p.vmid == vmid) {
+            Some(i) => {
+                let p = self.pending.swap_remove(i);
+                (p.set, p.held)
+            }
+            None => (InvalidationSet::new(), Vec::new()),
+        };
+        let plan = if self.policy.is_xen_compat() || set.try_reserve(mapped.ranges().len()).is_err()
+        {
+            full_flush(vmid)
+        } else {
+            set.merge(mapped);
+            set.normalize();
+            retire_plan(vmid, &set, &self.policy)
         };
         released.extend_from_slice(held);
         self.stats.explicit += 1;
         self.stats.plans += 1;
-        Flush {
-            plan: full_flush(vmid),
-            released,
-        }
+        Flush { plan, released }
     }
 
     /// Flush everything pending for every VMID now (allocator pressure, idle).
@@ -485,44 +517,253 @@ mod tests {
         assert!(d.is_idle());
     }
 
-    #[test]
-    fn retiring_a_vmid_is_one_full_flush_under_every_policy() {
+    /// What a 128 MiB domU has mapped when it is destroyed (Xen's guest
+    /// layout): 32 grant frames, the magic pages, its RAM as 2 MiB blocks
+    /// and a few 4 KiB pages, and one table left empty by earlier removes.
+    fn domu_mapped() -> InvalidationSet {
+        let mut s = InvalidationSet::new();
+        s.add(Ipa(0x3800_0000), 32, 3);
+        s.add(Ipa(0x3900_0000), 5, 3);
+        s.add(Ipa(0x4000_0000), 63 * 512, 2);
+        s.add(Ipa(0x47e0_0000), 500, 3);
+        s.add_walk(Ipa(0x4840_0000));
+        s
+    }
+
+    const POLICIES: [Policy; 5] = [
+        Policy::XenCompat,
+        Policy::Targeted {
+            has_range: false,
+            nested: false,
+        },
+        Policy::Targeted {
+            has_range: false,
+            nested: true,
+        },
+        Policy::Targeted {
+            has_range: true,
+            nested: false,
+        },
+        Policy::Targeted {
+            has_range: true,
+            nested: true,
+        },
+    ];
+
+    fn full(vmid: Vmid) -> [crate::TlbOp; 4] {
         use crate::TlbOp;
-        for policy in [
-            Policy::XenCompat,
-            Policy::Targeted {
-                has_range: false,
-                nested: false,
-            },
-            Policy::Targeted {
+        [
+            TlbOp::DsbIshst,
+            TlbOp::Vmalls12e1is { vmid },
+            TlbOp::DsbIsh,
+            TlbOp::Isb,
+        ]
+    }
+
+    /// Every entry the VMID can have cached, from the mapped leaves, the
+    /// pending (already removed) pages and combined entries; VMID 9 alike.
+    fn filled(mapped: &InvalidationSet, pending: &[u64]) -> crate::model::ModelTlb {
+        use crate::model::{ModelTlb, S2Entry};
+        let mut m = ModelTlb::new(2);
+        for vmid in [Vmid(3), Vmid(9)] {
+            for r in mapped.ranges() {
+                let level = if r.level == 0 { 3 } else { r.level };
+                let step = crate::inval::pages_per_entry(level) * PAGE_SIZE;
+                let mut ipa = r.base.0;
+                while ipa < r.end().0 {
+                    let leaf = S2Entry {
+                        vmid,
+                        base: Ipa(ipa),
+                        level,
+                        pa: PhysAddr(ipa + 0x1_0000_0000),
+                    };
+                    m.fill((ipa >> 12) as usize % 2, 0, Ipa(ipa), leaf);
+                    ipa += step;
+                }
+            }
+            for &ipa in pending {
+                let leaf = S2Entry {
+                    vmid,
+                    base: Ipa(ipa),
+                    level: 3,
+                    pa: PhysAddr(ipa + 0x2_0000_0000),
+                };
+                m.fill(1, 1, Ipa(ipa), leaf);
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn retiring_a_domu_is_a_few_range_tlbis_under_targeted_with_ranges() {
+        use crate::TlbOp;
+        for nested in [false, true] {
+            let policy = Policy::Targeted {
                 has_range: true,
-                nested: true,
-            },
-        ] {
+                nested,
+            };
             let mut d = DeferredFlush::new(policy);
-            let mut one = InvalidationSet::new();
-            one.add(Ipa(0x4000_0000), 1, 3);
-            let first = d.record(Vmid(3), &one, &[PhysAddr(0x1000)]);
-            let f = d.retire_vmid(Vmid(3), &[PhysAddr(0x2000), PhysAddr(0x3000)]);
-            assert_eq!(
-                f.plan.ops(),
-                [
-                    TlbOp::DsbIshst,
-                    TlbOp::Vmalls12e1is { vmid: Vmid(3) },
-                    TlbOp::DsbIsh,
-                    TlbOp::Isb
-                ],
-                "{policy:?}"
+            let mapped = domu_mapped();
+            let f = d.retire_vmid(Vmid(3), &mapped, &[PhysAddr(0x2000)]);
+            let ops = f.plan.ops();
+            assert_eq!(f.plan.count(TlbOpKind::Vmalls12e1is), 0, "{ops:?}");
+            assert_eq!(f.plan.count(TlbOpKind::Alle1is), 0);
+            // 0x3800_0000..0x4840_1000 is within one covering range.
+            assert_eq!(f.plan.count(TlbOpKind::Ripas2e1is), 1, "{ops:?}");
+            assert_eq!(f.plan.count(TlbOpKind::Ipas2e1is), 0, "{ops:?}");
+            assert_eq!(f.plan.count(TlbOpKind::Vmalle1is), 1);
+            assert!(ops.contains(&TlbOp::Vmalle1is { vmid: Vmid(3) }));
+            assert!(crate::model::check_barriers(ops), "{ops:?}");
+            // No level hint: the tables go too.
+            assert!(ops.iter().all(|o| !matches!(
+                o,
+                TlbOp::Ipas2e1is { ttl: Some(_), .. } | TlbOp::Ripas2e1is { ttl: Some(_), .. }
+            )));
+            assert!(ops.iter().all(|o| match o {
+                TlbOp::Ipas2e1is { vmid, .. }
+                | TlbOp::Ripas2e1is { vmid, .. }
+                | TlbOp::Vmalle1is { vmid } => *vmid == Vmid(3),
+                _ => o.kind().is_none(),
+            }));
+            assert_eq!(f.released, [PhysAddr(0x2000)]);
+            let mut m = filled(&mapped, &[]);
+            m.execute_all(0, ops);
+            assert!(
+                m.entries().iter().all(|e| e.1 == Vmid(9)),
+                "left of VMID 3: {:?}",
+                m.entries().iter().filter(|e| e.1 == Vmid(3)).count()
             );
-            let mut released = first.released.clone();
-            released.extend_from_slice(&f.released);
+            assert!(!m.entries().is_empty(), "VMID 9 untouched");
+            assert!(d.is_idle());
+        }
+    }
+
+    #[test]
+    fn retiring_without_ranges_is_per_entry_up_to_the_threshold() {
+        use crate::TlbOp;
+        // Blocks and a few pages: one IPAS2E1IS per entry, VMALLE1IS once.
+        let mut small = InvalidationSet::new();
+        small.add(Ipa(0x3900_0000), 5, 3);
+        small.add(Ipa(0x4000_0000), 64 * 512, 2);
+        small.add_walk(Ipa(0x4840_0000));
+        for nested in [false, true] {
+            let policy = Policy::Targeted {
+                has_range: false,
+                nested,
+            };
+            let mut d = DeferredFlush::new(policy);
+            let f = d.retire_vmid(Vmid(3), &small, &[]);
+            assert_eq!(f.plan.count(TlbOpKind::Vmalls12e1is), 0);
+            assert_eq!(f.plan.count(TlbOpKind::Ripas2e1is), 0);
+            assert_eq!(f.plan.count(TlbOpKind::Ipas2e1is), 5 + 64 + 1);
+            assert_eq!(f.plan.count(TlbOpKind::Vmalle1is), 1);
+            let mut m = filled(&small, &[]);
+            m.execute_all(1, f.plan.ops());
+            assert!(m.entries().iter().all(|e| e.1 == Vmid(9)));
+        }
+        // 128 MiB of 4 KiB pages: 32 768 TLBIs, over both thresholds: one
+        // full flush (never more than one).
+        let mut pages = InvalidationSet::new();
+        pages.add(Ipa(0x4000_0000), 32768, 3);
+        for nested in [false, true] {
+            let mut d = DeferredFlush::new(Policy::Targeted {
+                has_range: false,
+                nested,
+            });
+            let f = d.retire_vmid(Vmid(3), &pages, &[PhysAddr(0x5000)]);
+            assert_eq!(f.plan.ops(), full(Vmid(3)), "nested {nested}");
+            assert_eq!(f.released, [PhysAddr(0x5000)]);
+        }
+        // Just at the bare threshold: targeted; one more entry: full flush.
+        let mut at = InvalidationSet::new();
+        at.add(Ipa(0x4000_0000), crate::plan::BARE_THRESHOLD, 3);
+        let bare = Policy::Targeted {
+            has_range: false,
+            nested: false,
+        };
+        let f = DeferredFlush::new(bare).retire_vmid(Vmid(3), &at, &[]);
+        assert_eq!(f.plan.count(TlbOpKind::Vmalls12e1is), 0);
+        assert_eq!(
+            f.plan.count(TlbOpKind::Ipas2e1is),
+            crate::plan::BARE_THRESHOLD
+        );
+        at.add_walk(Ipa(0x8000_0000));
+        let f = DeferredFlush::new(bare).retire_vmid(Vmid(3), &at, &[]);
+        assert_eq!(f.plan.ops(), full(Vmid(3)));
+        let _ = TlbOp::Isb;
+    }
+
+    #[test]
+    fn retiring_under_xen_compat_is_one_full_flush() {
+        let mut d = DeferredFlush::new(Policy::XenCompat);
+        let first = d.record(Vmid(3), &page(0x4000_0000), &[PhysAddr(0x1000)]);
+        assert_eq!(first.plan.ops(), full(Vmid(3)));
+        let f = d.retire_vmid(Vmid(3), &domu_mapped(), &[PhysAddr(0x2000)]);
+        assert_eq!(f.plan.ops(), full(Vmid(3)));
+        assert_eq!(f.released, [PhysAddr(0x2000)]);
+        // Even with nothing mapped: the VMID is flushed once.
+        let f = d.retire_vmid(Vmid(4), &InvalidationSet::new(), &[]);
+        assert_eq!(f.plan.ops(), full(Vmid(4)));
+        assert!(d.is_idle());
+    }
+
+    /// What was pending for the retired VMID (removed earlier, stale entries
+    /// possibly cached) is merged into the retire plan, its held pages are
+    /// released with it, exactly once; other VMIDs' pending stay.
+    #[test]
+    fn retiring_merges_the_vmids_pending_and_releases_every_held_page_once() {
+        for policy in POLICIES {
+            let mut d = DeferredFlush::new(policy);
+            let removed = [0x4800_0000u64, 0x6000_0000, 0x7fff_f000];
+            let mut released = Vec::new();
+            for (i, &ipa) in removed.iter().enumerate() {
+                let f = d.record(Vmid(3), &page(ipa), &[PhysAddr(0x1000 * (i as u64 + 1))]);
+                released.extend(f.released);
+                assert!(d.end_hypercall(Vmid(1), Vmid(3), true).is_empty());
+            }
+            let _ = d.record(Vmid(9), &page(0x4000_0000), &[PhysAddr(0x9000)]);
+            let mapped = domu_mapped();
+            let f = d.retire_vmid(Vmid(3), &mapped, &[PhysAddr(0x8000)]);
+            released.extend(f.released.iter().copied());
             released.sort_unstable();
             assert_eq!(
                 released,
-                [PhysAddr(0x1000), PhysAddr(0x2000), PhysAddr(0x3000)],
-                "{policy:?}: every held page once"
+                [
+                    PhysAddr(0x1000),
+                    PhysAddr(0x2000),
+                    PhysAddr(0x3000),
+                    PhysAddr(0x8000)
+                ],
+                "{policy:?}"
             );
-            assert!(d.is_idle(), "{policy:?}");
+            assert!(f.plan.count(TlbOpKind::Vmalls12e1is) <= 1, "{policy:?}");
+            let mut m = filled(&mapped, &removed);
+            m.execute_all(0, f.plan.ops());
+            assert!(
+                m.entries().iter().all(|e| e.1 == Vmid(9)),
+                "{policy:?}: {:?}",
+                f.plan
+            );
+            // Nothing of VMID 3 is pending (nor is its window kept open);
+            // VMID 9's invalidation still is.
+            assert!(removed.iter().all(|&i| !d.is_pending(Vmid(3), Ipa(i))));
+            assert!(!d.window_open(Vmid(1)));
+            if !policy.is_xen_compat() {
+                assert!(d.is_pending(Vmid(9), Ipa(0x4000_0000)));
+                assert!(d.holds(PhysAddr(0x9000)));
+                // With ranges, pending pages 0x6000_0000 and 0x7fff_f000
+                // are beyond the first 1 GiB span: a second range op.
+                if matches!(
+                    policy,
+                    Policy::Targeted {
+                        has_range: true,
+                        ..
+                    }
+                ) {
+                    assert_eq!(f.plan.count(TlbOpKind::Vmalls12e1is), 0);
+                    assert!(f.plan.count(TlbOpKind::Ripas2e1is) <= 2, "{:?}", f.plan);
+                }
+            }
         }
     }
 

@@ -37,5 +37,5 @@ pub use deferred::{
 };
 pub use inval::{pages_per_entry, InvalidationSet, IpaRange};
 pub use op::{TlbCounters, TlbOp, TlbOpKind};
-pub use plan::{plan, resolve, Plan, Policy, PolicyChoice};
+pub use plan::{plan, resolve, retire_plan, Plan, Policy, PolicyChoice};
 pub use switch::LastRan;

@@ -396,21 +396,66 @@ pub fn plan(vmid: Vmid, set: &InvalidationSet, policy: &Policy) -> Plan {
             if ipa.ops.len() as u64 > policy.threshold() {
                 return full_flush(vmid);
             }
-            let mut p = Plan::new();
-            // Table stores (the invalid entries) visible to the walkers first.
-            p.push(TlbOp::DsbIshst);
-            p.append(ipa);
-            // Stage-2 invalidation complete before dropping combined entries
-            // (which could otherwise be refilled from stale stage-2 entries).
-            p.push(TlbOp::DsbIsh);
-            if set.needs_stage1() {
-                p.push(TlbOp::Vmalle1is { vmid });
-                p.push(TlbOp::DsbIsh);
-            }
-            p.push(TlbOp::Isb);
-            p
+            targeted(vmid, ipa, set.needs_stage1())
         }
     }
+}
+
+/// The plan that retires `vmid` (its domain is destroyed: every stage-2
+/// table goes after it, and the VMID is handed out again): `set` must cover
+/// every leaf the stage-2 still maps, one IPA of every table left without
+/// any valid entry, and whatever was pending for the VMID
+/// ([`crate::DeferredFlush::retire_vmid`] gathers them).
+///
+/// Xen-compat: one full flush, as Xen's `p2m_teardown` (its single
+/// `p2m_force_tlb_flush_sync` for the VMID). Targeted: the same IPA TLBIs as
+/// [`plan()`] (same covering, same [`Policy::threshold`] fall-back to one
+/// full flush, so a retire never costs more than one full flush), with
+/// two differences: no TLBI carries a level hint, because the tables go too
+/// and the hint is only valid for a leaf (as Linux's `tlb_get_level` when
+/// tables are freed), so walk-cache copies of the table entries on the way
+/// to each IPA are dropped as well; and the stage-1 flush (`VMALLE1IS`
+/// with the VMID loaded) is always there, even for an empty set.
+///
+/// Nested under KVM this matters: L0 emulates `VMALLS12E1IS` by unmapping
+/// its whole shadow stage-2 IPA range in 1 GiB steps (about 120 s at a
+/// 52-bit IPA limit), an IPA or range TLBI by unmapping only that range.
+#[must_use]
+pub fn retire_plan(vmid: Vmid, set: &InvalidationSet, policy: &Policy) -> Plan {
+    match *policy {
+        Policy::XenCompat => full_flush(vmid),
+        Policy::Targeted { has_range, .. } => {
+            let mut ipa = Plan::new();
+            ipa_ops(vmid, set, has_range, &mut ipa);
+            if ipa.ops.len() as u64 > policy.threshold() {
+                return full_flush(vmid);
+            }
+            for op in &mut ipa.ops {
+                match op {
+                    TlbOp::Ipas2e1is { ttl, .. } | TlbOp::Ripas2e1is { ttl, .. } => *ttl = None,
+                    _ => {}
+                }
+            }
+            targeted(vmid, ipa, true)
+        }
+    }
+}
+
+/// A targeted plan around the IPA TLBIs `ipa`, in KVM's order.
+fn targeted(vmid: Vmid, ipa: Plan, stage1: bool) -> Plan {
+    let mut p = Plan::new();
+    // Table stores (the invalid entries) visible to the walkers first.
+    p.push(TlbOp::DsbIshst);
+    p.append(ipa);
+    // Stage-2 invalidation complete before dropping combined entries
+    // (which could otherwise be refilled from stale stage-2 entries).
+    p.push(TlbOp::DsbIsh);
+    if stage1 {
+        p.push(TlbOp::Vmalle1is { vmid });
+        p.push(TlbOp::DsbIsh);
+    }
+    p.push(TlbOp::Isb);
+    p
 }
 
 #[cfg(test)]
