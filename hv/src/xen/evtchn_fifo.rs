@@ -362,3 +362,493 @@ impl Fifo {
         self.word(port).map_or(0, |w| load(mem, w))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::fake::FakeMem;
+    use crate::xen::evtchn::{layout, Evtchns, PortState, RecordingIrqSink, MAX_PORTS};
+    use alloc::boxed::Box;
+    use alloc::vec;
+
+    const SI: PhysAddr = PhysAddr(0x8000_0000);
+    /// vCPU 0's and vCPU 1's control blocks (two pages, offsets 0 and 0x100).
+    const CB0: PhysAddr = PhysAddr(0x8000_1000);
+    const CB1: PhysAddr = PhysAddr(0x8000_2100);
+    /// Event array pages.
+    const ARR0: PhysAddr = PhysAddr(0x8000_3000);
+    const ARR1: PhysAddr = PhysAddr(0x8000_4000);
+
+    fn mem() -> FakeMem {
+        let mut m = FakeMem::new(0x8000_0000, 0x10_0000);
+        for i in 0..8 {
+            m.zero_frame(PhysAddr(0x8000_0000 + i * 0x1000));
+        }
+        m
+    }
+
+    /// Linux's `init_array_page`: every event masked before the page is given.
+    fn masked_page(m: &mut FakeMem, page: PhysAddr) {
+        for i in 0..u64::from(WORDS_PER_PAGE) {
+            m.write(PhysAddr(page.0 + 4 * i), &(1u32 << MASKED).to_le_bytes());
+        }
+    }
+
+    fn rd(m: &FakeMem, pa: PhysAddr) -> u32 {
+        load(m, pa)
+    }
+
+    /// Linux's consumer (events_fifo.c `__evtchn_fifo_handle_events` /
+    /// `consume_one_event` / `clear_linked`, and the handler's
+    /// `clear_pending`) for one vCPU; `head` is its per-CPU local HEADs.
+    struct Guest {
+        cb: PhysAddr,
+        head: [u32; MAX_QUEUES],
+    }
+
+    impl Guest {
+        fn new(cb: PhysAddr) -> Self {
+            Self {
+                cb,
+                head: [0; MAX_QUEUES],
+            }
+        }
+
+        fn word(e: &Evtchns, port: u32) -> PhysAddr {
+            e.fifo().unwrap().word(port).unwrap()
+        }
+
+        fn xchg_ready(&self, m: &mut FakeMem) -> u32 {
+            let r = rd(m, self.cb);
+            m.write(self.cb, &0u32.to_le_bytes());
+            r
+        }
+
+        /// Clear LINKED|LINK of `port` (Linux's `clear_linked`); its old LINK.
+        fn clear_linked(m: &mut FakeMem, w: PhysAddr) -> u32 {
+            let old = rd(m, w);
+            m.write(w, &(old & !((1 << LINKED) | LINK_MASK)).to_le_bytes());
+            old & LINK_MASK
+        }
+
+        /// Handle every ready event; the ports handled, in order.
+        fn consume(&mut self, e: &Evtchns, m: &mut FakeMem) -> Vec<u32> {
+            let mut out = Vec::new();
+            // The upcall handler clears evtchn_upcall_pending first (vCPU 0's
+            // vcpu_info is slot 0 of the shared info; the others have none here).
+            if self.cb == CB0 {
+                m.write(SI, &[0u8]);
+            }
+            let mut ready = self.xchg_ready(m);
+            let mut guard = 0;
+            while ready != 0 {
+                guard += 1;
+                assert!(guard < 10_000, "the guest's queue walk does not end");
+                let q = ready.trailing_zeros() as usize;
+                let mut head = self.head[q];
+                if head == 0 {
+                    head = rd(m, PhysAddr(self.cb.0 + CB_HEAD + 4 * q as u64));
+                }
+                let port = head;
+                let w = Self::word(e, port);
+                let next = Self::clear_linked(m, w);
+                if next == 0 {
+                    ready &= !(1 << q);
+                }
+                let v = rd(m, w);
+                if v & (1 << PENDING) != 0 && v & (1 << MASKED) == 0 {
+                    out.push(port);
+                    m.write(w, &(v & !(1 << PENDING)).to_le_bytes());
+                }
+                self.head[q] = next;
+                ready |= self.xchg_ready(m);
+            }
+            out
+        }
+    }
+
+    /// Linux's unmask of `port` (`clear_masked`, then `EVTCHNOP_unmask` if pending).
+    fn guest_unmask(e: &mut Evtchns, m: &mut FakeMem, irq: &mut RecordingIrqSink, port: u32) {
+        let w = Guest::word(e, port);
+        let v = rd(m, w);
+        m.write(w, &(v & !(1 << MASKED)).to_le_bytes());
+        if v & (1 << PENDING) != 0 {
+            e.unmask(1, port, m, irq).unwrap();
+        }
+    }
+
+    /// A FIFO domain d1 with 2 vCPUs, vCPU 0's control block and one array
+    /// page, and `n` IPI ports on vCPU 0, unmasked.
+    fn fifo_domain(n: u32) -> (Evtchns, FakeMem, RecordingIrqSink, Vec<u32>) {
+        let mut m = mem();
+        let mut irq = RecordingIrqSink::default();
+        let mut e = Evtchns::new(2, Some(SI));
+        e.init_control(0, CB0, &m).unwrap();
+        masked_page(&mut m, ARR0);
+        e.expand_array(1, ARR0, &mut m, &mut irq).unwrap();
+        let mut ports = Vec::new();
+        for _ in 0..n {
+            let p = e.alloc(PortState::Ipi, 0).unwrap();
+            guest_unmask(&mut e, &mut m, &mut irq, p);
+            ports.push(p);
+        }
+        assert!(irq.upcalls.is_empty());
+        (e, m, irq, ports)
+    }
+
+    #[test]
+    fn init_control_arguments() {
+        let m = mem();
+        let mut e = Evtchns::new(2, Some(SI));
+        assert_eq!(e.init_control(2, CB0, &m), Err(Errno::ENOENT), "no vCPU 2");
+        assert_eq!(
+            e.init_control(0, PhysAddr(CB0.0 + PAGE_SIZE - CONTROL_BLOCK_SIZE + 8), &m),
+            Err(Errno::EINVAL),
+            "crosses the page"
+        );
+        assert_eq!(
+            e.init_control(0, PhysAddr(CB0.0 + 4), &m),
+            Err(Errno::EINVAL),
+            "not 8-aligned"
+        );
+        assert!(e.fifo().is_none(), "failures leave the domain on 2-level");
+        // The last offset that fits is fine.
+        e.init_control(
+            1,
+            PhysAddr(CB1.0 - 0x100 + PAGE_SIZE - CONTROL_BLOCK_SIZE),
+            &m,
+        )
+        .unwrap();
+        assert!(e.fifo().is_some());
+        assert!(e.fifo_control_registered(1));
+        assert!(!e.fifo_control_registered(0));
+        assert_eq!(e.init_control(1, CB1, &m), Err(Errno::EINVAL), "twice");
+        e.init_control(0, CB0, &m).unwrap();
+        assert_eq!(e.fifo().unwrap().num_evtchns(), 0, "no array page yet");
+    }
+
+    #[test]
+    fn expand_array_and_its_limit() {
+        let mut m = mem();
+        let mut irq = RecordingIrqSink::default();
+        let mut e = Evtchns::new(1, Some(SI));
+        assert_eq!(e.can_expand(), Err(Errno::EOPNOTSUPP));
+        assert_eq!(
+            e.expand_array(1, ARR0, &mut m, &mut irq),
+            Err(Errno::EOPNOTSUPP),
+            "2-level domain"
+        );
+        assert_eq!(e.set_priority(1, 3), Err(Errno::EINVAL), "no such port");
+        e.alloc(PortState::Ipi, 0).unwrap();
+        assert_eq!(
+            e.set_priority(1, 3),
+            Err(Errno::ENOSYS),
+            "2-level: no priorities"
+        );
+        e.init_control(0, CB0, &m).unwrap();
+        for i in 0..MAX_EVENT_ARRAY_PAGES {
+            assert_eq!(e.can_expand(), Ok(()));
+            e.expand_array(
+                1,
+                PhysAddr(ARR0.0 + 0x1000 * (i as u64 % 2)),
+                &mut m,
+                &mut irq,
+            )
+            .unwrap();
+        }
+        assert_eq!(e.can_expand(), Err(Errno::ENOSPC));
+        assert_eq!(
+            e.expand_array(1, ARR0, &mut m, &mut irq),
+            Err(Errno::ENOSPC)
+        );
+        assert_eq!(e.fifo().unwrap().num_evtchns(), NR_CHANNELS);
+        assert_eq!(
+            e.fifo().unwrap().word(NR_CHANNELS - 1),
+            Some(PhysAddr(ARR1.0 + 4092))
+        );
+        assert_eq!(e.fifo().unwrap().word(NR_CHANNELS), None);
+    }
+
+    #[test]
+    fn send_links_in_order_and_the_guest_consumes() {
+        let (mut e, mut m, mut irq, ports) = fifo_domain(3);
+        let [a, b, c] = ports[..] else { panic!() };
+        for p in [a, b, c] {
+            e.set_pending(1, p, &mut m, &mut irq);
+        }
+        // One upcall: the queue went from empty to non-empty once.
+        assert_eq!(irq.upcalls, [(1, 0)]);
+        assert_eq!(rd(&m, CB0), 1 << PRIORITY_DEFAULT, "READY of queue 7");
+        let head = PhysAddr(CB0.0 + CB_HEAD + 4 * u64::from(PRIORITY_DEFAULT));
+        assert_eq!(rd(&m, head), a);
+        let f = e.fifo().unwrap();
+        let linked = (1 << PENDING) | (1 << LINKED);
+        assert_eq!(f.peek(a, &m), linked | b);
+        assert_eq!(f.peek(b, &m), linked | c);
+        assert_eq!(f.peek(c, &m), linked);
+        // Raising a linked event again changes nothing.
+        e.set_pending(1, b, &mut m, &mut irq);
+        assert_eq!(e.fifo().unwrap().peek(b, &m), linked | c);
+        assert_eq!(irq.upcalls.len(), 1);
+        let mut g = Guest::new(CB0);
+        assert_eq!(g.consume(&e, &mut m), [a, b, c]);
+        // Empty again: the next event is a new HEAD and a new upcall.
+        e.set_pending(1, c, &mut m, &mut irq);
+        e.set_pending(1, a, &mut m, &mut irq);
+        assert_eq!(irq.upcalls.len(), 2);
+        assert_eq!(rd(&m, head), c);
+        assert_eq!(g.consume(&e, &mut m), [c, a]);
+        assert_eq!(rd(&m, CB0), 0);
+    }
+
+    #[test]
+    fn priorities_use_their_own_queues() {
+        let (mut e, mut m, mut irq, ports) = fifo_domain(3);
+        let [a, b, c] = ports[..] else { panic!() };
+        assert_eq!(e.set_priority(a, 16), Err(Errno::EINVAL));
+        assert_eq!(e.set_priority(MAX_PORTS + 1, 1), Err(Errno::EINVAL));
+        e.set_priority(a, PRIORITY_MIN).unwrap();
+        e.set_priority(c, 0).unwrap();
+        for p in [a, b, c] {
+            e.set_pending(1, p, &mut m, &mut irq);
+        }
+        // Each queue became ready; one upcall (evtchn_upcall_pending was set once).
+        assert_eq!(rd(&m, CB0), (1 << 15) | (1 << 7) | 1);
+        assert_eq!(irq.upcalls, [(1, 0)]);
+        // The guest handles the highest priority (lowest number) first.
+        assert_eq!(Guest::new(CB0).consume(&e, &mut m), [c, b, a]);
+        // A rebound port is back at the default priority.
+        e.free(c).unwrap();
+        assert_eq!(e.alloc(PortState::Ipi, 0), Ok(c));
+        assert_eq!(e.fifo().unwrap().priority(c), Some(PRIORITY_DEFAULT));
+    }
+
+    #[test]
+    fn masked_events_wait_for_unmask() {
+        let (mut e, mut m, mut irq, ports) = fifo_domain(2);
+        let [a, b] = ports[..] else { panic!() };
+        // The guest masks a (Linux's mask: set MASKED).
+        let wa = Guest::word(&e, a);
+        m.write(wa, &(rd(&m, wa) | (1 << MASKED)).to_le_bytes());
+        e.set_pending(1, a, &mut m, &mut irq);
+        assert_eq!(
+            rd(&m, wa),
+            (1 << PENDING) | (1 << MASKED),
+            "pending, not linked"
+        );
+        assert!(irq.upcalls.is_empty());
+        e.set_pending(1, b, &mut m, &mut irq);
+        assert_eq!(irq.upcalls, [(1, 0)]);
+        // Unmask: linked behind b; no new upcall (the queue was not empty).
+        guest_unmask(&mut e, &mut m, &mut irq, a);
+        assert_eq!(irq.upcalls.len(), 1);
+        assert_eq!(Guest::new(CB0).consume(&e, &mut m), [b, a]);
+        // Unmasking a port without a word or out of range.
+        assert_eq!(e.unmask(1, MAX_PORTS, &mut m, &mut irq), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn events_follow_their_vcpu_and_need_its_control_block() {
+        let (mut e, mut m, mut irq, ports) = fifo_domain(1);
+        let a = ports[0];
+        e.bind_vcpu(a, 1).unwrap();
+        // vCPU 1 has no control block yet: Xen drops the event.
+        e.set_pending(1, a, &mut m, &mut irq);
+        assert_eq!(e.fifo().unwrap().peek(a, &m), 0);
+        assert!(irq.upcalls.is_empty());
+        e.init_control(1, CB1, &m).unwrap();
+        e.set_pending(1, a, &mut m, &mut irq);
+        assert_eq!(rd(&m, CB1), 1 << PRIORITY_DEFAULT);
+        assert_eq!(rd(&m, CB0), 0);
+        // vCPU 1 has no vcpu_info registered: no upcall can be marked (it
+        // gets one when it registers, as for 2-level).
+        assert!(irq.upcalls.is_empty());
+        assert_eq!(Guest::new(CB1).consume(&e, &mut m), [a]);
+    }
+
+    #[test]
+    fn events_without_an_array_page_wait_for_it() {
+        let mut m = mem();
+        let mut irq = RecordingIrqSink::default();
+        let mut e = Evtchns::new(1, Some(SI));
+        e.init_control(0, CB0, &m).unwrap();
+        let p = e.alloc(PortState::Ipi, 0).unwrap();
+        e.set_pending(1, p, &mut m, &mut irq);
+        assert!(irq.upcalls.is_empty());
+        // Linux gives the page with every event masked; the saved event
+        // is raised (pending, masked, not linked) and shows on unmask.
+        masked_page(&mut m, ARR0);
+        e.expand_array(1, ARR0, &mut m, &mut irq).unwrap();
+        assert_eq!(
+            e.fifo().unwrap().peek(p, &m),
+            (1 << PENDING) | (1 << MASKED)
+        );
+        guest_unmask(&mut e, &mut m, &mut irq, p);
+        assert_eq!(irq.upcalls, [(1, 0)]);
+        assert_eq!(Guest::new(CB0).consume(&e, &mut m), [p]);
+    }
+
+    #[test]
+    fn two_level_ports_are_carried_over() {
+        let mut m = mem();
+        let mut irq = RecordingIrqSink::default();
+        let mut e = Evtchns::new(1, Some(SI));
+        let a = e.alloc(PortState::Ipi, 0).unwrap();
+        let b = e.alloc(PortState::Virq(0), 0).unwrap();
+        let c = e.alloc(PortState::Unbound { remote: 0 }, 0).unwrap();
+        e.set_pending(1, b, &mut m, &mut irq);
+        assert_eq!(irq.upcalls, [(1, 0)], "2-level delivery");
+        let mut w = [0u8; 8];
+        m.read(PhysAddr(SI.0 + layout::SI_PENDING), &mut w);
+        assert_eq!(u64::from_le_bytes(w), 1 << b);
+        m.write(SI, &[0u8; 16]);
+        irq.upcalls.clear();
+        e.init_control(0, CB0, &m).unwrap();
+        // The ports stay bound, at the default priority.
+        assert_eq!(e.port(a).unwrap().state, PortState::Ipi);
+        assert_eq!(e.fifo().unwrap().priority(c), Some(PRIORITY_DEFAULT));
+        // b's event comes back once its page is there (Linux leaves b
+        // unmasked after re-binding it; here the page arrives unmasked).
+        e.expand_array(1, ARR0, &mut m, &mut irq).unwrap();
+        assert_eq!(irq.upcalls, [(1, 0)]);
+        assert_eq!(Guest::new(CB0).consume(&e, &mut m), [b]);
+        // New ports after the switch are numbered on.
+        assert_eq!(e.alloc(PortState::Ipi, 0), Ok(c + 1));
+    }
+
+    /// A [`FakeMem`] on which "the guest" runs `race` just before each of
+    /// hv's compare-and-swaps, as another pCPU would.
+    struct RacyMem {
+        m: FakeMem,
+        race: Box<dyn FnMut(&mut FakeMem)>,
+        cas: u32,
+    }
+
+    impl PhysMem for RacyMem {
+        fn read(&self, pa: PhysAddr, buf: &mut [u8]) {
+            self.m.read(pa, buf);
+        }
+        fn write(&mut self, pa: PhysAddr, buf: &[u8]) {
+            self.m.write(pa, buf);
+        }
+        fn zero_frame(&mut self, pa: PhysAddr) {
+            self.m.zero_frame(pa);
+        }
+        fn compare_exchange_u32(&mut self, pa: PhysAddr, current: u32, new: u32) -> u32 {
+            self.cas += 1;
+            (self.race)(&mut self.m);
+            self.m.compare_exchange_u32(pa, current, new)
+        }
+    }
+
+    /// The guest consumes the tail while hv links behind it: hv's CAS
+    /// fails, it finds the tail unlinked, makes the new event the HEAD and
+    /// raises READY again (the guest's `xchg(ready)` took it).
+    #[test]
+    fn guest_unlinks_the_tail_during_the_link() {
+        let (mut e, m, mut irq, ports) = fifo_domain(2);
+        let [a, b] = ports[..] else { panic!() };
+        let mut m = RacyMem {
+            m,
+            race: Box::new(|_| {}),
+            cas: 0,
+        };
+        e.set_pending(1, a, &mut m, &mut irq);
+        let wa = Guest::word(&e, a);
+        let mut g = Guest::new(CB0);
+        // The guest starts consuming: clears upcall_pending, takes READY ...
+        m.m.write(SI, &[0u8]);
+        assert_eq!(g.xchg_ready(&mut m.m), 1 << PRIORITY_DEFAULT);
+        // ... and clears a's LINKED just before hv's CAS.
+        let mut once = true;
+        m.race = Box::new(move |m: &mut FakeMem| {
+            if core::mem::take(&mut once) {
+                assert_eq!(Guest::clear_linked(m, wa), 0);
+            }
+        });
+        e.set_pending(1, b, &mut m, &mut irq);
+        assert_eq!(m.cas, 1, "not linked: no further tries");
+        assert_eq!(rd(&m.m, wa), 1 << PENDING, "a: unlinked, BUSY cleared");
+        let head = PhysAddr(CB0.0 + CB_HEAD + 4 * u64::from(PRIORITY_DEFAULT));
+        assert_eq!(rd(&m.m, head), b);
+        assert_eq!(rd(&m.m, CB0), 1 << PRIORITY_DEFAULT, "READY again");
+        assert_eq!(irq.upcalls, [(1, 0), (1, 0)]);
+        // The guest (its local head is 0 after a) reads the new HEAD.
+        assert_eq!(g.consume(&e, &mut m.m), [b]);
+    }
+
+    /// The guest changes the tail word (masks/unmasks, clears PENDING) while
+    /// it stays LINKED: hv retries, holding BUSY, and links.
+    #[test]
+    fn guest_changes_the_tail_word_and_hv_retries() {
+        let (mut e, m, mut irq, ports) = fifo_domain(2);
+        let [a, b] = ports[..] else { panic!() };
+        let mut m = RacyMem {
+            m,
+            race: Box::new(|_| {}),
+            cas: 0,
+        };
+        e.set_pending(1, a, &mut m, &mut irq);
+        let wa = Guest::word(&e, a);
+        let mut n = 0;
+        m.race = Box::new(move |m: &mut FakeMem| {
+            n += 1;
+            if n <= 2 {
+                let v = rd(m, wa);
+                m.write(wa, &(v ^ (1 << MASKED)).to_le_bytes());
+            }
+        });
+        e.set_pending(1, b, &mut m, &mut irq);
+        assert_eq!(m.cas, 3);
+        assert_eq!(
+            rd(&m.m, wa),
+            (1 << PENDING) | (1 << LINKED) | b,
+            "linked, BUSY cleared"
+        );
+        assert_eq!(irq.upcalls, [(1, 0)]);
+        assert_eq!(Guest::new(CB0).consume(&e, &mut m.m), [a, b]);
+    }
+
+    /// A hostile guest flips its tail word before every CAS: hv gives up
+    /// after Xen's bound (1 + 4 tries), clears BUSY and goes on.
+    #[test]
+    fn a_hostile_guest_cannot_make_hv_spin() {
+        let (mut e, m, mut irq, ports) = fifo_domain(2);
+        let [a, b] = ports[..] else { panic!() };
+        let mut m = RacyMem {
+            m,
+            race: Box::new(|_| {}),
+            cas: 0,
+        };
+        e.set_pending(1, a, &mut m, &mut irq);
+        let wa = Guest::word(&e, a);
+        m.race = Box::new(move |m: &mut FakeMem| {
+            let v = rd(m, wa);
+            m.write(wa, &(v ^ (1 << MASKED)).to_le_bytes());
+        });
+        e.set_pending(1, b, &mut m, &mut irq);
+        assert_eq!(m.cas, 1 + LINK_TRIES);
+        assert_eq!(rd(&m.m, wa) & (1 << BUSY), 0);
+        // A guest that writes garbage everywhere: nothing panics, every
+        // LINK stays below 2^17 and every walk ends.
+        for i in 0..u64::from(WORDS_PER_PAGE) {
+            m.m.write(PhysAddr(ARR0.0 + 4 * i), &u32::MAX.to_le_bytes());
+        }
+        m.m.write(CB0, &[0xff; CONTROL_BLOCK_SIZE as usize]);
+        m.race = Box::new(|_| {});
+        for p in [a, b, 0, MAX_PORTS - 1, MAX_PORTS, u32::MAX] {
+            e.set_pending(1, p, &mut m, &mut irq);
+            let _ = e.unmask(1, p, &mut m, &mut irq);
+        }
+    }
+
+    #[test]
+    fn bit_addressing_matches_linux() {
+        // A word at an odd 4-byte slot is the high half of its u64.
+        assert_eq!(bit_of(PhysAddr(0x1004), 31), (PhysAddr(0x1000), 1 << 63));
+        assert_eq!(bit_of(PhysAddr(0x1008), 28), (PhysAddr(0x1008), 1 << 28));
+        let f = Fifo::new(1, 4).unwrap();
+        assert_eq!(f.word(0), None);
+        let _ = vec![0u8; 0];
+    }
+}
