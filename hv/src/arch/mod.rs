@@ -407,6 +407,22 @@ pub trait PhysMem {
         self.write(pa, &(old & mask).to_le_bytes());
         old
     }
+    /// Atomically replace the aligned little-endian u32 at `pa` by `new` if
+    /// it still holds `current` (RAM a guest updates concurrently: FIFO
+    /// event words); returns the value found, which equals `current` exactly
+    /// when the exchange happened. An address that is not 4-byte aligned RAM
+    /// changes nothing and returns a value other than `current`. The default
+    /// is a plain read-compare-write (single-threaded fakes); hv's arch
+    /// overrides it with an atomic.
+    fn compare_exchange_u32(&mut self, pa: PhysAddr, current: u32, new: u32) -> u32 {
+        let mut b = [0u8; 4];
+        self.read(pa, &mut b);
+        let found = u32::from_le_bytes(b);
+        if found == current {
+            self.write(pa, &new.to_le_bytes());
+        }
+        found
+    }
 }
 
 #[cfg(test)]

@@ -202,7 +202,7 @@ fn counters<M>(con: &Console, w: &mut Input<'_, M>) {
 
 fn domains<M: PhysMem + TableMem>(w: &mut Input<'_, M>) {
     let _ = writeln!(w.out, "hv: 'q' pressed -> dumping domain info");
-    for d in w.domains {
+    for d in w.domains.iter() {
         let state = match (d.ending, d.pause_count) {
             (Some(r), _) => alloc::format!("ending ({r})"),
             (None, 0) => "running".into(),

@@ -343,7 +343,11 @@ impl Console {
         if bytes.is_empty() {
             return;
         }
-        let Some(d) = w.domains.iter().find(|d| d.id == id && d.ending.is_none()) else {
+        let Some(d) = w
+            .domains
+            .iter_mut()
+            .find(|d| d.id == id && d.ending.is_none())
+        else {
             self.stats.dropped_gone += bytes.len() as u64;
             return;
         };
@@ -400,7 +404,7 @@ pub struct Input<'a, M> {
     /// Host memory (console rings, shared info).
     pub mem: &'a mut M,
     /// The domains.
-    pub domains: &'a [Domain],
+    pub domains: &'a mut [Domain],
     /// The world, read-only parts the debug keys print.
     pub info: keys::WorldInfo<'a>,
     /// The scheduler, if the caller can lend it (lock order: after the world).

@@ -120,7 +120,7 @@ impl Machine {
         };
         let mut w = Input {
             mem: &mut self.mem,
-            domains: &self.domains,
+            domains: &mut self.domains,
             info,
             runq: None,
             out: &mut self.out,

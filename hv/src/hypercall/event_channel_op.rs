@@ -2,19 +2,40 @@
 //! holds the state): alloc_unbound, bind_interdomain, bind_virq (global
 //! VIRQs such as `VIRQ_DOM_EXC` and `VIRQ_CONSOLE` on vCPU 0, movable with
 //! bind_vcpu; hv raises them through [`super::virq`]), bind_ipi, send,
-//! unmask, close, status, bind_vcpu. FIFO event channels are not offered:
-//! `init_control` (and `expand_array`, `set_priority`) answer -ENOSYS, and
-//! Linux then uses the 2-level ABI (drivers/xen/events/events_base.c
-//! `xen_init_IRQ`: `xen_evtchn_fifo_init()` failing -> `xen_evtchn_2l_init()`),
-//! where Xen 4.20 would have said yes.
+//! unmask, close, status, bind_vcpu; and the FIFO ABI as Xen 4.20 offers it
+//! ([`crate::xen::evtchn_fifo`]): `init_control` (a domain switches at its
+//! first), `expand_array`, `set_priority`. Linux uses FIFO when
+//! `init_control` succeeds (drivers/xen/events/events_base.c `xen_init_IRQ`:
+//! "xen:events: Using FIFO-based ABI"). `reset` is -ENOSYS.
 
 use memops::TableMem;
 
-use super::{le16, le32, Ctx, GuestVa, Reply};
+use pv_tlb::{PhysAddr, PAGE_SIZE};
+
+use super::{le16, le32, le64, Ctx, GuestVa, Reply};
 use crate::arch::PhysMem;
 use crate::world::Doms;
 use crate::xen::evtchn::{self, EvtchnCtx, HvPort, SendEffect};
-use crate::xen::Errno;
+use crate::xen::{evtchn_fifo, Errno};
+
+/// Xen's `map_guest_page` for the FIFO pages: the caller's writable RAM
+/// frame `gfn`, pinned until the domain is torn down (hv writes to it from
+/// then on). `-EINVAL` if it is not the caller's RAM, `-ENOMEM` if the pin
+/// cannot be recorded.
+fn pinned_frame<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, gfn: u64) -> Result<PhysAddr, Errno> {
+    let ipa = gfn.checked_mul(PAGE_SIZE).ok_or(Errno::EINVAL)?;
+    let pa = ctx.translate_rw(ipa).map_err(|_| Errno::EINVAL)?;
+    let frame = PhysAddr(pa.0 & !(PAGE_SIZE - 1));
+    let caller = ctx.caller;
+    let d = ctx
+        .world
+        .domains
+        .iter_mut()
+        .find(|d| d.id == caller)
+        .ok_or(Errno::ESRCH)?;
+    d.xen.pin(caller, frame, &mut ctx.world.pool)?;
+    Ok(frame)
+}
 
 /// `event_channel_op(...)` from the caller's registers.
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
@@ -135,7 +156,7 @@ pub fn event_channel_op<M: PhysMem + TableMem>(
             let d = ctx
                 .world
                 .domains
-                .iter()
+                .iter_mut()
                 .find(|d| d.id == caller)
                 .ok_or(Errno::ESRCH)?;
             d.xen
@@ -143,8 +164,81 @@ pub fn event_channel_op<M: PhysMem + TableMem>(
                 .unmask(caller, le32(&b, 0), &mut ctx.world.mem, &mut ctx.fx.upcalls)?;
             Ok(0)
         }
-        // FIFO event channels are not offered: Linux falls back to 2-level
-        // (drivers/xen/events/events_fifo.c: init_control failing).
+        op::INIT_CONTROL => {
+            // Xen 4.20's order (do_event_channel_op, evtchn_fifo_init_control,
+            // map_control_block, map_guest_page): copy in (-EFAULT); a vCPU
+            // that does not exist (-ENOENT); an offset that would cross the
+            // page or is not 8-byte aligned (-EINVAL); the domain's first
+            // block: its state (-ENOMEM); a vCPU that has a block (-EINVAL);
+            // a gfn that is not the caller's writable RAM (-EINVAL); copy out
+            // `link_bits` (-EFAULT).
+            let mut b = ctx.read::<24>(GuestVa(arg))?;
+            let gfn = le64(&b, 0);
+            let (off, vcpu) = (u64::from(le32(&b, 8)), le32(&b, 12));
+            if vcpu >= ctx.me()?.xen.evtchn.vcpus() {
+                return Err(Errno::ENOENT);
+            }
+            if off > PAGE_SIZE - evtchn_fifo::CONTROL_BLOCK_SIZE || off % 8 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            if ctx.me()?.xen.evtchn.fifo_control_registered(vcpu) {
+                return Err(Errno::EINVAL);
+            }
+            let frame = pinned_frame(ctx, gfn)?;
+            let d = ctx
+                .world
+                .domains
+                .iter_mut()
+                .find(|d| d.id == caller)
+                .ok_or(Errno::ESRCH)?;
+            if let Err(e) = d
+                .xen
+                .evtchn
+                .init_control(vcpu, PhysAddr(frame.0 + off), &ctx.world.mem)
+            {
+                d.xen.unpin(frame, &mut ctx.world.pool);
+                return Err(e);
+            }
+            crate::glog!(
+                caller,
+                Debug,
+                "d{caller}v{vcpu}: FIFO event channel control block at gfn {gfn:#x}+{off:#x}"
+            );
+            b[16] = evtchn_fifo::LINK_BITS;
+            ctx.write(GuestVa(arg), &b)?;
+            Ok(0)
+        }
+        op::EXPAND_ARRAY => {
+            // Xen: copy in (-EFAULT); a domain still on 2-level
+            // (-EOPNOTSUPP); every array page in use (-ENOSPC); a gfn that
+            // is not the caller's writable RAM (-EINVAL).
+            let b = ctx.read::<8>(GuestVa(arg))?;
+            ctx.me()?.xen.evtchn.can_expand()?;
+            let frame = pinned_frame(ctx, le64(&b, 0))?;
+            let d = ctx
+                .world
+                .domains
+                .iter_mut()
+                .find(|d| d.id == caller)
+                .ok_or(Errno::ESRCH)?;
+            if let Err(e) =
+                d.xen
+                    .evtchn
+                    .expand_array(caller, frame, &mut ctx.world.mem, &mut ctx.fx.upcalls)
+            {
+                d.xen.unpin(frame, &mut ctx.world.pool);
+                return Err(e);
+            }
+            Ok(0)
+        }
+        op::SET_PRIORITY => {
+            let b = ctx.read::<8>(GuestVa(arg))?;
+            ctx.me()?
+                .xen
+                .evtchn
+                .set_priority(le32(&b, 0), le32(&b, 4))?;
+            Ok(0)
+        }
         other => {
             crate::glog!(
                 caller,

@@ -36,7 +36,7 @@ pub fn send_global_virq<M: PhysMem + ?Sized>(
 ) -> Option<u32> {
     debug_assert!(virq::is_global(v));
     let id = global_virq_handler(domains)?;
-    let d = domains.iter().find(|d| d.id == id)?;
+    let d = domains.iter_mut().find(|d| d.id == id)?;
     let port = d.xen.evtchn.virq_port(v, 0)?;
     d.xen.evtchn.set_pending(id, port, mem, irq);
     Some(port)

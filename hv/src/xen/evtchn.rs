@@ -31,6 +31,7 @@ use alloc::vec::Vec;
 
 use pv_tlb::PhysAddr;
 
+use super::evtchn_fifo::{self, Fifo};
 use super::Errno;
 use crate::arch::PhysMem;
 use crate::xen::abi::virq;
@@ -172,6 +173,9 @@ pub struct Evtchns {
     ports: Vec<Port>,
     vcpu_info: Vec<VcpuInfoLoc>,
     shared_info: Option<PhysAddr>,
+    /// The FIFO ABI's state once the domain switched (`init_control`);
+    /// `None`: 2-level.
+    fifo: Option<Fifo>,
 }
 
 /// What happens after an `EVTCHNOP_send`.
@@ -191,6 +195,7 @@ impl Evtchns {
             ports: alloc::vec![Port::default(); 1],
             vcpu_info: alloc::vec![VcpuInfoLoc::Default; vcpus.max(1) as usize],
             shared_info,
+            fifo: None,
         }
     }
 
@@ -246,6 +251,9 @@ impl Evtchns {
             None => return Err(Errno::ENOSPC),
         };
         self.ports[i] = Port { state, vcpu };
+        if let Some(f) = &mut self.fifo {
+            f.port_bound(i as u32);
+        }
         Ok(i as u32)
     }
 
@@ -332,14 +340,24 @@ impl Evtchns {
         b[0] != 0
     }
 
-    /// Raise `port` (Xen's `evtchn_2l_set_pending`, see the module doc).
+    /// Raise `port`: Xen's `evtchn_2l_set_pending` (see the module doc), or
+    /// `evtchn_fifo_set_pending` once the domain uses the FIFO ABI.
     pub fn set_pending<M: PhysMem + ?Sized>(
-        &self,
+        &mut self,
         domid: u16,
         port: u32,
         mem: &mut M,
         irq: &mut dyn IrqSink,
     ) {
+        if let Some(f) = &mut self.fifo {
+            let Some(p) = self.ports.get(port as usize).copied() else {
+                return;
+            };
+            if p.state != PortState::Free && f.set_pending(port, p.vcpu, mem) {
+                self.mark_upcall(domid, p.vcpu, mem, irq);
+            }
+            return;
+        }
         let (Some(si), Some(p)) = (self.shared_info, self.port(port)) else {
             return;
         };
@@ -379,7 +397,7 @@ impl Evtchns {
     /// # Errors
     /// `-EINVAL` for a port out of range.
     pub fn unmask<M: PhysMem + ?Sized>(
-        &self,
+        &mut self,
         domid: u16,
         port: u32,
         mem: &mut M,
@@ -387,6 +405,13 @@ impl Evtchns {
     ) -> Result<(), Errno> {
         if port >= (self.ports.len() as u32) {
             return Err(Errno::EINVAL);
+        }
+        if let Some(f) = &self.fifo {
+            // Xen's `evtchn_fifo_unmask`: clear MASKED, relink if pending.
+            if f.unmask(port, mem) {
+                self.set_pending(domid, port, mem, irq);
+            }
+            return Ok(());
         }
         let Some(si) = self.shared_info else {
             return Ok(());
@@ -411,6 +436,124 @@ impl Evtchns {
             self.mark_upcall(domid, vcpu, mem, irq);
         }
         Ok(())
+    }
+
+    /// The FIFO state, if the domain switched to the FIFO ABI.
+    #[must_use]
+    pub fn fifo(&self) -> Option<&Fifo> {
+        self.fifo.as_ref()
+    }
+
+    /// Whether `vcpu` registered a FIFO control block (Xen's
+    /// `map_control_block` refuses a second one with `-EINVAL`).
+    #[must_use]
+    pub fn fifo_control_registered(&self, vcpu: u32) -> bool {
+        self.fifo
+            .as_ref()
+            .is_some_and(|f| f.control(vcpu).is_some())
+    }
+
+    /// `EVTCHNOP_init_control` (Xen's `evtchn_fifo_init_control`, after the
+    /// caller translated and pinned the page): register `vcpu`'s control
+    /// block at `pa` (host address). The domain's first one switches it to
+    /// the FIFO ABI: every port bound so far keeps the default priority and
+    /// its 2-level pending bit is carried over, raised again once its event
+    /// array page is added (Xen's `setup_ports`).
+    ///
+    /// # Errors
+    /// `-ENOENT` for a missing vCPU; `-EINVAL` for a block that crosses its
+    /// page or is not 8-byte aligned, or a vCPU that already has one;
+    /// `-ENOMEM` if hv's heap cannot hold the state (nothing changed).
+    pub fn init_control<M: PhysMem + ?Sized>(
+        &mut self,
+        vcpu: u32,
+        pa: PhysAddr,
+        mem: &M,
+    ) -> Result<(), Errno> {
+        if vcpu >= self.vcpus() {
+            return Err(Errno::ENOENT);
+        }
+        if pa.page_offset() > pv_tlb::PAGE_SIZE - evtchn_fifo::CONTROL_BLOCK_SIZE
+            || !pa.is_aligned(8)
+        {
+            return Err(Errno::EINVAL);
+        }
+        if let Some(f) = &mut self.fifo {
+            return f.set_control(vcpu, pa);
+        }
+        let mut f = Fifo::new(self.vcpus(), MAX_PORTS)?;
+        f.set_control(vcpu, pa)?;
+        let prev = (self.ports.len() as u32).min(layout::NR_2L_PORTS);
+        if let Some(si) = self.shared_info {
+            for port in 1..prev {
+                let mut b = [0u8; 8];
+                mem.read(
+                    PhysAddr(si.0 + layout::SI_PENDING + u64::from(port / 64) * 8),
+                    &mut b,
+                );
+                if u64::from_le_bytes(b) & (1 << (port % 64)) != 0 {
+                    f.carry_pending(port);
+                }
+            }
+        }
+        self.fifo = Some(f);
+        Ok(())
+    }
+
+    /// `EVTCHNOP_expand_array` (Xen's `add_page_to_event_array`, after the
+    /// caller translated and pinned the page): add the event array page at
+    /// `pa` (host frame) and raise every port of it that was raised while it
+    /// was missing.
+    ///
+    /// # Errors
+    /// `-EOPNOTSUPP` for a domain still on 2-level; `-ENOSPC` past
+    /// `EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES`; `-ENOMEM`.
+    pub fn expand_array<M: PhysMem + ?Sized>(
+        &mut self,
+        domid: u16,
+        pa: PhysAddr,
+        mem: &mut M,
+        irq: &mut dyn IrqSink,
+    ) -> Result<(), Errno> {
+        let f = self.fifo.as_mut().ok_or(Errno::EOPNOTSUPP)?;
+        let first = f.num_evtchns();
+        f.add_page(pa)?;
+        let end = f.num_evtchns().min(self.ports.len() as u32);
+        for port in first..end {
+            let saved = self.fifo.as_mut().is_some_and(|f| f.take_saved(port));
+            if saved {
+                self.set_pending(domid, port, mem, irq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `expand_array` could take another page (else `-EOPNOTSUPP`
+    /// / `-ENOSPC`, checked before the page is mapped, as Xen).
+    ///
+    /// # Errors
+    /// As [`Evtchns::expand_array`].
+    pub fn can_expand(&self) -> Result<(), Errno> {
+        let f = self.fifo.as_ref().ok_or(Errno::EOPNOTSUPP)?;
+        if f.nr_pages() >= evtchn_fifo::MAX_EVENT_ARRAY_PAGES {
+            return Err(Errno::ENOSPC);
+        }
+        Ok(())
+    }
+
+    /// `EVTCHNOP_set_priority` (Xen's `evtchn_set_priority`).
+    ///
+    /// # Errors
+    /// `-EINVAL` for a port out of range or a priority above 15; `-ENOSYS`
+    /// for a domain on 2-level (it has no priorities).
+    pub fn set_priority(&mut self, port: u32, priority: u32) -> Result<(), Errno> {
+        if port >= self.ports.len() as u32 {
+            return Err(Errno::EINVAL);
+        }
+        self.fifo
+            .as_mut()
+            .ok_or(Errno::ENOSYS)?
+            .set_priority(port, priority)
     }
 
     /// `EVTCHNOP_bind_virq`: a new port for `virq` on `vcpu` (Xen's

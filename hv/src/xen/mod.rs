@@ -8,6 +8,7 @@ pub mod console_ring;
 pub mod domu;
 pub mod errno;
 pub mod evtchn;
+pub mod evtchn_fifo;
 pub mod grant;
 pub mod hvop;
 pub mod s1walk;

@@ -836,6 +836,27 @@ impl PhysMem for HostMem {
         }
     }
 
+    fn compare_exchange_u32(&mut self, pa: PhysAddr, current: u32, new: u32) -> u32 {
+        if pa.is_aligned(4) && self.check(pa, 4) {
+            // SAFETY: an aligned word of RAM (checked), identity-mapped as
+            // Normal cacheable memory that the guest maps cacheable too; an
+            // aligned 32-bit compare-and-swap is single-copy atomic and
+            // coherent with the guest's own exclusives / LSE atomics on it
+            // (Arm ARM B2.2.1 single-copy atomicity, B2.9 exclusive monitors).
+            let a = unsafe { core::sync::atomic::AtomicU32::from_ptr(pa.raw() as *mut u32) };
+            match a.compare_exchange(
+                current,
+                new,
+                core::sync::atomic::Ordering::SeqCst,
+                core::sync::atomic::Ordering::SeqCst,
+            ) {
+                Ok(v) | Err(v) => v,
+            }
+        } else {
+            !current
+        }
+    }
+
     fn dcache_maint(&mut self, pa: PhysAddr, len: usize, clean: bool, inval: bool) {
         if len == 0 || !(clean || inval) || !self.check(pa, len) {
             return;

@@ -17,6 +17,7 @@ const EFAULT: i64 = -14;
 const EINVAL: i64 = -22;
 const ENOSPC: i64 = -28;
 const ENOSYS: i64 = -38;
+const EOPNOTSUPP: i64 = -95;
 
 // Hypercall numbers (public/xen.h; hv_op is hv's 49).
 const MEMORY_OP: u64 = 12;
@@ -606,6 +607,8 @@ const EV_BIND_IPI: u64 = 7;
 const EV_BIND_VCPU: u64 = 8;
 const EV_UNMASK: u64 = 9;
 const EV_INIT_CONTROL: u64 = 11;
+const EV_EXPAND_ARRAY: u64 = 12;
+const EV_SET_PRIORITY: u64 = 13;
 const DOMID_SELF: u16 = 0x7ff0;
 
 fn ev(cmd: u64, arg: u64) -> i64 {
@@ -729,10 +732,65 @@ fn evtchn_abuse() {
         ev(EV_STATUS, s),
         EPERM,
     );
+    // FIFO (Xen 4.20's errnos), every call failing so this domain stays on
+    // 2-level: init_control { u64 control_gfn; u32 offset; u32 vcpu; OUT
+    // u8 link_bits; }, expand_array { u64 array_gfn }, set_priority { port; prio }.
+    sac_fill(s, 3, 0);
+    sac_write_u64(s, OUTSIDE_RAM >> 12);
+    put32(s, 12, 99);
     expect(
-        "EVTCHNOP_init_control -> -ENOSYS (2-level only)",
+        "EVTCHNOP_init_control vcpu 99 -> -ENOENT",
         ev(EV_INIT_CONTROL, s),
+        ENOENT,
+    );
+    put32(s, 12, 0);
+    put32(s, 8, 4093);
+    expect(
+        "EVTCHNOP_init_control offset crossing the page -> -EINVAL",
+        ev(EV_INIT_CONTROL, s),
+        EINVAL,
+    );
+    put32(s, 8, 4);
+    expect(
+        "EVTCHNOP_init_control offset 4 (unaligned) -> -EINVAL",
+        ev(EV_INIT_CONTROL, s),
+        EINVAL,
+    );
+    put32(s, 8, 0);
+    expect(
+        "EVTCHNOP_init_control gfn outside RAM -> -EINVAL",
+        ev(EV_INIT_CONTROL, s),
+        EINVAL,
+    );
+    sac_write_u64(s, u64::MAX);
+    expect(
+        "EVTCHNOP_init_control gfn 2^64-1 -> -EINVAL",
+        ev(EV_INIT_CONTROL, s),
+        EINVAL,
+    );
+    sac_write_u64(s, HV_ADDR >> 12);
+    expect(
+        "EVTCHNOP_expand_array before init_control -> -EOPNOTSUPP",
+        ev(EV_EXPAND_ARRAY, s),
+        EOPNOTSUPP,
+    );
+    put32(s, 0, 1);
+    put32(s, 4, 3);
+    expect(
+        "EVTCHNOP_set_priority on 2-level -> -ENOSYS",
+        ev(EV_SET_PRIORITY, s),
         ENOSYS,
+    );
+    put32(s, 0, u32::MAX);
+    expect(
+        "EVTCHNOP_set_priority port 0xffffffff -> -EINVAL",
+        ev(EV_SET_PRIORITY, s),
+        EINVAL,
+    );
+    expect(
+        "EVTCHNOP_init_control handle outside RAM -> -EFAULT",
+        ev(EV_INIT_CONTROL, OUTSIDE_RAM),
+        EFAULT,
     );
     // Allocate until the table is full, then give everything back.
     let mut ports = 0u32;
