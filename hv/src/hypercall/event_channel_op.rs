@@ -18,25 +18,6 @@ use crate::world::Doms;
 use crate::xen::evtchn::{self, EvtchnCtx, HvPort, SendEffect};
 use crate::xen::{evtchn_fifo, Errno};
 
-/// Xen's `map_guest_page` for the FIFO pages: the caller's writable RAM
-/// frame `gfn`, pinned until the domain is torn down (hv writes to it from
-/// then on). `-EINVAL` if it is not the caller's RAM, `-ENOMEM` if the pin
-/// cannot be recorded.
-fn pinned_frame<M: PhysMem + TableMem>(ctx: &mut Ctx<'_, M>, gfn: u64) -> Result<PhysAddr, Errno> {
-    let ipa = gfn.checked_mul(PAGE_SIZE).ok_or(Errno::EINVAL)?;
-    let pa = ctx.translate_rw(ipa).map_err(|_| Errno::EINVAL)?;
-    let frame = PhysAddr(pa.0 & !(PAGE_SIZE - 1));
-    let caller = ctx.caller;
-    let d = ctx
-        .world
-        .domains
-        .iter_mut()
-        .find(|d| d.id == caller)
-        .ok_or(Errno::ESRCH)?;
-    d.xen.pin(caller, frame, &mut ctx.world.pool)?;
-    Ok(frame)
-}
-
 /// `event_channel_op(...)` from the caller's registers.
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
     Reply::ret(event_channel_op(super::low32(a[0]), a[1], ctx))
@@ -184,21 +165,13 @@ pub fn event_channel_op<M: PhysMem + TableMem>(
             if ctx.me()?.xen.evtchn.fifo_control_registered(vcpu) {
                 return Err(Errno::EINVAL);
             }
-            let frame = pinned_frame(ctx, gfn)?;
-            let d = ctx
-                .world
-                .domains
-                .iter_mut()
-                .find(|d| d.id == caller)
-                .ok_or(Errno::ESRCH)?;
-            if let Err(e) = d
-                .xen
-                .evtchn
-                .init_control(vcpu, PhysAddr(frame.0 + off), &ctx.world.mem)
-            {
-                d.xen.unpin(frame, &mut ctx.world.pool);
-                return Err(e);
-            }
+            // The page is pinned for the domain's lifetime (map_guest_page).
+            let ipa = gfn.checked_mul(PAGE_SIZE).ok_or(Errno::EINVAL)?;
+            ctx.with_pinned_page(ipa, |d, frame, mem, _| {
+                d.xen
+                    .evtchn
+                    .init_control(vcpu, PhysAddr(frame.0 + off), mem)
+            })?;
             crate::glog!(
                 caller,
                 Debug,
@@ -214,21 +187,12 @@ pub fn event_channel_op<M: PhysMem + TableMem>(
             // is not the caller's writable RAM (-EINVAL).
             let b = ctx.read::<8>(GuestVa(arg))?;
             ctx.me()?.xen.evtchn.can_expand()?;
-            let frame = pinned_frame(ctx, le64(&b, 0))?;
-            let d = ctx
-                .world
-                .domains
-                .iter_mut()
-                .find(|d| d.id == caller)
-                .ok_or(Errno::ESRCH)?;
-            if let Err(e) =
+            let ipa = le64(&b, 0).checked_mul(PAGE_SIZE).ok_or(Errno::EINVAL)?;
+            ctx.with_pinned_page(ipa, |d, frame, mem, fx| {
                 d.xen
                     .evtchn
-                    .expand_array(caller, frame, &mut ctx.world.mem, &mut ctx.fx.upcalls)
-            {
-                d.xen.unpin(frame, &mut ctx.world.pool);
-                return Err(e);
-            }
+                    .expand_array(caller, frame, mem, &mut fx.upcalls)
+            })?;
             Ok(0)
         }
         op::SET_PRIORITY => {

@@ -278,6 +278,30 @@ impl<'a, M: PhysMem + TableMem> Ctx<'a, M> {
         }
     }
 
+    /// Xen's `map_guest_page` / `map_guest_area`: the caller's writable RAM
+    /// at guest physical `ipa` (else `-EINVAL`), its page pinned for the
+    /// domain's lifetime (hv writes there from then on), then `f` with the
+    /// caller's domain, the host address (offset kept), hv's RAM and the
+    /// effects. If the pin cannot be taken or `f` fails, nothing is kept.
+    fn with_pinned_page<R>(
+        &mut self,
+        ipa: u64,
+        f: impl FnOnce(&mut Domain, PhysAddr, &mut M, &mut Effects) -> Result<R, Errno>,
+    ) -> Result<R, Errno> {
+        let pa = self.translate_rw(ipa).map_err(|_| Errno::EINVAL)?;
+        let frame = PhysAddr(pa.0 & !(pv_tlb::PAGE_SIZE - 1));
+        let caller = self.caller;
+        let World {
+            mem, domains, pool, ..
+        } = &mut *self.world;
+        let d = domains
+            .iter_mut()
+            .find(|d| d.id == caller)
+            .ok_or(Errno::ESRCH)?;
+        d.xen.pin(caller, frame, pool)?;
+        f(d, pa, mem, &mut self.fx).inspect_err(|_| d.xen.unpin(frame, pool))
+    }
+
     /// `dom` as the caller names it: itself (`DOMID_SELF` or its id), or any
     /// other domain for a control domain (else `-EPERM`).
     fn self_or(&mut self, dom: u16) -> Result<u16, Errno> {

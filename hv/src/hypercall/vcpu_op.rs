@@ -9,7 +9,7 @@ use crate::xen::abi::{VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo};
 use crate::xen::domu::vcpuop;
 use crate::xen::evtchn;
 use crate::xen::Errno;
-use pv_tlb::{PhysAddr, PAGE_SIZE};
+use pv_tlb::PAGE_SIZE;
 
 /// `vcpu_op(...)` from the caller's registers.
 pub fn call<M: PhysMem + TableMem>(a: [u64; 5], ctx: &mut Ctx<'_, M>) -> Reply {
@@ -54,27 +54,13 @@ pub fn vcpu_op<M: PhysMem + TableMem>(
             if off + evtchn::layout::VCPU_INFO_SIZE > PAGE_SIZE || off % 8 != 0 {
                 return Err(Errno::ENXIO);
             }
-            let pa = ctx.translate_rw(ipa).map_err(|_| Errno::EINVAL)?;
-            let frame = PhysAddr(pa.0 & !(PAGE_SIZE - 1));
-            let d = ctx
-                .world
-                .domains
-                .iter_mut()
-                .find(|d| d.id == caller)
-                .ok_or(Errno::ESRCH)?;
-            // hv keeps writing to `pa` for the domain's lifetime: pin the
-            // page first (Xen's map_guest_area), give the pin back on failure.
-            d.xen.pin(caller, frame, &mut ctx.world.pool)?;
-            if let Err(e) = d.xen.evtchn.register_vcpu_info(
-                caller,
-                vcpu,
-                pa,
-                &mut ctx.world.mem,
-                &mut ctx.fx.upcalls,
-            ) {
-                d.xen.unpin(frame, &mut ctx.world.pool);
-                return Err(e);
-            }
+            // hv keeps writing to `pa` for the domain's lifetime: the page
+            // is pinned first (Xen's map_guest_area), given back on failure.
+            ctx.with_pinned_page(ipa, |d, pa, mem, fx| {
+                d.xen
+                    .evtchn
+                    .register_vcpu_info(caller, vcpu, pa, mem, &mut fx.upcalls)
+            })?;
             Ok(0)
         }
         vcpuop::REGISTER_RUNSTATE_MEMORY_AREA | vcpuop::REGISTER_RUNSTATE_PHYS_AREA => {

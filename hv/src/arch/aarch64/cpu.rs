@@ -678,11 +678,13 @@ impl Arch for Cpu {
         } else {
             HCR_GUEST & !HCR_TWE
         };
-        // SAFETY: HCR_EL2 controls only the EL1&0 regime (hv keeps TGE = 0
-        // and E2H = 1, both unchanged here); no guest runs on this pCPU
-        // while hv executes, and the ERET into the guest is the context
-        // synchronization event that makes TWE take effect (ARM DDI 0487
-        // D23.2.52 / "Synchronization requirements for System registers").
+        // SAFETY: only TWE changes (TGE = 0 and E2H = 1 are kept, so hv's
+        // own EL2&0 execution is unaffected); TWE governs WFE executed at
+        // EL1/EL0, and no guest runs on this pCPU while hv executes. A
+        // direct write to a System register takes effect after the next
+        // context synchronization event (Arm ARM, "Synchronization
+        // requirements for AArch64 System registers"): the ERET into the
+        // guest is one.
         unsafe { write_sysreg!("hcr_el2", hcr) };
     }
 }
