@@ -26,13 +26,20 @@
 #            created, pv destroy io in flight, pv destroy end, pv destroy fsck: ..., pv destroy ok
 #   net      xl create domn with vif=['bridge=xenbr0']: vif<id>.0 must be a port of xenbr0, the
 #            domU pings 192.0.2.1 (3 of 3 answers), dom0 pings it back (192.0.2.2, 3 of 3),
-#            `xl shutdown -w`. Markers: pv net begin, pv net created, pv net bridge port <vif>,
-#            pv net domu ping ok, pv net dom0 ping ok, pv net gone, pv net ok
+#            [benchmark, dom0.pv.bench=MiB: the domU sends MiB MiB (a random 1 MiB block
+#            repeated) to dom0 over the vif with busybox nc, dom0 checks the size and the md5 the
+#            domU announced, then sends the file back and the domU's md5 of what arrived must be
+#            the same], `xl shutdown -w`. Markers: pv net begin, pv net created, pv net bridge
+#            port <vif>, pv net domu ping ok, pv net dom0 ping ok, [pv net send begin, pv net
+#            send end: <MiB> MiB <s> s ..., pv net recv begin, pv net recv end: <MiB> MiB <s> s
+#            ..., pv net bench ok], pv net gone, pv net ok
 #   end      `xl list` has only Domain-0, xl info free_memory as before the first part, no loop
 #            device left. Markers: pv end: free_memory ..., pv test done
 # The domUs' console logs (xenconsoled, --log=guest) are copied to the serial console, each
 # line prefixed "[<name>] ", after each part. Every xl command runs under busybox `timeout`.
 up() { cut -d' ' -f1 /proc/uptime; }
+# seconds between two `up` values, 2 decimals.
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 mark() { echo "DOM0: $* t=$(up)"; }
 PV_FAILED=0
 pfail() { echo "DOM0: FAIL pv $*"; PV_FAILED=1; }
@@ -111,8 +118,11 @@ setup() {
     # The image: on a tmpfs, sized for the benchmark's file plus the file system's own.
     local mib=64
     [ "$BENCH" -le 32 ] 2>/dev/null || mib=$((BENCH + 48))
+    # (plus the network benchmark's file)
+    local net=0
+    case ,$PARTS, in *[,+]net[,+]*) net=$BENCH ;; esac
     mkdir -p $DIR
-    mount -t tmpfs -o size=$((mib + 16))m pv $DIR || { pfail "setup: tmpfs"; return 1; }
+    mount -t tmpfs -o size=$((mib + net + 16))m pv $DIR || { pfail "setup: tmpfs"; return 1; }
     truncate -s ${mib}M $IMG && /usr/sbin/mke2fs -q -F -t ext4 -L pvdisk $IMG >/tmp/mke2fs.log 2>&1 ||
         { cat /tmp/mke2fs.log; pfail "setup: mke2fs -t ext4 $IMG"; return 1; }
     TOKEN=pv-$(cut -c1-8 /proc/sys/kernel/random/uuid)$(cut -c1-8 /proc/sys/kernel/random/uuid)
@@ -186,6 +196,46 @@ part_destroy() {
     mark "pv destroy ok"
 }
 
+# net_bench: the network benchmark (dom0.pv.bench=MiB) with domn up: the domU's MiB MiB to
+# dom0 (dom0 connects to its port 5001, receives into $DIR/net.bin: size and md5 checked), then
+# the same file back to the domU (its port 5002; the md5 of what it received checked). busybox
+# nc exits on EOF of its socket and, on EOF of its stdin, shuts the socket's write side: the
+# receiving nc's stdin is a fifo held open (fd 9). Markers around each transfer (hvtrace.c
+# cuts its phases there); seconds from dom0's uptime around its nc.
+net_bench() {
+    local l sum n got rc p t0 t1 want=$((BENCH * 1048576))
+    l=$(wait_log domn 'DOMU: (net send ready|FAIL)' 300)
+    case $l in *"net send ready"*) ;; *) pfail "net: the domU's send: ${l:-not ready in 300 s}"; return 1 ;; esac
+    sum=$(echo "$l" | sed -n 's/.* md5 \([0-9a-f]*\).*/\1/p')
+    rm -f $DIR/hold $DIR/net.bin; mkfifo $DIR/hold
+    mark "pv net send begin"
+    t0=$(up)
+    timeout 300 nc $DOMU_IP 5001 <$DIR/hold >$DIR/net.bin &
+    p=$!
+    exec 9>$DIR/hold
+    wait $p; rc=$?
+    t1=$(up)
+    exec 9>&-
+    n=$(stat -c %s $DIR/net.bin)
+    mark "pv net send end: $((n / 1048576)) MiB $(secs "$t0" "$t1") s, nc exit $rc"
+    got=$(md5sum <$DIR/net.bin | cut -d' ' -f1)
+    [ $rc = 0 ] && [ "$n" = $want ] && [ -n "$sum" ] && [ "$got" = "$sum" ] ||
+        { pfail "net: domU->dom0: nc exit $rc, $n bytes md5 $got, the domU sent $want bytes md5 '$sum'"; return 1; }
+    l=$(wait_log domn 'DOMU: (net recv ready|FAIL)' 60)
+    case $l in *"net recv ready"*) ;; *) pfail "net: the domU's receive: ${l:-not ready in 60 s}"; return 1 ;; esac
+    mark "pv net recv begin"
+    t0=$(up)
+    timeout 300 nc $DOMU_IP 5002 <$DIR/net.bin >/dev/null; rc=$?
+    t1=$(up)
+    mark "pv net recv end: $BENCH MiB $(secs "$t0" "$t1") s, nc exit $rc"
+    l=$(wait_log domn 'DOMU: (net recv end|FAIL)' 60)
+    got=$(echo "$l" | sed -n 's/.*net recv end md5 \([0-9a-f]*\).*/\1/p')
+    rm -f $DIR/hold $DIR/net.bin
+    [ $rc = 0 ] && [ "$got" = "$sum" ] ||
+        { pfail "net: dom0->domU: nc exit $rc, the domU received md5 '$got' (${l:-no line in 60 s}), dom0 sent md5 $sum"; return 1; }
+    mark "pv net bench ok: $BENCH MiB each way, md5 $sum"
+}
+
 part_net() {
     local l vif id rc
     mark "pv net begin"
@@ -209,6 +259,9 @@ part_net() {
         0:"3 packets transmitted, 3 packets received"*) mark "pv net dom0 ping ok: $l" ;;
         *) pfail "net: dom0's ping of $DOMU_IP rc=$rc: $l"; why domn; kill_domain domn; return 1 ;;
     esac
+    if [ "$BENCH" -gt 0 ] 2>/dev/null; then
+        net_bench || { why domn; kill_domain domn; return 1; }
+    fi
     t_xl shutdown -w domn || { pfail "net: xl shutdown exit $?"; kill_domain domn; return 1; }
     gone domn 30 || { pfail "net: domn still listed 30 s after its shutdown"; kill_domain domn; return 1; }
     mark "pv net gone"

@@ -13,6 +13,12 @@
 #                  that dom0's matching marker (hvtrace.c cuts phases there) comes before dd.
 #   domu.pv=net    DOMU: eth0 up <mac>, DOMU: ping ok|FAIL ping <busybox ping summary>, then
 #                  waits for dom0's `xl shutdown` (dom0 pings back meanwhile).
+#                  With domu.pv.bench=N (MiB), a transfer each way over the vif with busybox nc
+#                  (dom0 connects, dom0-pv.sh times it): a block of 1 MiB from /dev/urandom
+#                  sent N times (DOMU: net send ready N MiB md5 <md5 of the N MiB>, listening
+#                  on port 5001: dom0 receives the stream into a file and checks its size and
+#                  md5), then DOMU: net recv ready (listening on port 5002: dom0 sends back the
+#                  file), DOMU: net recv end md5 <md5 of what arrived> (dom0 compares).
 #   domu.pv=ddloop DOMU: dd loop running, then DOMU: dd loop <n> after each 2 MiB written with
 #                  conv=fsync, forever: dom0 destroys the domain with writes in flight.
 # A failed step prints "DOMU: FAIL <what>" and the domU powers off (net: waits as above).
@@ -43,6 +49,16 @@ wait_for() {
     local i=0
     while ! test "$1" "$2"; do
         [ $i -lt $(($3 * 10)) ] || return 1
+        sleep 0.1; i=$((i + 1))
+    done
+}
+
+# listening PORT: wait (up to 10 s) until a TCP socket listens on PORT (dom0 connects once
+# it sees the next line).
+listening() {
+    local i=0
+    while ! netstat -ltn 2>/dev/null | grep -q ":$1 "; do
+        [ $i -lt 100 ] || { say "FAIL nothing listens on port $1 after 10 s"; return 1; }
         sleep 0.1; i=$((i + 1))
     done
 }
@@ -96,6 +112,29 @@ net)
         0:"3 packets transmitted, 3 packets received"*) say "ping ok $DOM0_IP: $sum" ;;
         *) say "FAIL ping $DOM0_IP rc=$rc: ${sum:-$(echo "$out" | tail -n 2 | tr '\n' ' ')}" ;;
     esac
+    if [ "$BENCH" -gt 0 ] 2>/dev/null; then
+        # busybox nc (the small one): on EOF of its stdin it shuts its socket's write side and
+        # reads on until the peer closes; on EOF of the socket it exits. The receiving side's
+        # stdin is therefore a fifo held open (fd 9), so that it never shuts its side first.
+        dd if=/dev/urandom of=/tmp/blk bs=1M count=1 2>/dev/null || say "FAIL net bench: urandom"
+        rep() { i=0; while [ $i -lt "$BENCH" ]; do cat /tmp/blk; i=$((i + 1)); done; }
+        sum=$(rep | md5sum | cut -d' ' -f1)
+        rep | nc -l -p 5001 >/dev/null &
+        # (nc -l reads its stdin only after the connection: the pipe above waits until then)
+        listening 5001
+        say "net send ready $BENCH MiB md5 $sum"
+        wait $! || say "FAIL net send: nc exit $?"
+        say "net send end"
+        mkfifo /tmp/hold
+        nc -l -p 5002 </tmp/hold | md5sum >/tmp/recv.sum &
+        p=$!
+        exec 9>/tmp/hold
+        listening 5002
+        say "net recv ready"
+        wait $p
+        exec 9>&-
+        say "net recv end md5 $(cut -d' ' -f1 /tmp/recv.sum)"
+    fi
     say "net done"
     # dom0 pings this address, then shuts the domain down (domu-poweroff.sh).
     while :; do sleep 3600; done

@@ -4,7 +4,11 @@
  *     number (x16) and sub-op: memory_op x0 & 0x3f (MEMOP_CMD_MASK); domctl, sysctl,
  *     platform_op and xsm_op the u32 `cmd` at the start of the struct x0 points to; the calls
  *     inside a multicall (x0 = entries, x1 = count) as "multicall>name:sub"; others x0;
- *   - every TLBI instruction executed, by operation (op1, CRm, op2) and exception level.
+ *   - every TLBI instruction executed, by operation (op1, CRm, op2) and exception level;
+ *   - the grant operations asked for: grant_table_op(cmd = x0, uop = x1, count = x2) moves
+ *     `count` operations per call, so for GNTTABOP_map_grant_ref (0), unmap_grant_ref (1) and
+ *     copy (5) (xen/include/public/grant_table.h) the `count` arguments are summed as well, as
+ *     "gntop <name>" (a call inside a multicall: its args[2]).
  * Phases are cut by the guest's own console lines: a CONSOLEIO_write (console_io, x0 = 0)
  * whose text starts with "DOM0: " ends the current phase and names the next one after the
  * words that follow (up to ":", " on ", " t=" or the end of the line). The same counting works on any
@@ -17,6 +21,8 @@
  * Output (FILE, default stderr), one line per counter at the end of each phase:
  *   PHASE <n> <name> <hypercall>[:<sub>] <count>
  *   PHASE <n> <name> tlbi <OPERATION> el<N> <count>
+ *   PHASE <n> <name> gntop <map_grant_ref|unmap_grant_ref|copy> <sum of count arguments>
+ * (a reader summing hypercalls takes the lines that are neither "tlbi" nor "gntop").
  *   END <n> <name>
  */
 #include <inttypes.h>
@@ -78,18 +84,32 @@ static char phase_name[128] = "boot";
 static struct qemu_plugin_register *reg_x[6], *reg_x16, *reg_cpsr;
 static __thread GByteArray *rbuf, *mbuf;
 
-static void bump(const char *key)
+static void bump_n(const char *key, uint64_t n)
 {
     for (int i = 0; i < ncounters; i++) {
         if (strcmp(counters[i].key, key) == 0) {
-            counters[i].n++;
+            counters[i].n += n;
             return;
         }
     }
     if (ncounters < MAXC) {
         snprintf(counters[ncounters].key, sizeof counters[ncounters].key, "%s", key);
-        counters[ncounters++].n = 1;
+        counters[ncounters++].n = n;
     }
+}
+
+static void bump(const char *key) { bump_n(key, 1); }
+
+/* grant_table_op(cmd, uop, count): the operations it carries ("gntop <name>", count summed),
+ * for the commands whose `count` is a number of grant operations. Called with `lock` held. */
+static void gntop(uint64_t cmd, uint64_t count)
+{
+    const char *n = cmd == 0 ? "map_grant_ref" : cmd == 1 ? "unmap_grant_ref" : cmd == 5 ? "copy" : NULL;
+    char key[64];
+    if (!n)
+        return;
+    snprintf(key, sizeof key, "gntop %s", n);
+    bump_n(key, count);
 }
 
 static void flush_phase(const char *next)
@@ -202,6 +222,8 @@ static void on_hvc(unsigned int vcpu, void *udata)
             hc_key(k, sizeof k, "multicall>", e[0], e[2]);
             pthread_mutex_lock(&lock);
             bump(k);
+            if (e[0] == 20)
+                gntop(e[2], e[4]);
             pthread_mutex_unlock(&lock);
         }
     }
@@ -228,6 +250,8 @@ static void on_hvc(unsigned int vcpu, void *udata)
     }
     pthread_mutex_lock(&lock);
     bump(key);
+    if (nr == 20)
+        gntop(x0, rd(reg_x[2]));
     if (next[0])
         flush_phase(next);
     pthread_mutex_unlock(&lock);

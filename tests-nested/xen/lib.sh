@@ -239,7 +239,7 @@ FIG
 # output (phases before the one named "/init_reached", and before "xl_list_end": hvtrace names a phase after the DOM0 line starting it, spaces as _).
 dom0_trace_sums() {
     awk '
-        $1 == "PHASE" { n = $2; name[n] = $3; if ($4 == "tlbi") t[n] += $NF; else h[n] += $NF }
+        $1 == "PHASE" { n = $2; name[n] = $3; if ($4 == "tlbi") t[n] += $NF; else if ($4 != "gntop") h[n] += $NF }
         $1 == "END" { name[$2] = $3; if ($2 > max) max = $2 }
         END {
             ii = -1; il = -1; hi = ti = hl = tl = 0

@@ -46,7 +46,7 @@ xl_trace_summary() {
         $1 == "PHASE" { nm = $3; if (nm == "xl_create_begin") on = 1; if (!on) next
                         if (!(nm in seen)) { seen[nm] = 1; order[++n] = nm }
                         if ($4 == "tlbi") { k = $5 "@" $6; tl[nm] += $NF; tk[nm, k] += $NF; if (!(k in kseen)) { kseen[k] = 1; kinds[++m] = k } }
-                        else hc[nm] += $NF }
+                        else if ($4 != "gntop") hc[nm] += $NF }
         END {
             printf "%-20s %9s %9s", "phase", "hypercall", "tlbi"
             for (j = 1; j <= m; j++) printf " %s", kinds[j]
@@ -72,9 +72,9 @@ xl_trace_agree() {
         if [ "$n" != "$p" ]; then
             FAIL+=("TLBI $k: hv counted $n, the plugin $p"); bad=1
         fi
-        printf '[%s] xl: TLBI %-13s hv %8s  plugin %8s\n' "$DLOG" "$k" "$n" "$p" >&2
+        printf '[%s] %s: TLBI %-13s hv %8s  plugin %8s\n' "$DLOG" "${DLOG_WHAT:-xl}" "$k" "$n" "$p" >&2
     done
-    [ $bad = 1 ] || dlog "xl: hv's TLBI counters equal the plugin's (EL2, whole run)"
+    [ $bad = 1 ] || dlog "${DLOG_WHAT:-xl}: hv's TLBI counters equal the plugin's (EL2, whole run)"
 }
 
 # xl_trace_limits TRACE POLICY: issue 12's per-create and per-destroy TLBI counts, from the
