@@ -31,10 +31,14 @@ if ! cargo "${tc[@]}" fmt --check; then
     echo "fuzz-smoke: hv/fuzz is not formatted (cargo +nightly fmt in hv/fuzz)"
     exit 1
 fi
-if ! cargo "${tc[@]}" fuzz build "${flags[@]}" 2>&1 | tail -n 3; then
-    echo "fuzz-smoke: build failed"
+mkdir -p target
+if ! cargo "${tc[@]}" fuzz build "${flags[@]}" >target/smoke-build.log 2>&1; then
+    # the compiler's errors, not cargo-fuzz's backtrace
+    grep -E -A12 '^(error|warning)' target/smoke-build.log | head -n 60
+    echo "fuzz-smoke: build failed (whole log: hv/fuzz/target/smoke-build.log)"
     exit 1
 fi
+tail -n 1 target/smoke-build.log
 echo "fuzz-smoke: built in $((SECONDS - t0))s"
 
 work=target/smoke

@@ -303,6 +303,9 @@ impl Arch for GuestCpu {
     fn set_hv_timer(&mut self, deadline: Option<u64>) {
         self.deadline = deadline;
     }
+    fn set_wfe_trap(&mut self, trap: bool) {
+        self.inner.set_wfe_trap(trap);
+    }
     fn wait_for_interrupt(&mut self) {
         self.idle += 1;
         if self.idle > MAX_IDLE {
