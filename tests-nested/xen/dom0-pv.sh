@@ -239,7 +239,7 @@ net_bench() {
 part_net() {
     local l vif id rc
     mark "pv net begin"
-    t_xl create $CFG 'name="domn"' "vif=['bridge=$BR']" "extra=\"$EXTRA domu.pv=net\"" ||
+    t_xl create $CFG 'name="domn"' "vif=['bridge=$BR']" "extra=\"$EXTRA domu.pv=net domu.pv.bench=$BENCH\"" ||
         { pfail "net: xl create exit $?"; why domn; return 1; }
     id=$(t_xl domid domn)
     mark "pv net created: domid $id: $(t_xl network-list domn | tail -n +2 | tr -s ' ' | tr '\n' ';')"
