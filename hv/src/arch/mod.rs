@@ -334,7 +334,7 @@ pub trait Arch {
     fn irq_drop_priority(&mut self, intid: u32);
     /// Send hv's kick SGI to pCPU `cpu` (it leaves its guest or its idle wait).
     fn kick(&mut self, cpu: usize);
-    /// Arm hv's EL2 physical timer for `deadline` (in [`Arch::counter`]
+    /// Arm hv's EL2 timer ([`irq::HYP_TIMER`]) for `deadline` (in [`Arch::counter`]
     /// ticks), or disarm it with `None`.
     fn set_hv_timer(&mut self, deadline: Option<u64>);
     /// Trap the guest's WFE (`HCR_EL2.TWE`) from the next guest entry on
@@ -352,8 +352,15 @@ pub mod irq {
     pub const KICK_SGI: u32 = 0;
     /// The GIC virtual CPU interface maintenance interrupt (PPI 25).
     pub const MAINTENANCE: u32 = 25;
-    /// The EL2 physical timer (PPI 26): hv's time slices.
-    pub const HYP_TIMER: u32 = 26;
+    /// hv's EL2 timer: the EL2 *virtual* timer (`CNTHV_*_EL2`, FEAT_VHE,
+    /// PPI 28, SBSA's and QEMU virt's INTID): time slices and blocked vCPUs'
+    /// deadlines. Not the EL2 physical timer (`CNTHP_*_EL2`, PPI 26): under
+    /// KVM (hv at vEL2, nested) that one is the L1 CPU's EL1 physical timer
+    /// with the VM's physical offset applied through `CNTPOFF_EL2`, and on
+    /// the nested rig (L1 KVM on QEMU TCG) it asserts while hv runs and not
+    /// while L1 handles the exit, until its deadline: an IRQ exit before
+    /// every hv instruction (results/2026-12-06-nested-boot).
+    pub const HYP_TIMER: u32 = 28;
     /// The EL1 virtual timer (PPI 27): the loaded vCPU's timer fired.
     pub const VTIMER: u32 = 27;
 }
