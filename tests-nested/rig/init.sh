@@ -14,7 +14,7 @@
 #     each run: host IRQs taken (irq_handler_entry by Linux irq number; /proc/interrupts is
 #     printed after the run to name them), hrtimers expired (by callback), KVM's timer events
 #     (kvm_timer_update_irq by INTID and level, kvm_timer_emulate / kvm_timer_hrtimer_expire by
-#     timer index: 0 vtimer, 1 ptimer, 2 hvtimer, 3 hptimer), vgic_update_irq_pending and the
+#     timer index: KVM's enum, 0 ptimer, 1 vtimer, 2 hvtimer, 3 hptimer), vgic_update_irq_pending and the
 #     exceptions KVM injects into the guest hypervisor (kvm_inject_nested_exception), printed
 #     as `RIG: hist NAME EVENT: ...`. A histogram an event does not support is reported and
 #     skipped.
