@@ -355,11 +355,11 @@ pub mod irq {
     /// hv's EL2 timer: the EL2 *virtual* timer (`CNTHV_*_EL2`, FEAT_VHE,
     /// PPI 28, SBSA's and QEMU virt's INTID): time slices and blocked vCPUs'
     /// deadlines. Not the EL2 physical timer (`CNTHP_*_EL2`, PPI 26): under
-    /// KVM (hv at vEL2, nested) that one is the L1 CPU's EL1 physical timer
-    /// with the VM's physical offset applied through `CNTPOFF_EL2`, and on
-    /// the nested rig (L1 KVM on QEMU TCG) it asserts while hv runs and not
-    /// while L1 handles the exit, until its deadline: an IRQ exit before
-    /// every hv instruction (results/2026-12-06-nested-boot).
+    /// KVM (hv at vEL2) that one runs on the EL1 physical timer offset by
+    /// `CNTPOFF_EL2`, which the nested rig's L0 (QEMU TCG without EL3) does
+    /// not apply: between a deadline and deadline + offset it asserted while
+    /// hv ran and not while L1 handled the exit, an IRQ exit per hv
+    /// instruction (results/2026-12-06-nested-boot).
     pub const HYP_TIMER: u32 = 28;
     /// The EL1 virtual timer (PPI 27): the loaded vCPU's timer fired.
     pub const VTIMER: u32 = 27;

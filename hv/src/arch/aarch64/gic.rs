@@ -426,8 +426,9 @@ pub fn set_hyp_timer(deadline: Option<u64>) {
     // KVM gives this timer (its `hvtimer`, the EL1 virtual timer while hv
     // runs), so a deadline needs no conversion. The EL2 physical timer did
     // (CNTPCT_EL0 - CNTVCT_EL0 added at each arming, issue 14) and, nested,
-    // its CNTPOFF_EL2 handling made L1 take an IRQ exit per hv instruction
-    // until the deadline ([`irq::HYP_TIMER`]).
+    // its CNTPOFF_EL2 offset, not applied by the rig's L0, made L1 take an
+    // IRQ exit per hv instruction from each deadline to deadline + offset
+    // ([`irq::HYP_TIMER`]).
     match deadline {
         Some(t) => {
             // SAFETY: hv's own EL2 timer; its interrupt (PPI 28) only wakes hv.
