@@ -10,6 +10,14 @@
 #     `RIG: hist NAME kvm_exit: ...` / `RIG: hist NAME kvm_sys_access: ...`, with the exits
 #     summed by exception class as `RIG: exits NAME <count> ec=0x.. ret=..`.
 #   RIG_TICK=N: every N s, `RIG: tick NAME exits=...` (shows a guest that spins or sleeps).
+#   TRACE_IRQS=1 (with TRACE_EXITS=1): also histograms of what L1 does about interrupts during
+#     each run: host IRQs taken (irq_handler_entry by Linux irq number; /proc/interrupts is
+#     printed after the run to name them), hrtimers expired (by callback), KVM's timer events
+#     (kvm_timer_update_irq by INTID and level, kvm_timer_emulate / kvm_timer_hrtimer_expire by
+#     timer index: KVM's enum, 0 ptimer, 1 vtimer, 2 hvtimer, 3 hptimer), vgic_update_irq_pending and the
+#     exceptions KVM injects into the guest hypervisor (kvm_inject_nested_exception), printed
+#     as `RIG: hist NAME EVENT: ...`. A histogram an event does not support is reported and
+#     skipped.
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/bin
 mount -t proc proc /proc
@@ -23,12 +31,25 @@ K=/sys/kernel/debug/kvm
 T=/sys/kernel/tracing
 HIST_EXIT='hist:keys=ret,esr_ec,vcpu_pc:size=16384'
 HIST_SYS='hist:keys=Op0,Op1,CRn,CRm,Op2,is_write,vcpu_pc:size=16384'
-RIG_STAMP=0 RIG_TICK=0 TRACE_EXITS=0
+RIG_STAMP=0 RIG_TICK=0 TRACE_EXITS=0 TRACE_IRQS=0
+# TRACE_IRQS's histograms: `subsystem/event keys`.
+IRQ_HISTS='irq/irq_handler_entry irq
+timer/hrtimer_expire_entry function.sym
+kvm/kvm_timer_update_irq irq,level
+kvm/kvm_timer_emulate timer_idx,should_fire
+kvm/kvm_timer_hrtimer_expire timer_idx
+kvm/vgic_update_irq_pending irq,level
+kvm/kvm_inject_nested_exception type'
 trace_on() {
     mount -t tracefs nodev $T 2>/dev/null
     echo "$HIST_EXIT" >$T/events/kvm/kvm_exit/trigger || echo "RIG: trace: no hist trigger on kvm_exit"
     echo "$HIST_SYS" >$T/events/kvm/kvm_sys_access/trigger ||
         echo "RIG: trace: no hist trigger on kvm_sys_access"
+    [ "$TRACE_IRQS" = 1 ] || return 0
+    echo "$IRQ_HISTS" | while read -r e k; do
+        echo "hist:keys=$k:size=4096" >$T/events/$e/trigger 2>/dev/null ||
+            echo "RIG: trace: no hist trigger on $e ($k)"
+    done
 }
 trace_off() {
     for e in kvm_exit kvm_sys_access; do
@@ -43,6 +64,14 @@ trace_off() {
             c[sprintf("ec=0x%02x ret=%s", e, r)] += h; t += h
         }
         END { for (k in c) printf "RIG: exits %s %d %s\n", n, c[k], k; printf "RIG: exits %s %d total\n", n, t }'
+    if [ "$TRACE_IRQS" = 1 ]; then
+        echo "$IRQ_HISTS" | while read -r e k; do
+            [ -r $T/events/$e/hist ] || continue
+            grep -v '^#' $T/events/$e/hist | grep . | sed "s|^|RIG: hist $1 $e: |"
+            echo "!hist:keys=$k:size=4096" >$T/events/$e/trigger 2>/dev/null
+        done
+        sed "s/^/RIG: interrupts $1: /" /proc/interrupts
+    fi
     echo "!$HIST_EXIT" >$T/events/kvm/kvm_exit/trigger
     echo "!$HIST_SYS" >$T/events/kvm/kvm_sys_access/trigger
 }

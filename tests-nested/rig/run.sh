@@ -40,6 +40,9 @@ usage: run.sh --guest IMAGE [--ipa-limit 48|52] [--smp N] [--vm-cpus N] [--vm-me
                (exception class, PC) and trapped system registers by (name, PC) during each
                run and prints them as `RIG: hist NAME ...` lines, and the exits by exception
                class as `RIG: exits NAME <count> ec=0x.. ret=..`
+  --trace-irqs (or RIG_TRACE_IRQS=1; implies --trace-exits) also L1's histograms of host IRQs,
+               hrtimer callbacks, KVM timer events and injections into the guest hypervisor
+               (init.sh TRACE_IRQS), and /proc/interrupts after each run
   --tick N     print the VM's KVM exits every N s (`RIG: tick NAME exits=...`)
   --dtb        (qemu) the DTB L1's QEMU gives the guest (e.g. the bare-QEMU one with modules)
   --load       (qemu) FILE loaded raw at ADDR (-device loader,...,force-raw=on)
@@ -57,7 +60,7 @@ U
 
 IPA_LIMIT=48 SMP=1 TIMEOUT=900 LOG="" GUEST="" CMDLINE=""
 VM_CPUS=1 VM_MEM=512 VM_IPA=40 STAMPS="" QUIET=0 CPU_STAMPS=0 L1_APPEND=
-L1_VMM=rig DTB="" QEMU_CPU=host TRACE=${RIG_TRACE_EXITS:-0} TICK=0
+L1_VMM=rig DTB="" QEMU_CPU=host TRACE=${RIG_TRACE_EXITS:-0} TICK=0 TRACE_IRQS=${RIG_TRACE_IRQS:-0}
 MODS=() EXPECT=() LOADS=() FILES=() QRUNS=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -81,6 +84,7 @@ while [ $# -gt 0 ]; do
         --dtb) DTB=$2; shift 2 ;;
         --qemu-cpu) QEMU_CPU=$2; shift 2 ;;
         --trace-exits) TRACE=1; shift ;;
+        --trace-irqs) TRACE_IRQS=1; shift ;;
         --tick) TICK=$2; shift 2 ;;
         --load) LOADS+=("$2"); shift 2 ;;
         --file) FILES+=("$2"); shift 2 ;;
@@ -186,7 +190,9 @@ else
 fi
 # Options for init.sh (either VMM): ftrace of kvm_exit, periodic exit counts.
 {
+    [ "$TRACE_IRQS" = 1 ] && TRACE=1
     [ "$TRACE" = 1 ] && echo "TRACE_EXITS=1"
+    [ "$TRACE_IRQS" = 1 ] && echo "TRACE_IRQS=1"
     [ "$TICK" != 0 ] && echo "RIG_TICK=$TICK"
     cat "$ROOT/args"
 } >"$ROOT/args.new"

@@ -334,7 +334,7 @@ pub trait Arch {
     fn irq_drop_priority(&mut self, intid: u32);
     /// Send hv's kick SGI to pCPU `cpu` (it leaves its guest or its idle wait).
     fn kick(&mut self, cpu: usize);
-    /// Arm hv's EL2 physical timer for `deadline` (in [`Arch::counter`]
+    /// Arm hv's EL2 timer ([`irq::HYP_TIMER`]) for `deadline` (in [`Arch::counter`]
     /// ticks), or disarm it with `None`.
     fn set_hv_timer(&mut self, deadline: Option<u64>);
     /// Trap the guest's WFE (`HCR_EL2.TWE`) from the next guest entry on
@@ -352,8 +352,15 @@ pub mod irq {
     pub const KICK_SGI: u32 = 0;
     /// The GIC virtual CPU interface maintenance interrupt (PPI 25).
     pub const MAINTENANCE: u32 = 25;
-    /// The EL2 physical timer (PPI 26): hv's time slices.
-    pub const HYP_TIMER: u32 = 26;
+    /// hv's EL2 timer: the EL2 *virtual* timer (`CNTHV_*_EL2`, FEAT_VHE,
+    /// PPI 28, SBSA's and QEMU virt's INTID): time slices and blocked vCPUs'
+    /// deadlines. Not the EL2 physical timer (`CNTHP_*_EL2`, PPI 26): under
+    /// KVM (hv at vEL2) that one runs on the EL1 physical timer offset by
+    /// `CNTPOFF_EL2`, which the nested rig's L0 (QEMU TCG without EL3) does
+    /// not apply: between a deadline and deadline + offset it asserted while
+    /// hv ran and not while L1 handled the exit, an IRQ exit per hv
+    /// instruction (results/2026-12-06-nested-boot).
+    pub const HYP_TIMER: u32 = 28;
     /// The EL1 virtual timer (PPI 27): the loaded vCPU's timer fired.
     pub const VTIMER: u32 = 27;
 }

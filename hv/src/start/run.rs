@@ -17,7 +17,7 @@
 //! the timer (`CNTV_CTL_EL0.IMASK`, on the guest's behalf) and injects virtual
 //! PPI 27, as Xen's `vtimer_interrupt` does (xen/arch/arm/vtimer.c); the
 //! guest's handler reprograms `CNTV_CTL`, which unmasks it. While a blocked
-//! vCPU is not loaded, hv arms its EL2 physical timer (PPI 26) for the
+//! vCPU is not loaded, hv arms its EL2 timer (the EL2 virtual timer, PPI 28) for the
 //! earliest such deadline and injects PPI 27 when it passes.
 
 use alloc::boxed::Box;

@@ -7,8 +7,8 @@
 //! redistributor is the frame whose `GICR_TYPER.Affinity` equals its MPIDR
 //! (walking each DTB region by 128 KiB, or 256 KiB with `VLPIS`, until
 //! `Last`), woken through `GICR_WAKER`; SGIs/PPIs in Group 1, hv's kick SGI
-//! and PPIs 25 (maintenance), 26 (EL2 physical timer), 27 (EL1 virtual timer)
-//! enabled; CPU interface: `ICC_PMR_EL1` = 0xff, `ICC_BPR1_EL1` = 0,
+//! and PPIs 25 (maintenance), 28 (EL2 virtual timer, hv's), 27 (EL1 virtual
+//! timer) enabled, the EL2 physical timer off; CPU interface: `ICC_PMR_EL1` = 0xff, `ICC_BPR1_EL1` = 0,
 //! `ICC_CTLR_EL1.EOImode` = 1 (an EOI only drops the priority; deactivation
 //! is a separate `ICC_DIR_EL1` write), `ICC_IGRPEN1_EL1` = 1;
 //! `ICH_HCR_EL2` = 0 until a vCPU is entered. hv runs with `PSTATE.I` set at
@@ -330,6 +330,10 @@ pub unsafe fn init_cpu(info: &BootInfo<'_>, index: usize) {
         sgi + 0x100,
         (1 << irq::KICK_SGI) | (1 << irq::MAINTENANCE) | (1 << irq::HYP_TIMER) | (1 << irq::VTIMER),
     );
+    // The EL2 physical timer is not hv's ([`irq::HYP_TIMER`]); its reset
+    // state is UNKNOWN on hardware: keep it off (and PPI 26 disabled above).
+    // SAFETY: CNTHP_CTL_EL2 = 0 only stops a timer nothing uses.
+    unsafe { write_sysreg!("S3_4_C14_C2_1", 0u64) };
     // SAFETY (each CPU-interface write below): hv's own physical CPU
     // interface at EL2 (ICC_SRE_EL2.SRE = 1 from init_el2); IRQs stay masked
     // by PSTATE.I, so nothing is taken as an exception.
@@ -412,32 +416,28 @@ pub fn kick(cpu: usize) {
     isb(); // the SGI is generated before hv goes on
 }
 
-/// Arm (or disarm) the EL2 physical timer (`CNTHP_CVAL_EL2`, `CNTHP_CTL_EL2`).
+/// Arm (or disarm) hv's EL2 timer, the EL2 virtual timer (`CNTHV_CVAL_EL2`,
+/// `CNTHV_CTL_EL2`, FEAT_VHE, which hv requires; [`irq::HYP_TIMER`]).
 /// `deadline` is a `CNTVCT_EL0` value (hv's clock, [`crate::arch::Arch::counter`]).
 pub fn set_hyp_timer(deadline: Option<u64>) {
+    // The EL2 virtual timer compares with the count hv reads as CNTVCT_EL0:
+    // at EL2 with E2H = 1 both are the physical count (offset 0); a guest
+    // hypervisor under KVM reads CNTVCT_EL0 through the same virtual offset
+    // KVM gives this timer (its `hvtimer`, the EL1 virtual timer while hv
+    // runs), so a deadline needs no conversion. The EL2 physical timer did
+    // (CNTPCT_EL0 - CNTVCT_EL0 added at each arming, issue 14) and, nested,
+    // its CNTPOFF_EL2 offset, not applied by the rig's L0, made L1 take an
+    // IRQ exit per hv instruction from each deadline to deadline + offset
+    // ([`irq::HYP_TIMER`]).
     match deadline {
         Some(t) => {
-            // CNTHP_CVAL_EL2 compares with the physical count (CNTPCT_EL0), hv's
-            // deadlines are virtual counts. hv sets CNTVOFF_EL2 = 0, so on hardware
-            // the two are equal; a guest hypervisor under KVM also sees the
-            // virtual-counter offset its VMM set for the whole VM (QEMU writes
-            // KVM_REG_ARM_TIMER_CNT when it resets a vCPU: seconds under TCG), which
-            // the physical count does not have. Unconverted, every deadline was
-            // already past there: an endless timer interrupt, and a domU never ran
-            // (QEMU-in-L1 rig, issue 14). The difference is read at each arming (the
-            // VMM may change the offset, e.g. on a VM pause); neither read traps when
-            // the physical counter has no offset.
-            isb(); // the counters are read after everything before (not early)
-            let v = read_sysreg!("cntvct_el0");
-            let p = read_sysreg!("cntpct_el0");
-            let t = t.wrapping_add(p.wrapping_sub(v));
-            // SAFETY: hv's own EL2 timer; its interrupt (PPI 26) only wakes hv.
-            unsafe { write_sysreg!("S3_4_C14_C2_2", t) };
+            // SAFETY: hv's own EL2 timer; its interrupt (PPI 28) only wakes hv.
+            unsafe { write_sysreg!("S3_4_C14_C3_2", t) };
             // SAFETY: as above. ENABLE = 1, IMASK = 0.
-            unsafe { write_sysreg!("S3_4_C14_C2_1", 1u64) };
+            unsafe { write_sysreg!("S3_4_C14_C3_1", 1u64) };
         }
         // SAFETY: as above. Disabled.
-        None => unsafe { write_sysreg!("S3_4_C14_C2_1", 0u64) },
+        None => unsafe { write_sysreg!("S3_4_C14_C3_1", 0u64) },
     }
     isb(); // the timer's new settings apply before hv waits or enters a guest
 }

@@ -298,3 +298,28 @@ fn irq_exits_keep_the_window_unless_the_caller_gets_an_interrupt() {
         assert_eq!(at_write, want, "{case}: the console write");
     }
 }
+
+/// hv's EL2 timer is the EL2 virtual timer (PPI 28): its interrupt is hv's
+/// own (disarmed, EOIR + DIR, never shown to a guest). With the EL2
+/// physical timer (PPI 26) as hv's timer, 28 was an unexpected interrupt
+/// and nothing disarmed the level-sensitive timer
+/// (results/2026-12-06-nested-boot: nested, PPI 26's timer cost an IRQ exit
+/// per hv instruction).
+#[test]
+fn the_el2_virtual_timer_is_hvs_timer() {
+    assert_eq!(irq::HYP_TIMER, 28);
+    let (sys, machine, _hw, _id) = system_with_routed_rtc();
+    script(&machine, [Step::irq_with(&[28]), poweroff()]);
+    let mut arch = FakeArch::new(0, machine.clone());
+    assert_eq!(sys.run_cpu(&mut arch), CpuExit::PowerOff);
+    let m = machine.lock();
+    assert!(
+        m.events.contains(&Event::HvTimer {
+            cpu: 0,
+            deadline: None
+        }),
+        "the timer interrupt disarms hv's timer"
+    );
+    assert!(m.irq_ends().contains(&(0, 28, true)), "EOIR + DIR");
+    assert!(lr_writes_of(&m, 28).is_empty());
+}
