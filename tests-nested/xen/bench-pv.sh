@@ -20,15 +20,11 @@ OUT=${OUT:-${CARGO_TARGET_DIR:-$REPO/target}/bench-pv}
 mkdir -p "$OUT"
 export PV_BENCH=${PV_BENCH:-64} TRACE=${TRACE-1} TIMEOUT=${TIMEOUT:-900}
 export PV_DOM0_OUT=$OUT/dom0-pv   # one image for both runs
-rc=0
+# shellcheck source=tests-nested/xen/bench-lib.sh
+source "$XEN_DIR/bench-lib.sh"
 declare -A ST=()
-for h in xen hv; do
-    if [ -n "${TABLE_ONLY:-}" ]; then ST[$h]=recorded; continue; fi
-    runner=$XEN_DIR/run-$([ $h = xen ] && echo peer || echo hv).sh
-    echo "[bench-pv] $h: $runner pv (PV_BENCH=$PV_BENCH${TRACE:+, TRACE=1}), output $OUT/run-$h.txt" >&2
-    if OUT=$OUT/$h "$runner" pv >"$OUT/run-$h.txt" 2>&1; then ST[$h]=PASS; else ST[$h]=FAIL; rc=1; fi
-    tail -n 1 "$OUT/run-$h.txt" >&2
-done
+bench_both pv "PV_BENCH=$PV_BENCH"
+rc=$BENCH_RC
 
 # One row per phase (write, read: the domU's dd; send: domU -> dom0, recv: dom0 -> domU) and
 # figure of pv.sh's pv_bench lines (key=value; "-" where a run has none), Xen beside hv.

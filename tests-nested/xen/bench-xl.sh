@@ -20,15 +20,11 @@ OUT=${OUT:-${CARGO_TARGET_DIR:-$REPO/target}/bench-xl}
 mkdir -p "$OUT"
 export XL_ROUNDS=${XL_ROUNDS:-20}
 export XL_DOM0_OUT=$OUT/dom0-xl   # one image for both runs
-rc=0
+# shellcheck source=tests-nested/xen/bench-lib.sh
+source "$XEN_DIR/bench-lib.sh"
 declare -A ST=()
-for h in xen hv; do
-    if [ -n "${TABLE_ONLY:-}" ]; then ST[$h]=recorded; continue; fi
-    runner=$XEN_DIR/run-$([ $h = xen ] && echo peer || echo hv).sh
-    echo "[bench-xl] $h: $runner xl (XL_ROUNDS=$XL_ROUNDS${TRACE:+, TRACE=1}), output $OUT/run-$h.txt" >&2
-    if OUT=$OUT/$h "$runner" xl >"$OUT/run-$h.txt" 2>&1; then ST[$h]=PASS; else ST[$h]=FAIL; rc=1; fi
-    tail -n 1 "$OUT/run-$h.txt" >&2
-done
+bench_both xl "XL_ROUNDS=$XL_ROUNDS"
+rc=$BENCH_RC
 
 # phase_table: one row per phase of hv's xl-phases.txt (in its order): seconds on Xen and hv,
 # then (TRACE) EL2 TLBIs and full flushes on each, rounds as means per round.
