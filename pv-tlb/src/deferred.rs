@@ -530,25 +530,7 @@ mod tests {
         s
     }
 
-    const POLICIES: [Policy; 5] = [
-        Policy::XenCompat,
-        Policy::Targeted {
-            has_range: false,
-            nested: false,
-        },
-        Policy::Targeted {
-            has_range: false,
-            nested: true,
-        },
-        Policy::Targeted {
-            has_range: true,
-            nested: false,
-        },
-        Policy::Targeted {
-            has_range: true,
-            nested: true,
-        },
-    ];
+    const POLICIES: [Policy; 5] = Policy::ALL;
 
     fn full(vmid: Vmid) -> [crate::TlbOp; 4] {
         use crate::TlbOp;

@@ -430,25 +430,7 @@ mod plan_props {
     use crate::plan::{plan, Policy};
     use proptest::prelude::*;
 
-    const POLICIES: [Policy; 5] = [
-        Policy::XenCompat,
-        Policy::Targeted {
-            has_range: true,
-            nested: true,
-        },
-        Policy::Targeted {
-            has_range: false,
-            nested: true,
-        },
-        Policy::Targeted {
-            has_range: true,
-            nested: false,
-        },
-        Policy::Targeted {
-            has_range: false,
-            nested: false,
-        },
-    ];
+    const POLICIES: [Policy; 5] = Policy::ALL;
 
     proptest! {
         /// Any plan drops every cached entry of the set (at its level) and

@@ -103,6 +103,28 @@ pub const BARE_THRESHOLD: u64 = 512;
 pub const NESTED_THRESHOLD: u64 = 16384;
 
 impl Policy {
+    /// Every policy: xen-compat and the four targeted combinations (tests
+    /// and models run their properties under each).
+    pub const ALL: [Policy; 5] = [
+        Policy::XenCompat,
+        Policy::Targeted {
+            has_range: false,
+            nested: false,
+        },
+        Policy::Targeted {
+            has_range: false,
+            nested: true,
+        },
+        Policy::Targeted {
+            has_range: true,
+            nested: false,
+        },
+        Policy::Targeted {
+            has_range: true,
+            nested: true,
+        },
+    ];
+
     /// Number of range/page TLBI instructions above which a targeted plan
     /// is replaced by one full VMID flush. `u64::MAX` for xen-compat (not used).
     #[must_use]
@@ -378,6 +400,20 @@ fn ipa_ops(vmid: Vmid, set: &InvalidationSet, has_range: bool, out: &mut Plan) {
     }
 }
 
+/// The IPA TLBIs covering `set` (ranges when `has_range`), or `None` when
+/// they would exceed [`Policy::threshold`] and one full flush is cheaper
+/// ([`plan()`] and [`retire_plan`] fall back to it alike).
+fn ipa_within_threshold(
+    vmid: Vmid,
+    set: &InvalidationSet,
+    has_range: bool,
+    policy: &Policy,
+) -> Option<Plan> {
+    let mut ipa = Plan::new();
+    ipa_ops(vmid, set, has_range, &mut ipa);
+    (ipa.ops.len() as u64 <= policy.threshold()).then_some(ipa)
+}
+
 /// The plan that invalidates `set` for `vmid` under `policy`.
 ///
 /// An empty set gives an empty plan. Xen-compat: one full flush.
@@ -391,12 +427,10 @@ pub fn plan(vmid: Vmid, set: &InvalidationSet, policy: &Policy) -> Plan {
     match *policy {
         Policy::XenCompat => full_flush(vmid),
         Policy::Targeted { has_range, .. } => {
-            let mut ipa = Plan::new();
-            ipa_ops(vmid, set, has_range, &mut ipa);
-            if ipa.ops.len() as u64 > policy.threshold() {
-                return full_flush(vmid);
+            match ipa_within_threshold(vmid, set, has_range, policy) {
+                Some(ipa) => targeted(vmid, ipa, set.needs_stage1()),
+                None => full_flush(vmid),
             }
-            targeted(vmid, ipa, set.needs_stage1())
         }
     }
 }
@@ -425,11 +459,9 @@ pub fn retire_plan(vmid: Vmid, set: &InvalidationSet, policy: &Policy) -> Plan {
     match *policy {
         Policy::XenCompat => full_flush(vmid),
         Policy::Targeted { has_range, .. } => {
-            let mut ipa = Plan::new();
-            ipa_ops(vmid, set, has_range, &mut ipa);
-            if ipa.ops.len() as u64 > policy.threshold() {
+            let Some(mut ipa) = ipa_within_threshold(vmid, set, has_range, policy) else {
                 return full_flush(vmid);
-            }
+            };
             for op in &mut ipa.ops {
                 match op {
                     TlbOp::Ipas2e1is { ttl, .. } | TlbOp::Ripas2e1is { ttl, .. } => *ttl = None,
