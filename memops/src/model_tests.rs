@@ -299,21 +299,12 @@ impl Harness {
     }
 }
 
-const POLICIES: [Policy; 4] = [
-    Policy::XenCompat,
-    Policy::Targeted {
-        has_range: true,
-        nested: true,
-    },
-    Policy::Targeted {
-        has_range: false,
-        nested: true,
-    },
-    Policy::Targeted {
-        has_range: true,
-        nested: false,
-    },
-];
+const POLICIES: [Policy; 5] = Policy::ALL;
+/// hv's choice nested with FEAT_TLBIRANGE (the mutation tests' targeted policy).
+const TARGETED_RANGE_NESTED: Policy = Policy::Targeted {
+    has_range: true,
+    nested: true,
+};
 
 fn keep_all(_: &TlbOp) -> bool {
     true
@@ -389,7 +380,7 @@ fn the_model_catches_each_missing_flush() {
     let no_s1: Keep = |o| !matches!(o, TlbOp::Vmalle1is { .. });
     let no_switch: Keep = |o| !matches!(o, TlbOp::Vmalle1 { .. } | TlbOp::Vmalls12e1 { .. });
     let no_full: Keep = |o| !matches!(o, TlbOp::Vmalls12e1is { .. });
-    let targeted = POLICIES[1];
+    let targeted = TARGETED_RANGE_NESTED;
     for (name, policy, keep) in [
         ("IPA TLBIs", targeted, no_ipa),
         ("VMALLE1IS after IPA TLBIs", targeted, no_s1),
@@ -415,9 +406,21 @@ fn random_sequences_find_each_missing_flush() {
     let no_full: Keep = |o| !matches!(o, TlbOp::Vmalls12e1is { .. });
     let no_switch: Keep = |o| !matches!(o, TlbOp::Vmalle1 { .. } | TlbOp::Vmalls12e1 { .. });
     for (policy, keep) in [
-        (POLICIES[1], no_s1),
-        (POLICIES[2], no_ipa),
-        (POLICIES[3], no_switch),
+        (TARGETED_RANGE_NESTED, no_s1),
+        (
+            Policy::Targeted {
+                has_range: false,
+                nested: true,
+            },
+            no_ipa,
+        ),
+        (
+            Policy::Targeted {
+                has_range: true,
+                nested: false,
+            },
+            no_switch,
+        ),
         (Policy::XenCompat, no_full),
         (Policy::XenCompat, no_switch),
     ] {
