@@ -480,5 +480,7 @@ fn the_model_catches_a_wrong_ttl_hint_and_a_skipped_bbm_flush() {
     }
     // Dropping every IPA TLBI (hence the BBM one too) leaves the block cached.
     let no_ipa: Keep = |o| !matches!(o, TlbOp::Ipas2e1is { .. } | TlbOp::Ripas2e1is { .. });
-    assert!(Harness::new(POLICIES[1], no_ipa).run_all(&steps).is_err());
+    assert!(Harness::new(TARGETED_RANGE_NESTED, no_ipa)
+        .run_all(&steps)
+        .is_err());
 }
